@@ -11,7 +11,10 @@ export type NativeAnswer =
   /** Fail with this errno (used when the decision needs the notification, e.g. for tracing). */
   | { kind: 'errno'; errno: number }
   /** Copy `bytes` into the caller's memory at the pointer in argument `argIndex`, then return 0. */
-  | { kind: 'struct'; argIndex: number; bytes: Uint8Array };
+  | { kind: 'struct'; argIndex: number; bytes: Uint8Array }
+  /** Let the kernel run the call as made (SECCOMP_USER_NOTIF_FLAG_CONTINUE). Only for
+   * decisions that did not depend on caller memory (it can change after we look). */
+  | { kind: 'continue' };
 
 export type Action =
   /** Run the syscall in the kernel, untouched. */
@@ -115,6 +118,8 @@ function sameAnswer(a: NativeAnswer, b: NativeAnswer): boolean {
       return a.value === (b as typeof a).value;
     case 'errno':
       return a.errno === (b as typeof a).errno;
+    case 'continue':
+      return true;
     case 'struct': {
       const o = b as typeof a;
       return a.argIndex === o.argIndex && Buffer.compare(Buffer.from(a.bytes), Buffer.from(o.bytes)) === 0;

@@ -1,0 +1,60 @@
+import type { ArchName, NativeAnswer } from '../src/plan/action.js';
+import type { Profile } from '../src/profile/types.js';
+
+/** One seccomp user notification, as the supervisor hands it to a shim. */
+export interface Notification {
+  /** Notification cookie (u64). */
+  id: bigint;
+  /** Caller thread id, in the supervisor's PID namespace. */
+  pid: number;
+  arch: ArchName;
+  nr: number;
+  /** Syscall name from the arch's table ('' when unknown). */
+  name: string;
+  /** The six raw arguments. */
+  args: readonly bigint[];
+  /** Caller instruction pointer. */
+  ip: bigint;
+}
+
+/** What a shim answers. */
+export type ShimResult =
+  | { kind: 'value'; value: bigint }
+  | { kind: 'errno'; errno: number }
+  /** Let the kernel run the call as made. Never after a decision based on caller memory. */
+  | { kind: 'continue' }
+  /** Install `fd` (a supervisor fd) into the caller and return its number there (SECCOMP_IOCTL_NOTIF_ADDFD). */
+  | { kind: 'addfd'; fd: number; cloexec: boolean };
+
+/** Access to the caller while one notification is pending. */
+export interface CallerAccess {
+  /** Read `len` bytes at `addr` in the caller. Throws a CallerMemoryError (errno EFAULT) on a bad pointer. */
+  read(addr: bigint, len: number): Buffer;
+  /** Read a NUL-terminated string of at most `max` bytes. */
+  readString(addr: bigint, max?: number): string;
+  /** Write bytes into the caller. */
+  write(addr: bigint, data: Uint8Array): void;
+  /** True while the notification is still pending (the caller has not been killed or interrupted). */
+  valid(): boolean;
+}
+
+export interface ShimContext {
+  profile: Profile;
+  caller: CallerAccess;
+}
+
+export interface Shim {
+  /** Registry key, e.g. 'uname'. */
+  name: string;
+  /** Syscall names this shim can answer (x86_64 names; i386 aliases resolve by name). */
+  syscalls: string[];
+  /** One paragraph for docs/SUPPORT.md: exact semantics and limits. */
+  doc: string;
+  /**
+   * The answer, when it is known in advance for this profile: the native
+   * supervisor then gives it without entering JavaScript.
+   */
+  fixedAnswer?(syscall: string, profile: Profile): NativeAnswer | undefined;
+  /** Answer one notification. May be async; the caller stays blocked until it settles. */
+  handle(n: Notification, ctx: ShimContext): ShimResult | Promise<ShimResult>;
+}
