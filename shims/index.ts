@@ -1,0 +1,13 @@
+import type { Shim } from './types.js';
+import { unameShim } from './uname.js';
+
+/** Every shim vjail has, by name. docs/SUPPORT.md is printed from this registry. */
+export const shims: ReadonlyMap<string, Shim> = new Map([unameShim].map((s) => [s.name, s]));
+
+const bySyscall = new Map<string, Shim>();
+for (const s of shims.values()) for (const name of s.syscalls) bySyscall.set(name, s);
+
+/** The shim that can answer syscall `name`, if any. */
+export function shimForSyscall(name: string): Shim | undefined {
+  return bySyscall.get(name);
+}
