@@ -1,0 +1,187 @@
+/**
+ * A strict JSON reader (RFC 8259) that keeps large integers exact.
+ *
+ * Seccomp argument values are u64; a file may hold 18446744073709551615,
+ * which `JSON.parse` would round to a double. Node 20's `JSON.parse` does not
+ * give revivers the source text, so we read the text ourselves: an integer
+ * literal that is not a safe JavaScript integer becomes a `bigint`; every
+ * other value comes out as `JSON.parse` would give it.
+ *
+ * Errors carry the 1-based line and column of the offending character.
+ */
+
+export class JsonSyntaxError extends Error {
+  constructor(
+    readonly detail: string,
+    readonly line: number,
+    readonly column: number,
+  ) {
+    super(`${detail} at line ${line}, column ${column}`);
+    this.name = 'JsonSyntaxError';
+  }
+}
+
+const NUMBER = /-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?/y;
+const ESCAPES: Record<string, string> = { '"': '"', '\\': '\\', '/': '/', b: '\b', f: '\f', n: '\n', r: '\r', t: '\t' };
+
+export function parseJsonExact(text: string): unknown {
+  return new Reader(text).document();
+}
+
+class Reader {
+  private pos = 0;
+
+  constructor(private readonly text: string) {
+    if (text.charCodeAt(0) === 0xfeff) this.pos = 1; // byte-order mark
+  }
+
+  document(): unknown {
+    this.space();
+    const v = this.value();
+    this.space();
+    if (this.pos < this.text.length) this.fail(`unexpected ${this.describe()} after the JSON value`);
+    return v;
+  }
+
+  private value(): unknown {
+    const c = this.text[this.pos];
+    switch (c) {
+      case '{':
+        return this.object();
+      case '[':
+        return this.array();
+      case '"':
+        return this.string();
+      case 't':
+        return this.word('true', true);
+      case 'f':
+        return this.word('false', false);
+      case 'n':
+        return this.word('null', null);
+      default:
+        if (c === '-' || (c !== undefined && c >= '0' && c <= '9')) return this.number();
+        return this.fail(`expected a value, found ${this.describe()}`);
+    }
+  }
+
+  private object(): Record<string, unknown> {
+    const out: Record<string, unknown> = {};
+    this.items('}', () => {
+      if (this.text[this.pos] !== '"') this.fail(`expected a "quoted" property name, found ${this.describe()}`);
+      const key = this.string();
+      this.space();
+      this.expect(':');
+      this.space();
+      // defineProperty: a key named "__proto__" is data, not a prototype switch.
+      Object.defineProperty(out, key, { value: this.value(), enumerable: true, writable: true, configurable: true });
+    });
+    return out;
+  }
+
+  private array(): unknown[] {
+    const out: unknown[] = [];
+    this.items(']', () => out.push(this.value()));
+    return out;
+  }
+
+  /** The comma-separated members of an object or array; `pos` is at its opening bracket. */
+  private items(close: string, member: () => void): void {
+    this.pos++;
+    this.space();
+    if (this.text[this.pos] === close) {
+      this.pos++;
+      return;
+    }
+    for (;;) {
+      this.space();
+      member();
+      this.space();
+      if (this.text[this.pos] !== ',') break;
+      this.pos++;
+    }
+    this.expect(close);
+  }
+
+  private string(): string {
+    this.pos++; // opening quote
+    let out = '';
+    let start = this.pos;
+    for (;;) {
+      if (this.pos >= this.text.length) this.fail('unterminated string');
+      const code = this.text.charCodeAt(this.pos);
+      if (code === 0x22) break; // "
+      if (code < 0x20) this.fail('control character in string (escape it)');
+      if (code !== 0x5c) {
+        this.pos++;
+        continue;
+      }
+      out += this.text.slice(start, this.pos);
+      const e = this.text[this.pos + 1];
+      if (e === 'u') {
+        const hex = this.text.slice(this.pos + 2, this.pos + 6);
+        if (!/^[0-9a-fA-F]{4}$/.test(hex)) {
+          this.pos++;
+          this.fail('bad \\u escape (needs four hex digits)');
+        }
+        out += String.fromCharCode(parseInt(hex, 16));
+        this.pos += 6;
+      } else if (e !== undefined && e in ESCAPES) {
+        out += ESCAPES[e];
+        this.pos += 2;
+      } else {
+        this.pos++;
+        this.fail(`bad escape \\${e ?? ''} in string`);
+      }
+      start = this.pos;
+    }
+    out += this.text.slice(start, this.pos);
+    this.pos++; // closing quote
+    return out;
+  }
+
+  private number(): number | bigint {
+    NUMBER.lastIndex = this.pos;
+    const m = NUMBER.exec(this.text);
+    if (!m) return this.fail(`bad number`);
+    this.pos += m[0].length;
+    const n = Number(m[0]);
+    if (m[1] === undefined && m[2] === undefined && !Number.isSafeInteger(n)) return BigInt(m[0]);
+    return n;
+  }
+
+  private word<T>(w: string, v: T): T {
+    if (!this.text.startsWith(w, this.pos)) this.fail(`expected a value, found ${this.describe()}`);
+    this.pos += w.length;
+    return v;
+  }
+
+  private expect(c: string): void {
+    if (this.text[this.pos] !== c) this.fail(`expected '${c}', found ${this.describe()}`);
+    this.pos++;
+  }
+
+  private space(): void {
+    while (this.pos < this.text.length) {
+      const c = this.text.charCodeAt(this.pos);
+      if (c !== 0x20 && c !== 0x0a && c !== 0x0d && c !== 0x09) return;
+      this.pos++;
+    }
+  }
+
+  private describe(): string {
+    if (this.pos >= this.text.length) return 'end of input';
+    return JSON.stringify(this.text[this.pos]);
+  }
+
+  private fail(detail: string): never {
+    let line = 1;
+    let lineStart = 0;
+    for (let i = 0; i < this.pos && i < this.text.length; i++) {
+      if (this.text.charCodeAt(i) === 0x0a) {
+        line++;
+        lineStart = i + 1;
+      }
+    }
+    throw new JsonSyntaxError(detail, line, this.pos - lineStart + 1);
+  }
+}
