@@ -23,7 +23,8 @@ export type ShimResult =
   | { kind: 'errno'; errno: number }
   /** Let the kernel run the call as made. Never after a decision based on caller memory. */
   | { kind: 'continue' }
-  /** Install `fd` (a supervisor fd) into the caller and return its number there (SECCOMP_IOCTL_NOTIF_ADDFD). */
+  /** Install `fd` (a supervisor fd) into the caller and return its number there
+   * (SECCOMP_IOCTL_NOTIF_ADDFD). The supervisor closes its own `fd` afterwards. */
   | { kind: 'addfd'; fd: number; cloexec: boolean };
 
 /** Access to the caller while one notification is pending. */
@@ -55,6 +56,11 @@ export interface Shim {
    * supervisor then gives it without entering JavaScript.
    */
   fixedAnswer?(syscall: string, profile: Profile): NativeAnswer | undefined;
+  /**
+   * Arguments that make the kernel reject each syscall harmlessly, for probing
+   * whether the host has it. Default: every argument -1.
+   */
+  probeArgs?: Record<string, bigint[]>;
   /** Answer one notification. May be async; the caller stays blocked until it settles. */
   handle(n: Notification, ctx: ShimContext): ShimResult | Promise<ShimResult>;
 }

@@ -1,0 +1,255 @@
+#include "supervisor.h"
+#include "caller.h"
+#include "protocol.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef SECCOMP_IOCTL_NOTIF_SET_FLAGS
+#define SECCOMP_IOCTL_NOTIF_SET_FLAGS SECCOMP_IOW(4, __u64)
+#endif
+#ifndef SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP
+#define SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (1UL << 0)
+#endif
+#define AUDIT_ARCH_X86_64_ 0xC000003EU
+#define AUDIT_ARCH_I386_ 0x40000003U
+#define RING_CAP 4096
+
+uint64_t sup_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int sup_arch_index(uint32_t audit_arch)
+{
+	return audit_arch == AUDIT_ARCH_X86_64_ ? 0 : audit_arch == AUDIT_ARCH_I386_ ? 1 : -1;
+}
+
+int sup_init(struct supervisor *s, int listener, int native_answers)
+{
+	memset(s, 0, sizeof *s);
+	s->listener = listener;
+	s->native_answers = native_answers;
+	s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	s->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	s->cap = RING_CAP;
+	s->ring = calloc(RING_CAP, sizeof *s->ring);
+	s->stats = calloc(SUP_ARCHES * SUP_MAX_NR, sizeof *s->stats);
+	struct seccomp_notif_sizes sizes;
+	s->notif_size = syscall(SYS_seccomp, SECCOMP_GET_NOTIF_SIZES, 0, &sizes) == 0 ? sizes.seccomp_notif
+										     : sizeof(struct seccomp_notif);
+	if (s->wake_fd < 0 || s->stop_fd < 0 || !s->ring || !s->stats)
+		return errno ? errno : ENOMEM;
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_mutex_init(&s->stats_mu, NULL);
+	pthread_cond_init(&s->space, NULL);
+	/* Best effort: the kernel wakes the caller on our CPU when we answer
+	 * (Linux 6.6+). Passed by value. Absent: answers are just slower. */
+	ioctl(listener, SECCOMP_IOCTL_NOTIF_SET_FLAGS, SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP);
+	return 0;
+}
+
+int sup_set_pool(struct supervisor *s, const uint8_t *pool, size_t len)
+{
+	free(s->pool);
+	s->pool = malloc(len ? len : 1);
+	if (!s->pool)
+		return ENOMEM;
+	memcpy(s->pool, pool, len);
+	s->pool_len = len;
+	return 0;
+}
+
+int sup_respond(struct supervisor *s, uint64_t id, int64_t val, int32_t err, uint32_t flags)
+{
+	struct seccomp_notif_resp resp = { .id = id, .val = val, .error = err ? -err : 0, .flags = flags };
+	if (ioctl(s->listener, SECCOMP_IOCTL_NOTIF_SEND, &resp) == 0)
+		return 0;
+	return errno;
+}
+
+static unsigned bucket_of(uint64_t ns)
+{
+	if (ns < 2)
+		return 0;
+	unsigned log2 = 63u - (unsigned)__builtin_clzll(ns);
+	/* two extra bits below the leading one: 4 sub-buckets per octave */
+	unsigned sub = log2 >= 2 ? (unsigned)((ns >> (log2 - 2)) & 3u) : 0u;
+	unsigned b = log2 * 4u + sub;
+	return b < SUP_HIST_BUCKETS ? b : SUP_HIST_BUCKETS - 1;
+}
+
+void sup_record(struct supervisor *s, uint32_t arch, int32_t nr, uint64_t t0_ns)
+{
+	int a = sup_arch_index(arch);
+	if (a < 0 || nr < 0 || nr >= SUP_MAX_NR)
+		return;
+	uint64_t dt = sup_now_ns() - t0_ns;
+	pthread_mutex_lock(&s->stats_mu);
+	struct sup_stat *st = &s->stats[a * SUP_MAX_NR + nr];
+	st->count++;
+	st->total_ns += dt;
+	st->hist[bucket_of(dt)]++;
+	pthread_mutex_unlock(&s->stats_mu);
+}
+
+/* Give a known answer. Returns 0 if answered here, 1 for the launch
+ * handshake (answered, but not the workload's own call: not counted), -1 if
+ * JavaScript must answer. */
+static int answer_natively(struct supervisor *s, const struct seccomp_notif *n)
+{
+	int a = sup_arch_index(n->data.arch);
+	if (a == 0 && n->data.nr == __NR_prctl && n->data.args[0] == VJAIL_HANDSHAKE_PRCTL) {
+		sup_respond(s, n->id, 0, 0, 0);
+		return 1;
+	}
+	if (!s->native_answers || a < 0 || n->data.nr < 0 || n->data.nr >= SUP_MAX_NR)
+		return -1;
+	const struct answer *ans = &s->table[a][n->data.nr];
+	switch (ans->kind) {
+	case ANS_VALUE:
+		sup_respond(s, n->id, ans->value, 0, 0);
+		return 0;
+	case ANS_ERRNO:
+		sup_respond(s, n->id, 0, ans->err, 0);
+		return 0;
+	case ANS_CONTINUE:
+		sup_respond(s, n->id, 0, 0, SECCOMP_USER_NOTIF_FLAG_CONTINUE);
+		return 0;
+	case ANS_STRUCT: {
+		/* Check the caller is still the one that asked before writing into it:
+		 * a dead caller's pid may already belong to another process. */
+		if (ioctl(s->listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &n->id))
+			return 0;
+		int err = caller_write((pid_t)n->pid, n->data.args[ans->arg], s->pool + ans->off, ans->len);
+		sup_respond(s, n->id, 0, err, 0);
+		return 0;
+	}
+	default:
+		return -1;
+	}
+}
+
+static void enqueue(struct supervisor *s, const struct seccomp_notif *n, uint64_t t0)
+{
+	pthread_mutex_lock(&s->mu);
+	while (s->tail - s->head == s->cap)
+		pthread_cond_wait(&s->space, &s->mu);
+	struct queued_notif *q = &s->ring[s->tail % s->cap];
+	q->notif = *n;
+	q->t0_ns = t0;
+	s->tail++;
+	pthread_mutex_unlock(&s->mu);
+	uint64_t one = 1;
+	if (write(s->wake_fd, &one, sizeof one) < 0) {
+		/* eventfd counter overflow is impossible at this rate; nothing to do */
+	}
+}
+
+int sup_pop(struct supervisor *s, struct queued_notif *out)
+{
+	int got = 0;
+	pthread_mutex_lock(&s->mu);
+	if (s->head != s->tail) {
+		*out = s->ring[s->head % s->cap];
+		s->head++;
+		got = 1;
+		pthread_cond_signal(&s->space);
+	}
+	pthread_mutex_unlock(&s->mu);
+	return got;
+}
+
+static void *loop(void *arg)
+{
+	struct supervisor *s = arg;
+	/* The kernel may write a larger struct than our headers know. */
+	size_t size = s->notif_size > sizeof(struct seccomp_notif) ? s->notif_size : sizeof(struct seccomp_notif);
+	union {
+		struct seccomp_notif n;
+		uint8_t raw[512];
+	} buf;
+	if (size > sizeof buf)
+		size = sizeof buf;
+	struct pollfd fds[2] = { { .fd = s->listener, .events = POLLIN }, { .fd = s->stop_fd, .events = POLLIN } };
+	for (;;) {
+		if (poll(fds, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			atomic_store(&s->thread_error, errno);
+			break;
+		}
+		if (fds[1].revents)
+			break;
+		if (fds[0].revents & (POLLHUP | POLLERR | POLLNVAL)) {
+			atomic_store(&s->hung_up, 1);
+			break;
+		}
+		memset(&buf, 0, size);
+		if (ioctl(s->listener, SECCOMP_IOCTL_NOTIF_RECV, &buf.n) < 0)
+			continue; /* ENOENT: the caller went away before we received it */
+		uint64_t t0 = sup_now_ns();
+		int answered = answer_natively(s, &buf.n);
+		if (answered == 0)
+			sup_record(s, buf.n.data.arch, buf.n.data.nr, t0);
+		if (answered >= 0)
+			continue;
+		enqueue(s, &buf.n, t0);
+	}
+	uint64_t one = 1;
+	if (write(s->wake_fd, &one, sizeof one) < 0) {
+	}
+	return NULL;
+}
+
+int sup_start(struct supervisor *s)
+{
+	int err = pthread_create(&s->thread, NULL, loop, s);
+	if (!err)
+		s->thread_started = 1;
+	return err;
+}
+
+void sup_stop(struct supervisor *s)
+{
+	if (!s->thread_started)
+		return;
+	uint64_t one = 1;
+	if (write(s->stop_fd, &one, sizeof one) < 0) {
+	}
+	/* The thread may wait for ring space; JavaScript will not drain any more. */
+	pthread_mutex_lock(&s->mu);
+	s->head = s->tail;
+	pthread_cond_broadcast(&s->space);
+	pthread_mutex_unlock(&s->mu);
+	pthread_join(s->thread, NULL);
+	s->thread_started = 0;
+}
+
+void sup_destroy(struct supervisor *s)
+{
+	sup_stop(s);
+	if (s->wake_fd >= 0)
+		close(s->wake_fd);
+	if (s->stop_fd >= 0)
+		close(s->stop_fd);
+	if (s->listener >= 0)
+		close(s->listener);
+	s->wake_fd = s->stop_fd = s->listener = -1;
+	free(s->ring);
+	free(s->stats);
+	free(s->pool);
+	s->ring = NULL;
+	s->stats = NULL;
+	s->pool = NULL;
+}

@@ -1,0 +1,343 @@
+/*
+ * vjail-init: the launcher. The supervisor spawns it with the control socket
+ * as fd 3; it forks the workload, which installs the seccomp filter (with a
+ * user-notify listener) and execs the command. vjail-init stays behind as the
+ * jail's reaper (a child subreaper, or PID 1's parent with --pid-ns) and
+ * kills the whole jail if the supervisor dies, so nothing runs on unsupervised.
+ *
+ * usage: vjail-init --parent PID [--pid-ns] [--cgroup DIR] -- CMD [ARG...]
+ *
+ * It is exec'd (not forked from Node's threaded process), so plain libc is fine.
+ */
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "protocol.h"
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+
+struct options {
+	pid_t parent;
+	int pid_ns;
+	const char *cgroup;
+	char **argv;
+};
+
+/* Set from the SIGUSR2 handler: the supervisor died (PR_SET_PDEATHSIG) or asked us to end the jail. */
+static volatile sig_atomic_t kill_requested;
+
+static void on_kill_request(int sig)
+{
+	(void)sig;
+	kill_requested = 1;
+}
+
+static void ctl_send(enum ctl_type type, int a, long long b)
+{
+	struct ctl_msg m = { .type = type, .a = a, .b = b };
+	ssize_t r;
+	do
+		r = send(VJAIL_CTL_FD, &m, sizeof m, MSG_NOSIGNAL);
+	while (r < 0 && errno == EINTR);
+}
+
+static _Noreturn void fail(enum ctl_step step, int err)
+{
+	ctl_send(CTL_SETUP_FAILED, err, step);
+	_exit(126);
+}
+
+static int parse_options(int argc, char **argv, struct options *o)
+{
+	memset(o, 0, sizeof *o);
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--parent") && i + 1 < argc)
+			o->parent = (pid_t)atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--pid-ns"))
+			o->pid_ns = 1;
+		else if (!strcmp(argv[i], "--cgroup") && i + 1 < argc)
+			o->cgroup = argv[++i];
+		else if (!strcmp(argv[i], "--") && i + 1 < argc) {
+			o->argv = &argv[i + 1];
+			return 0;
+		} else
+			return -1;
+	}
+	return -1;
+}
+
+/* Everything a child of Node may inherit that a normal program does not expect. */
+static void reset_signals(void)
+{
+	struct sigaction sa = { .sa_handler = SIG_DFL };
+	sigset_t all;
+	for (int s = 1; s < NSIG; s++)
+		if (s != SIGKILL && s != SIGSTOP)
+			sigaction(s, &sa, NULL);
+	sigemptyset(&all);
+	sigprocmask(SIG_SETMASK, &all, NULL);
+}
+
+static int read_filter(struct sock_fprog *prog)
+{
+	static struct sock_filter insns[BPF_MAXINSNS];
+	ssize_t n;
+	do
+		n = recv(VJAIL_CTL_FD, insns, sizeof insns, 0);
+	while (n < 0 && errno == EINTR);
+	if (n <= 0 || n % (ssize_t)sizeof insns[0])
+		return -1;
+	prog->len = (unsigned short)(n / (ssize_t)sizeof insns[0]);
+	prog->filter = insns;
+	return 0;
+}
+
+static void join_cgroup(const char *dir)
+{
+	char path[4096];
+	snprintf(path, sizeof path, "%s/cgroup.procs", dir);
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || write(fd, "0", 1) != 1)
+		fail(STEP_CGROUP, errno);
+	close(fd);
+}
+
+/* Send the workload's pidfd, telling the supervisor which fd number the listener will get. */
+static void send_hello(void)
+{
+	int pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+	if (pidfd < 0)
+		fail(STEP_PIDFD_OPEN, errno);
+	struct ctl_msg m = { .type = CTL_HELLO, .a = pidfd };
+	struct iovec iov = { .iov_base = &m, .iov_len = sizeof m };
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf };
+	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &pidfd, sizeof pidfd);
+	if (sendmsg(VJAIL_CTL_FD, &mh, MSG_NOSIGNAL) < 0)
+		fail(STEP_PIDFD_OPEN, errno);
+	/* The lowest free fd is now the pidfd's number: the listener will get it. */
+	close(pidfd);
+}
+
+static _Noreturn void exec_workload(const struct options *o, struct sock_fprog *prog)
+{
+	reset_signals();
+	for (int fd = 0; fd <= 2; fd++)
+		fcntl(fd, F_SETFD, 0); /* Node marks 0-2 close-on-exec */
+	fcntl(VJAIL_CTL_FD, F_SETFD, FD_CLOEXEC);
+	if (o->cgroup && !o->pid_ns)
+		join_cgroup(o->cgroup);
+	send_hello();
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
+		fail(STEP_NO_NEW_PRIVS, errno);
+	int listener = (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, prog);
+	if (listener < 0)
+		fail(STEP_SECCOMP, errno);
+	/* Blocks until the supervisor has fetched the listener and answers 0. */
+	if (prctl(VJAIL_HANDSHAKE_PRCTL, 0, 0, 0, 0) != 0)
+		_exit(126);
+	close(listener);
+	execvp(o->argv[0], o->argv);
+	int err = errno;
+	ctl_send(CTL_EXEC_FAILED, err, 0);
+	_exit(err == ENOENT ? 127 : 126);
+}
+
+/* Fork the workload, then reap every process of the jail until none is left.
+ * Returns the workload's raw wait status, or -1 when a kill was requested. */
+static int reap_jail(const struct options *o, struct sock_fprog *prog)
+{
+	pid_t workload = fork();
+	if (workload < 0)
+		fail(STEP_FORK, errno);
+	if (workload == 0)
+		exec_workload(o, prog);
+	int workload_status = 0;
+	for (;;) {
+		int st;
+		pid_t p = waitpid(-1, &st, __WALL);
+		if (p == workload)
+			workload_status = st;
+		if (p < 0 && errno == ECHILD)
+			return workload_status;
+		if (p < 0 && errno == EINTR && kill_requested)
+			return -1;
+	}
+}
+
+/* Parse the parent pid out of /proc/PID/stat ("pid (comm) state ppid ..."). */
+static pid_t parent_of(const char *pid)
+{
+	char path[64], buf[512];
+	snprintf(path, sizeof path, "/proc/%s/stat", pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = 0;
+	char *close_paren = strrchr(buf, ')');
+	int ppid;
+	if (!close_paren || sscanf(close_paren + 1, " %*c %d", &ppid) != 1)
+		return -1;
+	return ppid;
+}
+
+/* SIGKILL every descendant. As a child subreaper, orphans of the jail are
+ * re-parented to us, so "descendant" is exact; repeat until none is found
+ * (a process may fork between our scan and its death). */
+static void kill_descendants(void)
+{
+	enum { MAX = 1 << 16 };
+	static pid_t pids[MAX], parents[MAX];
+	for (int round = 0; round < 1000; round++) {
+		int n = 0, killed = 0;
+		DIR *d = opendir("/proc");
+		if (!d)
+			return;
+		struct dirent *e;
+		while ((e = readdir(d)) && n < MAX) {
+			if (e->d_name[0] < '1' || e->d_name[0] > '9')
+				continue;
+			pids[n] = atoi(e->d_name);
+			parents[n] = parent_of(e->d_name);
+			n++;
+		}
+		closedir(d);
+		/* Mark descendants by repeated passes: a pid is ours if its parent is ours. */
+		static unsigned char ours[MAX];
+		memset(ours, 0, sizeof ours);
+		for (int changed = 1; changed;) {
+			changed = 0;
+			for (int i = 0; i < n; i++) {
+				if (ours[i])
+					continue;
+				int mine = parents[i] == getpid();
+				for (int j = 0; !mine && j < n; j++)
+					mine = ours[j] && pids[j] == parents[i];
+				if (mine)
+					ours[i] = changed = 1;
+			}
+		}
+		for (int i = 0; i < n; i++)
+			if (ours[i] && kill(pids[i], SIGKILL) == 0)
+				killed++;
+		while (waitpid(-1, NULL, WNOHANG | __WALL) > 0)
+			;
+		if (!killed)
+			return;
+	}
+}
+
+static int exit_code_of(int status)
+{
+	if (WIFSIGNALED(status))
+		return 128 + WTERMSIG(status);
+	return WEXITSTATUS(status);
+}
+
+static void watch_supervisor(pid_t parent)
+{
+	struct sigaction sa = { .sa_handler = on_kill_request }; /* no SA_RESTART: waitpid must return */
+	sigaction(SIGUSR2, &sa, NULL);
+	prctl(PR_SET_PDEATHSIG, SIGUSR2, 0, 0, 0);
+	if (parent && getppid() != parent)
+		kill_requested = 1; /* it died before we could watch it */
+}
+
+/* With --pid-ns: we stay outside; our child is PID 1 of the new namespace. */
+static int run_in_pid_ns(const struct options *o, struct sock_fprog *prog)
+{
+	if (unshare(CLONE_NEWPID | CLONE_NEWNS))
+		fail(STEP_UNSHARE, errno);
+	pid_t init = fork();
+	if (init < 0)
+		fail(STEP_FORK, errno);
+	if (init == 0) {
+		/* If we (its parent) die, PID 1 dies and the kernel kills the namespace. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+		if (getppid() == 0 || kill_requested)
+			_exit(1);
+		if (o->cgroup)
+			join_cgroup(o->cgroup);
+		if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) ||
+		    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL))
+			fail(STEP_MOUNT_PROC, errno);
+		int st = reap_jail(o, prog);
+		ctl_send(CTL_EXIT, st, 0);
+		_exit(exit_code_of(st));
+	}
+	for (;;) {
+		int st;
+		pid_t p = waitpid(init, &st, 0);
+		if (p == init)
+			return exit_code_of(st);
+		if (p < 0 && errno == EINTR && kill_requested) {
+			kill(init, SIGKILL);
+			waitpid(init, &st, 0);
+			return 128 + SIGKILL;
+		}
+		if (p < 0 && errno != EINTR)
+			return 126;
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct options o;
+	if (parse_options(argc, argv, &o)) {
+		fprintf(stderr, "usage: vjail-init --parent PID [--pid-ns] [--cgroup DIR] -- CMD [ARG...]\n");
+		return 2;
+	}
+	reset_signals();
+	watch_supervisor(o.parent);
+	/* Terminal signals go to the whole foreground group; the workload gets
+	 * them itself, and we must outlive it to reap it. */
+	signal(SIGINT, SIG_IGN);
+	signal(SIGQUIT, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGTERM, SIG_IGN);
+	signal(SIGPIPE, SIG_IGN);
+	prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+
+	struct sock_fprog prog;
+	if (read_filter(&prog))
+		fail(STEP_READ_FILTER, EINVAL);
+
+	if (o.pid_ns)
+		return run_in_pid_ns(&o, &prog);
+
+	int st = reap_jail(&o, &prog);
+	if (st < 0) {
+		kill_descendants();
+		return 128 + SIGKILL;
+	}
+	ctl_send(CTL_EXIT, st, 0);
+	return exit_code_of(st);
+}

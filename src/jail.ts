@@ -1,0 +1,165 @@
+import { closeSync } from 'node:fs';
+import { constants } from 'node:os';
+import { compile } from './bpf/compile.js';
+import { launch, CTL, type LaunchOptions } from './launch.js';
+import { native } from './native.js';
+import type { Plan } from './plan/action.js';
+import { describeHost } from './plan/host.js';
+import { derivePlan } from './plan/plan.js';
+import { loadOciPolicy } from './policy/oci.js';
+import type { Policy } from './policy/types.js';
+import { loadProfile } from './profile/load.js';
+import type { Profile } from './profile/types.js';
+import { probeHostSyscalls } from './probe.js';
+import type { SyscallStats } from './supervisor/stats.js';
+import { Supervisor } from './supervisor/supervisor.js';
+
+export interface JailOptions {
+  /** Program and arguments (looked up in PATH). */
+  command: string[];
+  /** Kernel-ABI profile name or file (default `host`). */
+  profile?: string | Profile;
+  /** OCI seccomp policy file or an already loaded policy. */
+  policy?: string | Policy;
+  /** Use these syscalls' shims even where the host has them. */
+  emulate?: string[];
+  /** Run the jail in its own PID namespace (and a private /proc). */
+  pidNs?: boolean;
+  /** Receive one strace-style line per intercepted syscall. */
+  trace?: (line: string) => void;
+  /** Warnings (plan gaps, failing shims); default: stderr. */
+  warn?: (line: string) => void;
+  cwd?: string;
+  env?: NodeJS.ProcessEnv;
+  stdio?: LaunchOptions['stdio'];
+}
+
+export interface JailExit {
+  /** Exit code of the jail's main process, or null if a signal ended it. */
+  code: number | null;
+  /** Name of the signal that ended it, or null. */
+  signal: NodeJS.Signals | null;
+  /** Shell-style status: the code, or 128 + signal number. What `vjail run` exits with. */
+  status: number;
+  /** Set when the command could not be executed (errno name, e.g. ENOENT). */
+  execError?: string;
+}
+
+const signalNames = new Map<number, NodeJS.Signals>(
+  Object.entries(constants.signals).map(([name, n]) => [n, name as NodeJS.Signals]),
+);
+
+function exitFromWaitStatus(raw: number): JailExit {
+  const sig = raw & 0x7f;
+  if (sig === 0) {
+    const code = (raw >> 8) & 0xff;
+    return { code, signal: null, status: code };
+  }
+  return { code: null, signal: signalNames.get(sig) ?? null, status: 128 + sig };
+}
+
+/** A running jail: its main process, its plan, and how it ends. */
+export class Jail {
+  /** Resolves when every process of the jail has exited. */
+  readonly exited: Promise<JailExit>;
+
+  constructor(
+    readonly pid: number,
+    readonly plan: Plan,
+    readonly profile: Profile,
+    readonly warnings: string[],
+    private readonly pidfd: number,
+    private readonly supervisor: Supervisor,
+    exited: Promise<JailExit>,
+  ) {
+    this.exited = exited;
+  }
+
+  /** Send a signal to the jail's main process. */
+  kill(signal: NodeJS.Signals | number = 'SIGTERM'): void {
+    const n = typeof signal === 'number' ? signal : constants.signals[signal];
+    try {
+      native().pidfdSendSignal(this.pidfd, n);
+    } catch {
+      // Already gone: nothing to signal.
+    }
+  }
+
+  /** Per-syscall counts and latency of intercepted calls so far. */
+  stats(): SyscallStats[] {
+    return this.supervisor.stats();
+  }
+}
+
+/** Resolve the options into the plan and filter a jail will run under. */
+export function planJail(opts: Pick<JailOptions, 'profile' | 'policy' | 'emulate'>): {
+  profile: Profile;
+  plan: Plan;
+  warnings: string[];
+  filter: Buffer;
+} {
+  const profile = typeof opts.profile === 'object' ? opts.profile : loadProfile(opts.profile ?? 'host');
+  const policy =
+    typeof opts.policy === 'string'
+      ? loadOciPolicy(opts.policy, { kernelRelease: profile.uname.release })
+      : opts.policy;
+  const host = describeHost(probeHostSyscalls);
+  const { plan, warnings } = derivePlan(profile, host, { policy, emulate: opts.emulate });
+  return { profile, plan, warnings, filter: compile(plan) };
+}
+
+/**
+ * Start `command` in a jail: every syscall its plan names is answered by our
+ * supervisor, in this process, until the last process of the jail exits.
+ */
+export function spawnJail(opts: JailOptions): Jail {
+  if (opts.command.length === 0) throw new Error('no command given');
+  const { profile, plan, warnings, filter } = planJail(opts);
+  const warn = opts.warn ?? ((line: string) => process.stderr.write(`vjail: ${line}\n`));
+  const launched = launch({
+    command: opts.command,
+    filter,
+    pidNs: opts.pidNs,
+    cwd: opts.cwd,
+    env: opts.env,
+    stdio: opts.stdio,
+  });
+  const supervisor = new Supervisor({ listenerFd: launched.listenerFd, plan, profile, trace: opts.trace, warn });
+  supervisor.start();
+
+  const exited = new Promise<JailExit>((resolve) => {
+    launched.init.on('exit', (code, signal) => {
+      const n = native();
+      let result: JailExit | undefined;
+      let execError: string | undefined;
+      // Everything the jail said is in the socket by now: vjail-init exits last.
+      for (;;) {
+        let msg;
+        try {
+          msg = n.recvCtl(launched.ctlFd, 0);
+        } catch {
+          break;
+        }
+        if (!msg) break;
+        if (msg.type === CTL.EXEC_FAILED) execError = errnoName(msg.a);
+        if (msg.type === CTL.EXIT) result = exitFromWaitStatus(msg.a);
+      }
+      supervisor.stop();
+      closeSync(launched.ctlFd);
+      closeSync(launched.pidfd);
+      if (!result) {
+        // vjail-init itself was killed, or the jail was killed as a whole.
+        const status = code ?? 128 + (signal ? constants.signals[signal] : 9);
+        result = { code: code ?? null, signal: signal ?? null, status };
+      }
+      resolve(execError ? { ...result, execError } : result);
+    });
+  });
+  return new Jail(launched.pid, plan, profile, warnings, launched.pidfd, supervisor, exited);
+}
+
+function errnoName(n: number): string {
+  for (const [name, v] of Object.entries(constants.errno)) if (v === n) return name;
+  return `errno ${n}`;
+}
+

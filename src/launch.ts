@@ -1,0 +1,138 @@
+import { spawn, type ChildProcess, type IOType } from 'node:child_process';
+import type { Stream } from 'node:stream';
+import { closeSync, readFileSync, readlinkSync } from 'node:fs';
+import { initPath, isNativeError, native } from './native.js';
+
+/** Control-protocol message types (native/protocol.h). */
+export const CTL = { HELLO: 1, SETUP_FAILED: 2, EXEC_FAILED: 3, EXIT: 4 } as const;
+
+const STEPS: Record<number, string> = {
+  1: 'reading the filter',
+  2: 'opening a pidfd (needs Linux 5.3+)',
+  3: 'setting no_new_privs',
+  4: 'installing the seccomp filter (needs Linux 5.0+ for user notification)',
+  5: 'the launch handshake',
+  6: 'fork',
+  7: 'creating the PID namespace (needs root or CAP_SYS_ADMIN)',
+  8: 'mounting /proc in the PID namespace',
+  9: 'joining the cgroup',
+};
+
+/** Where one of the jail's standard fds goes (as for child_process.spawn). */
+export type StdioEntry = IOType | 'inherit' | number | Stream | null | undefined;
+
+/** The jail could not be started; the message says why and what to do. */
+export class LaunchError extends Error {}
+
+export interface LaunchOptions {
+  command: string[];
+  filter: Buffer;
+  pidNs?: boolean;
+  cgroup?: string;
+  cwd?: string;
+  env?: NodeJS.ProcessEnv;
+  stdio?: [StdioEntry, StdioEntry, StdioEntry];
+  /** How long to wait for the workload to install its filter. */
+  timeoutMs?: number;
+}
+
+export interface Launched {
+  /** vjail-init, the jail's reaper. */
+  init: ChildProcess;
+  /** The workload's pid in our PID namespace. */
+  pid: number;
+  pidfd: number;
+  /** Our copy of the seccomp listener. */
+  listenerFd: number;
+  /** Our end of the control socket (exec failure and exit status arrive here). */
+  ctlFd: number;
+}
+
+const LISTENER_LINK = 'anon_inode:seccomp notify';
+
+function pidOfPidfd(pidfd: number): number {
+  const m = /^Pid:\s+(-?\d+)/m.exec(readFileSync(`/proc/self/fdinfo/${pidfd}`, 'utf8'));
+  return m ? Number(m[1]) : -1;
+}
+
+function sleepMs(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/**
+ * Fetch the workload's listener with pidfd_getfd. The workload told us which
+ * fd number it will get; it may not have installed the filter yet, so retry
+ * until that fd is a seccomp listener (the workload then waits in the
+ * handshake prctl until the supervisor answers).
+ */
+function fetchListener(ctlFd: number, pidfd: number, fdNumber: number, deadline: number): number {
+  const n = native();
+  for (;;) {
+    try {
+      const fd = n.pidfdGetfd(pidfd, fdNumber);
+      if (readlinkSync(`/proc/self/fd/${fd}`) === LISTENER_LINK) return fd;
+      closeSync(fd);
+    } catch (e) {
+      if (!isNativeError(e) || e.code !== 'EBADF') {
+        if (isNativeError(e) && (e.code === 'EPERM' || e.code === 'EACCES'))
+          throw new LaunchError('cannot fetch the seccomp listener from the workload (pidfd_getfd: permission denied); run vjail as the same user as the workload, and check kernel.yama.ptrace_scope');
+        if (isNativeError(e) && e.code === 'ENOSYS') throw new LaunchError('this kernel lacks pidfd_getfd (Linux 5.6+ is needed)');
+        if (isNativeError(e) && e.code === 'ESRCH') break;
+        throw e;
+      }
+    }
+    if (Date.now() > deadline) throw new LaunchError('the workload did not install its seccomp filter in time');
+    sleepMs(0.2);
+  }
+  // The workload died before installing the filter: it sent why.
+  const msg = n.recvCtl(ctlFd, 100);
+  throw setupError(msg?.type === CTL.SETUP_FAILED ? msg : undefined);
+}
+
+function setupError(msg?: { a: number; b: number }): LaunchError {
+  if (!msg) return new LaunchError('the jail ended before it started');
+  const step = STEPS[msg.b] ?? `step ${msg.b}`;
+  return new LaunchError(`could not start the jail: ${step} failed (errno ${msg.a})`);
+}
+
+/**
+ * Start the launcher, hand it the filter, and come back holding the
+ * workload's seccomp listener. The workload is then blocked in the launch
+ * handshake until the supervisor starts answering on that listener.
+ */
+export function launch(opts: LaunchOptions): Launched {
+  const n = native();
+  const [ctlFd, childCtl] = n.socketpair();
+  const args = ['--parent', String(process.pid)];
+  if (opts.pidNs) args.push('--pid-ns');
+  if (opts.cgroup) args.push('--cgroup', opts.cgroup);
+  args.push('--', ...opts.command);
+  let init: ChildProcess;
+  try {
+    init = spawn(initPath(), args, {
+      stdio: [...(opts.stdio ?? ['inherit', 'inherit', 'inherit']), childCtl],
+      cwd: opts.cwd,
+      env: opts.env,
+    });
+  } finally {
+    closeSync(childCtl);
+  }
+  if (init.pid === undefined) {
+    closeSync(ctlFd);
+    throw new LaunchError(`cannot start the launcher ${initPath()}; run "npm install" to build it`);
+  }
+  const deadline = Date.now() + (opts.timeoutMs ?? 10_000);
+  try {
+    n.sendMessage(ctlFd, opts.filter);
+    const hello = n.recvCtl(ctlFd, opts.timeoutMs ?? 10_000);
+    if (!hello || hello.type !== CTL.HELLO || hello.fd < 0) throw setupError(hello ?? undefined);
+    const pidfd = hello.fd;
+    const listenerFd = fetchListener(ctlFd, pidfd, hello.a, deadline);
+    return { init, pid: pidOfPidfd(pidfd), pidfd, listenerFd, ctlFd };
+  } catch (e) {
+    // SIGUSR2 asks vjail-init to kill the whole jail (as when the supervisor dies).
+    init.kill('SIGUSR2');
+    closeSync(ctlFd);
+    throw e;
+  }
+}

@@ -1,0 +1,60 @@
+import type { Action, ArchName, NativeAnswer, Plan } from '../plan/action.js';
+
+/** Layout of `struct answer` in native/supervisor.h (checked there by a static assert). */
+const ENTRY_SIZE = 24;
+export const TABLE_ENTRIES = 1024;
+
+const KIND = { value: 1, errno: 2, struct: 3, continue: 4 } as const;
+
+export interface AnswerTables {
+  x86_64: Buffer;
+  i386: Buffer;
+  /** Bytes that `struct` answers copy into the caller. */
+  pool: Buffer;
+}
+
+/**
+ * The native answer table: for every syscall whose plan decision is a notify
+ * with a fixed answer and no argument rules, the answer itself. The native
+ * supervisor gives these without entering JavaScript; everything else it
+ * queues for the shims.
+ */
+export function buildAnswerTables(plan: Plan): AnswerTables {
+  const pool: Buffer[] = [];
+  let poolLen = 0;
+  const tables: Record<ArchName, Buffer> = {
+    x86_64: Buffer.alloc(ENTRY_SIZE * TABLE_ENTRIES),
+    i386: Buffer.alloc(ENTRY_SIZE * TABLE_ENTRIES),
+  };
+  for (const archPlan of plan.arches) {
+    const table = tables[archPlan.arch];
+    for (const d of archPlan.syscalls) {
+      const answer = fixedAnswerOf(d.rules.length === 0 ? d.fallback : undefined);
+      if (!answer || d.nr < 0 || d.nr >= TABLE_ENTRIES) continue;
+      const at = d.nr * ENTRY_SIZE;
+      table.writeUInt8(KIND[answer.kind], at);
+      switch (answer.kind) {
+        case 'value':
+          table.writeBigInt64LE(BigInt.asIntN(64, answer.value), at + 8);
+          break;
+        case 'errno':
+          table.writeInt32LE(answer.errno, at + 4);
+          break;
+        case 'struct':
+          table.writeUInt8(answer.argIndex, at + 1);
+          table.writeUInt16LE(answer.bytes.length, at + 2);
+          table.writeUInt32LE(poolLen, at + 16);
+          pool.push(Buffer.from(answer.bytes));
+          poolLen += answer.bytes.length;
+          break;
+        case 'continue':
+          break;
+      }
+    }
+  }
+  return { ...tables, pool: Buffer.concat(pool) };
+}
+
+function fixedAnswerOf(action: Action | undefined): NativeAnswer | undefined {
+  return action?.kind === 'notify' && 'answer' in action ? action.answer : undefined;
+}

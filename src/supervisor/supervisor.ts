@@ -1,0 +1,182 @@
+import type { Action, ArchName, NativeAnswer, Plan, SyscallDecision } from '../plan/action.js';
+import type { Profile } from '../profile/types.js';
+import type { Notification, ShimResult } from '../../shims/types.js';
+import { shims } from '../../shims/index.js';
+import { native, type SupervisorHandle } from '../native.js';
+import { syscallTable } from '../syscalls/table.js';
+import { formatCall, formatResult } from '../trace/format.js';
+import { buildAnswerTables } from './answer-table.js';
+import { callerAccess, CallerGoneError } from './caller.js';
+import { decide } from './conditions.js';
+import { decodeStats, type SyscallStats } from './stats.js';
+
+const ARCH_BY_INDEX: ArchName[] = ['x86_64', 'i386'];
+const AUDIT_ARCH: Record<ArchName, number> = { x86_64: 0xc000003e, i386: 0x40000003 };
+const FLAG_CONTINUE = 1;
+const ENOSYS = 38;
+
+export interface SupervisorOptions {
+  listenerFd: number;
+  plan: Plan;
+  profile: Profile;
+  /** Where trace lines go; when set, every answer is given from JavaScript so it can be shown. */
+  trace?: (line: string) => void;
+  /** One-line problems (a shim threw, timed out); default: stderr. */
+  warn?: (line: string) => void;
+  /** A shim that has not answered after this long gets the profile's shim error. */
+  shimTimeoutMs?: number;
+  /** Called once every jailed process has exited (the listener hung up). */
+  onIdle?: () => void;
+}
+
+/**
+ * The JavaScript half of the supervisor. The native thread answers what the
+ * plan fixed in advance; this receives the rest, finds the decision for the
+ * call (evaluating argument rules), and runs the shim.
+ */
+export class Supervisor {
+  private handle?: SupervisorHandle;
+  private readonly decisions: Record<ArchName, Map<number, SyscallDecision>>;
+  private readonly defaults: Record<ArchName, Action>;
+  private readonly warn: (line: string) => void;
+  private readonly pending = new Set<bigint>();
+
+  constructor(private readonly opts: SupervisorOptions) {
+    this.decisions = { x86_64: new Map(), i386: new Map() };
+    this.defaults = { x86_64: opts.plan.foreignArch, i386: opts.plan.foreignArch };
+    for (const ap of opts.plan.arches) {
+      for (const d of ap.syscalls) this.decisions[ap.arch].set(d.nr, d);
+      this.defaults[ap.arch] = ap.defaultAction;
+    }
+    this.warn = opts.warn ?? ((line) => process.stderr.write(`vjail: ${line}\n`));
+  }
+
+  start(): void {
+    const tables = buildAnswerTables(this.opts.plan);
+    this.handle = native().supervisorStart(
+      this.opts.listenerFd,
+      !this.opts.trace,
+      tables.x86_64,
+      tables.i386,
+      tables.pool,
+      (id, pid, arch, nr, a0, a1, a2, a3, a4, a5, ip, t0) =>
+        this.onNotify({ id, pid, arch: ARCH_BY_INDEX[arch] ?? 'x86_64', nr, name: '', args: [a0, a1, a2, a3, a4, a5], ip }, t0),
+      () => this.opts.onIdle?.(),
+    );
+  }
+
+  stop(): void {
+    if (this.handle) native().supervisorStop(this.handle);
+  }
+
+  stats(): SyscallStats[] {
+    if (!this.handle) return [];
+    const n = native();
+    return decodeStats(n.supervisorStats(this.handle), n.statSize, n.histBuckets, (arch, nr) =>
+      syscallTable(arch).byNr(nr)?.name ?? `syscall_${nr}`,
+    );
+  }
+
+  private onNotify(n: Notification, t0: number): void {
+    const h = this.handle!;
+    n.name = syscallTable(n.arch).byNr(n.nr)?.name ?? '';
+    const caller = callerAccess(h, n.id, n.pid);
+    const traced = this.opts.trace
+      ? formatCall(n.pid, n.arch, n.nr, n.args, (addr) => {
+          try {
+            return caller.readString(addr, 256);
+          } catch {
+            return undefined;
+          }
+        })
+      : undefined;
+    let result: ShimResult | Promise<ShimResult>;
+    let via: string;
+    try {
+      const decision = this.decisions[n.arch].get(n.nr);
+      const action = decision ? decide(decision, n.args) : this.defaults[n.arch];
+      if (action.kind !== 'notify') {
+        // BPF only notifies for notify actions; a mismatch means plan and filter disagree.
+        this.warn(`${n.name || n.nr}: notified but the plan says ${action.kind}; answering ENOSYS`);
+        result = { kind: 'errno', errno: ENOSYS };
+        via = 'mismatch';
+      } else if ('answer' in action) {
+        result = this.answerInJs(action.answer, n, caller);
+        via = 'native answer';
+      } else {
+        const shim = shims.get(action.shim);
+        if (!shim) throw new Error(`no shim named "${action.shim}"`);
+        result = shim.handle(n, { profile: this.opts.profile, caller });
+        via = `shim ${shim.name}`;
+      }
+    } catch (e) {
+      result = this.shimFailure(n, e);
+      via = 'error';
+    }
+    if (result instanceof Promise) this.settleLater(n, result, t0, traced, via);
+    else this.respond(n, result, t0, traced, via);
+  }
+
+  private answerInJs(a: NativeAnswer, n: Notification, caller: ReturnType<typeof callerAccess>): ShimResult {
+    switch (a.kind) {
+      case 'value':
+        return { kind: 'value', value: a.value };
+      case 'errno':
+        return { kind: 'errno', errno: a.errno };
+      case 'continue':
+        return { kind: 'continue' };
+      case 'struct':
+        try {
+          caller.write(n.args[a.argIndex], a.bytes);
+        } catch (e) {
+          if (e instanceof CallerGoneError) throw e;
+          return { kind: 'errno', errno: 14 /* EFAULT */ };
+        }
+        return { kind: 'value', value: 0n };
+    }
+  }
+
+  private shimFailure(n: Notification, e: unknown): ShimResult {
+    if (e instanceof CallerGoneError) return { kind: 'errno', errno: e.errno };
+    const msg = e instanceof Error ? e.message : String(e);
+    this.warn(`shim for ${n.name || `syscall ${n.nr}`} failed (pid ${n.pid}): ${msg}`);
+    return { kind: 'errno', errno: this.opts.profile.shimErrorErrno };
+  }
+
+  private settleLater(n: Notification, p: Promise<ShimResult>, t0: number, traced: string | undefined, via: string): void {
+    this.pending.add(n.id);
+    const timeoutMs = this.opts.shimTimeoutMs ?? 30_000;
+    const timer = setTimeout(() => {
+      if (!this.pending.delete(n.id)) return;
+      this.warn(`shim for ${n.name} did not answer within ${timeoutMs} ms (pid ${n.pid})`);
+      this.respond(n, { kind: 'errno', errno: this.opts.profile.shimErrorErrno }, t0, traced, 'timeout');
+    }, timeoutMs);
+    timer.unref();
+    p.then(
+      (r) => r,
+      (e) => this.shimFailure(n, e),
+    ).then((r) => {
+      clearTimeout(timer);
+      if (this.pending.delete(n.id)) this.respond(n, r, t0, traced, via);
+    });
+  }
+
+  private respond(n: Notification, r: ShimResult, t0: number, traced: string | undefined, via: string): void {
+    const nat = native();
+    const h = this.handle!;
+    const arch = AUDIT_ARCH[n.arch];
+    if (r.kind === 'addfd') {
+      try {
+        nat.supervisorAddfd(h, n.id, r.fd, r.cloexec);
+      } catch (e) {
+        this.warn(`could not install an fd for ${n.name} (pid ${n.pid}): ${(e as Error).message}`);
+        nat.supervisorRespond(h, n.id, 0n, this.opts.profile.shimErrorErrno, 0, arch, n.nr, t0);
+      }
+    } else {
+      const value = r.kind === 'value' ? BigInt.asUintN(64, r.value) : 0n;
+      const err = r.kind === 'errno' ? r.errno : 0;
+      nat.supervisorRespond(h, n.id, value, err, r.kind === 'continue' ? FLAG_CONTINUE : 0, arch, n.nr, t0);
+    }
+    if (traced) this.opts.trace!(`${traced} = ${formatResult(r)} <${via}>`);
+  }
+}
