@@ -6,7 +6,9 @@ import { derivePlan, diffProfiles, emulatableSyscalls, HANDSHAKE_PRCTL_OPTION, p
 import type { Policy } from '../src/policy/types.js';
 import { loadProfile, ProfileError } from '../src/profile/load.js';
 import type { Profile } from '../src/profile/types.js';
-import { SyscallTable, type SyscallInfo } from '../src/syscalls/table.js';
+import { dataPath } from '../src/paths.js';
+import { loadOciPolicy } from '../src/policy/oci.js';
+import { SyscallTable, type SyscallInfo, syscallTable } from '../src/syscalls/table.js';
 
 /** A few real syscalls with their real numbers and versions, enough to exercise every path. */
 function table(arch: 'x86_64' | 'i386', rows: [number, string, string, string?][]): SyscallTable {
@@ -186,6 +188,13 @@ describe('emulate', () => {
     expect(Buffer.from(utsnameBytes(p)).subarray(130, 130 + RUNNING.release.length).toString()).toBe(RUNNING.release);
   });
 
+  it('emulating a syscall the profile lacks leaves it ENOSYS and says so', () => {
+    const p: Profile = { ...profile('linux-6.1'), overrides: { add: [], remove: ['uname'] } };
+    const r = derivePlan(p, host618, { emulate: ['uname', 'uname'] }, TABLES);
+    expect(decision(r.plan, 'uname').fallback).toEqual(ENOSYS);
+    expect(r.warnings).toEqual(['--emulate uname has no effect: linux-6.1 does not have uname']);
+  });
+
   it('an unknown name is an error that lists what can be emulated', () => {
     expect(emulatableSyscalls()).toContain('uname');
     const run = () => plan(profile('host'), host618, { emulate: ['statx'] }, TABLES);
@@ -306,5 +315,62 @@ describe('determinism and diff', () => {
     expect(same).toEqual({ added: [], removed: [], unameChanged: [] });
     // The host profile compares by the running kernel's version (6.18 here).
     expect(diffProfiles(profile('linux-3.10'), profile('host'), TABLES).added).toEqual(['getrandom', 'openat2', 'statx']);
+  });
+});
+
+describe('with the shipped syscall tables and policies', () => {
+  const host = hostInfoFromVersion(RUNNING.release, RUNNING.version);
+  const oldHost = hostInfoFromVersion('5.4.0-216-generic', '#236-Ubuntu SMP');
+  const docker = loadOciPolicy(dataPath('test', 'fixtures', 'policies', 'docker-default.json'));
+
+  it('linux-4.4 has no statx, the host profile allows it', () => {
+    const old = plan(profile('linux-4.4'), host);
+    expect(decision(old, 'statx').fallback).toEqual(ENOSYS);
+    expect(decision(old, 'statx', 'i386').fallback).toEqual(ENOSYS);
+    expect(decision(plan(profile('host'), host), 'statx').fallback).toEqual(ALLOW);
+  });
+
+  it('_sysctl: allowed under linux-4.19 on a host that has it, ENOSYS under linux-6.1', () => {
+    expect(decision(plan(profile('linux-4.19'), oldHost), '_sysctl').fallback).toEqual(ALLOW);
+    expect(decision(plan(profile('linux-6.1'), oldHost), '_sysctl').fallback).toEqual(ENOSYS);
+  });
+
+  it.each(['host', 'linux-2.6.32', 'linux-3.10', 'linux-4.4', 'linux-4.14', 'linux-4.19', 'linux-5.4', 'linux-5.10', 'linux-5.15', 'linux-6.1', 'linux-6.6', 'linux-6.12', 'linux-6.18'])(
+    '%s: every table entry decided, handshake first, uname native unless host, deterministic',
+    (name) => {
+      const p = profile(name);
+      const a = derivePlan(p, host, { policy: docker });
+      expect(a).toEqual(derivePlan(p, host, { policy: docker }));
+      for (const arch of ['x86_64', 'i386'] as const) {
+        const t = arch === 'x86_64' ? syscallTable('x86_64') : syscallTable('i386');
+        expect(archOf(a.plan, arch).syscalls.map((s) => s.nr)).toEqual([...t.all].map((s) => s.nr).sort((x, y) => x - y));
+      }
+      expect(decision(a.plan, 'prctl').rules[0].conditions).toEqual([{ index: 0, op: 'eq', value: BigInt(HANDSHAKE_PRCTL_OPTION) }]);
+      expect(decision(a.plan, 'uname').fallback.kind).toBe(p.isHost ? 'allow' : 'notify');
+    },
+  );
+
+  it("Docker's default policy composes with a profile", () => {
+    const p = plan(profile('linux-4.4'), host, { policy: docker });
+    const eperm = { kind: 'errno', errno: 1 };
+    expect(archOf(p, 'x86_64').defaultAction).toEqual(eperm);
+    expect(decision(p, 'mkdir').fallback).toEqual(ALLOW);
+    // Docker allows statx; linux-4.4 does not have it.
+    expect(decision(p, 'statx').fallback).toEqual(ENOSYS);
+    // Not in Docker's allow list: the policy's EPERM, not the profile's allow.
+    expect(decision(p, 'kexec_load').fallback).toEqual(eperm);
+    // personality is allowed for a few argument values only.
+    const personality = decision(p, 'personality');
+    expect(personality.rules.map((r) => r.conditions[0].value)).toEqual(expect.arrayContaining([0n, 8n, 0xffffffffn]));
+    expect(personality.rules.every((r) => r.action.kind === 'allow')).toBe(true);
+    expect(personality.fallback).toEqual(eperm);
+  });
+
+  it('diffProfiles between Debian 10 and Debian 12', () => {
+    const d = diffProfiles(profile('linux-4.19'), profile('linux-6.1'));
+    expect(d.removed).toContain('_sysctl');
+    expect(d.added).toEqual(expect.arrayContaining(['openat2', 'pidfd_open', 'close_range', 'io_uring_setup']));
+    expect(d.added).not.toContain('statx');
+    expect(d.unameChanged.map((c) => c.field)).toEqual(['release', 'version']);
   });
 });

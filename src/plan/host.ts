@@ -1,6 +1,6 @@
 import { release, version } from 'node:os';
 import { shims } from '../../shims/index.js';
-import { compareKernelVersions } from '../profile/kernel-version.js';
+import { compareKernelVersions } from '../syscalls/version.js';
 import { type SyscallInfo, type SyscallTable, syscallTable } from '../syscalls/table.js';
 import type { ArchName } from './action.js';
 

@@ -151,7 +151,7 @@ function unknownNames(ctx: Context, tables: PlanTables): string[] {
 export function derivePlan(profile: Profile, host: HostInfo, options: PlanOptions = {}, tables: PlanTables = defaultTables()): PlanResult {
   const entries = new Map<string, PolicyEntry[]>();
   for (const e of options.policy?.entries ?? []) {
-    for (const n of e.names) entries.set(n, [...(entries.get(n) ?? []), e]);
+    for (const n of new Set(e.names)) entries.set(n, [...(entries.get(n) ?? []), e]);
   }
   const ctx: Context = { profile, host, emulate: checkEmulate(options.emulate ?? []), policy: options.policy, entries };
   const warnings = unknownNames(ctx, tables);
@@ -170,7 +170,10 @@ export function derivePlan(profile: Profile, host: HostInfo, options: PlanOption
     arches.push({ arch, syscalls, defaultAction: options.policy?.defaultAction ?? ALLOW });
   }
   for (const n of [...ctx.emulate].sort()) {
-    const present = arches.some((a) => a.syscalls.some((d) => d.name === n && !(d.fallback.kind === 'errno' && d.fallback.errno === ENOSYS)));
+    const present = ARCHES.some((a) => {
+      const info = tables[a].byName(n);
+      return info !== undefined && inProfile(profile, info, true);
+    });
     if (!present) warnings.push(`--emulate ${n} has no effect: ${profile.name} does not have ${n}`);
   }
   return {

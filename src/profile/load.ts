@@ -2,7 +2,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { machine, release, version } from 'node:os';
 import { basename } from 'node:path';
 import { dataPath } from '../paths.js';
-import { compareKernelVersions } from './kernel-version.js';
+import { compareKernelVersions } from '../syscalls/version.js';
 import { type HostRelease, ProfileError, parseProfile } from './schema.js';
 import type { Profile } from './types.js';
 
