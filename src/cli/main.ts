@@ -1,0 +1,45 @@
+import { Command, CommanderError } from 'commander';
+import { userMessage, UsageError } from './errors.js';
+import { runCommand, type RunFlags } from './run.js';
+
+function program(setExit: (code: number) => void): Command {
+  const cli = new Command('vjail')
+    .description('Run programs in a jail whose kernel ABI is answered by a seccomp user-notify supervisor')
+    .exitOverride()
+    .enablePositionalOptions()
+    .showSuggestionAfterError()
+    .configureOutput({ outputError: (str, write) => write(`vjail: ${str.replace(/^error: /, '')}`) });
+
+  cli
+    .command('run')
+    .description('run CMD in a jail')
+    .usage('[options] -- CMD [ARG...]')
+    .option('--profile <name>', 'kernel-ABI profile (see "vjail profiles list")', 'host')
+    .option('--policy <file>', 'OCI seccomp policy (JSON) to enforce as well')
+    .option('--trace [file]', 'print each intercepted syscall (to stderr, or to FILE)')
+    .option('--stats', 'print per-syscall counts and latency at exit')
+    .option('--pid-ns', 'run the jail in its own PID namespace')
+    .option('--emulate <names>', 'comma-separated syscalls to answer by their shim even where the host has them')
+    .argument('[command...]')
+    .passThroughOptions()
+    .action(async (command: string[], flags: RunFlags) => setExit(await runCommand(command, flags)));
+
+  return cli;
+}
+
+/** The CLI: parse argv, run the command, return the exit status. */
+export async function main(argv: string[]): Promise<number> {
+  let code = 0;
+  try {
+    await program((c) => (code = c)).parseAsync(argv, { from: 'user' });
+    return code;
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;
+    const msg = userMessage(e);
+    if (msg === undefined) throw e;
+    process.stderr.write(`vjail: ${msg}\n`);
+    return 2;
+  }
+}
+
+export { UsageError };
