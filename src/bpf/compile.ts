@@ -75,8 +75,9 @@ function dataBits(what: string, n: number): number {
  *   2 (ld arch, jeq) + [1 jeq for i386] + 1 (ld nr) + [1 jge x32 on x86_64]
  *   + ceil(log2 R) compares + 1 ret,
  * plus one BPF_JA per compare whose target landed more than 255 instructions
- * away (only in trees of more than ~128 ranges, or when the first arch's code
- * exceeds 255 instructions, for the second arch). Allowed x86_64 calls on a
+ * away: the tree is about 2R instructions, so that starts past ~256 ranges
+ * (sooner when stepping stones to far rule blocks sit in the tree), and the
+ * second arch's check pays one when the first arch's code is that long. Allowed x86_64 calls on a
  * profile with 100 ranges: 2 + 1 + 1 + 7 + 1 = 12 instructions. libseccomp's
  * tree for the same rules needs a jeq per syscall at the leaves on top of that.
  * These paths read only nr and arch, so the kernel's per-syscall action cache
