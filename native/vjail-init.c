@@ -282,8 +282,6 @@ static int run_in_pid_ns(const struct options *o, struct sock_fprog *prog)
 	if (init == 0) {
 		/* If we (its parent) die, PID 1 dies and the kernel kills the namespace. */
 		prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-		if (getppid() == 0 || kill_requested)
-			_exit(1);
 		if (o->cgroup)
 			join_cgroup(o->cgroup);
 		if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) ||

@@ -1,0 +1,28 @@
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execaSync } from 'execa';
+
+const root = new URL('../..', import.meta.url).pathname;
+
+/**
+ * Compile test/fixtures/NAME.c (static, non-PIE so int 0x80 can use its
+ * buffers) into a cache keyed by the source, and return the binary's path.
+ */
+export function fixture(name: string, extraFlags: string[] = []): string {
+  const src = join(root, 'test', 'fixtures', `${name}.c`);
+  const hash = createHash('sha256').update(readFileSync(src)).update(extraFlags.join(' ')).digest('hex').slice(0, 12);
+  const dir = join(tmpdir(), 'vjail-test-fixtures');
+  const out = join(dir, `${name}-${hash}`);
+  if (existsSync(out)) return out;
+  mkdirSync(dir, { recursive: true });
+  const tmp = `${out}.${process.pid}.tmp`;
+  execaSync('cc', ['-std=gnu11', '-O1', '-Wall', '-Werror', '-static', '-no-pie', '-pthread', '-o', tmp, src, ...extraFlags]);
+  renameSync(tmp, out);
+  return out;
+}
+
+/** Path of the CLI entry point. */
+export const vjailBin = join(root, 'bin', 'vjail.js');
+export const repoRoot = root;
