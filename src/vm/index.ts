@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { buildInitramfs, loadStaticBusybox } from './initramfs.js';
 import { ensureKernel, isKernelName, availableKernels, type KernelInfo, type KernelName } from './kernels.js';
 import { bootOnce, checkQemu, lastLines, type BootResult } from './qemu.js';
@@ -81,6 +81,10 @@ function initramfsFor(info: KernelInfo): string {
     const tmp = `${path}.${process.pid}.tmp`;
     writeFileSync(tmp, cpio);
     renameSync(tmp, path);
+    // Drop archives an older init script or busybox left behind.
+    for (const f of readdirSync(dirname(path))) {
+      if (/^initramfs-[0-9a-f]{16}\.cpio$/.test(f) && f !== basename(path)) rmSync(join(dirname(path), f), { force: true });
+    }
   }
   return path;
 }

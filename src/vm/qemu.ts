@@ -70,6 +70,9 @@ export function qemuArgs(o: BootOptions): string[] {
     'panic=-1',
     'rdinit=/init',
     'random.trust_cpu=on',
+    // TCG's TSC is steady; without this the clocksource watchdog (judging it
+    // against jiffies, which lag under emulation) drops to a coarse clock.
+    'tsc=reliable',
     ...(khz ? [`tsc_early_khz=${khz}`] : []),
   ].join(' ');
   return [
