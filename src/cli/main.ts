@@ -20,6 +20,7 @@ function program(setExit: (code: number) => void): Command {
     .option('--stats', 'print per-syscall counts and latency at exit')
     .option('--pid-ns', 'run the jail in its own PID namespace')
     .option('--emulate <names>', 'comma-separated syscalls to answer by their shim even where the host has them')
+    .option('-v, --verbose', 'say where the profile cannot be presented faithfully on this host')
     .argument('[command...]')
     .passThroughOptions()
     .action(async (command: string[], flags: RunFlags) => setExit(await runCommand(command, flags)));

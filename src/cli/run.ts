@@ -10,6 +10,7 @@ export interface RunFlags {
   stats?: boolean;
   pidNs?: boolean;
   emulate?: string;
+  verbose?: boolean;
 }
 
 /** Signals vjail passes on to the jail's main process. SIGINT and SIGQUIT from a
@@ -37,7 +38,7 @@ export async function runCommand(command: string[], flags: RunFlags): Promise<nu
     trace: sink.write,
   };
   const jail = spawnJail(opts);
-  for (const w of jail.warnings) process.stderr.write(`vjail: warning: ${w}\n`);
+  if (flags.verbose) for (const w of jail.warnings) process.stderr.write(`vjail: warning: ${w}\n`);
   const forward = (sig: NodeJS.Signals): void => jail.kill(sig);
   const forwarded = FORWARDED.filter((s) => !(process.stdin.isTTY && (s === 'SIGINT' || s === 'SIGQUIT')));
   for (const s of forwarded) process.on(s, forward);
