@@ -103,6 +103,19 @@ describe('failures', () => {
     );
   }, 60_000);
 
+  it('tries a boot that does not reach the command once more, then reports it', async () => {
+    // No TCG boot gets to the command within 300 ms, so both tries count as hung.
+    await expect(runInKernel({ kernel: '6.1', argv: ['true'], shareDir: share, bootTimeoutMs: 300 })).rejects.toThrow(
+      'Linux 6.1 did not reach the command within 300 ms, twice; last console lines:',
+    );
+  }, 30_000);
+
+  it('reports a command that is not found as exit 127 with the shell message', async () => {
+    const r = await runInKernel({ kernel: '6.12', argv: ['/nonexistent-command'], shareDir: share });
+    expect(r.exitCode).toBe(127);
+    expect(r.stderr).toContain('/nonexistent-command: not found');
+  }, 60_000);
+
   it('rejects bad input with a message naming the fix', async () => {
     await expect(runInKernel({ kernel: '5.4' as KernelName, argv: ['true'], shareDir: share })).rejects.toThrow(
       'unknown kernel "5.4"; choose one of 6.1, 6.12',
@@ -113,6 +126,12 @@ describe('failures', () => {
     );
     await expect(runInKernel({ kernel: '6.1', argv: ['true'], shareDir: share, env: { 'A-B': '1' } })).rejects.toThrow(
       'is not a valid shell variable name',
+    );
+    await expect(runInKernel({ kernel: '6.1', argv: ['true'], shareDir: share, timeoutMs: -1 })).rejects.toThrow(
+      'timeoutMs must be a positive integer',
+    );
+    await expect(runInKernel({ kernel: '6.1', argv: ['true'], shareDir: share, cpu: 'no-such-cpu' })).rejects.toThrow(
+      "unable to find CPU model 'no-such-cpu'",
     );
     expect(() => extractVmlinux(Buffer.alloc(4096))).toThrow('not an x86 bzImage');
   });

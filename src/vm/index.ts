@@ -26,6 +26,8 @@ export interface RunInKernelOptions {
   memoryMiB?: number;
   /** Guest CPUs; default 1. */
   smp?: number;
+  /** A boot that has not started the command by then counts as hung and is tried once more; default 40 s. */
+  bootTimeoutMs?: number;
 }
 
 export interface RunInKernelResult {
@@ -36,7 +38,6 @@ export interface RunInKernelResult {
   bootMs: number;
 }
 
-/** A boot that has not reached the command by then counts as hung and is retried once. */
 const BOOT_TIMEOUT_MS = 40_000;
 
 /** POSIX shell single-quoting. */
@@ -66,6 +67,10 @@ function validate(o: RunInKernelOptions): void {
   for (const [k, v] of Object.entries(o.env ?? {})) {
     if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) throw new Error(`vjail vm: environment name "${k}" is not a valid shell variable name`);
     if (typeof v !== 'string' || v.includes('\0')) throw new Error(`vjail vm: environment value of ${k} must be a string without NUL bytes`);
+  }
+  for (const k of ['timeoutMs', 'bootTimeoutMs', 'memoryMiB', 'smp'] as const) {
+    const v = o[k];
+    if (v !== undefined && !(Number.isInteger(v) && v > 0)) throw new Error(`vjail vm: ${k} must be a positive integer, got ${String(v)}`);
   }
   if (o.cpu !== undefined && !/^[A-Za-z0-9_.,=+-]+$/.test(o.cpu)) throw new Error(`vjail vm: cpu "${o.cpu}" is not a qemu CPU model name (e.g. qemu64, max)`);
 }
@@ -123,7 +128,7 @@ export async function runInKernel(o: RunInKernelOptions): Promise<RunInKernelRes
       cpu: o.cpu ?? 'qemu64',
       memoryMiB: o.memoryMiB ?? 1024,
       smp: o.smp ?? 1,
-      bootTimeoutMs: Math.min(BOOT_TIMEOUT_MS, timeoutMs),
+      bootTimeoutMs: Math.min(o.bootTimeoutMs ?? BOOT_TIMEOUT_MS, timeoutMs),
       timeoutMs,
     };
     let r = await bootOnce(boot);
