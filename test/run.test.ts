@@ -64,6 +64,11 @@ describe('vjail run --profile linux-4.19', () => {
     for (const l of lines) expect(l).toMatch(RELEASE_4_19);
   });
 
+  it('a child made by vfork, then exec, sees it', async () => {
+    const r = await vjail(['run', '--profile', 'linux-4.19', '--', probe, 'vfork-uname']);
+    expect(r.stdout).toMatch(RELEASE_4_19);
+  });
+
   it('a call through the i386 entry (int 0x80) is planned too', async () => {
     const r = await vjail(['run', '--profile', 'linux-4.19', '--', probe, 'int80-uname']);
     expect(r.stdout).toMatch(RELEASE_4_19);
