@@ -98,8 +98,8 @@ describe.each([
 
 describe('failures', () => {
   it('kills a run that overstays its timeout and reports the console', async () => {
-    await expect(runInKernel({ kernel: '6.1', argv: ['sleep', '600'], shareDir: share, timeoutMs: 15_000 })).rejects.toThrow(
-      /Linux 6\.1 run did not finish within 15000 ms[\s\S]*vjail-vm: running/,
+    await expect(runInKernel({ kernel: '6.1', argv: ['sleep', '600'], shareDir: share, timeoutMs: 20_000 })).rejects.toThrow(
+      /Linux 6\.1 run did not finish within 20000 ms[\s\S]*vjail-vm: running/,
     );
   }, 60_000);
 
