@@ -99,7 +99,8 @@ async function resolvePackage(kernel: KernelName): Promise<string> {
     const escaped = kernel.replace('.', '\\.');
     const pattern = new RegExp(`^\\s*Depends:\\s*(linux-image-${escaped}[.-][^\\s]*-amd64(?:-unsigned)?)\\s*$`, 'm');
     const m = r.status === 0 ? pattern.exec(r.stdout) : null;
-    if (m) return m[1]!;
+    // Only the generic flavour: cloud leaves out 9p, rt changes scheduling.
+    if (m && !/-(cloud|rt)-amd64/.test(m[1]!)) return m[1]!;
   }
   throw new Error(`vjail vm: apt knows no Linux ${kernel} image package (tried ${tried.join(', ')}); ${fix}`);
 }
