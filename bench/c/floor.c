@@ -1,0 +1,204 @@
+/*
+ * The floor for an intercepted syscall: the least a seccomp user-notify
+ * supervisor can do. Forks, has the child install a filter that notifies
+ * uname(2) only, receives the listener over a socket, then answers each
+ * notification in a tight loop: write a fixed struct utsname into the
+ * caller with process_vm_writev and send the reply. No poll, no queue, no
+ * ID_VALID check (a real supervisor needs that check; see BENCH.md).
+ *
+ *   floor [--sync] -- PROGRAM [ARG...]
+ *
+ * --sync sets SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP on the listener (Linux
+ * 6.6+), so the kernel wakes the waiting side on the waker's CPU.
+ * Exits with the program's status.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef SECCOMP_IOCTL_NOTIF_SET_FLAGS
+#define SECCOMP_IOCTL_NOTIF_SET_FLAGS SECCOMP_IOW(4, __u64)
+#endif
+#ifndef SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP
+#define SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP 1UL
+#endif
+
+static pid_t child;
+
+static void on_child(int sig)
+{
+	(void)sig;
+	int st;
+	if (waitpid(child, &st, WNOHANG) == child)
+		_exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+}
+
+/* One byte of data and room for one SCM_RIGHTS fd. */
+struct fd_msg {
+	char byte;
+	struct iovec iov;
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct msghdr msg;
+};
+
+static void fd_msg_init(struct fd_msg *m)
+{
+	memset(m, 0, sizeof *m);
+	m->iov = (struct iovec){ .iov_base = &m->byte, .iov_len = 1 };
+	m->msg = (struct msghdr){ .msg_iov = &m->iov, .msg_iovlen = 1, .msg_control = m->u.buf, .msg_controllen = sizeof m->u.buf };
+}
+
+static int send_fd(int sock, int fd)
+{
+	struct fd_msg m;
+	fd_msg_init(&m);
+	struct cmsghdr *c = CMSG_FIRSTHDR(&m.msg);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof fd);
+	return sendmsg(sock, &m.msg, 0) == 1 ? 0 : -1;
+}
+
+static int recv_fd(int sock)
+{
+	struct fd_msg m;
+	fd_msg_init(&m);
+	if (recvmsg(sock, &m.msg, 0) != 1)
+		return -1;
+	struct cmsghdr *c = CMSG_FIRSTHDR(&m.msg);
+	if (!c || c->cmsg_type != SCM_RIGHTS)
+		return -1;
+	int fd;
+	memcpy(&fd, CMSG_DATA(c), sizeof fd);
+	return fd;
+}
+
+static void run_child(int sock, char **argv)
+{
+	struct sock_filter insns[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_uname, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = { .len = sizeof insns / sizeof insns[0], .filter = insns };
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)) {
+		perror("floor: no_new_privs");
+		_exit(127);
+	}
+	int fd = (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
+	if (fd < 0) {
+		perror("floor: seccomp");
+		_exit(127);
+	}
+	if (send_fd(sock, fd)) {
+		perror("floor: sendmsg");
+		_exit(127);
+	}
+	close(fd);
+	/* Wait until the supervisor holds the listener and has set its flags. */
+	char go;
+	if (read(sock, &go, 1) != 1)
+		_exit(127);
+	close(sock);
+	execvp(argv[0], argv);
+	perror("floor: exec");
+	_exit(127);
+}
+
+int main(int argc, char **argv)
+{
+	int sync = 0, i = 1;
+	for (; i < argc && strcmp(argv[i], "--"); i++) {
+		if (!strcmp(argv[i], "--sync"))
+			sync = 1;
+		else {
+			fprintf(stderr, "floor: unknown option %s\n", argv[i]);
+			return 2;
+		}
+	}
+	if (i + 1 >= argc) {
+		fprintf(stderr, "usage: floor [--sync] -- PROGRAM [ARG...]\n");
+		return 2;
+	}
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv)) {
+		perror("floor: socketpair");
+		return 1;
+	}
+	struct sigaction sa = { .sa_handler = on_child }; /* no SA_RESTART: RECV returns EINTR */
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGCHLD, &sa, NULL);
+	child = fork();
+	if (child < 0) {
+		perror("floor: fork");
+		return 1;
+	}
+	if (child == 0) {
+		close(sv[0]);
+		run_child(sv[1], argv + i + 1);
+	}
+	close(sv[1]);
+	int listener = recv_fd(sv[0]);
+	if (listener < 0) {
+		fprintf(stderr, "floor: no listener from the child\n");
+		return 1;
+	}
+	if (sync && ioctl(listener, SECCOMP_IOCTL_NOTIF_SET_FLAGS, SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP)) {
+		perror("floor: SECCOMP_IOCTL_NOTIF_SET_FLAGS");
+		return 1;
+	}
+	if (write(sv[0], "g", 1) != 1)
+		return 1;
+	close(sv[0]);
+
+	struct utsname answer;
+	memset(&answer, 0, sizeof answer);
+	strcpy(answer.sysname, "Linux");
+	strcpy(answer.nodename, "floor");
+	strcpy(answer.release, "4.19.0-floor");
+	strcpy(answer.version, "#1 SMP");
+	strcpy(answer.machine, "x86_64");
+	struct seccomp_notif_sizes sizes;
+	if (syscall(SYS_seccomp, SECCOMP_GET_NOTIF_SIZES, 0, &sizes))
+		return 1;
+	size_t nsize = sizes.seccomp_notif > sizeof(struct seccomp_notif) ? sizes.seccomp_notif : sizeof(struct seccomp_notif);
+	struct seccomp_notif *req = calloc(1, nsize);
+	for (;;) {
+		memset(req, 0, nsize);
+		if (ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, req)) {
+			if (errno == EINTR || errno == ENOENT)
+				continue;
+			perror("floor: SECCOMP_IOCTL_NOTIF_RECV");
+			return 1;
+		}
+		struct iovec local = { .iov_base = &answer, .iov_len = sizeof answer };
+		struct iovec remote = { .iov_base = (void *)(uintptr_t)req->data.args[0], .iov_len = sizeof answer };
+		ssize_t n = process_vm_writev((pid_t)req->pid, &local, 1, &remote, 1, 0);
+		struct seccomp_notif_resp resp = { .id = req->id, .val = 0, .error = n == (ssize_t)sizeof answer ? 0 : -EFAULT };
+		ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, &resp);
+	}
+}

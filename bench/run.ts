@@ -1,0 +1,407 @@
+/**
+ * `npm run bench`: vjail against the kernel's floor and its peers, as ratios
+ * from one run. Every variant of a group is run in turn, round after round
+ * (the order rotating each round), and reported as the median of its rounds
+ * with the min–max. See docs/BENCH.md for the method.
+ *
+ *   node dist/bench/run.js [--quick] [--json] [--only GROUP[,GROUP]]
+ */
+import { accessSync, constants as fsConstants, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { delimiter, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { planJail } from '../src/jail.js';
+import { dataPath } from '../src/paths.js';
+import { loadOciPolicy } from '../src/policy/oci.js';
+import { loadProfile } from '../src/profile/load.js';
+import { BuildError, buildC } from './cc.js';
+import { describeMachine, type Machine } from './machine.js';
+import { capture, field, numberField } from './proc.js';
+import { libseccompRules } from './rules.js';
+import { runWithPlan, viaJavaScript } from './shim-path.js';
+import { summarize, type Summary } from './stats.js';
+import { formatReport } from './table.js';
+
+export type GroupId = 'intercepted' | 'allowed' | 'startup' | 'checkpoint';
+export const GROUPS: readonly GroupId[] = ['intercepted', 'allowed', 'startup', 'checkpoint'];
+
+export interface Row {
+  group: GroupId;
+  /** Stable key, e.g. "intercepted.vjail-native". */
+  id: string;
+  label: string;
+  unit: string;
+  status: 'measured' | 'skipped' | 'failed' | 'not implemented';
+  summary?: Summary;
+  /** median / the reference row's median. */
+  ratio?: number;
+  /** id of the reference row of `ratio`. */
+  ratioTo?: string;
+  note?: string;
+}
+
+export interface Target {
+  id: string;
+  description: string;
+  value?: number;
+  limit: number;
+  unit: string;
+  met?: boolean;
+  note?: string;
+}
+
+export interface Report {
+  machine: Machine;
+  quick: boolean;
+  params: Params;
+  rows: Row[];
+  targets: Target[];
+}
+
+interface Params {
+  rounds: number;
+  interceptedCalls: number;
+  allowedCalls: number;
+  startupRounds: number;
+  bandwidthMiB: number[];
+  bandwidthRounds: number;
+}
+
+const FULL: Params = { rounds: 9, interceptedCalls: 20_000, allowedCalls: 2_000_000, startupRounds: 15, bandwidthMiB: [16, 256, 1024], bandwidthRounds: 3 };
+const QUICK: Params = { rounds: 2, interceptedCalls: 200, allowedCalls: 2_000, startupRounds: 1, bandwidthMiB: [1, 2, 4], bandwidthRounds: 1 };
+
+interface Variant {
+  id: string;
+  label: string;
+  unit: string;
+  /** One measurement, in `unit`. */
+  sample?: () => Promise<number>;
+  /** Why there is nothing to measure (tool absent). */
+  skip?: string;
+  note?: string;
+}
+
+/** Run the variants round-robin, `rounds` times, rotating who goes first. */
+async function measure(group: GroupId, variants: Variant[], rounds: number, log: (s: string) => void): Promise<Row[]> {
+  const samples = new Map<string, number[]>(variants.map((v) => [v.id, []]));
+  const failed = new Map<string, string>();
+  const live = variants.filter((v) => v.sample && !v.skip);
+  for (let r = 0; r < rounds; r++) {
+    log(`${group}: round ${r + 1}/${rounds}`);
+    for (let i = 0; i < live.length; i++) {
+      const v = live[(i + r) % live.length]!;
+      if (failed.has(v.id)) continue;
+      try {
+        samples.get(v.id)!.push(await v.sample!());
+      } catch (e) {
+        failed.set(v.id, e instanceof Error ? e.message : String(e));
+      }
+    }
+  }
+  return variants.map((v): Row => {
+    const base = { group, id: `${group}.${v.id}`, label: v.label, unit: v.unit };
+    if (v.skip || !v.sample) return { ...base, status: 'skipped', note: v.skip };
+    const err = failed.get(v.id);
+    if (err !== undefined) return { ...base, status: 'failed', note: err };
+    return { ...base, status: 'measured', summary: summarize(samples.get(v.id)!), note: v.note };
+  });
+}
+
+function onPath(name: string): string | undefined {
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    if (!dir) continue;
+    const p = join(dir, name);
+    try {
+      accessSync(p, fsConstants.X_OK);
+      return p;
+    } catch {
+      // keep looking
+    }
+  }
+  return undefined;
+}
+
+/** Build a bench/c program, or say why a variant needing it is skipped. */
+function tryBuild(name: string, libs: string[] = []): { path?: string; why?: string } {
+  try {
+    return { path: buildC(name, libs) };
+  } catch (e) {
+    if (e instanceof BuildError) return { why: e.message };
+    throw e;
+  }
+}
+
+const vjailCli = (): string => dataPath('bin', 'vjail.js');
+
+/** ns per call printed by callloop, checking who answered uname when `release` is given. */
+function perCall(out: string, release?: RegExp): number {
+  if (release) {
+    const got = field(out, 'release');
+    if (!release.test(got)) throw new Error(`uname answered "${got}", expected ${release}: the call was not intercepted as intended`);
+  }
+  return numberField(out, 'ns_per_call');
+}
+
+async function intercepted(p: Params, log: (s: string) => void): Promise<Row[]> {
+  const loop = buildC('callloop');
+  const floor = buildC('floor');
+  const n = String(p.interceptedCalls);
+  const work = [loop, 'uname', n];
+  const us = (ns: number) => ns / 1000;
+  const profile = loadProfile('linux-4.19');
+  const jsPlan = viaJavaScript(planJail({ profile }).plan, 'uname', 'uname');
+  const release = /^4\.19\./;
+  const strace = onPath('strace');
+  const proot = onPath('proot');
+  const variants: Variant[] = [
+    {
+      id: 'floor-sync',
+      label: 'C floor, SYNC_WAKE_UP',
+      unit: 'µs',
+      sample: async () => us(perCall((await capture(floor, ['--sync', '--', ...work])).stdout, /^4\.19\.0-floor$/)),
+    },
+    {
+      id: 'floor',
+      label: 'C floor, plain wake-up',
+      unit: 'µs',
+      sample: async () => us(perCall((await capture(floor, ['--', ...work])).stdout, /^4\.19\.0-floor$/)),
+    },
+    {
+      id: 'vjail-native',
+      label: 'vjail, native answer',
+      unit: 'µs',
+      sample: async () =>
+        us(perCall((await capture(process.execPath, [vjailCli(), 'run', '--profile', 'linux-4.19', '--', ...work])).stdout, release)),
+    },
+    {
+      id: 'vjail-js',
+      label: 'vjail, JavaScript shim',
+      unit: 'µs',
+      sample: async () => us(perCall(await runWithPlan(work, jsPlan, profile), release)),
+    },
+    strace
+      ? {
+          id: 'strace',
+          label: 'strace -f -e trace=uname',
+          unit: 'µs',
+          sample: async () => us(perCall((await capture(strace, ['-f', '-qq', '-e', 'trace=uname', '-o', '/dev/null', ...work])).stdout)),
+        }
+      : { id: 'strace', label: 'strace', unit: 'µs', skip: 'strace is not installed (apt: strace)' },
+    proot
+      ? {
+          id: 'proot',
+          label: 'proot (ptrace)',
+          unit: 'µs',
+          sample: async () => us(perCall((await capture(proot, work)).stdout)),
+          note: 'uname passed through to the host kernel after the ptrace stop (proot -k breaks dynamic binaries here)',
+        }
+      : { id: 'proot', label: 'proot', unit: 'µs', skip: 'proot is not installed (apt: proot)' },
+    { id: 'gvisor', label: 'gVisor runsc (systrap)', unit: 'µs', skip: 'runsc is not packaged in Debian; not available' },
+  ];
+  const rows = await measure('intercepted', variants, p.rounds, log);
+  return withRatios(rows, 'intercepted.floor-sync');
+}
+
+async function allowed(p: Params, dir: string, log: (s: string) => void): Promise<Row[]> {
+  const loop = buildC('callloop');
+  const seccomp = tryBuild('loadfilter', ['-lseccomp']);
+  if (!seccomp.path) {
+    const why = `${seccomp.why} (apt: libseccomp-dev)`;
+    return ['getppid', 'personality', 'prctl'].map((s) => ({
+      group: 'allowed' as const,
+      id: `allowed.${s}`,
+      label: s,
+      unit: 'ns',
+      status: 'skipped' as const,
+      note: why,
+    }));
+  }
+  const loader = seccomp.path;
+  const dockerPath = dataPath('test', 'fixtures', 'policies', 'docker-default.json');
+  const docker = loadOciPolicy(dockerPath);
+  const hostBpf = join(dir, 'vjail-host.bpf');
+  const dockerBpf = join(dir, 'vjail-docker.bpf');
+  const dockerRules = join(dir, 'docker.rules');
+  writeFileSync(hostBpf, planJail({ profile: 'host' }).filter);
+  writeFileSync(dockerBpf, planJail({ profile: 'host', policy: docker }).filter);
+  writeFileSync(dockerRules, libseccompRules(docker));
+  const filters: [string, string, string[]][] = [
+    ['none', 'no filter', ['--none']],
+    ['vjail-host', 'vjail filter, host profile', ['--bpf', hostBpf]],
+    ['vjail-docker', 'vjail filter, Docker default', ['--bpf', dockerBpf]],
+    ['libseccomp-docker', 'libseccomp, Docker default', ['--rules', dockerRules]],
+    ['libseccomp-docker-tree', 'libseccomp binary tree, Docker default', ['--rules', dockerRules, '--tree']],
+  ];
+  const variants: Variant[] = [];
+  for (const sys of ['getppid', 'personality', 'prctl']) {
+    for (const [id, label, args] of filters) {
+      variants.push({
+        id: `${sys}.${id}`,
+        label: `${sys}: ${label}`,
+        unit: 'ns',
+        sample: async () => perCall((await capture(loader, [...args, '--', loop, sys, String(p.allowedCalls)])).stdout),
+      });
+    }
+  }
+  const rows = await measure('allowed', variants, p.rounds, log);
+  for (const sys of ['getppid', 'personality', 'prctl']) withRatios(rows.filter((r) => r.id.startsWith(`allowed.${sys}.`)), `allowed.${sys}.libseccomp-docker`);
+  return rows;
+}
+
+async function startup(p: Params, log: (s: string) => void): Promise<Row[]> {
+  const spawntime = buildC('spawntime');
+  const time = async (argv: string[]) => {
+    const out = (await capture(spawntime, ['1', '--', ...argv])).stdout;
+    return numberField(out, 'ns') / 1e6;
+  };
+  const node = process.execPath;
+  const bwrap = onPath('bwrap');
+  const proot = onPath('proot');
+  const importCli = `await import(${JSON.stringify(new URL('../src/cli/main.js', import.meta.url).href)})`;
+  const variants: Variant[] = [
+    { id: 'true', label: 'bare exec of /bin/true', unit: 'ms', sample: () => time(['/bin/true']) },
+    { id: 'node', label: "node -e ''", unit: 'ms', sample: () => time([node, '-e', '']) },
+    {
+      id: 'node-import',
+      label: 'node, import the vjail CLI modules',
+      unit: 'ms',
+      sample: () => time([node, '--input-type=module', '-e', importCli]),
+    },
+    { id: 'vjail', label: 'vjail run -- /bin/true', unit: 'ms', sample: () => time([node, vjailCli(), 'run', '--', '/bin/true']) },
+    bwrap
+      ? { id: 'bwrap', label: 'bwrap --ro-bind / / /bin/true', unit: 'ms', sample: () => time([bwrap, '--ro-bind', '/', '/', '/bin/true']) }
+      : { id: 'bwrap', label: 'bwrap', unit: 'ms', skip: 'bwrap is not installed (apt: bubblewrap)' },
+    proot
+      ? { id: 'proot', label: 'proot /bin/true', unit: 'ms', sample: () => time([proot, '/bin/true']) }
+      : { id: 'proot', label: 'proot', unit: 'ms', skip: 'proot is not installed (apt: proot)' },
+    { id: 'runsc', label: 'gVisor runsc', unit: 'ms', skip: 'runsc is not packaged in Debian; not available' },
+  ];
+  const rows = await measure('startup', variants, p.startupRounds, log);
+  return withRatios(rows, 'startup.true');
+}
+
+async function checkpoint(p: Params, dir: string, log: (s: string) => void): Promise<Row[]> {
+  const bw = buildC('bandwidth');
+  const gib = (bytesPerS: number) => bytesPerS / 2 ** 30;
+  const variants: Variant[] = [];
+  for (const mib of p.bandwidthMiB) {
+    variants.push({
+      id: `memcpy-${mib}MiB`,
+      label: `memcpy ${mib} MiB`,
+      unit: 'GiB/s',
+      sample: async () => gib(numberField((await capture(bw, ['memcpy', String(mib)])).stdout, 'bytes_per_s')),
+    });
+  }
+  for (const mib of p.bandwidthMiB) {
+    variants.push({
+      id: `write-${mib}MiB`,
+      label: `file write+fsync ${mib} MiB`,
+      unit: 'GiB/s',
+      sample: async () => gib(numberField((await capture(bw, ['write', String(mib), dir])).stdout, 'bytes_per_s')),
+    });
+  }
+  const rows = await measure('checkpoint', variants, p.bandwidthRounds, log);
+  const notImplemented: Row[] = ['checkpoint', 'restore'].map((what) => ({
+    group: 'checkpoint',
+    id: `checkpoint.${what}`,
+    label: `vjail ${what}`,
+    unit: 'GiB/s',
+    status: 'not implemented',
+    note: 'not implemented (issue: checkpoint/restore)',
+  }));
+  return [...notImplemented, ...rows];
+}
+
+/** Set ratio = median / reference median on every measured row. */
+function withRatios(rows: Row[], refId: string): Row[] {
+  const ref = rows.find((r) => r.id === refId)?.summary?.median;
+  if (ref === undefined || ref <= 0) return rows;
+  for (const r of rows) {
+    if (r.summary) {
+      r.ratio = r.summary.median / ref;
+      r.ratioTo = refId;
+    }
+  }
+  return rows;
+}
+
+function targets(rows: Row[]): Target[] {
+  const get = (id: string) => rows.find((r) => r.id === id);
+  const out: Target[] = [];
+  const ratioTarget = (id: string, description: string, rowId: string, limit: number) => {
+    const r = get(rowId);
+    if (!r) return;
+    const value = r.ratio;
+    out.push(
+      value === undefined
+        ? { id, description, limit, unit: '×', note: r.note ?? 'not measured' }
+        : { id, description, value, limit, unit: '×', met: value <= limit },
+    );
+  };
+  ratioTarget('fast-path', 'vjail native answer ≤ 1.3× the C floor (SYNC_WAKE_UP)', 'intercepted.vjail-native', 1.3);
+  ratioTarget('js-path', 'vjail JavaScript shim ≤ 2× the C floor (SYNC_WAKE_UP)', 'intercepted.vjail-js', 2);
+  for (const sys of ['getppid', 'personality', 'prctl']) {
+    ratioTarget(`allowed-${sys}`, `allowed ${sys} under vjail's Docker filter ≤ 1.1× libseccomp's`, `allowed.${sys}.vjail-docker`, 1.1);
+  }
+  const vjail = get('startup.vjail')?.summary?.median;
+  const node = get('startup.node')?.summary?.median;
+  out.push(
+    vjail !== undefined && node !== undefined
+      ? { id: 'startup', description: 'vjail run start-up beyond node -e \'\' ≤ 10 ms', value: vjail - node, limit: 10, unit: 'ms', met: vjail - node <= 10 }
+      : { id: 'startup', description: 'vjail run start-up beyond node -e \'\' ≤ 10 ms', limit: 10, unit: 'ms', note: 'not measured' },
+  );
+  return out;
+}
+
+export async function runBench(opts: { quick?: boolean; only?: GroupId[]; log?: (s: string) => void } = {}): Promise<Report> {
+  const params = opts.quick ? QUICK : FULL;
+  const log = opts.log ?? (() => {});
+  const only = new Set(opts.only ?? GROUPS);
+  const dir = mkdtempSync(join(tmpdir(), 'vjail-bench-'));
+  const rows: Row[] = [];
+  try {
+    if (only.has('intercepted')) rows.push(...(await intercepted(params, log)));
+    if (only.has('allowed')) rows.push(...(await allowed(params, dir, log)));
+    if (only.has('startup')) rows.push(...(await startup(params, log)));
+    if (only.has('checkpoint')) rows.push(...(await checkpoint(params, dir, log)));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return { machine: describeMachine(), quick: !!opts.quick, params, rows, targets: targets(rows) };
+}
+
+function parseArgs(argv: string[]): { quick: boolean; json: boolean; only?: GroupId[] } {
+  let quick = false;
+  let json = false;
+  let only: GroupId[] | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--quick') quick = true;
+    else if (a === '--json') json = true;
+    else if (a === '--only' && argv[i + 1]) {
+      only = argv[++i]!.split(',') as GroupId[];
+      const bad = only.filter((g) => !GROUPS.includes(g));
+      if (bad.length) throw new Error(`unknown group ${bad.join(', ')}; groups: ${GROUPS.join(', ')}`);
+    } else throw new Error(`unknown argument ${a}; usage: run.js [--quick] [--json] [--only ${GROUPS.join(',')}]`);
+  }
+  return { quick, json, only };
+}
+
+async function main(): Promise<void> {
+  let args;
+  try {
+    args = parseArgs(process.argv.slice(2));
+  } catch (e) {
+    process.stderr.write(`bench: ${(e as Error).message}\n`);
+    process.exit(2);
+  }
+  const report = await runBench({ quick: args.quick, only: args.only, log: (s) => process.stderr.write(`bench: ${s}\n`) });
+  process.stdout.write(args.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
+}
+
+if (process.argv[1] && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url))) {
+  main().catch((e) => {
+    process.stderr.write(`bench: ${e instanceof Error ? e.stack : String(e)}\n`);
+    process.exit(1);
+  });
+}
