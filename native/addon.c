@@ -20,6 +20,7 @@
 #include <uv.h>
 
 #include "caller.h"
+#include "incaller.h"
 #include "protocol.h"
 #include "supervisor.h"
 
@@ -647,6 +648,8 @@ static napi_value init(napi_env env, napi_value exports)
 		{ "supervisorAddfd", js_supervisor_addfd },
 		{ "supervisorStats", js_supervisor_stats },
 		{ "supervisorStop", js_supervisor_stop },
+		{ "incallerStart", incaller_js_start },
+		{ "incallerCommand", incaller_js_command },
 	};
 	for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
 		napi_value f;
