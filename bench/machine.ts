@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { availableParallelism, cpus, release, tmpdir, totalmem } from 'node:os';
+import { availableParallelism, cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
 
 /** What the numbers were measured on. */
 export interface Machine {
@@ -13,6 +13,8 @@ export interface Machine {
   /** File system type of the directory the write bandwidth was measured in. */
   tmpFs?: string;
   clocksource?: string;
+  /** 1-minute load average when the run ended: other work on the machine shows up as noise. */
+  loadavg1: number;
 }
 
 function quiet(file: string, args: string[]): string | undefined {
@@ -33,5 +35,6 @@ export function describeMachine(): Machine {
     libseccomp: quiet('pkg-config', ['--modversion', 'libseccomp']),
     tmpFs: quiet('stat', ['-f', '-c', '%T', tmpdir()]),
     clocksource: quiet('cat', ['/sys/devices/system/clocksource/clocksource0/current_clocksource']),
+    loadavg1: Math.round(loadavg()[0]! * 100) / 100,
   };
 }

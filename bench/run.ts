@@ -167,6 +167,28 @@ async function intercepted(p: Params, log: (s: string) => void): Promise<Row[]> 
       sample: async () => us(perCall((await capture(floor, ['--', ...work])).stdout, /^4\.19\.0-floor$/)),
     },
     {
+      id: 'floor-poll',
+      label: 'C floor + poll before RECV',
+      unit: 'µs',
+      sample: async () => us(perCall((await capture(floor, ['--sync', '--poll', '--', ...work])).stdout, /^4\.19\.0-floor$/)),
+      note: 'vjail\'s native thread polls the listener and a stop eventfd before each RECV',
+    },
+    {
+      id: 'floor-poll-idvalid',
+      label: 'C floor + poll + ID_VALID',
+      unit: 'µs',
+      sample: async () => us(perCall((await capture(floor, ['--sync', '--poll', '--id-valid', '--', ...work])).stdout, /^4\.19\.0-floor$/)),
+      note: 'the steps of vjail\'s native answer, in C',
+    },
+    {
+      id: 'floor-handoff',
+      label: 'C, same + hand-off to a 2nd thread',
+      unit: 'µs',
+      sample: async () =>
+        us(perCall((await capture(floor, ['--sync', '--poll', '--id-valid', '--handoff', '--', ...work])).stdout, /^4\.19\.0-floor$/)),
+      note: 'the route of vjail\'s JavaScript path (queue + eventfd + epoll on a second thread), without Node',
+    },
+    {
       id: 'vjail-native',
       label: 'vjail, native answer',
       unit: 'µs',

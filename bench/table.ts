@@ -27,7 +27,7 @@ export function formatReport(r: Report): string {
   const m = r.machine;
   const out: string[] = [];
   out.push(`Machine: ${m.nproc} CPUs, ${m.cpu}, Linux ${m.kernel}, ${m.memoryGiB} GiB, node ${m.node}` +
-    `${m.libseccomp ? `, libseccomp ${m.libseccomp}` : ''}${m.tmpFs ? `, tmpdir on ${m.tmpFs}` : ''}${m.clocksource ? `, clocksource ${m.clocksource}` : ''}`);
+    `${m.libseccomp ? `, libseccomp ${m.libseccomp}` : ''}${m.tmpFs ? `, tmpdir on ${m.tmpFs}` : ''}${m.clocksource ? `, clocksource ${m.clocksource}` : ''}, load average ${m.loadavg1} at the end`);
   const p = r.params;
   out.push(`Runs: ${p.rounds} interleaved rounds (start-up ${p.startupRounds}, bandwidth ${p.bandwidthRounds}); ` +
     `${p.interceptedCalls} intercepted / ${p.allowedCalls} allowed calls per run${r.quick ? ' (--quick: smoke counts, numbers are not meaningful)' : ''}`);

@@ -14,6 +14,9 @@ let report: Report;
 const ROWS = [
   'intercepted.floor-sync',
   'intercepted.floor',
+  'intercepted.floor-poll',
+  'intercepted.floor-poll-idvalid',
+  'intercepted.floor-handoff',
   'intercepted.vjail-native',
   'intercepted.vjail-js',
   'intercepted.strace',

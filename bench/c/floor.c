@@ -3,13 +3,20 @@
  * supervisor can do. Forks, has the child install a filter that notifies
  * uname(2) only, receives the listener over a socket, then answers each
  * notification in a tight loop: write a fixed struct utsname into the
- * caller with process_vm_writev and send the reply. No poll, no queue, no
- * ID_VALID check (a real supervisor needs that check; see BENCH.md).
+ * caller with process_vm_writev and send the reply. By default no poll, no
+ * queue, no ID_VALID check (a real supervisor needs that check; see BENCH.md).
  *
- *   floor [--sync] -- PROGRAM [ARG...]
+ *   floor [--sync] [--poll] [--id-valid] [--handoff] -- PROGRAM [ARG...]
  *
  * --sync sets SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP on the listener (Linux
  * 6.6+), so the kernel wakes the waiting side on the waker's CPU.
+ * The other options add, one at a time, the steps vjail's supervisor takes,
+ * so the bench can show what each costs:
+ *   --poll      poll(2) the listener before each RECV
+ *   --id-valid  SECCOMP_IOCTL_NOTIF_ID_VALID before writing into the caller
+ *   --handoff   receive on a second thread and hand each notification to the
+ *               main thread through a queue and an eventfd it epolls (as the
+ *               native thread hands calls to JavaScript)
  * Exits with the program's status.
  */
 #define _GNU_SOURCE
@@ -17,12 +24,16 @@
 #include <linux/audit.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -40,6 +51,15 @@
 #endif
 
 static pid_t child;
+static int listener, opt_poll, opt_id_valid;
+static size_t nsize;
+static struct utsname answer;
+
+/* One-slot queue between the receiving thread and the answering thread. */
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t space = PTHREAD_COND_INITIALIZER;
+static struct seccomp_notif *slot;
+static int slot_full, wake_fd;
 
 static void on_child(int sig)
 {
@@ -129,19 +149,75 @@ static void run_child(int sock, char **argv)
 	_exit(127);
 }
 
+/* Wait for the next notification: 0 when one arrived. */
+static int receive(struct seccomp_notif *req)
+{
+	if (opt_poll) {
+		struct pollfd p = { .fd = listener, .events = POLLIN };
+		if (poll(&p, 1, -1) < 0)
+			return -1;
+	}
+	memset(req, 0, nsize);
+	if (ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, req)) {
+		if (errno == EINTR || errno == ENOENT)
+			return -1;
+		perror("floor: SECCOMP_IOCTL_NOTIF_RECV");
+		exit(1);
+	}
+	return 0;
+}
+
+/* Write the fixed struct utsname into the caller and let it return 0. */
+static void respond(struct seccomp_notif *req)
+{
+	if (opt_id_valid && ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &req->id))
+		return;
+	struct iovec local = { .iov_base = &answer, .iov_len = sizeof answer };
+	struct iovec remote = { .iov_base = (void *)(uintptr_t)req->data.args[0], .iov_len = sizeof answer };
+	ssize_t n = process_vm_writev((pid_t)req->pid, &local, 1, &remote, 1, 0);
+	struct seccomp_notif_resp resp = { .id = req->id, .val = 0, .error = n == (ssize_t)sizeof answer ? 0 : -EFAULT };
+	ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, &resp);
+}
+
+static void *receiver(void *arg)
+{
+	(void)arg;
+	struct seccomp_notif *req = calloc(1, nsize);
+	for (;;) {
+		if (receive(req))
+			continue;
+		pthread_mutex_lock(&mu);
+		while (slot_full)
+			pthread_cond_wait(&space, &mu);
+		memcpy(slot, req, nsize);
+		slot_full = 1;
+		pthread_mutex_unlock(&mu);
+		uint64_t one = 1;
+		if (write(wake_fd, &one, sizeof one) < 0)
+			exit(1);
+	}
+	return NULL;
+}
+
 int main(int argc, char **argv)
 {
-	int sync = 0, i = 1;
+	int sync = 0, handoff = 0, i = 1;
 	for (; i < argc && strcmp(argv[i], "--"); i++) {
 		if (!strcmp(argv[i], "--sync"))
 			sync = 1;
+		else if (!strcmp(argv[i], "--poll"))
+			opt_poll = 1;
+		else if (!strcmp(argv[i], "--id-valid"))
+			opt_id_valid = 1;
+		else if (!strcmp(argv[i], "--handoff"))
+			handoff = 1;
 		else {
 			fprintf(stderr, "floor: unknown option %s\n", argv[i]);
 			return 2;
 		}
 	}
 	if (i + 1 >= argc) {
-		fprintf(stderr, "usage: floor [--sync] -- PROGRAM [ARG...]\n");
+		fprintf(stderr, "usage: floor [--sync] [--poll] [--id-valid] [--handoff] -- PROGRAM [ARG...]\n");
 		return 2;
 	}
 	int sv[2];
@@ -162,7 +238,7 @@ int main(int argc, char **argv)
 		run_child(sv[1], argv + i + 1);
 	}
 	close(sv[1]);
-	int listener = recv_fd(sv[0]);
+	listener = recv_fd(sv[0]);
 	if (listener < 0) {
 		fprintf(stderr, "floor: no listener from the child\n");
 		return 1;
@@ -175,7 +251,6 @@ int main(int argc, char **argv)
 		return 1;
 	close(sv[0]);
 
-	struct utsname answer;
 	memset(&answer, 0, sizeof answer);
 	strcpy(answer.sysname, "Linux");
 	strcpy(answer.nodename, "floor");
@@ -185,20 +260,41 @@ int main(int argc, char **argv)
 	struct seccomp_notif_sizes sizes;
 	if (syscall(SYS_seccomp, SECCOMP_GET_NOTIF_SIZES, 0, &sizes))
 		return 1;
-	size_t nsize = sizes.seccomp_notif > sizeof(struct seccomp_notif) ? sizes.seccomp_notif : sizeof(struct seccomp_notif);
+	nsize = sizes.seccomp_notif > sizeof(struct seccomp_notif) ? sizes.seccomp_notif : sizeof(struct seccomp_notif);
 	struct seccomp_notif *req = calloc(1, nsize);
+	if (!handoff) {
+		for (;;)
+			if (receive(req) == 0)
+				respond(req);
+	}
+	/* The receiving thread must not take the SIGCHLD that ends the run. */
+	sigset_t chld, old;
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	pthread_sigmask(SIG_BLOCK, &chld, &old);
+	slot = calloc(1, nsize);
+	wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	pthread_t t;
+	if (pthread_create(&t, NULL, receiver, NULL))
+		return 1;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	struct epoll_event ev = { .events = EPOLLIN };
+	epoll_ctl(ep, EPOLL_CTL_ADD, wake_fd, &ev);
 	for (;;) {
-		memset(req, 0, nsize);
-		if (ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, req)) {
-			if (errno == EINTR || errno == ENOENT)
-				continue;
-			perror("floor: SECCOMP_IOCTL_NOTIF_RECV");
-			return 1;
-		}
-		struct iovec local = { .iov_base = &answer, .iov_len = sizeof answer };
-		struct iovec remote = { .iov_base = (void *)(uintptr_t)req->data.args[0], .iov_len = sizeof answer };
-		ssize_t n = process_vm_writev((pid_t)req->pid, &local, 1, &remote, 1, 0);
-		struct seccomp_notif_resp resp = { .id = req->id, .val = 0, .error = n == (ssize_t)sizeof answer ? 0 : -EFAULT };
-		ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, &resp);
+		if (epoll_wait(ep, &ev, 1, -1) < 1)
+			continue;
+		uint64_t count;
+		if (read(wake_fd, &count, sizeof count) < 0)
+			continue;
+		pthread_mutex_lock(&mu);
+		int got = slot_full;
+		if (got)
+			memcpy(req, slot, nsize);
+		slot_full = 0;
+		pthread_cond_signal(&space);
+		pthread_mutex_unlock(&mu);
+		if (got)
+			respond(req);
 	}
 }
