@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { userMessage, UsageError } from './errors.js';
 import { runCommand, type RunFlags } from './run.js';
+import { registerCompatCommand } from './compat.js';
 
 function program(setExit: (code: number) => void): Command {
   const cli = new Command('vjail')
@@ -25,6 +26,7 @@ function program(setExit: (code: number) => void): Command {
     .passThroughOptions()
     .action(async (command: string[], flags: RunFlags) => setExit(await runCommand(command, flags)));
 
+  registerCompatCommand(cli, setExit);
   return cli;
 }
 
