@@ -1,0 +1,345 @@
+/**
+ * The checkpoint image format: the one place that defines what an image
+ * directory holds and how it is written and read.
+ *
+ *   DIR/IMAGE          "vjail-image <version>\nmanifest sha256:<hex>\n"
+ *   DIR/manifest.json  the process, validated by `manifestSchema`
+ *   DIR/pages-<n>.img  raw page data of mapping n, runs back to back
+ *
+ * Every page file's size and sha256 are in the manifest; the manifest's
+ * sha256 is in IMAGE. An image is written under a temporary name next to
+ * DIR, fsynced, and renamed into place, so DIR is either complete or absent.
+ * `openImage` checks all of it before anything is created from the image.
+ */
+import { createHash } from 'node:crypto';
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeSync,
+} from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { z } from 'zod';
+
+export const IMAGE_MAGIC = 'vjail-image';
+export const IMAGE_VERSION = 1;
+export const PAGE_SIZE = 4096;
+const HEADER_FILE = 'IMAGE';
+const MANIFEST_FILE = 'manifest.json';
+
+/** The image cannot be written or used; the message is one line saying why. */
+export class ImageError extends Error {
+  override name = 'ImageError';
+}
+
+/** A 64-bit value as lowercase hex ("0x7ffd1000"): JSON numbers cannot hold addresses exactly. */
+const hex = z.string().regex(/^0x[0-9a-f]+$/, 'must be lowercase hex such as 0x1000');
+const sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'must be a sha256 hex digest');
+const base64 = z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/, 'must be base64');
+
+export const GPR_NAMES = [
+  'r15', 'r14', 'r13', 'r12', 'rbp', 'rbx', 'r11', 'r10', 'r9', 'r8', 'rax', 'rcx', 'rdx', 'rsi', 'rdi',
+  'orig_rax', 'rip', 'cs', 'eflags', 'rsp', 'ss', 'fs_base', 'gs_base', 'ds', 'es', 'fs', 'gs',
+] as const;
+export type GprName = (typeof GPR_NAMES)[number];
+
+const gprSchema = z.strictObject(Object.fromEntries(GPR_NAMES.map((n) => [n, hex])) as Record<GprName, typeof hex>);
+
+/** What a mapping is, from /proc/PID/maps' path column. */
+export const MAPPING_KINDS = ['anon', 'file', 'heap', 'stack', 'vdso', 'vvar', 'vvar_vclock', 'vsyscall'] as const;
+
+const backingFileSchema = z.strictObject({
+  path: z.string().startsWith('/'),
+  size: z.number().int().nonnegative(),
+  mtimeMs: z.number(),
+  sha256,
+});
+
+const pagesSchema = z.strictObject({
+  file: z.string().regex(/^pages-\d+\.img$/),
+  size: z.number().int().nonnegative(),
+  sha256,
+  /** [first page index within the mapping, number of pages], in file order. */
+  runs: z.array(z.tuple([z.number().int().nonnegative(), z.number().int().positive()])),
+});
+
+export const mappingSchema = z.strictObject({
+  start: hex,
+  end: hex,
+  /** As in /proc/PID/maps: "r-xp", "rw-s". */
+  perms: z.string().regex(/^[r-][w-][x-][ps]$/),
+  offset: hex,
+  kind: z.enum(MAPPING_KINDS),
+  /** The path column of /proc/PID/maps, if any. */
+  name: z.string().nullable(),
+  file: backingFileSchema.optional(),
+  pages: pagesSchema.optional(),
+});
+
+const sigactionSchema = z.strictObject({
+  signal: z.number().int().min(1).max(64),
+  handler: hex,
+  flags: hex,
+  restorer: hex,
+  mask: hex,
+});
+
+const rlimitSchema = z.strictObject({
+  resource: z.number().int().nonnegative(),
+  soft: hex,
+  hard: hex,
+});
+
+export const manifestSchema = z.strictObject({
+  format: z.literal(IMAGE_MAGIC),
+  version: z.literal(IMAGE_VERSION),
+  createdAt: z.string(),
+  host: z.strictObject({ release: z.string(), machine: z.literal('x86_64'), pageSize: z.literal(PAGE_SIZE) }),
+  /** The kernel-ABI profile the process ran under; restore re-derives its filter for the restoring host. */
+  profile: z.string().min(1),
+  process: z.strictObject({
+    pid: z.number().int().positive(),
+    comm: z.string(),
+    exe: z.string(),
+    cwd: z.string().startsWith('/'),
+    umask: z.number().int().min(0).max(0o777),
+    personality: hex,
+    rlimits: z.array(rlimitSchema),
+    mm: z.strictObject({
+      startCode: hex, endCode: hex, startData: hex, endData: hex, startBrk: hex, brk: hex,
+      startStack: hex, argStart: hex, argEnd: hex, envStart: hex, envEnd: hex,
+      auxv: base64,
+    }),
+    registers: z.strictObject({
+      gpr: gprSchema,
+      /** PTRACE_GETREGSET NT_X86_XSTATE as is (FPU, SSE, AVX, ... state). */
+      xsave: base64,
+      /** XCR0 of the dumping host (from the XSAVE software bytes): which state components the blob holds. */
+      xfeatures: hex,
+    }),
+    signals: z.strictObject({
+      blocked: hex,
+      actions: z.array(sigactionSchema),
+      /** Queued siginfo_t (128 bytes each, base64), per-thread and process-wide. */
+      pending: z.array(z.strictObject({ shared: z.boolean(), siginfo: base64 })),
+    }),
+    rseq: z.strictObject({ address: hex, size: z.number().int().positive(), signature: hex }).nullable(),
+    robustList: z.strictObject({ head: hex, length: hex }),
+    clearChildTid: hex,
+    mappings: z.array(mappingSchema).min(1),
+  }),
+});
+
+export type Manifest = z.infer<typeof manifestSchema>;
+export type Mapping = z.infer<typeof mappingSchema>;
+export type Pages = z.infer<typeof pagesSchema>;
+
+export const toHex = (v: bigint | number): string => `0x${BigInt.asUintN(64, BigInt(v)).toString(16)}`;
+export const fromHex = (s: string): bigint => BigInt(s);
+
+function header(manifestSha: string): string {
+  return `${IMAGE_MAGIC} ${IMAGE_VERSION}\nmanifest sha256:${manifestSha}\n`;
+}
+
+function fsyncPath(path: string): void {
+  const fd = openSync(path, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** One page-data file being written: data is hashed as it goes. */
+export class PageFileWriter {
+  private readonly fd: number;
+  private readonly hash = createHash('sha256');
+  private size = 0;
+  readonly runs: [number, number][] = [];
+
+  constructor(
+    readonly name: string,
+    path: string,
+  ) {
+    this.fd = openSync(path, 'wx', 0o600);
+  }
+
+  /** Append the pages [firstPage, firstPage + data.length / PAGE_SIZE) of the mapping. */
+  append(firstPage: number, data: Buffer): void {
+    const count = data.length / PAGE_SIZE;
+    const last = this.runs.at(-1);
+    if (last && last[0] + last[1] === firstPage) last[1] += count;
+    else this.runs.push([firstPage, count]);
+    for (let off = 0; off < data.length; ) off += writeSync(this.fd, data, off, data.length - off);
+    this.hash.update(data);
+    this.size += data.length;
+  }
+
+  close(): Pages {
+    fsyncSync(this.fd);
+    closeSync(this.fd);
+    return { file: this.name, size: this.size, sha256: this.hash.digest('hex'), runs: this.runs };
+  }
+}
+
+/**
+ * Writes an image under a temporary name beside its destination; `commit`
+ * publishes it by rename, `abort` removes every trace of it.
+ */
+export class ImageWriter {
+  readonly tmpDir: string;
+  private pageFiles = 0;
+
+  constructor(readonly dir: string) {
+    if (existsSync(dir)) throw new ImageError(`${dir} already exists; choose a new image directory`);
+    const parent = dirname(dir);
+    if (!existsSync(parent)) throw new ImageError(`cannot write the image: ${parent} does not exist`);
+    this.tmpDir = join(parent, `.${basename(dir)}.partial-${process.pid}`);
+    rmSync(this.tmpDir, { recursive: true, force: true });
+    mkdirSync(this.tmpDir, { mode: 0o700 });
+  }
+
+  pageFile(): PageFileWriter {
+    const name = `pages-${this.pageFiles++}.img`;
+    return new PageFileWriter(name, join(this.tmpDir, name));
+  }
+
+  /** Validate the manifest, write it and IMAGE, fsync, verify, and rename into place. */
+  commit(manifest: Manifest): void {
+    const checked = manifestSchema.safeParse(manifest);
+    if (!checked.success) throw new ImageError(`internal: the manifest does not match its schema: ${describeIssue(checked.error)}`);
+    const text = `${JSON.stringify(checked.data, null, 1)}\n`;
+    const sha = createHash('sha256').update(text).digest('hex');
+    writeFileSynced(join(this.tmpDir, MANIFEST_FILE), text);
+    writeFileSynced(join(this.tmpDir, HEADER_FILE), header(sha));
+    fsyncPath(this.tmpDir);
+    openImage(this.tmpDir); // read back and check everything before publishing
+    if (existsSync(this.dir)) throw new ImageError(`${this.dir} appeared while the image was written; it was left untouched`);
+    renameSync(this.tmpDir, this.dir);
+    fsyncPath(dirname(this.dir));
+  }
+
+  abort(): void {
+    rmSync(this.tmpDir, { recursive: true, force: true });
+  }
+}
+
+function writeFileSynced(path: string, text: string): void {
+  const fd = openSync(path, 'wx', 0o600);
+  try {
+    const data = Buffer.from(text);
+    for (let off = 0; off < data.length; ) off += writeSync(fd, data, off, data.length - off);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function describeIssue(err: z.ZodError): string {
+  const issue = err.issues[0];
+  if (!issue) return 'invalid';
+  return `${issue.path.join('.') || '(top)'}: ${issue.message}`;
+}
+
+/** sha256 of a file, streamed. */
+export function sha256File(path: string): string {
+  const hash = createHash('sha256');
+  const fd = openSync(path, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(1 << 20);
+    for (;;) {
+      const n = readSync(fd, buf, 0, buf.length, null);
+      if (n === 0) break;
+      hash.update(buf.subarray(0, n));
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return hash.digest('hex');
+}
+
+export interface OpenedImage {
+  dir: string;
+  manifest: Manifest;
+}
+
+/**
+ * Read and verify an image: IMAGE header (magic, version), manifest checksum
+ * and schema, and every page file's size, runs and sha256. Throws ImageError
+ * with a one-line reason; reads only, creates nothing.
+ */
+export function openImage(dir: string, opts: { verifyPages?: boolean } = {}): OpenedImage {
+  let st;
+  try {
+    st = statSync(dir);
+  } catch {
+    throw new ImageError(`no image at ${dir}`);
+  }
+  if (!st.isDirectory()) throw new ImageError(`${dir} is not an image directory`);
+  const headerPath = join(dir, HEADER_FILE);
+  if (!existsSync(headerPath)) throw new ImageError(`${dir} is not a vjail image (no ${HEADER_FILE} file)`);
+  const head = readFileSync(headerPath, 'utf8');
+  const m = /^(\S+) (\d+)\nmanifest sha256:([0-9a-f]{64})\n$/.exec(head);
+  if (!m || m[1] !== IMAGE_MAGIC) throw new ImageError(`${dir} is not a vjail image (bad ${HEADER_FILE} header)`);
+  if (Number(m[2]) !== IMAGE_VERSION) {
+    throw new ImageError(`${dir} is a version ${m[2]} image; this vjail reads version ${IMAGE_VERSION}`);
+  }
+  const manifestPath = join(dir, MANIFEST_FILE);
+  if (!existsSync(manifestPath)) throw new ImageError(`${dir} is damaged: ${MANIFEST_FILE} is missing`);
+  const text = readFileSync(manifestPath);
+  if (createHash('sha256').update(text).digest('hex') !== m[3]) {
+    throw new ImageError(`${dir} is damaged: ${MANIFEST_FILE} does not match its checksum`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text.toString('utf8'));
+  } catch {
+    throw new ImageError(`${dir} is damaged: ${MANIFEST_FILE} is not JSON`);
+  }
+  const parsed = manifestSchema.safeParse(json);
+  if (!parsed.success) throw new ImageError(`${dir} has an invalid manifest: ${describeIssue(parsed.error)}`);
+  const manifest = parsed.data;
+  for (const [i, map] of manifest.process.mappings.entries()) checkMapping(dir, i, map, opts.verifyPages ?? true);
+  return { dir, manifest };
+}
+
+function checkMapping(dir: string, i: number, map: Mapping, verifyPages: boolean): void {
+  const start = fromHex(map.start);
+  const end = fromHex(map.end);
+  const pageSize = BigInt(PAGE_SIZE);
+  if (end <= start || start % pageSize || end % pageSize) {
+    throw new ImageError(`${dir} has an invalid manifest: mapping ${i} (${map.start}-${map.end}) is not page-aligned`);
+  }
+  if (!map.pages) return;
+  const pages = Number((end - start) / pageSize);
+  let total = 0;
+  for (const [first, count] of map.pages.runs) {
+    if (first + count > pages) throw new ImageError(`${dir} has an invalid manifest: mapping ${i} has pages beyond its end`);
+    total += count;
+  }
+  const path = join(dir, map.pages.file);
+  let size: number;
+  try {
+    size = statSync(path).size;
+  } catch {
+    throw new ImageError(`${dir} is damaged: ${map.pages.file} is missing`);
+  }
+  if (size !== map.pages.size || total * PAGE_SIZE !== size) {
+    throw new ImageError(`${dir} is damaged: ${map.pages.file} is ${size} bytes, the manifest says ${map.pages.size}`);
+  }
+  if (verifyPages && sha256File(path) !== map.pages.sha256) {
+    throw new ImageError(`${dir} is damaged: ${map.pages.file} does not match its checksum`);
+  }
+}
+
+/** Path of a page-data file of an opened image. */
+export function pagesPath(image: OpenedImage, pages: Pages): string {
+  return join(image.dir, pages.file);
+}
