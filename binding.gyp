@@ -6,7 +6,7 @@
   "targets": [
     {
       "target_name": "vjail",
-      "sources": ["native/addon.c", "native/supervisor.c", "native/caller.c", "native/incaller.c"],
+      "sources": ["native/addon.c", "native/supervisor.c", "native/caller.c", "native/incaller.c", "native/ptrace.c"],
       "libraries": ["-lpthread"]
     },
     {
@@ -14,6 +14,13 @@
       "type": "executable",
       "sources": ["native/vjail-init.c"],
       "ldflags": ["-static"]
+    },
+    {
+      "target_name": "vjail-restorer",
+      "type": "executable",
+      "sources": ["native/restorer/restorer.c"],
+      "cflags": ["-ffreestanding", "-fno-stack-protector", "-fno-pie", "-fno-asynchronous-unwind-tables"],
+      "ldflags": ["-static", "-nostdlib", "-no-pie", "-Wl,-Ttext-segment=0x7e5a00000000", "-Wl,--build-id=none"]
     }
   ]
 }

@@ -22,6 +22,7 @@
 #include "caller.h"
 #include "incaller.h"
 #include "protocol.h"
+#include "ptrace.h"
 #include "supervisor.h"
 
 #ifndef SYS_pidfd_getfd
@@ -648,6 +649,16 @@ static napi_value init(napi_env env, napi_value exports)
 		{ "supervisorAddfd", js_supervisor_addfd },
 		{ "supervisorStats", js_supervisor_stats },
 		{ "supervisorStop", js_supervisor_stop },
+		{ "ptraceSeize", js_ptrace_seize },
+		{ "ptraceInterrupt", js_ptrace_interrupt },
+		{ "ptraceWait", js_ptrace_wait },
+		{ "ptraceResume", js_ptrace_resume },
+		{ "ptraceGetRegset", js_ptrace_get_regset },
+		{ "ptraceSetRegset", js_ptrace_set_regset },
+		{ "ptraceGetSigmask", js_ptrace_get_sigmask },
+		{ "ptraceSetSigmask", js_ptrace_set_sigmask },
+		{ "ptraceRseqConfig", js_ptrace_rseq_config },
+		{ "ptracePeekSiginfo", js_ptrace_peek_siginfo },
 		{ "incallerStart", incaller_js_start },
 		{ "incallerCommand", incaller_js_command },
 	};
