@@ -289,6 +289,12 @@ async function startup(p: Params, log: (s: string) => void): Promise<Row[]> {
       unit: 'ms',
       sample: () => time([node, '--input-type=module', '-e', importCli]),
     },
+    {
+      id: 'node-zod',
+      label: 'node, import zod only',
+      unit: 'ms',
+      sample: () => time([node, '--input-type=module', '-e', `await import(${JSON.stringify(import.meta.resolve('zod'))})`]),
+    },
     { id: 'vjail', label: 'vjail run -- /bin/true', unit: 'ms', sample: () => time([node, vjailCli(), 'run', '--', '/bin/true']) },
     bwrap
       ? { id: 'bwrap', label: 'bwrap --ro-bind / / /bin/true', unit: 'ms', sample: () => time([bwrap, '--ro-bind', '/', '/', '/bin/true']) }

@@ -28,6 +28,7 @@ const ROWS = [
   'startup.true',
   'startup.node',
   'startup.node-import',
+  'startup.node-zod',
   'startup.vjail',
   'startup.bwrap',
   'startup.proot',
