@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { userMessage, UsageError } from './errors.js';
 import { runCommand, type RunFlags } from './run.js';
+import { registerCheckpointCommands } from './checkpoint-commands.js';
 import { registerCompatCommand } from './compat.js';
 
 function program(setExit: (code: number) => void): Command {
@@ -27,6 +28,7 @@ function program(setExit: (code: number) => void): Command {
     .action(async (command: string[], flags: RunFlags) => setExit(await runCommand(command, flags)));
 
   registerCompatCommand(cli, setExit);
+  registerCheckpointCommands(cli, setExit);
   return cli;
 }
 

@@ -1,0 +1,272 @@
+/**
+ * Memory: the address space as /proc/PID/maps lists it, and the data of its
+ * private pages. Collected from maps, pagemap and mem; restored by injected
+ * mmap calls and writes to /proc/PID/mem.
+ *
+ * What is saved as data: populated pages (present or swapped, per pagemap)
+ * of anonymous mappings, and of private file mappings only the pages that
+ * were written to (no longer the file's page). Shared file mappings are
+ * mapped from their file again. vDSO and vvar are never data: restore moves
+ * the restoring kernel's own vDSO to the image's address.
+ */
+import { closeSync, openSync, readSync, statSync } from 'node:fs';
+import {
+  type ImageWriter,
+  ImageError,
+  type Mapping,
+  type OpenedImage,
+  PAGE_SIZE,
+  fromHex,
+  pagesPath,
+  sha256File,
+  toHex,
+} from '../../image/format.js';
+import { type MapsEntry, readMaps, type Tracee, TraceeError } from '../tracee.js';
+import { SYS } from '../syscalls.js';
+
+const PM_PRESENT = 1n << 63n;
+const PM_SWAPPED = 1n << 62n;
+const PM_FILE_OR_SHARED_ANON = 1n << 61n;
+const CHUNK = 4 << 20;
+
+const SPECIAL: Record<string, Mapping['kind']> = {
+  '[heap]': 'heap',
+  '[stack]': 'stack',
+  '[vdso]': 'vdso',
+  '[vvar]': 'vvar',
+  '[vvar_vclock]': 'vvar_vclock',
+  '[vsyscall]': 'vsyscall',
+};
+
+/** The vDSO and its data pages: moved as one block, never saved as data. */
+const VDSO_BLOCK = new Set<Mapping['kind']>(['vdso', 'vvar', 'vvar_vclock']);
+
+function kindOf(e: MapsEntry): Mapping['kind'] {
+  if (e.name === null) return 'anon';
+  const special = SPECIAL[e.name];
+  if (special) return special;
+  if (e.name.startsWith('/')) return 'file';
+  throw new CheckpointUnsupported(`mapping ${e.name} at 0x${e.start.toString(16)} cannot be checkpointed yet`);
+}
+
+/** The process uses something this version cannot save; it was left running. */
+export class CheckpointUnsupported extends Error {
+  override name = 'CheckpointUnsupported';
+}
+
+export function collectMemory(t: Tracee, image: ImageWriter): Mapping[] {
+  const maps = readMaps(t.pid);
+  const pagemap = openSync(`/proc/${t.pid}/pagemap`, 'r');
+  try {
+    return maps.map((e) => collectMapping(t, image, pagemap, e));
+  } finally {
+    closeSync(pagemap);
+  }
+}
+
+function collectMapping(t: Tracee, image: ImageWriter, pagemap: number, e: MapsEntry): Mapping {
+  const kind = kindOf(e);
+  const shared = e.perms[3] === 's';
+  const m: Mapping = { start: toHex(e.start), end: toHex(e.end), perms: e.perms, offset: toHex(e.offset), kind, name: e.name };
+  if (kind === 'vsyscall' || VDSO_BLOCK.has(kind)) return m;
+  if (kind === 'file') {
+    if (e.name!.endsWith(' (deleted)')) throw new CheckpointUnsupported(`mapping of deleted file ${e.name} cannot be checkpointed yet`);
+    const st = statSync(e.name!);
+    m.file = { path: e.name!, size: st.size, mtimeMs: st.mtimeMs, sha256: sha256File(e.name!) };
+    if (shared) return m; // the data is the file's
+  }
+  // Which pages hold data of their own?
+  const pages = Number((e.end - e.start) / BigInt(PAGE_SIZE));
+  const entries = Buffer.alloc(pages * 8);
+  const firstIndex = Number(e.start / BigInt(PAGE_SIZE));
+  for (let off = 0; off < entries.length; ) {
+    const n = readSync(pagemap, entries, off, entries.length - off, (firstIndex * 8) + off);
+    if (n === 0) break;
+    off += n;
+  }
+  const own = (i: number): boolean => {
+    const v = entries.readBigUInt64LE(i * 8);
+    if (!(v & (PM_PRESENT | PM_SWAPPED))) return false;
+    return kind !== 'file' || !(v & PM_FILE_OR_SHARED_ANON);
+  };
+  let writer: ReturnType<ImageWriter['pageFile']> | undefined;
+  for (let i = 0; i < pages; ) {
+    if (!own(i)) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < pages && own(j) && (j - i) * PAGE_SIZE < CHUNK) j++;
+    writer ??= image.pageFile();
+    writer.append(i, t.read(e.start + BigInt(i * PAGE_SIZE), (j - i) * PAGE_SIZE));
+    i = j;
+  }
+  if (writer) m.pages = writer.close();
+  return m;
+}
+
+/** Reasons the image's memory cannot be restored here, found before anything is started. */
+export function checkMemory(image: OpenedImage): void {
+  for (const m of image.manifest.process.mappings) {
+    if (!m.file) continue;
+    let size: number;
+    try {
+      size = statSync(m.file.path).size;
+    } catch {
+      throw new ImageError(`the image maps ${m.file.path}, which does not exist here`);
+    }
+    if (size !== m.file.size || sha256File(m.file.path) !== m.file.sha256) {
+      throw new ImageError(`the image maps ${m.file.path}, which has changed since the checkpoint`);
+    }
+  }
+  const vdso = image.manifest.process.mappings.filter((m) => VDSO_BLOCK.has(m.kind));
+  if (!vdso.some((m) => m.kind === 'vdso')) throw new ImageError('the image has no vDSO; restoring such a process is not supported yet');
+}
+
+interface Range {
+  start: bigint;
+  end: bigint;
+}
+
+/** A free range of `size` bytes outside every range given. */
+function findHole(size: bigint, taken: Range[]): bigint {
+  const sorted = [...taken].sort((a, b) => (a.start < b.start ? -1 : 1));
+  let at = 0x100000000n; // above 4 GiB: clear of non-PIE binaries and their heaps
+  for (const r of sorted) {
+    if (r.end <= at) continue;
+    if (r.start >= at + size) break;
+    at = r.end;
+  }
+  if (at + size > 0x7ff000000000n) throw new TraceeError('no free address range for the restore');
+  return at;
+}
+
+const PROT = (perms: string): number => (perms[0] === 'r' ? 1 : 0) | (perms[1] === 'w' ? 2 : 0) | (perms[2] === 'x' ? 4 : 0);
+const MAP_SHARED = 0x01;
+const MAP_PRIVATE = 0x02;
+const MAP_FIXED = 0x10;
+const MAP_ANONYMOUS = 0x20;
+const MAP_FIXED_NOREPLACE = 0x100000;
+const MREMAP_MAYMOVE = 1;
+const MREMAP_FIXED = 2;
+const AT_FDCWD = -100;
+const O_RDONLY = 0;
+const O_RDWR = 2;
+const O_CLOEXEC = 0o2000000;
+
+/** A page in the tracee for syscall arguments (paths, structs). */
+export interface Scratch {
+  addr: bigint;
+  size: number;
+}
+
+/**
+ * Replace the restorer's address space with the image's: move the vDSO
+ * block to the image's address, unmap everything else of the restorer,
+ * map a scratch page, then every mapping of the image with its data.
+ */
+export async function restoreMemory(t: Tracee, image: OpenedImage): Promise<Scratch> {
+  const want = image.manifest.process.mappings;
+  const imageRanges = want.map((m) => ({ start: fromHex(m.start), end: fromHex(m.end) }));
+  const have = readMaps(t.pid);
+  const curBlock = have.filter((e) => VDSO_BLOCK.has(kindOf(e)));
+  const imgBlock = want.filter((m) => VDSO_BLOCK.has(m.kind));
+  const layout = (xs: { name: string | null; start: bigint; end: bigint }[]): string => {
+    const base = xs[0]?.start ?? 0n;
+    return xs.map((x) => `${x.name}:${x.start - base}:${x.end - x.start}`).join(',');
+  };
+  const imgLayout = layout(imgBlock.map((m) => ({ name: m.name, start: fromHex(m.start), end: fromHex(m.end) })));
+  if (layout(curBlock) !== imgLayout) {
+    throw new ImageError(`the image's vDSO layout (${imgLayout}) differs from this kernel's (${layout(curBlock)}); restoring across kernels is not supported yet`);
+  }
+  const vdso = curBlock.find((e) => e.name === '[vdso]')!;
+  if (t.gadget < vdso.start || t.gadget >= vdso.end) throw new TraceeError('the restorer has no syscall instruction in its vDSO');
+
+  // 1. The vDSO block goes to a range free now and in the image, keeping its layout.
+  const blockStart = curBlock[0]!.start;
+  const blockSize = curBlock.at(-1)!.end - blockStart;
+  const tmp = findHole(blockSize, [...have, ...imageRanges]);
+  await moveBlock(t, curBlock, blockStart, tmp);
+
+  // 2. Everything else of the restorer goes.
+  for (const e of readMaps(t.pid)) {
+    if (e.name === '[vsyscall]' || (e.start >= tmp && e.end <= tmp + blockSize)) continue;
+    await t.syscallOk(`munmap of the restorer's ${e.name ?? 'anonymous mapping'}`, SYS.munmap, e.start, e.end - e.start);
+  }
+
+  // 3. The block goes to the image's address.
+  const now = readMaps(t.pid).filter((e) => e.start >= tmp && e.end <= tmp + blockSize);
+  await moveBlock(t, now, tmp, fromHex(imgBlock[0]!.start));
+
+  // 4. A scratch page, outside the image.
+  const scratch: Scratch = { addr: findHole(BigInt(PAGE_SIZE), [...readMaps(t.pid), ...imageRanges]), size: PAGE_SIZE };
+  const got = await t.syscallOk('mmap of a scratch page', SYS.mmap, scratch.addr, PAGE_SIZE, 3, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+  if (got !== scratch.addr) throw new TraceeError('the scratch page was not mapped where asked');
+
+  // 5. The image's mappings, then their data.
+  for (const m of want) {
+    if (m.kind === 'vsyscall' || VDSO_BLOCK.has(m.kind)) continue;
+    await mapOne(t, scratch, m);
+  }
+  for (const m of want) if (m.pages) writePages(t, image, m);
+  return scratch;
+}
+
+async function moveBlock(t: Tracee, block: MapsEntry[], from: bigint, to: bigint): Promise<void> {
+  if (from === to) return;
+  for (const e of block) {
+    const size = e.end - e.start;
+    const dest = to + (e.start - from);
+    const r = await t.syscallOk(`mremap of ${e.name}`, SYS.mremap, e.start, size, size, MREMAP_MAYMOVE | MREMAP_FIXED, dest);
+    if (r !== dest) throw new TraceeError(`mremap of ${e.name} went to 0x${r.toString(16)}`);
+  }
+  t.gadget = t.gadget - from + to;
+}
+
+async function mapOne(t: Tracee, scratch: Scratch, m: Mapping): Promise<void> {
+  const start = fromHex(m.start);
+  const len = fromHex(m.end) - start;
+  const shared = m.perms[3] === 's';
+  const flags = MAP_FIXED | (shared ? MAP_SHARED : MAP_PRIVATE);
+  let r: bigint;
+  if (m.file) {
+    const path = Buffer.from(`${m.file.path}\0`);
+    if (path.length > scratch.size) throw new TraceeError(`path too long: ${m.file.path}`);
+    t.write(scratch.addr, path);
+    const writable = shared && m.perms[1] === 'w';
+    const fd = await t.syscallOk(`open of ${m.file.path}`, SYS.openat, AT_FDCWD, scratch.addr, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC, 0);
+    try {
+      r = await t.syscallOk(`mmap of ${m.file.path}`, SYS.mmap, start, len, PROT(m.perms), flags, fd, fromHex(m.offset));
+    } finally {
+      await t.syscall(SYS.close, fd);
+    }
+  } else {
+    r = await t.syscallOk(`mmap of ${m.name ?? 'anonymous memory'} at ${m.start}`, SYS.mmap, start, len, PROT(m.perms), flags | MAP_ANONYMOUS, -1, 0);
+  }
+  if (r !== start) throw new TraceeError(`mapping ${m.start} landed at 0x${r.toString(16)}`);
+}
+
+function writePages(t: Tracee, image: OpenedImage, m: Mapping): void {
+  const fd = openSync(pagesPath(image, m.pages!), 'r');
+  try {
+    const buf = Buffer.allocUnsafe(CHUNK);
+    let fileOff = 0;
+    const start = fromHex(m.start);
+    for (const [first, count] of m.pages!.runs) {
+      for (let done = 0; done < count; ) {
+        const n = Math.min(count - done, CHUNK / PAGE_SIZE);
+        const bytes = n * PAGE_SIZE;
+        for (let off = 0; off < bytes; ) {
+          const got = readSync(fd, buf, off, bytes - off, fileOff + off);
+          if (got === 0) throw new ImageError(`${m.pages!.file} ended early`);
+          off += got;
+        }
+        t.write(start + BigInt((first + done) * PAGE_SIZE), buf.subarray(0, bytes));
+        fileOff += bytes;
+        done += n;
+      }
+    }
+  } finally {
+    closeSync(fd);
+  }
+}

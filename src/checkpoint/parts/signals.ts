@@ -1,0 +1,47 @@
+/**
+ * Signals: the blocked mask (PTRACE_GETSIGMASK), the handler table (read
+ * with rt_sigaction run inside the process) and queued signals
+ * (PTRACE_PEEKSIGINFO). Restored with the same calls in reverse.
+ */
+import { type Manifest, fromHex, toHex } from '../../image/format.js';
+import { ptraceAddon, type Tracee } from '../tracee.js';
+import { SYS } from '../syscalls.js';
+import type { Scratch } from './memory.js';
+
+type Signals = Manifest['process']['signals'];
+
+const SIGKILL = 9;
+const SIGSTOP = 19;
+const SIGSET_SIZE = 8;
+const SIGINFO_SIZE = 128;
+
+export async function collectSignals(t: Tracee, scratch: Scratch): Promise<Signals> {
+  const actions: Signals['actions'] = [];
+  for (let sig = 1; sig <= 64; sig++) {
+    if (sig === SIGKILL || sig === SIGSTOP) continue;
+    await t.syscallOk(`rt_sigaction(${sig})`, SYS.rt_sigaction, sig, 0, scratch.addr, SIGSET_SIZE);
+    const k = t.read(scratch.addr, 32);
+    const [handler, flags, restorer, mask] = [0, 8, 16, 24].map((o) => k.readBigUInt64LE(o)) as [bigint, bigint, bigint, bigint];
+    if (handler === 0n && flags === 0n && mask === 0n) continue; // SIG_DFL, as after exec
+    actions.push({ signal: sig, handler: toHex(handler), flags: toHex(flags), restorer: toHex(restorer), mask: toHex(mask) });
+  }
+  const pending: Signals['pending'] = [];
+  for (const shared of [false, true]) {
+    const all = ptraceAddon().ptracePeekSiginfo(t.pid, shared);
+    for (let off = 0; off < all.length; off += SIGINFO_SIZE) {
+      pending.push({ shared, siginfo: all.subarray(off, off + SIGINFO_SIZE).toString('base64') });
+    }
+  }
+  return { blocked: toHex(t.getSigmask()), actions, pending };
+}
+
+/** Handlers and the mask. Queued signals are not re-queued yet (see docs/IMAGE.md). */
+export async function restoreSignals(t: Tracee, scratch: Scratch, s: Signals): Promise<void> {
+  for (const a of s.actions) {
+    const k = Buffer.alloc(32);
+    [a.handler, a.flags, a.restorer, a.mask].forEach((v, i) => k.writeBigUInt64LE(fromHex(v), i * 8));
+    t.write(scratch.addr, k);
+    await t.syscallOk(`rt_sigaction(${a.signal})`, SYS.rt_sigaction, a.signal, scratch.addr, 0, SIGSET_SIZE);
+  }
+  t.setSigmask(fromHex(s.blocked));
+}

@@ -1,0 +1,118 @@
+/**
+ * The rest of the task's kernel state: working directory, umask,
+ * personality, resource limits, the mm layout (code, data, brk, stack,
+ * arguments, auxv), rseq registration, robust futex list, clear_child_tid.
+ */
+import { readFileSync, readlinkSync } from 'node:fs';
+import { type Manifest, fromHex, toHex } from '../../image/format.js';
+import { ptraceAddon, type Tracee, TraceeError } from '../tracee.js';
+import { SYS } from '../syscalls.js';
+import type { Scratch } from './memory.js';
+
+type Proc = Manifest['process'];
+type Task = Pick<Proc, 'pid' | 'comm' | 'exe' | 'cwd' | 'umask' | 'personality' | 'rlimits' | 'mm' | 'rseq' | 'robustList' | 'clearChildTid'>;
+
+const RLIM_NLIMITS = 16;
+const PR_GET_TID_ADDRESS = 40;
+const PR_SET_MM = 35;
+const PR_SET_MM_MAP = 14;
+const AT_FDCWD = -100;
+const O_RDONLY = 0;
+const O_CLOEXEC = 0o2000000;
+
+/** /proc/PID/stat fields from the one after the comm, numbered as in proc(5). */
+function statFields(pid: number): (n: number) => string {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (n) => rest[n - 3]!;
+}
+
+export async function collectTask(t: Tracee, scratch: Scratch): Promise<Task> {
+  const pid = t.pid;
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const umask = /^Umask:\s+([0-7]+)/m.exec(status);
+  const f = statFields(pid);
+  const rlimits: Proc['rlimits'] = [];
+  for (let r = 0; r < RLIM_NLIMITS; r++) {
+    await t.syscallOk(`prlimit64(${r})`, SYS.prlimit64, 0, r, 0, scratch.addr);
+    const b = t.read(scratch.addr, 16);
+    rlimits.push({ resource: r, soft: toHex(b.readBigUInt64LE(0)), hard: toHex(b.readBigUInt64LE(8)) });
+  }
+  const brk = await t.syscall(SYS.brk, 0);
+  await t.syscallOk('get_robust_list', SYS.get_robust_list, 0, scratch.addr, scratch.addr + 8n);
+  const robust = t.read(scratch.addr, 16);
+  await t.syscallOk('prctl(PR_GET_TID_ADDRESS)', SYS.prctl, PR_GET_TID_ADDRESS, scratch.addr, 0, 0, 0);
+  const tidAddr = t.read(scratch.addr, 8).readBigUInt64LE(0);
+  let rseq: Proc['rseq'] = null;
+  const conf = ptraceAddon().ptraceRseqConfig(pid);
+  if (conf.readBigUInt64LE(0) !== 0n) {
+    rseq = { address: toHex(conf.readBigUInt64LE(0)), size: conf.readUInt32LE(8), signature: toHex(conf.readUInt32LE(12)) };
+  }
+  const num = (n: number): string => toHex(BigInt(f(n)));
+  return {
+    pid,
+    comm: readFileSync(`/proc/${pid}/comm`, 'utf8').trim(),
+    exe: readlinkSync(`/proc/${pid}/exe`),
+    cwd: readlinkSync(`/proc/${pid}/cwd`),
+    umask: umask ? parseInt(umask[1]!, 8) : 0o022,
+    personality: toHex(BigInt(`0x${readFileSync(`/proc/${pid}/personality`, 'utf8').trim()}`)),
+    rlimits,
+    mm: {
+      startCode: num(26), endCode: num(27), startStack: num(28),
+      startData: num(45), endData: num(46), startBrk: num(47),
+      argStart: num(48), argEnd: num(49), envStart: num(50), envEnd: num(51),
+      brk: toHex(brk),
+      auxv: readFileSync(`/proc/${pid}/auxv`).toString('base64'),
+    },
+    rseq,
+    robustList: { head: toHex(robust.readBigUInt64LE(0)), length: toHex(robust.readBigUInt64LE(8)) },
+    clearChildTid: toHex(tidAddr),
+  };
+}
+
+/**
+ * Restore the task state. The mm layout goes in with PR_SET_MM_MAP (needs
+ * CAP_SYS_RESOURCE): without it brk() would grow from the restorer's heap
+ * and /proc/PID/exe would name the restorer. Returns warnings for what could
+ * not be set.
+ */
+export async function restoreTask(t: Tracee, scratch: Scratch, p: Proc): Promise<string[]> {
+  const warnings: string[] = [];
+  const auxv = Buffer.from(p.mm.auxv, 'base64');
+  const mapSize = 104;
+  if (mapSize + auxv.length + p.exe.length + 1 > scratch.size) throw new TraceeError('auxv too large for the scratch page');
+  const exePath = scratch.addr + BigInt(mapSize + auxv.length);
+  t.write(exePath, Buffer.from(`${p.exe}\0`));
+  const exeFd = await t.syscall(SYS.openat, AT_FDCWD, exePath, O_RDONLY | O_CLOEXEC, 0);
+  const map = Buffer.alloc(mapSize);
+  const mm = p.mm;
+  [mm.startCode, mm.endCode, mm.startData, mm.endData, mm.startBrk, mm.brk, mm.startStack, mm.argStart, mm.argEnd, mm.envStart, mm.envEnd].forEach(
+    (v, i) => map.writeBigUInt64LE(fromHex(v), i * 8),
+  );
+  map.writeBigUInt64LE(scratch.addr + BigInt(mapSize), 88);
+  map.writeUInt32LE(auxv.length, 96);
+  map.writeUInt32LE(exeFd >= 0n ? Number(exeFd) : 0xffffffff, 100);
+  t.write(scratch.addr, map);
+  t.write(scratch.addr + BigInt(mapSize), auxv);
+  const r = await t.syscall(SYS.prctl, PR_SET_MM, PR_SET_MM_MAP, scratch.addr, mapSize, 0);
+  if (r < 0n) warnings.push(`could not restore the memory layout (brk, exe link): prctl(PR_SET_MM_MAP) failed with errno ${-r}`);
+  if (exeFd >= 0n) await t.syscall(SYS.close, exeFd);
+
+  await t.syscallOk('personality', SYS.personality, fromHex(p.personality));
+  await t.syscallOk('umask', SYS.umask, p.umask);
+  t.write(scratch.addr, Buffer.from(`${p.cwd}\0`));
+  const cd = await t.syscall(SYS.chdir, scratch.addr);
+  if (cd < 0n) warnings.push(`could not change to the working directory ${p.cwd} (errno ${-cd})`);
+  for (const l of p.rlimits) {
+    const b = Buffer.alloc(16);
+    b.writeBigUInt64LE(fromHex(l.soft), 0);
+    b.writeBigUInt64LE(fromHex(l.hard), 8);
+    t.write(scratch.addr, b);
+    const rr = await t.syscall(SYS.prlimit64, 0, l.resource, scratch.addr, 0);
+    if (rr < 0n) warnings.push(`could not restore resource limit ${l.resource} (errno ${-rr})`);
+  }
+  await t.syscallOk('set_robust_list', SYS.set_robust_list, fromHex(p.robustList.head), fromHex(p.robustList.length));
+  await t.syscallOk('set_tid_address', SYS.set_tid_address, fromHex(p.clearChildTid));
+  if (p.rseq) await t.syscallOk('rseq', SYS.rseq, fromHex(p.rseq.address), p.rseq.size, 0, fromHex(p.rseq.signature));
+  return warnings;
+}

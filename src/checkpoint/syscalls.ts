@@ -1,0 +1,20 @@
+/** x86_64 system call numbers used when running calls inside a tracee. */
+export const SYS = {
+  close: 3,
+  mmap: 9,
+  munmap: 11,
+  brk: 12,
+  rt_sigaction: 13,
+  mremap: 25,
+  chdir: 80,
+  umask: 95,
+  personality: 135,
+  prctl: 157,
+  set_tid_address: 218,
+  openat: 257,
+  set_robust_list: 273,
+  get_robust_list: 274,
+  rt_tgsigqueueinfo: 297,
+  prlimit64: 302,
+  rseq: 334,
+} as const;

@@ -1,0 +1,172 @@
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { fixture } from './helpers/fixtures.js';
+import { alive, vjail, vjailStart, waitFor } from './helpers/run.js';
+
+let counter: string;
+let bigmem: string;
+
+beforeAll(() => {
+  counter = fixture('counter');
+  bigmem = fixture('bigmem');
+});
+
+/** The pid of the process running exactly this argv. */
+function pidOf(argv: string[]): number | undefined {
+  const want = `${argv.join('\0')}\0`;
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      if (readFileSync(`/proc/${d}/cmdline`, 'utf8') === want) return Number(d);
+    } catch {
+      // gone
+    }
+  }
+  return undefined;
+}
+
+function lines(path: string): number[] {
+  if (!existsSync(path)) return [];
+  return readFileSync(path, 'utf8').split('\n').filter(Boolean).map(Number);
+}
+
+/** Start the counter in a jail and wait until it has counted a little. */
+async function startCounter(dir: string) {
+  const out = join(dir, 'out.txt');
+  const run = vjailStart(['run', '--', counter, out]);
+  expect(await waitFor(() => pidOf([counter, out]) !== undefined && lines(out).length >= 20, 30_000)).toBe(true);
+  return { run, out, pid: pidOf([counter, out])! };
+}
+
+function expectConsecutive(values: number[]): void {
+  values.forEach((v, i) => expect(v).toBe(i));
+}
+
+describe('vjail checkpoint and restore: one process', () => {
+  let image: string;
+
+  it('a counter continues from exactly its next value after checkpoint, kill and restore', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vjail-cpt-'));
+    image = join(dir, 'image');
+    const { run, out, pid } = await startCounter(dir);
+
+    const cp = await vjail(['checkpoint', '--pid', String(pid), '--image', image]);
+    expect(cp.stderr).toMatch(/checkpoint 1\/5 pre-dump: skipped: .*soft-dirty/);
+    expect(cp.stderr).toMatch(/checkpoint 5\/5 kill/);
+    expect(cp.exitCode).toBe(0);
+    expect((await run).exitCode).toBe(137);
+    const before = lines(out);
+    expectConsecutive(before);
+
+    const restored = vjailStart(['restore', image]);
+    expect(await waitFor(() => lines(out).length >= before.length + 50, 30_000)).toBe(true);
+    restored.kill('SIGTERM');
+    expect((await restored).exitCode).toBe(128 + 15);
+    const after = lines(out);
+    expect(after.length).toBeGreaterThanOrEqual(before.length + 50);
+    expectConsecutive(after);
+  });
+
+  it('inspect verifies the image and lists its mappings', async () => {
+    const r = await vjail(['inspect', image]);
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).toMatch(/\(format 1, verified\)/);
+    expect(r.stdout).toMatch(/\[vdso\]/);
+    expect(r.stdout).toMatch(/profile\s+host/);
+    const json = JSON.parse((await vjail(['inspect', '--json', image])).stdout);
+    expect(json.process.registers.gpr.rip).toMatch(/^0x/);
+  });
+
+  describe('a damaged or foreign image fails with one line before anything starts', () => {
+    const damaged = (how: (dir: string) => void): string => {
+      const copy = mkdtempSync(join(tmpdir(), 'vjail-bad-'));
+      cpSync(image, join(copy, 'image'), { recursive: true });
+      how(join(copy, 'image'));
+      return join(copy, 'image');
+    };
+    const pageFile = (dir: string): string => join(dir, readdirSync(dir).find((f) => f.startsWith('pages-'))!);
+
+    it.each([
+      ['a corrupted page file', (d: string) => {
+        const f = pageFile(d);
+        const b = readFileSync(f);
+        b[100] ^= 0xff;
+        writeFileSync(f, b);
+      }, /is damaged: pages-\d+\.img does not match its checksum/],
+      ['a truncated page file', (d: string) => truncateSync(pageFile(d), 4096), /is damaged: pages-\d+\.img is 4096 bytes, the manifest says \d+/],
+      ['an edited manifest', (d: string) => {
+        const f = join(d, 'manifest.json');
+        writeFileSync(f, readFileSync(f, 'utf8').replace('"comm": "', '"comm": "x'));
+      }, /is damaged: manifest\.json does not match its checksum/],
+      ['a missing header', (d: string) => writeFileSync(join(d, 'IMAGE'), 'something else\n'), /is not a vjail image \(bad IMAGE header\)/],
+      ['a newer version', (d: string) => {
+        const f = join(d, 'IMAGE');
+        writeFileSync(f, readFileSync(f, 'utf8').replace('vjail-image 1', 'vjail-image 2'));
+      }, /is a version 2 image; this vjail reads version 1/],
+    ])('%s', async (_name, how, message) => {
+      const bad = damaged(how);
+      for (const cmd of [['restore', bad], ['inspect', bad]]) {
+        const r = await vjail(cmd);
+        expect(r.exitCode).toBe(2);
+        expect(r.stderr.split('\n')).toHaveLength(1);
+        expect(r.stderr).toMatch(message);
+      }
+    });
+
+    it('a directory that is not an image', async () => {
+      const r = await vjail(['restore', mkdtempSync(join(tmpdir(), 'vjail-empty-'))]);
+      expect(r.exitCode).toBe(2);
+      expect(r.stderr).toMatch(/is not a vjail image \(no IMAGE file\)/);
+    });
+  });
+
+  it('256 MiB of random data restores bit-identical', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vjail-big-'));
+    const img = join(dir, 'image');
+    const run = vjailStart(['run', '--', bigmem, dir, '256']);
+    expect(await waitFor(() => existsSync(join(dir, 'before')), 60_000)).toBe(true);
+    const pid = pidOf([bigmem, dir, '256'])!;
+    const cp = await vjail(['checkpoint', '--pid', String(pid), '--image', img], { timeoutMs: 120_000 });
+    expect(cp.exitCode).toBe(0);
+    expect(cp.stderr).toMatch(/dump: \d+ mappings, 2\d\d\.\d MiB of page data/);
+    expect((await run).exitCode).toBe(137);
+
+    const restored = vjailStart(['restore', img]);
+    // The restored process only goes on once it sees "go"; it then hashes its memory again.
+    writeFileSync(join(dir, 'go'), '');
+    const r = await restored;
+    expect(r.stderr).toBe('');
+    expect(r.exitCode).toBe(0);
+    expect(readFileSync(join(dir, 'after'), 'utf8')).toBe(readFileSync(join(dir, 'before'), 'utf8'));
+  }, 180_000);
+
+  it('--leave-running lets the process go on, and a failed checkpoint leaves it running too', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vjail-cpt-'));
+    const { run, out, pid } = await startCounter(dir);
+    const img = join(dir, 'image');
+    const cp = await vjail(['checkpoint', '--pid', String(pid), '--image', img, '--leave-running']);
+    expect(cp.exitCode).toBe(0);
+    expect(cp.stderr).toMatch(/checkpoint 5\/5 resume/);
+    const n = lines(out).length;
+    expect(await waitFor(() => lines(out).length >= n + 20)).toBe(true);
+
+    // The image directory exists now: the second checkpoint fails before freezing anything.
+    const again = await vjail(['checkpoint', '--pid', String(pid), '--image', img]);
+    expect(again.exitCode).toBe(2);
+    expect(again.stderr).toMatch(/already exists/);
+    const m = lines(out).length;
+    expect(await waitFor(() => lines(out).length >= m + 20)).toBe(true);
+    expect(alive(pid)).toBe(true);
+    expectConsecutive(lines(out));
+    run.kill('SIGTERM');
+    await run;
+  });
+
+  it('refuses a process vjail did not start', async () => {
+    const r = await vjail(['checkpoint', '--pid', String(process.pid), '--image', join(tmpdir(), 'never')]);
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr).toMatch(/was not started by vjail/);
+  });
+});
