@@ -21,6 +21,7 @@
 
 #include "caller.h"
 #include "incaller.h"
+#include "features.h"
 #include "protocol.h"
 #include "ptrace.h"
 #include "supervisor.h"
@@ -649,6 +650,10 @@ static napi_value init(napi_env env, napi_value exports)
 		{ "supervisorAddfd", js_supervisor_addfd },
 		{ "supervisorStats", js_supervisor_stats },
 		{ "supervisorStop", js_supervisor_stop },
+		{ "incallerStart", incaller_js_start },
+		{ "incallerCommand", incaller_js_command },
+		{ "memfdSealed", js_memfd_sealed },
+		{ "probeFeatures", js_probe_features },
 		{ "ptraceSeize", js_ptrace_seize },
 		{ "ptraceInterrupt", js_ptrace_interrupt },
 		{ "ptraceWait", js_ptrace_wait },
@@ -659,8 +664,6 @@ static napi_value init(napi_env env, napi_value exports)
 		{ "ptraceSetSigmask", js_ptrace_set_sigmask },
 		{ "ptraceRseqConfig", js_ptrace_rseq_config },
 		{ "ptracePeekSiginfo", js_ptrace_peek_siginfo },
-		{ "incallerStart", incaller_js_start },
-		{ "incallerCommand", incaller_js_command },
 	};
 	for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
 		napi_value f;
