@@ -57,6 +57,12 @@ export interface Shim {
    */
   fixedAnswer?(syscall: string, profile: Profile): NativeAnswer | undefined;
   /**
+   * True when this shim must answer `syscall` under `profile` even where the
+   * host kernel has it, because what the kernel would do exposes the host
+   * (e.g. opening /proc/version). Default: only where the host lacks it.
+   */
+  presentsProfile?(syscall: string, profile: Profile): boolean;
+  /**
    * Arguments that make the kernel reject each syscall harmlessly, for probing
    * whether the host has it. Default: every argument -1.
    */

@@ -86,6 +86,8 @@ function profileAction(ctx: Context, arch: ArchName, info: SyscallInfo, unserved
   // A shim whose answer this profile fixes in advance (uname) presents the profile, whatever the host has.
   const fixed = shim?.fixedAnswer?.(name, profile);
   if (fixed) return { kind: 'notify', answer: fixed };
+  // A shim that presents the profile where the kernel would show the host (open of /proc/version).
+  if (shim?.presentsProfile?.(name, profile)) return viaShim(shim, name, profile);
   if (host.hasSyscall(arch, name)) return ALLOW;
   if (shim) return viaShim(shim, name, profile);
   unserved.push(name);

@@ -1,3 +1,4 @@
+import { closeSync } from 'node:fs';
 import type { Action, ArchName, NativeAnswer, Plan, SyscallDecision } from '../plan/action.js';
 import type { Profile } from '../profile/types.js';
 import type { Notification, ShimResult } from '../../shims/types.js';
@@ -172,6 +173,8 @@ export class Supervisor {
         this.warn(`could not install an fd for ${n.name} (pid ${n.pid}): ${(e as Error).message}`);
         nat.supervisorRespond(h, n.id, 0n, this.opts.profile.shimErrorErrno, 0, arch, n.nr, t0);
       }
+      // The caller holds its own reference now (or never will); ours is no longer needed.
+      closeSync(r.fd);
     } else {
       const value = r.kind === 'value' ? BigInt.asUintN(64, r.value) : 0n;
       const err = r.kind === 'errno' ? r.errno : 0;
