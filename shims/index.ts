@@ -4,10 +4,13 @@ import { clone3Shim } from './clone3.js';
 import { fchmodat2Shim } from './fchmodat2.js';
 import { futex2Shim } from './futex2.js';
 import { getrandomShim } from './getrandom.js';
+import { oldunameShim } from './olduname.js';
+import { openShim } from './open.js';
+import { sysctlShim } from './sysctl.js';
 import { unameShim } from './uname.js';
 
 /** Every shim vjail has, by name. docs/SUPPORT.md is printed from this registry. */
-export const shims: ReadonlyMap<string, Shim> = new Map([unameShim, fchmodat2Shim, futex2Shim, closeRangeShim, getrandomShim, clone3Shim].map((s) => [s.name, s]));
+export const shims: ReadonlyMap<string, Shim> = new Map([unameShim, oldunameShim, openShim, sysctlShim, fchmodat2Shim, futex2Shim, closeRangeShim, getrandomShim, clone3Shim].map((s) => [s.name, s]));
 
 const bySyscall = new Map<string, Shim>();
 for (const s of shims.values()) for (const name of s.syscalls) bySyscall.set(name, s);

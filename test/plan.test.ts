@@ -83,14 +83,22 @@ describe('profile decisions', () => {
   });
 
   it('a syscall the profile has but the host lacks, with no shim, is ENOSYS with a warning', () => {
-    const r = derivePlan(profile('linux-4.19'), host618, {}, TABLES);
-    expect(decision(r.plan, '_sysctl').fallback).toEqual(ENOSYS);
+    // lookup_dcookie: in 4.19, gone by 6.18, and no shim answers it.
+    const tables: PlanTables = {
+      x86_64: table('x86_64', [[157, 'prctl', '2.6.0'], [156, '_sysctl', '2.6.0', '5.5'], [212, 'lookup_dcookie', '2.6.0', '6.10']]),
+      i386: table('i386', [[149, '_sysctl', '1.0', '5.5']]),
+    };
+    const host = hostInfoFromVersion(RUNNING.release, RUNNING.version, undefined, tables);
+    const r = derivePlan(profile('linux-4.19'), host, {}, tables);
+    expect(decision(r.plan, 'lookup_dcookie').fallback).toEqual(ENOSYS);
     expect(r.warnings).toContain(
-      'x86_64: linux-4.19 has 1 syscall(s) the host kernel 6.18.44-test lacks and no shim answers; callers get ENOSYS: _sysctl',
+      'x86_64: linux-4.19 has 1 syscall(s) the host kernel 6.18.44-test lacks and no shim answers; callers get ENOSYS: lookup_dcookie',
     );
-    expect(r.warnings.some((w) => w.startsWith('i386:') && w.endsWith(': _sysctl'))).toBe(true);
-    // linux-6.1 never had it: nothing to warn about.
-    expect(derivePlan(profile('linux-6.1'), host618, {}, TABLES).warnings).toEqual([]);
+    // _sysctl is gone from 6.18 too, but a shim answers it: no warning.
+    expect(decision(r.plan, '_sysctl').fallback).toEqual({ kind: 'notify', shim: '_sysctl' });
+    expect(r.warnings.some((w) => w.includes('_sysctl'))).toBe(false);
+    // linux-6.1 never had _sysctl: ENOSYS, nothing to warn about.
+    expect(derivePlan(profile('linux-6.1'), host, {}, tables).warnings.some((w) => w.includes('_sysctl'))).toBe(false);
   });
 
   it('probe results beat the version-based guess', () => {
