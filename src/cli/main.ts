@@ -1,8 +1,10 @@
 import { Command, CommanderError } from 'commander';
 import { userMessage, UsageError } from './errors.js';
 import { runCommand, type RunFlags } from './run.js';
-import { registerCheckpointCommands } from './checkpoint-commands.js';
+import { registerCheckCommand } from './check.js';
+import { registerProfilesCommands } from './profiles.js';
 import { registerCompatCommand } from './compat.js';
+import { registerCheckpointCommands } from './checkpoint-commands.js';
 
 function program(setExit: (code: number) => void): Command {
   const cli = new Command('vjail')
@@ -27,8 +29,10 @@ function program(setExit: (code: number) => void): Command {
     .passThroughOptions()
     .action(async (command: string[], flags: RunFlags) => setExit(await runCommand(command, flags)));
 
-  registerCompatCommand(cli, setExit);
   registerCheckpointCommands(cli, setExit);
+  registerCompatCommand(cli, setExit);
+  registerProfilesCommands(cli, setExit);
+  registerCheckCommand(cli, setExit);
   return cli;
 }
 

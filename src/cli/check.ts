@@ -1,0 +1,96 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { constants } from 'node:os';
+import type { Command } from 'commander';
+import { probeNativeFeatures } from '../features.js';
+import { native } from '../native.js';
+import { describeHost } from '../plan/host.js';
+import { derivePlan } from '../plan/plan.js';
+import { probeHostSyscalls } from '../probe.js';
+import { loadProfile } from '../profile/load.js';
+import { activeEmulations } from './profiles.js';
+
+export interface Feature {
+  name: string;
+  present: boolean;
+  detail: string;
+}
+
+function errnoName(n: number): string {
+  for (const [name, v] of Object.entries(constants.errno)) if (v === n) return name;
+  return `errno ${n}`;
+}
+
+function read(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+/** cgroup freezers: v2 (cgroup.freeze in our own unified cgroup) and v1 (a mounted freezer hierarchy). */
+function freezers(): Feature[] {
+  const own = /^0::(.*)$/m.exec(read('/proc/self/cgroup') ?? '')?.[1];
+  const unified = existsSync('/sys/fs/cgroup/cgroup.controllers');
+  const v2 = unified && own !== undefined && existsSync(`/sys/fs/cgroup${own === '/' ? '' : own}/cgroup.freeze`);
+  const v1Enabled = /^freezer\s+\d+\s+\d+\s+1$/m.test(read('/proc/cgroups') ?? '');
+  const v1Mounted = / - cgroup \S+ \S*\bfreezer\b/m.test(read('/proc/self/mountinfo') ?? '');
+  return [
+    {
+      name: 'cgroup freezer v2',
+      present: v2,
+      detail: v2 ? `cgroup.freeze in ${own}` : unified ? `no cgroup.freeze for our cgroup ${own ?? '?'}` : 'no unified (v2) hierarchy mounted at /sys/fs/cgroup',
+    },
+    {
+      name: 'cgroup freezer v1',
+      present: v1Enabled && v1Mounted,
+      detail: v1Enabled ? (v1Mounted ? 'freezer hierarchy mounted' : 'freezer controller enabled but not mounted') : 'freezer controller not enabled',
+    },
+  ];
+}
+
+/** What the running kernel offers vjail. */
+export function hostFeatures(): Feature[] {
+  const p = probeNativeFeatures();
+  const yes = (e: number, ok: string) => (e === 0 ? ok : `${errnoName(e)} from the kernel`);
+  // pidfd_getfd(-1, -1, 0): EBADF where the kernel has it.
+  const [getfd] = native().probeSyscalls([[438, [-1n, -1n, 0n, 0n, 0n, 0n]]]);
+  return [
+    { name: 'seccomp user notification', present: p.listener === 0, detail: yes(p.listener, 'SECCOMP_FILTER_FLAG_NEW_LISTENER') },
+    { name: 'seccomp sync wake-up flag', present: p.syncWakeUp === 0, detail: yes(p.syncWakeUp, 'SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP') },
+    { name: 'seccomp ADDFD', present: p.addfd === 0, detail: yes(p.addfd, 'SECCOMP_IOCTL_NOTIF_ADDFD') },
+    { name: 'pidfd_getfd', present: getfd !== -38, detail: getfd === -38 ? 'ENOSYS' : 'syscall 438' },
+    { name: 'time namespaces', present: existsSync('/proc/self/ns/time'), detail: existsSync('/proc/self/ns/time') ? '/proc/self/ns/time' : 'no /proc/self/ns/time' },
+    ...freezers(),
+    { name: 'soft-dirty bits', present: p.softDirty === 0, detail: p.softDirty === 0 ? 'pagemap bit 55' : 'a written page is not soft-dirty (no CONFIG_MEM_SOFT_DIRTY)' },
+    { name: 'PAGEMAP_SCAN', present: p.pagemapScan === 0, detail: yes(p.pagemapScan, 'ioctl on /proc/PID/pagemap') },
+  ];
+}
+
+/** The lines `vjail check` prints. */
+export function checkLines(profileName: string): string[] {
+  const host = describeHost(probeHostSyscalls);
+  const profile = loadProfile(profileName);
+  const out = [`host kernel: ${host.release} ${host.version}`];
+  const features = hostFeatures();
+  const width = Math.max(...features.map((f) => f.name.length));
+  for (const f of features) out.push(`${`${f.name}:`.padEnd(width + 1)} ${f.present ? 'yes' : 'no '} (${f.detail})`);
+  const { plan, warnings } = derivePlan(profile, host);
+  const active = activeEmulations(plan);
+  out.push(`profile ${profile.name} (kernel ${profile.kernel}) on this host activates ${active.size} emulation(s):`);
+  for (const [shim, calls] of active) out.push(`  ${shim}: ${calls.join(', ')}`);
+  out.push(`plan warnings (${warnings.length}):`);
+  for (const w of warnings) out.push(`  ${w}`);
+  return out;
+}
+
+export function registerCheckCommand(cli: Command, setExit: (code: number) => void): void {
+  cli
+    .command('check')
+    .description('report the host kernel, the features vjail uses, and what a profile would emulate here')
+    .option('--profile <name>', 'profile to plan (see "vjail profiles list")', 'host')
+    .action((flags: { profile: string }) => {
+      process.stdout.write(`${checkLines(flags.profile).join('\n')}\n`);
+      setExit(0);
+    });
+}
