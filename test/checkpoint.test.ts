@@ -5,6 +5,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { fixture } from './helpers/fixtures.js';
 import { alive, vjail, vjailStart, waitFor } from './helpers/run.js';
 
+const SYS_GETRANDOM = 318;
 let counter: string;
 let bigmem: string;
 
@@ -33,9 +34,9 @@ function lines(path: string): number[] {
 }
 
 /** Start the counter in a jail and wait until it has counted a little. */
-async function startCounter(dir: string) {
+async function startCounter(dir: string, runFlags: string[] = []) {
   const out = join(dir, 'out.txt');
-  const run = vjailStart(['run', '--', counter, out]);
+  const run = vjailStart(['run', ...runFlags, '--', counter, out]);
   expect(await waitFor(() => pidOf([counter, out]) !== undefined && lines(out).length >= 20, 30_000)).toBe(true);
   return { run, out, pid: pidOf([counter, out])! };
 }
@@ -162,6 +163,30 @@ describe('vjail checkpoint and restore: one process', () => {
     expectConsecutive(lines(out));
     run.kill('SIGTERM');
     await run;
+  });
+
+  it('a process blocked in a user-notified syscall is checkpointed and the call restarted on restore', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vjail-cpt-'));
+    // getrandom answered by the supervisor: with the supervisor stopped, the counter blocks in it.
+    const { run, out, pid } = await startCounter(dir, ['--emulate', 'getrandom']);
+    process.kill(run.pid!, 'SIGSTOP');
+    const blockedInGetrandom = (): boolean => readFileSync(`/proc/${pid}/syscall`, 'utf8').startsWith(`${SYS_GETRANDOM} `);
+    expect(await waitFor(blockedInGetrandom)).toBe(true);
+    const img = join(dir, 'image');
+    const cp = await vjail(['checkpoint', '--pid', String(pid), '--image', img]);
+    expect(cp.exitCode).toBe(0);
+    process.kill(run.pid!, 'SIGCONT');
+    expect((await run).exitCode).toBe(137);
+    const gpr = JSON.parse((await vjail(['inspect', '--json', img])).stdout).process.registers.gpr;
+    expect(gpr.orig_rax).toBe(`0x${SYS_GETRANDOM.toString(16)}`);
+    expect(gpr.rax).toBe('0xfffffffffffffe00'); // -ERESTARTSYS: the notification wait was interrupted
+
+    const before = lines(out);
+    const restored = vjailStart(['restore', img]);
+    expect(await waitFor(() => lines(out).length >= before.length + 50, 30_000)).toBe(true);
+    restored.kill('SIGTERM');
+    await restored;
+    expectConsecutive(lines(out));
   });
 
   it('refuses a process vjail did not start', async () => {
