@@ -4,6 +4,7 @@
  * the kernel-side restart of an interrupted system call is resolved here.
  */
 import { GPR_NAMES, ImageError, type Manifest, fromHex, toHex } from '../../image/format.js';
+import { ERESTART_RESTARTBLOCK, ERESTARTNOHAND, ERESTARTNOINTR, ERESTARTSYS } from '../../supervisor/incaller.js';
 import { type Gprs, NT_X86_XSTATE, type Tracee } from '../tracee.js';
 
 type Registers = Manifest['process']['registers'];
@@ -11,11 +12,8 @@ type Registers = Manifest['process']['registers'];
 /** Offset of xfeatures (XCR0) in the software-reserved bytes of the XSAVE area. */
 const XSAVE_SW_XFEATURES = 472;
 
-const ERESTARTSYS = 512n;
-const ERESTARTNOINTR = 513n;
-const ERESTARTNOHAND = 514n;
-const ERESTART_RESTARTBLOCK = 516n;
 const EINTR = 4n;
+const RESTART = new Set([ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND].map((e) => BigInt(-e)));
 
 export function collectRegisters(t: Tracee, gprs: Gprs): Registers {
   const xsave = t.getRegset(NT_X86_XSTATE);
@@ -38,10 +36,10 @@ export function resumeRegisters(saved: Registers['gpr']): Gprs {
   const orig = BigInt.asIntN(64, r.orig_rax);
   const rax = BigInt.asIntN(64, r.rax);
   if (orig >= 0n) {
-    if (rax === -ERESTARTSYS || rax === -ERESTARTNOINTR || rax === -ERESTARTNOHAND) {
+    if (RESTART.has(rax)) {
       r.rax = r.orig_rax;
       r.rip -= 2n;
-    } else if (rax === -ERESTART_RESTARTBLOCK) {
+    } else if (rax === BigInt(-ERESTART_RESTARTBLOCK)) {
       r.rax = BigInt.asUintN(64, -EINTR);
     }
   }
