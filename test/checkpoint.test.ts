@@ -8,10 +8,12 @@ import { alive, vjail, vjailStart, waitFor } from './helpers/run.js';
 const SYS_GETRANDOM = 318;
 let counter: string;
 let bigmem: string;
+let pending: string;
 
 beforeAll(() => {
   counter = fixture('counter');
   bigmem = fixture('bigmem');
+  pending = fixture('pending');
 });
 
 /** The pid of the process running exactly this argv. */
@@ -187,6 +189,27 @@ describe('vjail checkpoint and restore: one process', () => {
     restored.kill('SIGTERM');
     await restored;
     expectConsecutive(lines(out));
+  });
+
+  it('signal handlers, the mask and queued signals come back', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vjail-sig-'));
+    const run = vjailStart(['run', '--', pending, dir]);
+    expect(await waitFor(() => existsSync(join(dir, 'ready')), 30_000)).toBe(true);
+    const img = join(dir, 'image');
+    expect((await vjail(['checkpoint', '--pid', String(pidOf([pending, dir])), '--image', img])).exitCode).toBe(0);
+    expect((await run).exitCode).toBe(137);
+    const p = JSON.parse((await vjail(['inspect', '--json', img])).stdout).process;
+    expect(p.signals.pending.map((q: { shared: boolean }) => q.shared)).toEqual([false, true]);
+    expect(p.signals.actions.map((a: { signal: number }) => a.signal)).toEqual(expect.arrayContaining([10, 12]));
+    expect(BigInt(p.signals.blocked) & ((1n << 9n) | (1n << 11n))).toBe((1n << 9n) | (1n << 11n));
+
+    const restored = vjailStart(['restore', img]);
+    writeFileSync(join(dir, 'go'), '');
+    const r = await restored;
+    expect(r.stderr).toBe('');
+    expect(r.exitCode).toBe(0);
+    // Both were still pending (blocked) and reach their handlers on unblocking, the queued value intact.
+    expect(readFileSync(join(dir, 'out'), 'utf8').split('\n').filter(Boolean).sort()).toEqual(['done', 'usr1', 'usr2 42']);
   });
 
   it('refuses a process vjail did not start', async () => {

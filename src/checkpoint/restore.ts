@@ -14,7 +14,7 @@ import { openImage, PAGE_SIZE } from '../image/format.js';
 import { dataPath } from '../paths.js';
 import { checkMemory, restoreMemory } from './parts/memory.js';
 import { restoreRegisters } from './parts/registers.js';
-import { restoreSignals } from './parts/signals.js';
+import { restoreSigmask, restoreSignals } from './parts/signals.js';
 import { restoreTask } from './parts/task.js';
 import { Tracee } from './tracee.js';
 import { SYS } from './syscalls.js';
@@ -52,8 +52,8 @@ export async function restore(opts: RestoreOptions): Promise<Jail> {
     report('memory', `${p.mappings.length} mappings`);
     for (const w of await restoreTask(tracee, scratch, p)) warn(w);
     await restoreSignals(tracee, scratch, p.signals);
-    if (p.signals.pending.length) warn(`${p.signals.pending.length} queued signal(s) in the image are not re-queued yet`);
     await tracee.syscallOk('munmap of the scratch page', SYS.munmap, scratch.addr, PAGE_SIZE);
+    restoreSigmask(tracee, p.signals);
     restoreRegisters(tracee, p.registers);
     tracee.detach();
     report('resume', `process ${jail.pid} continues`);

@@ -9,6 +9,7 @@ export const SYS = {
   chdir: 80,
   umask: 95,
   personality: 135,
+  rt_sigqueueinfo: 129,
   prctl: 157,
   set_tid_address: 218,
   openat: 257,

@@ -35,13 +35,29 @@ export async function collectSignals(t: Tracee, scratch: Scratch): Promise<Signa
   return { blocked: toHex(t.getSigmask()), actions, pending };
 }
 
-/** Handlers and the mask. Queued signals are not re-queued yet (see docs/IMAGE.md). */
+/**
+ * Handlers and queued signals. Everything is blocked while this runs and
+ * until `restoreSigmask`, the last step before the registers: a queued
+ * signal must not be delivered to the restorer's injected calls, only to the
+ * restored program once it runs.
+ */
 export async function restoreSignals(t: Tracee, scratch: Scratch, s: Signals): Promise<void> {
+  t.setSigmask(~0n);
   for (const a of s.actions) {
     const k = Buffer.alloc(32);
     [a.handler, a.flags, a.restorer, a.mask].forEach((v, i) => k.writeBigUInt64LE(fromHex(v), i * 8));
     t.write(scratch.addr, k);
     await t.syscallOk(`rt_sigaction(${a.signal})`, SYS.rt_sigaction, a.signal, scratch.addr, 0, SIGSET_SIZE);
   }
+  for (const p of s.pending) {
+    const info = Buffer.from(p.siginfo, 'base64');
+    const sig = info.readInt32LE(0);
+    t.write(scratch.addr, info);
+    if (p.shared) await t.syscallOk(`rt_sigqueueinfo(${sig})`, SYS.rt_sigqueueinfo, t.pid, sig, scratch.addr);
+    else await t.syscallOk(`rt_tgsigqueueinfo(${sig})`, SYS.rt_tgsigqueueinfo, t.pid, t.pid, sig, scratch.addr);
+  }
+}
+
+export function restoreSigmask(t: Tracee, s: Signals): void {
   t.setSigmask(fromHex(s.blocked));
 }
