@@ -182,6 +182,7 @@ describe('vjail checkpoint and restore: one process', () => {
     const gpr = JSON.parse((await vjail(['inspect', '--json', img])).stdout).process.registers.gpr;
     expect(gpr.orig_rax).toBe(`0x${SYS_GETRANDOM.toString(16)}`);
     expect(gpr.rax).toBe('0xfffffffffffffe00'); // -ERESTARTSYS: the notification wait was interrupted
+    expect((await vjail(['inspect', img])).stdout).toMatch(/emulate getrandom/);
 
     const before = lines(out);
     const restored = vjailStart(['restore', img]);

@@ -67,6 +67,8 @@ export async function checkpoint(opts: CheckpointOptions): Promise<Manifest> {
       createdAt: new Date().toISOString(),
       host: { release: release(), machine: 'x86_64', pageSize: PAGE_SIZE },
       profile: opts.profile ?? jail.profile,
+      policy: jail.policy,
+      emulate: jail.emulate,
       process: { ...task, registers, signals, mappings },
     };
     const bytes = mappings.reduce((n, m) => n + (m.pages?.size ?? 0), 0);

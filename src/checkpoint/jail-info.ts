@@ -4,7 +4,7 @@
  * holds the profile on its command line.
  */
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { basename } from 'node:path';
+import { basename, resolve } from 'node:path';
 import { CheckpointUnsupported } from './parts/memory.js';
 
 /** The process cannot be checkpointed as asked; it was not touched. */
@@ -19,6 +19,15 @@ function parentOf(pid: number): number {
 
 export interface JailInfo {
   profile: string;
+  policy: string | null;
+  emulate: string[];
+}
+
+/** The value of `--name V` or `--name=V` in a command line. */
+function flag(args: string[], name: string): string | undefined {
+  const i = args.indexOf(name);
+  if (i >= 0 && args[i + 1] !== undefined) return args[i + 1];
+  return args.find((a) => a.startsWith(`${name}=`))?.slice(name.length + 1);
 }
 
 export function jailOf(pid: number): JailInfo {
@@ -36,13 +45,19 @@ export function jailOf(pid: number): JailInfo {
       break;
     }
     if (exe === 'vjail-init') {
-      const sup = parentOf(p);
-      const argv = readFileSync(`/proc/${sup}/cmdline`, 'utf8').split('\0');
       // With --pid-ns the supervisor is one level further up.
-      const args = argv.some((a) => a === 'run') ? argv : readFileSync(`/proc/${parentOf(sup)}/cmdline`, 'utf8').split('\0');
-      const i = args.indexOf('--profile');
-      const eq = args.find((a) => a.startsWith('--profile='));
-      return { profile: i >= 0 && args[i + 1] ? args[i + 1]! : eq ? eq.slice('--profile='.length) : 'host' };
+      let sup = parentOf(p);
+      if (basename(readlinkSync(`/proc/${sup}/exe`)) === 'vjail-init') sup = parentOf(sup);
+      const args = readFileSync(`/proc/${sup}/cmdline`, 'utf8').split('\0');
+      const end = args.indexOf('--');
+      const opts = end >= 0 ? args.slice(0, end) : args;
+      const policy = flag(opts, '--policy');
+      const emulate = flag(opts, '--emulate');
+      return {
+        profile: flag(opts, '--profile') ?? 'host',
+        policy: policy ? resolve(readlinkSync(`/proc/${sup}/cwd`), policy) : null,
+        emulate: emulate ? emulate.split(',').map((s) => s.trim()).filter(Boolean) : [],
+      };
     }
     p = parentOf(p);
   }

@@ -39,7 +39,8 @@ export async function restore(opts: RestoreOptions): Promise<Jail> {
   report('verify', `image of ${p.comm} (pid ${p.pid}), profile ${image.manifest.profile}`);
 
   const restorer = restorerPath();
-  const jail = spawnJail({ command: [restorer], profile: image.manifest.profile, stdio: opts.stdio, warn });
+  const { profile, policy, emulate } = image.manifest;
+  const jail = spawnJail({ command: [restorer], profile, policy: policy ?? undefined, emulate, stdio: opts.stdio, warn });
   let tracee: Tracee | undefined;
   try {
     // The workload execs the restorer right after the launch handshake.

@@ -19,7 +19,7 @@ export function inspectCommand(dir: string, flags: { json?: boolean }): number {
     `image     ${dir} (format ${m.version}, verified)`,
     `created   ${m.createdAt} on Linux ${m.host.release}`,
     `process   ${p.comm} (pid ${p.pid}) ${p.exe}`,
-    `profile   ${m.profile}`,
+    `profile   ${m.profile}${m.policy ? `   policy ${m.policy}` : ''}${m.emulate.length ? `   emulate ${m.emulate.join(',')}` : ''}`,
     `cwd       ${p.cwd}   umask ${p.umask.toString(8).padStart(4, '0')}   personality ${p.personality}`,
     `rip       ${p.registers.gpr.rip}   rsp ${p.registers.gpr.rsp}   fs_base ${p.registers.gpr.fs_base}`,
     `signals   blocked ${p.signals.blocked}, ${p.signals.actions.length} handlers, ${p.signals.pending.length} queued`,

@@ -104,6 +104,10 @@ export const manifestSchema = z.strictObject({
   host: z.strictObject({ release: z.string(), machine: z.literal('x86_64'), pageSize: z.literal(PAGE_SIZE) }),
   /** The kernel-ABI profile the process ran under; restore re-derives its filter for the restoring host. */
   profile: z.string().min(1),
+  /** The OCI seccomp policy file enforced as well (absolute path), if any. */
+  policy: z.string().startsWith('/').nullable(),
+  /** Syscalls answered by their shim even where the host has them (`--emulate`). */
+  emulate: z.array(z.string()),
   process: z.strictObject({
     pid: z.number().int().positive(),
     comm: z.string(),
