@@ -52,6 +52,7 @@ export function formatReport(r: Report): string {
     const verdict = t.met === undefined ? `n/a (${t.note ?? 'not measured'})` : t.met ? 'met' : `MISSED by ${num(t.unit === '×' ? t.value! / t.limit : t.value! - t.limit)}${t.unit === '×' ? '×' : ` ${t.unit}`}`;
     const value = t.value === undefined ? '' : `${num(t.value)}${t.unit === '×' ? '×' : ` ${t.unit}`}: `;
     out.push(`  ${pad(t.description, 66)} ${value}${verdict}`);
+    if (t.value !== undefined && t.note) out.push(`    (${t.note})`);
   }
   return `${out.join('\n')}\n`;
 }
