@@ -40,6 +40,7 @@ enum ctl_step {
 	STEP_UNSHARE = 7,
 	STEP_MOUNT_PROC = 8,
 	STEP_CGROUP = 9,
+	STEP_BIND = 10,
 };
 
 struct ctl_msg {

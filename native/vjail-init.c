@@ -5,7 +5,10 @@
  * jail's reaper (a child subreaper, or PID 1's parent with --pid-ns) and
  * kills the whole jail if the supervisor dies, so nothing runs on unsupervised.
  *
- * usage: vjail-init --parent PID [--pid-ns] [--cgroup DIR] -- CMD [ARG...]
+ * usage: vjail-init --parent PID [--pid-ns] [--cgroup DIR] [--bind SRC:DST]... -- CMD [ARG...]
+ *
+ * --bind mounts file SRC read-only over DST in the jail's own mount namespace
+ * (how a profile presents /proc/version and the kernel sysctl files).
  *
  * It is exec'd (not forked from Node's threaded process), so plain libc is fine.
  */
@@ -33,10 +36,14 @@
 #define SYS_pidfd_open 434
 #endif
 
+#define MAX_BINDS 16
+
 struct options {
 	pid_t parent;
 	int pid_ns;
 	const char *cgroup;
+	char *binds[MAX_BINDS]; /* "SRC:DST" */
+	int nbinds;
 	char **argv;
 };
 
@@ -74,6 +81,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 			o->pid_ns = 1;
 		else if (!strcmp(argv[i], "--cgroup") && i + 1 < argc)
 			o->cgroup = argv[++i];
+		else if (!strcmp(argv[i], "--bind") && i + 1 < argc && o->nbinds < MAX_BINDS && strchr(argv[i + 1], ':'))
+			o->binds[o->nbinds++] = argv[++i];
 		else if (!strcmp(argv[i], "--") && i + 1 < argc) {
 			o->argv = &argv[i + 1];
 			return 0;
@@ -119,6 +128,27 @@ static void join_cgroup(const char *dir)
 	close(fd);
 }
 
+/* Bind each SRC read-only over DST. The caller is already in the jail's own mount namespace. */
+static void apply_binds(const struct options *o)
+{
+	for (int i = 0; i < o->nbinds; i++) {
+		char *sep = strchr(o->binds[i], ':');
+		*sep = 0;
+		const char *src = o->binds[i], *dst = sep + 1;
+		if (mount(src, dst, NULL, MS_BIND, NULL) ||
+		    mount(NULL, dst, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL))
+			fail(STEP_BIND, errno);
+		*sep = ':';
+	}
+}
+
+/* A mount namespace of the jail's own, where nothing propagates back to the host. */
+static void private_mount_ns(void)
+{
+	if (unshare(CLONE_NEWNS) || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL))
+		fail(STEP_BIND, errno);
+}
+
 /* Send the workload's pidfd, telling the supervisor which fd number the listener will get. */
 static void send_hello(void)
 {
@@ -151,6 +181,10 @@ static _Noreturn void exec_workload(const struct options *o, struct sock_fprog *
 	fcntl(VJAIL_CTL_FD, F_SETFD, FD_CLOEXEC);
 	if (o->cgroup && !o->pid_ns)
 		join_cgroup(o->cgroup);
+	if (o->nbinds && !o->pid_ns) {
+		private_mount_ns();
+		apply_binds(o);
+	}
 	send_hello();
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
 		fail(STEP_NO_NEW_PRIVS, errno);
@@ -192,7 +226,7 @@ static int reap_jail(const struct options *o, struct sock_fprog *prog)
 /* Parse the parent pid out of /proc/PID/stat ("pid (comm) state ppid ..."). */
 static pid_t parent_of(const char *pid)
 {
-	char path[64], buf[512];
+	char path[300], buf[512];
 	snprintf(path, sizeof path, "/proc/%s/stat", pid);
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -287,6 +321,7 @@ static int run_in_pid_ns(const struct options *o, struct sock_fprog *prog)
 		if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) ||
 		    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL))
 			fail(STEP_MOUNT_PROC, errno);
+		apply_binds(o); /* over the namespace's own /proc */
 		int st = reap_jail(o, prog);
 		ctl_send(CTL_EXIT, st, 0);
 		_exit(exit_code_of(st));
@@ -310,7 +345,7 @@ int main(int argc, char **argv)
 {
 	struct options o;
 	if (parse_options(argc, argv, &o)) {
-		fprintf(stderr, "usage: vjail-init --parent PID [--pid-ns] [--cgroup DIR] -- CMD [ARG...]\n");
+		fprintf(stderr, "usage: vjail-init --parent PID [--pid-ns] [--cgroup DIR] [--bind SRC:DST]... -- CMD [ARG...]\n");
 		return 2;
 	}
 	reset_signals();

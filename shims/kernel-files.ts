@@ -46,3 +46,16 @@ export function presentedSysctls(profile: Profile): Map<string, string> {
 
 /** Presented sysctls that the kernel lets nobody write (mode 0444, refused even to root). */
 export const READ_ONLY_SYSCTLS: ReadonlySet<string> = new Set(['kernel/ostype', 'kernel/osrelease', 'kernel/version']);
+
+/**
+ * The kernel files a jail can be shown by mounting, path → contents: the
+ * read-only ones (/proc/version, ostype, osrelease, version). Mounted over
+ * the real files in the jail's mount namespace, they cost nothing per open.
+ */
+export function mountableKernelFiles(profile: Profile): Map<string, string> {
+  const files = new Map<string, string>([['/proc/version', procVersion(profile)]]);
+  for (const [key, value] of presentedSysctls(profile)) {
+    if (READ_ONLY_SYSCTLS.has(key)) files.set(`/proc/sys/${key}`, `${value}\n`);
+  }
+  return files;
+}

@@ -1,4 +1,7 @@
-import { closeSync } from 'node:fs';
+import { closeSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { mountableKernelFiles } from '../shims/kernel-files.js';
 import { constants } from 'node:os';
 import { compile } from './bpf/compile.js';
 import { launch, CTL, type LaunchOptions } from './launch.js';
@@ -25,6 +28,13 @@ export interface JailOptions {
   emulate?: string[];
   /** Run the jail in its own PID namespace (and a private /proc). */
   pidNs?: boolean;
+  /**
+   * How a non-host profile's /proc/version and /proc/sys/kernel/{ostype,osrelease,version}
+   * are presented: 'mount' files over them in the jail's own mount namespace (no cost
+   * per open; needs root or CAP_SYS_ADMIN), 'shim' answer every open in the supervisor,
+   * 'auto' (default) mount when vjail runs as root.
+   */
+  kernelFiles?: 'auto' | 'mount' | 'shim';
   /** Receive one strace-style line per intercepted syscall. */
   trace?: (line: string) => void;
   /** Warnings (plan gaps, failing shims); default: stderr. */
@@ -92,7 +102,7 @@ export class Jail {
 }
 
 /** Resolve the options into the plan and filter a jail will run under. */
-export function planJail(opts: Pick<JailOptions, 'profile' | 'policy' | 'emulate'>): {
+export function planJail(opts: Pick<JailOptions, 'profile' | 'policy' | 'emulate'> & { kernelFilesMounted?: boolean }): {
   profile: Profile;
   plan: Plan;
   warnings: string[];
@@ -104,7 +114,11 @@ export function planJail(opts: Pick<JailOptions, 'profile' | 'policy' | 'emulate
       ? loadOciPolicy(opts.policy, { kernelRelease: profile.uname.release })
       : opts.policy;
   const host = describeHost(probeHostSyscalls);
-  const { plan, warnings } = derivePlan(profile, host, { policy, emulate: opts.emulate });
+  const { plan, warnings } = derivePlan(profile, host, {
+    policy,
+    emulate: opts.emulate,
+    kernelFilesMounted: opts.kernelFilesMounted,
+  });
   return { profile, plan, warnings, filter: compile(plan) };
 }
 
@@ -114,16 +128,27 @@ export function planJail(opts: Pick<JailOptions, 'profile' | 'policy' | 'emulate
  */
 export function spawnJail(opts: JailOptions): Jail {
   if (opts.command.length === 0) throw new Error('no command given');
-  const { profile, plan, warnings, filter } = planJail(opts);
+  const profile = typeof opts.profile === 'object' ? opts.profile : loadProfile(opts.profile ?? 'host');
+  const mode = opts.kernelFiles ?? 'auto';
+  const mountFiles = !profile.isHost && (mode === 'mount' || (mode === 'auto' && process.geteuid?.() === 0));
+  const { plan, warnings, filter } = planJail({ ...opts, profile, kernelFilesMounted: mountFiles });
+  const kernelFiles = mountFiles ? writeKernelFiles(profile) : undefined;
   const warn = opts.warn ?? ((line: string) => process.stderr.write(`vjail: ${line}\n`));
-  const launched = launch({
-    command: opts.command,
-    filter,
-    pidNs: opts.pidNs,
-    cwd: opts.cwd,
-    env: opts.env,
-    stdio: opts.stdio,
-  });
+  let launched;
+  try {
+    launched = launch({
+      command: opts.command,
+      filter,
+      pidNs: opts.pidNs,
+      binds: kernelFiles?.binds,
+      cwd: opts.cwd,
+      env: opts.env,
+      stdio: opts.stdio,
+    });
+  } catch (e) {
+    if (kernelFiles) rmSync(kernelFiles.dir, { recursive: true, force: true });
+    throw e;
+  }
   const supervisor = new Supervisor({ listenerFd: launched.listenerFd, plan, profile, trace: opts.trace, warn });
   supervisor.start();
 
@@ -147,6 +172,7 @@ export function spawnJail(opts: JailOptions): Jail {
       supervisor.stop();
       closeSync(launched.ctlFd);
       closeSync(launched.pidfd);
+      if (kernelFiles) rmSync(kernelFiles.dir, { recursive: true, force: true });
       if (!result) {
         // vjail-init itself was killed, or the jail was killed as a whole.
         const status = code ?? 128 + (signal ? constants.signals[signal] : 9);
@@ -156,6 +182,17 @@ export function spawnJail(opts: JailOptions): Jail {
     });
   });
   return new Jail(launched.pid, plan, profile, warnings, launched.pidfd, supervisor, exited);
+}
+
+/** The profile's kernel files, written where vjail-init can mount them over the real ones. */
+function writeKernelFiles(profile: Profile): { dir: string; binds: { source: string; target: string }[] } {
+  const dir = mkdtempSync(join(tmpdir(), 'vjail-kernel-'));
+  const binds = [...mountableKernelFiles(profile)].map(([target, content], i) => {
+    const source = join(dir, String(i));
+    writeFileSync(source, content, { mode: 0o444 });
+    return { source, target };
+  });
+  return { dir, binds };
 }
 
 function errnoName(n: number): string {

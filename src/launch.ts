@@ -16,6 +16,7 @@ const STEPS: Record<number, string> = {
   7: 'creating the PID namespace (needs root or CAP_SYS_ADMIN)',
   8: 'mounting /proc in the PID namespace',
   9: 'joining the cgroup',
+  10: 'mounting the profile\'s kernel files (needs root or CAP_SYS_ADMIN)',
 };
 
 /** Where one of the jail's standard fds goes (as for child_process.spawn). */
@@ -29,6 +30,8 @@ export interface LaunchOptions {
   filter: Buffer;
   pidNs?: boolean;
   cgroup?: string;
+  /** Files to mount read-only over paths in the jail's own mount namespace. */
+  binds?: { source: string; target: string }[];
   cwd?: string;
   env?: NodeJS.ProcessEnv;
   stdio?: [StdioEntry, StdioEntry, StdioEntry];
@@ -106,6 +109,7 @@ export function launch(opts: LaunchOptions): Launched {
   const args = ['--parent', String(process.pid)];
   if (opts.pidNs) args.push('--pid-ns');
   if (opts.cgroup) args.push('--cgroup', opts.cgroup);
+  for (const b of opts.binds ?? []) args.push('--bind', `${b.source}:${b.target}`);
   args.push('--', ...opts.command);
   let init: ChildProcess;
   try {

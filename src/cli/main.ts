@@ -1,4 +1,4 @@
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { userMessage, UsageError } from './errors.js';
 import { runCommand, type RunFlags } from './run.js';
 import { registerCheckCommand } from './check.js';
@@ -24,6 +24,11 @@ function program(setExit: (code: number) => void): Command {
     .option('--stats', 'print per-syscall counts and latency at exit')
     .option('--pid-ns', 'run the jail in its own PID namespace')
     .option('--emulate <names>', 'comma-separated syscalls to answer by their shim even where the host has them')
+    .addOption(
+      new Option('--kernel-files <how>', 'present /proc/version and /proc/sys/kernel/* by mounting files over them, or by answering opens')
+        .choices(['auto', 'mount', 'shim'])
+        .default('auto'),
+    )
     .option('-v, --verbose', 'say where the profile cannot be presented faithfully on this host')
     .argument('[command...]')
     .passThroughOptions()

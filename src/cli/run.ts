@@ -11,6 +11,7 @@ export interface RunFlags {
   pidNs?: boolean;
   emulate?: string;
   verbose?: boolean;
+  kernelFiles?: 'auto' | 'mount' | 'shim';
 }
 
 /** Signals vjail passes on to the jail's main process. SIGINT and SIGQUIT from a
@@ -34,6 +35,7 @@ export async function runCommand(command: string[], flags: RunFlags): Promise<nu
     profile: flags.profile,
     policy: flags.policy,
     pidNs: flags.pidNs,
+    kernelFiles: flags.kernelFiles,
     emulate: flags.emulate ? flags.emulate.split(',').map((s) => s.trim()).filter(Boolean) : undefined,
     trace: sink.write,
   };

@@ -20,6 +20,12 @@ export interface PlanOptions {
   policy?: Policy;
   /** Syscalls to hand to their shim even where the host kernel has them. */
   emulate?: string[];
+  /**
+   * The jail's /proc kernel files already present the profile (mounted over
+   * the real ones), so shims that exist only to present them through open()
+   * are not needed.
+   */
+  kernelFilesMounted?: boolean;
 }
 
 export interface PlanResult {
@@ -70,6 +76,7 @@ interface Context {
   profile: Profile;
   host: HostInfo;
   emulate: ReadonlySet<string>;
+  kernelFilesMounted: boolean;
   policy?: Policy;
   /** Policy entries by syscall name, in policy order. */
   entries: ReadonlyMap<string, PolicyEntry[]>;
@@ -87,7 +94,7 @@ function profileAction(ctx: Context, arch: ArchName, info: SyscallInfo, unserved
   const fixed = shim?.fixedAnswer?.(name, profile);
   if (fixed) return { kind: 'notify', answer: fixed };
   // A shim that presents the profile where the kernel would show the host (open of /proc/version).
-  if (shim?.presentsProfile?.(name, profile)) return viaShim(shim, name, profile);
+  if (!ctx.kernelFilesMounted && shim?.presentsProfile?.(name, profile)) return viaShim(shim, name, profile);
   if (host.hasSyscall(arch, name)) return ALLOW;
   if (shim) return viaShim(shim, name, profile);
   unserved.push(name);
@@ -155,7 +162,14 @@ export function derivePlan(profile: Profile, host: HostInfo, options: PlanOption
   for (const e of options.policy?.entries ?? []) {
     for (const n of new Set(e.names)) entries.set(n, [...(entries.get(n) ?? []), e]);
   }
-  const ctx: Context = { profile, host, emulate: checkEmulate(options.emulate ?? []), policy: options.policy, entries };
+  const ctx: Context = {
+    profile,
+    host,
+    emulate: checkEmulate(options.emulate ?? []),
+    kernelFilesMounted: options.kernelFilesMounted ?? false,
+    policy: options.policy,
+    entries,
+  };
   const warnings = unknownNames(ctx, tables);
   const arches: ArchPlan[] = [];
   for (const arch of plannedArches(options.policy)) {
