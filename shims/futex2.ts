@@ -97,6 +97,7 @@ function futexRequeue(n: Notification, ctx: ShimContext): ShimResult | Promise<S
 
 export const futex2Shim: Shim = {
   name: 'futex2',
+  mayBlock: true,
   syscalls: ['futex_wake', 'futex_wait', 'futex_requeue'],
   doc:
     'futex_wake, futex_wait and futex_requeue (Linux 6.7) run as futex(2) FUTEX_WAKE_BITSET, ' +

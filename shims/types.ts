@@ -67,6 +67,11 @@ export interface Shim {
    * whether the host has it. Default: every argument -1.
    */
   probeArgs?: Record<string, bigint[]>;
+  /**
+   * True when answering may take as long as the emulated call blocks (a
+   * futex wait): the supervisor then gives it no time-out.
+   */
+  mayBlock?: boolean;
   /** Answer one notification. May be async; the caller stays blocked until it settles. */
   handle(n: Notification, ctx: ShimContext): ShimResult | Promise<ShimResult>;
 }

@@ -93,6 +93,7 @@ export class Supervisor {
       : undefined;
     let result: ShimResult | Promise<ShimResult>;
     let via: string;
+    let mayBlock = false;
     try {
       const decision = this.decisions[n.arch].get(n.nr);
       const action = decision ? decide(decision, n.args) : this.defaults[n.arch];
@@ -109,12 +110,13 @@ export class Supervisor {
         if (!shim) throw new Error(`no shim named "${action.shim}"`);
         result = shim.handle(n, { profile: this.opts.profile, caller });
         via = `shim ${shim.name}`;
+        mayBlock = shim.mayBlock === true;
       }
     } catch (e) {
       result = this.shimFailure(n, e);
       via = 'error';
     }
-    if (result instanceof Promise) this.settleLater(n, result, t0, traced, via);
+    if (result instanceof Promise) this.settleLater(n, result, t0, traced, via, mayBlock);
     else this.respond(n, result, t0, traced, via);
   }
 
@@ -144,15 +146,23 @@ export class Supervisor {
     return { kind: 'errno', errno: this.opts.profile.shimErrorErrno };
   }
 
-  private settleLater(n: Notification, p: Promise<ShimResult>, t0: number, traced: string | undefined, via: string): void {
+  private settleLater(
+    n: Notification,
+    p: Promise<ShimResult>,
+    t0: number,
+    traced: string | undefined,
+    via: string,
+    mayBlock: boolean,
+  ): void {
     this.pending.add(n.id);
     const timeoutMs = this.opts.shimTimeoutMs ?? 30_000;
-    const timer = setTimeout(() => {
+    // A shim that blocks as its syscall does (futex_wait) is not late; it is waiting.
+    const timer = mayBlock ? undefined : setTimeout(() => {
       if (!this.pending.delete(n.id)) return;
       this.warn(`shim for ${n.name} did not answer within ${timeoutMs} ms (pid ${n.pid})`);
       this.respond(n, { kind: 'errno', errno: this.opts.profile.shimErrorErrno }, t0, traced, 'timeout');
     }, timeoutMs);
-    timer.unref();
+    timer?.unref();
     p.then(
       (r) => r,
       (e) => this.shimFailure(n, e),
