@@ -56,7 +56,8 @@ export function formatMatrix(m: CompatMatrix): string {
   const out = [line(header), ...rows.map(line)];
   const extra = notes(m);
   if (extra.length) out.push('', ...extra);
-  const what = suite ? `${m.cases.length} cases in ${m.cells.length} cells` : `${m.cells.length} cells`;
+  const n = (k: number, noun: string): string => `${k} ${noun}${k === 1 ? '' : 's'}`;
+  const what = suite ? `${n(m.cases.length, 'case')} in ${n(m.cells.length, 'cell')}` : n(m.cells.length, 'cell');
   out.push('', `${what}: ${m.passed} pass, ${m.failed} fail, ${m.skipped} skip`);
   return out.join('\n') + '\n';
 }
