@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { UsageError } from '../cli/errors.js';
 import type { CompatCase } from './types.js';
@@ -64,8 +64,8 @@ function isExecutableFile(path: string): boolean {
 }
 
 /**
- * Load a suite: a directory (each executable file is a case, each *.c file is
- * compiled static into `binDir` and is a case) or a runtest file (its
+ * Load a suite: a directory (each executable file is copied into `binDir` and
+ * is a case, each *.c file is compiled static into `binDir` and is a case) or a runtest file (its
  * directory's *.c files are compiled into `binDir`, which goes first in PATH,
  * followed by the file's own directory).
  */
@@ -83,7 +83,10 @@ export async function loadSuite(path: string, binDir: string): Promise<Suite> {
     for (const f of readdirSync(abs).sort()) {
       if (f.endsWith('.c') || !isExecutableFile(join(abs, f))) continue;
       if (built.has(f)) throw new UsageError(`suite "${path}" has both ${f} and ${f}.c; keep one of them`);
-      cases.push({ name: f, argv: [join(abs, f)] });
+      // A copy in the share directory: a VM guest sees it even where it cannot see DIR (under /tmp).
+      mkdirSync(binDir, { recursive: true });
+      copyFileSync(join(abs, f), join(binDir, f));
+      cases.push({ name: f, argv: [join(binDir, f)] });
     }
     for (const [name, bin] of built) cases.push({ name, argv: [bin] });
     cases.sort((a, b) => a.name.localeCompare(b.name));
