@@ -201,6 +201,30 @@ static _Noreturn void exec_workload(const struct options *o, struct sock_fprog *
 	_exit(err == ENOENT ? 127 : 126);
 }
 
+/* The signal mask while waiting: SIGUSR2 (end the jail) and SIGCHLD are
+ * blocked except inside sigsuspend, so a request that arrives between two
+ * checks is never lost. */
+static sigset_t wait_mask;
+
+static void on_child(int sig)
+{
+	(void)sig; /* only to wake sigsuspend */
+}
+
+/* Reap every child that has ended; returns 1 when none is left. */
+static int reap_ended(pid_t watched, int *watched_status)
+{
+	for (;;) {
+		int st;
+		pid_t p = waitpid(-1, &st, WNOHANG | __WALL);
+		if (p > 0 && p == watched)
+			*watched_status = st;
+		if (p > 0)
+			continue;
+		return p < 0 && errno == ECHILD;
+	}
+}
+
 /* Fork the workload, then reap every process of the jail until none is left.
  * Returns the workload's raw wait status, or -1 when a kill was requested. */
 static int reap_jail(const struct options *o, struct sock_fprog *prog)
@@ -212,14 +236,11 @@ static int reap_jail(const struct options *o, struct sock_fprog *prog)
 		exec_workload(o, prog);
 	int workload_status = 0;
 	for (;;) {
-		int st;
-		pid_t p = waitpid(-1, &st, __WALL);
-		if (p == workload)
-			workload_status = st;
-		if (p < 0 && errno == ECHILD)
+		if (reap_ended(workload, &workload_status))
 			return workload_status;
-		if (p < 0 && errno == EINTR && kill_requested)
+		if (kill_requested)
 			return -1;
+		sigsuspend(&wait_mask);
 	}
 }
 
@@ -298,8 +319,17 @@ static int exit_code_of(int status)
 
 static void watch_supervisor(pid_t parent)
 {
-	struct sigaction sa = { .sa_handler = on_kill_request }; /* no SA_RESTART: waitpid must return */
+	struct sigaction sa = { .sa_handler = on_kill_request };
 	sigaction(SIGUSR2, &sa, NULL);
+	struct sigaction child = { .sa_handler = on_child, .sa_flags = SA_NOCLDSTOP };
+	sigaction(SIGCHLD, &child, NULL);
+	sigset_t block;
+	sigemptyset(&block);
+	sigaddset(&block, SIGUSR2);
+	sigaddset(&block, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &block, &wait_mask);
+	sigdelset(&wait_mask, SIGUSR2);
+	sigdelset(&wait_mask, SIGCHLD);
 	prctl(PR_SET_PDEATHSIG, SIGUSR2, 0, 0, 0);
 	if (parent && getppid() != parent)
 		kill_requested = 1; /* it died before we could watch it */
@@ -327,17 +357,17 @@ static int run_in_pid_ns(const struct options *o, struct sock_fprog *prog)
 		_exit(exit_code_of(st));
 	}
 	for (;;) {
-		int st;
-		pid_t p = waitpid(init, &st, 0);
-		if (p == init)
+		int st = 0;
+		int gone = reap_ended(init, &st);
+		if (gone)
 			return exit_code_of(st);
-		if (p < 0 && errno == EINTR && kill_requested) {
+		if (kill_requested) {
 			kill(init, SIGKILL);
-			waitpid(init, &st, 0);
+			while (waitpid(init, &st, 0) < 0 && errno == EINTR)
+				;
 			return 128 + SIGKILL;
 		}
-		if (p < 0 && errno != EINTR)
-			return 126;
+		sigsuspend(&wait_mask);
 	}
 }
 
