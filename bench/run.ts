@@ -81,29 +81,35 @@ interface Variant {
   note?: string;
 }
 
-/** Run the variants round-robin, `rounds` times, rotating who goes first. */
+/**
+ * Run the variants round-robin, `rounds` times, rotating who goes first. A
+ * run that fails (say, the machine was busy rebuilding something) is left
+ * out and noted; a variant with no successful run at all is reported failed.
+ */
 async function measure(group: GroupId, variants: Variant[], rounds: number, log: (s: string) => void): Promise<Row[]> {
   const samples = new Map<string, number[]>(variants.map((v) => [v.id, []]));
-  const failed = new Map<string, string>();
+  const errors = new Map<string, string[]>(variants.map((v) => [v.id, []]));
   const live = variants.filter((v) => v.sample && !v.skip);
   for (let r = 0; r < rounds; r++) {
     log(`${group}: round ${r + 1}/${rounds}`);
     for (let i = 0; i < live.length; i++) {
       const v = live[(i + r) % live.length]!;
-      if (failed.has(v.id)) continue;
       try {
         samples.get(v.id)!.push(await v.sample!());
       } catch (e) {
-        failed.set(v.id, e instanceof Error ? e.message : String(e));
+        errors.get(v.id)!.push(e instanceof Error ? e.message : String(e));
       }
     }
   }
   return variants.map((v): Row => {
     const base = { group, id: `${group}.${v.id}`, label: v.label, unit: v.unit };
     if (v.skip || !v.sample) return { ...base, status: 'skipped', note: v.skip };
-    const err = failed.get(v.id);
-    if (err !== undefined) return { ...base, status: 'failed', note: err };
-    return { ...base, status: 'measured', summary: summarize(samples.get(v.id)!), note: v.note };
+    const got = samples.get(v.id)!;
+    const errs = errors.get(v.id)!;
+    if (got.length === 0) return { ...base, status: 'failed', note: errs[0] };
+    const failedNote = errs.length > 0 ? `${errs.length} of ${rounds} runs failed and are left out: ${errs[0]}` : undefined;
+    const note = [v.note, failedNote].filter(Boolean).join('; ') || undefined;
+    return { ...base, status: 'measured', summary: summarize(got), note };
   });
 }
 

@@ -46,6 +46,7 @@ export function formatReport(r: Report): string {
       const ratio = x.ratio === undefined ? '' : `${x.ratio.toFixed(2)}×`;
       out.push(`  ${pad(x.label, w)}${padLeft(`${num(s.median)} ${x.unit}`, 10)}  ${pad(`${num(s.min)}–${num(s.max)}`, 17)}${padLeft(ratio, 7)}`);
     }
+    for (const x of rows) if (x.summary && x.note) out.push(`  * ${x.label}: ${x.note}`);
   }
   out.push('', 'Targets');
   for (const t of r.targets) {
