@@ -22,6 +22,7 @@
 #include "caller.h"
 #include "incaller.h"
 #include "features.h"
+#include "shimcalls.h"
 #include "protocol.h"
 #include "ptrace.h"
 #include "supervisor.h"
@@ -653,6 +654,8 @@ static napi_value init(napi_env env, napi_value exports)
 		{ "incallerStart", incaller_js_start },
 		{ "incallerCommand", incaller_js_command },
 		{ "memfdSealed", js_memfd_sealed },
+		{ "shimMemfdCreate", js_shim_memfd_create },
+		{ "shimPidfdOpen", js_shim_pidfd_open },
 		{ "probeFeatures", js_probe_features },
 		{ "ptraceSeize", js_ptrace_seize },
 		{ "ptraceInterrupt", js_ptrace_interrupt },

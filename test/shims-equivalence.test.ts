@@ -29,6 +29,7 @@ const cases: { fixture: string; emulate: string[]; shim: string }[] = [
   { fixture: 'futex2', emulate: ['futex_wake', 'futex_wait', 'futex_requeue'], shim: 'futex2' },
   { fixture: 'close_range', emulate: ['close_range'], shim: 'close_range' },
   { fixture: 'getrandom', emulate: ['getrandom'], shim: 'getrandom' },
+  { fixture: 'statx', emulate: ['statx'], shim: 'statx' },
 ];
 
 describe('shims behave as the kernel does (native run vs --emulate)', () => {

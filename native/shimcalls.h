@@ -1,0 +1,16 @@
+/*
+ * Host syscalls that shims make in the supervisor on a caller's behalf, for
+ * objects the supervisor creates and then installs in the caller (memfds,
+ * pidfds). Each returns the new fd, or -errno; nothing throws.
+ */
+#ifndef VJAIL_SHIMCALLS_H
+#define VJAIL_SHIMCALLS_H
+
+#include <node_api.h>
+
+/* shimMemfdCreate(name: Buffer without NUL, flags): fd or -errno. */
+napi_value js_shim_memfd_create(napi_env env, napi_callback_info info);
+/* shimPidfdOpen(pid, flags): fd or -errno. */
+napi_value js_shim_pidfd_open(napi_env env, napi_callback_info info);
+
+#endif
