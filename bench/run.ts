@@ -177,7 +177,7 @@ async function intercepted(p: Params, log: (s: string) => void): Promise<Row[]> 
       label: 'C floor + poll before RECV',
       unit: 'µs',
       sample: async () => us(perCall((await capture(floor, ['--sync', '--poll', '--', ...work])).stdout, /^4\.19\.0-floor$/)),
-      note: 'vjail\'s native thread polls the listener and a stop eventfd before each RECV',
+      note: 'what vjail\'s native thread did before it blocked in RECV directly (kept to show the cost of a poll)',
     },
     {
       id: 'floor-poll-idvalid',

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -41,14 +42,13 @@ int sup_init(struct supervisor *s, int listener, int native_answers)
 	s->listener = listener;
 	s->native_answers = native_answers;
 	s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	s->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	s->cap = RING_CAP;
 	s->ring = calloc(RING_CAP, sizeof *s->ring);
 	s->stats = calloc(SUP_ARCHES * SUP_MAX_NR, sizeof *s->stats);
 	struct seccomp_notif_sizes sizes;
 	s->notif_size = syscall(SYS_seccomp, SECCOMP_GET_NOTIF_SIZES, 0, &sizes) == 0 ? sizes.seccomp_notif
 										     : sizeof(struct seccomp_notif);
-	if (s->wake_fd < 0 || s->stop_fd < 0 || !s->ring || !s->stats)
+	if (s->wake_fd < 0 || !s->ring || !s->stats)
 		return errno ? errno : ENOMEM;
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_mutex_init(&s->stats_mu, NULL);
@@ -170,9 +170,31 @@ int sup_pop(struct supervisor *s, struct queued_notif *out)
 	return got;
 }
 
+/* Sent by sup_stop to interrupt the thread's blocking receive (EINTR). */
+static int stop_signal(void)
+{
+	return SIGRTMIN + 4;
+}
+
+static void on_stop_signal(int sig)
+{
+	(void)sig;
+}
+
+/* The filter has no task left: the listener polls as hung up. */
+static int listener_hung_up(int listener)
+{
+	struct pollfd p = { .fd = listener, .events = POLLIN };
+	return poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLERR | POLLNVAL));
+}
+
 static void *loop(void *arg)
 {
 	struct supervisor *s = arg;
+	sigset_t unblock;
+	sigemptyset(&unblock);
+	sigaddset(&unblock, stop_signal());
+	pthread_sigmask(SIG_UNBLOCK, &unblock, NULL);
 	/* The kernel may write a larger struct than our headers know. */
 	size_t size = s->notif_size > sizeof(struct seccomp_notif) ? s->notif_size : sizeof(struct seccomp_notif);
 	union {
@@ -181,23 +203,21 @@ static void *loop(void *arg)
 	} buf;
 	if (size > sizeof buf)
 		size = sizeof buf;
-	struct pollfd fds[2] = { { .fd = s->listener, .events = POLLIN }, { .fd = s->stop_fd, .events = POLLIN } };
-	for (;;) {
-		if (poll(fds, 2, -1) < 0) {
+	/* Receive blocks in the kernel: no poll first, one syscall per notification. */
+	while (!atomic_load(&s->stopping)) {
+		memset(&buf, 0, size);
+		if (ioctl(s->listener, SECCOMP_IOCTL_NOTIF_RECV, &buf.n) < 0) {
 			if (errno == EINTR)
 				continue;
-			atomic_store(&s->thread_error, errno);
+			/* ENOENT: the caller went away before we received it, or no task is left. */
+			if (errno == ENOENT && !listener_hung_up(s->listener))
+				continue;
+			if (errno == ENOENT)
+				atomic_store(&s->hung_up, 1);
+			else
+				atomic_store(&s->thread_error, errno);
 			break;
 		}
-		if (fds[1].revents)
-			break;
-		if (fds[0].revents & (POLLHUP | POLLERR | POLLNVAL)) {
-			atomic_store(&s->hung_up, 1);
-			break;
-		}
-		memset(&buf, 0, size);
-		if (ioctl(s->listener, SECCOMP_IOCTL_NOTIF_RECV, &buf.n) < 0)
-			continue; /* ENOENT: the caller went away before we received it */
 		uint64_t t0 = sup_now_ns();
 		int answered = answer_natively(s, &buf.n);
 		if (answered == 0)
@@ -214,6 +234,10 @@ static void *loop(void *arg)
 
 int sup_start(struct supervisor *s)
 {
+	struct sigaction sa = { .sa_handler = on_stop_signal }; /* no SA_RESTART: the receive must return */
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(stop_signal(), &sa, NULL))
+		return errno;
 	int err = pthread_create(&s->thread, NULL, loop, s);
 	if (!err)
 		s->thread_started = 1;
@@ -224,15 +248,25 @@ void sup_stop(struct supervisor *s)
 {
 	if (!s->thread_started)
 		return;
-	uint64_t one = 1;
-	if (write(s->stop_fd, &one, sizeof one) < 0) {
-	}
+	atomic_store(&s->stopping, 1);
 	/* The thread may wait for ring space; JavaScript will not drain any more. */
 	pthread_mutex_lock(&s->mu);
 	s->head = s->tail;
 	pthread_cond_broadcast(&s->space);
 	pthread_mutex_unlock(&s->mu);
-	pthread_join(s->thread, NULL);
+	/* A signal sent just before the thread enters the receive is lost: repeat until it is out. */
+	for (;;) {
+		pthread_kill(s->thread, stop_signal());
+		struct timespec at;
+		clock_gettime(CLOCK_REALTIME, &at);
+		at.tv_nsec += 1000000;
+		if (at.tv_nsec >= 1000000000) {
+			at.tv_sec++;
+			at.tv_nsec -= 1000000000;
+		}
+		if (pthread_timedjoin_np(s->thread, NULL, &at) == 0)
+			break;
+	}
 	s->thread_started = 0;
 }
 
@@ -241,11 +275,9 @@ void sup_destroy(struct supervisor *s)
 	sup_stop(s);
 	if (s->wake_fd >= 0)
 		close(s->wake_fd);
-	if (s->stop_fd >= 0)
-		close(s->stop_fd);
 	if (s->listener >= 0)
 		close(s->listener);
-	s->wake_fd = s->stop_fd = s->listener = -1;
+	s->wake_fd = s->listener = -1;
 	free(s->ring);
 	free(s->stats);
 	free(s->pool);

@@ -47,7 +47,6 @@ struct queued_notif {
 struct supervisor {
 	int listener;
 	int wake_fd; /* eventfd: thread -> JavaScript side */
-	int stop_fd; /* eventfd: JavaScript side -> thread */
 	pthread_t thread;
 	int thread_started;
 	int native_answers; /* 0 in trace mode: everything goes to JavaScript */
@@ -61,6 +60,7 @@ struct supervisor {
 	struct queued_notif *ring;
 	unsigned head, tail, cap;
 
+	atomic_int stopping; /* set by sup_stop */
 	atomic_int hung_up; /* every filtered task has exited */
 	atomic_int thread_error;
 	pthread_mutex_t stats_mu;
