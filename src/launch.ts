@@ -121,6 +121,9 @@ export function launch(opts: LaunchOptions): Launched {
   } finally {
     closeSync(childCtl);
   }
+  // spawn reports a missing or unrunnable launcher as an 'error' event after
+  // returning; without a listener that event would crash the process.
+  init.on('error', () => {});
   if (init.pid === undefined) {
     closeSync(ctlFd);
     throw new LaunchError(`cannot start the launcher ${initPath()}; run "npm install" to build it`);
