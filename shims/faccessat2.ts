@@ -110,7 +110,8 @@ export const faccessat2Shim: Shim = {
     'faccessat(2) gives the same answer. Otherwise the answer is computed from the file\'s mode bits, ' +
     'owner and group against the caller\'s fs uid, fs gid, supplementary groups, CAP_DAC_OVERRIDE and ' +
     'CAP_DAC_READ_SEARCH (from /proc/TID/status), with EROFS for W_OK on a read-only mount: ACLs, LSMs ' +
-    'and immutable files are not consulted in that case. The caller must see a procfs at /proc for ' +
+    'and immutable files are not consulted in that case, nor file systems with permission checks of their ' +
+    'own (procfs sysctls refuse writes even to CAP_DAC_OVERRIDE; network file systems). The caller must see a procfs at /proc for ' +
     'the AT_SYMLINK_NOFOLLOW and empty-path forms. x86_64 callers only: an i386 caller gets ENOSYS, as ' +
     'from a kernel before 5.8.',
   handle(n, ctx): ShimResult | Promise<ShimResult> {

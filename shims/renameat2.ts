@@ -3,6 +3,8 @@ import type { Shim, ShimResult } from './types.js';
 
 const EINVAL = 22;
 const ENOSYS = 38;
+const EISDIR = 21;
+const ENOTDIR = 20;
 const RENAME_NOREPLACE = 1n;
 const RENAME_EXCHANGE = 2n;
 const RENAME_WHITEOUT = 4n;
@@ -25,7 +27,7 @@ export const renameat2Shim: Shim = {
     'others, are EINVAL, as in the kernel. Without flags it is renameat(2). RENAME_NOREPLACE first ' +
     'looks at oldpath (fstatat with AT_SYMLINK_NOFOLLOW: its errors are returned, ENOENT for a missing ' +
     'source), then claims newpath by creating an empty placeholder of the same kind there (mkdirat ' +
-    'for a directory, openat with O_CREAT|O_EXCL otherwise; EEXIST if anything is there, which is the ' +
+    'for a directory, openat with O_CREAT|O_EXCL otherwise, ENOTDIR for a new name with a trailing slash; EEXIST if anything is there, which is the ' +
     'no-replace check, made atomically by the file system), and renames oldpath over it; if that ' +
     'rename fails the placeholder is removed and the rename\'s error returned. Unlike the kernel, ' +
     'the empty placeholder is visible at newpath for the moment between the two steps, the parent ' +
@@ -51,6 +53,8 @@ export const renameat2Shim: Shim = {
         if (errnoOf(m)) return { kind: 'return', value: m };
       } else {
         const fd = await s.syscall('openat', [newdfd, newpath, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o600n]);
+        // EISDIR here means a trailing slash on a new name, which rename refuses for a non-directory with ENOTDIR.
+        if (errnoOf(fd) === EISDIR) return { kind: 'return', value: -BigInt(ENOTDIR) };
         if (errnoOf(fd)) return { kind: 'return', value: fd };
         await s.syscall('close', [fd]);
       }

@@ -118,9 +118,10 @@ const PLANNED = `## Planned
   groups, capabilities on a helper thread), to lift the EACCES limit above.
 - Emulating \`openat2\`'s \`RESOLVE_*\` flags in the supervisor's path walk.
 - Answering opens natively (in the supervisor thread, without JavaScript).
-- Shims for statx, faccessat2, renameat2, memfd_create, openat2, pidfd_open,
-  epoll_pwait2, copy_file_range, cachestat, mseal, statmount/listmount, the
-  xattrat family and file_getattr/file_setattr.
+- Shims for cachestat, mseal, the xattrat family and
+  file_getattr/file_setattr. statmount/listmount have no shim: the 64-bit
+  unique mount ids they take and return appear nowhere in /proc, so a host
+  without them answers ENOSYS (with a plan warning).
 - Start-up: \`vjail run\` costs about 100 ms beyond Node's own start, mostly
   module loading (zod alone takes about 60 ms to import); a bundled CLI and a
   cache of validated profiles and compiled plans are the planned fixes.`;

@@ -30,6 +30,12 @@ const cases: { fixture: string; emulate: string[]; shim: string }[] = [
   { fixture: 'close_range', emulate: ['close_range'], shim: 'close_range' },
   { fixture: 'getrandom', emulate: ['getrandom'], shim: 'getrandom' },
   { fixture: 'statx', emulate: ['statx'], shim: 'statx' },
+  { fixture: 'faccessat2', emulate: ['faccessat2'], shim: 'faccessat2' },
+  { fixture: 'renameat2', emulate: ['renameat2'], shim: 'renameat2' },
+  { fixture: 'memfd_create', emulate: ['memfd_create'], shim: 'memfd_create' },
+  { fixture: 'pidfd_open', emulate: ['pidfd_open'], shim: 'pidfd_open' },
+  { fixture: 'copy_file_range', emulate: ['copy_file_range'], shim: 'copy_file_range' },
+  { fixture: 'epoll_pwait2', emulate: ['epoll_pwait2'], shim: 'epoll_pwait2' },
 ];
 
 describe('shims behave as the kernel does (native run vs --emulate)', () => {
