@@ -2,7 +2,8 @@
  * Checkpoint one process in five steps, each reported:
  *   1 pre-dump  iterative copying while running needs soft-dirty tracking;
  *               without it, say so and copy everything while frozen
- *   2 freeze    PTRACE_SEIZE + PTRACE_INTERRUPT
+ *   2 freeze    the cgroup freezer (v2, else v1) on a jail with a cgroup of
+ *               its own, then PTRACE_SEIZE + PTRACE_INTERRUPT (freeze.ts)
  *   3 dump      one collector per kind of kernel object, pages streamed to disk
  *   4 post-dump verify every checksum, fsync, publish by rename
  *   5 resume    detach (--leave-running) or kill
@@ -15,7 +16,8 @@ import { collectMemory, type Scratch } from './parts/memory.js';
 import { collectRegisters } from './parts/registers.js';
 import { collectSignals } from './parts/signals.js';
 import { collectTask } from './parts/task.js';
-import { checkSupported, hasSoftDirty, jailOf } from './jail-info.js';
+import { freeze } from './freeze.js';
+import { checkSupported, hasSoftDirty, jailOf, type JailInfo } from './jail-info.js';
 import { Tracee } from './tracee.js';
 import { SYS } from './syscalls.js';
 
@@ -25,6 +27,8 @@ export interface CheckpointOptions {
   leaveRunning?: boolean;
   /** Profile name; default: the one the jail's supervisor was started with. */
   profile?: string;
+  /** Profile, policy and emulated calls when known (a named jail's state); default: from the supervisor's command line. */
+  jail?: JailInfo;
   report?: (step: number, name: string, detail: string) => void;
   warn?: (line: string) => void;
 }
@@ -35,7 +39,7 @@ const MAP_ANONYMOUS = 0x20;
 export async function checkpoint(opts: CheckpointOptions): Promise<Manifest> {
   const report = opts.report ?? (() => {});
   const warn = opts.warn ?? (() => {});
-  const jail = jailOf(opts.pid);
+  const jail = { ...jailOf(opts.pid), ...opts.jail };
   const warnings = checkSupported(opts.pid);
   const writer = new ImageWriter(opts.image);
   let tracee: Tracee | undefined;
@@ -46,9 +50,10 @@ export async function checkpoint(opts: CheckpointOptions): Promise<Manifest> {
       ? 'skipped: iterative pre-dump is not implemented yet; all pages are copied while frozen'
       : 'skipped: this kernel has no soft-dirty page tracking; all pages are copied while frozen');
 
-    tracee = await Tracee.seize(opts.pid);
+    const frozen = await freeze([opts.pid]);
+    tracee = frozen.tracees[0]!;
     const gprs = tracee.getRegs();
-    report(2, 'freeze', `process ${opts.pid} stopped with ptrace`);
+    report(2, 'freeze', frozen.detail);
 
     const registers = collectRegisters(tracee, gprs);
     const scratchAddr = await tracee.syscallOk('mmap of a scratch page', SYS.mmap, 0, PAGE_SIZE, 3, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

@@ -106,23 +106,43 @@ export class Tracee {
    * with a restart code in rax; on resume the kernel restarts the call.
    */
   static async seize(pid: number, opts: { killOnExit?: boolean } = {}): Promise<Tracee> {
+    const t = Tracee.attach(pid, opts);
+    await t.stopped();
+    return t;
+  }
+
+  /**
+   * PTRACE_SEIZE and PTRACE_INTERRUPT without waiting for the stop: a task
+   * frozen by the cgroup v1 freezer only stops once thawed (before it runs
+   * any code of its own). Then `stopped()`.
+   */
+  static attach(pid: number, opts: { killOnExit?: boolean } = {}): Tracee {
     const n = ptraceAddon();
     n.ptraceSeize(pid, PTRACE_O_TRACESYSGOOD | (opts.killOnExit ? PTRACE_O_EXITKILL : 0));
     const t = new Tracee(pid);
     try {
       n.ptraceInterrupt(pid);
-      for (;;) {
-        const st = await t.waitRaw();
-        if (isEventStop(st)) break;
-        // A signal arrived before our interrupt: let it be delivered as it would have been.
-        t.resume('cont', stopSignal(st));
-      }
-      t.findGadget();
     } catch (e) {
       t.detach();
       throw e;
     }
     return t;
+  }
+
+  /** Wait for the stop `attach` asked for; on failure the process is let go. */
+  async stopped(): Promise<void> {
+    try {
+      for (;;) {
+        const st = await this.waitRaw();
+        if (isEventStop(st)) break;
+        // A signal arrived before our interrupt: let it be delivered as it would have been.
+        this.resume('cont', stopSignal(st));
+      }
+      this.findGadget();
+    } catch (e) {
+      this.detach();
+      throw e;
+    }
   }
 
   private async waitRaw(): Promise<number> {

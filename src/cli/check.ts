@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import type { Command } from 'commander';
+import { describeFreezers } from '../cgroup.js';
 import { probeNativeFeatures } from '../features.js';
 import { native } from '../native.js';
 import { describeHost } from '../plan/host.js';
@@ -28,25 +29,9 @@ function read(path: string): string | undefined {
   }
 }
 
-/** cgroup freezers: v2 (cgroup.freeze in our own unified cgroup) and v1 (a mounted freezer hierarchy). */
+/** cgroup freezers: where a named jail's cgroup would be made, v2 (cgroup.freeze) and v1 (freezer.state). */
 function freezers(): Feature[] {
-  const own = /^0::(.*)$/m.exec(read('/proc/self/cgroup') ?? '')?.[1];
-  const unified = existsSync('/sys/fs/cgroup/cgroup.controllers');
-  const v2 = unified && own !== undefined && existsSync(`/sys/fs/cgroup${own === '/' ? '' : own}/cgroup.freeze`);
-  const v1Enabled = /^freezer\s+\d+\s+\d+\s+1$/m.test(read('/proc/cgroups') ?? '');
-  const v1Mounted = / - cgroup \S+ \S*\bfreezer\b/m.test(read('/proc/self/mountinfo') ?? '');
-  return [
-    {
-      name: 'cgroup freezer v2',
-      present: v2,
-      detail: v2 ? `cgroup.freeze in ${own}` : unified ? `no cgroup.freeze for our cgroup ${own ?? '?'}` : 'no unified (v2) hierarchy mounted at /sys/fs/cgroup',
-    },
-    {
-      name: 'cgroup freezer v1',
-      present: v1Enabled && v1Mounted,
-      detail: v1Enabled ? (v1Mounted ? 'freezer hierarchy mounted' : 'freezer controller enabled but not mounted') : 'freezer controller not enabled',
-    },
-  ];
+  return describeFreezers().map((f) => ({ name: `cgroup freezer ${f.kind}`, present: f.present, detail: f.detail }));
 }
 
 /** What the running kernel offers vjail. */

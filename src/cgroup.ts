@@ -1,0 +1,173 @@
+/**
+ * A cgroup of its own for each named jail, so the freezer can stop its whole
+ * process tree at once. It is created under a `vjail` cgroup beside ours:
+ * `<hierarchy>/<our cgroup>/vjail/<name>.<supervisor pid>`, in the cgroup v2
+ * hierarchy when one is mounted (on its own, or beside v1 controllers in a
+ * hybrid layout) and has `cgroup.freeze`, else in the v1 freezer hierarchy.
+ * `VJAIL_FREEZER=v2|v1|none` picks one (none: no cgroup, checkpoints stop
+ * the jail with ptrace alone).
+ */
+import { accessSync, constants, existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+
+export type FreezerKind = 'v2' | 'v1';
+
+export interface JailCgroup {
+  kind: FreezerKind;
+  /** The cgroup's directory. */
+  path: string;
+}
+
+interface Hierarchy {
+  kind: FreezerKind;
+  mount: string;
+  /** Our own cgroup within it. */
+  own: string;
+}
+
+function read(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+/** Mount points of cgroup2 and of a v1 hierarchy with the freezer, from mountinfo. */
+function mounts(): { v2?: string; v1?: string } {
+  const out: { v2?: string; v1?: string } = {};
+  for (const line of read('/proc/self/mountinfo').split('\n')) {
+    const [left, right] = line.split(' - ');
+    if (!left || !right) continue;
+    const f = left.split(' ');
+    const [fstype, , superOpts] = right.split(' ');
+    if (f[3] !== '/') continue; // a bind of a sub-cgroup: paths in /proc/PID/cgroup do not map onto it
+    const at = f[4]!.replace(/\\040/g, ' ');
+    if (fstype === 'cgroup2') out.v2 ??= at;
+    if (fstype === 'cgroup' && (superOpts ?? '').split(',').includes('freezer')) out.v1 ??= at;
+  }
+  return out;
+}
+
+/** A process's cgroup path in the v2 hierarchy and in the v1 freezer hierarchy. */
+function cgroupPaths(pid: number | 'self'): { v2?: string; v1?: string } {
+  const out: { v2?: string; v1?: string } = {};
+  for (const line of read(`/proc/${pid}/cgroup`).split('\n')) {
+    const m = /^(\d+):([^:]*):(.*)$/.exec(line);
+    if (!m) continue;
+    if (m[1] === '0' && m[2] === '') out.v2 = m[3];
+    else if (m[2]!.split(',').includes('freezer')) out.v1 = m[3];
+  }
+  return out;
+}
+
+function writable(dir: string): boolean {
+  try {
+    accessSync(dir, constants.W_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The hierarchies a jail cgroup could be made in, best first. */
+export function freezerHierarchies(): Hierarchy[] {
+  const m = mounts();
+  const own = cgroupPaths('self');
+  const out: Hierarchy[] = [];
+  if (m.v2 && own.v2 !== undefined && writable(join(m.v2, own.v2))) out.push({ kind: 'v2', mount: m.v2, own: own.v2 });
+  if (m.v1 && own.v1 !== undefined && writable(join(m.v1, own.v1))) out.push({ kind: 'v1', mount: m.v1, own: own.v1 });
+  const want = process.env.VJAIL_FREEZER;
+  if (want === 'none') return [];
+  if (want === 'v2' || want === 'v1') return out.filter((h) => h.kind === want);
+  return out;
+}
+
+/**
+ * Make a cgroup for a jail (named after it and this supervisor, so two state
+ * directories never share one). Undefined when no freezer hierarchy can be
+ * used here: the jail then runs without a cgroup of its own.
+ */
+export function createJailCgroup(name: string): JailCgroup | undefined {
+  for (const h of freezerHierarchies()) {
+    const path = join(h.mount, h.own, 'vjail', `${name}.${process.pid}`);
+    try {
+      mkdirSync(path, { recursive: true });
+    } catch {
+      continue;
+    }
+    const cg: JailCgroup = { kind: h.kind, path };
+    if (existsSync(join(path, h.kind === 'v2' ? 'cgroup.freeze' : 'freezer.state'))) {
+      setFrozen(cg, false);
+      return cg;
+    }
+    removeJailCgroup(cg); // a v2 kernel older than 5.2: no cgroup.freeze
+  }
+  return undefined;
+}
+
+/** Remove a jail's cgroup once its processes are gone (a no-op if it is already gone). */
+export function removeJailCgroup(cg: JailCgroup): void {
+  // The last task may still be leaving it when the jail's reaper has exited.
+  for (let i = 0; i < 50; i++) {
+    try {
+      rmdirSync(cg.path);
+      return;
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return;
+      if (code !== 'EBUSY') return;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+    }
+  }
+}
+
+/** The jail cgroup (one made by createJailCgroup) a process is in, v2 first. */
+export function jailCgroupOf(pid: number): JailCgroup | undefined {
+  const m = mounts();
+  const p = cgroupPaths(pid);
+  const isJail = (path: string | undefined): path is string => !!path && basename(dirname(path)) === 'vjail';
+  const want = process.env.VJAIL_FREEZER;
+  if (m.v2 && isJail(p.v2) && want !== 'v1' && want !== 'none') return { kind: 'v2', path: join(m.v2, p.v2) };
+  if (m.v1 && isJail(p.v1) && want !== 'v2' && want !== 'none') return { kind: 'v1', path: join(m.v1, p.v1) };
+  return undefined;
+}
+
+export function setFrozen(cg: JailCgroup, frozen: boolean): void {
+  if (cg.kind === 'v2') writeFileSync(join(cg.path, 'cgroup.freeze'), frozen ? '1' : '0');
+  else writeFileSync(join(cg.path, 'freezer.state'), frozen ? 'FROZEN' : 'THAWED');
+}
+
+/** Has every task of the cgroup stopped? */
+export function isFrozen(cg: JailCgroup): boolean {
+  if (cg.kind === 'v2') return /^frozen 1$/m.test(read(join(cg.path, 'cgroup.events')));
+  return read(join(cg.path, 'freezer.state')).trim() === 'FROZEN';
+}
+
+/** Thread ids of every task in the cgroup. */
+export function tasksOf(cg: JailCgroup): number[] {
+  const file = cg.kind === 'v2' ? 'cgroup.threads' : 'tasks';
+  return read(join(cg.path, file)).split('\n').filter(Boolean).map(Number);
+}
+
+/** For `vjail check`: where a jail cgroup would be made, per freezer. */
+export function describeFreezers(): { kind: FreezerKind; present: boolean; detail: string }[] {
+  const m = mounts();
+  const own = cgroupPaths('self');
+  const usable = new Set(freezerHierarchies().map((h) => h.kind));
+  const where = (kind: FreezerKind): string | undefined => {
+    const mount = m[kind];
+    const path = own[kind];
+    return mount && path !== undefined ? join(mount, path) : undefined;
+  };
+  return (['v2', 'v1'] as const).map((kind) => {
+    const at = where(kind);
+    const what = kind === 'v2' ? 'cgroup.freeze' : 'freezer.state';
+    let detail: string;
+    if (!m[kind]) detail = kind === 'v2' ? 'no cgroup2 hierarchy mounted' : 'no freezer hierarchy mounted';
+    else if (usable.has(kind)) detail = `${what} in jail cgroups under ${join(at!, 'vjail')}`;
+    else if (process.env.VJAIL_FREEZER) detail = `not used: VJAIL_FREEZER=${process.env.VJAIL_FREEZER}`;
+    else detail = `cannot make cgroups under ${at ?? m[kind]}`;
+    return { kind, present: usable.has(kind), detail };
+  });
+}

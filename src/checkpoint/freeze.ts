@@ -1,0 +1,132 @@
+/**
+ * Step 2 of a checkpoint: stop the jail. A named jail has a cgroup of its
+ * own (src/cgroup.ts); the freezer stops its whole tree at once, so no task
+ * forks or exits while we list and attach to them. The dump then needs every
+ * task in a ptrace stop (it runs system calls inside them), so each one is
+ * seized and interrupted while frozen and the cgroup is thawed:
+ *
+ *   v2  a frozen task takes the PTRACE_INTERRUPT stop as it is; wait for the
+ *       stops, then thaw (the tasks stay in their ptrace stops).
+ *   v1  a frozen task only acts on the interrupt once thawed, and stops
+ *       before it runs any code of its own; thaw, then wait for the stops.
+ *
+ * Without a jail cgroup, PTRACE_SEIZE + PTRACE_INTERRUPT alone. Any failure
+ * lets go of every task and thaws the cgroup: the jail runs on as before.
+ */
+import { readFileSync } from 'node:fs';
+import { isFrozen, jailCgroupOf, setFrozen, tasksOf, type JailCgroup } from '../cgroup.js';
+import { CheckpointError } from './jail-info.js';
+import { Tracee } from './tracee.js';
+
+export interface Frozen {
+  /** 'cgroup v2 freezer', 'cgroup v1 freezer' or 'ptrace'. */
+  method: string;
+  /** The line of checkpoint step 2. */
+  detail: string;
+  /** One per pid asked for, in that order, each in a ptrace stop. */
+  tracees: Tracee[];
+  /** Every task of the jail's cgroup while it was frozen (just the pids asked for without a cgroup). */
+  tasks: number[];
+}
+
+export interface FreezeOptions {
+  /** How long the cgroup may take to freeze (default 10 s). */
+  timeoutMs?: number;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Stop the jail of `pids[0]` and hold each of `pids` with ptrace. */
+export async function freeze(pids: number[], opts: FreezeOptions = {}): Promise<Frozen> {
+  const first = pids[0];
+  if (first === undefined) throw new Error('freeze: no process given');
+  const cg = jailCgroupOf(first);
+  if (!cg) {
+    const tracees: Tracee[] = [];
+    try {
+      for (const pid of pids) {
+        const t = attach(pid);
+        tracees.push(t);
+        await t.stopped();
+      }
+    } catch (e) {
+      for (const t of tracees) t.detach();
+      throw e;
+    }
+    return {
+      method: 'ptrace',
+      detail: `ptrace interrupt (the jail has no cgroup of its own): ${stoppedText(pids)}`,
+      tracees,
+      tasks: [...pids],
+    };
+  }
+  return freezeCgroup(cg, pids, opts.timeoutMs ?? 10_000);
+}
+
+async function freezeCgroup(cg: JailCgroup, pids: number[], timeoutMs: number): Promise<Frozen> {
+  const method = `cgroup ${cg.kind} freezer`;
+  const attached: Tracee[] = [];
+  const stopped = new Set<Tracee>();
+  let thawed = false;
+  const thaw = (): void => {
+    if (thawed) return;
+    thawed = true;
+    setFrozen(cg, false);
+  };
+  setFrozen(cg, true);
+  try {
+    const deadline = Date.now() + timeoutMs;
+    while (!isFrozen(cg)) {
+      if (Date.now() > deadline) throw new CheckpointError(`the jail's cgroup did not freeze within ${timeoutMs / 1000} s; it was thawed and runs on`);
+      await sleep(5);
+    }
+    const tasks = tasksOf(cg);
+    for (const pid of pids) {
+      if (!tasks.includes(pid)) throw new CheckpointError(`process ${pid} is not in its jail's cgroup any more`);
+    }
+    for (const pid of pids) attached.push(attach(pid));
+    if (cg.kind === 'v1') thaw();
+    for (const t of attached) {
+      await t.stopped();
+      stopped.add(t);
+    }
+    thaw();
+    return {
+      method,
+      detail: `${method}: ${tasks.length} task(s) frozen, ${stoppedText(pids)}, cgroup thawed`,
+      tracees: attached,
+      tasks,
+    };
+  } catch (e) {
+    thaw();
+    // PTRACE_DETACH needs a ptrace stop: let each interrupt land first.
+    for (const t of attached) {
+      if (!stopped.has(t)) await t.stopped().catch(() => {});
+      t.detach();
+    }
+    throw e;
+  }
+}
+
+/** Tracee.attach, naming the tracer when another process already holds this one. */
+function attach(pid: number): Tracee {
+  try {
+    return Tracee.attach(pid);
+  } catch (e) {
+    const tracer = /^TracerPid:\s+(\d+)/m.exec(readStatus(pid))?.[1];
+    if (tracer && tracer !== '0') throw new CheckpointError(`process ${pid} is already traced by process ${tracer} (a debugger?); detach it and try again`);
+    throw e;
+  }
+}
+
+function readStatus(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+function stoppedText(pids: number[]): string {
+  return pids.length === 1 ? `process ${pids[0]} stopped with ptrace` : `${pids.length} tasks stopped with ptrace`;
+}
