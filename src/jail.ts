@@ -28,6 +28,8 @@ export interface JailOptions {
   emulate?: string[];
   /** Run the jail in its own PID namespace (and a private /proc). */
   pidNs?: boolean;
+  /** A cgroup directory the jail's processes join before the command runs. */
+  cgroup?: string;
   /**
    * How a non-host profile's /proc/version and /proc/sys/kernel/{ostype,osrelease,version}
    * are presented: 'mount' files over them in the jail's own mount namespace (no cost
@@ -140,6 +142,7 @@ export function spawnJail(opts: JailOptions): Jail {
       command: opts.command,
       filter,
       pidNs: opts.pidNs,
+      cgroup: opts.cgroup,
       binds: kernelFiles?.binds,
       cwd: opts.cwd,
       env: opts.env,

@@ -22,6 +22,8 @@ import { SYS } from './syscalls.js';
 export interface RestoreOptions {
   image: string;
   stdio?: JailOptions['stdio'];
+  /** A cgroup the new jail joins (a named jail's own). */
+  cgroup?: string;
   warn?: (line: string) => void;
   report?: (step: string, detail: string) => void;
 }
@@ -40,7 +42,7 @@ export async function restore(opts: RestoreOptions): Promise<Jail> {
 
   const restorer = restorerPath();
   const { profile, policy, emulate } = image.manifest;
-  const jail = spawnJail({ command: [restorer], profile, policy: policy ?? undefined, emulate, stdio: opts.stdio, warn });
+  const jail = spawnJail({ command: [restorer], profile, policy: policy ?? undefined, emulate, stdio: opts.stdio, cgroup: opts.cgroup, warn });
   let tracee: Tracee | undefined;
   try {
     // The workload execs the restorer right after the launch handshake.

@@ -1,22 +1,26 @@
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { checkpointCommand, type CheckpointFlags } from './checkpoint.js';
 import { inspectCommand } from './inspect.js';
-import { restoreCommand } from './restore.js';
+import { restoreCommand, type RestoreFlags } from './restore.js';
 
 /** checkpoint, restore, inspect. */
 export function registerCheckpointCommands(cli: Command, setExit: (code: number) => void): void {
   cli
     .command('checkpoint')
     .description('save a jailed process to an image directory (then kill it, unless --leave-running)')
-    .requiredOption('--pid <pid>', 'the process (started by vjail run)')
+    .argument('[name]', 'a named jail (see "vjail ps")')
+    .option('--pid <pid>', 'the process (started by vjail run), instead of a name')
     .requiredOption('--image <dir>', 'image directory to create')
     .option('--leave-running', 'let the process continue after the checkpoint')
-    .action(async (flags: CheckpointFlags) => setExit(await checkpointCommand(flags)));
+    .action(async (name: string | undefined, flags: CheckpointFlags) => setExit(await checkpointCommand(name, flags)));
   cli
     .command('restore')
     .description('restore a process from an image in a new jail, and wait for it')
     .argument('<dir>', 'image directory')
-    .action(async (dir: string) => setExit(await restoreCommand(dir)));
+    .option('--name <name>', 'register the restored jail under NAME (see "vjail ps")')
+    .option('--detach', 'run it in the background (needs --name); output goes to "vjail logs NAME"')
+    .addOption(new Option('--supervise').hideHelp())
+    .action(async (dir: string, flags: RestoreFlags) => setExit(await restoreCommand(dir, flags)));
   cli
     .command('inspect')
     .description('verify an image and show what it holds')

@@ -3,11 +3,12 @@ import { CheckpointError } from '../checkpoint/jail-info.js';
 import { CheckpointUnsupported } from '../checkpoint/parts/memory.js';
 import { TraceeError } from '../checkpoint/tracee.js';
 import { ImageError } from '../image/format.js';
+import { liveness, requireState } from '../jails/state.js';
 import { isNativeError } from '../native.js';
 import { UsageError } from './errors.js';
 
 export interface CheckpointFlags {
-  pid: string;
+  pid?: string;
   image: string;
   leaveRunning?: boolean;
 }
@@ -23,13 +24,28 @@ export function asUserError(e: unknown, what: string): unknown {
   return e;
 }
 
-/** `vjail checkpoint --pid PID --image DIR [--leave-running]` */
-export async function checkpointCommand(flags: CheckpointFlags): Promise<number> {
-  const pid = Number(flags.pid);
-  if (!Number.isInteger(pid) || pid <= 0) throw new UsageError(`--pid must be a process id, not "${flags.pid}"`);
+/** The pid to checkpoint and, for a named jail, what its state says of its plan. */
+function target(name: string | undefined, flags: CheckpointFlags): { pid: number; jail?: { profile: string; policy: string | null; emulate: string[] } } {
+  if (name !== undefined && flags.pid !== undefined) throw new UsageError('give a jail name or --pid, not both');
+  if (name === undefined) {
+    if (flags.pid === undefined) throw new UsageError('say which jail: vjail checkpoint NAME --image DIR, or --pid PID');
+    const pid = Number(flags.pid);
+    if (!Number.isInteger(pid) || pid <= 0) throw new UsageError(`--pid must be a process id, not "${flags.pid}"`);
+    return { pid };
+  }
+  const s = requireState(name);
+  const live = liveness(s);
+  if (live !== 'running' || s.pid === null) throw new UsageError(`jail "${name}" is not running (${live}); only a running jail can be checkpointed`);
+  return { pid: s.pid, jail: { profile: s.profile, policy: s.policy, emulate: s.emulate } };
+}
+
+/** `vjail checkpoint NAME|--pid PID --image DIR [--leave-running]` */
+export async function checkpointCommand(name: string | undefined, flags: CheckpointFlags): Promise<number> {
+  const { pid, jail } = target(name, flags);
   try {
     await checkpoint({
       pid,
+      jail,
       image: flags.image,
       leaveRunning: flags.leaveRunning,
       report: (step, name, detail) => process.stderr.write(`vjail: checkpoint ${step}/5 ${name}: ${detail}\n`),

@@ -5,6 +5,7 @@ import { registerCheckCommand } from './check.js';
 import { registerProfilesCommands } from './profiles.js';
 import { registerCompatCommand } from './compat.js';
 import { registerCheckpointCommands } from './checkpoint-commands.js';
+import { registerJailCommands } from './jails.js';
 
 function program(setExit: (code: number) => void): Command {
   const cli = new Command('vjail')
@@ -30,10 +31,14 @@ function program(setExit: (code: number) => void): Command {
         .default('auto'),
     )
     .option('-v, --verbose', 'say where the profile cannot be presented faithfully on this host')
+    .option('--name <name>', 'register the jail under NAME (see "vjail ps")')
+    .option('--detach', 'run in the background (needs --name); output goes to "vjail logs NAME"')
+    .addOption(new Option('--supervise').hideHelp())
     .argument('[command...]')
     .passThroughOptions()
     .action(async (command: string[], flags: RunFlags) => setExit(await runCommand(command, flags)));
 
+  registerJailCommands(cli, setExit);
   registerCheckpointCommands(cli, setExit);
   registerCompatCommand(cli, setExit);
   registerProfilesCommands(cli, setExit);

@@ -1,18 +1,55 @@
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { restore } from '../checkpoint/restore.js';
+import { openImage } from '../image/format.js';
+import type { Jail } from '../jail.js';
+import { detach, NamedJail } from '../jails/supervise.js';
 import { asUserError } from './checkpoint.js';
+import { UsageError } from './errors.js';
+
+export interface RestoreFlags {
+  /** Register the restored jail under this name. */
+  name?: string;
+  /** Restore in a background supervisor, its stdio to the jail's (fresh) log. */
+  detach?: boolean;
+  /** Set on that background supervisor. */
+  supervise?: boolean;
+}
+
+/** The restored program's command line (its argv area is back in place), else a description. */
+function commandOf(pid: number, dir: string): string[] {
+  try {
+    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').slice(0, -1);
+    if (argv.length > 0) return argv;
+  } catch {
+    // gone
+  }
+  return [`(restored from ${dir})`];
+}
 
 /** `vjail restore DIR`: bring the process back in a new jail and wait for it, like `vjail run`. */
-export async function restoreCommand(dir: string): Promise<number> {
-  let jail;
+export async function restoreCommand(dir: string, flags: RestoreFlags = {}): Promise<number> {
+  if (flags.detach && !flags.name) throw new UsageError('--detach needs a name for the restored jail: add --name NAME');
+  if (flags.detach) return detach(flags.name!, ['restore', resolve(dir), '--name', flags.name!, '--supervise']);
+  const named = flags.name
+    ? NamedJail.claim({ name: flags.name, profile: 'host', policy: null, emulate: [], pidNs: false, command: [], detached: !!flags.supervise, restoredFrom: resolve(dir) })
+    : undefined;
+  let jail: Jail;
   try {
-    jail = await restore({ image: dir });
+    jail = named ? await named.start((cgroup) => restore({ image: dir, cgroup })) : await restore({ image: dir });
   } catch (e) {
+    named?.abandon();
     throw asUserError(e, 'restore');
+  }
+  if (named) {
+    const { profile, policy, emulate } = openImage(dir).manifest;
+    named.running(jail.pid, { command: commandOf(jail.pid, dir), profile, policy: policy ?? null, emulate });
   }
   const forward = (sig: NodeJS.Signals): void => jail.kill(sig);
   const forwarded: NodeJS.Signals[] = ['SIGTERM', 'SIGHUP', 'SIGUSR1', 'SIGUSR2'];
   for (const s of forwarded) process.on(s, forward);
   const exit = await jail.exited;
+  named?.ended(exit);
   for (const s of forwarded) process.off(s, forward);
   return exit.status;
 }

@@ -1,5 +1,7 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
-import { spawnJail, type JailOptions } from '../jail.js';
+import { resolve } from 'node:path';
+import { detach, NamedJail } from '../jails/supervise.js';
+import { spawnJail, type Jail, type JailOptions } from '../jail.js';
 import { formatStats } from '../supervisor/stats.js';
 import { UsageError } from './errors.js';
 
@@ -12,6 +14,26 @@ export interface RunFlags {
   emulate?: string;
   verbose?: boolean;
   kernelFiles?: 'auto' | 'mount' | 'shim';
+  /** Register the jail under this name (vjail ps, logs, kill, rm, checkpoint NAME). */
+  name?: string;
+  /** Start a supervisor in the background, its stdio to the jail's log, and return. */
+  detach?: boolean;
+  /** Set on that background supervisor: its stdio is the log. */
+  supervise?: boolean;
+}
+
+/** The `vjail run` arguments for the background supervisor of a detached jail. */
+function supervisorArgs(command: string[], flags: RunFlags): string[] {
+  const args = ['run', '--name', flags.name!, '--supervise', '--profile', flags.profile];
+  if (flags.policy) args.push('--policy', resolve(flags.policy));
+  if (flags.trace === true) args.push('--trace');
+  else if (flags.trace) args.push(`--trace=${resolve(flags.trace)}`);
+  if (flags.stats) args.push('--stats');
+  if (flags.pidNs) args.push('--pid-ns');
+  if (flags.emulate) args.push('--emulate', flags.emulate);
+  if (flags.kernelFiles) args.push('--kernel-files', flags.kernelFiles);
+  if (flags.verbose) args.push('--verbose');
+  return [...args, '--', ...command];
 }
 
 /** Signals vjail passes on to the jail's main process. SIGINT and SIGQUIT from a
@@ -29,6 +51,8 @@ function traceSink(trace: string | boolean | undefined): { write?: (line: string
 /** `vjail run`: start the command in a jail, wait for it, exit with its status. */
 export async function runCommand(command: string[], flags: RunFlags): Promise<number> {
   if (command.length === 0) throw new UsageError('no command given; usage: vjail run [options] -- CMD [ARG...]');
+  if (flags.detach && !flags.name) throw new UsageError('--detach needs a name for the jail: add --name NAME');
+  if (flags.detach) return detach(flags.name!, supervisorArgs(command, flags));
   const sink = traceSink(flags.trace);
   const opts: JailOptions = {
     command,
@@ -39,7 +63,25 @@ export async function runCommand(command: string[], flags: RunFlags): Promise<nu
     emulate: flags.emulate ? flags.emulate.split(',').map((s) => s.trim()).filter(Boolean) : undefined,
     trace: sink.write,
   };
-  const jail = spawnJail(opts);
+  const named = flags.name
+    ? NamedJail.claim({
+        name: flags.name,
+        profile: flags.profile,
+        policy: flags.policy ? resolve(flags.policy) : null,
+        emulate: opts.emulate ?? [],
+        pidNs: !!flags.pidNs,
+        command,
+        detached: !!flags.supervise,
+      })
+    : undefined;
+  let jail: Jail;
+  try {
+    jail = named ? await named.start((cgroup) => spawnJail({ ...opts, cgroup })) : spawnJail(opts);
+  } catch (e) {
+    named?.abandon();
+    throw e;
+  }
+  named?.running(jail.pid);
   if (flags.verbose) for (const w of jail.warnings) process.stderr.write(`vjail: warning: ${w}\n`);
   const forward = (sig: NodeJS.Signals): void => jail.kill(sig);
   const forwarded = FORWARDED.filter((s) => !(process.stdin.isTTY && (s === 'SIGINT' || s === 'SIGQUIT')));
@@ -50,6 +92,7 @@ export async function runCommand(command: string[], flags: RunFlags): Promise<nu
     process.on('SIGQUIT', () => {});
   }
   const exit = await jail.exited;
+  named?.ended(exit);
   for (const s of forwarded) process.off(s, forward);
   if (flags.stats) process.stderr.write(`${formatStats(jail.stats())}\n`);
   if (sink.stream) await new Promise<void>((resolve) => sink.stream!.end(resolve));

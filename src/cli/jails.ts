@@ -1,0 +1,135 @@
+/** vjail ps, logs, kill, rm: named jails (src/jails/). */
+import { closeSync, existsSync, openSync, readSync } from 'node:fs';
+import { constants } from 'node:os';
+import type { Command } from 'commander';
+import { removeJailCgroup, tasksOf } from '../cgroup.js';
+import { liveness, listStates, logPath, removeJailDir, requireState, workloadAlive, type JailState } from '../jails/state.js';
+import { UsageError } from './errors.js';
+
+function stateText(s: JailState): string {
+  const l = liveness(s);
+  if (l === 'exited') return `exited (${s.exit?.status ?? '?'})`;
+  return l;
+}
+
+/** The lines of `vjail ps`. */
+export function psLines(states: JailState[]): string[] {
+  const rows = states.map((s) => [s.name, s.pid === null ? '-' : String(s.pid), s.profile, stateText(s), s.started.replace(/\.\d+Z$/, 'Z'), s.command.join(' ')]);
+  const head = ['NAME', 'PID', 'PROFILE', 'STATE', 'STARTED', 'COMMAND'];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  return [head, ...rows].map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  '));
+}
+
+function psCommand(flags: { json?: boolean }): number {
+  const states = listStates();
+  if (flags.json) {
+    process.stdout.write(`${JSON.stringify(states.map((s) => ({ ...s, state: liveness(s) })), null, 2)}\n`);
+  } else {
+    process.stdout.write(`${psLines(states).join('\n')}\n`);
+  }
+  return 0;
+}
+
+/** Print the log from `offset`; returns the new offset. */
+function copyLog(path: string, offset: number): number {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch {
+    return offset;
+  }
+  try {
+    const buf = Buffer.alloc(1 << 16);
+    for (;;) {
+      const n = readSync(fd, buf, 0, buf.length, offset);
+      if (n === 0) return offset;
+      process.stdout.write(buf.subarray(0, n));
+      offset += n;
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+async function logsCommand(name: string, flags: { follow?: boolean }): Promise<number> {
+  const s = requireState(name);
+  const path = logPath(s.name);
+  if (!s.detached || !existsSync(path)) {
+    throw new UsageError(`jail "${name}" has no log: only a jail started with --detach has one (the output of others goes to their terminal)`);
+  }
+  let offset = copyLog(path, 0);
+  if (!flags.follow) return 0;
+  for (;;) {
+    const live = liveness(requireState(name));
+    offset = copyLog(path, offset);
+    if (live !== 'running' && live !== 'starting') return 0;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function signalNumber(sig: string): number {
+  if (/^\d+$/.test(sig) && Number(sig) > 0 && Number(sig) < 65) return Number(sig);
+  const name = (sig.toUpperCase().startsWith('SIG') ? sig.toUpperCase() : `SIG${sig.toUpperCase()}`) as NodeJS.Signals;
+  const n = constants.signals[name];
+  if (n === undefined) throw new UsageError(`unknown signal "${sig}": give a name such as TERM, KILL or HUP, or a number`);
+  return n;
+}
+
+function killCommand(name: string, flags: { signal: string }): number {
+  const sig = signalNumber(flags.signal);
+  const s = requireState(name);
+  const live = liveness(s);
+  if (live === 'exited') throw new UsageError(`jail "${name}" has already exited (status ${s.exit?.status ?? '?'}); remove it with "vjail rm ${name}"`);
+  if (live === 'gone') throw new UsageError(`the supervisor of jail "${name}" died, and the jail with it; remove it with "vjail rm ${name}"`);
+  if (workloadAlive(s)) {
+    process.kill(s.pid!, sig);
+    return 0;
+  }
+  // The main process has ended, others of the jail run on: signal those of its cgroup.
+  const rest = s.cgroup ? tasksOf(s.cgroup) : [];
+  if (rest.length === 0) throw new UsageError(`jail "${name}" has no process left to signal that vjail can find; its supervisor (pid ${s.supervisorPid}) waits for the rest`);
+  for (const pid of rest) {
+    try {
+      process.kill(pid, sig);
+    } catch {
+      // ended meanwhile
+    }
+  }
+  return 0;
+}
+
+function rmCommand(name: string): number {
+  const s = requireState(name);
+  const live = liveness(s);
+  if (live === 'running' || live === 'starting') {
+    throw new UsageError(`jail "${name}" is running; stop it first with "vjail kill ${name}"`);
+  }
+  if (s.cgroup) removeJailCgroup(s.cgroup);
+  removeJailDir(s.name);
+  return 0;
+}
+
+export function registerJailCommands(cli: Command, setExit: (code: number) => void): void {
+  cli
+    .command('ps')
+    .description('list named jails: name, pid, profile, state (running, exited, gone), start time, command')
+    .option('--json', 'print the recorded state of each')
+    .action((flags: { json?: boolean }) => setExit(psCommand(flags)));
+  cli
+    .command('logs')
+    .description('print the output of a jail started with --detach')
+    .argument('<name>')
+    .option('-f, --follow', 'keep printing what it writes until it ends')
+    .action(async (name: string, flags: { follow?: boolean }) => setExit(await logsCommand(name, flags)));
+  cli
+    .command('kill')
+    .description("send a signal to a named jail's main process")
+    .argument('<name>')
+    .option('-s, --signal <sig>', 'signal name or number', 'TERM')
+    .action((name: string, flags: { signal: string }) => setExit(killCommand(name, flags)));
+  cli
+    .command('rm')
+    .description('forget a jail that has exited (its state and log)')
+    .argument('<name>')
+    .action((name: string) => setExit(rmCommand(name)));
+}

@@ -1,0 +1,159 @@
+/**
+ * The supervisor's side of a named jail: take the name, give the jail a
+ * cgroup of its own, record it as running once started and its exit once
+ * ended; and `detach`, which starts such a supervisor in the background.
+ */
+import { spawn } from 'node:child_process';
+import { constants } from 'node:os';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { UsageError } from '../cli/errors.js';
+import { createJailCgroup, removeJailCgroup, type JailCgroup } from '../cgroup.js';
+import type { JailExit } from '../jail.js';
+import { LaunchError } from '../launch.js';
+import { dataPath } from '../paths.js';
+import { checkName, claimName, jailDir, liveness, logPath, nameTaken, processStart, readState, removeJailDir, writeState, type JailState } from './state.js';
+
+export interface NamedJailInfo {
+  name: string;
+  profile: string;
+  policy: string | null;
+  emulate: string[];
+  pidNs: boolean;
+  command: string[];
+  /** Its stdio is the jail's log (a supervisor started by `detach`). */
+  detached: boolean;
+  restoredFrom?: string;
+}
+
+export class NamedJail {
+  private state: JailState;
+  cgroup: JailCgroup | undefined;
+
+  private constructor(state: JailState) {
+    this.state = state;
+  }
+
+  /** Take the name (a usage error while a live jail holds it) and make the jail's cgroup. */
+  static claim(info: NamedJailInfo): NamedJail {
+    checkName(info.name);
+    const state: JailState = {
+      name: info.name,
+      supervisorPid: process.pid,
+      supervisorStart: processStart(process.pid) ?? 0,
+      pid: null,
+      pidStart: null,
+      profile: info.profile,
+      policy: info.policy,
+      emulate: info.emulate,
+      pidNs: info.pidNs,
+      command: info.command,
+      started: new Date().toISOString(),
+      detached: info.detached,
+      cgroup: null,
+      restoredFrom: info.restoredFrom ?? null,
+      status: 'starting',
+      exit: null,
+      ended: null,
+    };
+    claimName(state);
+    const named = new NamedJail(state);
+    named.cgroup = createJailCgroup(info.name);
+    named.update({ cgroup: named.cgroup ?? null });
+    return named;
+  }
+
+  get name(): string {
+    return this.state.name;
+  }
+
+  private update(change: Partial<JailState>): void {
+    this.state = { ...this.state, ...change };
+    writeState(this.state);
+  }
+
+  /**
+   * Start the jail in its cgroup. Where the cgroup cannot be joined (a host
+   * that lets us make it but not move into it), start it without one.
+   */
+  async start<T>(startJail: (cgroup: string | undefined) => T | Promise<T>): Promise<T> {
+    try {
+      return await startJail(this.cgroup?.path);
+    } catch (e) {
+      if (!(this.cgroup && e instanceof LaunchError && /joining the cgroup/.test(e.message))) throw e;
+      removeJailCgroup(this.cgroup);
+      this.cgroup = undefined;
+      this.update({ cgroup: null });
+      return startJail(undefined);
+    }
+  }
+
+  /** The workload runs: record it (what `detach` waits for), with what is known only now (a restored jail's). */
+  running(pid: number, known: Partial<Pick<JailState, 'command' | 'profile' | 'policy' | 'emulate'>> = {}): void {
+    this.update({ ...known, status: 'running', pid, pidStart: processStart(pid) ?? null });
+  }
+
+  ended(exit: JailExit): void {
+    if (this.cgroup) removeJailCgroup(this.cgroup);
+    const { status, code, signal, execError } = exit;
+    this.update({ status: 'exited', exit: { status, code, signal, ...(execError ? { execError } : {}) }, ended: new Date().toISOString() });
+  }
+
+  /** The jail could not be started: give the name back. */
+  abandon(): void {
+    if (this.cgroup) removeJailCgroup(this.cgroup);
+    if (this.state.detached) rmSync(`${jailDir(this.name)}/state.json`, { force: true });
+    else removeJailDir(this.name);
+  }
+}
+
+/** Refuse a name a live jail holds, before anything is started. */
+export function checkNameFree(name: string): void {
+  const old = readState(checkName(name));
+  if (old && (liveness(old) === 'running' || liveness(old) === 'starting')) {
+    throw nameTaken(old);
+  }
+}
+
+/**
+ * `--detach`: start `vjail ARGS` (which must name the jail and pass
+ * --supervise) in a session of its own with its stdio going to the jail's
+ * log, wait until it records the jail as running, and leave it there.
+ * Returns the exit status for the CLI: 0, or the supervisor's own when it
+ * failed to start the jail (its message is passed on).
+ */
+export async function detach(name: string, args: string[], opts: { timeoutMs?: number } = {}): Promise<number> {
+  checkNameFree(name);
+  mkdirSync(jailDir(name), { recursive: true });
+  const log = openSync(logPath(name), 'w', 0o644);
+  let child;
+  try {
+    child = spawn(process.execPath, [dataPath('bin', 'vjail.js'), ...args], { detached: true, stdio: ['ignore', log, log] });
+  } finally {
+    closeSync(log);
+  }
+  const exited = new Promise<number>((resolve) => child.on('exit', (code, signal) => resolve(code ?? 128 + (signal ? constants.signals[signal] : 0))));
+  let childExit: number | undefined;
+  void exited.then((c) => (childExit = c));
+  const deadline = Date.now() + (opts.timeoutMs ?? 300_000);
+  for (;;) {
+    const s = readState(name);
+    if (s && s.supervisorPid === child.pid && s.status !== 'starting') break;
+    if (childExit !== undefined) {
+      const status = childExit;
+      const text = existsSync(logPath(name)) ? readFileSync(logPath(name), 'utf8') : '';
+      const line = text.split('\n').filter((l) => l.startsWith('vjail: ')).pop();
+      if (readState(name)?.supervisorPid === child.pid || !readState(name)) removeJailDir(name);
+      if (line) process.stderr.write(`${line}\n`);
+      else process.stderr.write(`vjail: the supervisor of jail "${name}" ended (status ${status}) before the jail started\n`);
+      return status === 0 ? 1 : status;
+    }
+    if (Date.now() > deadline) {
+      child.kill('SIGTERM');
+      throw new UsageError(`jail "${name}" did not start within ${(opts.timeoutMs ?? 300_000) / 1000} s; see "vjail logs ${name}"`);
+    }
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  child.unref();
+  process.stdout.write(`${name}\n`);
+  return 0;
+}
