@@ -71,11 +71,11 @@ function expectConsecutive(values: number[]): void {
 
 /** Start the counter as a detached named jail and wait until it has counted a little. */
 async function startCounter(name: string, out: string): Promise<State> {
+  started.push(name);
   const r = await vjail(['run', '--name', name, '--detach', '--', counter, out]);
   expect(r.stderr).toBe('');
   expect(r.exitCode).toBe(0);
   expect(r.stdout).toBe(name);
-  started.push(name);
   expect(await waitFor(() => lines(out).length >= 20, 30_000)).toBe(true);
   return stateOf(name);
 }
@@ -208,11 +208,11 @@ describe('checkpoint and restore of named jails', { timeout: 90_000 }, () => {
     const before = lines(out);
     expectConsecutive(before);
 
+    started.push(`r-${kind}`);
     const r = await vjail(['restore', img, '--name', `r-${kind}`, '--detach']);
     expect(r.stderr).toBe('');
     expect(r.exitCode).toBe(0);
     expect(r.stdout).toBe(`r-${kind}`);
-    started.push(`r-${kind}`);
     expect(await waitFor(() => lines(out).length >= before.length + 50, 30_000)).toBe(true);
     const restored = stateOf(`r-${kind}`);
     expect(restored.detached).toBe(true);
