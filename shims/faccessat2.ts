@@ -1,22 +1,16 @@
 import { readFileSync } from 'node:fs';
-import { errnoOf, runInCaller, type InCallerSession } from '../src/supervisor/incaller.js';
+import { errnoOf, runInCaller } from '../src/supervisor/incaller.js';
+import { AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, atTarget, closeAtTarget } from './host-calls.js';
 import type { Shim, ShimResult } from './types.js';
 
 const EINVAL = 22;
 const EACCES = 13;
 const EROFS = 30;
 const ENOSYS = 38;
-const AT_FDCWD = -100n;
 const AT_EACCESS = 0x200n;
-const AT_SYMLINK_NOFOLLOW = 0x100n;
-const AT_EMPTY_PATH = 0x1000n;
 const S_IRWXO = 7n;
 const W_OK = 2n;
 const X_OK = 1n;
-const O_PATH = 0o10000000n;
-const O_NOFOLLOW = 0o400000n;
-const O_CLOEXEC = 0o2000000n;
-const F_GETFD = 1n;
 const STAT_SIZE = 144;
 const STATFS_SIZE = 120;
 /** Offset of f_flags in the x86_64 struct statfs. */
@@ -26,7 +20,8 @@ const ST_RDONLY = 1n;
 const CAP_DAC_OVERRIDE = 1n;
 const CAP_DAC_READ_SEARCH = 2n;
 
-interface Creds {
+/** A caller thread's ids and capabilities, from /proc/TID/status. */
+export interface Creds {
   ruid: number;
   rgid: number;
   fsuid: number;
@@ -36,7 +31,7 @@ interface Creds {
   capPrm: bigint;
 }
 
-function creds(tid: number): Creds {
+export function creds(tid: number): Creds {
   const status = readFileSync(`/proc/${tid}/status`, 'latin1');
   const field = (k: string): string => new RegExp(`^${k}:\\s*(.*)$`, 'm').exec(status)?.[1].trim() ?? '';
   const ids = (k: string): number[] => field(k).split(/\s+/).filter(Boolean).map(Number);
@@ -75,23 +70,6 @@ function modeBitsAllow(c: Creds, st: Buffer, want: bigint): boolean {
     if (isDir || !(want & X_OK)) return true;
   }
   return false;
-}
-
-/**
- * The object an AT_SYMLINK_NOFOLLOW or empty-path call names (or, with `follow`, the
- * one a plain call names): an fd for it in the caller and a path that reaches it.
- */
-async function target(s: InCallerSession, dfd: bigint, path: bigint, empty: boolean, nofollow: boolean): Promise<{ fd: bigint; path: bigint; opened: boolean } | bigint> {
-  if (empty && BigInt.asIntN(32, dfd) !== AT_FDCWD) {
-    const r = await s.syscall('fcntl', [dfd, F_GETFD]);
-    if (errnoOf(r)) return r;
-    const fd = BigInt.asIntN(32, dfd);
-    return { fd, path: s.push(Buffer.from(`/proc/thread-self/fd/${fd}\0`)), opened: false };
-  }
-  const [at, p] = empty ? [AT_FDCWD, s.push(Buffer.from('.\0'))] : [dfd, path];
-  const fd = await s.syscall('openat', [at, p, O_PATH | O_CLOEXEC | (nofollow || empty ? O_NOFOLLOW : 0n)]);
-  if (errnoOf(fd)) return fd;
-  return { fd, path: s.push(Buffer.from(`/proc/thread-self/fd/${fd}\0`)), opened: true };
 }
 
 export const faccessat2Shim: Shim = {
@@ -136,7 +114,7 @@ export const faccessat2Shim: Shim = {
       const c = flags & AT_EACCESS ? creds(n.pid) : undefined;
       const exact = !c || accessMatchesEaccess(c);
       if (exact && !empty && !(flags & AT_SYMLINK_NOFOLLOW)) return { kind: 'return', value: await s.syscall('faccessat', [dfd, path, mode]) };
-      const t = await target(s, dfd, path, empty, (flags & AT_SYMLINK_NOFOLLOW) !== 0n);
+      const t = await atTarget(s, dfd, path, empty, (flags & AT_SYMLINK_NOFOLLOW) !== 0n);
       if (typeof t === 'bigint') return { kind: 'return', value: t };
       try {
         if (exact) return { kind: 'return', value: await s.syscall('faccessat', [AT_FDCWD, t.path, mode]) };
@@ -154,7 +132,7 @@ export const faccessat2Shim: Shim = {
         }
         return { kind: 'return', value: 0n };
       } finally {
-        if (t.opened) await s.syscall('close', [t.fd]);
+        await closeAtTarget(s, t);
       }
     });
   },

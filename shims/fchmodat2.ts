@@ -1,16 +1,9 @@
-import { cString, errnoOf, runInCaller } from '../src/supervisor/incaller.js';
+import { runInCaller } from '../src/supervisor/incaller.js';
+import { AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, atTarget, closeAtTarget, readOrFault } from './host-calls.js';
 import type { Shim, ShimResult } from './types.js';
 
 const EINVAL = 22;
-const EFAULT = 14;
 const ENOSYS = 38;
-const AT_FDCWD = -100n;
-const AT_SYMLINK_NOFOLLOW = 0x100n;
-const AT_EMPTY_PATH = 0x1000n;
-const O_PATH = 0o10000000n;
-const O_NOFOLLOW = 0o400000n;
-const O_CLOEXEC = 0o2000000n;
-const F_GETFD = 1n;
 
 export const fchmodat2Shim: Shim = {
   name: 'fchmodat2',
@@ -32,33 +25,17 @@ export const fchmodat2Shim: Shim = {
     if (flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH)) return { kind: 'errno', errno: EINVAL };
     let empty = false;
     if (flags & AT_EMPTY_PATH) {
-      try {
-        empty = ctx.caller.read(path, 1)[0] === 0;
-      } catch (e) {
-        if ((e as { errno?: number }).errno === 3) throw e;
-        return { kind: 'errno', errno: EFAULT };
-      }
+      const first = readOrFault(ctx.caller, path, 1);
+      if (typeof first === 'number') return { kind: 'errno', errno: first };
+      empty = first[0] === 0;
     }
     const plain = !empty && !(flags & AT_SYMLINK_NOFOLLOW);
-    const dirfd = BigInt.asIntN(32, dfd);
     return runInCaller(n, ctx, async (s) => {
       if (plain) return { kind: 'return', value: await s.syscall('fchmodat', [dfd, path, mode]) };
-      let target: bigint;
-      let opened = false;
-      if (empty && dirfd !== AT_FDCWD) {
-        const r = await s.syscall('fcntl', [dfd, F_GETFD]);
-        if (errnoOf(r)) return { kind: 'return', value: r };
-        target = dirfd;
-      } else {
-        const [at, p] = empty ? [AT_FDCWD, s.push(cString('.'))] : [dfd, path];
-        const r = await s.syscall('openat', [at, p, O_PATH | O_NOFOLLOW | O_CLOEXEC]);
-        if (errnoOf(r)) return { kind: 'return', value: r };
-        target = r;
-        opened = true;
-      }
-      const viaProc = s.push(cString(`/proc/thread-self/fd/${target}`));
-      const r = await s.syscall('fchmodat', [AT_FDCWD, viaProc, mode]);
-      if (opened) await s.syscall('close', [target]);
+      const t = await atTarget(s, dfd, path, empty, true);
+      if (typeof t === 'bigint') return { kind: 'return', value: t };
+      const r = await s.syscall('fchmodat', [AT_FDCWD, t.path, mode]);
+      await closeAtTarget(s, t);
       return { kind: 'return', value: r };
     });
   },

@@ -1,5 +1,6 @@
 import { native } from '../src/native.js';
 import { CallerGoneError } from '../src/supervisor/caller.js';
+import { cString, errnoOf, type InCallerSession } from '../src/supervisor/incaller.js';
 import type { CallerAccess } from './types.js';
 
 /*
@@ -9,6 +10,13 @@ import type { CallerAccess } from './types.js';
  */
 
 export const EFAULT = 14;
+export const AT_FDCWD = -100n;
+export const AT_SYMLINK_NOFOLLOW = 0x100n;
+export const AT_EMPTY_PATH = 0x1000n;
+const O_PATH = 0o10000000n;
+const O_NOFOLLOW = 0o400000n;
+const O_CLOEXEC = 0o2000000n;
+const F_GETFD = 1n;
 
 interface ShimCallsNative {
   shimMemfdCreate(name: Buffer, flags: number): number;
@@ -72,4 +80,39 @@ export function readCString(caller: CallerAccess, addr: bigint, max: number): Bu
     at += BigInt(chunk.length);
   }
   return 'long';
+}
+
+/** What a *at call names, held in a caller stopped by runInCaller. */
+export interface AtTarget {
+  /** An fd for it in the caller (dirfd itself, or an O_PATH fd opened for the lookup). */
+  fd: bigint;
+  /** Where "/proc/thread-self/fd/N" for that fd is, in the caller's memory: a path that reaches the object itself, even a symlink. */
+  path: bigint;
+  /** True when `fd` was opened here and must be closed (closeAtTarget). */
+  opened: boolean;
+}
+
+/**
+ * The object an AT_SYMLINK_NOFOLLOW or empty-path call names (or, without
+ * `nofollow` and `empty`, the one a plain call names), looked up in the caller:
+ * with `empty`, dirfd itself (EBADF if it is not open) or the cwd for
+ * AT_FDCWD; otherwise the path opened O_PATH relative to dirfd, with
+ * O_NOFOLLOW for `nofollow`. A lookup error is returned as the raw result.
+ */
+export async function atTarget(s: InCallerSession, dfd: bigint, path: bigint, empty: boolean, nofollow: boolean): Promise<AtTarget | bigint> {
+  if (empty && BigInt.asIntN(32, dfd) !== AT_FDCWD) {
+    const r = await s.syscall('fcntl', [dfd, F_GETFD]);
+    if (errnoOf(r)) return r;
+    const fd = BigInt.asIntN(32, dfd);
+    return { fd, path: s.push(cString(`/proc/thread-self/fd/${fd}`)), opened: false };
+  }
+  const [at, p] = empty ? [AT_FDCWD, s.push(cString('.'))] : [dfd, path];
+  const fd = await s.syscall('openat', [at, p, O_PATH | O_CLOEXEC | (nofollow || empty ? O_NOFOLLOW : 0n)]);
+  if (errnoOf(fd)) return fd;
+  return { fd, path: s.push(cString(`/proc/thread-self/fd/${fd}`)), opened: true };
+}
+
+/** Close what atTarget opened. */
+export async function closeAtTarget(s: InCallerSession, t: AtTarget): Promise<void> {
+  if (t.opened) await s.syscall('close', [t.fd]);
 }
