@@ -667,6 +667,8 @@ static napi_value init(napi_env env, napi_value exports)
 		{ "ptraceSetSigmask", js_ptrace_set_sigmask },
 		{ "ptraceRseqConfig", js_ptrace_rseq_config },
 		{ "ptracePeekSiginfo", js_ptrace_peek_siginfo },
+		{ "ptraceSetOptions", js_ptrace_set_options },
+		{ "ptraceGetEventMsg", js_ptrace_get_event_msg },
 	};
 	for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
 		napi_value f;

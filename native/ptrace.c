@@ -88,15 +88,21 @@ static napi_value copy_buffer(napi_env env, const void *src, size_t len)
 	return buf;
 }
 
-/* ptraceSeize(pid, options) */
-napi_value js_ptrace_seize(napi_env env, napi_callback_info info)
+/* A request taking (pid, options) with no address, such as PTRACE_SEIZE. */
+static napi_value pid_options_request(napi_env env, napi_callback_info info, enum __ptrace_request req, const char *name)
 {
 	napi_value argv[2];
 	if (args(env, info, 2, argv))
 		return NULL;
-	if (ptrace(PTRACE_SEIZE, i32(env, argv[0]), 0L, (long)i32(env, argv[1])))
-		return fail(env, "ptrace(PTRACE_SEIZE)", errno);
+	if (ptrace(req, i32(env, argv[0]), 0L, (long)i32(env, argv[1])))
+		return fail(env, name, errno);
 	return undef(env);
+}
+
+/* ptraceSeize(pid, options) */
+napi_value js_ptrace_seize(napi_env env, napi_callback_info info)
+{
+	return pid_options_request(env, info, PTRACE_SEIZE, "ptrace(PTRACE_SEIZE)");
 }
 
 /* ptraceInterrupt(pid) */
@@ -272,4 +278,24 @@ napi_value js_ptrace_peek_siginfo(napi_env env, napi_callback_info info)
 	napi_value out = copy_buffer(env, all, n * sizeof(siginfo_t));
 	free(all);
 	return out;
+}
+
+/* ptraceSetOptions(pid, options): PTRACE_SETOPTIONS, e.g. to follow forks and clones. */
+napi_value js_ptrace_set_options(napi_env env, napi_callback_info info)
+{
+	return pid_options_request(env, info, PTRACE_SETOPTIONS, "ptrace(PTRACE_SETOPTIONS)");
+}
+
+/* ptraceGetEventMsg(pid): PTRACE_GETEVENTMSG (the new task's pid at a fork or clone stop). */
+napi_value js_ptrace_get_event_msg(napi_env env, napi_callback_info info)
+{
+	napi_value argv[1];
+	if (args(env, info, 1, argv))
+		return NULL;
+	unsigned long msg = 0;
+	if (ptrace(PTRACE_GETEVENTMSG, i32(env, argv[0]), 0L, &msg))
+		return fail(env, "ptrace(PTRACE_GETEVENTMSG)", errno);
+	napi_value v;
+	napi_create_double(env, (double)msg, &v);
+	return v;
 }
