@@ -74,18 +74,26 @@ export async function runCommand(command: string[], flags: RunFlags): Promise<nu
         detached: !!flags.supervise,
       })
     : undefined;
-  let jail: Jail;
+  // Listen before the jail starts: the workload runs as soon as the supervisor
+  // answers its handshake, and a signal sent to us then must not kill us.
+  let jail: Jail | undefined;
+  const early: NodeJS.Signals[] = [];
+  const forward = (sig: NodeJS.Signals): void => {
+    if (jail) jail.kill(sig);
+    else early.push(sig);
+  };
+  const forwarded = FORWARDED.filter((s) => !(process.stdin.isTTY && (s === 'SIGINT' || s === 'SIGQUIT')));
+  for (const s of forwarded) process.on(s, forward);
   try {
     jail = named ? await named.start((cgroup) => spawnJail({ ...opts, cgroup })) : spawnJail(opts);
   } catch (e) {
+    for (const s of forwarded) process.off(s, forward);
     named?.abandon();
     throw e;
   }
+  for (const sig of early) jail.kill(sig);
   named?.running(jail.pid);
   if (flags.verbose) for (const w of jail.warnings) process.stderr.write(`vjail: warning: ${w}\n`);
-  const forward = (sig: NodeJS.Signals): void => jail.kill(sig);
-  const forwarded = FORWARDED.filter((s) => !(process.stdin.isTTY && (s === 'SIGINT' || s === 'SIGQUIT')));
-  for (const s of forwarded) process.on(s, forward);
   if (process.stdin.isTTY) {
     // Keep vjail alive on a terminal ^C: the workload decides what it means.
     process.on('SIGINT', () => {});
