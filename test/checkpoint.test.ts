@@ -1,9 +1,10 @@
+import { createHash } from 'node:crypto';
 import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { fixture } from './helpers/fixtures.js';
-import { alive, vjail, vjailStart, waitFor } from './helpers/run.js';
+import { alive, pidOf, vjail, vjailStart, waitFor } from './helpers/run.js';
 
 const SYS_GETRANDOM = 318;
 let counter: string;
@@ -15,20 +16,6 @@ beforeAll(() => {
   bigmem = fixture('bigmem');
   pending = fixture('pending');
 });
-
-/** The pid of the process running exactly this argv. */
-function pidOf(argv: string[]): number | undefined {
-  const want = `${argv.join('\0')}\0`;
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      if (readFileSync(`/proc/${d}/cmdline`, 'utf8') === want) return Number(d);
-    } catch {
-      // gone
-    }
-  }
-  return undefined;
-}
 
 function lines(path: string): number[] {
   if (!existsSync(path)) return [];
@@ -75,11 +62,11 @@ describe('vjail checkpoint and restore: one process', () => {
   it('inspect verifies the image and lists its mappings', async () => {
     const r = await vjail(['inspect', image]);
     expect(r.exitCode).toBe(0);
-    expect(r.stdout).toMatch(/\(format 1, verified\)/);
+    expect(r.stdout).toMatch(/\(format 2, verified\)/);
     expect(r.stdout).toMatch(/\[vdso\]/);
     expect(r.stdout).toMatch(/profile\s+host/);
     const json = JSON.parse((await vjail(['inspect', '--json', image])).stdout);
-    expect(json.process.registers.gpr.rip).toMatch(/^0x/);
+    expect(json.processes[0].threads[0].registers.gpr.rip).toMatch(/^0x/);
   });
 
   describe('a damaged or foreign image fails with one line before anything starts', () => {
@@ -106,8 +93,8 @@ describe('vjail checkpoint and restore: one process', () => {
       ['a missing header', (d: string) => writeFileSync(join(d, 'IMAGE'), 'something else\n'), /is not a vjail image \(bad IMAGE header\)/],
       ['a newer version', (d: string) => {
         const f = join(d, 'IMAGE');
-        writeFileSync(f, readFileSync(f, 'utf8').replace('vjail-image 1', 'vjail-image 2'));
-      }, /is a version 2 image; this vjail reads version 1/],
+        writeFileSync(f, readFileSync(f, 'utf8').replace('vjail-image 2', 'vjail-image 3'));
+      }, /is a version 3 image; this vjail reads versions 1 and 2/],
     ])('%s', async (_name, how, message) => {
       const bad = damaged(how);
       for (const cmd of [['restore', bad], ['inspect', bad]]) {
@@ -179,7 +166,7 @@ describe('vjail checkpoint and restore: one process', () => {
     expect(cp.exitCode).toBe(0);
     process.kill(run.pid!, 'SIGCONT');
     expect((await run).exitCode).toBe(137);
-    const gpr = JSON.parse((await vjail(['inspect', '--json', img])).stdout).process.registers.gpr;
+    const gpr = JSON.parse((await vjail(['inspect', '--json', img])).stdout).processes[0].threads[0].registers.gpr;
     expect(gpr.orig_rax).toBe(`0x${SYS_GETRANDOM.toString(16)}`);
     expect(gpr.rax).toBe('0xfffffffffffffe00'); // -ERESTARTSYS: the notification wait was interrupted
     expect((await vjail(['inspect', img])).stdout).toMatch(/emulate getrandom/);
@@ -199,10 +186,11 @@ describe('vjail checkpoint and restore: one process', () => {
     const img = join(dir, 'image');
     expect((await vjail(['checkpoint', '--pid', String(pidOf([pending, dir])), '--image', img])).exitCode).toBe(0);
     expect((await run).exitCode).toBe(137);
-    const p = JSON.parse((await vjail(['inspect', '--json', img])).stdout).process;
-    expect(p.signals.pending.map((q: { shared: boolean }) => q.shared)).toEqual([false, true]);
+    const p = JSON.parse((await vjail(['inspect', '--json', img])).stdout).processes[0];
+    expect(p.threads[0].pending).toHaveLength(1);
+    expect(p.signals.pending).toHaveLength(1);
     expect(p.signals.actions.map((a: { signal: number }) => a.signal)).toEqual(expect.arrayContaining([10, 12]));
-    expect(BigInt(p.signals.blocked) & ((1n << 9n) | (1n << 11n))).toBe((1n << 9n) | (1n << 11n));
+    expect(BigInt(p.threads[0].blocked) & ((1n << 9n) | (1n << 11n))).toBe((1n << 9n) | (1n << 11n));
 
     const restored = vjailStart(['restore', img]);
     writeFileSync(join(dir, 'go'), '');
@@ -211,6 +199,42 @@ describe('vjail checkpoint and restore: one process', () => {
     expect(r.exitCode).toBe(0);
     // Both were still pending (blocked) and reach their handlers on unblocking, the queued value intact.
     expect(readFileSync(join(dir, 'out'), 'utf8').split('\n').filter(Boolean).sort()).toEqual(['done', 'usr1', 'usr2 42']);
+  });
+
+  it('a version 1 image (one process, one thread) is still read and restored', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vjail-v1-'));
+    const { run, out, pid } = await startCounter(dir);
+    const img = join(dir, 'image');
+    expect((await vjail(['checkpoint', '--pid', String(pid), '--image', img])).exitCode).toBe(0);
+    expect((await run).exitCode).toBe(137);
+    // Write the manifest back in the version 1 shape, as an older vjail did.
+    const m = JSON.parse(readFileSync(join(img, 'manifest.json'), 'utf8'));
+    const [p] = m.processes;
+    const [t] = p.threads;
+    const v1 = {
+      format: m.format, version: 1, createdAt: m.createdAt, host: m.host, profile: m.profile, policy: m.policy, emulate: m.emulate,
+      process: {
+        pid: p.pid, comm: p.comm, exe: p.exe, cwd: p.cwd, umask: p.umask, personality: p.personality, rlimits: p.rlimits, mm: p.mm,
+        registers: t.registers,
+        signals: {
+          blocked: t.blocked,
+          actions: p.signals.actions,
+          pending: [...t.pending.map((siginfo: string) => ({ shared: false, siginfo })), ...p.signals.pending.map((siginfo: string) => ({ shared: true, siginfo }))],
+        },
+        rseq: t.rseq, robustList: t.robustList, clearChildTid: t.clearChildTid, mappings: p.mappings,
+      },
+    };
+    const text = `${JSON.stringify(v1)}\n`;
+    writeFileSync(join(img, 'manifest.json'), text);
+    writeFileSync(join(img, 'IMAGE'), `vjail-image 1\nmanifest sha256:${createHash('sha256').update(text).digest('hex')}\n`);
+    expect((await vjail(['inspect', img])).stdout).toMatch(/\(format 1, verified\)/);
+
+    const before = lines(out);
+    const restored = vjailStart(['restore', img]);
+    expect(await waitFor(() => lines(out).length >= before.length + 50, 30_000)).toBe(true);
+    restored.kill('SIGTERM');
+    await restored;
+    expectConsecutive(lines(out));
   });
 
   it('refuses a process vjail did not start', async () => {

@@ -1,5 +1,7 @@
 /**
- * Checkpoint one process in five steps, each reported:
+ * Checkpoint a jail in five steps, each reported: with its own PID
+ * namespace every process of it (threads and zombies included), else the one
+ * process named.
  *   1 pre-dump  iterative copying while running needs soft-dirty tracking;
  *               without it, say so and copy everything while frozen
  *   2 freeze    the cgroup freezer (v2, else v1) on a jail with a cgroup of
@@ -7,17 +9,20 @@
  *   3 dump      one collector per kind of kernel object, pages streamed to disk
  *   4 post-dump verify every checksum, fsync, publish by rename
  *   5 resume    detach (--leave-running) or kill
- * The image is published before the process is killed, and any failure
- * before that leaves the process running as it was, with no image.
+ * The image is published before anything is killed, and any failure before
+ * that leaves every process running as it was, with no image.
  */
 import { release } from 'node:os';
-import { ImageWriter, IMAGE_MAGIC, IMAGE_VERSION, type Manifest, PAGE_SIZE } from '../image/format.js';
+import {
+  ImageWriter, IMAGE_MAGIC, IMAGE_VERSION, type LiveProcess, type Manifest, PAGE_SIZE, type ProcessImage, type ThreadImage,
+} from '../image/format.js';
 import { collectMemory, type Scratch } from './parts/memory.js';
-import { collectRegisters } from './parts/registers.js';
 import { collectSignals } from './parts/signals.js';
 import { collectTask } from './parts/task.js';
+import { collectThread } from './parts/threads.js';
+import { collectZombie, nsIds } from './parts/tree.js';
 import { freeze } from './freeze.js';
-import { checkSupported, hasSoftDirty, jailOf, type JailInfo } from './jail-info.js';
+import { checkSupported, hasSoftDirty, jailOf, type JailInfo, type JailTree, jailTree } from './jail-info.js';
 import { Tracee } from './tracee.js';
 import { SYS } from './syscalls.js';
 
@@ -40,9 +45,10 @@ export async function checkpoint(opts: CheckpointOptions): Promise<Manifest> {
   const report = opts.report ?? (() => {});
   const warn = opts.warn ?? (() => {});
   const jail = { ...jailOf(opts.pid), ...opts.jail };
-  const warnings = checkSupported(opts.pid);
+  let tree = jailTree(opts.pid);
+  const warnings = checkSupported(tree);
   const writer = new ImageWriter(opts.image);
-  let tracee: Tracee | undefined;
+  const held = new Map<number, Tracee>();
   let published = false;
   for (const w of warnings) warn(w);
   try {
@@ -50,22 +56,26 @@ export async function checkpoint(opts: CheckpointOptions): Promise<Manifest> {
       ? 'skipped: iterative pre-dump is not implemented yet; all pages are copied while frozen'
       : 'skipped: this kernel has no soft-dirty page tracking; all pages are copied while frozen');
 
-    const frozen = await freeze([opts.pid]);
-    tracee = frozen.tracees[0]!;
-    const gprs = tracee.getRegs();
-    report(2, 'freeze', frozen.detail);
-
-    const registers = collectRegisters(tracee, gprs);
-    const scratchAddr = await tracee.syscallOk('mmap of a scratch page', SYS.mmap, 0, PAGE_SIZE, 3, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    const scratch: Scratch = { addr: scratchAddr, size: PAGE_SIZE };
-    let signals, task;
-    try {
-      signals = await collectSignals(tracee, scratch);
-      task = await collectTask(tracee, scratch);
-    } finally {
-      await tracee.syscall(SYS.munmap, scratch.addr, PAGE_SIZE);
+    const tids = (t: JailTree): number[] => t.processes.flatMap((p) => p.tids);
+    const frozen = await freeze(tids(tree));
+    tids(tree).forEach((tid, i) => held.set(tid, frozen.tracees[i]!));
+    // Without a freezer a task may fork or clone while the others are being stopped: stop those too.
+    for (;;) {
+      const now = jailTree(opts.pid);
+      const fresh = tids(now).filter((tid) => !held.has(tid));
+      tree = now;
+      if (!fresh.length) break;
+      for (const tid of fresh) held.set(tid, await Tracee.seize(tid));
     }
-    const mappings = collectMemory(tracee, writer);
+    report(2, 'freeze', tree.pidNs ? `${frozen.detail}; ${held.size} task(s) of ${tree.processes.length} process(es) held` : frozen.detail);
+
+    const processes: ProcessImage[] = [];
+    for (const p of tree.processes) {
+      const { hostPpid, ...ids } = tree.pidNs ? nsIds(p.pid) : { pid: p.pid, pgid: 0, sid: 0, hostPpid: 0 };
+      const ppid = tree.pidNs ? nsIds(hostPpid).pid : 0;
+      if (p.zombie) processes.push(collectZombie(p.pid, ppid));
+      else processes.push(await collectProcess(p.tids.map((tid) => held.get(tid)!), writer, { ...ids, ppid }, tree.pidNs));
+    }
     const manifest: Manifest = {
       format: IMAGE_MAGIC,
       version: IMAGE_VERSION,
@@ -74,26 +84,59 @@ export async function checkpoint(opts: CheckpointOptions): Promise<Manifest> {
       profile: opts.profile ?? jail.profile,
       policy: jail.policy,
       emulate: jail.emulate,
-      process: { ...task, registers, signals, mappings },
+      pidNamespace: tree.pidNs,
+      processes,
     };
-    const bytes = mappings.reduce((n, m) => n + (m.pages?.size ?? 0), 0);
-    report(3, 'dump', `${mappings.length} mappings, ${(bytes / 2 ** 20).toFixed(1)} MiB of page data`);
+    const live = processes.filter((p) => p.state === 'live');
+    const mappings = live.reduce((n, p) => n + p.mappings.length, 0);
+    const bytes = live.flatMap((p) => p.mappings).reduce((n, m) => n + (m.pages?.size ?? 0), 0);
+    const zombies = processes.length - live.length;
+    report(3, 'dump', `${tree.pidNs ? `${live.length} process(es)${zombies ? ` and ${zombies} zombie(s)` : ''}, ${held.size} thread(s), ` : ''}${mappings} mappings, ${(bytes / 2 ** 20).toFixed(1)} MiB of page data`);
 
     writer.commit(manifest);
     published = true;
     report(4, 'post-dump', `verified, synced and published as ${opts.image}`);
 
+    const what = tree.pidNs ? `the jail's ${tree.processes.length} process(es)` : `process ${opts.pid}`;
     if (opts.leaveRunning) {
-      tracee.detach();
-      report(5, 'resume', `process ${opts.pid} continues`);
+      for (const t of held.values()) t.detach();
+      report(5, 'resume', `${what} continue${tree.pidNs ? '' : 's'}`);
     } else {
-      await tracee.kill();
-      report(5, 'kill', `process ${opts.pid} killed`);
+      // A thread group leader's exit is reported only after its other threads': kill all, then wait leaders last.
+      for (const p of tree.processes) if (!p.zombie) process.kill(p.pid, 'SIGKILL');
+      for (const t of [...held.values()].reverse()) await t.kill();
+      report(5, 'kill', `${what} killed`);
     }
     return manifest;
   } catch (e) {
     if (!published) writer.abort();
-    tracee?.detach();
+    for (const t of held.values()) t.detach();
     throw e;
   }
+}
+
+/**
+ * One live process, every thread stopped (leader first). System calls run
+ * in it use a scratch page that is unmapped again before its memory is read.
+ */
+async function collectProcess(
+  threads: Tracee[],
+  writer: ImageWriter,
+  ids: { pid: number; ppid: number; pgid: number; sid: number },
+  pidNs: boolean,
+): Promise<LiveProcess> {
+  const leader = threads[0]!;
+  const scratchAddr = await leader.syscallOk('mmap of a scratch page', SYS.mmap, 0, PAGE_SIZE, 3, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  const scratch: Scratch = { addr: scratchAddr, size: PAGE_SIZE };
+  let signals, task;
+  const images: ThreadImage[] = [];
+  try {
+    signals = await collectSignals(leader, scratch);
+    task = await collectTask(leader, scratch);
+    for (const t of threads) images.push(await collectThread(t, scratch, pidNs ? nsIds(leader.pid, t.pid).pid : t.pid));
+  } finally {
+    await leader.syscall(SYS.munmap, scratch.addr, PAGE_SIZE);
+  }
+  const mappings = collectMemory(leader, writer);
+  return { state: 'live', ...ids, ...task, signals, threads: images, mappings };
 }

@@ -5,6 +5,7 @@
  */
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
+import { openImage } from '../image/format.js';
 import { CheckpointUnsupported } from './parts/memory.js';
 
 /** The process cannot be checkpointed as asked; it was not touched. */
@@ -37,7 +38,7 @@ export function jailOf(pid: number): JailInfo {
     throw new CheckpointError(`no process ${pid}`);
   }
   let p = parentOf(pid);
-  for (let depth = 0; depth < 3 && p > 1; depth++) {
+  for (let depth = 0; depth < 64 && p > 1; depth++) {
     let exe = '';
     try {
       exe = basename(readlinkSync(`/proc/${p}/exe`));
@@ -49,6 +50,8 @@ export function jailOf(pid: number): JailInfo {
       let sup = parentOf(p);
       if (basename(readlinkSync(`/proc/${sup}/exe`)) === 'vjail-init') sup = parentOf(sup);
       const args = readFileSync(`/proc/${sup}/cmdline`, 'utf8').split('\0');
+      const restored = restoredFrom(sup, args);
+      if (restored) return restored;
       const end = args.indexOf('--');
       const opts = end >= 0 ? args.slice(0, end) : args;
       const policy = flag(opts, '--policy');
@@ -64,16 +67,114 @@ export function jailOf(pid: number): JailInfo {
   throw new CheckpointError(`process ${pid} was not started by vjail (no vjail-init above it)`);
 }
 
+/** A jail started by `vjail restore DIR` runs under the profile, policy and emulated calls of that image. */
+function restoredFrom(sup: number, args: string[]): JailInfo | undefined {
+  const i = args.indexOf('restore');
+  const dir = i >= 0 ? args.slice(i + 1).find((a) => !a.startsWith('-')) : undefined;
+  if (!dir) return undefined;
+  try {
+    const { profile, policy, emulate } = openImage(resolve(readlinkSync(`/proc/${sup}/cwd`), dir), { verifyPages: false }).manifest;
+    return { profile, policy, emulate };
+  } catch {
+    return undefined; // the image is gone: fall back to the command line
+  }
+}
+
+/** One process of a jail, by our (host) PIDs. */
+export interface JailProcess {
+  pid: number;
+  zombie: boolean;
+  /** Every thread, the leader first; none for a zombie. */
+  tids: number[];
+}
+
+/** The processes a checkpoint takes, parents before children. */
+export interface JailTree {
+  /** The jail has its own PID namespace: all of it is taken, PIDs kept. */
+  pidNs: boolean;
+  processes: JailProcess[];
+}
+
+function tidsOf(pid: number): number[] {
+  const tids = readdirSync(`/proc/${pid}/task`).map(Number).sort((a, b) => a - b);
+  return [pid, ...tids.filter((t) => t !== pid)];
+}
+
+function childrenOf(pid: number): number[] {
+  const out = new Set<number>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    let text = '';
+    try {
+      text = readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8');
+    } catch {
+      continue; // the thread is gone
+    }
+    for (const c of text.trim().split(/\s+/).filter(Boolean)) out.add(Number(c));
+  }
+  return [...out].sort((a, b) => a - b);
+}
+
+/** The last (innermost) entry of a /proc/PID/status line such as NSpid. */
+function innermost(pid: number, key: string): number | undefined {
+  const m = new RegExp(`^${key}:\\s*(.*)$`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  const all = m ? m[1]!.trim().split(/\s+/) : [];
+  return all.length > 1 ? Number(all.at(-1)) : undefined;
+}
+
 /**
- * What this version cannot save yet, checked before the process is stopped.
+ * The processes of the jail `pid` belongs to. With its own PID namespace:
+ * every descendant of the namespace's init (vjail-init, PID 1), which is
+ * ours and not taken; zombies included. Without one: `pid` alone, which
+ * must then have no threads or children.
+ */
+export function jailTree(pid: number): JailTree {
+  let init: number | undefined;
+  for (let p = pid; p > 1; p = parentOf(p)) {
+    if (innermost(p, 'NSpid') === 1) {
+      init = p;
+      break;
+    }
+  }
+  if (init === undefined) {
+    const tasks = readdirSync(`/proc/${pid}/task`);
+    if (tasks.length !== 1) throw new CheckpointUnsupported(`process ${pid} has ${tasks.length} threads; run the jail with "vjail run --pid-ns" to checkpoint threads (they keep their TIDs)`);
+    const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim();
+    if (children) throw new CheckpointUnsupported(`process ${pid} has child processes (${children}); run the jail with "vjail run --pid-ns" to checkpoint process trees`);
+    return { pidNs: false, processes: [{ pid, zombie: false, tids: [pid] }] };
+  }
+  if (pid === init) throw new CheckpointError(`process ${pid} is the jail's init (vjail-init); name one of the jail's processes`);
+  const processes: JailProcess[] = [];
+  for (let queue = childrenOf(init); queue.length; ) {
+    const p = queue.shift()!;
+    const state = readFileSync(`/proc/${p}/stat`, 'utf8');
+    const zombie = state.slice(state.lastIndexOf(')') + 2)[0] === 'Z';
+    processes.push({ pid: p, zombie, tids: zombie ? [] : tidsOf(p) });
+    if (!zombie) queue.push(...childrenOf(p));
+  }
+  const first = processes[0];
+  if (!first || innermost(first.pid, 'NSpid') !== 2) {
+    throw new CheckpointUnsupported('the jail\'s first process (PID 2) has exited; such a jail cannot be checkpointed yet');
+  }
+  return { pidNs: true, processes };
+}
+
+/**
+ * What this version cannot save yet, checked before anything is stopped.
  * Returns warnings for what it leaves out (file descriptors above 2).
  */
-export function checkSupported(pid: number): string[] {
+export function checkSupported(tree: JailTree): string[] {
   const warnings: string[] = [];
-  const tasks = readdirSync(`/proc/${pid}/task`);
-  if (tasks.length !== 1) throw new CheckpointUnsupported(`process ${pid} has ${tasks.length} threads; only single-threaded processes can be checkpointed yet`);
-  const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim();
-  if (children) throw new CheckpointUnsupported(`process ${pid} has child processes (${children}); process trees cannot be checkpointed yet`);
+  for (const { pid, zombie } of tree.processes) {
+    if (zombie) continue;
+    const state = readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8');
+    if (state.slice(state.lastIndexOf(')') + 2)[0] === 'Z') throw new CheckpointUnsupported(`the main thread of process ${pid} has exited while other threads run on; this cannot be checkpointed yet`);
+    warnings.push(...descriptorWarnings(pid));
+  }
+  return warnings;
+}
+
+function descriptorWarnings(pid: number): string[] {
+  const warnings: string[] = [];
   for (const fd of readdirSync(`/proc/${pid}/fd`)) {
     if (Number(fd) <= 2) continue;
     let target = '?';
@@ -82,7 +183,7 @@ export function checkSupported(pid: number): string[] {
     } catch {
       // gone meanwhile
     }
-    warnings.push(`file descriptor ${fd} (${target}) is not saved: only 0-2 are, and restore takes them from its own stdio`);
+    warnings.push(`file descriptor ${fd} of process ${pid} (${target}) is not saved: only 0-2 are, and restore takes them from its own stdio`);
   }
   return warnings;
 }

@@ -1,23 +1,45 @@
 /**
- * Restore one process from an image. The image is verified completely
+ * Restore the processes of an image. The image is verified completely
  * before anything is started. Then the restorer (native/restorer) is started
- * as an ordinary jail workload: vjail-init installs the seccomp filter of the
- * image's profile, re-derived for this host, and a new supervisor answers on
- * its listener. The restorer then only waits; this module drives it with
- * ptrace, one restorer per kind of kernel object (parts/*.ts), and finally
- * loads the image's registers and lets it go. System calls we inject pass
- * through the filter exactly as the program's own would.
+ * as an ordinary jail workload, in a new PID namespace if the image has one:
+ * vjail-init installs the seccomp filter of the image's profile, re-derived
+ * for this host, and a new supervisor answers on its listener. The restorer
+ * then only waits; this module drives it with ptrace, one restorer per kind
+ * of kernel object (parts/*.ts):
+ *
+ *   tree     the restorer is the first process (PID 2); every other process
+ *            is forked from its parent by clone3 with set_tid, so each is a
+ *            copy of the restorer under the same filter; sessions, groups,
+ *            then zombies exit with their status
+ *   process  each live process replaces its memory with the image's, then
+ *            task state, signals, and its threads (clone3 with set_tid)
+ *   resume   every thread gets its mask and registers, and all are let go
+ *
+ * System calls we inject pass through the filter exactly as the program's
+ * own would.
  */
 import { readlinkSync } from 'node:fs';
 import { type Jail, type JailOptions, spawnJail } from '../jail.js';
-import { openImage, PAGE_SIZE } from '../image/format.js';
+import { ImageError, openImage, PAGE_SIZE, type ThreadImage } from '../image/format.js';
 import { dataPath } from '../paths.js';
 import { checkMemory, restoreMemory } from './parts/memory.js';
-import { restoreRegisters } from './parts/registers.js';
-import { restoreSigmask, restoreSignals } from './parts/signals.js';
+import { restoreSignals } from './parts/signals.js';
 import { restoreTask } from './parts/task.js';
-import { Tracee } from './tracee.js';
+import { loadThread, restoreThread } from './parts/threads.js';
+import { cloneTask, createTree, endZombies } from './parts/tree.js';
+import { ptraceAddon, Tracee } from './tracee.js';
 import { SYS } from './syscalls.js';
+
+/** In a new PID namespace vjail-init is PID 1 and the restorer, its first child, PID 2. */
+const FIRST_PID = 2;
+const PTRACE_O_TRACESYSGOOD = 0x1;
+const PTRACE_O_TRACEFORK = 0x2;
+const PTRACE_O_TRACECLONE = 0x8;
+const PTRACE_O_EXITKILL = 0x100000;
+/** Every task we create is attached to us, and killed if we die before letting it go. */
+const FOLLOW = PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACEFORK | PTRACE_O_TRACECLONE | PTRACE_O_EXITKILL;
+const MAP_PRIVATE = 0x02;
+const MAP_ANONYMOUS = 0x20;
 
 export interface RestoreOptions {
   image: string;
@@ -37,33 +59,59 @@ export async function restore(opts: RestoreOptions): Promise<Jail> {
   const warn = opts.warn ?? ((line: string) => process.stderr.write(`vjail: warning: ${line}\n`));
   const image = openImage(opts.image);
   checkMemory(image);
-  const p = image.manifest.process;
-  report('verify', `image of ${p.comm} (pid ${p.pid}), profile ${image.manifest.profile}`);
+  const { manifest: m } = image;
+  const first = m.processes[0]!;
+  if (m.pidNamespace && first.pid !== FIRST_PID) {
+    throw new ImageError(`the image's first process has PID ${first.pid}; only a jail whose first process (PID ${FIRST_PID}) is alive can be restored yet`);
+  }
+  const threads = m.processes.reduce((n, p) => n + (p.state === 'live' ? p.threads.length : 0), 0);
+  report('verify', `image of ${first.comm} (pid ${first.pid}): ${m.processes.length} process(es), ${threads} thread(s), profile ${m.profile}`);
 
   const restorer = restorerPath();
-  const { profile, policy, emulate } = image.manifest;
-  const jail = spawnJail({ command: [restorer], profile, policy: policy ?? undefined, emulate, stdio: opts.stdio, cgroup: opts.cgroup, warn });
-  let tracee: Tracee | undefined;
+  const { profile, policy, emulate } = m;
+  const jail = spawnJail({ command: [restorer], profile, policy: policy ?? undefined, emulate, pidNs: m.pidNamespace, stdio: opts.stdio, cgroup: opts.cgroup, warn });
+  const held: Tracee[] = [];
   try {
     // The workload execs the restorer right after the launch handshake.
     while (exeOf(jail.pid) !== restorer) {
       if (exeOf(jail.pid) === null) throw new Error('the restorer ended before it could be attached');
       await new Promise((r) => setImmediate(r));
     }
-    tracee = await Tracee.seize(jail.pid, { killOnExit: true });
-    const scratch = await restoreMemory(tracee, image);
-    report('memory', `${p.mappings.length} mappings`);
-    for (const w of await restoreTask(tracee, scratch, p)) warn(w);
-    await restoreSignals(tracee, scratch, p.signals);
-    await tracee.syscallOk('munmap of the scratch page', SYS.munmap, scratch.addr, PAGE_SIZE);
-    restoreSigmask(tracee, p.signals);
-    restoreRegisters(tracee, p.registers);
-    tracee.detach();
-    report('resume', `process ${jail.pid} continues`);
+    const root = await Tracee.seize(jail.pid, { killOnExit: true });
+    held.push(root);
+    ptraceAddon().ptraceSetOptions(root.pid, FOLLOW);
+    const rootScratch = { addr: await root.syscallOk('mmap of a scratch page', SYS.mmap, 0, PAGE_SIZE, 3, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), size: PAGE_SIZE };
+    const shells = m.pidNamespace ? await createTree(root, rootScratch, m) : [{ image: first, tracee: root, scratch: rootScratch }];
+    held.push(...shells.slice(1).map((s) => s.tracee));
+    if (m.pidNamespace) report('tree', `${shells.length} process(es) with their PIDs, sessions and groups`);
+    await endZombies(shells);
+
+    const loads: [Tracee, ThreadImage][] = [];
+    for (const { image: p, tracee } of shells) {
+      if (p.state !== 'live') continue;
+      const nsPid = m.pidNamespace ? p.pid : tracee.pid;
+      const scratch = await restoreMemory(tracee, image, p.mappings);
+      for (const w of await restoreTask(tracee, scratch, p)) warn(w);
+      await restoreSignals(tracee, scratch, p.signals, nsPid);
+      const [leader, ...others] = p.threads;
+      await restoreThread(tracee, scratch, leader!, { pid: nsPid, tid: nsPid });
+      loads.push([tracee, leader!]);
+      for (const th of others) {
+        const t = await cloneTask(tracee, scratch, 'thread', th.tid);
+        held.push(t);
+        await restoreThread(t, scratch, th, { pid: nsPid, tid: th.tid });
+        loads.push([t, th]);
+      }
+      await tracee.syscallOk('munmap of the scratch page', SYS.munmap, scratch.addr, PAGE_SIZE);
+      report('process', `${p.pid} ${p.comm}: ${p.mappings.length} mappings, ${p.threads.length} thread(s)`);
+    }
+    for (const [t, th] of loads) loadThread(t, th);
+    for (const [t] of loads) t.detach();
+    report('resume', m.pidNamespace ? `${shells.length} process(es) continue, the first as ${jail.pid}` : `process ${jail.pid} continues`);
     return jail;
   } catch (e) {
-    if (tracee) await tracee.kill();
-    else jail.kill('SIGKILL');
+    for (const t of held.reverse()) await t.kill();
+    jail.kill('SIGKILL');
     await jail.exited;
     throw e;
   }

@@ -24,6 +24,8 @@ interface PtraceAddon {
   ptraceSetSigmask(pid: number, mask: bigint): void;
   ptraceRseqConfig(pid: number): Buffer;
   ptracePeekSiginfo(pid: number, shared: boolean): Buffer;
+  ptraceSetOptions(pid: number, options: number): void;
+  ptraceGetEventMsg(pid: number): number;
 }
 
 export function ptraceAddon(): NativeAddon & PtraceAddon {
@@ -94,6 +96,8 @@ export class Tracee {
   private memFd: number;
   /** Address of a `syscall` instruction in the tracee. */
   gadget = 0n;
+  /** The task the last injected fork or clone created (our PID for it), followed with PTRACE_O_TRACEFORK/TRACECLONE. */
+  newTask: number | undefined;
   private detached = false;
 
   private constructor(readonly pid: number) {
@@ -143,6 +147,16 @@ export class Tracee {
       this.detach();
       throw e;
     }
+  }
+
+  /**
+   * A task created by an injected fork or clone, which the kernel attached
+   * to us (PTRACE_O_TRACEFORK/TRACECLONE): wait for its first stop.
+   */
+  static async adopt(pid: number): Promise<Tracee> {
+    const t = new Tracee(pid);
+    await t.stopped();
+    return t;
   }
 
   private async waitRaw(): Promise<number> {
@@ -235,7 +249,12 @@ export class Tracee {
     this.setRegs(regs);
     for (const phase of ['entry', 'exit']) {
       this.resume('syscall');
-      const st = await this.waitRaw();
+      let st = await this.waitRaw();
+      while (isCloneEvent(st)) {
+        this.newTask = ptraceAddon().ptraceGetEventMsg(this.pid);
+        this.resume('syscall');
+        st = await this.waitRaw();
+      }
       if (!isSyscallStop(st)) {
         throw new TraceeError(`process ${this.pid} stopped unexpectedly (signal ${stopSignal(st)}) at the ${phase} of injected syscall ${nr}`);
       }
@@ -304,6 +323,12 @@ function stopSignal(st: number): number {
 
 function isEventStop(st: number): boolean {
   return (st & 0xff) === 0x7f && st >> 16 === PTRACE_EVENT_STOP;
+}
+
+/** The stop between a fork/vfork/clone's entry and exit when the tracer follows them. */
+function isCloneEvent(st: number): boolean {
+  const event = st >> 16;
+  return (st & 0xff) === 0x7f && event >= 1 && event <= 3;
 }
 
 function isSyscallStop(st: number): boolean {

@@ -14,22 +14,34 @@ export function inspectCommand(dir: string, flags: { json?: boolean }): number {
     process.stdout.write(`${JSON.stringify(m, null, 2)}\n`);
     return 0;
   }
-  const p = m.process;
   const out: string[] = [
-    `image     ${dir} (format ${m.version}, verified)`,
+    `image     ${dir} (format ${image.version}, verified)`,
     `created   ${m.createdAt} on Linux ${m.host.release}`,
-    `process   ${p.comm} (pid ${p.pid}) ${p.exe}`,
     `profile   ${m.profile}${m.policy ? `   policy ${m.policy}` : ''}${m.emulate.length ? `   emulate ${m.emulate.join(',')}` : ''}`,
-    `cwd       ${p.cwd}   umask ${p.umask.toString(8).padStart(4, '0')}   personality ${p.personality}`,
-    `rip       ${p.registers.gpr.rip}   rsp ${p.registers.gpr.rsp}   fs_base ${p.registers.gpr.fs_base}`,
-    `signals   blocked ${p.signals.blocked}, ${p.signals.actions.length} handlers, ${p.signals.pending.length} queued`,
-    `rseq      ${p.rseq ? `${p.rseq.address} (${p.rseq.size} bytes)` : 'none'}`,
-    'mappings:',
+    `pids      ${m.pidNamespace ? 'kept (own PID namespace; PID 1 is vjail-init)' : 'new on restore'}`,
   ];
-  for (const map of p.mappings) {
-    const size = Number(fromHex(map.end) - fromHex(map.start));
-    const saved = map.pages ? `${map.pages.size / PAGE_SIZE}/${size / PAGE_SIZE} pages saved` : '';
-    out.push(`  ${map.start.padStart(14)}-${map.end.padEnd(14)} ${map.perms} ${map.kind.padEnd(11)} ${saved.padEnd(24)} ${map.name ?? ''}`.trimEnd());
+  for (const p of m.processes) {
+    const ids = m.pidNamespace ? `   ppid ${p.ppid} pgid ${p.pgid} sid ${p.sid}` : '';
+    if (p.state === 'zombie') {
+      const how = (p.status & 0x7f) === 0 ? `exit status ${(p.status >> 8) & 0xff}` : `signal ${p.status & 0x7f}`;
+      out.push(`process   ${p.comm} (pid ${p.pid}) zombie, ${how}${ids}`);
+      continue;
+    }
+    out.push(
+      `process   ${p.comm} (pid ${p.pid}) ${p.exe}${ids}`,
+      `cwd       ${p.cwd}   umask ${p.umask.toString(8).padStart(4, '0')}   personality ${p.personality}`,
+      `signals   ${p.signals.actions.length} handlers, ${p.signals.pending.length} queued for the process`,
+    );
+    for (const t of p.threads) {
+      const r = t.registers.gpr;
+      out.push(`thread    ${t.tid}   rip ${r.rip}   rsp ${r.rsp}   fs_base ${r.fs_base}   blocked ${t.blocked}, ${t.pending.length} queued   rseq ${t.rseq ? `${t.rseq.address} (${t.rseq.size} bytes)` : 'none'}`);
+    }
+    out.push('mappings:');
+    for (const map of p.mappings) {
+      const size = Number(fromHex(map.end) - fromHex(map.start));
+      const saved = map.pages ? `${map.pages.size / PAGE_SIZE}/${size / PAGE_SIZE} pages saved` : '';
+      out.push(`  ${map.start.padStart(14)}-${map.end.padEnd(14)} ${map.perms} ${map.kind.padEnd(11)} ${saved.padEnd(24)} ${map.name ?? ''}`.trimEnd());
+    }
   }
   process.stdout.write(`${out.join('\n')}\n`);
   return 0;

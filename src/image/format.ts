@@ -3,8 +3,12 @@
  * directory holds and how it is written and read.
  *
  *   DIR/IMAGE          "vjail-image <version>\nmanifest sha256:<hex>\n"
- *   DIR/manifest.json  the process, validated by `manifestSchema`
- *   DIR/pages-<n>.img  raw page data of mapping n, runs back to back
+ *   DIR/manifest.json  the processes, validated by `manifestSchema`
+ *   DIR/pages-<n>.img  raw page data of one mapping, runs back to back
+ *
+ * Version 2 holds a process tree (threads, zombies, sessions and groups);
+ * version 1 held one single-threaded process and is still read: `openImage`
+ * turns it into the version 2 shape.
  *
  * Every page file's size and sha256 are in the manifest; the manifest's
  * sha256 is in IMAGE. An image is written under a temporary name next to
@@ -29,7 +33,9 @@ import { basename, dirname, join } from 'node:path';
 import { z } from 'zod';
 
 export const IMAGE_MAGIC = 'vjail-image';
-export const IMAGE_VERSION = 1;
+export const IMAGE_VERSION = 2;
+/** Versions `openImage` reads. */
+export const READABLE_VERSIONS = [1, 2] as const;
 export const PAGE_SIZE = 4096;
 const HEADER_FILE = 'IMAGE';
 const MANIFEST_FILE = 'manifest.json';
@@ -97,51 +103,137 @@ const rlimitSchema = z.strictObject({
   hard: hex,
 });
 
-export const manifestSchema = z.strictObject({
-  format: z.literal(IMAGE_MAGIC),
-  version: z.literal(IMAGE_VERSION),
+const registersSchema = z.strictObject({
+  gpr: gprSchema,
+  /** PTRACE_GETREGSET NT_X86_XSTATE as is (FPU, SSE, AVX, ... state). */
+  xsave: base64,
+  /** XCR0 of the dumping host (from the XSAVE software bytes): which state components the blob holds. */
+  xfeatures: hex,
+});
+
+const rseqSchema = z.strictObject({ address: hex, size: z.number().int().positive(), signature: hex }).nullable();
+const mmSchema = z.strictObject({
+  startCode: hex, endCode: hex, startData: hex, endData: hex, startBrk: hex, brk: hex,
+  startStack: hex, argStart: hex, argEnd: hex, envStart: hex, envEnd: hex,
+  auxv: base64,
+});
+const hostSchema = z.strictObject({ release: z.string(), machine: z.literal('x86_64'), pageSize: z.literal(PAGE_SIZE) });
+
+/** What every version records about a live process as a whole (not per thread). */
+const taskFields = {
+  comm: z.string(),
+  exe: z.string(),
+  cwd: z.string().startsWith('/'),
+  umask: z.number().int().min(0).max(0o777),
+  personality: hex,
+  rlimits: z.array(rlimitSchema),
+  mm: mmSchema,
+};
+
+/** What every version records about the jail the processes ran in. */
+const jailFields = {
   createdAt: z.string(),
-  host: z.strictObject({ release: z.string(), machine: z.literal('x86_64'), pageSize: z.literal(PAGE_SIZE) }),
+  host: hostSchema,
   /** The kernel-ABI profile the process ran under; restore re-derives its filter for the restoring host. */
   profile: z.string().min(1),
   /** The OCI seccomp policy file enforced as well (absolute path), if any. */
   policy: z.string().startsWith('/').nullable(),
   /** Syscalls answered by their shim even where the host has them (`--emulate`). */
   emulate: z.array(z.string()),
+};
+
+/** Version 1: one single-threaded process, restored with a new PID. */
+const manifestV1Schema = z.strictObject({
+  format: z.literal(IMAGE_MAGIC),
+  version: z.literal(1),
+  ...jailFields,
   process: z.strictObject({
     pid: z.number().int().positive(),
-    comm: z.string(),
-    exe: z.string(),
-    cwd: z.string().startsWith('/'),
-    umask: z.number().int().min(0).max(0o777),
-    personality: hex,
-    rlimits: z.array(rlimitSchema),
-    mm: z.strictObject({
-      startCode: hex, endCode: hex, startData: hex, endData: hex, startBrk: hex, brk: hex,
-      startStack: hex, argStart: hex, argEnd: hex, envStart: hex, envEnd: hex,
-      auxv: base64,
-    }),
-    registers: z.strictObject({
-      gpr: gprSchema,
-      /** PTRACE_GETREGSET NT_X86_XSTATE as is (FPU, SSE, AVX, ... state). */
-      xsave: base64,
-      /** XCR0 of the dumping host (from the XSAVE software bytes): which state components the blob holds. */
-      xfeatures: hex,
-    }),
+    ...taskFields,
+    registers: registersSchema,
     signals: z.strictObject({
       blocked: hex,
       actions: z.array(sigactionSchema),
       /** Queued siginfo_t (128 bytes each, base64), per-thread and process-wide. */
       pending: z.array(z.strictObject({ shared: z.boolean(), siginfo: base64 })),
     }),
-    rseq: z.strictObject({ address: hex, size: z.number().int().positive(), signature: hex }).nullable(),
+    rseq: rseqSchema,
     robustList: z.strictObject({ head: hex, length: hex }),
     clearChildTid: hex,
     mappings: z.array(mappingSchema).min(1),
   }),
 });
 
+const pid = z.number().int().positive();
+/** A PID as seen inside the jail's PID namespace; 0 when it lies outside (inherited from vjail-init). */
+const nsId = z.number().int().nonnegative();
+
+/** One thread: what the kernel keeps per task rather than per process. */
+export const threadSchema = z.strictObject({
+  tid: pid,
+  registers: registersSchema,
+  /** This thread's blocked-signal mask. */
+  blocked: hex,
+  /** siginfo_t (128 bytes, base64) queued for this thread only. */
+  pending: z.array(base64),
+  rseq: rseqSchema,
+  robustList: z.strictObject({ head: hex, length: hex }),
+  clearChildTid: hex,
+});
+
+const liveProcessSchema = z.strictObject({
+  state: z.literal('live'),
+  pid,
+  /** 1 is the namespace's init (vjail-init, not in the image); 0 in an image without a PID namespace. */
+  ppid: nsId,
+  pgid: nsId,
+  sid: nsId,
+  ...taskFields,
+  signals: z.strictObject({
+    actions: z.array(sigactionSchema),
+    /** siginfo_t queued for the whole process. */
+    pending: z.array(base64),
+  }),
+  /** The thread group leader (tid = pid) first. */
+  threads: z.array(threadSchema).min(1),
+  mappings: z.array(mappingSchema).min(1),
+});
+
+/** A child that has exited but was not reaped: only what its parent's wait() will see. */
+const zombieSchema = z.strictObject({
+  state: z.literal('zombie'),
+  pid,
+  ppid: nsId,
+  pgid: nsId,
+  sid: nsId,
+  comm: z.string(),
+  /** The wait status its parent will get (as waitpid reports it). */
+  status: z.number().int().min(0).max(0xffff),
+});
+
+export const processSchema = z.discriminatedUnion('state', [liveProcessSchema, zombieSchema]);
+
+export const manifestSchema = z.strictObject({
+  format: z.literal(IMAGE_MAGIC),
+  version: z.literal(IMAGE_VERSION),
+  ...jailFields,
+  /**
+   * The jail had its own PID namespace (`vjail run --pid-ns`): every PID and
+   * TID is restored as it was, in a new namespace whose PID 1 is a fresh
+   * vjail-init. Without one, the image holds one single-threaded process,
+   * restored with a new PID.
+   */
+  pidNamespace: z.boolean(),
+  /** Parents before their children; the first is the jail's first process. */
+  processes: z.array(processSchema).min(1),
+});
+
 export type Manifest = z.infer<typeof manifestSchema>;
+export type ProcessImage = z.infer<typeof processSchema>;
+export type LiveProcess = z.infer<typeof liveProcessSchema>;
+export type ZombieProcess = z.infer<typeof zombieSchema>;
+export type ThreadImage = z.infer<typeof threadSchema>;
+export type Registers = z.infer<typeof registersSchema>;
 export type Mapping = z.infer<typeof mappingSchema>;
 export type Pages = z.infer<typeof pagesSchema>;
 
@@ -150,6 +242,47 @@ export const fromHex = (s: string): bigint => BigInt(s);
 
 function header(manifestSha: string): string {
   return `${IMAGE_MAGIC} ${IMAGE_VERSION}\nmanifest sha256:${manifestSha}\n`;
+}
+
+/** A version 1 manifest in the version 2 shape: one process, one thread, no PID namespace. */
+function upgradeV1(m: z.infer<typeof manifestV1Schema>): Manifest {
+  const { registers, signals, rseq, robustList, clearChildTid, mappings, ...task } = m.process;
+  const queued = (shared: boolean): string[] => signals.pending.filter((q) => q.shared === shared).map((q) => q.siginfo);
+  return {
+    ...m,
+    version: IMAGE_VERSION,
+    pidNamespace: false,
+    processes: [{
+      state: 'live',
+      ...task,
+      ppid: 0,
+      pgid: 0,
+      sid: 0,
+      signals: { actions: signals.actions, pending: queued(true) },
+      threads: [{ tid: task.pid, registers, blocked: signals.blocked, pending: queued(false), rseq, robustList, clearChildTid }],
+      mappings,
+    }],
+  };
+}
+
+/** What the schema cannot say: the tree's shape, unique PIDs and TIDs. Returns the first problem. */
+function treeProblem(m: Manifest): string | undefined {
+  const seen = new Set<number>();
+  for (const [i, p] of m.processes.entries()) {
+    if (p.state === 'live' && p.threads[0]!.tid !== p.pid) return `process ${p.pid}'s first thread is not its leader`;
+    for (const id of p.state === 'live' ? p.threads.map((t) => t.tid) : [p.pid]) {
+      if (seen.has(id)) return `PID ${id} appears twice`;
+      seen.add(id);
+    }
+    if (i > 0 && !(p.ppid === 1 || m.processes.slice(0, i).some((q) => q.pid === p.ppid && q.state === 'live'))) {
+      return `process ${p.pid} comes before its parent ${p.ppid}`;
+    }
+  }
+  if (!m.pidNamespace && (m.processes.length !== 1 || m.processes[0]!.state !== 'live' || m.processes[0]!.threads.length !== 1)) {
+    return 'an image without a PID namespace holds exactly one single-threaded process';
+  }
+  if (m.processes[0]!.state !== 'live') return 'the first process is a zombie';
+  return undefined;
 }
 
 function fsyncPath(path: string): void {
@@ -271,6 +404,8 @@ export function sha256File(path: string): string {
 
 export interface OpenedImage {
   dir: string;
+  /** The version on disk; `manifest` is always in the current version's shape. */
+  version: number;
   manifest: Manifest;
 }
 
@@ -292,8 +427,9 @@ export function openImage(dir: string, opts: { verifyPages?: boolean } = {}): Op
   const head = readFileSync(headerPath, 'utf8');
   const m = /^(\S+) (\d+)\nmanifest sha256:([0-9a-f]{64})\n$/.exec(head);
   if (!m || m[1] !== IMAGE_MAGIC) throw new ImageError(`${dir} is not a vjail image (bad ${HEADER_FILE} header)`);
-  if (Number(m[2]) !== IMAGE_VERSION) {
-    throw new ImageError(`${dir} is a version ${m[2]} image; this vjail reads version ${IMAGE_VERSION}`);
+  const version = Number(m[2]);
+  if (!(READABLE_VERSIONS as readonly number[]).includes(version)) {
+    throw new ImageError(`${dir} is a version ${m[2]} image; this vjail reads versions ${READABLE_VERSIONS.join(' and ')}`);
   }
   const manifestPath = join(dir, MANIFEST_FILE);
   if (!existsSync(manifestPath)) throw new ImageError(`${dir} is damaged: ${MANIFEST_FILE} is missing`);
@@ -307,11 +443,23 @@ export function openImage(dir: string, opts: { verifyPages?: boolean } = {}): Op
   } catch {
     throw new ImageError(`${dir} is damaged: ${MANIFEST_FILE} is not JSON`);
   }
-  const parsed = manifestSchema.safeParse(json);
-  if (!parsed.success) throw new ImageError(`${dir} has an invalid manifest: ${describeIssue(parsed.error)}`);
-  const manifest = parsed.data;
-  for (const [i, map] of manifest.process.mappings.entries()) checkMapping(dir, i, map, opts.verifyPages ?? true);
-  return { dir, manifest };
+  let manifest: Manifest;
+  if (version === 1) {
+    const parsed = manifestV1Schema.safeParse(json);
+    if (!parsed.success) throw new ImageError(`${dir} has an invalid manifest: ${describeIssue(parsed.error)}`);
+    manifest = upgradeV1(parsed.data);
+  } else {
+    const parsed = manifestSchema.safeParse(json);
+    if (!parsed.success) throw new ImageError(`${dir} has an invalid manifest: ${describeIssue(parsed.error)}`);
+    manifest = parsed.data;
+  }
+  const problem = treeProblem(manifest);
+  if (problem) throw new ImageError(`${dir} has an invalid manifest: ${problem}`);
+  for (const p of manifest.processes) {
+    if (p.state !== 'live') continue;
+    for (const [i, map] of p.mappings.entries()) checkMapping(dir, i, map, opts.verifyPages ?? true);
+  }
+  return { dir, version, manifest };
 }
 
 function checkMapping(dir: string, i: number, map: Mapping, verifyPages: boolean): void {

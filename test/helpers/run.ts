@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { execa, type ResultPromise } from 'execa';
 import { vjailBin } from './fixtures.js';
 
@@ -39,4 +39,23 @@ export async function waitFor(cond: () => boolean, ms = 10_000): Promise<boolean
     await new Promise((r) => setTimeout(r, 20));
   }
   return cond();
+}
+
+/**
+ * Our PID of the process running exactly this argv; with `nsPid`, the one
+ * that has that PID inside its own PID namespace (a jail run with --pid-ns).
+ */
+export function pidOf(argv: string[], nsPid?: number): number | undefined {
+  const want = `${argv.join('\0')}\0`;
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      if (readFileSync(`/proc/${d}/cmdline`, 'utf8') !== want) continue;
+      if (nsPid !== undefined && /^NSpid:.*\s(\d+)$/m.exec(readFileSync(`/proc/${d}/status`, 'utf8'))?.[1] !== String(nsPid)) continue;
+      return Number(d);
+    } catch {
+      // gone
+    }
+  }
+  return undefined;
 }

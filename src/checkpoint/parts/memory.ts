@@ -107,7 +107,11 @@ function collectMapping(t: Tracee, image: ImageWriter, pagemap: number, e: MapsE
 
 /** Reasons the image's memory cannot be restored here, found before anything is started. */
 export function checkMemory(image: OpenedImage): void {
-  for (const m of image.manifest.process.mappings) {
+  for (const p of image.manifest.processes) if (p.state === 'live') checkMappings(p.mappings);
+}
+
+function checkMappings(mappings: Mapping[]): void {
+  for (const m of mappings) {
     if (!m.file) continue;
     let size: number;
     try {
@@ -119,7 +123,7 @@ export function checkMemory(image: OpenedImage): void {
       throw new ImageError(`the image maps ${m.file.path}, which has changed since the checkpoint`);
     }
   }
-  const vdso = image.manifest.process.mappings.filter((m) => VDSO_BLOCK.has(m.kind));
+  const vdso = mappings.filter((m) => VDSO_BLOCK.has(m.kind));
   if (!vdso.some((m) => m.kind === 'vdso')) throw new ImageError('the image has no vDSO; restoring such a process is not supported yet');
 }
 
@@ -165,8 +169,7 @@ export interface Scratch {
  * block to the image's address, unmap everything else of the restorer,
  * map a scratch page, then every mapping of the image with its data.
  */
-export async function restoreMemory(t: Tracee, image: OpenedImage): Promise<Scratch> {
-  const want = image.manifest.process.mappings;
+export async function restoreMemory(t: Tracee, image: OpenedImage, want: Mapping[]): Promise<Scratch> {
   const imageRanges = want.map((m) => ({ start: fromHex(m.start), end: fromHex(m.end) }));
   const have = readMaps(t.pid);
   const curBlock = have.filter((e) => VDSO_BLOCK.has(kindOf(e)));

@@ -3,11 +3,9 @@
  * the FPU/SSE/AVX state from NT_X86_XSTATE. Loaded last on restore, after
  * the kernel-side restart of an interrupted system call is resolved here.
  */
-import { GPR_NAMES, ImageError, type Manifest, fromHex, toHex } from '../../image/format.js';
+import { GPR_NAMES, ImageError, type Registers, fromHex, toHex } from '../../image/format.js';
 import { ERESTART_RESTARTBLOCK, ERESTARTNOHAND, ERESTARTNOINTR, ERESTARTSYS } from '../../supervisor/incaller.js';
 import { type Gprs, NT_X86_XSTATE, type Tracee } from '../tracee.js';
-
-type Registers = Manifest['process']['registers'];
 
 /** Offset of xfeatures (XCR0) in the software-reserved bytes of the XSAVE area. */
 const XSAVE_SW_XFEATURES = 472;

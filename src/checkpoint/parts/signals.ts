@@ -1,14 +1,16 @@
 /**
- * Signals: the blocked mask (PTRACE_GETSIGMASK), the handler table (read
- * with rt_sigaction run inside the process) and queued signals
- * (PTRACE_PEEKSIGINFO). Restored with the same calls in reverse.
+ * Signals: the handler table (read with rt_sigaction run inside the
+ * process) and the process-wide queue, per process; the blocked mask
+ * (PTRACE_GETSIGMASK) and the thread's own queue, per thread (queued
+ * signals come from PTRACE_PEEKSIGINFO). Restored with the same calls in
+ * reverse.
  */
-import { type Manifest, fromHex, toHex } from '../../image/format.js';
+import { type LiveProcess, type ThreadImage, fromHex, toHex } from '../../image/format.js';
 import { ptraceAddon, type Tracee } from '../tracee.js';
 import { SYS } from '../syscalls.js';
 import type { Scratch } from './memory.js';
 
-type Signals = Manifest['process']['signals'];
+type Signals = LiveProcess['signals'];
 
 const SIGKILL = 9;
 const SIGSTOP = 19;
@@ -25,23 +27,24 @@ export async function collectSignals(t: Tracee, scratch: Scratch): Promise<Signa
     if (handler === 0n && flags === 0n && mask === 0n) continue; // SIG_DFL, as after exec
     actions.push({ signal: sig, handler: toHex(handler), flags: toHex(flags), restorer: toHex(restorer), mask: toHex(mask) });
   }
-  const pending: Signals['pending'] = [];
-  for (const shared of [false, true]) {
-    const all = ptraceAddon().ptracePeekSiginfo(t.pid, shared);
-    for (let off = 0; off < all.length; off += SIGINFO_SIZE) {
-      pending.push({ shared, siginfo: all.subarray(off, off + SIGINFO_SIZE).toString('base64') });
-    }
-  }
-  return { blocked: toHex(t.getSigmask()), actions, pending };
+  return { actions, pending: queued(t, true) };
+}
+
+/** Every siginfo queued for the thread (shared: for its whole process), base64. */
+export function queued(t: Tracee, shared: boolean): string[] {
+  const all = ptraceAddon().ptracePeekSiginfo(t.pid, shared);
+  const out: string[] = [];
+  for (let off = 0; off < all.length; off += SIGINFO_SIZE) out.push(all.subarray(off, off + SIGINFO_SIZE).toString('base64'));
+  return out;
 }
 
 /**
- * Handlers and queued signals. Everything is blocked while this runs and
- * until `restoreSigmask`, the last step before the registers: a queued
+ * Handlers and the process-wide queue. Everything is blocked while this runs
+ * and until `restoreSigmask`, the last step before the registers: a queued
  * signal must not be delivered to the restorer's injected calls, only to the
- * restored program once it runs.
+ * restored program once it runs. `nsPid` is the process's PID as it sees it.
  */
-export async function restoreSignals(t: Tracee, scratch: Scratch, s: Signals): Promise<void> {
+export async function restoreSignals(t: Tracee, scratch: Scratch, s: Signals, nsPid: number): Promise<void> {
   t.setSigmask(~0n);
   for (const a of s.actions) {
     const k = Buffer.alloc(32);
@@ -49,15 +52,23 @@ export async function restoreSignals(t: Tracee, scratch: Scratch, s: Signals): P
     t.write(scratch.addr, k);
     await t.syscallOk(`rt_sigaction(${a.signal})`, SYS.rt_sigaction, a.signal, scratch.addr, 0, SIGSET_SIZE);
   }
-  for (const p of s.pending) {
-    const info = Buffer.from(p.siginfo, 'base64');
+  await requeue(t, scratch, s.pending, nsPid);
+}
+
+/**
+ * Queue each siginfo as saved: to the process (nsTid undefined) or to one
+ * thread. Run in a thread of that process with every signal blocked.
+ */
+export async function requeue(t: Tracee, scratch: Scratch, infos: string[], nsPid: number, nsTid?: number): Promise<void> {
+  for (const siginfo of infos) {
+    const info = Buffer.from(siginfo, 'base64');
     const sig = info.readInt32LE(0);
     t.write(scratch.addr, info);
-    if (p.shared) await t.syscallOk(`rt_sigqueueinfo(${sig})`, SYS.rt_sigqueueinfo, t.pid, sig, scratch.addr);
-    else await t.syscallOk(`rt_tgsigqueueinfo(${sig})`, SYS.rt_tgsigqueueinfo, t.pid, t.pid, sig, scratch.addr);
+    if (nsTid === undefined) await t.syscallOk(`rt_sigqueueinfo(${sig})`, SYS.rt_sigqueueinfo, nsPid, sig, scratch.addr);
+    else await t.syscallOk(`rt_tgsigqueueinfo(${sig})`, SYS.rt_tgsigqueueinfo, nsPid, nsTid, sig, scratch.addr);
   }
 }
 
-export function restoreSigmask(t: Tracee, s: Signals): void {
-  t.setSigmask(fromHex(s.blocked));
+export function restoreSigmask(t: Tracee, th: Pick<ThreadImage, 'blocked'>): void {
+  t.setSigmask(fromHex(th.blocked));
 }

@@ -1,19 +1,18 @@
 /**
- * The rest of the task's kernel state: working directory, umask,
+ * The rest of the process's kernel state: working directory, umask,
  * personality, resource limits, the mm layout (code, data, brk, stack,
- * arguments, auxv), rseq registration, robust futex list, clear_child_tid.
+ * arguments, auxv). What is kept per thread (rseq, robust list,
+ * clear_child_tid) is in threads.ts.
  */
 import { readFileSync, readlinkSync } from 'node:fs';
-import { type Manifest, fromHex, toHex } from '../../image/format.js';
-import { ptraceAddon, type Tracee, TraceeError } from '../tracee.js';
+import { type LiveProcess, fromHex, toHex } from '../../image/format.js';
+import { type Tracee, TraceeError } from '../tracee.js';
 import { SYS } from '../syscalls.js';
 import type { Scratch } from './memory.js';
 
-type Proc = Manifest['process'];
-type Task = Pick<Proc, 'pid' | 'comm' | 'exe' | 'cwd' | 'umask' | 'personality' | 'rlimits' | 'mm' | 'rseq' | 'robustList' | 'clearChildTid'>;
+type Task = Pick<LiveProcess, 'comm' | 'exe' | 'cwd' | 'umask' | 'personality' | 'rlimits' | 'mm'>;
 
 const RLIM_NLIMITS = 16;
-const PR_GET_TID_ADDRESS = 40;
 const PR_SET_MM = 35;
 const PR_SET_MM_MAP = 14;
 const AT_FDCWD = -100;
@@ -32,25 +31,15 @@ export async function collectTask(t: Tracee, scratch: Scratch): Promise<Task> {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const umask = /^Umask:\s+([0-7]+)/m.exec(status);
   const f = statFields(pid);
-  const rlimits: Proc['rlimits'] = [];
+  const rlimits: Task['rlimits'] = [];
   for (let r = 0; r < RLIM_NLIMITS; r++) {
     await t.syscallOk(`prlimit64(${r})`, SYS.prlimit64, 0, r, 0, scratch.addr);
     const b = t.read(scratch.addr, 16);
     rlimits.push({ resource: r, soft: toHex(b.readBigUInt64LE(0)), hard: toHex(b.readBigUInt64LE(8)) });
   }
   const brk = await t.syscall(SYS.brk, 0);
-  await t.syscallOk('get_robust_list', SYS.get_robust_list, 0, scratch.addr, scratch.addr + 8n);
-  const robust = t.read(scratch.addr, 16);
-  await t.syscallOk('prctl(PR_GET_TID_ADDRESS)', SYS.prctl, PR_GET_TID_ADDRESS, scratch.addr, 0, 0, 0);
-  const tidAddr = t.read(scratch.addr, 8).readBigUInt64LE(0);
-  let rseq: Proc['rseq'] = null;
-  const conf = ptraceAddon().ptraceRseqConfig(pid);
-  if (conf.readBigUInt64LE(0) !== 0n) {
-    rseq = { address: toHex(conf.readBigUInt64LE(0)), size: conf.readUInt32LE(8), signature: toHex(conf.readUInt32LE(12)) };
-  }
   const num = (n: number): string => toHex(BigInt(f(n)));
   return {
-    pid,
     comm: readFileSync(`/proc/${pid}/comm`, 'utf8').trim(),
     exe: readlinkSync(`/proc/${pid}/exe`),
     cwd: readlinkSync(`/proc/${pid}/cwd`),
@@ -64,9 +53,6 @@ export async function collectTask(t: Tracee, scratch: Scratch): Promise<Task> {
       brk: toHex(brk),
       auxv: readFileSync(`/proc/${pid}/auxv`).toString('base64'),
     },
-    rseq,
-    robustList: { head: toHex(robust.readBigUInt64LE(0)), length: toHex(robust.readBigUInt64LE(8)) },
-    clearChildTid: toHex(tidAddr),
   };
 }
 
@@ -76,7 +62,7 @@ export async function collectTask(t: Tracee, scratch: Scratch): Promise<Task> {
  * and /proc/PID/exe would name the restorer. Returns warnings for what could
  * not be set.
  */
-export async function restoreTask(t: Tracee, scratch: Scratch, p: Proc): Promise<string[]> {
+export async function restoreTask(t: Tracee, scratch: Scratch, p: Task): Promise<string[]> {
   const warnings: string[] = [];
   const auxv = Buffer.from(p.mm.auxv, 'base64');
   const mapSize = 104;
@@ -111,8 +97,5 @@ export async function restoreTask(t: Tracee, scratch: Scratch, p: Proc): Promise
     const rr = await t.syscall(SYS.prlimit64, 0, l.resource, scratch.addr, 0);
     if (rr < 0n) warnings.push(`could not restore resource limit ${l.resource} (errno ${-rr})`);
   }
-  await t.syscallOk('set_robust_list', SYS.set_robust_list, fromHex(p.robustList.head), fromHex(p.robustList.length));
-  await t.syscallOk('set_tid_address', SYS.set_tid_address, fromHex(p.clearChildTid));
-  if (p.rseq) await t.syscallOk('rseq', SYS.rseq, fromHex(p.rseq.address), p.rseq.size, 0, fromHex(p.rseq.signature));
   return warnings;
 }
