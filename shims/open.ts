@@ -2,6 +2,7 @@ import { closeSync, constants as fsc, fstatSync, lstatSync, open as fsOpen, open
 import { constants as osc } from 'node:os';
 import type { Profile } from '../src/profile/types.js';
 import { memfdSealed } from '../src/features.js';
+import { readCString } from './host-calls.js';
 import { presentedSysctls, procVersion, READ_ONLY_SYSCTLS } from './kernel-files.js';
 import type { CallerAccess, Notification, Shim, ShimResult } from './types.js';
 
@@ -50,30 +51,10 @@ function errnoOf(e: unknown): number {
   return typeof raw === 'number' ? Math.abs(raw) : E.EIO;
 }
 
-/** The NUL-terminated path at `addr`, as bytes; page by page so a string ending just before an unmapped page is read. */
+/** The NUL-terminated path at `addr`, as bytes, or an errno. */
 function readPath(caller: CallerAccess, addr: bigint): Buffer | number {
-  const parts: Buffer[] = [];
-  let total = 0;
-  let at = addr;
-  while (total < PATH_MAX) {
-    const toPageEnd = 4096 - Number(at & 4095n);
-    let chunk: Buffer;
-    try {
-      chunk = caller.read(at, Math.min(toPageEnd, PATH_MAX - total));
-    } catch (e) {
-      if ((e as { errno?: number }).errno === 3) throw e; // the caller is gone
-      return E.EFAULT;
-    }
-    const nul = chunk.indexOf(0);
-    if (nul >= 0) {
-      parts.push(chunk.subarray(0, nul));
-      return Buffer.concat(parts);
-    }
-    parts.push(chunk);
-    total += chunk.length;
-    at += BigInt(chunk.length);
-  }
-  return E.ENAMETOOLONG;
+  const p = readCString(caller, addr, PATH_MAX);
+  return p === 'long' ? E.ENAMETOOLONG : p;
 }
 
 function split(p: Buffer): Buffer[] {
