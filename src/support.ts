@@ -118,10 +118,12 @@ const PLANNED = `## Planned
   groups, capabilities on a helper thread), to lift the EACCES limit above.
 - Emulating \`openat2\`'s \`RESOLVE_*\` flags in the supervisor's path walk.
 - Answering opens natively (in the supervisor thread, without JavaScript).
-- Shims for cachestat, mseal, the xattrat family and
-  file_getattr/file_setattr. statmount/listmount have no shim: the 64-bit
-  unique mount ids they take and return appear nowhere in /proc, so a host
-  without them answers ENOSYS (with a plan warning).
+- Enforcing mseal's seals: the shim validates and answers 0, but munmap,
+  mprotect, mremap and madvise of sealed ranges still succeed (recording the
+  sealed ranges per process and notifying those calls for jails that use the
+  shim). statmount/listmount have no shim: the 64-bit unique mount ids they
+  take and return appear nowhere in /proc, so a host without them answers
+  ENOSYS (with a plan warning).
 - Start-up: \`vjail run\` costs about 100 ms beyond Node's own start, mostly
   module loading (zod alone takes about 60 ms to import); a bundled CLI and a
   cache of validated profiles and compiled plans are the planned fixes.`;
