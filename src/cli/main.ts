@@ -1,13 +1,27 @@
 import { Command, CommanderError, Option } from 'commander';
 import { userMessage, UsageError } from './errors.js';
-import { runCommand, type RunFlags } from './run.js';
-import { registerCheckCommand } from './check.js';
-import { registerProfilesCommands } from './profiles.js';
-import { registerCompatCommand } from './compat.js';
-import { registerCheckpointCommands } from './checkpoint-commands.js';
-import { registerJailCommands } from './jails.js';
+import type { RunFlags } from './run.js';
 
-function program(setExit: (code: number) => void): Command {
+type SetExit = (code: number) => void;
+type Register = (cli: Command, setExit: SetExit) => void;
+
+/**
+ * The subcommands besides `run`, by the module that registers them. Only the
+ * module of the command being run is loaded (each pulls in its own code and
+ * dependencies); help, and anything unrecognised, loads them all.
+ */
+const GROUPS: { commands: readonly string[]; load: () => Promise<Register> }[] = [
+  { commands: ['ps', 'logs', 'kill', 'rm'], load: async () => (await import('./jails.js')).registerJailCommands },
+  {
+    commands: ['checkpoint', 'restore', 'inspect'],
+    load: async () => (await import('./checkpoint-commands.js')).registerCheckpointCommands,
+  },
+  { commands: ['compat'], load: async () => (await import('./compat.js')).registerCompatCommand },
+  { commands: ['profiles'], load: async () => (await import('./profiles.js')).registerProfilesCommands },
+  { commands: ['check'], load: async () => (await import('./check.js')).registerCheckCommand },
+];
+
+async function program(argv: string[], setExit: SetExit): Promise<Command> {
   const cli = new Command('vjail')
     .description('Run programs in a jail whose kernel ABI is answered by a seccomp user-notify supervisor')
     .exitOverride()
@@ -36,13 +50,12 @@ function program(setExit: (code: number) => void): Command {
     .addOption(new Option('--supervise').hideHelp())
     .argument('[command...]')
     .passThroughOptions()
-    .action(async (command: string[], flags: RunFlags) => setExit(await runCommand(command, flags)));
+    .action(async (command: string[], flags: RunFlags) => setExit(await (await import('./run.js')).runCommand(command, flags)));
 
-  registerJailCommands(cli, setExit);
-  registerCheckpointCommands(cli, setExit);
-  registerCompatCommand(cli, setExit);
-  registerProfilesCommands(cli, setExit);
-  registerCheckCommand(cli, setExit);
+  const first = argv.find((a) => !a.startsWith('-'));
+  if (first === 'run') return cli;
+  const groups = GROUPS.filter((g) => first !== undefined && g.commands.includes(first));
+  for (const g of groups.length > 0 ? groups : GROUPS) (await g.load())(cli, setExit);
   return cli;
 }
 
@@ -50,7 +63,7 @@ function program(setExit: (code: number) => void): Command {
 export async function main(argv: string[]): Promise<number> {
   let code = 0;
   try {
-    await program((c) => (code = c)).parseAsync(argv, { from: 'user' });
+    await (await program(argv, (c) => (code = c))).parseAsync(argv, { from: 'user' });
     return code;
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;

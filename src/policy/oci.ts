@@ -40,7 +40,8 @@
  * Integers are read exactly (values are u64; see json.ts).
  */
 import { readFileSync } from 'node:fs';
-import { z } from 'zod';
+import type * as Zod from 'zod';
+import { zod } from '../zod.js';
 import { sameAction, type Action, type ArchName, type ArgCondition, type CompareOp } from '../plan/action.js';
 import { syscallTable, type SyscallTable } from '../syscalls/table.js';
 import { JsonSyntaxError, parseJsonExact } from './json.js';
@@ -117,61 +118,69 @@ const NATIVE_ARCH = 'amd64';
 
 // ---------------------------------------------------------------- schema
 
-const u64 = z.unknown().transform((v, ctx) => {
-  const n = typeof v === 'number' && Number.isInteger(v) ? BigInt(v) : v;
-  if (typeof n === 'bigint' && n >= 0n && n <= U64_MAX) return n;
-  const message =
-    v === undefined
-      ? 'missing; add an unsigned 64-bit integer'
-      : `${show(v)} is not an unsigned 64-bit integer; write a whole number from 0 to ${U64_MAX}`;
-  ctx.addIssue({ code: 'custom', message });
-  return z.NEVER;
-});
+/** The zod schemas, built on first use (see src/zod.ts). */
+function buildSchemas(z: typeof Zod) {
+  const u64 = z.unknown().transform((v, ctx) => {
+    const n = typeof v === 'number' && Number.isInteger(v) ? BigInt(v) : v;
+    if (typeof n === 'bigint' && n >= 0n && n <= U64_MAX) return n;
+    const message =
+      v === undefined
+        ? 'missing; add an unsigned 64-bit integer'
+        : `${show(v)} is not an unsigned 64-bit integer; write a whole number from 0 to ${U64_MAX}`;
+    ctx.addIssue({ code: 'custom', message });
+    return z.NEVER;
+  });
 
-const uint16 = z.number().int().min(0).max(0xffff);
-const strings = z.array(z.string());
-const kernelVersion = z
-  .string()
-  .regex(/^(\d+\.\d+)?$/, { error: (iss) => `${show(iss.input)} is not a kernel version; write "<major>.<minor>", e.g. "4.8"` });
+  const uint16 = z.number().int().min(0).max(0xffff);
+  const strings = z.array(z.string());
+  const kernelVersion = z
+    .string()
+    .regex(/^(\d+\.\d+)?$/, { error: (iss) => `${show(iss.input)} is not a kernel version; write "<major>.<minor>", e.g. "4.8"` });
 
-const filter = z.object({ caps: strings.optional(), arches: strings.optional(), minKernel: kernelVersion.optional() });
+  const filter = z.object({ caps: strings.optional(), arches: strings.optional(), minKernel: kernelVersion.optional() });
 
-const arg = z.object({
-  index: z.number().int().min(0).max(5, {
-    error: (iss) => `argument index ${show(iss.input)} is out of range; syscalls have six arguments, use 0 to 5`,
-  }),
-  value: u64,
-  valueTwo: u64.optional(),
-  op: z.enum(OP_NAMES),
-});
+  const arg = z.object({
+    index: z.number().int().min(0).max(5, {
+      error: (iss) => `argument index ${show(iss.input)} is out of range; syscalls have six arguments, use 0 to 5`,
+    }),
+    value: u64,
+    valueTwo: u64.optional(),
+    op: z.enum(OP_NAMES),
+  });
 
-const syscall = z.object({
-  names: z.array(z.string().min(1, { error: 'empty syscall name; remove it or write the name' })).optional(),
-  name: z.string().min(1, { error: 'empty syscall name; write the name' }).optional(),
-  action: z.enum(OCI_ACTIONS),
-  errnoRet: uint16.optional(),
-  args: z.array(arg).nullish(),
-  comment: z.string().optional(),
-  includes: filter.nullish(),
-  excludes: filter.nullish(),
-});
+  const syscall = z.object({
+    names: z.array(z.string().min(1, { error: 'empty syscall name; remove it or write the name' })).optional(),
+    name: z.string().min(1, { error: 'empty syscall name; write the name' }).optional(),
+    action: z.enum(OCI_ACTIONS),
+    errnoRet: uint16.optional(),
+    args: z.array(arg).nullish(),
+    comment: z.string().optional(),
+    includes: filter.nullish(),
+    excludes: filter.nullish(),
+  });
 
-const seccomp = z.object({
-  defaultAction: z.enum(OCI_ACTIONS),
-  defaultErrnoRet: uint16.optional(),
-  architectures: z.array(z.string()).nullish(),
-  archMap: z
-    .array(z.object({ architecture: z.string(), subArchitectures: z.array(z.string()).nullish() }))
-    .nullish(),
-  flags: z.array(z.enum(FLAGS)).nullish(),
-  listenerPath: z.string().optional(),
-  listenerMetadata: z.string().optional(),
-  syscalls: z.array(syscall).nullish(),
-});
+  const seccomp = z.object({
+    defaultAction: z.enum(OCI_ACTIONS),
+    defaultErrnoRet: uint16.optional(),
+    architectures: z.array(z.string()).nullish(),
+    archMap: z
+      .array(z.object({ architecture: z.string(), subArchitectures: z.array(z.string()).nullish() }))
+      .nullish(),
+    flags: z.array(z.enum(FLAGS)).nullish(),
+    listenerPath: z.string().optional(),
+    listenerMetadata: z.string().optional(),
+    syscalls: z.array(syscall).nullish(),
+  });
+  return { seccomp, syscall, arg };
+}
 
-type SeccompJson = z.infer<typeof seccomp>;
-type SyscallJson = z.infer<typeof syscall>;
-type ArgJson = z.infer<typeof arg>;
+type Schemas = ReturnType<typeof buildSchemas>;
+let built: Schemas | undefined;
+const schemas = (): Schemas => (built ??= buildSchemas(zod()));
+
+type SeccompJson = Zod.infer<Schemas['seccomp']>;
+type SyscallJson = Zod.infer<Schemas['syscall']>;
+type ArgJson = Zod.infer<Schemas['arg']>;
 
 // ---------------------------------------------------------------- loading
 
@@ -204,7 +213,7 @@ export function parseOciPolicy(json: unknown, source: string, opts: OciPolicyOpt
     throw new PolicyError(`${source}: ${jsonPath(prefix, path)}: ${message}`);
   };
 
-  const parsed = seccomp.safeParse(body, { error: (iss) => issueMessage(iss) });
+  const parsed = schemas().seccomp.safeParse(body, { error: (iss) => issueMessage(iss) });
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     fail(issue.path, issue.message);
@@ -409,7 +418,7 @@ function tableLookup(arches: readonly ArchName[]): (name: string) => boolean {
 
 // ---------------------------------------------------------------- messages
 
-function issueMessage(iss: z.core.$ZodRawIssue): string {
+function issueMessage(iss: Zod.core.$ZodRawIssue): string {
   switch (iss.code) {
     case 'invalid_type':
       if (iss.input === undefined) return `missing; add it (${iss.expected === 'object' ? 'an object' : `a ${iss.expected}`})`;

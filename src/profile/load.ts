@@ -1,4 +1,6 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { cacheKey, readCached, writeCached } from '../cache.js';
 import { machine, release, version } from 'node:os';
 import { basename } from 'node:path';
 import { dataPath } from '../paths.js';
@@ -22,18 +24,47 @@ export function runningKernel(): HostRelease {
   return { release: release(), version: version(), machine: machine(), domainname };
 }
 
-function readJson(file: string, where: string): unknown {
-  let text: string;
+function readText(file: string, where: string): string {
   try {
-    text = readFileSync(file, 'utf8');
+    return readFileSync(file, 'utf8');
   } catch (e) {
     throw new ProfileError(`${where}: cannot read it (${(e as NodeJS.ErrnoException).code ?? 'error'}); check the path`);
   }
+}
+
+function parseJson(text: string, where: string): unknown {
   try {
     return JSON.parse(text);
   } catch (e) {
     throw new ProfileError(`${where}: not valid JSON (${(e as Error).message.replace(/\s+/g, ' ')}); fix the syntax`);
   }
+}
+
+let validatorText: string | undefined;
+
+/** The validator's own code (compiled, or the source when run from src/ by the tests). */
+function validatorSource(): string {
+  for (const name of ['./schema.js', './schema.ts']) {
+    const path = fileURLToPath(new URL(name, import.meta.url));
+    if (existsSync(path)) return readFileSync(path, 'utf8');
+  }
+  throw new Error('vjail: the profile validator (profile/schema) is missing from this installation');
+}
+
+/**
+ * Validate a profile file, or take the Profile validated earlier from the
+ * same bytes, for the same running kernel, by the same validator (its code is
+ * part of the key): zod is then not even loaded.
+ */
+function validated(file: string, where: string, host: HostRelease): Profile {
+  const text = readText(file, where);
+  validatorText ??= validatorSource();
+  const key = cacheKey(text, JSON.stringify(host), validatorText);
+  const hit = readCached<Profile>('profiles', key);
+  if (hit) return hit;
+  const profile = parseProfile(parseJson(text, where), where, host);
+  writeCached('profiles', key, profile);
+  return profile;
 }
 
 /**
@@ -48,14 +79,14 @@ export function loadProfile(nameOrPath: string, host?: HostRelease): Profile {
     if (!existsSync(nameOrPath)) {
       throw new ProfileError(`${where} does not exist; give an existing file or a profile name (run "vjail profiles list" to see them)`);
     }
-    return parseProfile(readJson(nameOrPath, where), where, running);
+    return validated(nameOrPath, where, running);
   }
   const file = dataPath('profiles', `${nameOrPath}.json`);
   if (!NAME.test(nameOrPath) || !existsSync(file)) {
     throw new ProfileError(`unknown profile ${JSON.stringify(nameOrPath)}; run "vjail profiles list" to see the available ones`);
   }
   const where = `profile ${JSON.stringify(nameOrPath)}`;
-  const profile = parseProfile(readJson(file, where), where, running);
+  const profile = validated(file, where, running);
   if (profile.name !== nameOrPath) {
     throw new ProfileError(`${where}: field "name" is ${JSON.stringify(profile.name)} but the file is ${nameOrPath}.json; make them the same`);
   }

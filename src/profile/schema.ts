@@ -1,4 +1,5 @@
-import { z } from 'zod';
+import type * as Zod from 'zod';
+import { zod } from '../zod.js';
 import type { Profile, UnameFields } from './types.js';
 
 /**
@@ -18,64 +19,71 @@ const UTS_FIELD_MAX = 64;
 /** "4.19", "2.6.32": what `kernel` holds in every profile but `host`. */
 const KERNEL_VERSION = /^[1-9]\d*\.\d+(?:\.\d+)?$/;
 
-const utsField = z
-  .string()
-  .min(1, 'must not be empty')
-  .refine((s) => Buffer.byteLength(s, 'utf8') <= UTS_FIELD_MAX, `must be at most ${UTS_FIELD_MAX} bytes (utsname limit)`);
+/** The zod schemas, built on first use (see src/zod.ts). */
+function buildSchemas(z: typeof Zod) {
+  const utsField = z
+    .string()
+    .min(1, 'must not be empty')
+    .refine((s) => Buffer.byteLength(s, 'utf8') <= UTS_FIELD_MAX, `must be at most ${UTS_FIELD_MAX} bytes (utsname limit)`);
 
-const syscallName = z.string().regex(/^[a-z_][a-z0-9_]*$/, 'must be a syscall name such as "statx"');
+  const syscallName = z.string().regex(/^[a-z_][a-z0-9_]*$/, 'must be a syscall name such as "statx"');
 
-const unameSchema = z.strictObject({
-  sysname: utsField,
-  nodename: utsField.optional(),
-  release: utsField,
-  version: utsField.regex(/^#\d/, 'must look like `uname -v` output, starting with "#" and the build number'),
-  machine: utsField,
-  domainname: utsField,
-});
-
-const overridesSchema = z.strictObject({
-  add: z.array(syscallName).optional(),
-  remove: z.array(syscallName).optional(),
-});
-
-/** Keys allowed at each object path of a profile file, for "unknown key" messages. */
-const ALLOWED_KEYS: Record<string, readonly string[]> = {
-  '': ['name', 'description', 'kernel', 'uname', 'overrides', 'shimErrorErrno'],
-  uname: Object.keys(unameSchema.shape),
-  overrides: Object.keys(overridesSchema.shape),
-};
-
-/** The on-disk form of a profile (profiles/NAME.json). */
-export const profileFileSchema = z
-  .strictObject({
-    name: z.string().regex(/^[a-z0-9][a-z0-9._-]*$/, 'must be lower-case letters, digits, ".", "_" or "-"'),
-    description: z.string().min(1, 'must not be empty'),
-    kernel: z.string().refine((v) => v === 'host' || KERNEL_VERSION.test(v), 'must be "host" or a kernel version such as "4.19"'),
-    uname: unameSchema.optional(),
-    overrides: overridesSchema.optional(),
-    shimErrorErrno: z.number().int('must be a whole number').min(1, 'must be an errno from 1 to 4095').max(4095, 'must be an errno from 1 to 4095').optional(),
-  })
-  .superRefine((p, ctx) => {
-    if (p.kernel === 'host') {
-      if (p.uname) ctx.addIssue({ code: 'custom', path: ['uname'], message: 'must be absent when "kernel" is "host" (the running kernel\'s uname is used); remove it' });
-    } else if (!p.uname) {
-      ctx.addIssue({ code: 'custom', path: ['uname'], message: 'is required unless "kernel" is "host"; add the uname fields the profile presents' });
-    } else if (!releaseMatchesKernel(p.uname.release, p.kernel)) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['uname', 'release'],
-        message: `is ${JSON.stringify(p.uname.release)} but must start with the kernel version ${JSON.stringify(p.kernel)}; fix "uname.release" or "kernel"`,
-      });
-    }
-    const remove = new Set(p.overrides?.remove ?? []);
-    const both = (p.overrides?.add ?? []).filter((n) => remove.has(n));
-    if (both.length > 0) {
-      ctx.addIssue({ code: 'custom', path: ['overrides'], message: `lists ${JSON.stringify(both[0])} in both "add" and "remove"; keep it in one` });
-    }
+  const unameSchema = z.strictObject({
+    sysname: utsField,
+    nodename: utsField.optional(),
+    release: utsField,
+    version: utsField.regex(/^#\d/, 'must look like `uname -v` output, starting with "#" and the build number'),
+    machine: utsField,
+    domainname: utsField,
   });
 
-export type ProfileFile = z.infer<typeof profileFileSchema>;
+  const overridesSchema = z.strictObject({
+    add: z.array(syscallName).optional(),
+    remove: z.array(syscallName).optional(),
+  });
+
+  /** Keys allowed at each object path of a profile file, for "unknown key" messages. */
+    const allowedKeys: Record<string, readonly string[]> = {
+    '': ['name', 'description', 'kernel', 'uname', 'overrides', 'shimErrorErrno'],
+    uname: Object.keys(unameSchema.shape),
+    overrides: Object.keys(overridesSchema.shape),
+  };
+
+  /** The on-disk form of a profile (profiles/NAME.json). */
+    const profileFile = z
+    .strictObject({
+      name: z.string().regex(/^[a-z0-9][a-z0-9._-]*$/, 'must be lower-case letters, digits, ".", "_" or "-"'),
+      description: z.string().min(1, 'must not be empty'),
+      kernel: z.string().refine((v) => v === 'host' || KERNEL_VERSION.test(v), 'must be "host" or a kernel version such as "4.19"'),
+      uname: unameSchema.optional(),
+      overrides: overridesSchema.optional(),
+      shimErrorErrno: z.number().int('must be a whole number').min(1, 'must be an errno from 1 to 4095').max(4095, 'must be an errno from 1 to 4095').optional(),
+    })
+    .superRefine((p, ctx) => {
+      if (p.kernel === 'host') {
+        if (p.uname) ctx.addIssue({ code: 'custom', path: ['uname'], message: 'must be absent when "kernel" is "host" (the running kernel\'s uname is used); remove it' });
+      } else if (!p.uname) {
+        ctx.addIssue({ code: 'custom', path: ['uname'], message: 'is required unless "kernel" is "host"; add the uname fields the profile presents' });
+      } else if (!releaseMatchesKernel(p.uname.release, p.kernel)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['uname', 'release'],
+          message: `is ${JSON.stringify(p.uname.release)} but must start with the kernel version ${JSON.stringify(p.kernel)}; fix "uname.release" or "kernel"`,
+        });
+      }
+      const remove = new Set(p.overrides?.remove ?? []);
+      const both = (p.overrides?.add ?? []).filter((n) => remove.has(n));
+      if (both.length > 0) {
+        ctx.addIssue({ code: 'custom', path: ['overrides'], message: `lists ${JSON.stringify(both[0])} in both "add" and "remove"; keep it in one` });
+      }
+    });
+  return { profileFile, allowedKeys };
+}
+
+let built: ReturnType<typeof buildSchemas> | undefined;
+const schemas = (): ReturnType<typeof buildSchemas> => (built ??= buildSchemas(zod()));
+
+export type ProfileFile = Zod.infer<ReturnType<typeof buildSchemas>['profileFile']>;
 
 /** "4.19.0-27-amd64" matches kernel "4.19"; "4.190" and "4.1" do not. */
 export function releaseMatchesKernel(release: string, kernel: string): boolean {
@@ -106,7 +114,7 @@ export function kernelOfRelease(release: string): string {
  * profile in messages ('profile "linux-4.19"', 'profile file ./x.json').
  */
 export function parseProfile(raw: unknown, where: string, host: HostRelease): Profile {
-  const r = profileFileSchema.safeParse(raw);
+  const r = schemas().profileFile.safeParse(raw);
   if (!r.success) throw new ProfileError(`${where}: ${describeIssue(r.error.issues[0], raw)}`);
   const f = r.data;
   const overrides = { add: [...(f.overrides?.add ?? [])].sort(), remove: [...(f.overrides?.remove ?? [])].sort() };
@@ -143,12 +151,12 @@ function typeName(v: unknown): string {
 }
 
 /** One zod issue as one line: which field, what is wrong, how to fix it. */
-function describeIssue(issue: z.core.$ZodIssue, raw: unknown): string {
+function describeIssue(issue: Zod.core.$ZodIssue, raw: unknown): string {
   const at = issue.path.map(String).join('.');
   const field = at === '' ? 'the profile' : `field "${at}"`;
   switch (issue.code) {
     case 'unrecognized_keys': {
-      const allowed = ALLOWED_KEYS[at] ?? [];
+      const allowed = schemas().allowedKeys[at] ?? [];
       const key = issue.keys[0];
       return `unknown key "${at === '' ? key : `${at}.${key}`}"; remove it (allowed here: ${allowed.join(', ')})`;
     }

@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
+import { cacheDir } from '../cache.js';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { indexModules, parseBuiltin, resolveModules } from './modules.js';
 import { extractVmlinux } from './vmlinux.js';
@@ -42,6 +42,8 @@ export interface KernelInfo {
   modules: string[];
 }
 
+export { cacheDir };
+
 export function availableKernels(): KernelName[] {
   return Object.keys(SOURCES) as KernelName[];
 }
@@ -50,12 +52,6 @@ export function isKernelName(k: string): k is KernelName {
   return Object.hasOwn(SOURCES, k);
 }
 
-/** $VJAIL_CACHE_DIR, else $XDG_CACHE_HOME/vjail, else ~/.cache/vjail. */
-export function cacheDir(): string {
-  if (process.env.VJAIL_CACHE_DIR) return process.env.VJAIL_CACHE_DIR;
-  if (process.env.XDG_CACHE_HOME) return join(process.env.XDG_CACHE_HOME, 'vjail');
-  return join(homedir(), '.cache', 'vjail');
-}
 
 function kernelDir(kernel: KernelName): string {
   return join(cacheDir(), 'vm', 'kernels', kernel);
