@@ -43,6 +43,7 @@ function hasGap(maps: readonly Mapping[], start: bigint, end: bigint): boolean {
 
 export const msealShim: Shim = {
   name: 'mseal',
+  onlyWhenForced: true,
   syscalls: ['mseal'],
   doc:
     'mseal (Linux 6.10) validates its arguments as mm/mseal.c does and then returns 0 without ' +
@@ -56,7 +57,9 @@ export const msealShim: Shim = {
     'programs that seal as hardening (glibc, Chrome) and do not rely on the seal; a program that ' +
     'tests that sealed memory cannot be unmapped sees that it can. The range is checked against ' +
     'the mappings when the supervisor reads them, not atomically with the call. Works for i386 ' +
-    'callers too (32-bit arguments, as the compat entry zero-extends them).',
+    'callers too (32-bit arguments, as the compat entry zero-extends them). Because the seal is not ' +
+    'enforced, this shim is used only when asked for with --emulate mseal; on a host without mseal ' +
+    'the plan answers ENOSYS (with a warning), which programs that seal as hardening handle.',
   handle(n): ShimResult {
     const wide = n.arch === 'x86_64';
     const arg = (v: bigint): bigint => (wide ? v : v & 0xffffffffn);

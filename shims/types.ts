@@ -68,6 +68,13 @@ export interface Shim {
    */
   probeArgs?: Record<string, bigint[]>;
   /**
+   * True when the emulation is knowingly incomplete (mseal validates but does
+   * not seal): the plan then uses it only when asked with `--emulate`, never
+   * on its own for a host that lacks the syscall; there the caller gets
+   * ENOSYS, which programs handle, rather than a success that is not one.
+   */
+  onlyWhenForced?: boolean;
+  /**
    * True when answering may take as long as the emulated call blocks (a
    * futex wait): the supervisor then gives it no time-out.
    */

@@ -60,7 +60,8 @@ function caseEnv(profile: Profile, job: CompatJob): NodeJS.ProcessEnv {
     VJAIL_PROFILE_RELEASE: profile.uname.release,
     VJAIL_KERNEL_RELEASE: release(),
     VJAIL_COMPAT_KERNEL: job.kernel,
-    VJAIL_SHIMS: [...shims.values()].flatMap((s) => s.syscalls).join(','),
+    // What vjail answers on its own where the kernel lacks it (not shims used only with --emulate).
+    VJAIL_SHIMS: [...shims.values()].filter((s) => !s.onlyWhenForced).flatMap((s) => s.syscalls).join(','),
   };
 }
 

@@ -96,7 +96,7 @@ function profileAction(ctx: Context, arch: ArchName, info: SyscallInfo, unserved
   // A shim that presents the profile where the kernel would show the host (open of /proc/version).
   if (!ctx.kernelFilesMounted && shim?.presentsProfile?.(name, profile)) return viaShim(shim, name, profile);
   if (host.hasSyscall(arch, name)) return ALLOW;
-  if (shim) return viaShim(shim, name, profile);
+  if (shim && !shim.onlyWhenForced) return viaShim(shim, name, profile);
   unserved.push(name);
   return errno(ENOSYS);
 }
