@@ -1,6 +1,5 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { resolve } from 'node:path';
-import { detach, NamedJail } from '../jails/supervise.js';
 import { spawnJail, type Jail, type JailOptions } from '../jail.js';
 import { formatStats } from '../supervisor/stats.js';
 import { UsageError } from './errors.js';
@@ -52,7 +51,7 @@ function traceSink(trace: string | boolean | undefined): { write?: (line: string
 export async function runCommand(command: string[], flags: RunFlags): Promise<number> {
   if (command.length === 0) throw new UsageError('no command given; usage: vjail run [options] -- CMD [ARG...]');
   if (flags.detach && !flags.name) throw new UsageError('--detach needs a name for the jail: add --name NAME');
-  if (flags.detach) return detach(flags.name!, supervisorArgs(command, flags));
+  if (flags.detach) return (await import('../jails/supervise.js')).detach(flags.name!, supervisorArgs(command, flags));
   const sink = traceSink(flags.trace);
   const opts: JailOptions = {
     command,
@@ -63,8 +62,9 @@ export async function runCommand(command: string[], flags: RunFlags): Promise<nu
     emulate: flags.emulate ? flags.emulate.split(',').map((s) => s.trim()).filter(Boolean) : undefined,
     trace: sink.write,
   };
+  // Named-jail bookkeeping (and its state validation) is loaded only for named jails.
   const named = flags.name
-    ? NamedJail.claim({
+    ? (await import('../jails/supervise.js')).NamedJail.claim({
         name: flags.name,
         profile: flags.profile,
         policy: flags.policy ? resolve(flags.policy) : null,
