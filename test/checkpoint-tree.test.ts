@@ -72,32 +72,41 @@ describe('vjail checkpoint and restore: threads, process trees, zombies, session
     expect(masks.size).toBe(4);
   }, 60_000);
 
-  it('a 3-level tree comes back with the same PIDs, parents, groups and sessions, and its zombie is reaped with status 42', async () => {
+  it('a 3-level tree with an orphan comes back with the same PIDs, parents, groups and sessions; its zombies are reaped with their status', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'vjail-tree-'));
-    const names = ['root', 'mid', 'leaf'];
+    const names = ['root', 'orphan', 'mid', 'leaf'];
     const files = names.map((n) => join(dir, n));
     const run = vjailStart(['run', '--pid-ns', '--', tree, dir]);
     expect(await waitFor(() => files.every((f) => rows(f).length >= 20), 30_000)).toBe(true);
     const img = join(dir, 'image');
-    expect(await checkpointJail(pidOf([tree, dir], 2)!, img)).toMatch(/dump: 3 process\(es\) and 1 zombie\(s\), 3 thread\(s\)/);
+    expect(await checkpointJail(pidOf([tree, dir], 2)!, img)).toMatch(/dump: 4 process\(es\) and 2 zombie\(s\), 4 thread\(s\)/);
     expect((await run).exitCode).toBe(137);
     const before = files.map((f) => rows(f).length);
     const m = JSON.parse((await vjail(['inspect', '--json', img])).stdout);
     expect(m.pidNamespace).toBe(true);
-    expect(m.processes.map((p: { pid: number; state: string }) => `${p.pid} ${p.state}`)).toEqual(['2 live', '3 zombie', '4 live', '5 live']);
-    expect(m.processes[1].status).toBe(42 << 8);
-    expect((await vjail(['inspect', img])).stdout).toMatch(/\(pid 3\) zombie, exit status 42/);
+    // Parents first, level by level: init's children (2 and the orphan 6), 2's (zombies 3 and 4, 7), 7's (8).
+    expect(m.processes.map((p: { pid: number; state: string }) => `${p.pid} ${p.state}`)).toEqual(['2 live', '6 live', '3 zombie', '4 zombie', '7 live', '8 live']);
+    expect(m.processes[2].status).toBe(42 << 8);
+    expect(m.processes[3].status).toBe(15);
+    const shown = (await vjail(['inspect', img])).stdout;
+    expect(shown).toMatch(/\(pid 3\) zombie, exit status 42/);
+    expect(shown).toMatch(/\(pid 4\) zombie, signal 15/);
 
     const restored = vjailStart(['restore', img]);
     expect(await waitFor(() => files.every((f, i) => rows(f).length >= before[i]! + 30), 30_000)).toBe(true);
     writeFileSync(join(dir, 'reap'), '');
-    expect(await waitFor(() => rows(join(dir, 'reaped')).length === 1, 30_000)).toBe(true);
+    expect(await waitFor(() => rows(join(dir, 'reaped')).length === 2, 30_000)).toBe(true);
     restored.kill('SIGKILL');
     await restored;
 
-    expect(rows(join(dir, 'reaped'))).toEqual([['3', '42']]);
+    expect(rows(join(dir, 'reaped'))).toEqual([['3', '42'], ['4', '-15']]);
     // "N PID PPID PGID SID": the same before and after; 0 is outside the namespace (vjail-init's session).
-    const want: Record<string, string[]> = { root: ['2', '1', '2', '0'], mid: ['4', '2', '4', '4'], leaf: ['5', '4', '5', '4'] };
+    const want: Record<string, string[]> = {
+      root: ['2', '1', '2', '0'],
+      orphan: ['6', '1', '2', '0'],
+      mid: ['7', '2', '7', '7'],
+      leaf: ['8', '7', '8', '7'],
+    };
     files.forEach((f, i) => {
       const r = rows(f);
       expect(r.length).toBeGreaterThanOrEqual(before[i]! + 30);

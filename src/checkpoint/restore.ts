@@ -81,8 +81,7 @@ export async function restore(opts: RestoreOptions): Promise<Jail> {
     held.push(root);
     ptraceAddon().ptraceSetOptions(root.pid, FOLLOW);
     const rootScratch = { addr: await root.syscallOk('mmap of a scratch page', SYS.mmap, 0, PAGE_SIZE, 3, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), size: PAGE_SIZE };
-    const shells = m.pidNamespace ? await createTree(root, rootScratch, m) : [{ image: first, tracee: root, scratch: rootScratch }];
-    held.push(...shells.slice(1).map((s) => s.tracee));
+    const shells = m.pidNamespace ? await createTree(root, rootScratch, m, held) : [{ image: first, tracee: root, scratch: rootScratch }];
     if (m.pidNamespace) report('tree', `${shells.length} process(es) with their PIDs, sessions and groups`);
     await endZombies(shells);
 

@@ -85,7 +85,8 @@ export async function cloneTask(parent: Tracee, scratch: Scratch, kind: CloneKin
   const args = Buffer.alloc(CLONE_ARGS_SIZE + 8);
   const flags = kind === 'thread' ? CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM : kind === 'sibling' ? CLONE_PARENT : 0;
   args.writeBigUInt64LE(BigInt(flags), 0);
-  args.writeBigUInt64LE(kind === 'thread' ? 0n : BigInt(SIGCHLD), 32);
+  // With CLONE_THREAD or CLONE_PARENT clone3 wants no exit signal: a sibling gets ours (SIGCHLD).
+  args.writeBigUInt64LE(kind === 'process' ? BigInt(SIGCHLD) : 0n, 32);
   if (tid !== undefined) {
     args.writeBigUInt64LE(scratch.addr + BigInt(CLONE_ARGS_SIZE), 64);
     args.writeBigUInt64LE(1n, 72);
@@ -120,9 +121,11 @@ export interface Shell {
 /**
  * Create every process of the image from the restorer `root` (already the
  * image's first process, PID 2 of a new namespace), with the same PIDs,
- * parents, sessions and groups. Returns the shells in the image's order.
+ * parents, sessions and groups. Returns the shells in the image's order;
+ * each task is added to `held` as soon as it exists, so that a failure can
+ * end them all.
  */
-export async function createTree(root: Tracee, rootScratch: Scratch, m: Manifest): Promise<Shell[]> {
+export async function createTree(root: Tracee, rootScratch: Scratch, m: Manifest, held: Tracee[]): Promise<Shell[]> {
   const [first, ...rest] = m.processes;
   const shells = new Map<number, Shell>([[first!.pid, { image: first!, tracee: root, scratch: rootScratch }]]);
   root.setSigmask(~0n);
@@ -132,6 +135,7 @@ export async function createTree(root: Tracee, rootScratch: Scratch, m: Manifest
   const make = async (creator: Shell, p: ProcessImage): Promise<void> => {
     const kind: CloneKind = p.ppid === 1 ? 'sibling' : 'process';
     const t = await cloneTask(creator.tracee, creator.scratch, kind, p.pid);
+    held.push(t);
     const shell: Shell = { image: p, tracee: t, scratch: creator.scratch };
     shells.set(p.pid, shell);
     await populate(shell);
