@@ -1,11 +1,10 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { cacheKey, readCached, writeCached } from '../cache.js';
 import { machine, release, version } from 'node:os';
 import { basename } from 'node:path';
 import { dataPath } from '../paths.js';
 import { compareKernelVersions } from '../syscalls/version.js';
-import { type HostRelease, ProfileError, parseProfile } from './schema.js';
+import { type HostRelease, ProfileError, parseProfile, validatorFingerprint } from './schema.js';
 import type { Profile } from './types.js';
 
 export { ProfileError } from './schema.js';
@@ -40,17 +39,6 @@ function parseJson(text: string, where: string): unknown {
   }
 }
 
-let validatorText: string | undefined;
-
-/** The validator's own code (compiled, or the source when run from src/ by the tests). */
-function validatorSource(): string {
-  for (const name of ['./schema.js', './schema.ts']) {
-    const path = fileURLToPath(new URL(name, import.meta.url));
-    if (existsSync(path)) return readFileSync(path, 'utf8');
-  }
-  throw new Error('vjail: the profile validator (profile/schema) is missing from this installation');
-}
-
 /**
  * Validate a profile file, or take the Profile validated earlier from the
  * same bytes, for the same running kernel, by the same validator (its code is
@@ -58,8 +46,7 @@ function validatorSource(): string {
  */
 function validated(file: string, where: string, host: HostRelease): Profile {
   const text = readText(file, where);
-  validatorText ??= validatorSource();
-  const key = cacheKey(text, JSON.stringify(host), validatorText);
+  const key = cacheKey(text, JSON.stringify(host), validatorFingerprint());
   const hit = readCached<Profile>('profiles', key);
   if (hit) return hit;
   const profile = parseProfile(parseJson(text, where), where, host);

@@ -170,3 +170,12 @@ function describeIssue(issue: Zod.core.$ZodIssue, raw: unknown): string {
       return `${field} ${issue.message.replace(/\s+/g, ' ')}`;
   }
 }
+
+/**
+ * What a validated profile depends on besides its file: the validator's own
+ * code. Part of the cache key (src/profile/load.ts), so a changed validator
+ * never reuses profiles validated by the old one.
+ */
+export function validatorFingerprint(): string {
+  return [buildSchemas, parseProfile, kernelOfRelease, releaseMatchesKernel].map(String).join('\n');
+}
