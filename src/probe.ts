@@ -1,4 +1,7 @@
+import { readFileSync } from 'node:fs';
+import { release, version } from 'node:os';
 import { shims } from '../shims/index.js';
+import { cacheKey, readCached, writeCached } from './cache.js';
 import { native } from './native.js';
 import type { ProbeResults } from './plan/host.js';
 import { syscallTable } from './syscalls/table.js';
@@ -24,10 +27,30 @@ export function probeHostSyscalls(names: readonly string[]): ProbeResults {
     calls.push([info.nr, shim?.probeArgs?.[name] ?? INVALID_ARGS]);
     probed.push(name);
   }
-  const results = calls.length ? native().probeSyscalls(calls) : [];
+  const results = calls.length ? probeOnce(calls) : [];
   const out = new Map<string, boolean>();
   probed.forEach((name, i) => {
     if (i < results.length) out.set(name, results[i] !== ENOSYS);
   });
   return out;
+}
+
+/**
+ * The kernel's answers to these probe calls, asked once per boot: what a
+ * running kernel implements does not change until it reboots, and the probe
+ * costs a fork.
+ */
+function probeOnce(calls: [number, bigint[]][]): number[] {
+  let boot = '';
+  try {
+    boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8');
+  } catch {
+    return native().probeSyscalls(calls);
+  }
+  const key = cacheKey(boot, release(), version(), JSON.stringify(calls, (_k, v) => (typeof v === 'bigint' ? v.toString() : v)));
+  const hit = readCached<number[]>('probes', key);
+  if (hit) return hit;
+  const results = native().probeSyscalls(calls);
+  writeCached('probes', key, results);
+  return results;
 }
