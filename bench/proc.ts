@@ -1,4 +1,5 @@
 import { spawn, type StdioOptions } from 'node:child_process';
+import { dataPath } from '../src/paths.js';
 
 export interface Captured {
   stdout: string;
@@ -37,3 +38,6 @@ export function numberField(out: string, key: string): number {
   if (!Number.isFinite(v)) throw new Error(`"${key}" is not a number in: ${firstLine(out)}`);
   return v;
 }
+
+/** The vjail CLI of this checkout. */
+export const vjailCli = (): string => dataPath('bin', 'vjail.js');

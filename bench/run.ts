@@ -16,29 +16,14 @@ import { loadOciPolicy } from '../src/policy/oci.js';
 import { loadProfile } from '../src/profile/load.js';
 import { BuildError, buildC } from './cc.js';
 import { describeMachine, type Machine } from './machine.js';
-import { capture, field, numberField } from './proc.js';
+import { capture, field, numberField, vjailCli } from './proc.js';
 import { libseccompRules } from './rules.js';
 import { runWithPlan, viaJavaScript } from './shim-path.js';
-import { summarize, type Summary } from './stats.js';
+import { GROUPS, type GroupId, measure, type Row, type Variant, withRatios } from './measure.js';
+import { checkpointGroup, checkpointReferences, checkpointTargets } from './checkpoint.js';
 import { formatReport } from './table.js';
 
-export type GroupId = 'intercepted' | 'allowed' | 'startup' | 'checkpoint';
-export const GROUPS: readonly GroupId[] = ['intercepted', 'allowed', 'startup', 'checkpoint'];
-
-export interface Row {
-  group: GroupId;
-  /** Stable key, e.g. "intercepted.vjail-native". */
-  id: string;
-  label: string;
-  unit: string;
-  status: 'measured' | 'skipped' | 'failed' | 'not implemented';
-  summary?: Summary;
-  /** median / the reference row's median. */
-  ratio?: number;
-  /** id of the reference row of `ratio`. */
-  ratioTo?: string;
-  note?: string;
-}
+export { GROUPS, type GroupId, type Row };
 
 export interface Target {
   id: string;
@@ -46,8 +31,18 @@ export interface Target {
   value?: number;
   limit: number;
   unit: string;
+  /** The value must reach the limit (a bandwidth), rather than stay under it. */
+  atLeast?: boolean;
   met?: boolean;
   note?: string;
+}
+
+/** A number measured outside this run, printed beside a group for comparison. */
+export interface Reference {
+  group: GroupId;
+  label: string;
+  text: string;
+  source: string;
 }
 
 export interface Report {
@@ -55,6 +50,7 @@ export interface Report {
   quick: boolean;
   params: Params;
   rows: Row[];
+  references: Reference[];
   targets: Target[];
 }
 
@@ -63,55 +59,13 @@ interface Params {
   interceptedCalls: number;
   allowedCalls: number;
   startupRounds: number;
-  bandwidthMiB: number[];
-  bandwidthRounds: number;
+  /** Working-set sizes of the checkpoint group: memcpy, write+fsync, dump, restore. */
+  checkpointMiB: number[];
+  checkpointRounds: number;
 }
 
-const FULL: Params = { rounds: 9, interceptedCalls: 20_000, allowedCalls: 2_000_000, startupRounds: 15, bandwidthMiB: [16, 256, 1024], bandwidthRounds: 3 };
-const QUICK: Params = { rounds: 2, interceptedCalls: 200, allowedCalls: 2_000, startupRounds: 1, bandwidthMiB: [1, 2, 4], bandwidthRounds: 1 };
-
-interface Variant {
-  id: string;
-  label: string;
-  unit: string;
-  /** One measurement, in `unit`. */
-  sample?: () => Promise<number>;
-  /** Why there is nothing to measure (tool absent). */
-  skip?: string;
-  note?: string;
-}
-
-/**
- * Run the variants round-robin, `rounds` times, rotating who goes first. A
- * run that fails (say, the machine was busy rebuilding something) is left
- * out and noted; a variant with no successful run at all is reported failed.
- */
-async function measure(group: GroupId, variants: Variant[], rounds: number, log: (s: string) => void): Promise<Row[]> {
-  const samples = new Map<string, number[]>(variants.map((v) => [v.id, []]));
-  const errors = new Map<string, string[]>(variants.map((v) => [v.id, []]));
-  const live = variants.filter((v) => v.sample && !v.skip);
-  for (let r = 0; r < rounds; r++) {
-    log(`${group}: round ${r + 1}/${rounds}`);
-    for (let i = 0; i < live.length; i++) {
-      const v = live[(i + r) % live.length]!;
-      try {
-        samples.get(v.id)!.push(await v.sample!());
-      } catch (e) {
-        errors.get(v.id)!.push(e instanceof Error ? e.message : String(e));
-      }
-    }
-  }
-  return variants.map((v): Row => {
-    const base = { group, id: `${group}.${v.id}`, label: v.label, unit: v.unit };
-    if (v.skip || !v.sample) return { ...base, status: 'skipped', note: v.skip };
-    const got = samples.get(v.id)!;
-    const errs = errors.get(v.id)!;
-    if (got.length === 0) return { ...base, status: 'failed', note: errs[0] };
-    const failedNote = errs.length > 0 ? `${errs.length} of ${rounds} runs failed and are left out: ${errs[0]}` : undefined;
-    const note = [v.note, failedNote].filter(Boolean).join('; ') || undefined;
-    return { ...base, status: 'measured', summary: summarize(got), note };
-  });
-}
+const FULL: Params = { rounds: 9, interceptedCalls: 20_000, allowedCalls: 2_000_000, startupRounds: 15, checkpointMiB: [16, 256, 1024], checkpointRounds: 5 };
+const QUICK: Params = { rounds: 2, interceptedCalls: 200, allowedCalls: 2_000, startupRounds: 1, checkpointMiB: [16], checkpointRounds: 1 };
 
 function onPath(name: string): string | undefined {
   for (const dir of (process.env.PATH ?? '').split(delimiter)) {
@@ -136,8 +90,6 @@ function tryBuild(name: string, libs: string[] = []): { path?: string; why?: str
     throw e;
   }
 }
-
-const vjailCli = (): string => dataPath('bin', 'vjail.js');
 
 /** ns per call printed by callloop, checking who answered uname when `release` is given. */
 function perCall(out: string, release?: RegExp): number {
@@ -314,51 +266,6 @@ async function startup(p: Params, log: (s: string) => void): Promise<Row[]> {
   return withRatios(rows, 'startup.true');
 }
 
-async function checkpoint(p: Params, dir: string, log: (s: string) => void): Promise<Row[]> {
-  const bw = buildC('bandwidth');
-  const gib = (bytesPerS: number) => bytesPerS / 2 ** 30;
-  const variants: Variant[] = [];
-  for (const mib of p.bandwidthMiB) {
-    variants.push({
-      id: `memcpy-${mib}MiB`,
-      label: `memcpy ${mib} MiB`,
-      unit: 'GiB/s',
-      sample: async () => gib(numberField((await capture(bw, ['memcpy', String(mib)])).stdout, 'bytes_per_s')),
-    });
-  }
-  for (const mib of p.bandwidthMiB) {
-    variants.push({
-      id: `write-${mib}MiB`,
-      label: `file write+fsync ${mib} MiB`,
-      unit: 'GiB/s',
-      sample: async () => gib(numberField((await capture(bw, ['write', String(mib), dir])).stdout, 'bytes_per_s')),
-    });
-  }
-  const rows = await measure('checkpoint', variants, p.bandwidthRounds, log);
-  const notImplemented: Row[] = ['checkpoint', 'restore'].map((what) => ({
-    group: 'checkpoint',
-    id: `checkpoint.${what}`,
-    label: `vjail ${what}`,
-    unit: 'GiB/s',
-    status: 'not implemented',
-    note: 'not implemented (issue: checkpoint/restore)',
-  }));
-  return [...notImplemented, ...rows];
-}
-
-/** Set ratio = median / reference median on every measured row. */
-function withRatios(rows: Row[], refId: string): Row[] {
-  const ref = rows.find((r) => r.id === refId)?.summary?.median;
-  if (ref === undefined || ref <= 0) return rows;
-  for (const r of rows) {
-    if (r.summary) {
-      r.ratio = r.summary.median / ref;
-      r.ratioTo = refId;
-    }
-  }
-  return rows;
-}
-
 function targets(rows: Row[]): Target[] {
   const get = (id: string) => rows.find((r) => r.id === id);
   const out: Target[] = [];
@@ -391,6 +298,7 @@ function targets(rows: Row[]): Target[] {
       ? { id: 'startup', description: 'vjail run start-up beyond node -e \'\' ≤ 10 ms', value: vjail - node, limit: 10, unit: 'ms', met: vjail - node <= 10 }
       : { id: 'startup', description: 'vjail run start-up beyond node -e \'\' ≤ 10 ms', limit: 10, unit: 'ms', note: 'not measured' },
   );
+  out.push(...checkpointTargets(rows));
   return out;
 }
 
@@ -404,11 +312,12 @@ export async function runBench(opts: { quick?: boolean; only?: GroupId[]; log?: 
     if (only.has('intercepted')) rows.push(...(await intercepted(params, log)));
     if (only.has('allowed')) rows.push(...(await allowed(params, dir, log)));
     if (only.has('startup')) rows.push(...(await startup(params, log)));
-    if (only.has('checkpoint')) rows.push(...(await checkpoint(params, dir, log)));
+    if (only.has('checkpoint')) rows.push(...(await checkpointGroup(params, dir, log)));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
-  return { machine: describeMachine(), quick: !!opts.quick, params, rows, targets: targets(rows) };
+  const references = only.has('checkpoint') ? checkpointReferences() : [];
+  return { machine: describeMachine(), quick: !!opts.quick, params, rows, references, targets: targets(rows) };
 }
 
 function parseArgs(argv: string[]): { quick: boolean; json: boolean; only?: GroupId[] } {

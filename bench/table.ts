@@ -1,10 +1,11 @@
-import type { Report, Row } from './run.js';
+import type { Reference, Report, Row, Target } from './run.js';
 
 const TITLES: Record<Row['group'], string> = {
   intercepted: 'Intercepted syscall: uname per call, timed inside the workload (ratio: to the C floor with SYNC_WAKE_UP)',
   allowed: "Allowed syscall per call, timed inside the workload (ratio: to libseccomp's filter for the same Docker rules)",
   startup: 'Start-up: spawn to exit (ratio: to a bare exec of /bin/true)',
-  checkpoint: 'Checkpoint/restore, and the bandwidth it will be bounded by',
+  checkpoint:
+    'Checkpoint/restore of a working set of random data, against the bandwidth it is bounded by (ratio: to file write+fsync of the same size; memcpy: to memcpy of the same size)',
 };
 
 function num(v: number): string {
@@ -22,6 +23,38 @@ function padLeft(s: string, n: number): string {
   return s.length >= n ? s : ' '.repeat(n - s.length) + s;
 }
 
+function formatRows(rows: Row[]): string[] {
+  const out: string[] = [];
+  const w = Math.max(...rows.map((x) => x.label.length), 8) + 2;
+  const memcpy = rows.some((x) => x.vsMemcpy !== undefined);
+  out.push(`  ${pad('variant', w)}${padLeft('median', 12)}  ${pad('min–max', 17)}${padLeft('ratio', 7)}${memcpy ? padLeft('memcpy', 8) : ''}`);
+  for (const x of rows) {
+    if (!x.summary) {
+      out.push(`  ${pad(x.label, w)}${padLeft('—', 12)}  ${x.status === 'not implemented' ? (x.note ?? x.status) : `${x.status}: ${x.note ?? ''}`}`);
+      continue;
+    }
+    const s = x.summary;
+    const ratio = x.ratio === undefined ? '' : `${x.ratio.toFixed(2)}×`;
+    const vsMemcpy = x.vsMemcpy === undefined ? '' : `${x.vsMemcpy.toFixed(2)}×`;
+    out.push(`  ${pad(x.label, w)}${padLeft(`${num(s.median)} ${x.unit}`, 12)}  ${pad(`${num(s.min)}–${num(s.max)}`, 17)}${padLeft(ratio, 7)}${padLeft(vsMemcpy, memcpy ? 8 : 0)}`);
+  }
+  for (const x of rows) if (x.summary && x.note) out.push(`  * ${x.label.trim()}: ${x.note}`);
+  return out;
+}
+
+function formatReferences(refs: Reference[]): string[] {
+  if (refs.length === 0) return [];
+  const w = Math.max(...refs.map((x) => x.label.length)) + 2;
+  return [`  For reference (${[...new Set(refs.map((x) => x.source))].join('; ')}):`, ...refs.map((x) => `    ${pad(x.label, w)}${x.text}`)];
+}
+
+/** How far a target was missed: a factor for ratios and bandwidths, a difference otherwise. */
+function missed(t: Target): string {
+  const unit = t.unit === '×' ? '×' : ` ${t.unit}`;
+  if (t.atLeast) return `MISSED: ${num(t.limit / t.value!)}× too slow (needs ${num(t.limit)}${unit})`;
+  return `MISSED by ${num(t.unit === '×' ? t.value! / t.limit : t.value! - t.limit)}${unit}`;
+}
+
 /** The report as text tables, one per group, then the targets. */
 export function formatReport(r: Report): string {
   const m = r.machine;
@@ -29,28 +62,24 @@ export function formatReport(r: Report): string {
   out.push(`Machine: ${m.nproc} CPUs, ${m.cpu}, Linux ${m.kernel}, ${m.memoryGiB} GiB, node ${m.node}` +
     `${m.libseccomp ? `, libseccomp ${m.libseccomp}` : ''}${m.tmpFs ? `, tmpdir on ${m.tmpFs}` : ''}${m.clocksource ? `, clocksource ${m.clocksource}` : ''}, load average ${m.loadavg1} at the end`);
   const p = r.params;
-  out.push(`Runs: ${p.rounds} interleaved rounds (start-up ${p.startupRounds}, bandwidth ${p.bandwidthRounds}); ` +
+  out.push(`Runs: ${p.rounds} interleaved rounds (start-up ${p.startupRounds}, checkpoint ${p.checkpointRounds}); ` +
     `${p.interceptedCalls} intercepted / ${p.allowedCalls} allowed calls per run${r.quick ? ' (--quick: smoke counts, numbers are not meaningful)' : ''}`);
   for (const group of ['intercepted', 'allowed', 'startup', 'checkpoint'] as const) {
     const rows = r.rows.filter((x) => x.group === group);
     if (rows.length === 0) continue;
-    out.push('', TITLES[group]);
-    const w = Math.max(...rows.map((x) => x.label.length), 8) + 2;
-    out.push(`  ${pad('variant', w)}${padLeft('median', 10)}  ${pad('min–max', 17)}${padLeft('ratio', 7)}`);
-    for (const x of rows) {
-      if (!x.summary) {
-        out.push(`  ${pad(x.label, w)}${padLeft('—', 10)}  ${x.status === 'not implemented' ? (x.note ?? x.status) : `${x.status}: ${x.note ?? ''}`}`);
-        continue;
-      }
-      const s = x.summary;
-      const ratio = x.ratio === undefined ? '' : `${x.ratio.toFixed(2)}×`;
-      out.push(`  ${pad(x.label, w)}${padLeft(`${num(s.median)} ${x.unit}`, 10)}  ${pad(`${num(s.min)}–${num(s.max)}`, 17)}${padLeft(ratio, 7)}`);
+    // Rows of no sub-table first (Array.prototype.sort would put undefined last whatever the comparator says).
+    const tables = [undefined, ...new Set(rows.map((x) => x.table).filter((t) => t !== undefined))];
+    for (const table of tables) {
+      const these = rows.filter((x) => x.table === table);
+      if (these.length === 0) continue;
+      out.push('', table ?? TITLES[group]);
+      out.push(...formatRows(these));
+      if (table === undefined) out.push(...formatReferences(r.references.filter((x) => x.group === group)));
     }
-    for (const x of rows) if (x.summary && x.note) out.push(`  * ${x.label}: ${x.note}`);
   }
   out.push('', 'Targets');
   for (const t of r.targets) {
-    const verdict = t.met === undefined ? `n/a (${t.note ?? 'not measured'})` : t.met ? 'met' : `MISSED by ${num(t.unit === '×' ? t.value! / t.limit : t.value! - t.limit)}${t.unit === '×' ? '×' : ` ${t.unit}`}`;
+    const verdict = t.met === undefined ? `n/a (${t.note ?? 'not measured'})` : t.met ? 'met' : missed(t);
     const value = t.value === undefined ? '' : `${num(t.value)}${t.unit === '×' ? '×' : ` ${t.unit}`}: `;
     out.push(`  ${pad(t.description, 66)} ${value}${verdict}`);
     if (t.value !== undefined && t.note) out.push(`    (${t.note})`);
