@@ -20,6 +20,7 @@
 #include <uv.h>
 
 #include "caller.h"
+#include "napi_util.h"
 #include "incaller.h"
 #include "features.h"
 #include "shimcalls.h"
@@ -54,74 +55,6 @@ static void throw_message(napi_env env, const char *msg)
 		napi_throw_error(env, NULL, msg);
 }
 
-static napi_value throw_errno(napi_env env, const char *op, int err)
-{
-	char msg[256];
-	const char *name = strerrorname_np(err);
-	snprintf(msg, sizeof msg, "%s: %s (%s)", op, strerror(err), name ? name : "?");
-	napi_value m, e, v;
-	napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &m);
-	napi_create_error(env, NULL, m, &e);
-	napi_create_int32(env, err, &v);
-	napi_set_named_property(env, e, "errno", v);
-	napi_create_string_utf8(env, name ? name : "UNKNOWN", NAPI_AUTO_LENGTH, &v);
-	napi_set_named_property(env, e, "code", v);
-	napi_create_string_utf8(env, op, NAPI_AUTO_LENGTH, &v);
-	napi_set_named_property(env, e, "syscall", v);
-	napi_throw(env, e);
-	return NULL;
-}
-
-static int get_args(napi_env env, napi_callback_info info, size_t want, napi_value *argv)
-{
-	size_t argc = want;
-	if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < want) {
-		napi_throw_type_error(env, NULL, "too few arguments");
-		return -1;
-	}
-	return 0;
-}
-
-static int32_t arg_i32(napi_env env, napi_value v)
-{
-	int32_t x = 0;
-	napi_get_value_int32(env, v, &x);
-	return x;
-}
-
-static uint64_t arg_u64(napi_env env, napi_value v)
-{
-	uint64_t x = 0;
-	bool lossless;
-	if (napi_get_value_bigint_uint64(env, v, &x, &lossless) != napi_ok) {
-		int64_t i = 0;
-		napi_get_value_int64(env, v, &i);
-		x = (uint64_t)i;
-	}
-	return x;
-}
-
-static napi_value make_i32(napi_env env, int32_t x)
-{
-	napi_value v;
-	napi_create_int32(env, x, &v);
-	return v;
-}
-
-static napi_value make_u64(napi_env env, uint64_t x)
-{
-	napi_value v;
-	napi_create_bigint_uint64(env, x, &v);
-	return v;
-}
-
-static napi_value undefined(napi_env env)
-{
-	napi_value v;
-	napi_get_undefined(env, &v);
-	return v;
-}
-
 /* ---- launch: control socket and pidfds ---------------------------------- */
 
 static napi_value js_socketpair(napi_env env, napi_callback_info info)
@@ -129,11 +62,11 @@ static napi_value js_socketpair(napi_env env, napi_callback_info info)
 	(void)info;
 	int sv[2];
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv))
-		return throw_errno(env, "socketpair", errno);
+		return vj_throw_errno(env, "socketpair", errno);
 	napi_value arr;
 	CALL(env, napi_create_array_with_length(env, 2, &arr));
-	napi_set_element(env, arr, 0, make_i32(env, sv[0]));
-	napi_set_element(env, arr, 1, make_i32(env, sv[1]));
+	napi_set_element(env, arr, 0, vj_make_i32(env, sv[0]));
+	napi_set_element(env, arr, 1, vj_make_i32(env, sv[1]));
 	return arr;
 }
 
@@ -141,30 +74,30 @@ static napi_value js_socketpair(napi_env env, napi_callback_info info)
 static napi_value js_send_message(napi_env env, napi_callback_info info)
 {
 	napi_value argv[2];
-	if (get_args(env, info, 2, argv))
+	if (vj_args(env, info, 2, argv))
 		return NULL;
 	void *data;
 	size_t len;
 	CALL(env, napi_get_buffer_info(env, argv[1], &data, &len));
-	if (send(arg_i32(env, argv[0]), data, len, MSG_NOSIGNAL) < 0)
-		return throw_errno(env, "send", errno);
-	return undefined(env);
+	if (send(vj_i32(env, argv[0]), data, len, MSG_NOSIGNAL) < 0)
+		return vj_throw_errno(env, "send", errno);
+	return vj_undefined(env);
 }
 
 /* recvCtl(fd, timeoutMs): {type, a, b, fd} or null at end of stream. */
 static napi_value js_recv_ctl(napi_env env, napi_callback_info info)
 {
 	napi_value argv[2];
-	if (get_args(env, info, 2, argv))
+	if (vj_args(env, info, 2, argv))
 		return NULL;
-	int fd = arg_i32(env, argv[0]);
+	int fd = vj_i32(env, argv[0]);
 	struct pollfd p = { .fd = fd, .events = POLLIN };
 	int r;
 	do
-		r = poll(&p, 1, arg_i32(env, argv[1]));
+		r = poll(&p, 1, vj_i32(env, argv[1]));
 	while (r < 0 && errno == EINTR);
 	if (r == 0)
-		return throw_errno(env, "recv (control socket)", ETIMEDOUT);
+		return vj_throw_errno(env, "recv (control socket)", ETIMEDOUT);
 	struct ctl_msg m;
 	struct iovec iov = { .iov_base = &m, .iov_len = sizeof m };
 	union {
@@ -177,27 +110,27 @@ static napi_value js_recv_ctl(napi_env env, napi_callback_info info)
 		n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
 	while (n < 0 && errno == EINTR);
 	if (n < 0 && errno == EAGAIN)
-		return throw_errno(env, "recv (control socket)", ETIMEDOUT);
+		return vj_throw_errno(env, "recv (control socket)", ETIMEDOUT);
 	if (n < 0)
-		return throw_errno(env, "recvmsg", errno);
+		return vj_throw_errno(env, "recvmsg", errno);
 	napi_value out;
 	if (n == 0) {
 		napi_get_null(env, &out);
 		return out;
 	}
 	if ((size_t)n != sizeof m)
-		return throw_errno(env, "recvmsg (short control message)", EPROTO);
+		return vj_throw_errno(env, "recvmsg (short control message)", EPROTO);
 	int passed = -1;
 	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
 		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
 			memcpy(&passed, CMSG_DATA(c), sizeof passed);
 	CALL(env, napi_create_object(env, &out));
-	napi_set_named_property(env, out, "type", make_i32(env, (int32_t)m.type));
-	napi_set_named_property(env, out, "a", make_i32(env, m.a));
+	napi_set_named_property(env, out, "type", vj_make_i32(env, (int32_t)m.type));
+	napi_set_named_property(env, out, "a", vj_make_i32(env, m.a));
 	napi_value b;
 	napi_create_int64(env, m.b, &b);
 	napi_set_named_property(env, out, "b", b);
-	napi_set_named_property(env, out, "fd", make_i32(env, passed));
+	napi_set_named_property(env, out, "fd", vj_make_i32(env, passed));
 	return out;
 }
 
@@ -205,22 +138,22 @@ static napi_value js_recv_ctl(napi_env env, napi_callback_info info)
 static napi_value js_pidfd_getfd(napi_env env, napi_callback_info info)
 {
 	napi_value argv[2];
-	if (get_args(env, info, 2, argv))
+	if (vj_args(env, info, 2, argv))
 		return NULL;
-	int fd = (int)syscall(SYS_pidfd_getfd, arg_i32(env, argv[0]), arg_i32(env, argv[1]), 0);
+	int fd = (int)syscall(SYS_pidfd_getfd, vj_i32(env, argv[0]), vj_i32(env, argv[1]), 0);
 	if (fd < 0)
-		return throw_errno(env, "pidfd_getfd", errno);
-	return make_i32(env, fd);
+		return vj_throw_errno(env, "pidfd_getfd", errno);
+	return vj_make_i32(env, fd);
 }
 
 static napi_value js_pidfd_send_signal(napi_env env, napi_callback_info info)
 {
 	napi_value argv[2];
-	if (get_args(env, info, 2, argv))
+	if (vj_args(env, info, 2, argv))
 		return NULL;
-	if (syscall(SYS_pidfd_send_signal, arg_i32(env, argv[0]), arg_i32(env, argv[1]), NULL, 0))
-		return throw_errno(env, "pidfd_send_signal", errno);
-	return undefined(env);
+	if (syscall(SYS_pidfd_send_signal, vj_i32(env, argv[0]), vj_i32(env, argv[1]), NULL, 0))
+		return vj_throw_errno(env, "pidfd_send_signal", errno);
+	return vj_undefined(env);
 }
 
 /* ---- caller memory ------------------------------------------------------ */
@@ -228,46 +161,46 @@ static napi_value js_pidfd_send_signal(napi_env env, napi_callback_info info)
 static napi_value js_read_mem(napi_env env, napi_callback_info info)
 {
 	napi_value argv[3];
-	if (get_args(env, info, 3, argv))
+	if (vj_args(env, info, 3, argv))
 		return NULL;
-	size_t len = (size_t)arg_i32(env, argv[2]);
+	size_t len = (size_t)vj_i32(env, argv[2]);
 	void *data;
 	napi_value buf;
 	CALL(env, napi_create_buffer(env, len, &data, &buf));
-	int err = caller_read((pid_t)arg_i32(env, argv[0]), arg_u64(env, argv[1]), data, len);
+	int err = caller_read((pid_t)vj_i32(env, argv[0]), vj_u64(env, argv[1]), data, len);
 	if (err)
-		return throw_errno(env, "process_vm_readv", err);
+		return vj_throw_errno(env, "process_vm_readv", err);
 	return buf;
 }
 
 static napi_value js_write_mem(napi_env env, napi_callback_info info)
 {
 	napi_value argv[3];
-	if (get_args(env, info, 3, argv))
+	if (vj_args(env, info, 3, argv))
 		return NULL;
 	void *data;
 	size_t len;
 	CALL(env, napi_get_buffer_info(env, argv[2], &data, &len));
-	int err = caller_write((pid_t)arg_i32(env, argv[0]), arg_u64(env, argv[1]), data, len);
+	int err = caller_write((pid_t)vj_i32(env, argv[0]), vj_u64(env, argv[1]), data, len);
 	if (err)
-		return throw_errno(env, "process_vm_writev", err);
-	return undefined(env);
+		return vj_throw_errno(env, "process_vm_writev", err);
+	return vj_undefined(env);
 }
 
 static napi_value js_read_string(napi_env env, napi_callback_info info)
 {
 	napi_value argv[3];
-	if (get_args(env, info, 3, argv))
+	if (vj_args(env, info, 3, argv))
 		return NULL;
-	size_t max = (size_t)arg_i32(env, argv[2]);
+	size_t max = (size_t)vj_i32(env, argv[2]);
 	char *buf = malloc(max ? max : 1);
 	if (!buf)
-		return throw_errno(env, "malloc", ENOMEM);
+		return vj_throw_errno(env, "malloc", ENOMEM);
 	size_t len = 0;
-	int err = caller_read_string((pid_t)arg_i32(env, argv[0]), arg_u64(env, argv[1]), buf, max, &len);
+	int err = caller_read_string((pid_t)vj_i32(env, argv[0]), vj_u64(env, argv[1]), buf, max, &len);
 	napi_value out = NULL;
 	if (err)
-		throw_errno(env, "process_vm_readv (string)", err);
+		vj_throw_errno(env, "process_vm_readv (string)", err);
 	else
 		napi_create_string_utf8(env, buf, len, &out);
 	free(buf);
@@ -284,7 +217,7 @@ static napi_value js_read_string(napi_env env, napi_callback_info info)
 static napi_value js_probe_syscalls(napi_env env, napi_callback_info info)
 {
 	napi_value argv[1];
-	if (get_args(env, info, 1, argv))
+	if (vj_args(env, info, 1, argv))
 		return NULL;
 	uint32_t count = 0;
 	if (napi_get_array_length(env, argv[0], &count) != napi_ok || count > PROBE_MAX) {
@@ -297,7 +230,7 @@ static napi_value js_probe_syscalls(napi_env env, napi_callback_info info)
 		napi_value pair, v, list;
 		napi_get_element(env, argv[0], k, &pair);
 		napi_get_element(env, pair, 0, &v);
-		nrs[k] = arg_i32(env, v);
+		nrs[k] = vj_i32(env, v);
 		napi_get_element(env, pair, 1, &list);
 		for (uint32_t i = 0; i < 6; i++) {
 			args[k][i] = 0;
@@ -305,13 +238,13 @@ static napi_value js_probe_syscalls(napi_env env, napi_callback_info info)
 				napi_valuetype t;
 				napi_typeof(env, v, &t);
 				if (t == napi_bigint || t == napi_number)
-					args[k][i] = arg_u64(env, v);
+					args[k][i] = vj_u64(env, v);
 			}
 		}
 	}
 	int pipefd[2];
 	if (pipe2(pipefd, O_CLOEXEC))
-		return throw_errno(env, "pipe2", errno);
+		return vj_throw_errno(env, "pipe2", errno);
 	pid_t pid = (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
 	if (pid == 0) {
 		for (uint32_t k = 0; k < count; k++) {
@@ -325,7 +258,7 @@ static napi_value js_probe_syscalls(napi_env env, napi_callback_info info)
 	close(pipefd[1]);
 	if (pid < 0) {
 		close(pipefd[0]);
-		return throw_errno(env, "fork", errno);
+		return vj_throw_errno(env, "fork", errno);
 	}
 	napi_value out;
 	napi_create_array(env, &out);
@@ -386,13 +319,13 @@ static void deliver_queued(struct sup_handle *h)
 		napi_open_handle_scope(env, &scope);
 		int arch = sup_arch_index(q.notif.data.arch);
 		napi_value argv[12];
-		argv[0] = make_u64(env, q.notif.id);
-		argv[1] = make_i32(env, (int32_t)q.notif.pid);
-		argv[2] = make_i32(env, arch);
-		argv[3] = make_i32(env, q.notif.data.nr);
+		argv[0] = vj_make_u64(env, q.notif.id);
+		argv[1] = vj_make_i32(env, (int32_t)q.notif.pid);
+		argv[2] = vj_make_i32(env, arch);
+		argv[3] = vj_make_i32(env, q.notif.data.nr);
 		for (int i = 0; i < 6; i++)
-			argv[4 + i] = make_u64(env, q.notif.data.args[i]);
-		argv[10] = make_u64(env, q.notif.data.instruction_pointer);
+			argv[4 + i] = vj_make_u64(env, q.notif.data.args[i]);
+		argv[10] = vj_make_u64(env, q.notif.data.instruction_pointer);
 		napi_create_double(env, (double)q.t0_ns, &argv[11]);
 		call_js(h, h->on_notify, 12, argv);
 		napi_close_handle_scope(env, scope);
@@ -485,18 +418,18 @@ static int copy_table(napi_env env, napi_value buf, struct answer *dst)
 static napi_value js_supervisor_start(napi_env env, napi_callback_info info)
 {
 	napi_value argv[7];
-	if (get_args(env, info, 7, argv))
+	if (vj_args(env, info, 7, argv))
 		return NULL;
 	struct sup_handle *h = calloc(1, sizeof *h);
 	if (!h)
-		return throw_errno(env, "calloc", ENOMEM);
+		return vj_throw_errno(env, "calloc", ENOMEM);
 	bool native_answers = true;
 	napi_get_value_bool(env, argv[1], &native_answers);
-	int err = sup_init(&h->s, arg_i32(env, argv[0]), native_answers);
+	int err = sup_init(&h->s, vj_i32(env, argv[0]), native_answers);
 	if (err) {
 		sup_destroy(&h->s);
 		free(h);
-		return throw_errno(env, "supervisor init", err);
+		return vj_throw_errno(env, "supervisor init", err);
 	}
 	void *pool;
 	size_t pool_len;
@@ -532,7 +465,7 @@ static napi_value js_supervisor_start(napi_env env, napi_callback_info info)
 	err = sup_start(&h->s);
 	if (err) {
 		stop_handle(h);
-		return throw_errno(env, "pthread_create", err);
+		return vj_throw_errno(env, "pthread_create", err);
 	}
 	napi_value ext;
 	CALL(env, napi_create_external(env, h, finalize_handle, NULL, &ext));
@@ -543,32 +476,32 @@ static napi_value js_supervisor_start(napi_env env, napi_callback_info info)
 static napi_value js_supervisor_respond(napi_env env, napi_callback_info info)
 {
 	napi_value argv[8];
-	if (get_args(env, info, 8, argv))
+	if (vj_args(env, info, 8, argv))
 		return NULL;
 	struct sup_handle *h = get_handle(env, argv[0]);
 	if (!h)
 		return NULL;
 	if (h->stopped)
-		return make_i32(env, EBADF);
-	uint64_t id = arg_u64(env, argv[1]);
-	int err = sup_respond(&h->s, id, (int64_t)arg_u64(env, argv[2]), arg_i32(env, argv[3]),
-			      (uint32_t)arg_i32(env, argv[4]));
+		return vj_make_i32(env, EBADF);
+	uint64_t id = vj_u64(env, argv[1]);
+	int err = sup_respond(&h->s, id, (int64_t)vj_u64(env, argv[2]), vj_i32(env, argv[3]),
+			      (uint32_t)vj_i32(env, argv[4]));
 	double t0 = 0;
 	napi_get_value_double(env, argv[7], &t0);
 	if (!err && t0 > 0)
-		sup_record(&h->s, (uint32_t)arg_u64(env, argv[5]), arg_i32(env, argv[6]), (uint64_t)t0);
-	return make_i32(env, err);
+		sup_record(&h->s, (uint32_t)vj_u64(env, argv[5]), vj_i32(env, argv[6]), (uint64_t)t0);
+	return vj_make_i32(env, err);
 }
 
 static napi_value js_supervisor_id_valid(napi_env env, napi_callback_info info)
 {
 	napi_value argv[2];
-	if (get_args(env, info, 2, argv))
+	if (vj_args(env, info, 2, argv))
 		return NULL;
 	struct sup_handle *h = get_handle(env, argv[0]);
 	if (!h)
 		return NULL;
-	uint64_t id = arg_u64(env, argv[1]);
+	uint64_t id = vj_u64(env, argv[1]);
 	napi_value v;
 	napi_get_boolean(env, !h->stopped && ioctl(h->s.listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &id) == 0, &v);
 	return v;
@@ -578,7 +511,7 @@ static napi_value js_supervisor_id_valid(napi_env env, napi_callback_info info)
 static napi_value js_supervisor_addfd(napi_env env, napi_callback_info info)
 {
 	napi_value argv[4];
-	if (get_args(env, info, 4, argv))
+	if (vj_args(env, info, 4, argv))
 		return NULL;
 	struct sup_handle *h = get_handle(env, argv[0]);
 	if (!h)
@@ -586,22 +519,22 @@ static napi_value js_supervisor_addfd(napi_env env, napi_callback_info info)
 	bool cloexec = false;
 	napi_get_value_bool(env, argv[3], &cloexec);
 	struct seccomp_notif_addfd add = {
-		.id = arg_u64(env, argv[1]),
+		.id = vj_u64(env, argv[1]),
 		.flags = SECCOMP_ADDFD_FLAG_SEND,
-		.srcfd = (uint32_t)arg_i32(env, argv[2]),
+		.srcfd = (uint32_t)vj_i32(env, argv[2]),
 		.newfd_flags = cloexec ? O_CLOEXEC : 0,
 	};
 	int fd = ioctl(h->s.listener, SECCOMP_IOCTL_NOTIF_ADDFD, &add);
 	if (fd < 0)
-		return throw_errno(env, "SECCOMP_IOCTL_NOTIF_ADDFD", errno);
-	return make_i32(env, fd);
+		return vj_throw_errno(env, "SECCOMP_IOCTL_NOTIF_ADDFD", errno);
+	return vj_make_i32(env, fd);
 }
 
 /* supervisorStats(h): Buffer with struct sup_stat[2][1024]. */
 static napi_value js_supervisor_stats(napi_env env, napi_callback_info info)
 {
 	napi_value argv[1];
-	if (get_args(env, info, 1, argv))
+	if (vj_args(env, info, 1, argv))
 		return NULL;
 	struct sup_handle *h = get_handle(env, argv[0]);
 	if (!h)
@@ -619,13 +552,13 @@ static napi_value js_supervisor_stats(napi_env env, napi_callback_info info)
 static napi_value js_supervisor_stop(napi_env env, napi_callback_info info)
 {
 	napi_value argv[1];
-	if (get_args(env, info, 1, argv))
+	if (vj_args(env, info, 1, argv))
 		return NULL;
 	struct sup_handle *h = get_handle(env, argv[0]);
 	if (!h)
 		return NULL;
 	stop_handle(h);
-	return undefined(env);
+	return vj_undefined(env);
 }
 
 /* ---- module ------------------------------------------------------------- */

@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <linux/ptrace.h>
 
+#include "napi_util.h"
 #include "ptrace.h"
 
 #ifndef PTRACE_GET_RSEQ_CONFIGURATION
@@ -24,60 +25,6 @@
 
 /* The largest register set we read: XSAVE areas are a few KiB (AMX: ~11 KiB). */
 #define REGSET_MAX (64 * 1024)
-
-static napi_value fail(napi_env env, const char *op, int err)
-{
-	char msg[256];
-	const char *name = strerrorname_np(err);
-	snprintf(msg, sizeof msg, "%s: %s (%s)", op, strerror(err), name ? name : "?");
-	napi_value m, e, v;
-	napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &m);
-	napi_create_error(env, NULL, m, &e);
-	napi_create_int32(env, err, &v);
-	napi_set_named_property(env, e, "errno", v);
-	napi_create_string_utf8(env, name ? name : "UNKNOWN", NAPI_AUTO_LENGTH, &v);
-	napi_set_named_property(env, e, "code", v);
-	napi_create_string_utf8(env, op, NAPI_AUTO_LENGTH, &v);
-	napi_set_named_property(env, e, "syscall", v);
-	napi_throw(env, e);
-	return NULL;
-}
-
-static int args(napi_env env, napi_callback_info info, size_t want, napi_value *argv)
-{
-	size_t argc = want;
-	if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < want) {
-		napi_throw_type_error(env, NULL, "too few arguments");
-		return -1;
-	}
-	return 0;
-}
-
-static int32_t i32(napi_env env, napi_value v)
-{
-	int32_t x = 0;
-	napi_get_value_int32(env, v, &x);
-	return x;
-}
-
-static uint64_t u64(napi_env env, napi_value v)
-{
-	uint64_t x = 0;
-	bool lossless;
-	if (napi_get_value_bigint_uint64(env, v, &x, &lossless) != napi_ok) {
-		int64_t i = 0;
-		napi_get_value_int64(env, v, &i);
-		x = (uint64_t)i;
-	}
-	return x;
-}
-
-static napi_value undef(napi_env env)
-{
-	napi_value v;
-	napi_get_undefined(env, &v);
-	return v;
-}
 
 static napi_value copy_buffer(napi_env env, const void *src, size_t len)
 {
@@ -92,11 +39,11 @@ static napi_value copy_buffer(napi_env env, const void *src, size_t len)
 static napi_value pid_options_request(napi_env env, napi_callback_info info, enum __ptrace_request req, const char *name)
 {
 	napi_value argv[2];
-	if (args(env, info, 2, argv))
+	if (vj_args(env, info, 2, argv))
 		return NULL;
-	if (ptrace(req, i32(env, argv[0]), 0L, (long)i32(env, argv[1])))
-		return fail(env, name, errno);
-	return undef(env);
+	if (ptrace(req, vj_i32(env, argv[0]), 0L, (long)vj_i32(env, argv[1])))
+		return vj_throw_errno(env, name, errno);
+	return vj_undefined(env);
 }
 
 /* ptraceSeize(pid, options) */
@@ -109,28 +56,28 @@ napi_value js_ptrace_seize(napi_env env, napi_callback_info info)
 napi_value js_ptrace_interrupt(napi_env env, napi_callback_info info)
 {
 	napi_value argv[1];
-	if (args(env, info, 1, argv))
+	if (vj_args(env, info, 1, argv))
 		return NULL;
-	if (ptrace(PTRACE_INTERRUPT, i32(env, argv[0]), 0L, 0L))
-		return fail(env, "ptrace(PTRACE_INTERRUPT)", errno);
-	return undef(env);
+	if (ptrace(PTRACE_INTERRUPT, vj_i32(env, argv[0]), 0L, 0L))
+		return vj_throw_errno(env, "ptrace(PTRACE_INTERRUPT)", errno);
+	return vj_undefined(env);
 }
 
 /* ptraceWait(pid, nohang): the raw wait status, or null if nohang and nothing happened. */
 napi_value js_ptrace_wait(napi_env env, napi_callback_info info)
 {
 	napi_value argv[2];
-	if (args(env, info, 2, argv))
+	if (vj_args(env, info, 2, argv))
 		return NULL;
 	bool nohang = false;
 	napi_get_value_bool(env, argv[1], &nohang);
 	int st = 0;
 	pid_t r;
 	do
-		r = waitpid(i32(env, argv[0]), &st, __WALL | (nohang ? WNOHANG : 0));
+		r = waitpid(vj_i32(env, argv[0]), &st, __WALL | (nohang ? WNOHANG : 0));
 	while (r < 0 && errno == EINTR);
 	if (r < 0)
-		return fail(env, "waitpid", errno);
+		return vj_throw_errno(env, "waitpid", errno);
 	napi_value v;
 	if (r == 0)
 		napi_get_null(env, &v);
@@ -143,7 +90,7 @@ napi_value js_ptrace_wait(napi_env env, napi_callback_info info)
 napi_value js_ptrace_resume(napi_env env, napi_callback_info info)
 {
 	napi_value argv[3];
-	if (args(env, info, 3, argv))
+	if (vj_args(env, info, 3, argv))
 		return NULL;
 	static const struct {
 		enum __ptrace_request req;
@@ -154,29 +101,29 @@ napi_value js_ptrace_resume(napi_env env, napi_callback_info info)
 		{ PTRACE_DETACH, "ptrace(PTRACE_DETACH)" },
 		{ PTRACE_LISTEN, "ptrace(PTRACE_LISTEN)" },
 	};
-	int how = i32(env, argv[1]);
+	int how = vj_i32(env, argv[1]);
 	if (how < 0 || how > 3) {
 		napi_throw_range_error(env, NULL, "bad resume request");
 		return NULL;
 	}
-	if (ptrace(hows[how].req, i32(env, argv[0]), 0L, (long)i32(env, argv[2])))
-		return fail(env, hows[how].name, errno);
-	return undef(env);
+	if (ptrace(hows[how].req, vj_i32(env, argv[0]), 0L, (long)vj_i32(env, argv[2])))
+		return vj_throw_errno(env, hows[how].name, errno);
+	return vj_undefined(env);
 }
 
 /* ptraceGetRegset(pid, type): the register set (NT_PRSTATUS, NT_X86_XSTATE, ...) as a Buffer. */
 napi_value js_ptrace_get_regset(napi_env env, napi_callback_info info)
 {
 	napi_value argv[2];
-	if (args(env, info, 2, argv))
+	if (vj_args(env, info, 2, argv))
 		return NULL;
 	void *buf = calloc(1, REGSET_MAX);
 	if (!buf)
-		return fail(env, "calloc", ENOMEM);
+		return vj_throw_errno(env, "calloc", ENOMEM);
 	struct iovec iov = { .iov_base = buf, .iov_len = REGSET_MAX };
 	napi_value out = NULL;
-	if (ptrace(PTRACE_GETREGSET, i32(env, argv[0]), (long)i32(env, argv[1]), &iov))
-		fail(env, "ptrace(PTRACE_GETREGSET)", errno);
+	if (ptrace(PTRACE_GETREGSET, vj_i32(env, argv[0]), (long)vj_i32(env, argv[1]), &iov))
+		vj_throw_errno(env, "ptrace(PTRACE_GETREGSET)", errno);
 	else
 		out = copy_buffer(env, buf, iov.iov_len);
 	free(buf);
@@ -187,7 +134,7 @@ napi_value js_ptrace_get_regset(napi_env env, napi_callback_info info)
 napi_value js_ptrace_set_regset(napi_env env, napi_callback_info info)
 {
 	napi_value argv[3];
-	if (args(env, info, 3, argv))
+	if (vj_args(env, info, 3, argv))
 		return NULL;
 	void *data;
 	size_t len;
@@ -196,22 +143,22 @@ napi_value js_ptrace_set_regset(napi_env env, napi_callback_info info)
 		return NULL;
 	}
 	struct iovec iov = { .iov_base = data, .iov_len = len };
-	if (ptrace(PTRACE_SETREGSET, i32(env, argv[0]), (long)i32(env, argv[1]), &iov))
-		return fail(env, "ptrace(PTRACE_SETREGSET)", errno);
+	if (ptrace(PTRACE_SETREGSET, vj_i32(env, argv[0]), (long)vj_i32(env, argv[1]), &iov))
+		return vj_throw_errno(env, "ptrace(PTRACE_SETREGSET)", errno);
 	if (iov.iov_len != len)
-		return fail(env, "ptrace(PTRACE_SETREGSET) (short)", EINVAL);
-	return undef(env);
+		return vj_throw_errno(env, "ptrace(PTRACE_SETREGSET) (short)", EINVAL);
+	return vj_undefined(env);
 }
 
 /* ptraceGetSigmask(pid): the blocked-signal mask as a bigint. */
 napi_value js_ptrace_get_sigmask(napi_env env, napi_callback_info info)
 {
 	napi_value argv[1];
-	if (args(env, info, 1, argv))
+	if (vj_args(env, info, 1, argv))
 		return NULL;
 	uint64_t mask = 0;
-	if (ptrace(PTRACE_GETSIGMASK, i32(env, argv[0]), (long)sizeof mask, &mask))
-		return fail(env, "ptrace(PTRACE_GETSIGMASK)", errno);
+	if (ptrace(PTRACE_GETSIGMASK, vj_i32(env, argv[0]), (long)sizeof mask, &mask))
+		return vj_throw_errno(env, "ptrace(PTRACE_GETSIGMASK)", errno);
 	napi_value v;
 	napi_create_bigint_uint64(env, mask, &v);
 	return v;
@@ -221,19 +168,19 @@ napi_value js_ptrace_get_sigmask(napi_env env, napi_callback_info info)
 napi_value js_ptrace_set_sigmask(napi_env env, napi_callback_info info)
 {
 	napi_value argv[2];
-	if (args(env, info, 2, argv))
+	if (vj_args(env, info, 2, argv))
 		return NULL;
-	uint64_t mask = u64(env, argv[1]);
-	if (ptrace(PTRACE_SETSIGMASK, i32(env, argv[0]), (long)sizeof mask, &mask))
-		return fail(env, "ptrace(PTRACE_SETSIGMASK)", errno);
-	return undef(env);
+	uint64_t mask = vj_u64(env, argv[1]);
+	if (ptrace(PTRACE_SETSIGMASK, vj_i32(env, argv[0]), (long)sizeof mask, &mask))
+		return vj_throw_errno(env, "ptrace(PTRACE_SETSIGMASK)", errno);
+	return vj_undefined(env);
 }
 
 /* ptraceRseqConfig(pid): struct ptrace_rseq_configuration (Linux 5.13+) as a Buffer. */
 napi_value js_ptrace_rseq_config(napi_env env, napi_callback_info info)
 {
 	napi_value argv[1];
-	if (args(env, info, 1, argv))
+	if (vj_args(env, info, 1, argv))
 		return NULL;
 	struct {
 		uint64_t rseq_abi_pointer;
@@ -243,9 +190,9 @@ napi_value js_ptrace_rseq_config(napi_env env, napi_callback_info info)
 		uint32_t pad;
 	} conf;
 	memset(&conf, 0, sizeof conf);
-	long n = ptrace(PTRACE_GET_RSEQ_CONFIGURATION, i32(env, argv[0]), (long)sizeof conf, &conf);
+	long n = ptrace(PTRACE_GET_RSEQ_CONFIGURATION, vj_i32(env, argv[0]), (long)sizeof conf, &conf);
 	if (n < 0)
-		return fail(env, "ptrace(PTRACE_GET_RSEQ_CONFIGURATION)", errno);
+		return vj_throw_errno(env, "ptrace(PTRACE_GET_RSEQ_CONFIGURATION)", errno);
 	return copy_buffer(env, &conf, sizeof conf);
 }
 
@@ -254,22 +201,22 @@ napi_value js_ptrace_rseq_config(napi_env env, napi_callback_info info)
 napi_value js_ptrace_peek_siginfo(napi_env env, napi_callback_info info)
 {
 	napi_value argv[2];
-	if (args(env, info, 2, argv))
+	if (vj_args(env, info, 2, argv))
 		return NULL;
 	bool shared = false;
 	napi_get_value_bool(env, argv[1], &shared);
 	enum { BATCH = 32, MAX = 4096 };
 	siginfo_t *all = calloc(MAX, sizeof(siginfo_t));
 	if (!all)
-		return fail(env, "calloc", ENOMEM);
+		return vj_throw_errno(env, "calloc", ENOMEM);
 	size_t n = 0;
 	while (n < MAX) {
 		struct ptrace_peeksiginfo_args a = { .off = n, .flags = shared ? PTRACE_PEEKSIGINFO_SHARED : 0, .nr = BATCH };
-		long got = ptrace(PTRACE_PEEKSIGINFO, i32(env, argv[0]), &a, &all[n]);
+		long got = ptrace(PTRACE_PEEKSIGINFO, vj_i32(env, argv[0]), &a, &all[n]);
 		if (got < 0) {
 			int err = errno;
 			free(all);
-			return fail(env, "ptrace(PTRACE_PEEKSIGINFO)", err);
+			return vj_throw_errno(env, "ptrace(PTRACE_PEEKSIGINFO)", err);
 		}
 		if (got == 0)
 			break;
@@ -290,11 +237,11 @@ napi_value js_ptrace_set_options(napi_env env, napi_callback_info info)
 napi_value js_ptrace_get_event_msg(napi_env env, napi_callback_info info)
 {
 	napi_value argv[1];
-	if (args(env, info, 1, argv))
+	if (vj_args(env, info, 1, argv))
 		return NULL;
 	unsigned long msg = 0;
-	if (ptrace(PTRACE_GETEVENTMSG, i32(env, argv[0]), 0L, &msg))
-		return fail(env, "ptrace(PTRACE_GETEVENTMSG)", errno);
+	if (ptrace(PTRACE_GETEVENTMSG, vj_i32(env, argv[0]), 0L, &msg))
+		return vj_throw_errno(env, "ptrace(PTRACE_GETEVENTMSG)", errno);
 	napi_value v;
 	napi_create_double(env, (double)msg, &v);
 	return v;

@@ -1,6 +1,7 @@
 #include "supervisor.h"
 #include "caller.h"
 #include "protocol.h"
+#include "seccomp_compat.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -14,12 +15,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifndef SECCOMP_IOCTL_NOTIF_SET_FLAGS
-#define SECCOMP_IOCTL_NOTIF_SET_FLAGS SECCOMP_IOW(4, __u64)
-#endif
-#ifndef SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP
-#define SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (1UL << 0)
-#endif
 #define AUDIT_ARCH_X86_64_ 0xC000003EU
 #define AUDIT_ARCH_I386_ 0x40000003U
 #define RING_CAP 4096
