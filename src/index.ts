@@ -9,3 +9,4 @@ export { derivePlan, plan, diffProfiles } from './plan/plan.js';
 export type { Action, Plan, ArchPlan, SyscallDecision } from './plan/action.js';
 export { compile } from './bpf/compile.js';
 export type { SyscallStats } from './supervisor/stats.js';
+export type { Shim, ShimResult, ShimContext, Notification, CallerAccess } from '../shims/types.js';

@@ -1,5 +1,6 @@
 import { closeSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import type { Readable, Writable } from 'node:stream';
 import { join } from 'node:path';
 import { mountableKernelFiles } from '../shims/kernel-files.js';
 import { constants } from 'node:os';
@@ -7,6 +8,7 @@ import { compile } from './bpf/compile.js';
 import { launch, CTL, type LaunchOptions } from './launch.js';
 import { native } from './native.js';
 import type { Plan } from './plan/action.js';
+import type { Shim } from '../shims/types.js';
 import { describeHost } from './plan/host.js';
 import { derivePlan } from './plan/plan.js';
 import { loadOciPolicy } from './policy/oci.js';
@@ -41,6 +43,15 @@ export interface JailOptions {
   trace?: (line: string) => void;
   /** Warnings (plan gaps, failing shims); default: stderr. */
   warn?: (line: string) => void;
+  /**
+   * Advanced: run under this plan instead of deriving one from profile,
+   * policy and emulate (the profile still decides the shims' answers).
+   */
+  plan?: Plan;
+  /** Advanced: shims added to (or replacing) the built-in ones, by name. */
+  shims?: Shim[];
+  /** A shim that has not answered after this long gets the profile's shim error (default 30 s). */
+  shimTimeoutMs?: number;
   cwd?: string;
   env?: NodeJS.ProcessEnv;
   stdio?: LaunchOptions['stdio'];
@@ -74,6 +85,10 @@ function exitFromWaitStatus(raw: number): JailExit {
 export class Jail {
   /** Resolves when every process of the jail has exited. */
   readonly exited: Promise<JailExit>;
+  /** The jail's standard streams, where `stdio` asked for 'pipe' (else null). */
+  readonly stdin: Writable | null;
+  readonly stdout: Readable | null;
+  readonly stderr: Readable | null;
 
   constructor(
     readonly pid: number,
@@ -83,8 +98,12 @@ export class Jail {
     private readonly pidfd: number,
     private readonly supervisor: Supervisor,
     exited: Promise<JailExit>,
+    streams: { stdin: Writable | null; stdout: Readable | null; stderr: Readable | null },
   ) {
     this.exited = exited;
+    this.stdin = streams.stdin;
+    this.stdout = streams.stdout;
+    this.stderr = streams.stderr;
   }
 
   /** Send a signal to the jail's main process. */
@@ -133,7 +152,10 @@ export function spawnJail(opts: JailOptions): Jail {
   const profile = typeof opts.profile === 'object' ? opts.profile : loadProfile(opts.profile ?? 'host');
   const mode = opts.kernelFiles ?? 'auto';
   const mountFiles = !profile.isHost && (mode === 'mount' || (mode === 'auto' && process.geteuid?.() === 0));
-  const { plan, warnings, filter } = planJail({ ...opts, profile, kernelFilesMounted: mountFiles });
+  const planned = opts.plan
+    ? { plan: opts.plan, warnings: [], filter: compile(opts.plan) }
+    : planJail({ ...opts, profile, kernelFilesMounted: mountFiles });
+  const { plan, warnings, filter } = planned;
   const kernelFiles = mountFiles ? writeKernelFiles(profile) : undefined;
   const warn = opts.warn ?? ((line: string) => process.stderr.write(`vjail: ${line}\n`));
   let launched;
@@ -152,7 +174,15 @@ export function spawnJail(opts: JailOptions): Jail {
     if (kernelFiles) rmSync(kernelFiles.dir, { recursive: true, force: true });
     throw e;
   }
-  const supervisor = new Supervisor({ listenerFd: launched.listenerFd, plan, profile, trace: opts.trace, warn });
+  const supervisor = new Supervisor({
+    listenerFd: launched.listenerFd,
+    plan,
+    profile,
+    trace: opts.trace,
+    warn,
+    shims: opts.shims,
+    shimTimeoutMs: opts.shimTimeoutMs,
+  });
   supervisor.start();
 
   const exited = new Promise<JailExit>((resolve) => {
@@ -184,7 +214,8 @@ export function spawnJail(opts: JailOptions): Jail {
       resolve(execError ? { ...result, execError } : result);
     });
   });
-  return new Jail(launched.pid, plan, profile, warnings, launched.pidfd, supervisor, exited);
+  const { stdin, stdout, stderr } = launched.init;
+  return new Jail(launched.pid, plan, profile, warnings, launched.pidfd, supervisor, exited, { stdin, stdout, stderr });
 }
 
 /** The profile's kernel files, written where vjail-init can mount them over the real ones. */

@@ -1,8 +1,8 @@
 import { closeSync } from 'node:fs';
 import type { Action, ArchName, NativeAnswer, Plan, SyscallDecision } from '../plan/action.js';
 import type { Profile } from '../profile/types.js';
-import type { Notification, ShimResult } from '../../shims/types.js';
-import { shims } from '../../shims/index.js';
+import type { Notification, Shim, ShimResult } from '../../shims/types.js';
+import { shims as registry } from '../../shims/index.js';
 import { native, type SupervisorHandle } from '../native.js';
 import { syscallTable } from '../syscalls/table.js';
 import { formatCall, formatResult } from '../trace/format.js';
@@ -26,6 +26,8 @@ export interface SupervisorOptions {
   warn?: (line: string) => void;
   /** A shim that has not answered after this long gets the profile's shim error. */
   shimTimeoutMs?: number;
+  /** Shims besides (or replacing, by name) the built-in registry. */
+  shims?: readonly Shim[];
   /** Called once every jailed process has exited (the listener hung up). */
   onIdle?: () => void;
 }
@@ -41,6 +43,7 @@ export class Supervisor {
   private readonly defaults: Record<ArchName, Action>;
   private readonly warn: (line: string) => void;
   private readonly pending = new Set<bigint>();
+  private readonly shims: ReadonlyMap<string, Shim>;
 
   constructor(private readonly opts: SupervisorOptions) {
     this.decisions = { x86_64: new Map(), i386: new Map() };
@@ -50,6 +53,7 @@ export class Supervisor {
       this.defaults[ap.arch] = ap.defaultAction;
     }
     this.warn = opts.warn ?? ((line) => process.stderr.write(`vjail: ${line}\n`));
+    this.shims = opts.shims?.length ? new Map([...registry, ...opts.shims.map((s) => [s.name, s] as const)]) : registry;
   }
 
   start(): void {
@@ -106,7 +110,7 @@ export class Supervisor {
         result = this.answerInJs(action.answer, n, caller);
         via = 'native answer';
       } else {
-        const shim = shims.get(action.shim);
+        const shim = this.shims.get(action.shim);
         if (!shim) throw new Error(`no shim named "${action.shim}"`);
         result = shim.handle(n, { profile: this.opts.profile, caller });
         via = `shim ${shim.name}`;
