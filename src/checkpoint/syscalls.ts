@@ -1,11 +1,13 @@
 /** x86_64 system call numbers used when running calls inside a tracee. */
 export const SYS = {
+  write: 1,
   close: 3,
   mmap: 9,
   munmap: 11,
   brk: 12,
   rt_sigaction: 13,
   mremap: 25,
+  clone: 56,
   chdir: 80,
   setpgid: 109,
   setsid: 112,

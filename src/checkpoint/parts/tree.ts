@@ -4,7 +4,8 @@
  *
  * Collected from /proc (NSpid, NSpgid, NSsid in status; the exit code of a
  * zombie in stat). Restored by creating every task with clone3 and set_tid
- * from the right parent: processes while every process is still a copy of
+ * (or, where the profile hides clone3, ns_last_pid and clone) from the
+ * right parent: processes while every process is still a copy of
  * the restorer, threads once their process's memory is in place. Sessions
  * come from setsid in the leader before the children that share it are
  * created, groups from setpgid once every process exists, and zombies exit
@@ -94,11 +95,12 @@ export async function cloneTask(parent: Tracee, scratch: Scratch, kind: CloneKin
   }
   parent.write(scratch.addr, args);
   parent.newTask = undefined;
-  const r = await parent.syscall(SYS.clone3, scratch.addr, CLONE_ARGS_SIZE);
+  let r = await parent.syscall(SYS.clone3, scratch.addr, CLONE_ARGS_SIZE);
+  if (r === -ENOSYS && tid !== undefined) r = await cloneAt(parent, scratch, kind, flags, tid);
   if (r < 0n) {
     const why =
       r === -EEXIST ? `PID ${tid} is taken` :
-      r === -ENOSYS ? 'clone3 is not available (the profile hides it, or the kernel predates Linux 5.5)' :
+      r === -ENOSYS ? 'neither clone3 nor /proc/sys/kernel/ns_last_pid is available' :
       r === -EPERM ? 'choosing the PID needs CAP_SYS_ADMIN over the PID namespace' :
       `errno ${-r}`;
     throw new TraceeError(`cannot create ${kind === 'thread' ? 'thread' : 'process'} ${tid ?? ''} in process ${parent.pid}: ${why}`.replace('  ', ' '));
@@ -108,6 +110,25 @@ export async function cloneTask(parent: Tracee, scratch: Scratch, kind: CloneKin
   const child = await Tracee.adopt(parent.newTask);
   child.gadget = parent.gadget;
   return child;
+}
+
+/**
+ * Where clone3 is missing (a profile of a kernel before 5.3 hides it): write
+ * TID - 1 to the namespace's ns_last_pid and run the old clone, inside
+ * `parent`. Nothing else in the namespace forks meanwhile: every task in it
+ * is ours and stopped.
+ */
+async function cloneAt(parent: Tracee, scratch: Scratch, kind: CloneKind, flags: number, tid: number): Promise<bigint> {
+  parent.write(scratch.addr, Buffer.from('/proc/sys/kernel/ns_last_pid\0'));
+  const fd = await parent.syscall(SYS.openat, AT_FDCWD, scratch.addr, O_WRONLY | O_CLOEXEC, 0);
+  if (fd < 0n) return -ENOSYS;
+  const text = Buffer.from(String(tid - 1));
+  parent.write(scratch.addr, text);
+  const w = await parent.syscall(SYS.write, fd, scratch.addr, text.length);
+  await parent.syscall(SYS.close, fd);
+  if (w < 0n) return w;
+  // The old clone takes the exit signal in its flags; CLONE_PARENT may keep SIGCHLD there.
+  return parent.syscall(SYS.clone, BigInt(flags | (kind === 'thread' ? 0 : SIGCHLD)), 0, 0, 0, 0);
 }
 
 /** A copy of the restorer, one per process of the image, each held stopped with everything blocked. */
@@ -209,3 +230,6 @@ export async function endZombies(shells: Shell[]): Promise<void> {
 }
 
 const RLIMIT_CORE = 4;
+const AT_FDCWD = -100;
+const O_WRONLY = 1;
+const O_CLOEXEC = 0o2000000;
