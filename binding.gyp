@@ -6,13 +6,13 @@
   "targets": [
     {
       "target_name": "vjail",
-      "sources": ["native/addon.c", "native/napi_util.c", "native/supervisor.c", "native/caller.c", "native/incaller.c", "native/ptrace.c", "native/features.c", "native/shimcalls.c"],
+      "sources": ["native/addon.c", "native/napi_util.c", "native/supervisor.c", "native/caller.c", "native/incaller.c", "native/ptrace.c", "native/features.c", "native/shimcalls.c", "native/cpu.c"],
       "libraries": ["-lpthread"]
     },
     {
       "target_name": "vjail-init",
       "type": "executable",
-      "sources": ["native/vjail-init.c"],
+      "sources": ["native/vjail-init.c", "native/timens.c"],
       "ldflags": ["-static"]
     },
     {

@@ -20,6 +20,7 @@
 #include <uv.h>
 
 #include "caller.h"
+#include "cpu.h"
 #include "napi_util.h"
 #include "incaller.h"
 #include "features.h"
@@ -602,6 +603,7 @@ static napi_value init(napi_env env, napi_value exports)
 		{ "ptracePeekSiginfo", js_ptrace_peek_siginfo },
 		{ "ptraceSetOptions", js_ptrace_set_options },
 		{ "ptraceGetEventMsg", js_ptrace_get_event_msg },
+		{ "cpuXstate", js_cpu_xstate },
 	};
 	for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
 		napi_value f;

@@ -41,6 +41,7 @@ enum ctl_step {
 	STEP_MOUNT_PROC = 8,
 	STEP_CGROUP = 9,
 	STEP_BIND = 10,
+	STEP_TIME_NS = 11,
 };
 
 struct ctl_msg {

@@ -5,10 +5,14 @@
  * jail's reaper (a child subreaper, or PID 1's parent with --pid-ns) and
  * kills the whole jail if the supervisor dies, so nothing runs on unsupervised.
  *
- * usage: vjail-init --parent PID [--pid-ns] [--cgroup DIR] [--bind SRC:DST]... -- CMD [ARG...]
+ * usage: vjail-init --parent PID [--pid-ns] [--cgroup DIR] [--bind SRC:DST]... [--time-offsets MONO_NS:BOOT_NS] -- CMD [ARG...]
  *
  * --bind mounts file SRC read-only over DST in the jail's own mount namespace
  * (how a profile presents /proc/version and the kernel sysctl files).
+ *
+ * --time-offsets starts the jail in a new time namespace whose monotonic and
+ * boot-time clocks are ahead by those nanoseconds (a restore on a host whose
+ * clocks are behind the checkpoint's).
  *
  * It is exec'd (not forked from Node's threaded process), so plain libc is fine.
  */
@@ -31,6 +35,7 @@
 #include <unistd.h>
 
 #include "protocol.h"
+#include "timens.h"
 
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
@@ -44,6 +49,7 @@ struct options {
 	const char *cgroup;
 	char *binds[MAX_BINDS]; /* "SRC:DST" */
 	int nbinds;
+	const char *time_offsets; /* "MONO_NS:BOOT_NS" */
 	char **argv;
 };
 
@@ -83,6 +89,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 			o->cgroup = argv[++i];
 		else if (!strcmp(argv[i], "--bind") && i + 1 < argc && o->nbinds < MAX_BINDS && strchr(argv[i + 1], ':'))
 			o->binds[o->nbinds++] = argv[++i];
+		else if (!strcmp(argv[i], "--time-offsets") && i + 1 < argc)
+			o->time_offsets = argv[++i];
 		else if (!strcmp(argv[i], "--") && i + 1 < argc) {
 			o->argv = &argv[i + 1];
 			return 0;
@@ -335,11 +343,22 @@ static void watch_supervisor(pid_t parent)
 		kill_requested = 1; /* it died before we could watch it */
 }
 
+/* With --time-offsets: the children we create from now on are in a new time namespace. */
+static void enter_time_ns(const struct options *o)
+{
+	if (!o->time_offsets)
+		return;
+	int err = enter_time_ns_for_children(o->time_offsets);
+	if (err)
+		fail(STEP_TIME_NS, err);
+}
+
 /* With --pid-ns: we stay outside; our child is PID 1 of the new namespace. */
 static int run_in_pid_ns(const struct options *o, struct sock_fprog *prog)
 {
 	if (unshare(CLONE_NEWPID | CLONE_NEWNS))
 		fail(STEP_UNSHARE, errno);
+	enter_time_ns(o);
 	pid_t init = fork();
 	if (init < 0)
 		fail(STEP_FORK, errno);
@@ -375,7 +394,7 @@ int main(int argc, char **argv)
 {
 	struct options o;
 	if (parse_options(argc, argv, &o)) {
-		fprintf(stderr, "usage: vjail-init --parent PID [--pid-ns] [--cgroup DIR] [--bind SRC:DST]... -- CMD [ARG...]\n");
+		fprintf(stderr, "usage: vjail-init --parent PID [--pid-ns] [--cgroup DIR] [--bind SRC:DST]... [--time-offsets MONO_NS:BOOT_NS] -- CMD [ARG...]\n");
 		return 2;
 	}
 	reset_signals();
@@ -396,6 +415,7 @@ int main(int argc, char **argv)
 	if (o.pid_ns)
 		return run_in_pid_ns(&o, &prog);
 
+	enter_time_ns(&o);
 	int st = reap_jail(&o, &prog);
 	if (st < 0) {
 		kill_descendants();

@@ -32,6 +32,8 @@ export interface JailOptions {
   pidNs?: boolean;
   /** A cgroup directory the jail's processes join before the command runs. */
   cgroup?: string;
+  /** Start the jail in a new time namespace whose CLOCK_MONOTONIC and CLOCK_BOOTTIME are ahead by these nanoseconds. */
+  timeOffsets?: LaunchOptions['timeOffsets'];
   /**
    * How a non-host profile's /proc/version and /proc/sys/kernel/{ostype,osrelease,version}
    * are presented: 'mount' files over them in the jail's own mount namespace (no cost
@@ -165,6 +167,7 @@ export function spawnJail(opts: JailOptions): Jail {
       filter,
       pidNs: opts.pidNs,
       cgroup: opts.cgroup,
+      timeOffsets: opts.timeOffsets,
       binds: kernelFiles?.binds,
       cwd: opts.cwd,
       env: opts.env,

@@ -17,6 +17,7 @@ const STEPS: Record<number, string> = {
   8: 'mounting /proc in the PID namespace',
   9: 'joining the cgroup',
   10: 'mounting the profile\'s kernel files (needs root or CAP_SYS_ADMIN)',
+  11: 'creating the time namespace (needs Linux 5.6+ with time namespaces, and root or CAP_SYS_ADMIN)',
 };
 
 /** Where one of the jail's standard fds goes (as for child_process.spawn). */
@@ -35,6 +36,11 @@ export interface LaunchOptions {
   cwd?: string;
   env?: NodeJS.ProcessEnv;
   stdio?: [StdioEntry, StdioEntry, StdioEntry];
+  /**
+   * Start the jail in a new time namespace with these offsets (nanoseconds)
+   * added to CLOCK_MONOTONIC and CLOCK_BOOTTIME.
+   */
+  timeOffsets?: { monotonic: bigint; boottime: bigint };
   /** How long to wait for the workload to install its filter. */
   timeoutMs?: number;
 }
@@ -109,6 +115,7 @@ export function launch(opts: LaunchOptions): Launched {
   const args = ['--parent', String(process.pid)];
   if (opts.pidNs) args.push('--pid-ns');
   if (opts.cgroup) args.push('--cgroup', opts.cgroup);
+  if (opts.timeOffsets) args.push('--time-offsets', `${opts.timeOffsets.monotonic}:${opts.timeOffsets.boottime}`);
   for (const b of opts.binds ?? []) args.push('--bind', `${b.source}:${b.target}`);
   args.push('--', ...opts.command);
   let init: ChildProcess;
