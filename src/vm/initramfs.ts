@@ -86,7 +86,7 @@ export const TAG_SHARE = 'vjshare';
 /**
  * The guest's /init. It loads the modules, mounts the host root (9p,
  * read-only) under a tmpfs overlay, mounts the control and shared
- * directories, runs /ctl/run.sh chrooted into that root with its output sent
+ * directories, moves that root over / and runs /ctl/run.sh chrooted into it, with its output sent
  * to files in the control directory, records the exit status and powers off.
  * Lines starting with "vjail-vm:" on the console mark its progress.
  */
@@ -126,8 +126,12 @@ if [ -n "$VJ_SHARE" ]; then
 fi
 $B hostname vjail-vm
 say "running"
+# Move the root over / (as switch_root does) before entering it: a chroot
+# into $R alone shows paths under $R, from another mount namespace, with $R
+# in front (/proc/PID/exe, /proc/PID/maps of a process in a jail's own).
+cd $R && $B mount --move . / || die "mount --move $R /"
 $B env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \\
-  $B chroot $R /bin/sh /run/vjail/run.sh </dev/null >/ctl/stdout 2>/ctl/stderr
+  $B chroot . /bin/sh /run/vjail/run.sh </dev/null >/ctl/stdout 2>/ctl/stderr
 echo $? >/ctl/exit.tmp
 $B mv /ctl/exit.tmp /ctl/exit
 $B sync
