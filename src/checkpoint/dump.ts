@@ -16,10 +16,13 @@ import { release } from 'node:os';
 import {
   ImageWriter, IMAGE_MAGIC, IMAGE_VERSION, type LiveProcess, type Manifest, PAGE_SIZE, type ProcessImage, type ThreadImage,
 } from '../image/format.js';
+import { collectClocks } from './parts/clocks.js';
 import { collectMemory, type Scratch } from './parts/memory.js';
 import { collectSignals } from './parts/signals.js';
 import { collectTask } from './parts/task.js';
 import { collectThread } from './parts/threads.js';
+import { collectVdso } from './parts/vdso.js';
+import { collectCpu } from './cpu.js';
 import { collectZombie, nsIds } from './parts/tree.js';
 import { freeze } from './freeze.js';
 import { checkSupported, hasSoftDirty, jailOf, type JailInfo, type JailTree, jailTree } from './jail-info.js';
@@ -69,6 +72,8 @@ export async function checkpoint(opts: CheckpointOptions): Promise<Manifest> {
     }
     report(2, 'freeze', tree.pidNs ? `${frozen.detail}; ${held.size} task(s) of ${tree.processes.length} process(es) held` : frozen.detail);
 
+    const firstLive = tree.processes.find((p) => !p.zombie)!;
+    const clocks = await collectClocks(held.get(firstLive.pid)!);
     const processes: ProcessImage[] = [];
     for (const p of tree.processes) {
       const { hostPpid, ...ids } = tree.pidNs ? nsIds(p.pid) : { pid: p.pid, pgid: 0, sid: 0, hostPpid: 0 };
@@ -84,6 +89,8 @@ export async function checkpoint(opts: CheckpointOptions): Promise<Manifest> {
       profile: opts.profile ?? jail.profile,
       policy: jail.policy,
       emulate: jail.emulate,
+      clocks,
+      cpu: collectCpu(firstLive.pid, processes.flatMap((p) => (p.state === 'live' ? p.threads.map((t) => t.registers) : []))),
       pidNamespace: tree.pidNs,
       processes,
     };
@@ -138,5 +145,5 @@ async function collectProcess(
     await leader.syscall(SYS.munmap, scratch.addr, PAGE_SIZE);
   }
   const mappings = collectMemory(leader, writer);
-  return { state: 'live', ...ids, ...task, signals, threads: images, mappings };
+  return { state: 'live', ...ids, ...task, signals, threads: images, mappings, vdso: collectVdso(leader) };
 }

@@ -22,11 +22,13 @@ import { readlinkSync } from 'node:fs';
 import { type Jail, type JailOptions, spawnJail } from '../jail.js';
 import { ImageError, openImage, PAGE_SIZE, type ThreadImage } from '../image/format.js';
 import { dataPath } from '../paths.js';
+import { clockOffsets, describeOffsets } from './parts/clocks.js';
 import { checkMemory, restoreMemory } from './parts/memory.js';
 import { restoreSignals } from './parts/signals.js';
 import { restoreTask } from './parts/task.js';
 import { loadThread, restoreThread } from './parts/threads.js';
 import { cloneTask, createTree, endZombies } from './parts/tree.js';
+import { checkCpu } from './cpu.js';
 import { ptraceAddon, Tracee } from './tracee.js';
 import { SYS } from './syscalls.js';
 
@@ -46,6 +48,8 @@ export interface RestoreOptions {
   stdio?: JailOptions['stdio'];
   /** A cgroup the new jail joins (a named jail's own). */
   cgroup?: string;
+  /** Restore even on a CPU that lacks instruction-set extensions the image's processes may use. */
+  force?: boolean;
   warn?: (line: string) => void;
   report?: (step: string, detail: string) => void;
 }
@@ -60,16 +64,20 @@ export async function restore(opts: RestoreOptions): Promise<Jail> {
   const image = openImage(opts.image);
   checkMemory(image);
   const { manifest: m } = image;
+  const cpuWarnings = checkCpu(m, !!opts.force);
   const first = m.processes[0]!;
   if (m.pidNamespace && first.pid !== FIRST_PID) {
     throw new ImageError(`the image's first process has PID ${first.pid}; only a jail whose first process (PID ${FIRST_PID}) is alive can be restored yet`);
   }
   const threads = m.processes.reduce((n, p) => n + (p.state === 'live' ? p.threads.length : 0), 0);
   report('verify', `image of ${first.comm} (pid ${first.pid}): ${m.processes.length} process(es), ${threads} thread(s), profile ${m.profile}`);
+  for (const w of cpuWarnings) warn(w);
+  const timeOffsets = clockOffsets(m.clocks);
+  if (timeOffsets) report('clocks', describeOffsets(timeOffsets));
 
   const restorer = restorerPath();
   const { profile, policy, emulate } = m;
-  const jail = spawnJail({ command: [restorer], profile, policy: policy ?? undefined, emulate, pidNs: m.pidNamespace, stdio: opts.stdio, cgroup: opts.cgroup, warn });
+  const jail = spawnJail({ command: [restorer], profile, policy: policy ?? undefined, emulate, pidNs: m.pidNamespace, stdio: opts.stdio, cgroup: opts.cgroup, timeOffsets, warn });
   const held: Tracee[] = [];
   try {
     // The workload execs the restorer right after the launch handshake.
@@ -89,7 +97,7 @@ export async function restore(opts: RestoreOptions): Promise<Jail> {
     for (const { image: p, tracee } of shells) {
       if (p.state !== 'live') continue;
       const nsPid = m.pidNamespace ? p.pid : tracee.pid;
-      const scratch = await restoreMemory(tracee, image, p.mappings);
+      const scratch = await restoreMemory(tracee, image, p.mappings, p, (line) => report('vdso', line));
       for (const w of await restoreTask(tracee, scratch, p)) warn(w);
       await restoreSignals(tracee, scratch, p.signals, nsPid);
       const [leader, ...others] = p.threads;
@@ -104,7 +112,7 @@ export async function restore(opts: RestoreOptions): Promise<Jail> {
       await tracee.syscallOk('munmap of the scratch page', SYS.munmap, scratch.addr, PAGE_SIZE);
       report('process', `${p.pid} ${p.comm}: ${p.mappings.length} mappings, ${p.threads.length} thread(s)`);
     }
-    for (const [t, th] of loads) loadThread(t, th);
+    for (const [t, th] of loads) loadThread(t, th, m.cpu?.xstate);
     for (const [t] of loads) t.detach();
     report('resume', m.pidNamespace ? `${shells.length} process(es) continue, the first as ${jail.pid}` : `process ${jail.pid} continues`);
     return jail;

@@ -19,6 +19,8 @@ export function registerCheckpointCommands(cli: Command, setExit: (code: number)
     .argument('<dir>', 'image directory')
     .option('--name <name>', 'register the restored jail under NAME (see "vjail ps")')
     .option('--detach', 'run it in the background (needs --name); output goes to "vjail logs NAME"')
+    .option('--force', 'restore even on a CPU that lacks instruction-set extensions the image may use')
+    .option('-v, --verbose', 'report each restore step (vDSO redirect, clocks) on stderr')
     .addOption(new Option('--supervise').hideHelp())
     .action(async (dir: string, flags: RestoreFlags) => setExit(await restoreCommand(dir, flags)));
   cli

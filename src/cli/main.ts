@@ -39,6 +39,7 @@ async function program(argv: string[], setExit: SetExit): Promise<Command> {
     .option('--stats', 'print per-syscall counts and latency at exit')
     .option('--pid-ns', 'run the jail in its own PID namespace')
     .option('--emulate <names>', 'comma-separated syscalls to answer by their shim even where the host has them')
+    .option('--cpu-baseline', 'keep glibc to x86-64 baseline code, so checkpoints of the jail restore on lesser CPUs')
     .addOption(
       new Option('--kernel-files <how>', 'present /proc/version and /proc/sys/kernel/* by mounting files over them, or by answering opens')
         .choices(['auto', 'mount', 'shim'])

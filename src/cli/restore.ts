@@ -14,6 +14,10 @@ export interface RestoreFlags {
   detach?: boolean;
   /** Set on that background supervisor. */
   supervise?: boolean;
+  /** Restore on a CPU lacking instruction-set extensions the image may use. */
+  force?: boolean;
+  /** Report each restore step on stderr. */
+  verbose?: boolean;
 }
 
 /** The restored program's command line (its argv area is back in place), else a description. */
@@ -30,13 +34,15 @@ function commandOf(pid: number, dir: string): string[] {
 /** `vjail restore DIR`: bring the process back in a new jail and wait for it, like `vjail run`. */
 export async function restoreCommand(dir: string, flags: RestoreFlags = {}): Promise<number> {
   if (flags.detach && !flags.name) throw new UsageError('--detach needs a name for the restored jail: add --name NAME');
-  if (flags.detach) return detach(flags.name!, ['restore', resolve(dir), '--name', flags.name!, '--supervise']);
+  if (flags.detach) return detach(flags.name!, ['restore', resolve(dir), '--name', flags.name!, '--supervise', ...(flags.force ? ['--force'] : [])]);
   const named = flags.name
     ? NamedJail.claim({ name: flags.name, profile: 'host', policy: null, emulate: [], pidNs: false, command: [], detached: !!flags.supervise, restoredFrom: resolve(dir) })
     : undefined;
   let jail: Jail;
   try {
-    jail = named ? await named.start((cgroup) => restore({ image: dir, cgroup })) : await restore({ image: dir });
+    const report = flags.verbose ? (step: string, detail: string) => process.stderr.write(`vjail: restore ${step}: ${detail}\n`) : undefined;
+    const opts = { image: dir, force: flags.force, report };
+    jail = named ? await named.start((cgroup) => restore({ ...opts, cgroup })) : await restore(opts);
   } catch (e) {
     named?.abandon();
     throw asUserError(e, 'restore');

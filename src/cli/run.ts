@@ -1,5 +1,6 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { resolve } from 'node:path';
+import { baselineEnv } from '../checkpoint/cpu-baseline.js';
 import { spawnJail, type Jail, type JailOptions } from '../jail.js';
 import { formatStats } from '../supervisor/stats.js';
 import { UsageError } from './errors.js';
@@ -11,6 +12,8 @@ export interface RunFlags {
   stats?: boolean;
   pidNs?: boolean;
   emulate?: string;
+  /** Keep glibc to x86-64 baseline code paths (checkpoints restore on lesser CPUs). */
+  cpuBaseline?: boolean;
   verbose?: boolean;
   kernelFiles?: 'auto' | 'mount' | 'shim';
   /** Register the jail under this name (vjail ps, logs, kill, rm, checkpoint NAME). */
@@ -30,6 +33,7 @@ function supervisorArgs(command: string[], flags: RunFlags): string[] {
   if (flags.stats) args.push('--stats');
   if (flags.pidNs) args.push('--pid-ns');
   if (flags.emulate) args.push('--emulate', flags.emulate);
+  if (flags.cpuBaseline) args.push('--cpu-baseline');
   if (flags.kernelFiles) args.push('--kernel-files', flags.kernelFiles);
   if (flags.verbose) args.push('--verbose');
   return [...args, '--', ...command];
@@ -61,6 +65,7 @@ export async function runCommand(command: string[], flags: RunFlags): Promise<nu
     kernelFiles: flags.kernelFiles,
     emulate: flags.emulate ? flags.emulate.split(',').map((s) => s.trim()).filter(Boolean) : undefined,
     trace: sink.write,
+    env: flags.cpuBaseline ? baselineEnv(process.env) : undefined,
   };
   // Named-jail bookkeeping (and its state validation) is loaded only for named jails.
   const named = flags.name

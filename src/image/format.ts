@@ -6,9 +6,11 @@
  *   DIR/manifest.json  the processes, validated by `manifestSchema`
  *   DIR/pages-<n>.img  raw page data of one mapping, runs back to back
  *
- * Version 2 holds a process tree (threads, zombies, sessions and groups);
- * version 1 held one single-threaded process and is still read: `openImage`
- * turns it into the version 2 shape.
+ * Version 3 adds what restoring on another kernel or CPU needs: each
+ * process's vDSO symbol table, the jail's clocks and the CPU features in use.
+ * Version 2 (a process tree: threads, zombies, sessions and groups) and
+ * version 1 (one single-threaded process) are still read: `openImage` turns
+ * them into the version 3 shape, with those fields null.
  *
  * Every page file's size and sha256 are in the manifest; the manifest's
  * sha256 is in IMAGE. An image is written under a temporary name next to
@@ -33,9 +35,9 @@ import { basename, dirname, join } from 'node:path';
 import { z } from 'zod';
 
 export const IMAGE_MAGIC = 'vjail-image';
-export const IMAGE_VERSION = 2;
+export const IMAGE_VERSION = 3;
 /** Versions `openImage` reads. */
-export const READABLE_VERSIONS = [1, 2] as const;
+export const READABLE_VERSIONS = [1, 2, 3] as const;
 export const PAGE_SIZE = 4096;
 const HEADER_FILE = 'IMAGE';
 const MANIFEST_FILE = 'manifest.json';
@@ -164,6 +166,39 @@ const manifestV1Schema = z.strictObject({
   }),
 });
 
+/**
+ * The process's vDSO as it was: its size, a digest of its bytes (to tell
+ * whether this kernel's is the same) and its exported functions, as offsets
+ * from its start. The bytes themselves are never saved.
+ */
+const vdsoSchema = z.strictObject({
+  size: z.number().int().positive(),
+  sha256,
+  symbols: z.array(z.strictObject({ name: z.string().min(1), offset: z.number().int().nonnegative(), size: z.number().int().nonnegative() })),
+});
+
+/** CLOCK_MONOTONIC and CLOCK_BOOTTIME as the jail saw them at the checkpoint, in nanoseconds (decimal strings). */
+const clocksSchema = z.strictObject({
+  monotonic: z.string().regex(/^\d+$/),
+  boottime: z.string().regex(/^\d+$/),
+});
+
+/**
+ * The CPU features the image's processes may use. `flags`: instruction-set
+ * flags (as /proc/cpuinfo names them) the restoring CPU must have: all the
+ * dumping CPU's, or the x86-64 baseline for a jail run with --cpu-baseline.
+ * `xfeatures`: XCR0 of the dumping CPU; `xstateUsed`: the XSAVE components
+ * any thread had in use (the union of their XSTATE_BV); `xstate`: where each
+ * component lies in the (standard format) XSAVE area, from CPUID leaf 0xD.
+ */
+const cpuSchema = z.strictObject({
+  baseline: z.boolean(),
+  flags: z.array(z.string()),
+  xfeatures: hex,
+  xstateUsed: hex,
+  xstate: z.array(z.strictObject({ bit: z.number().int().min(2).max(63), offset: z.number().int().nonnegative(), size: z.number().int().positive() })),
+});
+
 const pid = z.number().int().positive();
 /** A PID as seen inside the jail's PID namespace; 0 when it lies outside (inherited from vjail-init). */
 const nsId = z.number().int().nonnegative();
@@ -197,6 +232,8 @@ const liveProcessSchema = z.strictObject({
   /** The thread group leader (tid = pid) first. */
   threads: z.array(threadSchema).min(1),
   mappings: z.array(mappingSchema).min(1),
+  /** Null in images older than version 3. */
+  vdso: vdsoSchema.nullable(),
 });
 
 /** A child that has exited but was not reaped: only what its parent's wait() will see. */
@@ -217,6 +254,10 @@ export const manifestSchema = z.strictObject({
   format: z.literal(IMAGE_MAGIC),
   version: z.literal(IMAGE_VERSION),
   ...jailFields,
+  /** Null in images older than version 3. */
+  clocks: clocksSchema.nullable(),
+  /** Null in images older than version 3. */
+  cpu: cpuSchema.nullable(),
   /**
    * The jail had its own PID namespace (`vjail run --pid-ns`): every PID and
    * TID is restored as it was, in a new namespace whose PID 1 is a fresh
@@ -236,9 +277,28 @@ export type ThreadImage = z.infer<typeof threadSchema>;
 export type Registers = z.infer<typeof registersSchema>;
 export type Mapping = z.infer<typeof mappingSchema>;
 export type Pages = z.infer<typeof pagesSchema>;
+export type VdsoImage = z.infer<typeof vdsoSchema>;
+export type Clocks = z.infer<typeof clocksSchema>;
+export type CpuImage = z.infer<typeof cpuSchema>;
 
 export const toHex = (v: bigint | number): string => `0x${BigInt.asUintN(64, BigInt(v)).toString(16)}`;
 export const fromHex = (s: string): bigint => BigInt(s);
+
+/** Version 2: the same tree, without vDSO symbols, clocks or CPU features. */
+const manifestV2Schema = manifestSchema.omit({ version: true, clocks: true, cpu: true }).extend({
+  version: z.literal(2),
+  processes: z.array(z.discriminatedUnion('state', [liveProcessSchema.omit({ vdso: true }), zombieSchema])).min(1),
+});
+
+function upgradeV2(m: z.infer<typeof manifestV2Schema>): Manifest {
+  return {
+    ...m,
+    version: IMAGE_VERSION,
+    clocks: null,
+    cpu: null,
+    processes: m.processes.map((p) => (p.state === 'live' ? { ...p, vdso: null } : p)),
+  };
+}
 
 function header(manifestSha: string): string {
   return `${IMAGE_MAGIC} ${IMAGE_VERSION}\nmanifest sha256:${manifestSha}\n`;
@@ -251,6 +311,8 @@ function upgradeV1(m: z.infer<typeof manifestV1Schema>): Manifest {
   return {
     ...m,
     version: IMAGE_VERSION,
+    clocks: null,
+    cpu: null,
     pidNamespace: false,
     processes: [{
       state: 'live',
@@ -261,6 +323,7 @@ function upgradeV1(m: z.infer<typeof manifestV1Schema>): Manifest {
       signals: { actions: signals.actions, pending: queued(true) },
       threads: [{ tid: task.pid, registers, blocked: signals.blocked, pending: queued(false), rseq, robustList, clearChildTid }],
       mappings,
+      vdso: null,
     }],
   };
 }
@@ -429,7 +492,7 @@ export function openImage(dir: string, opts: { verifyPages?: boolean } = {}): Op
   if (!m || m[1] !== IMAGE_MAGIC) throw new ImageError(`${dir} is not a vjail image (bad ${HEADER_FILE} header)`);
   const version = Number(m[2]);
   if (!(READABLE_VERSIONS as readonly number[]).includes(version)) {
-    throw new ImageError(`${dir} is a version ${m[2]} image; this vjail reads versions ${READABLE_VERSIONS.join(' and ')}`);
+    throw new ImageError(`${dir} is a version ${m[2]} image; this vjail reads versions ${READABLE_VERSIONS.slice(0, -1).join(', ')} and ${READABLE_VERSIONS.at(-1)}`);
   }
   const manifestPath = join(dir, MANIFEST_FILE);
   if (!existsSync(manifestPath)) throw new ImageError(`${dir} is damaged: ${MANIFEST_FILE} is missing`);
@@ -448,6 +511,10 @@ export function openImage(dir: string, opts: { verifyPages?: boolean } = {}): Op
     const parsed = manifestV1Schema.safeParse(json);
     if (!parsed.success) throw new ImageError(`${dir} has an invalid manifest: ${describeIssue(parsed.error)}`);
     manifest = upgradeV1(parsed.data);
+  } else if (version === 2) {
+    const parsed = manifestV2Schema.safeParse(json);
+    if (!parsed.success) throw new ImageError(`${dir} has an invalid manifest: ${describeIssue(parsed.error)}`);
+    manifest = upgradeV2(parsed.data);
   } else {
     const parsed = manifestSchema.safeParse(json);
     if (!parsed.success) throw new ImageError(`${dir} has an invalid manifest: ${describeIssue(parsed.error)}`);

@@ -7,12 +7,15 @@
  * of anonymous mappings, and of private file mappings only the pages that
  * were written to (no longer the file's page). Shared file mappings are
  * mapped from their file again. vDSO and vvar are never data: restore moves
- * the restoring kernel's own vDSO to the image's address.
+ * the restoring kernel's own vDSO to the image's address, or, when it is not
+ * the image's, keeps it elsewhere and redirects the old entry points to it
+ * (vdso.ts).
  */
 import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import {
   type ImageWriter,
   ImageError,
+  type LiveProcess,
   type Mapping,
   type OpenedImage,
   PAGE_SIZE,
@@ -23,6 +26,7 @@ import {
 } from '../../image/format.js';
 import { type MapsEntry, readMaps, type Tracee, TraceeError } from '../tracee.js';
 import { SYS } from '../syscalls.js';
+import { checkRedirect, placeRedirect, vdsoDiffers } from './vdso.js';
 
 const PM_PRESENT = 1n << 63n;
 const PM_SWAPPED = 1n << 62n;
@@ -107,7 +111,39 @@ function collectMapping(t: Tracee, image: ImageWriter, pagemap: number, e: MapsE
 
 /** Reasons the image's memory cannot be restored here, found before anything is started. */
 export function checkMemory(image: OpenedImage): void {
-  for (const p of image.manifest.processes) if (p.state === 'live') checkMappings(p.mappings);
+  const here = readMaps(process.pid);
+  for (const p of image.manifest.processes) {
+    if (p.state !== 'live') continue;
+    checkMappings(p.mappings);
+    // This process runs on the same kernel as the restorer will: its vDSO tells.
+    if (needsRedirect(p, here, (e) => readSelf(e))) checkRedirect(p);
+  }
+}
+
+function readSelf(e: MapsEntry): Buffer {
+  const fd = openSync('/proc/self/mem', 'r');
+  try {
+    const buf = Buffer.alloc(Number(e.end - e.start));
+    readSync(fd, buf, 0, buf.length, Number(e.start));
+    return buf;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+const blockLayout = (xs: { name: string | null; start: bigint; end: bigint }[]): string => {
+  const base = xs[0]?.start ?? 0n;
+  return xs.map((x) => `${x.name}:${x.start - base}:${x.end - x.start}`).join(',');
+};
+
+/** Is this kernel's vDSO block (in `have`) other than the image's, in layout or content? */
+function needsRedirect(p: LiveProcess, have: MapsEntry[], read: (e: MapsEntry) => Buffer): boolean {
+  const cur = have.filter((e) => VDSO_BLOCK.has(kindOf(e)));
+  const img = p.mappings.filter((m) => VDSO_BLOCK.has(m.kind)).map((m) => ({ name: m.name, start: fromHex(m.start), end: fromHex(m.end) }));
+  const vdso = cur.find((e) => e.name === '[vdso]');
+  if (!vdso) throw new ImageError('this kernel gives processes no vDSO; restoring is not supported without one');
+  if (blockLayout(cur) !== blockLayout(img)) return true;
+  return p.vdso !== null && vdsoDiffers(p.vdso, read(vdso));
 }
 
 function checkMappings(mappings: Mapping[]): void {
@@ -169,20 +205,17 @@ export interface Scratch {
  * block to the image's address, unmap everything else of the restorer,
  * map a scratch page, then every mapping of the image with its data.
  */
-export async function restoreMemory(t: Tracee, image: OpenedImage, want: Mapping[]): Promise<Scratch> {
+export async function restoreMemory(t: Tracee, image: OpenedImage, want: Mapping[], proc?: LiveProcess, note?: (line: string) => void): Promise<Scratch> {
   const imageRanges = want.map((m) => ({ start: fromHex(m.start), end: fromHex(m.end) }));
   const have = readMaps(t.pid);
   const curBlock = have.filter((e) => VDSO_BLOCK.has(kindOf(e)));
   const imgBlock = want.filter((m) => VDSO_BLOCK.has(m.kind));
-  const layout = (xs: { name: string | null; start: bigint; end: bigint }[]): string => {
-    const base = xs[0]?.start ?? 0n;
-    return xs.map((x) => `${x.name}:${x.start - base}:${x.end - x.start}`).join(',');
-  };
-  const imgLayout = layout(imgBlock.map((m) => ({ name: m.name, start: fromHex(m.start), end: fromHex(m.end) })));
-  if (layout(curBlock) !== imgLayout) {
-    throw new ImageError(`the image's vDSO layout (${imgLayout}) differs from this kernel's (${layout(curBlock)}); restoring across kernels is not supported yet`);
-  }
   const vdso = curBlock.find((e) => e.name === '[vdso]')!;
+  const p: LiveProcess | undefined = proc;
+  const current = t.read(vdso.start, Number(vdso.end - vdso.start));
+  const redirect = p ? needsRedirect(p, have, () => current) : blockLayout(curBlock) !== blockLayout(imgBlock.map((m) => ({ name: m.name, start: fromHex(m.start), end: fromHex(m.end) })));
+  if (redirect && !p) throw new ImageError('this kernel\'s vDSO differs from the image\'s');
+  if (redirect) checkRedirect(p!);
   if (t.gadget < vdso.start || t.gadget >= vdso.end) throw new TraceeError('the restorer has no syscall instruction in its vDSO');
 
   // 1. The vDSO block goes to a range free now and in the image, keeping its layout.
@@ -197,9 +230,11 @@ export async function restoreMemory(t: Tracee, image: OpenedImage, want: Mapping
     await t.syscallOk(`munmap of the restorer's ${e.name ?? 'anonymous mapping'}`, SYS.munmap, e.start, e.end - e.start);
   }
 
-  // 3. The block goes to the image's address.
-  const now = readMaps(t.pid).filter((e) => e.start >= tmp && e.end <= tmp + blockSize);
-  await moveBlock(t, now, tmp, fromHex(imgBlock[0]!.start));
+  // 3. The block goes to the image's address, unless it is another kernel's: then it stays.
+  if (!redirect) {
+    const now = readMaps(t.pid).filter((e) => e.start >= tmp && e.end <= tmp + blockSize);
+    await moveBlock(t, now, tmp, fromHex(imgBlock[0]!.start));
+  }
 
   // 4. A scratch page, outside the image.
   const scratch: Scratch = { addr: findHole(BigInt(PAGE_SIZE), [...readMaps(t.pid), ...imageRanges]), size: PAGE_SIZE };
@@ -212,6 +247,13 @@ export async function restoreMemory(t: Tracee, image: OpenedImage, want: Mapping
     await mapOne(t, scratch, m);
   }
   for (const m of want) if (m.pages) writePages(t, image, m);
+  if (redirect) {
+    const mmapAt = async (addr: bigint, len: bigint, prot: number): Promise<void> => {
+      const r = await t.syscallOk('mmap of the vDSO redirect', SYS.mmap, addr, len, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+      if (r !== addr) throw new TraceeError('the vDSO redirect was not mapped where asked');
+    };
+    note?.(await placeRedirect(t, p!, tmp + (vdso.start - blockStart), current, mmapAt));
+  }
   return scratch;
 }
 

@@ -9,6 +9,7 @@ import { type LiveProcess, fromHex, toHex } from '../../image/format.js';
 import { type Tracee, TraceeError } from '../tracee.js';
 import { SYS } from '../syscalls.js';
 import type { Scratch } from './memory.js';
+import { currentAuxv } from './vdso.js';
 
 type Task = Pick<LiveProcess, 'comm' | 'exe' | 'cwd' | 'umask' | 'personality' | 'rlimits' | 'mm'>;
 
@@ -64,7 +65,8 @@ export async function collectTask(t: Tracee, scratch: Scratch): Promise<Task> {
  */
 export async function restoreTask(t: Tracee, scratch: Scratch, p: Task): Promise<string[]> {
   const warnings: string[] = [];
-  const auxv = Buffer.from(p.mm.auxv, 'base64');
+  // AT_SYSINFO_EHDR names this kernel's vDSO where the old one's entry points are redirected to it.
+  const auxv = currentAuxv(t, Buffer.from(p.mm.auxv, 'base64'));
   const mapSize = 104;
   if (mapSize + auxv.length + p.exe.length + 1 > scratch.size) throw new TraceeError('auxv too large for the scratch page');
   const exePath = scratch.addr + BigInt(mapSize + auxv.length);

@@ -7,7 +7,7 @@
  * answer for the caller); restored the same way, each thread once it exists
  * (tree.ts creates it with its TID).
  */
-import { type ThreadImage, fromHex, toHex } from '../../image/format.js';
+import { type CpuImage, type ThreadImage, fromHex, toHex } from '../../image/format.js';
 import { ptraceAddon, type Tracee } from '../tracee.js';
 import { SYS } from '../syscalls.js';
 import type { Scratch } from './memory.js';
@@ -53,7 +53,7 @@ export async function restoreThread(t: Tracee, scratch: Scratch, th: ThreadImage
 }
 
 /** Last, nothing injected after it: the thread's own mask, FPU state and registers. */
-export function loadThread(t: Tracee, th: ThreadImage): void {
+export function loadThread(t: Tracee, th: ThreadImage, xstate?: CpuImage['xstate']): void {
   restoreSigmask(t, th);
-  restoreRegisters(t, th.registers);
+  restoreRegisters(t, th.registers, xstate);
 }

@@ -1,0 +1,142 @@
+/**
+ * CPU features across machines. A program may use any instruction its CPU
+ * offers (glibc picks its string functions by CPUID at start-up), and its
+ * registers hold the state of every XSAVE component it touched (AVX,
+ * AVX-512, ...). The image records both: the instruction-set flags the
+ * processes may rely on and the XSAVE components in use with their layout.
+ * Restore refuses, before anything is created, on a CPU that lacks a flag
+ * (`--force` tries anyway) or cannot hold a component in use (no override:
+ * that state cannot be represented there). XSAVE areas are rewritten for
+ * the restoring CPU's layout when it differs.
+ *
+ * A jail started with `vjail run --cpu-baseline` (cpu-baseline.ts) needs
+ * only the x86-64 baseline.
+ */
+import { readFileSync } from 'node:fs';
+import { type CpuImage, ImageError, type Manifest, type Registers, fromHex, toHex } from '../image/format.js';
+import { native } from '../native.js';
+import { BASELINE_FLAGS, BASELINE_MARK } from './cpu-baseline.js';
+
+/** Instruction-set flags of /proc/cpuinfo a program can use directly (not ones that only change speed). */
+const ISA_FLAGS = new Set<string>([
+  ...BASELINE_FLAGS,
+  'pni', 'ssse3', 'sse4_1', 'sse4_2', 'sse4a', 'popcnt', 'abm', 'movbe', 'cx16', 'lahf_lm', 'bmi1', 'bmi2', 'adx',
+  'avx', 'avx2', 'fma', 'fma4', 'f16c', 'xop', 'tbm', 'aes', 'pclmulqdq', 'vaes', 'vpclmulqdq', 'gfni', 'sha_ni',
+  'rdrand', 'rdseed', 'rdpid', 'clflushopt', 'clwb', 'movdiri', 'movdir64b', 'serialize', 'rtm', 'hle',
+  'avx512f', 'avx512dq', 'avx512cd', 'avx512bw', 'avx512vl', 'avx512ifma', 'avx512vbmi', 'avx512_vbmi2', 'avx512_vnni',
+  'avx512_bitalg', 'avx512_vpopcntdq', 'avx512_bf16', 'avx512_fp16', 'avx_vnni', 'avx_vnni_int8', 'avx_ifma',
+  'amx_tile', 'amx_bf16', 'amx_int8', 'xsave', 'xsavec', 'xsaveopt', 'xsaves', 'pku',
+]);
+
+/** Was this process started by a jail with --cpu-baseline (its initial environment says so)? */
+function startedWithBaseline(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/environ`, 'latin1').split('\0').includes(BASELINE_MARK);
+  } catch {
+    return false;
+  }
+}
+
+/** This CPU's instruction-set flags (/proc/cpuinfo, first processor). */
+export function cpuFlags(): Set<string> {
+  const m = /^flags\s*:\s*(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'));
+  return new Set((m?.[1] ?? '').split(/\s+/).filter(Boolean));
+}
+
+interface Xstate {
+  xcr0: bigint;
+  components: { bit: number; offset: number; size: number }[];
+}
+
+/** XCR0 (x87 and SSE only, 0x3, on a CPU without XSAVE) and the standard-format layout of each component. */
+export function cpuXstate(): Xstate {
+  const x = (native() as unknown as { cpuXstate(): Xstate }).cpuXstate();
+  return { xcr0: x.xcr0 || 0x3n, components: x.components };
+}
+
+const XSAVE_HEADER = 512;
+const XSAVE_SW = 464;
+const PKRU_BIT = 9;
+/** The PKRU value every process starts with: the kernel's default, which says nothing about the program. */
+const PKRU_DEFAULT = 0x55555554;
+
+/** XSTATE_BV: the components in use in an XSAVE area, not counting a default PKRU. */
+export function xstateInUse(xsave: Buffer, layout: Xstate['components']): bigint {
+  if (xsave.length < XSAVE_HEADER + 8) return 0x3n;
+  let bv = xsave.readBigUInt64LE(XSAVE_HEADER);
+  const pkru = layout.find((c) => c.bit === PKRU_BIT);
+  if (bv & (1n << BigInt(PKRU_BIT)) && pkru && pkru.offset + 4 <= xsave.length && xsave.readUInt32LE(pkru.offset) === PKRU_DEFAULT) {
+    bv &= ~(1n << BigInt(PKRU_BIT));
+  }
+  return bv;
+}
+
+/** What the image's processes may use of the CPU: from every live thread's registers. */
+export function collectCpu(firstPid: number, registers: Registers[]): CpuImage {
+  const here = cpuXstate();
+  const baseline = startedWithBaseline(firstPid);
+  const flags = baseline ? [...BASELINE_FLAGS] : [...cpuFlags()].filter((f) => ISA_FLAGS.has(f)).sort();
+  const used = registers.reduce((bv, r) => bv | xstateInUse(Buffer.from(r.xsave, 'base64'), here.components), 0n);
+  return { baseline, flags, xfeatures: toHex(here.xcr0), xstateUsed: toHex(used), xstate: here.components };
+}
+
+const COMPONENT_NAMES: Record<number, string> = {
+  2: 'AVX', 3: 'MPX bounds', 4: 'MPX config', 5: 'AVX-512 opmask', 6: 'AVX-512 upper ZMM', 7: 'AVX-512 high ZMM',
+  9: 'PKRU', 11: 'CET user', 17: 'AMX tile config', 18: 'AMX tile data', 19: 'APX',
+};
+const componentNames = (bits: bigint): string =>
+  [...Array(64).keys()].filter((b) => bits & (1n << BigInt(b))).map((b) => COMPONENT_NAMES[b] ?? `component ${b}`).join(', ');
+
+/**
+ * Can this CPU run the image's processes? Throws a one-line ImageError if
+ * not; `force` accepts missing instruction-set flags (the program may never
+ * use them), never missing register state. Returns warnings.
+ */
+export function checkCpu(m: Manifest, force: boolean): string[] {
+  if (!m.cpu) return [];
+  const here = cpuFlags();
+  const missing = m.cpu.flags.filter((f) => !here.has(f));
+  const warnings: string[] = [];
+  if (missing.length && !force) {
+    throw new ImageError(
+      `this CPU lacks ${missing.join(' ')}, which the image's processes may use (checkpoint a jail started with "vjail run --cpu-baseline", or restore with --force to try anyway)`,
+    );
+  }
+  if (missing.length) warnings.push(`restoring on a CPU without ${missing.join(' ')} (--force): the program fails with SIGILL if it uses them`);
+  const lacking = fromHex(m.cpu.xstateUsed) & ~cpuXstate().xcr0;
+  if (lacking) throw new ImageError(`the image's processes have ${componentNames(lacking)} register state in use, which this CPU cannot hold`);
+  return warnings;
+}
+
+/**
+ * An XSAVE area from the image, laid out for this CPU: the legacy region,
+ * an XSAVE header naming the components in use, and each component copied
+ * from its offset on the dumping CPU to its offset here. `here` is this
+ * CPU's area for the thread (its size and software bytes are kept).
+ */
+export function fitXsave(saved: Buffer, from: CpuImage['xstate'], here: Buffer): Buffer {
+  const to = cpuXstate();
+  const bv = xstateInUse(saved, from);
+  if (bv & ~to.xcr0) throw new ImageError(`the image's ${componentNames(bv & ~to.xcr0)} register state cannot be held by this CPU`);
+  const out = Buffer.from(here);
+  saved.copy(out, 0, 0, XSAVE_SW);
+  out.fill(0, XSAVE_HEADER, XSAVE_HEADER + 64);
+  out.writeBigUInt64LE(bv, XSAVE_HEADER);
+  for (let bit = 2; bit < 64; bit++) {
+    if (!(bv & (1n << BigInt(bit)))) continue;
+    const a = from.find((c) => c.bit === bit);
+    const b = to.components.find((c) => c.bit === bit);
+    if (!a || !b || a.offset + a.size > saved.length || b.offset + b.size > out.length) {
+      throw new ImageError(`the image's ${componentNames(1n << BigInt(bit))} register state has no place in this CPU's XSAVE area`);
+    }
+    saved.copy(out, b.offset, a.offset, a.offset + Math.min(a.size, b.size));
+  }
+  return out;
+}
+
+/** For a CPU without XSAVE: the legacy (FXSAVE) region, if nothing beyond x87 and SSE is in use. */
+export function legacyOnly(saved: Buffer, from: CpuImage['xstate']): Buffer {
+  const bv = xstateInUse(saved, from);
+  if (bv & ~0x3n) throw new ImageError(`the image's ${componentNames(bv & ~0x3n)} register state cannot be held by this CPU (it has no XSAVE)`);
+  return saved.subarray(0, XSAVE_HEADER);
+}
