@@ -86,7 +86,7 @@ napi_value js_ptrace_wait(napi_env env, napi_callback_info info)
 	return v;
 }
 
-/* ptraceResume(pid, how, signal): how is 0 = CONT, 1 = SYSCALL, 2 = DETACH, 3 = LISTEN. */
+/* ptraceResume(pid, how, signal): how is 0 = CONT, 1 = SYSCALL, 2 = DETACH, 3 = LISTEN, 4 = SINGLESTEP. */
 napi_value js_ptrace_resume(napi_env env, napi_callback_info info)
 {
 	napi_value argv[3];
@@ -100,9 +100,10 @@ napi_value js_ptrace_resume(napi_env env, napi_callback_info info)
 		{ PTRACE_SYSCALL, "ptrace(PTRACE_SYSCALL)" },
 		{ PTRACE_DETACH, "ptrace(PTRACE_DETACH)" },
 		{ PTRACE_LISTEN, "ptrace(PTRACE_LISTEN)" },
+		{ PTRACE_SINGLESTEP, "ptrace(PTRACE_SINGLESTEP)" },
 	};
 	int how = vj_i32(env, argv[1]);
-	if (how < 0 || how > 3) {
+	if (how < 0 || how >= (int)(sizeof hows / sizeof hows[0])) {
 		napi_throw_range_error(env, NULL, "bad resume request");
 		return NULL;
 	}

@@ -48,10 +48,11 @@ function countLines(path: string): number {
   }
 }
 
-async function checkpointed(bin: string, out: string, img: string, runFlags: string[]): Promise<number> {
-  const run = vjailStart(['run', ...runFlags, '--', bin, out]);
-  expect(await waitFor(() => pidOf([bin, out]) !== undefined && countLines(out) > 20, 30_000)).toBe(true);
-  const cp = await vjail(['checkpoint', '--pid', String(pidOf([bin, out])), '--image', img]);
+async function checkpointed(bin: string, out: string, img: string, runFlags: string[], extra: string[] = []): Promise<number> {
+  const argv = [bin, out, ...extra];
+  const run = vjailStart(['run', ...runFlags, '--', ...argv]);
+  expect(await waitFor(() => pidOf(argv) !== undefined && countLines(out) > 20, 30_000)).toBe(true);
+  const cp = await vjail(['checkpoint', '--pid', String(pidOf(argv)), '--image', img]);
   expect(cp.stderr).toMatch(/checkpoint 5\/5 kill/);
   expect((await run).exitCode).toBe(137);
   return countLines(out);
@@ -143,6 +144,8 @@ describe.each([
   const dir = () => join(share, kernel);
   const clockImg = () => join(dir(), 'clock');
   const counterImg = () => join(dir(), 'counter-img');
+  const spinImg = () => join(dir(), 'spin');
+  let spinBefore: number;
   let before: number;
   let r: RunInKernelResult;
 
@@ -151,7 +154,14 @@ describe.each([
     before = await checkpointed(join(share, 'vdso-clock'), join(dir(), 'clock.out'), clockImg(), ['--cpu-baseline']);
     const counterBefore = await checkpointed(join(share, 'counter'), join(dir(), 'counter.out'), counterImg(), []);
     expect(counterBefore).toBeGreaterThan(0);
-    const specs = [`refuse ${counterImg()} -`, `force ${counterImg()} ${join(dir(), 'counter.out')}`, `restore ${clockImg()} ${join(dir(), 'clock.out')}`];
+    // Nearly always inside the vDSO when frozen.
+    spinBefore = await checkpointed(join(share, 'vdso-clock'), join(dir(), 'spin.out'), spinImg(), ['--cpu-baseline'], ['spin']);
+    const specs = [
+      `refuse ${counterImg()} -`,
+      `force ${counterImg()} ${join(dir(), 'counter.out')}`,
+      `restore ${clockImg()} ${join(dir(), 'clock.out')}`,
+      `spin ${spinImg()} ${join(dir(), 'spin.out')}`,
+    ];
     r = await runInKernel({ kernel, cpu, argv: ['sh', join(share, 'guest.sh'), ...specs], shareDir: share, timeoutMs: 400_000 });
   }, 500_000);
 
@@ -177,12 +187,21 @@ describe.each([
   });
 
   it('a program resumes there, calling the old vDSO pointers, with clocks that never went back', () => {
-    expect(field(r, 'restore-rc')).toBe('143'); // ended by our SIGTERM, not by a failure of its own
     const err = readFileSync(`${clockImg()}.restore`, 'utf8');
+    expect(field(r, 'restore-rc'), err).toBe('143'); // ended by our SIGTERM, not by a failure of its own
     expect(err).toMatch(/restore vdso: vDSO differs from the image's: \d+ entry point\(s\) redirected/);
     // The guest booted seconds ago; the host has been up longer.
     expect(err).toMatch(/restore clocks: this host's clocks are behind the image's: the jail runs in a new time namespace/);
     expectContinued(join(dir(), 'clock.out'), before);
+  });
+
+  it('a thread caught inside the vDSO was stepped out of it at the checkpoint, and goes on there', () => {
+    const p = manifest(spinImg()).processes[0];
+    const vdso = p.mappings.find((m: { kind: string }) => m.kind === 'vdso');
+    const rip = BigInt(p.threads[0].registers.gpr.rip);
+    expect(rip < BigInt(vdso.start) || rip >= BigInt(vdso.end)).toBe(true);
+    expect(field(r, 'spin-rc'), readFileSync(`${spinImg()}.restore`, 'utf8')).toBe('143');
+    expectContinued(join(dir(), 'spin.out'), spinBefore);
   });
 
   it('an image of a jail without --cpu-baseline is refused in one line, and --force tries anyway', () => {

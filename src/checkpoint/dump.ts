@@ -21,7 +21,7 @@ import { collectMemory, type Scratch } from './parts/memory.js';
 import { collectSignals } from './parts/signals.js';
 import { collectTask } from './parts/task.js';
 import { collectThread } from './parts/threads.js';
-import { collectVdso } from './parts/vdso.js';
+import { collectVdso, stepOutOfVdso } from './parts/vdso.js';
 import { collectCpu } from './cpu.js';
 import { collectZombie, nsIds } from './parts/tree.js';
 import { freeze } from './freeze.js';
@@ -75,11 +75,12 @@ export async function checkpoint(opts: CheckpointOptions): Promise<Manifest> {
     const firstLive = tree.processes.find((p) => !p.zombie)!;
     const clocks = await collectClocks(held.get(firstLive.pid)!);
     const processes: ProcessImage[] = [];
+    const stepped = { count: 0 };
     for (const p of tree.processes) {
       const { hostPpid, ...ids } = tree.pidNs ? nsIds(p.pid) : { pid: p.pid, pgid: 0, sid: 0, hostPpid: 0 };
       const ppid = tree.pidNs ? nsIds(hostPpid).pid : 0;
       if (p.zombie) processes.push(collectZombie(p.pid, ppid));
-      else processes.push(await collectProcess(p.tids.map((tid) => held.get(tid)!), writer, { ...ids, ppid }, tree.pidNs));
+      else processes.push(await collectProcess(p.tids.map((tid) => held.get(tid)!), writer, { ...ids, ppid }, tree.pidNs, stepped));
     }
     const manifest: Manifest = {
       format: IMAGE_MAGIC,
@@ -98,7 +99,7 @@ export async function checkpoint(opts: CheckpointOptions): Promise<Manifest> {
     const mappings = live.reduce((n, p) => n + p.mappings.length, 0);
     const bytes = live.flatMap((p) => p.mappings).reduce((n, m) => n + (m.pages?.size ?? 0), 0);
     const zombies = processes.length - live.length;
-    report(3, 'dump', `${tree.pidNs ? `${live.length} process(es)${zombies ? ` and ${zombies} zombie(s)` : ''}, ${held.size} thread(s), ` : ''}${mappings} mappings, ${(bytes / 2 ** 20).toFixed(1)} MiB of page data`);
+    report(3, 'dump', `${tree.pidNs ? `${live.length} process(es)${zombies ? ` and ${zombies} zombie(s)` : ''}, ${held.size} thread(s), ` : ''}${mappings} mappings, ${(bytes / 2 ** 20).toFixed(1)} MiB of page data${stepped.count ? `; ${stepped.count} thread(s) stepped out of the vDSO` : ''}`);
 
     writer.commit(manifest);
     published = true;
@@ -131,8 +132,11 @@ async function collectProcess(
   writer: ImageWriter,
   ids: { pid: number; ppid: number; pgid: number; sid: number },
   pidNs: boolean,
+  stepped: { count: number },
 ): Promise<LiveProcess> {
   const leader = threads[0]!;
+  // A thread inside the vDSO's code could only go on with this kernel's vDSO: let it return first.
+  for (const t of threads) if (await stepOutOfVdso(t)) stepped.count++;
   const scratchAddr = await leader.syscallOk('mmap of a scratch page', SYS.mmap, 0, PAGE_SIZE, 3, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   const scratch: Scratch = { addr: scratchAddr, size: PAGE_SIZE };
   let signals, task;

@@ -39,7 +39,7 @@ const PTRACE_O_EXITKILL = 0x100000;
 const PTRACE_EVENT_STOP = 128;
 const SIGTRAP = 5;
 const SIGKILL = 9;
-const RESUME = { cont: 0, syscall: 1, detach: 2 } as const;
+const RESUME = { cont: 0, syscall: 1, detach: 2, step: 4 } as const;
 
 /** The tracee stopped or ended in a way the operation cannot continue from. */
 export class TraceeError extends Error {
@@ -176,6 +176,13 @@ export class Tracee {
 
   resume(how: keyof typeof RESUME, signal = 0): void {
     ptraceAddon().ptraceResume(this.pid, RESUME[how], signal);
+  }
+
+  /** Execute one instruction (PTRACE_SINGLESTEP) and wait for the trap after it. */
+  async step(): Promise<void> {
+    this.resume('step');
+    const st = await this.waitRaw();
+    if ((st & 0xff) !== 0x7f || stopSignal(st) !== SIGTRAP) throw new TraceeError(`process ${this.pid} stopped unexpectedly (signal ${stopSignal(st)}) while single-stepping`);
   }
 
   /** Find a `syscall` instruction (0f 05) in the vDSO, else in any executable mapping. */

@@ -91,6 +91,37 @@ export function collectVdso(t: Tracee): VdsoImage | null {
   return v ? describeVdso(v.bytes) : null;
 }
 
+/** Instructions after which a thread still inside the vDSO is left there (its functions are a few hundred). */
+const STEP_LIMIT = 100_000;
+
+/**
+ * A thread the freeze caught inside the vDSO's code could only continue in
+ * this kernel's vDSO. Single-step it until it has returned to its caller,
+ * with every signal blocked meanwhile so none is delivered (they stay
+ * queued). A thread inside a system call the vDSO made (its fallback) is
+ * left as it is. Returns the instructions stepped.
+ */
+export async function stepOutOfVdso(t: Tracee): Promise<number> {
+  const vdso = readMaps(t.pid).find((e) => e.name === '[vdso]');
+  if (!vdso) return 0;
+  const inside = (): boolean => {
+    const r = t.getRegs();
+    return r.rip >= vdso.start && r.rip < vdso.end && BigInt.asIntN(64, r.orig_rax) < 0n;
+  };
+  if (!inside()) return 0;
+  const mask = t.getSigmask();
+  t.setSigmask(BigInt.asUintN(64, -1n));
+  try {
+    for (let n = 1; n <= STEP_LIMIT; n++) {
+      await t.step();
+      if (!inside()) return n;
+    }
+  } finally {
+    t.setSigmask(mask);
+  }
+  throw new TraceeError(`thread ${t.pid} did not leave the vDSO within ${STEP_LIMIT} instructions`);
+}
+
 /** System calls that stand in for vDSO functions this kernel's vDSO lacks (same arguments, same registers). */
 const SYSCALL_FOR: Record<string, number> = {
   clock_gettime: 228,
