@@ -20,6 +20,11 @@ export function inspectCommand(dir: string, flags: { json?: boolean }): number {
     `profile   ${m.profile}${m.policy ? `   policy ${m.policy}` : ''}${m.emulate.length ? `   emulate ${m.emulate.join(',')}` : ''}`,
     `pids      ${m.pidNamespace ? 'kept (own PID namespace; PID 1 is vjail-init)' : 'new on restore'}`,
   ];
+  if (m.clocks) out.push(`clocks    CLOCK_MONOTONIC ${(Number(m.clocks.monotonic) / 1e9).toFixed(3)} s   CLOCK_BOOTTIME ${(Number(m.clocks.boottime) / 1e9).toFixed(3)} s`);
+  if (m.cpu) {
+    out.push(`cpu       ${m.cpu.baseline ? 'x86-64 baseline (--cpu-baseline)' : 'the dumping CPU\'s features'}: ${m.cpu.flags.join(' ')}`);
+    out.push(`xsave     XCR0 ${m.cpu.xfeatures}, in use ${m.cpu.xstateUsed}`);
+  }
   for (const p of m.processes) {
     const ids = m.pidNamespace ? `   ppid ${p.ppid} pgid ${p.pgid} sid ${p.sid}` : '';
     if (p.state === 'zombie') {
@@ -32,6 +37,7 @@ export function inspectCommand(dir: string, flags: { json?: boolean }): number {
       `cwd       ${p.cwd}   umask ${p.umask.toString(8).padStart(4, '0')}   personality ${p.personality}`,
       `signals   ${p.signals.actions.length} handlers, ${p.signals.pending.length} queued for the process`,
     );
+    if (p.vdso) out.push(`vdso      ${p.vdso.size} bytes, sha256 ${p.vdso.sha256.slice(0, 16)}…, ${p.vdso.symbols.map((s) => `${s.name}+0x${s.offset.toString(16)}`).join(' ')}`);
     for (const t of p.threads) {
       const r = t.registers.gpr;
       out.push(`thread    ${t.tid}   rip ${r.rip}   rsp ${r.rsp}   fs_base ${r.fs_base}   blocked ${t.blocked}, ${t.pending.length} queued   rseq ${t.rseq ? `${t.rseq.address} (${t.rseq.size} bytes)` : 'none'}`);
