@@ -17,7 +17,7 @@ const NO_CHECKOUT = 91;
 
 const WRAPPER = `
 command -v node >/dev/null 2>&1 || { echo "node is not installed in the guest (not in PATH $PATH)" >&2; exit ${NO_NODE}; }
-[ -r "$1" ] || { echo "the vjail build $1 is not visible in the guest (it sees the host root, but not /tmp, /run or /dev); build vjail with npx tsc -p . in a checkout outside them" >&2; exit ${NO_CHECKOUT}; }
+[ -r "$1" ] || { echo "the vjail build $1 is not visible in the guest; build vjail first (npm run build)" >&2; exit ${NO_CHECKOUT}; }
 exec node "$@"
 `;
 

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
+import { packageRoot } from '../paths.js';
 import { buildInitramfs, loadStaticBusybox } from './initramfs.js';
 import { ensureKernel, isKernelName, availableKernels, type KernelInfo, type KernelName } from './kernels.js';
 import { bootOnce, checkQemu, lastLines, type BootResult } from './qemu.js';
@@ -117,7 +118,7 @@ export async function runInKernel(o: RunInKernelOptions): Promise<RunInKernelRes
   const shareDir = resolve(o.shareDir);
   const controlDir = mkdtempSync(join(tmpdir(), 'vjail-vm-'));
   try {
-    writeFileSync(join(controlDir, 'boot.env'), `VJ_TIME=${Math.floor(Date.now() / 1000)}\nVJ_SHARE=${shQuote(shareDir)}\n`);
+    writeFileSync(join(controlDir, 'boot.env'), `VJ_TIME=${Math.floor(Date.now() / 1000)}\nVJ_SHARE=${shQuote(shareDir)}\nVJ_PACKAGE=${shQuote(packageRoot())}\n`);
     writeFileSync(join(controlDir, 'run.sh'), runScript(o.argv, o.cwd ?? shareDir, o.env ?? {}));
     const timeoutMs = o.timeoutMs ?? 120_000;
     const boot = {

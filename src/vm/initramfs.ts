@@ -82,6 +82,8 @@ export function loadStaticBusybox(): Buffer {
 export const TAG_HOSTROOT = 'vjroot';
 export const TAG_CONTROL = 'vjctl';
 export const TAG_SHARE = 'vjshare';
+/** vjail's own package directory, read-only at its own path (it may live under /tmp, which the guest replaces). */
+export const TAG_PACKAGE = 'vjpkg';
 
 /**
  * The guest's /init. It loads the modules, mounts the host root (9p,
@@ -120,6 +122,10 @@ $B mount -t tmpfs -o mode=1777 tmpfs $R/tmp
 $B mount -t tmpfs -o mode=0755 tmpfs $R/run
 $B mkdir -p $R/run/vjail
 $B mount --bind /ctl $R/run/vjail
+if [ -n "$VJ_PACKAGE" ]; then
+  $B mkdir -p "$R$VJ_PACKAGE"
+  $B mount -t 9p -o $NINEP,ro,cache=loose ${TAG_PACKAGE} "$R$VJ_PACKAGE" || die "mount ${TAG_PACKAGE}"
+fi
 if [ -n "$VJ_SHARE" ]; then
   $B mkdir -p "$R$VJ_SHARE"
   $B mount -t 9p -o $NINEP ${TAG_SHARE} "$R$VJ_SHARE" || die "mount ${TAG_SHARE}"

@@ -1,6 +1,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { TAG_CONTROL, TAG_HOSTROOT, TAG_SHARE } from './initramfs.js';
+import { packageRoot } from '../paths.js';
+import { TAG_CONTROL, TAG_HOSTROOT, TAG_PACKAGE, TAG_SHARE } from './initramfs.js';
 
 export const QEMU = 'qemu-system-x86_64';
 
@@ -93,6 +94,7 @@ export function qemuArgs(o: BootOptions): string[] {
     ...fsdev('fsroot', '/', TAG_HOSTROOT, ',readonly=on,multidevs=remap'),
     ...fsdev('fsctl', o.controlDir, TAG_CONTROL, ''),
     ...fsdev('fsshare', o.shareDir, TAG_SHARE, ',multidevs=remap'),
+    ...fsdev('fspkg', packageRoot(), TAG_PACKAGE, ',readonly=on,multidevs=remap'),
   ];
 }
 
