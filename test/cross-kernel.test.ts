@@ -9,7 +9,7 @@
  *   6.12  run the workload bare; restore b
  *
  * Hops back to the host and across several kernels are in
- * test/kernels/cross-kernel-hops.test.ts (npm run test:kernels).
+ * test/cross-kernel-hops.test.ts.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureKernel } from '../src/vm/index.js';

@@ -60,13 +60,23 @@ const PKRU_BIT = 9;
 /** The PKRU value every process starts with: the kernel's default, which says nothing about the program. */
 const PKRU_DEFAULT = 0x55555554;
 
-/** XSTATE_BV: the components in use in an XSAVE area, not counting a default PKRU. */
+/**
+ * XSTATE_BV: the components in use in an XSAVE area. A component whose bit is
+ * set but whose bytes are all zero holds its initial state (XRSTOR with the
+ * bit clear gives the same registers), and PKRU holding the kernel's default
+ * says nothing about the program: neither counts, so an image does not
+ * demand, say, MPX or PKU of the restoring CPU just because the dumping CPU
+ * had them and saved them at their start values.
+ */
 export function xstateInUse(xsave: Buffer, layout: Xstate['components']): bigint {
   if (xsave.length < XSAVE_HEADER + 8) return 0x3n;
   let bv = xsave.readBigUInt64LE(XSAVE_HEADER);
-  const pkru = layout.find((c) => c.bit === PKRU_BIT);
-  if (bv & (1n << BigInt(PKRU_BIT)) && pkru && pkru.offset + 4 <= xsave.length && xsave.readUInt32LE(pkru.offset) === PKRU_DEFAULT) {
-    bv &= ~(1n << BigInt(PKRU_BIT));
+  for (const c of layout) {
+    const bit = 1n << BigInt(c.bit);
+    if (c.bit < 2 || !(bv & bit) || c.offset + c.size > xsave.length) continue;
+    const data = xsave.subarray(c.offset, c.offset + c.size);
+    const initial = data.every((b) => b === 0) || (c.bit === PKRU_BIT && data.readUInt32LE(0) === PKRU_DEFAULT);
+    if (initial) bv &= ~bit;
   }
   return bv;
 }
