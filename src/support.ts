@@ -34,13 +34,15 @@ const SUPPORTED = `## Supported
   and every read is followed by an \`ID_VALID\` check; \`SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP\`
   is set where the kernel has it. A shim that throws logs one line and the
   caller gets the profile's error (ENOSYS by default); one that never answers
-  is answered after 30 s.
+  is answered after 30 s (shims that block as their syscall does, like
+  futex_wait, excepted).
 - Kernel-ABI profiles from Linux 2.6.32 to 6.18 on x86_64 (native and i386
   entry points): syscalls the profile's kernel lacks fail with ENOSYS, decided
   in the seccomp filter; syscalls it has and the host lacks are answered by a
   shim where one exists (see below), else ENOSYS with a plan warning
   (\`vjail run --verbose\`, \`vjail check --profile NAME\`). \`--emulate NAME\`
-  forces a shim even where the host has the syscall.
+  forces a shim even where the host has the syscall; every shim has a
+  native-versus-emulated equivalence test.
 - One consistent kernel: under a non-host profile, \`uname(2)\`, the i386
   \`olduname\`/\`oldolduname\`, \`/proc/version\`, \`/proc/sys/kernel/ostype\`,
   \`osrelease\` and \`version\`, and \`_sysctl\`'s kernel names all present the
@@ -51,6 +53,31 @@ const SUPPORTED = `## Supported
   the profile decides what the policy lets run.
 - \`--trace[=FILE]\` (strace-style, intercepted calls only) and \`--stats\`
   (per-syscall counts and latency percentiles).
+- Named jails: \`vjail run --name N [--detach]\`, \`vjail ps\`, \`logs\`, \`kill\`,
+  \`rm\`; each named jail gets its own cgroup.
+- Checkpoint and restore (\`vjail checkpoint\`, \`restore\`, \`inspect\`; details
+  and limits in docs/IMAGE.md): the five steps (pre-dump says that this kernel
+  has no soft-dirty; freeze with the cgroup v2 or v1 freezer, else ptrace; dump;
+  post-dump verifies, fsyncs and publishes by rename; then resume with
+  \`--leave-running\` or kill), any failure leaving the jail running. Saved:
+  every thread of every process of a jail in its own PID namespace, with the
+  same PIDs and TIDs, zombies with their status, sessions and process groups;
+  memory (anonymous, heap, stack, written pages of private file mappings;
+  shared file mappings mapped again), registers with the full XSAVE state and
+  fs/gs base, signal handlers, masks and queued signals, rseq, robust lists,
+  clear_child_tid, personality, rlimits, cwd, umask; fds 0-2 reconnected to the
+  restoring terminal. Images are versioned, checksummed and refused in one line
+  when truncated, corrupt or foreign, before anything is created.
+- Restore on another kernel: the plan is derived again for the host it lands
+  on; calls through the old vDSO go through a trampoline page into the current
+  vDSO (or a direct syscall); CLOCK_MONOTONIC and CLOCK_BOOTTIME never go back
+  (a time namespace with offsets); the CPU features and XSAVE components the
+  image uses are checked (\`--force\` to try anyway) and the XSAVE area is laid
+  out for the restoring CPU; \`vjail run --cpu-baseline\` makes images that
+  restore on lesser CPUs. Tested between this 6.18 host and Debian's 6.1 and
+  6.12 kernels in both directions, and hopping host → 6.1 → 6.12 → host.
+- \`vjail compat\`: a command or a suite under every profile × kernel cell
+  (the host, and 6.1/6.12 booted under qemu), as a table or JSON.
 - \`vjail profiles list|show|diff\` and \`vjail check\` to see what a profile
   does on this host before running anything.`;
 
@@ -89,7 +116,13 @@ trip, a read of \`/proc/PID/status\` for the caller's credentials and umask, one
 
 const NOT_SUPPORTED = `## Not supported
 
-- Checkpoint/restore and restore on another kernel: in progress; not usable yet.
+- Checkpoint of open file descriptors above 2 (files, pipes, sockets), SysV
+  and POSIX shared memory, deleted files and \`MAP_GROWSDOWN\` stacks; of
+  threads or process trees without \`--pid-ns\`; of jails whose first
+  process, or a process group or session leader, is gone (docs/IMAGE.md).
+- Iterative pre-dump: this host has no soft-dirty tracking; PAGEMAP_SCAN with
+  userfaultfd write-protect is not used yet, so the workload is stopped for
+  the whole dump.
 - Through the open shim (\`--kernel-files shim\`, or no mount rights): opens by
   a process whose uid, gid, groups or effective capabilities differ from the
   supervisor's fail with EACCES (the supervisor would open with the wrong
@@ -97,6 +130,8 @@ const NOT_SUPPORTED = `## Not supported
   ENOSYS, as from a kernel without openat2; files reached past a procfs magic
   link (\`/proc/PID/cwd/...\`) are resolved by the kernel from there, so a
   \`self\` further along would name the supervisor.
+- statmount/listmount: no honest emulation (their 64-bit mount ids appear
+  nowhere in /proc); a host without them answers ENOSYS with a plan warning.
 - \`_sysctl\` names outside the mapped subset (below) get ENOTDIR, as a 4.19
   kernel does for names it does not know; \`CTL_NET\` device wildcards
   (per-interface names) are not mapped.
@@ -107,26 +142,23 @@ const NOT_SUPPORTED = `## Not supported
 - \`--trace\` shows intercepted syscalls only (those the plan sends to the
   supervisor), and in trace mode the native answers are given from JavaScript
   so they can be shown.
-- Background processes keep \`vjail run\` waiting until they exit (as
-  \`strace -f\` does); there is no detach yet.`;
+- Background processes keep a foreground \`vjail run\` waiting until they exit
+  (as \`strace -f\` does); use \`--name --detach\` for long-running jails.`;
 
 const PLANNED = `## Planned
 
-- Checkpoint and restore of a jail (one process, then threads, trees and
-  zombies), restore on other kernels, \`vjail compat\` across real kernels.
+- Checkpoint of file descriptors (regular files first, then pipes and
+  sockets), shared memory, and an iterative pre-dump with PAGEMAP_SCAN.
+- Checkpoint and restore throughput: both are below the 1 GB/s target for
+  256 MiB (docs/BENCH.md shows where the time goes).
 - Opening on the caller's behalf with the caller's credentials (setfsuid,
   groups, capabilities on a helper thread), to lift the EACCES limit above.
 - Emulating \`openat2\`'s \`RESOLVE_*\` flags in the supervisor's path walk.
 - Answering opens natively (in the supervisor thread, without JavaScript).
-- Enforcing mseal's seals: the shim validates and answers 0, but munmap,
-  mprotect, mremap and madvise of sealed ranges still succeed (recording the
-  sealed ranges per process and notifying those calls for jails that use the
-  shim). statmount/listmount have no shim: the 64-bit unique mount ids they
-  take and return appear nowhere in /proc, so a host without them answers
-  ENOSYS (with a plan warning).
-- Start-up: \`vjail run\` costs about 100 ms beyond Node's own start, mostly
-  module loading (zod alone takes about 60 ms to import); a bundled CLI and a
-  cache of validated profiles and compiled plans are the planned fixes.`;
+- Enforcing mseal's seals (its shim validates and answers 0, so it is only
+  used with \`--emulate mseal\`).
+- Start-up: \`vjail run\` costs tens of milliseconds of CPU beyond Node's own
+  start (docs/BENCH.md); caching the derived plan and filter is next.`;
 
 /** The text of docs/SUPPORT.md. */
 export function supportMarkdown(): string {
