@@ -27,6 +27,9 @@ const O_TMPFILE = 0o20000000 | O_DIRECTORY;
 const O_CLOEXEC = 0o2000000;
 const O_PATH = 0o10000000;
 const O_EXCL = 0o200;
+/** RESOLVE_NO_XDEV | NO_MAGICLINKS | NO_SYMLINKS | BENEATH | IN_ROOT | CACHED (VALID_RESOLVE_FLAGS). */
+const VALID_RESOLVE_FLAGS = 0x3fn;
+
 /** Flags openat2 accepts (VALID_OPEN_FLAGS of the kernel). */
 const VALID_OPEN_FLAGS = 0o3 | 0o100 | 0o200 | 0o400 | 0o1000 | 0o2000 | 0o4000 | 0o4010000 | 0o10000 | 0o20000 | 0o40000 | 0o100000 | O_DIRECTORY | O_NOFOLLOW | 0o1000000 | O_CLOEXEC | O_PATH | 0o20000000;
 const AT_FDCWD = -100;
@@ -261,6 +264,8 @@ function request(n: Notification, caller: CallerAccess): OpenRequest | ShimResul
   const f = Number(flags);
   const creating = (f & O_CREAT) !== 0 || (f & O_TMPFILE) === O_TMPFILE;
   if (mode > 0o7777n || (!creating && mode !== 0n)) return fail(E.EINVAL);
+  // Unknown resolve bits are EINVAL, as from the kernel (after the flags and the mode).
+  if (resolve & ~VALID_RESOLVE_FLAGS) return fail(E.EINVAL);
   // RESOLVE_* restrictions are not emulated: answer as a kernel without openat2, and callers fall back to openat.
   if (resolve !== 0n) return fail(E.ENOSYS);
   return { dirfd: int(a[0]), pathAddr: a[1], flags: f, mode: Number(mode) };

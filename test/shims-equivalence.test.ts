@@ -40,6 +40,7 @@ const cases: { fixture: string; emulate: string[]; shim: string }[] = [
   { fixture: 'mseal', emulate: ['mseal'], shim: 'mseal' },
   { fixture: 'xattrat', emulate: ['setxattrat', 'getxattrat', 'listxattrat', 'removexattrat'], shim: 'xattrat' },
   { fixture: 'file_attr', emulate: ['file_getattr', 'file_setattr'], shim: 'file_attr' },
+  { fixture: 'open', emulate: ['open', 'openat', 'openat2'], shim: 'open' },
 ];
 
 describe('shims behave as the kernel does (native run vs --emulate)', () => {
