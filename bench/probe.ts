@@ -3,7 +3,7 @@
  * while a probe is active, the methods that move page data are wrapped with
  * timestamps (the checkpoint code itself reports steps, not their parts).
  *
- *   mem-read    Tracee.read: pread of /proc/PID/mem
+ *   mem-read    Tracee.read and pageIo.read: pread of /proc/PID/mem
  *   mem-write   Tracee.write: pwrite of /proc/PID/mem
  *   page-hash   the sha256 update of each page file as it is written
  *   page-write  PageFileWriter.append without its sha256: write(2) of page files
@@ -21,6 +21,7 @@ import type { Hash } from 'node:crypto';
 import fs from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
 import { performance } from 'node:perf_hooks';
+import { pageIo } from '../src/checkpoint/parts/memory.js';
 import { Tracee } from '../src/checkpoint/tracee.js';
 import { ImageWriter, PageFileWriter } from '../src/image/format.js';
 
@@ -105,6 +106,7 @@ function timeAppend(): void {
 
 function install(): void {
   timeMethod(Tracee.prototype, 'read', 'mem-read');
+  timeMethod(pageIo, 'read', 'mem-read');
   timeMethod(Tracee.prototype, 'write', 'mem-write');
   timeMethod(Tracee.prototype, 'syscall', 'syscalls');
   timeMethod(PageFileWriter.prototype, 'close', 'page-fsync');

@@ -7,7 +7,8 @@
  *   2 freeze    the cgroup freezer (v2, else v1) on a jail with a cgroup of
  *               its own, then PTRACE_SEIZE + PTRACE_INTERRUPT (freeze.ts)
  *   3 dump      one collector per kind of kernel object, pages streamed to disk
- *   4 post-dump verify every checksum, fsync, publish by rename
+ *   4 post-dump fsync, read back and check the manifest and page file sizes,
+ *               publish by rename (docs/IMAGE.md: why pages are not re-hashed)
  *   5 resume    detach (--leave-running) or kill
  * The image is published before anything is killed, and any failure before
  * that leaves every process running as it was, with no image.

@@ -32,6 +32,7 @@ import {
   writeSync,
 } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { z } from 'zod';
 
 export const IMAGE_MAGIC = 'vjail-image';
@@ -357,10 +358,118 @@ function fsyncPath(path: string): void {
   }
 }
 
-/** One page-data file being written: data is hashed as it goes. */
+/**
+ * sha256 on a worker thread, so that hashing page data overlaps with reading
+ * and writing it on this one. Updates are queued in order; `digest` waits
+ * (Atomics.wait) until the worker has hashed everything queued before it.
+ */
+const HASHER_SOURCE = `
+const { parentPort } = require('node:worker_threads');
+const { createHash } = require('node:crypto');
+const hashes = new Map();
+parentPort.on('message', (m) => {
+  let h = hashes.get(m.id);
+  if (!h) hashes.set(m.id, (h = createHash('sha256')));
+  if (m.data) {
+    h.update(new Uint8Array(m.data, m.off, m.len));
+    Atomics.add(m.done, 0, 1);
+    Atomics.notify(m.done, 0);
+    return;
+  }
+  hashes.delete(m.id);
+  const out = new Uint8Array(m.result.buffer);
+  out.set(h.digest(), 4);
+  Atomics.store(m.result, 0, 1);
+  Atomics.notify(m.result, 0);
+});
+`;
+
+let hasherWorker: Worker | undefined;
+let hashIds = 0;
+/** Updates handed to the worker, and (shared with it) how many it has finished. */
+let posted = 0;
+const finished = new Int32Array(new SharedArrayBuffer(4));
+/** Updates handed to the worker and not hashed yet, at most: beyond it, `update` waits. */
+const HASH_BACKLOG = 8;
+
+function hasher(): Worker {
+  if (!hasherWorker) {
+    hasherWorker = new Worker(HASHER_SOURCE, { eval: true });
+    hasherWorker.unref();
+  }
+  return hasherWorker;
+}
+
+/** Wait until the worker has finished update number `n` (counted from 1). */
+function waitFinished(n: number): void {
+  for (;;) {
+    const have = Atomics.load(finished, 0);
+    if (have >= n) return;
+    Atomics.wait(finished, 0, have);
+  }
+}
+
+/** Page data moves through a few reused buffers: fresh memory is slow to fault in on some hosts. */
+export const PAGE_BUFFER_SIZE = 8 << 20;
+const RING: { buf: Buffer; lastUse: number }[] = [];
+const RING_SIZE = 4;
+let ringNext = 0;
+
+/**
+ * A buffer of PAGE_BUFFER_SIZE bytes to read page data into, taken in turn
+ * from a small ring. Its previous contents have been hashed if they were
+ * handed to an OffThreadHash; it is valid until RING_SIZE more are taken.
+ */
+export function pageBuffer(): Buffer {
+  if (RING.length < RING_SIZE) {
+    RING.push({ buf: Buffer.from(new SharedArrayBuffer(PAGE_BUFFER_SIZE)), lastUse: 0 });
+  }
+  const slot = RING[ringNext]!;
+  ringNext = (ringNext + 1) % RING_SIZE;
+  waitFinished(slot.lastUse);
+  return slot.buf;
+}
+
+/** A sha256 computed on the worker thread; `update` never copies a page buffer. */
+export class OffThreadHash {
+  private readonly id = hashIds++;
+
+  /**
+   * Hash `data`. A view of a page buffer is shared with the worker (it
+   * must not change until hashed: `pageBuffer` sees to that); a Buffer that
+   * owns its whole ArrayBuffer is moved there (unusable here afterwards);
+   * anything else is copied.
+   */
+  update(data: Buffer): void {
+    if (data.length === 0) return;
+    let ab = data.buffer as ArrayBuffer | SharedArrayBuffer;
+    let off = data.byteOffset;
+    const slot = RING.find((r) => r.buf.buffer === ab);
+    if (!slot && (ab instanceof SharedArrayBuffer || off !== 0 || ab.byteLength !== data.length)) {
+      ab = new Uint8Array(data).buffer;
+      off = 0;
+    }
+    waitFinished(posted - HASH_BACKLOG);
+    posted++;
+    if (slot) slot.lastUse = posted;
+    hasher().postMessage({ id: this.id, data: ab, off, len: data.length, done: finished }, slot ? [] : [ab as ArrayBuffer]);
+  }
+
+  digest(): string {
+    const result = new Int32Array(new SharedArrayBuffer(4 + 32));
+    hasher().postMessage({ id: this.id, result });
+    while (Atomics.load(result, 0) === 0) Atomics.wait(result, 0, 0);
+    return Buffer.from(result.buffer, 4, 32).toString('hex');
+  }
+}
+
+/**
+ * One page-data file being written. Each buffer is written, then hashed (on
+ * the worker thread): the digest is of exactly the bytes handed to write(2).
+ */
 export class PageFileWriter {
   private readonly fd: number;
-  private readonly hash = createHash('sha256');
+  private readonly hash = new OffThreadHash();
   private size = 0;
   readonly runs: [number, number][] = [];
 
@@ -371,21 +480,21 @@ export class PageFileWriter {
     this.fd = openSync(path, 'wx', 0o600);
   }
 
-  /** Append the pages [firstPage, firstPage + data.length / PAGE_SIZE) of the mapping. */
+  /** Append the pages [firstPage, firstPage + data.length / PAGE_SIZE) of the mapping; `data` is given up. */
   append(firstPage: number, data: Buffer): void {
     const count = data.length / PAGE_SIZE;
     const last = this.runs.at(-1);
     if (last && last[0] + last[1] === firstPage) last[1] += count;
     else this.runs.push([firstPage, count]);
     for (let off = 0; off < data.length; ) off += writeSync(this.fd, data, off, data.length - off);
-    this.hash.update(data);
     this.size += data.length;
+    this.hash.update(data);
   }
 
   close(): Pages {
     fsyncSync(this.fd);
     closeSync(this.fd);
-    return { file: this.name, size: this.size, sha256: this.hash.digest('hex'), runs: this.runs };
+    return { file: this.name, size: this.size, sha256: this.hash.digest(), runs: this.runs };
   }
 }
 
@@ -420,7 +529,9 @@ export class ImageWriter {
     writeFileSynced(join(this.tmpDir, MANIFEST_FILE), text);
     writeFileSynced(join(this.tmpDir, HEADER_FILE), header(sha));
     fsyncPath(this.tmpDir);
-    openImage(this.tmpDir); // read back and check everything before publishing
+    // Read back the header and manifest and check them, and every page file's size; the page
+    // files' sha256 are of the bytes written to them, which fsync has made durable (docs/IMAGE.md).
+    openImage(this.tmpDir, { verifyPages: false });
     if (existsSync(this.dir)) throw new ImageError(`${this.dir} appeared while the image was written; it was left untouched`);
     renameSync(this.tmpDir, this.dir);
     fsyncPath(dirname(this.dir));
@@ -553,9 +664,35 @@ function checkMapping(dir: string, i: number, map: Mapping, verifyPages: boolean
   if (size !== map.pages.size || total * PAGE_SIZE !== size) {
     throw new ImageError(`${dir} is damaged: ${map.pages.file} is ${size} bytes, the manifest says ${map.pages.size}`);
   }
-  if (verifyPages && sha256File(path) !== map.pages.sha256) {
+  if (verifyPages && readHashed(path, size) !== map.pages.sha256) {
     throw new ImageError(`${dir} is damaged: ${map.pages.file} does not match its checksum`);
   }
+}
+
+/**
+ * sha256 of the first `size` bytes of a file (its whole size, checked
+ * before), read in large chunks and hashed on the worker thread while the
+ * next chunk is read.
+ */
+function readHashed(path: string, size: number): string {
+  const hash = new OffThreadHash();
+  const fd = openSync(path, 'r');
+  try {
+    for (let pos = 0; pos < size; ) {
+      const len = Math.min(PAGE_BUFFER_SIZE, size - pos);
+      const buf = pageBuffer().subarray(0, len);
+      for (let off = 0; off < len; ) {
+        const n = readSync(fd, buf, off, len - off, pos + off);
+        if (n === 0) throw new ImageError(`${path} ended early`);
+        off += n;
+      }
+      hash.update(buf);
+      pos += len;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return hash.digest();
 }
 
 /** Path of a page-data file of an opened image. */

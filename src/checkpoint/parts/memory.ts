@@ -18,8 +18,10 @@ import {
   type LiveProcess,
   type Mapping,
   type OpenedImage,
+  PAGE_BUFFER_SIZE,
   PAGE_SIZE,
   fromHex,
+  pageBuffer,
   pagesPath,
   sha256File,
   toHex,
@@ -31,7 +33,7 @@ import { checkRedirect, placeRedirect, vdsoDiffers } from './vdso.js';
 const PM_PRESENT = 1n << 63n;
 const PM_SWAPPED = 1n << 62n;
 const PM_FILE_OR_SHARED_ANON = 1n << 61n;
-const CHUNK = 4 << 20;
+const CHUNK = PAGE_BUFFER_SIZE;
 
 const SPECIAL: Record<string, Mapping['kind']> = {
   '[heap]': 'heap',
@@ -58,17 +60,30 @@ export class CheckpointUnsupported extends Error {
   override name = 'CheckpointUnsupported';
 }
 
+/** Page data out of a stopped process: large preads of /proc/PID/mem into a reused buffer. */
+export const pageIo = {
+  read(mem: number, pid: number, addr: bigint, into: Buffer): void {
+    for (let off = 0; off < into.length; ) {
+      const n = readSync(mem, into, off, into.length - off, Number(addr) + off);
+      if (n === 0) throw new TraceeError(`short read of process ${pid} memory at 0x${(addr + BigInt(off)).toString(16)}`);
+      off += n;
+    }
+  },
+};
+
 export function collectMemory(t: Tracee, image: ImageWriter): Mapping[] {
   const maps = readMaps(t.pid);
   const pagemap = openSync(`/proc/${t.pid}/pagemap`, 'r');
+  const mem = openSync(`/proc/${t.pid}/mem`, 'r');
   try {
-    return maps.map((e) => collectMapping(t, image, pagemap, e));
+    return maps.map((e) => collectMapping(t, image, pagemap, mem, e));
   } finally {
+    closeSync(mem);
     closeSync(pagemap);
   }
 }
 
-function collectMapping(t: Tracee, image: ImageWriter, pagemap: number, e: MapsEntry): Mapping {
+function collectMapping(t: Tracee, image: ImageWriter, pagemap: number, mem: number, e: MapsEntry): Mapping {
   const kind = kindOf(e);
   const shared = e.perms[3] === 's';
   const m: Mapping = { start: toHex(e.start), end: toHex(e.end), perms: e.perms, offset: toHex(e.offset), kind, name: e.name };
@@ -102,7 +117,9 @@ function collectMapping(t: Tracee, image: ImageWriter, pagemap: number, e: MapsE
     let j = i;
     while (j < pages && own(j) && (j - i) * PAGE_SIZE < CHUNK) j++;
     writer ??= image.pageFile();
-    writer.append(i, t.read(e.start + BigInt(i * PAGE_SIZE), (j - i) * PAGE_SIZE));
+    const buf = pageBuffer().subarray(0, (j - i) * PAGE_SIZE);
+    pageIo.read(mem, t.pid, e.start + BigInt(i * PAGE_SIZE), buf);
+    writer.append(i, buf);
     i = j;
   }
   if (writer) m.pages = writer.close();
@@ -294,7 +311,7 @@ async function mapOne(t: Tracee, scratch: Scratch, m: Mapping): Promise<void> {
 function writePages(t: Tracee, image: OpenedImage, m: Mapping): void {
   const fd = openSync(pagesPath(image, m.pages!), 'r');
   try {
-    const buf = Buffer.allocUnsafe(CHUNK);
+    const buf = pageBuffer();
     let fileOff = 0;
     const start = fromHex(m.start);
     for (const [first, count] of m.pages!.runs) {
