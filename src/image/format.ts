@@ -664,35 +664,9 @@ function checkMapping(dir: string, i: number, map: Mapping, verifyPages: boolean
   if (size !== map.pages.size || total * PAGE_SIZE !== size) {
     throw new ImageError(`${dir} is damaged: ${map.pages.file} is ${size} bytes, the manifest says ${map.pages.size}`);
   }
-  if (verifyPages && readHashed(path, size) !== map.pages.sha256) {
+  if (verifyPages && sha256File(path) !== map.pages.sha256) {
     throw new ImageError(`${dir} is damaged: ${map.pages.file} does not match its checksum`);
   }
-}
-
-/**
- * sha256 of the first `size` bytes of a file (its whole size, checked
- * before), read in large chunks and hashed on the worker thread while the
- * next chunk is read.
- */
-function readHashed(path: string, size: number): string {
-  const hash = new OffThreadHash();
-  const fd = openSync(path, 'r');
-  try {
-    for (let pos = 0; pos < size; ) {
-      const len = Math.min(PAGE_BUFFER_SIZE, size - pos);
-      const buf = pageBuffer().subarray(0, len);
-      for (let off = 0; off < len; ) {
-        const n = readSync(fd, buf, off, len - off, pos + off);
-        if (n === 0) throw new ImageError(`${path} ended early`);
-        off += n;
-      }
-      hash.update(buf);
-      pos += len;
-    }
-  } finally {
-    closeSync(fd);
-  }
-  return hash.digest();
 }
 
 /** Path of a page-data file of an opened image. */

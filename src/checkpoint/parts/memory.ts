@@ -34,6 +34,8 @@ const PM_PRESENT = 1n << 63n;
 const PM_SWAPPED = 1n << 62n;
 const PM_FILE_OR_SHARED_ANON = 1n << 61n;
 const CHUNK = PAGE_BUFFER_SIZE;
+/** Restore loads page files through one buffer of this size per mapping. */
+const LOAD_CHUNK = 4 << 20;
 
 const SPECIAL: Record<string, Mapping['kind']> = {
   '[heap]': 'heap',
@@ -311,12 +313,12 @@ async function mapOne(t: Tracee, scratch: Scratch, m: Mapping): Promise<void> {
 function writePages(t: Tracee, image: OpenedImage, m: Mapping): void {
   const fd = openSync(pagesPath(image, m.pages!), 'r');
   try {
-    const buf = pageBuffer();
+    const buf = Buffer.allocUnsafe(LOAD_CHUNK);
     let fileOff = 0;
     const start = fromHex(m.start);
     for (const [first, count] of m.pages!.runs) {
       for (let done = 0; done < count; ) {
-        const n = Math.min(count - done, CHUNK / PAGE_SIZE);
+        const n = Math.min(count - done, LOAD_CHUNK / PAGE_SIZE);
         const bytes = n * PAGE_SIZE;
         for (let off = 0; off < bytes; ) {
           const got = readSync(fd, buf, off, bytes - off, fileOff + off);
