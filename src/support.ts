@@ -62,8 +62,8 @@ const SUPPORTED = `## Supported
   \`--leave-running\` or kill), any failure leaving the jail running. Saved:
   every thread of every process of a jail in its own PID namespace, with the
   same PIDs and TIDs, zombies with their status, sessions and process groups;
-  memory (anonymous, heap, stack, written pages of private file mappings;
-  shared file mappings mapped again), registers with the full XSAVE state and
+  memory (anonymous, heap, stack, shared anonymous, written pages of private
+  file mappings; shared file mappings mapped again), registers with the full XSAVE state and
   fs/gs base, signal handlers, masks and queued signals, rseq, robust lists,
   clear_child_tid, personality, rlimits, cwd, umask; fds 0-2 reconnected to the
   restoring terminal. Images are versioned, checksummed and refused in one line
@@ -116,8 +116,8 @@ trip, a read of \`/proc/PID/status\` for the caller's credentials and umask, one
 
 const NOT_SUPPORTED = `## Not supported
 
-- Checkpoint of open file descriptors above 2 (files, pipes, sockets), SysV
-  and POSIX shared memory, deleted files and \`MAP_GROWSDOWN\` stacks; of
+- Checkpoint of open file descriptors above 2 (files, pipes, sockets),
+  anonymous memory shared between processes, SysV and POSIX shared memory, deleted files and \`MAP_GROWSDOWN\` stacks; of
   threads or process trees without \`--pid-ns\`; of jails whose first
   process, or a process group or session leader, is gone (docs/IMAGE.md).
 - Iterative pre-dump: this host has no soft-dirty tracking; PAGEMAP_SCAN with

@@ -77,11 +77,12 @@ export async function checkpoint(opts: CheckpointOptions): Promise<Manifest> {
     const clocks = await collectClocks(held.get(firstLive.pid)!);
     const processes: ProcessImage[] = [];
     const stepped = { count: 0 };
+    const sharedAnon = new Map<string, number>();
     for (const p of tree.processes) {
       const { hostPpid, ...ids } = tree.pidNs ? nsIds(p.pid) : { pid: p.pid, pgid: 0, sid: 0, hostPpid: 0 };
       const ppid = tree.pidNs ? nsIds(hostPpid).pid : 0;
       if (p.zombie) processes.push(collectZombie(p.pid, ppid));
-      else processes.push(await collectProcess(p.tids.map((tid) => held.get(tid)!), writer, { ...ids, ppid }, tree.pidNs, stepped));
+      else processes.push(await collectProcess(p.tids.map((tid) => held.get(tid)!), writer, { ...ids, ppid }, tree.pidNs, stepped, sharedAnon));
     }
     const manifest: Manifest = {
       format: IMAGE_MAGIC,
@@ -134,6 +135,7 @@ async function collectProcess(
   ids: { pid: number; ppid: number; pgid: number; sid: number },
   pidNs: boolean,
   stepped: { count: number },
+  sharedAnon: Map<string, number>,
 ): Promise<LiveProcess> {
   const leader = threads[0]!;
   // A thread inside the vDSO's code could only go on with this kernel's vDSO: let it return first.
@@ -149,6 +151,6 @@ async function collectProcess(
   } finally {
     await leader.syscall(SYS.munmap, scratch.addr, PAGE_SIZE);
   }
-  const mappings = collectMemory(leader, writer);
+  const mappings = collectMemory(leader, writer, sharedAnon);
   return { state: 'live', ...ids, ...task, signals, threads: images, mappings, vdso: collectVdso(leader) };
 }

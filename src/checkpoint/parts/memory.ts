@@ -49,8 +49,13 @@ const SPECIAL: Record<string, Mapping['kind']> = {
 /** The vDSO and its data pages: moved as one block, never saved as data. */
 const VDSO_BLOCK = new Set<Mapping['kind']>(['vdso', 'vvar', 'vvar_vclock']);
 
+/** How /proc/PID/maps names a MAP_SHARED|MAP_ANONYMOUS mapping (an unlinked shmem file). */
+const SHARED_ANON_NAME = '/dev/zero (deleted)';
+
 function kindOf(e: MapsEntry): Mapping['kind'] {
   if (e.name === null) return 'anon';
+  // Its pages are its own, saved like anonymous memory and mapped MAP_SHARED|MAP_ANONYMOUS again.
+  if (e.name === SHARED_ANON_NAME && e.perms[3] === 's') return 'anon';
   const special = SPECIAL[e.name];
   if (special) return special;
   if (e.name.startsWith('/')) return 'file';
@@ -73,8 +78,22 @@ export const pageIo = {
   },
 };
 
-export function collectMemory(t: Tracee, image: ImageWriter): Mapping[] {
+/**
+ * The memory of one process. `sharedAnon` collects the shared anonymous
+ * mappings seen so far in the jail (dev:inode → pid): one that two processes
+ * share could not be restored as one object yet, so it is refused.
+ */
+export function collectMemory(t: Tracee, image: ImageWriter, sharedAnon: Map<string, number> = new Map()): Mapping[] {
   const maps = readMaps(t.pid);
+  for (const e of maps) {
+    if (e.name !== SHARED_ANON_NAME || e.perms[3] !== 's') continue;
+    const key = `${e.dev}:${e.inode}`;
+    const other = sharedAnon.get(key);
+    if (other !== undefined && other !== t.pid) {
+      throw new CheckpointUnsupported(`processes ${other} and ${t.pid} share anonymous memory at 0x${e.start.toString(16)}; memory shared between processes cannot be checkpointed yet`);
+    }
+    sharedAnon.set(key, t.pid);
+  }
   const pagemap = openSync(`/proc/${t.pid}/pagemap`, 'r');
   const mem = openSync(`/proc/${t.pid}/mem`, 'r');
   try {

@@ -1,0 +1,62 @@
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { fixture } from './helpers/fixtures.js';
+import { pidOf, vjail, vjailStart, waitFor } from './helpers/run.js';
+
+/** The fixture's lines: [count, sum of the region's pattern, perms of the region]. */
+function rows(path: string): [number, string, string][] {
+  try {
+    return readFileSync(path, 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => {
+        const [n, sum, perms] = l.split(' ');
+        return [Number(n), sum!, perms!];
+      });
+  } catch {
+    return [];
+  }
+}
+
+describe('shared anonymous memory', () => {
+  it('a MAP_SHARED|MAP_ANONYMOUS region comes back shared, with its contents', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vjail-shm-'));
+    const out = join(dir, 'out');
+    const argv = [fixture('sharedmem'), out];
+    const run = vjailStart(['run', '--', ...argv]);
+    expect(await waitFor(() => rows(out).length >= 10)).toBe(true);
+    const img = join(dir, 'image');
+    const cp = await vjail(['checkpoint', '--pid', String(pidOf(argv)), '--image', img]);
+    expect(cp.exitCode).toBe(0);
+    await run;
+    const before = rows(out).length;
+    const restore = vjailStart(['restore', img]);
+    expect(await waitFor(() => rows(out).length >= before + 10)).toBe(true);
+    restore.kill('SIGTERM');
+    await restore;
+    const all = rows(out);
+    // The count (kept in the shared region itself) goes on, one value after another.
+    all.forEach(([n], i) => expect(n).toBe(i));
+    // The region's contents and its MAP_SHARED-ness survived.
+    expect(new Set(all.map(([, sum]) => sum)).size).toBe(1);
+    expect(new Set(all.map(([, , perms]) => perms))).toEqual(new Set(['rw-s']));
+  });
+
+  it('memory shared between two processes is refused in one line, and the jail keeps running', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vjail-shm-'));
+    const out = join(dir, 'out');
+    const argv = [fixture('sharedmem'), out, 'fork'];
+    const run = vjailStart(['run', '--pid-ns', '--', ...argv]);
+    expect(await waitFor(() => rows(out).length >= 10)).toBe(true);
+    // The parent: PID 2 of the jail's namespace (its child, which shares the region, is 3).
+    const cp = await vjail(['checkpoint', '--pid', String(pidOf(argv, 2)), '--image', join(dir, 'image')]);
+    expect(cp.exitCode).toBe(2);
+    expect(cp.stderr.trim().split('\n').at(-1)).toMatch(/share anonymous memory .* cannot be checkpointed yet/);
+    const n = rows(out).length;
+    expect(await waitFor(() => rows(out).length >= n + 10)).toBe(true);
+    run.kill('SIGTERM');
+    await run;
+  });
+});
