@@ -60,3 +60,32 @@ describe('shared anonymous memory', () => {
     await run;
   });
 });
+
+describe('a jail whose supervisor runs a syscall in the caller (in-caller emulation)', () => {
+  it('is checkpointed once the supervisor lets go of the task, and counts on after restore', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vjail-incaller-'));
+    const out = join(dir, 'out');
+    const argv = [fixture('futexloop'), out];
+    const lines = (): number[] => {
+      try {
+        return readFileSync(out, 'utf8').split('\n').filter(Boolean).map(Number);
+      } catch {
+        return [];
+      }
+    };
+    // Nearly all the time the workload waits in futex_wait, run in its own context under ptrace.
+    const run = vjailStart(['run', '--emulate', 'futex_wait', '--', ...argv]);
+    expect(await waitFor(() => lines().length >= 5)).toBe(true);
+    const img = join(dir, 'image');
+    const cp = await vjail(['checkpoint', '--pid', String(pidOf(argv)), '--image', img]);
+    expect(cp.stderr).not.toMatch(/already traced/);
+    expect(cp.exitCode).toBe(0);
+    await run;
+    const before = lines().length;
+    const restore = vjailStart(['restore', img]);
+    expect(await waitFor(() => lines().length >= before + 5)).toBe(true);
+    restore.kill('SIGTERM');
+    await restore;
+    lines().forEach((n, i) => expect(n).toBe(i));
+  });
+});

@@ -37,7 +37,27 @@ export interface FreezeOptions {
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Stop the jail of `pids[0]` and hold each of `pids` with ptrace. */
+/**
+ * Freeze, retrying while the jail's own supervisor holds a task with ptrace:
+ * it runs some emulated syscalls in the caller's context (docs/IN-CALLER.md),
+ * briefly, or as long as the emulated call blocks (a futex wait).
+ */
 export async function freeze(pids: number[], opts: FreezeOptions = {}): Promise<Frozen> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    try {
+      return await freezeOnce(pids, opts);
+    } catch (e) {
+      if (!(e instanceof HeldBySupervisor) || Date.now() > deadline) throw e;
+      await sleep(20);
+    }
+  }
+}
+
+/** A task is being traced by its own supervisor, running an emulated syscall in it. */
+class HeldBySupervisor extends CheckpointError {}
+
+async function freezeOnce(pids: number[], opts: FreezeOptions): Promise<Frozen> {
   const first = pids[0];
   if (first === undefined) throw new Error('freeze: no process given');
   const cg = jailCgroupOf(first);
@@ -45,7 +65,7 @@ export async function freeze(pids: number[], opts: FreezeOptions = {}): Promise<
     const tracees: Tracee[] = [];
     try {
       for (const pid of pids) {
-        const t = attach(pid);
+        const t = attach(pid, true);
         tracees.push(t);
         await t.stopped();
       }
@@ -84,7 +104,7 @@ async function freezeCgroup(cg: JailCgroup, pids: number[], timeoutMs: number): 
     for (const pid of pids) {
       if (!tasks.includes(pid)) throw new CheckpointError(`process ${pid} is not in its jail's cgroup any more`);
     }
-    for (const pid of pids) attached.push(attach(pid));
+    for (const pid of pids) attached.push(attach(pid, false));
     if (cg.kind === 'v1') thaw();
     for (const t of attached) {
       await t.stopped();
@@ -108,14 +128,43 @@ async function freezeCgroup(cg: JailCgroup, pids: number[], timeoutMs: number): 
   }
 }
 
-/** Tracee.attach, naming the tracer when another process already holds this one. */
-function attach(pid: number): Tracee {
+/**
+ * Tracee.attach, naming the tracer when another process already holds this
+ * one. When the tracer is the jail's own supervisor, running an emulated
+ * syscall in the task, the task is free again between two such calls, for a
+ * few hundred microseconds: with `spin`, keep trying (up to 2 s) to catch
+ * that gap. A frozen cgroup has no such gap, so there it fails at once and
+ * freeze() thaws and tries again.
+ */
+function attach(pid: number, spin: boolean): Tracee {
+  const until = Date.now() + (spin ? 2000 : 0);
+  for (;;) {
+    try {
+      return Tracee.attach(pid);
+    } catch (e) {
+      const tracer = Number(/^TracerPid:\s+(\d+)/m.exec(readStatus(pid))?.[1] ?? 0);
+      const who = tracer ? tracerKind(tracer) : 'none';
+      if (who === 'other') throw new CheckpointError(`process ${pid} is already traced by process ${tracer} (a debugger?); detach it and try again`);
+      // Our supervisor, or a tracer gone since the attempt: the task is free again soon.
+      if (Date.now() < until) continue;
+      if (who === 'none') throw e;
+      throw new HeldBySupervisor(`process ${pid} stayed in a syscall its supervisor emulates in its own context (a long futex wait?); try again`);
+    }
+  }
+}
+
+/**
+ * Who traces a task: a vjail supervisor (vjail run or restore: one of its
+ * threads runs an emulated syscall in the task), a tracer already gone (such
+ * a thread lives for one call only), or another program.
+ */
+function tracerKind(tid: number): 'vjail' | 'gone' | 'other' {
   try {
-    return Tracee.attach(pid);
-  } catch (e) {
-    const tracer = /^TracerPid:\s+(\d+)/m.exec(readStatus(pid))?.[1];
-    if (tracer && tracer !== '0') throw new CheckpointError(`process ${pid} is already traced by process ${tracer} (a debugger?); detach it and try again`);
-    throw e;
+    const tgid = /^Tgid:\s+(\d+)/m.exec(readFileSync(`/proc/${tid}/status`, 'utf8'))?.[1] ?? String(tid);
+    const argv = readFileSync(`/proc/${tgid}/cmdline`, 'utf8').split('\0');
+    return argv.some((a) => /vjail(\.js)?$/.test(a)) ? 'vjail' : 'other';
+  } catch {
+    return 'gone';
   }
 }
 

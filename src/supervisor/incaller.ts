@@ -22,6 +22,8 @@ const EINTR = 4;
 const ESRCH = 3;
 const EPERM = 1;
 const EPROTO = 71;
+/** How long an emulated call waits for another tracer (a checkpoint) to let go of its caller. */
+const HELD_BY_OTHER_MS = 30_000;
 /** -ERESTARTSYS and friends: what an interrupted call returns before the kernel's signal code sees it. */
 export const ERESTARTSYS = 512;
 export const ERESTARTNOINTR = 513;
@@ -111,9 +113,20 @@ export async function runInCaller(
   const nat = native() as unknown as InCallerNative;
   // Checked before attaching too: a caller whose wait already ended is not touched at all.
   if (!ctx.caller.valid()) return { kind: 'errno', errno: ESRCH };
-  const h = nat.incallerStart(n.pid, n.arch === 'i386' ? 1 : 0, n.nr, n.ip);
+  let h = nat.incallerStart(n.pid, n.arch === 'i386' ? 1 : 0, n.nr, n.ip);
   sessionsStarted++;
-  const seized = await nat.incallerCommand(h, Op.Seize);
+  let seized = await nat.incallerCommand(h, Op.Seize);
+  // Someone else traces the caller: vjail checkpoint freezing the jail. Its
+  // interrupt ends this notification (the call is made again after the
+  // checkpoint, and answered then), or it lets go: wait for either rather
+  // than fail a call the program made correctly.
+  const heldUntil = Date.now() + HELD_BY_OTHER_MS;
+  while (seized.err === EPERM && Date.now() < heldUntil) {
+    if (!ctx.caller.valid()) return { kind: 'errno', errno: ESRCH };
+    await new Promise((r) => setTimeout(r, 2));
+    h = nat.incallerStart(n.pid, n.arch === 'i386' ? 1 : 0, n.nr, n.ip);
+    seized = await nat.incallerCommand(h, Op.Seize);
+  }
   if (seized.err) {
     const why = seized.err === EPERM ? 'ptrace not permitted (already traced, or not allowed)' : `errno ${seized.err}`;
     if (seized.err === ESRCH) return { kind: 'errno', errno: ESRCH };
