@@ -338,7 +338,8 @@ export const openShim: Shim = {
   name: 'open',
   syscalls: ['open', 'openat', 'openat2'],
   doc:
-    'Under a non-host profile every open, openat and openat2 is performed by the supervisor on the caller\'s behalf ' +
+    'Where the profile\'s kernel files are not mounted over the real ones (vjail not root, or --kernel-files shim), ' +
+    'every open, openat and openat2 under a non-host profile is performed by the supervisor on the caller\'s behalf ' +
     'and the resulting file handed to the caller (SECCOMP_IOCTL_NOTIF_ADDFD), so that /proc/version and ' +
     '/proc/sys/kernel/{ostype,osrelease,version,domainname} (and hostname when the profile sets a nodename) show the ' +
     'profile through any path that leads to them (symlinks, "..", relative to a directory fd, /proc/self/root/...), ' +
