@@ -1,10 +1,10 @@
 import { closeSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import type { Readable, Writable } from 'node:stream';
+import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Readable, Writable } from 'node:stream';
 import { mountableKernelFiles } from '../shims/kernel-files.js';
-import { constants } from 'node:os';
 import { compile } from './bpf/compile.js';
+import { errnoName } from './errno.js';
 import { launch, CTL, type LaunchOptions } from './launch.js';
 import { native } from './native.js';
 import type { Plan } from './plan/action.js';
@@ -232,8 +232,4 @@ function writeKernelFiles(profile: Profile): { dir: string; binds: { source: str
   return { dir, binds };
 }
 
-function errnoName(n: number): string {
-  for (const [name, v] of Object.entries(constants.errno)) if (v === n) return name;
-  return `errno ${n}`;
-}
 

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { release, version } from 'node:os';
-import { shims } from '../shims/index.js';
+import { shimForSyscall } from '../shims/index.js';
 import { cacheKey, readCached, writeCached } from './cache.js';
 import { native } from './native.js';
 import type { ProbeResults } from './plan/host.js';
@@ -23,7 +23,7 @@ export function probeHostSyscalls(names: readonly string[]): ProbeResults {
   for (const name of names) {
     const info = table.byName(name);
     if (!info) continue;
-    const shim = [...shims.values()].find((s) => s.syscalls.includes(name));
+    const shim = shimForSyscall(name);
     calls.push([info.nr, shim?.probeArgs?.[name] ?? INVALID_ARGS]);
     probed.push(name);
   }

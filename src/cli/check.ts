@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { constants } from 'node:os';
+import { errnoName } from '../errno.js';
 import type { Command } from 'commander';
 import { describeFreezers } from '../cgroup.js';
 import { probeNativeFeatures } from '../features.js';
@@ -16,10 +16,6 @@ export interface Feature {
   detail: string;
 }
 
-function errnoName(n: number): string {
-  for (const [name, v] of Object.entries(constants.errno)) if (v === n) return name;
-  return `errno ${n}`;
-}
 
 function read(path: string): string | undefined {
   try {

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { shims } from '../../shims/index.js';
+import { shimForSyscall } from '../../shims/index.js';
 import { compile } from '../bpf/compile.js';
 import { disassemble } from '../bpf/disasm.js';
 import { type Action, type ArchPlan, describeAction, type Plan } from '../plan/action.js';
@@ -79,7 +79,7 @@ export function activeEmulations(plan: Plan): Map<string, string[]> {
     for (const d of ap.syscalls) {
       for (const a of [d.fallback, ...d.rules.map((r) => r.action)]) {
         if (a.kind !== 'notify') continue;
-        const shim = 'shim' in a ? a.shim : [...shims.values()].find((s) => s.syscalls.includes(d.name))?.name;
+        const shim = 'shim' in a ? a.shim : shimForSyscall(d.name)?.name;
         if (!shim) continue;
         used.set(shim, (used.get(shim) ?? new Set()).add(`${ap.arch === 'i386' ? 'i386:' : ''}${d.name}`));
       }

@@ -1,14 +1,9 @@
-import { constants } from 'node:os';
+import { errnoName } from '../errno.js';
 import type { ArchName } from '../plan/action.js';
 import { syscallTable, type SyscallArg } from '../syscalls/table.js';
 import type { ShimResult } from '../../shims/types.js';
 
-const errnoNames = new Map<number, string>();
-for (const [name, n] of Object.entries(constants.errno)) if (!errnoNames.has(n)) errnoNames.set(n, name);
-
-export function errnoName(n: number): string {
-  return errnoNames.get(n) ?? `E${n}`;
-}
+export { errnoName };
 
 const AT_FDCWD = -100;
 const STRING_LIMIT = 64;
