@@ -1,10 +1,6 @@
-import { closeSync } from 'node:fs';
-import { compile } from '../src/bpf/compile.js';
-import { CTL, launch } from '../src/launch.js';
-import { native } from '../src/native.js';
+import { spawnJail } from '../src/jail.js';
 import type { Plan } from '../src/plan/action.js';
 import type { Profile } from '../src/profile/types.js';
-import { Supervisor } from '../src/supervisor/supervisor.js';
 
 /**
  * The plan with the x86_64 decision for `syscall` replaced by "notify, and
@@ -30,37 +26,16 @@ export function viaJavaScript(plan: Plan, syscall: string, shim: string): Plan {
   return { ...plan, arches };
 }
 
-/**
- * Run `command` under `plan` with the supervisor in this process (as
- * spawnJail does, but with a plan given here), and return its stdout.
- */
-export function runWithPlan(command: string[], plan: Plan, profile: Profile): Promise<string> {
-  const launched = launch({ command, filter: compile(plan), stdio: ['ignore', 'pipe', 'pipe'] });
-  const supervisor = new Supervisor({ listenerFd: launched.listenerFd, plan, profile, warn: () => {} });
-  supervisor.start();
+/** Run `command` in a jail under `plan` (the supervisor in this process) and return its stdout. */
+export async function runWithPlan(command: string[], plan: Plan, profile: Profile): Promise<string> {
+  const jail = spawnJail({ command, profile, plan, stdio: ['ignore', 'pipe', 'pipe'], warn: () => {} });
   let stdout = '';
   let stderr = '';
-  launched.init.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-  launched.init.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  return new Promise((resolve, reject) => {
-    launched.init.on('close', () => {
-      let status = -1;
-      for (;;) {
-        let msg;
-        try {
-          msg = native().recvCtl(launched.ctlFd, 0);
-        } catch {
-          break;
-        }
-        if (!msg) break;
-        if (msg.type === CTL.EXIT) status = msg.a;
-        if (msg.type === CTL.EXEC_FAILED) status = -2;
-      }
-      supervisor.stop();
-      closeSync(launched.ctlFd);
-      closeSync(launched.pidfd);
-      if (status === 0) resolve(stdout);
-      else reject(new Error(`${command.join(' ')} under the JavaScript shim path: status ${status}: ${stderr.trim()}`));
-    });
-  });
+  jail.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  jail.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const exit = await jail.exited;
+  // The streams may still hold the last output when the jail's processes are gone.
+  await Promise.all([jail.stdout!, jail.stderr!].map((s) => (s.readableEnded ? undefined : new Promise((r) => s.once('end', r)))));
+  if (exit.status === 0 && !exit.execError) return stdout;
+  throw new Error(`${command.join(' ')} under the JavaScript shim path: status ${exit.status}${exit.execError ? ` (${exit.execError})` : ''}: ${stderr.trim()}`);
 }
