@@ -22,6 +22,7 @@
 #include "caller.h"
 #include "cpu.h"
 #include "napi_util.h"
+#include "pagecopy.h"
 #include "incaller.h"
 #include "features.h"
 #include "shimcalls.h"
@@ -604,6 +605,9 @@ static napi_value init(napi_env env, napi_value exports)
 		{ "ptraceSetOptions", js_ptrace_set_options },
 		{ "ptraceGetEventMsg", js_ptrace_get_event_msg },
 		{ "cpuXstate", js_cpu_xstate },
+		{ "pageRead", js_page_read },
+		{ "pageWrite", js_page_write },
+		{ "syncFileRange", js_sync_file_range },
 	};
 	for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
 		napi_value f;
