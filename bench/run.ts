@@ -158,6 +158,14 @@ async function intercepted(p: Params, log: (s: string) => void): Promise<Row[]> 
       label: 'vjail, JavaScript shim',
       unit: 'µs',
       sample: async () => us(perCall(await runWithPlan(work, jsPlan, profile), release)),
+      note: 'receiver "auto": the Node loop receives while most calls need JavaScript',
+    },
+    {
+      id: 'vjail-js-thread',
+      label: 'vjail, JS shim, thread receiving',
+      unit: 'µs',
+      sample: async () => us(perCall(await runWithPlan(work, jsPlan, profile, 'thread'), release)),
+      note: 'receiver "thread" forced: each call handed from the native thread to the Node loop',
     },
     strace
       ? {

@@ -1,4 +1,5 @@
 import { spawnJail } from '../src/jail.js';
+import type { ReceiverMode } from '../src/native.js';
 import type { Plan } from '../src/plan/action.js';
 import type { Profile } from '../src/profile/types.js';
 
@@ -27,8 +28,8 @@ export function viaJavaScript(plan: Plan, syscall: string, shim: string): Plan {
 }
 
 /** Run `command` in a jail under `plan` (the supervisor in this process) and return its stdout. */
-export async function runWithPlan(command: string[], plan: Plan, profile: Profile): Promise<string> {
-  const jail = spawnJail({ command, profile, plan, stdio: ['ignore', 'pipe', 'pipe'], warn: () => {} });
+export async function runWithPlan(command: string[], plan: Plan, profile: Profile, receiver?: ReceiverMode): Promise<string> {
+  const jail = spawnJail({ command, profile, plan, receiver, stdio: ['ignore', 'pipe', 'pipe'], warn: () => {} });
   let stdout = '';
   let stderr = '';
   jail.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "features.h"
+#include "napi_util.h"
 #include "seccomp_compat.h"
 
 /* struct pm_scan_arg is 96 bytes; the ioctl number encodes that size. */
@@ -152,13 +153,6 @@ static int probe_soft_dirty(void)
 	return err;
 }
 
-static void set_int(napi_env env, napi_value obj, const char *key, int v)
-{
-	napi_value x;
-	napi_create_int32(env, v, &x);
-	napi_set_named_property(env, obj, key, x);
-}
-
 napi_value js_probe_features(napi_env env, napi_callback_info info)
 {
 	(void)info;
@@ -187,10 +181,10 @@ napi_value js_probe_features(napi_env env, napi_callback_info info)
 		;
 	napi_value out;
 	napi_create_object(env, &out);
-	set_int(env, out, "listener", got == (ssize_t)sizeof res ? res[0] : ECHILD);
-	set_int(env, out, "syncWakeUp", got == (ssize_t)sizeof res ? res[1] : ECHILD);
-	set_int(env, out, "addfd", got == (ssize_t)sizeof res ? res[2] : ECHILD);
-	set_int(env, out, "pagemapScan", probe_pagemap_scan());
-	set_int(env, out, "softDirty", probe_soft_dirty());
+	vj_set_number(env, out, "listener", got == (ssize_t)sizeof res ? res[0] : ECHILD);
+	vj_set_number(env, out, "syncWakeUp", got == (ssize_t)sizeof res ? res[1] : ECHILD);
+	vj_set_number(env, out, "addfd", got == (ssize_t)sizeof res ? res[2] : ECHILD);
+	vj_set_number(env, out, "pagemapScan", probe_pagemap_scan());
+	vj_set_number(env, out, "softDirty", probe_soft_dirty());
 	return out;
 }

@@ -70,3 +70,10 @@ napi_value vj_undefined(napi_env env)
 	napi_get_undefined(env, &v);
 	return v;
 }
+
+void vj_set_number(napi_env env, napi_value obj, const char *key, double x)
+{
+	napi_value v;
+	napi_create_double(env, x, &v);
+	napi_set_named_property(env, obj, key, v);
+}

@@ -98,10 +98,7 @@ void sup_record(struct supervisor *s, uint32_t arch, int32_t nr, uint64_t t0_ns)
 	pthread_mutex_unlock(&s->stats_mu);
 }
 
-/* Give a known answer. Returns 0 if answered here, 1 for the launch
- * handshake (answered, but not the workload's own call: not counted), -1 if
- * JavaScript must answer. */
-static int answer_natively(struct supervisor *s, const struct seccomp_notif *n)
+int sup_answer_natively(struct supervisor *s, const struct seccomp_notif *n)
 {
 	int a = sup_arch_index(n->data.arch);
 	if (a == 0 && n->data.nr == __NR_prctl && n->data.args[0] == VJAIL_HANDSHAKE_PRCTL) {
@@ -138,8 +135,16 @@ static int answer_natively(struct supervisor *s, const struct seccomp_notif *n)
 static void enqueue(struct supervisor *s, const struct seccomp_notif *n, uint64_t t0)
 {
 	pthread_mutex_lock(&s->mu);
-	while (s->tail - s->head == s->cap)
+	while (s->tail - s->head == s->cap && !atomic_load(&s->stopping))
 		pthread_cond_wait(&s->space, &s->mu);
+	if (s->tail - s->head == s->cap) {
+		/* Paused while full: keep it aside, the loop ends right after. */
+		s->spill.notif = *n;
+		s->spill.t0_ns = t0;
+		s->spilled = 1;
+		pthread_mutex_unlock(&s->mu);
+		return;
+	}
 	struct queued_notif *q = &s->ring[s->tail % s->cap];
 	q->notif = *n;
 	q->t0_ns = t0;
@@ -160,6 +165,10 @@ int sup_pop(struct supervisor *s, struct queued_notif *out)
 		s->head++;
 		got = 1;
 		pthread_cond_signal(&s->space);
+	} else if (s->spilled) {
+		*out = s->spill;
+		s->spilled = 0;
+		got = 1;
 	}
 	pthread_mutex_unlock(&s->mu);
 	return got;
@@ -190,14 +199,8 @@ static void *loop(void *arg)
 	sigemptyset(&unblock);
 	sigaddset(&unblock, stop_signal());
 	pthread_sigmask(SIG_UNBLOCK, &unblock, NULL);
-	/* The kernel may write a larger struct than our headers know. */
-	size_t size = s->notif_size > sizeof(struct seccomp_notif) ? s->notif_size : sizeof(struct seccomp_notif);
-	union {
-		struct seccomp_notif n;
-		uint8_t raw[512];
-	} buf;
-	if (size > sizeof buf)
-		size = sizeof buf;
+	union sup_notif_buf buf;
+	size_t size = sup_notif_buf_size(s);
 	/* Receive blocks in the kernel: no poll first, one syscall per notification. */
 	while (!atomic_load(&s->stopping)) {
 		memset(&buf, 0, size);
@@ -214,9 +217,11 @@ static void *loop(void *arg)
 			break;
 		}
 		uint64_t t0 = sup_now_ns();
-		int answered = answer_natively(s, &buf.n);
-		if (answered == 0)
+		int answered = sup_answer_natively(s, &buf.n);
+		if (answered == 0) {
 			sup_record(s, buf.n.data.arch, buf.n.data.nr, t0);
+			atomic_fetch_add_explicit(&s->native_answered, 1, memory_order_relaxed);
+		}
 		if (answered >= 0)
 			continue;
 		enqueue(s, &buf.n, t0);
@@ -227,8 +232,16 @@ static void *loop(void *arg)
 	return NULL;
 }
 
+size_t sup_notif_buf_size(const struct supervisor *s)
+{
+	/* The kernel may write a larger struct than our headers know. */
+	size_t size = s->notif_size > sizeof(struct seccomp_notif) ? s->notif_size : sizeof(struct seccomp_notif);
+	return size > sizeof(union sup_notif_buf) ? sizeof(union sup_notif_buf) : size;
+}
+
 int sup_start(struct supervisor *s)
 {
+	atomic_store(&s->stopping, 0);
 	struct sigaction sa = { .sa_handler = on_stop_signal }; /* no SA_RESTART: the receive must return */
 	sigemptyset(&sa.sa_mask);
 	if (sigaction(stop_signal(), &sa, NULL))
@@ -239,14 +252,11 @@ int sup_start(struct supervisor *s)
 	return err;
 }
 
-void sup_stop(struct supervisor *s)
+/* Interrupt the thread's receive (or its wait for ring space) and join it. */
+static void join_thread(struct supervisor *s)
 {
-	if (!s->thread_started)
-		return;
 	atomic_store(&s->stopping, 1);
-	/* The thread may wait for ring space; JavaScript will not drain any more. */
 	pthread_mutex_lock(&s->mu);
-	s->head = s->tail;
 	pthread_cond_broadcast(&s->space);
 	pthread_mutex_unlock(&s->mu);
 	/* A signal sent just before the thread enters the receive is lost: repeat until it is out. */
@@ -263,6 +273,23 @@ void sup_stop(struct supervisor *s)
 			break;
 	}
 	s->thread_started = 0;
+}
+
+void sup_pause(struct supervisor *s)
+{
+	if (s->thread_started)
+		join_thread(s);
+}
+
+void sup_stop(struct supervisor *s)
+{
+	/* JavaScript will not drain the ring any more. */
+	pthread_mutex_lock(&s->mu);
+	s->head = s->tail;
+	s->spilled = 0;
+	pthread_mutex_unlock(&s->mu);
+	if (s->thread_started)
+		join_thread(s);
 }
 
 void sup_destroy(struct supervisor *s)

@@ -3,6 +3,11 @@
  * answers the ones whose answer is known in advance (the answer table, built
  * from the plan) without touching JavaScript, and queues the rest for the
  * JavaScript shims, waking the Node loop through an eventfd.
+ *
+ * When most notifications need JavaScript, that hand-off costs a thread
+ * wake-up per call, so the thread can be paused and the Node loop receives
+ * on the listener itself (supervisor_napi.c decides); sup_receive_one and
+ * sup_answer_natively serve both.
  */
 #ifndef VJAIL_SUPERVISOR_H
 #define VJAIL_SUPERVISOR_H
@@ -44,6 +49,12 @@ struct queued_notif {
 	uint64_t t0_ns;
 };
 
+/* Room for the kernel's struct seccomp_notif, which may grow. */
+union sup_notif_buf {
+	struct seccomp_notif n;
+	uint8_t raw[512];
+};
+
 struct supervisor {
 	int listener;
 	int wake_fd; /* eventfd: thread -> JavaScript side */
@@ -60,7 +71,12 @@ struct supervisor {
 	struct queued_notif *ring;
 	unsigned head, tail, cap;
 
-	atomic_int stopping; /* set by sup_stop */
+	/* A notification the thread received while being paused with the ring full. */
+	struct queued_notif spill;
+	int spilled;
+
+	atomic_ullong native_answered; /* by the thread: how often JavaScript was not needed */
+	atomic_int stopping; /* set by sup_stop / sup_pause */
 	atomic_int hung_up; /* every filtered task has exited */
 	atomic_int thread_error;
 	pthread_mutex_t stats_mu;
@@ -76,6 +92,12 @@ int sup_pop(struct supervisor *s, struct queued_notif *out);
 int sup_respond(struct supervisor *s, uint64_t id, int64_t val, int32_t err, uint32_t flags);
 void sup_record(struct supervisor *s, uint32_t arch, int32_t nr, uint64_t t0_ns);
 void sup_stop(struct supervisor *s);
+/* Stop the thread but keep what it queued (sup_pop still returns it); sup_start resumes. */
+void sup_pause(struct supervisor *s);
+/* Give a known answer: 0 answered, 1 the launch handshake (answered, not counted), -1 JavaScript must answer. */
+int sup_answer_natively(struct supervisor *s, const struct seccomp_notif *n);
+/* Largest notification buffer the kernel may fill. */
+size_t sup_notif_buf_size(const struct supervisor *s);
 void sup_destroy(struct supervisor *s);
 uint64_t sup_now_ns(void);
 int sup_arch_index(uint32_t audit_arch);

@@ -1,6 +1,7 @@
 /** vjail's library API: the CLI is a thin layer over these. */
 export { spawnJail, planJail, Jail, type JailOptions, type JailExit } from './jail.js';
 export { LaunchError } from './launch.js';
+export type { ReceiverMode, ReceiverState } from './native.js';
 export { loadProfile, listProfiles, ProfileError } from './profile/load.js';
 export type { Profile } from './profile/types.js';
 export { loadOciPolicy, PolicyError } from './policy/oci.js';

@@ -6,7 +6,7 @@ import { mountableKernelFiles } from '../shims/kernel-files.js';
 import { compile } from './bpf/compile.js';
 import { errnoName } from './errno.js';
 import { launch, CTL, type LaunchOptions } from './launch.js';
-import { native } from './native.js';
+import { native, type ReceiverMode, type ReceiverState } from './native.js';
 import type { Plan } from './plan/action.js';
 import type { Shim } from '../shims/types.js';
 import { describeHost } from './plan/host.js';
@@ -54,6 +54,8 @@ export interface JailOptions {
   shims?: Shim[];
   /** A shim that has not answered after this long gets the profile's shim error (default 30 s). */
   shimTimeoutMs?: number;
+  /** Who receives the jail's notifications (default 'auto': see ReceiverMode). */
+  receiver?: ReceiverMode;
   cwd?: string;
   env?: NodeJS.ProcessEnv;
   stdio?: LaunchOptions['stdio'];
@@ -122,6 +124,11 @@ export class Jail {
   stats(): SyscallStats[] {
     return this.supervisor.stats();
   }
+
+  /** Who receives the jail's notifications now, and how many went to JavaScript. */
+  receiverState(): ReceiverState | undefined {
+    return this.supervisor.state();
+  }
 }
 
 /** Resolve the options into the plan and filter a jail will run under. */
@@ -185,6 +192,7 @@ export function spawnJail(opts: JailOptions): Jail {
     warn,
     shims: opts.shims,
     shimTimeoutMs: opts.shimTimeoutMs,
+    receiver: opts.receiver,
   });
   supervisor.start();
 

@@ -39,6 +39,26 @@ export type NotifyCallback = (
 export type SupervisorHandle = { readonly __brand: 'SupervisorHandle' };
 
 /** The functions of native/addon.c. */
+/**
+ * Who receives the jail's notifications. 'thread': a native thread, which
+ * answers known answers without Node and hands the rest to the Node loop;
+ * 'loop': the Node loop itself (one wake-up less per call that needs
+ * JavaScript, but known answers wait for the loop too); 'auto': the thread,
+ * moving to the loop while most calls need JavaScript.
+ */
+export type ReceiverMode = 'auto' | 'thread' | 'loop';
+export const RECEIVER_MODES: Record<ReceiverMode, number> = { auto: 0, thread: 1, loop: 2 };
+
+export interface ReceiverState {
+  receiver: 'thread' | 'loop';
+  /** How often auto mode moved receiving between the thread and the loop. */
+  switches: number;
+  /** Notifications handed to JavaScript. */
+  toJs: number;
+  /** Notifications answered in C (by the thread or the loop). */
+  answeredNatively: number;
+}
+
 export interface NativeAddon {
   socketpair(): [number, number];
   sendMessage(fd: number, data: Buffer): void;
@@ -59,6 +79,8 @@ export interface NativeAddon {
     pool: Buffer,
     onNotify: NotifyCallback,
     onIdle: () => void,
+    /** Who receives notifications: see ReceiverMode. */
+    mode: number,
   ): SupervisorHandle;
   /** 0, or the errno of SECCOMP_IOCTL_NOTIF_SEND (ENOENT: the caller is gone). */
   supervisorRespond(
@@ -74,6 +96,7 @@ export interface NativeAddon {
   supervisorIdValid(h: SupervisorHandle, id: bigint): boolean;
   supervisorAddfd(h: SupervisorHandle, id: bigint, srcFd: number, cloexec: boolean): number;
   supervisorStats(h: SupervisorHandle): Buffer;
+  supervisorState(h: SupervisorHandle): ReceiverState;
   supervisorStop(h: SupervisorHandle): void;
   statSize: number;
   histBuckets: number;

@@ -19,6 +19,7 @@ const ROWS = [
   'intercepted.floor-handoff',
   'intercepted.vjail-native',
   'intercepted.vjail-js',
+  'intercepted.vjail-js-thread',
   'intercepted.strace',
   'intercepted.proot',
   'intercepted.gvisor',

@@ -3,7 +3,7 @@ import type { Action, ArchName, NativeAnswer, Plan, SyscallDecision } from '../p
 import type { Profile } from '../profile/types.js';
 import type { Notification, Shim, ShimResult } from '../../shims/types.js';
 import { shims as registry } from '../../shims/index.js';
-import { native, type SupervisorHandle } from '../native.js';
+import { native, RECEIVER_MODES, type ReceiverMode, type ReceiverState, type SupervisorHandle } from '../native.js';
 import { syscallTable } from '../syscalls/table.js';
 import { formatCall, formatResult } from '../trace/format.js';
 import { buildAnswerTables } from './answer-table.js';
@@ -30,6 +30,8 @@ export interface SupervisorOptions {
   shims?: readonly Shim[];
   /** Called once every jailed process has exited (the listener hung up). */
   onIdle?: () => void;
+  /** Who receives notifications (default 'auto'; see ReceiverMode). */
+  receiver?: ReceiverMode;
 }
 
 /**
@@ -67,7 +69,13 @@ export class Supervisor {
       (id, pid, arch, nr, a0, a1, a2, a3, a4, a5, ip, t0) =>
         this.onNotify({ id, pid, arch: ARCH_BY_INDEX[arch] ?? 'x86_64', nr, name: '', args: [a0, a1, a2, a3, a4, a5], ip }, t0),
       () => this.opts.onIdle?.(),
+      RECEIVER_MODES[this.opts.receiver ?? 'auto'],
     );
+  }
+
+  /** Who receives now, and how notifications were answered so far. */
+  state(): ReceiverState | undefined {
+    return this.handle ? native().supervisorState(this.handle) : undefined;
   }
 
   stop(): void {
