@@ -145,7 +145,7 @@ static void receive_on_thread(struct sup_handle *h)
 /* Auto mode: move receiving to where this window's notifications were best served. */
 static void maybe_switch(struct sup_handle *h)
 {
-	if (h->mode != MODE_AUTO || h->stopped || !h->listen_poll_ok)
+	if (h->mode != MODE_AUTO || h->stopped || !h->listen_poll_ok || atomic_load(&h->s.hung_up))
 		return;
 	uint64_t js = h->js_count - h->window_js;
 	uint64_t total = js + (native_count(h) - h->window_native);
