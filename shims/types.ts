@@ -42,6 +42,8 @@ export interface CallerAccess {
 export interface ShimContext {
   profile: Profile;
   caller: CallerAccess;
+  /** The same object for every call of one jail: a WeakMap key for state a shim keeps per jail. */
+  jail: object;
 }
 
 export interface Shim {

@@ -120,7 +120,7 @@ export class Supervisor {
       } else {
         const shim = this.shims.get(action.shim);
         if (!shim) throw new Error(`no shim named "${action.shim}"`);
-        result = shim.handle(n, { profile: this.opts.profile, caller });
+        result = shim.handle(n, { profile: this.opts.profile, caller, jail: this });
         via = `shim ${shim.name}`;
         mayBlock = shim.mayBlock === true;
       }
