@@ -160,19 +160,19 @@ async function cycle(workset: string, dir: string, mib: number): Promise<Cycle> 
 
 const DUMP_PARTS: [string, string][] = [
   ['freeze', 'step 2 freeze'],
-  ['mem-read', 'read /proc/PID/mem'],
+  ['mem-read', 'read the process\'s memory (process_vm_readv)'],
   ['page-hash', 'sha256 of the pages as written'],
   ['page-write', 'write(2) of the page files'],
   ['page-fsync', 'fsync of the page files'],
-  ['commit', 'step 4: read back, verify every sha256, publish'],
+  ['commit', 'step 4: manifest, fsync, check sizes, publish'],
   ['syscalls', 'system calls injected into the process'],
   ['rest', 'the rest (maps, pagemap, registers, mapped files\' sha256, steps 1 and 5)'],
 ];
 
 const RESTORE_PARTS: [string, string][] = [
-  ['verify', 'open the image: verify every sha256 (and mapped files\')'],
-  ['file-read', 'read the page files'],
-  ['mem-write', 'write /proc/PID/mem'],
+  ['verify', 'open the image: manifest, sizes, mapped files\' sha256'],
+  ['file-read', 'read the page files (hashed meanwhile on a worker)'],
+  ['mem-write', 'write the process\'s memory (process_vm_writev)'],
   ['syscalls', 'system calls injected into the process'],
   ['rest', 'the rest (start the jail and the restorer, attach, registers)'],
 ];

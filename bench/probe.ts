@@ -3,13 +3,15 @@
  * while a probe is active, the methods that move page data are wrapped with
  * timestamps (the checkpoint code itself reports steps, not their parts).
  *
- *   mem-read    Tracee.read and pageIo.read: pread of /proc/PID/mem
- *   mem-write   Tracee.write: pwrite of /proc/PID/mem
+ *   mem-read    Tracee.read and pageIo.read: process_vm_readv (pread of
+ *               /proc/PID/mem where it cannot reach)
+ *   mem-write   Tracee.write and pageIo.write: process_vm_writev (pwrite of
+ *               /proc/PID/mem where it cannot reach)
  *   page-hash   the sha256 update of each page file as it is written
  *   page-write  PageFileWriter.append without its sha256: write(2) of page files
  *   page-fsync  PageFileWriter.close: fsync of each page file
- *   commit      ImageWriter.commit: manifest, fsync, the image read back and
- *               every checksum verified, rename
+ *   commit      ImageWriter.commit: manifest, fsync, header and manifest read
+ *               back, page file sizes checked, rename
  *   file-read   fs.readSync of 64 KiB or more while `readsCount` is set:
  *               reading page files during a restore
  *   syscalls    Tracee.syscall: system calls injected into the process
@@ -21,7 +23,7 @@ import type { Hash } from 'node:crypto';
 import fs from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
 import { performance } from 'node:perf_hooks';
-import { pageIo } from '../src/checkpoint/parts/memory.js';
+import { pageIo } from '../src/checkpoint/pagecopy.js';
 import { Tracee } from '../src/checkpoint/tracee.js';
 import { ImageWriter, PageFileWriter } from '../src/image/format.js';
 
@@ -108,6 +110,7 @@ function install(): void {
   timeMethod(Tracee.prototype, 'read', 'mem-read');
   timeMethod(pageIo, 'read', 'mem-read');
   timeMethod(Tracee.prototype, 'write', 'mem-write');
+  timeMethod(pageIo, 'write', 'mem-write');
   timeMethod(Tracee.prototype, 'syscall', 'syscalls');
   timeMethod(PageFileWriter.prototype, 'close', 'page-fsync');
   timeMethod(ImageWriter.prototype, 'commit', 'commit');

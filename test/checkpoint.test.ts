@@ -69,7 +69,7 @@ describe('vjail checkpoint and restore: one process', () => {
     expect(json.processes[0].threads[0].registers.gpr.rip).toMatch(/^0x/);
   });
 
-  describe('a damaged or foreign image fails with one line before anything starts', () => {
+  describe('a damaged or foreign image fails with one line before the program runs', () => {
     const damaged = (how: (dir: string) => void): string => {
       const copy = mkdtempSync(join(tmpdir(), 'vjail-bad-'));
       cpSync(image, join(copy, 'image'), { recursive: true });

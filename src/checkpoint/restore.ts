@@ -1,6 +1,8 @@
 /**
- * Restore the processes of an image. The image is verified completely
- * before anything is started. Then the restorer (native/restorer) is started
+ * Restore the processes of an image. The image is checked before anything
+ * is started, all but the page files' contents, which are hashed as they
+ * are loaded: a mismatch stops the restore before any process is let go,
+ * and everything started is killed. Then the restorer (native/restorer) is started
  * as an ordinary jail workload, in a new PID namespace if the image has one:
  * vjail-init installs the seccomp filter of the image's profile, re-derived
  * for this host, and a new supervisor answers on its listener. The restorer
@@ -61,7 +63,8 @@ export function restorerPath(): string {
 export async function restore(opts: RestoreOptions): Promise<Jail> {
   const report = opts.report ?? (() => {});
   const warn = opts.warn ?? ((line: string) => process.stderr.write(`vjail: warning: ${line}\n`));
-  const image = openImage(opts.image);
+  // Page files are verified as they are loaded (parts/memory.ts), before anything is let go.
+  const image = openImage(opts.image, { verifyPages: false });
   checkMemory(image);
   const { manifest: m } = image;
   const cpuWarnings = checkCpu(m, !!opts.force);

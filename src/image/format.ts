@@ -34,6 +34,7 @@ import {
 import { basename, dirname, join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { z } from 'zod';
+import { native } from '../native.js';
 
 export const IMAGE_MAGIC = 'vjail-image';
 export const IMAGE_VERSION = 3;
@@ -463,6 +464,11 @@ export class OffThreadHash {
   }
 }
 
+interface WritebackAddon {
+  /** sync_file_range(SYNC_FILE_RANGE_WRITE): start writeback of the range, without waiting for it. */
+  syncFileRange(fd: number, offset: number, length: number): void;
+}
+
 /**
  * One page-data file being written. Each buffer is written, then hashed (on
  * the worker thread): the digest is of exactly the bytes handed to write(2).
@@ -487,6 +493,8 @@ export class PageFileWriter {
     if (last && last[0] + last[1] === firstPage) last[1] += count;
     else this.runs.push([firstPage, count]);
     for (let off = 0; off < data.length; ) off += writeSync(this.fd, data, off, data.length - off);
+    // Start writing it back now, so that the fsync in `close` waits only for the last few chunks.
+    (native() as unknown as WritebackAddon).syncFileRange(this.fd, this.size, data.length);
     this.size += data.length;
     this.hash.update(data);
   }

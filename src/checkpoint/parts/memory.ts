@@ -15,6 +15,7 @@ import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import {
   type ImageWriter,
   ImageError,
+  OffThreadHash,
   type LiveProcess,
   type Mapping,
   type OpenedImage,
@@ -27,6 +28,7 @@ import {
   toHex,
 } from '../../image/format.js';
 import { type MapsEntry, readMaps, type Tracee, TraceeError } from '../tracee.js';
+import { pageIo } from '../pagecopy.js';
 import { SYS } from '../syscalls.js';
 import { checkRedirect, placeRedirect, vdsoDiffers } from './vdso.js';
 
@@ -34,8 +36,12 @@ const PM_PRESENT = 1n << 63n;
 const PM_SWAPPED = 1n << 62n;
 const PM_FILE_OR_SHARED_ANON = 1n << 61n;
 const CHUNK = PAGE_BUFFER_SIZE;
-/** Restore loads page files through one buffer of this size per mapping. */
-const LOAD_CHUNK = 4 << 20;
+/**
+ * Restore loads page files in chunks of this size (from the page buffer
+ * ring): small enough that a chunk is still in cache when it is hashed and
+ * copied into the process (1 MiB measured faster than 2 and 8).
+ */
+const LOAD_CHUNK = 1 << 20;
 
 const SPECIAL: Record<string, Mapping['kind']> = {
   '[heap]': 'heap',
@@ -66,17 +72,6 @@ function kindOf(e: MapsEntry): Mapping['kind'] {
 export class CheckpointUnsupported extends Error {
   override name = 'CheckpointUnsupported';
 }
-
-/** Page data out of a stopped process: large preads of /proc/PID/mem into a reused buffer. */
-export const pageIo = {
-  read(mem: number, pid: number, addr: bigint, into: Buffer): void {
-    for (let off = 0; off < into.length; ) {
-      const n = readSync(mem, into, off, into.length - off, Number(addr) + off);
-      if (n === 0) throw new TraceeError(`short read of process ${pid} memory at 0x${(addr + BigInt(off)).toString(16)}`);
-      off += n;
-    }
-  },
-};
 
 /**
  * The memory of one process. `sharedAnon` collects the shared anonymous
@@ -284,7 +279,12 @@ export async function restoreMemory(t: Tracee, image: OpenedImage, want: Mapping
     if (m.kind === 'vsyscall' || VDSO_BLOCK.has(m.kind)) continue;
     await mapOne(t, scratch, m);
   }
-  for (const m of want) if (m.pages) writePages(t, image, m);
+  const mem = openSync(`/proc/${t.pid}/mem`, 'r+');
+  try {
+    for (const m of want) if (m.pages) loadPages(t, mem, image, m);
+  } finally {
+    closeSync(mem);
+  }
   if (redirect) {
     const mmapAt = async (addr: bigint, len: bigint, prot: number): Promise<void> => {
       const r = await t.syscallOk('mmap of the vDSO redirect', SYS.mmap, addr, len, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
@@ -329,27 +329,36 @@ async function mapOne(t: Tracee, scratch: Scratch, m: Mapping): Promise<void> {
   if (r !== start) throw new TraceeError(`mapping ${m.start} landed at 0x${r.toString(16)}`);
 }
 
-function writePages(t: Tracee, image: OpenedImage, m: Mapping): void {
-  const fd = openSync(pagesPath(image, m.pages!), 'r');
+/**
+ * Load a mapping's page file into the process, hashing it on the way (on
+ * the hashing thread, while the next chunk is read and written): one read
+ * of the file both loads and verifies it. A mismatch throws before the
+ * process is let go, and restore kills what it started.
+ */
+function loadPages(t: Tracee, mem: number, image: OpenedImage, m: Mapping): void {
+  const pages = m.pages!;
+  const fd = openSync(pagesPath(image, pages), 'r');
+  const hash = new OffThreadHash();
   try {
-    const buf = Buffer.allocUnsafe(LOAD_CHUNK);
     let fileOff = 0;
     const start = fromHex(m.start);
-    for (const [first, count] of m.pages!.runs) {
+    for (const [first, count] of pages.runs) {
       for (let done = 0; done < count; ) {
         const n = Math.min(count - done, LOAD_CHUNK / PAGE_SIZE);
-        const bytes = n * PAGE_SIZE;
-        for (let off = 0; off < bytes; ) {
-          const got = readSync(fd, buf, off, bytes - off, fileOff + off);
-          if (got === 0) throw new ImageError(`${m.pages!.file} ended early`);
+        const buf = pageBuffer().subarray(0, n * PAGE_SIZE);
+        for (let off = 0; off < buf.length; ) {
+          const got = readSync(fd, buf, off, buf.length - off, fileOff + off);
+          if (got === 0) throw new ImageError(`${image.dir} is damaged: ${pages.file} ended early`);
           off += got;
         }
-        t.write(start + BigInt((first + done) * PAGE_SIZE), buf.subarray(0, bytes));
-        fileOff += bytes;
+        hash.update(buf);
+        pageIo.write(mem, t.pid, start + BigInt((first + done) * PAGE_SIZE), buf);
+        fileOff += buf.length;
         done += n;
       }
     }
   } finally {
     closeSync(fd);
   }
+  if (hash.digest() !== pages.sha256) throw new ImageError(`${image.dir} is damaged: ${pages.file} does not match its checksum`);
 }

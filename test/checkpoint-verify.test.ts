@@ -1,0 +1,95 @@
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { restore, restorerPath } from '../src/checkpoint/restore.js';
+import { ImageError } from '../src/image/format.js';
+import { fixture } from './helpers/fixtures.js';
+import { pidOf, vjail, vjailStart, waitFor } from './helpers/run.js';
+
+const MIB = 24;
+let image: string;
+/** Where the workload writes: "before" once filled, "after" when restored and let go (once "go" exists). */
+let workDir: string;
+
+/** Our descendants running the restorer. */
+function ourRestorers(): number[] {
+  const restorer = restorerPath();
+  const parentOf = (pid: number): number => Number(readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ')[1]);
+  const out: number[] = [];
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      if (readlinkSync(`/proc/${d}/exe`) !== restorer) continue;
+      for (let p = Number(d); p > 1; p = parentOf(p)) {
+        if (p === process.pid) {
+          out.push(Number(d));
+          break;
+        }
+      }
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+/** A copy of the image with one byte flipped `fromEnd` bytes before the end of its largest page file. */
+function corrupted(fromEnd: number): string {
+  const copy = join(mkdtempSync(join(tmpdir(), 'vjail-badchunk-')), 'image');
+  cpSync(image, copy, { recursive: true });
+  const largest = readdirSync(copy).filter((f) => f.startsWith('pages-')).sort((a, b) => statSync(join(copy, b)).size - statSync(join(copy, a)).size)[0]!;
+  const path = join(copy, largest);
+  const data = readFileSync(path);
+  data[data.length - fromEnd]! ^= 0x01;
+  writeFileSync(path, data);
+  return copy;
+}
+
+beforeAll(async () => {
+  const bigmem = fixture('bigmem');
+  const dir = (workDir = mkdtempSync(join(tmpdir(), 'vjail-verify-')));
+  image = join(dir, 'image');
+  const run = vjailStart(['run', '--', bigmem, dir, String(MIB)]);
+  expect(await waitFor(() => existsSync(join(dir, 'before')), 60_000)).toBe(true);
+  const cp = await vjail(['checkpoint', '--pid', String(pidOf([bigmem, dir, String(MIB)])!), '--image', image]);
+  expect(cp.exitCode).toBe(0);
+  await run;
+});
+
+describe('restore verifies page data as it loads it', () => {
+  it('a corrupted last page fails the restore after the restorer started; nothing it started is left, nothing ran', async () => {
+    const bad = corrupted(1);
+    // Were it let go, the process would hash its memory into "after" at once.
+    writeFileSync(join(workDir, 'go'), '');
+    const steps: string[] = [];
+    const seen = new Set<number>();
+    const watch = setInterval(() => ourRestorers().forEach((p) => seen.add(p)), 1);
+    let error: unknown;
+    try {
+      await restore({ image: bad, stdio: ['ignore', 'ignore', 'ignore'], warn: () => {}, report: (s) => steps.push(s) });
+    } catch (e) {
+      error = e;
+    } finally {
+      clearInterval(watch);
+    }
+    expect(error).toBeInstanceOf(ImageError);
+    expect((error as Error).message).toMatch(/is damaged: pages-\d+\.img does not match its checksum/);
+    // Opening the image passed: the mismatch was found while loading, with the restorer running.
+    expect(steps).toContain('verify');
+    expect(steps).not.toContain('resume');
+    expect(seen.size).toBeGreaterThan(0);
+    expect(ourRestorers()).toEqual([]);
+    for (const p of seen) expect(existsSync(`/proc/${p}`) && readlinkSync(`/proc/${p}/exe`) === restorerPath()).toBe(false);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(existsSync(join(workDir, 'after'))).toBe(false);
+  });
+
+  it('the intact image restores bit-identical', async () => {
+    writeFileSync(join(workDir, 'go'), '');
+    const r = await vjailStart(['restore', image]);
+    expect(r.stderr).toBe('');
+    expect(r.exitCode).toBe(0);
+    expect(readFileSync(join(workDir, 'after'), 'utf8')).toBe(readFileSync(join(workDir, 'before'), 'utf8'));
+  });
+});
