@@ -107,7 +107,8 @@ async function intercepted(p: Params, log: (s: string) => void): Promise<Row[]> 
   const work = [loop, 'uname', n];
   const us = (ns: number) => ns / 1000;
   const profile = loadProfile('linux-4.19');
-  const jsPlan = viaJavaScript(planJail({ profile }).plan, 'uname', 'uname');
+  const nativePlan = planJail({ profile }).plan;
+  const jsPlan = viaJavaScript(nativePlan, 'uname', 'uname');
   const release = /^4\.19\./;
   const strace = onPath('strace');
   const proot = onPath('proot');
@@ -164,8 +165,22 @@ async function intercepted(p: Params, log: (s: string) => void): Promise<Row[]> 
       id: 'vjail-js-thread',
       label: 'vjail, JS shim, thread receiving',
       unit: 'µs',
-      sample: async () => us(perCall(await runWithPlan(work, jsPlan, profile, 'thread'), release)),
+      sample: async () => us(perCall(await runWithPlan(work, jsPlan, profile, { receiver: 'thread' }), release)),
       note: 'receiver "thread" forced: each call handed from the native thread to the Node loop',
+    },
+    {
+      id: 'vjail-native-plain',
+      label: 'vjail, native answer, plain wake-up',
+      unit: 'µs',
+      sample: async () => us(perCall(await runWithPlan(work, nativePlan, profile, { syncWakeUp: false }), release)),
+      note: 'without SYNC_WAKE_UP (supervisor in the bench process; compare with "C floor, plain wake-up")',
+    },
+    {
+      id: 'vjail-js-plain',
+      label: 'vjail, JavaScript shim, plain wake-up',
+      unit: 'µs',
+      sample: async () => us(perCall(await runWithPlan(work, jsPlan, profile, { syncWakeUp: false }), release)),
+      note: 'without SYNC_WAKE_UP',
     },
     strace
       ? {

@@ -28,8 +28,13 @@ export function viaJavaScript(plan: Plan, syscall: string, shim: string): Plan {
 }
 
 /** Run `command` in a jail under `plan` (the supervisor in this process) and return its stdout. */
-export async function runWithPlan(command: string[], plan: Plan, profile: Profile, receiver?: ReceiverMode): Promise<string> {
-  const jail = spawnJail({ command, profile, plan, receiver, stdio: ['ignore', 'pipe', 'pipe'], warn: () => {} });
+export async function runWithPlan(
+  command: string[],
+  plan: Plan,
+  profile: Profile,
+  supervisor: { receiver?: ReceiverMode; syncWakeUp?: boolean } = {},
+): Promise<string> {
+  const jail = spawnJail({ command, profile, plan, ...supervisor, stdio: ['ignore', 'pipe', 'pipe'], warn: () => {} });
   let stdout = '';
   let stderr = '';
   jail.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));

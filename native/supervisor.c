@@ -31,7 +31,7 @@ int sup_arch_index(uint32_t audit_arch)
 	return audit_arch == AUDIT_ARCH_X86_64_ ? 0 : audit_arch == AUDIT_ARCH_I386_ ? 1 : -1;
 }
 
-int sup_init(struct supervisor *s, int listener, int native_answers)
+int sup_init(struct supervisor *s, int listener, int native_answers, int sync_wake_up)
 {
 	memset(s, 0, sizeof *s);
 	s->listener = listener;
@@ -50,7 +50,8 @@ int sup_init(struct supervisor *s, int listener, int native_answers)
 	pthread_cond_init(&s->space, NULL);
 	/* Best effort: the kernel wakes the caller on our CPU when we answer
 	 * (Linux 6.6+). Passed by value. Absent: answers are just slower. */
-	ioctl(listener, SECCOMP_IOCTL_NOTIF_SET_FLAGS, SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP);
+	if (sync_wake_up)
+		ioctl(listener, SECCOMP_IOCTL_NOTIF_SET_FLAGS, SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP);
 	return 0;
 }
 

@@ -83,7 +83,8 @@ struct supervisor {
 	struct sup_stat *stats; /* [SUP_ARCHES * SUP_MAX_NR] */
 };
 
-int sup_init(struct supervisor *s, int listener, int native_answers);
+/* sync_wake_up: ask for SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (0 only to measure without it). */
+int sup_init(struct supervisor *s, int listener, int native_answers, int sync_wake_up);
 int sup_set_pool(struct supervisor *s, const uint8_t *pool, size_t len);
 int sup_start(struct supervisor *s);
 /* Pop one queued notification for JavaScript. Returns 1 if one was popped. */

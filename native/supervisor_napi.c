@@ -325,14 +325,19 @@ static int load_answers(napi_env env, struct sup_handle *h, napi_value x86_64, n
 	return 0;
 }
 
-/* supervisorStart(listenerFd, nativeAnswers, tableX86_64, tableI386, pool, onNotify, onIdle, mode)
- * mode: 0 auto, 1 thread, 2 loop. */
+/* supervisorStart(listenerFd, nativeAnswers, tableX86_64, tableI386, pool, onNotify, onIdle,
+ *                 { mode: 0 auto | 1 thread | 2 loop, syncWakeUp: boolean }) */
 napi_value js_supervisor_start(napi_env env, napi_callback_info info)
 {
-	napi_value argv[8];
+	napi_value argv[8], v;
 	if (vj_args(env, info, 8, argv))
 		return NULL;
-	int mode = vj_i32(env, argv[7]);
+	int mode = -1;
+	bool sync_wake_up = true;
+	if (napi_get_named_property(env, argv[7], "mode", &v) == napi_ok)
+		mode = vj_i32(env, v);
+	if (napi_get_named_property(env, argv[7], "syncWakeUp", &v) == napi_ok)
+		napi_get_value_bool(env, v, &sync_wake_up);
 	if (mode < MODE_AUTO || mode > MODE_LOOP) {
 		napi_throw_range_error(env, NULL, "supervisor mode must be 0 (auto), 1 (thread) or 2 (loop)");
 		return NULL;
@@ -342,7 +347,7 @@ napi_value js_supervisor_start(napi_env env, napi_callback_info info)
 		return vj_throw_errno(env, "calloc", ENOMEM);
 	bool native_answers = true;
 	napi_get_value_bool(env, argv[1], &native_answers);
-	int err = sup_init(&h->s, vj_i32(env, argv[0]), native_answers);
+	int err = sup_init(&h->s, vj_i32(env, argv[0]), native_answers, sync_wake_up);
 	if (err || load_answers(env, h, argv[2], argv[3], argv[4])) {
 		sup_destroy(&h->s);
 		free(h);

@@ -56,6 +56,8 @@ export interface JailOptions {
   shimTimeoutMs?: number;
   /** Who receives the jail's notifications (default 'auto': see ReceiverMode). */
   receiver?: ReceiverMode;
+  /** Wake answered callers on the supervisor's CPU (default true; see SupervisorOptions). */
+  syncWakeUp?: boolean;
   cwd?: string;
   env?: NodeJS.ProcessEnv;
   stdio?: LaunchOptions['stdio'];
@@ -193,6 +195,7 @@ export function spawnJail(opts: JailOptions): Jail {
     shims: opts.shims,
     shimTimeoutMs: opts.shimTimeoutMs,
     receiver: opts.receiver,
+    syncWakeUp: opts.syncWakeUp,
   });
   supervisor.start();
 

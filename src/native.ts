@@ -79,8 +79,8 @@ export interface NativeAddon {
     pool: Buffer,
     onNotify: NotifyCallback,
     onIdle: () => void,
-    /** Who receives notifications: see ReceiverMode. */
-    mode: number,
+    /** mode: who receives notifications (RECEIVER_MODES); syncWakeUp: false only to measure without it. */
+    options: { mode: number; syncWakeUp: boolean },
   ): SupervisorHandle;
   /** 0, or the errno of SECCOMP_IOCTL_NOTIF_SEND (ENOENT: the caller is gone). */
   supervisorRespond(

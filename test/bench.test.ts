@@ -20,6 +20,8 @@ const ROWS = [
   'intercepted.vjail-native',
   'intercepted.vjail-js',
   'intercepted.vjail-js-thread',
+  'intercepted.vjail-native-plain',
+  'intercepted.vjail-js-plain',
   'intercepted.strace',
   'intercepted.proot',
   'intercepted.gvisor',

@@ -32,6 +32,12 @@ export interface SupervisorOptions {
   onIdle?: () => void;
   /** Who receives notifications (default 'auto'; see ReceiverMode). */
   receiver?: ReceiverMode;
+  /**
+   * Ask the kernel to wake each answered caller on the supervisor's CPU
+   * (SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP, Linux 6.6+; default true). False
+   * only to measure what it saves.
+   */
+  syncWakeUp?: boolean;
 }
 
 /**
@@ -69,7 +75,7 @@ export class Supervisor {
       (id, pid, arch, nr, a0, a1, a2, a3, a4, a5, ip, t0) =>
         this.onNotify({ id, pid, arch: ARCH_BY_INDEX[arch] ?? 'x86_64', nr, name: '', args: [a0, a1, a2, a3, a4, a5], ip }, t0),
       () => this.opts.onIdle?.(),
-      RECEIVER_MODES[this.opts.receiver ?? 'auto'],
+      { mode: RECEIVER_MODES[this.opts.receiver ?? 'auto'], syncWakeUp: this.opts.syncWakeUp ?? true },
     );
   }
 
