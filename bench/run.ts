@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { planJail } from '../src/jail.js';
 import { dataPath } from '../src/paths.js';
 import { loadOciPolicy } from '../src/policy/oci.js';
-import { loadProfile } from '../src/profile/load.js';
+import { listProfiles, loadProfile } from '../src/profile/load.js';
 import { BuildError, buildC } from './cc.js';
 import { describeMachine, type Machine } from './machine.js';
 import { capture, field, numberField, vjailCli } from './proc.js';
@@ -205,6 +205,21 @@ async function intercepted(p: Params, log: (s: string) => void): Promise<Row[]> 
   return withRatios(rows, 'intercepted.floor-sync');
 }
 
+/**
+ * The profile whose filter on this host has the most instructions, and that
+ * filter. Planned with the kernel files mounted (as `vjail run` does as
+ * root), so that opening files is not a notification: the loader has no
+ * supervisor to answer one.
+ */
+function largestFilter(): { profile: string; filter: Buffer } {
+  let best = { profile: 'host', filter: Buffer.alloc(0) };
+  for (const profile of listProfiles()) {
+    const { filter } = planJail({ profile, kernelFilesMounted: true });
+    if (filter.length > best.filter.length) best = { profile: profile.name, filter: Buffer.from(filter) };
+  }
+  return best;
+}
+
 async function allowed(p: Params, dir: string, log: (s: string) => void): Promise<Row[]> {
   const loop = buildC('callloop');
   const seccomp = tryBuild('loadfilter', ['-lseccomp']);
@@ -225,12 +240,16 @@ async function allowed(p: Params, dir: string, log: (s: string) => void): Promis
   const hostBpf = join(dir, 'vjail-host.bpf');
   const dockerBpf = join(dir, 'vjail-docker.bpf');
   const dockerRules = join(dir, 'docker.rules');
+  const largest = largestFilter();
+  const largestBpf = join(dir, 'vjail-largest.bpf');
+  writeFileSync(largestBpf, largest.filter);
   writeFileSync(hostBpf, planJail({ profile: 'host' }).filter);
   writeFileSync(dockerBpf, planJail({ profile: 'host', policy: docker }).filter);
   writeFileSync(dockerRules, libseccompRules(docker));
   const filters: [string, string, string[]][] = [
     ['none', 'no filter', ['--none']],
     ['vjail-host', 'vjail filter, host profile', ['--bpf', hostBpf]],
+    ['vjail-largest', `vjail filter, ${largest.profile} (largest)`, ['--bpf', largestBpf]],
     ['vjail-docker', 'vjail filter, Docker default', ['--bpf', dockerBpf]],
     ['libseccomp-docker', 'libseccomp, Docker default', ['--rules', dockerRules]],
     ['libseccomp-docker-tree', 'libseccomp binary tree, Docker default', ['--rules', dockerRules, '--tree']],

@@ -26,7 +26,7 @@ const ROWS = [
   'intercepted.proot',
   'intercepted.gvisor',
   ...['getppid', 'personality', 'prctl'].flatMap((s) =>
-    ['none', 'vjail-host', 'vjail-docker', 'libseccomp-docker', 'libseccomp-docker-tree'].map((f) => `allowed.${s}.${f}`),
+    ['none', 'vjail-host', 'vjail-largest', 'vjail-docker', 'libseccomp-docker', 'libseccomp-docker-tree'].map((f) => `allowed.${s}.${f}`),
   ),
   'startup.true',
   'startup.node',
