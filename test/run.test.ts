@@ -143,6 +143,14 @@ describe('vjail run: observability and bad input', () => {
     const r = await vjail(['run', '--profile', 'linux-4.19', '--stats', '--', probe, 'threads', '4']);
     expect(r.stderr).toMatch(/syscall\s+arch\s+count\s+mean µs\s+p50 µs\s+p90 µs\s+p99 µs/);
     expect(r.stderr).toMatch(/\nuname\s+x86_64\s+4\s+[\d.]+\s+[\d.]+/);
+    expect(r.stderr).toMatch(/\nreceived by the native thread at the end \(0 moves between them\); 4 answered in C, 0 by JavaScript$/m);
+  });
+
+  it('--receiver loop: the Node loop receives, and known answers are still given in C', async () => {
+    const r = await vjail(['run', '--profile', 'linux-4.19', '--receiver', 'loop', '--stats', '--', probe, 'threads', '4']);
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout.trim().split('\n').sort()).toEqual([0, 1, 2, 3].map((i) => `thread ${i} 4.19.0-27-amd64`));
+    expect(r.stderr).toMatch(/\nreceived by the Node loop at the end \(0 moves between them\); 4 answered in C, 0 by JavaScript$/m);
   });
 
   it.each([
@@ -150,6 +158,7 @@ describe('vjail run: observability and bad input', () => {
     [['run', '--policy', join(repoRoot, 'test/fixtures/policies/not-json.json'), '--', 'true'], /not valid JSON/],
     [['run'], /no command given/],
     [['run', '--policy', '/nonexistent/policy.json', '--', 'true'], /policy/i],
+    [['run', '--receiver', 'both', '--', 'true'], /'both' is invalid\. Allowed choices are auto, thread, loop/],
   ])('bad input %j: one line, exit 2', async (args, message) => {
     const r = await vjail(args as string[]);
     expect(r.exitCode).toBe(2);

@@ -45,6 +45,11 @@ async function program(argv: string[], setExit: SetExit): Promise<Command> {
         .choices(['auto', 'mount', 'shim'])
         .default('auto'),
     )
+    .addOption(
+      new Option('--receiver <who>', 'who receives notifications: a native thread, Node\'s loop, or auto (the loop while most calls need JavaScript)')
+        .choices(['auto', 'thread', 'loop'])
+        .default('auto'),
+    )
     .option('-v, --verbose', 'say where the profile cannot be presented faithfully on this host')
     .option('--name <name>', 'register the jail under NAME (see "vjail ps")')
     .option('--detach', 'run in the background (needs --name); output goes to "vjail logs NAME"')

@@ -2,6 +2,7 @@ import { createWriteStream, type WriteStream } from 'node:fs';
 import { resolve } from 'node:path';
 import { baselineEnv } from '../checkpoint/cpu-baseline.js';
 import { spawnJail, type Jail, type JailOptions } from '../jail.js';
+import type { ReceiverMode } from '../native.js';
 import { formatStats } from '../supervisor/stats.js';
 import { UsageError } from './errors.js';
 
@@ -16,6 +17,7 @@ export interface RunFlags {
   cpuBaseline?: boolean;
   verbose?: boolean;
   kernelFiles?: 'auto' | 'mount' | 'shim';
+  receiver?: ReceiverMode;
   /** Register the jail under this name (vjail ps, logs, kill, rm, checkpoint NAME). */
   name?: string;
   /** Start a supervisor in the background, its stdio to the jail's log, and return. */
@@ -35,6 +37,7 @@ function supervisorArgs(command: string[], flags: RunFlags): string[] {
   if (flags.emulate) args.push('--emulate', flags.emulate);
   if (flags.cpuBaseline) args.push('--cpu-baseline');
   if (flags.kernelFiles) args.push('--kernel-files', flags.kernelFiles);
+  if (flags.receiver) args.push('--receiver', flags.receiver);
   if (flags.verbose) args.push('--verbose');
   return [...args, '--', ...command];
 }
@@ -63,6 +66,7 @@ export async function runCommand(command: string[], flags: RunFlags): Promise<nu
     policy: flags.policy,
     pidNs: flags.pidNs,
     kernelFiles: flags.kernelFiles,
+    receiver: flags.receiver,
     emulate: flags.emulate ? flags.emulate.split(',').map((s) => s.trim()).filter(Boolean) : undefined,
     trace: sink.write,
     env: flags.cpuBaseline ? baselineEnv(process.env) : undefined,
@@ -107,7 +111,7 @@ export async function runCommand(command: string[], flags: RunFlags): Promise<nu
   const exit = await jail.exited;
   named?.ended(exit);
   for (const s of forwarded) process.off(s, forward);
-  if (flags.stats) process.stderr.write(`${formatStats(jail.stats())}\n`);
+  if (flags.stats) process.stderr.write(`${formatStats(jail.stats(), jail.receiverState())}\n`);
   if (sink.stream) await new Promise<void>((resolve) => sink.stream!.end(resolve));
   if (exit.execError) {
     process.stderr.write(`vjail: cannot run "${command[0]}": ${exit.execError === 'ENOENT' ? 'command not found' : exit.execError}\n`);

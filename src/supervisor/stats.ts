@@ -1,3 +1,4 @@
+import type { ReceiverState } from '../native.js';
 import type { ArchName } from '../plan/action.js';
 
 export interface SyscallStats {
@@ -62,7 +63,7 @@ export function decodeStats(
 }
 
 /** The table `--stats` prints. */
-export function formatStats(rows: SyscallStats[]): string {
+export function formatStats(rows: SyscallStats[], receiver?: ReceiverState): string {
   const us = (ns: number): string => (ns / 1000).toFixed(1);
   const lines = ['syscall              arch     count    mean µs   p50 µs   p90 µs   p99 µs'];
   for (const r of rows) {
@@ -71,5 +72,12 @@ export function formatStats(rows: SyscallStats[]): string {
     );
   }
   if (rows.length === 0) lines.push('(no intercepted syscalls)');
+  if (receiver) {
+    const moves = receiver.switches === 1 ? '1 move' : `${receiver.switches} moves`;
+    lines.push(
+      `received by the ${receiver.receiver === 'loop' ? "Node loop" : 'native thread'} at the end (${moves} between them); ` +
+        `${receiver.answeredNatively} answered in C, ${receiver.toJs} by JavaScript`,
+    );
+  }
   return lines.join('\n');
 }
