@@ -36,12 +36,8 @@ const PM_PRESENT = 1n << 63n;
 const PM_SWAPPED = 1n << 62n;
 const PM_FILE_OR_SHARED_ANON = 1n << 61n;
 const CHUNK = PAGE_BUFFER_SIZE;
-/**
- * Restore loads page files in chunks of this size (from the page buffer
- * ring): small enough that a chunk is still in cache when it is hashed and
- * copied into the process (1 MiB measured faster than 2 and 8).
- */
-const LOAD_CHUNK = 1 << 20;
+/** Restore loads page files in chunks of this size, through the page buffer ring. */
+const LOAD_CHUNK = PAGE_BUFFER_SIZE;
 
 const SPECIAL: Record<string, Mapping['kind']> = {
   '[heap]': 'heap',
