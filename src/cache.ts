@@ -1,5 +1,4 @@
-import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 
@@ -10,39 +9,75 @@ export function cacheDir(): string {
   return join(homedir(), '.cache', 'vjail');
 }
 
-/** A cache key: the hash of everything the cached value was computed from. */
-export function cacheKey(...parts: (string | Buffer)[]): string {
-  const h = createHash('sha256');
-  for (const p of parts) h.update(p).update('\0');
-  return h.digest('hex').slice(0, 32);
+/**
+ * A short file name for a cache slot (FNV-1a, two seeds). Only a name: two
+ * slots sharing it overwrite each other's entry, they never read it, because
+ * an entry is used only if the inputs stored in it are the caller's.
+ */
+export function slotName(slot: string): string {
+  let a = 0x811c9dc5;
+  let b = 0x01000193;
+  for (let i = 0; i < slot.length; i++) {
+    const c = slot.charCodeAt(i);
+    a = Math.imul(a ^ c, 0x01000193);
+    b = Math.imul(b ^ c, 0x5bd1e995);
+  }
+  return (a >>> 0).toString(16).padStart(8, '0') + (b >>> 0).toString(16).padStart(8, '0');
 }
 
-function entryPath(kind: string, key: string): string {
-  return join(cacheDir(), kind, `${key}.json`);
+/** Where the entry of `slot` under `kind` lives. */
+export function entryPath(kind: string, slot: string, ext = 'json'): string {
+  return join(cacheDir(), kind, `${slotName(slot)}.${ext}`);
+}
+
+interface Entry {
+  inputs: string;
+  value: unknown;
 }
 
 /**
- * A value cached under `kind`/`key`, or undefined. Entries are only ever
- * written whole (temp + rename), so a hit is a value that was computed from
- * exactly the inputs hashed into `key`.
+ * The value cached under `kind` for `slot`, or undefined. An entry holds the
+ * exact inputs its value was computed from (file texts, versions, the code's
+ * fingerprint, …, serialised by the caller) and is a hit only if they equal
+ * `inputs`: a changed input is a miss, whatever the slot. `check` validates
+ * the value's shape and converts it (undefined: unusable, a miss too).
  */
-export function readCached<T>(kind: string, key: string): T | undefined {
+export function readCached<T>(kind: string, slot: string, inputs: string, check: (value: unknown) => T | undefined): T | undefined {
+  let entry: Entry;
   try {
-    return JSON.parse(readFileSync(entryPath(kind, key), 'utf8')) as T;
+    entry = JSON.parse(readFileSync(entryPath(kind, slot), 'utf8')) as Entry;
+  } catch {
+    return undefined;
+  }
+  if (typeof entry !== 'object' || entry === null || entry.inputs !== inputs) return undefined;
+  try {
+    return check(entry.value);
   } catch {
     return undefined;
   }
 }
 
-/** Store a value; a cache that cannot be written is only slower, never an error. */
-export function writeCached(kind: string, key: string, value: unknown): void {
-  const file = entryPath(kind, key);
-  const tmp = `${file}.${process.pid}.tmp`;
+/** Store a value for `slot` computed from `inputs`; a cache that cannot be written is only slower, never an error. */
+export function writeCached(kind: string, slot: string, inputs: string, value: unknown): void {
+  writeEntry(entryPath(kind, slot), JSON.stringify({ inputs, value } satisfies Entry));
+}
+
+/**
+ * Write a cache file whole or not at all: to a temporary name, then renamed
+ * over the old one, so a reader sees the old entry or the new one, never a
+ * part. Errors (read-only home, full disk) are swallowed.
+ */
+export function writeEntry(file: string, data: string | Uint8Array): void {
+  const tmp = `${file}.${process.pid}.${Date.now().toString(36)}.tmp`;
   try {
-    mkdirSync(join(cacheDir(), kind), { recursive: true });
-    writeFileSync(tmp, JSON.stringify(value));
+    mkdirSync(join(file, '..'), { recursive: true });
+    writeFileSync(tmp, data);
     renameSync(tmp, file);
   } catch {
-    // read-only home, full disk: carry on uncached
+    try {
+      unlinkSync(tmp);
+    } catch {
+      // never created
+    }
   }
 }

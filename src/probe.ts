@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { release, version } from 'node:os';
 import { shimForSyscall } from '../shims/index.js';
-import { cacheKey, readCached, writeCached } from './cache.js';
+import { readCached, writeCached } from './cache.js';
 import { native } from './native.js';
 import type { ProbeResults } from './plan/host.js';
 import { syscallTable } from './syscalls/table.js';
@@ -35,22 +35,28 @@ export function probeHostSyscalls(names: readonly string[]): ProbeResults {
   return out;
 }
 
+/** This boot's id (what the kernel implements cannot change before the next boot), or undefined. */
+export function bootId(): string | undefined {
+  try {
+    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * The kernel's answers to these probe calls, asked once per boot: what a
  * running kernel implements does not change until it reboots, and the probe
  * costs a fork.
  */
 function probeOnce(calls: [number, bigint[]][]): number[] {
-  let boot = '';
-  try {
-    boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8');
-  } catch {
-    return native().probeSyscalls(calls);
-  }
-  const key = cacheKey(boot, release(), version(), JSON.stringify(calls, (_k, v) => (typeof v === 'bigint' ? v.toString() : v)));
-  const hit = readCached<number[]>('probes', key);
+  const boot = bootId();
+  if (boot === undefined) return native().probeSyscalls(calls);
+  const inputs = JSON.stringify([boot, release(), version(), calls], (_k, v) => (typeof v === 'bigint' ? v.toString() : v));
+  const valid = (v: unknown) => (Array.isArray(v) && v.length <= calls.length && v.every(Number.isInteger) ? (v as number[]) : undefined);
+  const hit = readCached('probes', inputs, inputs, valid);
   if (hit) return hit;
   const results = native().probeSyscalls(calls);
-  writeCached('probes', key, results);
+  writeCached('probes', inputs, inputs, results);
   return results;
 }

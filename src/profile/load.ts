@@ -1,5 +1,5 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { cacheKey, readCached, writeCached } from '../cache.js';
+import { readCached, writeCached } from '../cache.js';
 import { machine, release, version } from 'node:os';
 import { basename } from 'node:path';
 import { dataPath } from '../paths.js';
@@ -39,18 +39,33 @@ function parseJson(text: string, where: string): unknown {
   }
 }
 
+const isString = (v: unknown): v is string => typeof v === 'string';
+const isStrings = (v: unknown): v is string[] => Array.isArray(v) && v.every(isString);
+
+/** A cached Profile, if it has the shape parseProfile gives (else undefined: validate again). */
+function cachedProfile(v: unknown): Profile | undefined {
+  const p = v as Profile;
+  const u = p?.uname;
+  const ok =
+    isString(p?.name) && isString(p.description) && isString(p.kernel) && typeof p.isHost === 'boolean' &&
+    typeof u === 'object' && u !== null && [u.sysname, u.release, u.version, u.machine, u.domainname].every(isString) &&
+    (u.nodename === undefined || isString(u.nodename)) &&
+    isStrings(p.overrides?.add) && isStrings(p.overrides.remove) && Number.isInteger(p.shimErrorErrno);
+  return ok ? p : undefined;
+}
+
 /**
  * Validate a profile file, or take the Profile validated earlier from the
  * same bytes, for the same running kernel, by the same validator (its code is
- * part of the key): zod is then not even loaded.
+ * part of the inputs): zod is then not even loaded.
  */
 function validated(file: string, where: string, host: HostRelease): Profile {
   const text = readText(file, where);
-  const key = cacheKey(text, JSON.stringify(host), validatorFingerprint());
-  const hit = readCached<Profile>('profiles', key);
+  const inputs = JSON.stringify([text, host, validatorFingerprint()]);
+  const hit = readCached('profiles', file, inputs, cachedProfile);
   if (hit) return hit;
   const profile = parseProfile(parseJson(text, where), where, host);
-  writeCached('profiles', key, profile);
+  writeCached('profiles', file, inputs, profile);
   return profile;
 }
 
