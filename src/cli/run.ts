@@ -1,5 +1,6 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { resolve } from 'node:path';
+import { isatty } from 'node:tty';
 import { baselineEnv } from '../checkpoint/cpu-baseline.js';
 import { spawnJail, type Jail, type JailOptions } from '../jail.js';
 import type { ReceiverMode } from '../native.js';
@@ -91,7 +92,7 @@ export async function runCommand(command: string[], flags: RunFlags): Promise<nu
     if (jail) jail.kill(sig);
     else early.push(sig);
   };
-  const forwarded = FORWARDED.filter((s) => !(process.stdin.isTTY && (s === 'SIGINT' || s === 'SIGQUIT')));
+  const forwarded = FORWARDED.filter((s) => !(isatty(0) && (s === 'SIGINT' || s === 'SIGQUIT')));
   for (const s of forwarded) process.on(s, forward);
   try {
     jail = named ? await named.start((cgroup) => spawnJail({ ...opts, cgroup })) : spawnJail(opts);
@@ -103,7 +104,7 @@ export async function runCommand(command: string[], flags: RunFlags): Promise<nu
   for (const sig of early) jail.kill(sig);
   named?.running(jail.pid);
   if (flags.verbose) for (const w of jail.warnings) process.stderr.write(`vjail: warning: ${w}\n`);
-  if (process.stdin.isTTY) {
+  if (isatty(0)) {
     // Keep vjail alive on a terminal ^C: the workload decides what it means.
     process.on('SIGINT', () => {});
     process.on('SIGQUIT', () => {});
