@@ -9,6 +9,7 @@ import { launch, CTL, type LaunchOptions } from './launch.js';
 import { native, type ReceiverMode, type ReceiverState } from './native.js';
 import type { Plan } from './plan/action.js';
 import type { Shim } from '../shims/types.js';
+import { cachedPlan } from './plan/cache.js';
 import { describeHost } from './plan/host.js';
 import { derivePlan } from './plan/plan.js';
 import { loadOciPolicy } from './policy/oci.js';
@@ -141,17 +142,20 @@ export function planJail(opts: Pick<JailOptions, 'profile' | 'policy' | 'emulate
   filter: Buffer;
 } {
   const profile = typeof opts.profile === 'object' ? opts.profile : loadProfile(opts.profile ?? 'host');
-  const policy =
-    typeof opts.policy === 'string'
-      ? loadOciPolicy(opts.policy, { kernelRelease: profile.uname.release })
-      : opts.policy;
-  const host = describeHost(probeHostSyscalls);
-  const { plan, warnings } = derivePlan(profile, host, {
-    policy,
-    emulate: opts.emulate,
-    kernelFilesMounted: opts.kernelFilesMounted,
+  const planned = cachedPlan({ ...opts, profile }, () => {
+    const policy =
+      typeof opts.policy === 'string'
+        ? loadOciPolicy(opts.policy, { kernelRelease: profile.uname.release })
+        : opts.policy;
+    const host = describeHost(probeHostSyscalls);
+    const { plan, warnings } = derivePlan(profile, host, {
+      policy,
+      emulate: opts.emulate,
+      kernelFilesMounted: opts.kernelFilesMounted,
+    });
+    return { plan, warnings, filter: compile(plan) };
   });
-  return { profile, plan, warnings, filter: compile(plan) };
+  return { profile, ...planned };
 }
 
 /**
