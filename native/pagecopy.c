@@ -4,8 +4,9 @@
  * process_vm_readv/writev copy between our buffer and the traced process's
  * pages once; /proc/PID/mem goes through a kernel bounce page, copying twice.
  * They stop at the first page they cannot access (a mapping without read or
- * write permission: /proc/PID/mem can force those), so a short count is
- * returned, not an error, and the caller goes on another way.
+ * write permission: /proc/PID/mem can force those), and may be refused or
+ * missing altogether; then a short count is returned, not an error, and the
+ * caller goes on another way.
  *
  * sync_file_range(SYNC_FILE_RANGE_WRITE) starts writeback of a range of a
  * file that was just written, so that the fsync at its end waits for less.
@@ -41,7 +42,8 @@ static napi_value page_copy(napi_env env, napi_callback_info info, int writing)
 				    : process_vm_readv(pid, &local, 1, &remote, 1, 0);
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0 && errno == EFAULT)
+		/* EFAULT: a page it cannot access; EPERM, ENOSYS: not allowed or not there. */
+		if (n < 0 && (errno == EFAULT || errno == EPERM || errno == ENOSYS))
 			break;
 		if (n < 0)
 			return vj_throw_errno(env, writing ? "process_vm_writev" : "process_vm_readv", errno);
