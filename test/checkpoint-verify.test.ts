@@ -93,3 +93,26 @@ describe('restore verifies page data as it loads it', () => {
     expect(readFileSync(join(workDir, 'after'), 'utf8')).toBe(readFileSync(join(workDir, 'before'), 'utf8'));
   });
 });
+
+describe('page data process_vm_readv/writev cannot reach', () => {
+  it('PROT_NONE and read-only memory with data of its own is saved and comes back byte for byte', async () => {
+    const protmem = fixture('protmem');
+    const dir = mkdtempSync(join(tmpdir(), 'vjail-protmem-'));
+    const img = join(dir, 'image');
+    const run = vjailStart(['run', '--', protmem, dir]);
+    expect(await waitFor(() => existsSync(join(dir, 'ready')), 30_000)).toBe(true);
+    const cp = await vjail(['checkpoint', '--pid', String(pidOf([protmem, dir])!), '--image', img]);
+    expect(cp.stderr).toMatch(/checkpoint 5\/5 kill/);
+    expect(cp.exitCode).toBe(0);
+    await run;
+    const saved = JSON.parse(readFileSync(join(img, 'manifest.json'), 'utf8')).processes[0].mappings
+      .filter((m: { perms: string; pages?: unknown }) => m.pages && (m.perms === '---p' || m.perms === 'r--p'))
+      .map((m: { perms: string }) => m.perms);
+    expect(saved).toEqual(expect.arrayContaining(['---p', 'r--p']));
+    writeFileSync(join(dir, 'go'), '');
+    const r = await vjailStart(['restore', img]);
+    expect(r.stderr).toBe('');
+    expect(r.exitCode).toBe(0);
+    expect(readFileSync(join(dir, 'result'), 'utf8')).toBe('ok\n');
+  });
+});
