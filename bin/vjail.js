@@ -1,29 +1,28 @@
 #!/usr/bin/env node
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
+'use strict';
+// CommonJS (see package.json here): Node sets up no ES module loader for it.
+const { existsSync } = require('node:fs');
+const { join } = require('node:path');
 
 const argv = process.argv.slice(2);
-// The bundled CLI (npm run build) starts faster, its code from V8's code cache
-// (one per command kind: run, or anything else); the plain compiled one works too.
-const bundle = fileURLToPath(new URL('../dist/cli/vjail.cjs', import.meta.url));
-let main;
-let loaded;
-if (existsSync(bundle)) {
-  const { requireCached } = createRequire(import.meta.url)('../dist/cli/code-cache.cjs');
-  loaded = requireCached(bundle, argv.find((a) => !a.startsWith('-')) === 'run' ? 'run' : 'other');
-  ({ main } = loaded.exports);
-} else {
-  ({ main } = await import('../dist/src/cli/main.js'));
+const bundle = join(__dirname, '..', 'dist', 'cli', 'vjail.cjs');
+
+/** The CLI's main: the bundle (npm run build), its code from V8's code cache, one per kind of command; else the plain compiled modules. */
+function load() {
+  if (!existsSync(bundle)) return import('../dist/src/cli/main.js').then((m) => ({ main: m.main }));
+  const { requireCached } = require('../dist/cli/code-cache.cjs');
+  const loaded = requireCached(bundle, argv.find((a) => !a.startsWith('-')) === 'run' ? 'run' : 'other');
+  return Promise.resolve({ main: loaded.exports.main, save: loaded.save });
 }
 
-main(argv).then(
-  (code) => {
-    loaded?.save();
-    process.exit(code);
-  },
-  (e) => {
+load()
+  .then(({ main, save }) =>
+    main(argv).then((code) => {
+      save?.();
+      process.exit(code);
+    }),
+  )
+  .catch((e) => {
     process.stderr.write(`vjail: internal error: ${e?.stack ?? e}\n`);
     process.exit(70);
-  },
-);
+  });

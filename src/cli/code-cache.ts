@@ -21,11 +21,13 @@ const MAGIC = Buffer.from('vjail code cache 1\n');
 
 /**
  * Builtins that modules of the bundle import when they load but that only
- * some commands call (crypto: the getrandom shim, checkpoint images): the
- * bundle gets a stand-in that loads the builtin on first use. Loading crypto
- * costs about 3 ms, a third of what `vjail run` may add to Node's start.
+ * some commands call (crypto: the getrandom shim, checkpoint images;
+ * child_process: commander's external subcommands, launchers with piped
+ * stdio; tty, where its binding cannot answer isatty): the bundle gets a stand-in that loads the builtin on first use.
+ * Each costs about 3 ms to load, a third of what `vjail run` may add to
+ * Node's start.
  */
-const LAZY_BUILTINS: ReadonlySet<string> = new Set(['node:crypto', 'crypto']);
+const LAZY_BUILTINS: ReadonlySet<string> = new Set(['crypto', 'child_process', 'tty'].flatMap((m) => [m, `node:${m}`]));
 
 /** A stand-in for the module `load` returns, behaving as it does in every way but loading it only when first used. */
 export function lazyModule(load: () => object): object {

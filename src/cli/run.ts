@@ -1,6 +1,7 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { resolve } from 'node:path';
 import { isatty } from 'node:tty';
+import { nodeBinding } from '../binding.js';
 import { baselineEnv } from '../checkpoint/cpu-baseline.js';
 import { spawnJail, type Jail, type JailOptions } from '../jail.js';
 import type { ReceiverMode } from '../native.js';
@@ -48,6 +49,11 @@ function supervisorArgs(command: string[], flags: RunFlags): string[] {
  * are forwarded only when stdin is not a terminal. */
 const FORWARDED: NodeJS.Signals[] = ['SIGTERM', 'SIGHUP', 'SIGUSR1', 'SIGUSR2', 'SIGINT', 'SIGQUIT'];
 
+/** Is stdin a terminal? As tty.isatty(0), through tty_wrap where it can be (loading tty loads net). */
+function stdinIsTTY(): boolean {
+  return nodeBinding<{ isTTY(fd: number): boolean }>('tty_wrap')?.isTTY(0) ?? isatty(0);
+}
+
 function traceSink(trace: string | boolean | undefined): { write?: (line: string) => void; stream?: WriteStream } {
   if (!trace) return {};
   if (trace === true) return { write: (line) => process.stderr.write(`${line}\n`) };
@@ -92,7 +98,8 @@ export async function runCommand(command: string[], flags: RunFlags): Promise<nu
     if (jail) jail.kill(sig);
     else early.push(sig);
   };
-  const forwarded = FORWARDED.filter((s) => !(isatty(0) && (s === 'SIGINT' || s === 'SIGQUIT')));
+  const onTerminal = stdinIsTTY();
+  const forwarded = FORWARDED.filter((s) => !(onTerminal && (s === 'SIGINT' || s === 'SIGQUIT')));
   for (const s of forwarded) process.on(s, forward);
   try {
     jail = named ? await named.start((cgroup) => spawnJail({ ...opts, cgroup })) : spawnJail(opts);
@@ -104,7 +111,7 @@ export async function runCommand(command: string[], flags: RunFlags): Promise<nu
   for (const sig of early) jail.kill(sig);
   named?.running(jail.pid);
   if (flags.verbose) for (const w of jail.warnings) process.stderr.write(`vjail: warning: ${w}\n`);
-  if (isatty(0)) {
+  if (onTerminal) {
     // Keep vjail alive on a terminal ^C: the workload decides what it means.
     process.on('SIGINT', () => {});
     process.on('SIGQUIT', () => {});
