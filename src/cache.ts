@@ -2,6 +2,15 @@ import { mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from '
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 
+declare const VJAIL_BUILD_ID: string | undefined;
+
+/**
+ * The build id the bundler put in (the sha256 of the bundled CLI's text,
+ * src/cli/bundle.ts), else undefined: the version of the code, for caches of
+ * what the code computes.
+ */
+export const buildId: string | undefined = typeof VJAIL_BUILD_ID === 'string' ? VJAIL_BUILD_ID : undefined;
+
 /** $VJAIL_CACHE_DIR, else $XDG_CACHE_HOME/vjail, else ~/.cache/vjail. */
 export function cacheDir(): string {
   if (process.env.VJAIL_CACHE_DIR) return process.env.VJAIL_CACHE_DIR;

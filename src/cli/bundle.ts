@@ -19,7 +19,7 @@ import { dataPath } from '../paths.js';
  */
 const outdir = dataPath('dist', 'cli');
 const PLACEHOLDER = `"${'0'.repeat(64)}"`;
-const common = { bundle: true, format: 'cjs', platform: 'node', target: 'node20', write: false, logLevel: 'error' } as const;
+const common = { bundle: true, format: 'cjs', platform: 'node', target: 'node20', write: false, logLevel: 'error', minifyWhitespace: true, minifySyntax: true } as const;
 
 async function bundle(entry: string, options: { external?: string[]; define?: Record<string, string>; banner?: string } = {}): Promise<string> {
   const r = await build({

@@ -1,6 +1,6 @@
 import { readFileSync, statSync } from 'node:fs';
 import { release, version } from 'node:os';
-import { readCached, writeCached } from '../cache.js';
+import { buildId, readCached, writeCached } from '../cache.js';
 import { dataPath } from '../paths.js';
 import { bootId } from '../probe.js';
 import type { Profile } from '../profile/types.js';
@@ -16,11 +16,6 @@ import type { Action, ArchName, ArchPlan, ArgCondition, CompareOp, NativeAnswer,
  * id). Code that has no build id (run from dist/src or by tests) plans every
  * time.
  */
-
-declare const VJAIL_BUILD_ID: string | undefined;
-
-/** The build id the bundler put in (a hash of the bundled code), else undefined. */
-export const buildId: string | undefined = typeof VJAIL_BUILD_ID === 'string' ? VJAIL_BUILD_ID : undefined;
 
 /** What planJail hands back. */
 export interface Planned {
@@ -77,7 +72,7 @@ export function planInputs(opts: PlanInputs, code: string | undefined = buildId)
 export function cachedPlan(opts: PlanInputs, derive: () => Planned, code: string | undefined = buildId): Planned {
   const inputs = planInputs(opts, code);
   if (inputs === undefined) return derive();
-  const slot = JSON.stringify([opts.profile.name, opts.policy ?? null, opts.emulate ?? [], opts.kernelFilesMounted ?? false]);
+  const slot = JSON.stringify([code, opts.profile.name, opts.policy ?? null, opts.emulate ?? [], opts.kernelFilesMounted ?? false]);
   const hit = readCached('plans', slot, inputs, decodePlanned);
   if (hit) return hit;
   const planned = derive();

@@ -1,5 +1,5 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { readCached, writeCached } from '../cache.js';
+import { buildId, readCached, writeCached } from '../cache.js';
 import { machine, release, version } from 'node:os';
 import { basename } from 'node:path';
 import { dataPath } from '../paths.js';
@@ -62,10 +62,12 @@ function cachedProfile(v: unknown): Profile | undefined {
 function validated(file: string, where: string, host: HostRelease): Profile {
   const text = readText(file, where);
   const inputs = JSON.stringify([text, host, validatorFingerprint()]);
-  const hit = readCached('profiles', file, inputs, cachedProfile);
+  // One slot per file and build: two builds in use do not take turns overwriting it.
+  const slot = `${file}\0${buildId ?? ''}`;
+  const hit = readCached('profiles', slot, inputs, cachedProfile);
   if (hit) return hit;
   const profile = parseProfile(parseJson(text, where), where, host);
-  writeCached('profiles', file, inputs, profile);
+  writeCached('profiles', slot, inputs, profile);
   return profile;
 }
 
