@@ -475,6 +475,19 @@ interface WritebackAddon {
 }
 
 /**
+ * Start writing a range just written back to disk, so that the fsync at the
+ * end of the file waits only for the last few chunks. Only a head start:
+ * where the file system refuses, the fsync does all of it, as before.
+ */
+function startWriteback(fd: number, offset: number, length: number): void {
+  try {
+    (native() as unknown as WritebackAddon).syncFileRange(fd, offset, length);
+  } catch {
+    // The fsync in `close` still makes the data durable.
+  }
+}
+
+/**
  * One page-data file being written. Each buffer is written, then hashed (on
  * the worker thread): the digest is of exactly the bytes handed to write(2).
  */
@@ -498,8 +511,7 @@ export class PageFileWriter {
     if (last && last[0] + last[1] === firstPage) last[1] += count;
     else this.runs.push([firstPage, count]);
     for (let off = 0; off < data.length; ) off += writeSync(this.fd, data, off, data.length - off);
-    // Start writing it back now, so that the fsync in `close` waits only for the last few chunks.
-    (native() as unknown as WritebackAddon).syncFileRange(this.fd, this.size, data.length);
+    startWriteback(this.fd, this.size, data.length);
     this.size += data.length;
     this.hash.update(data);
   }

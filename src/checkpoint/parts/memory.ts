@@ -335,6 +335,7 @@ function loadPages(t: Tracee, mem: number, image: OpenedImage, m: Mapping): void
   const pages = m.pages!;
   const fd = openSync(pagesPath(image, pages), 'r');
   const hash = new OffThreadHash();
+  let digest: string;
   try {
     let fileOff = 0;
     const start = fromHex(m.start);
@@ -355,6 +356,7 @@ function loadPages(t: Tracee, mem: number, image: OpenedImage, m: Mapping): void
     }
   } finally {
     closeSync(fd);
+    digest = hash.digest(); // also on failure, so the hashing thread lets go of it
   }
-  if (hash.digest() !== pages.sha256) throw new ImageError(`${image.dir} is damaged: ${pages.file} does not match its checksum`);
+  if (digest !== pages.sha256) throw new ImageError(`${image.dir} is damaged: ${pages.file} does not match its checksum`);
 }
