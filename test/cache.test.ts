@@ -1,6 +1,7 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createRequire } from 'node:module';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { entryPath, readCached, writeCached } from '../src/cache.js';
 import { lazyModule, requireCached } from '../src/cli/code-cache.js';
@@ -159,12 +160,22 @@ describe('plan cache', () => {
     const [entry] = entries('plans');
     const good = readFileSync(entry, 'utf8');
     const stored = JSON.parse(good) as { inputs: string; value: { filter: string; plan: { arches: { syscalls: unknown[] }[] } } };
+    /** The stored plan with the first architecture's decisions replaced: everything else valid. */
+    const withDecisions = (syscalls: unknown[]) =>
+      JSON.stringify({ ...stored, value: { ...stored.value, plan: { ...stored.value.plan, arches: [{ ...stored.value.plan.arches[0], syscalls }] } } });
+    // The replacement itself is accepted when valid, so the cases below fail for their one fault.
+    writeFileSync(entry, withDecisions([[0, 'read'], [1, 'write', { kind: 'errno', errno: 1 }]]));
+    expect(cachedPlan({ profile }, derive({}), 'code-1').plan.arches[0].syscalls).toEqual([
+      { nr: 0, name: 'read', rules: [], fallback: { kind: 'allow' } },
+      { nr: 1, name: 'write', rules: [], fallback: { kind: 'errno', errno: 1 } },
+    ]);
     const damaged = [
       good.slice(0, good.length / 2),
       JSON.stringify({ ...stored, value: { ...stored.value, filter: `${stored.value.filter.slice(0, -4)}!!!!` } }),
       JSON.stringify({ ...stored, value: { ...stored.value, filter: stored.value.filter.slice(0, 8) } }),
-      JSON.stringify({ ...stored, value: { ...stored.value, plan: { ...stored.value.plan, arches: [{ arch: 'x86_64', syscalls: [{ nr: 0, name: 'read', rules: [], fallback: { kind: 'allow-ish' } }] }] } } }),
-      JSON.stringify({ ...stored, value: { ...stored.value, plan: { ...stored.value.plan, arches: [{ arch: 'x86_64', syscalls: [{ nr: -1, name: 'read', rules: [], fallback: { kind: 'allow' } }] }] } } }),
+      withDecisions([[0, 'read', { kind: 'allow-ish' }]]),
+      withDecisions([[-1, 'read']]),
+      withDecisions([[0, 'read', { kind: 'errno', errno: 1 }, [{ conditions: [{ index: 6, op: 'eq', value: '1' }], action: { kind: 'allow' } }]]]),
       good.replace('"kind":"value","value":"', '"kind":"value","value":"-'),
     ];
     for (const text of damaged) {
@@ -202,30 +213,40 @@ describe('profile and probe caches', () => {
 });
 
 describe('code cache', () => {
-  it('runs the current file, never code cached from another of the same length', () => {
-    const mod = file('mod.cjs', "module.exports = () => 'aaaa';");
-    const first = requireCached<() => string>(mod, 'test');
+  /** Files whose ctime is settled (code is cached only for those: see SETTLED_MS). */
+  const settledFiles = async (...texts: [string, string][]) => {
+    const paths = texts.map(([name, text]) => file(name, text));
+    await new Promise((r) => setTimeout(r, 2100));
+    return paths;
+  };
+
+  it('runs the current file, never code cached from another of the same length', async () => {
+    const [mod] = await settledFiles(['mod.cjs', "module.exports = () => 'aaaa';"]);
+    const first = requireCached<() => string>(mod, 'test', createRequire);
     expect(first.hit).toBe(false);
     expect(first.exports()).toBe('aaaa');
     first.save();
-    const second = requireCached<() => string>(mod, 'test');
+    const second = requireCached<() => string>(mod, 'test', createRequire);
     expect(second.hit).toBe(true);
     expect(second.exports()).toBe('aaaa');
     // Same length, other code: V8 alone would accept the old cache.
     writeFileSync(mod, "module.exports = () => 'bbbb';");
-    const changed = requireCached<() => string>(mod, 'test');
+    const changed = requireCached<() => string>(mod, 'test', createRequire);
     expect(changed.hit).toBe(false);
     expect(changed.exports()).toBe('bbbb');
+    // Just written: not cached yet (its ctime could still be shared with a next write).
+    changed.save();
+    expect(requireCached<() => string>(mod, 'test', createRequire).hit).toBe(false);
   });
 
-  it('a damaged cache file is not used', () => {
-    const mod = file('mod2.cjs', 'exports.f = (x) => x * 2;');
-    requireCached<{ f: (x: number) => number }>(mod, 'test').save();
+  it('a damaged cache file is not used', async () => {
+    const [mod] = await settledFiles(['mod2.cjs', 'exports.f = (x) => x * 2;']);
+    requireCached<{ f: (x: number) => number }>(mod, 'test', createRequire).save();
     const [entry] = entries('code');
     const good = readFileSync(entry);
     for (const bad of [good.subarray(0, 40), good.subarray(0, good.length - 16), Buffer.from('garbage')]) {
       writeFileSync(entry, bad);
-      const loaded = requireCached<{ f: (x: number) => number }>(mod, 'test');
+      const loaded = requireCached<{ f: (x: number) => number }>(mod, 'test', createRequire);
       expect(loaded.exports.f(21)).toBe(42);
     }
   });
@@ -283,6 +304,6 @@ describe('vjail run with caches', () => {
     expect(r.exitCode).toBe(0);
     expect(r.stdout).toBe(want);
     for (const kind of ['plans', 'profiles']) for (const f of entries(kind)) expect(() => JSON.parse(readFileSync(f, 'utf8'))).not.toThrow();
-    expect(readFileSync(entries('code')[0]).subarray(0, 16).toString()).toBe('vjail code cache');
+    for (const f of entries('code')) expect(readFileSync(f).subarray(0, 16).toString()).toBe('vjail code cache');
   });
 });

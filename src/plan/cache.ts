@@ -4,7 +4,7 @@ import { buildId, readCached, writeCached } from '../cache.js';
 import { dataPath } from '../paths.js';
 import { bootId } from '../probe.js';
 import type { Profile } from '../profile/types.js';
-import type { Action, ArchName, ArchPlan, ArgCondition, CompareOp, NativeAnswer, Plan, Rule, SyscallDecision } from './action.js';
+import { type Action, ALLOW, type ArchName, type ArchPlan, type ArgCondition, type CompareOp, type NativeAnswer, type Plan, type Rule, type SyscallDecision } from './action.js';
 
 /*
  * Plans, with their warnings and compiled filter, cached per inputs: `vjail
@@ -101,6 +101,16 @@ function encodeCondition(c: ArgCondition): unknown {
   return { index: c.index, op: c.op, value: c.value.toString(), ...(c.mask === undefined ? {} : { mask: c.mask.toString() }) };
 }
 
+/**
+ * A decision as [nr, name], [nr, name, fallback] or [nr, name, fallback,
+ * rules]: most are allowed without rules, and a short entry parses faster.
+ */
+function encodeDecision(d: SyscallDecision): unknown[] {
+  const rules = d.rules.map((r) => ({ conditions: r.conditions.map(encodeCondition), action: encodeAction(r.action) }));
+  if (rules.length > 0) return [d.nr, d.name, encodeAction(d.fallback), rules];
+  return d.fallback.kind === 'allow' ? [d.nr, d.name] : [d.nr, d.name, encodeAction(d.fallback)];
+}
+
 export function encodePlanned({ plan, warnings, filter }: Planned): unknown {
   return {
     plan: {
@@ -108,12 +118,7 @@ export function encodePlanned({ plan, warnings, filter }: Planned): unknown {
       arches: plan.arches.map((ap) => ({
         arch: ap.arch,
         defaultAction: encodeAction(ap.defaultAction),
-        syscalls: ap.syscalls.map((d) => ({
-          nr: d.nr,
-          name: d.name,
-          rules: d.rules.map((r) => ({ conditions: r.conditions.map(encodeCondition), action: encodeAction(r.action) })),
-          fallback: encodeAction(d.fallback),
-        })),
+        syscalls: ap.syscalls.map(encodeDecision),
       })),
       foreignArch: encodeAction(plan.foreignArch),
       x32: encodeAction(plan.x32),
@@ -208,12 +213,13 @@ function decodeCondition(v: unknown): ArgCondition {
 }
 
 function decodeDecision(v: unknown): SyscallDecision {
-  const d = obj(v);
-  const rules = arr(d.rules).map((r): Rule => {
+  const d = arr(v);
+  if (d.length < 2 || d.length > 4) fail('decision');
+  const rules = d.length < 4 ? [] : arr(d[3]).map((r): Rule => {
     const o = obj(r);
     return { conditions: arr(o.conditions).map(decodeCondition), action: decodeAction(o.action) };
   });
-  return { nr: int(d.nr, 0, 0x3fffffff), name: str(d.name), rules, fallback: decodeAction(d.fallback) };
+  return { nr: int(d[0], 0, 0x3fffffff), name: str(d[1]), rules, fallback: d.length < 3 ? ALLOW : decodeAction(d[2]) };
 }
 
 function decodeArch(v: unknown): ArchPlan {
