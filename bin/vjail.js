@@ -5,13 +5,16 @@ const { existsSync } = require('node:fs');
 const { join } = require('node:path');
 
 const argv = process.argv.slice(2);
-const bundle = join(__dirname, '..', 'dist', 'cli', 'vjail.cjs');
+// `vjail run` has a bundle of its own, without the other commands (main.ts
+// loads those only when the first word that is not an option is not "run").
+const bundle = join(__dirname, '..', 'dist', 'cli', argv.find((a) => !a.startsWith('-')) === 'run' ? 'run.cjs' : 'vjail.cjs');
 
-/** The CLI's main: the bundle (npm run build), its code from V8's code cache, one per kind of command; else the plain compiled modules. */
+/** The CLI's main: the bundle (npm run build), its code from V8's code cache; else the plain compiled modules. */
 function load() {
   if (!existsSync(bundle)) return import('../dist/src/cli/main.js').then((m) => ({ main: m.main }));
   const { requireCached } = require('../dist/cli/code-cache.cjs');
-  const loaded = requireCached(bundle, argv.find((a) => !a.startsWith('-')) === 'run' ? 'run' : 'other');
+  // module.constructor is node:module's Module, without loading node:module's extras.
+  const loaded = requireCached(bundle, 'cli', module.constructor.createRequire);
   return Promise.resolve({ main: loaded.exports.main, save: loaded.save });
 }
 

@@ -1,5 +1,4 @@
-import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { closeSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { Script } from 'node:vm';
 import { entryPath, writeEntry } from '../cache.js';
@@ -13,11 +12,37 @@ import { entryPath, writeEntry } from '../cache.js';
  *
  * V8 accepts cached code when its own version and flags match and the source
  * has the same length: a different bundle of the same length would run old
- * code. So an entry holds the bundle's bytes it was made from, and is used
- * only if they are the bytes about to run.
+ * code. So an entry names the bundle file it was made from by what changes
+ * whenever the file's bytes do: device, inode, size, and modification and
+ * change times to the nanosecond (a write, or a new file renamed over it,
+ * changes the ctime, which no one can set back). It is used only for that
+ * very file. File times come from a clock that ticks every few milliseconds,
+ * so a file written twice within a tick could keep its times: code is cached
+ * only for a bundle whose ctime is SETTLED_MS in the past, after which any
+ * change gives it a later one.
  */
+const SETTLED_MS = 2000;
 
-const MAGIC = Buffer.from('vjail code cache 1\n');
+const MAGIC = 'vjail code cache 2\n';
+
+/** The bundle's bytes (latin1: the bundler writes ASCII) and the identity of the file they are from. */
+function readBundle(file: string): { source: string; identity: string; settled: boolean } {
+  const fd = openSync(file, 'r');
+  try {
+    const st = fstatSync(fd, { bigint: true });
+    const buf = Buffer.allocUnsafe(Number(st.size));
+    let got = 0;
+    while (got < buf.length) {
+      const n = readSync(fd, buf, got, buf.length - got, got);
+      if (n === 0) break;
+      got += n;
+    }
+    const identity = JSON.stringify([String(st.dev), String(st.ino), got, String(st.mtimeNs), String(st.ctimeNs)]);
+    return { source: buf.toString('latin1', 0, got), identity, settled: Date.now() - Number(st.ctimeMs) > SETTLED_MS };
+  } finally {
+    closeSync(fd);
+  }
+}
 
 /**
  * Builtins that modules of the bundle import when they load but that only
@@ -49,9 +74,8 @@ export function lazyModule(load: () => object): object {
   return new Proxy(target, handler);
 }
 
-/** The bundle's require: its own directory's, with the lazy builtins standing in. */
-function bundleRequire(file: string): NodeJS.Require {
-  const req = createRequire(file);
+/** The bundle's require (`req`, its own directory's), with the lazy builtins standing in. */
+function bundleRequire(req: NodeJS.Require): NodeJS.Require {
   const lazy = new Map<string, object>();
   const wrapped = ((id: string) => {
     if (!LAZY_BUILTINS.has(id)) return req(id);
@@ -67,50 +91,44 @@ export interface Loaded<T> {
   exports: T;
   /** Whether V8 took the cached code. */
   hit: boolean;
-  /** Store V8's code (now including what ran since loading) if the cache did not have it. */
+  /** Store V8's code (now including what ran since loading) if the cache did not have it and the bundle file is settled. */
   save(): void;
 }
 
-/** The V8 data of a code cache file made from exactly `source`, else undefined. */
-function cachedFor(file: string, source: Buffer): Buffer | undefined {
+/** The V8 data of a code cache file made from the bundle file `identity` names, else undefined. */
+function cachedFor(file: string, identity: string): Buffer | undefined {
   let c: Buffer;
   try {
     c = readFileSync(file);
   } catch {
     return undefined;
   }
-  const nl = c.indexOf(10, MAGIC.length);
-  if (nl < 0 || !c.subarray(0, MAGIC.length).equals(MAGIC)) return undefined;
-  const len = Number(c.subarray(MAGIC.length, nl).toString('latin1'));
-  const start = nl + 1;
-  if (len !== source.length || c.length <= start + len || !c.subarray(start, start + len).equals(source)) return undefined;
-  return c.subarray(start + len);
+  const header = MAGIC + identity + '\n';
+  return c.length > header.length && c.toString('latin1', 0, header.length) === header ? c.subarray(header.length) : undefined;
 }
 
 /**
- * Run the CommonJS file `file` (a bundle: its own require resolves from its
- * directory) with the code cached under `slot`, one cache per way of using
- * it (what a run compiles differs by command).
+ * Run the CommonJS file `file` (a bundle: its own require, from
+ * `createRequire`, resolves from its directory) with the code cached under
+ * `slot`, one cache per way of using it (what a run compiles differs by
+ * command).
  */
-export function requireCached<T>(file: string, slot: string): Loaded<T> {
-  const source = readFileSync(file);
+export function requireCached<T>(file: string, slot: string, createRequire: (file: string) => NodeJS.Require): Loaded<T> {
+  const { source, identity, settled } = readBundle(file);
   const cacheFile = entryPath('code', `${file}\0${slot}`, 'bin');
-  const cachedData = cachedFor(cacheFile, source);
-  const script = new Script(`(function (exports, require, module, __filename, __dirname) { ${source.toString('utf8')}\n})`, {
-    filename: file,
-    cachedData,
-  });
+  const cachedData = cachedFor(cacheFile, identity);
+  const script = new Script(`(function (exports, require, module, __filename, __dirname) { ${source}\n})`, { filename: file, cachedData });
   const hit = cachedData !== undefined && !script.cachedDataRejected;
   const module = { exports: {} as T };
-  (script.runInThisContext() as (...a: unknown[]) => void).call(module.exports, module.exports, bundleRequire(file), module, file, dirname(file));
+  const run = script.runInThisContext() as (...a: unknown[]) => void;
+  run.call(module.exports, module.exports, bundleRequire(createRequire(file)), module, file, dirname(file));
   return {
     exports: module.exports,
     hit,
     save(): void {
-      if (hit) return;
+      if (hit || !settled) return;
       try {
-        const data = script.createCachedData();
-        writeEntry(cacheFile, Buffer.concat([MAGIC, Buffer.from(`${source.length}\n`), source, data]));
+        writeEntry(cacheFile, Buffer.concat([Buffer.from(MAGIC + identity + '\n', 'latin1'), script.createCachedData()]));
       } catch {
         // no cache: only slower
       }
