@@ -265,6 +265,13 @@ describe('code cache', () => {
     expect(Object.keys(lazy)).toEqual(['answer', 'twice']);
     expect(Object.getOwnPropertyDescriptor(lazy, 'answer')?.value).toBe(42);
     expect(loads).toBe(1);
+    // A property known in advance is given without loading; anything else loads.
+    let loaded = false;
+    const withKnown = lazyModule(() => ((loaded = true), real), { twice: real.twice }) as typeof real;
+    expect(withKnown.twice).toBe(real.twice);
+    expect(loaded).toBe(false);
+    expect(withKnown.answer).toBe(42);
+    expect(loaded).toBe(true);
   });
 });
 
