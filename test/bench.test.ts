@@ -33,6 +33,7 @@ const ROWS = [
   'startup.node-import',
   'startup.node-zod',
   'startup.vjail',
+  'startup.vjail-cold',
   'startup.bwrap',
   'startup.proot',
   'startup.runsc',
@@ -49,6 +50,7 @@ const OURS = [
   'startup.true',
   'startup.node',
   'startup.vjail',
+  'startup.vjail-cold',
   ...ROWS.filter((id) => id.startsWith('checkpoint.')),
 ];
 
