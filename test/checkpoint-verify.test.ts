@@ -1,4 +1,4 @@
-import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -114,5 +114,27 @@ describe('page data process_vm_readv/writev cannot reach', () => {
     expect(r.stderr).toBe('');
     expect(r.exitCode).toBe(0);
     expect(readFileSync(join(dir, 'result'), 'utf8')).toBe('ok\n');
+  });
+});
+
+describe('mapped files', () => {
+  it('a mapped file with the same size but other bytes than at the checkpoint is refused in one line', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vjail-mapped-'));
+    const exe = join(dir, 'bigmem');
+    copyFileSync(fixture('bigmem'), exe);
+    chmodSync(exe, 0o755);
+    const img = join(dir, 'image');
+    const run = vjailStart(['run', '--', exe, dir, '1']);
+    expect(await waitFor(() => existsSync(join(dir, 'before')), 30_000)).toBe(true);
+    expect((await vjail(['checkpoint', '--pid', String(pidOf([exe, dir, '1'])!), '--image', img])).exitCode).toBe(0);
+    await run;
+    const data = readFileSync(exe);
+    data[data.length - 1]! ^= 0x01;
+    writeFileSync(exe, data);
+    writeFileSync(join(dir, 'go'), ''); // were it restored anyway, it would end at once
+    const r = await vjail(['restore', img]);
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(/the image maps .*\/bigmem, which has changed since the checkpoint/);
   });
 });

@@ -64,6 +64,18 @@ function kindOf(e: MapsEntry): Mapping['kind'] {
   throw new CheckpointUnsupported(`mapping ${e.name} at 0x${e.start.toString(16)} cannot be checkpointed yet`);
 }
 
+/** sha256 of mapped files, each file hashed once per call: a library is mapped four or five times. */
+class FileHashes {
+  private readonly known = new Map<string, string>();
+
+  of(path: string, st: { dev: number; ino: number; size: number; mtimeMs: number }): string {
+    const key = `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}`;
+    let sha = this.known.get(key);
+    if (sha === undefined) this.known.set(key, (sha = sha256File(path)));
+    return sha;
+  }
+}
+
 /** The process uses something this version cannot save; it was left running. */
 export class CheckpointUnsupported extends Error {
   override name = 'CheckpointUnsupported';
@@ -87,15 +99,16 @@ export function collectMemory(t: Tracee, image: ImageWriter, sharedAnon: Map<str
   }
   const pagemap = openSync(`/proc/${t.pid}/pagemap`, 'r');
   const mem = openSync(`/proc/${t.pid}/mem`, 'r');
+  const files = new FileHashes();
   try {
-    return maps.map((e) => collectMapping(t, image, pagemap, mem, e));
+    return maps.map((e) => collectMapping(t, image, pagemap, mem, files, e));
   } finally {
     closeSync(mem);
     closeSync(pagemap);
   }
 }
 
-function collectMapping(t: Tracee, image: ImageWriter, pagemap: number, mem: number, e: MapsEntry): Mapping {
+function collectMapping(t: Tracee, image: ImageWriter, pagemap: number, mem: number, files: FileHashes, e: MapsEntry): Mapping {
   const kind = kindOf(e);
   const shared = e.perms[3] === 's';
   const m: Mapping = { start: toHex(e.start), end: toHex(e.end), perms: e.perms, offset: toHex(e.offset), kind, name: e.name };
@@ -103,7 +116,7 @@ function collectMapping(t: Tracee, image: ImageWriter, pagemap: number, mem: num
   if (kind === 'file') {
     if (e.name!.endsWith(' (deleted)')) throw new CheckpointUnsupported(`mapping of deleted file ${e.name} cannot be checkpointed yet`);
     const st = statSync(e.name!);
-    m.file = { path: e.name!, size: st.size, mtimeMs: st.mtimeMs, sha256: sha256File(e.name!) };
+    m.file = { path: e.name!, size: st.size, mtimeMs: st.mtimeMs, sha256: files.of(e.name!, st) };
     if (shared) return m; // the data is the file's
   }
   // Which pages hold data of their own?
@@ -141,9 +154,10 @@ function collectMapping(t: Tracee, image: ImageWriter, pagemap: number, mem: num
 /** Reasons the image's memory cannot be restored here, found before anything is started. */
 export function checkMemory(image: OpenedImage): void {
   const here = readMaps(process.pid);
+  const files = new FileHashes();
   for (const p of image.manifest.processes) {
     if (p.state !== 'live') continue;
-    checkMappings(p.mappings);
+    checkMappings(p.mappings, files);
     // This process runs on the same kernel as the restorer will: its vDSO tells.
     if (needsRedirect(p, here, (e) => readSelf(e))) checkRedirect(p);
   }
@@ -175,16 +189,16 @@ function needsRedirect(p: LiveProcess, have: MapsEntry[], read: (e: MapsEntry) =
   return p.vdso !== null && vdsoDiffers(p.vdso, read(vdso));
 }
 
-function checkMappings(mappings: Mapping[]): void {
+function checkMappings(mappings: Mapping[], files: FileHashes): void {
   for (const m of mappings) {
     if (!m.file) continue;
-    let size: number;
+    let st;
     try {
-      size = statSync(m.file.path).size;
+      st = statSync(m.file.path);
     } catch {
       throw new ImageError(`the image maps ${m.file.path}, which does not exist here`);
     }
-    if (size !== m.file.size || sha256File(m.file.path) !== m.file.sha256) {
+    if (st.size !== m.file.size || files.of(m.file.path, st) !== m.file.sha256) {
       throw new ImageError(`the image maps ${m.file.path}, which has changed since the checkpoint`);
     }
   }
