@@ -32,9 +32,10 @@ import { pageIo } from '../pagecopy.js';
 import { SYS } from '../syscalls.js';
 import { checkRedirect, placeRedirect, vdsoDiffers } from './vdso.js';
 
-const PM_PRESENT = 1n << 63n;
-const PM_SWAPPED = 1n << 62n;
-const PM_FILE_OR_SHARED_ANON = 1n << 61n;
+/** Pagemap flags (bits 63, 62, 61 of an entry), as bits of its upper 32-bit half: no BigInt per page. */
+const PM_PRESENT = 1 << 31;
+const PM_SWAPPED = 1 << 30;
+const PM_FILE_OR_SHARED_ANON = 1 << 29;
 const CHUNK = PAGE_BUFFER_SIZE;
 /** Restore loads page files in chunks of this size, through the page buffer ring. */
 const LOAD_CHUNK = PAGE_BUFFER_SIZE;
@@ -129,7 +130,7 @@ function collectMapping(t: Tracee, image: ImageWriter, pagemap: number, mem: num
     off += n;
   }
   const own = (i: number): boolean => {
-    const v = entries.readBigUInt64LE(i * 8);
+    const v = entries.readUInt32LE(i * 8 + 4);
     if (!(v & (PM_PRESENT | PM_SWAPPED))) return false;
     return kind !== 'file' || !(v & PM_FILE_OR_SHARED_ANON);
   };
