@@ -9,6 +9,8 @@ import { planJail } from '../src/jail.js';
 import { cachedPlan, decodePlanned, encodePlanned, type Planned, planInputs } from '../src/plan/cache.js';
 import { loadProfile } from '../src/profile/load.js';
 import { probeHostSyscalls } from '../src/probe.js';
+import { execa } from 'execa';
+import { vjailBin } from './helpers/fixtures.js';
 import { vjail } from './helpers/run.js';
 
 /*
@@ -139,13 +141,14 @@ describe('plan cache', () => {
     expect(derived).toBe(5);
   });
 
-  it('misses for an entry made on another boot or kernel, or with other syscall tables', () => {
+  it('misses for an entry made on another boot, kernel or host name, or with other syscall tables', () => {
     cachedPlan({ profile }, derive({}), 'code-1');
     const [entry] = entries('plans');
     const stored = JSON.parse(readFileSync(entry, 'utf8')) as { inputs: string; value: unknown };
     const inputs = JSON.parse(stored.inputs) as unknown[];
-    // The inputs as planInputs lays them out: ..., release, version, boot, tables.
-    for (const i of [6, 7, 8, 9]) {
+    // The inputs as planInputs lays them out: ..., release, version, boot, tables, host name.
+    expect(inputs).toHaveLength(11);
+    for (const i of [6, 7, 8, 9, 10]) {
       const altered = [...inputs];
       altered[i] = `${String(altered[i])}-other`;
       writeFileSync(entry, JSON.stringify({ ...stored, inputs: JSON.stringify(altered) }));
@@ -299,6 +302,15 @@ describe('vjail run with caches', () => {
     const denied = await run();
     expect(denied.exitCode).not.toBe(0);
     expect(denied.stderr).toMatch(/Operation not permitted/);
+  });
+
+  // A UTS namespace of its own needs root; there vjail runs with another host name and the same everything else.
+  it.skipIf(process.geteuid?.() !== 0)('a changed host name is presented, not the one in the plan cached before', async () => {
+    const inNamespace = (name: string) =>
+      execa('unshare', ['--uts', 'sh', '-c', `hostname ${name} && exec node "$0" run --profile linux-4.19 -- uname -n`, vjailBin], { reject: false });
+    expect((await inNamespace('vjail-test-one')).stdout).toBe('vjail-test-one');
+    expect((await inNamespace('vjail-test-two')).stdout).toBe('vjail-test-two');
+    expect(entries('plans')).toHaveLength(1);
   });
 
   it('runs correctly from a cache whose every file is damaged, and repairs it', async () => {

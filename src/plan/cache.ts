@@ -1,5 +1,5 @@
 import { readFileSync, statSync } from 'node:fs';
-import { release, version } from 'node:os';
+import { hostname, release, version } from 'node:os';
 import { buildId, readCached, writeCached } from '../cache.js';
 import { dataPath } from '../paths.js';
 import { bootId } from '../probe.js';
@@ -12,8 +12,8 @@ import { type Action, ALLOW, type ArchName, type ArchPlan, type ArgCondition, ty
  * The inputs are everything a plan is derived from: the validated profile,
  * the policy file's path and text, --emulate, whether kernel files are
  * mounted, the running kernel (release, version, this boot: what the probe
- * found), the syscall tables' files, and the code itself (the bundle's build
- * id). Code that has no build id (run from dist/src or by tests) plans every
+ * found), the host name (uname's answer holds it), the syscall tables'
+ * files, and the code itself (the bundle's build id). Code that has no build id (run from dist/src or by tests) plans every
  * time.
  */
 
@@ -61,6 +61,8 @@ export function planInputs(opts: PlanInputs, code: string | undefined = buildId)
       version(),
       boot,
       tablesStamp(),
+      // Where the profile has no nodename, uname's answer in the plan holds the host name.
+      hostname(),
     ]);
   } catch {
     // An unreadable policy (deriving reports it) or tables: plan without the cache.
