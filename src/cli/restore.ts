@@ -48,7 +48,8 @@ export async function restoreCommand(dir: string, flags: RestoreFlags = {}): Pro
     throw asUserError(e, 'restore');
   }
   if (named) {
-    const { profile, policy, emulate } = openImage(dir).manifest;
+    // restore() verified every page file already; only the manifest is wanted here.
+    const { profile, policy, emulate } = openImage(dir, { verifyPages: false }).manifest;
     named.running(jail.pid, { command: commandOf(jail.pid, dir), profile, policy: policy ?? null, emulate });
   }
   const forward = (sig: NodeJS.Signals): void => jail.kill(sig);
