@@ -77,3 +77,13 @@ void vj_set_number(napi_env env, napi_value obj, const char *key, double x)
 	napi_create_double(env, x, &v);
 	napi_set_named_property(env, obj, key, v);
 }
+
+int vj_buffer(napi_env env, napi_value v, const char *what, void **data, size_t *len)
+{
+	if (napi_get_buffer_info(env, v, data, len) == napi_ok)
+		return 0;
+	char msg[128];
+	snprintf(msg, sizeof msg, "%s must be a Buffer", what);
+	napi_throw_type_error(env, NULL, msg);
+	return -1;
+}

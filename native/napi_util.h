@@ -16,6 +16,8 @@ uint64_t vj_u64(napi_env env, napi_value v);
 napi_value vj_make_i32(napi_env env, int32_t x);
 napi_value vj_make_u64(napi_env env, uint64_t x);
 napi_value vj_undefined(napi_env env);
+/* The bytes of Buffer v; throws a TypeError naming `what` and returns -1 if v is not one. */
+int vj_buffer(napi_env env, napi_value v, const char *what, void **data, size_t *len);
 /* obj[key] = x (a Number). */
 void vj_set_number(napi_env env, napi_value obj, const char *key, double x);
 

@@ -28,10 +28,8 @@ static napi_value page_copy(napi_env env, napi_callback_info info, int writing)
 		return NULL;
 	void *data;
 	size_t len;
-	if (napi_get_buffer_info(env, argv[2], &data, &len) != napi_ok) {
-		napi_throw_type_error(env, NULL, "a Buffer is required");
+	if (vj_buffer(env, argv[2], "the data", &data, &len))
 		return NULL;
-	}
 	pid_t pid = (pid_t)vj_i32(env, argv[0]);
 	uint64_t addr = vj_u64(env, argv[1]);
 	size_t done = 0;

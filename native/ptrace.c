@@ -139,10 +139,8 @@ napi_value js_ptrace_set_regset(napi_env env, napi_callback_info info)
 		return NULL;
 	void *data;
 	size_t len;
-	if (napi_get_buffer_info(env, argv[2], &data, &len) != napi_ok) {
-		napi_throw_type_error(env, NULL, "expected a Buffer");
+	if (vj_buffer(env, argv[2], "the register set", &data, &len))
 		return NULL;
-	}
 	struct iovec iov = { .iov_base = data, .iov_len = len };
 	if (ptrace(PTRACE_SETREGSET, vj_i32(env, argv[0]), (long)vj_i32(env, argv[1]), &iov))
 		return vj_throw_errno(env, "ptrace(PTRACE_SETREGSET)", errno);

@@ -305,10 +305,8 @@ static int load_answers(napi_env env, struct sup_handle *h, napi_value x86_64, n
 	size_t pool_len;
 	if (copy_table(env, x86_64, h->s.table[0]) || copy_table(env, i386, h->s.table[1]))
 		return -1;
-	if (napi_get_buffer_info(env, pool_buf, &pool, &pool_len) != napi_ok) {
-		napi_throw_type_error(env, NULL, "answer pool must be a Buffer");
+	if (vj_buffer(env, pool_buf, "the answer pool", &pool, &pool_len))
 		return -1;
-	}
 	for (int a = 0; a < SUP_ARCHES; a++)
 		for (int nr = 0; nr < SUP_MAX_NR; nr++) {
 			const struct answer *ans = &h->s.table[a][nr];
