@@ -1,6 +1,6 @@
 import { mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 
 declare const VJAIL_BUILD_ID: string | undefined;
 
@@ -72,6 +72,23 @@ export function writeCached(kind: string, slot: string, inputs: string, value: u
 }
 
 /**
+ * mkdir -p, each missing directory tried once: Node's recursive mkdirSync
+ * spins forever where mkdir keeps failing with ENOENT under an existing
+ * parent (in /proc, say).
+ */
+function makeDirs(dir: string): void {
+  try {
+    mkdirSync(dir);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return;
+    if (code !== 'ENOENT' || dirname(dir) === dir) throw e;
+    makeDirs(dirname(dir));
+    mkdirSync(dir);
+  }
+}
+
+/**
  * Write a cache file whole or not at all: to a temporary name, then renamed
  * over the old one, so a reader sees the old entry or the new one, never a
  * part. Errors (read-only home, full disk) are swallowed.
@@ -79,7 +96,7 @@ export function writeCached(kind: string, slot: string, inputs: string, value: u
 export function writeEntry(file: string, data: string | Uint8Array): void {
   const tmp = `${file}.${process.pid}.${Date.now().toString(36)}.tmp`;
   try {
-    mkdirSync(join(file, '..'), { recursive: true });
+    makeDirs(dirname(file));
     writeFileSync(tmp, data);
     renameSync(tmp, file);
   } catch {

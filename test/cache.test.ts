@@ -71,6 +71,16 @@ describe('cache entries', () => {
     }
   });
 
+  it('that cannot be written leave vjail only slower', async () => {
+    // mkdir under /proc fails with ENOENT however often it is tried.
+    process.env.VJAIL_CACHE_DIR = '/proc/vjail-no-such-dir/cache';
+    writeCached('k', 'slot', 'in', 1);
+    expect(readCached('k', 'slot', 'in', (v) => v)).toBeUndefined();
+    const r = await vjail(['run', '--profile', 'linux-4.19', '--', 'uname', '-r']);
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).toMatch(/^4\.19\./);
+  });
+
   it('are written whole: no temporary files are left behind', () => {
     for (let i = 0; i < 5; i++) writeCached('k', `slot${i}`, 'in', i);
     expect(entries('k').filter((f) => f.endsWith('.tmp'))).toEqual([]);
