@@ -29,7 +29,9 @@ const SUPPORTED = `## Supported
   subreaper it sees every orphan); with \`--pid-ns\` the kernel does it, since
   the namespace's PID 1 dies with the supervisor.
 - Answers known in advance (uname's struct, fixed values and errnos) are given
-  by the native supervisor thread without JavaScript; the rest go to shims.
+  in C without JavaScript; the rest go to shims. A native thread receives the
+  notifications, or Node's loop while most of them need JavaScript
+  (\`--receiver auto\`, the default; \`thread\` and \`loop\` force one).
   Caller memory is read with \`process_vm_readv\` (fallback \`/proc/PID/mem\`)
   and every read is followed by an \`ID_VALID\` check; \`SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP\`
   is set where the kernel has it. A shim that throws logs one line and the
