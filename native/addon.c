@@ -325,6 +325,7 @@ static napi_value init(napi_env env, napi_value exports)
 		{ "ptracePeekSiginfo", js_ptrace_peek_siginfo },
 		{ "ptraceSetOptions", js_ptrace_set_options },
 		{ "ptraceGetEventMsg", js_ptrace_get_event_msg },
+		{ "kcmpFile", js_kcmp_file },
 		{ "cpuXstate", js_cpu_xstate },
 		{ "pageRead", js_page_read },
 		{ "pageWrite", js_page_write },

@@ -12,8 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ptrace.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
+#include <linux/kcmp.h>
 #include <linux/ptrace.h>
 
 #include "napi_util.h"
@@ -243,5 +245,24 @@ napi_value js_ptrace_get_event_msg(napi_env env, napi_callback_info info)
 		return vj_throw_errno(env, "ptrace(PTRACE_GETEVENTMSG)", errno);
 	napi_value v;
 	napi_create_double(env, (double)msg, &v);
+	return v;
+}
+
+/*
+ * kcmpFile(pid1, fd1, pid2, fd2): do the two descriptors refer to one open
+ * file description (kcmp KCMP_FILE)? Descriptions shared by fork or dup look
+ * alike in /proc; only the kernel can tell them from two opens of one file.
+ */
+napi_value js_kcmp_file(napi_env env, napi_callback_info info)
+{
+	napi_value argv[4];
+	if (vj_args(env, info, 4, argv))
+		return NULL;
+	long r = syscall(SYS_kcmp, vj_i32(env, argv[0]), vj_i32(env, argv[2]), KCMP_FILE, (unsigned long)vj_i32(env, argv[1]),
+			 (unsigned long)vj_i32(env, argv[3]));
+	if (r < 0)
+		return vj_throw_errno(env, "kcmp(KCMP_FILE)", errno);
+	napi_value v;
+	napi_get_boolean(env, r == 0, &v);
 	return v;
 }
