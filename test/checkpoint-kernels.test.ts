@@ -167,7 +167,7 @@ describe.each([
 
   it('the image records the vDSO symbols, clocks and CPU features', () => {
     const m = manifest(clockImg());
-    expect(m.version).toBe(3);
+    expect(m.version).toBe(4);
     const names = m.processes[0].vdso.symbols.map((s: { name: string }) => s.name);
     expect(names).toEqual(expect.arrayContaining(['__vdso_clock_gettime', '__vdso_gettimeofday', '__vdso_time', '__vdso_getcpu', '__vdso_clock_getres']));
     expect(BigInt(m.clocks.monotonic)).toBeGreaterThan(0n);
@@ -249,7 +249,7 @@ describe('on this host', () => {
     rewrite(img, (m) => {
       const c = m.clocks as { monotonic: string; boottime: string };
       return { ...m, clocks: { monotonic: String(BigInt(c.monotonic) + ahead), boottime: String(BigInt(c.boottime) + ahead) } };
-    }, 3);
+    }, 4);
     const r = await restoreUntil(img, out, before);
     expect((await r).stderr).toMatch(/restore clocks: .* new time namespace, CLOCK_MONOTONIC \d+\.\d+ s and CLOCK_BOOTTIME \d+\.\d+ s ahead/);
     expectContinued(out, before);
@@ -267,7 +267,7 @@ describe('on this host', () => {
     rewrite(img, ({ clocks: _c, cpu: _p, ...m }) => ({
       ...m,
       version: 2,
-      processes: (m.processes as Record<string, unknown>[]).map(({ vdso: _v, ...p }) => p),
+      processes: (m.processes as Record<string, unknown>[]).map(({ vdso: _v, files: _f, ...p }) => p),
     }), 2);
     expect((await vjail(['inspect', img])).stdout).toMatch(/\(format 2, verified\)/);
     const r = await restoreUntil(img, out, before);

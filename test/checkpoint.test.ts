@@ -62,7 +62,7 @@ describe('vjail checkpoint and restore: one process', () => {
   it('inspect verifies the image and lists its mappings', async () => {
     const r = await vjail(['inspect', image]);
     expect(r.exitCode).toBe(0);
-    expect(r.stdout).toMatch(/\(format 3, verified\)/);
+    expect(r.stdout).toMatch(/\(format 4, verified\)/);
     expect(r.stdout).toMatch(/\[vdso\]/);
     expect(r.stdout).toMatch(/profile\s+host/);
     const json = JSON.parse((await vjail(['inspect', '--json', image])).stdout);
@@ -93,8 +93,8 @@ describe('vjail checkpoint and restore: one process', () => {
       ['a missing header', (d: string) => writeFileSync(join(d, 'IMAGE'), 'something else\n'), /is not a vjail image \(bad IMAGE header\)/],
       ['a newer version', (d: string) => {
         const f = join(d, 'IMAGE');
-        writeFileSync(f, readFileSync(f, 'utf8').replace('vjail-image 3', 'vjail-image 4'));
-      }, /is a version 4 image; this vjail reads versions 1, 2 and 3/],
+        writeFileSync(f, readFileSync(f, 'utf8').replace('vjail-image 4', 'vjail-image 5'));
+      }, /is a version 5 image; this vjail reads versions 1, 2, 3 and 4/],
     ])('%s', async (_name, how, message) => {
       const bad = damaged(how);
       for (const cmd of [['restore', bad], ['inspect', bad]]) {

@@ -18,6 +18,7 @@ import {
   ImageWriter, IMAGE_MAGIC, IMAGE_VERSION, type LiveProcess, type Manifest, PAGE_SIZE, type ProcessImage, type ThreadImage,
 } from '../image/format.js';
 import { collectClocks } from './parts/clocks.js';
+import { collectFiles, type HeldFile, sharedFileWarnings } from './parts/files.js';
 import { collectMemory, type Scratch } from './parts/memory.js';
 import { collectSignals } from './parts/signals.js';
 import { collectTask } from './parts/task.js';
@@ -50,11 +51,10 @@ export async function checkpoint(opts: CheckpointOptions): Promise<Manifest> {
   const warn = opts.warn ?? (() => {});
   const jail = { ...jailOf(opts.pid), ...opts.jail };
   let tree = jailTree(opts.pid);
-  const warnings = checkSupported(tree);
+  checkSupported(tree);
   const writer = new ImageWriter(opts.image);
   const held = new Map<number, Tracee>();
   let published = false;
-  for (const w of warnings) warn(w);
   try {
     report(1, 'pre-dump', hasSoftDirty()
       ? 'skipped: iterative pre-dump is not implemented yet; all pages are copied while frozen'
@@ -78,12 +78,20 @@ export async function checkpoint(opts: CheckpointOptions): Promise<Manifest> {
     const processes: ProcessImage[] = [];
     const stepped = { count: 0 };
     const sharedAnon = new Map<string, number>();
+    const openFiles: HeldFile[] = [];
     for (const p of tree.processes) {
       const { hostPpid, ...ids } = tree.pidNs ? nsIds(p.pid) : { pid: p.pid, pgid: 0, sid: 0, hostPpid: 0 };
       const ppid = tree.pidNs ? nsIds(hostPpid).pid : 0;
-      if (p.zombie) processes.push(collectZombie(p.pid, ppid));
-      else processes.push(await collectProcess(p.tids.map((tid) => held.get(tid)!), writer, { ...ids, ppid }, tree.pidNs, stepped, sharedAnon));
+      if (p.zombie) {
+        processes.push(collectZombie(p.pid, ppid));
+        continue;
+      }
+      const { files, warnings: unsaved } = collectFiles(p.pid);
+      for (const w of unsaved) warn(w);
+      openFiles.push(...files.map((file) => ({ pid: p.pid, file })));
+      processes.push({ ...await collectProcess(p.tids.map((tid) => held.get(tid)!), writer, { ...ids, ppid }, tree.pidNs, stepped, sharedAnon), files });
     }
+    for (const w of sharedFileWarnings(openFiles)) warn(w);
     const manifest: Manifest = {
       format: IMAGE_MAGIC,
       version: IMAGE_VERSION,
@@ -101,7 +109,8 @@ export async function checkpoint(opts: CheckpointOptions): Promise<Manifest> {
     const mappings = live.reduce((n, p) => n + p.mappings.length, 0);
     const bytes = live.flatMap((p) => p.mappings).reduce((n, m) => n + (m.pages?.size ?? 0), 0);
     const zombies = processes.length - live.length;
-    report(3, 'dump', `${tree.pidNs ? `${live.length} process(es)${zombies ? ` and ${zombies} zombie(s)` : ''}, ${held.size} thread(s), ` : ''}${mappings} mappings, ${(bytes / 2 ** 20).toFixed(1)} MiB of page data${stepped.count ? `; ${stepped.count} thread(s) stepped out of the vDSO` : ''}`);
+    const files = openFiles.length ? `, ${openFiles.length} open file(s)` : '';
+    report(3, 'dump', `${tree.pidNs ? `${live.length} process(es)${zombies ? ` and ${zombies} zombie(s)` : ''}, ${held.size} thread(s), ` : ''}${mappings} mappings${files}, ${(bytes / 2 ** 20).toFixed(1)} MiB of page data${stepped.count ? `; ${stepped.count} thread(s) stepped out of the vDSO` : ''}`);
 
     writer.commit(manifest);
     published = true;
@@ -136,7 +145,7 @@ async function collectProcess(
   pidNs: boolean,
   stepped: { count: number },
   sharedAnon: Map<string, number>,
-): Promise<LiveProcess> {
+): Promise<Omit<LiveProcess, 'files'>> {
   const leader = threads[0]!;
   // A thread inside the vDSO's code could only go on with this kernel's vDSO: let it return first.
   for (const t of threads) if (await stepOutOfVdso(t)) stepped.count++;

@@ -158,34 +158,13 @@ export function jailTree(pid: number): JailTree {
   return { pidNs: true, processes };
 }
 
-/**
- * What this version cannot save yet, checked before anything is stopped.
- * Returns warnings for what it leaves out (file descriptors above 2).
- */
-export function checkSupported(tree: JailTree): string[] {
-  const warnings: string[] = [];
+/** What this version cannot save yet, checked before anything is stopped. */
+export function checkSupported(tree: JailTree): void {
   for (const { pid, zombie } of tree.processes) {
     if (zombie) continue;
     const state = readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8');
     if (state.slice(state.lastIndexOf(')') + 2)[0] === 'Z') throw new CheckpointUnsupported(`the main thread of process ${pid} has exited while other threads run on; this cannot be checkpointed yet`);
-    warnings.push(...descriptorWarnings(pid));
   }
-  return warnings;
-}
-
-function descriptorWarnings(pid: number): string[] {
-  const warnings: string[] = [];
-  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
-    if (Number(fd) <= 2) continue;
-    let target = '?';
-    try {
-      target = readlinkSync(`/proc/${pid}/fd/${fd}`);
-    } catch {
-      // gone meanwhile
-    }
-    warnings.push(`file descriptor ${fd} of process ${pid} (${target}) is not saved: only 0-2 are, and restore takes them from its own stdio`);
-  }
-  return warnings;
 }
 
 /** Does this kernel track soft-dirty pages (for iterative pre-dumps)? */

@@ -14,7 +14,7 @@
  *            copy of the restorer under the same filter; sessions, groups,
  *            then zombies exit with their status
  *   process  each live process replaces its memory with the image's, then
- *            task state, signals, and its threads (clone3 with set_tid)
+ *            task state, open files, signals, and its threads (clone3 with set_tid)
  *   resume   every thread gets its mask and registers, and all are let go
  *
  * System calls we inject pass through the filter exactly as the program's
@@ -25,6 +25,7 @@ import { type Jail, type JailOptions, spawnJail } from '../jail.js';
 import { ImageError, openImage, PAGE_SIZE, type ThreadImage } from '../image/format.js';
 import { dataPath } from '../paths.js';
 import { clockOffsets, describeOffsets } from './parts/clocks.js';
+import { checkFiles, restoreFiles } from './parts/files.js';
 import { checkMemory, restoreMemory } from './parts/memory.js';
 import { restoreSignals } from './parts/signals.js';
 import { restoreTask } from './parts/task.js';
@@ -66,6 +67,7 @@ export async function restore(opts: RestoreOptions): Promise<Jail> {
   // Page files are verified as they are loaded (parts/memory.ts), before anything is let go.
   const image = openImage(opts.image, { verifyPages: false });
   checkMemory(image);
+  checkFiles(image);
   const { manifest: m } = image;
   const cpuWarnings = checkCpu(m, !!opts.force);
   const first = m.processes[0]!;
@@ -102,6 +104,7 @@ export async function restore(opts: RestoreOptions): Promise<Jail> {
       const nsPid = m.pidNamespace ? p.pid : tracee.pid;
       const scratch = await restoreMemory(tracee, image, p.mappings, p, (line) => report('vdso', line));
       for (const w of await restoreTask(tracee, scratch, p)) warn(w);
+      await restoreFiles(tracee, scratch, p);
       await restoreSignals(tracee, scratch, p.signals, nsPid);
       const [leader, ...others] = p.threads;
       await restoreThread(tracee, scratch, leader!, { pid: nsPid, tid: nsPid });
@@ -113,7 +116,7 @@ export async function restore(opts: RestoreOptions): Promise<Jail> {
         loads.push([t, th]);
       }
       await tracee.syscallOk('munmap of the scratch page', SYS.munmap, scratch.addr, PAGE_SIZE);
-      report('process', `${p.pid} ${p.comm}: ${p.mappings.length} mappings, ${p.threads.length} thread(s)`);
+      report('process', `${p.pid} ${p.comm}: ${p.mappings.length} mappings, ${p.threads.length} thread(s)${p.files.length ? `, ${p.files.length} open file(s)` : ''}`);
     }
     for (const [t, th] of loads) loadThread(t, th, m.cpu?.xstate);
     for (const [t] of loads) t.detach();

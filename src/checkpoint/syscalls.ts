@@ -2,6 +2,7 @@
 export const SYS = {
   write: 1,
   close: 3,
+  lseek: 8,
   mmap: 9,
   munmap: 11,
   brk: 12,
@@ -21,6 +22,7 @@ export const SYS = {
   openat: 257,
   set_robust_list: 273,
   get_robust_list: 274,
+  dup3: 292,
   rt_tgsigqueueinfo: 297,
   prlimit64: 302,
   rseq: 334,

@@ -42,6 +42,10 @@ export function inspectCommand(dir: string, flags: { json?: boolean }): number {
       const r = t.registers.gpr;
       out.push(`thread    ${t.tid}   rip ${r.rip}   rsp ${r.rsp}   fs_base ${r.fs_base}   blocked ${t.blocked}, ${t.pending.length} queued   rseq ${t.rseq ? `${t.rseq.address} (${t.rseq.size} bytes)` : 'none'}`);
     }
+    if (p.files.length) out.push('files:');
+    for (const f of p.files) {
+      out.push(`  ${String(f.fd).padStart(4)} ${f.kind.padEnd(9)} flags 0${f.flags.toString(8).padEnd(8)} pos ${fromHex(f.pos).toString().padEnd(10)} ${f.cloexec ? 'cloexec ' : '        '}${f.path}`);
+    }
     out.push('mappings:');
     for (const map of p.mappings) {
       const size = Number(fromHex(map.end) - fromHex(map.start));

@@ -6,11 +6,12 @@
  *   DIR/manifest.json  the processes, validated by `manifestSchema`
  *   DIR/pages-<n>.img  raw page data of one mapping, runs back to back
  *
- * Version 3 adds what restoring on another kernel or CPU needs: each
+ * Version 4 adds each process's open regular files and directories above
+ * fd 2. Version 3 added what restoring on another kernel or CPU needs: each
  * process's vDSO symbol table, the jail's clocks and the CPU features in use.
- * Version 2 (a process tree: threads, zombies, sessions and groups) and
- * version 1 (one single-threaded process) are still read: `openImage` turns
- * them into the version 3 shape, with those fields null.
+ * Versions 3, 2 (a process tree: threads, zombies, sessions and groups) and
+ * 1 (one single-threaded process) are still read: `openImage` turns them
+ * into the version 4 shape, with no files and the version 3 fields null.
  *
  * Every page file's size and sha256 are in the manifest; the manifest's
  * sha256 is in IMAGE. An image is written under a temporary name next to
@@ -37,9 +38,9 @@ import { z } from 'zod';
 import { native } from '../native.js';
 
 export const IMAGE_MAGIC = 'vjail-image';
-export const IMAGE_VERSION = 3;
+export const IMAGE_VERSION = 4;
 /** Versions `openImage` reads. */
-export const READABLE_VERSIONS = [1, 2, 3] as const;
+export const READABLE_VERSIONS = [1, 2, 3, 4] as const;
 export const PAGE_SIZE = 4096;
 const HEADER_FILE = 'IMAGE';
 const MANIFEST_FILE = 'manifest.json';
@@ -218,6 +219,21 @@ export const threadSchema = z.strictObject({
   clearChildTid: hex,
 });
 
+/**
+ * A regular file or directory open at a descriptor above 2, reopened by its
+ * path at restore. `flags` are the description's open flags as
+ * /proc/PID/fdinfo shows them, without O_CLOEXEC (a property of the
+ * descriptor: `cloexec`); `pos` is the file offset.
+ */
+const openFileSchema = z.strictObject({
+  fd: z.number().int().min(3),
+  path: z.string().startsWith('/'),
+  kind: z.enum(['file', 'directory']),
+  flags: z.number().int().nonnegative(),
+  pos: hex,
+  cloexec: z.boolean(),
+});
+
 const liveProcessSchema = z.strictObject({
   state: z.literal('live'),
   pid,
@@ -236,6 +252,8 @@ const liveProcessSchema = z.strictObject({
   mappings: z.array(mappingSchema).min(1),
   /** Null in images older than version 3. */
   vdso: vdsoSchema.nullable(),
+  /** Empty in images older than version 4. */
+  files: z.array(openFileSchema),
 });
 
 /** A child that has exited but was not reaped: only what its parent's wait() will see. */
@@ -280,16 +298,27 @@ export type Registers = z.infer<typeof registersSchema>;
 export type Mapping = z.infer<typeof mappingSchema>;
 export type Pages = z.infer<typeof pagesSchema>;
 export type VdsoImage = z.infer<typeof vdsoSchema>;
+export type OpenFile = z.infer<typeof openFileSchema>;
 export type Clocks = z.infer<typeof clocksSchema>;
 export type CpuImage = z.infer<typeof cpuSchema>;
 
 export const toHex = (v: bigint | number): string => `0x${BigInt.asUintN(64, BigInt(v)).toString(16)}`;
 export const fromHex = (s: string): bigint => BigInt(s);
 
-/** Version 2: the same tree, without vDSO symbols, clocks or CPU features. */
+/** Version 3: the same, without open files. */
+const manifestV3Schema = manifestSchema.omit({ version: true }).extend({
+  version: z.literal(3),
+  processes: z.array(z.discriminatedUnion('state', [liveProcessSchema.omit({ files: true }), zombieSchema])).min(1),
+});
+
+function upgradeV3(m: z.infer<typeof manifestV3Schema>): Manifest {
+  return { ...m, version: IMAGE_VERSION, processes: m.processes.map((p) => (p.state === 'live' ? { ...p, files: [] } : p)) };
+}
+
+/** Version 2: the same tree, without vDSO symbols, clocks, CPU features or open files. */
 const manifestV2Schema = manifestSchema.omit({ version: true, clocks: true, cpu: true }).extend({
   version: z.literal(2),
-  processes: z.array(z.discriminatedUnion('state', [liveProcessSchema.omit({ vdso: true }), zombieSchema])).min(1),
+  processes: z.array(z.discriminatedUnion('state', [liveProcessSchema.omit({ vdso: true, files: true }), zombieSchema])).min(1),
 });
 
 function upgradeV2(m: z.infer<typeof manifestV2Schema>): Manifest {
@@ -298,7 +327,7 @@ function upgradeV2(m: z.infer<typeof manifestV2Schema>): Manifest {
     version: IMAGE_VERSION,
     clocks: null,
     cpu: null,
-    processes: m.processes.map((p) => (p.state === 'live' ? { ...p, vdso: null } : p)),
+    processes: m.processes.map((p) => (p.state === 'live' ? { ...p, vdso: null, files: [] } : p)),
   };
 }
 
@@ -306,7 +335,7 @@ function header(manifestSha: string): string {
   return `${IMAGE_MAGIC} ${IMAGE_VERSION}\nmanifest sha256:${manifestSha}\n`;
 }
 
-/** A version 1 manifest in the version 2 shape: one process, one thread, no PID namespace. */
+/** A version 1 manifest in the current shape: one process, one thread, no PID namespace. */
 function upgradeV1(m: z.infer<typeof manifestV1Schema>): Manifest {
   const { registers, signals, rseq, robustList, clearChildTid, mappings, ...task } = m.process;
   const queued = (shared: boolean): string[] => signals.pending.filter((q) => q.shared === shared).map((q) => q.siginfo);
@@ -326,6 +355,7 @@ function upgradeV1(m: z.infer<typeof manifestV1Schema>): Manifest {
       threads: [{ tid: task.pid, registers, blocked: signals.blocked, pending: queued(false), rseq, robustList, clearChildTid }],
       mappings,
       vdso: null,
+      files: [],
     }],
   };
 }
@@ -642,20 +672,15 @@ export function openImage(dir: string, opts: { verifyPages?: boolean } = {}): Op
   } catch {
     throw new ImageError(`${dir} is damaged: ${MANIFEST_FILE} is not JSON`);
   }
-  let manifest: Manifest;
-  if (version === 1) {
-    const parsed = manifestV1Schema.safeParse(json);
+  const parse = <T>(schema: z.ZodType<T>): T => {
+    const parsed = schema.safeParse(json);
     if (!parsed.success) throw new ImageError(`${dir} has an invalid manifest: ${describeIssue(parsed.error)}`);
-    manifest = upgradeV1(parsed.data);
-  } else if (version === 2) {
-    const parsed = manifestV2Schema.safeParse(json);
-    if (!parsed.success) throw new ImageError(`${dir} has an invalid manifest: ${describeIssue(parsed.error)}`);
-    manifest = upgradeV2(parsed.data);
-  } else {
-    const parsed = manifestSchema.safeParse(json);
-    if (!parsed.success) throw new ImageError(`${dir} has an invalid manifest: ${describeIssue(parsed.error)}`);
-    manifest = parsed.data;
-  }
+    return parsed.data;
+  };
+  const manifest = version === 1 ? upgradeV1(parse(manifestV1Schema))
+    : version === 2 ? upgradeV2(parse(manifestV2Schema))
+      : version === 3 ? upgradeV3(parse(manifestV3Schema))
+        : parse(manifestSchema);
   const problem = treeProblem(manifest);
   if (problem) throw new ImageError(`${dir} has an invalid manifest: ${problem}`);
   for (const p of manifest.processes) {
