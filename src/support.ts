@@ -67,8 +67,10 @@ const SUPPORTED = `## Supported
   memory (anonymous, heap, stack, shared anonymous, written pages of private
   file mappings; shared file mappings mapped again), registers with the full XSAVE state and
   fs/gs base, signal handlers, masks and queued signals, rseq, robust lists,
-  clear_child_tid, personality, rlimits, cwd, umask; fds 0-2 reconnected to the
-  restoring terminal. Images are versioned, checksummed and refused in one line
+  clear_child_tid, personality, rlimits, cwd, umask; regular files and
+  directories open above fd 2 (reopened by path at the same fd, with their
+  flags, offset and close-on-exec); fds 0-2 reconnected to the restoring
+  terminal. Images are versioned, checksummed and refused in one line
   when truncated, corrupt or foreign, before anything is created.
 - Restore on another kernel: the plan is derived again for the host it lands
   on; calls through the old vDSO go through a trampoline page into the current
@@ -118,8 +120,11 @@ trip, a read of \`/proc/PID/status\` for the caller's credentials and umask, one
 
 const NOT_SUPPORTED = `## Not supported
 
-- Checkpoint of open file descriptors above 2 (files, pipes, sockets),
-  anonymous memory shared between processes, SysV and POSIX shared memory, deleted files and \`MAP_GROWSDOWN\` stacks; of
+- Checkpoint of file descriptors above 2 other than regular files and
+  directories reachable by their path (pipes, sockets, eventfds, devices,
+  deleted files, proc/sysfs files: named in a warning, not saved); a file
+  description shared between processes or descriptors comes back as one per
+  descriptor (a warning names each); anonymous memory shared between processes, SysV and POSIX shared memory, mappings of deleted files and \`MAP_GROWSDOWN\` stacks; of
   threads or process trees without \`--pid-ns\`; of jails whose first
   process, or a process group or session leader, is gone (docs/IMAGE.md).
 - Iterative pre-dump: this host has no soft-dirty tracking; PAGEMAP_SCAN with
@@ -149,8 +154,8 @@ const NOT_SUPPORTED = `## Not supported
 
 const PLANNED = `## Planned
 
-- Checkpoint of file descriptors (regular files first, then pipes and
-  sockets), shared memory, and an iterative pre-dump with PAGEMAP_SCAN.
+- Checkpoint of pipes and sockets, file descriptions shared between
+  processes, shared memory, and an iterative pre-dump with PAGEMAP_SCAN.
 - Checkpoint and restore throughput: both are below the 1 GB/s target for
   256 MiB (docs/BENCH.md shows where the time goes).
 - Opening on the caller's behalf with the caller's credentials (setfsuid,
