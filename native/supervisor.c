@@ -99,7 +99,8 @@ void sup_record(struct supervisor *s, uint32_t arch, int32_t nr, uint64_t t0_ns)
 	pthread_mutex_unlock(&s->stats_mu);
 }
 
-int sup_answer_natively(struct supervisor *s, const struct seccomp_notif *n)
+/* The answer, if the table has it: 0 answered, 1 the handshake, -1 not known. */
+static int give_known_answer(struct supervisor *s, const struct seccomp_notif *n)
 {
 	int a = sup_arch_index(n->data.arch);
 	if (a == 0 && n->data.nr == __NR_prctl && n->data.args[0] == VJAIL_HANDSHAKE_PRCTL) {
@@ -131,6 +132,16 @@ int sup_answer_natively(struct supervisor *s, const struct seccomp_notif *n)
 	default:
 		return -1;
 	}
+}
+
+int sup_answer_natively(struct supervisor *s, const struct seccomp_notif *n, uint64_t t0_ns)
+{
+	int answered = give_known_answer(s, n);
+	if (answered == 0) {
+		sup_record(s, n->data.arch, n->data.nr, t0_ns);
+		atomic_fetch_add_explicit(&s->native_answered, 1, memory_order_relaxed);
+	}
+	return answered;
 }
 
 static void enqueue(struct supervisor *s, const struct seccomp_notif *n, uint64_t t0)
@@ -218,14 +229,8 @@ static void *loop(void *arg)
 			break;
 		}
 		uint64_t t0 = sup_now_ns();
-		int answered = sup_answer_natively(s, &buf.n);
-		if (answered == 0) {
-			sup_record(s, buf.n.data.arch, buf.n.data.nr, t0);
-			atomic_fetch_add_explicit(&s->native_answered, 1, memory_order_relaxed);
-		}
-		if (answered >= 0)
-			continue;
-		enqueue(s, &buf.n, t0);
+		if (sup_answer_natively(s, &buf.n, t0) < 0)
+			enqueue(s, &buf.n, t0);
 	}
 	uint64_t one = 1;
 	if (write(s->wake_fd, &one, sizeof one) < 0) {

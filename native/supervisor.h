@@ -6,8 +6,8 @@
  *
  * When most notifications need JavaScript, that hand-off costs a thread
  * wake-up per call, so the thread can be paused and the Node loop receives
- * on the listener itself (supervisor_napi.c decides); sup_receive_one and
- * sup_answer_natively serve both.
+ * on the listener itself (supervisor_napi.c decides); sup_answer_natively
+ * serves both.
  */
 #ifndef VJAIL_SUPERVISOR_H
 #define VJAIL_SUPERVISOR_H
@@ -75,7 +75,7 @@ struct supervisor {
 	struct queued_notif spill;
 	int spilled;
 
-	atomic_ullong native_answered; /* by the thread: how often JavaScript was not needed */
+	atomic_ullong native_answered; /* by either receiver: how often JavaScript was not needed */
 	atomic_int stopping; /* set by sup_stop / sup_pause */
 	atomic_int hung_up; /* every filtered task has exited */
 	atomic_int thread_error;
@@ -95,8 +95,9 @@ void sup_record(struct supervisor *s, uint32_t arch, int32_t nr, uint64_t t0_ns)
 void sup_stop(struct supervisor *s);
 /* Stop the thread but keep what it queued (sup_pop still returns it); sup_start resumes. */
 void sup_pause(struct supervisor *s);
-/* Give a known answer: 0 answered, 1 the launch handshake (answered, not counted), -1 JavaScript must answer. */
-int sup_answer_natively(struct supervisor *s, const struct seccomp_notif *n);
+/* Give a known answer, recorded in the stats and counted in native_answered (t0_ns: when it was
+ * received): 0 answered, 1 the launch handshake (answered, not counted), -1 JavaScript must answer. */
+int sup_answer_natively(struct supervisor *s, const struct seccomp_notif *n, uint64_t t0_ns);
 /* Largest notification buffer the kernel may fill. */
 size_t sup_notif_buf_size(const struct supervisor *s);
 void sup_destroy(struct supervisor *s);

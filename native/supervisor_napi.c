@@ -49,7 +49,6 @@ struct sup_handle {
 	int mode;
 	int loop_receives; /* 1 while the Node loop receives and the thread is paused */
 	uint64_t js_count; /* notifications given to JavaScript */
-	uint64_t loop_native; /* answered in C by the loop */
 	uint64_t window_js, window_native; /* the counts when the current window began */
 	uint32_t switches;
 	int idle_reported;
@@ -60,7 +59,7 @@ struct sup_handle {
 
 static uint64_t native_count(struct sup_handle *h)
 {
-	return atomic_load_explicit(&h->s.native_answered, memory_order_relaxed) + h->loop_native;
+	return atomic_load_explicit(&h->s.native_answered, memory_order_relaxed);
 }
 
 static void start_window(struct sup_handle *h)
@@ -214,13 +213,8 @@ static void on_listener(uv_poll_t *handle, int status, int events)
 			return;
 		}
 		uint64_t t0 = sup_now_ns();
-		int answered = sup_answer_natively(&h->s, &buf.n);
-		if (answered == 0) {
-			sup_record(&h->s, buf.n.data.arch, buf.n.data.nr, t0);
-			h->loop_native++;
-		} else if (answered < 0) {
+		if (sup_answer_natively(&h->s, &buf.n, t0) < 0)
 			deliver(h, &buf.n, t0);
-		}
 	}
 	maybe_switch(h);
 }
