@@ -10,6 +10,7 @@
  * call we inject may be one it has to answer.
  */
 import { closeSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
+import { errnoName } from '../errno.js';
 import { native, type NativeAddon } from '../native.js';
 import { GPR_NAMES, type GprName } from '../image/format.js';
 
@@ -274,7 +275,7 @@ export class Tracee {
   /** As `syscall`, but a negative result throws. */
   async syscallOk(what: string, nr: number, ...args: (bigint | number)[]): Promise<bigint> {
     const r = await this.syscall(nr, ...args);
-    if (r < 0n && r > -4096n) throw new TraceeError(`${what} failed in process ${this.pid}: errno ${-r}`);
+    if (r < 0n && r > -4096n) throw new TraceeError(`${what} failed in process ${this.pid}: ${errnoName(Number(-r))}`);
     return r;
   }
 

@@ -124,23 +124,21 @@ export function checkFiles(image: OpenedImage): void {
 /** Reopen each saved file inside the process, at its descriptor, with its flags, offset and close-on-exec. */
 export async function restoreFiles(t: Tracee, scratch: Scratch, p: Pick<LiveProcess, 'pid' | 'files'>): Promise<void> {
   for (const f of p.files) {
-    const fail = (why: string): TraceeError => new TraceeError(`cannot reopen ${f.path} at file descriptor ${f.fd} of process ${p.pid}: ${why}`);
+    const what = (step: string): string => `${step} of ${f.path} at file descriptor ${f.fd} (saved process ${p.pid})`;
     const path = Buffer.from(`${f.path}\0`);
     if (path.length > scratch.size) throw new TraceeError(`the path of file descriptor ${f.fd} of process ${p.pid} is too long`);
     t.write(scratch.addr, path);
     const cloexec = f.cloexec ? O_CLOEXEC : 0;
-    const fd = await t.syscall(SYS.openat, AT_FDCWD, scratch.addr, (f.flags & ~FIRST_OPEN_ONLY) | cloexec, 0);
-    if (fd < 0n) throw fail(`open failed with errno ${-fd}`);
+    const fd = await t.syscallOk(what('reopen'), SYS.openat, AT_FDCWD, scratch.addr, (f.flags & ~FIRST_OPEN_ONLY) | cloexec, 0);
     if (fd !== BigInt(f.fd)) {
-      const r = await t.syscall(SYS.dup3, fd, f.fd, cloexec);
+      await t.syscallOk(what('dup3'), SYS.dup3, fd, f.fd, cloexec);
       await t.syscall(SYS.close, fd);
-      if (r < 0n) throw fail(`dup3 failed with errno ${-r}`);
     }
     const pos = fromHex(f.pos);
     // An O_PATH descriptor cannot seek; its offset is always 0.
     if (pos !== 0n) {
-      const r = await t.syscall(SYS.lseek, f.fd, pos, SEEK_SET);
-      if (r !== pos) throw fail(r < 0n ? `lseek failed with errno ${-r}` : `lseek went to ${r}, not ${pos}`);
+      const r = await t.syscallOk(what('seek'), SYS.lseek, f.fd, pos, SEEK_SET);
+      if (r !== pos) throw new TraceeError(`${what('seek')} went to ${r}, not ${pos}`);
     }
   }
 }
