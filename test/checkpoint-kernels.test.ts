@@ -167,7 +167,7 @@ describe.each([
 
   it('the image records the vDSO symbols, clocks and CPU features', () => {
     const m = manifest(clockImg());
-    expect(m.version).toBe(4);
+    expect(m.version).toBe(5);
     const names = m.processes[0].vdso.symbols.map((s: { name: string }) => s.name);
     expect(names).toEqual(expect.arrayContaining(['__vdso_clock_gettime', '__vdso_gettimeofday', '__vdso_time', '__vdso_getcpu', '__vdso_clock_getres']));
     expect(BigInt(m.clocks.monotonic)).toBeGreaterThan(0n);

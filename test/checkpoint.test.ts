@@ -93,8 +93,8 @@ describe('vjail checkpoint and restore: one process', () => {
       ['a missing header', (d: string) => writeFileSync(join(d, 'IMAGE'), 'something else\n'), /is not a vjail image \(bad IMAGE header\)/],
       ['a newer version', (d: string) => {
         const f = join(d, 'IMAGE');
-        writeFileSync(f, readFileSync(f, 'utf8').replace('vjail-image 4', 'vjail-image 5'));
-      }, /is a version 5 image; this vjail reads versions 1, 2, 3 and 4/],
+        writeFileSync(f, readFileSync(f, 'utf8').replace('vjail-image 5', 'vjail-image 6'));
+      }, /is a version 6 image; this vjail reads versions 1, 2, 3, 4 and 5/],
     ])('%s', async (_name, how, message) => {
       const bad = damaged(how);
       for (const cmd of [['restore', bad], ['inspect', bad]]) {

@@ -1,0 +1,120 @@
+/**
+ * Reading an image: IMAGE header (magic, version), manifest checksum and
+ * schema (older versions upgraded), the tree's shape, and every page file's
+ * size, runs and (optionally) sha256. Reads only, creates nothing.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { describeIssue, ImageError } from './errors.js';
+import { sha256File } from './pagedata.js';
+import { HEADER_FILE, IMAGE_MAGIC, type Manifest, MANIFEST_FILE, type Mapping, PAGE_SIZE, type Pages, READABLE_VERSIONS, fromHex } from './schema.js';
+import { parseManifest } from './upgrade.js';
+
+/** What the schema cannot say: the tree's shape, unique PIDs and TIDs. Returns the first problem. */
+function treeProblem(m: Manifest): string | undefined {
+  const seen = new Set<number>();
+  for (const [i, p] of m.processes.entries()) {
+    if (p.state === 'live' && p.threads[0]!.tid !== p.pid) return `process ${p.pid}'s first thread is not its leader`;
+    for (const id of p.state === 'live' ? p.threads.map((t) => t.tid) : [p.pid]) {
+      if (seen.has(id)) return `PID ${id} appears twice`;
+      seen.add(id);
+    }
+    if (i > 0 && !(p.ppid === 1 || m.processes.slice(0, i).some((q) => q.pid === p.ppid && q.state === 'live'))) {
+      return `process ${p.pid} comes before its parent ${p.ppid}`;
+    }
+  }
+  if (!m.pidNamespace && (m.processes.length !== 1 || m.processes[0]!.state !== 'live' || m.processes[0]!.threads.length !== 1)) {
+    return 'an image without a PID namespace holds exactly one single-threaded process';
+  }
+  if (m.processes[0]!.state !== 'live') return 'the first process is a zombie';
+  return undefined;
+}
+
+
+export interface OpenedImage {
+  dir: string;
+  /** The version on disk; `manifest` is always in the current version's shape. */
+  version: number;
+  manifest: Manifest;
+}
+
+/**
+ * Read and verify an image: IMAGE header (magic, version), manifest checksum
+ * and schema, and every page file's size, runs and sha256. Throws ImageError
+ * with a one-line reason; reads only, creates nothing.
+ */
+export function openImage(dir: string, opts: { verifyPages?: boolean } = {}): OpenedImage {
+  let st;
+  try {
+    st = statSync(dir);
+  } catch {
+    throw new ImageError(`no image at ${dir}`);
+  }
+  if (!st.isDirectory()) throw new ImageError(`${dir} is not an image directory`);
+  const headerPath = join(dir, HEADER_FILE);
+  if (!existsSync(headerPath)) throw new ImageError(`${dir} is not a vjail image (no ${HEADER_FILE} file)`);
+  const head = readFileSync(headerPath, 'utf8');
+  const m = /^(\S+) (\d+)\nmanifest sha256:([0-9a-f]{64})\n$/.exec(head);
+  if (!m || m[1] !== IMAGE_MAGIC) throw new ImageError(`${dir} is not a vjail image (bad ${HEADER_FILE} header)`);
+  const version = Number(m[2]);
+  if (!(READABLE_VERSIONS as readonly number[]).includes(version)) {
+    throw new ImageError(`${dir} is a version ${m[2]} image; this vjail reads versions ${READABLE_VERSIONS.slice(0, -1).join(', ')} and ${READABLE_VERSIONS.at(-1)}`);
+  }
+  const manifestPath = join(dir, MANIFEST_FILE);
+  if (!existsSync(manifestPath)) throw new ImageError(`${dir} is damaged: ${MANIFEST_FILE} is missing`);
+  const text = readFileSync(manifestPath);
+  if (createHash('sha256').update(text).digest('hex') !== m[3]) {
+    throw new ImageError(`${dir} is damaged: ${MANIFEST_FILE} does not match its checksum`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text.toString('utf8'));
+  } catch {
+    throw new ImageError(`${dir} is damaged: ${MANIFEST_FILE} is not JSON`);
+  }
+  const parsed = parseManifest(version, json);
+  if (!parsed.ok) throw new ImageError(`${dir} has an invalid manifest: ${describeIssue(parsed.error)}`);
+  const { manifest } = parsed;
+  const problem = treeProblem(manifest);
+  if (problem) throw new ImageError(`${dir} has an invalid manifest: ${problem}`);
+  for (const p of manifest.processes) {
+    if (p.state !== 'live') continue;
+    for (const [i, map] of p.mappings.entries()) checkMapping(dir, i, map, opts.verifyPages ?? true);
+  }
+  return { dir, version, manifest };
+}
+
+function checkMapping(dir: string, i: number, map: Mapping, verifyPages: boolean): void {
+  const start = fromHex(map.start);
+  const end = fromHex(map.end);
+  const pageSize = BigInt(PAGE_SIZE);
+  if (end <= start || start % pageSize || end % pageSize) {
+    throw new ImageError(`${dir} has an invalid manifest: mapping ${i} (${map.start}-${map.end}) is not page-aligned`);
+  }
+  if (!map.pages) return;
+  const pages = Number((end - start) / pageSize);
+  let total = 0;
+  for (const [first, count] of map.pages.runs) {
+    if (first + count > pages) throw new ImageError(`${dir} has an invalid manifest: mapping ${i} has pages beyond its end`);
+    total += count;
+  }
+  const path = join(dir, map.pages.file);
+  let size: number;
+  try {
+    size = statSync(path).size;
+  } catch {
+    throw new ImageError(`${dir} is damaged: ${map.pages.file} is missing`);
+  }
+  if (size !== map.pages.size || total * PAGE_SIZE !== size) {
+    throw new ImageError(`${dir} is damaged: ${map.pages.file} is ${size} bytes, the manifest says ${map.pages.size}`);
+  }
+  if (verifyPages && sha256File(path) !== map.pages.sha256) {
+    throw new ImageError(`${dir} is damaged: ${map.pages.file} does not match its checksum`);
+  }
+}
+
+/** Path of a page-data file of an opened image. */
+export function pagesPath(image: OpenedImage, pages: Pages): string {
+  return join(image.dir, pages.file);
+}

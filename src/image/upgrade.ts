@@ -1,0 +1,116 @@
+/**
+ * Older image versions, read and turned into the current shape. Each old
+ * schema is the current one less what its version lacked; each upgrade fills
+ * what is missing with what the lack meant (no files, no clocks, ...).
+ *
+ *   5  (this round) every kind of kernel state a server holds: see docs/IMAGE.md
+ *   4  open regular files and directories above fd 2
+ *   3  what restoring on another kernel or CPU needs: vDSO symbols, clocks, CPU features
+ *   2  a process tree: threads, zombies, sessions and groups
+ *   1  one single-threaded process
+ */
+import { z } from 'zod';
+import {
+  base64, hex, IMAGE_MAGIC, IMAGE_VERSION, jailFields, liveProcessSchema, type Manifest, manifestSchema, mappingSchema,
+  registersSchema, rseqSchema, sigactionSchema, taskFields, zombieSchema,
+} from './schema.js';
+
+/** Version 1: one single-threaded process, restored with a new PID. */
+const manifestV1Schema = z.strictObject({
+  format: z.literal(IMAGE_MAGIC),
+  version: z.literal(1),
+  ...jailFields,
+  process: z.strictObject({
+    pid: z.number().int().positive(),
+    ...taskFields,
+    registers: registersSchema,
+    signals: z.strictObject({
+      blocked: hex,
+      actions: z.array(sigactionSchema),
+      /** Queued siginfo_t (128 bytes each, base64), per-thread and process-wide. */
+      pending: z.array(z.strictObject({ shared: z.boolean(), siginfo: base64 })),
+    }),
+    rseq: rseqSchema,
+    robustList: z.strictObject({ head: hex, length: hex }),
+    clearChildTid: hex,
+    mappings: z.array(mappingSchema).min(1),
+  }),
+});
+
+/**
+ * Version 4: the shape version 5 grew from. Fields version 5 adds are
+ * filled here with what their absence meant.
+ */
+const manifestV4Schema = manifestSchema.omit({ version: true }).extend({
+  version: z.literal(4),
+});
+
+function upgradeV4(m: z.infer<typeof manifestV4Schema>): Manifest {
+  return { ...m, version: IMAGE_VERSION };
+}
+
+/** Version 3: the same, without open files. */
+const manifestV3Schema = manifestSchema.omit({ version: true }).extend({
+  version: z.literal(3),
+  processes: z.array(z.discriminatedUnion('state', [liveProcessSchema.omit({ files: true }), zombieSchema])).min(1),
+});
+
+function upgradeV3(m: z.infer<typeof manifestV3Schema>): Manifest {
+  return upgradeV4({ ...m, version: 4, processes: m.processes.map((p) => (p.state === 'live' ? { ...p, files: [] } : p)) });
+}
+
+/** Version 2: the same tree, without vDSO symbols, clocks, CPU features or open files. */
+const manifestV2Schema = manifestSchema.omit({ version: true, clocks: true, cpu: true }).extend({
+  version: z.literal(2),
+  processes: z.array(z.discriminatedUnion('state', [liveProcessSchema.omit({ vdso: true, files: true }), zombieSchema])).min(1),
+});
+
+function upgradeV2(m: z.infer<typeof manifestV2Schema>): Manifest {
+  return upgradeV4({
+    ...m,
+    version: 4,
+    clocks: null,
+    cpu: null,
+    processes: m.processes.map((p) => (p.state === 'live' ? { ...p, vdso: null, files: [] } : p)),
+  });
+}
+
+/** A version 1 manifest in the current shape: one process, one thread, no PID namespace. */
+function upgradeV1(m: z.infer<typeof manifestV1Schema>): Manifest {
+  const { registers, signals, rseq, robustList, clearChildTid, mappings, ...task } = m.process;
+  const queued = (shared: boolean): string[] => signals.pending.filter((q) => q.shared === shared).map((q) => q.siginfo);
+  return upgradeV4({
+    ...m,
+    version: 4,
+    clocks: null,
+    cpu: null,
+    pidNamespace: false,
+    processes: [{
+      state: 'live',
+      ...task,
+      ppid: 0,
+      pgid: 0,
+      sid: 0,
+      signals: { actions: signals.actions, pending: queued(true) },
+      threads: [{ tid: task.pid, registers, blocked: signals.blocked, pending: queued(false), rseq, robustList, clearChildTid }],
+      mappings,
+      vdso: null,
+      files: [],
+    }],
+  });
+}
+
+/** Validate `json` as a manifest of `version` and return it in the current shape; the error names the first problem. */
+export function parseManifest(version: number, json: unknown): { ok: true; manifest: Manifest } | { ok: false; error: z.ZodError } {
+  const parse = <T>(schema: z.ZodType<T>, up: (m: T) => Manifest): { ok: true; manifest: Manifest } | { ok: false; error: z.ZodError } => {
+    const r = schema.safeParse(json);
+    return r.success ? { ok: true, manifest: up(r.data) } : { ok: false, error: r.error };
+  };
+  switch (version) {
+    case 1: return parse(manifestV1Schema, upgradeV1);
+    case 2: return parse(manifestV2Schema, upgradeV2);
+    case 3: return parse(manifestV3Schema, upgradeV3);
+    case 4: return parse(manifestV4Schema, upgradeV4);
+    default: return parse(manifestSchema, (m) => m);
+  }
+}

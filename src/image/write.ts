@@ -1,0 +1,136 @@
+/**
+ * Writing an image: page files, then the manifest and IMAGE, under a
+ * temporary name beside DIR; fsynced, read back and checked, then renamed
+ * into place, so DIR is either complete or absent.
+ */
+import { createHash } from 'node:crypto';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { native } from '../native.js';
+import { describeIssue, ImageError } from './errors.js';
+import { OffThreadHash } from './pagedata.js';
+import { openImage } from './read.js';
+import { HEADER_FILE, IMAGE_MAGIC, IMAGE_VERSION, type Manifest, MANIFEST_FILE, manifestSchema, PAGE_SIZE, type Pages } from './schema.js';
+
+function header(manifestSha: string): string {
+  return `${IMAGE_MAGIC} ${IMAGE_VERSION}\nmanifest sha256:${manifestSha}\n`;
+}
+
+function fsyncPath(path: string): void {
+  const fd = openSync(path, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+interface WritebackAddon {
+  /** sync_file_range(SYNC_FILE_RANGE_WRITE): start writeback of the range, without waiting for it. */
+  syncFileRange(fd: number, offset: number, length: number): void;
+}
+
+/**
+ * Start writing a range just written back to disk, so that the fsync at the
+ * end of the file waits only for the last few chunks. Only a head start:
+ * where the file system refuses, the fsync does all of it, as before.
+ */
+function startWriteback(fd: number, offset: number, length: number): void {
+  try {
+    (native() as unknown as WritebackAddon).syncFileRange(fd, offset, length);
+  } catch {
+    // The fsync in `close` still makes the data durable.
+  }
+}
+
+/**
+ * One page-data file being written. Each buffer is written, then hashed (on
+ * the worker thread): the digest is of exactly the bytes handed to write(2).
+ */
+export class PageFileWriter {
+  private readonly fd: number;
+  private readonly hash = new OffThreadHash();
+  private size = 0;
+  readonly runs: [number, number][] = [];
+
+  constructor(
+    readonly name: string,
+    path: string,
+  ) {
+    this.fd = openSync(path, 'wx', 0o600);
+  }
+
+  /** Append the pages [firstPage, firstPage + data.length / PAGE_SIZE) of the mapping; `data` is given up. */
+  append(firstPage: number, data: Buffer): void {
+    const count = data.length / PAGE_SIZE;
+    const last = this.runs.at(-1);
+    if (last && last[0] + last[1] === firstPage) last[1] += count;
+    else this.runs.push([firstPage, count]);
+    for (let off = 0; off < data.length; ) off += writeSync(this.fd, data, off, data.length - off);
+    startWriteback(this.fd, this.size, data.length);
+    this.size += data.length;
+    this.hash.update(data);
+  }
+
+  close(): Pages {
+    fsyncSync(this.fd);
+    closeSync(this.fd);
+    return { file: this.name, size: this.size, sha256: this.hash.digest(), runs: this.runs };
+  }
+}
+
+/**
+ * Writes an image under a temporary name beside its destination; `commit`
+ * publishes it by rename, `abort` removes every trace of it.
+ */
+export class ImageWriter {
+  readonly tmpDir: string;
+  private pageFiles = 0;
+
+  constructor(readonly dir: string) {
+    if (existsSync(dir)) throw new ImageError(`${dir} already exists; choose a new image directory`);
+    const parent = dirname(dir);
+    if (!existsSync(parent)) throw new ImageError(`cannot write the image: ${parent} does not exist`);
+    this.tmpDir = join(parent, `.${basename(dir)}.partial-${process.pid}`);
+    rmSync(this.tmpDir, { recursive: true, force: true });
+    mkdirSync(this.tmpDir, { mode: 0o700 });
+  }
+
+  pageFile(): PageFileWriter {
+    const name = `pages-${this.pageFiles++}.img`;
+    return new PageFileWriter(name, join(this.tmpDir, name));
+  }
+
+  /** Validate the manifest, write it and IMAGE, fsync, verify, and rename into place. */
+  commit(manifest: Manifest): void {
+    const checked = manifestSchema.safeParse(manifest);
+    if (!checked.success) throw new ImageError(`internal: the manifest does not match its schema: ${describeIssue(checked.error)}`);
+    const text = `${JSON.stringify(checked.data, null, 1)}\n`;
+    const sha = createHash('sha256').update(text).digest('hex');
+    writeFileSynced(join(this.tmpDir, MANIFEST_FILE), text);
+    writeFileSynced(join(this.tmpDir, HEADER_FILE), header(sha));
+    fsyncPath(this.tmpDir);
+    // Read back the header and manifest and check them, and every page file's size; the page
+    // files' sha256 are of the bytes written to them, which fsync has made durable (docs/IMAGE.md).
+    openImage(this.tmpDir, { verifyPages: false });
+    if (existsSync(this.dir)) throw new ImageError(`${this.dir} appeared while the image was written; it was left untouched`);
+    renameSync(this.tmpDir, this.dir);
+    fsyncPath(dirname(this.dir));
+  }
+
+  abort(): void {
+    rmSync(this.tmpDir, { recursive: true, force: true });
+  }
+}
+
+function writeFileSynced(path: string, text: string): void {
+  const fd = openSync(path, 'wx', 0o600);
+  try {
+    const data = Buffer.from(text);
+    for (let off = 0; off < data.length; ) off += writeSync(fd, data, off, data.length - off);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
