@@ -11,6 +11,8 @@
 #include <stdint.h>
 
 #define VJAIL_CTL_FD 3
+/* With --pass-fd: a descriptor for the workload alone (restore's fd transfer socket); vjail-init closes its own copy. */
+#define VJAIL_PASS_FD 4
 
 /* prctl option the workload calls right after installing its filter; the
  * filter notifies it and the supervisor answers 0. Once it returns, the

@@ -5,7 +5,7 @@
  * jail's reaper (a child subreaper, or PID 1's parent with --pid-ns) and
  * kills the whole jail if the supervisor dies, so nothing runs on unsupervised.
  *
- * usage: vjail-init --parent PID [--pid-ns] [--cgroup DIR] [--bind SRC:DST]... [--time-offsets MONO_NS:BOOT_NS] -- CMD [ARG...]
+ * usage: vjail-init --parent PID [--pid-ns] [--cgroup DIR] [--bind SRC:DST]... [--time-offsets MONO_NS:BOOT_NS] [--pass-fd] -- CMD [ARG...]
  *
  * --bind mounts file SRC read-only over DST in the jail's own mount namespace
  * (how a profile presents /proc/version and the kernel sysctl files).
@@ -50,6 +50,7 @@ struct options {
 	char *binds[MAX_BINDS]; /* "SRC:DST" */
 	int nbinds;
 	const char *time_offsets; /* "MONO_NS:BOOT_NS" */
+	int pass_fd; /* fd VJAIL_PASS_FD is the workload's alone */
 	char **argv;
 };
 
@@ -91,6 +92,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 			o->binds[o->nbinds++] = argv[++i];
 		else if (!strcmp(argv[i], "--time-offsets") && i + 1 < argc)
 			o->time_offsets = argv[++i];
+		else if (!strcmp(argv[i], "--pass-fd"))
+			o->pass_fd = 1;
 		else if (!strcmp(argv[i], "--") && i + 1 < argc) {
 			o->argv = &argv[i + 1];
 			return 0;
@@ -181,12 +184,39 @@ static void send_hello(void)
 	close(pidfd);
 }
 
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+/*
+ * The workload gets fds 0-2 and nothing else of ours: any other descriptor
+ * a caller leaked into vjail (a shell's, a test runner's channel) would be
+ * a way out of the jail and state a checkpoint could not save. Everything
+ * above 2 is marked close-on-exec; with --pass-fd, that one is kept.
+ */
+static void close_inherited(const struct options *o)
+{
+	if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
+		DIR *d = opendir("/proc/self/fd");
+		struct dirent *e;
+		while (d && (e = readdir(d))) {
+			int fd = atoi(e->d_name);
+			if (fd > 2 && fd != dirfd(d))
+				fcntl(fd, F_SETFD, FD_CLOEXEC);
+		}
+		if (d)
+			closedir(d);
+	}
+	if (o->pass_fd)
+		fcntl(VJAIL_PASS_FD, F_SETFD, 0);
+}
+
 static _Noreturn void exec_workload(const struct options *o, struct sock_fprog *prog)
 {
 	reset_signals();
 	for (int fd = 0; fd <= 2; fd++)
 		fcntl(fd, F_SETFD, 0); /* Node marks 0-2 close-on-exec */
-	fcntl(VJAIL_CTL_FD, F_SETFD, FD_CLOEXEC);
+	close_inherited(o);
 	if (o->cgroup && !o->pid_ns)
 		join_cgroup(o->cgroup);
 	if (o->nbinds && !o->pid_ns) {
@@ -242,6 +272,8 @@ static int reap_jail(const struct options *o, struct sock_fprog *prog)
 		fail(STEP_FORK, errno);
 	if (workload == 0)
 		exec_workload(o, prog);
+	if (o->pass_fd)
+		close(VJAIL_PASS_FD);
 	int workload_status = 0;
 	for (;;) {
 		if (reap_ended(workload, &workload_status))
@@ -375,6 +407,8 @@ static int run_in_pid_ns(const struct options *o, struct sock_fprog *prog)
 		ctl_send(CTL_EXIT, st, 0);
 		_exit(exit_code_of(st));
 	}
+	if (o->pass_fd)
+		close(VJAIL_PASS_FD);
 	for (;;) {
 		int st = 0;
 		int gone = reap_ended(init, &st);
@@ -394,7 +428,7 @@ int main(int argc, char **argv)
 {
 	struct options o;
 	if (parse_options(argc, argv, &o)) {
-		fprintf(stderr, "usage: vjail-init --parent PID [--pid-ns] [--cgroup DIR] [--bind SRC:DST]... [--time-offsets MONO_NS:BOOT_NS] -- CMD [ARG...]\n");
+		fprintf(stderr, "usage: vjail-init --parent PID [--pid-ns] [--cgroup DIR] [--bind SRC:DST]... [--time-offsets MONO_NS:BOOT_NS] [--pass-fd] -- CMD [ARG...]\n");
 		return 2;
 	}
 	reset_signals();
