@@ -6,7 +6,7 @@
   "targets": [
     {
       "target_name": "vjail",
-      "sources": ["native/addon.c", "native/napi_util.c", "native/supervisor.c", "native/supervisor_napi.c", "native/caller.c", "native/incaller.c", "native/ptrace.c", "native/features.c", "native/shimcalls.c", "native/cpu.c", "native/pagecopy.c"],
+      "sources": ["native/addon.c", "native/napi_util.c", "native/supervisor.c", "native/supervisor_napi.c", "native/caller.c", "native/incaller.c", "native/ptrace.c", "native/features.c", "native/shimcalls.c", "native/cpu.c", "native/pagecopy.c", "native/fdio.c"],
       "libraries": ["-lpthread"]
     },
     {
@@ -19,7 +19,7 @@
       "target_name": "vjail-restorer",
       "type": "executable",
       "sources": ["native/restorer/restorer.c"],
-      "cflags": ["-ffreestanding", "-fno-stack-protector", "-fno-pie", "-fno-asynchronous-unwind-tables"],
+      "cflags": ["-ffreestanding", "-fno-stack-protector", "-fno-pie", "-fno-asynchronous-unwind-tables", "-fno-jump-tables"],
       "ldflags": ["-static", "-nostdlib", "-no-pie", "-Wl,-Ttext-segment=0x7e5a00000000", "-Wl,--build-id=none"]
     }
   ]

@@ -23,6 +23,7 @@
 #include "napi_util.h"
 #include "pagecopy.h"
 #include "incaller.h"
+#include "fdio.h"
 #include "features.h"
 #include "shimcalls.h"
 #include "protocol.h"
@@ -330,6 +331,9 @@ static napi_value init(napi_env env, napi_value exports)
 		{ "pageRead", js_page_read },
 		{ "pageWrite", js_page_write },
 		{ "syncFileRange", js_sync_file_range },
+		{ "sys", js_sys },
+		{ "pipePeek", js_pipe_peek },
+		{ "sendFd", js_send_fd },
 	};
 	for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
 		napi_value f;

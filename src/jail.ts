@@ -62,6 +62,8 @@ export interface JailOptions {
   cwd?: string;
   env?: NodeJS.ProcessEnv;
   stdio?: LaunchOptions['stdio'];
+  /** Advanced: a descriptor the command receives as its fd 4 (see LaunchOptions.passFd). */
+  passFd?: number;
 }
 
 export interface JailExit {
@@ -185,6 +187,7 @@ export function spawnJail(opts: JailOptions): Jail {
       cwd: opts.cwd,
       env: opts.env,
       stdio: opts.stdio,
+      passFd: opts.passFd,
     });
   } catch (e) {
     if (kernelFiles) rmSync(kernelFiles.dir, { recursive: true, force: true });

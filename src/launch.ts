@@ -46,6 +46,12 @@ export interface LaunchOptions {
   timeOffsets?: { monotonic: bigint; boottime: bigint };
   /** How long to wait for the workload to install its filter. */
   timeoutMs?: number;
+  /**
+   * A descriptor handed to the workload as its fd 4 (fd 3 is vjail-init's
+   * control socket, closed at exec): restore passes the restorer the socket
+   * it receives the image's descriptors on.
+   */
+  passFd?: number;
 }
 
 /** What the jail uses of its launcher's process (a ChildProcess, or an InheritingInit). */
@@ -193,8 +199,10 @@ export function launch(opts: LaunchOptions): Launched {
   if (opts.cgroup) args.push('--cgroup', opts.cgroup);
   if (opts.timeOffsets) args.push('--time-offsets', `${opts.timeOffsets.monotonic}:${opts.timeOffsets.boottime}`);
   for (const b of opts.binds ?? []) args.push('--bind', `${b.source}:${b.target}`);
+  if (opts.passFd !== undefined) args.push('--pass-fd');
   args.push('--', ...opts.command);
-  const stdio = [...(opts.stdio ?? ['inherit', 'inherit', 'inherit']), childCtl];
+  const stdio: StdioEntry[] = [...(opts.stdio ?? ['inherit', 'inherit', 'inherit']), childCtl];
+  if (opts.passFd !== undefined) stdio.push(opts.passFd);
   let init: InitProcess;
   try {
     init = spawnInheriting(initPath(), args, stdio, opts) ?? spawn(initPath(), args, { stdio, cwd: opts.cwd, env: opts.env });

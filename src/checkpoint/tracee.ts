@@ -287,6 +287,35 @@ export class Tracee {
     ptraceAddon().ptraceSetSigmask(this.pid, mask);
   }
 
+  /**
+   * Let the tracee run its own code until its next stop (an int3 it reaches
+   * stops it with SIGTRAP); `pump` and `check` are called while it runs
+   * (check throws to give up; the tracee is then interrupted).
+   */
+  async runUntilStop(pump: () => void, check: () => void): Promise<{ signal: number }> {
+    const n = ptraceAddon();
+    this.resume('cont');
+    for (;;) {
+      pump();
+      const st = n.ptraceWait(this.pid, true);
+      if (st !== null) {
+        if (exited(st)) {
+          this.detached = true;
+          throw new TraceeError(`process ${this.pid} ended (${describeExit(st)})`);
+        }
+        return { signal: stopSignal(st) };
+      }
+      try {
+        check();
+      } catch (e) {
+        n.ptraceInterrupt(this.pid);
+        await this.waitRaw().catch(() => 0);
+        throw e;
+      }
+      await yieldToLoop();
+    }
+  }
+
   /** Let it go on running (with the registers it has now). */
   detach(signal = 0): void {
     if (this.detached) return;
