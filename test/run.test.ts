@@ -102,7 +102,7 @@ describe('vjail run: the filter', () => {
 
 describe('vjail run: signals and supervisor death', () => {
   it('SIGTERM sent to vjail reaches the jail', async () => {
-    const p = vjailStart(['run', '--', 'sh', '-c', 'trap "echo got-term; exit 3" TERM; echo ready; while :; do sleep 0.05; done']);
+    const p = vjailStart(['run', '--', 'sh', '-c', 'trap "echo got-term; exit 3" TERM; echo ready; while :; do sleep 0.05; done'], { streams: true });
     await new Promise<void>((resolve) => p.stdout!.once('data', () => resolve()));
     p.kill('SIGTERM');
     const r = await p;

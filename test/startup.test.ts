@@ -12,7 +12,7 @@ import { vjail, vjailStart } from './helpers/run.js';
 describe('vjail run start-up paths', () => {
   it('stdin not a terminal: SIGINT and SIGQUIT sent to vjail reach the jail', async () => {
     for (const [sig, code] of [['SIGINT', 5], ['SIGQUIT', 6]] as const) {
-      const p = vjailStart(['run', '--', 'sh', '-c', `trap "echo got; exit ${code}" ${sig.slice(3)}; echo ready; while :; do sleep 0.05; done`]);
+      const p = vjailStart(['run', '--', 'sh', '-c', `trap "echo got; exit ${code}" ${sig.slice(3)}; echo ready; while :; do sleep 0.05; done`], { streams: true });
       await new Promise<void>((resolve) => p.stdout!.once('data', () => resolve()));
       p.kill(sig);
       const r = await p;

@@ -13,22 +13,24 @@
  * The image is published before anything is killed, and any failure before
  * that leaves every process running as it was, with no image.
  */
+import { existsSync, readFileSync } from 'node:fs';
 import { release } from 'node:os';
 import {
   ImageWriter, IMAGE_MAGIC, IMAGE_VERSION, type LiveProcess, type Manifest, PAGE_SIZE, type ProcessImage, type ThreadImage,
 } from '../image/format.js';
 import { collectClocks } from './parts/clocks.js';
-import { collectFiles, type HeldFile, sharedFileWarnings } from './parts/files.js';
+import { collectFds, describeExternal, type FdCollection } from './parts/fds/index.js';
 import { collectMemory, type Scratch } from './parts/memory.js';
 import { collectSignals } from './parts/signals.js';
 import { collectTask } from './parts/task.js';
 import { collectThread } from './parts/threads.js';
 import { collectVdso, stepOutOfVdso } from './parts/vdso.js';
 import { collectCpu } from './cpu.js';
-import { collectZombie, nsIds } from './parts/tree.js';
+import { collectZombie, isZombie, nsIds } from './parts/tree.js';
 import { freeze } from './freeze.js';
-import { checkSupported, hasSoftDirty, jailOf, type JailInfo, type JailTree, jailTree } from './jail-info.js';
+import { CheckpointError, checkSupported, ExternalStateError, hasSoftDirty, jailOf, type JailInfo, type JailTree, jailTree, vjailInitOf } from './jail-info.js';
 import { Tracee } from './tracee.js';
+import { isNativeError } from '../native.js';
 import { SYS } from './syscalls.js';
 
 export interface CheckpointOptions {
@@ -41,12 +43,77 @@ export interface CheckpointOptions {
   jail?: JailInfo;
   report?: (step: number, name: string, detail: string) => void;
   warn?: (line: string) => void;
+  /**
+   * What to do about state the image cannot hold (devices, connections
+   * outside the jail, ...), found at freeze: 'fail' (default) refuses and
+   * leaves the jail running untouched; 'warn' saves the rest, naming what
+   * was left out in the image; 'terminate' ends the processes holding it
+   * (SIGTERM, then SIGKILL after `graceMs`) and checkpoints the rest.
+   */
+  external?: 'fail' | 'warn' | 'terminate';
+  /** With external 'terminate': how long a holder has to end after SIGTERM (default 5 s). */
+  graceMs?: number;
 }
 
 const MAP_PRIVATE = 0x02;
 const MAP_ANONYMOUS = 0x20;
 
 export async function checkpoint(opts: CheckpointOptions): Promise<Manifest> {
+  try {
+    return await checkpointOnce(opts);
+  } catch (e) {
+    if (!(e instanceof HoldersToEnd)) throw e;
+    const report = opts.report ?? (() => {});
+    report(2, 'freeze', `terminating ${e.pids.length} process(es) holding state that cannot be saved: ${e.lines.join('; ')}`);
+    await endProcesses(e.pids, opts.graceMs ?? 5000);
+    // Whatever held such state is gone; anything new that does is refused.
+    return await checkpointOnce({ ...opts, external: 'fail' });
+  }
+}
+
+/** The external-state step chose to end these processes (our PIDs) and try again. */
+class HoldersToEnd extends Error {
+  constructor(
+    readonly pids: number[],
+    readonly lines: string[],
+  ) {
+    super('holders to end');
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function ended(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] === 'Z';
+  } catch {
+    return true;
+  }
+}
+
+/** SIGTERM, up to `graceMs` to end, then SIGKILL and up to 5 s more; throws if one still lives. */
+async function endProcesses(pids: number[], graceMs: number): Promise<void> {
+  const signal = (sig: NodeJS.Signals): void => {
+    for (const pid of pids) {
+      try {
+        process.kill(pid, sig);
+      } catch {
+        // gone already
+      }
+    }
+  };
+  signal('SIGTERM');
+  for (const [limit, next] of [[graceMs, 'SIGKILL'], [5000, null]] as const) {
+    const until = Date.now() + limit;
+    while (Date.now() < until && !pids.every(ended)) await sleep(10);
+    if (pids.every(ended)) return;
+    if (next) signal(next);
+  }
+  throw new CheckpointError(`process(es) ${pids.filter((p) => !ended(p)).join(', ')} did not end after SIGKILL within 5 s; nothing was saved`);
+}
+
+async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
   const report = opts.report ?? (() => {});
   const warn = opts.warn ?? (() => {});
   const jail = { ...jailOf(opts.pid), ...opts.jail };
@@ -61,7 +128,19 @@ export async function checkpoint(opts: CheckpointOptions): Promise<Manifest> {
       : 'skipped: this kernel has no soft-dirty page tracking; all pages are copied while frozen');
 
     const tids = (t: JailTree): number[] => t.processes.flatMap((p) => p.tids);
-    const frozen = await freeze(tids(tree));
+    // Without a freezer, a short-lived task (a shell's `sleep 0.001`) may end between being
+    // listed and being stopped: list again and retry (freeze lets go of all on failure).
+    let frozen;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        frozen = await freeze(tids(tree));
+        break;
+      } catch (e) {
+        const gone = tids(tree).some((tid) => !existsSync(`/proc/${tid}`) || isZombie(tid));
+        if (!gone || attempt >= 50) throw e;
+        tree = jailTree(opts.pid);
+      }
+    }
     tids(tree).forEach((tid, i) => held.set(tid, frozen.tracees[i]!));
     // Without a freezer a task may fork or clone while the others are being stopped: stop those too.
     for (;;) {
@@ -69,7 +148,13 @@ export async function checkpoint(opts: CheckpointOptions): Promise<Manifest> {
       const fresh = tids(now).filter((tid) => !held.has(tid));
       tree = now;
       if (!fresh.length) break;
-      for (const tid of fresh) held.set(tid, await Tracee.seize(tid));
+      for (const tid of fresh) {
+        try {
+          held.set(tid, await Tracee.seize(tid));
+        } catch (e) {
+          if (!(isNativeError(e) && e.code === 'ESRCH')) throw e; // ended meanwhile: the next listing says how
+        }
+      }
     }
     report(2, 'freeze', tree.pidNs ? `${frozen.detail}; ${held.size} task(s) of ${tree.processes.length} process(es) held` : frozen.detail);
 
@@ -78,7 +163,13 @@ export async function checkpoint(opts: CheckpointOptions): Promise<Manifest> {
     const processes: ProcessImage[] = [];
     const stepped = { count: 0 };
     const sharedAnon = new Map<string, number>();
-    const openFiles: HeldFile[] = [];
+    const nsPid = (pid: number): number => (tree.pidNs ? nsIds(pid).pid : pid);
+    const fds = collectFds(tree.processes.filter((p) => !p.zombie).map((p) => p.pid), vjailInitOf(firstLive.pid), writer);
+    const external = externalStep(fds, opts.external ?? 'fail', nsPid, tree.processes[0]!.pid);
+    if (external.length) {
+      report(2, 'freeze', `state that cannot be saved, left out (--external warn):`);
+      for (const line of external) warn(`left out of the image: ${line}`);
+    }
     for (const p of tree.processes) {
       const { hostPpid, ...ids } = tree.pidNs ? nsIds(p.pid) : { pid: p.pid, pgid: 0, sid: 0, hostPpid: 0 };
       const ppid = tree.pidNs ? nsIds(hostPpid).pid : 0;
@@ -86,12 +177,8 @@ export async function checkpoint(opts: CheckpointOptions): Promise<Manifest> {
         processes.push(collectZombie(p.pid, ppid));
         continue;
       }
-      const { files, warnings: unsaved } = collectFiles(p.pid);
-      for (const w of unsaved) warn(w);
-      openFiles.push(...files.map((file) => ({ pid: p.pid, file })));
-      processes.push({ ...await collectProcess(p.tids.map((tid) => held.get(tid)!), writer, { ...ids, ppid }, tree.pidNs, stepped, sharedAnon), files });
+      processes.push({ ...await collectProcess(p.tids.map((tid) => held.get(tid)!), writer, { ...ids, ppid }, tree.pidNs, stepped, sharedAnon), fds: fds.fds.get(p.pid)! });
     }
-    for (const w of sharedFileWarnings(openFiles)) warn(w);
     const manifest: Manifest = {
       format: IMAGE_MAGIC,
       version: IMAGE_VERSION,
@@ -104,13 +191,17 @@ export async function checkpoint(opts: CheckpointOptions): Promise<Manifest> {
       cpu: collectCpu(firstLive.pid, processes.flatMap((p) => (p.state === 'live' ? p.threads.map((t) => t.registers) : []))),
       pidNamespace: tree.pidNs,
       processes,
+      descriptions: fds.descriptions,
+      pipes: fds.pipes,
+      blobs: writer.blobs,
+      external,
     };
     const live = processes.filter((p) => p.state === 'live');
     const mappings = live.reduce((n, p) => n + p.mappings.length, 0);
     const bytes = live.flatMap((p) => p.mappings).reduce((n, m) => n + (m.pages?.size ?? 0), 0);
     const zombies = processes.length - live.length;
-    const files = openFiles.length ? `, ${openFiles.length} open file(s)` : '';
-    report(3, 'dump', `${tree.pidNs ? `${live.length} process(es)${zombies ? ` and ${zombies} zombie(s)` : ''}, ${held.size} thread(s), ` : ''}${mappings} mappings${files}, ${(bytes / 2 ** 20).toFixed(1)} MiB of page data${stepped.count ? `; ${stepped.count} thread(s) stepped out of the vDSO` : ''}`);
+    const files = `, ${fds.descriptions.length} open file description(s)${fds.pipes.length ? ` (${fds.pipes.length} pipe(s))` : ''}`;
+    report(3, 'dump', `${tree.pidNs ? `${live.length} process(es)${zombies ? ` and ${zombies} zombie(s)` : ''}, ${held.size} thread(s), ` : ''}${mappings} mappings, ${(bytes / 2 ** 20).toFixed(1)} MiB of page data${files}${stepped.count ? `; ${stepped.count} thread(s) stepped out of the vDSO` : ''}`);
 
     writer.commit(manifest);
     published = true;
@@ -135,6 +226,35 @@ export async function checkpoint(opts: CheckpointOptions): Promise<Manifest> {
 }
 
 /**
+ * The external-state step: what no kind can save, per the policy. Returns
+ * the lines to record in the image ('warn'), or throws: ExternalStateError
+ * ('fail': the caller lets every process go, untouched) or HoldersToEnd.
+ */
+function externalStep(fds: FdCollection, policy: 'fail' | 'warn' | 'terminate', nsPid: (pid: number) => number, first: number): string[] {
+  if (!fds.external.length) return [];
+  const comm = (pid: number): string => {
+    try {
+      return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+    } catch {
+      return '?';
+    }
+  };
+  const lines = describeExternal(fds.external, nsPid, comm);
+  if (policy === 'warn') return lines;
+  const holders = [...new Set(fds.external.map((x) => x.pid))];
+  if (policy === 'terminate') {
+    if (holders.includes(first)) {
+      throw new ExternalStateError(`the jail's first process holds state that cannot be saved; terminating it would end the jail`, lines);
+    }
+    throw new HoldersToEnd(holders, lines);
+  }
+  throw new ExternalStateError(
+    `${holders.length} process(es) hold state a checkpoint cannot save; nothing was saved and the jail runs on (--external warn saves the rest, --external terminate ends those processes first)`,
+    lines,
+  );
+}
+
+/**
  * One live process, every thread stopped (leader first). System calls run
  * in it use a scratch page that is unmapped again before its memory is read.
  */
@@ -145,7 +265,7 @@ async function collectProcess(
   pidNs: boolean,
   stepped: { count: number },
   sharedAnon: Map<string, number>,
-): Promise<Omit<LiveProcess, 'files'>> {
+): Promise<Omit<LiveProcess, 'fds'>> {
   const leader = threads[0]!;
   // A thread inside the vDSO's code could only go on with this kernel's vDSO: let it return first.
   for (const t of threads) if (await stepOutOfVdso(t)) stepped.count++;

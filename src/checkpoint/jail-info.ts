@@ -13,6 +13,27 @@ export class CheckpointError extends Error {
   override name = 'CheckpointError';
 }
 
+/** The jail holds state a checkpoint cannot save (the external-state step refused); `lines` name it, per process. */
+export class ExternalStateError extends CheckpointError {
+  override name = 'ExternalStateError';
+  constructor(
+    message: string,
+    readonly lines: string[],
+  ) {
+    super(message);
+  }
+}
+
+/** Our PID of the vjail-init right above a jailed process (whose fds 0-2 are the jail's standard streams), if it is one. */
+export function vjailInitOf(pid: number): number | undefined {
+  try {
+    const parent = parentOf(pid);
+    return basename(readlinkSync(`/proc/${parent}/exe`)) === 'vjail-init' ? parent : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 function parentOf(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
@@ -146,10 +167,17 @@ export function jailTree(pid: number): JailTree {
   const processes: JailProcess[] = [];
   for (let queue = childrenOf(init); queue.length; ) {
     const p = queue.shift()!;
-    const state = readFileSync(`/proc/${p}/stat`, 'utf8');
-    const zombie = state.slice(state.lastIndexOf(')') + 2)[0] === 'Z';
-    processes.push({ pid: p, zombie, tids: zombie ? [] : tidsOf(p) });
-    if (!zombie) queue.push(...childrenOf(p));
+    // A process may end (and be reaped) while we list: it is then simply not part of the jail any more.
+    try {
+      const state = readFileSync(`/proc/${p}/stat`, 'utf8');
+      const zombie = state.slice(state.lastIndexOf(')') + 2)[0] === 'Z';
+      const entry = { pid: p, zombie, tids: zombie ? [] : tidsOf(p) };
+      const kids = zombie ? [] : childrenOf(p);
+      processes.push(entry);
+      queue.push(...kids);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT' && (e as NodeJS.ErrnoException).code !== 'ESRCH') throw e;
+    }
   }
   const first = processes[0];
   if (!first || innermost(first.pid, 'NSpid') !== 2) {
@@ -162,7 +190,12 @@ export function jailTree(pid: number): JailTree {
 export function checkSupported(tree: JailTree): void {
   for (const { pid, zombie } of tree.processes) {
     if (zombie) continue;
-    const state = readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8');
+    let state: string;
+    try {
+      state = readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8');
+    } catch {
+      continue; // ended meanwhile: the listing after the freeze leaves it out
+    }
     if (state.slice(state.lastIndexOf(')') + 2)[0] === 'Z') throw new CheckpointUnsupported(`the main thread of process ${pid} has exited while other threads run on; this cannot be checkpointed yet`);
   }
 }

@@ -20,12 +20,13 @@
  * System calls we inject pass through the filter exactly as the program's
  * own would.
  */
-import { readlinkSync } from 'node:fs';
+import { closeSync, readlinkSync } from 'node:fs';
+import { native } from '../native.js';
 import { type Jail, type JailOptions, spawnJail } from '../jail.js';
 import { ImageError, openImage, PAGE_SIZE, type ThreadImage } from '../image/format.js';
 import { dataPath } from '../paths.js';
 import { clockOffsets, describeOffsets } from './parts/clocks.js';
-import { checkFiles, restoreFiles } from './parts/files.js';
+import { checkFds, placeFds, prepareFds } from './parts/fds/index.js';
 import { checkMemory, restoreMemory } from './parts/memory.js';
 import { restoreSignals } from './parts/signals.js';
 import { restoreTask } from './parts/task.js';
@@ -53,6 +54,11 @@ export interface RestoreOptions {
   cgroup?: string;
   /** Restore even on a CPU that lacks instruction-set extensions the image's processes may use. */
   force?: boolean;
+  /**
+   * Descriptors of ours to stand in for what the image could not hold (an
+   * `external` description), by its key: `--inherit-fd N:KEY`.
+   */
+  inherit?: Map<string, number>;
   warn?: (line: string) => void;
   report?: (step: string, detail: string) => void;
 }
@@ -66,8 +72,9 @@ export async function restore(opts: RestoreOptions): Promise<Jail> {
   const warn = opts.warn ?? ((line: string) => process.stderr.write(`vjail: warning: ${line}\n`));
   // Page files are verified as they are loaded (parts/memory.ts), before anything is let go.
   const image = openImage(opts.image, { verifyPages: false });
+  const inherit = opts.inherit ?? new Map<string, number>();
   checkMemory(image);
-  checkFiles(image);
+  checkFds(image, inherit);
   const { manifest: m } = image;
   const cpuWarnings = checkCpu(m, !!opts.force);
   const first = m.processes[0]!;
@@ -82,8 +89,19 @@ export async function restore(opts: RestoreOptions): Promise<Jail> {
 
   const restorer = restorerPath();
   const { profile, policy, emulate } = m;
-  const jail = spawnJail({ command: [restorer], profile, policy: policy ?? undefined, emulate, pidNs: m.pidNamespace, stdio: opts.stdio, cgroup: opts.cgroup, timeOffsets, warn });
+  // The restorer receives the image's descriptors over this pair (parts/fds/transfer.ts).
+  const [sock, theirs] = native().socketpair();
+  let jail: Jail;
+  try {
+    jail = spawnJail({ command: [restorer], profile, policy: policy ?? undefined, emulate, pidNs: m.pidNamespace, stdio: opts.stdio, cgroup: opts.cgroup, timeOffsets, warn, passFd: theirs });
+  } catch (e) {
+    closeSync(sock);
+    throw e;
+  } finally {
+    closeSync(theirs);
+  }
   const held: Tracee[] = [];
+  let sockOpen = true;
   try {
     // The workload execs the restorer right after the launch handshake.
     while (exeOf(jail.pid) !== restorer) {
@@ -94,9 +112,14 @@ export async function restore(opts: RestoreOptions): Promise<Jail> {
     held.push(root);
     ptraceAddon().ptraceSetOptions(root.pid, FOLLOW);
     const rootScratch = { addr: await root.syscallOk('mmap of a scratch page', SYS.mmap, 0, PAGE_SIZE, 3, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), size: PAGE_SIZE };
+    const sockAt = await prepareFds(root, rootScratch, image, restorer, sock);
     const shells = m.pidNamespace ? await createTree(root, rootScratch, m, held) : [{ image: first, tracee: root, scratch: rootScratch }];
     if (m.pidNamespace) report('tree', `${shells.length} process(es) with their PIDs, sessions and groups`);
     await endZombies(shells);
+    const live = shells.flatMap((s) => (s.image.state === 'live' ? [{ image: s.image, tracee: s.tracee }] : []));
+    sockOpen = false; // placeFds closes it, whatever happens
+    await placeFds(live, image, { restorer, sock, sockAt, rootPid: jail.pid, inherit });
+    report('descriptors', `${m.descriptions.length} open file description(s), ${m.pipes.length} pipe(s), placed in ${live.length} process(es)`);
 
     const loads: [Tracee, ThreadImage][] = [];
     for (const { image: p, tracee } of shells) {
@@ -104,7 +127,6 @@ export async function restore(opts: RestoreOptions): Promise<Jail> {
       const nsPid = m.pidNamespace ? p.pid : tracee.pid;
       const scratch = await restoreMemory(tracee, image, p.mappings, p, (line) => report('vdso', line));
       for (const w of await restoreTask(tracee, scratch, p)) warn(w);
-      await restoreFiles(tracee, scratch, p);
       await restoreSignals(tracee, scratch, p.signals, nsPid);
       const [leader, ...others] = p.threads;
       await restoreThread(tracee, scratch, leader!, { pid: nsPid, tid: nsPid });
@@ -116,13 +138,14 @@ export async function restore(opts: RestoreOptions): Promise<Jail> {
         loads.push([t, th]);
       }
       await tracee.syscallOk('munmap of the scratch page', SYS.munmap, scratch.addr, PAGE_SIZE);
-      report('process', `${p.pid} ${p.comm}: ${p.mappings.length} mappings, ${p.threads.length} thread(s)${p.files.length ? `, ${p.files.length} open file(s)` : ''}`);
+      report('process', `${p.pid} ${p.comm}: ${p.mappings.length} mappings, ${p.threads.length} thread(s), ${p.fds.length} descriptor(s)`);
     }
     for (const [t, th] of loads) loadThread(t, th, m.cpu?.xstate);
     for (const [t] of loads) t.detach();
     report('resume', m.pidNamespace ? `${shells.length} process(es) continue, the first as ${jail.pid}` : `process ${jail.pid} continues`);
     return jail;
   } catch (e) {
+    if (sockOpen) closeSync(sock);
     for (const t of held.reverse()) await t.kill();
     jail.kill('SIGKILL');
     await jail.exited;

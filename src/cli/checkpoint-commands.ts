@@ -12,6 +12,8 @@ export function registerCheckpointCommands(cli: Command, setExit: (code: number)
     .option('--pid <pid>', 'the process (started by vjail run), instead of a name')
     .requiredOption('--image <dir>', 'image directory to create')
     .option('--leave-running', 'let the process continue after the checkpoint')
+    .addOption(new Option('--external <policy>', 'state the image cannot hold (devices, connections outside the jail): fail (refuse, the jail runs on), warn (save the rest, the image says what is missing), terminate (end the processes holding it, then save)').choices(['fail', 'warn', 'terminate']).default('fail'))
+    .option('--grace <seconds>', 'with --external terminate: how long a process has to end after SIGTERM before SIGKILL', '5')
     .action(async (name: string | undefined, flags: CheckpointFlags) => setExit(await checkpointCommand(name, flags)));
   cli
     .command('restore')
@@ -20,6 +22,7 @@ export function registerCheckpointCommands(cli: Command, setExit: (code: number)
     .option('--name <name>', 'register the restored jail under NAME (see "vjail ps")')
     .option('--detach', 'run it in the background (needs --name); output goes to "vjail logs NAME"')
     .option('--force', 'restore even on a CPU that lacks instruction-set extensions the image may use')
+    .option('--inherit-fd <fd:key>', 'stand descriptor FD of yours in for what the image could not hold, named KEY (see "vjail inspect"); repeatable', (v: string, all: string[]) => [...all, v], [] as string[])
     .option('-v, --verbose', 'report each restore step (vDSO redirect, clocks) on stderr')
     .addOption(new Option('--supervise').hideHelp())
     .action(async (dir: string, flags: RestoreFlags) => setExit(await restoreCommand(dir, flags)));

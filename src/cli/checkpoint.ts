@@ -1,5 +1,5 @@
 import { checkpoint } from '../checkpoint/dump.js';
-import { CheckpointError } from '../checkpoint/jail-info.js';
+import { CheckpointError, ExternalStateError } from '../checkpoint/jail-info.js';
 import { CheckpointUnsupported } from '../checkpoint/parts/memory.js';
 import { TraceeError } from '../checkpoint/tracee.js';
 import { ImageError } from '../image/format.js';
@@ -11,6 +11,8 @@ export interface CheckpointFlags {
   pid?: string;
   image: string;
   leaveRunning?: boolean;
+  external?: 'fail' | 'warn' | 'terminate';
+  grace?: string;
 }
 
 /** Errors of checkpoint, restore and inspect as one-line usage errors (exit 2). */
@@ -42,16 +44,25 @@ function target(name: string | undefined, flags: CheckpointFlags): { pid: number
 /** `vjail checkpoint NAME|--pid PID --image DIR [--leave-running]` */
 export async function checkpointCommand(name: string | undefined, flags: CheckpointFlags): Promise<number> {
   const { pid, jail } = target(name, flags);
+  const grace = flags.grace === undefined ? 5 : Number(flags.grace);
+  if (!Number.isFinite(grace) || grace < 0 || grace > 3600) throw new UsageError(`--grace takes seconds from 0 to 3600, not "${flags.grace}"`);
   try {
     await checkpoint({
       pid,
       jail,
       image: flags.image,
       leaveRunning: flags.leaveRunning,
+      external: flags.external,
+      graceMs: grace * 1000,
       report: (step, name, detail) => process.stderr.write(`vjail: checkpoint ${step}/5 ${name}: ${detail}\n`),
       warn: (line) => process.stderr.write(`vjail: warning: ${line}\n`),
     });
   } catch (e) {
+    if (e instanceof ExternalStateError) {
+      // The external-state report: one line saying what happened, then what, per process.
+      process.stderr.write(`vjail: checkpoint refused: ${e.message}\n${e.lines.map((l) => `vjail:   ${l}\n`).join('')}`);
+      return 1;
+    }
     throw asUserError(e, 'checkpoint');
   }
   return 0;

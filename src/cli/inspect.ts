@@ -1,4 +1,4 @@
-import { fromHex, openImage, PAGE_SIZE } from '../image/format.js';
+import { type Description, fromHex, openImage, PAGE_SIZE } from '../image/format.js';
 import { asUserError } from './checkpoint.js';
 
 /** `vjail inspect DIR`: verify an image and describe what it holds. */
@@ -25,6 +25,11 @@ export function inspectCommand(dir: string, flags: { json?: boolean }): number {
     out.push(`cpu       ${m.cpu.baseline ? 'x86-64 baseline (--cpu-baseline)' : 'the dumping CPU\'s features'}: ${m.cpu.flags.join(' ')}`);
     out.push(`xsave     XCR0 ${m.cpu.xfeatures}, in use ${m.cpu.xstateUsed}`);
   }
+  if (m.external.length) {
+    out.push(`INCOMPLETE: saved with --external warn, without:`);
+    for (const line of m.external) out.push(`  ${line}`);
+  }
+  if (m.pipes.length) out.push(`pipes     ${m.pipes.map((p) => `${p.id} (${p.capacity} bytes${p.data ? `, ${m.blobs.find((b) => b.file === p.data)?.size ?? '?'} queued` : ''})`).join(', ')}`);
   for (const p of m.processes) {
     const ids = m.pidNamespace ? `   ppid ${p.ppid} pgid ${p.pgid} sid ${p.sid}` : '';
     if (p.state === 'zombie') {
@@ -42,9 +47,10 @@ export function inspectCommand(dir: string, flags: { json?: boolean }): number {
       const r = t.registers.gpr;
       out.push(`thread    ${t.tid}   rip ${r.rip}   rsp ${r.rsp}   fs_base ${r.fs_base}   blocked ${t.blocked}, ${t.pending.length} queued   rseq ${t.rseq ? `${t.rseq.address} (${t.rseq.size} bytes)` : 'none'}`);
     }
-    if (p.files.length) out.push('files:');
-    for (const f of p.files) {
-      out.push(`  ${String(f.fd).padStart(4)} ${f.kind.padEnd(9)} flags 0${f.flags.toString(8).padEnd(8)} pos ${fromHex(f.pos).toString().padEnd(10)} ${f.cloexec ? 'cloexec ' : '        '}${f.path}`);
+    if (p.fds.length) out.push('descriptors:');
+    for (const f of p.fds) {
+      const d = m.descriptions.find((x) => x.id === f.description)!;
+      out.push(`  ${String(f.fd).padStart(4)} ${d.kind.padEnd(9)} flags 0${d.flags.toString(8).padEnd(8)} ${f.cloexec ? 'cloexec ' : '        '}#${String(d.id).padEnd(4)} ${describeDescription(d)}`);
     }
     out.push('mappings:');
     for (const map of p.mappings) {
@@ -55,4 +61,18 @@ export function inspectCommand(dir: string, flags: { json?: boolean }): number {
   }
   process.stdout.write(`${out.join('\n')}\n`);
   return 0;
+}
+
+/** What a description is, in a few words. */
+function describeDescription(d: Description): string {
+  switch (d.kind) {
+    case 'file': return `${d.path}${fromHex(d.pos) ? ` at ${fromHex(d.pos)}` : ''}`;
+    case 'stdio': return `the restoring side's ${['stdin', 'stdout', 'stderr'][d.stream]} (was the jail's ${d.what === 'terminal' ? 'terminal' : 'log or file'})`;
+    case 'pipe': return `${d.end} end of pipe ${d.pipe}`;
+    case 'fifo': return `FIFO ${d.path}`;
+    case 'eventfd': return `eventfd, count ${fromHex(d.count)}${d.semaphore ? ', semaphore' : ''}`;
+    case 'chardev': return `${d.path} (${d.rdev})`;
+    case 'external': return `NOT SAVED: ${d.reason}; restore needs --inherit-fd N:${d.key}`;
+    default: return (d as { kind: string }).kind;
+  }
 }

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { fstatSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { restore } from '../checkpoint/restore.js';
 import { openImage } from '../image/format.js';
@@ -18,6 +18,25 @@ export interface RestoreFlags {
   force?: boolean;
   /** Report each restore step on stderr. */
   verbose?: boolean;
+  /** `FD:KEY`: our descriptor FD stands in for the image's external description KEY. */
+  inheritFd?: string[];
+}
+
+/** `--inherit-fd FD:KEY` values: each FD must be open here. */
+function inheritMap(values: string[]): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const v of values) {
+    const m = /^(\d+):(.+)$/.exec(v);
+    if (!m) throw new UsageError(`--inherit-fd takes FD:KEY (for example 1:pipe:[12345], the key "vjail inspect" shows), not "${v}"`);
+    const fd = Number(m[1]);
+    try {
+      fstatSync(fd);
+    } catch {
+      throw new UsageError(`--inherit-fd ${v}: descriptor ${fd} is not open in this shell; open it (e.g. "${fd}>file") or pick another`);
+    }
+    out.set(m[2]!, fd);
+  }
+  return out;
 }
 
 /** The restored program's command line (its argv area is back in place), else a description. */
@@ -34,6 +53,8 @@ function commandOf(pid: number, dir: string): string[] {
 /** `vjail restore DIR`: bring the process back in a new jail and wait for it, like `vjail run`. */
 export async function restoreCommand(dir: string, flags: RestoreFlags = {}): Promise<number> {
   if (flags.detach && !flags.name) throw new UsageError('--detach needs a name for the restored jail: add --name NAME');
+  if (flags.detach && flags.inheritFd?.length) throw new UsageError('--inherit-fd cannot be combined with --detach yet (the background supervisor does not receive your descriptors); restore in the foreground');
+  const inherit = inheritMap(flags.inheritFd ?? []);
   if (flags.detach) return detach(flags.name!, ['restore', resolve(dir), '--name', flags.name!, '--supervise', ...(flags.force ? ['--force'] : [])]);
   const named = flags.name
     ? NamedJail.claim({ name: flags.name, profile: 'host', policy: null, emulate: [], pidNs: false, command: [], detached: !!flags.supervise, restoredFrom: resolve(dir) })
@@ -41,7 +62,7 @@ export async function restoreCommand(dir: string, flags: RestoreFlags = {}): Pro
   let jail: Jail;
   try {
     const report = flags.verbose ? (step: string, detail: string) => process.stderr.write(`vjail: restore ${step}: ${detail}\n`) : undefined;
-    const opts = { image: dir, force: flags.force, report };
+    const opts = { image: dir, force: flags.force, report, inherit };
     jail = named ? await named.start((cgroup) => restore({ ...opts, cgroup })) : await restore(opts);
   } catch (e) {
     named?.abandon();

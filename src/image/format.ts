@@ -11,4 +11,4 @@ export * from './schema.js';
 export { ImageError } from './errors.js';
 export { OffThreadHash, PAGE_BUFFER_SIZE, pageBuffer, sha256File } from './pagedata.js';
 export { ImageWriter, PageFileWriter } from './write.js';
-export { openImage, type OpenedImage, pagesPath } from './read.js';
+export { openImage, type OpenedImage, pagesPath, readBlob } from './read.js';

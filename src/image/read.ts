@@ -82,7 +82,51 @@ export function openImage(dir: string, opts: { verifyPages?: boolean } = {}): Op
     if (p.state !== 'live') continue;
     for (const [i, map] of p.mappings.entries()) checkMapping(dir, i, map, opts.verifyPages ?? true);
   }
+  const blobs = new Set<string>();
+  for (const b of manifest.blobs) {
+    checkDataFile(dir, b.file, b.size);
+    blobs.add(b.file);
+  }
+  for (const p of manifest.pipes) {
+    if (p.data !== null && !blobs.has(p.data)) throw new ImageError(`${dir} has an invalid manifest: pipe ${p.id} names ${p.data}, which is not among its blobs`);
+  }
+  const ids = new Set<number>();
+  for (const d of manifest.descriptions) {
+    if (ids.has(d.id)) throw new ImageError(`${dir} has an invalid manifest: description ${d.id} appears twice`);
+    ids.add(d.id);
+  }
+  for (const p of manifest.processes) {
+    if (p.state !== 'live') continue;
+    const fds = new Set<number>();
+    for (const f of p.fds) {
+      if (!ids.has(f.description)) throw new ImageError(`${dir} has an invalid manifest: fd ${f.fd} of process ${p.pid} names description ${f.description}, which it does not hold`);
+      if (fds.has(f.fd)) throw new ImageError(`${dir} has an invalid manifest: fd ${f.fd} of process ${p.pid} appears twice`);
+      fds.add(f.fd);
+    }
+  }
   return { dir, version, manifest };
+}
+
+/** A data file the manifest names must be there, of the size it says. */
+function checkDataFile(dir: string, file: string, want: number): void {
+  let size: number;
+  try {
+    size = statSync(join(dir, file)).size;
+  } catch {
+    throw new ImageError(`${dir} is damaged: ${file} is missing`);
+  }
+  if (size !== want) throw new ImageError(`${dir} is damaged: ${file} is ${size} bytes, the manifest says ${want}`);
+}
+
+/** A blob's bytes, checked against the manifest's sha256. */
+export function readBlob(image: OpenedImage, file: string): Buffer {
+  const blob = image.manifest.blobs.find((b) => b.file === file);
+  if (!blob) throw new ImageError(`${image.dir} has an invalid manifest: no blob ${file}`);
+  const data = readFileSync(join(image.dir, file));
+  if (data.length !== blob.size || createHash('sha256').update(data).digest('hex') !== blob.sha256) {
+    throw new ImageError(`${image.dir} is damaged: ${file} does not match its checksum`);
+  }
+  return data;
 }
 
 function checkMapping(dir: string, i: number, map: Mapping, verifyPages: boolean): void {

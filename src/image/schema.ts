@@ -167,10 +167,8 @@ export const threadSchema = z.strictObject({
 });
 
 /**
- * A regular file or directory open at a descriptor above 2, reopened by its
- * path at restore. `flags` are the description's open flags as
- * /proc/PID/fdinfo shows them, without O_CLOEXEC (a property of the
- * descriptor: `cloexec`); `pos` is the file offset.
+ * Version 4's record of a regular file or directory open at a descriptor
+ * above 2 (upgrade.ts turns it into a description and a descriptor).
  */
 export const openFileSchema = z.strictObject({
   fd: z.number().int().min(3),
@@ -179,6 +177,66 @@ export const openFileSchema = z.strictObject({
   flags: z.number().int().nonnegative(),
   pos: hex,
   cloexec: z.boolean(),
+});
+
+/**
+ * Bytes an image holds besides page data (a pipe's queued bytes, a socket's
+ * queue, a deleted file's contents): DIR/blob-<n>.img, checked like a page
+ * file before anything is restored.
+ */
+export const blobSchema = z.strictObject({
+  file: z.string().regex(/^blob-\d+\.img$/),
+  size: z.number().int().nonnegative(),
+  sha256,
+});
+const blobName = z.string().regex(/^blob-\d+\.img$/);
+
+/**
+ * Open file descriptions (what descriptors point at), each saved once and
+ * shared by every descriptor that shared it, in any process: `id` is what
+ * descriptors name. `flags` are its status flags as /proc/PID/fdinfo shows
+ * them, without O_CLOEXEC (a property of each descriptor). One schema entry
+ * per kind; each kind has one collector and one restorer in
+ * src/checkpoint/parts/fds/.
+ */
+const description = { id: z.number().int().nonnegative(), flags: z.number().int().nonnegative() };
+export const DESCRIPTION_KINDS = {
+  /** A file reopened by its path: regular files, directories, and O_PATH descriptors of anything. */
+  file: z.strictObject({ kind: z.literal('file'), ...description, path: z.string().startsWith('/'), type: z.enum(['file', 'directory', 'other']), pos: hex }),
+  /** The jail's own standard stream (its terminal, or its log file): the restoring side's stream `stream`. */
+  stdio: z.strictObject({ kind: z.literal('stdio'), ...description, stream: z.number().int().min(0).max(2), what: z.enum(['terminal', 'file']) }),
+  /** One end of a pipe; the pipe itself (capacity, queued bytes) is in the manifest's `pipes`. */
+  pipe: z.strictObject({ kind: z.literal('pipe'), ...description, pipe: z.string().regex(/^\d+$/), end: z.enum(['read', 'write']) }),
+  /** A FIFO reopened by its path; its queued bytes are in `pipes` under the FIFO's inode. */
+  fifo: z.strictObject({ kind: z.literal('fifo'), ...description, path: z.string().startsWith('/'), pipe: z.string().regex(/^\d+$/) }),
+  /** An eventfd: its counter and whether it counts as a semaphore. */
+  eventfd: z.strictObject({ kind: z.literal('eventfd'), ...description, count: hex, semaphore: z.boolean() }),
+  /** A well-known character device (/dev/null, /dev/zero, /dev/urandom, ...) reopened by its path. */
+  chardev: z.strictObject({ kind: z.literal('chardev'), ...description, path: z.string().startsWith('/'), rdev: z.string().regex(/^\d+:\d+$/) }),
+  /**
+   * State the image could not hold (saved under `vjail checkpoint --external warn`):
+   * restore needs `--inherit-fd N:KEY` to stand in for it.
+   */
+  external: z.strictObject({ kind: z.literal('external'), ...description, key: z.string().min(1), reason: z.string() }),
+} as const;
+export const descriptionSchema = z.discriminatedUnion('kind', [
+  DESCRIPTION_KINDS.file, DESCRIPTION_KINDS.stdio, DESCRIPTION_KINDS.pipe, DESCRIPTION_KINDS.fifo,
+  DESCRIPTION_KINDS.eventfd, DESCRIPTION_KINDS.chardev, DESCRIPTION_KINDS.external,
+]);
+
+/** A pipe (or FIFO) as a whole: its capacity and the bytes queued in it. */
+export const pipeSchema = z.strictObject({
+  id: z.string().regex(/^\d+$/),
+  capacity: z.number().int().positive(),
+  /** The blob holding its queued bytes, or null when it was empty. */
+  data: blobName.nullable(),
+});
+
+/** A descriptor of a process: its number, close-on-exec, and the description it points at. */
+export const fdSchema = z.strictObject({
+  fd: z.number().int().nonnegative(),
+  cloexec: z.boolean(),
+  description: z.number().int().nonnegative(),
 });
 
 export const liveProcessSchema = z.strictObject({
@@ -199,8 +257,8 @@ export const liveProcessSchema = z.strictObject({
   mappings: z.array(mappingSchema).min(1),
   /** Null in images older than version 3. */
   vdso: vdsoSchema.nullable(),
-  /** Empty in images older than version 4. */
-  files: z.array(openFileSchema),
+  /** Every open descriptor, by number. */
+  fds: z.array(fdSchema),
 });
 
 /** A child that has exited but was not reaped: only what its parent's wait() will see. */
@@ -234,6 +292,15 @@ export const manifestSchema = z.strictObject({
   pidNamespace: z.boolean(),
   /** Parents before their children; the first is the jail's first process. */
   processes: z.array(processSchema).min(1),
+  /** What the processes' descriptors point at. */
+  descriptions: z.array(descriptionSchema),
+  pipes: z.array(pipeSchema),
+  blobs: z.array(blobSchema),
+  /**
+   * What could not be saved and was left out because the checkpoint said
+   * `--external warn`, one line each; empty for a complete image.
+   */
+  external: z.array(z.string()),
 });
 
 export type Manifest = z.infer<typeof manifestSchema>;
@@ -246,6 +313,11 @@ export type Mapping = z.infer<typeof mappingSchema>;
 export type Pages = z.infer<typeof pagesSchema>;
 export type VdsoImage = z.infer<typeof vdsoSchema>;
 export type OpenFile = z.infer<typeof openFileSchema>;
+export type Description = z.infer<typeof descriptionSchema>;
+export type DescriptionKind = Description['kind'];
+export type PipeImage = z.infer<typeof pipeSchema>;
+export type FdImage = z.infer<typeof fdSchema>;
+export type Blob = z.infer<typeof blobSchema>;
 export type Clocks = z.infer<typeof clocksSchema>;
 export type CpuImage = z.infer<typeof cpuSchema>;
 

@@ -3,7 +3,8 @@
  * schema is the current one less what its version lacked; each upgrade fills
  * what is missing with what the lack meant (no files, no clocks, ...).
  *
- *   5  (this round) every kind of kernel state a server holds: see docs/IMAGE.md
+ *   5  every descriptor (0-2 too) pointing at open file descriptions of many kinds (pipes,
+ *      eventfds, devices, ...), with pipe contents and other bytes in blobs; see docs/IMAGE.md
  *   4  open regular files and directories above fd 2
  *   3  what restoring on another kernel or CPU needs: vDSO symbols, clocks, CPU features
  *   2  a process tree: threads, zombies, sessions and groups
@@ -11,8 +12,8 @@
  */
 import { z } from 'zod';
 import {
-  base64, hex, IMAGE_MAGIC, IMAGE_VERSION, jailFields, liveProcessSchema, type Manifest, manifestSchema, mappingSchema,
-  registersSchema, rseqSchema, sigactionSchema, taskFields, zombieSchema,
+  base64, type Description, type FdImage, hex, IMAGE_MAGIC, IMAGE_VERSION, jailFields, liveProcessSchema, type Manifest, manifestSchema,
+  mappingSchema, openFileSchema, registersSchema, rseqSchema, sigactionSchema, taskFields, zombieSchema,
 } from './schema.js';
 
 /** Version 1: one single-threaded process, restored with a new PID. */
@@ -41,18 +42,35 @@ const manifestV1Schema = z.strictObject({
  * Version 4: the shape version 5 grew from. Fields version 5 adds are
  * filled here with what their absence meant.
  */
-const manifestV4Schema = manifestSchema.omit({ version: true }).extend({
+const manifestV4Schema = manifestSchema.omit({ version: true, descriptions: true, pipes: true, blobs: true, external: true }).extend({
   version: z.literal(4),
+  processes: z.array(z.discriminatedUnion('state', [liveProcessSchema.omit({ fds: true }).extend({ files: z.array(openFileSchema) }), zombieSchema])).min(1),
 });
 
+/**
+ * Version 4 saved regular files and directories above fd 2, each process
+ * its own description, and restored 0-2 as the restoring side's.
+ */
 function upgradeV4(m: z.infer<typeof manifestV4Schema>): Manifest {
-  return { ...m, version: IMAGE_VERSION };
+  const descriptions: Description[] = [0, 1, 2].map((stream) => ({ kind: 'stdio', id: stream, flags: 0, stream, what: 'file' }));
+  const processes = m.processes.map((p) => {
+    if (p.state !== 'live') return p;
+    const { files, ...rest } = p;
+    const fds: FdImage[] = [0, 1, 2].map((fd) => ({ fd, cloexec: false, description: fd }));
+    for (const f of files) {
+      const id = descriptions.length;
+      descriptions.push({ kind: 'file', id, flags: f.flags, path: f.path, type: f.kind, pos: f.pos });
+      fds.push({ fd: f.fd, cloexec: f.cloexec, description: id });
+    }
+    return { ...rest, fds };
+  });
+  return { ...m, version: IMAGE_VERSION, processes, descriptions, pipes: [], blobs: [], external: [] };
 }
 
 /** Version 3: the same, without open files. */
-const manifestV3Schema = manifestSchema.omit({ version: true }).extend({
+const manifestV3Schema = manifestV4Schema.omit({ version: true }).extend({
   version: z.literal(3),
-  processes: z.array(z.discriminatedUnion('state', [liveProcessSchema.omit({ files: true }), zombieSchema])).min(1),
+  processes: z.array(z.discriminatedUnion('state', [liveProcessSchema.omit({ fds: true }), zombieSchema])).min(1),
 });
 
 function upgradeV3(m: z.infer<typeof manifestV3Schema>): Manifest {
@@ -60,9 +78,9 @@ function upgradeV3(m: z.infer<typeof manifestV3Schema>): Manifest {
 }
 
 /** Version 2: the same tree, without vDSO symbols, clocks, CPU features or open files. */
-const manifestV2Schema = manifestSchema.omit({ version: true, clocks: true, cpu: true }).extend({
+const manifestV2Schema = manifestV4Schema.omit({ version: true, clocks: true, cpu: true }).extend({
   version: z.literal(2),
-  processes: z.array(z.discriminatedUnion('state', [liveProcessSchema.omit({ vdso: true, files: true }), zombieSchema])).min(1),
+  processes: z.array(z.discriminatedUnion('state', [liveProcessSchema.omit({ vdso: true, fds: true }), zombieSchema])).min(1),
 });
 
 function upgradeV2(m: z.infer<typeof manifestV2Schema>): Manifest {

@@ -10,7 +10,7 @@ import { native } from '../native.js';
 import { describeIssue, ImageError } from './errors.js';
 import { OffThreadHash } from './pagedata.js';
 import { openImage } from './read.js';
-import { HEADER_FILE, IMAGE_MAGIC, IMAGE_VERSION, type Manifest, MANIFEST_FILE, manifestSchema, PAGE_SIZE, type Pages } from './schema.js';
+import { HEADER_FILE, IMAGE_MAGIC, IMAGE_VERSION, type Manifest, MANIFEST_FILE, manifestSchema, PAGE_SIZE, type Pages, type Blob } from './schema.js';
 
 function header(manifestSha: string): string {
   return `${IMAGE_MAGIC} ${IMAGE_VERSION}\nmanifest sha256:${manifestSha}\n`;
@@ -101,6 +101,18 @@ export class ImageWriter {
     return new PageFileWriter(name, join(this.tmpDir, name));
   }
 
+  /** Bytes to keep beside the manifest (a pipe's queue, ...): written, synced, and listed in `blobs`. */
+  blob(data: Buffer): Blob {
+    const file = `blob-${this.blobs.length}.img`;
+    writeFileSynced(join(this.tmpDir, file), data);
+    const blob = { file, size: data.length, sha256: createHash('sha256').update(data).digest('hex') };
+    this.blobs.push(blob);
+    return blob;
+  }
+
+  /** Every blob written so far, for the manifest. */
+  readonly blobs: Blob[] = [];
+
   /** Validate the manifest, write it and IMAGE, fsync, verify, and rename into place. */
   commit(manifest: Manifest): void {
     const checked = manifestSchema.safeParse(manifest);
@@ -123,7 +135,7 @@ export class ImageWriter {
   }
 }
 
-function writeFileSynced(path: string, text: string): void {
+function writeFileSynced(path: string, text: string | Buffer): void {
   const fd = openSync(path, 'wx', 0o600);
   try {
     const data = Buffer.from(text);

@@ -1,4 +1,6 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { vjailBin } from './fixtures.js';
 
@@ -11,9 +13,51 @@ export async function vjail(args: string[], opts: { input?: string; timeoutMs?: 
   });
 }
 
-/** Start the vjail CLI and hand back the running process. */
-export function vjailStart(args: string[]): ResultPromise<{ reject: false; buffer: true }> {
-  return execa('node', [vjailBin, ...args], { reject: false, buffer: true });
+/** What a started vjail CLI ends with: its exit code and what it wrote. */
+export interface StartedResult {
+  exitCode?: number;
+  signal?: string;
+  stdout: string;
+  stderr: string;
+}
+
+/** A started vjail CLI: awaiting it gives its result. */
+export type Started = Promise<StartedResult> & { pid: number | undefined; kill: (signal?: NodeJS.Signals | number) => boolean };
+
+/**
+ * Start the vjail CLI and hand back the running process. Its standard
+ * output and error go to files (read back when it ends) and its input is
+ * /dev/null, as for a program started from a terminal with its output
+ * redirected: a jail whose streams were pipes or sockets to this test
+ * runner would hold state outside the jail, which a checkpoint refuses.
+ * With `streams`, they are pipes to this process instead.
+ */
+export function vjailStart(args: string[]): Started;
+export function vjailStart(args: string[], opts: { streams: true }): ResultPromise<{ reject: false; buffer: true }>;
+export function vjailStart(args: string[], opts: { streams?: boolean } = {}): Started | ResultPromise<{ reject: false; buffer: true }> {
+  if (opts.streams) return execa('node', [vjailBin, ...args], { reject: false, buffer: true });
+  const dir = mkdtempSync(join(tmpdir(), 'vjail-stdio-'));
+  const out = join(dir, 'stdout');
+  const err = join(dir, 'stderr');
+  // Descriptors of files, not execa's { file } (which pipes through this process).
+  const outFd = openSync(out, 'w');
+  const errFd = openSync(err, 'w');
+  const child = execa('node', [vjailBin, ...args], { reject: false, stdin: 'ignore', stdout: outFd, stderr: errFd });
+  closeSync(outFd);
+  closeSync(errFd);
+  const read = (path: string): string => {
+    try {
+      return readFileSync(path, 'utf8').replace(/\n$/, '');
+    } catch {
+      return '';
+    }
+  };
+  const done = child.then((r) => {
+    const result = { exitCode: r.exitCode, signal: r.signal, stdout: read(out), stderr: read(err) };
+    rmSync(dir, { recursive: true, force: true });
+    return result;
+  });
+  return Object.assign(done, { pid: child.pid, kill: (signal?: NodeJS.Signals | number) => child.kill(signal) });
 }
 
 /** Is a process with this pid still alive (not a zombie)? */

@@ -1,0 +1,290 @@
+/**
+ * Every descriptor of every process of the jail, 0-2 included: each points
+ * at an open file description, saved once however many descriptors (in
+ * however many processes) share it, by the first kind below that takes it.
+ * What no kind can save is named, per process, in one report: the
+ * external-state step of a checkpoint decides what happens to it.
+ *
+ * Restore makes every description again in vjail's own process, then
+ * places each process's descriptors at their numbers through the restorer
+ * (transfer.ts): descriptions shared at the checkpoint are shared again.
+ */
+import { closeSync } from 'node:fs';
+import { native } from '../../../native.js';
+import { pidfdGetfd, sys, sysOk } from '../../../native/fdio.js';
+import {
+  type Description, type FdImage, ImageError, type ImageWriter, type LiveProcess, type OpenedImage, type PipeImage,
+} from '../../../image/format.js';
+import { SYS } from '../../syscalls.js';
+import type { Tracee } from '../../tracee.js';
+import { TraceeError } from '../../tracee.js';
+import { chardevKind } from './chardev.js';
+import { eventfdKind } from './eventfd.js';
+import { externalKind } from './external.js';
+import { fileKind } from './file.js';
+import type { CollectContext, Created, CreateContext, FdKind, FdProbe } from './kind.js';
+import { O_CLOEXEC, O_PATH, Unsaveable } from './kind.js';
+import { fifoKind, pipeKind } from './pipe.js';
+import { describeHolders, outsideHolders, probeFd, probeProcess } from './probe.js';
+import { stdioKind } from './stdio.js';
+import { closeAll, PASS_FD, runSteps, type Step } from './transfer.js';
+
+/** In order: the first that matches a descriptor takes its description. */
+const KINDS: FdKind<Description['kind']>[] = [stdioKind, fileKind, chardevKind, pipeKind, fifoKind, eventfdKind, externalKind] as FdKind<Description['kind']>[];
+const kindOf = (k: Description['kind']): FdKind<Description['kind']> => KINDS.find((x) => x.kind === k)!;
+
+/** A descriptor whose description cannot be saved. */
+export interface ExternalFd {
+  /** Our PID of the holder. */
+  pid: number;
+  fd: number;
+  key: string;
+  reason: string;
+}
+
+export interface FdCollection {
+  descriptions: Description[];
+  pipes: PipeImage[];
+  /** Each live process's descriptors, by our PID. */
+  fds: Map<number, FdImage[]>;
+  /** What cannot be saved, one entry per descriptor. Their descriptions are `external` ones. */
+  external: ExternalFd[];
+}
+
+/** Why a descriptor no kind takes cannot be saved. */
+function unknownReason(link: string): string {
+  const m = /^anon_inode:\[?([^\]]+)\]?$/.exec(link);
+  const anon: Record<string, string> = {
+    io_uring: 'an io_uring instance (its rings and the requests in flight cannot be saved)',
+    perf_event: 'a perf event (a counter of the kernel\'s)',
+    userfaultfd: 'a userfaultfd (its registered ranges and pending faults cannot be saved)',
+    'bpf-map': 'a bpf map', 'bpf-prog': 'a bpf program', bpf_link: 'a bpf link',
+  };
+  if (m && anon[m[1]!]) return anon[m[1]!]!;
+  if (m) return `an ${m[1]} descriptor (not saved yet)`;
+  if (link.startsWith('socket:')) return 'a socket (sockets are not saved yet)';
+  if (link.startsWith('/memfd:')) return 'a memfd (not saved yet)';
+  return `${link} (this kind of descriptor is not saved)`;
+}
+
+/**
+ * A key that every descriptor of one description shares (kcmp then tells
+ * apart descriptions with the same key): fdinfo but for close-on-exec,
+ * which is the descriptor's own.
+ */
+function groupKey(p: FdProbe): string {
+  return `${p.link}\n${p.st ? `${p.st.dev}:${p.st.ino}` : ''}\n${p.flags & ~O_CLOEXEC}\n${p.info.replace(/^flags:.*$/m, '')}`;
+}
+
+interface KcmpAddon {
+  kcmpFile(pid1: number, fd1: number, pid2: number, fd2: number): boolean;
+}
+
+/**
+ * Collect the descriptors of the stopped processes `pids` (our PIDs).
+ * `init`: our PID of the jail's vjail-init, whose fds 0-2 are the jail's
+ * standard streams. Pipe contents go to the image as blobs.
+ */
+export function collectFds(pids: number[], init: number | undefined, writer: ImageWriter): FdCollection {
+  const kcmp = native() as unknown as KcmpAddon;
+  const perPid = new Map(pids.map((pid) => [pid, probeProcess(pid)]));
+  const all = [...perPid.values()].flat();
+  const stdio = init === undefined ? [] : [0, 1, 2].map((fd) => probeFd(init, fd));
+  const pidfds = new Map<number, number>();
+  const grabbed: number[] = [];
+  let outside: Map<string, number[]> | undefined;
+  const outsideOf = (link: string): string | undefined => {
+    if (!outside) {
+      const exclude = new Set([...pids, process.pid]);
+      outside = outsideHolders(exclude);
+      addFifoHolders(outside, all, exclude);
+    }
+    const holders = outside.get(link);
+    return holders?.length ? describeHolders(holders) : undefined;
+  };
+  const ctx: CollectContext = {
+    writer,
+    pipes: new Map(),
+    all,
+    grab(p) {
+      let pidfd = pidfds.get(p.pid);
+      if (pidfd === undefined) pidfds.set(p.pid, (pidfd = sysOk(`pidfd_open(${p.pid})`, SYS.pidfd_open, p.pid, 0)));
+      const fd = pidfdGetfd(pidfd, p.fd);
+      grabbed.push(fd);
+      return fd;
+    },
+    heldOutside: outsideOf,
+    stdioOf(p) {
+      for (const [n, s] of stdio.entries()) {
+        if (!s || groupKey(s).split('\n')[1] !== groupKey(p).split('\n')[1] || s.link !== p.link) continue;
+        if (kcmp.kcmpFile(init!, n, p.pid, p.fd)) return n;
+      }
+      return undefined;
+    },
+  };
+  try {
+    // Group descriptors by description: same key, then kcmp against each group's first.
+    const groups: FdProbe[][] = [];
+    const byKey = new Map<string, FdProbe[][]>();
+    for (const p of all) {
+      const key = groupKey(p);
+      const candidates = byKey.get(key) ?? [];
+      const group = candidates.find((g) => kcmp.kcmpFile(g[0]!.pid, g[0]!.fd, p.pid, p.fd));
+      if (group) group.push(p);
+      else {
+        const g = [p];
+        candidates.push(g);
+        byKey.set(key, candidates);
+        groups.push(g);
+      }
+    }
+    const descriptions: Description[] = [];
+    const external: ExternalFd[] = [];
+    const fds = new Map<number, FdImage[]>(pids.map((pid) => [pid, []]));
+    for (const group of groups) {
+      const first = group[0]!;
+      const id = descriptions.length;
+      const flags = first.flags & ~O_CLOEXEC;
+      const kind = KINDS.find((k) => k.match(first, ctx));
+      const saved = kind ? kind.collect(first, ctx) : new Unsaveable(unknownReason(first.link), first.link);
+      if (saved instanceof Unsaveable) {
+        descriptions.push({ kind: 'external', id, flags, key: saved.key, reason: saved.reason });
+        for (const h of group) external.push({ pid: h.pid, fd: h.fd, key: saved.key, reason: saved.reason });
+      } else {
+        descriptions.push({ kind: kind!.kind, id, flags, ...saved } as Description);
+      }
+      for (const h of group) fds.get(h.pid)!.push({ fd: h.fd, cloexec: (h.flags & O_CLOEXEC) !== 0, description: id });
+    }
+    for (const list of fds.values()) list.sort((a, b) => a.fd - b.fd);
+    return { descriptions, pipes: [...ctx.pipes.values()], fds, external };
+  } finally {
+    closeAll([...grabbed, ...pidfds.values()]);
+  }
+}
+
+/** Outside processes holding one of the jail's FIFOs, keyed `fifo:DEV:INO`. */
+function addFifoHolders(out: Map<string, number[]>, jailed: FdProbe[], exclude: Set<number>): void {
+  const fifos = jailed.filter((p) => p.st?.isFIFO());
+  if (!fifos.length) return;
+  const wanted = new Map(fifos.map((p) => [p.link, `fifo:${p.st!.dev}:${p.st!.ino}`]));
+  for (const [link, holders] of outsideHolders(exclude, (l) => wanted.has(l))) {
+    const key = wanted.get(link)!;
+    out.set(key, [...(out.get(key) ?? []), ...holders]);
+  }
+}
+
+/** One line per descriptor that cannot be saved, for the external-state report. */
+export function describeExternal(items: ExternalFd[], nsPidOf: (pid: number) => number, commOf: (pid: number) => string): string[] {
+  return items.map((x) => `process ${nsPidOf(x.pid)} (${commOf(x.pid)}) fd ${x.fd}: ${x.reason} [${x.key}]`);
+}
+
+/** Before anything is started: everything the image's descriptions need is here. */
+export function checkFds(image: OpenedImage, inherit: Map<string, number>): void {
+  const where = new Map<number, string>();
+  for (const p of image.manifest.processes) {
+    if (p.state !== 'live') continue;
+    for (const f of p.fds) if (!where.has(f.description)) where.set(f.description, `file descriptor ${f.fd} of process ${p.pid}`);
+  }
+  for (const d of image.manifest.descriptions) kindOf(d.kind).check?.(d as never, where.get(d.id) ?? `description ${d.id}`, image, inherit);
+}
+
+/** Status flags F_SETFL can change; the rest of a description's flags come with how it was made. */
+const SETTABLE = 0o2000 | 0o4000 | 0o20000 | 0o40000 | 0o1000000;
+const F_GETFL = 3;
+const F_SETFL = 4;
+
+/** The highest descriptor number any process of the image holds. */
+function highestFd(image: OpenedImage): number {
+  let max = 2;
+  for (const p of image.manifest.processes) if (p.state === 'live') for (const f of p.fds) max = Math.max(max, f.fd);
+  return max;
+}
+
+const RLIMIT_NOFILE = 7;
+
+/**
+ * Restore's descriptor handover, set up in the restorer before any other
+ * process is made from it: the socket moves above every number the image
+ * uses (so placing descriptors never overwrites it), and the soft limit on
+ * open files is raised to cover those numbers (the image's own limits are
+ * set later). Returns the socket's number in the restorer and its copies.
+ */
+export async function prepareFds(root: Tracee, scratch: { addr: bigint }, image: OpenedImage, restorer: string, sock: number): Promise<number> {
+  const at = Math.max(highestFd(image) + 1, PASS_FD + 1);
+  const need = BigInt(at + 4);
+  await root.syscallOk('prlimit64(RLIMIT_NOFILE)', SYS.prlimit64, 0, RLIMIT_NOFILE, 0, scratch.addr);
+  const lim = root.read(scratch.addr, 16);
+  const soft = lim.readBigUInt64LE(0);
+  const hard = lim.readBigUInt64LE(8);
+  if (soft < need) {
+    if (hard < need) throw new ImageError(`the image uses descriptor ${at - 1}, above this jail's hard limit on open files (${hard}); raise it (ulimit -Hn) to restore`);
+    lim.writeBigUInt64LE(need, 0);
+    root.write(scratch.addr, lim);
+    await root.syscallOk('raising RLIMIT_NOFILE for the restore', SYS.prlimit64, 0, RLIMIT_NOFILE, scratch.addr, 0);
+  }
+  await runSteps(root, restorer, sock, PASS_FD, [{ op: 'moveSock', arg: at }, { op: 'done' }]);
+  return at;
+}
+
+/**
+ * Make every description of the image in this process and place each live
+ * process's descriptors. `shells`: the image's live processes, each still a
+ * copy of the restorer holding the socket at `sockAt`.
+ */
+export async function placeFds(
+  shells: { image: LiveProcess; tracee: Tracee }[],
+  image: OpenedImage,
+  opts: { restorer: string; sock: number; sockAt: number; rootPid: number; inherit: Map<string, number> },
+): Promise<void> {
+  const objects = new Map<string, unknown>();
+  const later: number[] = [];
+  const made = new Map<number, Created>();
+  const ctx: CreateContext = {
+    image,
+    rootPid: opts.rootPid,
+    inherit: opts.inherit,
+    once<T>(key: string, make: () => T): T {
+      if (!objects.has(key)) objects.set(key, make());
+      return objects.get(key) as T;
+    },
+    closeLater: (fd) => later.push(fd),
+  };
+  try {
+    for (const d of image.manifest.descriptions) {
+      const c = kindOf(d.kind).create(d as never, ctx);
+      if ('fd' in c) {
+        later.push(c.fd);
+        if (d.kind !== 'external' && (d.flags & O_PATH) === 0) setStatusFlags(c.fd, d.flags, d.kind);
+      }
+      made.set(d.id, c);
+    }
+    const S = opts.sockAt;
+    for (const { image: p, tracee } of shells) {
+      const steps: Step[] = [0, 1, 2].map((n) => ({ op: 'dup', arg: n, target: S + 1 + n, cloexec: true }));
+      const targets = new Set<number>();
+      for (const f of p.fds) {
+        const c = made.get(f.description)!;
+        targets.add(f.fd);
+        steps.push('fd' in c ? { op: 'install', target: f.fd, cloexec: f.cloexec, fd: c.fd } : { op: 'dup', arg: S + 1 + c.stdio, target: f.fd, cloexec: f.cloexec });
+      }
+      for (const n of [0, 1, 2]) if (!targets.has(n)) steps.push({ op: 'close', target: n });
+      for (const n of [1, 2, 3]) steps.push({ op: 'close', target: S + n });
+      steps.push({ op: 'done', closeSock: true });
+      await runSteps(tracee, opts.restorer, opts.sock, S, steps);
+    }
+  } catch (e) {
+    if (e instanceof TraceeError || e instanceof ImageError) throw e;
+    throw new TraceeError(`restoring descriptors: ${(e as Error).message}`);
+  } finally {
+    closeAll(later);
+    closeSync(opts.sock);
+  }
+}
+
+function setStatusFlags(fd: number, want: number, kind: string): void {
+  const have = sysOk('F_GETFL', SYS.fcntl, fd, F_GETFL, 0);
+  if (((have ^ want) & SETTABLE) === 0) return;
+  const r = sys(SYS.fcntl, fd, F_SETFL, (have & ~SETTABLE) | (want & SETTABLE));
+  if (r < 0n) throw new ImageError(`cannot set the status flags 0o${(want & SETTABLE).toString(8)} of a ${kind} description (errno ${-r})`);
+}
+

@@ -1,0 +1,88 @@
+/**
+ * The contract every kind of open file description follows: how a
+ * descriptor is recognised, what is saved of its description (or why it
+ * cannot be), and how the description is made again. Each kind is one file
+ * beside this one; index.ts lists them and runs collection and restore.
+ */
+import type { BigIntStats } from 'node:fs';
+import type { Description, DescriptionKind, ImageWriter, OpenedImage, PipeImage } from '../../../image/format.js';
+
+/** One descriptor of a stopped process, as /proc shows it. */
+export interface FdProbe {
+  /** The holder, by our (host) PID. */
+  pid: number;
+  fd: number;
+  /** readlink of /proc/PID/fd/N: a path, `pipe:[ino]`, `socket:[ino]`, `anon_inode:[eventfd]`, ... */
+  link: string;
+  /** stat of the file the descriptor is open on, or null where there is none to stat. */
+  st: BigIntStats | null;
+  /** /proc/PID/fdinfo/N as text. */
+  info: string;
+  /** Open flags (fdinfo's `flags:`), O_CLOEXEC included. */
+  flags: number;
+  pos: bigint;
+}
+
+/** What a kind saves: its description without the fields every kind has. */
+export type Saved<K extends DescriptionKind> = Omit<Extract<Description, { kind: K }>, 'id' | 'flags' | 'kind'>;
+
+/** A description that cannot be saved: why, and the key `--inherit-fd` names it by. */
+export class Unsaveable {
+  constructor(
+    readonly reason: string,
+    readonly key: string,
+  ) {}
+}
+
+export interface CollectContext {
+  writer: ImageWriter;
+  /** Pipes (and FIFOs) seen so far, by id; a kind adds each one once. */
+  pipes: Map<string, PipeImage>;
+  /** Every descriptor of the jail's processes. */
+  all: FdProbe[];
+  /** Our own duplicate of the description (pidfd_getfd), closed after the dump. */
+  grab(p: FdProbe): number;
+  /** A process outside the jail holding this pipe or socket (by its /proc link), described; else undefined. */
+  heldOutside(link: string): string | undefined;
+  /** The jail's standard stream (0-2 of its vjail-init) this descriptor shares its description with, if any. */
+  stdioOf(p: FdProbe): number | undefined;
+}
+
+/** A description made in vjail's own process, or a stand-in the restorer already holds. */
+export type Created = { fd: number } | { stdio: number };
+
+export interface CreateContext {
+  image: OpenedImage;
+  /** Our PID of the restored jail's first process: /proc/PID/root/PATH resolves a path as the jail sees it. */
+  rootPid: number;
+  /** Descriptors given with `vjail restore --inherit-fd N:KEY`, by key. */
+  inherit: Map<string, number>;
+  /** One object for every description that needs it (both ends of a pipe), made on first use. */
+  once<T>(key: string, make: () => T): T;
+  /** Close this descriptor of ours once every process holds what it needs. */
+  closeLater(fd: number): void;
+}
+
+export interface FdKind<K extends DescriptionKind> {
+  kind: K;
+  /** Does this descriptor's description belong to this kind? The first kind that matches takes it. */
+  match(p: FdProbe, ctx: CollectContext): boolean;
+  /** What to save (called once per description, with one of its descriptors), or why it cannot be saved. */
+  collect(p: FdProbe, ctx: CollectContext): Saved<K> | Unsaveable;
+  /**
+   * Before anything is started: what restoring it needs is here, else an
+   * ImageError. `where` names a descriptor that holds it ("file descriptor
+   * 12 of process 2").
+   */
+  check?(d: Extract<Description, { kind: K }>, where: string, image: OpenedImage, inherit: Map<string, number>): void;
+  /** Make the description again (its status flags are set afterwards by the caller). */
+  create(d: Extract<Description, { kind: K }>, ctx: CreateContext): Created;
+}
+
+export const O_ACCMODE = 0o3;
+export const O_RDONLY = 0;
+export const O_WRONLY = 1;
+export const O_RDWR = 2;
+export const O_NONBLOCK = 0o4000;
+export const O_CLOEXEC = 0o2000000;
+export const O_PATH = 0o10000000;
