@@ -2,6 +2,7 @@ import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { shims } from '../shims/index.js';
 import { sysctlNames } from '../shims/sysctl.js';
+import { descriptorKindDocs, REFUSED } from './checkpoint/parts/fds/index.js';
 
 /*
  * docs/SUPPORT.md, printed from the shim registry (each shim's `doc`) and the
@@ -22,7 +23,8 @@ const SUPPORTED = `## Supported
   filter is installed between fork and exec (no_new_privs, a user-notify
   listener fetched with \`pidfd_getfd\` before the workload execs), every
   descendant (fork, vfork, clone, threads, static and dynamic exec) stays under
-  it, stdio passes through, the exit status is the jail's (code, or
+  it, stdio passes through (fds 0-2; no other descriptor of the caller
+  reaches the jail), the exit status is the jail's (code, or
   128+signal), SIGTERM/SIGHUP/SIGUSR1/SIGUSR2 (and SIGINT/SIGQUIT when stdin is
   not a terminal) are forwarded, and the supervisor waits for the last process
   of the jail. If the supervisor dies, \`vjail-init\` kills the jail (as a child
@@ -67,10 +69,8 @@ const SUPPORTED = `## Supported
   memory (anonymous, heap, stack, shared anonymous, written pages of private
   file mappings; shared file mappings mapped again), registers with the full XSAVE state and
   fs/gs base, signal handlers, masks and queued signals, rseq, robust lists,
-  clear_child_tid, personality, rlimits, cwd, umask; regular files and
-  directories open above fd 2 (reopened by path at the same fd, with their
-  flags, offset and close-on-exec); fds 0-2 reconnected to the restoring
-  terminal. Images are versioned, checksummed and refused in one line
+  clear_child_tid, personality, rlimits, cwd, umask; every descriptor
+  (see "Checkpoint: descriptors" below). Images are versioned, checksummed and refused in one line
   when truncated, corrupt or foreign, before anything is created.
 - Restore on another kernel: the plan is derived again for the host it lands
   on; calls through the old vDSO go through a trampoline page into the current
@@ -120,11 +120,9 @@ trip, a read of \`/proc/PID/status\` for the caller's credentials and umask, one
 
 const NOT_SUPPORTED = `## Not supported
 
-- Checkpoint of file descriptors above 2 other than regular files and
-  directories reachable by their path (pipes, sockets, eventfds, devices,
-  deleted files, proc/sysfs files: named in a warning, not saved); a file
-  description shared between processes or descriptors comes back as one per
-  descriptor (a warning names each); anonymous memory shared between processes, SysV and POSIX shared memory, mappings of deleted files and \`MAP_GROWSDOWN\` stacks; of
+- Checkpoint of the descriptors refused in the table above; of anonymous
+  memory shared between processes, SysV and POSIX shared memory, mappings of
+  deleted files and \`MAP_GROWSDOWN\` stacks; of
   threads or process trees without \`--pid-ns\`; of jails whose first
   process, or a process group or session leader, is gone (docs/IMAGE.md).
 - Iterative pre-dump: this host has no soft-dirty tracking; PAGEMAP_SCAN with
@@ -154,8 +152,9 @@ const NOT_SUPPORTED = `## Not supported
 
 const PLANNED = `## Planned
 
-- Checkpoint of pipes and sockets, file descriptions shared between
-  processes, shared memory, and an iterative pre-dump with PAGEMAP_SCAN.
+- Checkpoint of sockets (unix, TCP and UDP, established TCP through
+  TCP_REPAIR), epoll, timerfd, signalfd, inotify, memfd, pidfds and files
+  deleted while open; shared memory; an iterative pre-dump with PAGEMAP_SCAN.
 - Checkpoint and restore throughput: both are below the 1 GB/s target for
   256 MiB (docs/BENCH.md shows where the time goes).
 - Opening on the caller's behalf with the caller's credentials (setfsuid,
@@ -167,9 +166,31 @@ const PLANNED = `## Planned
 - Start-up: \`vjail run\` costs tens of milliseconds of CPU beyond Node's own
   start (docs/BENCH.md); caching the derived plan and filter is next.`;
 
+/** Every kind of descriptor a checkpoint meets: saved (from the kinds' registry) or refused, and why. */
+function descriptorTable(): string {
+  const rows = [
+    ...descriptorKindDocs().map((d) => `| ${d.what} | saved: ${d.how} |`),
+    ...REFUSED.map((r) => `| ${r.what} | refused: ${r.reason} |`),
+  ];
+  return `## Checkpoint: descriptors
+
+Every descriptor of every process (0-2 included) points at an open file
+description, saved once however many descriptors share it and shared again at
+restore. What cannot be saved is external state: \`vjail checkpoint\` refuses
+by default (exit 1, the jail left running) naming each descriptor per process;
+\`--external warn\` saves the rest and marks the image, \`--external terminate\`
+ends the processes holding it (SIGTERM, SIGKILL after \`--grace\`) and saves
+the rest. A pipe or socket also held by a process outside the jail (the jail's
+standard streams when they are pipes to its caller) is external state.
+
+| descriptor | at checkpoint |
+| --- | --- |
+${rows.join('\n')}`;
+}
+
 /** The text of docs/SUPPORT.md. */
 export function supportMarkdown(): string {
-  const sections = [INTRO, SUPPORTED, TOCTOU, NOT_SUPPORTED, PLANNED, '## Shims'];
+  const sections = [INTRO, SUPPORTED, descriptorTable(), TOCTOU, NOT_SUPPORTED, PLANNED, '## Shims'];
   for (const s of [...shims.values()].sort((a, b) => a.name.localeCompare(b.name))) {
     let body = `### ${s.name}\n\nSyscalls: ${s.syscalls.map((n) => `\`${n}\``).join(', ')}.\n\n${s.doc}`;
     if (s.name === '_sysctl') body += `\n\nBinary names (name, /proc/sys path, type):\n\n${sysctlNames().map((l) => `- ${l}`).join('\n')}`;

@@ -16,6 +16,7 @@ const rdevOf = (rdev: bigint): string => `${Number((rdev >> 8n) & 0xfffn)}:${Num
 
 export const chardevKind: FdKind<'chardev'> = {
   kind: 'chardev',
+  doc: { what: '/dev/null, /dev/zero, /dev/full, /dev/random, /dev/urandom', how: 'reopened by path (other devices are external state)' },
   match: (p) => p.link.startsWith('/') && !!p.st?.isCharacterDevice(),
   collect(p) {
     const rdev = rdevOf(p.st!.rdev);

@@ -8,6 +8,7 @@ const EFD_SEMAPHORE = 1;
 
 export const eventfdKind: FdKind<'eventfd'> = {
   kind: 'eventfd',
+  doc: { what: 'eventfd', how: 'counter and semaphore mode (from fdinfo)' },
   match: (p) => p.link === 'anon_inode:[eventfd]',
   collect(p) {
     const count = /^eventfd-count:\s*([0-9a-f]+)$/m.exec(p.info);

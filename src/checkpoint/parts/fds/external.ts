@@ -13,6 +13,7 @@ const F_DUPFD_CLOEXEC = 1030;
 
 export const externalKind: FdKind<'external'> = {
   kind: 'external',
+  doc: { what: 'anything left out with `--external warn`', how: 'restore needs `--inherit-fd FD:KEY` to stand a descriptor in for it, else it refuses before anything starts' },
   match: () => false, // made by the external-state step, never collected as such
   collect: (p) => new Unsaveable('external', p.link),
   check(d, where, image, inherit) {

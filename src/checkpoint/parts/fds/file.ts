@@ -32,6 +32,7 @@ function statOrNull(path: string): BigIntStats | null {
 
 export const fileKind: FdKind<'file'> = {
   kind: 'file',
+  doc: { what: 'regular files, directories; O_PATH descriptors of anything with a path', how: 'reopened by path as the jail sees it, with the open flags and offset; a file deleted or replaced since is refused at restore in one line' },
   match: (p) => p.link.startsWith('/') && !!p.st && ((p.flags & O_PATH) !== 0 || p.st.isFile() || p.st.isDirectory()),
   collect(p) {
     const key = `${p.link}`;

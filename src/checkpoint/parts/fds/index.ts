@@ -51,20 +51,30 @@ export interface FdCollection {
   external: ExternalFd[];
 }
 
+/**
+ * Descriptors no kind takes, by their /proc link: why they cannot be saved
+ * (named in the external-state report, and in docs/SUPPORT.md).
+ */
+export const REFUSED: { link: RegExp; what: string; reason: string }[] = [
+  { link: /^anon_inode:\[io_uring\]$/, what: 'io_uring', reason: 'an io_uring instance (its rings and the requests in flight cannot be saved)' },
+  { link: /^anon_inode:\[perf_event\]$/, what: 'perf events', reason: "a perf event (a counter of the kernel's)" },
+  { link: /^anon_inode:\[userfaultfd\]$/, what: 'userfaultfd', reason: 'a userfaultfd (its registered ranges and pending faults cannot be saved)' },
+  { link: /^anon_inode:bpf[-_]/, what: 'bpf maps, programs and links', reason: 'a bpf object (loaded into the kernel; not saved)' },
+  { link: /^socket:/, what: 'sockets', reason: 'a socket (sockets are not saved yet)' },
+  { link: /^anon_inode:/, what: 'other anonymous inodes (epoll, timerfd, signalfd, inotify, pidfd, ...)', reason: 'not saved yet' },
+  { link: /^\/memfd:/, what: 'memfd', reason: 'a memfd (not saved yet)' },
+];
+
 /** Why a descriptor no kind takes cannot be saved. */
 function unknownReason(link: string): string {
-  const m = /^anon_inode:\[?([^\]]+)\]?$/.exec(link);
-  const anon: Record<string, string> = {
-    io_uring: 'an io_uring instance (its rings and the requests in flight cannot be saved)',
-    perf_event: 'a perf event (a counter of the kernel\'s)',
-    userfaultfd: 'a userfaultfd (its registered ranges and pending faults cannot be saved)',
-    'bpf-map': 'a bpf map', 'bpf-prog': 'a bpf program', bpf_link: 'a bpf link',
-  };
-  if (m && anon[m[1]!]) return anon[m[1]!]!;
-  if (m) return `an ${m[1]} descriptor (not saved yet)`;
-  if (link.startsWith('socket:')) return 'a socket (sockets are not saved yet)';
-  if (link.startsWith('/memfd:')) return 'a memfd (not saved yet)';
-  return `${link} (this kind of descriptor is not saved)`;
+  const r = REFUSED.find((x) => x.link.test(link));
+  if (!r) return `${link} (this kind of descriptor is not saved)`;
+  return r.reason === 'not saved yet' ? `${link}: not saved yet` : r.reason;
+}
+
+/** What each kind saves, for docs/SUPPORT.md. */
+export function descriptorKindDocs(): { what: string; how: string }[] {
+  return KINDS.map((k) => k.doc);
 }
 
 /**

@@ -65,6 +65,8 @@ export interface CreateContext {
 
 export interface FdKind<K extends DescriptionKind> {
   kind: K;
+  /** For docs/SUPPORT.md (src/support.ts): what descriptors it takes, and how they are saved and restored. */
+  doc: { what: string; how: string };
   /** Does this descriptor's description belong to this kind? The first kind that matches takes it. */
   match(p: FdProbe, ctx: CollectContext): boolean;
   /** What to save (called once per description, with one of its descriptors), or why it cannot be saved. */

@@ -65,6 +65,7 @@ function reopen(fd: number, flags: number): number {
 
 export const pipeKind: FdKind<'pipe'> = {
   kind: 'pipe',
+  doc: { what: 'pipes with every end inside the jail', how: 'capacity and queued bytes (read without consuming them); ends shared as they were; an end no jailed process held is closed again' },
   match: (p) => PIPE_LINK.test(p.link),
   collect(p, ctx) {
     const outside = ctx.heldOutside(p.link);
@@ -87,6 +88,7 @@ export const pipeKind: FdKind<'pipe'> = {
 
 export const fifoKind: FdKind<'fifo'> = {
   kind: 'fifo',
+  doc: { what: 'FIFOs no process outside the jail has open', how: 'reopened by path with their queued bytes' },
   match: (p) => p.link.startsWith('/') && !!p.st?.isFIFO(),
   collect(p, ctx) {
     const id = String(p.st!.ino);

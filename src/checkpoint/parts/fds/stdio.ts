@@ -15,6 +15,7 @@ const isTerminal = (p: { st: { isCharacterDevice(): boolean; rdev: bigint } | nu
 
 export const stdioKind: FdKind<'stdio'> = {
   kind: 'stdio',
+  doc: { what: "the jail's own terminal or log (fds it shares with its vjail-init's 0-2)", how: "follow the restoring side's standard streams" },
   match: (p, ctx) => (isTerminal(p) || !!p.st?.isFile()) && ctx.stdioOf(p) !== undefined,
   collect: (p, ctx) => ({ stream: ctx.stdioOf(p)!, what: isTerminal(p) ? 'terminal' : 'file' }),
   create: (d) => ({ stdio: d.stream }),
