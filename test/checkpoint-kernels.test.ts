@@ -6,7 +6,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -75,6 +75,12 @@ node --input-type=module -e "
 for spec in "$@"; do
   set -- $spec
   mode=$1 img=$2 out=$3
+  if [ "$mode" = fds ]; then
+    # The program checks every descriptor as soon as it runs again and ends.
+    touch "$out/go"
+    node ${vjailBin} restore -v "$img" 2> "$img.restore"; echo "fds-rc $?"
+    continue
+  fi
   if [ "$mode" = refuse ]; then
     node ${vjailBin} restore "$img" 2> "$img.refused"; echo "refused-rc $?"
     continue
@@ -128,8 +134,8 @@ function expectContinued(out: string, before: number): void {
 beforeAll(() => {
   share = mkdtempSync(join(tmpdir(), 'vjail-xkernel-'));
   // The guest has a fresh /tmp: the programs must live in the shared directory.
-  for (const name of ['vdso-clock', 'counter']) copyFileSync(fixture(name), join(share, name));
-  execFileSync('chmod', ['+x', join(share, 'vdso-clock'), join(share, 'counter')]);
+  for (const name of ['vdso-clock', 'counter', 'fdkinds']) copyFileSync(fixture(name), join(share, name));
+  execFileSync('chmod', ['+x', join(share, 'vdso-clock'), join(share, 'counter'), join(share, 'fdkinds')]);
   writeFileSync(join(share, 'guest.sh'), GUEST);
 }, 60_000);
 
@@ -145,6 +151,8 @@ describe.each([
   const clockImg = () => join(dir(), 'clock');
   const counterImg = () => join(dir(), 'counter-img');
   const spinImg = () => join(dir(), 'spin');
+  const fdsDir = () => join(dir(), 'fds');
+  const fdsImg = () => join(dir(), 'fds-img');
   let spinBefore: number;
   let before: number;
   let r: RunInKernelResult;
@@ -156,7 +164,17 @@ describe.each([
     expect(counterBefore).toBeGreaterThan(0);
     // Nearly always inside the vDSO when frozen.
     spinBefore = await checkpointed(join(share, 'vdso-clock'), join(dir(), 'spin.out'), spinImg(), ['--cpu-baseline'], ['spin']);
+    // A process holding a descriptor of every saved kind (test/fixtures/fdkinds.c), waiting for "go".
+    execFileSync('mkdir', ['-p', fdsDir()]);
+    writeFileSync(join(fdsDir(), 'data'), 'abcdefghij');
+    const fdArgv = [join(share, 'fdkinds'), fdsDir()];
+    const fdRun = vjailStart(['run', '--cpu-baseline', '--', ...fdArgv]);
+    expect(await waitFor(() => existsSync(join(fdsDir(), 'ready')), 30_000)).toBe(true);
+    const fdCp = await vjail(['checkpoint', '--pid', String(pidOf(fdArgv)), '--image', fdsImg()]);
+    expect(fdCp.stderr).toMatch(/checkpoint 5\/5 kill/);
+    await fdRun;
     const specs = [
+      `fds ${fdsImg()} ${fdsDir()}`,
       `refuse ${counterImg()} -`,
       `force ${counterImg()} ${join(dir(), 'counter.out')}`,
       `restore ${clockImg()} ${join(dir(), 'clock.out')}`,
@@ -204,6 +222,13 @@ describe.each([
     expectContinued(join(dir(), 'spin.out'), spinBefore);
   });
 
+  it('descriptors of every saved kind (pipes with data, eventfds, a FIFO, devices, O_PATH, shared offsets) come back there', () => {
+    expect(field(r, 'fds-rc'), readFileSync(`${fdsImg()}.restore`, 'utf8')).toBe('0');
+    const verdicts = readFileSync(join(fdsDir(), 'out'), 'utf8').trim().split('\n');
+    expect(verdicts.length).toBeGreaterThanOrEqual(14);
+    expect(verdicts.filter((l) => !/^\S+ ok/.test(l))).toEqual([]);
+  });
+
   it('an image of a jail without --cpu-baseline is refused in one line, and --force tries anyway', () => {
     // This host has AVX, which neither guest CPU has all of (qemu64: none; TCG max: no AVX-512).
     expect(manifest(counterImg()).cpu.flags).toContain('avx');
@@ -249,7 +274,7 @@ describe('on this host', () => {
     rewrite(img, (m) => {
       const c = m.clocks as { monotonic: string; boottime: string };
       return { ...m, clocks: { monotonic: String(BigInt(c.monotonic) + ahead), boottime: String(BigInt(c.boottime) + ahead) } };
-    }, 4);
+    }, 5);
     const r = await restoreUntil(img, out, before);
     expect((await r).stderr).toMatch(/restore clocks: .* new time namespace, CLOCK_MONOTONIC \d+\.\d+ s and CLOCK_BOOTTIME \d+\.\d+ s ahead/);
     expectContinued(out, before);
@@ -264,10 +289,10 @@ describe('on this host', () => {
     const out = join(dir, 'clock.out');
     const img = join(dir, 'image');
     const before = await checkpointed(fixture('vdso-clock'), out, img, []);
-    rewrite(img, ({ clocks: _c, cpu: _p, ...m }) => ({
+    rewrite(img, ({ clocks: _c, cpu: _p, descriptions: _d, pipes: _i, blobs: _b, external: _e, ...m }) => ({
       ...m,
       version: 2,
-      processes: (m.processes as Record<string, unknown>[]).map(({ vdso: _v, files: _f, ...p }) => p),
+      processes: (m.processes as Record<string, unknown>[]).map(({ vdso: _v, fds: _f, ...p }) => p),
     }), 2);
     expect((await vjail(['inspect', img])).stdout).toMatch(/\(format 2, verified\)/);
     const r = await restoreUntil(img, out, before);

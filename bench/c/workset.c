@@ -2,7 +2,11 @@
  * The workload of the checkpoint/restore rows: a working set of MIB MiB of
  * random data, every page touched, so every page is dumped.
  *
- *   workset DIR MIB
+ *   workset DIR MIB [FDS]
+ *
+ * With FDS, it first opens that many descriptors of mixed kinds (a quarter
+ * each: pipe ends with 16 bytes queued, eventfds, /dev/null, and DIR/file
+ * at an offset), for the cost of descriptors in a checkpoint.
  *
  * Fills the memory (xoshiro256** seeded from getrandom: incompressible, and
  * much faster to make than getrandom for 1 GiB), prints "before HASH" on
@@ -16,8 +20,11 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <fcntl.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -49,11 +56,47 @@ static uint64_t hash(const uint64_t *p, size_t words)
 	return h;
 }
 
+static int open_mixed(const char *dir, int n)
+{
+	struct rlimit rl;
+	getrlimit(RLIMIT_NOFILE, &rl);
+	if (rl.rlim_cur < (rlim_t)n + 64) {
+		rl.rlim_cur = rl.rlim_max < (rlim_t)n + 64 ? rl.rlim_max : (rlim_t)n + 64;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	char path[4096];
+	snprintf(path, sizeof path, "%s/file", dir);
+	for (int i = 0; i < n;) {
+		int p[2];
+		switch (i % 4) {
+		case 0:
+			if (pipe(p) || write(p[1], "sixteen bytes...", 16) != 16)
+				return -1;
+			i += 2;
+			continue;
+		case 2:
+			if (eventfd((unsigned)i, 0) < 0)
+				return -1;
+			break;
+		case 3:
+			if (open(i % 8 == 3 ? "/dev/null" : path, O_RDWR | O_CREAT, 0600) < 0)
+				return -1;
+			break;
+		}
+		i++;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
-	if (argc != 3) {
-		fprintf(stderr, "usage: workset DIR MIB\n");
+	if (argc != 3 && argc != 4) {
+		fprintf(stderr, "usage: workset DIR MIB [FDS]\n");
 		return 2;
+	}
+	if (argc == 4 && open_mixed(argv[1], atoi(argv[3]))) {
+		perror("workset: opening descriptors");
+		return 1;
 	}
 	size_t len = (size_t)strtoul(argv[2], NULL, 10) << 20;
 	uint64_t *mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
