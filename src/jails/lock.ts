@@ -7,6 +7,7 @@
  */
 import { closeSync, fstatSync, ftruncateSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import { UsageError } from '../cli/errors.js';
 import { native } from '../native.js';
 import { stateDir } from './state.js';
 
@@ -33,10 +34,18 @@ export function lockDir(): string {
  */
 export function tryLock(name: string): Lock | { heldBy: number } {
   const dir = lockDir();
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
   const path = join(dir, name);
+  const open = (): number => {
+    try {
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      return openSync(path, 'a+', 0o600);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+      throw new UsageError(`cannot take the lock ${path} (${code}); set VJAIL_STATE_DIR to a directory you can write`);
+    }
+  };
   for (;;) {
-    const fd = openSync(path, 'a+', 0o600);
+    const fd = open();
     let held = false;
     try {
       if (!(native() as unknown as LockAddon).tryLockExclusive(fd)) {
