@@ -49,22 +49,12 @@ function oneLine(stderr: string): void {
   expect(stderr.trim().split('\n')).toHaveLength(1);
 }
 
-/**
- * `vjail run` with only fds 0-2 open: a descriptor the test runner inherited
- * from outside would be inherited by the jail too, and each checkpoint would
- * warn that it is not saved.
- */
-async function runWithStdioOnly(args: string[]) {
-  const closeRest = 'for f in /proc/$$/fd/*; do n=${f##*/}; [ "$n" -gt 2 ] && eval "exec $n>&-"; done 2>/dev/null; exec "$@"';
-  return execa('bash', ['-c', closeRest, 'bash', 'node', vjailBin, ...args], { reject: false, input: '' });
-}
-
 beforeAll(async () => {
   bigmem = fixture('bigmem');
   stateDir = mkdtempSync(join(tmpdir(), 'vjail-defensive-state-'));
   process.env.VJAIL_STATE_DIR = stateDir;
   work = mkdtempSync(join(tmpdir(), 'vjail-defensive-'));
-  const r = await runWithStdioOnly(['run', '--name', 'big', '--detach', '--', bigmem, work, MIB]);
+  const r = await vjail(['run', '--name', 'big', '--detach', '--', bigmem, work, MIB]);
   expect(r.exitCode).toBe(0);
   expect(await waitFor(() => existsSync(join(work, 'before')), 60_000)).toBe(true);
   workloadPid = pidOf([bigmem, work, MIB])!;
