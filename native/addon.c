@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -284,6 +285,24 @@ static napi_value js_probe_syscalls(napi_env env, napi_callback_info info)
 	return out;
 }
 
+/* flock(fd, LOCK_EX | LOCK_NB): true when taken, false when another open file
+ * description holds it; the kernel lets go of it when the holder dies. */
+static napi_value js_try_lock_exclusive(napi_env env, napi_callback_info info)
+{
+	napi_value argv[1];
+	if (vj_args(env, info, 1, argv))
+		return NULL;
+	int r;
+	do
+		r = flock(vj_i32(env, argv[0]), LOCK_EX | LOCK_NB);
+	while (r < 0 && errno == EINTR);
+	if (r < 0 && errno != EWOULDBLOCK)
+		return vj_throw_errno(env, "flock", errno);
+	napi_value out;
+	napi_get_boolean(env, r == 0, &out);
+	return out;
+}
+
 /* ---- module ------------------------------------------------------------- */
 
 static napi_value init(napi_env env, napi_value exports)
@@ -334,6 +353,7 @@ static napi_value init(napi_env env, napi_value exports)
 		{ "sys", js_sys },
 		{ "pipePeek", js_pipe_peek },
 		{ "sendFd", js_send_fd },
+		{ "tryLockExclusive", js_try_lock_exclusive },
 	};
 	for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
 		napi_value f;

@@ -150,6 +150,22 @@ export function tasksOf(cg: JailCgroup): number[] {
   return read(join(cg.path, file)).split('\n').filter(Boolean).map(Number);
 }
 
+/** Process ids (thread group leaders) of the cgroup; empty when it is gone. */
+export function procsOf(cg: JailCgroup): number[] {
+  return read(join(cg.path, 'cgroup.procs')).split('\n').filter(Boolean).map(Number);
+}
+
+/**
+ * SIGKILL every process of the cgroup at once through `cgroup.kill` (v2,
+ * Linux 5.14): no task can fork its way out between a listing and the
+ * signal. False where there is no such file (v1, older kernels).
+ */
+export function killCgroup(cg: JailCgroup): boolean {
+  if (cg.kind !== 'v2' || !existsSync(join(cg.path, 'cgroup.kill'))) return false;
+  writeFileSync(join(cg.path, 'cgroup.kill'), '1');
+  return true;
+}
+
 /** For `vjail check`: where a jail cgroup would be made, per freezer. */
 export function describeFreezers(): { kind: FreezerKind; present: boolean; detail: string }[] {
   const m = mounts();

@@ -58,7 +58,14 @@ const SUPPORTED = `## Supported
 - \`--trace[=FILE]\` (strace-style, intercepted calls only) and \`--stats\`
   (per-syscall counts and latency percentiles).
 - Named jails: \`vjail run --name N [--detach]\`, \`vjail ps\`, \`logs\`, \`kill\`,
-  \`rm\`; each named jail gets its own cgroup.
+  \`rm\`; each named jail gets its own cgroup. A jail is its processes, not
+  its first pid: those of its cgroup (without one, every descendant of its
+  \`vjail-init\`, which with \`--pid-ns\` are its PID namespace's), so a
+  daemonizing workload (the first process forks the service and exits) is
+  listed, signalled, logged and checkpointed by name. \`ps\` shows the live
+  process count and says \`ending\`, never \`running\`, for a jail with none;
+  \`kill\` signals every process (SIGKILL through \`cgroup.kill\` on cgroup v2),
+  \`kill --main\` the first only.
 - Checkpoint and restore (\`vjail checkpoint\`, \`restore\`, \`inspect\`; details
   and limits in docs/IMAGE.md): the five steps (pre-dump says that this kernel
   has no soft-dirty; freeze with the cgroup v2 or v1 freezer, else ptrace; dump;
@@ -71,7 +78,15 @@ const SUPPORTED = `## Supported
   fs/gs base, signal handlers, masks and queued signals, rseq, robust lists,
   clear_child_tid, personality, rlimits, cwd, umask; every descriptor
   (see "Checkpoint: descriptors" below). Images are versioned, checksummed and refused in one line
-  when truncated, corrupt or foreign, before anything is created.
+  when truncated, corrupt or foreign, before anything is created; every image
+  file is opened without following links and must be a regular file of
+  bounded size, so a link to a device or a FIFO in its place is refused at
+  once. Two checkpoints of one jail, or two starts under one name, never
+  interleave: the second fails in one line. A destination that is full or
+  read-only fails the checkpoint in one line, the jail running and no image
+  left. \`--json\` prints checkpoint's and restore's result (processes, bytes,
+  time per step, warnings); on a terminal a progress line shows the page data
+  written or loaded and its rate; \`--quiet\` prints warnings and errors only.
 - Restore on another kernel: the plan is derived again for the host it lands
   on; calls through the old vDSO go through a trampoline page into the current
   vDSO (or a direct syscall); CLOCK_MONOTONIC and CLOCK_BOOTTIME never go back
@@ -123,7 +138,8 @@ const NOT_SUPPORTED = `## Not supported
 - Checkpoint of the descriptors refused in the table above; of anonymous
   memory shared between processes, SysV and POSIX shared memory, mappings of
   deleted files and \`MAP_GROWSDOWN\` stacks; of
-  threads or process trees without \`--pid-ns\`; of jails whose first
+  threads or process trees without \`--pid-ns\` (a daemonized jail without it
+  is checkpointed while it is down to one process); of jails whose first
   process, or a process group or session leader, is gone (docs/IMAGE.md).
 - Iterative pre-dump: this host has no soft-dirty tracking; PAGEMAP_SCAN with
   userfaultfd write-protect is not used yet, so the workload is stopped for

@@ -94,7 +94,8 @@ describe('named jails', { timeout: 60_000 }, () => {
     expect(alive(s.supervisorPid)).toBe(true);
     const line = await psLine('count-1');
     expect(line?.slice(1, 4)).toEqual([String(s.pid), 'host', 'running']);
-    expect(line?.[5]).toBe(`${counter} ${out}`);
+    expect(line?.[4]).toBe('1'); // PROCS
+    expect(line?.[6]).toBe(`${counter} ${out}`);
 
     expect((await vjail(['kill', 'count-1'])).exitCode).toBe(0);
     expect(await waitForState('count-1', /^exited \(143\)$/)).toBe(true);

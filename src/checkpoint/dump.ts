@@ -28,7 +28,7 @@ import { collectVdso, stepOutOfVdso } from './parts/vdso.js';
 import { collectCpu } from './cpu.js';
 import { collectZombie, isZombie, nsIds } from './parts/tree.js';
 import { freeze } from './freeze.js';
-import { CheckpointError, checkSupported, ExternalStateError, hasSoftDirty, jailOf, type JailInfo, type JailTree, jailTree, vjailInitOf } from './jail-info.js';
+import { CheckpointError, checkSupported, ExternalStateError, hasSoftDirty, jailOf, type JailInfo, type JailTree, jailTree, lockCheckpoint, vjailInitOf } from './jail-info.js';
 import { Tracee } from './tracee.js';
 import { isNativeError } from '../native.js';
 import { SYS } from './syscalls.js';
@@ -53,12 +53,24 @@ export interface CheckpointOptions {
   external?: 'fail' | 'warn' | 'terminate';
   /** With external 'terminate': how long a holder has to end after SIGTERM (default 5 s). */
   graceMs?: number;
+  /** Called with the size of each piece of page data written. */
+  progress?: (bytes: number) => void;
 }
 
 const MAP_PRIVATE = 0x02;
 const MAP_ANONYMOUS = 0x20;
 
+/** One checkpoint of a jail at a time: a second fails at once (jail-info.ts, lockCheckpoint). */
 export async function checkpoint(opts: CheckpointOptions): Promise<Manifest> {
+  const lock = lockCheckpoint(opts.pid);
+  try {
+    return await checkpointUnlocked(opts);
+  } finally {
+    lock.release();
+  }
+}
+
+async function checkpointUnlocked(opts: CheckpointOptions): Promise<Manifest> {
   try {
     return await checkpointOnce(opts);
   } catch (e) {
@@ -116,10 +128,10 @@ async function endProcesses(pids: number[], graceMs: number): Promise<void> {
 async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
   const report = opts.report ?? (() => {});
   const warn = opts.warn ?? (() => {});
-  const jail = { ...jailOf(opts.pid), ...opts.jail };
+  const jail = opts.jail ?? jailOf(opts.pid);
   let tree = jailTree(opts.pid);
   checkSupported(tree);
-  const writer = new ImageWriter(opts.image);
+  const writer = new ImageWriter(opts.image, opts.progress);
   const held = new Map<number, Tracee>();
   let published = false;
   try {

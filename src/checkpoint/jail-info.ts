@@ -1,11 +1,14 @@
 /**
  * Which jail a process belongs to: a process vjail started has vjail-init
- * as an ancestor, and the supervisor (the `vjail run` process) above it
- * holds the profile on its command line.
+ * as an ancestor, and the supervisor (the `vjail run` or `vjail restore`
+ * process) is vjail-init's parent. A named jail's options come from its
+ * state record.
  */
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
 import { openImage } from '../image/format.js';
+import { tryLock, type Lock } from '../jails/lock.js';
+import { listStates, processStart, supervisorAlive } from '../jails/state.js';
 import { CheckpointUnsupported } from './parts/memory.js';
 
 /** The process cannot be checkpointed as asked; it was not touched. */
@@ -52,7 +55,16 @@ function flag(args: string[], name: string): string | undefined {
   return args.find((a) => a.startsWith(`${name}=`))?.slice(name.length + 1);
 }
 
-export function jailOf(pid: number): JailInfo {
+const exeName = (pid: number): string => {
+  try {
+    return basename(readlinkSync(`/proc/${pid}/exe`));
+  } catch {
+    return '';
+  }
+};
+
+/** The supervisor of the jail `pid` is in: the parent of the vjail-init above it (with --pid-ns, of the outer one). */
+export function supervisorOf(pid: number): number {
   try {
     readFileSync(`/proc/${pid}/stat`);
   } catch {
@@ -60,32 +72,39 @@ export function jailOf(pid: number): JailInfo {
   }
   let p = parentOf(pid);
   for (let depth = 0; depth < 64 && p > 1; depth++) {
-    let exe = '';
-    try {
-      exe = basename(readlinkSync(`/proc/${p}/exe`));
-    } catch {
-      break;
-    }
+    const exe = exeName(p);
+    if (exe === '') break;
     if (exe === 'vjail-init') {
-      // With --pid-ns the supervisor is one level further up.
-      let sup = parentOf(p);
-      if (basename(readlinkSync(`/proc/${sup}/exe`)) === 'vjail-init') sup = parentOf(sup);
-      const args = readFileSync(`/proc/${sup}/cmdline`, 'utf8').split('\0');
-      const restored = restoredFrom(sup, args);
-      if (restored) return restored;
-      const end = args.indexOf('--');
-      const opts = end >= 0 ? args.slice(0, end) : args;
-      const policy = flag(opts, '--policy');
-      const emulate = flag(opts, '--emulate');
-      return {
-        profile: flag(opts, '--profile') ?? 'host',
-        policy: policy ? resolve(readlinkSync(`/proc/${sup}/cwd`), policy) : null,
-        emulate: emulate ? emulate.split(',').map((s) => s.trim()).filter(Boolean) : [],
-      };
+      const sup = parentOf(p);
+      return exeName(sup) === 'vjail-init' ? parentOf(sup) : sup;
     }
     p = parentOf(p);
   }
   throw new CheckpointError(`process ${pid} was not started by vjail (no vjail-init above it)`);
+}
+
+/**
+ * The profile, policy and emulated calls of the jail `pid` is in. A named
+ * jail's come from its state record. An unnamed jail (`vjail run` or
+ * `vjail restore` without --name) has no record: its supervisor's command
+ * line, or the image it was restored from, is all there is.
+ */
+export function jailOf(pid: number): JailInfo {
+  const sup = supervisorOf(pid);
+  const named = listStates().find((s) => s.supervisorPid === sup && supervisorAlive(s));
+  if (named) return { profile: named.profile, policy: named.policy, emulate: named.emulate };
+  const args = readFileSync(`/proc/${sup}/cmdline`, 'utf8').split('\0');
+  const restored = restoredFrom(sup, args);
+  if (restored) return restored;
+  const end = args.indexOf('--');
+  const opts = end >= 0 ? args.slice(0, end) : args;
+  const policy = flag(opts, '--policy');
+  const emulate = flag(opts, '--emulate');
+  return {
+    profile: flag(opts, '--profile') ?? 'host',
+    policy: policy ? resolve(readlinkSync(`/proc/${sup}/cwd`), policy) : null,
+    emulate: emulate ? emulate.split(',').map((s) => s.trim()).filter(Boolean) : [],
+  };
 }
 
 /** A jail started by `vjail restore DIR` runs under the profile, policy and emulated calls of that image. */
@@ -99,6 +118,21 @@ function restoredFrom(sup: number, args: string[]): JailInfo | undefined {
   } catch {
     return undefined; // the image is gone: fall back to the command line
   }
+}
+
+/**
+ * Hold the jail of `pid` for one checkpoint: a second one of the same jail
+ * (by name or by any of its pids) fails at once, before touching anything.
+ * The lock is the supervisor's: one per jail.
+ */
+export function lockCheckpoint(pid: number): Lock {
+  const sup = supervisorOf(pid);
+  const got = tryLock(`checkpoint.${sup}.${processStart(sup) ?? 0}`);
+  if ('heldBy' in got) {
+    const by = got.heldBy ? ` (vjail process ${got.heldBy})` : '';
+    throw new CheckpointError(`another checkpoint of this jail is under way${by}; wait for it to end, then try again`);
+  }
+  return got;
 }
 
 /** One process of a jail, by our (host) PIDs. */

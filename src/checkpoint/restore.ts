@@ -61,6 +61,8 @@ export interface RestoreOptions {
   inherit?: Map<string, number>;
   warn?: (line: string) => void;
   report?: (step: string, detail: string) => void;
+  /** Called as page data is loaded: the size of each piece, and the image's total. */
+  progress?: (bytes: number, total: number) => void;
 }
 
 export function restorerPath(): string {
@@ -73,6 +75,11 @@ export async function restore(opts: RestoreOptions): Promise<Jail> {
   // Page files are verified as they are loaded (parts/memory.ts), before anything is let go.
   const image = openImage(opts.image, { verifyPages: false });
   const inherit = opts.inherit ?? new Map<string, number>();
+  const progress = opts.progress;
+  if (progress) {
+    const total = image.manifest.processes.reduce((n, p) => n + (p.state === 'live' ? p.mappings.reduce((k, m) => k + (m.pages?.size ?? 0), 0) : 0), 0);
+    image.progress = (bytes) => progress(bytes, total);
+  }
   checkMemory(image);
   checkFds(image, inherit);
   const { manifest: m } = image;

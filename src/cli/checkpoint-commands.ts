@@ -14,6 +14,8 @@ export function registerCheckpointCommands(cli: Command, setExit: (code: number)
     .option('--leave-running', 'let the process continue after the checkpoint')
     .addOption(new Option('--external <policy>', 'state the image cannot hold (devices, connections outside the jail): fail (refuse, the jail runs on), warn (save the rest, the image says what is missing), terminate (end the processes holding it, then save)').choices(['fail', 'warn', 'terminate']).default('fail'))
     .option('--grace <seconds>', 'with --external terminate: how long a process has to end after SIGTERM before SIGKILL', '5')
+    .option('-q, --quiet', 'no step lines and no progress line (warnings and errors still)')
+    .option('--json', 'print the result on stdout as JSON: image, processes, bytes, time per step, warnings')
     .action(async (name: string | undefined, flags: CheckpointFlags) => setExit(await checkpointCommand(name, flags)));
   cli
     .command('restore')
@@ -24,6 +26,8 @@ export function registerCheckpointCommands(cli: Command, setExit: (code: number)
     .option('--force', 'restore even on a CPU that lacks instruction-set extensions the image may use')
     .option('--inherit-fd <fd:key>', 'stand descriptor FD of yours in for what the image could not hold, named KEY (see "vjail inspect"); repeatable', (v: string, all: string[]) => [...all, v], [] as string[])
     .option('-v, --verbose', 'report each restore step (vDSO redirect, clocks) on stderr')
+    .option('-q, --quiet', 'no step lines and no progress line (warnings and errors still)')
+    .option('--json', 'print the result on stdout as JSON once restored: image, pid, processes, bytes, time per step, warnings')
     .addOption(new Option('--supervise').hideHelp())
     .action(async (dir: string, flags: RestoreFlags) => setExit(await restoreCommand(dir, flags)));
   cli

@@ -1,11 +1,14 @@
+import { resolve } from 'node:path';
 import { checkpoint } from '../checkpoint/dump.js';
 import { CheckpointError, ExternalStateError } from '../checkpoint/jail-info.js';
 import { CheckpointUnsupported } from '../checkpoint/parts/memory.js';
 import { TraceeError } from '../checkpoint/tracee.js';
-import { ImageError } from '../image/format.js';
-import { liveness, requireState } from '../jails/state.js';
+import { ImageError, type Manifest } from '../image/format.js';
+import { jailMembers } from '../jails/members.js';
+import { liveness, requireState, workloadAlive } from '../jails/state.js';
 import { isNativeError } from '../native.js';
-import { UsageError } from './errors.js';
+import { UsageError, userMessage } from './errors.js';
+import { ProgressLine, StepClock, stderrIsTTY } from './progress.js';
 
 export interface CheckpointFlags {
   pid?: string;
@@ -13,6 +16,10 @@ export interface CheckpointFlags {
   leaveRunning?: boolean;
   external?: 'fail' | 'warn' | 'terminate';
   grace?: string;
+  /** No step lines and no progress line (warnings and errors still). */
+  quiet?: boolean;
+  /** Print the result as JSON on stdout. */
+  json?: boolean;
 }
 
 /** Errors of checkpoint, restore and inspect as one-line usage errors (exit 2). */
@@ -26,6 +33,27 @@ export function asUserError(e: unknown, what: string): unknown {
   return e;
 }
 
+/**
+ * The process to checkpoint for a named jail, found by the jail's identity
+ * (its cgroup or PID namespace, src/jails/members.ts), not by its first pid:
+ * a daemonizing workload's first process has exited. With its own PID
+ * namespace any process of it names the jail; without one the jail must be
+ * down to a single process.
+ */
+function namedTarget(name: string): number {
+  const s = requireState(name);
+  const live = liveness(s);
+  if (live !== 'running') throw new UsageError(`jail "${name}" is not running (${live}); only a running jail can be checkpointed`);
+  const { pids } = jailMembers(s);
+  if (pids.length === 0) throw new UsageError(`jail "${name}" has no live process left to checkpoint; its supervisor (pid ${s.supervisorPid}) is ending it`);
+  if (s.pidNs) return workloadAlive(s) ? s.pid! : pids[0]!;
+  if (pids.length > 1) {
+    const shown = pids.slice(0, 8).join(', ') + (pids.length > 8 ? ', …' : '');
+    throw new UsageError(`jail "${name}" has ${pids.length} processes (${shown}); without its own PID namespace only a jail of one process can be checkpointed: run it with "vjail run --pid-ns"`);
+  }
+  return pids[0]!;
+}
+
 /** The pid to checkpoint and, for a named jail, what its state says of its plan. */
 function target(name: string | undefined, flags: CheckpointFlags): { pid: number; jail?: { profile: string; policy: string | null; emulate: string[] } } {
   if (name !== undefined && flags.pid !== undefined) throw new UsageError('give a jail name or --pid, not both');
@@ -35,35 +63,84 @@ function target(name: string | undefined, flags: CheckpointFlags): { pid: number
     if (!Number.isInteger(pid) || pid <= 0) throw new UsageError(`--pid must be a process id, not "${flags.pid}"`);
     return { pid };
   }
+  const pid = namedTarget(name);
   const s = requireState(name);
-  const live = liveness(s);
-  if (live !== 'running' || s.pid === null) throw new UsageError(`jail "${name}" is not running (${live}); only a running jail can be checkpointed`);
-  return { pid: s.pid, jail: { profile: s.profile, policy: s.policy, emulate: s.emulate } };
+  return { pid, jail: { profile: s.profile, policy: s.policy, emulate: s.emulate } };
 }
 
-/** `vjail checkpoint NAME|--pid PID --image DIR [--leave-running]` */
+/** What `--json` prints of a checkpoint or restore's processes. */
+export function processSummary(m: Manifest): { pid: number; comm: string; state: string; threads: number }[] {
+  return m.processes.map((p) => ({ pid: p.pid, comm: p.comm, state: p.state, threads: p.state === 'live' ? p.threads.length : 0 }));
+}
+
+/** Bytes of page data in an image. */
+export function pageBytes(m: Manifest): number {
+  return m.processes.reduce((n, p) => n + (p.state === 'live' ? p.mappings.reduce((k, map) => k + (map.pages?.size ?? 0), 0) : 0), 0);
+}
+
+/** `vjail checkpoint NAME|--pid PID --image DIR [--leave-running] [--quiet] [--json]` */
 export async function checkpointCommand(name: string | undefined, flags: CheckpointFlags): Promise<number> {
-  const { pid, jail } = target(name, flags);
   const grace = flags.grace === undefined ? 5 : Number(flags.grace);
   if (!Number.isFinite(grace) || grace < 0 || grace > 3600) throw new UsageError(`--grace takes seconds from 0 to 3600, not "${flags.grace}"`);
+  const clock = new StepClock();
+  const warnings: string[] = [];
+  const progress = new ProgressLine('checkpoint', 'written', stderrIsTTY() && !flags.quiet);
+  const say = (line: string): void => {
+    progress.finish();
+    process.stderr.write(`${line}\n`);
+  };
+  let manifest: Manifest;
+  let pid: number | undefined;
   try {
-    await checkpoint({
-      pid,
-      jail,
+    const t = target(name, flags);
+    pid = t.pid;
+    manifest = await checkpoint({
+      pid: t.pid,
+      jail: t.jail,
       image: flags.image,
       leaveRunning: flags.leaveRunning,
       external: flags.external,
       graceMs: grace * 1000,
-      report: (step, name, detail) => process.stderr.write(`vjail: checkpoint ${step}/5 ${name}: ${detail}\n`),
-      warn: (line) => process.stderr.write(`vjail: warning: ${line}\n`),
+      report: (step, stepName, detail) => {
+        clock.mark(stepName);
+        if (!flags.quiet) say(`vjail: checkpoint ${step}/5 ${stepName}: ${detail}`);
+      },
+      warn: (line) => {
+        warnings.push(line);
+        say(`vjail: warning: ${line}`);
+      },
+      progress: (bytes) => progress.add(bytes),
     });
   } catch (e) {
+    progress.finish();
+    const json = (error: string, extra: object = {}): void => {
+      if (flags.json) process.stdout.write(`${JSON.stringify({ ok: false, image: resolve(flags.image), jail: name ?? null, pid: pid ?? null, error, ...extra, warnings })}\n`);
+    };
     if (e instanceof ExternalStateError) {
       // The external-state report: one line saying what happened, then what, per process.
+      json(`checkpoint refused: ${e.message}`, { external: e.lines });
       process.stderr.write(`vjail: checkpoint refused: ${e.message}\n${e.lines.map((l) => `vjail:   ${l}\n`).join('')}`);
       return 1;
     }
-    throw asUserError(e, 'checkpoint');
+    const err = asUserError(e, 'checkpoint');
+    json(userMessage(err) ?? (err instanceof Error ? err.message : String(err)));
+    throw err;
+  }
+  progress.finish();
+  if (flags.json) {
+    const result = {
+      ok: true,
+      image: resolve(flags.image),
+      jail: name ?? null,
+      pid,
+      leftRunning: !!flags.leaveRunning,
+      pidNamespace: manifest.pidNamespace,
+      processes: processSummary(manifest),
+      bytes: pageBytes(manifest),
+      timings: clock.timings(),
+      warnings,
+    };
+    process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
   }
   return 0;
 }

@@ -2,30 +2,41 @@
 import { closeSync, existsSync, openSync, readSync } from 'node:fs';
 import { constants } from 'node:os';
 import type { Command } from 'commander';
-import { removeJailCgroup, tasksOf } from '../cgroup.js';
+import { removeJailCgroup } from '../cgroup.js';
+import { jailMembers, signalJail } from '../jails/members.js';
 import { liveness, listStates, logPath, removeJailDir, requireState, workloadAlive, type JailState } from '../jails/state.js';
 import { UsageError } from './errors.js';
 
-function stateText(s: JailState): string {
+/** What `ps` says of a jail: never `running` when no process of it is alive. */
+function stateOf(s: JailState, processes: number): string {
   const l = liveness(s);
   if (l === 'exited') return `exited (${s.exit?.status ?? '?'})`;
+  if (l === 'running' && processes === 0) return 'ending';
   return l;
 }
 
+interface PsRow {
+  state: JailState;
+  processes: number;
+}
+
 /** The lines of `vjail ps`. */
-export function psLines(states: JailState[]): string[] {
-  const rows = states.map((s) => [s.name, s.pid === null ? '-' : String(s.pid), s.profile, stateText(s), s.started.replace(/\.\d+Z$/, 'Z'), s.command.join(' ')]);
-  const head = ['NAME', 'PID', 'PROFILE', 'STATE', 'STARTED', 'COMMAND'];
+export function psLines(jails: PsRow[]): string[] {
+  const rows = jails.map(({ state: s, processes }) => [
+    s.name, s.pid === null ? '-' : String(s.pid), s.profile, stateOf(s, processes), String(processes), s.started.replace(/\.\d+Z$/, 'Z'), s.command.join(' '),
+  ]);
+  const head = ['NAME', 'PID', 'PROFILE', 'STATE', 'PROCS', 'STARTED', 'COMMAND'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   return [head, ...rows].map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  '));
 }
 
 function psCommand(flags: { json?: boolean }): number {
-  const states = listStates();
+  const jails = listStates().map((state) => ({ state, processes: jailMembers(state).pids.length }));
   if (flags.json) {
-    process.stdout.write(`${JSON.stringify(states.map((s) => ({ ...s, state: liveness(s) })), null, 2)}\n`);
+    const out = jails.map(({ state: s, processes }) => ({ ...s, state: stateOf(s, processes).replace(/ .*/, ''), processes }));
+    process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
   } else {
-    process.stdout.write(`${psLines(states).join('\n')}\n`);
+    process.stdout.write(`${psLines(jails).join('\n')}\n`);
   }
   return 0;
 }
@@ -75,27 +86,26 @@ function signalNumber(sig: string): number {
   return n;
 }
 
-function killCommand(name: string, flags: { signal: string }): number {
+function killCommand(name: string, flags: { signal: string; main?: boolean }): number {
   const sig = signalNumber(flags.signal);
   const s = requireState(name);
   const live = liveness(s);
   if (live === 'exited') throw new UsageError(`jail "${name}" has already exited (status ${s.exit?.status ?? '?'}); remove it with "vjail rm ${name}"`);
   if (live === 'gone') throw new UsageError(`the supervisor of jail "${name}" died, and the jail with it; remove it with "vjail rm ${name}"`);
-  if (workloadAlive(s)) {
+  if (flags.main) {
+    if (!workloadAlive(s)) {
+      const others = jailMembers(s).pids.length;
+      throw new UsageError(`the main process of jail "${name}"${s.pid === null ? '' : ` (pid ${s.pid})`} has exited${others ? `; ${others} other process(es) run on: drop --main to signal them` : ''}`);
+    }
     process.kill(s.pid!, sig);
     return 0;
   }
-  // The main process has ended, others of the jail run on: signal those of its cgroup.
-  const rest = s.cgroup ? tasksOf(s.cgroup) : [];
-  if (rest.length === 0) throw new UsageError(`jail "${name}" has no process left to signal that vjail can find; its supervisor (pid ${s.supervisorPid}) waits for the rest`);
-  for (const pid of rest) {
-    try {
-      process.kill(pid, sig);
-    } catch {
-      // ended meanwhile
-    }
+  if (signalJail(s, sig) > 0) return 0;
+  if (workloadAlive(s)) {
+    process.kill(s.pid!, sig); // not found by its identity (a jail started by an older vjail)
+    return 0;
   }
-  return 0;
+  throw new UsageError(`jail "${name}" has no live process left to signal; its supervisor (pid ${s.supervisorPid}) is ending it`);
 }
 
 function rmCommand(name: string): number {
@@ -112,7 +122,7 @@ function rmCommand(name: string): number {
 export function registerJailCommands(cli: Command, setExit: (code: number) => void): void {
   cli
     .command('ps')
-    .description('list named jails: name, pid, profile, state (running, exited, gone), start time, command')
+    .description('list named jails: name, pid, profile, state (starting, running, ending, exited, gone), live processes, start time, command')
     .option('--json', 'print the recorded state of each')
     .action((flags: { json?: boolean }) => setExit(psCommand(flags)));
   cli
@@ -123,10 +133,11 @@ export function registerJailCommands(cli: Command, setExit: (code: number) => vo
     .action(async (name: string, flags: { follow?: boolean }) => setExit(await logsCommand(name, flags)));
   cli
     .command('kill')
-    .description("send a signal to a named jail's main process")
+    .description('send a signal to every process of a named jail')
     .argument('<name>')
     .option('-s, --signal <sig>', 'signal name or number', 'TERM')
-    .action((name: string, flags: { signal: string }) => setExit(killCommand(name, flags)));
+    .option('--main', "signal only the jail's main (first) process")
+    .action((name: string, flags: { signal: string; main?: boolean }) => setExit(killCommand(name, flags)));
   cli
     .command('rm')
     .description('forget a jail that has exited (its state and log)')

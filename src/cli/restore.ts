@@ -1,11 +1,13 @@
-import { fstatSync, readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { fstatSync, readFileSync, rmSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { restore } from '../checkpoint/restore.js';
-import { openImage } from '../image/format.js';
+import { type Manifest, openImage } from '../image/format.js';
 import type { Jail } from '../jail.js';
+import { writeAtomic, jailDir } from '../jails/state.js';
 import { detach, NamedJail } from '../jails/supervise.js';
-import { asUserError } from './checkpoint.js';
-import { UsageError } from './errors.js';
+import { asUserError, pageBytes, processSummary } from './checkpoint.js';
+import { UsageError, userMessage } from './errors.js';
+import { ProgressLine, StepClock, stderrIsTTY } from './progress.js';
 
 export interface RestoreFlags {
   /** Register the restored jail under this name. */
@@ -20,6 +22,10 @@ export interface RestoreFlags {
   verbose?: boolean;
   /** `FD:KEY`: our descriptor FD stands in for the image's external description KEY. */
   inheritFd?: string[];
+  /** No step lines and no progress line (warnings and errors still). */
+  quiet?: boolean;
+  /** Print the result as JSON on stdout once restored. */
+  json?: boolean;
 }
 
 /** `--inherit-fd FD:KEY` values: each FD must be open here. */
@@ -50,27 +56,84 @@ function commandOf(pid: number, dir: string): string[] {
   return [`(restored from ${dir})`];
 }
 
+/** Where a background supervisor leaves its --json result for `detach` to print. */
+const resultPath = (name: string): string => join(jailDir(name), 'restore.json');
+
 /** `vjail restore DIR`: bring the process back in a new jail and wait for it, like `vjail run`. */
 export async function restoreCommand(dir: string, flags: RestoreFlags = {}): Promise<number> {
   if (flags.detach && !flags.name) throw new UsageError('--detach needs a name for the restored jail: add --name NAME');
   if (flags.detach && flags.inheritFd?.length) throw new UsageError('--inherit-fd cannot be combined with --detach yet (the background supervisor does not receive your descriptors); restore in the foreground');
   const inherit = inheritMap(flags.inheritFd ?? []);
-  if (flags.detach) return detach(flags.name!, ['restore', resolve(dir), '--name', flags.name!, '--supervise', ...(flags.force ? ['--force'] : [])]);
+  if (flags.detach) {
+    const name = flags.name!;
+    const args = ['restore', resolve(dir), '--name', name, '--supervise', ...(flags.force ? ['--force'] : []), ...(flags.json ? ['--json'] : [])];
+    if (!flags.json) return detach(name, args);
+    rmSync(resultPath(name), { force: true }); // a previous jail's of that name
+    return detach(name, args, {
+      output: () => {
+        try {
+          return readFileSync(resultPath(name), 'utf8');
+        } catch {
+          return `${JSON.stringify({ ok: true, image: resolve(dir), name })}\n`;
+        }
+      },
+      failed: (error) => `${JSON.stringify({ ok: false, image: resolve(dir), name, error })}\n`,
+    });
+  }
   const named = flags.name
     ? NamedJail.claim({ name: flags.name, profile: 'host', policy: null, emulate: [], pidNs: false, command: [], detached: !!flags.supervise, restoredFrom: resolve(dir) })
     : undefined;
+  const clock = new StepClock();
+  const warnings: string[] = [];
+  const progress = new ProgressLine('restore', 'loaded', stderrIsTTY() && !flags.quiet && !flags.supervise);
+  const say = (line: string): void => {
+    progress.finish();
+    process.stderr.write(`${line}\n`);
+  };
   let jail: Jail;
   try {
-    const report = flags.verbose ? (step: string, detail: string) => process.stderr.write(`vjail: restore ${step}: ${detail}\n`) : undefined;
-    const opts = { image: dir, force: flags.force, report, inherit };
+    const report = (step: string, detail: string): void => {
+      clock.mark(step);
+      if (flags.verbose && !flags.quiet) say(`vjail: restore ${step}: ${detail}`);
+    };
+    const warn = (line: string): void => {
+      warnings.push(line);
+      say(`vjail: warning: ${line}`);
+    };
+    const opts = { image: dir, force: flags.force, report, warn, inherit, progress: (bytes: number, total: number) => progress.add(bytes, total) };
     jail = named ? await named.start((cgroup) => restore({ ...opts, cgroup })) : await restore(opts);
   } catch (e) {
+    progress.finish();
     named?.abandon();
-    throw asUserError(e, 'restore');
+    const err = asUserError(e, 'restore');
+    if (flags.json && !flags.supervise) {
+      const error = userMessage(err) ?? (err instanceof Error ? err.message : String(err));
+      process.stdout.write(`${JSON.stringify({ ok: false, image: resolve(dir), name: flags.name ?? null, error, warnings })}\n`);
+    }
+    throw err;
+  }
+  progress.finish();
+  // restore() verified every page file already; only the manifest is wanted here.
+  let manifest: Manifest | undefined;
+  if (named || flags.json) manifest = openImage(dir, { verifyPages: false }).manifest;
+  if (flags.json) {
+    const result = {
+      ok: true,
+      image: resolve(dir),
+      name: flags.name ?? null,
+      pid: jail.pid,
+      pidNamespace: manifest!.pidNamespace,
+      processes: processSummary(manifest!),
+      bytes: pageBytes(manifest!),
+      timings: clock.timings(),
+      warnings,
+    };
+    // One line: a foreground jail's own output may follow at once on the same stdout.
+    if (flags.supervise && named) writeAtomic(resultPath(named.name), `${JSON.stringify(result, null, 2)}\n`);
+    else process.stdout.write(`${JSON.stringify(result)}\n`);
   }
   if (named) {
-    // restore() verified every page file already; only the manifest is wanted here.
-    const { profile, policy, emulate } = openImage(dir, { verifyPages: false }).manifest;
+    const { profile, policy, emulate } = manifest!;
     named.running(jail.pid, { command: commandOf(jail.pid, dir), profile, policy: policy ?? null, emulate });
   }
   const forward = (sig: NodeJS.Signals): void => jail.kill(sig);

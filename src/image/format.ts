@@ -9,6 +9,6 @@
  */
 export * from './schema.js';
 export { ImageError } from './errors.js';
-export { OffThreadHash, PAGE_BUFFER_SIZE, pageBuffer, sha256File } from './pagedata.js';
+export { OffThreadHash, PAGE_BUFFER_SIZE, pageBuffer, sha256Fd, sha256File } from './pagedata.js';
 export { ImageWriter, PageFileWriter } from './write.js';
-export { openImage, type OpenedImage, pagesPath, readBlob } from './read.js';
+export { openImage, openImageFile, openPageFile, type OpenedImage, pagesPath, readBlob } from './read.js';

@@ -118,17 +118,22 @@ export class OffThreadHash {
 
 /** sha256 of a file, streamed. */
 export function sha256File(path: string): string {
-  const hash = createHash('sha256');
   const fd = openSync(path, 'r');
   try {
-    const buf = Buffer.allocUnsafe(1 << 20);
-    for (;;) {
-      const n = readSync(fd, buf, 0, buf.length, null);
-      if (n === 0) break;
-      hash.update(buf.subarray(0, n));
-    }
+    return sha256Fd(fd);
   } finally {
     closeSync(fd);
+  }
+}
+
+/** sha256 of what is left to read from an open file. */
+export function sha256Fd(fd: number): string {
+  const hash = createHash('sha256');
+  const buf = Buffer.allocUnsafe(1 << 20);
+  for (;;) {
+    const n = readSync(fd, buf, 0, buf.length, null);
+    if (n === 0) break;
+    hash.update(buf.subarray(0, n));
   }
   return hash.digest('hex');
 }

@@ -2,14 +2,85 @@
  * Reading an image: IMAGE header (magic, version), manifest checksum and
  * schema (older versions upgraded), the tree's shape, and every page file's
  * size, runs and (optionally) sha256. Reads only, creates nothing.
+ *
+ * An image may come from anywhere, so every file of it is opened without
+ * following a symbolic link and without blocking (a FIFO), must be a
+ * regular file (fstat of the descriptor opened), and its size is bounded
+ * before anything is read: a link to /dev/zero or a FIFO in place of a file
+ * is refused at once, in one line.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, statSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { describeIssue, ImageError } from './errors.js';
-import { sha256File } from './pagedata.js';
-import { HEADER_FILE, IMAGE_MAGIC, type Manifest, MANIFEST_FILE, type Mapping, PAGE_SIZE, type Pages, READABLE_VERSIONS, fromHex } from './schema.js';
+import { sha256Fd } from './pagedata.js';
+import {
+  HEADER_FILE, HEADER_MAX_BYTES, IMAGE_MAGIC, type Manifest, MANIFEST_FILE, MANIFEST_MAX_BYTES, type Mapping, PAGE_SIZE, type Pages,
+  READABLE_VERSIONS, fromHex,
+} from './schema.js';
 import { parseManifest } from './upgrade.js';
+
+function kindOf(st: Stats): string {
+  if (st.isSymbolicLink()) return 'a symbolic link';
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isCharacterDevice() || st.isBlockDevice()) return 'a device';
+  if (st.isDirectory()) return 'a directory';
+  if (st.isSocket()) return 'a socket';
+  return 'not a regular file';
+}
+
+/**
+ * Open the file `name` of the image in `dir` for reading, refused unless it
+ * is a regular file (checked before opening and again on the descriptor)
+ * whose size is at most `max`, or exactly `exact` (with `said`, the message
+ * naming where that size comes from). Returns the descriptor and the size.
+ */
+export function openImageFile(dir: string, name: string, size: { max: number } | { exact: number; said: string }): { fd: number; size: number } {
+  const damaged = (why: string): ImageError => new ImageError(`${dir} is damaged: ${name} ${why}`);
+  const path = join(dir, name);
+  let before: Stats;
+  try {
+    before = lstatSync(path);
+  } catch {
+    throw damaged('is missing');
+  }
+  if (!before.isFile()) throw damaged(`is ${kindOf(before)}; image files must be regular files`);
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK | constants.O_NOCTTY);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ELOOP') throw damaged('is a symbolic link; image files must be regular files');
+    if (code === 'ENOENT') throw damaged('is missing');
+    throw damaged(`cannot be opened (${code ?? (e as Error).message})`);
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw damaged(`is ${kindOf(st)}; image files must be regular files`);
+    if ('max' in size && st.size > size.max) throw damaged(`is ${st.size} bytes, more than an image's ${name} may be (${size.max})`);
+    if ('exact' in size && st.size !== size.exact) throw damaged(`is ${st.size} bytes, ${size.said} ${size.exact}`);
+    return { fd, size: st.size };
+  } catch (e) {
+    closeSync(fd);
+    throw e;
+  }
+}
+
+/** The whole of a small image file (IMAGE, manifest.json), its size bounded by `max`. */
+function readImageFile(dir: string, name: string, max: number): Buffer {
+  const { fd, size } = openImageFile(dir, name, { max });
+  try {
+    const buf = Buffer.alloc(size);
+    for (let off = 0; off < size; ) {
+      const n = readSync(fd, buf, off, size - off, off);
+      if (n === 0) throw new ImageError(`${dir} is damaged: ${name} changed while it was read`);
+      off += n;
+    }
+    return buf;
+  } finally {
+    closeSync(fd);
+  }
+}
 
 /** What the schema cannot say: the tree's shape, unique PIDs and TIDs. Returns the first problem. */
 function treeProblem(m: Manifest): string | undefined {
@@ -37,6 +108,8 @@ export interface OpenedImage {
   /** The version on disk; `manifest` is always in the current version's shape. */
   version: number;
   manifest: Manifest;
+  /** Set by a caller that wants to hear of page data as it is loaded (its size, piece by piece). */
+  progress?: (bytes: number) => void;
 }
 
 /**
@@ -52,18 +125,21 @@ export function openImage(dir: string, opts: { verifyPages?: boolean } = {}): Op
     throw new ImageError(`no image at ${dir}`);
   }
   if (!st.isDirectory()) throw new ImageError(`${dir} is not an image directory`);
-  const headerPath = join(dir, HEADER_FILE);
-  if (!existsSync(headerPath)) throw new ImageError(`${dir} is not a vjail image (no ${HEADER_FILE} file)`);
-  const head = readFileSync(headerPath, 'utf8');
+  let headerStat: Stats | undefined;
+  try {
+    headerStat = lstatSync(join(dir, HEADER_FILE));
+  } catch {
+    throw new ImageError(`${dir} is not a vjail image (no ${HEADER_FILE} file)`);
+  }
+  if (!headerStat.isFile()) throw new ImageError(`${dir} is damaged: ${HEADER_FILE} is ${kindOf(headerStat)}; image files must be regular files`);
+  const head = readImageFile(dir, HEADER_FILE, HEADER_MAX_BYTES).toString('utf8');
   const m = /^(\S+) (\d+)\nmanifest sha256:([0-9a-f]{64})\n$/.exec(head);
   if (!m || m[1] !== IMAGE_MAGIC) throw new ImageError(`${dir} is not a vjail image (bad ${HEADER_FILE} header)`);
   const version = Number(m[2]);
   if (!(READABLE_VERSIONS as readonly number[]).includes(version)) {
     throw new ImageError(`${dir} is a version ${m[2]} image; this vjail reads versions ${READABLE_VERSIONS.slice(0, -1).join(', ')} and ${READABLE_VERSIONS.at(-1)}`);
   }
-  const manifestPath = join(dir, MANIFEST_FILE);
-  if (!existsSync(manifestPath)) throw new ImageError(`${dir} is damaged: ${MANIFEST_FILE} is missing`);
-  const text = readFileSync(manifestPath);
+  const text = readImageFile(dir, MANIFEST_FILE, MANIFEST_MAX_BYTES);
   if (createHash('sha256').update(text).digest('hex') !== m[3]) {
     throw new ImageError(`${dir} is damaged: ${MANIFEST_FILE} does not match its checksum`);
   }
@@ -107,23 +183,27 @@ export function openImage(dir: string, opts: { verifyPages?: boolean } = {}): Op
   return { dir, version, manifest };
 }
 
-/** A data file the manifest names must be there, of the size it says. */
+/** A data file the manifest names must be there: a regular file of the size it says. */
 function checkDataFile(dir: string, file: string, want: number): void {
-  let size: number;
-  try {
-    size = statSync(join(dir, file)).size;
-  } catch {
-    throw new ImageError(`${dir} is damaged: ${file} is missing`);
-  }
-  if (size !== want) throw new ImageError(`${dir} is damaged: ${file} is ${size} bytes, the manifest says ${want}`);
+  closeSync(openImageFile(dir, file, { exact: want, said: 'the manifest says' }).fd);
 }
 
-/** A blob's bytes, checked against the manifest's sha256. */
+/** A blob's bytes, checked against the manifest's sha256 (and opened as every image file is). */
 export function readBlob(image: OpenedImage, file: string): Buffer {
   const blob = image.manifest.blobs.find((b) => b.file === file);
   if (!blob) throw new ImageError(`${image.dir} has an invalid manifest: no blob ${file}`);
-  const data = readFileSync(join(image.dir, file));
-  if (data.length !== blob.size || createHash('sha256').update(data).digest('hex') !== blob.sha256) {
+  const { fd, size } = openImageFile(image.dir, file, { exact: blob.size, said: 'the manifest says' });
+  const data = Buffer.alloc(size);
+  try {
+    for (let off = 0; off < size; ) {
+      const n = readSync(fd, data, off, size - off, off);
+      if (n === 0) throw new ImageError(`${image.dir} is damaged: ${file} changed while it was read`);
+      off += n;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  if (createHash('sha256').update(data).digest('hex') !== blob.sha256) {
     throw new ImageError(`${image.dir} is damaged: ${file} does not match its checksum`);
   }
   return data;
@@ -143,19 +223,26 @@ function checkMapping(dir: string, i: number, map: Mapping, verifyPages: boolean
     if (first + count > pages) throw new ImageError(`${dir} has an invalid manifest: mapping ${i} has pages beyond its end`);
     total += count;
   }
-  const path = join(dir, map.pages.file);
-  let size: number;
+  if (total * PAGE_SIZE !== map.pages.size) {
+    throw new ImageError(`${dir} has an invalid manifest: mapping ${i}'s runs hold ${total * PAGE_SIZE} bytes, its page file ${map.pages.size}`);
+  }
+  const { fd } = openPageFileIn(dir, map.pages);
   try {
-    size = statSync(path).size;
-  } catch {
-    throw new ImageError(`${dir} is damaged: ${map.pages.file} is missing`);
+    if (verifyPages && sha256Fd(fd) !== map.pages.sha256) {
+      throw new ImageError(`${dir} is damaged: ${map.pages.file} does not match its checksum`);
+    }
+  } finally {
+    closeSync(fd);
   }
-  if (size !== map.pages.size || total * PAGE_SIZE !== size) {
-    throw new ImageError(`${dir} is damaged: ${map.pages.file} is ${size} bytes, the manifest says ${map.pages.size}`);
-  }
-  if (verifyPages && sha256File(path) !== map.pages.sha256) {
-    throw new ImageError(`${dir} is damaged: ${map.pages.file} does not match its checksum`);
-  }
+}
+
+function openPageFileIn(dir: string, pages: Pages): { fd: number; size: number } {
+  return openImageFile(dir, pages.file, { exact: pages.size, said: 'the manifest says' });
+}
+
+/** Open a page-data file of an opened image for reading, checked as every image file is (regular, its size the manifest's). */
+export function openPageFile(image: OpenedImage, pages: Pages): number {
+  return openPageFileIn(image.dir, pages).fd;
 }
 
 /** Path of a page-data file of an opened image. */

@@ -18,6 +18,10 @@ export const READABLE_VERSIONS = [1, 2, 3, 4, 5] as const;
 export const PAGE_SIZE = 4096;
 export const HEADER_FILE = 'IMAGE';
 export const MANIFEST_FILE = 'manifest.json';
+/** The largest manifest written or read: a reader bounds what it parses (docs/IMAGE.md). */
+export const MANIFEST_MAX_BYTES = 64 << 20;
+/** The largest IMAGE header read (its two lines are about 100 bytes). */
+export const HEADER_MAX_BYTES = 4096;
 
 /** A 64-bit value as lowercase hex ("0x7ffd1000"): JSON numbers cannot hold addresses exactly. */
 export const hex = z.string().regex(/^0x[0-9a-f]+$/, 'must be lowercase hex such as 0x1000');

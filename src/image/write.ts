@@ -1,7 +1,9 @@
 /**
  * Writing an image: page files, then the manifest and IMAGE, under a
  * temporary name beside DIR; fsynced, read back and checked, then renamed
- * into place, so DIR is either complete or absent.
+ * into place, so DIR is either complete or absent. A file system that is
+ * full or read-only fails the write with one line naming it (ImageError),
+ * and `abort` removes what was written.
  */
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
@@ -10,10 +12,37 @@ import { native } from '../native.js';
 import { describeIssue, ImageError } from './errors.js';
 import { OffThreadHash } from './pagedata.js';
 import { openImage } from './read.js';
-import { HEADER_FILE, IMAGE_MAGIC, IMAGE_VERSION, type Manifest, MANIFEST_FILE, manifestSchema, PAGE_SIZE, type Pages, type Blob } from './schema.js';
+import { HEADER_FILE, IMAGE_MAGIC, IMAGE_VERSION, type Manifest, MANIFEST_FILE, MANIFEST_MAX_BYTES, manifestSchema, PAGE_SIZE, type Pages, type Blob } from './schema.js';
 
 function header(manifestSha: string): string {
   return `${IMAGE_MAGIC} ${IMAGE_VERSION}\nmanifest sha256:${manifestSha}\n`;
+}
+
+/** Why a write failed, for the errors a user can do something about. */
+const WRITE_ERRORS: Record<string, string> = {
+  ENOSPC: 'its file system is full (ENOSPC); free some space or choose another --image',
+  EDQUOT: 'the disk quota is exhausted (EDQUOT); free some space or choose another --image',
+  EROFS: 'its file system is read-only (EROFS); choose another --image',
+  EACCES: 'permission denied (EACCES); choose a directory you can write to',
+  EPERM: 'permission denied (EPERM); choose a directory you can write to',
+  EIO: 'an I/O error occurred (EIO)',
+  EFBIG: 'a file would exceed the file system\'s size limit (EFBIG)',
+};
+
+/** A failed file-system call while writing `dir`, as one line; ImageErrors and bugs pass as they are. */
+function writeFailure(e: unknown, dir: string): unknown {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  if (e instanceof ImageError || typeof code !== 'string' || !/^E[A-Z]+$/.test(code)) return e;
+  return new ImageError(`cannot write the image ${dir}: ${WRITE_ERRORS[code] ?? `${code} (${(e as Error).message})`}`);
+}
+
+/** Run `fn`, turning a file-system failure into an ImageError about `dir`. */
+function writing<T>(dir: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    throw writeFailure(e, dir);
+  }
 }
 
 function fsyncPath(path: string): void {
@@ -48,7 +77,7 @@ function startWriteback(fd: number, offset: number, length: number): void {
  * the worker thread): the digest is of exactly the bytes handed to write(2).
  */
 export class PageFileWriter {
-  private readonly fd: number;
+  private fd: number;
   private readonly hash = new OffThreadHash();
   private size = 0;
   readonly runs: [number, number][] = [];
@@ -56,8 +85,10 @@ export class PageFileWriter {
   constructor(
     readonly name: string,
     path: string,
+    private readonly dir: string,
+    private readonly progress?: (bytes: number) => void,
   ) {
-    this.fd = openSync(path, 'wx', 0o600);
+    this.fd = writing(dir, () => openSync(path, 'wx', 0o600));
   }
 
   /** Append the pages [firstPage, firstPage + data.length / PAGE_SIZE) of the mapping; `data` is given up. */
@@ -66,16 +97,26 @@ export class PageFileWriter {
     const last = this.runs.at(-1);
     if (last && last[0] + last[1] === firstPage) last[1] += count;
     else this.runs.push([firstPage, count]);
-    for (let off = 0; off < data.length; ) off += writeSync(this.fd, data, off, data.length - off);
+    writing(this.dir, () => {
+      for (let off = 0; off < data.length; ) off += writeSync(this.fd, data, off, data.length - off);
+    });
     startWriteback(this.fd, this.size, data.length);
     this.size += data.length;
     this.hash.update(data);
+    this.progress?.(data.length);
   }
 
   close(): Pages {
-    fsyncSync(this.fd);
-    closeSync(this.fd);
+    writing(this.dir, () => fsyncSync(this.fd));
+    this.discard();
     return { file: this.name, size: this.size, sha256: this.hash.digest(), runs: this.runs };
+  }
+
+  /** Close the file without finishing it (abort: its space is freed once it is removed). */
+  discard(): void {
+    if (this.fd < 0) return;
+    closeSync(this.fd);
+    this.fd = -1;
   }
 }
 
@@ -86,25 +127,34 @@ export class PageFileWriter {
 export class ImageWriter {
   readonly tmpDir: string;
   private pageFiles = 0;
+  private readonly open: PageFileWriter[] = [];
 
-  constructor(readonly dir: string) {
+  /** `progress` is called with the size of each piece of page data written. */
+  constructor(
+    readonly dir: string,
+    private readonly progress?: (bytes: number) => void,
+  ) {
     if (existsSync(dir)) throw new ImageError(`${dir} already exists; choose a new image directory`);
     const parent = dirname(dir);
     if (!existsSync(parent)) throw new ImageError(`cannot write the image: ${parent} does not exist`);
     this.tmpDir = join(parent, `.${basename(dir)}.partial-${process.pid}`);
-    rmSync(this.tmpDir, { recursive: true, force: true });
-    mkdirSync(this.tmpDir, { mode: 0o700 });
+    writing(dir, () => {
+      rmSync(this.tmpDir, { recursive: true, force: true });
+      mkdirSync(this.tmpDir, { mode: 0o700 });
+    });
   }
 
   pageFile(): PageFileWriter {
     const name = `pages-${this.pageFiles++}.img`;
-    return new PageFileWriter(name, join(this.tmpDir, name));
+    const w = new PageFileWriter(name, join(this.tmpDir, name), this.dir, this.progress);
+    this.open.push(w);
+    return w;
   }
 
   /** Bytes to keep beside the manifest (a pipe's queue, ...): written, synced, and listed in `blobs`. */
   blob(data: Buffer): Blob {
     const file = `blob-${this.blobs.length}.img`;
-    writeFileSynced(join(this.tmpDir, file), data);
+    writing(this.dir, () => writeFileSynced(join(this.tmpDir, file), data));
     const blob = { file, size: data.length, sha256: createHash('sha256').update(data).digest('hex') };
     this.blobs.push(blob);
     return blob;
@@ -118,19 +168,28 @@ export class ImageWriter {
     const checked = manifestSchema.safeParse(manifest);
     if (!checked.success) throw new ImageError(`internal: the manifest does not match its schema: ${describeIssue(checked.error)}`);
     const text = `${JSON.stringify(checked.data, null, 1)}\n`;
+    // What readers refuse to read is not written: an image that was written must restore.
+    if (Buffer.byteLength(text) > MANIFEST_MAX_BYTES) {
+      throw new ImageError(`the jail's manifest would be ${Buffer.byteLength(text)} bytes, more than images may hold (${MANIFEST_MAX_BYTES}); it has too many processes, threads or mappings to checkpoint`);
+    }
     const sha = createHash('sha256').update(text).digest('hex');
-    writeFileSynced(join(this.tmpDir, MANIFEST_FILE), text);
-    writeFileSynced(join(this.tmpDir, HEADER_FILE), header(sha));
-    fsyncPath(this.tmpDir);
+    writing(this.dir, () => {
+      writeFileSynced(join(this.tmpDir, MANIFEST_FILE), text);
+      writeFileSynced(join(this.tmpDir, HEADER_FILE), header(sha));
+      fsyncPath(this.tmpDir);
+    });
     // Read back the header and manifest and check them, and every page file's size; the page
     // files' sha256 are of the bytes written to them, which fsync has made durable (docs/IMAGE.md).
     openImage(this.tmpDir, { verifyPages: false });
     if (existsSync(this.dir)) throw new ImageError(`${this.dir} appeared while the image was written; it was left untouched`);
-    renameSync(this.tmpDir, this.dir);
-    fsyncPath(dirname(this.dir));
+    writing(this.dir, () => {
+      renameSync(this.tmpDir, this.dir);
+      fsyncPath(dirname(this.dir));
+    });
   }
 
   abort(): void {
+    for (const w of this.open) w.discard();
     rmSync(this.tmpDir, { recursive: true, force: true });
   }
 }

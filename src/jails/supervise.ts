@@ -11,6 +11,7 @@ import { createJailCgroup, removeJailCgroup, type JailCgroup } from '../cgroup.j
 import type { JailExit } from '../jail.js';
 import { LaunchError } from '../launch.js';
 import { dataPath } from '../paths.js';
+import { tryLock } from './lock.js';
 import { checkName, claimName, jailDir, liveness, logPath, nameTaken, processStart, readState, removeJailDir, writeState, type JailState } from './state.js';
 
 export interface NamedJailInfo {
@@ -119,9 +120,29 @@ export function checkNameFree(name: string): void {
  * --supervise) in a session of its own with its stdio going to the jail's
  * log, wait until it records the jail as running, and leave it there.
  * Returns the exit status for the CLI: 0, or the supervisor's own when it
- * failed to start the jail (its message is passed on).
+ * failed to start the jail (its message is passed on). Two starts under
+ * one name never overlap: the second fails at once, before it touches the
+ * first one's log. `output` is what to print once the jail runs (default:
+ * its name); `failed`, what to print on stdout besides the error line.
  */
-export async function detach(name: string, args: string[], opts: { timeoutMs?: number } = {}): Promise<number> {
+export async function detach(
+  name: string,
+  args: string[],
+  opts: { timeoutMs?: number; output?: () => string; failed?: (error: string) => string } = {},
+): Promise<number> {
+  checkName(name);
+  const lock = tryLock(`start.${name}`);
+  if ('heldBy' in lock) {
+    throw new UsageError(`jail "${name}" is being started by another vjail${lock.heldBy ? ` (process ${lock.heldBy})` : ''}; choose another --name, or see "vjail ps"`);
+  }
+  try {
+    return await detachLocked(name, args, opts);
+  } finally {
+    lock.release();
+  }
+}
+
+async function detachLocked(name: string, args: string[], opts: { timeoutMs?: number; output?: () => string; failed?: (error: string) => string }): Promise<number> {
   checkNameFree(name);
   mkdirSync(jailDir(name), { recursive: true });
   const log = openSync(logPath(name), 'w', 0o644);
@@ -143,8 +164,9 @@ export async function detach(name: string, args: string[], opts: { timeoutMs?: n
       const text = existsSync(logPath(name)) ? readFileSync(logPath(name), 'utf8') : '';
       const line = text.split('\n').filter((l) => l.startsWith('vjail: ')).pop();
       if (readState(name)?.supervisorPid === child.pid || !readState(name)) removeJailDir(name);
-      if (line) process.stderr.write(`${line}\n`);
-      else process.stderr.write(`vjail: the supervisor of jail "${name}" ended (status ${status}) before the jail started\n`);
+      const error = line ? line.replace(/^vjail: /, '') : `the supervisor of jail "${name}" ended (status ${status}) before the jail started`;
+      if (opts.failed) process.stdout.write(opts.failed(error));
+      process.stderr.write(`vjail: ${error}\n`);
       return status === 0 ? 1 : status;
     }
     if (Date.now() > deadline) {
@@ -154,6 +176,6 @@ export async function detach(name: string, args: string[], opts: { timeoutMs?: n
     await new Promise((r) => setTimeout(r, 10));
   }
   child.unref();
-  process.stdout.write(`${name}\n`);
+  process.stdout.write(opts.output ? opts.output() : `${name}\n`);
   return 0;
 }

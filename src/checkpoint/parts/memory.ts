@@ -23,7 +23,7 @@ import {
   PAGE_SIZE,
   fromHex,
   pageBuffer,
-  pagesPath,
+  openPageFile,
   sha256File,
   toHex,
 } from '../../image/format.js';
@@ -348,7 +348,7 @@ async function mapOne(t: Tracee, scratch: Scratch, m: Mapping): Promise<void> {
  */
 function loadPages(t: Tracee, mem: number, image: OpenedImage, m: Mapping): void {
   const pages = m.pages!;
-  const fd = openSync(pagesPath(image, pages), 'r');
+  const fd = openPageFile(image, pages);
   const hash = new OffThreadHash();
   let digest: string;
   try {
@@ -365,6 +365,7 @@ function loadPages(t: Tracee, mem: number, image: OpenedImage, m: Mapping): void
         }
         hash.update(buf);
         pageIo.write(mem, t.pid, start + BigInt((first + done) * PAGE_SIZE), buf);
+        image.progress?.(buf.length);
         fileOff += buf.length;
         done += n;
       }
