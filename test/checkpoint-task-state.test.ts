@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,6 +31,7 @@ describe('per-process state: timers, credentials, names, advice, prctl flags, cw
   it.each([
     ['without a PID namespace', 'single', [], [0, 2, 3]],
     ['with --pid-ns and a second thread', 'threads', ['--pid-ns'], [0, 2, 3, 4]],
+    ['under the linux-2.6.32 profile (no prlimit64: getrlimit and setrlimit)', 'single', ['--profile', 'linux-2.6.32'], [0, 2, 3]],
   ])('comes back whole %s', async (_name, mode, flags, ids) => {
     const { dir, argv, run, pid, img } = await started(mode, flags);
     expect(timerIds(pid)).toEqual(ids);
@@ -45,7 +47,7 @@ describe('per-process state: timers, credentials, names, advice, prctl flags, cw
     expect(p.advice.flatMap((a: { advice: string[] }) => a.advice)).toEqual(expect.arrayContaining(['dontfork', 'dontdump', 'wipeonfork', 'locked']));
 
     const restored = vjailStart(['restore', img]);
-    const back = (): number | undefined => pidOf(argv, flags.length ? 2 : undefined);
+    const back = (): number | undefined => pidOf(argv, flags.includes('--pid-ns') ? 2 : undefined);
     expect(await waitFor(() => back() !== undefined && readFileSync(`/proc/${back()}/comm`, 'utf8') === 'tsk-main\n', 30_000)).toBe(true);
     expect(timerIds(back()!)).toEqual(ids);
     writeFileSync(join(dir, 'go'), '');
@@ -67,6 +69,43 @@ describe('per-process state: timers, credentials, names, advice, prctl flags, cw
     expect(alive(pid)).toBe(true);
     writeFileSync(join(dir, 'go'), '');
     expect((await run).exitCode).toBe(0);
+  });
+
+  it('memory locked on fault under a profile without mlock2 is refused at checkpoint in one line, the jail left running', async () => {
+    const { dir, run, pid, img } = await started('onfault', ['--profile', 'linux-2.6.32']);
+    const cp = await vjail(['checkpoint', '--pid', String(pid), '--image', img]);
+    expect(cp.exitCode).toBe(2);
+    const lines = cp.stderr.trim().split('\n').filter((l) => !/checkpoint \d\/5|warning:/.test(l));
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(new RegExp(`^vjail: memory at 0x[0-9a-f]+-0x[0-9a-f]+ of process ${pid} is locked on fault \\(MLOCK_ONFAULT\\), which only mlock2 restores, and the jail's profile linux-2.6.32 hides mlock2; `));
+    expect(existsSync(img)).toBe(false);
+    expect(alive(pid)).toBe(true);
+    writeFileSync(join(dir, 'go'), '');
+    expect((await run).exitCode).toBe(0);
+  });
+
+  it('a version 4 image (none of this state) is still read and restored', async () => {
+    const { dir, argv, run, pid, img } = await started('single');
+    expect((await vjail(['checkpoint', '--pid', String(pid), '--image', img])).exitCode).toBe(0);
+    await run;
+    const m = JSON.parse(readFileSync(join(img, 'manifest.json'), 'utf8'));
+    const processes = m.processes.map(({ timers: _t, advice: _a, prctl: _p, ...p }: Record<string, unknown>) => ({
+      ...p,
+      threads: (p.threads as Record<string, unknown>[]).map(({ comm: _c, pdeathsig: _d, timerSlack: _s, creds: _r, ...t }) => t),
+    }));
+    const text = `${JSON.stringify({ ...m, version: 4, processes })}\n`;
+    writeFileSync(join(img, 'manifest.json'), text);
+    writeFileSync(join(img, 'IMAGE'), `vjail-image 4\nmanifest sha256:${createHash('sha256').update(text).digest('hex')}\n`);
+    expect((await vjail(['inspect', img])).stdout).toMatch(/\(format 4, verified\)/);
+
+    // As before version 5: no timers, the restorer's credentials; but the process's own name.
+    const restored = vjailStart(['restore', img]);
+    expect(await waitFor(() => pidOf(argv) !== undefined && readFileSync(`/proc/${pidOf(argv)}/comm`, 'utf8') === 'tsk-main\n', 30_000)).toBe(true);
+    expect(timerIds(pidOf(argv)!)).toEqual([]);
+    expect(readFileSync(`/proc/${pidOf(argv)}/status`, 'utf8')).toMatch(/^Uid:\s+0\s+0\s+0\s+0$/m);
+    process.kill(pidOf(argv)!, 'SIGKILL');
+    expect((await restored).exitCode).toBe(137);
+    expect(existsSync(join(dir, 'out'))).toBe(false);
   });
 
   it('a working directory missing at restore fails it in one line, and nothing runs', async () => {

@@ -22,7 +22,7 @@ import { collectClocks } from './parts/clocks.js';
 import { collectFds, describeExternal, type FdCollection } from './parts/fds/index.js';
 import { collectMemory, type Scratch } from './parts/memory.js';
 import { collectSignals } from './parts/signals.js';
-import { collectAdvice } from './parts/advice.js';
+import { collectAdvice, refuseHiddenAdvice } from './parts/advice.js';
 import { collectPrctl, collectTask } from './parts/task.js';
 import { collectTimers } from './parts/timers.js';
 import { collectThread } from './parts/threads.js';
@@ -182,6 +182,7 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
       }
       processes.push({ ...await collectProcess(p.tids.map((tid) => held.get(tid)!), writer, { ...ids, ppid }, tree.pidNs, stepped, sharedAnon, warn), fds: fds.fds.get(p.pid)! });
     }
+    refuseHiddenAdvice(processes, opts.profile ?? jail.profile);
     const manifest: Manifest = {
       format: IMAGE_MAGIC,
       version: IMAGE_VERSION,

@@ -6,7 +6,10 @@
  * mlock2 over the same ranges once the memory is back.
  */
 import { readFileSync } from 'node:fs';
-import { type Advice, ADVICE, type Mapping, fromHex, toHex } from '../../image/format.js';
+import { type Advice, ADVICE, type Mapping, type ProcessImage, fromHex, toHex } from '../../image/format.js';
+import { profileHas } from '../../plan/plan.js';
+import { loadProfile } from '../../profile/load.js';
+import { CheckpointUnsupported } from './memory.js';
 import { type Tracee, TraceeError } from '../tracee.js';
 import { SYS } from '../syscalls.js';
 
@@ -37,6 +40,21 @@ export function collectAdvice(pid: number, mappings: Mapping[]): Advice[] {
     if (kinds.length) out.push({ ...range, advice: kinds });
   }
   return out;
+}
+
+/**
+ * At checkpoint: advice only a call the jail's profile hides could restore
+ * (a process under a profile before 4.4 can lock on fault with mlockall,
+ * but only mlock2 sets that on a range) is refused, the jail left running.
+ */
+export function refuseHiddenAdvice(processes: ProcessImage[], profile: string): void {
+  for (const p of processes) {
+    if (p.state !== 'live') continue;
+    const a = p.advice.find((x) => x.advice.includes('lockonfault'));
+    if (a && !profileHas(loadProfile(profile), 'mlock2')) {
+      throw new CheckpointUnsupported(`memory at ${a.start}-${a.end} of process ${p.pid} is locked on fault (MLOCK_ONFAULT), which only mlock2 restores, and the jail's profile ${profile} hides mlock2; unlock it (munlockall) or run the jail under a profile of Linux 4.4 or later`);
+    }
+  }
 }
 
 /** Apply each range's advice inside the process, its memory restored. */

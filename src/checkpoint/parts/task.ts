@@ -15,6 +15,7 @@ import { currentAuxv } from './vdso.js';
 type Task = Pick<LiveProcess, 'comm' | 'exe' | 'cwd' | 'umask' | 'personality' | 'rlimits' | 'mm'>;
 
 const RLIM_NLIMITS = 16;
+const ENOSYS = 38n;
 const PR_SET_MM = 35;
 const PR_SET_MM_MAP = 14;
 const AT_FDCWD = -100;
@@ -52,7 +53,9 @@ export async function collectTask(t: Tracee, scratch: Scratch): Promise<Task> {
   const f = statFields(pid);
   const rlimits: Task['rlimits'] = [];
   for (let r = 0; r < RLIM_NLIMITS; r++) {
-    await t.syscallOk(`prlimit64(${r})`, SYS.prlimit64, 0, r, 0, scratch.addr);
+    // A profile before 2.6.36 hides prlimit64; getrlimit fills the same struct.
+    if ((await t.syscall(SYS.prlimit64, 0, r, 0, scratch.addr)) === -ENOSYS) await t.syscallOk(`getrlimit(${r})`, SYS.getrlimit, r, scratch.addr);
+    else await t.syscallOk(`prlimit64(${r})`, SYS.prlimit64, 0, r, 0, scratch.addr);
     const b = t.read(scratch.addr, 16);
     rlimits.push({ resource: r, soft: toHex(b.readBigUInt64LE(0)), hard: toHex(b.readBigUInt64LE(8)) });
   }
@@ -114,7 +117,8 @@ export async function restoreTask(t: Tracee, scratch: Scratch, p: Task): Promise
     b.writeBigUInt64LE(fromHex(l.soft), 0);
     b.writeBigUInt64LE(fromHex(l.hard), 8);
     t.write(scratch.addr, b);
-    const rr = await t.syscall(SYS.prlimit64, 0, l.resource, scratch.addr, 0);
+    let rr = await t.syscall(SYS.prlimit64, 0, l.resource, scratch.addr, 0);
+    if (rr === -ENOSYS) rr = await t.syscall(SYS.setrlimit, l.resource, scratch.addr);
     if (rr < 0n) warnings.push(`could not restore resource limit ${l.resource} (errno ${-rr})`);
   }
   return warnings;
