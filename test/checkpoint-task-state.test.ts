@@ -85,7 +85,7 @@ describe('per-process state: timers, credentials, names, advice, prctl flags, cw
   });
 
   it('a version 4 image (none of this state) is still read and restored', async () => {
-    const { dir, argv, run, pid, img } = await started('single');
+    const { argv, run, pid, img } = await started('single');
     expect((await vjail(['checkpoint', '--pid', String(pid), '--image', img])).exitCode).toBe(0);
     await run;
     const m = JSON.parse(readFileSync(join(img, 'manifest.json'), 'utf8'));
