@@ -27,7 +27,7 @@ const O_WRONLY = 1;
 const O_CLOEXEC = 0o2000000;
 
 function field(status: string, key: string): string {
-  const m = new RegExp(`^${key}:\\s*(.*)$`, 'm').exec(status);
+  const m = new RegExp(`^${key}:[ \\t]*(.*)$`, 'm').exec(status);
   if (!m) throw new TraceeError(`/proc status has no ${key} line`);
   return m[1]!.trim();
 }
