@@ -53,9 +53,8 @@ export async function collectTask(t: Tracee, scratch: Scratch): Promise<Task> {
   const f = statFields(pid);
   const rlimits: Task['rlimits'] = [];
   for (let r = 0; r < RLIM_NLIMITS; r++) {
-    // A profile before 2.6.36 hides prlimit64; getrlimit fills the same struct.
-    if ((await t.syscall(SYS.prlimit64, 0, r, 0, scratch.addr)) === -ENOSYS) await t.syscallOk(`getrlimit(${r})`, SYS.getrlimit, r, scratch.addr);
-    else await t.syscallOk(`prlimit64(${r})`, SYS.prlimit64, 0, r, 0, scratch.addr);
+    const got = await prlimitSelf(t, r, 0n, scratch.addr);
+    if (got < 0n) throw new TraceeError(`reading resource limit ${r} of process ${pid} failed (errno ${-got})`);
     const b = t.read(scratch.addr, 16);
     rlimits.push({ resource: r, soft: toHex(b.readBigUInt64LE(0)), hard: toHex(b.readBigUInt64LE(8)) });
   }
@@ -76,6 +75,17 @@ export async function collectTask(t: Tracee, scratch: Scratch): Promise<Task> {
       auxv: readFileSync(`/proc/${pid}/auxv`).toString('base64'),
     },
   };
+}
+
+/**
+ * prlimit64 on the tracee itself (`set` or `get` a struct rlimit in its
+ * memory, the other 0), or where a profile before 2.6.36 hides it,
+ * setrlimit or getrlimit on the same struct. Returns the raw result.
+ */
+export async function prlimitSelf(t: Tracee, resource: number, set: bigint, get: bigint): Promise<bigint> {
+  const r = await t.syscall(SYS.prlimit64, 0, resource, set, get);
+  if (r !== -ENOSYS) return r;
+  return set ? t.syscall(SYS.setrlimit, resource, set) : t.syscall(SYS.getrlimit, resource, get);
 }
 
 /**
@@ -117,8 +127,7 @@ export async function restoreTask(t: Tracee, scratch: Scratch, p: Task): Promise
     b.writeBigUInt64LE(fromHex(l.soft), 0);
     b.writeBigUInt64LE(fromHex(l.hard), 8);
     t.write(scratch.addr, b);
-    let rr = await t.syscall(SYS.prlimit64, 0, l.resource, scratch.addr, 0);
-    if (rr === -ENOSYS) rr = await t.syscall(SYS.setrlimit, l.resource, scratch.addr);
+    const rr = await prlimitSelf(t, l.resource, scratch.addr, 0n);
     if (rr < 0n) warnings.push(`could not restore resource limit ${l.resource} (errno ${-rr})`);
   }
   return warnings;
