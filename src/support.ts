@@ -87,6 +87,18 @@ const SUPPORTED = `## Supported
   left. \`--json\` prints checkpoint's and restore's result (processes, bytes,
   time per step, warnings); on a terminal a progress line shows the page data
   written or loaded and its rate; \`--quiet\` prints warnings and errors only.
+  when truncated, corrupt or foreign, before anything is created.
+- Checkpoint of per-process state (image format 5, docs/IMAGE.md): interval
+  timers (setitimer) and POSIX timers (timer_create) with the same IDs,
+  clock, signal, value, target thread, interval and remaining time (timers on
+  a wall clock keep their absolute expiry); per thread the credentials (real,
+  effective, saved and fs IDs, supplementary groups, capability sets,
+  securebits, loginuid, no_new_privs), name, parent-death signal and timer
+  slack; the dumpable, child-subreaper and THP-disable flags; MADV_DONTFORK,
+  DONTDUMP, WIPEONFORK, HUGEPAGE, NOHUGEPAGE and mlock (also on fault) on
+  their ranges. A deleted working directory is refused at checkpoint, a
+  missing one fails the restore in one line. Under a profile without
+  prlimit64 (linux-2.6.32) rlimits go through getrlimit and setrlimit.
 - Restore on another kernel: the plan is derived again for the host it lands
   on; calls through the old vDSO go through a trampoline page into the current
   vDSO (or a direct syscall); CLOCK_MONOTONIC and CLOCK_BOOTTIME never go back
@@ -141,6 +153,14 @@ const NOT_SUPPORTED = `## Not supported
   threads or process trees without \`--pid-ns\` (a daemonized jail without it
   is checkpointed while it is down to one process); of jails whose first
   process, or a process group or session leader, is gone (docs/IMAGE.md).
+- Per-process state not kept by a checkpoint: a POSIX timer's overrun count
+  (named in a warning; \`timer_getoverrun\` returns 0 until the timer next
+  expires), \`mlockall(MCL_FUTURE)\` for mappings made after the restore, KSM
+  merging (MADV_MERGEABLE), memory protection keys, seccomp filters the
+  workload installed itself. Refused at checkpoint: a timer on the CPU-time
+  clock of another process without \`--pid-ns\`, memory locked on fault under a
+  profile that hides mlock2, a process dumpable only by root
+  (\`fs.suid_dumpable = 2\`).
 - Iterative pre-dump: this host has no soft-dirty tracking; PAGEMAP_SCAN with
   userfaultfd write-protect is not used yet, so the workload is stopped for
   the whole dump.

@@ -22,7 +22,9 @@ import { collectClocks } from './parts/clocks.js';
 import { collectFds, describeExternal, type FdCollection } from './parts/fds/index.js';
 import { collectMemory, type Scratch } from './parts/memory.js';
 import { collectSignals } from './parts/signals.js';
-import { collectTask } from './parts/task.js';
+import { collectAdvice, refuseHiddenAdvice } from './parts/advice.js';
+import { collectPrctl, collectTask } from './parts/task.js';
+import { collectTimers } from './parts/timers.js';
 import { collectThread } from './parts/threads.js';
 import { collectVdso, stepOutOfVdso } from './parts/vdso.js';
 import { collectCpu } from './cpu.js';
@@ -168,6 +170,7 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
         }
       }
     }
+    for (const t of held.values()) t.holdSignals();
     report(2, 'freeze', tree.pidNs ? `${frozen.detail}; ${held.size} task(s) of ${tree.processes.length} process(es) held` : frozen.detail);
 
     const firstLive = tree.processes.find((p) => !p.zombie)!;
@@ -189,8 +192,9 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
         processes.push(collectZombie(p.pid, ppid));
         continue;
       }
-      processes.push({ ...await collectProcess(p.tids.map((tid) => held.get(tid)!), writer, { ...ids, ppid }, tree.pidNs, stepped, sharedAnon), fds: fds.fds.get(p.pid)! });
+      processes.push({ ...await collectProcess(p.tids.map((tid) => held.get(tid)!), writer, { ...ids, ppid }, tree.pidNs, stepped, sharedAnon, warn), fds: fds.fds.get(p.pid)! });
     }
+    refuseHiddenAdvice(processes, opts.profile ?? jail.profile);
     const manifest: Manifest = {
       format: IMAGE_MAGIC,
       version: IMAGE_VERSION,
@@ -277,21 +281,26 @@ async function collectProcess(
   pidNs: boolean,
   stepped: { count: number },
   sharedAnon: Map<string, number>,
+  warn: (line: string) => void,
 ): Promise<Omit<LiveProcess, 'fds'>> {
   const leader = threads[0]!;
   // A thread inside the vDSO's code could only go on with this kernel's vDSO: let it return first.
   for (const t of threads) if (await stepOutOfVdso(t)) stepped.count++;
   const scratchAddr = await leader.syscallOk('mmap of a scratch page', SYS.mmap, 0, PAGE_SIZE, 3, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   const scratch: Scratch = { addr: scratchAddr, size: PAGE_SIZE };
-  let signals, task;
+  let signals, task, timers, prctl;
   const images: ThreadImage[] = [];
+  const jailTid = (tid: number): number => (pidNs ? nsIds(leader.pid, tid).pid : tid);
   try {
     signals = await collectSignals(leader, scratch);
     task = await collectTask(leader, scratch);
-    for (const t of threads) images.push(await collectThread(t, scratch, pidNs ? nsIds(leader.pid, t.pid).pid : t.pid));
+    prctl = await collectPrctl(leader, scratch);
+    timers = await collectTimers(leader, scratch, pidNs, jailTid, warn);
+    for (const t of threads) images.push(await collectThread(t, scratch, jailTid(t.pid)));
   } finally {
     await leader.syscall(SYS.munmap, scratch.addr, PAGE_SIZE);
   }
   const mappings = collectMemory(leader, writer, sharedAnon);
-  return { state: 'live', ...ids, ...task, signals, threads: images, mappings, vdso: collectVdso(leader) };
+  const advice = collectAdvice(leader.pid, mappings);
+  return { state: 'live', ...ids, ...task, signals, threads: images, mappings, vdso: collectVdso(leader), timers, advice, prctl };
 }

@@ -29,8 +29,10 @@ import { clockOffsets, describeOffsets } from './parts/clocks.js';
 import { checkFds, placeFds, prepareFds } from './parts/fds/index.js';
 import { checkMemory, restoreMemory } from './parts/memory.js';
 import { restoreSignals } from './parts/signals.js';
-import { restoreTask } from './parts/task.js';
-import { loadThread, restoreThread } from './parts/threads.js';
+import { restoreAdvice } from './parts/advice.js';
+import { checkCwd, restorePrctl, restoreTask } from './parts/task.js';
+import { loadThread, restoreThread, restoreThreadState } from './parts/threads.js';
+import { restoreTimers } from './parts/timers.js';
 import { cloneTask, createTree, endZombies } from './parts/tree.js';
 import { checkCpu } from './cpu.js';
 import { ptraceAddon, Tracee } from './tracee.js';
@@ -82,6 +84,7 @@ export async function restore(opts: RestoreOptions): Promise<Jail> {
   }
   checkMemory(image);
   checkFds(image, inherit);
+  checkCwd(image);
   const { manifest: m } = image;
   const cpuWarnings = checkCpu(m, !!opts.force);
   const first = m.processes[0]!;
@@ -137,13 +140,19 @@ export async function restore(opts: RestoreOptions): Promise<Jail> {
       await restoreSignals(tracee, scratch, p.signals, nsPid);
       const [leader, ...others] = p.threads;
       await restoreThread(tracee, scratch, leader!, { pid: nsPid, tid: nsPid });
-      loads.push([tracee, leader!]);
+      const mine: [Tracee, ThreadImage][] = [[tracee, leader!]];
       for (const th of others) {
         const t = await cloneTask(tracee, scratch, 'thread', th.tid);
         held.push(t);
         await restoreThread(t, scratch, th, { pid: nsPid, tid: th.tid });
-        loads.push([t, th]);
+        mine.push([t, th]);
       }
+      await restoreAdvice(tracee, p.advice, m.profile);
+      await restoreTimers(tracee, scratch, p, nsPid);
+      // Credentials last: dropping root ends what may be done inside.
+      for (const [t, th] of mine) await restoreThreadState(t, scratch, th, `thread ${th.tid} of process ${p.pid}`);
+      await restorePrctl(tracee, p.prctl);
+      loads.push(...mine);
       await tracee.syscallOk('munmap of the scratch page', SYS.munmap, scratch.addr, PAGE_SIZE);
       report('process', `${p.pid} ${p.comm}: ${p.mappings.length} mappings, ${p.threads.length} thread(s), ${p.fds.length} descriptor(s)`);
     }

@@ -283,6 +283,24 @@ export class Tracee {
     return ptraceAddon().ptraceGetSigmask(this.pid);
   }
 
+  /** The program's own mask while `holdSignals` is in effect. */
+  private programMask: bigint | undefined;
+
+  /**
+   * Block every signal until `detach` (which puts the program's mask back):
+   * a signal arriving meanwhile (a timer's) would stop an injected call
+   * half-way. It stays queued and is saved with the others.
+   */
+  holdSignals(): void {
+    this.programMask ??= this.getSigmask();
+    this.setSigmask(BigInt.asUintN(64, -1n));
+  }
+
+  /** The mask the program itself has set, held or not. */
+  ownSigmask(): bigint {
+    return this.programMask ?? this.getSigmask();
+  }
+
   setSigmask(mask: bigint): void {
     ptraceAddon().ptraceSetSigmask(this.pid, mask);
   }
@@ -322,6 +340,7 @@ export class Tracee {
     this.detached = true;
     closeSync(this.memFd);
     try {
+      if (this.programMask !== undefined) this.setSigmask(this.programMask);
       ptraceAddon().ptraceResume(this.pid, RESUME.detach, signal);
     } catch {
       // Already gone.

@@ -42,10 +42,17 @@ export function inspectCommand(dir: string, flags: { json?: boolean }): number {
       `cwd       ${p.cwd}   umask ${p.umask.toString(8).padStart(4, '0')}   personality ${p.personality}`,
       `signals   ${p.signals.actions.length} handlers, ${p.signals.pending.length} queued for the process`,
     );
+    const creds = p.threads[0]!.creds;
+    if (creds) out.push(`creds     uids ${creds.uids.join('/')}   gids ${creds.gids.join('/')}   groups ${creds.groups.join(',') || 'none'}   effective caps ${creds.caps.effective}`);
+    const timers = [
+      ...p.timers.itimers.map((t) => `itimer ${t.which} ${t.value}/${t.interval} us`),
+      ...p.timers.posix.map((t) => `timer ${t.id} clock ${t.clock} signal ${t.signal} ${t.remaining}/${t.interval} ns`),
+    ];
+    if (timers.length) out.push(`timers    ${timers.join('   ')}`);
     if (p.vdso) out.push(`vdso      ${p.vdso.size} bytes, sha256 ${p.vdso.sha256.slice(0, 16)}…, ${p.vdso.symbols.map((s) => `${s.name}+0x${s.offset.toString(16)}`).join(' ')}`);
     for (const t of p.threads) {
       const r = t.registers.gpr;
-      out.push(`thread    ${t.tid}   rip ${r.rip}   rsp ${r.rsp}   fs_base ${r.fs_base}   blocked ${t.blocked}, ${t.pending.length} queued   rseq ${t.rseq ? `${t.rseq.address} (${t.rseq.size} bytes)` : 'none'}`);
+      out.push(`thread    ${t.tid}${t.comm !== null ? ` ${t.comm}` : ''}   rip ${r.rip}   rsp ${r.rsp}   fs_base ${r.fs_base}   blocked ${t.blocked}, ${t.pending.length} queued   rseq ${t.rseq ? `${t.rseq.address} (${t.rseq.size} bytes)` : 'none'}`);
     }
     if (p.fds.length) out.push('descriptors:');
     for (const f of p.fds) {

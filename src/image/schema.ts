@@ -153,9 +153,78 @@ export const cpuSchema = z.strictObject({
   xstate: z.array(z.strictObject({ bit: z.number().int().min(2).max(63), offset: z.number().int().nonnegative(), size: z.number().int().positive() })),
 });
 
+
 const pid = z.number().int().positive();
 /** A PID as seen inside the jail's PID namespace; 0 when it lies outside (inherited from vjail-init). */
 const nsId = z.number().int().nonnegative();
+const nsIdSchema = nsId;
+
+/** Decimal nanoseconds or microseconds: beyond what a JSON number holds exactly. */
+const decimal = z.string().regex(/^\d+$/);
+
+/**
+ * A thread's credentials (/proc/PID/task/TID/status, securebits by
+ * PR_GET_SECUREBITS): [real, effective, saved, filesystem] IDs, capability
+ * sets as hex masks, `loginuid` null when unset (4294967295).
+ */
+export const credsSchema = z.strictObject({
+  uids: z.tuple([z.number().int(), z.number().int(), z.number().int(), z.number().int()]),
+  gids: z.tuple([z.number().int(), z.number().int(), z.number().int(), z.number().int()]),
+  groups: z.array(z.number().int().nonnegative()),
+  caps: z.strictObject({ inheritable: hex, permitted: hex, effective: hex, bounding: hex, ambient: hex }),
+  securebits: z.number().int().nonnegative(),
+  noNewPrivs: z.boolean(),
+  loginuid: z.number().int().nonnegative().nullable(),
+});
+
+/** Per-thread state added in version 5 (parts/threads.ts, parts/creds.ts). */
+export const threadStateFields = {
+  /** PR_GET_NAME of the thread; null in older images (the leader's is the process's `comm`). */
+  comm: z.string().nullable(),
+  /** PR_GET_PDEATHSIG; 0 in older images. */
+  pdeathsig: z.number().int().min(0).max(64),
+  /** PR_GET_TIMERSLACK in ns; null in older images (left as the restorer's). */
+  timerSlack: decimal.nullable(),
+  /** Null in older images: the restorer's (vjail's) credentials. */
+  creds: credsSchema.nullable(),
+};
+
+/**
+ * Timers of a process (parts/timers.ts). `itimers`: the setitimer timers
+ * with a value or an interval, in microseconds. `posix`: timer_create timers by ID; `tid` is the
+ * thread (as the jail sees it) a SIGEV_THREAD_ID timer signals; `remaining`
+ * and `interval` in ns from timer_gettime; `expiry` the absolute expiry (ns)
+ * of an armed timer on a wall clock (REALTIME, TAI, REALTIME_ALARM), which
+ * restore keeps; null for the others, which keep their remaining time.
+ */
+export const timersSchema = z.strictObject({
+  itimers: z.array(z.strictObject({ which: z.enum(['real', 'virtual', 'prof']), value: decimal, interval: decimal })),
+  posix: z.array(z.strictObject({
+    id: z.number().int().nonnegative(),
+    /** As passed to timer_create; negative: a CPU-time clock (clock_getcpuclockid's encoding). */
+    clock: z.number().int(),
+    /** sigev_notify: SIGEV_SIGNAL 0, SIGEV_NONE 1, SIGEV_THREAD 2, | SIGEV_THREAD_ID 4. */
+    notify: z.number().int().min(0).max(7),
+    signal: z.number().int().min(0).max(64),
+    value: hex,
+    tid: nsIdSchema,
+    remaining: decimal,
+    interval: decimal,
+    expiry: decimal.nullable(),
+    overrun: z.number().int().nonnegative(),
+  })),
+});
+
+/** Advice on a range of memory, from /proc/PID/smaps VmFlags (parts/advice.ts). */
+export const ADVICE = ['dontfork', 'dontdump', 'wipeonfork', 'hugepage', 'nohugepage', 'locked', 'lockonfault'] as const;
+export const adviceSchema = z.strictObject({ start: hex, end: hex, advice: z.array(z.enum(ADVICE)).min(1) });
+
+/** Process-wide prctl state (parts/task.ts). */
+export const prctlSchema = z.strictObject({
+  dumpable: z.number().int().min(0).max(1),
+  childSubreaper: z.boolean(),
+  thpDisable: z.boolean(),
+});
 
 /** One thread: what the kernel keeps per task rather than per process. */
 export const threadSchema = z.strictObject({
@@ -168,6 +237,7 @@ export const threadSchema = z.strictObject({
   rseq: rseqSchema,
   robustList: z.strictObject({ head: hex, length: hex }),
   clearChildTid: hex,
+  ...threadStateFields,
 });
 
 /**
@@ -263,6 +333,12 @@ export const liveProcessSchema = z.strictObject({
   vdso: vdsoSchema.nullable(),
   /** Every open descriptor, by number. */
   fds: z.array(fdSchema),
+  /** Version 5; older images: none (as restored before). */
+  timers: timersSchema,
+  /** Version 5; older images: none. */
+  advice: z.array(adviceSchema),
+  /** Version 5; older images: null (left as the restorer's). */
+  prctl: prctlSchema.nullable(),
 });
 
 /** A child that has exited but was not reaped: only what its parent's wait() will see. */
@@ -324,6 +400,9 @@ export type FdImage = z.infer<typeof fdSchema>;
 export type Blob = z.infer<typeof blobSchema>;
 export type Clocks = z.infer<typeof clocksSchema>;
 export type CpuImage = z.infer<typeof cpuSchema>;
+export type Creds = z.infer<typeof credsSchema>;
+export type Timers = z.infer<typeof timersSchema>;
+export type Advice = z.infer<typeof adviceSchema>;
 
 export const toHex = (v: bigint | number): string => `0x${BigInt.asUintN(64, BigInt(v)).toString(16)}`;
 export const fromHex = (s: string): bigint => BigInt(s);

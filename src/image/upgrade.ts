@@ -4,7 +4,8 @@
  * what is missing with what the lack meant (no files, no clocks, ...).
  *
  *   5  every descriptor (0-2 too) pointing at open file descriptions of many kinds (pipes,
- *      eventfds, devices, ...), with pipe contents and other bytes in blobs; see docs/IMAGE.md
+ *      eventfds, devices, ...), with pipe contents and other bytes in blobs; timers,
+ *      credentials, thread names, memory advice, prctl flags; see docs/IMAGE.md
  *   4  open regular files and directories above fd 2
  *   3  what restoring on another kernel or CPU needs: vDSO symbols, clocks, CPU features
  *   2  a process tree: threads, zombies, sessions and groups
@@ -13,7 +14,7 @@
 import { z } from 'zod';
 import {
   base64, type Description, type FdImage, hex, IMAGE_MAGIC, IMAGE_VERSION, jailFields, liveProcessSchema, type Manifest, manifestSchema,
-  mappingSchema, openFileSchema, registersSchema, rseqSchema, sigactionSchema, taskFields, zombieSchema,
+  mappingSchema, openFileSchema, registersSchema, rseqSchema, sigactionSchema, taskFields, threadSchema, zombieSchema,
 } from './schema.js';
 
 /** Version 1: one single-threaded process, restored with a new PID. */
@@ -38,18 +39,25 @@ const manifestV1Schema = z.strictObject({
   }),
 });
 
+/** A live process as versions 2 to 4 saved it (less `files`, which version 4 adds). */
+const threadV4Schema = threadSchema.omit({ comm: true, pdeathsig: true, timerSlack: true, creds: true });
+const liveProcessV4Schema = liveProcessSchema.omit({ fds: true, timers: true, advice: true, prctl: true }).extend({ threads: z.array(threadV4Schema).min(1) });
+
 /**
  * Version 4: the shape version 5 grew from. Fields version 5 adds are
  * filled here with what their absence meant.
  */
 const manifestV4Schema = manifestSchema.omit({ version: true, descriptions: true, pipes: true, blobs: true, external: true }).extend({
   version: z.literal(4),
-  processes: z.array(z.discriminatedUnion('state', [liveProcessSchema.omit({ fds: true }).extend({ files: z.array(openFileSchema) }), zombieSchema])).min(1),
+  processes: z.array(z.discriminatedUnion('state', [liveProcessV4Schema.extend({ files: z.array(openFileSchema) }), zombieSchema])).min(1),
 });
 
 /**
  * Version 4 saved regular files and directories above fd 2, each process
- * its own description, and restored 0-2 as the restoring side's.
+ * its own description, and restored 0-2 as the restoring side's. It had
+ * no timers or memory advice; credentials, prctl flags and timer slack
+ * were left as the restorer's (null), the parent-death signal 0; the
+ * leader's name is the process's.
  */
 function upgradeV4(m: z.infer<typeof manifestV4Schema>): Manifest {
   const descriptions: Description[] = [0, 1, 2].map((stream) => ({ kind: 'stdio', id: stream, flags: 0, stream, what: 'file' }));
@@ -62,7 +70,8 @@ function upgradeV4(m: z.infer<typeof manifestV4Schema>): Manifest {
       descriptions.push({ kind: 'file', id, flags: f.flags, path: f.path, type: f.kind, pos: f.pos });
       fds.push({ fd: f.fd, cloexec: f.cloexec, description: id });
     }
-    return { ...rest, fds };
+    const threads = rest.threads.map((t, i) => ({ ...t, comm: i === 0 ? rest.comm : null, pdeathsig: 0, timerSlack: null, creds: null }));
+    return { ...rest, threads, fds, timers: { itimers: [], posix: [] }, advice: [], prctl: null };
   });
   return { ...m, version: IMAGE_VERSION, processes, descriptions, pipes: [], blobs: [], external: [] };
 }
@@ -70,7 +79,7 @@ function upgradeV4(m: z.infer<typeof manifestV4Schema>): Manifest {
 /** Version 3: the same, without open files. */
 const manifestV3Schema = manifestV4Schema.omit({ version: true }).extend({
   version: z.literal(3),
-  processes: z.array(z.discriminatedUnion('state', [liveProcessSchema.omit({ fds: true }), zombieSchema])).min(1),
+  processes: z.array(z.discriminatedUnion('state', [liveProcessV4Schema, zombieSchema])).min(1),
 });
 
 function upgradeV3(m: z.infer<typeof manifestV3Schema>): Manifest {
@@ -80,7 +89,7 @@ function upgradeV3(m: z.infer<typeof manifestV3Schema>): Manifest {
 /** Version 2: the same tree, without vDSO symbols, clocks, CPU features or open files. */
 const manifestV2Schema = manifestV4Schema.omit({ version: true, clocks: true, cpu: true }).extend({
   version: z.literal(2),
-  processes: z.array(z.discriminatedUnion('state', [liveProcessSchema.omit({ vdso: true, fds: true }), zombieSchema])).min(1),
+  processes: z.array(z.discriminatedUnion('state', [liveProcessV4Schema.omit({ vdso: true }), zombieSchema])).min(1),
 });
 
 function upgradeV2(m: z.infer<typeof manifestV2Schema>): Manifest {

@@ -51,6 +51,12 @@ function inProfile(profile: Profile, info: SyscallInfo, passThroughHost: boolean
   return existsIn(info, profile.kernel);
 }
 
+/** Does a jail under `profile` have x86_64 syscall `name` (before any shim)? */
+export function profileHas(profile: Profile, name: string, tables: PlanTables = defaultTables()): boolean {
+  const info = tables.x86_64.byName(name);
+  return info !== undefined && inProfile(profile, info, false);
+}
+
 /** How the supervisor answers through `shim`: natively when the answer is known now. */
 function viaShim(shim: Shim, name: string, profile: Profile): Action {
   const answer = shim.fixedAnswer?.(name, profile);

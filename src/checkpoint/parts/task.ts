@@ -1,19 +1,21 @@
 /**
  * The rest of the process's kernel state: working directory, umask,
  * personality, resource limits, the mm layout (code, data, brk, stack,
- * arguments, auxv). What is kept per thread (rseq, robust list,
- * clear_child_tid) is in threads.ts.
+ * arguments, auxv), and the process-wide prctl flags (dumpable, child
+ * subreaper, THP disable). What is kept per thread (rseq, robust list,
+ * clear_child_tid, name, parent-death signal, credentials) is in threads.ts.
  */
-import { readFileSync, readlinkSync } from 'node:fs';
-import { type LiveProcess, fromHex, toHex } from '../../image/format.js';
+import { readFileSync, readlinkSync, statSync } from 'node:fs';
+import { ImageError, type LiveProcess, type OpenedImage, fromHex, toHex } from '../../image/format.js';
 import { type Tracee, TraceeError } from '../tracee.js';
 import { SYS } from '../syscalls.js';
-import type { Scratch } from './memory.js';
+import { CheckpointUnsupported, type Scratch } from './memory.js';
 import { currentAuxv } from './vdso.js';
 
 type Task = Pick<LiveProcess, 'comm' | 'exe' | 'cwd' | 'umask' | 'personality' | 'rlimits' | 'mm'>;
 
 const RLIM_NLIMITS = 16;
+const ENOSYS = 38n;
 const PR_SET_MM = 35;
 const PR_SET_MM_MAP = 14;
 const AT_FDCWD = -100;
@@ -27,14 +29,32 @@ function statFields(pid: number): (n: number) => string {
   return (n) => rest[n - 3]!;
 }
 
+/** The process's working directory, which must be found again by its path. */
+function workingDirectory(pid: number): string {
+  const cwd = readlinkSync(`/proc/${pid}/cwd`);
+  const own = statSync(`/proc/${pid}/cwd`);
+  let byPath;
+  try {
+    byPath = cwd.startsWith('/') ? statSync(cwd) : null;
+  } catch {
+    byPath = null;
+  }
+  if (!byPath || byPath.dev !== own.dev || byPath.ino !== own.ino) {
+    throw new CheckpointUnsupported(`the working directory of process ${pid} (${cwd.replace(/ \(deleted\)$/, '')}) has been deleted or is not reachable by its path; re-create it or let the process change directory, then checkpoint again`);
+  }
+  return cwd;
+}
+
 export async function collectTask(t: Tracee, scratch: Scratch): Promise<Task> {
   const pid = t.pid;
+  const cwd = workingDirectory(pid);
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const umask = /^Umask:\s+([0-7]+)/m.exec(status);
   const f = statFields(pid);
   const rlimits: Task['rlimits'] = [];
   for (let r = 0; r < RLIM_NLIMITS; r++) {
-    await t.syscallOk(`prlimit64(${r})`, SYS.prlimit64, 0, r, 0, scratch.addr);
+    const got = await prlimitSelf(t, r, 0n, scratch.addr);
+    if (got < 0n) throw new TraceeError(`reading resource limit ${r} of process ${pid} failed (errno ${-got})`);
     const b = t.read(scratch.addr, 16);
     rlimits.push({ resource: r, soft: toHex(b.readBigUInt64LE(0)), hard: toHex(b.readBigUInt64LE(8)) });
   }
@@ -43,7 +63,7 @@ export async function collectTask(t: Tracee, scratch: Scratch): Promise<Task> {
   return {
     comm: readFileSync(`/proc/${pid}/comm`, 'utf8').trim(),
     exe: readlinkSync(`/proc/${pid}/exe`),
-    cwd: readlinkSync(`/proc/${pid}/cwd`),
+    cwd,
     umask: umask ? parseInt(umask[1]!, 8) : 0o022,
     personality: toHex(BigInt(`0x${readFileSync(`/proc/${pid}/personality`, 'utf8').trim()}`)),
     rlimits,
@@ -55,6 +75,17 @@ export async function collectTask(t: Tracee, scratch: Scratch): Promise<Task> {
       auxv: readFileSync(`/proc/${pid}/auxv`).toString('base64'),
     },
   };
+}
+
+/**
+ * prlimit64 on the tracee itself (`set` or `get` a struct rlimit in its
+ * memory, the other 0), or where a profile before 2.6.36 hides it,
+ * setrlimit or getrlimit on the same struct. Returns the raw result.
+ */
+export async function prlimitSelf(t: Tracee, resource: number, set: bigint, get: bigint): Promise<bigint> {
+  const r = await t.syscall(SYS.prlimit64, 0, resource, set, get);
+  if (r !== -ENOSYS) return r;
+  return set ? t.syscall(SYS.setrlimit, resource, set) : t.syscall(SYS.getrlimit, resource, get);
 }
 
 /**
@@ -89,15 +120,56 @@ export async function restoreTask(t: Tracee, scratch: Scratch, p: Task): Promise
   await t.syscallOk('personality', SYS.personality, fromHex(p.personality));
   await t.syscallOk('umask', SYS.umask, p.umask);
   t.write(scratch.addr, Buffer.from(`${p.cwd}\0`));
-  const cd = await t.syscall(SYS.chdir, scratch.addr);
-  if (cd < 0n) warnings.push(`could not change to the working directory ${p.cwd} (errno ${-cd})`);
+  // Never somewhere else: checkCwd found it before anything started, so this fails only on permissions.
+  await t.syscallOk(`chdir to the working directory ${p.cwd}`, SYS.chdir, scratch.addr);
   for (const l of p.rlimits) {
     const b = Buffer.alloc(16);
     b.writeBigUInt64LE(fromHex(l.soft), 0);
     b.writeBigUInt64LE(fromHex(l.hard), 8);
     t.write(scratch.addr, b);
-    const rr = await t.syscall(SYS.prlimit64, 0, l.resource, scratch.addr, 0);
+    const rr = await prlimitSelf(t, l.resource, scratch.addr, 0n);
     if (rr < 0n) warnings.push(`could not restore resource limit ${l.resource} (errno ${-rr})`);
   }
   return warnings;
+}
+
+/** Before anything is started: every process's working directory must exist. */
+export function checkCwd(image: OpenedImage): void {
+  for (const p of image.manifest.processes) {
+    if (p.state !== 'live') continue;
+    let dir = false;
+    try {
+      dir = statSync(p.cwd).isDirectory();
+    } catch {
+      // missing
+    }
+    if (!dir) throw new ImageError(`the working directory ${p.cwd} of process ${p.pid} is missing; create it to restore the image`);
+  }
+}
+
+const PR_GET_DUMPABLE = 3;
+const PR_SET_DUMPABLE = 4;
+const PR_SET_CHILD_SUBREAPER = 36;
+const PR_GET_CHILD_SUBREAPER = 37;
+const PR_SET_THP_DISABLE = 41;
+const PR_GET_THP_DISABLE = 42;
+
+/** Process-wide prctl flags, read inside the process. */
+export async function collectPrctl(t: Tracee, scratch: Scratch): Promise<NonNullable<LiveProcess['prctl']>> {
+  const dumpable = Number(await t.syscallOk('prctl(PR_GET_DUMPABLE)', SYS.prctl, PR_GET_DUMPABLE, 0, 0, 0, 0));
+  // 2 (SUID_DUMP_ROOT) comes only from fs.suid_dumpable; prctl cannot set it.
+  if (dumpable > 1) throw new CheckpointUnsupported(`process ${t.pid} is dumpable only by root (fs.suid_dumpable = 2), which cannot be set again`);
+  t.write(scratch.addr, Buffer.alloc(4));
+  await t.syscallOk('prctl(PR_GET_CHILD_SUBREAPER)', SYS.prctl, PR_GET_CHILD_SUBREAPER, scratch.addr, 0, 0, 0);
+  const childSubreaper = t.read(scratch.addr, 4).readInt32LE(0) !== 0;
+  const thpDisable = (await t.syscallOk('prctl(PR_GET_THP_DISABLE)', SYS.prctl, PR_GET_THP_DISABLE, 0, 0, 0, 0)) !== 0n;
+  return { dumpable, childSubreaper, thpDisable };
+}
+
+/** After the credentials: a change of them resets the dumpable flag. */
+export async function restorePrctl(t: Tracee, p: LiveProcess['prctl']): Promise<void> {
+  if (!p) return;
+  await t.syscallOk('prctl(PR_SET_CHILD_SUBREAPER)', SYS.prctl, PR_SET_CHILD_SUBREAPER, p.childSubreaper ? 1 : 0, 0, 0, 0);
+  await t.syscallOk('prctl(PR_SET_THP_DISABLE)', SYS.prctl, PR_SET_THP_DISABLE, p.thpDisable ? 1 : 0, 0, 0, 0);
+  await t.syscallOk('prctl(PR_SET_DUMPABLE)', SYS.prctl, PR_SET_DUMPABLE, p.dumpable, 0, 0, 0);
 }

@@ -28,6 +28,7 @@ import { fifoKind, pipeKind } from './pipe.js';
 import { describeHolders, outsideHolders, probeFd, probeProcess } from './probe.js';
 import { stdioKind } from './stdio.js';
 import { closeAll, PASS_FD, runSteps, type Step } from './transfer.js';
+import { prlimitSelf } from '../task.js';
 
 /** In order: the first that matches a descriptor takes its description. */
 const KINDS: FdKind<Description['kind']>[] = [stdioKind, fileKind, chardevKind, pipeKind, fifoKind, eventfdKind, externalKind] as FdKind<Description['kind']>[];
@@ -222,7 +223,7 @@ const RLIMIT_NOFILE = 7;
 export async function prepareFds(root: Tracee, scratch: { addr: bigint }, image: OpenedImage, restorer: string, sock: number): Promise<number> {
   const at = Math.max(highestFd(image) + 1, PASS_FD + 1);
   const need = BigInt(at + 4);
-  await root.syscallOk('prlimit64(RLIMIT_NOFILE)', SYS.prlimit64, 0, RLIMIT_NOFILE, 0, scratch.addr);
+  if ((await prlimitSelf(root, RLIMIT_NOFILE, 0n, scratch.addr)) < 0n) throw new TraceeError('reading RLIMIT_NOFILE in the restorer failed');
   const lim = root.read(scratch.addr, 16);
   const soft = lim.readBigUInt64LE(0);
   const hard = lim.readBigUInt64LE(8);
@@ -230,7 +231,7 @@ export async function prepareFds(root: Tracee, scratch: { addr: bigint }, image:
     if (hard < need) throw new ImageError(`the image uses descriptor ${at - 1}, above this jail's hard limit on open files (${hard}); raise it (ulimit -Hn) to restore`);
     lim.writeBigUInt64LE(need, 0);
     root.write(scratch.addr, lim);
-    await root.syscallOk('raising RLIMIT_NOFILE for the restore', SYS.prlimit64, 0, RLIMIT_NOFILE, scratch.addr, 0);
+    if ((await prlimitSelf(root, RLIMIT_NOFILE, scratch.addr, 0n)) < 0n) throw new TraceeError('raising RLIMIT_NOFILE for the restore failed');
   }
   await runSteps(root, restorer, sock, PASS_FD, [{ op: 'moveSock', arg: at }, { op: 'done' }]);
   return at;

@@ -1,0 +1,79 @@
+/**
+ * Advice and locks on memory, which /proc/PID/maps does not show: the
+ * VmFlags of /proc/PID/smaps for MADV_DONTFORK (dc), MADV_DONTDUMP (dd),
+ * MADV_WIPEONFORK (wf), MADV_HUGEPAGE (hg), MADV_NOHUGEPAGE (nh), mlock
+ * (lo) and mlock2(MLOCK_ONFAULT) (lf). Restored with madvise, mlock and
+ * mlock2 over the same ranges once the memory is back.
+ */
+import { readFileSync } from 'node:fs';
+import { type Advice, ADVICE, type Mapping, type ProcessImage, fromHex, toHex } from '../../image/format.js';
+import { profileHas } from '../../plan/plan.js';
+import { loadProfile } from '../../profile/load.js';
+import { CheckpointUnsupported } from './memory.js';
+import { type Tracee, TraceeError } from '../tracee.js';
+import { SYS } from '../syscalls.js';
+
+type Kind = (typeof ADVICE)[number];
+
+const FLAGS: Record<string, Kind> = { dc: 'dontfork', dd: 'dontdump', wf: 'wipeonfork', hg: 'hugepage', nh: 'nohugepage', lo: 'locked', lf: 'lockonfault' };
+const MADVISE: Partial<Record<Kind, number>> = { dontfork: 10, dontdump: 16, wipeonfork: 18, hugepage: 14, nohugepage: 15 };
+const MLOCK_ONFAULT = 1;
+const ENOSYS = 38n;
+/** The kernel's own mappings, restored by address only: whatever it marks them with is its business. */
+const KERNEL_KINDS = new Set<Mapping['kind']>(['vdso', 'vvar', 'vvar_vclock', 'vsyscall']);
+
+/** Every saved mapping that carries advice. `mappings` says which ranges are the kernel's own. */
+export function collectAdvice(pid: number, mappings: Mapping[]): Advice[] {
+  const skip = new Set(mappings.filter((m) => KERNEL_KINDS.has(m.kind)).map((m) => m.start));
+  const out: Advice[] = [];
+  let range: { start: string; end: string } | null = null;
+  for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
+    const head = /^([0-9a-f]+)-([0-9a-f]+) /.exec(line);
+    if (head) {
+      range = { start: toHex(BigInt(`0x${head[1]}`)), end: toHex(BigInt(`0x${head[2]}`)) };
+      continue;
+    }
+    if (!range || !line.startsWith('VmFlags:') || skip.has(range.start)) continue;
+    const advice = line.slice(8).trim().split(/\s+/).map((f) => FLAGS[f]).filter((k): k is Kind => k !== undefined);
+    // lf comes with lo: MLOCK_ONFAULT is a kind of lock.
+    const kinds = advice.includes('lockonfault') ? advice.filter((k) => k !== 'locked') : advice;
+    if (kinds.length) out.push({ ...range, advice: kinds });
+  }
+  return out;
+}
+
+/**
+ * At checkpoint: advice only a call the jail's profile hides could restore
+ * (a process under a profile before 4.4 can lock on fault with mlockall,
+ * but only mlock2 sets that on a range) is refused, the jail left running.
+ */
+export function refuseHiddenAdvice(processes: ProcessImage[], profile: string): void {
+  for (const p of processes) {
+    if (p.state !== 'live') continue;
+    const a = p.advice.find((x) => x.advice.includes('lockonfault'));
+    if (a && !profileHas(loadProfile(profile), 'mlock2')) {
+      throw new CheckpointUnsupported(`memory at ${a.start}-${a.end} of process ${p.pid} is locked on fault (MLOCK_ONFAULT), which only mlock2 restores, and the jail's profile ${profile} hides mlock2; unlock it (munlockall) or run the jail under a profile of Linux 4.4 or later`);
+    }
+  }
+}
+
+/** Apply each range's advice inside the process, its memory restored. */
+export async function restoreAdvice(t: Tracee, advice: Advice[], profile: string): Promise<void> {
+  for (const a of advice) {
+    const start = fromHex(a.start);
+    const len = fromHex(a.end) - start;
+    for (const kind of a.advice) {
+      const what = `${kind} advice on ${a.start}-${a.end}`;
+      const advise = MADVISE[kind];
+      if (advise !== undefined) {
+        await t.syscallOk(`madvise (${what})`, SYS.madvise, start, len, advise);
+      } else if (kind === 'locked') {
+        await t.syscallOk(`mlock (${what})`, SYS.mlock, start, len);
+      } else {
+        const r = await t.syscall(SYS.mlock2, start, len, MLOCK_ONFAULT);
+        if (r === -ENOSYS) throw new TraceeError(`memory at ${a.start}-${a.end} was locked on fault (MLOCK_ONFAULT), which only mlock2 restores, and the profile ${profile} hides mlock2`);
+        if (r < 0n) throw new TraceeError(`mlock2 (${what}) failed in process ${t.pid}: errno ${-r}`);
+      }
+    }
+  }
+}

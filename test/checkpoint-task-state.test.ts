@@ -1,0 +1,123 @@
+import { createHash } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { fixture } from './helpers/fixtures.js';
+import { alive, pidOf, vjail, vjailStart, waitFor } from './helpers/run.js';
+
+let taskstate: string;
+
+beforeAll(() => {
+  taskstate = fixture('taskstate');
+});
+
+/** The fixture in a jail, in DIR/work, once it has set everything up. */
+async function started(mode: string, runFlags: string[] = []) {
+  const dir = mkdtempSync(join(tmpdir(), 'vjail-task-'));
+  // Its effective UID becomes 1000: let it in.
+  chmodSync(dir, 0o777);
+  mkdirSync(join(dir, 'work'));
+  const argv = [taskstate, dir, mode];
+  const run = vjailStart(['run', ...runFlags, '--', ...argv]);
+  expect(await waitFor(() => existsSync(join(dir, 'ready')), 30_000)).toBe(true);
+  const pid = pidOf(argv, runFlags.includes('--pid-ns') ? 2 : undefined)!;
+  return { dir, argv, run, pid, img: join(dir, 'image') };
+}
+
+const timerIds = (pid: number): number[] => [...readFileSync(`/proc/${pid}/timers`, 'utf8').matchAll(/^ID: (\d+)$/gm)].map((m) => Number(m[1])).sort();
+
+describe('per-process state: timers, credentials, names, advice, prctl flags, cwd', () => {
+  it.each([
+    ['without a PID namespace', 'single', [], [0, 2, 3]],
+    ['with --pid-ns and a second thread', 'threads', ['--pid-ns'], [0, 2, 3, 4]],
+    ['under the linux-2.6.32 profile (no prlimit64: getrlimit and setrlimit)', 'single', ['--profile', 'linux-2.6.32'], [0, 2, 3]],
+  ])('comes back whole %s', async (_name, mode, flags, ids) => {
+    const { dir, argv, run, pid, img } = await started(mode, flags);
+    expect(timerIds(pid)).toEqual(ids);
+    const cp = await vjail(['checkpoint', '--pid', String(pid), '--image', img]);
+    expect(cp.stderr).not.toMatch(/error/);
+    expect(cp.exitCode).toBe(0);
+    expect((await run).exitCode).toBe(137);
+
+    const m = JSON.parse(readFileSync(join(img, 'manifest.json'), 'utf8'));
+    const p = m.processes[0];
+    expect(p.timers.posix.map((t: { id: number }) => t.id)).toEqual(ids);
+    expect(p.threads[0]).toMatchObject({ comm: 'tsk-main', pdeathsig: 28, creds: { uids: [0, 1000, 0, 0], gids: [100, 101, 102, 103], groups: [5, 1001, 1002], loginuid: 4242 } });
+    expect(p.advice.flatMap((a: { advice: string[] }) => a.advice)).toEqual(expect.arrayContaining(['dontfork', 'dontdump', 'wipeonfork', 'locked']));
+
+    const restored = vjailStart(['restore', img]);
+    const back = (): number | undefined => pidOf(argv, flags.includes('--pid-ns') ? 2 : undefined);
+    expect(await waitFor(() => back() !== undefined && readFileSync(`/proc/${back()}/comm`, 'utf8') === 'tsk-main\n', 30_000)).toBe(true);
+    expect(timerIds(back()!)).toEqual(ids);
+    writeFileSync(join(dir, 'go'), '');
+    const r = await restored;
+    const out = readFileSync(join(dir, 'out'), 'utf8');
+    expect(out.split('\n').filter((l) => l.startsWith('FAIL'))).toEqual([]);
+    expect(out).toMatch(/^verdict ok$/m);
+    expect(r.exitCode).toBe(0);
+  });
+
+  it('a deleted working directory is refused at checkpoint in one line, the jail left running', async () => {
+    const { dir, run, pid, img } = await started('deleted');
+    const cp = await vjail(['checkpoint', '--pid', String(pid), '--image', img]);
+    expect(cp.exitCode).toBe(2);
+    expect(cp.stderr.trim().split('\n').filter((l) => !/checkpoint \d\/5|warning:/.test(l))).toEqual([
+      `vjail: the working directory of process ${pid} (${dir}/work) has been deleted or is not reachable by its path; re-create it or let the process change directory, then checkpoint again`,
+    ]);
+    expect(existsSync(img)).toBe(false);
+    expect(alive(pid)).toBe(true);
+    writeFileSync(join(dir, 'go'), '');
+    expect((await run).exitCode).toBe(0);
+  });
+
+  it('memory locked on fault under a profile without mlock2 is refused at checkpoint in one line, the jail left running', async () => {
+    const { dir, run, pid, img } = await started('onfault', ['--profile', 'linux-2.6.32']);
+    const cp = await vjail(['checkpoint', '--pid', String(pid), '--image', img]);
+    expect(cp.exitCode).toBe(2);
+    const lines = cp.stderr.trim().split('\n').filter((l) => !/checkpoint \d\/5|warning:/.test(l));
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(new RegExp(`^vjail: memory at 0x[0-9a-f]+-0x[0-9a-f]+ of process ${pid} is locked on fault \\(MLOCK_ONFAULT\\), which only mlock2 restores, and the jail's profile linux-2.6.32 hides mlock2; `));
+    expect(existsSync(img)).toBe(false);
+    expect(alive(pid)).toBe(true);
+    writeFileSync(join(dir, 'go'), '');
+    expect((await run).exitCode).toBe(0);
+  });
+
+  it('a version 4 image (none of this state) is still read and restored', async () => {
+    const { dir, argv, run, pid, img } = await started('single');
+    expect((await vjail(['checkpoint', '--pid', String(pid), '--image', img])).exitCode).toBe(0);
+    await run;
+    const { descriptions: _d, pipes: _p, blobs: _b, external: _e, ...m } = JSON.parse(readFileSync(join(img, 'manifest.json'), 'utf8'));
+    // Version 4: open files above fd 2 (the fixture has none) instead of descriptors, and none of this state.
+    const processes = m.processes.map(({ fds: _f, timers: _t, advice: _a, prctl: _r, ...p }: Record<string, unknown>) => ({
+      ...p,
+      files: [],
+      threads: (p.threads as Record<string, unknown>[]).map(({ comm: _c, pdeathsig: _s, timerSlack: _l, creds: _k, ...t }) => t),
+    }));
+    const text = `${JSON.stringify({ ...m, version: 4, processes })}\n`;
+    writeFileSync(join(img, 'manifest.json'), text);
+    writeFileSync(join(img, 'IMAGE'), `vjail-image 4\nmanifest sha256:${createHash('sha256').update(text).digest('hex')}\n`);
+    expect((await vjail(['inspect', img])).stdout).toMatch(/\(format 4, verified\)/);
+
+    // As before version 5: no timers, the restorer's credentials; but the process's own name.
+    const restored = vjailStart(['restore', img]);
+    expect(await waitFor(() => pidOf(argv) !== undefined && readFileSync(`/proc/${pidOf(argv)}/comm`, 'utf8') === 'tsk-main\n', 30_000)).toBe(true);
+    expect(timerIds(pidOf(argv)!)).toEqual([]);
+    expect(readFileSync(`/proc/${pidOf(argv)}/status`, 'utf8')).toMatch(/^Uid:\s+0\s+0\s+0\s+0$/m);
+    process.kill(pidOf(argv)!, 'SIGKILL');
+    expect((await restored).exitCode).toBe(137);
+    expect(existsSync(join(dir, 'out'))).toBe(false);
+  });
+
+  it('a working directory missing at restore fails it in one line, and nothing runs', async () => {
+    const { dir, argv, run, pid, img } = await started('single');
+    expect((await vjail(['checkpoint', '--pid', String(pid), '--image', img])).exitCode).toBe(0);
+    await run;
+    rmdirSync(join(dir, 'work'));
+    const r = await vjail(['restore', img]);
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr.trim()).toBe(`vjail: the working directory ${dir}/work of process ${pid} is missing; create it to restore the image`);
+    expect(pidOf(argv)).toBeUndefined();
+  });
+});
