@@ -13,7 +13,7 @@
  * The image is published before anything is killed, and any failure before
  * that leaves every process running as it was, with no image.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { release } from 'node:os';
 import {
   ImageWriter, IMAGE_MAGIC, IMAGE_VERSION, type LiveProcess, type Manifest, PAGE_SIZE, type ProcessImage, type ThreadImage,
@@ -26,7 +26,9 @@ import { collectTask } from './parts/task.js';
 import { collectThread } from './parts/threads.js';
 import { collectVdso, stepOutOfVdso } from './parts/vdso.js';
 import { collectCpu } from './cpu.js';
-import { collectZombie, isZombie, nsIds } from './parts/tree.js';
+import { collectZombie, isZombie, nsIds, unrestorableTree } from './parts/tree.js';
+import { CheckpointUnsupported } from './parts/memory.js';
+import { verifyRestorable } from './preflight.js';
 import { freeze } from './freeze.js';
 import { CheckpointError, checkSupported, ExternalStateError, hasSoftDirty, jailOf, type JailInfo, type JailTree, jailTree, vjailInitOf } from './jail-info.js';
 import { Tracee } from './tracee.js';
@@ -53,6 +55,24 @@ export interface CheckpointOptions {
   external?: 'fail' | 'warn' | 'terminate';
   /** With external 'terminate': how long a holder has to end after SIGTERM (default 5 s). */
   graceMs?: number;
+  /**
+   * After publishing, check the image as restore would before starting
+   * anything (structure, the default), that and every page file's sha256
+   * (full), or not (off). A failure removes the image and leaves the jail running.
+   */
+  verify?: 'structure' | 'full' | 'off';
+}
+
+/** Run the restore-check on a published image; on failure remove it (the caller lets the jail go on). */
+function checkRestorable(dir: string, how: 'structure' | 'full' | 'off'): string {
+  if (how === 'off') return '';
+  try {
+    const ms = verifyRestorable(dir, { pages: how === 'full' });
+    return `; restorable (checked in ${ms.toFixed(0)} ms${how === 'full' ? ', page files hashed' : ''})`;
+  } catch (e) {
+    rmSync(dir, { recursive: true, force: true });
+    throw new CheckpointError(`the image would not restore (${e instanceof Error ? e.message : String(e)}); it was removed and the jail left running`);
+  }
 }
 
 const MAP_PRIVATE = 0x02;
@@ -157,6 +177,8 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
       }
     }
     report(2, 'freeze', tree.pidNs ? `${frozen.detail}; ${held.size} task(s) of ${tree.processes.length} process(es) held` : frozen.detail);
+    const unrestorable = tree.pidNs ? unrestorableTree(tree.processes) : undefined;
+    if (unrestorable) throw new CheckpointUnsupported(`cannot checkpoint: ${unrestorable}`);
 
     const firstLive = tree.processes.find((p) => !p.zombie)!;
     const clocks = await collectClocks(held.get(firstLive.pid)!);
@@ -205,7 +227,7 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
 
     writer.commit(manifest);
     published = true;
-    report(4, 'post-dump', `verified, synced and published as ${opts.image}`);
+    report(4, 'post-dump', `verified, synced and published as ${opts.image}${checkRestorable(opts.image, opts.verify ?? 'structure')}`);
 
     const what = tree.pidNs ? `the jail's ${tree.processes.length} process(es)` : `process ${opts.pid}`;
     if (opts.leaveRunning) {

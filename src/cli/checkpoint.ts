@@ -13,6 +13,8 @@ export interface CheckpointFlags {
   leaveRunning?: boolean;
   external?: 'fail' | 'warn' | 'terminate';
   grace?: string;
+  /** true: --verify-restorable (page files hashed too); false: --no-verify-restorable; default: restore's own checks. */
+  verifyRestorable?: boolean;
 }
 
 /** Errors of checkpoint, restore and inspect as one-line usage errors (exit 2). */
@@ -54,6 +56,7 @@ export async function checkpointCommand(name: string | undefined, flags: Checkpo
       leaveRunning: flags.leaveRunning,
       external: flags.external,
       graceMs: grace * 1000,
+      verify: flags.verifyRestorable === undefined ? 'structure' : flags.verifyRestorable ? 'full' : 'off',
       report: (step, name, detail) => process.stderr.write(`vjail: checkpoint ${step}/5 ${name}: ${detail}\n`),
       warn: (line) => process.stderr.write(`vjail: warning: ${line}\n`),
     });
