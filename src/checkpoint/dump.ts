@@ -57,14 +57,19 @@ export interface CheckpointOptions {
   graceMs?: number;
   /**
    * After publishing, check the image as restore would before starting
-   * anything (structure, the default), that and every page file's sha256
-   * (full), or not (off). A failure removes the image and leaves the jail running.
+   * anything (structure), that and every page file's sha256 (full), or not
+   * (off). Default (auto): full up to SMALL_IMAGE bytes of page data, else
+   * structure. A failure removes the image and leaves the jail running.
    */
-  verify?: 'structure' | 'full' | 'off';
+  verify?: 'auto' | 'structure' | 'full' | 'off';
 }
 
+/** Up to this much page data, hashing the page files back costs tens of ms (docs/IMAGE.md): done by default. */
+const SMALL_IMAGE = 64 * 2 ** 20;
+
 /** Run the restore-check on a published image; on failure remove it (the caller lets the jail go on). */
-function checkRestorable(dir: string, how: 'structure' | 'full' | 'off'): string {
+function checkRestorable(dir: string, verify: CheckpointOptions['verify'], bytes: number): string {
+  const how = verify === 'auto' || verify === undefined ? (bytes <= SMALL_IMAGE ? 'full' : 'structure') : verify;
   if (how === 'off') return '';
   try {
     const ms = verifyRestorable(dir, { pages: how === 'full' });
@@ -227,7 +232,7 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
 
     writer.commit(manifest);
     published = true;
-    report(4, 'post-dump', `verified, synced and published as ${opts.image}${checkRestorable(opts.image, opts.verify ?? 'structure')}`);
+    report(4, 'post-dump', `verified, synced and published as ${opts.image}${checkRestorable(opts.image, opts.verify, bytes)}`);
 
     const what = tree.pidNs ? `the jail's ${tree.processes.length} process(es)` : `process ${opts.pid}`;
     if (opts.leaveRunning) {

@@ -14,7 +14,7 @@ export function registerCheckpointCommands(cli: Command, setExit: (code: number)
     .option('--leave-running', 'let the process continue after the checkpoint')
     .addOption(new Option('--external <policy>', 'state the image cannot hold (devices, connections outside the jail): fail (refuse, the jail runs on), warn (save the rest, the image says what is missing), terminate (end the processes holding it, then save)').choices(['fail', 'warn', 'terminate']).default('fail'))
     .option('--grace <seconds>', 'with --external terminate: how long a process has to end after SIGTERM before SIGKILL', '5')
-    .option('--verify-restorable', 'after writing, also hash every page file back (restore\'s own checks always run; see docs/IMAGE.md)')
+    .option('--verify-restorable', 'after writing, check the image as restore would and hash every page file back, whatever its size (default: page files only up to 64 MiB)')
     .option('--no-verify-restorable', 'skip the check that restore would accept the image')
     .action(async (name: string | undefined, flags: CheckpointFlags) => setExit(await checkpointCommand(name, flags)));
   cli

@@ -13,7 +13,7 @@ export interface CheckpointFlags {
   leaveRunning?: boolean;
   external?: 'fail' | 'warn' | 'terminate';
   grace?: string;
-  /** true: --verify-restorable (page files hashed too); false: --no-verify-restorable; default: restore's own checks. */
+  /** true: --verify-restorable (page files hashed too, whatever the size); false: --no-verify-restorable; default: auto. */
   verifyRestorable?: boolean;
 }
 
@@ -56,7 +56,7 @@ export async function checkpointCommand(name: string | undefined, flags: Checkpo
       leaveRunning: flags.leaveRunning,
       external: flags.external,
       graceMs: grace * 1000,
-      verify: flags.verifyRestorable === undefined ? 'structure' : flags.verifyRestorable ? 'full' : 'off',
+      verify: flags.verifyRestorable === undefined ? 'auto' : flags.verifyRestorable ? 'full' : 'off',
       report: (step, name, detail) => process.stderr.write(`vjail: checkpoint ${step}/5 ${name}: ${detail}\n`),
       warn: (line) => process.stderr.write(`vjail: warning: ${line}\n`),
     });
