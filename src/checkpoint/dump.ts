@@ -62,6 +62,14 @@ export interface CheckpointOptions {
    * structure. A failure removes the image and leaves the jail running.
    */
   verify?: 'auto' | 'structure' | 'full' | 'off';
+  /**
+   * Called with every task held: once frozen, before anything is read
+   * ('frozen'; may write into the processes, and what it writes is saved);
+   * after publishing, before --leave-running lets them go ('resume'); and on
+   * failure before they are let go ('failed'). (A self-checkpoint answers
+   * its requester through it: src/jails/self-checkpoint.ts.)
+   */
+  onHeld?: (stage: 'frozen' | 'resume' | 'failed', held: ReadonlyMap<number, Tracee>, error?: unknown) => void;
 }
 
 /** Up to this much page data, hashing the page files back costs tens of ms (docs/IMAGE.md): done by default. */
@@ -184,6 +192,7 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
     report(2, 'freeze', tree.pidNs ? `${frozen.detail}; ${held.size} task(s) of ${tree.processes.length} process(es) held` : frozen.detail);
     const unrestorable = tree.pidNs ? unrestorableTree(tree.processes) : undefined;
     if (unrestorable) throw new CheckpointUnsupported(`cannot checkpoint: ${unrestorable}`);
+    opts.onHeld?.('frozen', held);
 
     const firstLive = tree.processes.find((p) => !p.zombie)!;
     const clocks = await collectClocks(held.get(firstLive.pid)!);
@@ -236,6 +245,7 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
 
     const what = tree.pidNs ? `the jail's ${tree.processes.length} process(es)` : `process ${opts.pid}`;
     if (opts.leaveRunning) {
+      opts.onHeld?.('resume', held);
       for (const t of held.values()) t.detach();
       report(5, 'resume', `${what} continue${tree.pidNs ? '' : 's'}`);
     } else {
@@ -247,6 +257,11 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
     return manifest;
   } catch (e) {
     if (!published) writer.abort();
+    try {
+      opts.onHeld?.('failed', held, e);
+    } catch {
+      // the failure itself is what is reported
+    }
     for (const t of held.values()) t.detach();
     throw e;
   }

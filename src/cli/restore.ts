@@ -5,6 +5,7 @@ import { openImage } from '../image/format.js';
 import type { Jail } from '../jail.js';
 import { detach, NamedJail } from '../jails/supervise.js';
 import { asUserError } from './checkpoint.js';
+import { selfCheckpoints } from './run.js';
 import { UsageError } from './errors.js';
 
 export interface RestoreFlags {
@@ -73,11 +74,32 @@ export async function restoreCommand(dir: string, flags: RestoreFlags = {}): Pro
     const { profile, policy, emulate } = openImage(dir, { verifyPages: false }).manifest;
     named.running(jail.pid, { command: commandOf(jail.pid, dir), profile, policy: policy ?? null, emulate });
   }
+  const self = await listenAsBefore(jail.pid);
   const forward = (sig: NodeJS.Signals): void => jail.kill(sig);
   const forwarded: NodeJS.Signals[] = ['SIGTERM', 'SIGHUP', 'SIGUSR1', 'SIGUSR2'];
   for (const s of forwarded) process.on(s, forward);
   const exit = await jail.exited;
+  self?.server.close();
   named?.ended(exit);
   for (const s of forwarded) process.off(s, forward);
-  return exit.status;
+  return self?.ended && exit.status === 128 + 9 ? 0 : exit.status;
+}
+
+/**
+ * A jail run with --self-checkpoint has the listener's name in its
+ * environment, restored with its memory: listen there again, if it is free
+ * (with --leave-running the original jail's supervisor may still hold it).
+ */
+async function listenAsBefore(pid: number): Promise<Awaited<ReturnType<typeof selfCheckpoints>> | undefined> {
+  const { addressIn } = await import('../jails/self-checkpoint.js');
+  const address = addressIn(pid);
+  if (!address) return undefined;
+  try {
+    const self = await selfCheckpoints(address);
+    self.server.serveJail(pid);
+    return self;
+  } catch {
+    process.stderr.write(`vjail: warning: checkpoint requests from inside the restored jail go to ${address}, still held by another supervisor (the original jail's?), which refuses them\n`);
+    return undefined;
+  }
 }
