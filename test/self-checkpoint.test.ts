@@ -55,22 +55,25 @@ describe('checkpoint from inside the jail', () => {
     expect(lines(out).slice(seen)[0]).toBe('21');
   }, 60_000);
 
-  it('exit: the jail ends once the image is written (vjail run exits 0); restored, the caller gets "restored"', async () => {
+  it('exit: the jail ends once the image is written (vjail run exits 0); restored, the caller gets "restored", and can checkpoint itself again', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'vjail-self-'));
     const out = join(dir, 'out');
     const result = join(dir, 'result');
     const img = join(dir, 'image');
-    const run = await vjail(['run', '--pid-ns', '--self-checkpoint', '--', selfcheck, dir, img, 'exit']);
+    const again = join(dir, 'image-again');
+    const run = await vjail(['run', '--pid-ns', '--self-checkpoint', '--', selfcheck, dir, img, 'exit', again]);
     expect(run.exitCode, run.stderr).toBe(0);
     expect(run.stderr).toMatch(/image written; the jail ends$/m);
     expect(lines(result)).toEqual([]);
     expect(lines(out).length).toBe(21);
 
+    // The restore's supervisor listens again where the restored environment says.
     const restored = vjailStart(['restore', img]);
-    await until(() => lines(result).length === 1 && lines(out).length >= 41, restored, 'the restored copy\'s answer');
+    await until(() => lines(result).length === 2 && lines(out).length >= 60, restored, 'the restored copy\'s answers');
     restored.kill('SIGKILL');
     await restored;
-    expect(lines(result)).toEqual(['restored 20']);
+    expect(lines(result)).toEqual(['restored 20', 'checkpointed 40']);
+    expect(existsSync(join(again, 'IMAGE'))).toBe(true);
     expectConsecutive(out);
   }, 60_000);
 

@@ -79,7 +79,7 @@ export async function restoreCommand(dir: string, flags: RestoreFlags = {}): Pro
   const forwarded: NodeJS.Signals[] = ['SIGTERM', 'SIGHUP', 'SIGUSR1', 'SIGUSR2'];
   for (const s of forwarded) process.on(s, forward);
   const exit = await jail.exited;
-  self?.server.close();
+  await self?.server.close();
   named?.ended(exit);
   for (const s of forwarded) process.off(s, forward);
   return self?.ended && exit.status === 128 + 9 ? 0 : exit.status;

@@ -123,7 +123,7 @@ export async function runCommand(command: string[], flags: RunFlags): Promise<nu
     process.on('SIGQUIT', () => {});
   }
   const exit = await jail.exited;
-  self?.server.close();
+  await self?.server.close();
   named?.ended(exit);
   for (const s of forwarded) process.off(s, forward);
   if (flags.stats) process.stderr.write(`${formatStats(jail.stats(), jail.receiverState())}\n`);

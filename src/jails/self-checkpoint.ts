@@ -30,7 +30,7 @@ const CLIENT_MS = 10_000;
 export interface SelfCheckpointEvents {
   /** One line for the supervisor's stderr. */
   say: (line: string) => void;
-  /** The jail was checkpointed with --exit and is being ended by it. */
+  /** The jail was checkpointed with exit and ended by it. */
   ending?: () => void;
 }
 
@@ -69,6 +69,7 @@ function answer(pid: number, addr: bigint, state: number, message = '', tracee?:
 export class SelfCheckpointServer {
   private busy = false;
   private jailPid: number | undefined;
+  private current: Promise<void> = Promise.resolve();
 
   private constructor(
     private readonly server: Server,
@@ -98,8 +99,10 @@ export class SelfCheckpointServer {
     this.jailPid = pid;
   }
 
-  close(): void {
+  /** Stop listening, once a checkpoint under way has finished (and said so). */
+  async close(): Promise<void> {
     this.server.close();
+    await this.current;
   }
 
   private serve(sock: Socket): void {
@@ -133,7 +136,7 @@ export class SelfCheckpointServer {
     // Start once the requester has closed its end: then the image holds no descriptor to us.
     sock.once('end', () => {
       sock.destroy();
-      void this.run(peer, ok.req, ok.image);
+      this.current = this.run(peer, ok.req, ok.image);
     });
     sock.once('close', () => {
       if (!sock.readableEnded) this.busy = false; // it went away without waiting
@@ -180,7 +183,6 @@ export class SelfCheckpointServer {
           if (stage === 'frozen') {
             if (!held) throw new Error(`the requesting process ${peer} was not stopped with the jail`);
             answer(peer, req.addr, STATE.restored, '', held);
-            if (req.mode === 'exit') this.events.ending?.();
           } else if (stage === 'resume') {
             answer(peer, req.addr, STATE.checkpointed, '', held);
           } else if (held) {
@@ -188,6 +190,7 @@ export class SelfCheckpointServer {
           }
         },
       });
+      if (req.mode === 'exit') this.events.ending?.();
       this.events.say(`checkpoint asked for by ${who}: ${image} written${req.mode === 'exit' ? '; the jail ends' : ''}`);
     } catch (e) {
       const why = e instanceof Error ? e.message : String(e);
