@@ -2,9 +2,8 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { ResultPromise } from 'execa';
 import { fixture } from './helpers/fixtures.js';
-import { alive, pidOf, vjail, vjailStart, waitFor } from './helpers/run.js';
+import { alive, pidOf, type Started, vjail, vjailStart, waitFor } from './helpers/run.js';
 
 let deaths: string;
 let orphans: string;
@@ -28,8 +27,8 @@ function constantRest(path: string): string[] {
   return [...rest][0]!.split(' ');
 }
 
-async function expectProgress(cond: () => boolean, jail: ResultPromise): Promise<void> {
-  if (await waitFor(cond, 30_000)) return;
+async function expectProgress(cond: () => boolean, jail: Started): Promise<void> {
+  if (await waitFor(cond, 90_000)) return;
   jail.kill('SIGKILL');
   const r = await jail;
   expect.fail(`no progress; the jail exited with ${r.exitCode} and said: ${r.stderr}`);
@@ -65,7 +64,7 @@ describe('checkpoint and restore: zombies of every death, groups and sessions wh
     expect(rows(join(dir, 'reaped'))).toEqual(statuses.map(([pid, s]: number[]) => [String(pid), s!.toString(16)]));
     // Every row, before and after, has PID 2 and the SIGCHLD count it had before the checkpoint: none from the restore.
     expect(constantRest(root)[0]).toBe('2');
-  }, 60_000);
+  }, 180_000);
 
   // linux-4.19 has no clone3: helpers too are placed with ns_last_pid and clone.
   it.each(['host', 'linux-4.19'])('%s: orphans in sessions and groups whose leader is gone come back with the same parents, groups and sessions; helpers leave no trace', async (profile) => {
@@ -119,7 +118,7 @@ describe('checkpoint and restore: zombies of every death, groups and sessions wh
     expect([l![1], l![2], l![3]]).toEqual([a![0], l![0], l![0]]); // L: a session of its own (it reaps the helper standing in for M)
     expect([n![1], n![2], n![3]]).toEqual(['1', l![0], l![0]]); // N: orphan in L's session
     // SIGCHLD counts are in the rows too: constant, so no helper's exit reached a restored process.
-  }, 60_000);
+  }, 180_000);
 
   it('refuses at checkpoint time, in one line, a tree that cannot be rebuilt (orphans adopted by a subreaper outside their session), and the jail runs on', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'vjail-subreaper-'));
@@ -136,5 +135,5 @@ describe('checkpoint and restore: zombies of every death, groups and sessions wh
     await expectProgress(() => files.every((f, i) => rows(f).length >= seen[i]! + 10), run);
     run.kill('SIGKILL');
     await run;
-  }, 60_000);
+  }, 180_000);
 });

@@ -3,9 +3,8 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { ResultPromise } from 'execa';
 import { fixture, repoRoot } from './helpers/fixtures.js';
-import { vjail, vjailStart, waitFor } from './helpers/run.js';
+import { type Started, vjailStart, waitFor } from './helpers/run.js';
 
 let selfcheck: string;
 const tool = join(repoRoot, 'build', 'Release', 'vjail-self-checkpoint');
@@ -24,8 +23,8 @@ function expectConsecutive(path: string): void {
   lines(path).forEach((l, i) => expect(l).toBe(String(i)));
 }
 
-async function until(cond: () => boolean, jail: ResultPromise, what: string): Promise<void> {
-  if (await waitFor(cond, 30_000)) return;
+async function until(cond: () => boolean, jail: Started, what: string): Promise<void> {
+  if (await waitFor(cond, 90_000)) return;
   jail.kill('SIGKILL');
   const r = await jail;
   expect.fail(`${what} did not happen; the jail exited with ${r.exitCode} and said: ${r.stderr}`);
@@ -53,7 +52,7 @@ describe('checkpoint from inside the jail', () => {
     expect(lines(result)).toEqual(['checkpointed 20', 'restored 20']);
     // The restored copy went on from 21: the original's counts after it are in the file before its own.
     expect(lines(out).slice(seen)[0]).toBe('21');
-  }, 60_000);
+  }, 180_000);
 
   it('exit: the jail ends once the image is written (vjail run exits 0); restored, the caller gets "restored", and can checkpoint itself again', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'vjail-self-'));
@@ -61,7 +60,7 @@ describe('checkpoint from inside the jail', () => {
     const result = join(dir, 'result');
     const img = join(dir, 'image');
     const again = join(dir, 'image-again');
-    const run = await vjail(['run', '--pid-ns', '--self-checkpoint', '--', selfcheck, dir, img, 'exit', again]);
+    const run = await vjailStart(['run', '--pid-ns', '--self-checkpoint', '--', selfcheck, dir, img, 'exit', again]);
     expect(run.exitCode, run.stderr).toBe(0);
     expect(run.stderr).toMatch(/image written; the jail ends$/m);
     expect(lines(result)).toEqual([]);
@@ -75,7 +74,7 @@ describe('checkpoint from inside the jail', () => {
     expect(lines(result)).toEqual(['restored 20', 'checkpointed 40']);
     expect(existsSync(join(again, 'IMAGE'))).toBe(true);
     expectConsecutive(out);
-  }, 60_000);
+  }, 180_000);
 
   it('a checkpoint that fails leaves the jail running and tells the caller why', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'vjail-self-'));
@@ -88,7 +87,7 @@ describe('checkpoint from inside the jail', () => {
     await run;
     expect(lines(result)[0]).toMatch(/^failed 20 checkpoint failed: .*exists/);
     expectConsecutive(out);
-  }, 60_000);
+  }, 180_000);
 
   it('a jail run without --self-checkpoint refuses in one line', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'vjail-self-'));
@@ -98,7 +97,7 @@ describe('checkpoint from inside the jail', () => {
     run.kill('SIGTERM');
     await run;
     expect(lines(result)).toEqual(['failed 20 not in a vjail jail that accepts checkpoint requests: VJAIL_SELF_CHECKPOINT is not set']);
-  }, 60_000);
+  }, 180_000);
 
   it('the command form in a shell script: exit status 0 after the checkpoint, 3 in the restored copy', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'vjail-self-'));
@@ -115,5 +114,5 @@ describe('checkpoint from inside the jail', () => {
     restored.kill('SIGKILL');
     await restored;
     expect(lines(result)).toEqual(['status 0', 'status 3']);
-  }, 60_000);
+  }, 180_000);
 });

@@ -59,6 +59,8 @@ export interface RestoreOptions {
   inherit?: Map<string, number>;
   warn?: (line: string) => void;
   report?: (step: string, detail: string) => void;
+  /** Called with the first process's PID (ours) once everything is in place, before any process is let go. */
+  beforeResume?: (pid: number) => Promise<void>;
 }
 
 export function restorerPath(): string {
@@ -134,6 +136,7 @@ export async function restore(opts: RestoreOptions): Promise<Jail> {
       report('process', `${p.pid} ${p.comm}: ${p.mappings.length} mappings, ${p.threads.length} thread(s), ${p.fds.length} descriptor(s)`);
     }
     for (const [t, th] of loads) loadThread(t, th, m.cpu?.xstate);
+    await opts.beforeResume?.(jail.pid);
     for (const [t] of loads) t.detach();
     report('resume', m.pidNamespace ? `${shells.length} process(es) continue, the first as ${jail.pid}` : `process ${jail.pid} continues`);
     return jail;

@@ -61,11 +61,15 @@ export async function restoreCommand(dir: string, flags: RestoreFlags = {}): Pro
     ? NamedJail.claim({ name: flags.name, profile: 'host', policy: null, emulate: [], pidNs: false, command: [], detached: !!flags.supervise, restoredFrom: resolve(dir) })
     : undefined;
   let jail: Jail;
+  let self: Awaited<ReturnType<typeof listenAsBefore>>;
   try {
     const report = flags.verbose ? (step: string, detail: string) => process.stderr.write(`vjail: restore ${step}: ${detail}\n`) : undefined;
-    const opts = { image: dir, force: flags.force, report, inherit };
+    // Listen for the restored jail's checkpoint requests before any of its processes runs.
+    const beforeResume = async (pid: number): Promise<void> => void (self = await listenAsBefore(pid));
+    const opts = { image: dir, force: flags.force, report, inherit, beforeResume };
     jail = named ? await named.start((cgroup) => restore({ ...opts, cgroup })) : await restore(opts);
   } catch (e) {
+    void self?.server.close();
     named?.abandon();
     throw asUserError(e, 'restore');
   }
@@ -74,7 +78,6 @@ export async function restoreCommand(dir: string, flags: RestoreFlags = {}): Pro
     const { profile, policy, emulate } = openImage(dir, { verifyPages: false }).manifest;
     named.running(jail.pid, { command: commandOf(jail.pid, dir), profile, policy: policy ?? null, emulate });
   }
-  const self = await listenAsBefore(jail.pid);
   const forward = (sig: NodeJS.Signals): void => jail.kill(sig);
   const forwarded: NodeJS.Signals[] = ['SIGTERM', 'SIGHUP', 'SIGUSR1', 'SIGUSR2'];
   for (const s of forwarded) process.on(s, forward);
