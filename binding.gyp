@@ -16,6 +16,12 @@
       "ldflags": ["-static"]
     },
     {
+      "target_name": "vjail-self-checkpoint",
+      "type": "executable",
+      "sources": ["native/self-checkpoint.c"],
+      "ldflags": ["-static"]
+    },
+    {
       "target_name": "vjail-restorer",
       "type": "executable",
       "sources": ["native/restorer/restorer.c"],

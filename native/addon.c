@@ -74,6 +74,19 @@ static napi_value js_socketpair(napi_env env, napi_callback_info info)
 	return arr;
 }
 
+/* peerPid(fd): the PID (in our namespace) of the process that connected a unix socket (SO_PEERCRED). */
+static napi_value js_peer_pid(napi_env env, napi_callback_info info)
+{
+	napi_value argv[1];
+	if (vj_args(env, info, 1, argv))
+		return NULL;
+	struct ucred cred;
+	socklen_t len = sizeof cred;
+	if (getsockopt(vj_i32(env, argv[0]), SOL_SOCKET, SO_PEERCRED, &cred, &len))
+		return vj_throw_errno(env, "getsockopt(SO_PEERCRED)", errno);
+	return vj_make_i32(env, cred.pid);
+}
+
 /* sendMessage(fd, buffer): one SEQPACKET message. */
 static napi_value js_send_message(napi_env env, napi_callback_info info)
 {
@@ -313,6 +326,7 @@ static napi_value init(napi_env env, napi_value exports)
 	} fns[] = {
 		{ "socketpair", js_socketpair },
 		{ "sendMessage", js_send_message },
+		{ "peerPid", js_peer_pid },
 		{ "recvCtl", js_recv_ctl },
 		{ "pidfdGetfd", js_pidfd_getfd },
 		{ "pidfdSendSignal", js_pidfd_send_signal },

@@ -62,6 +62,8 @@ export interface ReceiverState {
 export interface NativeAddon {
   socketpair(): [number, number];
   sendMessage(fd: number, data: Buffer): void;
+  /** SO_PEERCRED's PID of a connected unix socket. */
+  peerPid(fd: number): number;
   /** Next control message, null at end of stream; throws ETIMEDOUT after timeoutMs. */
   recvCtl(fd: number, timeoutMs: number): CtlMessage | null;
   pidfdGetfd(pidfd: number, targetFd: number): number;

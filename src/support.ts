@@ -72,7 +72,10 @@ const SUPPORTED = `## Supported
   post-dump verifies, fsyncs and publishes by rename; then resume with
   \`--leave-running\` or kill), any failure leaving the jail running. Saved:
   every thread of every process of a jail in its own PID namespace, with the
-  same PIDs and TIDs, zombies with their status, sessions and process groups;
+  same PIDs and TIDs, zombies with their exact wait status (exit codes, every
+  fatal signal, SIGKILL, the core flag where core_pattern is a plain file
+  name), sessions and process groups, also those whose leader is gone
+  (helper processes stand in for it, as in CRIU);
   memory (anonymous, heap, stack, shared anonymous, written pages of private
   file mappings; shared file mappings mapped again), registers with the full XSAVE state and
   fs/gs base, signal handlers, masks and queued signals, rseq, robust lists,
@@ -99,6 +102,15 @@ const SUPPORTED = `## Supported
   their ranges. A deleted working directory is refused at checkpoint, a
   missing one fails the restore in one line. Under a profile without
   prlimit64 (linux-2.6.32) rlimits go through getrlimit and setrlimit.
+  when truncated, corrupt or foreign, before anything is created. A tree
+  restore could not rebuild is refused at checkpoint time; after writing,
+  checkpoint checks the image as restore would (and hashes it back up to
+  64 MiB of pages, or always with \`--verify-restorable\`).
+- Checkpoint from inside the jail (\`vjail run --self-checkpoint\`): a process
+  asks for its own jail's checkpoint, leaving it running or ending it, and
+  learns whether it is the original or a restored copy
+  (docs/SELF-CHECKPOINT.md; a C header and the \`vjail-self-checkpoint\`
+  command).
 - Restore on another kernel: the plan is derived again for the host it lands
   on; calls through the old vDSO go through a trampoline page into the current
   vDSO (or a direct syscall); CLOCK_MONOTONIC and CLOCK_BOOTTIME never go back
@@ -161,6 +173,10 @@ const NOT_SUPPORTED = `## Not supported
   clock of another process without \`--pid-ns\`, memory locked on fault under a
   profile that hides mlock2, a process dumpable only by root
   (\`fs.suid_dumpable = 2\`).
+  threads or process trees without \`--pid-ns\`; of jails whose first
+  process is gone; of orphans adopted by a subreaper outside their session;
+  of a zombie whose death dumped core where core_pattern is a pipe, socket or
+  path (all refused at checkpoint time, docs/IMAGE.md).
 - Iterative pre-dump: this host has no soft-dirty tracking; PAGEMAP_SCAN with
   userfaultfd write-protect is not used yet, so the workload is stopped for
   the whole dump.

@@ -13,7 +13,7 @@
  * The image is published before anything is killed, and any failure before
  * that leaves every process running as it was, with no image.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { release } from 'node:os';
 import {
   ImageWriter, IMAGE_MAGIC, IMAGE_VERSION, type LiveProcess, type Manifest, PAGE_SIZE, type ProcessImage, type ThreadImage,
@@ -28,7 +28,9 @@ import { collectTimers } from './parts/timers.js';
 import { collectThread } from './parts/threads.js';
 import { collectVdso, stepOutOfVdso } from './parts/vdso.js';
 import { collectCpu } from './cpu.js';
-import { collectZombie, isZombie, nsIds } from './parts/tree.js';
+import { collectZombie, isZombie, nsIds, unrestorableTree } from './parts/tree.js';
+import { CheckpointUnsupported } from './parts/memory.js';
+import { verifyRestorable } from './preflight.js';
 import { freeze } from './freeze.js';
 import { CheckpointError, checkSupported, ExternalStateError, hasSoftDirty, jailOf, type JailInfo, type JailTree, jailTree, lockCheckpoint, vjailInitOf } from './jail-info.js';
 import { Tracee } from './tracee.js';
@@ -57,6 +59,37 @@ export interface CheckpointOptions {
   graceMs?: number;
   /** Called with the size of each piece of page data written. */
   progress?: (bytes: number) => void;
+  /**
+   * After publishing, check the image as restore would before starting
+   * anything (structure), that and every page file's sha256 (full), or not
+   * (off). Default (auto): full up to SMALL_IMAGE bytes of page data, else
+   * structure. A failure removes the image and leaves the jail running.
+   */
+  verify?: 'auto' | 'structure' | 'full' | 'off';
+  /**
+   * Called with every task held: once frozen, before anything is read
+   * ('frozen'; may write into the processes, and what it writes is saved);
+   * after publishing, before --leave-running lets them go ('resume'); and on
+   * failure before they are let go ('failed'). (A self-checkpoint answers
+   * its requester through it: src/jails/self-checkpoint.ts.)
+   */
+  onHeld?: (stage: 'frozen' | 'resume' | 'failed', held: ReadonlyMap<number, Tracee>, error?: unknown) => void;
+}
+
+/** Up to this much page data, hashing the page files back costs tens of ms (docs/IMAGE.md): done by default. */
+const SMALL_IMAGE = 64 * 2 ** 20;
+
+/** Run the restore-check on a published image; on failure remove it (the caller lets the jail go on). */
+function checkRestorable(dir: string, verify: CheckpointOptions['verify'], bytes: number): string {
+  const how = verify === 'auto' || verify === undefined ? (bytes <= SMALL_IMAGE ? 'full' : 'structure') : verify;
+  if (how === 'off') return '';
+  try {
+    const ms = verifyRestorable(dir, { pages: how === 'full' });
+    return `; restorable (checked in ${ms.toFixed(0)} ms${how === 'full' ? ', page files hashed' : ''})`;
+  } catch (e) {
+    rmSync(dir, { recursive: true, force: true });
+    throw new CheckpointError(`the image would not restore (${e instanceof Error ? e.message : String(e)}); it was removed and the jail left running`);
+  }
 }
 
 const MAP_PRIVATE = 0x02;
@@ -172,6 +205,9 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
     }
     for (const t of held.values()) t.holdSignals();
     report(2, 'freeze', tree.pidNs ? `${frozen.detail}; ${held.size} task(s) of ${tree.processes.length} process(es) held` : frozen.detail);
+    const unrestorable = tree.pidNs ? unrestorableTree(tree.processes) : undefined;
+    if (unrestorable) throw new CheckpointUnsupported(`cannot checkpoint: ${unrestorable}`);
+    opts.onHeld?.('frozen', held);
 
     const firstLive = tree.processes.find((p) => !p.zombie)!;
     const clocks = await collectClocks(held.get(firstLive.pid)!);
@@ -221,10 +257,11 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
 
     writer.commit(manifest);
     published = true;
-    report(4, 'post-dump', `verified, synced and published as ${opts.image}`);
+    report(4, 'post-dump', `verified, synced and published as ${opts.image}${checkRestorable(opts.image, opts.verify, bytes)}`);
 
     const what = tree.pidNs ? `the jail's ${tree.processes.length} process(es)` : `process ${opts.pid}`;
     if (opts.leaveRunning) {
+      opts.onHeld?.('resume', held);
       for (const t of held.values()) t.detach();
       report(5, 'resume', `${what} continue${tree.pidNs ? '' : 's'}`);
     } else {
@@ -236,6 +273,11 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
     return manifest;
   } catch (e) {
     if (!published) writer.abort();
+    try {
+      opts.onHeld?.('failed', held, e);
+    } catch {
+      // the failure itself is what is reported
+    }
     for (const t of held.values()) t.detach();
     throw e;
   }

@@ -23,23 +23,21 @@
 import { closeSync, readlinkSync } from 'node:fs';
 import { native } from '../native.js';
 import { type Jail, type JailOptions, spawnJail } from '../jail.js';
-import { ImageError, openImage, PAGE_SIZE, type ThreadImage } from '../image/format.js';
+import { openImage, PAGE_SIZE, type ThreadImage } from '../image/format.js';
 import { dataPath } from '../paths.js';
 import { clockOffsets, describeOffsets } from './parts/clocks.js';
-import { checkFds, placeFds, prepareFds } from './parts/fds/index.js';
-import { checkMemory, restoreMemory } from './parts/memory.js';
+import { placeFds, prepareFds } from './parts/fds/index.js';
+import { restoreMemory } from './parts/memory.js';
 import { restoreSignals } from './parts/signals.js';
 import { restoreAdvice } from './parts/advice.js';
 import { checkCwd, restorePrctl, restoreTask } from './parts/task.js';
 import { loadThread, restoreThread, restoreThreadState } from './parts/threads.js';
 import { restoreTimers } from './parts/timers.js';
 import { cloneTask, createTree, endZombies } from './parts/tree.js';
-import { checkCpu } from './cpu.js';
+import { preflight } from './preflight.js';
 import { ptraceAddon, Tracee } from './tracee.js';
 import { SYS } from './syscalls.js';
 
-/** In a new PID namespace vjail-init is PID 1 and the restorer, its first child, PID 2. */
-const FIRST_PID = 2;
 const PTRACE_O_TRACESYSGOOD = 0x1;
 const PTRACE_O_TRACEFORK = 0x2;
 const PTRACE_O_TRACECLONE = 0x8;
@@ -65,6 +63,8 @@ export interface RestoreOptions {
   report?: (step: string, detail: string) => void;
   /** Called as page data is loaded: the size of each piece, and the image's total. */
   progress?: (bytes: number, total: number) => void;
+  /** Called with the first process's PID (ours) once everything is in place, before any process is let go. */
+  beforeResume?: (pid: number) => Promise<void>;
 }
 
 export function restorerPath(): string {
@@ -82,15 +82,10 @@ export async function restore(opts: RestoreOptions): Promise<Jail> {
     const total = image.manifest.processes.reduce((n, p) => n + (p.state === 'live' ? p.mappings.reduce((k, m) => k + (m.pages?.size ?? 0), 0) : 0), 0);
     image.progress = (bytes) => progress(bytes, total);
   }
-  checkMemory(image);
-  checkFds(image, inherit);
+  const { cpuWarnings, plan } = preflight(image, { force: !!opts.force, inherit });
   checkCwd(image);
   const { manifest: m } = image;
-  const cpuWarnings = checkCpu(m, !!opts.force);
   const first = m.processes[0]!;
-  if (m.pidNamespace && first.pid !== FIRST_PID) {
-    throw new ImageError(`the image's first process has PID ${first.pid}; only a jail whose first process (PID ${FIRST_PID}) is alive can be restored yet`);
-  }
   const threads = m.processes.reduce((n, p) => n + (p.state === 'live' ? p.threads.length : 0), 0);
   report('verify', `image of ${first.comm} (pid ${first.pid}): ${m.processes.length} process(es), ${threads} thread(s), profile ${m.profile}`);
   for (const w of cpuWarnings) warn(w);
@@ -123,8 +118,8 @@ export async function restore(opts: RestoreOptions): Promise<Jail> {
     ptraceAddon().ptraceSetOptions(root.pid, FOLLOW);
     const rootScratch = { addr: await root.syscallOk('mmap of a scratch page', SYS.mmap, 0, PAGE_SIZE, 3, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), size: PAGE_SIZE };
     const sockAt = await prepareFds(root, rootScratch, image, restorer, sock);
-    const shells = m.pidNamespace ? await createTree(root, rootScratch, m, held) : [{ image: first, tracee: root, scratch: rootScratch }];
-    if (m.pidNamespace) report('tree', `${shells.length} process(es) with their PIDs, sessions and groups`);
+    const shells = plan ? await createTree(root, rootScratch, m, plan, held) : [{ image: first, tracee: root, scratch: rootScratch }];
+    if (plan) report('tree', `${shells.length} process(es) with their PIDs, sessions and groups${plan.helpers.length ? `; ${plan.helpers.length} helper(s) stood in for leaders or parents that are gone` : ''}`);
     await endZombies(shells);
     const live = shells.flatMap((s) => (s.image.state === 'live' ? [{ image: s.image, tracee: s.tracee }] : []));
     sockOpen = false; // placeFds closes it, whatever happens
@@ -157,6 +152,7 @@ export async function restore(opts: RestoreOptions): Promise<Jail> {
       report('process', `${p.pid} ${p.comm}: ${p.mappings.length} mappings, ${p.threads.length} thread(s), ${p.fds.length} descriptor(s)`);
     }
     for (const [t, th] of loads) loadThread(t, th, m.cpu?.xstate);
+    await opts.beforeResume?.(jail.pid);
     for (const [t] of loads) t.detach();
     report('resume', m.pidNamespace ? `${shells.length} process(es) continue, the first as ${jail.pid}` : `process ${jail.pid} continues`);
     return jail;

@@ -22,6 +22,7 @@ export const SYS = {
   setsockopt: 54,
   getsockopt: 55,
   clone: 56,
+  wait4: 61,
   fcntl: 72,
   chdir: 80,
   umask: 95,

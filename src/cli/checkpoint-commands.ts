@@ -16,6 +16,8 @@ export function registerCheckpointCommands(cli: Command, setExit: (code: number)
     .option('--grace <seconds>', 'with --external terminate: how long a process has to end after SIGTERM before SIGKILL', '5')
     .option('-q, --quiet', 'no step lines and no progress line (warnings and errors still)')
     .option('--json', 'print the result on stdout as JSON: image, processes, bytes, time per step, warnings')
+    .option('--verify-restorable', 'after writing, check the image as restore would and hash every page file back, whatever its size (default: page files only up to 64 MiB)')
+    .option('--no-verify-restorable', 'skip the check that restore would accept the image')
     .action(async (name: string | undefined, flags: CheckpointFlags) => setExit(await checkpointCommand(name, flags)));
   cli
     .command('restore')

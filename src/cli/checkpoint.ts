@@ -20,6 +20,8 @@ export interface CheckpointFlags {
   quiet?: boolean;
   /** Print the result as JSON on stdout. */
   json?: boolean;
+  /** true: --verify-restorable (page files hashed too, whatever the size); false: --no-verify-restorable; default: auto. */
+  verifyRestorable?: boolean;
 }
 
 /** Errors of checkpoint, restore and inspect as one-line usage errors (exit 2). */
@@ -110,6 +112,7 @@ export async function checkpointCommand(name: string | undefined, flags: Checkpo
         say(`vjail: warning: ${line}`);
       },
       progress: (bytes) => progress.add(bytes),
+      verify: flags.verifyRestorable === undefined ? 'auto' : flags.verifyRestorable ? 'full' : 'off',
     });
   } catch (e) {
     progress.finish();

@@ -53,6 +53,7 @@ async function program(argv: string[], setExit: SetExit): Promise<Command> {
     .option('-v, --verbose', 'say where the profile cannot be presented faithfully on this host')
     .option('--name <name>', 'register the jail under NAME (see "vjail ps")')
     .option('--detach', 'run in the background (needs --name); output goes to "vjail logs NAME"')
+    .option('--self-checkpoint', 'let the jail\'s processes ask for a checkpoint of their own jail (docs/SELF-CHECKPOINT.md)')
     .addOption(new Option('--supervise').hideHelp())
     .argument('[command...]')
     .passThroughOptions()

@@ -8,6 +8,7 @@ import { detach, NamedJail } from '../jails/supervise.js';
 import { asUserError, pageBytes, processSummary } from './checkpoint.js';
 import { UsageError, userMessage } from './errors.js';
 import { ProgressLine, StepClock, stderrIsTTY } from './progress.js';
+import { selfCheckpoints } from './run.js';
 
 export interface RestoreFlags {
   /** Register the restored jail under this name. */
@@ -91,6 +92,7 @@ export async function restoreCommand(dir: string, flags: RestoreFlags = {}): Pro
     process.stderr.write(`${line}\n`);
   };
   let jail: Jail;
+  let self: Awaited<ReturnType<typeof listenAsBefore>>;
   try {
     const report = (step: string, detail: string): void => {
       clock.mark(step);
@@ -100,10 +102,13 @@ export async function restoreCommand(dir: string, flags: RestoreFlags = {}): Pro
       warnings.push(line);
       say(`vjail: warning: ${line}`);
     };
-    const opts = { image: dir, force: flags.force, report, warn, inherit, progress: (bytes: number, total: number) => progress.add(bytes, total) };
+    // Listen for the restored jail's checkpoint requests before any of its processes runs.
+    const beforeResume = async (pid: number): Promise<void> => void (self = await listenAsBefore(pid));
+    const opts = { image: dir, force: flags.force, report, warn, inherit, beforeResume, progress: (bytes: number, total: number) => progress.add(bytes, total) };
     jail = named ? await named.start((cgroup) => restore({ ...opts, cgroup })) : await restore(opts);
   } catch (e) {
     progress.finish();
+    void self?.server.close();
     named?.abandon();
     const err = asUserError(e, 'restore');
     if (flags.json && !flags.supervise) {
@@ -140,7 +145,27 @@ export async function restoreCommand(dir: string, flags: RestoreFlags = {}): Pro
   const forwarded: NodeJS.Signals[] = ['SIGTERM', 'SIGHUP', 'SIGUSR1', 'SIGUSR2'];
   for (const s of forwarded) process.on(s, forward);
   const exit = await jail.exited;
+  await self?.server.close();
   named?.ended(exit);
   for (const s of forwarded) process.off(s, forward);
-  return exit.status;
+  return self?.ended && exit.status === 128 + 9 ? 0 : exit.status;
+}
+
+/**
+ * A jail run with --self-checkpoint has the listener's name in its
+ * environment, restored with its memory: listen there again, if it is free
+ * (with --leave-running the original jail's supervisor may still hold it).
+ */
+async function listenAsBefore(pid: number): Promise<Awaited<ReturnType<typeof selfCheckpoints>> | undefined> {
+  const { addressIn } = await import('../jails/self-checkpoint.js');
+  const address = addressIn(pid);
+  if (!address) return undefined;
+  try {
+    const self = await selfCheckpoints(address);
+    self.server.serveJail(pid);
+    return self;
+  } catch {
+    process.stderr.write(`vjail: warning: checkpoint requests from inside the restored jail go to ${address}, still held by another supervisor (the original jail's?), which refuses them\n`);
+    return undefined;
+  }
 }

@@ -26,6 +26,8 @@ export interface RunFlags {
   detach?: boolean;
   /** Set on that background supervisor: its stdio is the log. */
   supervise?: boolean;
+  /** Accept checkpoint requests from the jail's own processes (docs/SELF-CHECKPOINT.md). */
+  selfCheckpoint?: boolean;
 }
 
 /** The `vjail run` arguments for the background supervisor of a detached jail. */
@@ -41,6 +43,7 @@ function supervisorArgs(command: string[], flags: RunFlags): string[] {
   if (flags.kernelFiles) args.push('--kernel-files', flags.kernelFiles);
   if (flags.receiver) args.push('--receiver', flags.receiver);
   if (flags.verbose) args.push('--verbose');
+  if (flags.selfCheckpoint) args.push('--self-checkpoint');
   return [...args, '--', ...command];
 }
 
@@ -78,6 +81,8 @@ export async function runCommand(command: string[], flags: RunFlags): Promise<nu
     trace: sink.write,
     env: flags.cpuBaseline ? baselineEnv(process.env) : undefined,
   };
+  const self = flags.selfCheckpoint ? await selfCheckpoints() : undefined;
+  if (self) opts.env = { ...(opts.env ?? process.env), [self.env]: self.server.address };
   // Named-jail bookkeeping (and its state validation) is loaded only for named jails.
   const named = flags.name
     ? (await import('../jails/supervise.js')).NamedJail.claim({
@@ -109,6 +114,7 @@ export async function runCommand(command: string[], flags: RunFlags): Promise<nu
     throw e;
   }
   for (const sig of early) jail.kill(sig);
+  self?.server.serveJail(jail.pid);
   named?.running(jail.pid);
   if (flags.verbose) for (const w of jail.warnings) process.stderr.write(`vjail: warning: ${w}\n`);
   if (onTerminal) {
@@ -117,6 +123,7 @@ export async function runCommand(command: string[], flags: RunFlags): Promise<nu
     process.on('SIGQUIT', () => {});
   }
   const exit = await jail.exited;
+  await self?.server.close();
   named?.ended(exit);
   for (const s of forwarded) process.off(s, forward);
   if (flags.stats) process.stderr.write(`${formatStats(jail.stats(), jail.receiverState())}\n`);
@@ -124,5 +131,14 @@ export async function runCommand(command: string[], flags: RunFlags): Promise<nu
   if (exit.execError) {
     process.stderr.write(`vjail: cannot run "${command[0]}": ${exit.execError === 'ENOENT' ? 'command not found' : exit.execError}\n`);
   }
-  return exit.status;
+  // Ended by a checkpoint it asked for with --exit: that is success.
+  return self?.ended && exit.status === 128 + 9 ? 0 : exit.status;
+}
+
+/** The listener for checkpoint requests from inside the jail, loaded only when asked for. */
+export async function selfCheckpoints(address?: string): Promise<{ server: import('../jails/self-checkpoint.js').SelfCheckpointServer; env: string; ended: boolean }> {
+  const { SelfCheckpointServer, SELF_CHECKPOINT_ENV } = await import('../jails/self-checkpoint.js');
+  const out = { server: undefined as unknown as import('../jails/self-checkpoint.js').SelfCheckpointServer, env: SELF_CHECKPOINT_ENV, ended: false };
+  out.server = await SelfCheckpointServer.listen({ say: (line) => process.stderr.write(`vjail: ${line}\n`), ending: () => (out.ended = true) }, address);
+  return out;
 }

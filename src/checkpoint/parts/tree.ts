@@ -12,8 +12,11 @@
  * with their status after that, while their parents still block every
  * signal (the SIGCHLD this raises is taken back out of the parent's queue).
  */
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Manifest, ProcessImage } from '../../image/format.js';
+import { type CloneKind as PlanKind, planTree, type TreeEntry, type TreePlan, TreePlanError } from './tree-plan.js';
 import { Tracee, TraceeError } from '../tracee.js';
 import { SYS } from '../syscalls.js';
 import type { Scratch } from './memory.js';
@@ -73,7 +76,7 @@ const ENOSYS = 38n;
 const EPERM = 1n;
 const EAGAIN = 11n;
 
-export type CloneKind = 'process' | 'sibling' | 'thread';
+export type CloneKind = PlanKind | 'thread';
 
 /**
  * Create a task with TID `tid` (as the jail sees it) by clone3 run inside
@@ -86,7 +89,7 @@ export async function cloneTask(parent: Tracee, scratch: Scratch, kind: CloneKin
   const args = Buffer.alloc(CLONE_ARGS_SIZE + 8);
   const flags = kind === 'thread' ? CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM : kind === 'sibling' ? CLONE_PARENT : 0;
   args.writeBigUInt64LE(BigInt(flags), 0);
-  // With CLONE_THREAD or CLONE_PARENT clone3 wants no exit signal: a sibling gets ours (SIGCHLD).
+  // With CLONE_THREAD or CLONE_PARENT clone3 wants no exit signal: a sibling gets ours (SIGCHLD). A helper has none.
   args.writeBigUInt64LE(kind === 'process' ? BigInt(SIGCHLD) : 0n, 32);
   if (tid !== undefined) {
     args.writeBigUInt64LE(scratch.addr + BigInt(CLONE_ARGS_SIZE), 64);
@@ -128,7 +131,7 @@ async function cloneAt(parent: Tracee, scratch: Scratch, kind: CloneKind, flags:
   await parent.syscall(SYS.close, fd);
   if (w < 0n) return w;
   // The old clone takes the exit signal in its flags; CLONE_PARENT may keep SIGCHLD there.
-  return parent.syscall(SYS.clone, BigInt(flags | (kind === 'thread' ? 0 : SIGCHLD)), 0, 0, 0, 0);
+  return parent.syscall(SYS.clone, BigInt(flags | (kind === 'thread' || kind === 'helper' ? 0 : SIGCHLD)), 0, 0, 0, 0);
 }
 
 /** A copy of the restorer, one per process of the image, each held stopped with everything blocked. */
@@ -140,45 +143,32 @@ export interface Shell {
 }
 
 /**
- * Create every process of the image from the restorer `root` (already the
- * image's first process, PID 2 of a new namespace), with the same PIDs,
- * parents, sessions and groups. Returns the shells in the image's order;
- * each task is added to `held` as soon as it exists, so that a failure can
- * end them all.
+ * Carry out the tree plan (parts/tree-plan.ts) from the restorer `root`
+ * (already the image's first process, PID 2 of a new namespace): every
+ * process with the same PID, parent, session and group, helpers made and
+ * ended on the way. Returns the shells in the image's order; each task is
+ * added to `held` as soon as it exists, so that a failure can end them all.
  */
-export async function createTree(root: Tracee, rootScratch: Scratch, m: Manifest, held: Tracee[]): Promise<Shell[]> {
-  const [first, ...rest] = m.processes;
-  const shells = new Map<number, Shell>([[first!.pid, { image: first!, tracee: root, scratch: rootScratch }]]);
+export async function createTree(root: Tracee, rootScratch: Scratch, m: Manifest, plan: TreePlan, held: Tracee[]): Promise<Shell[]> {
   root.setSigmask(~0n);
-
-  // Children of a process that calls setsid are made before it when they kept its old session.
-  const childrenOf = (pid: number): ProcessImage[] => rest.filter((p) => p.ppid === pid || (p.ppid === 1 && pid === first!.pid));
-  const make = async (creator: Shell, p: ProcessImage): Promise<void> => {
-    const kind: CloneKind = p.ppid === 1 ? 'sibling' : 'process';
-    const t = await cloneTask(creator.tracee, creator.scratch, kind, p.pid);
-    held.push(t);
-    const shell: Shell = { image: p, tracee: t, scratch: creator.scratch };
-    shells.set(p.pid, shell);
-    await populate(shell);
-  };
-  const populate = async (s: Shell): Promise<void> => {
-    const kids = childrenOf(s.image.pid);
-    for (const c of kids.filter((c) => c.sid !== s.image.sid)) await make(s, c);
-    if (s.image.sid === s.image.pid) await s.tracee.syscallOk(`setsid in process ${s.image.pid}`, SYS.setsid);
-    for (const c of kids.filter((c) => c.sid === s.image.sid)) await make(s, c);
-  };
-  await populate(shells.get(first!.pid)!);
-
-  // Groups: leaders first, then their members.
-  const ordered = m.processes.map((p) => shells.get(p.pid)!);
-  for (const s of ordered) {
-    const p = s.image;
-    if (p.pgid === p.pid && p.sid !== p.pid) await s.tracee.syscallOk(`setpgid in process ${p.pid}`, SYS.setpgid, 0, 0);
+  const tasks = new Map<number, { tracee: Tracee; scratch: Scratch }>([[m.processes[0]!.pid, { tracee: root, scratch: rootScratch }]]);
+  const task = (pid: number): { tracee: Tracee; scratch: Scratch } => tasks.get(pid)!;
+  for (const o of plan.ops) {
+    if (o.op === 'clone') {
+      const by = task(o.by);
+      const t = await cloneTask(by.tracee, by.scratch, o.kind, o.pid);
+      held.push(t);
+      tasks.set(o.pid, { tracee: t, scratch: by.scratch });
+    } else if (o.op === 'setsid') {
+      await task(o.pid).tracee.syscallOk(`setsid in process ${o.pid}`, SYS.setsid);
+    } else if (o.op === 'setpgid') {
+      await task(o.pid).tracee.syscallOk(`setpgid(${o.pgid}) in process ${o.pid}`, SYS.setpgid, 0, o.pgid === o.pid ? 0 : o.pgid);
+    } else {
+      await endHelper(task(o.pid).tracee, o.pid, o.why, o.reaper === 1 ? undefined : task(o.reaper).tracee);
+      tasks.delete(o.pid);
+    }
   }
-  for (const s of ordered) {
-    const p = s.image;
-    if (p.pgid !== 0 && p.pgid !== p.pid) await s.tracee.syscallOk(`setpgid(${p.pgid}) in process ${p.pid}`, SYS.setpgid, 0, p.pgid);
-  }
+  const ordered = m.processes.map((p) => ({ image: p, ...task(p.pid) }));
   for (const s of ordered) {
     const got = nsIds(s.tracee.pid);
     const want = s.image;
@@ -189,32 +179,95 @@ export async function createTree(root: Tracee, rootScratch: Scratch, m: Manifest
   return ordered;
 }
 
+/** Poll (yielding to the supervisor in this process) until `cond` holds; give up after `ms`, naming `what`. */
+async function until(cond: () => boolean, what: string, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new TraceeError(`gave up after ${ms / 1000} s waiting for ${what}`);
+    await new Promise((r) => setImmediate(r));
+  }
+}
+
 /**
- * Let every zombie of the image exit with its status, then take the SIGCHLD
- * this raised out of each parent's queue (parents had theirs queued or
- * handled before the checkpoint; the image's queue is restored later).
+ * A helper exits. A child of init is reaped by vjail-init; any other has no
+ * exit signal and is reaped here by its parent with wait4, so no restored
+ * process sees a SIGCHLD or a child it never had.
+ */
+async function endHelper(h: Tracee, nsPid: number, why: string, parent: Tracee | undefined): Promise<void> {
+  h.setRegs({ ...h.getRegs(), rip: h.gadget, rax: BigInt(SYS.exit_group), orig_rax: -1n, rdi: 0n });
+  h.detach();
+  if (!parent) return until(() => !exists(h.pid), `${why} (PID ${nsPid}) to be reaped by init`);
+  await until(() => isZombie(h.pid), `${why} (PID ${nsPid}) to exit`);
+  const r = await parent.syscall(SYS.wait4, nsPid, 0, WNOHANG | WALL, 0);
+  if (r !== BigInt(nsPid)) throw new TraceeError(`wait4 for ${why} (PID ${nsPid}) in process ${parent.pid} gave ${r}`);
+}
+
+function exists(hostPid: number): boolean {
+  try {
+    readFileSync(`/proc/${hostPid}/stat`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Let every zombie of the image die as it did, then take the SIGCHLD this
+ * raised out of each parent's queue (parents had theirs queued or handled
+ * before the checkpoint; the image's queue is restored later). An exit is
+ * an exit_group with the code; a signal death is that signal, with its
+ * default action, sent while nothing is blocked: SIGKILL from here, waited
+ * for as its tracer so that its parent is told; a core-dumping signal whose
+ * status has no core flag in a process that is not dumpable (no core, no
+ * core_pattern helper run); one with the flag with RLIMIT_CORE unlimited
+ * and its working directory a private temporary one, removed afterwards
+ * (restore refuses beforehand where core_pattern would send the core
+ * elsewhere: zombieProblem). The status the parent will see is read back
+ * and must be the image's.
  */
 export async function endZombies(shells: Shell[]): Promise<void> {
   const parents = new Set<Shell>();
-  for (const s of shells) {
-    if (s.image.state !== 'zombie') continue;
-    const status = s.image.status;
-    const t = s.tracee;
-    const regs = t.getRegs();
-    if ((status & 0x7f) === 0) {
-      t.setRegs({ ...regs, rip: t.gadget, rax: BigInt(SYS.exit_group), orig_rax: -1n, rdi: BigInt((status >> 8) & 0xff) });
-    } else {
-      // Killed by a signal: no core dump, and the signal's default action applies on the way out.
-      t.write(s.scratch.addr, Buffer.alloc(16));
-      await t.syscall(SYS.prlimit64, 0, RLIMIT_CORE, s.scratch.addr, 0);
-      t.setSigmask(0n);
-      process.kill(t.pid, status & 0x7f);
-      t.setRegs({ ...regs, rip: t.gadget, rax: BigInt(SYS.exit_group), orig_rax: -1n, rdi: 0n });
+  let coreDir: string | undefined;
+  try {
+    for (const s of shells) {
+      if (s.image.state !== 'zombie') continue;
+      const { status, pid, comm } = s.image;
+      const t = s.tracee;
+      const sig = status & 0x7f;
+      t.write(s.scratch.addr, Buffer.concat([Buffer.from(comm, 'utf8').subarray(0, 15), Buffer.alloc(1)]));
+      await t.syscall(SYS.prctl, PR_SET_NAME, s.scratch.addr, 0, 0, 0);
+      if (sig === 0) {
+        t.setRegs({ ...t.getRegs(), rip: t.gadget, rax: BigInt(SYS.exit_group), orig_rax: -1n, rdi: BigInt((status >> 8) & 0xff) });
+        t.detach();
+      } else if (sig === SIGKILL) {
+        await t.kill();
+      } else {
+        t.write(s.scratch.addr, Buffer.alloc(32)); // SIG_DFL, no flags, empty mask
+        await t.syscallOk(`rt_sigaction(${sig}) in process ${pid}`, SYS.rt_sigaction, sig, s.scratch.addr, 0, 8);
+        const core = (status & 0x80) !== 0;
+        if (core) {
+          coreDir ??= mkdtempSync(join(tmpdir(), 'vjail-core-'));
+          t.write(s.scratch.addr, Buffer.from(`${coreDir}\0`));
+          await t.syscallOk(`chdir to a scratch directory in process ${pid}`, SYS.chdir, s.scratch.addr);
+        }
+        const limit = Buffer.alloc(16, core ? 0xff : 0);
+        t.write(s.scratch.addr, limit);
+        await t.syscallOk(`prlimit64(RLIMIT_CORE) in process ${pid}`, SYS.prlimit64, 0, RLIMIT_CORE, s.scratch.addr, 0);
+        await t.syscallOk(`prctl(PR_SET_DUMPABLE) in process ${pid}`, SYS.prctl, PR_SET_DUMPABLE, core ? 1 : 0, 0, 0, 0);
+        t.setSigmask(0n);
+        process.kill(t.pid, sig);
+        // Delivered on the way out of the stop; should it not end the process, the status check below says so.
+        t.setRegs({ ...t.getRegs(), rip: t.gadget, rax: BigInt(SYS.exit_group), orig_rax: -1n, rdi: 0n });
+        t.detach();
+      }
+      await until(() => isZombie(t.pid), `process ${pid} to end as the zombie it was`);
+      const got = Number(stat(t.pid)(52)) & 0xffff;
+      if (got !== status) throw new TraceeError(`zombie ${pid} came back with wait status 0x${got.toString(16)} instead of 0x${status.toString(16)}`);
+      const parent = shells.find((p) => p.image.pid === s.image.ppid);
+      if (parent) parents.add(parent);
     }
-    t.detach();
-    while (!isZombie(t.pid)) await new Promise((r) => setImmediate(r));
-    const parent = shells.find((p) => p.image.pid === s.image.ppid);
-    if (parent) parents.add(parent);
+  } finally {
+    if (coreDir) rmSync(coreDir, { recursive: true, force: true });
   }
   for (const p of parents) {
     // sigtimedwait({SIGCHLD}, NULL, {0, 0}) until nothing is left.
@@ -229,6 +282,72 @@ export async function endZombies(shells: Shell[]): Promise<void> {
   }
 }
 
+/** Signals whose default action ends the process (all but CHLD, CONT, STOP, TSTP, TTIN, TTOU, URG, WINCH). */
+const FATAL = new Set([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 24, 25, 26, 27, 29, 30, 31, ...Array.from({ length: 33 }, (_, i) => 32 + i)]);
+/** Those whose default action dumps core. */
+const CORE = new Set([3, 4, 5, 6, 7, 8, 11, 24, 25, 31]);
+
+/**
+ * Why a zombie's wait status cannot be given to its parent again on this
+ * host, or undefined. A core flag (0x80) is set by the kernel only when a
+ * core was written; restore writes one of the empty restorer into a private
+ * directory, which needs a core_pattern that is a plain file name (a pipe
+ * or socket would hand it to a crash collector, a path would leave it there).
+ */
+export function zombieProblem(pid: number, status: number, corePattern = readCorePattern()): string | undefined {
+  const sig = status & 0x7f;
+  const bad = `process ${pid} is a zombie with wait status 0x${status.toString(16)}, which no death gives`;
+  if (sig === 0) return status & 0xff ? bad : undefined;
+  if (status & 0xff00 || !FATAL.has(sig) || (status & 0x80 && !CORE.has(sig))) return bad;
+  if (!(status & 0x80)) return undefined;
+  if (corePattern !== null && corePattern !== '' && !/[/]/.test(corePattern) && !/^[|@]/.test(corePattern)) return undefined;
+  return `process ${pid} is a zombie whose death by signal ${sig} dumped core, and this host's core_pattern (${JSON.stringify(corePattern)}) is not a plain file name, so its parent's wait could not be given the core flag again without writing a core elsewhere; let its parent reap it first`;
+}
+
+function readCorePattern(): string | null {
+  try {
+    return readFileSync('/proc/sys/kernel/core_pattern', 'utf8').trim();
+  } catch {
+    return null;
+  }
+}
+
+/** The first reason an image's tree cannot be rebuilt on this host, or undefined. */
+export function treeProblem(ps: TreeEntry[], statuses: { pid: number; status: number }[]): string | undefined {
+  for (const z of statuses) {
+    const why = zombieProblem(z.pid, z.status);
+    if (why) return why;
+  }
+  try {
+    planTree(ps);
+  } catch (e) {
+    if (e instanceof TreePlanError) return e.message;
+    throw e;
+  }
+  return undefined;
+}
+
+/**
+ * At checkpoint, once every task is held: the reason the jail's tree could
+ * not be rebuilt (a plan that fails, a zombie's status), or undefined.
+ * `procs`: every process of the jail, parents first, by our PIDs.
+ */
+export function unrestorableTree(procs: { pid: number; zombie: boolean }[]): string | undefined {
+  const entries: TreeEntry[] = [];
+  const zombies: { pid: number; status: number }[] = [];
+  for (const p of procs) {
+    const { hostPpid, ...ids } = nsIds(p.pid);
+    entries.push({ ...ids, ppid: nsIds(hostPpid).pid, state: p.zombie ? 'zombie' : 'live' });
+    if (p.zombie) zombies.push({ pid: ids.pid, status: Number(stat(p.pid)(52)) & 0xffff });
+  }
+  return treeProblem(entries, zombies);
+}
+
+const PR_SET_DUMPABLE = 4;
+const PR_SET_NAME = 15;
+const SIGKILL = 9;
+const WNOHANG = 1;
+const WALL = 0x40000000;
 const RLIMIT_CORE = 4;
 const AT_FDCWD = -100;
 const O_WRONLY = 1;
