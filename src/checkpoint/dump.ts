@@ -11,7 +11,10 @@
  *               publish by rename (docs/IMAGE.md: why pages are not re-hashed)
  *   5 resume    detach (--leave-running) or kill
  * The image is published before anything is killed, and any failure before
- * that leaves every process running as it was, with no image.
+ * that leaves every process running as it was, with no image: registers,
+ * signal masks and queued signals as they were (tracee.ts), the cgroup
+ * thawed; so does SIGINT or SIGTERM to vjail (interrupt.ts), and SIGKILL
+ * (guard.ts).
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { release } from 'node:os';
@@ -29,6 +32,7 @@ import { collectCpu } from './cpu.js';
 import { collectZombie, isZombie, nsIds } from './parts/tree.js';
 import { freeze } from './freeze.js';
 import { CheckpointError, checkSupported, ExternalStateError, hasSoftDirty, jailOf, type JailInfo, type JailTree, jailTree, vjailInitOf } from './jail-info.js';
+import { throwIfInterrupted } from './interrupt.js';
 import { Tracee } from './tracee.js';
 import { isNativeError } from '../native.js';
 import { SYS } from './syscalls.js';
@@ -156,6 +160,9 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
         }
       }
     }
+    // From here on signals wait in their queues (and are saved there) until each thread is let go.
+    for (const t of held.values()) await t.holdSignals();
+    throwIfInterrupted();
     report(2, 'freeze', tree.pidNs ? `${frozen.detail}; ${held.size} task(s) of ${tree.processes.length} process(es) held` : frozen.detail);
 
     const firstLive = tree.processes.find((p) => !p.zombie)!;
@@ -171,6 +178,7 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
       for (const line of external) warn(`left out of the image: ${line}`);
     }
     for (const p of tree.processes) {
+      throwIfInterrupted();
       const { hostPpid, ...ids } = tree.pidNs ? nsIds(p.pid) : { pid: p.pid, pgid: 0, sid: 0, hostPpid: 0 };
       const ppid = tree.pidNs ? nsIds(hostPpid).pid : 0;
       if (p.zombie) {
@@ -203,13 +211,14 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
     const files = `, ${fds.descriptions.length} open file description(s)${fds.pipes.length ? ` (${fds.pipes.length} pipe(s))` : ''}`;
     report(3, 'dump', `${tree.pidNs ? `${live.length} process(es)${zombies ? ` and ${zombies} zombie(s)` : ''}, ${held.size} thread(s), ` : ''}${mappings} mappings, ${(bytes / 2 ** 20).toFixed(1)} MiB of page data${files}${stepped.count ? `; ${stepped.count} thread(s) stepped out of the vDSO` : ''}`);
 
+    throwIfInterrupted();
     writer.commit(manifest);
     published = true;
     report(4, 'post-dump', `verified, synced and published as ${opts.image}`);
 
     const what = tree.pidNs ? `the jail's ${tree.processes.length} process(es)` : `process ${opts.pid}`;
     if (opts.leaveRunning) {
-      for (const t of held.values()) t.detach();
+      for (const t of held.values()) t.release();
       report(5, 'resume', `${what} continue${tree.pidNs ? '' : 's'}`);
     } else {
       // A thread group leader's exit is reported only after its other threads': kill all, then wait leaders last.
@@ -220,7 +229,7 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
     return manifest;
   } catch (e) {
     if (!published) writer.abort();
-    for (const t of held.values()) t.detach();
+    for (const t of held.values()) t.release();
     throw e;
   }
 }

@@ -1,4 +1,5 @@
 import { checkpoint } from '../checkpoint/dump.js';
+import { catchingSignals } from '../checkpoint/interrupt.js';
 import { CheckpointError, ExternalStateError } from '../checkpoint/jail-info.js';
 import { CheckpointUnsupported } from '../checkpoint/parts/memory.js';
 import { TraceeError } from '../checkpoint/tracee.js';
@@ -47,7 +48,8 @@ export async function checkpointCommand(name: string | undefined, flags: Checkpo
   const grace = flags.grace === undefined ? 5 : Number(flags.grace);
   if (!Number.isFinite(grace) || grace < 0 || grace > 3600) throw new UsageError(`--grace takes seconds from 0 to 3600, not "${flags.grace}"`);
   try {
-    await checkpoint({
+    // SIGINT/SIGTERM/SIGHUP stop the checkpoint at a safe point; the jail is let go as it was.
+    await catchingSignals(() => checkpoint({
       pid,
       jail,
       image: flags.image,
@@ -56,7 +58,7 @@ export async function checkpointCommand(name: string | undefined, flags: Checkpo
       graceMs: grace * 1000,
       report: (step, name, detail) => process.stderr.write(`vjail: checkpoint ${step}/5 ${name}: ${detail}\n`),
       warn: (line) => process.stderr.write(`vjail: warning: ${line}\n`),
-    });
+    }));
   } catch (e) {
     if (e instanceof ExternalStateError) {
       // The external-state report: one line saying what happened, then what, per process.

@@ -31,7 +31,7 @@ export async function collectThread(t: Tracee, scratch: Scratch, tid: number): P
   return {
     tid,
     registers,
-    blocked: toHex(t.getSigmask()),
+    blocked: toHex(t.ownSigmask()),
     pending: queued(t, false),
     rseq,
     robustList: { head: toHex(robust.readBigUInt64LE(0)), length: toHex(robust.readBigUInt64LE(8)) },
