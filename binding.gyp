@@ -6,13 +6,19 @@
   "targets": [
     {
       "target_name": "vjail",
-      "sources": ["native/addon.c", "native/napi_util.c", "native/supervisor.c", "native/supervisor_napi.c", "native/caller.c", "native/incaller.c", "native/ptrace.c", "native/features.c", "native/shimcalls.c", "native/cpu.c", "native/pagecopy.c", "native/fdio.c"],
+      "sources": ["native/addon.c", "native/napi_util.c", "native/supervisor.c", "native/supervisor_napi.c", "native/caller.c", "native/incaller.c", "native/ptrace.c", "native/features.c", "native/shimcalls.c", "native/cpu.c", "native/pagecopy.c", "native/fdio.c", "native/guard.c"],
       "libraries": ["-lpthread"]
     },
     {
       "target_name": "vjail-init",
       "type": "executable",
       "sources": ["native/vjail-init.c", "native/timens.c"],
+      "ldflags": ["-static"]
+    },
+    {
+      "target_name": "vjail-guard",
+      "type": "executable",
+      "sources": ["native/vjail-guard.c"],
       "ldflags": ["-static"]
     },
     {

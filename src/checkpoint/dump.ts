@@ -32,6 +32,7 @@ import { collectCpu } from './cpu.js';
 import { collectZombie, isZombie, nsIds } from './parts/tree.js';
 import { freeze } from './freeze.js';
 import { CheckpointError, checkSupported, ExternalStateError, hasSoftDirty, jailOf, type JailInfo, type JailTree, jailTree, vjailInitOf } from './jail-info.js';
+import { guarded } from './guard.js';
 import { throwIfInterrupted } from './interrupt.js';
 import { Tracee } from './tracee.js';
 import { isNativeError } from '../native.js';
@@ -63,6 +64,11 @@ const MAP_PRIVATE = 0x02;
 const MAP_ANONYMOUS = 0x20;
 
 export async function checkpoint(opts: CheckpointOptions): Promise<Manifest> {
+  return guarded(opts.warn ?? (() => {}), () => checkpointEnding(opts));
+}
+
+/** checkpointOnce; when the external-state step chose to end some processes, end them and go again. */
+async function checkpointEnding(opts: CheckpointOptions): Promise<Manifest> {
   try {
     return await checkpointOnce(opts);
   } catch (e) {

@@ -144,6 +144,7 @@ export class Tracee {
   static attach(pid: number, opts: { killOnExit?: boolean } = {}): Tracee {
     const n = ptraceAddon();
     n.ptraceSeize(pid, PTRACE_O_TRACESYSGOOD | (opts.killOnExit ? PTRACE_O_EXITKILL : 0));
+    guardNote.held(pid);
     const t = new Tracee(pid);
     try {
       n.ptraceInterrupt(pid);
@@ -338,7 +339,7 @@ export class Tracee {
       if (attempt > MAX_RETRIES) throw new TraceeError(`injected syscall ${nr} in process ${this.pid} was interrupted by signals ${MAX_RETRIES} times`);
       const regs: Gprs = { ...own, rax: BigInt(nr), orig_rax: -1n, rip: this.gadget };
       args.forEach((a, i) => (regs[argRegs[i]!] = BigInt(a)));
-      guardNote.dirty(this.pid, own, nr);
+      guardNote.dirty(this.pid, encodeGprs(own));
       let result: bigint | 'signal';
       try {
         this.setRegs(regs);
