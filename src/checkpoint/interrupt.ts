@@ -36,6 +36,9 @@ export async function catchingSignals<T>(fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } finally {
-    if (--depth === 0) for (const s of SIGNALS) process.off(s, note);
+    if (--depth === 0) {
+      for (const s of SIGNALS) process.off(s, note);
+      caught = null;
+    }
   }
 }
