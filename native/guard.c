@@ -52,11 +52,11 @@ napi_value js_guard_cgroup(napi_env env, napi_callback_info info)
 	return vj_undefined(env);
 }
 
-/* guardTask(tid, flags, mask, regs | null): the task's entry; flags 0 forgets it. */
+/* guardTask(tid, flags, mask, regs | null, gadget): the task's entry; flags 0 forgets it. mask counts when GUARD_MASK is added, regs and gadget when given. */
 napi_value js_guard_task(napi_env env, napi_callback_info info)
 {
-	napi_value argv[4];
-	if (vj_args(env, info, 4, argv))
+	napi_value argv[5];
+	if (vj_args(env, info, 5, argv))
 		return NULL;
 	struct guard_task *t = slot(vj_i32(env, argv[0]));
 	if (!t)
@@ -70,8 +70,9 @@ napi_value js_guard_task(napi_env env, napi_callback_info info)
 		if (vj_buffer(env, argv[3], "the registers", &data, &len))
 			return NULL;
 		memcpy(t->regs, data, len < sizeof t->regs ? len : sizeof t->regs);
+		t->gadget = vj_u64(env, argv[4]);
 	}
-	if (flags & GUARD_MASK)
+	if ((flags & GUARD_MASK) && !(t->flags & GUARD_MASK))
 		t->mask = vj_u64(env, argv[2]);
 	/* Flags last: the entry never claims what it does not hold yet. */
 	__atomic_store_n(&t->flags, flags, __ATOMIC_RELEASE);

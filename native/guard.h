@@ -23,6 +23,7 @@ struct guard_task {
 	int32_t tid;
 	uint32_t flags;
 	uint64_t mask;
+	uint64_t gadget; /* the `syscall` instruction our registers point at */
 	uint64_t regs[GUARD_GPRS];
 };
 

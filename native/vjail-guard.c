@@ -28,6 +28,7 @@
 #include <sys/ptrace.h>
 #include <sys/signalfd.h>
 #include <sys/uio.h>
+#include <sys/user.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -36,6 +37,8 @@
 #include "guard.h"
 
 #define EVENT(st) ((unsigned)(st) >> 16)
+
+_Static_assert(sizeof(struct user_regs_struct) == GUARD_GPRS * 8, "guard.h keeps user_regs_struct");
 
 static pid_t vjail;
 static uintptr_t table_addr;
@@ -98,6 +101,62 @@ static void set_frozen(int frozen)
 		close(fd);
 }
 
+/*
+ * vjail died at a signal-delivery stop while our registers were loaded: the
+ * kernel delivered the signal on them, and the handler's frame (at rsp)
+ * saves them. Save the task's own there instead, as the kernel would have
+ * (a call it was in restarted, or failing with EINTR where a handler always
+ * makes it), so the handler runs and its sigreturn returns to the task's
+ * own code. The frame: return address, then ucontext (flags, link, stack:
+ * 40 bytes), whose mcontext begins r8..r15, rdi, rsi, rbp, rbx, rdx, rax,
+ * rcx, rsp, rip, eflags.
+ */
+static int fix_frame(pid_t tid, uint64_t rsp, const struct user_regs_struct *own)
+{
+	struct user_regs_struct r = *own;
+	if ((int64_t)r.orig_rax >= 0) {
+		switch ((int64_t)r.rax) {
+		case -512: /* ERESTARTSYS */
+		case -513: /* ERESTARTNOINTR */
+			r.rax = r.orig_rax;
+			r.rip -= 2;
+			break;
+		case -514: /* ERESTARTNOHAND */
+		case -516: /* ERESTART_RESTARTBLOCK */
+			r.rax = (uint64_t)-EINTR;
+			break;
+		}
+	}
+	uint64_t sc[18] = { r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15, r.rdi, r.rsi, r.rbp, r.rbx, r.rdx, r.rax, r.rcx, r.rsp, r.rip, r.eflags };
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/mem", tid);
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = pwrite(fd, sc, sizeof sc, (off_t)(rsp + 8 + 40));
+	close(fd);
+	return n == (ssize_t)sizeof sc ? 0 : -1;
+}
+
+/* Our registers are loaded (DIRTY): put the task's own back, in its registers or, if a signal was delivered on ours, in the handler's frame. */
+static void put_back(struct guard_task *t)
+{
+	struct user_regs_struct cur;
+	struct iovec iov = { &cur, sizeof cur };
+	if (ptrace(PTRACE_GETREGSET, t->tid, (void *)NT_PRSTATUS, &iov)) {
+		say(errno, "cannot read the registers of task %d", t->tid);
+		return;
+	}
+	if (cur.rip != t->gadget && cur.rip != t->gadget + 2) {
+		if (fix_frame(t->tid, cur.rsp, (const struct user_regs_struct *)t->regs))
+			say(errno, "cannot put back the registers of task %d in its signal frame", t->tid);
+		return;
+	}
+	iov = (struct iovec){ t->regs, sizeof t->regs };
+	if (ptrace(PTRACE_SETREGSET, t->tid, (void *)NT_PRSTATUS, &iov))
+		say(errno, "cannot put back the registers of task %d", t->tid);
+}
+
 /* Wait (up to 5 s) for the interrupt stop of a task seized again; a signal due first is delivered on its own registers. */
 static int fix_task(struct guard_task *t)
 {
@@ -116,9 +175,7 @@ static int fix_task(struct guard_task *t)
 		if (!WIFSTOPPED(st))
 			return -1; /* ended */
 		if (t->flags & GUARD_DIRTY) {
-			struct iovec iov = { t->regs, sizeof t->regs };
-			if (ptrace(PTRACE_SETREGSET, t->tid, (void *)NT_PRSTATUS, &iov))
-				say(errno, "cannot put back the registers of task %d", t->tid);
+			put_back(t);
 			t->flags &= ~GUARD_DIRTY;
 		}
 		if (EVENT(st) == PTRACE_EVENT_STOP)

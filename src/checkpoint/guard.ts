@@ -16,7 +16,7 @@ import { dataPath } from '../paths.js';
 interface GuardAddon {
   guardTableAddress(): bigint;
   guardCgroup(kind: number, path: string): void;
-  guardTask(tid: number, flags: number, mask: bigint, regs: Buffer | null): void;
+  guardTask(tid: number, flags: number, mask: bigint, regs: Buffer | null, gadget: bigint): void;
 }
 
 const HELD = 1;
@@ -28,12 +28,12 @@ let active = false;
 const flags = new Map<number, number>();
 const addon = (): GuardAddon => native() as unknown as GuardAddon;
 
-function set(tid: number, add: number, drop: number, mask = 0n, regs: Buffer | null = null): void {
+function set(tid: number, add: number, drop: number, mask = 0n, regs: Buffer | null = null, gadget = 0n): void {
   if (!active) return;
   const f = ((flags.get(tid) ?? 0) | add) & ~drop;
   if (f) flags.set(tid, f);
   else flags.delete(tid);
-  addon().guardTask(tid, f, mask, regs);
+  addon().guardTask(tid, f, mask, regs, gadget);
 }
 
 /** What vjail changes in the tasks it holds, written down before it changes it. */
@@ -44,9 +44,9 @@ export const guardNote = {
   held(tid: number): void {
     set(tid, HELD, 0);
   },
-  /** Our registers are about to be loaded; `own` (user_regs_struct) are the task's. */
-  dirty(tid: number, own: Buffer): void {
-    set(tid, DIRTY, 0, 0n, own);
+  /** Our registers, pointing at `gadget`, are about to be loaded; `own` (user_regs_struct) are the task's. */
+  dirty(tid: number, own: Buffer, gadget: bigint): void {
+    set(tid, DIRTY, 0, 0n, own, gadget);
   },
   clean(tid: number): void {
     if ((flags.get(tid) ?? 0) & DIRTY) set(tid, 0, DIRTY);
@@ -95,7 +95,7 @@ export async function guarded<T>(warn: (line: string) => void, fn: () => Promise
   try {
     return await fn();
   } finally {
-    for (const tid of [...flags.keys()]) addon().guardTask(tid, 0, 0n, null);
+    for (const tid of [...flags.keys()]) addon().guardTask(tid, 0, 0n, null, 0n);
     flags.clear();
     active = false;
     child.stdin.end('d');

@@ -339,7 +339,7 @@ export class Tracee {
       if (attempt > MAX_RETRIES) throw new TraceeError(`injected syscall ${nr} in process ${this.pid} was interrupted by signals ${MAX_RETRIES} times`);
       const regs: Gprs = { ...own, rax: BigInt(nr), orig_rax: -1n, rip: this.gadget };
       args.forEach((a, i) => (regs[argRegs[i]!] = BigInt(a)));
-      guardNote.dirty(this.pid, encodeGprs(own));
+      guardNote.dirty(this.pid, encodeGprs(own), this.gadget);
       let result: bigint | 'signal';
       try {
         this.setRegs(regs);
