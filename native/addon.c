@@ -26,6 +26,7 @@
 #include "incaller.h"
 #include "fdio.h"
 #include "features.h"
+#include "guard_napi.h"
 #include "shimcalls.h"
 #include "protocol.h"
 #include "ptrace.h"
@@ -360,6 +361,9 @@ static napi_value init(napi_env env, napi_value exports)
 		{ "ptraceSetOptions", js_ptrace_set_options },
 		{ "ptraceGetEventMsg", js_ptrace_get_event_msg },
 		{ "kcmpFile", js_kcmp_file },
+		{ "guardTableAddress", js_guard_table_address },
+		{ "guardCgroup", js_guard_cgroup },
+		{ "guardTask", js_guard_task },
 		{ "cpuXstate", js_cpu_xstate },
 		{ "pageRead", js_page_read },
 		{ "pageWrite", js_page_write },

@@ -11,7 +11,10 @@
  *               publish by rename (docs/IMAGE.md: why pages are not re-hashed)
  *   5 resume    detach (--leave-running) or kill
  * The image is published before anything is killed, and any failure before
- * that leaves every process running as it was, with no image.
+ * that leaves every process running as it was, with no image: registers,
+ * signal masks and queued signals as they were (tracee.ts), the cgroup
+ * thawed; so does SIGINT or SIGTERM to vjail (interrupt.ts), and SIGKILL
+ * (guard.ts).
  */
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { release } from 'node:os';
@@ -33,6 +36,8 @@ import { CheckpointUnsupported } from './parts/memory.js';
 import { verifyRestorable } from './preflight.js';
 import { freeze } from './freeze.js';
 import { CheckpointError, checkSupported, ExternalStateError, hasSoftDirty, jailOf, type JailInfo, type JailTree, jailTree, lockCheckpoint, vjailInitOf } from './jail-info.js';
+import { guarded } from './guard.js';
+import { throwIfInterrupted } from './interrupt.js';
 import { Tracee } from './tracee.js';
 import { isNativeError } from '../native.js';
 import { SYS } from './syscalls.js';
@@ -99,13 +104,14 @@ const MAP_ANONYMOUS = 0x20;
 export async function checkpoint(opts: CheckpointOptions): Promise<Manifest> {
   const lock = lockCheckpoint(opts.pid);
   try {
-    return await checkpointUnlocked(opts);
+    return await guarded(opts.warn ?? (() => {}), () => checkpointEnding(opts));
   } finally {
     lock.release();
   }
 }
 
-async function checkpointUnlocked(opts: CheckpointOptions): Promise<Manifest> {
+/** checkpointOnce; when the external-state step chose to end some processes, end them and go again. */
+async function checkpointEnding(opts: CheckpointOptions): Promise<Manifest> {
   try {
     return await checkpointOnce(opts);
   } catch (e) {
@@ -203,7 +209,9 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
         }
       }
     }
-    for (const t of held.values()) t.holdSignals();
+    // From here on signals wait in their queues (and are saved there) until each thread is let go.
+    for (const t of held.values()) await t.holdSignals();
+    throwIfInterrupted();
     report(2, 'freeze', tree.pidNs ? `${frozen.detail}; ${held.size} task(s) of ${tree.processes.length} process(es) held` : frozen.detail);
     const unrestorable = tree.pidNs ? unrestorableTree(tree.processes) : undefined;
     if (unrestorable) throw new CheckpointUnsupported(`cannot checkpoint: ${unrestorable}`);
@@ -222,6 +230,7 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
       for (const line of external) warn(`left out of the image: ${line}`);
     }
     for (const p of tree.processes) {
+      throwIfInterrupted();
       const { hostPpid, ...ids } = tree.pidNs ? nsIds(p.pid) : { pid: p.pid, pgid: 0, sid: 0, hostPpid: 0 };
       const ppid = tree.pidNs ? nsIds(hostPpid).pid : 0;
       if (p.zombie) {
@@ -255,6 +264,7 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
     const files = `, ${fds.descriptions.length} open file description(s)${fds.pipes.length ? ` (${fds.pipes.length} pipe(s))` : ''}`;
     report(3, 'dump', `${tree.pidNs ? `${live.length} process(es)${zombies ? ` and ${zombies} zombie(s)` : ''}, ${held.size} thread(s), ` : ''}${mappings} mappings, ${(bytes / 2 ** 20).toFixed(1)} MiB of page data${files}${stepped.count ? `; ${stepped.count} thread(s) stepped out of the vDSO` : ''}`);
 
+    throwIfInterrupted();
     writer.commit(manifest);
     published = true;
     report(4, 'post-dump', `verified, synced and published as ${opts.image}${checkRestorable(opts.image, opts.verify, bytes)}`);
@@ -262,7 +272,7 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
     const what = tree.pidNs ? `the jail's ${tree.processes.length} process(es)` : `process ${opts.pid}`;
     if (opts.leaveRunning) {
       opts.onHeld?.('resume', held);
-      for (const t of held.values()) t.detach();
+      for (const t of held.values()) t.release();
       report(5, 'resume', `${what} continue${tree.pidNs ? '' : 's'}`);
     } else {
       // A thread group leader's exit is reported only after its other threads': kill all, then wait leaders last.
@@ -278,7 +288,7 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
     } catch {
       // the failure itself is what is reported
     }
-    for (const t of held.values()) t.detach();
+    for (const t of held.values()) t.release();
     throw e;
   }
 }

@@ -15,6 +15,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { isFrozen, jailCgroupOf, setFrozen, tasksOf, type JailCgroup } from '../cgroup.js';
+import { guardNote } from './guard.js';
 import { CheckpointError } from './jail-info.js';
 import { Tracee } from './tracee.js';
 
@@ -93,6 +94,7 @@ async function freezeCgroup(cg: JailCgroup, pids: number[], timeoutMs: number): 
     thawed = true;
     setFrozen(cg, false);
   };
+  guardNote.cgroup(cg);
   setFrozen(cg, true);
   try {
     const deadline = Date.now() + timeoutMs;

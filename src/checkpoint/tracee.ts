@@ -8,11 +8,18 @@
  * Waits poll with WNOHANG and yield to the event loop between polls: during
  * restore the jail's supervisor answers in this same process, and a system
  * call we inject may be one it has to answer.
+ *
+ * A held task must come out as it went in, whatever happens: a signal that
+ * arrives while its registers are ours is delivered on its own registers
+ * (`deliverNow`), `holdSignals` then keeps the rest queued until `release`,
+ * and a failed injection puts the registers back before the error goes on.
  */
 import { closeSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
 import { errnoName } from '../errno.js';
 import { native, type NativeAddon } from '../native.js';
 import { GPR_NAMES, type GprName } from '../image/format.js';
+import { guardNote } from './guard.js';
+import { throwIfInterrupted } from './interrupt.js';
 
 interface PtraceAddon {
   ptraceSeize(pid: number, options: number): void;
@@ -41,6 +48,13 @@ const PTRACE_EVENT_STOP = 128;
 const SIGTRAP = 5;
 const SIGKILL = 9;
 const RESUME = { cont: 0, syscall: 1, detach: 2, step: 4 } as const;
+const SYS_GETPID = 39;
+/** Codes a system call interrupted by a signal returns for the kernel to restart it (ERESTARTSYS .. ERESTART_RESTARTBLOCK). */
+const RESTART_CODES = new Set([-512n, -513n, -514n, -516n]);
+/** How often one injected call is run again after a signal came in between. */
+const MAX_RETRIES = 1000;
+/** How long one stop of an injected call may take (a call the jail's supervisor answers included). */
+const STOP_TIMEOUT_MS = 30_000;
 
 /** The tracee stopped or ended in a way the operation cannot continue from. */
 export class TraceeError extends Error {
@@ -100,6 +114,12 @@ export class Tracee {
   /** The task the last injected fork or clone created (our PID for it), followed with PTRACE_O_TRACEFORK/TRACECLONE. */
   newTask: number | undefined;
   private detached = false;
+  /** Between a resume and the stop that follows it. */
+  private running = false;
+  /** The last stop was the entry of a system call. */
+  private atEntry = false;
+  /** The thread's own signal mask while `holdSignals` keeps every signal blocked. */
+  private heldMask: bigint | undefined;
 
   private constructor(readonly pid: number) {
     this.memFd = openSync(`/proc/${pid}/mem`, 'r+');
@@ -124,6 +144,7 @@ export class Tracee {
   static attach(pid: number, opts: { killOnExit?: boolean } = {}): Tracee {
     const n = ptraceAddon();
     n.ptraceSeize(pid, PTRACE_O_TRACESYSGOOD | (opts.killOnExit ? PTRACE_O_EXITKILL : 0));
+    guardNote.held(pid);
     const t = new Tracee(pid);
     try {
       n.ptraceInterrupt(pid);
@@ -138,7 +159,7 @@ export class Tracee {
   async stopped(): Promise<void> {
     try {
       for (;;) {
-        const st = await this.waitRaw();
+        const st = await this.waitRaw('the stop PTRACE_INTERRUPT asked for', STOP_TIMEOUT_MS);
         if (isEventStop(st)) break;
         // A signal arrived before our interrupt: let it be delivered as it would have been.
         this.resume('cont', stopSignal(st));
@@ -160,30 +181,90 @@ export class Tracee {
     return t;
   }
 
-  private async waitRaw(): Promise<number> {
+  private async waitRaw(what = 'a ptrace stop', timeoutMs?: number): Promise<number> {
     const n = ptraceAddon();
+    const until = timeoutMs === undefined ? Infinity : Date.now() + timeoutMs;
     for (;;) {
       const st = n.ptraceWait(this.pid, true);
       if (st !== null) {
+        this.running = false;
         if (exited(st)) {
           this.detached = true;
+          closeSync(this.memFd);
+          guardNote.released(this.pid);
           throw new TraceeError(`process ${this.pid} ended (${describeExit(st)})`);
         }
+        this.atEntry = false;
         return st;
       }
+      if (Date.now() > until) throw new TraceeError(`process ${this.pid} did not reach ${what} within ${timeoutMs! / 1000} s`);
       await yieldToLoop();
     }
   }
 
   resume(how: keyof typeof RESUME, signal = 0): void {
     ptraceAddon().ptraceResume(this.pid, RESUME[how], signal);
+    this.running = how !== 'detach';
   }
 
-  /** Execute one instruction (PTRACE_SINGLESTEP) and wait for the trap after it. */
+  /**
+   * Execute one instruction (PTRACE_SINGLESTEP) and wait for the trap after
+   * it. A signal that comes instead is delivered (`deliverNow`) and the
+   * step is not taken: the caller looks where the thread is and goes on.
+   */
   async step(): Promise<void> {
+    const own = this.getRegs();
     this.resume('step');
-    const st = await this.waitRaw();
+    const st = await this.waitRaw('the trap after a single step', STOP_TIMEOUT_MS);
+    if (isDeliveryStop(st) && stopSignal(st) !== SIGTRAP) return this.deliverNow(stopSignal(st), own);
+    if (isEventStop(st)) return;
     if ((st & 0xff) !== 0x7f || stopSignal(st) !== SIGTRAP) throw new TraceeError(`process ${this.pid} stopped unexpectedly (signal ${stopSignal(st)}) while single-stepping`);
+  }
+
+  /**
+   * A signal came to a thread whose registers may be ours (the kernel stops
+   * it at the delivery, before any handler runs): put its own registers back
+   * and let the kernel deliver the signal as it would have without us (the
+   * handler's frame saves them, a call it was in is restarted or fails with
+   * EINTR as usual), then stop it again before it runs any code of its own.
+   * The signal is neither lost nor delayed, and nothing of it is made up.
+   */
+  private async deliverNow(signal: number, own: Gprs): Promise<void> {
+    this.setRegs(own);
+    guardNote.clean(this.pid);
+    ptraceAddon().ptraceInterrupt(this.pid);
+    this.resume('cont', signal);
+    for (;;) {
+      const st = await this.waitRaw(`the stop after delivering signal ${signal}`, STOP_TIMEOUT_MS);
+      if (isEventStop(st)) return;
+      if (isDeliveryStop(st)) {
+        this.resume('cont', stopSignal(st));
+        continue;
+      }
+      throw new TraceeError(`process ${this.pid} stopped unexpectedly (status 0x${st.toString(16)}) after delivering signal ${signal}`);
+    }
+  }
+
+  /**
+   * Keep signals from this thread until `release`: one harmless call first
+   * (a signal already due is delivered then, on the thread's own registers,
+   * and a mask its interrupted call had swapped in, as ppoll or sigsuspend
+   * do, is put back by the kernel), then every signal blocked. Signals that
+   * come meanwhile stay queued, where a checkpoint saves them, and are
+   * delivered once the thread runs again.
+   */
+  async holdSignals(): Promise<void> {
+    if (this.heldMask !== undefined) return;
+    await this.syscall(SYS_GETPID);
+    const mask = ptraceAddon().ptraceGetSigmask(this.pid);
+    guardNote.mask(this.pid, mask);
+    this.heldMask = mask;
+    ptraceAddon().ptraceSetSigmask(this.pid, ~0n);
+  }
+
+  /** The thread's own blocked mask (also while `holdSignals` blocks everything). */
+  ownSigmask(): bigint {
+    return this.heldMask ?? this.getSigmask();
   }
 
   /** Find a `syscall` instruction (0f 05) in the vDSO, else in any executable mapping. */
@@ -245,35 +326,88 @@ export class Tracee {
 
   /**
    * Run one system call in the tracee and return its raw result (negative
-   * errno on failure). Registers are put back as they were afterwards.
-   * orig_rax is set to -1 so the kernel does not apply a pending syscall
-   * restart to the registers we load.
+   * errno on failure). Registers are put back as they were afterwards, also
+   * when it fails. orig_rax is set to -1 so the kernel does not apply a
+   * pending syscall restart to the registers we load. A signal that arrives
+   * before the call is delivered on the thread's own registers and the call
+   * is run again; so is a call the kernel wants restarted.
    */
   async syscall(nr: number, ...args: (bigint | number)[]): Promise<bigint> {
-    const saved = this.getRegs();
-    const regs: Gprs = { ...saved, rax: BigInt(nr), orig_rax: -1n, rip: this.gadget };
+    let own = this.getRegs();
     const argRegs: GprName[] = ['rdi', 'rsi', 'rdx', 'r10', 'r8', 'r9'];
-    args.forEach((a, i) => (regs[argRegs[i]!] = BigInt(a)));
-    this.setRegs(regs);
-    for (const phase of ['entry', 'exit']) {
-      this.resume('syscall');
-      let st = await this.waitRaw();
-      while (isCloneEvent(st)) {
-        this.newTask = ptraceAddon().ptraceGetEventMsg(this.pid);
-        this.resume('syscall');
-        st = await this.waitRaw();
+    for (let attempt = 0; ; attempt++) {
+      if (attempt > MAX_RETRIES) throw new TraceeError(`injected syscall ${nr} in process ${this.pid} was interrupted by signals ${MAX_RETRIES} times`);
+      const regs: Gprs = { ...own, rax: BigInt(nr), orig_rax: -1n, rip: this.gadget };
+      args.forEach((a, i) => (regs[argRegs[i]!] = BigInt(a)));
+      guardNote.dirty(this.pid, encodeGprs(own), this.gadget);
+      let result: bigint | 'signal';
+      try {
+        this.setRegs(regs);
+        result = await this.runInjected(nr, own);
+      } catch (e) {
+        await this.putBack(own).catch(() => {});
+        throw e;
       }
-      if (!isSyscallStop(st)) {
-        throw new TraceeError(`process ${this.pid} stopped unexpectedly (signal ${stopSignal(st)}) at the ${phase} of injected syscall ${nr}`);
+      if (result === 'signal') {
+        own = this.getRegs();
+        continue;
+      }
+      this.setRegs(own);
+      guardNote.clean(this.pid);
+      if (RESTART_CODES.has(result)) continue;
+      return result;
+    }
+  }
+
+  /** Step the loaded call through its entry and exit stops: its result, or 'signal' if one was delivered first. */
+  private async runInjected(nr: number, own: Gprs): Promise<bigint | 'signal'> {
+    for (const phase of ['entry', 'exit'] as const) {
+      this.resume('syscall');
+      for (;;) {
+        const st = await this.waitRaw(`the ${phase} of injected syscall ${nr}`, STOP_TIMEOUT_MS);
+        if (isSyscallStop(st)) {
+          this.atEntry = phase === 'entry';
+          break;
+        }
+        if (isCloneEvent(st)) {
+          this.newTask = ptraceAddon().ptraceGetEventMsg(this.pid);
+        } else if (phase === 'entry' && isDeliveryStop(st)) {
+          await this.deliverNow(stopSignal(st), own);
+          return 'signal';
+        } else if (!isEventStop(st)) {
+          // A group stop (SIGSTOP to the jail) is an event stop: the kernel stops the thread again once we let go.
+          throw new TraceeError(`process ${this.pid} stopped unexpectedly (signal ${stopSignal(st)}) at the ${phase} of injected syscall ${nr}`);
+        }
+        this.resume('syscall');
       }
     }
-    const result = BigInt.asIntN(64, this.getRegs().rax);
-    this.setRegs(saved);
-    return result;
+    return BigInt.asIntN(64, this.getRegs().rax);
+  }
+
+  /**
+   * After a failed injection: stop the thread if it runs, let a call it is
+   * about to enter be skipped (its registers must not be changed at a
+   * syscall entry: the kernel would run the call they name), and load its
+   * own registers again.
+   */
+  private async putBack(own: Gprs): Promise<void> {
+    if (this.detached) return;
+    if (this.running) {
+      ptraceAddon().ptraceInterrupt(this.pid);
+      await this.waitRaw('the stop of a failed injected call', 2000);
+    }
+    if (this.atEntry) {
+      this.setRegs({ ...this.getRegs(), orig_rax: -1n });
+      this.resume('syscall');
+      await this.waitRaw('the exit of a skipped injected call', 2000);
+    }
+    this.setRegs(own);
+    guardNote.clean(this.pid);
   }
 
   /** As `syscall`, but a negative result throws. */
   async syscallOk(what: string, nr: number, ...args: (bigint | number)[]): Promise<bigint> {
+    throwIfInterrupted();
     const r = await this.syscall(nr, ...args);
     if (r < 0n && r > -4096n) throw new TraceeError(`${what} failed in process ${this.pid}: ${errnoName(Number(-r))}`);
     return r;
@@ -281,24 +415,6 @@ export class Tracee {
 
   getSigmask(): bigint {
     return ptraceAddon().ptraceGetSigmask(this.pid);
-  }
-
-  /** The program's own mask while `holdSignals` is in effect. */
-  private programMask: bigint | undefined;
-
-  /**
-   * Block every signal until `detach` (which puts the program's mask back):
-   * a signal arriving meanwhile (a timer's) would stop an injected call
-   * half-way. It stays queued and is saved with the others.
-   */
-  holdSignals(): void {
-    this.programMask ??= this.getSigmask();
-    this.setSigmask(BigInt.asUintN(64, -1n));
-  }
-
-  /** The mask the program itself has set, held or not. */
-  ownSigmask(): bigint {
-    return this.programMask ?? this.getSigmask();
   }
 
   setSigmask(mask: bigint): void {
@@ -340,11 +456,26 @@ export class Tracee {
     this.detached = true;
     closeSync(this.memFd);
     try {
-      if (this.programMask !== undefined) this.setSigmask(this.programMask);
+      if (this.heldMask !== undefined) this.setSigmask(this.heldMask);
       ptraceAddon().ptraceResume(this.pid, RESUME.detach, signal);
     } catch {
       // Already gone.
     }
+    guardNote.released(this.pid);
+  }
+
+  /** Let it go as it was: its own signal mask back (signals held meanwhile are delivered now), then detach. */
+  release(): void {
+    if (this.detached) return;
+    if (this.heldMask !== undefined) {
+      try {
+        ptraceAddon().ptraceSetSigmask(this.pid, this.heldMask);
+        this.heldMask = undefined;
+      } catch {
+        // Gone, or not in a stop (a failed putBack): the kernel lets it go when we exit.
+      }
+    }
+    this.detach();
   }
 
   /** SIGKILL it and reap the trace relationship. */
@@ -360,8 +491,9 @@ export class Tracee {
     } catch {
       // TraceeError once it has exited.
     }
-    closeSync(this.memFd);
+    if (!this.detached) closeSync(this.memFd);
     this.detached = true;
+    guardNote.released(this.pid);
   }
 }
 
@@ -385,6 +517,11 @@ function isEventStop(st: number): boolean {
 function isCloneEvent(st: number): boolean {
   const event = st >> 16;
   return (st & 0xff) === 0x7f && event >= 1 && event <= 3;
+}
+
+/** A signal-delivery stop: a signal is about to be delivered (not yet: the tracer decides). */
+function isDeliveryStop(st: number): boolean {
+  return (st & 0xff) === 0x7f && st >> 16 === 0 && stopSignal(st) !== (SIGTRAP | 0x80);
 }
 
 function isSyscallStop(st: number): boolean {

@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
 import { checkpoint } from '../checkpoint/dump.js';
+import { catchingSignals } from '../checkpoint/interrupt.js';
 import { CheckpointError, ExternalStateError } from '../checkpoint/jail-info.js';
 import { CheckpointUnsupported } from '../checkpoint/parts/memory.js';
 import { TraceeError } from '../checkpoint/tracee.js';
@@ -96,7 +97,8 @@ export async function checkpointCommand(name: string | undefined, flags: Checkpo
   try {
     const t = target(name, flags);
     pid = t.pid;
-    manifest = await checkpoint({
+    // SIGINT/SIGTERM/SIGHUP stop the checkpoint at a safe point; the jail is let go as it was.
+    manifest = await catchingSignals(() => checkpoint({
       pid: t.pid,
       jail: t.jail,
       image: flags.image,
@@ -113,7 +115,7 @@ export async function checkpointCommand(name: string | undefined, flags: Checkpo
       },
       progress: (bytes) => progress.add(bytes),
       verify: flags.verifyRestorable === undefined ? 'auto' : flags.verifyRestorable ? 'full' : 'off',
-    });
+    }));
   } catch (e) {
     progress.finish();
     const json = (error: string, extra: object = {}): void => {

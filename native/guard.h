@@ -1,0 +1,38 @@
+/*
+ * What a checkpoint has changed in the tasks it holds, kept in vjail's memory
+ * where vjail-guard reads it if vjail dies (SIGKILL) mid-checkpoint. Written
+ * before each change (registers loaded, mask blocked), cleared after it is
+ * undone. Shared by the addon (guard.c) and vjail-guard.c.
+ */
+#ifndef VJAIL_GUARD_H
+#define VJAIL_GUARD_H
+
+#include <stdint.h>
+
+#define GUARD_MAGIC 0x647261756a6c6a76ULL /* "vjljuard" */
+#define GUARD_MAX_TASKS 8192
+#define GUARD_GPRS 27 /* struct user_regs_struct, x86_64 */
+
+enum {
+	GUARD_HELD = 1,  /* attached with ptrace */
+	GUARD_DIRTY = 2, /* registers are ours; `regs` are the task's own */
+	GUARD_MASK = 4,  /* every signal blocked; `mask` is the task's own */
+};
+
+struct guard_task {
+	int32_t tid;
+	uint32_t flags;
+	uint64_t mask;
+	uint64_t gadget; /* the `syscall` instruction our registers point at */
+	uint64_t regs[GUARD_GPRS];
+};
+
+struct guard_table {
+	uint64_t magic;
+	int32_t cgroup_kind; /* 0 none, 1 v1 freezer, 2 v2 */
+	int32_t ntasks;
+	char cgroup[4096]; /* the jail's cgroup directory */
+	struct guard_task tasks[GUARD_MAX_TASKS];
+};
+
+#endif

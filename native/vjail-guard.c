@@ -1,0 +1,315 @@
+/*
+ * vjail-guard PID TABLE: stands by while vjail (PID) checkpoints a jail and,
+ * if vjail dies meanwhile (SIGKILL included), lets the jail go as it was.
+ *
+ * A task whose tracer dies is let go by the kernel with whatever registers
+ * and signal mask the tracer had loaded. So the guard traces vjail's main
+ * thread (the tracer of the jail's tasks) with PTRACE_O_TRACEEXIT: a dying
+ * vjail stops at PTRACE_EVENT_EXIT before the kernel lets go of its
+ * tracees. The guard then reads TABLE (guard.h: what vjail had changed in
+ * each task) from vjail's memory, freezes the jail's cgroup (so a task let
+ * go cannot reach its own code), lets vjail die, attaches to each task again,
+ * puts back its registers and mask, lets it go, and thaws the cgroup.
+ *
+ * Meanwhile signals to vjail are passed on unchanged. On "d" (done) on stdin
+ * the guard detaches from vjail and exits. Writes "ok" on stdout once vjail
+ * is traced, or "error: ..." and exits 1.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/signalfd.h>
+#include <sys/uio.h>
+#include <sys/user.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/elf.h>
+
+#include "guard.h"
+
+#define EVENT(st) ((unsigned)(st) >> 16)
+
+_Static_assert(sizeof(struct user_regs_struct) == GUARD_GPRS * 8, "guard.h keeps user_regs_struct");
+
+static pid_t vjail;
+static uintptr_t table_addr;
+static struct guard_table table;
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void nap(void)
+{
+	struct timespec ts = { 0, 1000 * 1000 };
+	nanosleep(&ts, NULL);
+}
+
+/* One line on stderr; err (an errno) is named when not 0. */
+__attribute__((format(printf, 2, 3))) static void say(int err, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(stderr, "vjail-guard: ");
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	if (err)
+		fprintf(stderr, ": %s", strerror(err));
+	fputc('\n', stderr);
+}
+
+/* The table as vjail left it. */
+static int read_table(void)
+{
+	size_t head = offsetof(struct guard_table, tasks);
+	struct iovec local = { &table, head }, remote = { (void *)table_addr, head };
+	if (process_vm_readv(vjail, &local, 1, &remote, 1, 0) != (ssize_t)head || table.magic != GUARD_MAGIC)
+		return -1;
+	if (table.ntasks < 0 || table.ntasks > GUARD_MAX_TASKS)
+		return -1;
+	size_t len = (size_t)table.ntasks * sizeof(struct guard_task);
+	local = (struct iovec){ table.tasks, len };
+	remote = (struct iovec){ (void *)(table_addr + head), len };
+	if (len && process_vm_readv(vjail, &local, 1, &remote, 1, 0) != (ssize_t)len)
+		return -1;
+	return 0;
+}
+
+static void set_frozen(int frozen)
+{
+	if (!table.cgroup_kind)
+		return;
+	char path[4200];
+	snprintf(path, sizeof path, "%s/%s", table.cgroup, table.cgroup_kind == 2 ? "cgroup.freeze" : "freezer.state");
+	const char *v = table.cgroup_kind == 2 ? (frozen ? "1" : "0") : (frozen ? "FROZEN" : "THAWED");
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || write(fd, v, strlen(v)) < 0)
+		say(errno, "cannot %s the jail's cgroup %s", frozen ? "freeze" : "thaw", table.cgroup);
+	if (fd >= 0)
+		close(fd);
+}
+
+/*
+ * vjail died at a signal-delivery stop while our registers were loaded: the
+ * kernel delivered the signal on them, and the handler's frame (at rsp)
+ * saves them. Save the task's own there instead, as the kernel would have
+ * (a call it was in restarted, or failing with EINTR where a handler always
+ * makes it), so the handler runs and its sigreturn returns to the task's
+ * own code. The frame: return address, then ucontext (flags, link, stack:
+ * 40 bytes), whose mcontext begins r8..r15, rdi, rsi, rbp, rbx, rdx, rax,
+ * rcx, rsp, rip, eflags.
+ */
+static int fix_frame(pid_t tid, uint64_t rsp, const struct user_regs_struct *own)
+{
+	struct user_regs_struct r = *own;
+	if ((int64_t)r.orig_rax >= 0) {
+		switch ((int64_t)r.rax) {
+		case -512: /* ERESTARTSYS */
+		case -513: /* ERESTARTNOINTR */
+			r.rax = r.orig_rax;
+			r.rip -= 2;
+			break;
+		case -514: /* ERESTARTNOHAND */
+		case -516: /* ERESTART_RESTARTBLOCK */
+			r.rax = (uint64_t)-EINTR;
+			break;
+		}
+	}
+	uint64_t sc[18] = { r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15, r.rdi, r.rsi, r.rbp, r.rbx, r.rdx, r.rax, r.rcx, r.rsp, r.rip, r.eflags };
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/mem", tid);
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = pwrite(fd, sc, sizeof sc, (off_t)(rsp + 8 + 40));
+	close(fd);
+	return n == (ssize_t)sizeof sc ? 0 : -1;
+}
+
+/* Our registers are loaded (DIRTY): put the task's own back, in its registers or, if a signal was delivered on ours, in the handler's frame. */
+static void put_back(struct guard_task *t)
+{
+	struct user_regs_struct cur;
+	struct iovec iov = { &cur, sizeof cur };
+	if (ptrace(PTRACE_GETREGSET, t->tid, (void *)NT_PRSTATUS, &iov)) {
+		say(errno, "cannot read the registers of task %d", t->tid);
+		return;
+	}
+	if (cur.rip != t->gadget && cur.rip != t->gadget + 2) {
+		if (fix_frame(t->tid, cur.rsp, (const struct user_regs_struct *)t->regs))
+			say(errno, "cannot put back the registers of task %d in its signal frame", t->tid);
+		return;
+	}
+	iov = (struct iovec){ t->regs, sizeof t->regs };
+	if (ptrace(PTRACE_SETREGSET, t->tid, (void *)NT_PRSTATUS, &iov))
+		say(errno, "cannot put back the registers of task %d", t->tid);
+}
+
+/* Wait (up to 5 s) for the interrupt stop of a task seized again; a signal due first is delivered on its own registers. */
+static int fix_task(struct guard_task *t)
+{
+	int64_t until = now_ms() + 5000;
+	for (;;) {
+		int st;
+		pid_t r = waitpid(t->tid, &st, __WALL | WNOHANG);
+		if (r < 0)
+			return -1;
+		if (r == 0) {
+			if (now_ms() > until)
+				return -1;
+			nap();
+			continue;
+		}
+		if (!WIFSTOPPED(st))
+			return -1; /* ended */
+		if (t->flags & GUARD_DIRTY) {
+			put_back(t);
+			t->flags &= ~GUARD_DIRTY;
+		}
+		if (EVENT(st) == PTRACE_EVENT_STOP)
+			break;
+		/* A signal-delivery stop: deliver it (now on the task's own registers); our interrupt stop follows. */
+		ptrace(PTRACE_CONT, t->tid, 0L, (long)(EVENT(st) == 0 ? WSTOPSIG(st) : 0));
+	}
+	if ((t->flags & GUARD_MASK) && ptrace(PTRACE_SETSIGMASK, t->tid, (void *)sizeof t->mask, &t->mask))
+		say(errno, "cannot put back the signal mask of task %d", t->tid);
+	ptrace(PTRACE_DETACH, t->tid, 0L, 0L);
+	return 0;
+}
+
+/* vjail stops at its exit: let every task it held go as it was. */
+static void rescue(void)
+{
+	if (read_table()) {
+		say(errno, "cannot read vjail's table of held tasks");
+		ptrace(PTRACE_DETACH, vjail, 0L, 0L);
+		return;
+	}
+	set_frozen(1);
+	ptrace(PTRACE_DETACH, vjail, 0L, 0L);
+	int held = 0;
+	for (int i = 0; i < table.ntasks; i++) {
+		struct guard_task *t = &table.tasks[i];
+		if (!(t->flags & GUARD_HELD))
+			continue;
+		/* EPERM until the dying vjail has let go of it. */
+		int64_t until = now_ms() + 5000;
+		while (ptrace(PTRACE_SEIZE, t->tid, 0L, 0L)) {
+			if (errno != EPERM || now_ms() > until) {
+				t->flags = 0;
+				break;
+			}
+			nap();
+		}
+		if (t->flags && ptrace(PTRACE_INTERRUPT, t->tid, 0L, 0L))
+			t->flags = 0;
+		held += t->flags != 0;
+	}
+	/* cgroup v1: a frozen task takes the interrupt stop only once thawed, before it runs code of its own. */
+	if (table.cgroup_kind == 1)
+		set_frozen(0);
+	for (int i = 0; i < table.ntasks; i++)
+		if (table.tasks[i].flags && fix_task(&table.tasks[i]))
+			say(0, "task %d could not be put back (gone, or it did not stop within 5 s)", table.tasks[i].tid);
+	if (table.cgroup_kind == 2)
+		set_frozen(0);
+	fprintf(stderr, "vjail-guard: vjail died during a checkpoint; %d task(s) of the jail put back as they were%s\n", held,
+		table.cgroup_kind ? " and its cgroup thawed" : "");
+}
+
+/* One stop of vjail's main thread; returns 1 when the guard's work is over. */
+static int on_stop(int st, int releasing)
+{
+	if (!WIFSTOPPED(st))
+		return 1; /* vjail is gone (killed before its exit stop could be taken) */
+	int sig = WSTOPSIG(st);
+	switch (EVENT(st)) {
+	case PTRACE_EVENT_EXIT:
+		rescue();
+		return 1;
+	case PTRACE_EVENT_STOP:
+		if (releasing) {
+			ptrace(PTRACE_DETACH, vjail, 0L, 0L);
+			return 1;
+		}
+		if (sig != SIGTRAP)
+			ptrace(PTRACE_LISTEN, vjail, 0L, 0L); /* group stop: stay stopped */
+		else
+			ptrace(PTRACE_CONT, vjail, 0L, 0L);
+		return 0;
+	case 0:
+		/* A signal for vjail: pass it on (and let go if we are done). */
+		ptrace(releasing ? PTRACE_DETACH : PTRACE_CONT, vjail, 0L, (long)sig);
+		return releasing;
+	default:
+		ptrace(PTRACE_CONT, vjail, 0L, 0L);
+		return 0;
+	}
+}
+
+int main(int argc, char **argv)
+{
+	if (argc != 3) {
+		fprintf(stderr, "usage: vjail-guard PID TABLE-ADDRESS\n");
+		return 2;
+	}
+	vjail = (pid_t)atoi(argv[1]);
+	table_addr = (uintptr_t)strtoull(argv[2], NULL, 0);
+	/* A Ctrl-C reaches the whole process group: the guard must outlive vjail. */
+	signal(SIGINT, SIG_IGN);
+	signal(SIGTERM, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGQUIT, SIG_IGN);
+	signal(SIGPIPE, SIG_IGN);
+	sigset_t chld;
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &chld, NULL);
+	int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (sfd < 0 || ptrace(PTRACE_SEIZE, vjail, 0L, (long)PTRACE_O_TRACEEXIT)) {
+		printf("error: cannot trace vjail (process %d): %s\n", vjail, strerror(errno));
+		return 1;
+	}
+	printf("ok\n");
+	fflush(stdout);
+	int releasing = 0, input = 1;
+	for (;;) {
+		int st;
+		pid_t r = waitpid(vjail, &st, __WALL | WNOHANG);
+		if (r < 0)
+			return 0;
+		if (r > 0) {
+			if (on_stop(st, releasing))
+				return 0;
+			continue;
+		}
+		struct pollfd p[2] = { { sfd, POLLIN, 0 }, { input ? 0 : -1, POLLIN, 0 } };
+		if (poll(p, 2, releasing ? 100 : -1) < 0 && errno != EINTR)
+			return 1;
+		struct signalfd_siginfo si;
+		while (read(sfd, &si, sizeof si) > 0) {
+		}
+		if (p[1].revents) {
+			char c = 0;
+			ssize_t n = read(0, &c, 1);
+			if (n <= 0)
+				input = 0; /* vjail is going away: its exit stop follows */
+			else if (c == 'd' && !releasing) {
+				releasing = 1;
+				ptrace(PTRACE_INTERRUPT, vjail, 0L, 0L);
+			}
+		}
+	}
+}

@@ -1,0 +1,106 @@
+/**
+ * SIGKILL of vjail during a checkpoint. Nothing in vjail runs then, and the
+ * kernel lets go of the tasks vjail traced with whatever registers and mask
+ * vjail had loaded. So a checkpoint runs with a guard: vjail-guard
+ * (native/vjail-guard.c), a small program that traces vjail itself, sees it
+ * stop at its exit, and puts every held task back as this table says
+ * (native/guard.h: per task, its own registers while ours are loaded, its
+ * own mask while all signals are blocked; the jail's cgroup), then thaws
+ * the cgroup. `guardNote` keeps the table true before each change is made.
+ */
+import { spawn } from 'node:child_process';
+import type { JailCgroup } from '../cgroup.js';
+import { native } from '../native.js';
+import { dataPath } from '../paths.js';
+
+interface GuardAddon {
+  guardTableAddress(): bigint;
+  guardCgroup(kind: number, path: string): void;
+  guardTask(tid: number, flags: number, mask: bigint, regs: Buffer | null, gadget: bigint): void;
+}
+
+const HELD = 1;
+const DIRTY = 2;
+const MASK = 4;
+const START_TIMEOUT_MS = 5000;
+
+let active = false;
+const flags = new Map<number, number>();
+const addon = (): GuardAddon => native() as unknown as GuardAddon;
+
+function set(tid: number, add: number, drop: number, mask = 0n, regs: Buffer | null = null, gadget = 0n): void {
+  if (!active) return;
+  const f = ((flags.get(tid) ?? 0) | add) & ~drop;
+  if (f) flags.set(tid, f);
+  else flags.delete(tid);
+  addon().guardTask(tid, f, mask, regs, gadget);
+}
+
+/** What vjail changes in the tasks it holds, written down before it changes it. */
+export const guardNote = {
+  cgroup(cg: JailCgroup | null): void {
+    if (active) addon().guardCgroup(cg ? (cg.kind === 'v2' ? 2 : 1) : 0, cg?.path ?? '');
+  },
+  held(tid: number): void {
+    set(tid, HELD, 0);
+  },
+  /** Our registers, pointing at `gadget`, are about to be loaded; `own` (user_regs_struct) are the task's. */
+  dirty(tid: number, own: Buffer, gadget: bigint): void {
+    set(tid, DIRTY, 0, 0n, own, gadget);
+  },
+  clean(tid: number): void {
+    if ((flags.get(tid) ?? 0) & DIRTY) set(tid, 0, DIRTY);
+  },
+  /** Every signal is about to be blocked; `own` is the task's mask. */
+  mask(tid: number, own: bigint): void {
+    set(tid, MASK, 0, own);
+  },
+  released(tid: number): void {
+    if (flags.has(tid)) set(tid, 0, HELD | DIRTY | MASK);
+  },
+};
+
+/** Run `fn` (a checkpoint) with vjail-guard standing by; without it (vjail itself traced?) say so and go on. */
+export async function guarded<T>(warn: (line: string) => void, fn: () => Promise<T>): Promise<T> {
+  if (active) return fn();
+  const addr = addon().guardTableAddress();
+  const child = spawn(dataPath('build', 'Release', 'vjail-guard'), [String(process.pid), `0x${addr.toString(16)}`], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const exited = new Promise<void>((resolve) => {
+    child.on('exit', () => resolve());
+    child.on('error', () => resolve());
+  });
+  const first = await new Promise<string>((resolve) => {
+    let out = '';
+    const timer = setTimeout(() => resolve(`it did not start within ${START_TIMEOUT_MS / 1000} s`), START_TIMEOUT_MS);
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('\n')) {
+        clearTimeout(timer);
+        resolve(out.split('\n')[0]!);
+      }
+    });
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      resolve(e.message);
+    });
+    child.on('exit', () => resolve(out.split('\n')[0] || 'it exited at once'));
+  });
+  if (first !== 'ok') {
+    child.kill('SIGKILL');
+    warn(`checkpoint without its guard (${first.replace(/^error: /, '')}): if vjail is killed with SIGKILL now, the jail may be left stopped`);
+    return fn();
+  }
+  active = true;
+  addon().guardCgroup(0, '');
+  try {
+    return await fn();
+  } finally {
+    for (const tid of [...flags.keys()]) addon().guardTask(tid, 0, 0n, null, 0n);
+    flags.clear();
+    active = false;
+    child.stdin.end('d');
+    const timer = setTimeout(() => child.kill('SIGKILL'), START_TIMEOUT_MS);
+    await exited;
+    clearTimeout(timer);
+  }
+}
