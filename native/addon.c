@@ -22,6 +22,7 @@
 #include "cpu.h"
 #include "napi_util.h"
 #include "pagecopy.h"
+#include "ipcns.h"
 #include "incaller.h"
 #include "fdio.h"
 #include "features.h"
@@ -334,6 +335,8 @@ static napi_value init(napi_env env, napi_value exports)
 		{ "sys", js_sys },
 		{ "pipePeek", js_pipe_peek },
 		{ "sendFd", js_send_fd },
+		{ "ipcNsCalls", js_ipc_ns_calls },
+		{ "lseek", js_lseek },
 	};
 	for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
 		napi_value f;
