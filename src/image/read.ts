@@ -104,6 +104,11 @@ export function openImage(dir: string, opts: { verifyPages?: boolean } = {}): Op
       fds.add(f.fd);
     }
   }
+  const problemObj = objectProblem(manifest);
+  if (problemObj) throw new ImageError(`${dir} has an invalid manifest: ${problemObj}`);
+  for (const o of manifest.sharedMemory) {
+    if (o.pages) checkPages(dir, `shared-memory object ${o.id}`, o.pages, Math.ceil(o.size / PAGE_SIZE), opts.verifyPages ?? true);
+  }
   return { dir, version, manifest };
 }
 
@@ -136,25 +141,41 @@ function checkMapping(dir: string, i: number, map: Mapping, verifyPages: boolean
   if (end <= start || start % pageSize || end % pageSize) {
     throw new ImageError(`${dir} has an invalid manifest: mapping ${i} (${map.start}-${map.end}) is not page-aligned`);
   }
-  if (!map.pages) return;
-  const pages = Number((end - start) / pageSize);
+  if (map.pages) checkPages(dir, `mapping ${i}`, map.pages, Number((end - start) / pageSize), verifyPages);
+}
+
+/** Ids unique, and every mapping of kind `object` names one. */
+function objectProblem(m: Manifest): string | null {
+  const ids = new Set(m.sharedMemory.map((o) => o.id));
+  if (ids.size !== m.sharedMemory.length) return 'two shared-memory objects have the same id';
+  for (const p of m.processes) {
+    if (p.state !== 'live') continue;
+    for (const map of p.mappings) {
+      if ((map.kind === 'object') !== (map.object !== undefined)) return `mapping ${map.start} of process ${p.pid} has kind ${map.kind} ${map.object === undefined ? 'without' : 'with'} an object`;
+      if (map.object !== undefined && !ids.has(map.object)) return `mapping ${map.start} of process ${p.pid} names shared-memory object ${map.object}, which the image does not have`;
+    }
+  }
+  return null;
+}
+
+function checkPages(dir: string, what: string, p: Pages, pages: number, verifyPages: boolean): void {
   let total = 0;
-  for (const [first, count] of map.pages.runs) {
-    if (first + count > pages) throw new ImageError(`${dir} has an invalid manifest: mapping ${i} has pages beyond its end`);
+  for (const [first, count] of p.runs) {
+    if (first + count > pages) throw new ImageError(`${dir} has an invalid manifest: ${what} has pages beyond its end`);
     total += count;
   }
-  const path = join(dir, map.pages.file);
+  const path = join(dir, p.file);
   let size: number;
   try {
     size = statSync(path).size;
   } catch {
-    throw new ImageError(`${dir} is damaged: ${map.pages.file} is missing`);
+    throw new ImageError(`${dir} is damaged: ${p.file} is missing`);
   }
-  if (size !== map.pages.size || total * PAGE_SIZE !== size) {
-    throw new ImageError(`${dir} is damaged: ${map.pages.file} is ${size} bytes, the manifest says ${map.pages.size}`);
+  if (size !== p.size || total * PAGE_SIZE !== size) {
+    throw new ImageError(`${dir} is damaged: ${p.file} is ${size} bytes, the manifest says ${p.size}`);
   }
-  if (verifyPages && sha256File(path) !== map.pages.sha256) {
-    throw new ImageError(`${dir} is damaged: ${map.pages.file} does not match its checksum`);
+  if (verifyPages && sha256File(path) !== p.sha256) {
+    throw new ImageError(`${dir} is damaged: ${p.file} does not match its checksum`);
   }
 }
 
