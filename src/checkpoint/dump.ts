@@ -21,6 +21,8 @@ import {
 import { collectClocks } from './parts/clocks.js';
 import { collectFds, describeExternal, type FdCollection } from './parts/fds/index.js';
 import { collectMemory, type Scratch } from './parts/memory.js';
+import { SharedObjects } from './parts/shmem.js';
+import { collectSysvIpc, ownIpcNamespace } from './parts/sysvipc.js';
 import { collectSignals } from './parts/signals.js';
 import { collectTask } from './parts/task.js';
 import { collectThread } from './parts/threads.js';
@@ -162,7 +164,6 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
     const clocks = await collectClocks(held.get(firstLive.pid)!);
     const processes: ProcessImage[] = [];
     const stepped = { count: 0 };
-    const sharedAnon = new Map<string, number>();
     const nsPid = (pid: number): number => (tree.pidNs ? nsIds(pid).pid : pid);
     const fds = collectFds(tree.processes.filter((p) => !p.zombie).map((p) => p.pid), vjailInitOf(firstLive.pid), writer);
     const external = externalStep(fds, opts.external ?? 'fail', nsPid, tree.processes[0]!.pid);
@@ -170,6 +171,10 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
       report(2, 'freeze', `state that cannot be saved, left out (--external warn):`);
       for (const line of external) warn(`left out of the image: ${line}`);
     }
+    // With an IPC namespace of its own, every System V object in it is the jail's.
+    const ownIpc = tree.pidNs && ownIpcNamespace(firstLive.pid);
+    const objects = new SharedObjects(writer, ownIpc);
+    const sysvIpc = ownIpc ? collectSysvIpc(firstLive.pid, writer, objects) : null;
     for (const p of tree.processes) {
       const { hostPpid, ...ids } = tree.pidNs ? nsIds(p.pid) : { pid: p.pid, pgid: 0, sid: 0, hostPpid: 0 };
       const ppid = tree.pidNs ? nsIds(hostPpid).pid : 0;
@@ -177,7 +182,7 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
         processes.push(collectZombie(p.pid, ppid));
         continue;
       }
-      processes.push({ ...await collectProcess(p.tids.map((tid) => held.get(tid)!), writer, { ...ids, ppid }, tree.pidNs, stepped, sharedAnon), fds: fds.fds.get(p.pid)! });
+      processes.push({ ...await collectProcess(p.tids.map((tid) => held.get(tid)!), writer, { ...ids, ppid }, tree.pidNs, stepped, objects), fds: fds.fds.get(p.pid)! });
     }
     const manifest: Manifest = {
       format: IMAGE_MAGIC,
@@ -195,12 +200,14 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
       pipes: fds.pipes,
       blobs: writer.blobs,
       external,
+      sharedMemory: objects.list,
+      sysvIpc,
     };
     const live = processes.filter((p) => p.state === 'live');
     const mappings = live.reduce((n, p) => n + p.mappings.length, 0);
     const bytes = live.flatMap((p) => p.mappings).reduce((n, m) => n + (m.pages?.size ?? 0), 0);
     const zombies = processes.length - live.length;
-    const files = `, ${fds.descriptions.length} open file description(s)${fds.pipes.length ? ` (${fds.pipes.length} pipe(s))` : ''}`;
+    const files = `, ${fds.descriptions.length} open file description(s)${fds.pipes.length ? ` (${fds.pipes.length} pipe(s))` : ''}${objects.list.length ? `, ${objects.list.length} shared-memory object(s)` : ''}`;
     report(3, 'dump', `${tree.pidNs ? `${live.length} process(es)${zombies ? ` and ${zombies} zombie(s)` : ''}, ${held.size} thread(s), ` : ''}${mappings} mappings, ${(bytes / 2 ** 20).toFixed(1)} MiB of page data${files}${stepped.count ? `; ${stepped.count} thread(s) stepped out of the vDSO` : ''}`);
 
     writer.commit(manifest);
@@ -264,7 +271,7 @@ async function collectProcess(
   ids: { pid: number; ppid: number; pgid: number; sid: number },
   pidNs: boolean,
   stepped: { count: number },
-  sharedAnon: Map<string, number>,
+  objects: SharedObjects,
 ): Promise<Omit<LiveProcess, 'fds'>> {
   const leader = threads[0]!;
   // A thread inside the vDSO's code could only go on with this kernel's vDSO: let it return first.
@@ -280,6 +287,6 @@ async function collectProcess(
   } finally {
     await leader.syscall(SYS.munmap, scratch.addr, PAGE_SIZE);
   }
-  const mappings = collectMemory(leader, writer, sharedAnon);
+  const mappings = collectMemory(leader, writer, objects);
   return { state: 'live', ...ids, ...task, signals, threads: images, mappings, vdso: collectVdso(leader) };
 }
