@@ -66,8 +66,13 @@ const SUPPORTED = `## Supported
   \`--leave-running\` or kill), any failure leaving the jail running. Saved:
   every thread of every process of a jail in its own PID namespace, with the
   same PIDs and TIDs, zombies with their status, sessions and process groups;
-  memory (anonymous, heap, stack, shared anonymous, written pages of private
-  file mappings; shared file mappings mapped again), registers with the full XSAVE state and
+  memory (anonymous, heap, stack, written pages of private file mappings;
+  shared file mappings mapped again); memory shared within a process or
+  between the processes of a jail, saved once and shared again after
+  restore (\`MAP_SHARED|MAP_ANONYMOUS\`, memfd, POSIX shm in /dev/shm, mapped
+  deleted files, and with \`--pid-ns\`, which gives the jail its own IPC
+  namespace, System V shared memory, semaphores and message queues with
+  their ids, keys, modes and contents), registers with the full XSAVE state and
   fs/gs base, signal handlers, masks and queued signals, rseq, robust lists,
   clear_child_tid, personality, rlimits, cwd, umask; every descriptor
   (see "Checkpoint: descriptors" below). Images are versioned, checksummed and refused in one line
@@ -120,9 +125,10 @@ trip, a read of \`/proc/PID/status\` for the caller's credentials and umask, one
 
 const NOT_SUPPORTED = `## Not supported
 
-- Checkpoint of the descriptors refused in the table above; of anonymous
-  memory shared between processes, SysV and POSIX shared memory, mappings of
-  deleted files and \`MAP_GROWSDOWN\` stacks; of
+- Checkpoint of the descriptors refused in the table above; of
+  \`MAP_GROWSDOWN\` stacks; of System V objects of a jail without
+  \`--pid-ns\` (an attached segment is refused; semaphores and queues are the
+  host's and not saved), \`SEM_UNDO\` adjustments, hugetlb shared memory; of
   threads or process trees without \`--pid-ns\`; of jails whose first
   process, or a process group or session leader, is gone (docs/IMAGE.md).
 - Iterative pre-dump: this host has no soft-dirty tracking; PAGEMAP_SCAN with
@@ -154,7 +160,7 @@ const PLANNED = `## Planned
 
 - Checkpoint of sockets (unix, TCP and UDP, established TCP through
   TCP_REPAIR), epoll, timerfd, signalfd, inotify, memfd, pidfds and files
-  deleted while open; shared memory; an iterative pre-dump with PAGEMAP_SCAN.
+  deleted while open; an iterative pre-dump with PAGEMAP_SCAN.
 - Checkpoint and restore throughput: both are below the 1 GB/s target for
   256 MiB (docs/BENCH.md shows where the time goes).
 - Opening on the caller's behalf with the caller's credentials (setfsuid,
