@@ -240,17 +240,39 @@ export function checkObjects(image: OpenedImage): void {
   }
 }
 
+/** Does the file open at `fd` hold exactly the object's saved contents (zeros outside its saved pages)? Read in chunks. */
 function sameContents(image: OpenedImage, o: SharedObject, fd: number): boolean {
   if (fstatSync(fd).size !== o.size) return false;
-  const want = Buffer.alloc(o.size);
-  if (o.pages) loadPageFile(image, o.pages, (page, buf) => buf.copy(want, page * PAGE_SIZE, 0, Math.max(0, Math.min(buf.length, o.size - page * PAGE_SIZE))));
-  const have = Buffer.alloc(o.size);
-  for (let off = 0; off < o.size; ) {
-    const n = readSync(fd, have, off, o.size - off, off);
-    if (n === 0) return false;
-    off += n;
+  const have = Buffer.alloc(PAGE_BUFFER_SIZE);
+  const read = (at: number, len: number): Buffer => {
+    let got = 0;
+    while (got < len) {
+      const n = readSync(fd, have, got, len - got, at + got);
+      if (n === 0) break;
+      got += n;
+    }
+    have.fill(0, got, len);
+    return have.subarray(0, len);
+  };
+  const zeros = (from: number, to: number): boolean => {
+    for (let at = from; at < to; at += PAGE_BUFFER_SIZE) {
+      const len = Math.min(PAGE_BUFFER_SIZE, to - at);
+      if (read(at, len).some((b) => b !== 0)) return false;
+    }
+    return true;
+  };
+  let same = true;
+  let next = 0; // bytes below this were compared
+  if (o.pages) {
+    loadPageFile(image, o.pages, (page, buf) => {
+      if (!same) return;
+      const at = page * PAGE_SIZE;
+      const len = Math.max(0, Math.min(buf.length, o.size - at));
+      same = (at < next || zeros(next, at)) && read(at, len).equals(buf.subarray(0, len));
+      next = Math.max(next, at + len);
+    });
   }
-  return have.equals(want);
+  return same && zeros(next, o.size);
 }
 
 /** Write an object's saved pages into the file open at our descriptor `fd`. */
