@@ -363,8 +363,12 @@ async function openIn(root: Tracee, scratch: Scratch, path: string): Promise<num
 }
 
 /** A new file at `want` if free, else beside it (or in /dev/shm); returns the path used and our descriptor. */
-function createNear(want: string): { path: string; fd: number } {
-  const tries = [want, join(dirname(want), `.${basename(want)}.restored-${randomBytes(4).toString('hex')}`), join('/dev/shm', `vjail-${basename(want)}-${randomBytes(4).toString('hex')}`)];
+function createNear(want: string, renamed = false): { path: string; fd: number } {
+  const tries = [
+    ...(renamed ? [] : [want]),
+    join(dirname(want), `.${basename(want)}.restored-${randomBytes(4).toString('hex')}`),
+    join('/dev/shm', `vjail-${basename(want)}-${randomBytes(4).toString('hex')}`),
+  ];
   let last: unknown;
   for (const path of tries) {
     try {
@@ -392,13 +396,34 @@ async function stageFile(root: Tracee, scratch: Scratch, image: OpenedImage, o: 
     }
     return openIn(root, scratch, o.path);
   }
-  const made = createNear(o.path);
+  const first = await recreateDeleted(root, scratch, image, o, createNear(o.path));
+  if (first.fd !== null) {
+    if (first.path !== o.path) warn(`the deleted file ${o.path} mapped by the image comes back as ${first.path} (deleted): its path is taken or cannot be created`);
+    return first.fd;
+  }
+  // Some file systems (9p, FUSE without caching) cannot be mapped shared: tmpfs can.
+  const second = await recreateDeleted(root, scratch, image, o, createNear(join('/dev/shm', basename(o.path)), true));
+  if (second.fd === null) throw new TraceeError(`the deleted file ${o.path} cannot be re-created where it can be mapped shared`);
+  warn(`the deleted file ${o.path} mapped by the image comes back as ${second.path} (deleted): ${dirname(o.path)} cannot be mapped shared here`);
+  return second.fd;
+}
+
+/** Fill a re-created deleted file, open it in the restorer and unlink it; fd null if it cannot be mapped shared there. */
+async function recreateDeleted(
+  root: Tracee, scratch: Scratch, image: OpenedImage, o: Extract<SharedObject, { kind: 'file' }>, made: { path: string; fd: number },
+): Promise<{ path: string; fd: number | null }> {
   try {
     fillFile(image, o, made.fd);
     fchmodSync(made.fd, o.mode);
     fchownSync(made.fd, o.uid, o.gid);
-    if (made.path !== o.path) warn(`the deleted file ${o.path} mapped by the image comes back as ${made.path} (deleted): its path is taken or cannot be created`);
-    return await openIn(root, scratch, made.path);
+    const fd = await openIn(root, scratch, made.path);
+    const probe = await root.syscall(SYS.mmap, 0, PAGE_SIZE, PROT_RW, MAP_SHARED, fd, 0);
+    if (probe < 0n) {
+      await root.syscall(SYS.close, fd);
+      return { path: made.path, fd: null };
+    }
+    await root.syscallOk('munmap of a probe mapping', SYS.munmap, probe, PAGE_SIZE);
+    return { path: made.path, fd };
   } finally {
     closeSync(made.fd);
     unlinkSync(made.path);
