@@ -133,7 +133,7 @@ describe('open regular files and directories', () => {
     expect((await vjail(['checkpoint', '--pid', String(pidOf(argv)), '--image', img, '--external', 'warn'])).exitCode).toBe(0);
     await run;
     const m = JSON.parse(readFileSync(join(img, 'manifest.json'), 'utf8'));
-    const { descriptions: _d, pipes: _p, blobs: _b, external: _e, ...rest } = m;
+    const { descriptions: _d, pipes: _p, blobs: _b, external: _e, sharedMemory: _s, sysvIpc: _i, ...rest } = m;
     const text = `${JSON.stringify({ ...rest, version: 3, processes: m.processes.map(({ fds: _f, ...p }: Record<string, unknown>) => p) })}\n`;
     writeFileSync(join(img, 'manifest.json'), text);
     writeFileSync(join(img, 'IMAGE'), `vjail-image 3\nmanifest sha256:${createHash('sha256').update(text).digest('hex')}\n`);
