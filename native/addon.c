@@ -336,7 +336,6 @@ static napi_value init(napi_env env, napi_value exports)
 		{ "pipePeek", js_pipe_peek },
 		{ "sendFd", js_send_fd },
 		{ "ipcNsCalls", js_ipc_ns_calls },
-		{ "lseek", js_lseek },
 	};
 	for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
 		napi_value f;

@@ -6,9 +6,6 @@
  * thread that has joined that namespace (setns changes only the calling
  * thread's), so Node's own threads never leave ours. Descriptors and
  * attached segments it makes belong to the whole process, as always.
- *
- * lseek with SEEK_DATA and SEEK_HOLE, which Node's fs lacks, finds the data
- * of a shared-memory file without reading its holes.
  */
 
 #include <errno.h>
@@ -118,16 +115,4 @@ napi_value js_ipc_ns_calls(napi_env env, napi_callback_info info)
 		napi_set_element(env, out, i, v);
 	}
 	return out;
-}
-
-/* lseek(fd, offset, whence): the new offset, or -errno (ENXIO: no data or hole at or after offset). */
-napi_value js_lseek(napi_env env, napi_callback_info info)
-{
-	napi_value argv[3];
-	if (vj_args(env, info, 3, argv))
-		return NULL;
-	off_t r = lseek(vj_i32(env, argv[0]), (off_t)vj_u64(env, argv[1]), vj_i32(env, argv[2]));
-	napi_value v;
-	napi_create_double(env, r < 0 ? -(double)errno : (double)r, &v);
-	return v;
 }

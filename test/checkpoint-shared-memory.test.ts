@@ -3,9 +3,8 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { execa, type ResultPromise } from 'execa';
-import { fixture, vjailBin } from './helpers/fixtures.js';
-import { pidOf, vjail, vjailStart as start, waitFor } from './helpers/run.js';
+import { fixture } from './helpers/fixtures.js';
+import { pidOf, type Started, vjail, vjailStart as start, waitFor } from './helpers/run.js';
 
 let workers: string;
 
@@ -14,16 +13,24 @@ beforeAll(() => {
 });
 
 /** Every jail a test started; one a failed test left running is ended after it. */
-const jails: ResultPromise[] = [];
-const vjailStart = (args: string[], env?: Record<string, string>): ResultPromise => {
-  const j = env ? execa('node', [vjailBin, ...args], { reject: false, env }) : start(args);
-  jails.push(j);
-  return j;
+const jails: { jail: Started; done: boolean }[] = [];
+const vjailStart = (args: string[], glibcTunables?: string): Started => {
+  const saved = process.env.GLIBC_TUNABLES;
+  if (glibcTunables) process.env.GLIBC_TUNABLES = glibcTunables;
+  try {
+    const entry = { jail: start(args), done: false };
+    void entry.jail.then(() => (entry.done = true));
+    jails.push(entry);
+    return entry.jail;
+  } finally {
+    if (glibcTunables && saved === undefined) delete process.env.GLIBC_TUNABLES;
+    else if (glibcTunables) process.env.GLIBC_TUNABLES = saved;
+  }
 };
 
 afterEach(async () => {
-  for (const j of jails) if (j.exitCode === null) j.kill('SIGKILL');
-  await Promise.allSettled(jails.splice(0));
+  for (const e of jails) if (!e.done) e.jail.kill('SIGKILL');
+  await Promise.allSettled(jails.splice(0).map((e) => e.jail));
 });
 
 interface Round {
@@ -45,7 +52,7 @@ function rounds(out: string): Round[] {
   });
 }
 
-async function expectProgress(cond: () => boolean, jail: ResultPromise): Promise<void> {
+async function expectProgress(cond: () => boolean, jail: Started): Promise<void> {
   if (await waitFor(cond, 30_000)) return;
   jail.kill('SIGKILL');
   const r = await jail;
@@ -58,7 +65,7 @@ interface Cycle {
   image: string;
   /** Rounds written before the checkpoint. */
   before: number;
-  restored: ResultPromise;
+  restored: Started;
   checkpointOutput: string;
 }
 
@@ -152,11 +159,10 @@ describe('memory shared between the processes of a jail', () => {
 
   it('where the profile hides memfd_create, a memfd comes back as an unlinked file of /dev/shm, said so, still shared', async () => {
     // glibc without rseq, which a profile of a kernel before 3.17 (no memfd_create) lacks as well.
-    const env = { ...process.env, GLIBC_TUNABLES: 'glibc.pthread.rseq=0' } as Record<string, string>;
     const dir = mkdtempSync(join(tmpdir(), 'vjail-shm-nomemfd-'));
     const out = join(dir, 'out');
     const argv = [workers, 'memfd', out];
-    const run = vjailStart(['run', '--pid-ns', '--', ...argv], env);
+    const run = vjailStart(['run', '--pid-ns', '--', ...argv], 'glibc.pthread.rseq=0');
     await expectProgress(() => rounds(out).length >= 20, run);
     const image = join(dir, 'image');
     expect((await vjail(['checkpoint', '--pid', String(pidOf(argv, 2)), '--image', image])).exitCode).toBe(0);

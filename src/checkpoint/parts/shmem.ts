@@ -26,8 +26,7 @@ import { basename, dirname, join } from 'node:path';
 import {
   ImageError, type ImageWriter, type Mapping, type OpenedImage, PAGE_BUFFER_SIZE, PAGE_SIZE, type Pages, type SharedObject, fromHex, pageBuffer,
 } from '../../image/format.js';
-import { native } from '../../native.js';
-import { ipcNsCalls } from '../ipcns.js';
+import { sys } from '../../native/fdio.js';
 import { type MapsEntry, readMaps, type Tracee, TraceeError } from '../tracee.js';
 import { SYS } from '../syscalls.js';
 import { pageIo } from '../pagecopy.js';
@@ -40,10 +39,7 @@ const SEEK_DATA = 3;
 const SEEK_HOLE = 4;
 const ENXIO = 6;
 
-interface SeekAddon {
-  lseek(fd: number, offset: bigint | number, whence: number): number;
-}
-const seek = (fd: number, off: number, whence: number): number => (native() as unknown as SeekAddon).lseek(fd, off, whence);
+const seek = (fd: number, off: number, whence: number): number => Number(sys(SYS.lseek, fd, off, whence));
 
 export type ObjectKind = SharedObject['kind'];
 
@@ -185,8 +181,8 @@ const F_SEAL_EXEC = 0x20;
 
 /** F_GET_SEALS of our own descriptor of the memfd (seals belong to the inode). */
 function memfdSeals(fd: number): number {
-  const [r] = ipcNsCalls(process.pid, [[SYS.fcntl, fd, F_GET_SEALS]]);
-  return r! < 0n ? F_SEAL_SEAL : Number(r);
+  const r = sys(SYS.fcntl, fd, F_GET_SEALS);
+  return r < 0n ? F_SEAL_SEAL : Number(r);
 }
 
 // ---- restore ---------------------------------------------------------------
