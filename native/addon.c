@@ -23,6 +23,7 @@
 #include "cpu.h"
 #include "napi_util.h"
 #include "pagecopy.h"
+#include "ipcns.h"
 #include "incaller.h"
 #include "fdio.h"
 #include "features.h"
@@ -372,6 +373,7 @@ static napi_value init(napi_env env, napi_value exports)
 		{ "pipePeek", js_pipe_peek },
 		{ "sendFd", js_send_fd },
 		{ "tryLockExclusive", js_try_lock_exclusive },
+		{ "ipcNsCalls", js_ipc_ns_calls },
 	};
 	for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
 		napi_value f;

@@ -10,6 +10,9 @@
  * --bind mounts file SRC read-only over DST in the jail's own mount namespace
  * (how a profile presents /proc/version and the kernel sysctl files).
  *
+ * --pid-ns also gives the jail its own IPC namespace (System V shared memory,
+ * semaphores, message queues); both need CAP_SYS_ADMIN.
+ *
  * --time-offsets starts the jail in a new time namespace whose monotonic and
  * boot-time clocks are ahead by those nanoseconds (a restore on a host whose
  * clocks are behind the checkpoint's).
@@ -385,10 +388,12 @@ static void enter_time_ns(const struct options *o)
 		fail(STEP_TIME_NS, err);
 }
 
-/* With --pid-ns: we stay outside; our child is PID 1 of the new namespace. */
+/* With --pid-ns: we stay outside; our child is PID 1 of the new namespace.
+ * The jail also gets an IPC namespace of its own: its System V objects are
+ * then all its own, and a checkpoint can save every one of them. */
 static int run_in_pid_ns(const struct options *o, struct sock_fprog *prog)
 {
-	if (unshare(CLONE_NEWPID | CLONE_NEWNS))
+	if (unshare(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC))
 		fail(STEP_UNSHARE, errno);
 	enter_time_ns(o);
 	pid_t init = fork();

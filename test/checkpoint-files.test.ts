@@ -133,7 +133,7 @@ describe('open regular files and directories', () => {
     expect((await vjail(['checkpoint', '--pid', String(pidOf(argv)), '--image', img, '--external', 'warn'])).exitCode).toBe(0);
     await run;
     const m = JSON.parse(readFileSync(join(img, 'manifest.json'), 'utf8'));
-    const { descriptions: _d, pipes: _p, blobs: _b, external: _e, ...rest } = m;
+    const { descriptions: _d, pipes: _p, blobs: _b, external: _e, sharedMemory: _s, sysvIpc: _i, ...rest } = m;
     // Nor what else version 5 added.
     const v3 = ({ fds: _f, timers: _t, advice: _a, prctl: _r, ...p }: Record<string, unknown>) => ({
       ...p,

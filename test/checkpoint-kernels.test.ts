@@ -258,6 +258,9 @@ describe('on this host', () => {
     writeFileSync(join(img, 'IMAGE'), `vjail-image ${version}\nmanifest sha256:${createHash('sha256').update(text).digest('hex')}\n`);
   }
 
+  /** The version an image was written with (the current one). */
+  const m0Version = (img: string): number => manifest(img).version;
+
   async function restoreUntil(img: string, out: string, before: number, flags: string[] = []) {
     const restored = vjailStart(['restore', '-v', ...flags, img]);
     expect(await waitFor(() => countLines(out) >= before + 30, 30_000)).toBe(true);
@@ -289,10 +292,10 @@ describe('on this host', () => {
     const out = join(dir, 'clock.out');
     const img = join(dir, 'image');
     const before = await checkpointed(fixture('vdso-clock'), out, img, []);
-    rewrite(img, ({ clocks: _c, cpu: _p, descriptions: _d, pipes: _i, blobs: _b, external: _e, ...m }) => ({
+    rewrite(img, ({ clocks: _c, cpu: _p, sharedMemory: _s, sysvIpc: _i, descriptions: _d, pipes: _pp, blobs: _b, external: _e, ...m }) => ({
       ...m,
       version: 2,
-      processes: (m.processes as Record<string, unknown>[]).map(({ vdso: _v, fds: _f, ...p }) => p),
+      processes: (m.processes as Record<string, unknown>[]).map(({ vdso: _v, files: _f, fds: _fd, ...p }) => p),
     }), 2);
     expect((await vjail(['inspect', img])).stdout).toMatch(/\(format 2, verified\)/);
     const r = await restoreUntil(img, out, before);

@@ -43,22 +43,6 @@ describe('shared anonymous memory', () => {
     expect(new Set(all.map(([, sum]) => sum)).size).toBe(1);
     expect(new Set(all.map(([, , perms]) => perms))).toEqual(new Set(['rw-s']));
   });
-
-  it('memory shared between two processes is refused in one line, and the jail keeps running', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'vjail-shm-'));
-    const out = join(dir, 'out');
-    const argv = [fixture('sharedmem'), out, 'fork'];
-    const run = vjailStart(['run', '--pid-ns', '--', ...argv]);
-    expect(await waitFor(() => rows(out).length >= 10)).toBe(true);
-    // The parent: PID 2 of the jail's namespace (its child, which shares the region, is 3).
-    const cp = await vjail(['checkpoint', '--pid', String(pidOf(argv, 2)), '--image', join(dir, 'image')]);
-    expect(cp.exitCode).toBe(2);
-    expect(cp.stderr.trim().split('\n').at(-1)).toMatch(/share anonymous memory .* cannot be checkpointed yet/);
-    const n = rows(out).length;
-    expect(await waitFor(() => rows(out).length >= n + 10)).toBe(true);
-    run.kill('SIGTERM');
-    await run;
-  });
 });
 
 describe('a jail whose supervisor runs a syscall in the caller (in-caller emulation)', () => {

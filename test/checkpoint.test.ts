@@ -62,7 +62,7 @@ describe('vjail checkpoint and restore: one process', () => {
   it('inspect verifies the image and lists its mappings', async () => {
     const r = await vjail(['inspect', image]);
     expect(r.exitCode).toBe(0);
-    expect(r.stdout).toMatch(/\(format 4, verified\)/);
+    expect(r.stdout).toMatch(/\(format 5, verified\)/);
     expect(r.stdout).toMatch(/\[vdso\]/);
     expect(r.stdout).toMatch(/profile\s+host/);
     const json = JSON.parse((await vjail(['inspect', '--json', image])).stdout);

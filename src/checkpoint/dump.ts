@@ -24,6 +24,8 @@ import {
 import { collectClocks } from './parts/clocks.js';
 import { collectFds, describeExternal, type FdCollection } from './parts/fds/index.js';
 import { collectMemory, type Scratch } from './parts/memory.js';
+import { SharedObjects } from './parts/shmem.js';
+import { collectSysvIpc, ownIpcNamespace } from './parts/sysvipc.js';
 import { collectSignals } from './parts/signals.js';
 import { collectAdvice, refuseHiddenAdvice } from './parts/advice.js';
 import { collectPrctl, collectTask } from './parts/task.js';
@@ -221,7 +223,6 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
     const clocks = await collectClocks(held.get(firstLive.pid)!);
     const processes: ProcessImage[] = [];
     const stepped = { count: 0 };
-    const sharedAnon = new Map<string, number>();
     const nsPid = (pid: number): number => (tree.pidNs ? nsIds(pid).pid : pid);
     const fds = collectFds(tree.processes.filter((p) => !p.zombie).map((p) => p.pid), vjailInitOf(firstLive.pid), writer);
     const external = externalStep(fds, opts.external ?? 'fail', nsPid, tree.processes[0]!.pid);
@@ -229,6 +230,10 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
       report(2, 'freeze', `state that cannot be saved, left out (--external warn):`);
       for (const line of external) warn(`left out of the image: ${line}`);
     }
+    // With an IPC namespace of its own, every System V object in it is the jail's.
+    const ownIpc = tree.pidNs && ownIpcNamespace(firstLive.pid);
+    const objects = new SharedObjects(writer, ownIpc);
+    const sysvIpc = ownIpc ? collectSysvIpc(firstLive.pid, writer, objects) : null;
     for (const p of tree.processes) {
       throwIfInterrupted();
       const { hostPpid, ...ids } = tree.pidNs ? nsIds(p.pid) : { pid: p.pid, pgid: 0, sid: 0, hostPpid: 0 };
@@ -237,7 +242,7 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
         processes.push(collectZombie(p.pid, ppid));
         continue;
       }
-      processes.push({ ...await collectProcess(p.tids.map((tid) => held.get(tid)!), writer, { ...ids, ppid }, tree.pidNs, stepped, sharedAnon, warn), fds: fds.fds.get(p.pid)! });
+      processes.push({ ...await collectProcess(p.tids.map((tid) => held.get(tid)!), writer, { ...ids, ppid }, tree.pidNs, stepped, objects, warn), fds: fds.fds.get(p.pid)! });
     }
     refuseHiddenAdvice(processes, opts.profile ?? jail.profile);
     const manifest: Manifest = {
@@ -256,12 +261,14 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
       pipes: fds.pipes,
       blobs: writer.blobs,
       external,
+      sharedMemory: objects.list,
+      sysvIpc,
     };
     const live = processes.filter((p) => p.state === 'live');
     const mappings = live.reduce((n, p) => n + p.mappings.length, 0);
     const bytes = live.flatMap((p) => p.mappings).reduce((n, m) => n + (m.pages?.size ?? 0), 0);
     const zombies = processes.length - live.length;
-    const files = `, ${fds.descriptions.length} open file description(s)${fds.pipes.length ? ` (${fds.pipes.length} pipe(s))` : ''}`;
+    const files = `, ${fds.descriptions.length} open file description(s)${fds.pipes.length ? ` (${fds.pipes.length} pipe(s))` : ''}${objects.list.length ? `, ${objects.list.length} shared-memory object(s)` : ''}`;
     report(3, 'dump', `${tree.pidNs ? `${live.length} process(es)${zombies ? ` and ${zombies} zombie(s)` : ''}, ${held.size} thread(s), ` : ''}${mappings} mappings, ${(bytes / 2 ** 20).toFixed(1)} MiB of page data${files}${stepped.count ? `; ${stepped.count} thread(s) stepped out of the vDSO` : ''}`);
 
     throwIfInterrupted();
@@ -332,7 +339,7 @@ async function collectProcess(
   ids: { pid: number; ppid: number; pgid: number; sid: number },
   pidNs: boolean,
   stepped: { count: number },
-  sharedAnon: Map<string, number>,
+  objects: SharedObjects,
   warn: (line: string) => void,
 ): Promise<Omit<LiveProcess, 'fds'>> {
   const leader = threads[0]!;
@@ -352,7 +359,7 @@ async function collectProcess(
   } finally {
     await leader.syscall(SYS.munmap, scratch.addr, PAGE_SIZE);
   }
-  const mappings = collectMemory(leader, writer, sharedAnon);
+  const mappings = collectMemory(leader, writer, objects);
   const advice = collectAdvice(leader.pid, mappings);
   return { state: 'live', ...ids, ...task, signals, threads: images, mappings, vdso: collectVdso(leader), timers, advice, prctl };
 }

@@ -28,6 +28,8 @@ import { dataPath } from '../paths.js';
 import { clockOffsets, describeOffsets } from './parts/clocks.js';
 import { placeFds, prepareFds } from './parts/fds/index.js';
 import { restoreMemory } from './parts/memory.js';
+import { checkObjects, stageObjects } from './parts/shmem.js';
+import { removeSysvSegments, restoreSysvIpc } from './parts/sysvipc.js';
 import { restoreSignals } from './parts/signals.js';
 import { restoreAdvice } from './parts/advice.js';
 import { checkCwd, restorePrctl, restoreTask } from './parts/task.js';
@@ -84,6 +86,7 @@ export async function restore(opts: RestoreOptions): Promise<Jail> {
   }
   const { cpuWarnings, plan } = preflight(image, { force: !!opts.force, inherit });
   checkCwd(image);
+  checkObjects(image);
   const { manifest: m } = image;
   const first = m.processes[0]!;
   const threads = m.processes.reduce((n, p) => n + (p.state === 'live' ? p.threads.length : 0), 0);
@@ -118,6 +121,10 @@ export async function restore(opts: RestoreOptions): Promise<Jail> {
     ptraceAddon().ptraceSetOptions(root.pid, FOLLOW);
     const rootScratch = { addr: await root.syscallOk('mmap of a scratch page', SYS.mmap, 0, PAGE_SIZE, 3, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), size: PAGE_SIZE };
     const sockAt = await prepareFds(root, rootScratch, image, restorer, sock);
+    // Shared memory is made once, before the tree is forked: every process inherits it (its descriptors above the handover's).
+    restoreSysvIpc(root.pid, image);
+    const staged = await stageObjects(root, rootScratch, image, sockAt + 4, warn);
+    if (m.sharedMemory.length || m.sysvIpc) report('shared', `${m.sharedMemory.length} shared-memory object(s)${m.sysvIpc ? `, ${m.sysvIpc.semaphores.length} semaphore set(s), ${m.sysvIpc.queues.length} message queue(s)` : ''}`);
     const shells = plan ? await createTree(root, rootScratch, m, plan, held) : [{ image: first, tracee: root, scratch: rootScratch }];
     if (plan) report('tree', `${shells.length} process(es) with their PIDs, sessions and groups${plan.helpers.length ? `; ${plan.helpers.length} helper(s) stood in for leaders or parents that are gone` : ''}`);
     await endZombies(shells);
@@ -130,7 +137,7 @@ export async function restore(opts: RestoreOptions): Promise<Jail> {
     for (const { image: p, tracee } of shells) {
       if (p.state !== 'live') continue;
       const nsPid = m.pidNamespace ? p.pid : tracee.pid;
-      const scratch = await restoreMemory(tracee, image, p.mappings, p, (line) => report('vdso', line));
+      const scratch = await restoreMemory(tracee, image, p.mappings, p, (line) => report('vdso', line), staged);
       for (const w of await restoreTask(tracee, scratch, p)) warn(w);
       await restoreSignals(tracee, scratch, p.signals, nsPid);
       const [leader, ...others] = p.threads;
@@ -151,6 +158,7 @@ export async function restore(opts: RestoreOptions): Promise<Jail> {
       await tracee.syscallOk('munmap of the scratch page', SYS.munmap, scratch.addr, PAGE_SIZE);
       report('process', `${p.pid} ${p.comm}: ${p.mappings.length} mappings, ${p.threads.length} thread(s), ${p.fds.length} descriptor(s)`);
     }
+    removeSysvSegments(root.pid, image);
     for (const [t, th] of loads) loadThread(t, th, m.cpu?.xstate);
     await opts.beforeResume?.(jail.pid);
     for (const [t] of loads) t.detach();

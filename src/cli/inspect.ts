@@ -62,10 +62,17 @@ export function inspectCommand(dir: string, flags: { json?: boolean }): number {
     out.push('mappings:');
     for (const map of p.mappings) {
       const size = Number(fromHex(map.end) - fromHex(map.start));
-      const saved = map.pages ? `${map.pages.size / PAGE_SIZE}/${size / PAGE_SIZE} pages saved` : '';
+      const saved = map.pages ? `${map.pages.size / PAGE_SIZE}/${size / PAGE_SIZE} pages saved` : map.object !== undefined ? `object ${map.object}` : '';
       out.push(`  ${map.start.padStart(14)}-${map.end.padEnd(14)} ${map.perms} ${map.kind.padEnd(11)} ${saved.padEnd(24)} ${map.name ?? ''}`.trimEnd());
     }
   }
+  if (m.sharedMemory.length) out.push('shared memory:');
+  for (const o of m.sharedMemory) {
+    const what = o.kind === 'memfd' ? `memfd:${o.name} seals 0x${o.seals.toString(16)}` : o.kind === 'file' ? `${o.path}${o.deleted ? ' (deleted)' : ''}` : o.kind === 'sysv' ? `shmid ${o.shmid} key 0x${(o.key >>> 0).toString(16)} mode ${o.mode.toString(8)}${o.removed ? ' removed' : ''}` : 'MAP_SHARED|MAP_ANONYMOUS';
+    out.push(`  ${String(o.id).padStart(4)} ${o.kind.padEnd(6)} ${String(o.size).padStart(12)} bytes, ${(o.pages?.size ?? 0) / PAGE_SIZE} pages saved   ${what}`);
+  }
+  for (const s of m.sysvIpc?.semaphores ?? []) out.push(`semaphores id ${s.id} key 0x${(s.key >>> 0).toString(16)} mode ${s.mode.toString(8)}: ${s.values.join(' ')}`);
+  for (const q of m.sysvIpc?.queues ?? []) out.push(`queue     id ${q.id} key 0x${(q.key >>> 0).toString(16)} mode ${q.mode.toString(8)}: ${q.messages.length} message(s)`);
   process.stdout.write(`${out.join('\n')}\n`);
   return 0;
 }

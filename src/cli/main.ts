@@ -37,7 +37,7 @@ async function program(argv: string[], setExit: SetExit): Promise<Command> {
     .option('--policy <file>', 'OCI seccomp policy (JSON) to enforce as well')
     .option('--trace [file]', 'print each intercepted syscall (to stderr, or to FILE)')
     .option('--stats', 'print per-syscall counts and latency at exit')
-    .option('--pid-ns', 'run the jail in its own PID namespace')
+    .option('--pid-ns', 'run the jail in its own PID namespace (and IPC namespace)')
     .option('--emulate <names>', 'comma-separated syscalls to answer by their shim even where the host has them')
     .option('--cpu-baseline', 'keep glibc to x86-64 baseline code, so checkpoints of the jail restore on lesser CPUs')
     .addOption(

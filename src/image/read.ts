@@ -180,6 +180,11 @@ export function openImage(dir: string, opts: { verifyPages?: boolean } = {}): Op
       fds.add(f.fd);
     }
   }
+  const problemObj = objectProblem(manifest);
+  if (problemObj) throw new ImageError(`${dir} has an invalid manifest: ${problemObj}`);
+  for (const o of manifest.sharedMemory) {
+    if (o.pages) checkPages(dir, `shared-memory object ${o.id}`, o.pages, Math.ceil(o.size / PAGE_SIZE), opts.verifyPages ?? true);
+  }
   return { dir, version, manifest };
 }
 
@@ -216,20 +221,36 @@ function checkMapping(dir: string, i: number, map: Mapping, verifyPages: boolean
   if (end <= start || start % pageSize || end % pageSize) {
     throw new ImageError(`${dir} has an invalid manifest: mapping ${i} (${map.start}-${map.end}) is not page-aligned`);
   }
-  if (!map.pages) return;
-  const pages = Number((end - start) / pageSize);
+  if (map.pages) checkPages(dir, `mapping ${i}`, map.pages, Number((end - start) / pageSize), verifyPages);
+}
+
+/** Ids unique, and every mapping of kind `object` names one. */
+function objectProblem(m: Manifest): string | null {
+  const ids = new Set(m.sharedMemory.map((o) => o.id));
+  if (ids.size !== m.sharedMemory.length) return 'two shared-memory objects have the same id';
+  for (const p of m.processes) {
+    if (p.state !== 'live') continue;
+    for (const map of p.mappings) {
+      if ((map.kind === 'object') !== (map.object !== undefined)) return `mapping ${map.start} of process ${p.pid} has kind ${map.kind} ${map.object === undefined ? 'without' : 'with'} an object`;
+      if (map.object !== undefined && !ids.has(map.object)) return `mapping ${map.start} of process ${p.pid} names shared-memory object ${map.object}, which the image does not have`;
+    }
+  }
+  return null;
+}
+
+function checkPages(dir: string, what: string, p: Pages, pages: number, verifyPages: boolean): void {
   let total = 0;
-  for (const [first, count] of map.pages.runs) {
-    if (first + count > pages) throw new ImageError(`${dir} has an invalid manifest: mapping ${i} has pages beyond its end`);
+  for (const [first, count] of p.runs) {
+    if (first + count > pages) throw new ImageError(`${dir} has an invalid manifest: ${what} has pages beyond its end`);
     total += count;
   }
-  if (total * PAGE_SIZE !== map.pages.size) {
-    throw new ImageError(`${dir} has an invalid manifest: mapping ${i}'s runs hold ${total * PAGE_SIZE} bytes, its page file ${map.pages.size}`);
+  if (total * PAGE_SIZE !== p.size) {
+    throw new ImageError(`${dir} has an invalid manifest: ${what}'s runs hold ${total * PAGE_SIZE} bytes, its page file ${p.size}`);
   }
-  const { fd } = openPageFileIn(dir, map.pages);
+  const { fd } = openPageFileIn(dir, p);
   try {
-    if (verifyPages && sha256Fd(fd) !== map.pages.sha256) {
-      throw new ImageError(`${dir} is damaged: ${map.pages.file} does not match its checksum`);
+    if (verifyPages && sha256Fd(fd) !== p.sha256) {
+      throw new ImageError(`${dir} is damaged: ${p.file} does not match its checksum`);
     }
   } finally {
     closeSync(fd);

@@ -37,7 +37,7 @@ export type GprName = (typeof GPR_NAMES)[number];
 export const gprSchema = z.strictObject(Object.fromEntries(GPR_NAMES.map((n) => [n, hex])) as Record<GprName, typeof hex>);
 
 /** What a mapping is, from /proc/PID/maps' path column. */
-export const MAPPING_KINDS = ['anon', 'file', 'heap', 'stack', 'vdso', 'vvar', 'vvar_vclock', 'vsyscall'] as const;
+export const MAPPING_KINDS = ['anon', 'file', 'heap', 'stack', 'vdso', 'vvar', 'vvar_vclock', 'vsyscall', 'object'] as const;
 
 export const backingFileSchema = z.strictObject({
   path: z.string().startsWith('/'),
@@ -64,7 +64,58 @@ export const mappingSchema = z.strictObject({
   /** The path column of /proc/PID/maps, if any. */
   name: z.string().nullable(),
   file: backingFileSchema.optional(),
+  /** Kind `object`: the id of the shared-memory object it maps (`sharedMemory` of the manifest). */
+  object: z.number().int().nonnegative().optional(),
+  /** Pages of its own: of a private mapping, those written to (no longer the object's or file's). */
   pages: pagesSchema.optional(),
+});
+
+const objectFields = {
+  /** Unique in the image; mappings (and descriptors) name the object by it. */
+  id: z.number().int().nonnegative(),
+  /** Its size in bytes (the file's size). */
+  size: z.number().int().nonnegative(),
+  /** Its data, once for every process and mapping; runs are [page index within the object, count]. */
+  pages: pagesSchema.optional(),
+};
+const ipcOwner = {
+  /** Permission bits (0o777). */
+  mode: z.number().int().min(0).max(0o777),
+  uid: z.number().int().nonnegative(),
+  gid: z.number().int().nonnegative(),
+  cuid: z.number().int().nonnegative(),
+  cgid: z.number().int().nonnegative(),
+};
+
+/**
+ * Memory that mappings of several processes (or several mappings of one)
+ * share: one shmem inode or deleted file. `anon`: MAP_SHARED|MAP_ANONYMOUS;
+ * `memfd`: memfd_create's (name without "memfd:", seals as F_GET_SEALS);
+ * `file`: a file on tmpfs mapped shared (POSIX shm in /dev/shm), or a
+ * deleted file (`deleted`: re-created unlinked); `sysv`: a System V shared
+ * memory segment of the jail's IPC namespace (`removed`: IPC_RMID was done,
+ * it lives until its last detach).
+ */
+export const sharedObjectSchema = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('anon'), ...objectFields }),
+  z.strictObject({ kind: z.literal('memfd'), ...objectFields, name: z.string(), seals: z.number().int().nonnegative() }),
+  z.strictObject({
+    kind: z.literal('file'), ...objectFields, path: z.string().startsWith('/'), deleted: z.boolean(),
+    mode: z.number().int().min(0).max(0o7777), uid: z.number().int().nonnegative(), gid: z.number().int().nonnegative(),
+  }),
+  z.strictObject({ kind: z.literal('sysv'), ...objectFields, shmid: z.number().int().nonnegative(), key: z.number().int(), ...ipcOwner, removed: z.boolean() }),
+]);
+
+/** System V semaphore sets and message queues of the jail's own IPC namespace, with their ids and keys. */
+export const sysvIpcSchema = z.strictObject({
+  semaphores: z.array(z.strictObject({ id: z.number().int().nonnegative(), key: z.number().int(), ...ipcOwner, values: z.array(z.number().int().min(0).max(0xffff)).min(1) })),
+  queues: z.array(z.strictObject({
+    id: z.number().int().nonnegative(), key: z.number().int(), ...ipcOwner,
+    /** msg_qbytes: the most bytes the queue holds. */
+    maxBytes: z.number().int().nonnegative(),
+    /** In queue order. */
+    messages: z.array(z.strictObject({ type: z.number().int().positive(), data: base64 })),
+  })),
 });
 
 export const sigactionSchema = z.strictObject({
@@ -381,6 +432,10 @@ export const manifestSchema = z.strictObject({
    * `--external warn`, one line each; empty for a complete image.
    */
   external: z.array(z.string()),
+  /** Shared-memory objects the processes map; empty in images older than version 5. */
+  sharedMemory: z.array(sharedObjectSchema),
+  /** The jail's own IPC namespace's semaphores and queues; null without one (and in images older than version 5). */
+  sysvIpc: sysvIpcSchema.nullable(),
 });
 
 export type Manifest = z.infer<typeof manifestSchema>;
@@ -399,6 +454,8 @@ export type PipeImage = z.infer<typeof pipeSchema>;
 export type FdImage = z.infer<typeof fdSchema>;
 export type Blob = z.infer<typeof blobSchema>;
 export type Clocks = z.infer<typeof clocksSchema>;
+export type SharedObject = z.infer<typeof sharedObjectSchema>;
+export type SysvIpc = z.infer<typeof sysvIpcSchema>;
 export type CpuImage = z.infer<typeof cpuSchema>;
 export type Creds = z.infer<typeof credsSchema>;
 export type Timers = z.infer<typeof timersSchema>;

@@ -19,6 +19,7 @@ import {
   type LiveProcess,
   type Mapping,
   type OpenedImage,
+  type Pages,
   PAGE_BUFFER_SIZE,
   PAGE_SIZE,
   fromHex,
@@ -31,6 +32,7 @@ import { type MapsEntry, readMaps, type Tracee, TraceeError } from '../tracee.js
 import { pageIo } from '../pagecopy.js';
 import { SYS } from '../syscalls.js';
 import { checkRedirect, placeRedirect, vdsoDiffers } from './vdso.js';
+import { mapObject, noStagedObjects, releaseStaged, type SharedObjects, type StagedObjects } from './shmem.js';
 
 /** Pagemap flags (bits 63, 62, 61 of an entry), as bits of its upper 32-bit half: no BigInt per page. */
 const PM_PRESENT = 1 << 31;
@@ -83,39 +85,32 @@ export class CheckpointUnsupported extends Error {
 }
 
 /**
- * The memory of one process. `sharedAnon` collects the shared anonymous
- * mappings seen so far in the jail (dev:inode → pid): one that two processes
- * share could not be restored as one object yet, so it is refused.
+ * The memory of one process. Mappings of shared-memory objects (shared
+ * anonymous memory, memfds, POSIX and System V shared memory, deleted
+ * files) name their object in `objects`, which saves each one once.
  */
-export function collectMemory(t: Tracee, image: ImageWriter, sharedAnon: Map<string, number> = new Map()): Mapping[] {
+export function collectMemory(t: Tracee, image: ImageWriter, objects: SharedObjects): Mapping[] {
   const maps = readMaps(t.pid);
-  for (const e of maps) {
-    if (e.name !== SHARED_ANON_NAME || e.perms[3] !== 's') continue;
-    const key = `${e.dev}:${e.inode}`;
-    const other = sharedAnon.get(key);
-    if (other !== undefined && other !== t.pid) {
-      throw new CheckpointUnsupported(`processes ${other} and ${t.pid} share anonymous memory at 0x${e.start.toString(16)}; memory shared between processes cannot be checkpointed yet`);
-    }
-    sharedAnon.set(key, t.pid);
-  }
   const pagemap = openSync(`/proc/${t.pid}/pagemap`, 'r');
   const mem = openSync(`/proc/${t.pid}/mem`, 'r');
   const files = new FileHashes();
   try {
-    return maps.map((e) => collectMapping(t, image, pagemap, mem, files, e));
+    return maps.map((e) => collectMapping(t, image, pagemap, mem, files, e, objects));
   } finally {
     closeSync(mem);
     closeSync(pagemap);
   }
 }
 
-function collectMapping(t: Tracee, image: ImageWriter, pagemap: number, mem: number, files: FileHashes, e: MapsEntry): Mapping {
-  const kind = kindOf(e);
+function collectMapping(t: Tracee, image: ImageWriter, pagemap: number, mem: number, files: FileHashes, e: MapsEntry, objects: SharedObjects): Mapping {
+  let kind = kindOf(e);
   const shared = e.perms[3] === 's';
-  const m: Mapping = { start: toHex(e.start), end: toHex(e.end), perms: e.perms, offset: toHex(e.offset), kind, name: e.name };
+  const object = objects.forMapping(t.pid, e);
+  if (object !== null) kind = 'object';
+  const m: Mapping = { start: toHex(e.start), end: toHex(e.end), perms: e.perms, offset: toHex(e.offset), kind, name: e.name, ...(object !== null ? { object } : {}) };
   if (kind === 'vsyscall' || VDSO_BLOCK.has(kind)) return m;
+  if (kind === 'object' && shared) return m; // the data is the object's
   if (kind === 'file') {
-    if (e.name!.endsWith(' (deleted)')) throw new CheckpointUnsupported(`mapping of deleted file ${e.name} cannot be checkpointed yet`);
     const st = statSync(e.name!);
     m.file = { path: e.name!, size: st.size, mtimeMs: st.mtimeMs, sha256: files.of(e.name!, st) };
     if (shared) return m; // the data is the file's
@@ -132,7 +127,7 @@ function collectMapping(t: Tracee, image: ImageWriter, pagemap: number, mem: num
   const own = (i: number): boolean => {
     const v = entries.readUInt32LE(i * 8 + 4);
     if (!(v & (PM_PRESENT | PM_SWAPPED))) return false;
-    return kind !== 'file' || !(v & PM_FILE_OR_SHARED_ANON);
+    return (kind !== 'file' && kind !== 'object') || !(v & PM_FILE_OR_SHARED_ANON);
   };
   let writer: ReturnType<ImageWriter['pageFile']> | undefined;
   for (let i = 0; i < pages; ) {
@@ -249,7 +244,9 @@ export interface Scratch {
  * block to the image's address, unmap everything else of the restorer,
  * map a scratch page, then every mapping of the image with its data.
  */
-export async function restoreMemory(t: Tracee, image: OpenedImage, want: Mapping[], proc?: LiveProcess, note?: (line: string) => void): Promise<Scratch> {
+export async function restoreMemory(
+  t: Tracee, image: OpenedImage, want: Mapping[], proc?: LiveProcess, note?: (line: string) => void, staged: StagedObjects = noStagedObjects(),
+): Promise<Scratch> {
   const imageRanges = want.map((m) => ({ start: fromHex(m.start), end: fromHex(m.end) }));
   const have = readMaps(t.pid);
   const curBlock = have.filter((e) => VDSO_BLOCK.has(kindOf(e)));
@@ -268,9 +265,10 @@ export async function restoreMemory(t: Tracee, image: OpenedImage, want: Mapping
   const tmp = findHole(blockSize, [...have, ...imageRanges]);
   await moveBlock(t, curBlock, blockStart, tmp);
 
-  // 2. Everything else of the restorer goes.
+  // 2. Everything else of the restorer goes, but the shared-memory objects it staged for the image.
+  const stagedHere = (e: MapsEntry): boolean => staged.ranges.some((r) => e.start >= r.start && e.end <= r.end);
   for (const e of readMaps(t.pid)) {
-    if (e.name === '[vsyscall]' || (e.start >= tmp && e.end <= tmp + blockSize)) continue;
+    if (e.name === '[vsyscall]' || (e.start >= tmp && e.end <= tmp + blockSize) || stagedHere(e)) continue;
     await t.syscallOk(`munmap of the restorer's ${e.name ?? 'anonymous mapping'}`, SYS.munmap, e.start, e.end - e.start);
   }
 
@@ -286,10 +284,13 @@ export async function restoreMemory(t: Tracee, image: OpenedImage, want: Mapping
   if (got !== scratch.addr) throw new TraceeError('the scratch page was not mapped where asked');
 
   // 5. The image's mappings, then their data.
+  let prev: Mapping | undefined;
   for (const m of want) {
-    if (m.kind === 'vsyscall' || VDSO_BLOCK.has(m.kind)) continue;
-    await mapOne(t, scratch, m);
+    if (m.kind === 'object') await mapObject(t, m, staged, prev);
+    else if (m.kind !== 'vsyscall' && !VDSO_BLOCK.has(m.kind)) await mapOne(t, scratch, m);
+    prev = m;
   }
+  await releaseStaged(t, staged);
   const mem = openSync(`/proc/${t.pid}/mem`, 'r+');
   try {
     for (const m of want) if (m.pages) loadPages(t, mem, image, m);
@@ -340,20 +341,24 @@ async function mapOne(t: Tracee, scratch: Scratch, m: Mapping): Promise<void> {
   if (r !== start) throw new TraceeError(`mapping ${m.start} landed at 0x${r.toString(16)}`);
 }
 
-/**
- * Load a mapping's page file into the process, hashing it on the way (on
- * the hashing thread, while the next chunk is read and written): one read
- * of the file both loads and verifies it. A mismatch throws before the
- * process is let go, and restore kills what it started.
- */
+/** Load a mapping's own page file into the process. */
 function loadPages(t: Tracee, mem: number, image: OpenedImage, m: Mapping): void {
-  const pages = m.pages!;
+  const start = fromHex(m.start);
+  loadPageFile(image, m.pages!, (page, buf) => pageIo.write(mem, t.pid, start + BigInt(page * PAGE_SIZE), buf));
+}
+
+/**
+ * Hand a page file to `write` chunk by chunk (page index, data), hashing it
+ * on the way (on the hashing thread, while the next chunk is read and
+ * written): one read of the file both loads and verifies it. A mismatch
+ * throws before the process is let go, and restore kills what it started.
+ */
+export function loadPageFile(image: OpenedImage, pages: Pages, write: (page: number, data: Buffer) => void): void {
   const fd = openPageFile(image, pages);
   const hash = new OffThreadHash();
   let digest: string;
   try {
     let fileOff = 0;
-    const start = fromHex(m.start);
     for (const [first, count] of pages.runs) {
       for (let done = 0; done < count; ) {
         const n = Math.min(count - done, LOAD_CHUNK / PAGE_SIZE);
@@ -364,7 +369,7 @@ function loadPages(t: Tracee, mem: number, image: OpenedImage, m: Mapping): void
           off += got;
         }
         hash.update(buf);
-        pageIo.write(mem, t.pid, start + BigInt((first + done) * PAGE_SIZE), buf);
+        write(first + done, buf);
         image.progress?.(buf.length);
         fileOff += buf.length;
         done += n;
