@@ -224,7 +224,8 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
     const processes: ProcessImage[] = [];
     const stepped = { count: 0 };
     const nsPid = (pid: number): number => (tree.pidNs ? nsIds(pid).pid : pid);
-    const fds = collectFds(tree.processes.filter((p) => !p.zombie).map((p) => p.pid), vjailInitOf(firstLive.pid), writer);
+    const imagePids = new Map(tree.processes.map((p) => [p.pid, nsPid(p.pid)]));
+    const fds = collectFds(tree.processes.filter((p) => !p.zombie).map((p) => p.pid), vjailInitOf(firstLive.pid), writer, imagePids);
     const external = externalStep(fds, opts.external ?? 'fail', nsPid, tree.processes[0]!.pid);
     if (external.length) {
       report(2, 'freeze', `state that cannot be saved, left out (--external warn):`);

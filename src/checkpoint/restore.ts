@@ -128,9 +128,10 @@ export async function restore(opts: RestoreOptions): Promise<Jail> {
     const shells = plan ? await createTree(root, rootScratch, m, plan, held) : [{ image: first, tracee: root, scratch: rootScratch }];
     if (plan) report('tree', `${shells.length} process(es) with their PIDs, sessions and groups${plan.helpers.length ? `; ${plan.helpers.length} helper(s) stood in for leaders or parents that are gone` : ''}`);
     await endZombies(shells);
-    const live = shells.flatMap((s) => (s.image.state === 'live' ? [{ image: s.image, tracee: s.tracee }] : []));
+    const live = shells.flatMap((s) => (s.image.state === 'live' ? [{ image: s.image, tracee: s.tracee, scratch: s.scratch }] : []));
+    const pids = new Map(shells.map((s) => [s.image.pid, s.tracee.pid]));
     sockOpen = false; // placeFds closes it, whatever happens
-    await placeFds(live, image, { restorer, sock, sockAt, rootPid: jail.pid, inherit });
+    await placeFds(live, image, { restorer, sock, sockAt, rootPid: jail.pid, inherit, pids });
     report('descriptors', `${m.descriptions.length} open file description(s), ${m.pipes.length} pipe(s), placed in ${live.length} process(es)`);
 
     const loads: [Tracee, ThreadImage][] = [];

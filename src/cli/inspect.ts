@@ -86,6 +86,13 @@ function describeDescription(d: Description): string {
     case 'fifo': return `FIFO ${d.path}`;
     case 'eventfd': return `eventfd, count ${fromHex(d.count)}${d.semaphore ? ', semaphore' : ''}`;
     case 'chardev': return `${d.path} (${d.rdev})`;
+    case 'memfd': return `memfd ${d.name}, ${d.file.size} bytes${d.seals ? `, seals 0x${d.seals.toString(16)}` : ''}${fromHex(d.pos) ? ` at ${fromHex(d.pos)}` : ''}`;
+    case 'deleted': return `${d.path} (deleted), ${d.file.size} bytes${fromHex(d.pos) ? ` at ${fromHex(d.pos)}` : ''}`;
+    case 'signalfd': return `signalfd, mask ${d.mask}`;
+    case 'timerfd': return `timerfd on clock ${d.clock}, ${d.abstime ? 'absolute' : 'relative'}, ${fromHex(d.remaining)} ns left, every ${fromHex(d.interval)} ns, ${fromHex(d.ticks)} unread`;
+    case 'epoll': return `epoll watching ${d.watches.map((w) => `${w.fd} (0x${w.events.toString(16)})`).join(', ') || 'nothing'}`;
+    case 'inotify': return `inotify: ${d.watches.map((w) => `wd ${w.wd} ${w.path}`).join(', ') || 'no watches'}`;
+    case 'pidfd': return `pidfd of process ${d.pid}`;
     case 'external': return `NOT SAVED: ${d.reason}; restore needs --inherit-fd N:${d.key}`;
     default: return (d as { kind: string }).kind;
   }

@@ -317,6 +317,19 @@ export const blobSchema = z.strictObject({
 const blobName = z.string().regex(/^blob-\d+\.img$/);
 
 /**
+ * A file whose contents the image holds (a memfd, a file deleted while
+ * open): `id` ("DEV:INO" at the checkpoint) is the same for every description
+ * of one file, which restore makes once; a shared mapping of it can name it too.
+ */
+export const savedFileSchema = z.strictObject({
+  id: z.string().regex(/^\d+:\d+$/),
+  size: z.number().int().nonnegative(),
+  /** Its bytes up to `size`, or null when it was empty. */
+  data: blobName.nullable(),
+  mode: z.number().int().min(0).max(0o7777),
+});
+
+/**
  * Open file descriptions (what descriptors point at), each saved once and
  * shared by every descriptor that shared it, in any process: `id` is what
  * descriptors name. `flags` are its status flags as /proc/PID/fdinfo shows
@@ -338,6 +351,43 @@ export const DESCRIPTION_KINDS = {
   eventfd: z.strictObject({ kind: z.literal('eventfd'), ...description, count: hex, semaphore: z.boolean() }),
   /** A well-known character device (/dev/null, /dev/zero, /dev/urandom, ...) reopened by its path. */
   chardev: z.strictObject({ kind: z.literal('chardev'), ...description, path: z.string().startsWith('/'), rdev: z.string().regex(/^\d+:\d+$/) }),
+  /** A memfd: its name, contents, seals and creation flags (parts/fds/filedata.ts keeps the contents). */
+  memfd: z.strictObject({
+    kind: z.literal('memfd'), ...description, name: z.string(), file: savedFileSchema, pos: hex,
+    /** F_GET_SEALS; `sealing`: made with MFD_ALLOW_SEALING (else F_SEAL_SEAL stands from the start). */
+    seals: z.number().int().nonnegative(), sealing: z.boolean(), hugetlb: z.boolean(),
+  }),
+  /** A regular file deleted while open: its contents, made again unlinked (in its old directory if there is one). */
+  deleted: z.strictObject({ kind: z.literal('deleted'), ...description, path: z.string().startsWith('/'), file: savedFileSchema, pos: hex }),
+  /** A signalfd: the signals it takes. */
+  signalfd: z.strictObject({ kind: z.literal('signalfd'), ...description, mask: hex }),
+  /**
+   * A timerfd. `remaining`/`interval` in ns (0 remaining: disarmed); `deadline`: for an
+   * absolute (TFD_TIMER_ABSTIME) timer, its expiry in ns on the jail's own clock; `ticks`:
+   * expirations counted and not yet read.
+   */
+  timerfd: z.strictObject({
+    kind: z.literal('timerfd'), ...description, clock: z.number().int().nonnegative(), abstime: z.boolean(), cancelOnSet: z.boolean(),
+    remaining: hex, interval: hex, deadline: hex.nullable(), ticks: hex,
+  }),
+  /** An epoll instance: its interest list, each watch by the fd number its holders know the target by. */
+  epoll: z.strictObject({
+    kind: z.literal('epoll'), ...description,
+    watches: z.array(z.strictObject({
+      fd: z.number().int().nonnegative(),
+      /** The description watched (a process holding the epoll holds it at `fd`). */
+      target: z.number().int().nonnegative(),
+      events: z.number().int().nonnegative(),
+      data: hex,
+    })),
+  }),
+  /** An inotify instance: its watches by watch descriptor, path (as the jail sees it) and mask. */
+  inotify: z.strictObject({
+    kind: z.literal('inotify'), ...description,
+    watches: z.array(z.strictObject({ wd: z.number().int().positive(), path: z.string().startsWith('/'), mask: z.number().int().nonnegative(), symlink: z.boolean() })),
+  }),
+  /** A pidfd of a process of the jail, by its PID in the image. */
+  pidfd: z.strictObject({ kind: z.literal('pidfd'), ...description, pid }),
   /**
    * State the image could not hold (saved under `vjail checkpoint --external warn`):
    * restore needs `--inherit-fd N:KEY` to stand in for it.
@@ -347,6 +397,8 @@ export const DESCRIPTION_KINDS = {
 export const descriptionSchema = z.discriminatedUnion('kind', [
   DESCRIPTION_KINDS.file, DESCRIPTION_KINDS.stdio, DESCRIPTION_KINDS.pipe, DESCRIPTION_KINDS.fifo,
   DESCRIPTION_KINDS.eventfd, DESCRIPTION_KINDS.chardev, DESCRIPTION_KINDS.external,
+  DESCRIPTION_KINDS.memfd, DESCRIPTION_KINDS.deleted, DESCRIPTION_KINDS.signalfd, DESCRIPTION_KINDS.timerfd,
+  DESCRIPTION_KINDS.epoll, DESCRIPTION_KINDS.inotify, DESCRIPTION_KINDS.pidfd,
 ]);
 
 /** A pipe (or FIFO) as a whole: its capacity and the bytes queued in it. */
@@ -453,6 +505,7 @@ export type DescriptionKind = Description['kind'];
 export type PipeImage = z.infer<typeof pipeSchema>;
 export type FdImage = z.infer<typeof fdSchema>;
 export type Blob = z.infer<typeof blobSchema>;
+export type SavedFile = z.infer<typeof savedFileSchema>;
 export type Clocks = z.infer<typeof clocksSchema>;
 export type SharedObject = z.infer<typeof sharedObjectSchema>;
 export type SysvIpc = z.infer<typeof sysvIpcSchema>;

@@ -40,8 +40,13 @@ export async function collectClocks(t: Tracee): Promise<Clocks> {
 
 /** This process's time namespace offsets (nanoseconds), zero outside one. */
 function ownOffsets(): { monotonic: bigint; boottime: bigint } {
+  return timensOffsets('self');
+}
+
+/** The time namespace offsets (nanoseconds) of process `pid`'s children (its own unless it unshared one), zero outside one. */
+export function timensOffsets(pid: number | 'self'): { monotonic: bigint; boottime: bigint } {
   const out = { monotonic: 0n, boottime: 0n };
-  const path = '/proc/self/timens_offsets';
+  const path = `/proc/${pid}/timens_offsets`;
   if (!existsSync(path)) return out;
   for (const line of readFileSync(path, 'utf8').split('\n')) {
     const m = /^(\S+)\s+(-?\d+)\s+(\d+)$/.exec(line.trim());

@@ -19,19 +19,29 @@ import { SYS } from '../../syscalls.js';
 import type { Tracee } from '../../tracee.js';
 import { TraceeError } from '../../tracee.js';
 import { chardevKind } from './chardev.js';
+import { deletedKind } from './deleted.js';
+import { addWatches, epollAdds, epollKind, epollMissing } from './epoll.js';
 import { eventfdKind } from './eventfd.js';
 import { externalKind } from './external.js';
 import { fileKind } from './file.js';
+import { inotifyKind } from './inotify.js';
 import type { CollectContext, Created, CreateContext, FdKind, FdProbe } from './kind.js';
 import { O_CLOEXEC, O_PATH, Unsaveable } from './kind.js';
+import { memfdKind } from './memfd.js';
+import { pidfdKind } from './pidfd.js';
 import { fifoKind, pipeKind } from './pipe.js';
 import { describeHolders, outsideHolders, probeFd, probeProcess } from './probe.js';
+import { signalfdKind } from './signalfd.js';
 import { stdioKind } from './stdio.js';
+import { timerfdKind } from './timerfd.js';
 import { closeAll, PASS_FD, runSteps, type Step } from './transfer.js';
 import { prlimitSelf } from '../task.js';
 
 /** In order: the first that matches a descriptor takes its description. */
-const KINDS: FdKind<Description['kind']>[] = [stdioKind, fileKind, chardevKind, pipeKind, fifoKind, eventfdKind, externalKind] as FdKind<Description['kind']>[];
+const KINDS: FdKind<Description['kind']>[] = [
+  stdioKind, memfdKind, deletedKind, fileKind, chardevKind, pipeKind, fifoKind, eventfdKind,
+  signalfdKind, timerfdKind, epollKind, inotifyKind, pidfdKind, externalKind,
+] as FdKind<Description['kind']>[];
 const kindOf = (k: Description['kind']): FdKind<Description['kind']> => KINDS.find((x) => x.kind === k)!;
 
 /** A descriptor whose description cannot be saved. */
@@ -62,8 +72,7 @@ export const REFUSED: { link: RegExp; what: string; reason: string }[] = [
   { link: /^anon_inode:\[userfaultfd\]$/, what: 'userfaultfd', reason: 'a userfaultfd (its registered ranges and pending faults cannot be saved)' },
   { link: /^anon_inode:bpf[-_]/, what: 'bpf maps, programs and links', reason: 'a bpf object (loaded into the kernel; not saved)' },
   { link: /^socket:/, what: 'sockets', reason: 'a socket (sockets are not saved yet)' },
-  { link: /^anon_inode:/, what: 'other anonymous inodes (epoll, timerfd, signalfd, inotify, pidfd, ...)', reason: 'not saved yet' },
-  { link: /^\/memfd:/, what: 'memfd', reason: 'a memfd (not saved yet)' },
+  { link: /^anon_inode:/, what: 'other anonymous inodes', reason: 'not saved yet' },
 ];
 
 /** Why a descriptor no kind takes cannot be saved. */
@@ -81,10 +90,12 @@ export function descriptorKindDocs(): { what: string; how: string }[] {
 /**
  * A key that every descriptor of one description shares (kcmp then tells
  * apart descriptions with the same key): fdinfo but for close-on-exec,
- * which is the descriptor's own.
+ * which is the descriptor's own, and for what changes by itself.
  */
 function groupKey(p: FdProbe): string {
-  return `${p.link}\n${p.st ? `${p.st.dev}:${p.st.ino}` : ''}\n${p.flags & ~O_CLOEXEC}\n${p.info.replace(/^flags:.*$/m, '')}`;
+  // A timer's remaining time and count move while descriptors are read one after another.
+  const info = p.info.replace(/^(flags|it_value|ticks):.*$/gm, '');
+  return `${p.link}\n${p.st ? `${p.st.dev}:${p.st.ino}` : ''}\n${p.flags & ~O_CLOEXEC}\n${info}`;
 }
 
 interface KcmpAddon {
@@ -94,9 +105,10 @@ interface KcmpAddon {
 /**
  * Collect the descriptors of the stopped processes `pids` (our PIDs).
  * `init`: our PID of the jail's vjail-init, whose fds 0-2 are the jail's
- * standard streams. Pipe contents go to the image as blobs.
+ * standard streams. Pipe contents go to the image as blobs. `imagePids`: every
+ * process of the jail (zombies too), our PID to its PID in the image.
  */
-export function collectFds(pids: number[], init: number | undefined, writer: ImageWriter): FdCollection {
+export function collectFds(pids: number[], init: number | undefined, writer: ImageWriter, imagePids: Map<number, number> = new Map()): FdCollection {
   const kcmp = native() as unknown as KcmpAddon;
   const perPid = new Map(pids.map((pid) => [pid, probeProcess(pid)]));
   const all = [...perPid.values()].flat();
@@ -113,8 +125,12 @@ export function collectFds(pids: number[], init: number | undefined, writer: Ima
     const holders = outside.get(link);
     return holders?.length ? describeHolders(holders) : undefined;
   };
+  /** "pid:fd" to the description's id, once descriptors are grouped. */
+  const idOf = new Map<string, number>();
   const ctx: CollectContext = {
     writer,
+    imagePidOf: (pid) => imagePids.get(pid),
+    descriptionOf: (pid, fd) => idOf.get(`${pid}:${fd}`),
     pipes: new Map(),
     all,
     grab(p) {
@@ -149,6 +165,8 @@ export function collectFds(pids: number[], init: number | undefined, writer: Ima
         groups.push(g);
       }
     }
+    // A description's id is its group's index.
+    groups.forEach((g, i) => g.forEach((h) => idOf.set(`${h.pid}:${h.fd}`, i)));
     const descriptions: Description[] = [];
     const external: ExternalFd[] = [];
     const fds = new Map<number, FdImage[]>(pids.map((pid) => [pid, []]));
@@ -243,9 +261,9 @@ export async function prepareFds(root: Tracee, scratch: { addr: bigint }, image:
  * copy of the restorer holding the socket at `sockAt`.
  */
 export async function placeFds(
-  shells: { image: LiveProcess; tracee: Tracee }[],
+  shells: { image: LiveProcess; tracee: Tracee; scratch: { addr: bigint } }[],
   image: OpenedImage,
-  opts: { restorer: string; sock: number; sockAt: number; rootPid: number; inherit: Map<string, number> },
+  opts: { restorer: string; sock: number; sockAt: number; rootPid: number; inherit: Map<string, number>; pids: Map<number, number> },
 ): Promise<void> {
   const objects = new Map<string, unknown>();
   const later: number[] = [];
@@ -259,6 +277,7 @@ export async function placeFds(
       return objects.get(key) as T;
     },
     closeLater: (fd) => later.push(fd),
+    hostPidOf: (pid) => opts.pids.get(pid),
   };
   try {
     for (const d of image.manifest.descriptions) {
@@ -270,7 +289,9 @@ export async function placeFds(
       made.set(d.id, c);
     }
     const S = opts.sockAt;
-    for (const { image: p, tracee } of shells) {
+    const byId = new Map(image.manifest.descriptions.map((d) => [d.id, d]));
+    const watched = new Set<string>();
+    for (const { image: p, tracee, scratch } of shells) {
       const steps: Step[] = [0, 1, 2].map((n) => ({ op: 'dup', arg: n, target: S + 1 + n, cloexec: true }));
       const targets = new Set<number>();
       for (const f of p.fds) {
@@ -282,7 +303,11 @@ export async function placeFds(
       for (const n of [1, 2, 3]) steps.push({ op: 'close', target: S + n });
       steps.push({ op: 'done', closeSock: true });
       await runSteps(tracee, opts.restorer, opts.sock, S, steps);
+      // Work a process does itself with its own descriptor numbers.
+      await addWatches(tracee, scratch.addr, epollAdds(p, byId, watched));
     }
+    const missing = epollMissing(image.manifest.descriptions, watched);
+    if (missing) throw new ImageError(`${image.dir} cannot be restored: ${missing}`);
   } catch (e) {
     if (e instanceof TraceeError || e instanceof ImageError) throw e;
     throw new TraceeError(`restoring descriptors: ${(e as Error).message}`);

@@ -46,6 +46,10 @@ export interface CollectContext {
   heldOutside(link: string): string | undefined;
   /** The jail's standard stream (0-2 of its vjail-init) this descriptor shares its description with, if any. */
   stdioOf(p: FdProbe): number | undefined;
+  /** A process of the jail (zombies too) by our PID: its PID in the image; undefined outside the jail. */
+  imagePidOf(pid: number): number | undefined;
+  /** The description (its id in the image) descriptor `fd` of `pid` points at, if the jail holds it. */
+  descriptionOf(pid: number, fd: number): number | undefined;
 }
 
 /** A description made in vjail's own process, or a stand-in the restorer already holds. */
@@ -61,6 +65,8 @@ export interface CreateContext {
   once<T>(key: string, make: () => T): T;
   /** Close this descriptor of ours once every process holds what it needs. */
   closeLater(fd: number): void;
+  /** Our PID of a restored process, by its PID in the image. */
+  hostPidOf(imagePid: number): number | undefined;
 }
 
 export interface FdKind<K extends DescriptionKind> {
