@@ -24,6 +24,7 @@
 #include "pagecopy.h"
 #include "incaller.h"
 #include "fdio.h"
+#include "sockdiag.h"
 #include "features.h"
 #include "shimcalls.h"
 #include "protocol.h"
@@ -334,6 +335,8 @@ static napi_value init(napi_env env, napi_value exports)
 		{ "sys", js_sys },
 		{ "pipePeek", js_pipe_peek },
 		{ "sendFd", js_send_fd },
+		{ "unixDiag", js_unix_diag },
+		{ "sockPeek", js_sock_peek },
 	};
 	for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
 		napi_value f;

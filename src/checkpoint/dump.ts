@@ -51,6 +51,8 @@ export interface CheckpointOptions {
    * (SIGTERM, then SIGKILL after `graceMs`) and checkpoints the rest.
    */
   external?: 'fail' | 'warn' | 'terminate';
+  /** Save established TCP connections (in repair mode) instead of refusing them as external state. */
+  tcpEstablished?: boolean;
   /** With external 'terminate': how long a holder has to end after SIGTERM (default 5 s). */
   graceMs?: number;
 }
@@ -122,6 +124,7 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
   const writer = new ImageWriter(opts.image);
   const held = new Map<number, Tracee>();
   let published = false;
+  let fds: FdCollection | undefined;
   try {
     report(1, 'pre-dump', hasSoftDirty()
       ? 'skipped: iterative pre-dump is not implemented yet; all pages are copied while frozen'
@@ -164,7 +167,7 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
     const stepped = { count: 0 };
     const sharedAnon = new Map<string, number>();
     const nsPid = (pid: number): number => (tree.pidNs ? nsIds(pid).pid : pid);
-    const fds = collectFds(tree.processes.filter((p) => !p.zombie).map((p) => p.pid), vjailInitOf(firstLive.pid), writer);
+    fds = collectFds(tree.processes.filter((p) => !p.zombie).map((p) => p.pid), vjailInitOf(firstLive.pid), writer, { tcpEstablished: opts.tcpEstablished });
     const external = externalStep(fds, opts.external ?? 'fail', nsPid, tree.processes[0]!.pid);
     if (external.length) {
       report(2, 'freeze', `state that cannot be saved, left out (--external warn):`);
@@ -195,6 +198,7 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
       pipes: fds.pipes,
       blobs: writer.blobs,
       external,
+      tcpEstablished: opts.tcpEstablished ?? false,
     };
     const live = processes.filter((p) => p.state === 'live');
     const mappings = live.reduce((n, p) => n + p.mappings.length, 0);
@@ -209,17 +213,20 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
 
     const what = tree.pidNs ? `the jail's ${tree.processes.length} process(es)` : `process ${opts.pid}`;
     if (opts.leaveRunning) {
+      fds.release(true);
       for (const t of held.values()) t.detach();
       report(5, 'resume', `${what} continue${tree.pidNs ? '' : 's'}`);
     } else {
       // A thread group leader's exit is reported only after its other threads': kill all, then wait leaders last.
       for (const p of tree.processes) if (!p.zombie) process.kill(p.pid, 'SIGKILL');
       for (const t of [...held.values()].reverse()) await t.kill();
+      fds.release(false); // connections kept in repair mode close without a word to their peers
       report(5, 'kill', `${what} killed`);
     }
     return manifest;
   } catch (e) {
     if (!published) writer.abort();
+    fds?.release(true);
     for (const t of held.values()) t.detach();
     throw e;
   }

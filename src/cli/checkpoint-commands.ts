@@ -13,6 +13,7 @@ export function registerCheckpointCommands(cli: Command, setExit: (code: number)
     .requiredOption('--image <dir>', 'image directory to create')
     .option('--leave-running', 'let the process continue after the checkpoint')
     .addOption(new Option('--external <policy>', 'state the image cannot hold (devices, connections outside the jail): fail (refuse, the jail runs on), warn (save the rest, the image says what is missing), terminate (end the processes holding it, then save)').choices(['fail', 'warn', 'terminate']).default('fail'))
+    .option('--tcp-established', 'save established TCP connections (in repair mode: their peers see a pause); without it they are state the image cannot hold')
     .option('--grace <seconds>', 'with --external terminate: how long a process has to end after SIGTERM before SIGKILL', '5')
     .action(async (name: string | undefined, flags: CheckpointFlags) => setExit(await checkpointCommand(name, flags)));
   cli

@@ -13,6 +13,7 @@ export interface CheckpointFlags {
   leaveRunning?: boolean;
   external?: 'fail' | 'warn' | 'terminate';
   grace?: string;
+  tcpEstablished?: boolean;
 }
 
 /** Errors of checkpoint, restore and inspect as one-line usage errors (exit 2). */
@@ -53,6 +54,7 @@ export async function checkpointCommand(name: string | undefined, flags: Checkpo
       image: flags.image,
       leaveRunning: flags.leaveRunning,
       external: flags.external,
+      tcpEstablished: flags.tcpEstablished,
       graceMs: grace * 1000,
       report: (step, name, detail) => process.stderr.write(`vjail: checkpoint ${step}/5 ${name}: ${detail}\n`),
       warn: (line) => process.stderr.write(`vjail: warning: ${line}\n`),

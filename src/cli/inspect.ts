@@ -72,6 +72,9 @@ function describeDescription(d: Description): string {
     case 'fifo': return `FIFO ${d.path}`;
     case 'eventfd': return `eventfd, count ${fromHex(d.count)}${d.semaphore ? ', semaphore' : ''}`;
     case 'chardev': return `${d.path} (${d.rdev})`;
+    case 'unix': return `unix ${d.type} socket, ${d.state}${d.name ? ` as ${d.name.startsWith('00') ? `@${Buffer.from(d.name, 'hex').subarray(1).toString()}` : Buffer.from(d.name, 'hex').toString().replace(/\0+$/, '')}` : ''}${d.peer ? ` to socket ${d.peer}` : ''}${d.queue ? ', data queued' : ''}`;
+    case 'inet': return `${d.protocol.toUpperCase()}/${d.family} socket, ${d.state}${d.local ? ` on ${d.local.addr} port ${d.local.port}` : ''}${d.remote ? ` to ${d.remote.addr} port ${d.remote.port}` : ''}`;
+    case 'tcp': return `TCP/${d.family} connection ${d.local.addr} port ${d.local.port} -> ${d.remote.addr} port ${d.remote.port} (repair mode)`;
     case 'external': return `NOT SAVED: ${d.reason}; restore needs --inherit-fd N:${d.key}`;
     default: return (d as { kind: string }).kind;
   }

@@ -42,7 +42,7 @@ const manifestV1Schema = z.strictObject({
  * Version 4: the shape version 5 grew from. Fields version 5 adds are
  * filled here with what their absence meant.
  */
-const manifestV4Schema = manifestSchema.omit({ version: true, descriptions: true, pipes: true, blobs: true, external: true }).extend({
+const manifestV4Schema = manifestSchema.omit({ version: true, descriptions: true, pipes: true, blobs: true, external: true, tcpEstablished: true }).extend({
   version: z.literal(4),
   processes: z.array(z.discriminatedUnion('state', [liveProcessSchema.omit({ fds: true }).extend({ files: z.array(openFileSchema) }), zombieSchema])).min(1),
 });
@@ -64,7 +64,7 @@ function upgradeV4(m: z.infer<typeof manifestV4Schema>): Manifest {
     }
     return { ...rest, fds };
   });
-  return { ...m, version: IMAGE_VERSION, processes, descriptions, pipes: [], blobs: [], external: [] };
+  return { ...m, version: IMAGE_VERSION, processes, descriptions, pipes: [], blobs: [], external: [], tcpEstablished: false };
 }
 
 /** Version 3: the same, without open files. */
