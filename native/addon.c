@@ -26,6 +26,7 @@
 #include "ipcns.h"
 #include "incaller.h"
 #include "fdio.h"
+#include "sockdiag.h"
 #include "features.h"
 #include "guard_napi.h"
 #include "shimcalls.h"
@@ -374,6 +375,8 @@ static napi_value init(napi_env env, napi_value exports)
 		{ "sendFd", js_send_fd },
 		{ "tryLockExclusive", js_try_lock_exclusive },
 		{ "ipcNsCalls", js_ipc_ns_calls },
+		{ "unixDiag", js_unix_diag },
+		{ "sockPeek", js_sock_peek },
 	};
 	for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
 		napi_value f;

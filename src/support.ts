@@ -72,15 +72,10 @@ const SUPPORTED = `## Supported
   post-dump verifies, fsyncs and publishes by rename; then resume with
   \`--leave-running\` or kill), any failure leaving the jail running. Saved:
   every thread of every process of a jail in its own PID namespace, with the
-<<<<<<< HEAD
   same PIDs and TIDs, zombies with their exact wait status (exit codes, every
   fatal signal, SIGKILL, the core flag where core_pattern is a plain file
   name), sessions and process groups, also those whose leader is gone
   (helper processes stand in for it, as in CRIU);
-  memory (anonymous, heap, stack, shared anonymous, written pages of private
-  file mappings; shared file mappings mapped again), registers with the full XSAVE state and
-=======
-  same PIDs and TIDs, zombies with their status, sessions and process groups;
   memory (anonymous, heap, stack, written pages of private file mappings;
   shared file mappings mapped again); memory shared within a process or
   between the processes of a jail, saved once and shared again after
@@ -88,7 +83,6 @@ const SUPPORTED = `## Supported
   deleted files, and with \`--pid-ns\`, which gives the jail its own IPC
   namespace, System V shared memory, semaphores and message queues with
   their ids, keys, modes and contents), registers with the full XSAVE state and
->>>>>>> h6-shm
   fs/gs base, signal handlers, masks and queued signals, rseq, robust lists,
   clear_child_tid, personality, rlimits, cwd, umask; every descriptor
   (see "Checkpoint: descriptors" below). Images are versioned, checksummed and refused in one line
@@ -170,19 +164,12 @@ trip, a read of \`/proc/PID/status\` for the caller's credentials and umask, one
 
 const NOT_SUPPORTED = `## Not supported
 
-<<<<<<< HEAD
-- Checkpoint of the descriptors refused in the table above; of anonymous
-  memory shared between processes, SysV and POSIX shared memory, mappings of
-  deleted files and \`MAP_GROWSDOWN\` stacks; of
-  threads or process trees without \`--pid-ns\` (a daemonized jail without it
-  is checkpointed while it is down to one process); of jails whose first
-=======
 - Checkpoint of the descriptors refused in the table above; of
   \`MAP_GROWSDOWN\` stacks; of System V objects of a jail without
   \`--pid-ns\` (an attached segment is refused; semaphores and queues are the
   host's and not saved), \`SEM_UNDO\` adjustments, hugetlb shared memory; of
-  threads or process trees without \`--pid-ns\`; of jails whose first
->>>>>>> h6-shm
+  threads or process trees without \`--pid-ns\` (a daemonized jail without it
+  is checkpointed while it is down to one process); of jails whose first
   process, or a process group or session leader, is gone (docs/IMAGE.md).
 - Per-process state not kept by a checkpoint: a POSIX timer's overrun count
   (named in a warning; \`timer_getoverrun\` returns 0 until the timer next

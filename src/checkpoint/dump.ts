@@ -62,6 +62,8 @@ export interface CheckpointOptions {
    * (SIGTERM, then SIGKILL after `graceMs`) and checkpoints the rest.
    */
   external?: 'fail' | 'warn' | 'terminate';
+  /** Save established TCP connections (in repair mode) instead of refusing them as external state. */
+  tcpEstablished?: boolean;
   /** With external 'terminate': how long a holder has to end after SIGTERM (default 5 s). */
   graceMs?: number;
   /** Called with the size of each piece of page data written. */
@@ -177,6 +179,7 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
   const writer = new ImageWriter(opts.image, opts.progress);
   const held = new Map<number, Tracee>();
   let published = false;
+  let fds: FdCollection | undefined;
   try {
     report(1, 'pre-dump', hasSoftDirty()
       ? 'skipped: iterative pre-dump is not implemented yet; all pages are copied while frozen'
@@ -225,7 +228,7 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
     const stepped = { count: 0 };
     const nsPid = (pid: number): number => (tree.pidNs ? nsIds(pid).pid : pid);
     const imagePids = new Map(tree.processes.map((p) => [p.pid, nsPid(p.pid)]));
-    const fds = collectFds(tree.processes.filter((p) => !p.zombie).map((p) => p.pid), vjailInitOf(firstLive.pid), writer, imagePids);
+    fds = collectFds(tree.processes.filter((p) => !p.zombie).map((p) => p.pid), vjailInitOf(firstLive.pid), writer, imagePids, { tcpEstablished: opts.tcpEstablished });
     const external = externalStep(fds, opts.external ?? 'fail', nsPid, tree.processes[0]!.pid);
     if (external.length) {
       report(2, 'freeze', `state that cannot be saved, left out (--external warn):`);
@@ -264,6 +267,7 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
       external,
       sharedMemory: objects.list,
       sysvIpc,
+      tcpEstablished: opts.tcpEstablished ?? false,
     };
     const live = processes.filter((p) => p.state === 'live');
     const mappings = live.reduce((n, p) => n + p.mappings.length, 0);
@@ -279,6 +283,7 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
 
     const what = tree.pidNs ? `the jail's ${tree.processes.length} process(es)` : `process ${opts.pid}`;
     if (opts.leaveRunning) {
+      fds.release(true);
       opts.onHeld?.('resume', held);
       for (const t of held.values()) t.release();
       report(5, 'resume', `${what} continue${tree.pidNs ? '' : 's'}`);
@@ -286,11 +291,13 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
       // A thread group leader's exit is reported only after its other threads': kill all, then wait leaders last.
       for (const p of tree.processes) if (!p.zombie) process.kill(p.pid, 'SIGKILL');
       for (const t of [...held.values()].reverse()) await t.kill();
+      fds.release(false); // connections kept in repair mode close without a word to their peers
       report(5, 'kill', `${what} killed`);
     }
     return manifest;
   } catch (e) {
     if (!published) writer.abort();
+    fds?.release(true);
     try {
       opts.onHeld?.('failed', held, e);
     } catch {

@@ -23,6 +23,7 @@ export interface CheckpointFlags {
   json?: boolean;
   /** true: --verify-restorable (page files hashed too, whatever the size); false: --no-verify-restorable; default: auto. */
   verifyRestorable?: boolean;
+  tcpEstablished?: boolean;
 }
 
 /** Errors of checkpoint, restore and inspect as one-line usage errors (exit 2). */
@@ -104,6 +105,7 @@ export async function checkpointCommand(name: string | undefined, flags: Checkpo
       image: flags.image,
       leaveRunning: flags.leaveRunning,
       external: flags.external,
+      tcpEstablished: flags.tcpEstablished,
       graceMs: grace * 1000,
       report: (step, stepName, detail) => {
         clock.mark(stepName);

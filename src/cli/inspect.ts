@@ -93,6 +93,9 @@ function describeDescription(d: Description): string {
     case 'epoll': return `epoll watching ${d.watches.map((w) => `${w.fd} (0x${w.events.toString(16)})`).join(', ') || 'nothing'}`;
     case 'inotify': return `inotify: ${d.watches.map((w) => `wd ${w.wd} ${w.path}`).join(', ') || 'no watches'}`;
     case 'pidfd': return `pidfd of process ${d.pid}`;
+    case 'unix': return `unix ${d.type} socket, ${d.state}${d.name ? ` as ${d.name.startsWith('00') ? `@${Buffer.from(d.name, 'hex').subarray(1).toString()}` : Buffer.from(d.name, 'hex').toString().replace(/\0+$/, '')}` : ''}${d.peer ? ` to socket ${d.peer}` : ''}${d.queue ? ', data queued' : ''}`;
+    case 'inet': return `${d.protocol.toUpperCase()}/${d.family} socket, ${d.state}${d.local ? ` on ${d.local.addr} port ${d.local.port}` : ''}${d.remote ? ` to ${d.remote.addr} port ${d.remote.port}` : ''}`;
+    case 'tcp': return `TCP/${d.family} connection ${d.local.addr} port ${d.local.port} -> ${d.remote.addr} port ${d.remote.port} (repair mode)`;
     case 'external': return `NOT SAVED: ${d.reason}; restore needs --inherit-fd N:${d.key}`;
     default: return (d as { kind: string }).kind;
   }

@@ -389,6 +389,75 @@ export const DESCRIPTION_KINDS = {
   /** A pidfd of a process of the jail, by its PID in the image. */
   pidfd: z.strictObject({ kind: z.literal('pidfd'), ...description, pid }),
   /**
+   * A unix socket. `ino` is its inode at the checkpoint (what `peer` and a
+   * listener's `pending` name); `name` its address as sun_path held it, in
+   * hex (a leading 00: abstract), null when unnamed. Its receive queue is in
+   * `queue` (a blob), cut into `messages` for datagram kinds.
+   */
+  unix: z.strictObject({
+    kind: z.literal('unix'), ...description,
+    ino: z.string().regex(/^\d+$/),
+    type: z.enum(['stream', 'dgram', 'seqpacket']),
+    state: z.enum(['unconnected', 'listening', 'connected']),
+    name: z.string().regex(/^([0-9a-f]{2})+$/).nullable(),
+    /** The peer's inode (another unix description of the image), or null: none, or (connected) closed. */
+    peer: z.string().regex(/^\d+$/).nullable(),
+    /** A listener's backlog and its connections not yet accepted (their clients' inodes), in queue order. */
+    backlog: z.number().int().nonnegative().nullable(),
+    pending: z.array(z.string().regex(/^\d+$/)),
+    /** shutdown(2) of its sending side (SHUT_WR) was called. */
+    shutWrite: z.boolean(),
+    queue: blobName.nullable(),
+    /** Datagram kinds: each queued message's size and who sent it (the peer, or an unnamed socket). */
+    messages: z.array(z.strictObject({ size: z.number().int().nonnegative(), from: z.enum(['peer', 'unnamed']) })),
+    options: z.record(z.string(), z.number().int()),
+    /** For a path name: the socket file's mode, owner and group, set again after bind. */
+    file: z.strictObject({ mode: z.number().int(), uid: z.number().int(), gid: z.number().int() }).nullable(),
+  }),
+  /**
+   * A TCP or UDP socket not in an established TCP connection: unbound,
+   * bound, listening (TCP), connected (UDP); addresses as "ADDR" and port.
+   */
+  inet: z.strictObject({
+    kind: z.literal('inet'), ...description,
+    family: z.enum(['ipv4', 'ipv6']),
+    protocol: z.enum(['tcp', 'udp']),
+    state: z.enum(['unbound', 'bound', 'listening', 'connected']),
+    local: z.strictObject({ addr: z.string(), port: z.number().int().min(0).max(65535) }).nullable(),
+    remote: z.strictObject({ addr: z.string(), port: z.number().int().min(0).max(65535) }).nullable(),
+    backlog: z.number().int().nonnegative().nullable(),
+    options: z.record(z.string(), z.number().int()),
+  }),
+  /**
+   * An established TCP connection, saved in repair mode (`vjail checkpoint
+   * --tcp-established`): sequence numbers, both queues, negotiated options
+   * and window, made again with TCP_REPAIR.
+   */
+  tcp: z.strictObject({
+    kind: z.literal('tcp'), ...description,
+    family: z.enum(['ipv4', 'ipv6']),
+    local: z.strictObject({ addr: z.string(), port: z.number().int().min(0).max(65535) }),
+    remote: z.strictObject({ addr: z.string(), port: z.number().int().min(0).max(65535) }),
+    sendSeq: z.number().int().nonnegative(),
+    recvSeq: z.number().int().nonnegative(),
+    /** Bytes sent but not acknowledged plus not yet sent, and bytes received not yet read. */
+    sendQueue: blobName.nullable(),
+    /** Of the send queue, how many bytes were not yet sent. */
+    unsent: z.number().int().nonnegative(),
+    recvQueue: blobName.nullable(),
+    mss: z.number().int().nonnegative(),
+    /** Negotiated window scales (null: not negotiated), SACK, timestamps. */
+    sndWscale: z.number().int().nullable(),
+    rcvWscale: z.number().int().nullable(),
+    sack: z.boolean(),
+    timestamps: z.boolean(),
+    /** TCP_TIMESTAMP at the checkpoint (the connection's clock). */
+    timestamp: z.number().int().nonnegative(),
+    /** TCP_REPAIR_WINDOW: snd_wl1, snd_wnd, max_window, rcv_wnd, rcv_wup. */
+    window: z.array(z.number().int().nonnegative()).length(5),
+    options: z.record(z.string(), z.number().int()),
+  }),
+  /**
    * State the image could not hold (saved under `vjail checkpoint --external warn`):
    * restore needs `--inherit-fd N:KEY` to stand in for it.
    */
@@ -398,7 +467,7 @@ export const descriptionSchema = z.discriminatedUnion('kind', [
   DESCRIPTION_KINDS.file, DESCRIPTION_KINDS.stdio, DESCRIPTION_KINDS.pipe, DESCRIPTION_KINDS.fifo,
   DESCRIPTION_KINDS.eventfd, DESCRIPTION_KINDS.chardev, DESCRIPTION_KINDS.external,
   DESCRIPTION_KINDS.memfd, DESCRIPTION_KINDS.deleted, DESCRIPTION_KINDS.signalfd, DESCRIPTION_KINDS.timerfd,
-  DESCRIPTION_KINDS.epoll, DESCRIPTION_KINDS.inotify, DESCRIPTION_KINDS.pidfd,
+  DESCRIPTION_KINDS.epoll, DESCRIPTION_KINDS.inotify, DESCRIPTION_KINDS.pidfd, DESCRIPTION_KINDS.unix, DESCRIPTION_KINDS.inet, DESCRIPTION_KINDS.tcp,
 ]);
 
 /** A pipe (or FIFO) as a whole: its capacity and the bytes queued in it. */
@@ -488,6 +557,8 @@ export const manifestSchema = z.strictObject({
   sharedMemory: z.array(sharedObjectSchema),
   /** The jail's own IPC namespace's semaphores and queues; null without one (and in images older than version 5). */
   sysvIpc: sysvIpcSchema.nullable(),
+  /** The checkpoint said `--tcp-established`: established TCP connections are in it (kind `tcp`), in repair mode. */
+  tcpEstablished: z.boolean(),
 });
 
 export type Manifest = z.infer<typeof manifestSchema>;

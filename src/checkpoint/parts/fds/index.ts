@@ -34,13 +34,16 @@ import { describeHolders, outsideHolders, probeFd, probeProcess } from './probe.
 import { signalfdKind } from './signalfd.js';
 import { stdioKind } from './stdio.js';
 import { timerfdKind } from './timerfd.js';
+import { inetKind } from './inet.js';
+import { tcpKind } from './tcp-repair.js';
+import { unixKind } from './unix.js';
 import { closeAll, PASS_FD, runSteps, type Step } from './transfer.js';
 import { prlimitSelf } from '../task.js';
 
 /** In order: the first that matches a descriptor takes its description. */
 const KINDS: FdKind<Description['kind']>[] = [
   stdioKind, memfdKind, deletedKind, fileKind, chardevKind, pipeKind, fifoKind, eventfdKind,
-  signalfdKind, timerfdKind, epollKind, inotifyKind, pidfdKind, externalKind,
+  signalfdKind, timerfdKind, epollKind, inotifyKind, pidfdKind, unixKind, inetKind, tcpKind, externalKind,
 ] as FdKind<Description['kind']>[];
 const kindOf = (k: Description['kind']): FdKind<Description['kind']> => KINDS.find((x) => x.kind === k)!;
 
@@ -60,6 +63,11 @@ export interface FdCollection {
   fds: Map<number, FdImage[]>;
   /** What cannot be saved, one entry per descriptor. Their descriptions are `external` ones. */
   external: ExternalFd[];
+  /**
+   * Close what collection kept open (connections in repair mode); with
+   * `runsOn` (the jail continues, or the checkpoint failed) undo first.
+   */
+  release(runsOn: boolean): void;
 }
 
 /**
@@ -71,7 +79,7 @@ export const REFUSED: { link: RegExp; what: string; reason: string }[] = [
   { link: /^anon_inode:\[perf_event\]$/, what: 'perf events', reason: "a perf event (a counter of the kernel's)" },
   { link: /^anon_inode:\[userfaultfd\]$/, what: 'userfaultfd', reason: 'a userfaultfd (its registered ranges and pending faults cannot be saved)' },
   { link: /^anon_inode:bpf[-_]/, what: 'bpf maps, programs and links', reason: 'a bpf object (loaded into the kernel; not saved)' },
-  { link: /^socket:/, what: 'sockets', reason: 'a socket (sockets are not saved yet)' },
+  { link: /^socket:/, what: 'other sockets (netlink, packet, ...)', reason: 'a socket of a kind not saved (netlink, packet, ...)' },
   { link: /^anon_inode:/, what: 'other anonymous inodes', reason: 'not saved yet' },
 ];
 
@@ -108,13 +116,26 @@ interface KcmpAddon {
  * standard streams. Pipe contents go to the image as blobs. `imagePids`: every
  * process of the jail (zombies too), our PID to its PID in the image.
  */
-export function collectFds(pids: number[], init: number | undefined, writer: ImageWriter, imagePids: Map<number, number> = new Map()): FdCollection {
+export function collectFds(pids: number[], init: number | undefined, writer: ImageWriter, imagePids: Map<number, number> = new Map(), opts: { tcpEstablished?: boolean } = {}): FdCollection {
   const kcmp = native() as unknown as KcmpAddon;
   const perPid = new Map(pids.map((pid) => [pid, probeProcess(pid)]));
   const all = [...perPid.values()].flat();
   const stdio = init === undefined ? [] : [0, 1, 2].map((fd) => probeFd(init, fd));
   const pidfds = new Map<number, number>();
   const grabbed: number[] = [];
+  const kept: { fd: number; resume: (kept: number) => void }[] = [];
+  const release = (runsOn: boolean): void => {
+    for (const k of kept.splice(0)) {
+      if (runsOn) {
+        try {
+          k.resume(k.fd);
+        } catch {
+          // The connection ended meanwhile: nothing to undo.
+        }
+      }
+      closeSync(k.fd);
+    }
+  };
   let outside: Map<string, number[]> | undefined;
   const outsideOf = (link: string): string | undefined => {
     if (!outside) {
@@ -141,6 +162,11 @@ export function collectFds(pids: number[], init: number | undefined, writer: Ima
       return fd;
     },
     heldOutside: outsideOf,
+    tcpEstablished: opts.tcpEstablished ?? false,
+    keep(fd, resume) {
+      const F_DUPFD_CLOEXEC = 1030;
+      kept.push({ fd: sysOk('keeping a socket', SYS.fcntl, fd, F_DUPFD_CLOEXEC, 0), resume });
+    },
     stdioOf(p) {
       for (const [n, s] of stdio.entries()) {
         if (!s || groupKey(s).split('\n')[1] !== groupKey(p).split('\n')[1] || s.link !== p.link) continue;
@@ -185,7 +211,10 @@ export function collectFds(pids: number[], init: number | undefined, writer: Ima
       for (const h of group) fds.get(h.pid)!.push({ fd: h.fd, cloexec: (h.flags & O_CLOEXEC) !== 0, description: id });
     }
     for (const list of fds.values()) list.sort((a, b) => a.fd - b.fd);
-    return { descriptions, pipes: [...ctx.pipes.values()], fds, external };
+    return { descriptions, pipes: [...ctx.pipes.values()], fds, external, release };
+  } catch (e) {
+    release(true);
+    throw e;
   } finally {
     closeAll([...grabbed, ...pidfds.values()]);
   }

@@ -44,6 +44,14 @@ export interface CollectContext {
   grab(p: FdProbe): number;
   /** A process outside the jail holding this pipe or socket (by its /proc link), described; else undefined. */
   heldOutside(link: string): string | undefined;
+  /** The checkpoint said --tcp-established: established TCP connections are saved (in repair mode). */
+  tcpEstablished: boolean;
+  /**
+   * Keep our duplicate `fd` open after collection (a connection held in
+   * repair mode until the jail is killed); `resume` undoes what was done to
+   * it, run when the jail runs on instead.
+   */
+  keep(fd: number, resume: (kept: number) => void): void;
   /** The jail's standard stream (0-2 of its vjail-init) this descriptor shares its description with, if any. */
   stdioOf(p: FdProbe): number | undefined;
   /** A process of the jail (zombies too) by our PID: its PID in the image; undefined outside the jail. */
