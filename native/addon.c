@@ -313,6 +313,8 @@ static napi_value init(napi_env env, napi_value exports)
 		{ "memfdSealed", js_memfd_sealed },
 		{ "shimMemfdCreate", js_shim_memfd_create },
 		{ "shimPidfdOpen", js_shim_pidfd_open },
+		{ "shimIdentityEnter", js_shim_identity_enter },
+		{ "shimIdentityLeave", js_shim_identity_leave },
 		{ "probeFeatures", js_probe_features },
 		{ "ptraceSeize", js_ptrace_seize },
 		{ "ptraceInterrupt", js_ptrace_interrupt },

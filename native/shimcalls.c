@@ -63,3 +63,156 @@ napi_value js_shim_pidfd_open(napi_env env, napi_callback_info info)
 	}
 	return result(env, syscall(SYS_pidfd_open, (pid_t)pid, (unsigned int)flags));
 }
+
+/* ---- taking a caller's identity on the calling thread --------------------
+ *
+ * The credentials the kernel checks in a path lookup and open are the
+ * thread's own: fsuid, fsgid, supplementary groups and effective
+ * capabilities. All four are per thread when set with raw syscalls (glibc's
+ * wrappers of setgroups and capset would broadcast to every thread), so the
+ * supervisor's main thread can wear a caller's identity for the span of one
+ * synchronous open and take its own back afterwards. The umask is per
+ * fs_struct (the whole process): it is set around the same span.
+ */
+
+#include <linux/capability.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+struct identity {
+	uid_t fsuid;
+	gid_t fsgid;
+	int ngroups;
+	gid_t *groups;
+	struct __user_cap_data_struct caps[2];
+	mode_t umask;
+};
+
+static struct identity own;
+static int wearing;
+
+static long set_groups(int n, const gid_t *g)
+{
+	return syscall(SYS_setgroups, n, g);
+}
+
+static long cap_get(struct __user_cap_data_struct *d)
+{
+	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+	return syscall(SYS_capget, &h, d);
+}
+
+static long cap_set(const struct __user_cap_data_struct *d)
+{
+	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+	return syscall(SYS_capset, &h, d);
+}
+
+/* setfsuid and setfsgid report no error: the id in force afterwards tells. */
+static int set_fsuid(uid_t u)
+{
+	syscall(SYS_setfsuid, u);
+	return (uid_t)syscall(SYS_setfsuid, (uid_t)-1) == u ? 0 : EPERM;
+}
+
+static int set_fsgid(gid_t g)
+{
+	syscall(SYS_setfsgid, g);
+	return (gid_t)syscall(SYS_setfsgid, (gid_t)-1) == g ? 0 : EPERM;
+}
+
+static void take_back(void)
+{
+	/* Effective capabilities first: they allow the id changes that follow. */
+	cap_set(own.caps);
+	set_fsuid(own.fsuid);
+	set_fsgid(own.fsgid);
+	set_groups(own.ngroups, own.groups);
+	cap_set(own.caps);
+	umask(own.umask);
+	free(own.groups);
+	own.groups = NULL;
+	wearing = 0;
+}
+
+/*
+ * shimIdentityEnter(fsuid, fsgid, groups: number[], capEff: bigint, umask):
+ * 0, or the errno that prevents taking that identity (nothing changed then).
+ */
+napi_value js_shim_identity_enter(napi_env env, napi_callback_info info)
+{
+	size_t argc = 5;
+	napi_value argv[5];
+	uint32_t fsuid, fsgid, nmask, ngroups = 0;
+	uint64_t cap_eff = 0;
+	bool lossless;
+	bool is_array = false;
+	if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 5 || get_u32(env, argv[0], &fsuid) ||
+	    get_u32(env, argv[1], &fsgid) || napi_is_array(env, argv[2], &is_array) != napi_ok || !is_array ||
+	    napi_get_array_length(env, argv[2], &ngroups) != napi_ok ||
+	    napi_get_value_bigint_uint64(env, argv[3], &cap_eff, &lossless) != napi_ok || get_u32(env, argv[4], &nmask)) {
+		napi_throw_type_error(env, NULL, "shimIdentityEnter takes fsuid, fsgid, groups[], capEff (bigint), umask");
+		return NULL;
+	}
+	if (wearing) {
+		napi_throw_error(env, NULL, "shimIdentityEnter: already wearing a caller's identity");
+		return NULL;
+	}
+	gid_t *groups = calloc(ngroups ? ngroups : 1, sizeof *groups);
+	int cur = getgroups(0, NULL);
+	own.groups = calloc(cur > 0 ? (size_t)cur : 1, sizeof *own.groups);
+	if (!groups || !own.groups || cur < 0) {
+		free(groups);
+		free(own.groups);
+		own.groups = NULL;
+		return result(env, -1);
+	}
+	for (uint32_t i = 0; i < ngroups; i++) {
+		napi_value v;
+		uint32_t g = 0;
+		napi_get_element(env, argv[2], i, &v);
+		get_u32(env, v, &g);
+		groups[i] = g;
+	}
+	own.ngroups = getgroups(cur, own.groups);
+	own.fsuid = (uid_t)syscall(SYS_setfsuid, (uid_t)-1);
+	own.fsgid = (gid_t)syscall(SYS_setfsgid, (gid_t)-1);
+	cap_get(own.caps);
+	own.umask = umask((mode_t)nmask & 0777);
+	wearing = 1;
+
+	int err = 0;
+	if (set_groups((int)ngroups, groups))
+		err = errno;
+	if (!err)
+		err = set_fsgid(fsgid);
+	if (!err)
+		err = set_fsuid(fsuid);
+	if (!err) {
+		struct __user_cap_data_struct want[2] = { own.caps[0], own.caps[1] };
+		want[0].effective = (uint32_t)cap_eff;
+		want[1].effective = (uint32_t)(cap_eff >> 32);
+		/* A capability the caller has and we lack cannot be worn. */
+		if ((want[0].effective & ~want[0].permitted) || (want[1].effective & ~want[1].permitted))
+			err = EPERM;
+		else if (cap_set(want))
+			err = errno;
+	}
+	free(groups);
+	if (err)
+		take_back();
+	napi_value v;
+	napi_create_int32(env, err, &v);
+	return v;
+}
+
+/* shimIdentityLeave(): back to the supervisor's own identity (a no-op when not wearing one). */
+napi_value js_shim_identity_leave(napi_env env, napi_callback_info info)
+{
+	(void)info;
+	if (wearing)
+		take_back();
+	napi_value v;
+	napi_get_undefined(env, &v);
+	return v;
+}

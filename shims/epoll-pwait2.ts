@@ -1,9 +1,8 @@
 import { passThrough, runInCaller } from '../src/supervisor/incaller.js';
 import { readOrFault } from './host-calls.js';
 import type { Shim, ShimResult } from './types.js';
+import { EINVAL, ENOSYS } from '../src/errno.js';
 
-const EINVAL = 22;
-const ENOSYS = 38;
 const NSEC_PER_SEC = 1_000_000_000n;
 const NSEC_PER_MSEC = 1_000_000n;
 const INT_MAX = 0x7fffffffn;

@@ -2,6 +2,8 @@ import { native } from '../src/native.js';
 import { CallerGoneError } from '../src/supervisor/caller.js';
 import { cString, errnoOf, type InCallerSession } from '../src/supervisor/incaller.js';
 import type { CallerAccess } from './types.js';
+import { EFAULT } from '../src/errno.js';
+export { EFAULT } from '../src/errno.js';
 
 /*
  * Small pieces shared by the shims of newer syscalls: caller memory reads
@@ -9,7 +11,6 @@ import type { CallerAccess } from './types.js';
  * runInCaller, and host syscalls made in the supervisor (native/shimcalls.c).
  */
 
-export const EFAULT = 14;
 export const AT_FDCWD = -100n;
 export const AT_SYMLINK_NOFOLLOW = 0x100n;
 export const AT_EMPTY_PATH = 0x1000n;

@@ -1,8 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { Shim, ShimResult } from './types.js';
+import { EINVAL, ENOMEM } from '../src/errno.js';
 
-const EINVAL = 22;
-const ENOMEM = 12;
 const PAGE_MASK = 4095n;
 const U64 = (1n << 64n) - 1n;
 

@@ -1,10 +1,8 @@
 import { errnoOf, runInCaller } from '../src/supervisor/incaller.js';
 import { writeStopped } from './host-calls.js';
 import type { Shim, ShimResult } from './types.js';
+import { EFAULT, EINVAL, ENOSYS } from '../src/errno.js';
 
-const EINVAL = 22;
-const EFAULT = 14;
-const ENOSYS = 38;
 const AT_SYMLINK_NOFOLLOW = 0x100n;
 const AT_NO_AUTOMOUNT = 0x800n;
 const AT_EMPTY_PATH = 0x1000n;

@@ -1,6 +1,8 @@
 import type { Notification, ShimContext, ShimResult } from '../../shims/types.js';
 import { native } from '../native.js';
 import { syscallTable } from '../syscalls/table.js';
+import { EINTR, EPERM, EPROTO, ERESTARTNOHAND, ERESTARTNOINTR, ERESTARTSYS, ERESTART_RESTARTBLOCK, ESRCH } from '../errno.js';
+export { ERESTARTNOHAND, ERESTARTNOINTR, ERESTARTSYS, ERESTART_RESTARTBLOCK } from '../errno.js';
 
 /**
  * Running syscalls in the caller's own context: the general mechanism behind
@@ -18,17 +20,8 @@ const enum Op {
 const FIN_RETURN = 0;
 const FIN_RESTART = 1;
 
-const EINTR = 4;
-const ESRCH = 3;
-const EPERM = 1;
-const EPROTO = 71;
 /** How long an emulated call waits for another tracer (a checkpoint) to let go of its caller. */
 const HELD_BY_OTHER_MS = 30_000;
-/** -ERESTARTSYS and friends: what an interrupted call returns before the kernel's signal code sees it. */
-export const ERESTARTSYS = 512;
-export const ERESTARTNOINTR = 513;
-export const ERESTARTNOHAND = 514;
-export const ERESTART_RESTARTBLOCK = 516;
 /** Bytes below the stack pointer that the x86-64 ABI lets leaf code use without moving it. */
 const RED_ZONE = 128n;
 
@@ -85,6 +78,21 @@ export class InCallerError extends Error {
   ) {
     super(message);
   }
+}
+
+/**
+ * Threads running a call injected by a session right now, with its number.
+ * The injected call passes the caller's seccomp filter like any other; when
+ * the filter notifies it, the supervisor lets the kernel run it
+ * (isInjectedCall), since it is the emulation's own step, not a call of the
+ * program. Set only while the thread is held in a ptrace stop between our
+ * resume and its syscall-exit stop, so no call of the program can match.
+ */
+const injecting = new Map<number, number>();
+
+/** Is this notification the call a session is injecting into thread `pid`? */
+export function isInjectedCall(pid: number, nr: number): boolean {
+  return injecting.get(pid) === nr;
 }
 
 let sessionsStarted = 0;
@@ -152,7 +160,13 @@ export async function runInCaller(
       const info = table.byName(name);
       if (!info) throw new Error(`no syscall ${name} on ${n.arch}`);
       const a = [...args, 0n, 0n, 0n, 0n, 0n, 0n].slice(0, 6);
-      const r = await nat.incallerCommand(h, Op.Syscall, info.nr, ...a);
+      injecting.set(n.pid, info.nr);
+      let r;
+      try {
+        r = await nat.incallerCommand(h, Op.Syscall, info.nr, ...a);
+      } finally {
+        injecting.delete(n.pid);
+      }
       if (r.err) {
         gone = r.err;
         throw new InCallerError(r.err === EINTR ? 'interrupted by a signal' : 'the caller went away', r.err);
