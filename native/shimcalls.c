@@ -77,11 +77,15 @@ napi_value js_shim_pidfd_open(napi_env env, napi_callback_info info)
 
 #include <linux/capability.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 
 struct identity {
+	uid_t euid;
+	gid_t egid;
 	uid_t fsuid;
 	gid_t fsgid;
+	int dumpable;
 	int ngroups;
 	gid_t *groups;
 	struct __user_cap_data_struct caps[2];
@@ -121,37 +125,56 @@ static int set_fsgid(gid_t g)
 	return (gid_t)syscall(SYS_setfsgid, (gid_t)-1) == g ? 0 : EPERM;
 }
 
+/* setresuid/setresgid of the effective id only, on this thread alone (raw syscalls). */
+static int set_euid(uid_t u)
+{
+	return syscall(SYS_setresuid, (uid_t)-1, u, (uid_t)-1) ? errno : 0;
+}
+
+static int set_egid(gid_t g)
+{
+	return syscall(SYS_setresgid, (gid_t)-1, g, (gid_t)-1) ? errno : 0;
+}
+
 static void take_back(void)
 {
-	/* Effective capabilities first: they allow the id changes that follow. */
+	/* Effective capabilities first: they allow the id changes that follow
+	 * (the permitted set survives, as the real and saved uids stay ours). */
 	cap_set(own.caps);
+	set_euid(own.euid);
+	set_egid(own.egid);
 	set_fsuid(own.fsuid);
 	set_fsgid(own.fsgid);
 	set_groups(own.ngroups, own.groups);
 	cap_set(own.caps);
 	umask(own.umask);
+	/* Changing ids made the process undumpable (commit_creds): as it was. */
+	prctl(PR_SET_DUMPABLE, own.dumpable, 0, 0, 0);
 	free(own.groups);
 	own.groups = NULL;
 	wearing = 0;
 }
 
 /*
- * shimIdentityEnter(fsuid, fsgid, groups: number[], capEff: bigint, umask):
- * 0, or the errno that prevents taking that identity (nothing changed then).
+ * shimIdentityEnter(euid, egid, fsuid, fsgid, groups: number[], capEff: bigint,
+ * umask): 0, or the errno that prevents taking that identity (nothing changed
+ * then). The effective ids matter besides the fs ids: procfs sysctls check
+ * the effective uid.
  */
 napi_value js_shim_identity_enter(napi_env env, napi_callback_info info)
 {
-	size_t argc = 5;
-	napi_value argv[5];
-	uint32_t fsuid, fsgid, nmask, ngroups = 0;
+	size_t argc = 7;
+	napi_value argv[7];
+	uint32_t euid, egid, fsuid, fsgid, nmask, ngroups = 0;
 	uint64_t cap_eff = 0;
 	bool lossless;
 	bool is_array = false;
-	if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 5 || get_u32(env, argv[0], &fsuid) ||
-	    get_u32(env, argv[1], &fsgid) || napi_is_array(env, argv[2], &is_array) != napi_ok || !is_array ||
-	    napi_get_array_length(env, argv[2], &ngroups) != napi_ok ||
-	    napi_get_value_bigint_uint64(env, argv[3], &cap_eff, &lossless) != napi_ok || get_u32(env, argv[4], &nmask)) {
-		napi_throw_type_error(env, NULL, "shimIdentityEnter takes fsuid, fsgid, groups[], capEff (bigint), umask");
+	if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 7 || get_u32(env, argv[0], &euid) ||
+	    get_u32(env, argv[1], &egid) || get_u32(env, argv[2], &fsuid) || get_u32(env, argv[3], &fsgid) ||
+	    napi_is_array(env, argv[4], &is_array) != napi_ok || !is_array ||
+	    napi_get_array_length(env, argv[4], &ngroups) != napi_ok ||
+	    napi_get_value_bigint_uint64(env, argv[5], &cap_eff, &lossless) != napi_ok || get_u32(env, argv[6], &nmask)) {
+		napi_throw_type_error(env, NULL, "shimIdentityEnter takes euid, egid, fsuid, fsgid, groups[], capEff (bigint), umask");
 		return NULL;
 	}
 	if (wearing) {
@@ -170,11 +193,14 @@ napi_value js_shim_identity_enter(napi_env env, napi_callback_info info)
 	for (uint32_t i = 0; i < ngroups; i++) {
 		napi_value v;
 		uint32_t g = 0;
-		napi_get_element(env, argv[2], i, &v);
+		napi_get_element(env, argv[4], i, &v);
 		get_u32(env, v, &g);
 		groups[i] = g;
 	}
 	own.ngroups = getgroups(cur, own.groups);
+	own.euid = geteuid();
+	own.egid = getegid();
+	own.dumpable = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
 	own.fsuid = (uid_t)syscall(SYS_setfsuid, (uid_t)-1);
 	own.fsgid = (gid_t)syscall(SYS_setfsgid, (gid_t)-1);
 	cap_get(own.caps);
@@ -184,6 +210,14 @@ napi_value js_shim_identity_enter(napi_env env, napi_callback_info info)
 	int err = 0;
 	if (set_groups((int)ngroups, groups))
 		err = errno;
+	if (!err && egid != own.egid)
+		err = set_egid(egid);
+	if (!err && euid != own.euid) {
+		/* Leaving euid 0 clears the effective capabilities; the permitted stay. */
+		err = set_euid(euid);
+		if (!err && cap_set(own.caps))
+			err = errno;
+	}
 	if (!err)
 		err = set_fsgid(fsgid);
 	if (!err)

@@ -13,7 +13,7 @@ napi_value js_shim_memfd_create(napi_env env, napi_callback_info info);
 /* shimPidfdOpen(pid, flags): fd or -errno. */
 napi_value js_shim_pidfd_open(napi_env env, napi_callback_info info);
 
-/* shimIdentityEnter(fsuid, fsgid, groups, capEff, umask): 0 or errno; the calling thread then
+/* shimIdentityEnter(euid, egid, fsuid, fsgid, groups, capEff, umask): 0 or errno; the calling thread then
  * opens as that caller until shimIdentityLeave(). */
 napi_value js_shim_identity_enter(napi_env env, napi_callback_info info);
 napi_value js_shim_identity_leave(napi_env env, napi_callback_info info);

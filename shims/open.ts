@@ -3,9 +3,9 @@ import * as E from '../src/errno.js';
 import { errnoOfError as errnoOf } from '../src/errno.js';
 import type { Profile } from '../src/profile/types.js';
 import { memfdSealed } from '../src/features.js';
-import { native } from '../src/native.js';
 import { errnoOf as rawErrno, passThrough, runInCaller, type InCallerSession } from '../src/supervisor/incaller.js';
 import { readCString } from './host-calls.js';
+import { callerState, type CallerState, identityNative, ownIdentity, sameIdentity } from './identity.js';
 import { presentedSysctls, procVersion, READ_ONLY_SYSCTLS } from './kernel-files.js';
 import type { CallerAccess, Notification, Shim, ShimContext, ShimResult } from './types.js';
 
@@ -73,49 +73,6 @@ function join(prefix: string, parts: readonly Buffer[]): Buffer {
 }
 
 const isName = (b: Buffer, s: string): boolean => b.length === s.length && b.toString('latin1') === s;
-
-/** What /proc/TID/status says about the caller that decides how a file may be opened for it. */
-interface CallerState {
-  /** Whose permissions an open runs with: the fs ids, the supplementary groups and the effective capabilities. */
-  fsuid: number;
-  fsgid: number;
-  groups: number[];
-  capEff: bigint;
-  umask: number;
-  /** Thread group and thread id in the caller's own PID namespace (for /proc/self). */
-  nsTgid: string;
-  nsTid: string;
-}
-
-function callerState(pid: number | 'self'): CallerState {
-  const status = readFileSync(`/proc/${pid}/status`, 'latin1');
-  const fields = new Map<string, string>();
-  for (const l of status.split('\n')) {
-    const colon = l.indexOf(':');
-    if (colon > 0) fields.set(l.slice(0, colon), l.slice(colon + 1).trim());
-  }
-  const words = (key: string): string[] => (fields.get(key) ?? '').split(/\s+/).filter(Boolean);
-  const last = (key: string): string => words(key).pop() ?? '';
-  return {
-    fsuid: Number(words('Uid')[3]),
-    fsgid: Number(words('Gid')[3]),
-    groups: words('Groups').map(Number),
-    capEff: BigInt(`0x${fields.get('CapEff') ?? '0'}`),
-    umask: parseInt(fields.get('Umask') || '22', 8),
-    nsTgid: last('NStgid') || (fields.get('Tgid') ?? ''),
-    nsTid: last('NSpid') || (fields.get('Pid') ?? ''),
-  };
-}
-
-const sameIdentity = (a: CallerState, b: CallerState): boolean =>
-  a.fsuid === b.fsuid && a.fsgid === b.fsgid && a.capEff === b.capEff && a.groups.join() === b.groups.join();
-
-let own: CallerState | undefined;
-
-interface IdentityNative {
-  shimIdentityEnter(fsuid: number, fsgid: number, groups: number[], capEff: bigint, umask: number): number;
-  shimIdentityLeave(): void;
-}
 
 function isProc(path: Buffer | string): boolean {
   try {
@@ -335,8 +292,7 @@ const IN_CALLER = Symbol('in-caller');
 function openAsCaller(pid: number, st: CallerState, req: OpenRequest, path: Buffer): number | typeof IN_CALLER {
   const start = startOf(pid, req.dirfd, path);
   if (typeof start === 'number') return -start;
-  own ??= callerState('self');
-  const wear = !sameIdentity(st, own);
+  const wear = !sameIdentity(st, ownIdentity());
   const creating = (req.flags & O_CREAT) !== 0 || (req.flags & O_TMPFILE) === O_TMPFILE;
   // The caller's root, held by an fd of ours: with another identity, /proc/PID/root would be checked against it.
   let rootFd = -1;
@@ -349,10 +305,10 @@ function openAsCaller(pid: number, st: CallerState, req: OpenRequest, path: Buff
     }
     root = `/proc/self/fd/${rootFd}`;
   }
-  const nat = native() as unknown as IdentityNative;
+  const nat = identityNative();
   try {
     if (wear || creating) {
-      const err = nat.shimIdentityEnter(st.fsuid, st.fsgid, st.groups, st.capEff, st.umask);
+      const err = nat.shimIdentityEnter(st.euid, st.egid, st.fsuid, st.fsgid, st.groups, st.capEff, st.umask);
       if (err) return IN_CALLER; // vjail cannot take this identity (it lacks a capability the caller has)
     }
     try {
