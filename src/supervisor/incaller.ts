@@ -70,6 +70,19 @@ function traceResult(raw: bigint): ShimResult {
   return e ? { kind: 'errno', errno: e } : { kind: 'value', value: raw };
 }
 
+/** How the emulated call treats signals, where it differs from a plain restartable call. */
+export interface SignalSemantics {
+  /**
+   * Signals the emulated call blocks while it runs (its sigmask argument;
+   * bit n-1 for signal n). One that arrives once the caller is attached is
+   * held back and queued again as the call returns, as the kernel keeps it
+   * pending; the call is not interrupted by it.
+   */
+  blocks?: bigint;
+  /** The call fails with EINTR when a handler runs, whatever SA_RESTART says (epoll_pwait2, ppoll...). */
+  eintrOnly?: boolean;
+}
+
 /** The in-caller machinery failed in a way the shim should report (e.g. the caller is already traced). */
 export class InCallerError extends Error {
   constructor(
@@ -117,13 +130,16 @@ export async function runInCaller(
   n: Notification,
   ctx: ShimContext,
   body: (s: InCallerSession) => Promise<InCallerOutcome>,
+  signals: SignalSemantics = {},
 ): Promise<ShimResult> {
   const nat = native() as unknown as InCallerNative;
   // Checked before attaching too: a caller whose wait already ended is not touched at all.
   if (!ctx.caller.valid()) return { kind: 'errno', errno: ESRCH };
+  const seize = (): Promise<{ err: number; value: bigint }> =>
+    nat.incallerCommand(h, Op.Seize, signals.blocks ?? 0n, signals.eintrOnly ? 1n : 0n);
   let h = nat.incallerStart(n.pid, n.arch === 'i386' ? 1 : 0, n.nr, n.ip);
   sessionsStarted++;
-  let seized = await nat.incallerCommand(h, Op.Seize);
+  let seized = await seize();
   // Someone else traces the caller: vjail checkpoint freezing the jail. Its
   // interrupt ends this notification (the call is made again after the
   // checkpoint, and answered then), or it lets go: wait for either rather
@@ -133,7 +149,7 @@ export async function runInCaller(
     if (!ctx.caller.valid()) return { kind: 'errno', errno: ESRCH };
     await new Promise((r) => setTimeout(r, 2));
     h = nat.incallerStart(n.pid, n.arch === 'i386' ? 1 : 0, n.nr, n.ip);
-    seized = await nat.incallerCommand(h, Op.Seize);
+    seized = await seize();
   }
   if (seized.err) {
     const why = seized.err === EPERM ? 'ptrace not permitted (already traced, or not allowed)' : `errno ${seized.err}`;
