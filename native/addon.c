@@ -315,6 +315,7 @@ static napi_value init(napi_env env, napi_value exports)
 		{ "shimPidfdOpen", js_shim_pidfd_open },
 		{ "shimIdentityEnter", js_shim_identity_enter },
 		{ "shimIdentityLeave", js_shim_identity_leave },
+		{ "shimInodeFlags", js_shim_inode_flags },
 		{ "probeFeatures", js_probe_features },
 		{ "ptraceSeize", js_ptrace_seize },
 		{ "ptraceInterrupt", js_ptrace_interrupt },

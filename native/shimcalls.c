@@ -250,3 +250,36 @@ napi_value js_shim_identity_leave(napi_env env, napi_callback_info info)
 	napi_get_undefined(env, &v);
 	return v;
 }
+
+/* ---- inode flags for statx ------------------------------------------------ */
+
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+
+/*
+ * shimInodeFlags(path: string): the FS_IOC_GETFLAGS flags of the regular
+ * file or directory `path` (opened read-only, non-blocking, without becoming
+ * a controlling terminal), or -errno.
+ */
+napi_value js_shim_inode_flags(napi_env env, napi_callback_info info)
+{
+	size_t argc = 1;
+	napi_value argv[1];
+	char path[4200];
+	size_t len = 0;
+	if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 ||
+	    napi_get_value_string_utf8(env, argv[0], path, sizeof path, &len) != napi_ok || len >= sizeof path - 1) {
+		napi_throw_type_error(env, NULL, "shimInodeFlags takes a path");
+		return NULL;
+	}
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0)
+		return result(env, -1);
+	int flags = 0;
+	long r = ioctl(fd, FS_IOC_GETFLAGS, &flags);
+	int err = errno;
+	close(fd);
+	errno = err;
+	return result(env, r < 0 ? -1 : (long)(unsigned)flags);
+}

@@ -18,4 +18,7 @@ napi_value js_shim_pidfd_open(napi_env env, napi_callback_info info);
 napi_value js_shim_identity_enter(napi_env env, napi_callback_info info);
 napi_value js_shim_identity_leave(napi_env env, napi_callback_info info);
 
+/* shimInodeFlags(path): FS_IOC_GETFLAGS of a regular file or directory, or -errno. */
+napi_value js_shim_inode_flags(napi_env env, napi_callback_info info);
+
 #endif

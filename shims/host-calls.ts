@@ -22,6 +22,7 @@ const F_GETFD = 1n;
 interface ShimCallsNative {
   shimMemfdCreate(name: Buffer, flags: number): number;
   shimPidfdOpen(pid: number, flags: number): number;
+  shimInodeFlags(path: string): number;
   writeMem(pid: number, addr: bigint, data: Buffer): void;
 }
 
@@ -55,6 +56,11 @@ export function writeStopped(pid: number, addr: bigint, data: Buffer): boolean {
 /** memfd_create(2) in the supervisor: the fd, or -errno. */
 export function hostMemfdCreate(name: Buffer, flags: number): number {
   return nat().shimMemfdCreate(name, flags);
+}
+
+/** FS_IOC_GETFLAGS of the regular file or directory at `path`, opened by the supervisor: the flags, or -errno. */
+export function hostInodeFlags(path: string): number {
+  return nat().shimInodeFlags(path);
 }
 
 /** pidfd_open(2) in the supervisor (a pid of its own PID namespace): the fd, or -errno. */
