@@ -445,19 +445,26 @@ export const openShim: Shim = {
   syscalls: ['open', 'openat', 'openat2'],
   doc:
     'Where the profile\'s kernel files are not mounted over the real ones (vjail not root, or --kernel-files shim), ' +
-    'every open, openat and openat2 under a non-host profile is performed by the supervisor on the caller\'s behalf ' +
-    'and the resulting file handed to the caller (SECCOMP_IOCTL_NOTIF_ADDFD), so that /proc/version and ' +
+    'every open, openat and openat2 under a non-host profile is answered by the supervisor, so that /proc/version and ' +
     '/proc/sys/kernel/{ostype,osrelease,version,domainname} (and hostname when the profile sets a nodename) show the ' +
-    'profile through any path that leads to them (symlinks, "..", relative to a directory fd, /proc/self/root/...), ' +
-    'while nothing is decided from caller memory that the kernel would read again. The path is resolved as the caller ' +
-    'would: through /proc/PID/root and /proc/PID/cwd (its root, mount namespace and working directory), with "self" and ' +
-    '"thread-self" in procfs meaning the caller; the caller\'s umask applies to created files. A presented file is a ' +
-    'sealed, read-only memfd with the profile\'s content (a new file offset per open); opening one for writing fails ' +
-    'with EACCES. Limits: a caller whose uid, gid, groups or effective capabilities differ from the supervisor\'s gets ' +
-    'EACCES (the supervisor cannot open with its credentials); openat2 with RESOLVE_* flags gets ENOSYS (as from a ' +
-    'kernel without openat2); an open that blocks (a FIFO without a writer) waits in a libuv worker thread, so more ' +
-    'than four such opens at once delay the others; the supervisor\'s own creds and LSM context are those the kernel ' +
-    'checks. The host profile does not intercept opens at all.',
+    'profile through any path that leads to them (symlinks, "..", relative to a directory fd, /proc/self/root/..., ' +
+    '/proc/self/fd/N), while nothing is decided from caller memory that the kernel would read again. Usually the ' +
+    'supervisor opens the file and installs it in the caller (SECCOMP_IOCTL_NOTIF_ADDFD): the path is resolved as the ' +
+    'caller would (through /proc/PID/root and /proc/PID/cwd, with "self" and "thread-self" in procfs meaning the ' +
+    'caller), and the walk and the open run wearing the caller\'s effective and fs uid and gid, supplementary groups, ' +
+    'effective capabilities and umask, so permissions and their errors (EACCES, EPERM, EROFS...) are the kernel\'s for ' +
+    'that caller; EMFILE comes from the caller\'s own fd table and RLIMIT_NOFILE at the install. open and openat with ' +
+    'O_PATH are run by the kernel as made (CONTINUE: their flags are in registers, and an O_PATH file gives no content). ' +
+    'The caller opens the file itself (IN-CALLER.md), from copies of the path and open_how, for openat2 with O_PATH or ' +
+    'RESOLVE_* flags (the kernel\'s own walk applies NO_XDEV, NO_MAGICLINKS, NO_SYMLINKS, BENEATH, IN_ROOT and CACHED), ' +
+    'for FIFOs and devices other than the memory devices (the open blocks and is interrupted as the caller\'s own; ' +
+    '/dev/tty is the caller\'s terminal), for paths through its own /proc/PID when it runs as another user than vjail ' +
+    '(procfs lets a process into its own entries), and when vjail cannot take its identity; what it opened is then ' +
+    'checked like the supervisor\'s own opens. A presented file is a sealed, read-only memfd with the profile\'s ' +
+    'content (a new file offset per open); opening one for writing fails with EACCES, except hostname and domainname, ' +
+    'which stay the kernel\'s files. Limits: the caller\'s LSM context is not worn; with a full fd table the kernel ' +
+    'reports EMFILE before a lookup error, the shim after it; the supervisor\'s main thread is busy for each open ' +
+    '(opens are answered one at a time). The host profile does not intercept opens at all.',
   presentsProfile(_syscall: string, profile: Profile): boolean {
     return !profile.isHost;
   },

@@ -33,6 +33,7 @@ export const ENOSYS = 38;
 export const ELOOP = 40;
 export const EPROTO = 71;
 export const EOPNOTSUPP = 95;
+export const EINPROGRESS = 115;
 /** Kernel-internal codes an interrupted call returns before the signal code turns them into a restart or EINTR. */
 export const ERESTARTSYS = 512;
 export const ERESTARTNOINTR = 513;

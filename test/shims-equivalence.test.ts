@@ -37,7 +37,6 @@ const cases: { fixture: string; emulate: string[]; shim: string }[] = [
   { fixture: 'copy_file_range', emulate: ['copy_file_range'], shim: 'copy_file_range' },
   { fixture: 'epoll_pwait2', emulate: ['epoll_pwait2'], shim: 'epoll_pwait2' },
   { fixture: 'cachestat', emulate: ['cachestat'], shim: 'cachestat' },
-  { fixture: 'mseal', emulate: ['mseal'], shim: 'mseal' },
   { fixture: 'xattrat', emulate: ['setxattrat', 'getxattrat', 'listxattrat', 'removexattrat'], shim: 'xattrat' },
   { fixture: 'file_attr', emulate: ['file_getattr', 'file_setattr'], shim: 'file_attr' },
   { fixture: 'open', emulate: ['open', 'openat', 'openat2'], shim: 'open' },

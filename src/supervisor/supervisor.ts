@@ -10,7 +10,7 @@ import { buildAnswerTables } from './answer-table.js';
 import { callerAccess, CallerGoneError } from './caller.js';
 import { decide } from './conditions.js';
 import { decodeStats, type SyscallStats } from './stats.js';
-import { EMFILE, ENFILE, ENOENT, ENOSYS } from '../errno.js';
+import { EINPROGRESS, EMFILE, ENFILE, ENOENT, ENOSYS } from '../errno.js';
 import { isInjectedCall } from './incaller.js';
 
 const ARCH_BY_INDEX: ArchName[] = ['x86_64', 'i386'];
@@ -227,6 +227,9 @@ export class Supervisor {
       const errno = (e as { errno?: number }).errno ?? 0;
       if (errno === ENOENT) {
         got = { kind: 'errno', errno: ENOENT }; // the caller stopped waiting: nothing to answer
+      } else if (errno === EINPROGRESS) {
+        // An earlier attempt, interrupted by a signal to vjail and restarted, reached the caller: it has the fd.
+        got = { kind: 'value', value: -1n };
       } else {
         if (errno !== EMFILE && errno !== ENFILE) {
           this.warn(`could not install an fd for ${n.name} (pid ${n.pid}): ${(e as Error).message}`);
