@@ -182,6 +182,33 @@ async function intercepted(p: Params, log: (s: string) => void): Promise<Row[]> 
       sample: async () => us(perCall(await runWithPlan(work, jsPlan, profile, { syncWakeUp: false }), release)),
       note: 'without SYNC_WAKE_UP',
     },
+    {
+      id: 'open-native',
+      label: 'open+close, not intercepted',
+      unit: 'µs',
+      sample: async () => us(perCall((await capture(loop, ['open', n])).stdout)),
+      note: 'the open row below without vjail',
+    },
+    {
+      id: 'open-shim',
+      label: 'open+close through the open shim',
+      unit: 'µs',
+      sample: async () =>
+        us(perCall((await capture(process.execPath, [vjailCli(), 'run', '--profile', 'linux-4.19', '--kernel-files', 'shim', '--', loop, 'open', n])).stdout)),
+      note: 'linux-4.19 with --kernel-files shim: every open is made by the supervisor and installed with ADDFD',
+    },
+    {
+      id: 'open-shim-nobody',
+      label: 'open+close through the shim, as nobody',
+      unit: 'µs',
+      sample: async () =>
+        us(
+          perCall(
+            (await capture(process.execPath, [vjailCli(), 'run', '--profile', 'linux-4.19', '--kernel-files', 'shim', '--', 'setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups', loop, 'open', n])).stdout,
+          ),
+        ),
+      note: 'the supervisor wears the caller\'s identity for each open',
+    },
     strace
       ? {
           id: 'strace',
@@ -346,6 +373,12 @@ function targets(rows: Row[]): Target[] {
   };
   ratioTarget('fast-path', 'vjail native answer ≤ 1.3× the C floor (SYNC_WAKE_UP)', 'intercepted.vjail-native', 1.3);
   ratioTarget('js-path', 'vjail JavaScript shim ≤ 2× the C floor (SYNC_WAKE_UP)', 'intercepted.vjail-js', 2);
+  for (const [rowId, who] of [['intercepted.open-shim', 'root'], ['intercepted.open-shim-nobody', 'nobody']] as const) {
+    const r = get(rowId);
+    const description = `open+close through the open shim as ${who} ≤ 30 µs (median)`;
+    if (r?.summary) out.push({ id: `open-shim-${who}`, description, value: r.summary.median, limit: 30, unit: 'µs', met: r.summary.median <= 30 });
+    else if (r) out.push({ id: `open-shim-${who}`, description, limit: 30, unit: 'µs', note: r.note ?? 'not measured' });
+  }
   const cacheNotes: Record<string, string> = {
     getppid: "the kernel's action cache skips both filters (constant allow): any difference is noise, compare with 'no filter'",
     personality: 'both filters run: allowed by an argument rule in Docker\'s policy',

@@ -30,6 +30,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,6 +74,8 @@ struct session {
 	int refs;    /* the JS external and the thread-safe function */
 
 	/* worker only */
+	uint64_t hold;	 /* signals the emulated call blocks (its sigmask): held back, never delivered during it */
+	int eintr_only; /* the emulated call fails with EINTR when interrupted, never restarts (epoll_pwait2) */
 	struct user_regs_struct saved;
 	int stopped;  /* we hold the caller in a ptrace stop */
 	int injected; /* an injected call has started: no clean abort any more */
@@ -134,9 +137,43 @@ static void load_call(const struct session *s, struct user_regs_struct *r, uint6
 	}
 }
 
+/* Is `sig` one the emulated call's own mask blocks? It stays pending, as the kernel would keep it. */
+static int held(const struct session *s, int sig)
+{
+	return sig > 0 && sig <= 64 && (s->hold >> (sig - 1)) & 1;
+}
+
+/* Has the caller a handler for `sig` (/proc/TID/status SigCgt)? */
+static int caught(const struct session *s, int sig)
+{
+	char path[64], line[256];
+	snprintf(path, sizeof path, "/proc/%d/status", (int)s->tid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return 0;
+	unsigned long long mask = 0;
+	while (fgets(line, sizeof line, f))
+		if (sscanf(line, "SigCgt: %llx", &mask) == 1)
+			break;
+	fclose(f);
+	return sig > 0 && sig <= 64 && (mask >> (sig - 1)) & 1;
+}
+
+/* Keep the siginfo of a held signal, to queue it again when the call ends. */
+static void hold_signal(struct session *s)
+{
+	if (s->ndeferred < MAX_DEFERRED && ptrace(PTRACE_GETSIGINFO, s->tid, 0, &s->deferred_sig[s->ndeferred]) == 0)
+		s->ndeferred++;
+}
+
 /* Give the caller back with the saved registers, passing `sig` on. */
 static void detach_restored(struct session *s, int sig)
 {
+	if (s->eintr_only && caught(s, sig)) {
+		/* A handler runs: the call ends with EINTR, whatever SA_RESTART says, as this one does natively. */
+		s->saved.rax = (uint64_t)-EINTR;
+		s->saved.orig_rax = (uint64_t)-1;
+	}
 	ptrace(PTRACE_SETREGS, s->tid, 0, &s->saved);
 	ptrace(PTRACE_DETACH, s->tid, 0, (void *)(uintptr_t)sig);
 	s->stopped = 0;
@@ -164,13 +201,11 @@ static int inject(struct session *s, uint64_t nr, const uint64_t *a, uint64_t *o
 		if (is_event_stop(st))
 			continue; /* a group stop: the caller resumes it after we detach */
 		int sig = WSTOPSIG(st);
-		if (!s->injected) {
+		if (!s->injected && !held(s, sig)) {
 			detach_restored(s, sig);
 			return EINTR;
 		}
-		if (s->ndeferred < MAX_DEFERRED &&
-		    ptrace(PTRACE_GETSIGINFO, s->tid, 0, &s->deferred_sig[s->ndeferred]) == 0)
-			s->ndeferred++;
+		hold_signal(s);
 	}
 	s->injected = 1;
 	/* syscall-entry stop reached; run it to its exit stop */
@@ -194,9 +229,24 @@ static int op_stop(struct session *s)
 			return ESRCH;
 		if (is_event_stop(st))
 			break;
+		if (!is_syscall_stop(st) && held(s, WSTOPSIG(st))) {
+			/* A signal the call blocks ended the wait: hold it and take this stop as
+			 * ours (the interrupt's own trap comes later and is resumed through). */
+			hold_signal(s);
+			break;
+		}
 		if (!is_syscall_stop(st)) {
 			/* A real signal ended the wait before our interrupt did. */
-			ptrace(PTRACE_DETACH, s->tid, 0, (void *)(uintptr_t)WSTOPSIG(st));
+			int sig = WSTOPSIG(st);
+			if (s->eintr_only && caught(s, sig)) {
+				struct user_regs_struct r;
+				if (ptrace(PTRACE_GETREGS, s->tid, 0, &r) == 0) {
+					r.rax = (uint64_t)-EINTR;
+					r.orig_rax = (uint64_t)-1;
+					ptrace(PTRACE_SETREGS, s->tid, 0, &r);
+				}
+			}
+			ptrace(PTRACE_DETACH, s->tid, 0, (void *)(uintptr_t)sig);
 			return EINTR;
 		}
 		if (ptrace(PTRACE_CONT, s->tid, 0, 0))
@@ -304,6 +354,8 @@ static void *worker(void *p)
 		uint64_t value = 0;
 		switch (op) {
 		case IC_SEIZE:
+			s->hold = a[0];
+			s->eintr_only = a[1] != 0;
 			if (ptrace(PTRACE_SEIZE, s->tid, 0, (void *)(uintptr_t)PTRACE_O_TRACESYSGOOD))
 				err = errno;
 			end = err != 0;

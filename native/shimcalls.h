@@ -13,4 +13,12 @@ napi_value js_shim_memfd_create(napi_env env, napi_callback_info info);
 /* shimPidfdOpen(pid, flags): fd or -errno. */
 napi_value js_shim_pidfd_open(napi_env env, napi_callback_info info);
 
+/* shimIdentityEnter(euid, egid, fsuid, fsgid, groups, capEff, umask): 0 or errno; the calling thread then
+ * opens as that caller until shimIdentityLeave(). */
+napi_value js_shim_identity_enter(napi_env env, napi_callback_info info);
+napi_value js_shim_identity_leave(napi_env env, napi_callback_info info);
+
+/* shimInodeFlags(path): FS_IOC_GETFLAGS of a regular file or directory, or -errno. */
+napi_value js_shim_inode_flags(napi_env env, napi_callback_info info);
+
 #endif

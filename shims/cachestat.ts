@@ -2,12 +2,8 @@ import { errnoOf, runInCaller, type InCallerSession } from '../src/supervisor/in
 import { creds } from './faccessat2.js';
 import { AT_FDCWD, EFAULT, writeStopped } from './host-calls.js';
 import type { Shim, ShimResult } from './types.js';
+import { EBADF, EINVAL, ENOSYS, EOPNOTSUPP, EPERM } from '../src/errno.js';
 
-const EBADF = 9;
-const EPERM = 1;
-const EINVAL = 22;
-const ENOSYS = 38;
-const EOPNOTSUPP = 95;
 const F_GETFL = 3n;
 const O_ACCMODE = 3n;
 const O_RDONLY = 0n;

@@ -1,6 +1,6 @@
 import type { Shim, ShimResult } from './types.js';
+import { ENOSYS } from '../src/errno.js';
 
-const ENOSYS = 38;
 
 export const clone3Shim: Shim = {
   name: 'clone3',

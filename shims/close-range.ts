@@ -1,9 +1,8 @@
 import { readdirSync } from 'node:fs';
 import { runInCaller } from '../src/supervisor/incaller.js';
 import type { Shim, ShimResult } from './types.js';
+import { EINVAL, ENOSYS } from '../src/errno.js';
 
-const EINVAL = 22;
-const ENOSYS = 38;
 const CLOSE_RANGE_UNSHARE = 2n;
 const CLOSE_RANGE_CLOEXEC = 4n;
 const CLONE_FILES = 0x400n;

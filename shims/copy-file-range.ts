@@ -1,14 +1,9 @@
 import { errnoOf, runInCaller } from '../src/supervisor/incaller.js';
 import { writeStopped } from './host-calls.js';
 import type { Shim, ShimResult } from './types.js';
+import { EBADF, EFAULT, EINVAL, EISDIR, ENOSYS, EXDEV } from '../src/errno.js';
 
-const EBADF = 9;
-const EFAULT = 14;
-const EINVAL = 22;
-const EISDIR = 21;
-const EXDEV = 18;
 const EOVERFLOW = 75;
-const ENOSYS = 38;
 const F_GETFL = 3n;
 const O_ACCMODE = 3n;
 const O_WRONLY = 1n;

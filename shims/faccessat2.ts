@@ -2,11 +2,8 @@ import { readFileSync } from 'node:fs';
 import { errnoOf, runInCaller } from '../src/supervisor/incaller.js';
 import { AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, atTarget, closeAtTarget } from './host-calls.js';
 import type { Shim, ShimResult } from './types.js';
+import { EACCES, EFAULT, EINVAL, ENOSYS, EROFS } from '../src/errno.js';
 
-const EINVAL = 22;
-const EACCES = 13;
-const EROFS = 30;
-const ENOSYS = 38;
 const AT_EACCESS = 0x200n;
 const S_IRWXO = 7n;
 const W_OK = 2n;
@@ -15,7 +12,6 @@ const STAT_SIZE = 144;
 const STATFS_SIZE = 120;
 /** Offset of f_flags in the x86_64 struct statfs. */
 const STATFS_FLAGS = 80;
-const EFAULT = 14;
 const ST_RDONLY = 1n;
 const CAP_DAC_OVERRIDE = 1n;
 const CAP_DAC_READ_SEARCH = 2n;

@@ -1,9 +1,8 @@
 import { runInCaller } from '../src/supervisor/incaller.js';
 import { AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, atTarget, closeAtTarget, readOrFault } from './host-calls.js';
 import type { Shim, ShimResult } from './types.js';
+import { EINVAL, ENOSYS } from '../src/errno.js';
 
-const EINVAL = 22;
-const ENOSYS = 38;
 
 export const fchmodat2Shim: Shim = {
   name: 'fchmodat2',

@@ -2,16 +2,8 @@ import { errnoOf, runInCaller } from '../src/supervisor/incaller.js';
 import { AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, atTarget, closeAtTarget, EFAULT, writeStopped } from './host-calls.js';
 import type { Notification, Shim, ShimContext, ShimResult } from './types.js';
 import { emptyPath, readExtensible } from './xattrat.js';
+import { E2BIG, EBADF, EINVAL, ENOIOCTLCMD, ENOSYS, ENOTTY, EOPNOTSUPP, EROFS } from '../src/errno.js';
 
-const EBADF = 9;
-const EINVAL = 22;
-const E2BIG = 7;
-const ENOSYS = 38;
-const ENOTTY = 25;
-const EROFS = 30;
-const EOPNOTSUPP = 95;
-/** The kernel-internal "no such ioctl" code; never meant to reach user space. */
-const ENOIOCTLCMD = 515;
 const F_GETFL = 3n;
 const O_PATH = 0o10000000n;
 const O_RDONLY = 0n;

@@ -1,10 +1,7 @@
 import { passThrough, runInCaller } from '../src/supervisor/incaller.js';
 import type { Notification, Shim, ShimContext, ShimResult } from './types.js';
+import { EFAULT, EINVAL, ENOSYS, ERESTARTSYS } from '../src/errno.js';
 
-const EINVAL = 22;
-const EFAULT = 14;
-const ENOSYS = 38;
-const ERESTARTSYS = 512;
 
 /** futex2 flags (include/uapi/linux/futex.h) as of Linux 6.7. */
 const FUTEX2_SIZE_MASK = 0x03n;

@@ -1,9 +1,8 @@
 import { randomFillSync } from 'node:crypto';
 import { CallerGoneError } from '../src/supervisor/caller.js';
 import type { Shim, ShimResult } from './types.js';
+import { EFAULT, EINVAL } from '../src/errno.js';
 
-const EINVAL = 22;
-const EFAULT = 14;
 const GRND_NONBLOCK = 1n;
 const GRND_RANDOM = 2n;
 const GRND_INSECURE = 4n;

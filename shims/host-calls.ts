@@ -2,6 +2,8 @@ import { native } from '../src/native.js';
 import { CallerGoneError } from '../src/supervisor/caller.js';
 import { cString, errnoOf, type InCallerSession } from '../src/supervisor/incaller.js';
 import type { CallerAccess } from './types.js';
+import { EFAULT } from '../src/errno.js';
+export { EFAULT } from '../src/errno.js';
 
 /*
  * Small pieces shared by the shims of newer syscalls: caller memory reads
@@ -9,7 +11,6 @@ import type { CallerAccess } from './types.js';
  * runInCaller, and host syscalls made in the supervisor (native/shimcalls.c).
  */
 
-export const EFAULT = 14;
 export const AT_FDCWD = -100n;
 export const AT_SYMLINK_NOFOLLOW = 0x100n;
 export const AT_EMPTY_PATH = 0x1000n;
@@ -21,6 +22,7 @@ const F_GETFD = 1n;
 interface ShimCallsNative {
   shimMemfdCreate(name: Buffer, flags: number): number;
   shimPidfdOpen(pid: number, flags: number): number;
+  shimInodeFlags(path: string): number;
   writeMem(pid: number, addr: bigint, data: Buffer): void;
 }
 
@@ -54,6 +56,11 @@ export function writeStopped(pid: number, addr: bigint, data: Buffer): boolean {
 /** memfd_create(2) in the supervisor: the fd, or -errno. */
 export function hostMemfdCreate(name: Buffer, flags: number): number {
   return nat().shimMemfdCreate(name, flags);
+}
+
+/** FS_IOC_GETFLAGS of the regular file or directory at `path`, opened by the supervisor: the flags, or -errno. */
+export function hostInodeFlags(path: string): number {
+  return nat().shimInodeFlags(path);
 }
 
 /** pidfd_open(2) in the supervisor (a pid of its own PID namespace): the fd, or -errno. */

@@ -17,11 +17,10 @@ import { statxShim } from './statx.js';
 import { unameShim } from './uname.js';
 import { cachestatShim } from './cachestat.js';
 import { fileAttrShim } from './file-attr.js';
-import { msealShim } from './mseal.js';
 import { xattratShim } from './xattrat.js';
 
 /** Every shim vjail has, by name. docs/SUPPORT.md is printed from this registry. */
-export const shims: ReadonlyMap<string, Shim> = new Map([unameShim, oldunameShim, openShim, sysctlShim, fchmodat2Shim, futex2Shim, closeRangeShim, getrandomShim, clone3Shim, statxShim, faccessat2Shim, renameat2Shim, memfdCreateShim, pidfdOpenShim, copyFileRangeShim, epollPwait2Shim, cachestatShim, msealShim, xattratShim, fileAttrShim].map((s) => [s.name, s]));
+export const shims: ReadonlyMap<string, Shim> = new Map([unameShim, oldunameShim, openShim, sysctlShim, fchmodat2Shim, futex2Shim, closeRangeShim, getrandomShim, clone3Shim, statxShim, faccessat2Shim, renameat2Shim, memfdCreateShim, pidfdOpenShim, copyFileRangeShim, epollPwait2Shim, cachestatShim, xattratShim, fileAttrShim].map((s) => [s.name, s]));
 
 const bySyscall = new Map<string, Shim>();
 for (const s of shims.values()) for (const name of s.syscalls) bySyscall.set(name, s);

@@ -1,8 +1,8 @@
 import { closeSync } from 'node:fs';
 import { hostMemfdCreate, readCString } from './host-calls.js';
 import type { Shim, ShimResult } from './types.js';
+import { EINVAL } from '../src/errno.js';
 
-const EINVAL = 22;
 const MFD_CLOEXEC = 1;
 /** NAME_MAX less the "memfd:" prefix. */
 const MFD_NAME_MAX_LEN = 249;

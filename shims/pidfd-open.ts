@@ -1,9 +1,8 @@
 import { closeSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { hostPidfdOpen } from './host-calls.js';
 import type { Shim, ShimResult } from './types.js';
+import { EINVAL, ESRCH } from '../src/errno.js';
 
-const EINVAL = 22;
-const ESRCH = 3;
 const PIDFD_NONBLOCK = 0o4000n;
 const PIDFD_THREAD = 0o200n;
 

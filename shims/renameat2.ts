@@ -1,10 +1,7 @@
 import { errnoOf, runInCaller } from '../src/supervisor/incaller.js';
 import type { Shim, ShimResult } from './types.js';
+import { EINVAL, EISDIR, ENOSYS, ENOTDIR } from '../src/errno.js';
 
-const EINVAL = 22;
-const ENOSYS = 38;
-const EISDIR = 21;
-const ENOTDIR = 20;
 const RENAME_NOREPLACE = 1n;
 const RENAME_EXCHANGE = 2n;
 const RENAME_WHITEOUT = 4n;

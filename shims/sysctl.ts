@@ -1,6 +1,7 @@
 import { closeSync, openSync, readSync, writeSync } from 'node:fs';
-import { constants as osc } from 'node:os';
+import * as E from '../src/errno.js';
 import type { Profile } from '../src/profile/types.js';
+import { asCaller } from './identity.js';
 import { presentedHostname, presentedSysctls } from './kernel-files.js';
 import type { CallerAccess, Shim, ShimResult } from './types.js';
 
@@ -10,7 +11,6 @@ import type { CallerAccess, Shim, ShimResult } from './types.js';
  * to a /proc/sys path, the file is read or written, and the text converted.
  */
 
-const E = osc.errno;
 const CTL_MAXNAME = 10;
 
 type Kind = 'str' | 'int' | 'ulong';
@@ -134,10 +134,10 @@ function guarded(caller: CallerAccess): Mem {
 }
 
 /** The file's text: the profile's for the names it presents, else /proc/sys. */
-function readValue(path: string, profile: Profile): Buffer {
+function readValue(path: string, profile: Profile, pid: number): Buffer {
   const presented = presentedSysctls(profile).get(path) ?? (path === 'kernel/hostname' ? presentedHostname(profile) : undefined);
   if (presented !== undefined) return Buffer.from(`${presented}\n`);
-  const fd = openSync(`/proc/sys/${path}`, 'r');
+  const fd = withCallerRights(pid, () => openSync(`/proc/sys/${path}`, 'r'));
   try {
     const buf = Buffer.alloc(4096);
     const n = readSync(fd, buf, 0, buf.length - 1, 0);
@@ -201,13 +201,17 @@ function newText(mem: Mem, kind: Kind, newval: bigint, newlen: number): Buffer {
   return Buffer.from(words.map((w) => `${w}\t`).join(''));
 }
 
-function errnoOf(e: unknown): number {
-  const code = (e as NodeJS.ErrnoException).code;
-  return (code && (E as Record<string, number>)[code]) || E.EIO;
+const errnoOf = E.errnoOfError;
+
+/** `fn` (a /proc/sys access) with the caller's rights, as 4.19's binary sysctl opened the file; EACCES where vjail cannot take them. */
+function withCallerRights<T>(pid: number, fn: () => T): T {
+  const r = asCaller(pid, fn);
+  if (r === 'cannot') throw Object.assign(new Error('cannot take the caller\'s identity'), { code: 'EACCES' });
+  return r;
 }
 
 /** do_sysctl + binary_sysctl + the converter; returns bytes copied or -errno. */
-function binarySysctl(mem: Mem, profile: Profile, nameAddr: bigint, nlen: number, oldval: bigint, oldlen: bigint, newval: bigint, newlen: bigint): number {
+function binarySysctl(pid: number, mem: Mem, profile: Profile, nameAddr: bigint, nlen: number, oldval: bigint, oldlen: bigint, newval: bigint, newlen: bigint): number {
   if (nlen < 0 || nlen > CTL_MAXNAME) return -E.ENOTDIR;
   const name: number[] = [];
   for (let i = 0; i < nlen; i++) name.push(mem.read(nameAddr + BigInt(4 * i), 4).readInt32LE(0));
@@ -221,7 +225,7 @@ function binarySysctl(mem: Mem, profile: Profile, nameAddr: bigint, nlen: number
   if (writing && presentedReadOnly) return -E.EACCES;
   let text: Buffer | undefined;
   try {
-    if (reading) text = readValue(entry.path, profile);
+    if (reading) text = readValue(entry.path, profile, pid);
   } catch (e) {
     return -errnoOf(e);
   }
@@ -233,7 +237,7 @@ function binarySysctl(mem: Mem, profile: Profile, nameAddr: bigint, nlen: number
   if (writing) {
     const data = newText(mem, entry.kind, newval, Number(newlen > 4096n ? 4096n : newlen));
     try {
-      writeValue(entry.path, data);
+      withCallerRights(pid, () => writeValue(entry.path, data));
     } catch (e) {
       return -errnoOf(e);
     }
@@ -241,7 +245,7 @@ function binarySysctl(mem: Mem, profile: Profile, nameAddr: bigint, nlen: number
   return copied;
 }
 
-function handleSysctl(n: { arch: string; args: readonly bigint[] }, profile: Profile, caller: CallerAccess): ShimResult {
+function handleSysctl(n: { pid: number; arch: string; args: readonly bigint[] }, profile: Profile, caller: CallerAccess): ShimResult {
   const mem = guarded(caller);
   const compat = n.arch === 'i386';
   const ptr = compat ? 4 : 8;
@@ -261,7 +265,7 @@ function handleSysctl(n: { arch: string; args: readonly bigint[] }, profile: Pro
       const b = mem.read(oldlenp, ptr);
       oldlen = compat ? BigInt(b.readUInt32LE(0)) : b.readBigUInt64LE(0);
     }
-    const result = binarySysctl(mem, profile, nameAddr, nlen, oldval, oldlen, newval, newlen);
+    const result = binarySysctl(n.pid, mem, profile, nameAddr, nlen, oldval, oldlen, newval, newlen);
     if (result >= 0) oldlen = BigInt(result);
     if (oldlenp !== 0n) {
       const b = Buffer.alloc(ptr);
@@ -287,8 +291,10 @@ export const sysctlShim: Shim = {
     'the profile sets a nodename) come from the profile, like uname(2) and /proc; writing ostype, osrelease or version ' +
     'fails with EACCES as on the kernel. Errors as on 4.19: an unknown name, a directory, or nlen outside 0..10 give ' +
     'ENOTDIR; a bad args, name, oldval, oldlenp or newval pointer gives EFAULT (oldval without oldlenp too); oldlenp ' +
-    'receives the copied length. Other values are read from the supervisor\'s /proc/sys (its namespaces), and writes ' +
-    'are made with the supervisor\'s credentials. Mapped names: CTL_KERN (ostype, osrelease, version, hostname, ' +
+    'receives the copied length. Other values are read from the supervisor\'s /proc/sys (its namespaces), opened with ' +
+    'the caller\'s fs ids, groups and effective capabilities (a caller as nobody is refused a write with EACCES, as ' +
+    'from 4.19, where the kernel opened the file as the caller; EACCES too where vjail cannot take the caller\'s ' +
+    'identity). Mapped names: CTL_KERN (ostype, osrelease, version, hostname, ' +
     'domainname, panic, printk, shmmax, msgmax, msgmnb, threads-max, random.{poolsize,entropy_avail}, shmall, msgmni, ' +
     'sem, shmmni, overflowuid, overflowgid, core_uses_pid, tainted, pid_max, core_pattern, panic_on_oops, ngroups_max, ' +
     'randomize_va_space), CTL_VM (overcommit_memory, page-cluster, dirty_background_ratio, dirty_ratio, ' +

@@ -70,8 +70,7 @@ export interface Shim {
    */
   probeArgs?: Record<string, bigint[]>;
   /**
-   * True when the emulation is knowingly incomplete (mseal validates but does
-   * not seal): the plan then uses it only when asked with `--emulate`, never
+   * True when the emulation is knowingly incomplete: the plan then uses it only when asked with `--emulate`, never
    * on its own for a host that lacks the syscall; there the caller gets
    * ENOSYS, which programs handle, rather than a success that is not one.
    */

@@ -1,12 +1,8 @@
 import { errnoOf, runInCaller, type InCallerSession } from '../src/supervisor/incaller.js';
 import { AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, atTarget, closeAtTarget, readCString, readOrFault } from './host-calls.js';
 import type { CallerAccess, Notification, Shim, ShimContext, ShimResult } from './types.js';
+import { E2BIG, EBADF, EINVAL, ENOSYS, ERANGE } from '../src/errno.js';
 
-const EBADF = 9;
-const EINVAL = 22;
-const E2BIG = 7;
-const ERANGE = 34;
-const ENOSYS = 38;
 const XATTR_CREATE = 1n;
 const XATTR_REPLACE = 2n;
 /** sizeof(struct xattr_args) in its first version: u64 value, u32 size, u32 flags. */

@@ -153,14 +153,26 @@ caller would (through \`/proc/PID/root\` and \`/proc/PID/cwd\` or
 opens the file itself, looks at *the file it opened* (procfs, and which
 entry), and installs either that file or a sealed memfd with the profile's
 content into the caller with \`SECCOMP_IOCTL_NOTIF_ADDFD\`. Nothing the caller
-can change afterwards affects the answer.
+can change afterwards affects the answer. The walk and the open run with the
+caller's rights: the supervisor's main thread wears the caller's effective
+and fs ids, groups, effective capabilities and umask for that synchronous
+span (per-thread raw syscalls), so a caller running as \`nobody\` is refused
+what \`nobody\` is refused, with the kernel's errno. Where that cannot be
+exact the caller opens the file itself (docs/IN-CALLER.md) and the file it
+got is checked afterwards in the same way: \`openat2\` with \`O_PATH\` or
+\`RESOLVE_*\` flags, FIFOs and devices other than the memory devices (their
+open may block, and \`/dev/tty\` is the opener's), paths through the
+caller's own \`/proc/PID\` when it runs as another user, and identities vjail
+cannot take. \`open\` and \`openat\` with \`O_PATH\` (flags in registers, and a
+file that gives no access to content) are answered CONTINUE.
 
 Cost of the shim: every open, openat and openat2 becomes a notification
-answered from JavaScript. Measured on the development host (Linux 6.18, a loop
-of open+close of a regular file in a static program): about 6 µs per iteration
-unintercepted, about 150-200 µs through the shim (the notification round
-trip, a read of \`/proc/PID/status\` for the caller's credentials and umask, one
-\`lstat\` per path component, the open, and ADDFD).`;
+answered from JavaScript: a read of \`/proc/PID/status\` for the caller's
+identity, one \`lstat\` per path component, the open, and ADDFD, whose
+install waits for the caller to run. \`npm run bench\` measures it (rows
+"open+close through the open shim", as root and as nobody, beside the
+unintercepted open). The 30 µs target is not met yet: about 180 µs per open
+as root and 350 µs as nobody on the development host (2 vCPUs, busy).`;
 
 const NOT_SUPPORTED = `## Not supported
 
@@ -186,13 +198,17 @@ const NOT_SUPPORTED = `## Not supported
 - Iterative pre-dump: this host has no soft-dirty tracking; PAGEMAP_SCAN with
   userfaultfd write-protect is not used yet, so the workload is stopped for
   the whole dump.
-- Through the open shim (\`--kernel-files shim\`, or no mount rights): opens by
-  a process whose uid, gid, groups or effective capabilities differ from the
-  supervisor's fail with EACCES (the supervisor would open with the wrong
-  credentials; vjail warns once); \`openat2\` with \`RESOLVE_*\` flags gets
-  ENOSYS, as from a kernel without openat2; files reached past a procfs magic
-  link (\`/proc/PID/cwd/...\`) are resolved by the kernel from there, so a
-  \`self\` further along would name the supervisor.
+- Through the open shim (\`--kernel-files shim\`, or no mount rights): the
+  caller's LSM context is not worn (the supervisor's applies to opens it
+  makes); with a full fd table, an open that would also fail otherwise
+  (ENOENT...) reports that error where the kernel reports EMFILE first; files
+  reached past a procfs magic link (\`/proc/PID/cwd/...\`) are resolved by the
+  kernel from there, so a \`self\` further along would name the supervisor.
+- clone3 is answered ENOSYS where the host lacks it or it is emulated (C
+  libraries fall back to clone); an emulation through clone is not done yet.
+- mseal has no shim: its seals could only be enforced by intercepting every
+  mprotect, munmap, mremap, madvise and MAP_FIXED mmap; a host without it
+  answers ENOSYS with a plan warning.
 - statmount/listmount: no honest emulation (their 64-bit mount ids appear
   nowhere in /proc); a host without them answers ENOSYS with a plan warning.
 - \`_sysctl\` names outside the mapped subset (below) get ENOTDIR, as a 4.19
@@ -215,12 +231,9 @@ const PLANNED = `## Planned
   deleted while open; an iterative pre-dump with PAGEMAP_SCAN.
 - Checkpoint and restore throughput: both are below the 1 GB/s target for
   256 MiB (docs/BENCH.md shows where the time goes).
-- Opening on the caller's behalf with the caller's credentials (setfsuid,
-  groups, capabilities on a helper thread), to lift the EACCES limit above.
-- Emulating \`openat2\`'s \`RESOLVE_*\` flags in the supervisor's path walk.
-- Answering opens natively (in the supervisor thread, without JavaScript).
-- Enforcing mseal's seals (its shim validates and answers 0, so it is only
-  used with \`--emulate mseal\`).
+- Answering opens natively (in the supervisor thread, without JavaScript) to
+  reach 30 µs per open through the shim.
+- clone3 through clone for the flag combinations clone can express.
 - Start-up: \`vjail run\` costs tens of milliseconds of CPU beyond Node's own
   start (docs/BENCH.md); caching the derived plan and filter is next.`;
 

@@ -39,10 +39,10 @@ async function getppidUnder(shim: Shim, extra: { shimTimeoutMs?: number; shimErr
 }
 
 describe('the supervisor when a shim fails', () => {
-  it('a shim that throws: one clear line, and the caller gets ENOSYS', async () => {
+  it('a shim that throws: one clear line, and the caller gets EIO (never ENOSYS)', async () => {
     const throwing: Shim = { name: 'test-throws', syscalls: [], doc: '', handle: () => { throw new Error('deliberate failure'); } };
     const r = await getppidUnder(throwing);
-    expect(r.out).toBe('ret=-1 errno=ENOSYS');
+    expect(r.out).toBe('ret=-1 errno=EIO');
     expect(r.warnings).toHaveLength(1);
     expect(r.warnings[0]).toMatch(/^shim for getppid failed \(pid \d+\): deliberate failure$/);
     expect(r.exit.status).toBe(0);
@@ -50,15 +50,15 @@ describe('the supervisor when a shim fails', () => {
 
   it("the errno is the profile's choice", async () => {
     const rejecting: Shim = { name: 'test-rejects', syscalls: [], doc: '', handle: () => Promise.reject(new Error('async failure')) };
-    const r = await getppidUnder(rejecting, { shimErrorErrno: 5 });
-    expect(r.out).toBe('ret=-1 errno=EIO');
+    const r = await getppidUnder(rejecting, { shimErrorErrno: 1 });
+    expect(r.out).toBe('ret=-1 errno=EPERM');
     expect(r.warnings[0]).toMatch(/async failure/);
   });
 
   it('a shim that never answers does not hang the jail: the caller gets the error after the time-out', async () => {
     const silent: Shim = { name: 'test-silent', syscalls: [], doc: '', handle: () => new Promise(() => {}) };
     const r = await getppidUnder(silent, { shimTimeoutMs: 300 });
-    expect(r.out).toBe('ret=-1 errno=ENOSYS');
+    expect(r.out).toBe('ret=-1 errno=EIO');
     expect(r.warnings).toEqual([expect.stringMatching(/^shim for getppid did not answer within 300 ms \(pid \d+\)$/)]);
   });
 });

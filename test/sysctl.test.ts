@@ -47,6 +47,13 @@ describe('_sysctl', () => {
     expect((await run('linux-4.19', 'sysctl', '77', '1')).stdout).toBe('errno=ENOTDIR');
   });
 
+  it('writes with the caller\'s rights: root may, nobody is refused with EACCES as on 4.19', async () => {
+    // kernel.pid_max (1.55) read and written back unchanged.
+    expect((await run('linux-4.19', 'sysctl-rewrite', '1', '55')).stdout).toBe('ok');
+    const nobody = await vjail(['run', '--profile', 'linux-4.19', '--', 'setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups', kernelinfo, 'sysctl-rewrite', '1', '55']);
+    expect(nobody.stdout).toBe('errno=EACCES');
+  });
+
   it('a bad pointer is EFAULT', async () => {
     expect((await run('linux-4.19', 'sysctl-badargs')).stdout).toBe('errno=EFAULT');
     expect((await run('linux-4.19', 'sysctl-badold', '1', '1')).stdout).toBe('errno=EFAULT');

@@ -3,13 +3,18 @@
  * call, timed from inside the process (so launcher and supervisor start-up
  * are not counted).
  *
- *   callloop uname|getppid|personality|prctl N
+ *   callloop uname|getppid|personality|prctl|open N
+ *
+ * open opens /etc/hostname read-only and closes it: close is never
+ * intercepted, so a run through the open shim differs from a native one by
+ * what the shim costs.
  *
  * Prints "ns_per_call <float>" and, for uname, "release <string>" so the
  * caller can check who answered.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,11 +47,12 @@ LOOP(getppid, syscall(SYS_getppid))
 /* 0xffffffff only queries the persona: cheap, and allowed by an argument rule in Docker's policy. */
 LOOP(personality, syscall(SYS_personality, 0xffffffffUL))
 LOOP(prctl, syscall(SYS_prctl, PR_GET_DUMPABLE, 0UL, 0UL, 0UL, 0UL))
+LOOP(open, close((int)syscall(SYS_openat, AT_FDCWD, "/etc/hostname", O_RDONLY | O_CLOEXEC)))
 
 int main(int argc, char **argv)
 {
 	if (argc != 3) {
-		fprintf(stderr, "usage: callloop uname|getppid|personality|prctl N\n");
+		fprintf(stderr, "usage: callloop uname|getppid|personality|prctl|open N\n");
 		return 2;
 	}
 	long (*fn)(long, struct utsname *) = NULL;
@@ -58,6 +64,8 @@ int main(int argc, char **argv)
 		fn = loop_personality;
 	else if (!strcmp(argv[1], "prctl"))
 		fn = loop_prctl;
+	else if (!strcmp(argv[1], "open"))
+		fn = loop_open;
 	if (!fn) {
 		fprintf(stderr, "callloop: unknown syscall %s\n", argv[1]);
 		return 2;

@@ -1,4 +1,5 @@
 import type * as Zod from 'zod';
+import { ENOSYS, INTERNAL_FAILURE_ERRNO } from '../errno.js';
 import { zod } from '../zod.js';
 import type { Profile, UnameFields } from './types.js';
 
@@ -10,8 +11,8 @@ export class ProfileError extends Error {
   override name = 'ProfileError';
 }
 
-/** ENOSYS: the default errno of a failing shim, and what a missing syscall returns. */
-export const ENOSYS = 38;
+/** What a missing syscall returns. */
+export { ENOSYS };
 
 /** struct new_utsname fields are 65 bytes including the terminating NUL. */
 const UTS_FIELD_MAX = 64;
@@ -118,7 +119,7 @@ export function parseProfile(raw: unknown, where: string, host: HostRelease): Pr
   if (!r.success) throw new ProfileError(`${where}: ${describeIssue(r.error.issues[0], raw)}`);
   const f = r.data;
   const overrides = { add: [...(f.overrides?.add ?? [])].sort(), remove: [...(f.overrides?.remove ?? [])].sort() };
-  const shimErrorErrno = f.shimErrorErrno ?? ENOSYS;
+  const shimErrorErrno = f.shimErrorErrno ?? INTERNAL_FAILURE_ERRNO;
   if (f.kernel === 'host') {
     const uname: UnameFields = {
       sysname: 'Linux',

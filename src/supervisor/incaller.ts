@@ -1,6 +1,8 @@
 import type { Notification, ShimContext, ShimResult } from '../../shims/types.js';
 import { native } from '../native.js';
 import { syscallTable } from '../syscalls/table.js';
+import { EINTR, EPERM, EPROTO, ERESTARTNOHAND, ERESTARTNOINTR, ERESTARTSYS, ERESTART_RESTARTBLOCK, ESRCH } from '../errno.js';
+export { ERESTARTNOHAND, ERESTARTNOINTR, ERESTARTSYS, ERESTART_RESTARTBLOCK } from '../errno.js';
 
 /**
  * Running syscalls in the caller's own context: the general mechanism behind
@@ -18,17 +20,8 @@ const enum Op {
 const FIN_RETURN = 0;
 const FIN_RESTART = 1;
 
-const EINTR = 4;
-const ESRCH = 3;
-const EPERM = 1;
-const EPROTO = 71;
 /** How long an emulated call waits for another tracer (a checkpoint) to let go of its caller. */
 const HELD_BY_OTHER_MS = 30_000;
-/** -ERESTARTSYS and friends: what an interrupted call returns before the kernel's signal code sees it. */
-export const ERESTARTSYS = 512;
-export const ERESTARTNOINTR = 513;
-export const ERESTARTNOHAND = 514;
-export const ERESTART_RESTARTBLOCK = 516;
 /** Bytes below the stack pointer that the x86-64 ABI lets leaf code use without moving it. */
 const RED_ZONE = 128n;
 
@@ -77,6 +70,19 @@ function traceResult(raw: bigint): ShimResult {
   return e ? { kind: 'errno', errno: e } : { kind: 'value', value: raw };
 }
 
+/** How the emulated call treats signals, where it differs from a plain restartable call. */
+export interface SignalSemantics {
+  /**
+   * Signals the emulated call blocks while it runs (its sigmask argument;
+   * bit n-1 for signal n). One that arrives once the caller is attached is
+   * held back and queued again as the call returns, as the kernel keeps it
+   * pending; the call is not interrupted by it.
+   */
+  blocks?: bigint;
+  /** The call fails with EINTR when a handler runs, whatever SA_RESTART says (epoll_pwait2, ppoll...). */
+  eintrOnly?: boolean;
+}
+
 /** The in-caller machinery failed in a way the shim should report (e.g. the caller is already traced). */
 export class InCallerError extends Error {
   constructor(
@@ -85,6 +91,21 @@ export class InCallerError extends Error {
   ) {
     super(message);
   }
+}
+
+/**
+ * Threads running a call injected by a session right now, with its number.
+ * The injected call passes the caller's seccomp filter like any other; when
+ * the filter notifies it, the supervisor lets the kernel run it
+ * (isInjectedCall), since it is the emulation's own step, not a call of the
+ * program. Set only while the thread is held in a ptrace stop between our
+ * resume and its syscall-exit stop, so no call of the program can match.
+ */
+const injecting = new Map<number, number>();
+
+/** Is this notification the call a session is injecting into thread `pid`? */
+export function isInjectedCall(pid: number, nr: number): boolean {
+  return injecting.get(pid) === nr;
 }
 
 let sessionsStarted = 0;
@@ -109,13 +130,16 @@ export async function runInCaller(
   n: Notification,
   ctx: ShimContext,
   body: (s: InCallerSession) => Promise<InCallerOutcome>,
+  signals: SignalSemantics = {},
 ): Promise<ShimResult> {
   const nat = native() as unknown as InCallerNative;
   // Checked before attaching too: a caller whose wait already ended is not touched at all.
   if (!ctx.caller.valid()) return { kind: 'errno', errno: ESRCH };
+  const seize = (): Promise<{ err: number; value: bigint }> =>
+    nat.incallerCommand(h, Op.Seize, signals.blocks ?? 0n, signals.eintrOnly ? 1n : 0n);
   let h = nat.incallerStart(n.pid, n.arch === 'i386' ? 1 : 0, n.nr, n.ip);
   sessionsStarted++;
-  let seized = await nat.incallerCommand(h, Op.Seize);
+  let seized = await seize();
   // Someone else traces the caller: vjail checkpoint freezing the jail. Its
   // interrupt ends this notification (the call is made again after the
   // checkpoint, and answered then), or it lets go: wait for either rather
@@ -125,7 +149,7 @@ export async function runInCaller(
     if (!ctx.caller.valid()) return { kind: 'errno', errno: ESRCH };
     await new Promise((r) => setTimeout(r, 2));
     h = nat.incallerStart(n.pid, n.arch === 'i386' ? 1 : 0, n.nr, n.ip);
-    seized = await nat.incallerCommand(h, Op.Seize);
+    seized = await seize();
   }
   if (seized.err) {
     const why = seized.err === EPERM ? 'ptrace not permitted (already traced, or not allowed)' : `errno ${seized.err}`;
@@ -152,7 +176,13 @@ export async function runInCaller(
       const info = table.byName(name);
       if (!info) throw new Error(`no syscall ${name} on ${n.arch}`);
       const a = [...args, 0n, 0n, 0n, 0n, 0n, 0n].slice(0, 6);
-      const r = await nat.incallerCommand(h, Op.Syscall, info.nr, ...a);
+      injecting.set(n.pid, info.nr);
+      let r;
+      try {
+        r = await nat.incallerCommand(h, Op.Syscall, info.nr, ...a);
+      } finally {
+        injecting.delete(n.pid);
+      }
       if (r.err) {
         gone = r.err;
         throw new InCallerError(r.err === EINTR ? 'interrupted by a signal' : 'the caller went away', r.err);

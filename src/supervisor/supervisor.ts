@@ -10,11 +10,12 @@ import { buildAnswerTables } from './answer-table.js';
 import { callerAccess, CallerGoneError } from './caller.js';
 import { decide } from './conditions.js';
 import { decodeStats, type SyscallStats } from './stats.js';
+import { EINPROGRESS, EMFILE, ENFILE, ENOENT, ENOSYS } from '../errno.js';
+import { isInjectedCall } from './incaller.js';
 
 const ARCH_BY_INDEX: ArchName[] = ['x86_64', 'i386'];
 const AUDIT_ARCH: Record<ArchName, number> = { x86_64: 0xc000003e, i386: 0x40000003 };
 const FLAG_CONTINUE = 1;
-const ENOSYS = 38;
 
 export interface SupervisorOptions {
   listenerFd: number;
@@ -114,6 +115,11 @@ export class Supervisor {
     let mayBlock = false;
     try {
       const decision = this.decisions[n.arch].get(n.nr);
+      if (isInjectedCall(n.pid, n.nr)) {
+        // A step of an emulation running in this caller (see incaller.ts): the kernel runs it.
+        this.respond(n, { kind: 'continue' }, t0, traced, 'injected');
+        return;
+      }
       const action = decision ? decide(decision, n.args) : this.defaults[n.arch];
       if (action.kind !== 'notify') {
         // BPF only notifies for notify actions; a mismatch means plan and filter disagree.
@@ -195,19 +201,46 @@ export class Supervisor {
     const h = this.handle!;
     const arch = AUDIT_ARCH[n.arch];
     if (r.kind === 'addfd') {
-      try {
-        nat.supervisorAddfd(h, n.id, r.fd, r.cloexec);
-      } catch (e) {
-        this.warn(`could not install an fd for ${n.name} (pid ${n.pid}): ${(e as Error).message}`);
-        nat.supervisorRespond(h, n.id, 0n, this.opts.profile.shimErrorErrno, 0, arch, n.nr, t0);
-      }
-      // The caller holds its own reference now (or never will); ours is no longer needed.
-      closeSync(r.fd);
+      r = this.installFd(n, r, t0);
     } else {
       const value = r.kind === 'value' ? BigInt.asUintN(64, r.value) : 0n;
       const err = r.kind === 'errno' ? r.errno : 0;
       nat.supervisorRespond(h, n.id, value, err, r.kind === 'continue' ? FLAG_CONTINUE : 0, arch, n.nr, t0);
     }
     if (traced) this.opts.trace!(`${traced} = ${formatResult(r)} <${via}>`);
+  }
+
+  /**
+   * Install a shim's fd in the caller as the call's result, and say what the
+   * caller got. The install happens in the caller's context, so a full fd
+   * table fails as the caller's open would (EMFILE from its RLIMIT_NOFILE);
+   * that errno is the answer. Any other failure is vjail's, answered with
+   * the profile's shim errno and a warning.
+   */
+  private installFd(n: Notification, r: { fd: number; cloexec: boolean }, t0: number): ShimResult {
+    const nat = native();
+    const h = this.handle!;
+    let got: ShimResult;
+    try {
+      got = { kind: 'value', value: BigInt(nat.supervisorAddfd(h, n.id, r.fd, r.cloexec)) };
+    } catch (e) {
+      const errno = (e as { errno?: number }).errno ?? 0;
+      if (errno === ENOENT) {
+        got = { kind: 'errno', errno: ENOENT }; // the caller stopped waiting: nothing to answer
+      } else if (errno === EINPROGRESS) {
+        // An earlier attempt, interrupted by a signal to vjail and restarted, reached the caller: it has the fd.
+        got = { kind: 'value', value: -1n };
+      } else {
+        if (errno !== EMFILE && errno !== ENFILE) {
+          this.warn(`could not install an fd for ${n.name} (pid ${n.pid}): ${(e as Error).message}`);
+        }
+        const answer = errno === EMFILE || errno === ENFILE ? errno : this.opts.profile.shimErrorErrno;
+        nat.supervisorRespond(h, n.id, 0n, answer, 0, AUDIT_ARCH[n.arch], n.nr, t0);
+        got = { kind: 'errno', errno: answer };
+      }
+    }
+    // The caller holds its own reference now (or never will); ours is no longer needed.
+    closeSync(r.fd);
+    return got;
   }
 }
