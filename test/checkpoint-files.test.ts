@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { fixture } from './helpers/fixtures.js';
+import { asVersion, readManifest, writeManifest } from './helpers/old-images.js';
 import { alive, pidOf, vjail, vjailStart, waitFor } from './helpers/run.js';
 
 let openfiles: string;
@@ -132,16 +133,7 @@ describe('open regular files and directories', () => {
     const { dir, argv, run, img } = await started();
     expect((await vjail(['checkpoint', '--pid', String(pidOf(argv)), '--image', img, '--external', 'warn'])).exitCode).toBe(0);
     await run;
-    const m = JSON.parse(readFileSync(join(img, 'manifest.json'), 'utf8'));
-    const { descriptions: _d, pipes: _p, blobs: _b, external: _e, sharedMemory: _s, sysvIpc: _i, ...rest } = m;
-    // Nor what else version 5 added.
-    const v3 = ({ fds: _f, timers: _t, advice: _a, prctl: _r, ...p }: Record<string, unknown>) => ({
-      ...p,
-      threads: (p.threads as Record<string, unknown>[]).map(({ comm: _c, pdeathsig: _s, timerSlack: _l, creds: _k, ...t }) => t),
-    });
-    const text = `${JSON.stringify({ ...rest, version: 3, processes: m.processes.map(v3) })}\n`;
-    writeFileSync(join(img, 'manifest.json'), text);
-    writeFileSync(join(img, 'IMAGE'), `vjail-image 3\nmanifest sha256:${createHash('sha256').update(text).digest('hex')}\n`);
+    writeManifest(img, asVersion(readManifest(img), 3), 3);
     const listed = (await vjail(['inspect', img])).stdout;
     expect(listed).toMatch(/\(format 3, verified\)/);
     expect(listed).not.toMatch(/^\s+7 file/m);

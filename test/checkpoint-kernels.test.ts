@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runInKernel, type RunInKernelResult } from '../src/vm/index.js';
 import { fixture, repoRoot, vjailBin } from './helpers/fixtures.js';
+import { asVersion, readManifest, writeManifest } from './helpers/old-images.js';
 import { pidOf, vjail, vjailStart, waitFor } from './helpers/run.js';
 
 let share: string;
@@ -292,11 +293,7 @@ describe('on this host', () => {
     const out = join(dir, 'clock.out');
     const img = join(dir, 'image');
     const before = await checkpointed(fixture('vdso-clock'), out, img, []);
-    rewrite(img, ({ clocks: _c, cpu: _p, sharedMemory: _s, sysvIpc: _i, descriptions: _d, pipes: _pp, blobs: _b, external: _e, ...m }) => ({
-      ...m,
-      version: 2,
-      processes: (m.processes as Record<string, unknown>[]).map(({ vdso: _v, files: _f, fds: _fd, ...p }) => p),
-    }), 2);
+    writeManifest(img, asVersion(readManifest(img), 2), 2);
     expect((await vjail(['inspect', img])).stdout).toMatch(/\(format 2, verified\)/);
     const r = await restoreUntil(img, out, before);
     expect((await r).stderr).not.toMatch(/restore (vdso|clocks):/);

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { fixture } from './helpers/fixtures.js';
+import { asVersion, readManifest, writeManifest } from './helpers/old-images.js';
 import { alive, pidOf, vjail, vjailStart, waitFor } from './helpers/run.js';
 
 let taskstate: string;
@@ -88,16 +89,8 @@ describe('per-process state: timers, credentials, names, advice, prctl flags, cw
     const { dir, argv, run, pid, img } = await started('single');
     expect((await vjail(['checkpoint', '--pid', String(pid), '--image', img])).exitCode).toBe(0);
     await run;
-    const { descriptions: _d, pipes: _p, blobs: _b, external: _e, ...m } = JSON.parse(readFileSync(join(img, 'manifest.json'), 'utf8'));
     // Version 4: open files above fd 2 (the fixture has none) instead of descriptors, and none of this state.
-    const processes = m.processes.map(({ fds: _f, timers: _t, advice: _a, prctl: _r, ...p }: Record<string, unknown>) => ({
-      ...p,
-      files: [],
-      threads: (p.threads as Record<string, unknown>[]).map(({ comm: _c, pdeathsig: _s, timerSlack: _l, creds: _k, ...t }) => t),
-    }));
-    const text = `${JSON.stringify({ ...m, version: 4, processes })}\n`;
-    writeFileSync(join(img, 'manifest.json'), text);
-    writeFileSync(join(img, 'IMAGE'), `vjail-image 4\nmanifest sha256:${createHash('sha256').update(text).digest('hex')}\n`);
+    writeManifest(img, asVersion(readManifest(img), 4), 4);
     expect((await vjail(['inspect', img])).stdout).toMatch(/\(format 4, verified\)/);
 
     // As before version 5: no timers, the restorer's credentials; but the process's own name.

@@ -16,7 +16,7 @@
 import { readFileSync } from 'node:fs';
 import { isFrozen, jailCgroupOf, setFrozen, tasksOf, type JailCgroup } from '../cgroup.js';
 import { guardNote } from './guard.js';
-import { CheckpointError } from './jail-info.js';
+import { CheckpointError } from './errors.js';
 import { Tracee } from './tracee.js';
 
 export interface Frozen {

@@ -5,7 +5,7 @@
  * point (between two injected system calls), lets go of every task as it
  * was and fails with one line. SIGKILL cannot be caught: guard.ts covers it.
  */
-import { CheckpointError } from './jail-info.js';
+import { CheckpointError } from './errors.js';
 
 const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 let caught: NodeJS.Signals | null = null;

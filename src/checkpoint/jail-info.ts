@@ -9,23 +9,7 @@ import { basename, resolve } from 'node:path';
 import { openImage } from '../image/format.js';
 import { tryLock, type Lock } from '../jails/lock.js';
 import { listStates, processStart, supervisorAlive } from '../jails/state.js';
-import { CheckpointUnsupported } from './parts/memory.js';
-
-/** The process cannot be checkpointed as asked; it was not touched. */
-export class CheckpointError extends Error {
-  override name = 'CheckpointError';
-}
-
-/** The jail holds state a checkpoint cannot save (the external-state step refused); `lines` name it, per process. */
-export class ExternalStateError extends CheckpointError {
-  override name = 'ExternalStateError';
-  constructor(
-    message: string,
-    readonly lines: string[],
-  ) {
-    super(message);
-  }
-}
+import { CheckpointError, CheckpointUnsupported } from './errors.js';
 
 /** Our PID of the vjail-init right above a jailed process (whose fds 0-2 are the jail's standard streams), if it is one. */
 export function vjailInitOf(pid: number): number | undefined {

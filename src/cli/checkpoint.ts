@@ -1,8 +1,7 @@
 import { resolve } from 'node:path';
 import { checkpoint } from '../checkpoint/dump.js';
 import { catchingSignals } from '../checkpoint/interrupt.js';
-import { CheckpointError, ExternalStateError } from '../checkpoint/jail-info.js';
-import { CheckpointUnsupported } from '../checkpoint/parts/memory.js';
+import { CheckpointError, CheckpointUnsupported, ExternalStateError } from '../checkpoint/errors.js';
 import { TraceeError } from '../checkpoint/tracee.js';
 import { ImageError, type Manifest } from '../image/format.js';
 import { jailMembers } from '../jails/members.js';

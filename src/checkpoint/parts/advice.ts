@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { type Advice, ADVICE, type Mapping, type ProcessImage, fromHex, toHex } from '../../image/format.js';
 import { profileHas } from '../../plan/plan.js';
 import { loadProfile } from '../../profile/load.js';
-import { CheckpointUnsupported } from './memory.js';
+import { CheckpointUnsupported } from '../errors.js';
 import { type Tracee, TraceeError } from '../tracee.js';
 import { SYS } from '../syscalls.js';
 

@@ -33,6 +33,7 @@ import { pageIo } from '../pagecopy.js';
 import { SYS } from '../syscalls.js';
 import { checkRedirect, placeRedirect, vdsoDiffers } from './vdso.js';
 import { mapObject, noStagedObjects, releaseStaged, type SharedObjects, type StagedObjects } from './shmem.js';
+import { CheckpointUnsupported } from '../errors.js';
 
 /** Pagemap flags (bits 63, 62, 61 of an entry), as bits of its upper 32-bit half: no BigInt per page. */
 const PM_PRESENT = 1 << 31;
@@ -79,10 +80,6 @@ class FileHashes {
   }
 }
 
-/** The process uses something this version cannot save; it was left running. */
-export class CheckpointUnsupported extends Error {
-  override name = 'CheckpointUnsupported';
-}
 
 /**
  * The memory of one process. Mappings of shared-memory objects (shared

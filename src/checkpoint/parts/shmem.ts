@@ -30,7 +30,8 @@ import { sys } from '../../native/fdio.js';
 import { type MapsEntry, readMaps, type Tracee, TraceeError } from '../tracee.js';
 import { SYS } from '../syscalls.js';
 import { pageIo } from '../pagecopy.js';
-import { CheckpointUnsupported, loadPageFile, type Scratch } from './memory.js';
+import { CheckpointUnsupported } from '../errors.js';
+import { loadPageFile, type Scratch } from './memory.js';
 
 const SHARED_ANON_NAME = '/dev/zero (deleted)';
 const DELETED = ' (deleted)';

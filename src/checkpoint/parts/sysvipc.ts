@@ -18,7 +18,8 @@ import { ImageError, type ImageWriter, type OpenedImage, PAGE_SIZE, type SharedO
 import { ipcNsCalls } from '../ipcns.js';
 import { SYS } from '../syscalls.js';
 import { TraceeError } from '../tracee.js';
-import { CheckpointUnsupported, loadPageFile } from './memory.js';
+import { CheckpointUnsupported } from '../errors.js';
+import { loadPageFile } from './memory.js';
 import { mapFilesPath, saveFileData, type SharedObjects } from './shmem.js';
 
 const AT_FDCWD = -100;

@@ -9,7 +9,8 @@ import { readFileSync, readlinkSync, statSync } from 'node:fs';
 import { ImageError, type LiveProcess, type OpenedImage, fromHex, toHex } from '../../image/format.js';
 import { type Tracee, TraceeError } from '../tracee.js';
 import { SYS } from '../syscalls.js';
-import { CheckpointUnsupported, type Scratch } from './memory.js';
+import { CheckpointUnsupported } from '../errors.js';
+import { type Scratch } from './memory.js';
 import { currentAuxv } from './vdso.js';
 
 type Task = Pick<LiveProcess, 'comm' | 'exe' | 'cwd' | 'umask' | 'personality' | 'rlimits' | 'mm'>;

@@ -18,7 +18,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { type LiveProcess, type Timers, fromHex, toHex } from '../../image/format.js';
-import { CheckpointUnsupported } from './memory.js';
+import { CheckpointUnsupported } from '../errors.js';
 import { type Tracee, TraceeError } from '../tracee.js';
 import { SYS } from '../syscalls.js';
 import type { Scratch } from './memory.js';

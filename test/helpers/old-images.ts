@@ -1,0 +1,39 @@
+import { createHash } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+type Json = Record<string, unknown>;
+
+/**
+ * A current (version 5) manifest written back in the shape an older vjail
+ * wrote: everything added since `version` taken out, so that a test reads
+ * an image as old images are (src/image/upgrade.ts is the other side).
+ * Version 4 has open files above fd 2 as `files` (none here).
+ */
+export function asVersion(m: Json, version: 2 | 3 | 4): Json {
+  const { descriptions: _d, pipes: _p, blobs: _b, external: _e, sharedMemory: _s, sysvIpc: _i, tcpEstablished: _t, ...top } = m;
+  const processes = (m.processes as Json[]).map((p) => {
+    if (p.state !== 'live') return p;
+    const { fds: _f, timers: _tm, advice: _a, prctl: _r, ...rest } = p;
+    const threads = (rest.threads as Json[]).map(({ comm: _c, pdeathsig: _ps, timerSlack: _l, creds: _k, ...t }) => t);
+    const live: Json = { ...rest, threads };
+    if (version === 4) live.files = [];
+    if (version === 2) delete live.vdso;
+    return live;
+  });
+  const old: Json = { ...top, version, processes };
+  if (version === 2) {
+    delete old.clocks;
+    delete old.cpu;
+  }
+  return old;
+}
+
+/** Write `m` as the image's manifest, with its checksum in IMAGE under `version`. */
+export function writeManifest(img: string, m: Json, version: number): void {
+  const text = `${JSON.stringify(m)}\n`;
+  writeFileSync(join(img, 'manifest.json'), text);
+  writeFileSync(join(img, 'IMAGE'), `vjail-image ${version}\nmanifest sha256:${createHash('sha256').update(text).digest('hex')}\n`);
+}
+
+export const readManifest = (img: string): Json => JSON.parse(readFileSync(join(img, 'manifest.json'), 'utf8'));
