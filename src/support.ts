@@ -102,7 +102,8 @@ const SUPPORTED = `## Supported
   a wall clock keep their absolute expiry); per thread the credentials (real,
   effective, saved and fs IDs, supplementary groups, capability sets,
   securebits, loginuid, no_new_privs), name, parent-death signal and timer
-  slack; the dumpable, child-subreaper and THP-disable flags; MADV_DONTFORK,
+  slack (a capability the restoring side cannot grant is left out, with a
+  warning naming it); the dumpable, child-subreaper and THP-disable flags; MADV_DONTFORK,
   DONTDUMP, WIPEONFORK, HUGEPAGE, NOHUGEPAGE and mlock (also on fault) on
   their ranges. A deleted working directory is refused at checkpoint, a
   missing one fails the restore in one line. Under a profile without

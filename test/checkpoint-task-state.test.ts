@@ -85,6 +85,39 @@ describe('per-process state: timers, credentials, names, advice, prctl flags, cw
     expect((await run).exitCode).toBe(0);
   });
 
+  it('capabilities held in the image that this side cannot grant are left out, with one warning, and the rest restored', async () => {
+    // An image made where root had more (a guest's full root, a newer kernel's capabilities):
+    // here, bit 45 no kernel has yet, and whichever of the usual ones our bounding set lacks.
+    const dir = mkdtempSync(join(tmpdir(), 'vjail-caps-'));
+    const argv = ['sleep', `${300 + process.pid % 1000}.5`];
+    const run = vjailStart(['run', '--', ...argv]);
+    expect(await waitFor(() => pidOf(argv) !== undefined, 30_000)).toBe(true);
+    const img = join(dir, 'image');
+    expect((await vjail(['checkpoint', '--pid', String(pidOf(argv)), '--image', img])).exitCode).toBe(0);
+    await run;
+    const bounding = BigInt(`0x${/^CapBnd:\s+(\S+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))![1]}`);
+    const lacking = [...Array(41).keys()].map(BigInt).filter((b) => !((bounding >> b) & 1n));
+    const extra = [45n, ...lacking].reduce((m, b) => m | (1n << b), 0n);
+    const m = readManifest(img) as { processes: { threads: { creds: { caps: Record<string, string> } }[] }[] };
+    const caps = m.processes[0]!.threads[0]!.creds.caps;
+    const before = caps.permitted!;
+    for (const set of ['permitted', 'effective']) caps[set] = `0x${(BigInt(caps[set]!) | extra).toString(16)}`;
+    writeManifest(img, m, 5);
+
+    const restored = vjailStart(['restore', img]);
+    // Restored and let go: no longer traced (its command line comes back before its credentials).
+    const detached = (): boolean => pidOf(argv) !== undefined && /^TracerPid:\s+0$/m.test(readFileSync(`/proc/${pidOf(argv)}/status`, 'utf8'));
+    expect(await waitFor(detached, 30_000)).toBe(true);
+    const status = readFileSync(`/proc/${pidOf(argv)}/status`, 'utf8');
+    expect(BigInt(`0x${/^CapPrm:\s+(\S+)$/m.exec(status)![1]}`)).toBe(BigInt(before));
+    expect(BigInt(`0x${/^CapEff:\s+(\S+)$/m.exec(status)![1]}`)).toBe(BigInt(before));
+    process.kill(pidOf(argv)!, 'SIGKILL');
+    const r = await restored;
+    const warnings = r.stderr.split('\n').filter((l) => /cannot be granted here/.test(l));
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(/^vjail: warning: (CAP_\w+, )*CAP_45 held in the image cannot be granted here \(not in this side's bounding set\); 1 thread\(s\) run without$/);
+  });
+
   it('a version 4 image (none of this state) is still read and restored', async () => {
     const { dir, argv, run, pid, img } = await started('single');
     expect((await vjail(['checkpoint', '--pid', String(pid), '--image', img])).exitCode).toBe(0);

@@ -33,6 +33,7 @@ import { removeSysvSegments, restoreSysvIpc } from './parts/sysvipc.js';
 import { restoreSignals } from './parts/signals.js';
 import { restoreAdvice } from './parts/advice.js';
 import { checkCwd, restorePrctl, restoreTask } from './parts/task.js';
+import { capNames } from './parts/creds.js';
 import { loadThread, restoreThread, restoreThreadState } from './parts/threads.js';
 import { restoreTimers } from './parts/timers.js';
 import { cloneTask, createTree, endZombies } from './parts/tree.js';
@@ -135,6 +136,8 @@ export async function restore(opts: RestoreOptions): Promise<Jail> {
     report('descriptors', `${m.descriptions.length} open file description(s), ${m.pipes.length} pipe(s), placed in ${live.length} process(es)`);
 
     const loads: [Tracee, ThreadImage][] = [];
+    let capsNotHere = 0n;
+    let threadsLessCaps = 0;
     for (const { image: p, tracee } of shells) {
       if (p.state !== 'live') continue;
       const nsPid = m.pidNamespace ? p.pid : tracee.pid;
@@ -153,12 +156,17 @@ export async function restore(opts: RestoreOptions): Promise<Jail> {
       await restoreAdvice(tracee, p.advice, m.profile);
       await restoreTimers(tracee, scratch, p, nsPid);
       // Credentials last: dropping root ends what may be done inside.
-      for (const [t, th] of mine) await restoreThreadState(t, scratch, th, `thread ${th.tid} of process ${p.pid}`);
+      for (const [t, th] of mine) {
+        const notHere = await restoreThreadState(t, scratch, th, `thread ${th.tid} of process ${p.pid}`);
+        capsNotHere |= notHere;
+        if (notHere) threadsLessCaps++;
+      }
       await restorePrctl(tracee, p.prctl);
       loads.push(...mine);
       await tracee.syscallOk('munmap of the scratch page', SYS.munmap, scratch.addr, PAGE_SIZE);
       report('process', `${p.pid} ${p.comm}: ${p.mappings.length} mappings, ${p.threads.length} thread(s), ${p.fds.length} descriptor(s)`);
     }
+    if (capsNotHere) warn(`${capNames(capsNotHere)} held in the image cannot be granted here (not in this side's bounding set); ${threadsLessCaps} thread(s) run without`);
     removeSysvSegments(root.pid, image);
     for (const [t, th] of loads) loadThread(t, th, m.cpu?.xstate);
     await opts.beforeResume?.(jail.pid);

@@ -60,6 +60,25 @@ export async function collectCreds(t: Tracee): Promise<Creds> {
 
 const bits = (mask: bigint): number[] => [...Array(64).keys()].filter((b) => (mask >> BigInt(b)) & 1n);
 
+// linux/capability.h, in bit order.
+const CAP_NAMES = [
+  'CHOWN', 'DAC_OVERRIDE', 'DAC_READ_SEARCH', 'FOWNER', 'FSETID', 'KILL', 'SETGID', 'SETUID', 'SETPCAP', 'LINUX_IMMUTABLE',
+  'NET_BIND_SERVICE', 'NET_BROADCAST', 'NET_ADMIN', 'NET_RAW', 'IPC_LOCK', 'IPC_OWNER', 'SYS_MODULE', 'SYS_RAWIO', 'SYS_CHROOT', 'SYS_PTRACE',
+  'SYS_PACCT', 'SYS_ADMIN', 'SYS_BOOT', 'SYS_NICE', 'SYS_RESOURCE', 'SYS_TIME', 'SYS_TTY_CONFIG', 'MKNOD', 'LEASE', 'AUDIT_WRITE',
+  'AUDIT_CONTROL', 'SETFCAP', 'MAC_OVERRIDE', 'MAC_ADMIN', 'SYSLOG', 'WAKE_ALARM', 'BLOCK_SUSPEND', 'AUDIT_READ', 'PERFMON', 'BPF',
+  'CHECKPOINT_RESTORE',
+];
+
+/** `CAP_SYS_RESOURCE, CAP_BPF` for a mask. */
+export const capNames = (mask: bigint): string => bits(mask).map((b) => `CAP_${CAP_NAMES[b] ?? b}`).join(', ');
+
+/** The saved credentials less the capabilities in `absent`, from every set. */
+function without(c: Creds, absent: bigint): Creds {
+  const keep = (hex: string): string => toHex(fromHex(hex) & ~absent);
+  const k = c.caps;
+  return { ...c, caps: { inheritable: keep(k.inheritable), permitted: keep(k.permitted), effective: keep(k.effective), bounding: keep(k.bounding), ambient: keep(k.ambient) } };
+}
+
 async function capset(t: Tracee, scratch: Scratch, eff: bigint, prm: bigint, inh: bigint): Promise<void> {
   const b = Buffer.alloc(32);
   b.writeUInt32LE(LINUX_CAPABILITY_VERSION_3, 0);
@@ -78,9 +97,19 @@ async function capset(t: Tracee, scratch: Scratch, eff: bigint, prm: bigint, inh
  * until the IDs, groups and securebits are set, then lowered to the saved
  * sets; ambient ones are raised in between. Read back from /proc and
  * compared: a difference fails the restore.
+ *
+ * A capability the saved thread held that this side cannot grant (it is
+ * not in the restorer's bounding set: root here has less than root where
+ * the image was made, or the image's kernel knew capabilities this one
+ * does not) is left out of every set; the mask of those is returned for
+ * the caller to report.
  */
-export async function restoreCreds(t: Tracee, scratch: Scratch, c: Creds, what: string): Promise<void> {
+export async function restoreCreds(t: Tracee, scratch: Scratch, saved: Creds, what: string): Promise<bigint> {
   const have = fromProc(t.pid);
+  const k = saved.caps;
+  const held = fromHex(k.inheritable) | fromHex(k.permitted) | fromHex(k.effective) | fromHex(k.ambient);
+  const notHere = held & ~fromHex(have.caps.bounding);
+  const c = without(saved, ~fromHex(have.caps.bounding));
   if (c.loginuid !== null && c.loginuid !== have.loginuid) {
     t.write(scratch.addr, Buffer.from('/proc/thread-self/loginuid\0'));
     const fd = await t.syscallOk(`open of /proc/thread-self/loginuid in ${what}`, SYS.openat, AT_FDCWD, scratch.addr, O_WRONLY | O_CLOEXEC, 0);
@@ -120,4 +149,5 @@ export async function restoreCreds(t: Tracee, scratch: Scratch, c: Creds, what: 
   for (const k of ['uids', 'gids', 'groups', 'caps', 'noNewPrivs'] as const) {
     if (!same(got[k], c[k])) throw new TraceeError(`the credentials of ${what} came back with ${k} ${JSON.stringify(got[k])}, not ${JSON.stringify(c[k])}`);
   }
+  return notHere;
 }

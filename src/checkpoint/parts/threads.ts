@@ -74,9 +74,10 @@ export async function restoreThread(t: Tracee, scratch: Scratch, th: ThreadImage
  * What the thread must get once nothing more needs the restorer's
  * privileges: its name and timer slack, then its credentials, then the
  * parent-death signal (a change of credentials clears it). `what` names
- * the thread in errors.
+ * the thread in errors. Returns the capabilities it held that this side
+ * cannot grant (parts/creds.ts), 0 if none.
  */
-export async function restoreThreadState(t: Tracee, scratch: Scratch, th: ThreadImage, what: string): Promise<void> {
+export async function restoreThreadState(t: Tracee, scratch: Scratch, th: ThreadImage, what: string): Promise<bigint> {
   if (th.comm !== null) {
     const name = Buffer.from(th.comm).subarray(0, COMM_MAX);
     t.write(scratch.addr, Buffer.concat([name, Buffer.alloc(1)]));
@@ -84,8 +85,9 @@ export async function restoreThreadState(t: Tracee, scratch: Scratch, th: Thread
   }
   // 0 would mean "the default"; a task that has 0 (real-time) gets it from its policy.
   if (th.timerSlack !== null && th.timerSlack !== '0') await t.syscallOk(`prctl(PR_SET_TIMERSLACK) in ${what}`, SYS.prctl, PR_SET_TIMERSLACK, BigInt(th.timerSlack), 0, 0, 0);
-  if (th.creds) await restoreCreds(t, scratch, th.creds, what);
+  const notHere = th.creds ? await restoreCreds(t, scratch, th.creds, what) : 0n;
   await t.syscallOk(`prctl(PR_SET_PDEATHSIG) in ${what}`, SYS.prctl, PR_SET_PDEATHSIG, th.pdeathsig, 0, 0, 0);
+  return notHere;
 }
 
 /** Last, nothing injected after it: the thread's own mask, FPU state and registers. */
