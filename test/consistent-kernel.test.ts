@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { fixture } from './helpers/fixtures.js';
+import { fixture, int80Live } from './helpers/fixtures.js';
 import { vjail } from './helpers/run.js';
 
 const RELEASE_2_6_32 = '2.6.32-754.35.1.el6.x86_64';
@@ -82,11 +82,17 @@ describe.each(['mount', 'shim'] as const)('one consistent kernel (--kernel-files
     expect(r.stderr).toMatch(mode === 'shim' ? /Permission denied/ : /Read-only file system/);
   });
 
-  it('i386 olduname and oldolduname present the profile', async () => {
+  // Where the i386 entry is off here, both fault as outside a jail; the guests' kernels have it on
+  // (test/cross-kernel.test.ts runs the same there).
+  it(`i386 olduname and oldolduname present the profile (i386 entry ${int80Live() ? 'live' : 'off here: they fault as outside'})`, async () => {
     const a = await vjail(['run', '--kernel-files', mode, '--profile', 'linux-4.19', '--', kernelinfo, 'olduname']);
-    expect(a.stdout).toBe(`${RELEASE_4_19}|${VERSION_4_19}`);
     const b = await vjail(['run', '--kernel-files', mode, '--profile', 'linux-4.19', '--', kernelinfo, 'oldolduname']);
-    expect(b.stdout).toBe(RELEASE_4_19.slice(0, 8));
+    if (int80Live()) {
+      expect(a.stdout).toBe(`${RELEASE_4_19}|${VERSION_4_19}`);
+      expect(b.stdout).toBe(RELEASE_4_19.slice(0, 8));
+    } else {
+      for (const r of [a, b]) expect([r.stdout, r.exitCode]).toEqual(['', 128 + 11]);
+    }
   });
 
   it('the host profile shows the host', async () => {

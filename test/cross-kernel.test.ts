@@ -25,8 +25,8 @@ beforeAll(async () => {
   release612 = (await ensureKernel('6.12')).release;
   const share = makeShare(['a', 'b']);
   await onHost(share, 'start a linux-6.12 new img0\nstart b linux-6.12 new img0\n');
-  await inGuest(share, '6.1', 'bare new\nbare old\nhop a img0\n');
-  await inGuest(share, '6.12', 'bare new\nhop b img0\n');
+  await inGuest(share, '6.1', 'bare new\nbare old\ni386\nhop a img0\n');
+  await inGuest(share, '6.12', 'bare new\ni386\nhop b img0\n');
 }, 1_200_000);
 
 afterAll(dropShare);
@@ -41,6 +41,15 @@ describe('images move from the host to older kernels', () => {
     for (const k of NEWER) expect(on61[0]!.fields[k], k).toBe('ENOSYS');
     expect(rounds('bare-old-6.1')[0]?.fields.sysctl).toBe('ENOSYS');
     expectAllOk(rounds('bare-new-6.12'), 'natively on 6.12');
+  });
+
+  // The host's kernel may have the i386 entry off (test/run.test.ts); these have it on.
+  it.each([['6.1'], ['6.12']])('on %s the i386 entry (int 0x80) is live and planned: uname, olduname and oldolduname show the profile', (kernel) => {
+    const release = kernel === '6.1' ? release61 : release612;
+    expect(read(`i386-${kernel}`, 'bare').trim()).toBe(release);
+    expect(read(`i386-${kernel}`, 'uname').trim()).toBe('4.19.0-27-amd64');
+    expect(read(`i386-${kernel}`, 'olduname').trim()).toBe('4.19.0-27-amd64|#1 SMP Debian 4.19.316-1 (2024-06-25)');
+    expect(read(`i386-${kernel}`, 'oldolduname').trim()).toBe('4.19.0-');
   });
 
   it.each([['a', '6.1'], ['b', '6.12']])('host → %s: restored on %s, the counter continues exactly and every call works', (d, kernel) => {

@@ -60,6 +60,15 @@ hop() {
   wait $r
   echo $? > "$1/restore-$K.status"
 }
+# i386: the i386 entry (int 0x80) without a jail, then uname, olduname and oldolduname through it under linux-4.19
+i386() {
+  d="$SHARE/i386-$K"
+  mkdir -p "$d"
+  "$SHARE/probe" int80-uname > "$d/bare" 2>&1
+  $V run --profile linux-4.19 -- "$SHARE/probe" int80-uname > "$d/uname" 2>&1
+  $V run --profile linux-4.19 -- "$SHARE/kernelinfo" olduname > "$d/olduname" 2>&1
+  $V run --profile linux-4.19 -- "$SHARE/kernelinfo" oldolduname > "$d/oldolduname" 2>&1
+}
 # bare MODE: the workload without a jail, on this kernel as it is
 bare() {
   mkdir -p "$SHARE/bare-$1-$K"
@@ -102,9 +111,11 @@ let share = '';
  */
 export function makeShare(dirs: string[]): string {
   share = mkdtempSync(join(tmpdir(), 'vjail-xk-'));
-  const w = join(share, 'xk-workload');
-  copyFileSync(fixture('xk-workload'), w);
-  chmodSync(w, 0o755);
+  for (const name of ['xk-workload', 'probe', 'kernelinfo']) {
+    const to = join(share, name);
+    copyFileSync(fixture(name), to);
+    chmodSync(to, 0o755);
+  }
   for (const d of dirs) mkdirSync(join(share, d));
   return share;
 }

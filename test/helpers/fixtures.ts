@@ -26,3 +26,20 @@ export function fixture(name: string, extraFlags: string[] = []): string {
 /** Path of the CLI entry point. */
 export const vjailBin = join(root, 'bin', 'vjail.js');
 export const repoRoot = root;
+
+let int80: boolean | undefined;
+
+/**
+ * Does this kernel take system calls through the i386 entry (int 0x80)?
+ * IA32 emulation can be built in yet off (ia32_emulation=0, or
+ * IA32_EMULATION_DEFAULT_DISABLED): then int 0x80 faults with SIGSEGV.
+ * Asked of the kernel itself, outside any jail.
+ */
+export function int80Live(): boolean {
+  if (int80 === undefined) {
+    const r = execaSync(fixture('probe'), ['int80-uname'], { reject: false });
+    int80 = r.exitCode === 0;
+    if (!int80 && r.signal !== 'SIGSEGV') throw new Error(`probe int80-uname outside a jail: ${r.signal ?? r.exitCode} ${r.stderr}`);
+  }
+  return int80;
+}
