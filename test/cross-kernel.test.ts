@@ -49,7 +49,7 @@ describe('images move from the host to older kernels', () => {
     expect(read(`i386-${kernel}`, 'bare').trim()).toBe(release);
     expect(read(`i386-${kernel}`, 'uname').trim()).toBe('4.19.0-27-amd64');
     expect(read(`i386-${kernel}`, 'olduname').trim()).toBe('4.19.0-27-amd64|#1 SMP Debian 4.19.316-1 (2024-06-25)');
-    expect(read(`i386-${kernel}`, 'oldolduname').trim()).toBe('4.19.0-');
+    expect(read(`i386-${kernel}`, 'oldolduname').trim()).toBe('4.19.0-27-amd64'.slice(0, 8));
   });
 
   it.each([['a', '6.1'], ['b', '6.12']])('host → %s: restored on %s, the counter continues exactly and every call works', (d, kernel) => {
