@@ -25,6 +25,9 @@ const ROWS = [
   'intercepted.strace',
   'intercepted.proot',
   'intercepted.gvisor',
+  'intercepted.open-native',
+  'intercepted.open-shim',
+  'intercepted.open-shim-nobody',
   ...['getppid', 'personality', 'prctl'].flatMap((s) =>
     ['none', 'vjail-host', 'vjail-largest', 'vjail-docker', 'libseccomp-docker', 'libseccomp-docker-tree'].map((f) => `allowed.${s}.${f}`),
   ),
@@ -105,12 +108,16 @@ describe('bench --quick', () => {
     expect(report.targets.map((t) => t.id)).toEqual([
       'fast-path',
       'js-path',
+      'open-shim-root',
+      'open-shim-nobody',
       'allowed-getppid',
       'allowed-personality',
       'allowed-prctl',
       'startup',
       'checkpoint-dump',
       'checkpoint-restore',
+      'checkpoint-descriptors-dump',
+      'checkpoint-descriptors-restore',
     ]);
     for (const t of report.targets) {
       if (t.value === undefined) expect(t.note, t.id).toBeTruthy();
@@ -119,6 +126,7 @@ describe('bench --quick', () => {
     for (const id of ['fast-path', 'js-path', 'startup']) expect(report.targets.find((t) => t.id === id)?.value, id).toBeDefined();
     // --quick measures 16 MiB only: the 256 MiB targets say so.
     for (const id of ['checkpoint-dump', 'checkpoint-restore']) expect(report.targets.find((t) => t.id === id)?.note, id).toMatch(/256 MiB not measured/);
+    for (const id of ['checkpoint-descriptors-dump', 'checkpoint-descriptors-restore']) expect(report.targets.find((t) => t.id === id)?.note, id).toMatch(/not measured/);
   });
 
   it('describes the machine and prints a table with every row', () => {
