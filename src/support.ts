@@ -257,7 +257,14 @@ standard streams when they are pipes to its caller) is external state.
 
 | descriptor | at checkpoint |
 | --- | --- |
-${rows.join('\n')}`;
+${rows.join('\n')}
+
+Real programs are checkpointed and restored end to end by the test suite
+(\`test/checkpoint-programs.test.ts\`), their clients seeing only a pause:
+\`python3 -m http.server\` (with and without \`--pid-ns\`), a shell pipeline
+with data in flight, python3 multiprocessing workers sharing memory, two
+processes of a jail over loopback TCP (\`--tcp-established\`, queues full),
+and redis-server with a client connection held across the checkpoint.`;
 }
 
 /** The text of docs/SUPPORT.md. */

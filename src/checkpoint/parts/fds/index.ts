@@ -309,7 +309,8 @@ export async function placeFds(
     hostPidOf: (pid) => opts.pids.get(pid),
   };
   try {
-    for (const d of image.manifest.descriptions) {
+    const all = image.manifest.descriptions;
+    for (const d of [...all.filter((x) => !kindOf(x.kind).late), ...all.filter((x) => kindOf(x.kind).late)]) {
       const c = kindOf(d.kind).create(d as never, ctx);
       if ('fd' in c) {
         later.push(c.fd);

@@ -91,6 +91,12 @@ export interface FdKind<K extends DescriptionKind> {
    * 12 of process 2").
    */
   check?(d: Extract<Description, { kind: K }>, where: string, image: OpenedImage, inherit: Map<string, number>): void;
+  /**
+   * Made after every other kind's descriptions: established connections
+   * bind to ports their listeners hold, which a listener made after them
+   * could not bind again.
+   */
+  late?: boolean;
   /** Make the description again (its status flags are set afterwards by the caller). */
   create(d: Extract<Description, { kind: K }>, ctx: CreateContext): Created;
 }
