@@ -19,6 +19,7 @@ import {
   READABLE_VERSIONS, fromHex,
 } from './schema.js';
 import { parseManifest } from './upgrade.js';
+import { JsonSyntaxError, parseJsonExact } from '../policy/json.js';
 
 function kindOf(st: Stats): string {
   if (st.isSymbolicLink()) return 'a symbolic link';
@@ -145,9 +146,11 @@ export function openImage(dir: string, opts: { verifyPages?: boolean } = {}): Op
   }
   let json: unknown;
   try {
-    json = JSON.parse(text.toString('utf8'));
-  } catch {
-    throw new ImageError(`${dir} is damaged: ${MANIFEST_FILE} is not JSON`);
+    // Strict: a key given twice (which one counts would depend on the reader) or absurd nesting is refused.
+    json = parseJsonExact(text.toString('utf8'), { bigints: false });
+  } catch (e) {
+    if (!(e instanceof JsonSyntaxError)) throw e;
+    throw new ImageError(`${dir} is damaged: ${MANIFEST_FILE} is not valid JSON: ${e.message}`);
   }
   const parsed = parseManifest(version, json);
   if (!parsed.ok) throw new ImageError(`${dir} has an invalid manifest: ${describeIssue(parsed.error)}`);
