@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -140,5 +140,21 @@ describe('hostile input files', () => {
     const r = await run10(['run', '--policy', p, '--', '/bin/true']);
     expect(r.exitCode).toBe(0);
     expect(r.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^vjail: warning: policy .*unknown\.json names syscalls unknown on x86_64 and i386, which have no effect: nosuchcall$/)]);
+  });
+});
+
+describe('spawnJail in a long-lived process', () => {
+  it('50 jails started and ended leave no descriptor behind', async () => {
+    const { spawnJail } = await import('../src/index.js');
+    const fds = (): string[] => readdirSync('/proc/self/fd');
+    // One jail first: what stays open for the process's life (the addon, caches) is opened then.
+    await spawnJail({ command: ['/bin/true'], stdio: ['ignore', 'ignore', 'inherit'] }).exited;
+    const before = fds().length;
+    for (let i = 0; i < 50; i++) {
+      await spawnJail({ command: ['/bin/true'], stdio: ['ignore', 'ignore', 'inherit'] }).exited;
+    }
+    // Closed handles finish closing on the next loop turn.
+    await new Promise((r) => setImmediate(r));
+    expect(fds().length).toBeLessThanOrEqual(before);
   });
 });
