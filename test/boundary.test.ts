@@ -158,3 +158,17 @@ describe('spawnJail in a long-lived process', () => {
     expect(fds().length).toBeLessThanOrEqual(before);
   });
 });
+
+describe('manifests beyond bounds', () => {
+  it('20k processes: inspect and restore refuse in one line before the schema walks them', async () => {
+    const procs = Array.from({ length: 20_000 }, (_, i) => ({ pid: i + 1, ppid: 1, state: 'live', threads: [{ tid: i + 1 }], mappings: [] }));
+    const d = image('many-procs', JSON.stringify({ format: 'vjail-image', processes: procs }));
+    for (const args of [['inspect', d], ['restore', d]]) {
+      const r = await run10(args);
+      expect(r.stderr).toMatch(/20000 processes, more than the 8192 an image may hold/);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      expect(r.exitCode).not.toBe(0);
+      expect(r.exitCode).not.toBe(139);
+    }
+  });
+});
