@@ -222,7 +222,16 @@ static void on_listener(uv_poll_t *handle, int status, int events)
 static void on_poll_closed(uv_handle_t *handle)
 {
 	struct sup_handle *h = handle->data;
-	if (--h->open_polls == 0 && h->finalized) {
+	if (--h->open_polls > 0)
+		return;
+	/* The thread is joined (sup_stop) and nothing polls the eventfd: close it
+	 * now, not when the collector finalizes the handle, which a long-lived
+	 * process may not do for a long time (one eventfd per finished jail). */
+	if (h->s.wake_fd >= 0) {
+		close(h->s.wake_fd);
+		h->s.wake_fd = -1;
+	}
+	if (h->finalized) {
 		sup_destroy(&h->s);
 		free(h);
 	}

@@ -137,6 +137,9 @@ export class Jail {
 }
 
 /** Resolve the options into the plan and filter a jail will run under. */
+/** Warnings about the user's policy file, shown whether or not --verbose was given. */
+export const isPolicyWarning = (w: string): boolean => w.startsWith('policy ');
+
 export function planJail(opts: Pick<JailOptions, 'profile' | 'policy' | 'emulate'> & { kernelFilesMounted?: boolean }): {
   profile: Profile;
   plan: Plan;
@@ -175,6 +178,8 @@ export function spawnJail(opts: JailOptions): Jail {
   const { plan, warnings, filter } = planned;
   const kernelFiles = mountFiles ? writeKernelFiles(profile) : undefined;
   const warn = opts.warn ?? ((line: string) => process.stderr.write(`vjail: ${line}\n`));
+  // A policy naming syscalls no table has is told always (runc logs and skips them): a typo there weakens the policy.
+  for (const w of warnings) if (isPolicyWarning(w)) warn(`warning: ${w}`);
   let launched;
   try {
     launched = launch({

@@ -308,7 +308,7 @@ describe('errors', () => {
   });
 
   it('reports a missing file', () => {
-    expect(load('absent.json')).toBe(`${fixture('absent.json')}: cannot read the policy file (ENOENT); check the path and its permissions`);
+    expect(load('absent.json')).toBe(`${fixture('absent.json')}: the policy file cannot be read (ENOENT); give a regular file (of JSON) that vjail can read`);
   });
 
   const inline = (json: unknown, opts = {}) => errorOf(() => parseOciPolicy(json, 'p.json', { knownSyscall: anyName, ...opts }));

@@ -144,7 +144,7 @@ describe('profile errors', () => {
     expect(errorFor({ ...GOOD, kernel: 'host' })).toMatch(/field "uname" must be absent when "kernel" is "host"/);
     expect(errorFor({ ...GOOD, overrides: { add: ['statx'], remove: ['statx'] } })).toMatch(/field "overrides" lists "statx" in both "add" and "remove"/);
     expect(errorFor({ ...GOOD, overrides: { add: ['Stat X'] } })).toMatch(/field "overrides.add.0" must be a syscall name/);
-    expect(errorFor('{ "name": ')).toMatch(/not valid JSON .*; fix the syntax$/);
+    expect(errorFor('{ "name": ')).toMatch(/not valid JSON: .*; fix the file there$/);
     expect(errorFor([1])).toMatch(/the profile must be an object, not an array/);
   });
 });

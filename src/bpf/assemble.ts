@@ -1,6 +1,11 @@
 import { BPF_JA, BPF_JMP, BPF_MAXINSNS, MAX_COND_JUMP } from './constants.js';
 import { encodeProgram, type SockFilter } from './insn.js';
 
+/** Rules that no kernel would load as one filter: bad input, not a bug. */
+export class FilterTooLargeError extends Error {
+  override name = 'FilterTooLargeError';
+}
+
 /** A jump target; bound to the instruction emitted right after `place()`. */
 export type Label = number & { readonly __label: unique symbol };
 
@@ -54,9 +59,9 @@ export class Assembler {
       // Each pass can push other jumps out of reach; repeat until none is.
     }
     if (this.nodes.length > BPF_MAXINSNS) {
-      throw new Error(
-        `seccomp program needs ${this.nodes.length} instructions; the kernel accepts at most ${BPF_MAXINSNS} (BPF_MAXINSNS). ` +
-          'Reduce the argument rules in the profile.',
+      throw new FilterTooLargeError(
+        `the seccomp program needs ${this.nodes.length} instructions; the kernel accepts at most ${BPF_MAXINSNS} (BPF_MAXINSNS); ` +
+          'reduce the argument rules in the policy or profile',
       );
     }
     return encodeProgram(this.resolve());

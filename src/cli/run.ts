@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { isatty } from 'node:tty';
 import { nodeBinding } from '../binding.js';
 import { baselineEnv } from '../checkpoint/cpu-baseline.js';
-import { spawnJail, type Jail, type JailOptions } from '../jail.js';
+import { isPolicyWarning, spawnJail, type Jail, type JailOptions } from '../jail.js';
 import type { ReceiverMode } from '../native.js';
 import { formatStats } from '../supervisor/stats.js';
 import { UsageError } from './errors.js';
@@ -116,7 +116,7 @@ export async function runCommand(command: string[], flags: RunFlags): Promise<nu
   for (const sig of early) jail.kill(sig);
   self?.server.serveJail(jail.pid);
   named?.running(jail.pid);
-  if (flags.verbose) for (const w of jail.warnings) process.stderr.write(`vjail: warning: ${w}\n`);
+  if (flags.verbose) for (const w of jail.warnings.filter((w) => !isPolicyWarning(w))) process.stderr.write(`vjail: warning: ${w}\n`);
   if (onTerminal) {
     // Keep vjail alive on a terminal ^C: the workload decides what it means.
     process.on('SIGINT', () => {});

@@ -16,9 +16,10 @@ import { describeIssue, ImageError } from './errors.js';
 import { sha256Fd } from './pagedata.js';
 import {
   HEADER_FILE, HEADER_MAX_BYTES, IMAGE_MAGIC, type Manifest, MANIFEST_FILE, MANIFEST_MAX_BYTES, type Mapping, PAGE_SIZE, type Pages,
-  READABLE_VERSIONS, fromHex,
+  READABLE_VERSIONS, fromHex, MAX_MAPPINGS, MAX_PROCESSES, MAX_THREADS,
 } from './schema.js';
 import { parseManifest } from './upgrade.js';
+import { JsonSyntaxError, parseJsonExact } from '../policy/json.js';
 
 function kindOf(st: Stats): string {
   if (st.isSymbolicLink()) return 'a symbolic link';
@@ -80,6 +81,18 @@ function readImageFile(dir: string, name: string, max: number): Buffer {
   } finally {
     closeSync(fd);
   }
+}
+
+/** Counts beyond the bounds, checked on the raw JSON of any version before the schema walks it. */
+function countProblem(json: unknown): string | undefined {
+  const procs = (json as { processes?: unknown })?.processes;
+  if (!Array.isArray(procs)) return undefined;
+  if (procs.length > MAX_PROCESSES) return `${procs.length} processes, more than the ${MAX_PROCESSES} an image may hold`;
+  for (const p of procs as { pid?: unknown; threads?: unknown; mappings?: unknown }[]) {
+    if (Array.isArray(p?.threads) && p.threads.length > MAX_THREADS) return `process ${String(p.pid)} has ${p.threads.length} threads, more than the ${MAX_THREADS} allowed`;
+    if (Array.isArray(p?.mappings) && p.mappings.length > MAX_MAPPINGS) return `process ${String(p.pid)} has ${p.mappings.length} mappings, more than the ${MAX_MAPPINGS} allowed`;
+  }
+  return undefined;
 }
 
 /** What the schema cannot say: the tree's shape, unique PIDs and TIDs. Returns the first problem. */
@@ -145,10 +158,14 @@ export function openImage(dir: string, opts: { verifyPages?: boolean } = {}): Op
   }
   let json: unknown;
   try {
-    json = JSON.parse(text.toString('utf8'));
-  } catch {
-    throw new ImageError(`${dir} is damaged: ${MANIFEST_FILE} is not JSON`);
+    // Strict: a key given twice (which one counts would depend on the reader) or absurd nesting is refused.
+    json = parseJsonExact(text.toString('utf8'), { bigints: false });
+  } catch (e) {
+    if (!(e instanceof JsonSyntaxError)) throw e;
+    throw new ImageError(`${dir} is damaged: ${MANIFEST_FILE} is not valid JSON: ${e.message}`);
   }
+  const tooMany = countProblem(json);
+  if (tooMany) throw new ImageError(`${dir} has an invalid manifest: ${tooMany}`);
   const parsed = parseManifest(version, json);
   if (!parsed.ok) throw new ImageError(`${dir} has an invalid manifest: ${describeIssue(parsed.error)}`);
   const { manifest } = parsed;

@@ -22,6 +22,11 @@ export const MANIFEST_FILE = 'manifest.json';
 export const MANIFEST_MAX_BYTES = 64 << 20;
 /** The largest IMAGE header read (its two lines are about 100 bytes). */
 export const HEADER_MAX_BYTES = 4096;
+/** Bounds on a manifest's counts, checked before anything else reads it: beyond what one jail holds, short of what would stall a reader. */
+export const MAX_PROCESSES = 8192;
+export const MAX_THREADS = 8192;
+/** vm.max_map_count's default. */
+export const MAX_MAPPINGS = 65530;
 
 /** A 64-bit value as lowercase hex ("0x7ffd1000"): JSON numbers cannot hold addresses exactly. */
 export const hex = z.string().regex(/^0x[0-9a-f]+$/, 'must be lowercase hex such as 0x1000');

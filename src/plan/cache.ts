@@ -1,4 +1,5 @@
-import { readFileSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
+import { POLICY_MAX_BYTES, readUserFile } from '../input.js';
 import { hostname, release, version } from 'node:os';
 import { buildId, readCached, writeCached } from '../cache.js';
 import { dataPath } from '../paths.js';
@@ -49,7 +50,11 @@ export function planInputs(opts: PlanInputs, code: string | undefined = buildId)
   if (boot === undefined) return undefined;
   let policyText: string | null = null;
   try {
-    if (opts.policy !== undefined) policyText = readFileSync(opts.policy, 'utf8');
+    if (opts.policy !== undefined) {
+      policyText = readUserFile(opts.policy, POLICY_MAX_BYTES, (why) => {
+        throw new Error(why);
+      });
+    }
     return JSON.stringify([
       code,
       opts.profile,

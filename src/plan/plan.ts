@@ -152,7 +152,7 @@ function unknownNames(ctx: Context, tables: PlanTables): string[] {
   for (const n of [...ctx.profile.overrides.add, ...ctx.profile.overrides.remove]) {
     if (!known(n)) out.push(`profile ${ctx.profile.name} overrides ${JSON.stringify(n)}, which is not a syscall on x86_64 or i386; it has no effect`);
   }
-  const policyNames = [...ctx.entries.keys()].filter((n) => !known(n)).sort();
+  const policyNames = [...new Set([...ctx.entries.keys(), ...(ctx.policy?.unknownSyscalls ?? [])])].filter((n) => !known(n)).sort();
   if (policyNames.length > 0 && ctx.policy) {
     out.push(`policy ${ctx.policy.source} names syscalls unknown on x86_64 and i386, which have no effect: ${policyNames.join(', ')}`);
   }

@@ -8,7 +8,15 @@
  * other value comes out as `JSON.parse` would give it.
  *
  * Errors carry the 1-based line and column of the offending character.
+ *
+ * Stricter than JSON.parse where a file may be hostile or ambiguous: a key
+ * given twice in one object is refused (which one a reader keeps differs
+ * between readers), and nesting is bounded (MAX_DEPTH) so that a deep file
+ * is an error, not a stack overflow.
  */
+
+/** Deeper than any policy, profile or manifest vjail reads. */
+export const MAX_DEPTH = 256;
 
 export class JsonSyntaxError extends Error {
   constructor(
@@ -24,14 +32,23 @@ export class JsonSyntaxError extends Error {
 const NUMBER = /-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?/y;
 const ESCAPES: Record<string, string> = { '"': '"', '\\': '\\', '/': '/', b: '\b', f: '\f', n: '\n', r: '\r', t: '\t' };
 
-export function parseJsonExact(text: string): unknown {
-  return new Reader(text).document();
+export interface JsonOptions {
+  /** Integer literals beyond the safe range as bigints (default), or as numbers, as JSON.parse gives them. */
+  bigints?: boolean;
+}
+
+export function parseJsonExact(text: string, opts: JsonOptions = {}): unknown {
+  return new Reader(text, opts.bigints ?? true).document();
 }
 
 class Reader {
   private pos = 0;
+  private depth = 0;
 
-  constructor(private readonly text: string) {
+  constructor(
+    private readonly text: string,
+    private readonly bigints: boolean,
+  ) {
     if (text.charCodeAt(0) === 0xfeff) this.pos = 1; // byte-order mark
   }
 
@@ -68,7 +85,12 @@ class Reader {
     const out: Record<string, unknown> = {};
     this.items('}', () => {
       if (this.text[this.pos] !== '"') this.fail(`expected a "quoted" property name, found ${this.describe()}`);
+      const at = this.pos;
       const key = this.string();
+      if (Object.prototype.hasOwnProperty.call(out, key)) {
+        this.pos = at;
+        this.fail(`key ${JSON.stringify(key)} appears twice in one object; keep one`);
+      }
       this.space();
       this.expect(':');
       this.space();
@@ -86,10 +108,12 @@ class Reader {
 
   /** The comma-separated members of an object or array; `pos` is at its opening bracket. */
   private items(close: string, member: () => void): void {
+    if (++this.depth > MAX_DEPTH) this.fail(`nested more than ${MAX_DEPTH} deep (the limit)`);
     this.pos++;
     this.space();
     if (this.text[this.pos] === close) {
       this.pos++;
+      this.depth--;
       return;
     }
     for (;;) {
@@ -100,6 +124,7 @@ class Reader {
       this.pos++;
     }
     this.expect(close);
+    this.depth--;
   }
 
   private string(): string {
@@ -145,7 +170,7 @@ class Reader {
     if (!m) return this.fail(`bad number`);
     this.pos += m[0].length;
     const n = Number(m[0]);
-    if (m[1] === undefined && m[2] === undefined && !Number.isSafeInteger(n)) return BigInt(m[0]);
+    if (this.bigints && m[1] === undefined && m[2] === undefined && !Number.isSafeInteger(n)) return BigInt(m[0]);
     return n;
   }
 

@@ -39,7 +39,7 @@
  *
  * Integers are read exactly (values are u64; see json.ts).
  */
-import { readFileSync } from 'node:fs';
+import { POLICY_MAX_BYTES, readUserFile } from '../input.js';
 import type * as Zod from 'zod';
 import { zod } from '../zod.js';
 import { sameAction, type Action, type ArchName, type ArgCondition, type CompareOp } from '../plan/action.js';
@@ -186,13 +186,9 @@ type ArgJson = Zod.infer<Schemas['arg']>;
 
 /** Read and convert an OCI seccomp policy file (bare profile or whole config.json). */
 export function loadOciPolicy(path: string, opts: OciPolicyOptions = {}): OciPolicy {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code ?? String(e);
-    throw new PolicyError(`${path}: cannot read the policy file (${code}); check the path and its permissions`);
-  }
+  const text = readUserFile(path, POLICY_MAX_BYTES, (why) => {
+    throw new PolicyError(`${path}: the policy file ${why}; give a regular file (of JSON) that vjail can read`);
+  });
   let json: unknown;
   try {
     json = parseJsonExact(text);

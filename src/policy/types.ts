@@ -18,4 +18,6 @@ export interface Policy {
   /** Architectures the policy admits; calls from others take `foreignArch` in the plan. */
   arches: ArchName[];
   entries: PolicyEntry[];
+  /** Names the file gave that no admitted architecture has: left out of `entries`, reported as a warning. */
+  unknownSyscalls?: string[];
 }

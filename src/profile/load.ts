@@ -2,6 +2,8 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { buildId, readCached, writeCached } from '../cache.js';
 import { machine, release, version } from 'node:os';
 import { basename } from 'node:path';
+import { readUserFile } from '../input.js';
+import { JsonSyntaxError, parseJsonExact } from '../policy/json.js';
 import { dataPath } from '../paths.js';
 import { compareKernelVersions } from '../syscalls/version.js';
 import { type HostRelease, ProfileError, parseProfile, validatorFingerprint } from './schema.js';
@@ -23,19 +25,21 @@ export function runningKernel(): HostRelease {
   return { release: release(), version: version(), machine: machine(), domainname };
 }
 
+/** Larger than any real profile (the shipped ones are a few KiB). */
+const PROFILE_MAX_BYTES = 4 << 20;
+
 function readText(file: string, where: string): string {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new ProfileError(`${where}: cannot read it (${(e as NodeJS.ErrnoException).code ?? 'error'}); check the path`);
-  }
+  return readUserFile(file, PROFILE_MAX_BYTES, (why) => {
+    throw new ProfileError(`${where} ${why}; give a regular file of JSON that vjail can read`);
+  });
 }
 
 function parseJson(text: string, where: string): unknown {
   try {
-    return JSON.parse(text);
+    return parseJsonExact(text, { bigints: false });
   } catch (e) {
-    throw new ProfileError(`${where}: not valid JSON (${(e as Error).message.replace(/\s+/g, ' ')}); fix the syntax`);
+    if (!(e instanceof JsonSyntaxError)) throw e;
+    throw new ProfileError(`${where}:${e.line}:${e.column}: not valid JSON: ${e.detail}; fix the file there`);
   }
 }
 

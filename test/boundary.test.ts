@@ -1,0 +1,174 @@
+import { createHash } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fixture } from './helpers/fixtures.js';
+import { vjail } from './helpers/run.js';
+
+/*
+ * Where the jail must hold as a boundary: what a jailed process, a hostile
+ * input file or a long-lived library user can make vjail do.
+ */
+
+let kernelinfo: string;
+let dir: string;
+
+beforeAll(() => {
+  kernelinfo = fixture('kernelinfo');
+  dir = mkdtempSync(join(tmpdir(), 'vjail-boundary-'));
+});
+
+afterAll(async () => {
+  await execa('rm', ['-rf', dir]);
+});
+
+/** A refusal: exit 2 and one line naming `what`. The run's own time-out (10 s) bounds a hang. */
+function refused(r: { exitCode?: number; stderr: string }, what: RegExp): void {
+  expect(r.stderr.trim().split('\n')).toHaveLength(1);
+  expect(r.stderr).toMatch(what);
+  expect(r.exitCode).toBe(2);
+}
+
+const run10 = (args: string[]) => vjail(args, { timeoutMs: 10_000 });
+
+/** A file in the test directory holding `text`; its path. */
+function file(name: string, text: string): string {
+  const p = join(dir, name);
+  writeFileSync(p, text);
+  return p;
+}
+
+/** An image directory with this IMAGE header's version and manifest text (its checksum right). */
+function image(name: string, manifest: string, version = 5): string {
+  const d = join(dir, name);
+  mkdirSync(d);
+  writeFileSync(join(d, 'manifest.json'), manifest);
+  const sha = createHash('sha256').update(manifest).digest('hex');
+  writeFileSync(join(d, 'IMAGE'), `vjail-image ${version}\nmanifest sha256:${sha}\n`);
+  return d;
+}
+
+const MSGMAX = '/proc/sys/kernel/msgmax';
+const asNobody = ['setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups'];
+
+describe('_sysctl writes with the caller\'s credentials', () => {
+  it('nobody is refused with EACCES and the host value is unchanged; root in the jail may write', async () => {
+    // kernel.msgmax (1.35): harmless to change for a moment, put back below.
+    const before = readFileSync(MSGMAX, 'utf8').trim();
+    const other = String(Number(before) - 1);
+    try {
+      const nobody = await vjail(['run', '--profile', 'linux-4.19', '--', ...asNobody, kernelinfo, 'sysctl-set', '1', '35', other]);
+      expect(nobody.stdout).toBe('errno=EACCES');
+      expect(readFileSync(MSGMAX, 'utf8').trim()).toBe(before);
+      const root = await vjail(['run', '--profile', 'linux-4.19', '--', kernelinfo, 'sysctl-set', '1', '35', other]);
+      expect(root.stdout).toBe('ok');
+      expect(readFileSync(MSGMAX, 'utf8').trim()).toBe(other);
+    } finally {
+      writeFileSync(MSGMAX, `${before}\n`);
+    }
+  });
+});
+
+describe('hostile input files', () => {
+  let fifo: string;
+  let zeroLink: string;
+
+  beforeAll(async () => {
+    fifo = join(dir, 'fifo');
+    await execa('mkfifo', [fifo]);
+    zeroLink = join(dir, 'zero-link');
+    symlinkSync('/dev/zero', zeroLink);
+  });
+
+  it('a FIFO, /dev/zero or a link to it as the policy is refused at once in one line', async () => {
+    refused(await run10(['run', '--policy', fifo, '--', '/bin/true']), /policy file is a FIFO, not a regular file/);
+    refused(await run10(['run', '--policy', '/dev/zero', '--', '/bin/true']), /policy file is a device, not a regular file/);
+    refused(await run10(['run', '--policy', zeroLink, '--', '/bin/true']), /policy file is a device, not a regular file/);
+  });
+
+  it('a FIFO, /dev/zero or a link to it as the profile is refused at once in one line', async () => {
+    refused(await run10(['run', '--profile', fifo, '--', '/bin/true']), /is a FIFO, not a regular file/);
+    refused(await run10(['run', '--profile', '/dev/zero', '--', '/bin/true']), /is a device, not a regular file/);
+    refused(await run10(['run', '--profile', zeroLink, '--', '/bin/true']), /is a device, not a regular file/);
+  });
+
+  it('a policy nested 200k deep is refused naming the limit', async () => {
+    const p = file('deep.json', '['.repeat(200_000) + ']'.repeat(200_000));
+    refused(await run10(['run', '--policy', p, '--', '/bin/true']), /nested more than 256 deep \(the limit\)/);
+    refused(await run10(['run', '--profile', p, '--', '/bin/true']), /nested more than 256 deep \(the limit\)/);
+  });
+
+  it('thousands of argument rules: refused naming the kernel\'s limit, no stack trace', async () => {
+    const args = Array.from({ length: 5000 }, (_, i) => ({ index: 0, value: i + 10, op: 'SCMP_CMP_EQ' }));
+    const p = file('many-args.json', JSON.stringify({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['write'], action: 'SCMP_ACT_ERRNO', args }] }));
+    refused(await run10(['run', '--policy', p, '--', '/bin/true']), /at most 4096 \(BPF_MAXINSNS\); reduce the argument rules/);
+  });
+
+  it('a key given twice in a policy, profile or manifest is refused naming it', async () => {
+    const policy = file('dup-policy.json', '{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["getpid"],"action":"SCMP_ACT_ERRNO","action":"SCMP_ACT_ALLOW"}]}');
+    refused(await run10(['run', '--policy', policy, '--', '/bin/true']), /key "action" appears twice/);
+    const profile = JSON.parse(readFileSync(new URL('../profiles/linux-4.19.json', import.meta.url), 'utf8'));
+    const text = JSON.stringify(profile).replace(/^\{/, `{"kernel":${JSON.stringify(profile.kernel)},`);
+    refused(await run10(['run', '--profile', file('dup-profile.json', text), '--', '/bin/true']), /key "kernel" appears twice/);
+    const r = await run10(['inspect', image('dup-image', '{"format":"vjail-image","format":"vjail-image"}')]);
+    expect(r.stderr).toMatch(/key "format" appears twice/);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.exitCode).not.toBe(0);
+  });
+
+  it('a FIFO or a link to /dev/zero as an image\'s IMAGE or manifest is refused in one line', async () => {
+    const a = image('fifo-manifest', '{}');
+    await execa('rm', ['-f', join(a, 'manifest.json')]);
+    await execa('mkfifo', [join(a, 'manifest.json')]);
+    const r1 = await run10(['inspect', a]);
+    expect(r1.stderr).toMatch(/manifest.json is a FIFO; image files must be regular files/);
+    const b = image('zero-header', '{}');
+    await execa('rm', ['-f', join(b, 'IMAGE')]);
+    symlinkSync('/dev/zero', join(b, 'IMAGE'));
+    const r2 = await run10(['inspect', b]);
+    expect(r2.stderr).toMatch(/IMAGE is a symbolic link; image files must be regular files/);
+    for (const r of [r1, r2]) {
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      expect(r.exitCode).not.toBe(0);
+    }
+  });
+
+  it('a policy naming an unknown syscall runs with one warning naming it, as runc skips such names', async () => {
+    const p = file('unknown.json', '{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["nosuchcall","getppid"],"action":"SCMP_ACT_ERRNO"}]}');
+    const r = await run10(['run', '--policy', p, '--', '/bin/true']);
+    expect(r.exitCode).toBe(0);
+    expect(r.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^vjail: warning: policy .*unknown\.json names syscalls unknown on x86_64 and i386, which have no effect: nosuchcall$/)]);
+  });
+});
+
+describe('spawnJail in a long-lived process', () => {
+  it('50 jails started and ended leave no descriptor behind', async () => {
+    const { spawnJail } = await import('../src/index.js');
+    const fds = (): string[] => readdirSync('/proc/self/fd');
+    // One jail first: what stays open for the process's life (the addon, caches) is opened then.
+    await spawnJail({ command: ['/bin/true'], stdio: ['ignore', 'ignore', 'inherit'] }).exited;
+    const before = fds().length;
+    for (let i = 0; i < 50; i++) {
+      await spawnJail({ command: ['/bin/true'], stdio: ['ignore', 'ignore', 'inherit'] }).exited;
+    }
+    // Closed handles finish closing on the next loop turn.
+    await new Promise((r) => setImmediate(r));
+    expect(fds().length).toBeLessThanOrEqual(before);
+  });
+});
+
+describe('manifests beyond bounds', () => {
+  it('20k processes: inspect and restore refuse in one line before the schema walks them', async () => {
+    const procs = Array.from({ length: 20_000 }, (_, i) => ({ pid: i + 1, ppid: 1, state: 'live', threads: [{ tid: i + 1 }], mappings: [] }));
+    const d = image('many-procs', JSON.stringify({ format: 'vjail-image', processes: procs }));
+    for (const args of [['inspect', d], ['restore', d]]) {
+      const r = await run10(args);
+      expect(r.stderr).toMatch(/20000 processes, more than the 8192 an image may hold/);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      expect(r.exitCode).not.toBe(0);
+      expect(r.exitCode).not.toBe(139);
+    }
+  });
+});
