@@ -14,7 +14,8 @@
  * The receiving thread has its own fs_struct (unshare CLONE_FS), so the
  * caller's umask is set on it alone, and it wears the caller's ids, groups
  * and effective capabilities with raw per-thread syscalls for the span of
- * the walk; an identity equal to the supervisor's own costs nothing.
+ * the walk, and keeps it on for the next call (see wear); a caller with the
+ * same identity as the last one, or as the supervisor, costs nothing.
  */
 #include "openfast.h"
 #include "caller.h"
@@ -99,6 +100,8 @@ void of_thread_init(struct open_fast *of)
 	of->own_dumpable = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
 	of->umask_now = (uint32_t)umask(022);
 	umask((mode_t)of->umask_now);
+	of->worn = *o;
+	of->worn_changed = 0;
 	of->ready = 1;
 }
 
@@ -243,6 +246,15 @@ static int same_groups(const struct of_identity *a, const struct of_identity *b)
 	return a->ngroups == b->ngroups && !memcmp(a->groups, b->groups, a->ngroups * sizeof a->groups[0]);
 }
 
+/* The umask aside: it is set on its own. */
+static int same_identity(const struct of_identity *a, const struct of_identity *b)
+{
+	return a->euid == b->euid && a->egid == b->egid && a->fsuid == b->fsuid && a->fsgid == b->fsgid &&
+	       a->cap_eff == b->cap_eff && same_groups(a, b);
+}
+
+#define CAP_SYS_PTRACE_BIT (1ULL << CAP_SYS_PTRACE)
+
 static void take_back(struct open_fast *of, int changed)
 {
 	const struct of_identity *o = &of->own;
@@ -306,20 +318,44 @@ static int wear(struct open_fast *of, const struct of_identity *w)
 		if ((uint32_t)syscall(SYS_setfsuid, (uid_t)-1) != w->fsuid)
 			goto fail;
 	}
-	/* Leaving euid 0 cleared the effective set; anything else needs capset. */
-	uint64_t eff_now = ((changed & W_EUID) && o->euid == 0 && w->euid != 0) ? 0 : o->cap_eff;
-	if (w->cap_eff != eff_now) {
-		changed |= W_CAPS;
-		struct __user_cap_data_struct want[2] = { of->own_caps[0], of->own_caps[1] };
-		want[0].effective = (uint32_t)w->cap_eff;
-		want[1].effective = (uint32_t)(w->cap_eff >> 32);
-		if (cap_set(want))
-			goto fail;
-	}
+	/*
+	 * The caller's effective capabilities, and CAP_SYS_PTRACE where vjail has
+	 * it: the identity stays on from call to call, and the next call's reads
+	 * of its caller (memory, /proc/TID/root and cwd) need it. It changes no
+	 * check of the walk itself, which never enters procfs (NO_XDEV from a
+	 * base that is not procfs).
+	 */
+	uint64_t eff = w->cap_eff | (caps_perm(of->own_caps) & CAP_SYS_PTRACE_BIT);
+	changed |= W_CAPS;
+	struct __user_cap_data_struct want[2] = { of->own_caps[0], of->own_caps[1] };
+	want[0].effective = (uint32_t)eff;
+	want[1].effective = (uint32_t)(eff >> 32);
+	if (cap_set(want))
+		goto fail;
+	if (changed & (W_EUID | W_EGID | W_FSUID | W_FSGID))
+		prctl(PR_SET_DUMPABLE, of->own_dumpable, 0, 0, 0);
 	return changed;
 fail:
 	take_back(of, changed | W_CAPS);
 	return -1;
+}
+
+/* Wear `w` for this call: nothing to do when the last caller was the same. 0, or -1 (own identity back on). */
+static int put_on(struct open_fast *of, const struct of_identity *w)
+{
+	if (same_identity(w, &of->worn))
+		return 0;
+	take_back(of, of->worn_changed);
+	of->worn = of->own;
+	of->worn_changed = 0;
+	if (same_identity(w, &of->own))
+		return 0;
+	int changed = wear(of, w);
+	if (changed < 0)
+		return -1;
+	of->worn = *w;
+	of->worn_changed = changed;
+	return 0;
 }
 
 /* ---- the open ------------------------------------------------------------------ */
@@ -401,15 +437,14 @@ int of_try(struct open_fast *of, int listener, const struct seccomp_notif *n)
 			return -1;
 		}
 	}
-	/* The pid read above was still the caller's. */
-	if (ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &n->id)) {
+	/* The pid read above was still the caller's, before anything is changed on its behalf. */
+	if ((flags & (O_CREAT | O_TRUNC)) && ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &n->id)) {
 		if (base >= 0)
 			close(base);
 		return 0;
 	}
 
-	int changed = wear(of, &of->want);
-	if (changed < 0) {
+	if (put_on(of, &of->want)) {
 		if (base >= 0)
 			close(base);
 		return -1;
@@ -434,7 +469,6 @@ int of_try(struct open_fast *of, int listener, const struct seccomp_notif *n)
 		if (fd < 0)
 			err = errno;
 	}
-	take_back(of, changed);
 	if (base >= 0)
 		close(base);
 	if (fallback || (fd < 0 && unsure_errno(err)))

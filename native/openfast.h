@@ -45,6 +45,9 @@ struct open_fast {
 	char path[OF_PATH_MAX];
 	char text[4096];
 	struct of_identity want;
+	/* The identity the thread wears now (kept from call to call) and how it differs from its own. */
+	struct of_identity worn;
+	int worn_changed;
 };
 
 /* Called once by the receiving thread before its loop (no-op unless enabled). */

@@ -70,3 +70,12 @@ describe.each([
     expect(inC).toBeGreaterThanOrEqual(300);
   });
 });
+
+it('switches between callers of different identities in one jail (root, nobody, root again)', async () => {
+  const [d1, d2, d3] = [layout(), layout(), layout()];
+  const want = [await native([prog, layout()]), await native([...NOBODY, prog, layout()]), await native([prog, layout()])].join('\n');
+  const script = `${prog} ${d1} && ${NOBODY.join(' ')} ${prog} ${d2} && ${prog} ${d3}`;
+  const got = (await jailed(['sh', '-c', script])).stdout;
+  expect(want).toContain('rootonly: EACCES');
+  expect(got.trim()).toBe(want.trim());
+});
