@@ -213,6 +213,7 @@ static void *loop(void *arg)
 	pthread_sigmask(SIG_UNBLOCK, &unblock, NULL);
 	union sup_notif_buf buf;
 	size_t size = sup_notif_buf_size(s);
+	of_thread_init(&s->open_fast);
 	/* Receive blocks in the kernel: no poll first, one syscall per notification. */
 	while (!atomic_load(&s->stopping)) {
 		memset(&buf, 0, size);
@@ -229,8 +230,14 @@ static void *loop(void *arg)
 			break;
 		}
 		uint64_t t0 = sup_now_ns();
-		if (sup_answer_natively(s, &buf.n, t0) < 0)
-			enqueue(s, &buf.n, t0);
+		if (sup_answer_natively(s, &buf.n, t0) < 0) {
+			if (s->native_answers && of_try(&s->open_fast, s->listener, &buf.n) == 0) {
+				sup_record(s, buf.n.data.arch, buf.n.data.nr, t0);
+				atomic_fetch_add_explicit(&s->native_answered, 1, memory_order_relaxed);
+			} else {
+				enqueue(s, &buf.n, t0);
+			}
+		}
 	}
 	uint64_t one = 1;
 	if (write(s->wake_fd, &one, sizeof one) < 0) {
@@ -301,6 +308,7 @@ void sup_stop(struct supervisor *s)
 void sup_destroy(struct supervisor *s)
 {
 	sup_stop(s);
+	of_destroy(&s->open_fast);
 	if (s->wake_fd >= 0)
 		close(s->wake_fd);
 	if (s->listener >= 0)

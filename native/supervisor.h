@@ -13,6 +13,7 @@
 #define VJAIL_SUPERVISOR_H
 
 #include <linux/seccomp.h>
+#include "openfast.h"
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -81,6 +82,9 @@ struct supervisor {
 	atomic_int thread_error;
 	pthread_mutex_t stats_mu;
 	struct sup_stat *stats; /* [SUP_ARCHES * SUP_MAX_NR] */
+
+	/* The open shim's fast path, used by the receiving thread only (openfast.h). */
+	struct open_fast open_fast;
 };
 
 /* sync_wake_up: ask for SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (0 only to measure without it). */

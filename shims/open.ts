@@ -463,8 +463,10 @@ export const openShim: Shim = {
     'checked like the supervisor\'s own opens. A presented file is a sealed, read-only memfd with the profile\'s ' +
     'content (a new file offset per open); opening one for writing fails with EACCES, except hostname and domainname, ' +
     'which stay the kernel\'s files. Limits: the caller\'s LSM context is not worn; with a full fd table the kernel ' +
-    'reports EMFILE before a lookup error, the shim after it; the supervisor\'s main thread is busy for each open ' +
-    '(opens are answered one at a time). The host profile does not intercept opens at all.',
+    'reports EMFILE before a lookup error, the shim after it; opens are answered one at a time. A plain open or openat ' +
+    '(x86_64) of a regular file or directory, from a base outside procfs and sysfs, within one mount, by a caller whose ' +
+    'root is vjail\'s, is answered the same way by the native receiving thread without JavaScript (native/openfast.c); ' +
+    'the rest by the supervisor\'s main thread as above. The host profile does not intercept opens at all.',
   presentsProfile(_syscall: string, profile: Profile): boolean {
     return !profile.isHost;
   },

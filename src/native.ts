@@ -81,8 +81,11 @@ export interface NativeAddon {
     pool: Buffer,
     onNotify: NotifyCallback,
     onIdle: () => void,
-    /** mode: who receives notifications (RECEIVER_MODES); syncWakeUp: false only to measure without it. */
-    options: { mode: number; syncWakeUp: boolean },
+    /**
+     * mode: who receives notifications (RECEIVER_MODES); syncWakeUp: false only to measure without it;
+     * openFast: the receiving thread answers plain opens itself (native/openfast.c).
+     */
+    options: { mode: number; syncWakeUp: boolean; openFast?: boolean },
   ): SupervisorHandle;
   /** 0, or the errno of SECCOMP_IOCTL_NOTIF_SEND (ENOENT: the caller is gone). */
   supervisorRespond(

@@ -167,13 +167,36 @@ caller's own \`/proc/PID\` when it runs as another user, and identities vjail
 cannot take. \`open\` and \`openat\` with \`O_PATH\` (flags in registers, and a
 file that gives no access to content) are answered CONTINUE.
 
-Cost of the shim: every open, openat and openat2 becomes a notification
-answered from JavaScript: a read of \`/proc/PID/status\` for the caller's
-identity, one \`lstat\` per path component, the open, and ADDFD, whose
-install waits for the caller to run. \`npm run bench\` measures it (rows
-"open+close through the open shim", as root and as nobody, beside the
-unintercepted open). The 30 µs target is not met yet: about 180 µs per open
-as root and 350 µs as nobody on the development host (2 vCPUs, busy).`;
+Fast path: a plain \`open\` or \`openat\` (x86_64, no \`O_PATH\`, \`O_TMPFILE\`
+or \`O_ASYNC\`) is answered by the supervisor's native receiving thread
+without JavaScript (native/openfast.c). It reads the path and the caller's
+\`/proc/TID/status\` (ids, groups, effective capabilities, umask), wears that
+identity on a thread with its own umask (kept on while the same identity
+keeps calling, with \`CAP_SYS_PTRACE\` added for reading the next caller),
+and opens with \`openat2\` and \`RESOLVE_NO_XDEV | RESOLVE_NO_MAGICLINKS\`
+from the caller's cwd or dirfd (\`/proc/TID/cwd\`, \`/proc/TID/fd/N\`), or
+from \`/\` for an absolute path. It answers only where that is exactly the
+caller's own open: the caller's root is the supervisor's (same mount and
+inode), the walk starts outside procfs and sysfs and stays in one mount (so
+it never reaches a presented file, \`self\` or a magic link), and the file
+is a regular file or a directory (looked at before the open, and again on
+the opened file). The fd goes in with ADDFD and \`SECCOMP_ADDFD_FLAG_SEND\`,
+close-on-exec as \`O_CLOEXEC\` asks; an error is the kernel's errno for that
+caller, EMFILE the caller's own fd table's. Everything else (a mount
+crossed, \`ELOOP\`, \`EINVAL\`, another root, a FIFO, any \`/proc\` path,
+i386 callers) is answered by the JavaScript shim as before.
+
+Cost of the shim: a notification round trip plus, on the fast path, a read
+of the caller's path, its \`/proc/TID/status\`, a \`statx\` of its root, an
+\`fstatat\`, the open, an \`fstat\` and an \`F_SETFL\` (the open is made
+\`O_NONBLOCK\` so that nothing swapped in can block the thread), and ADDFD,
+whose install waits for the caller to run. \`npm run bench\` measures it
+(rows "open+close through the open shim", as root and as nobody, beside the
+unintercepted open). The 30 µs target is not met yet: medians of 5 runs on
+the development host (2 vCPUs, shared) were 34 µs as root and 41 µs as
+nobody, against 4 µs unintercepted (165 µs and 227 µs before the fast
+path); the ADDFD install, which waits for the caller to be scheduled, is
+the largest single part.`;
 
 const NOT_SUPPORTED = `## Not supported
 

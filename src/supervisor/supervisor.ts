@@ -76,8 +76,21 @@ export class Supervisor {
       (id, pid, arch, nr, a0, a1, a2, a3, a4, a5, ip, t0) =>
         this.onNotify({ id, pid, arch: ARCH_BY_INDEX[arch] ?? 'x86_64', nr, name: '', args: [a0, a1, a2, a3, a4, a5], ip }, t0),
       () => this.opts.onIdle?.(),
-      { mode: RECEIVER_MODES[this.opts.receiver ?? 'auto'], syncWakeUp: this.opts.syncWakeUp ?? true },
+      { mode: RECEIVER_MODES[this.opts.receiver ?? 'auto'], syncWakeUp: this.opts.syncWakeUp ?? true, openFast: this.openFast() },
     );
+  }
+
+  /**
+   * Whether the native thread may answer plain opens itself (native/openfast.c):
+   * open and openat of x86_64 go, without argument rules, to the built-in open shim.
+   */
+  private openFast(): boolean {
+    if (this.opts.trace || this.shims.get('open') !== registry.get('open')) return false;
+    const viaOpenShim = (name: string): boolean => {
+      const d = [...this.decisions.x86_64.values()].find((x) => x.name === name);
+      return !!d && d.rules.length === 0 && d.fallback.kind === 'notify' && 'shim' in d.fallback && d.fallback.shim === 'open';
+    };
+    return viaOpenShim('open') && viaOpenShim('openat');
   }
 
   /** Who receives now, and how notifications were answered so far. */

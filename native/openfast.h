@@ -1,0 +1,60 @@
+/*
+ * The open shim's fast path, in the supervisor's receiving thread: a plain
+ * open/openat of a regular file or directory is made in C, wearing the
+ * caller's identity, and installed in the caller with ADDFD, without the
+ * hop to JavaScript. Everything it cannot decide exactly goes to the
+ * JavaScript shim (shims/open.ts), which stays the reference.
+ */
+#ifndef VJAIL_OPENFAST_H
+#define VJAIL_OPENFAST_H
+
+#include <linux/capability.h>
+#include <linux/seccomp.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define OF_MAX_GROUPS 64
+#define OF_STATUS_SLOTS 8
+#define OF_PATH_MAX 4096
+
+/* Whose rights a lookup and open run with. */
+struct of_identity {
+	uint32_t euid, egid, fsuid, fsgid;
+	uint32_t ngroups;
+	uint32_t groups[OF_MAX_GROUPS];
+	uint64_t cap_eff;
+	uint32_t umask;
+};
+
+/* An open /proc/TID/status, read again for each call of that thread. */
+struct of_status_slot {
+	pid_t tid;
+	int fd;
+};
+
+struct open_fast {
+	int enabled; /* set before the thread starts: the open shim answers open and openat */
+	int ready; /* the thread has its own fs_struct and knows its identity */
+	struct of_identity own;
+	struct __user_cap_data_struct own_caps[2];
+	int own_dumpable;
+	uint64_t root_mnt, root_ino; /* the supervisor's root (the caller's must be the same) */
+	uint32_t umask_now; /* the thread's own umask (its fs_struct is its own) */
+	struct of_status_slot status[OF_STATUS_SLOTS];
+	unsigned next_slot;
+	char path[OF_PATH_MAX];
+	char text[4096];
+	struct of_identity want;
+	/* The identity the thread wears now (kept from call to call) and how it differs from its own. */
+	struct of_identity worn;
+	int worn_changed;
+};
+
+/* Called once by the receiving thread before its loop (no-op unless enabled). */
+void of_thread_init(struct open_fast *of);
+/* 0 answered (or the caller is gone), -1 JavaScript must answer. Only on the receiving thread. */
+int of_try(struct open_fast *of, int listener, const struct seccomp_notif *n);
+/* Close the cached status files. */
+void of_destroy(struct open_fast *of);
+
+#endif

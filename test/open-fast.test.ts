@@ -1,0 +1,81 @@
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fixture } from './helpers/fixtures.js';
+import { vjail } from './helpers/run.js';
+
+// The open shim's fast path (native/openfast.c): plain opens answered by the
+// supervisor's native thread. Each case must come out as the kernel's own,
+// for root and for an unprivileged caller, and the opens must really be
+// answered in C.
+
+const JAIL = ['run', '--profile', 'linux-4.19', '--kernel-files', 'shim'];
+const NOBODY = ['setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups'];
+let prog: string;
+let top: string;
+
+/** A fresh directory laid out as test/fixtures/openfast.c expects. */
+function layout(): string {
+  const d = mkdtempSync(join(top, 'case-'));
+  chmodSync(d, 0o777);
+  writeFileSync(join(d, 'readable'), 'hi\n', { mode: 0o644 });
+  writeFileSync(join(d, 'rootonly'), 'secret\n', { mode: 0o600 });
+  mkdirSync(join(d, 'sub'), { mode: 0o777 });
+  chmodSync(join(d, 'sub'), 0o777);
+  writeFileSync(join(d, 'sub', 'f'), 'f\n', { mode: 0o644 });
+  mkdirSync(join(d, 'noexec'), { mode: 0o700 });
+  writeFileSync(join(d, 'noexec', 'x'), 'x\n');
+  for (const p of ['', 'readable', 'rootonly', 'sub', 'sub/f', 'noexec', 'noexec/x']) chownSync(join(d, p), 0, 0);
+  return d;
+}
+
+async function native(args: string[]): Promise<string> {
+  const r = await execa(args[0]!, args.slice(1), { reject: false });
+  expect(r.exitCode, r.stderr).toBe(0);
+  return r.stdout;
+}
+
+async function jailed(args: string[]): Promise<{ stdout: string; stderr: string }> {
+  const r = await vjail([...JAIL, '--', ...args]);
+  expect(r.exitCode, r.stderr).toBe(0);
+  return r;
+}
+
+beforeAll(() => {
+  prog = fixture('openfast');
+  top = mkdtempSync(join(tmpdir(), 'vjail-openfast-'));
+  chmodSync(top, 0o755);
+});
+
+afterAll(() => rmSync(top, { recursive: true, force: true }));
+
+describe.each([
+  ['root', [] as string[]],
+  ['nobody', NOBODY],
+])('open through the shim as %s', (_who, as) => {
+  it('gives what the kernel gives: files, directories, errors, O_CREAT with the umask, O_CLOEXEC, dirfds, cwd, EMFILE', async () => {
+    const want = await native([...as, prog, layout()]).then((s) => s.trim());
+    const got = (await jailed([...as, prog, layout()])).stdout.trim();
+    expect(want).toContain('fill: EMFILE');
+    expect(got).toBe(want);
+  });
+
+  it('answers plain opens in the native thread', async () => {
+    const r = await vjail([...JAIL, '--stats', '--', ...as, prog, layout(), '300']);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stdout).toContain('failed 0');
+    const inC = Number(/(\d+) answered in C/.exec(r.stdout + r.stderr)?.[1]);
+    expect(inC).toBeGreaterThanOrEqual(300);
+  });
+});
+
+it('switches between callers of different identities in one jail (root, nobody, root again)', async () => {
+  const [d1, d2, d3] = [layout(), layout(), layout()];
+  const want = [await native([prog, layout()]), await native([...NOBODY, prog, layout()]), await native([prog, layout()])].join('\n');
+  const script = `${prog} ${d1} && ${NOBODY.join(' ')} ${prog} ${d2} && ${prog} ${d3}`;
+  const got = (await jailed(['sh', '-c', script])).stdout;
+  expect(want).toContain('rootonly: EACCES');
+  expect(got.trim()).toBe(want.trim());
+});
