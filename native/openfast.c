@@ -87,6 +87,11 @@ void of_thread_init(struct open_fast *of)
 		return;
 	of->root_mnt = root.stx_mnt_id;
 	of->root_ino = root.stx_ino;
+	struct stat ns;
+	if (stat("/proc/self/ns/user", &ns))
+		return;
+	of->userns_dev = ns.st_dev;
+	of->userns_ino = ns.st_ino;
 	struct of_identity *o = &of->own;
 	o->euid = (uint32_t)geteuid();
 	o->egid = (uint32_t)getegid();
@@ -414,9 +419,18 @@ int of_try(struct open_fast *of, int listener, const struct seccomp_notif *n)
 		return -1;
 	if (read_identity(of, tid, &of->want))
 		return -1;
+	/*
+	 * Capabilities count in the caller's user namespace: one that made its
+	 * own (root there, every capability) has none in ours. That case goes
+	 * to JavaScript, which drops them (shims/identity.ts).
+	 */
+	char p[64];
+	snprintf(p, sizeof p, "/proc/%d/ns/user", (int)tid);
+	struct stat ns;
+	if (stat(p, &ns) || ns.st_dev != of->userns_dev || ns.st_ino != of->userns_ino)
+		return -1;
 
 	/* The caller's root must be the supervisor's. */
-	char p[64];
 	snprintf(p, sizeof p, "/proc/%d/root", (int)tid);
 	struct statx rs;
 	if (statx(AT_FDCWD, p, 0, STATX_INO | STATX_MNT_ID, &rs) || !(rs.stx_mask & STATX_MNT_ID) ||

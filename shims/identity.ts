@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, readlinkSync } from 'node:fs';
 import { native } from '../src/native.js';
 
 /*
@@ -22,8 +22,22 @@ export interface CallerState {
   nsTid: string;
 }
 
+/** The user namespace a task is in (the link's text names it). */
+const userNs = (pid: number | 'self'): string => readlinkSync(`/proc/${pid}/ns/user`);
+
+let ownUserNs: string | undefined;
+
+/**
+ * What the caller may do, as our namespace sees it. Its capabilities count
+ * in its own user namespace: a caller that made one (root there, every
+ * capability) holds none in ours, so they are dropped. (The kernel would
+ * still let such a root override permissions on files whose owner is
+ * mapped into its namespace: those opens are refused here, never widened.)
+ */
 export function callerState(pid: number | 'self'): CallerState {
   const status = readFileSync(`/proc/${pid}/status`, 'latin1');
+  ownUserNs ??= userNs('self');
+  const foreign = pid !== 'self' && userNs(pid) !== ownUserNs;
   const fields = new Map<string, string>();
   for (const l of status.split('\n')) {
     const colon = l.indexOf(':');
@@ -37,7 +51,7 @@ export function callerState(pid: number | 'self'): CallerState {
     fsuid: Number(words('Uid')[3]),
     fsgid: Number(words('Gid')[3]),
     groups: words('Groups').map(Number),
-    capEff: BigInt(`0x${fields.get('CapEff') ?? '0'}`),
+    capEff: foreign ? 0n : BigInt(`0x${fields.get('CapEff') ?? '0'}`),
     umask: parseInt(fields.get('Umask') || '22', 8),
     nsTgid: last('NStgid') || (fields.get('Tgid') ?? ''),
     nsTid: last('NSpid') || (fields.get('Pid') ?? ''),

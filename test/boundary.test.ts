@@ -71,6 +71,30 @@ describe('_sysctl writes with the caller\'s credentials', () => {
   });
 });
 
+describe('the open shim and a caller in a user namespace of its own', () => {
+  // Root in a namespace it made holds every capability there and none here: the shim must not
+  // open with them on our side (a root-only file stays closed to nobody, as without a jail).
+  it('nobody who became root of a new user namespace is still refused a root-only file, as natively', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vjail-userns-'));
+    const secret = join(dir, 'secret');
+    writeFileSync(secret, 'root only\n', { mode: 0o600 });
+    const chmodDir = await execa('chmod', ['755', dir]);
+    expect(chmodDir.exitCode).toBe(0);
+    // Without CAP_SYS_RESOURCE, which vjail itself may lack here: its capabilities are then a subset of
+    // vjail's, and the shim could wear them (otherwise it would hand the open to the caller).
+    const argv = ['setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups', 'unshare', '-Ur', 'setpriv', '--bounding-set=-sys_resource', 'sh', '-c', `cat ${secret}; grep CapEff /proc/self/status`];
+    const native = await execa(argv[0]!, argv.slice(1), { reject: false });
+    expect(native.stderr).toMatch(/Permission denied/);
+    expect(native.stdout).toMatch(/^CapEff:\s+0*1fffef+$/m);
+    for (const files of ['shim', 'mount']) {
+      const r = await vjail(['run', '--profile', 'linux-4.19', '--kernel-files', files, '--', ...argv]);
+      expect(r.stdout, files).toBe(native.stdout);
+      expect(r.stderr, files).toMatch(/Permission denied/);
+      expect(r.stdout, files).not.toMatch(/root only/);
+    }
+  });
+});
+
 describe('hostile input files', () => {
   let fifo: string;
   let zeroLink: string;
