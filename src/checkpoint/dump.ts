@@ -31,7 +31,7 @@ import { collectAdvice, refuseHiddenAdvice } from './parts/advice.js';
 import { collectPrctl, collectTask } from './parts/task.js';
 import { collectTimers } from './parts/timers.js';
 import { collectThread } from './parts/threads.js';
-import { collectVdso, stepOutOfVdso } from './parts/vdso.js';
+import { collectVdso, leaveVdso } from './parts/vdso.js';
 import { collectCpu } from './cpu.js';
 import { collectZombie, isZombie, nsIds, unrestorableTree } from './parts/tree.js';
 import { CheckpointError, CheckpointUnsupported, ExternalStateError } from './errors.js';
@@ -200,6 +200,10 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
       }
     }
     tids(tree).forEach((tid, i) => held.set(tid, frozen.tracees[i]!));
+    // A thread inside the vDSO's code could only go on with this kernel's vDSO: let it out first,
+    // before the search for tasks started meanwhile (it may run a moment, parts/vdso.ts).
+    const stepped = { count: 0 };
+    for (const t of held.values()) if (await leaveVdso(t)) stepped.count++;
     // Without a freezer a task may fork or clone while the others are being stopped: stop those too.
     for (;;) {
       const now = jailTree(opts.pid);
@@ -225,7 +229,6 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
     const firstLive = tree.processes.find((p) => !p.zombie)!;
     const clocks = await collectClocks(held.get(firstLive.pid)!);
     const processes: ProcessImage[] = [];
-    const stepped = { count: 0 };
     const nsPid = (pid: number): number => (tree.pidNs ? nsIds(pid).pid : pid);
     const imagePids = new Map(tree.processes.map((p) => [p.pid, nsPid(p.pid)]));
     fds = collectFds(tree.processes.filter((p) => !p.zombie).map((p) => p.pid), vjailInitOf(firstLive.pid), writer, imagePids, { tcpEstablished: opts.tcpEstablished });
@@ -246,7 +249,7 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
         processes.push(collectZombie(p.pid, ppid));
         continue;
       }
-      processes.push({ ...await collectProcess(p.tids.map((tid) => held.get(tid)!), writer, { ...ids, ppid }, tree.pidNs, stepped, objects, warn), fds: fds.fds.get(p.pid)! });
+      processes.push({ ...await collectProcess(p.tids.map((tid) => held.get(tid)!), writer, { ...ids, ppid }, tree.pidNs, objects, warn), fds: fds.fds.get(p.pid)! });
     }
     refuseHiddenAdvice(processes, opts.profile ?? jail.profile);
     const manifest: Manifest = {
@@ -274,7 +277,7 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
     const bytes = live.flatMap((p) => p.mappings).reduce((n, m) => n + (m.pages?.size ?? 0), 0);
     const zombies = processes.length - live.length;
     const files = `, ${fds.descriptions.length} open file description(s)${fds.pipes.length ? ` (${fds.pipes.length} pipe(s))` : ''}${objects.list.length ? `, ${objects.list.length} shared-memory object(s)` : ''}`;
-    report(3, 'dump', `${tree.pidNs ? `${live.length} process(es)${zombies ? ` and ${zombies} zombie(s)` : ''}, ${held.size} thread(s), ` : ''}${mappings} mappings, ${(bytes / 2 ** 20).toFixed(1)} MiB of page data${files}${stepped.count ? `; ${stepped.count} thread(s) stepped out of the vDSO` : ''}`);
+    report(3, 'dump', `${tree.pidNs ? `${live.length} process(es)${zombies ? ` and ${zombies} zombie(s)` : ''}, ${held.size} thread(s), ` : ''}${mappings} mappings, ${(bytes / 2 ** 20).toFixed(1)} MiB of page data${files}${stepped.count ? `; ${stepped.count} thread(s) moved out of the vDSO` : ''}`);
 
     throwIfInterrupted();
     writer.commit(manifest);
@@ -346,13 +349,10 @@ async function collectProcess(
   writer: ImageWriter,
   ids: { pid: number; ppid: number; pgid: number; sid: number },
   pidNs: boolean,
-  stepped: { count: number },
   objects: SharedObjects,
   warn: (line: string) => void,
 ): Promise<Omit<LiveProcess, 'fds'>> {
   const leader = threads[0]!;
-  // A thread inside the vDSO's code could only go on with this kernel's vDSO: let it return first.
-  for (const t of threads) if (await stepOutOfVdso(t)) stepped.count++;
   const scratchAddr = await leader.syscallOk('mmap of a scratch page', SYS.mmap, 0, PAGE_SIZE, 3, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   const scratch: Scratch = { addr: scratchAddr, size: PAGE_SIZE };
   let signals, task, timers, prctl;

@@ -222,6 +222,19 @@ export class Tracee {
   }
 
   /**
+   * Let the thread run its own code for about `ms` milliseconds, then stop
+   * it again (PTRACE_INTERRUPT): as if the freeze had come a moment later.
+   * Only before anything of it is collected or changed (its own registers
+   * and mask are on it). Signals that come meanwhile are delivered as usual.
+   */
+  async runBriefly(ms: number): Promise<void> {
+    this.resume('cont');
+    await new Promise((r) => setTimeout(r, ms));
+    ptraceAddon().ptraceInterrupt(this.pid);
+    await this.stopped();
+  }
+
+  /**
    * A signal came to a thread whose registers may be ours (the kernel stops
    * it at the delivery, before any handler runs): put its own registers back
    * and let the kernel deliver the signal as it would have without us (the

@@ -91,35 +91,47 @@ export function collectVdso(t: Tracee): VdsoImage | null {
   return v ? describeVdso(v.bytes) : null;
 }
 
-/** Instructions after which a thread still inside the vDSO is left there (its functions are a few hundred). */
-const STEP_LIMIT = 100_000;
+/** Instructions single-stepped before the thread is let run instead (its functions are a few hundred, without retries). */
+const STEP_LIMIT = 2_000;
+/** Short runs after which a thread still caught inside the vDSO fails the checkpoint. */
+const RUN_LIMIT = 500;
 
 /**
  * A thread the freeze caught inside the vDSO's code could only continue in
- * this kernel's vDSO. Single-step it until it has returned to its caller,
- * with every signal blocked meanwhile so none is delivered (they stay
- * queued). A thread inside a system call the vDSO made (its fallback) is
- * left as it is. Returns the instructions stepped.
+ * this kernel's vDSO: it must be stopped outside it. First single-step it
+ * until it has returned to its caller, with every signal blocked meanwhile
+ * so none is delivered (they stay queued). Where stepping cannot get out
+ * (a clock read retries when the clock was updated between its reads, and
+ * a step can cost as much as a clock tick under a hypervisor), let it run
+ * on its own for a moment and stop it again, until it stops outside: this
+ * runs before anything of the jail is collected, so it is the same as a
+ * freeze a moment later. A thread inside a system call the vDSO made (its
+ * fallback) is left as it is. Returns whether the thread was moved.
  */
-export async function stepOutOfVdso(t: Tracee): Promise<number> {
+export async function leaveVdso(t: Tracee): Promise<boolean> {
   const vdso = readMaps(t.pid).find((e) => e.name === '[vdso]');
-  if (!vdso) return 0;
+  if (!vdso) return false;
   const inside = (): boolean => {
     const r = t.getRegs();
     return r.rip >= vdso.start && r.rip < vdso.end && BigInt.asIntN(64, r.orig_rax) < 0n;
   };
-  if (!inside()) return 0;
+  if (!inside()) return false;
   const mask = t.getSigmask();
   t.setSigmask(BigInt.asUintN(64, -1n));
   try {
     for (let n = 1; n <= STEP_LIMIT; n++) {
       await t.step();
-      if (!inside()) return n;
+      if (!inside()) return true;
     }
   } finally {
     t.setSigmask(mask);
   }
-  throw new TraceeError(`thread ${t.pid} did not leave the vDSO within ${STEP_LIMIT} instructions`);
+  for (let n = 1; n <= RUN_LIMIT; n++) {
+    // Varied lengths, so that the stops do not fall in step with a loop of the workload's.
+    await t.runBriefly(n % 3);
+    if (!inside()) return true;
+  }
+  throw new TraceeError(`thread ${t.pid} is still inside the vDSO after ${STEP_LIMIT} single steps and ${RUN_LIMIT} short runs`);
 }
 
 /** System calls that stand in for vDSO functions this kernel's vDSO lacks (same arguments, same registers). */
