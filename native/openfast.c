@@ -19,6 +19,7 @@
  */
 #include "openfast.h"
 #include "caller.h"
+#include "caps.h"
 #include "seccomp_compat.h"
 
 #include <errno.h>
@@ -48,18 +49,6 @@
 #define VALID_OPEN_FLAGS_                                                                                       \
 	(O_ACCMODE | O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC | O_APPEND | O_NONBLOCK | O_DSYNC | FASYNC_ | O_DIRECT | \
 	 O_LARGEFILE | O_DIRECTORY | O_NOFOLLOW | O_NOATIME | O_CLOEXEC | O_SYNC)
-
-static long cap_get(struct __user_cap_data_struct *d)
-{
-	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
-	return syscall(SYS_capget, &h, d);
-}
-
-static long cap_set(const struct __user_cap_data_struct *d)
-{
-	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
-	return syscall(SYS_capset, &h, d);
-}
 
 static uint64_t caps_eff(const struct __user_cap_data_struct *d)
 {

@@ -9,6 +9,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "caps.h"
 #include "shimcalls.h"
 
 #ifndef SYS_memfd_create
@@ -98,18 +99,6 @@ static int wearing;
 static long set_groups(int n, const gid_t *g)
 {
 	return syscall(SYS_setgroups, n, g);
-}
-
-static long cap_get(struct __user_cap_data_struct *d)
-{
-	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
-	return syscall(SYS_capget, &h, d);
-}
-
-static long cap_set(const struct __user_cap_data_struct *d)
-{
-	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
-	return syscall(SYS_capset, &h, d);
 }
 
 /* setfsuid and setfsgid report no error: the id in force afterwards tells. */
