@@ -200,10 +200,6 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
       }
     }
     tids(tree).forEach((tid, i) => held.set(tid, frozen.tracees[i]!));
-    // A thread inside the vDSO's code could only go on with this kernel's vDSO: let it out first,
-    // before the search for tasks started meanwhile (it may run a moment, parts/vdso.ts).
-    const stepped = { count: 0 };
-    for (const t of held.values()) if (await leaveVdso(t)) stepped.count++;
     // Without a freezer a task may fork or clone while the others are being stopped: stop those too.
     for (;;) {
       const now = jailTree(opts.pid);
@@ -229,6 +225,18 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
     const firstLive = tree.processes.find((p) => !p.zombie)!;
     const clocks = await collectClocks(held.get(firstLive.pid)!);
     const processes: ProcessImage[] = [];
+    // A thread inside the vDSO's code could only go on with this kernel's vDSO: let it out first,
+    // before anything of the jail is collected (it may run a moment: parts/vdso.ts).
+    const stepped = { count: 0, ran: false };
+    for (const t of held.values()) {
+      const how = await leaveVdso(t);
+      if (how) stepped.count++;
+      if (how === 'ran') stepped.ran = true;
+    }
+    // Run on its own, a thread may have started another: then this is not the jail that was listed.
+    if (stepped.ran && tids(jailTree(opts.pid)).some((tid) => !held.has(tid))) {
+      throw new CheckpointError('a task was started while a thread was let out of the vDSO; nothing was saved and the jail runs on: checkpoint again');
+    }
     const nsPid = (pid: number): number => (tree.pidNs ? nsIds(pid).pid : pid);
     const imagePids = new Map(tree.processes.map((p) => [p.pid, nsPid(p.pid)]));
     fds = collectFds(tree.processes.filter((p) => !p.zombie).map((p) => p.pid), vjailInitOf(firstLive.pid), writer, imagePids, { tcpEstablished: opts.tcpEstablished });

@@ -224,14 +224,24 @@ export class Tracee {
   /**
    * Let the thread run its own code for about `ms` milliseconds, then stop
    * it again (PTRACE_INTERRUPT): as if the freeze had come a moment later.
-   * Only before anything of it is collected or changed (its own registers
-   * and mask are on it). Signals that come meanwhile are delivered as usual.
+   * It runs with its own signal mask (while `holdSignals` holds, every
+   * signal is blocked only from the next stop on, the mask it has then
+   * being its own), and signals that come meanwhile are delivered as usual.
+   * Nothing of the thread may have been collected or changed before.
    */
   async runBriefly(ms: number): Promise<void> {
+    const held = this.heldMask !== undefined;
+    if (held) ptraceAddon().ptraceSetSigmask(this.pid, this.heldMask!);
     this.resume('cont');
     await new Promise((r) => setTimeout(r, ms));
     ptraceAddon().ptraceInterrupt(this.pid);
     await this.stopped();
+    if (held) {
+      const mask = ptraceAddon().ptraceGetSigmask(this.pid);
+      guardNote.mask(this.pid, mask);
+      this.heldMask = mask;
+      ptraceAddon().ptraceSetSigmask(this.pid, ~0n);
+    }
   }
 
   /**

@@ -106,22 +106,23 @@ const RUN_LIMIT = 500;
  * on its own for a moment and stop it again, until it stops outside: this
  * runs before anything of the jail is collected, so it is the same as a
  * freeze a moment later. A thread inside a system call the vDSO made (its
- * fallback) is left as it is. Returns whether the thread was moved.
+ * fallback) is left as it is. Returns how the thread was moved, if it was
+ * (a thread that ran may have started others: the caller looks).
  */
-export async function leaveVdso(t: Tracee): Promise<boolean> {
+export async function leaveVdso(t: Tracee): Promise<'stepped' | 'ran' | null> {
   const vdso = readMaps(t.pid).find((e) => e.name === '[vdso]');
-  if (!vdso) return false;
+  if (!vdso) return null;
   const inside = (): boolean => {
     const r = t.getRegs();
     return r.rip >= vdso.start && r.rip < vdso.end && BigInt.asIntN(64, r.orig_rax) < 0n;
   };
-  if (!inside()) return false;
+  if (!inside()) return null;
   const mask = t.getSigmask();
   t.setSigmask(BigInt.asUintN(64, -1n));
   try {
     for (let n = 1; n <= STEP_LIMIT; n++) {
       await t.step();
-      if (!inside()) return true;
+      if (!inside()) return 'stepped';
     }
   } finally {
     t.setSigmask(mask);
@@ -129,7 +130,7 @@ export async function leaveVdso(t: Tracee): Promise<boolean> {
   for (let n = 1; n <= RUN_LIMIT; n++) {
     // Varied lengths, so that the stops do not fall in step with a loop of the workload's.
     await t.runBriefly(n % 3);
-    if (!inside()) return true;
+    if (!inside()) return 'ran';
   }
   throw new TraceeError(`thread ${t.pid} is still inside the vDSO after ${STEP_LIMIT} single steps and ${RUN_LIMIT} short runs`);
 }
