@@ -15,6 +15,9 @@ const GLIBC_MASK = [
   'XSAVEC', 'XSAVE', 'AVX', 'AVX2', 'AVX512F', 'AVX512CD', 'AVX512BW', 'AVX512DQ', 'AVX512ER', 'AVX512PF', 'AVX512VL',
   'AVX_VNNI', 'FMA', 'FMA4', 'F16C', 'BMI1', 'BMI2', 'LZCNT', 'MOVBE', 'POPCNT', 'SSSE3', 'SSE4_1', 'SSE4_2', 'RTM',
   'ERMS', 'FSRM',
+  // Preferences derived from the features above before the mask is applied: memmove/memcpy pick
+  // their AVX variants by this one alone (glibc 2.33+ ifunc-memmove.h), so it must go as well.
+  'AVX_Fast_Unaligned_Load',
 ];
 
 /** Marks the processes of such a jail; checkpoint reads it from their initial environment. */
