@@ -54,7 +54,12 @@ const SUPPORTED = `## Supported
   (unknown compiler) VERSION\`: profiles do not record the builder or compiler.
 - OCI seccomp policies (Docker's default profile and others) enforced on top
   (\`--policy FILE\`), composed with the profile: the policy decides first,
-  the profile decides what the policy lets run.
+  the profile decides what the policy lets run. On the i386 entry, a policy
+  entry for a socket or System V IPC call (\`socket\`, \`shmget\`, …) also
+  decides \`socketcall\`/\`ipc\` with that call number, as libseccomp does for
+  runc (ipc by the low 16 bits, which the kernel reads as the call); argument
+  conditions cannot be compared there, so such an entry denies the whole call
+  number or leaves it to the default action (plan warning).
 - \`--trace[=FILE]\` (strace-style, intercepted calls only) and \`--stats\`
   (per-syscall counts and latency percentiles).
 - Named jails: \`vjail run --name N [--detach]\`, \`vjail ps\`, \`logs\`, \`kill\`,

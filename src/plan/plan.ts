@@ -6,6 +6,7 @@ import type { Profile, UnameFields } from '../profile/types.js';
 import type { SyscallInfo } from '../syscalls/table.js';
 import { type Action, ALLOW, type ArchName, type ArchPlan, errno, KILL_PROCESS, type Plan, type Rule, type SyscallDecision } from './action.js';
 import { defaultTables, existsIn, type HostInfo, type PlanTables, shimmedSyscalls } from './host.js';
+import { IPC, multiplexedBy, multiplexedNames, restrictiveness, SOCKETCALL, selects } from './multiplex.js';
 
 /**
  * prctl option ('vjai') of the launch handshake. The launcher calls
@@ -107,12 +108,40 @@ function profileAction(ctx: Context, arch: ArchName, info: SyscallInfo, unserved
   return errno(ENOSYS);
 }
 
+/**
+ * The policy entries deciding i386 `socketcall` or `ipc`: its own, and those
+ * of the calls it multiplexes turned into rules on its call number (see
+ * multiplex.ts), in policy order. An unconditional entry of its own decides
+ * every call alone, as libseccomp lets a catch-all rule override.
+ */
+function multiplexerEntries(ctx: Context, name: string, approximated: Set<string>): PolicyEntry[] {
+  const own = ctx.entries.get(name) ?? [];
+  if (own.some((e) => e.conditions.length === 0)) return own;
+  const order = new Map((ctx.policy?.entries ?? []).map((e, i) => [e, i]));
+  const derived: { at: number; entry: PolicyEntry }[] = own.map((entry) => ({ at: order.get(entry) ?? -1, entry }));
+  const fallback = ctx.policy?.defaultAction ?? ALLOW;
+  for (const n of multiplexedNames(name)) {
+    const m = multiplexedBy(n)!;
+    for (const e of ctx.entries.get(n) ?? []) {
+      if (e.conditions.length > 0) {
+        approximated.add(n);
+        // Dropping the conditions must not let through what the policy's fallback would stop.
+        if (restrictiveness(e.action) <= restrictiveness(fallback)) continue;
+      }
+      derived.push({ at: order.get(e) ?? -1, entry: { names: [name], action: e.action, conditions: [selects(m)] } });
+    }
+  }
+  return derived.sort((a, b) => a.at - b.at).map((d) => d.entry);
+}
+
 /** The decision for one syscall: policy rules (conditions kept) over the profile's action. */
-function decide(ctx: Context, arch: ArchName, info: SyscallInfo, unserved: string[]): SyscallDecision {
+function decide(ctx: Context, arch: ArchName, info: SyscallInfo, unserved: string[], approximated: Set<string>): SyscallDecision {
   const base = profileAction(ctx, arch, info, unserved);
   const rules: Rule[] = arch === 'x86_64' && info.name === 'prctl' ? [handshakeRule()] : [];
   let fallback: Action | undefined;
-  for (const e of ctx.entries.get(info.name) ?? []) {
+  const multiplexer = arch === 'i386' && (info.name === SOCKETCALL || info.name === IPC);
+  const entries = multiplexer ? multiplexerEntries(ctx, info.name, approximated) : (ctx.entries.get(info.name) ?? []);
+  for (const e of entries) {
     const action = compose(e.action, base);
     if (e.conditions.length === 0) {
       // An unconditional entry matches every call; entries after it are never reached.
@@ -182,7 +211,15 @@ export function derivePlan(profile: Profile, host: HostInfo, options: PlanOption
     const table = tables[arch];
     if (arch === 'x86_64' && !table.byName('prctl')) throw new Error('the x86_64 syscall table has no prctl; the launch handshake needs it');
     const unserved: string[] = [];
-    const syscalls = [...table.all].sort((a, b) => a.nr - b.nr).map((info) => decide(ctx, arch, info, unserved));
+    const approximated = new Set<string>();
+    const syscalls = [...table.all].sort((a, b) => a.nr - b.nr).map((info) => decide(ctx, arch, info, unserved, approximated));
+    if (approximated.size > 0 && ctx.policy) {
+      warnings.push(
+        `${arch}: policy ${ctx.policy.source} compares arguments of ${[...approximated].sort().join(', ')}, which the socketcall/ipc ` +
+          `multiplexers pass in memory; through them such a call is decided by its call number alone (denied where the entry ` +
+          `denies, else the policy's default action)`,
+      );
+    }
     if (unserved.length > 0) {
       warnings.push(
         `${arch}: ${profile.name} has ${unserved.length} syscall(s) the host kernel ${host.release} lacks and no shim answers; ` +
