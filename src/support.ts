@@ -60,6 +60,15 @@ const SUPPORTED = `## Supported
   runc (ipc by the low 16 bits, which the kernel reads as the call); argument
   conditions cannot be compared there, so such an entry denies the whole call
   number or leaves it to the default action (plan warning).
+- io_uring, which runs operations without the syscalls the filter sees, is
+  refused where a ring could do what the jail may not: under a policy that
+  does not let every syscall a ring operation stands for run freely,
+  \`io_uring_setup\`/\`_enter\`/\`_register\` answer EPERM (as with
+  \`kernel.io_uring_disabled\`); under a profile whose kernel lacked operations
+  the host's ring has, ENOSYS (as a kernel built without io_uring); each with a
+  plan warning. Limiting a ring to allowed operations
+  (\`IORING_REGISTER_RESTRICTIONS\`) would have to happen in the caller and is
+  not done.
 - \`--trace[=FILE]\` (strace-style, intercepted calls only) and \`--stats\`
   (per-syscall counts and latency percentiles).
 - Named jails: \`vjail run --name N [--detach]\`, \`vjail ps\`, \`logs\`, \`kill\`,

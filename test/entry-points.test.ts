@@ -3,9 +3,11 @@
  * multiplexers are decided as libseccomp decides them for runc (a rule on the
  * call number per policy entry). Checked on the compiled filter always, and
  * with a real int 0x80 call where this kernel has the i386 entry on (the
- * cross-kernel guests check it in any case).
+ * cross-kernel guests check it in any case). io_uring, which runs operations
+ * without the syscalls the filter sees, is refused where a ring could do what
+ * the policy or the profile's kernel would not.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -134,5 +136,50 @@ describe(`i386 multiplexers under a policy, in a jail (i386 entry ${int80Live() 
       expect(r.stdout).toBe('');
       expect(r.exitCode).toBe(128 + 11);
     }
+  });
+});
+
+describe('io_uring under a policy or an older profile', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'vjail-uring-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const denyMkdir = join(dir, 'deny-mkdir.json');
+  writeFileSync(
+    denyMkdir,
+    JSON.stringify({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['mkdir', 'mkdirat'], action: 'SCMP_ACT_ERRNO' }] }),
+  );
+  const uring = fixture('uring');
+
+  it('the plan refuses the ring when the policy denies work a ring does, and says so', () => {
+    const policy = parseOciPolicy({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['mkdirat'], action: 'SCMP_ACT_ERRNO' }] }, 'deny.json');
+    const r = derivePlan(profile, host, { policy });
+    const x86 = r.plan.arches.find((a) => a.arch === 'x86_64')!;
+    for (const name of ['io_uring_setup', 'io_uring_enter', 'io_uring_register']) {
+      expect(x86.syscalls.find((d) => d.name === name)!.fallback, name).toEqual({ kind: 'errno', errno: 1 });
+    }
+    expect(r.warnings.join('\n')).toMatch(/io_uring: policy deny.json does not let every call run that a ring performs \(mkdirat\)/);
+    // A policy denying nothing a ring does leaves it alone.
+    const keyctl = parseOciPolicy({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['keyctl'], action: 'SCMP_ACT_ERRNO' }] }, 'k.json');
+    const free = derivePlan(profile, host, { policy: keyctl });
+    expect(free.plan.arches[0]!.syscalls.find((d) => d.name === 'io_uring_setup')!.fallback).toEqual({ kind: 'allow' });
+    expect(free.warnings.join('\n')).not.toMatch(/io_uring/);
+  });
+
+  it('IORING_OP_MKDIRAT with mkdirat denied does not create the directory', async () => {
+    const bare = join(dir, 'bare');
+    expect((await vjail(['run', '--', uring, 'mkdirat', bare])).stdout).toBe('res=0');
+    expect(existsSync(bare)).toBe(true);
+    const target = join(dir, 'denied');
+    const r = await vjail(['run', '--policy', denyMkdir, '--', uring, 'mkdirat', target]);
+    expect(r.stdout).toBe('setup errno=EPERM');
+    expect(existsSync(target)).toBe(false);
+  });
+
+  it('under linux-5.4 the host ring, which has IORING_OP_OPENAT2 (5.6), is not offered: io_uring_setup answers ENOSYS', async () => {
+    const r = await vjail(['run', '--profile', 'linux-5.4', '--', uring, 'openat2', '/etc/hostname']);
+    expect(r.stdout).toBe('setup errno=ENOSYS');
+    const w = await vjail(['check', '--profile', 'linux-5.4']);
+    expect(w.stdout + w.stderr).toMatch(/io_uring: the host's rings perform operations linux-5.4 did not have \(.*OPENAT2.*\)/);
+    // The host profile keeps the ring.
+    expect((await vjail(['run', '--', uring, 'openat2', '/etc/hostname'])).stdout).toBe('res=0');
   });
 });

@@ -4,8 +4,10 @@ import type { Policy, PolicyEntry } from '../policy/types.js';
 import { ENOSYS, ProfileError } from '../profile/schema.js';
 import type { Profile, UnameFields } from '../profile/types.js';
 import type { SyscallInfo } from '../syscalls/table.js';
+import { compareKernelVersions } from '../syscalls/version.js';
 import { type Action, ALLOW, type ArchName, type ArchPlan, errno, KILL_PROCESS, type Plan, type Rule, type SyscallDecision } from './action.js';
 import { defaultTables, existsIn, type HostInfo, type PlanTables, shimmedSyscalls } from './host.js';
+import { opsBeyond, policyDeniedRingWork, RING_SYSCALLS } from './io-uring.js';
 import { IPC, multiplexedBy, multiplexedNames, restrictiveness, SOCKETCALL, selects } from './multiplex.js';
 
 /**
@@ -34,6 +36,8 @@ export interface PlanResult {
   /** One line each: where the plan cannot present the profile faithfully, or input had no effect. */
   warnings: string[];
 }
+
+const EPERM = 1;
 
 /** The architectures vjail plans, in plan order. */
 const ARCHES: readonly ArchName[] = ['x86_64', 'i386'];
@@ -87,6 +91,8 @@ interface Context {
   policy?: Policy;
   /** Policy entries by syscall name, in policy order. */
   entries: ReadonlyMap<string, PolicyEntry[]>;
+  /** The answer to the io_uring syscalls where a ring could do what the jail may not (see io-uring.ts). */
+  ringRefusal?: Action;
 }
 
 /** What the profile alone does with one syscall; pushes the name to `unserved` when only ENOSYS is left. */
@@ -136,7 +142,8 @@ function multiplexerEntries(ctx: Context, name: string, approximated: Set<string
 
 /** The decision for one syscall: policy rules (conditions kept) over the profile's action. */
 function decide(ctx: Context, arch: ArchName, info: SyscallInfo, unserved: string[], approximated: Set<string>): SyscallDecision {
-  const base = profileAction(ctx, arch, info, unserved);
+  let base = profileAction(ctx, arch, info, unserved);
+  if (ctx.ringRefusal && RING_SYSCALLS.includes(info.name) && base.kind !== 'errno') base = ctx.ringRefusal;
   const rules: Rule[] = arch === 'x86_64' && info.name === 'prctl' ? [handshakeRule()] : [];
   let fallback: Action | undefined;
   const multiplexer = arch === 'i386' && (info.name === SOCKETCALL || info.name === IPC);
@@ -189,6 +196,34 @@ function unknownNames(ctx: Context, tables: PlanTables): string[] {
 }
 
 /**
+ * Whether io_uring must be refused (see io-uring.ts), with the plan warning
+ * that says why. The profile's kernel comes first: a kernel without the ring
+ * leaves nothing for the policy to decide.
+ */
+function ringRefusal(ctx: Context, tables: PlanTables, warnings: string[]): Action | undefined {
+  const { profile, host, policy } = ctx;
+  if (!profile.isHost && profileHas(profile, 'io_uring_setup', tables)) {
+    const beyond = opsBeyond(host.release, profile.kernel);
+    if (beyond.length > 0) {
+      warnings.push(
+        `io_uring: the host's rings perform operations ${profile.name} did not have (${beyond.join(', ')}) and cannot be limited ` +
+          `to its own; io_uring_setup answers ENOSYS, as a kernel built without io_uring does`,
+      );
+      return errno(ENOSYS);
+    }
+  }
+  if (!policy) return undefined;
+  const kernel = compareKernelVersions(host.release, profile.kernel) < 0 ? host.release : profile.kernel;
+  const denied = policyDeniedRingWork(policy, ctx.entries, kernel);
+  if (denied.length === 0) return undefined;
+  warnings.push(
+    `io_uring: policy ${policy.source} does not let every call run that a ring performs (${denied.join(', ')}); ` +
+      `io_uring_setup, io_uring_enter and io_uring_register answer EPERM, as with io_uring disabled`,
+  );
+  return errno(EPERM);
+}
+
+/**
  * Derive the plan for running a workload under `profile` on `host`, with an
  * optional OCI policy. Pure: the same inputs give a deep-equal result.
  */
@@ -206,6 +241,7 @@ export function derivePlan(profile: Profile, host: HostInfo, options: PlanOption
     entries,
   };
   const warnings = unknownNames(ctx, tables);
+  ctx.ringRefusal = ringRefusal(ctx, tables, warnings);
   const arches: ArchPlan[] = [];
   for (const arch of plannedArches(options.policy)) {
     const table = tables[arch];
