@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { shims } from '../shims/index.js';
 import { sysctlNames } from '../shims/sysctl.js';
 import { descriptorKindDocs, REFUSED } from './checkpoint/parts/fds/index.js';
+import { newerSyscallsMarkdown } from './newer-syscalls.js';
 
 /*
  * docs/SUPPORT.md, printed from the shim registry (each shim's `doc`) and the
@@ -270,8 +271,9 @@ const PLANNED = `## Planned
 - The open shim's C path costs about 35-40 µs per open (median, loaded
   2-vCPU host) against a 30 µs target; openat2 and i386 callers still take
   the JavaScript path.
-- clone3 through clone for the flag combinations clone can express; openat2's
-  RESOLVE_* flags by a component-by-component walk.
+- clone3 through clone for the flag combinations clone can express (the
+  child must return from the call on the caller's new stack, which needs the
+  in-caller mechanism to make the clone).
 - An OCI runtime (\`vjail-oci\`) for podman, containerd and CRI-O.
 - Start-up: \`vjail run\` costs tens of milliseconds of CPU beyond Node's own
   start (docs/BENCH.md); a resident supervisor handed jails by a small native
@@ -308,7 +310,7 @@ and redis-server with a client connection held across the checkpoint.`;
 
 /** The text of docs/SUPPORT.md. */
 export function supportMarkdown(): string {
-  const sections = [INTRO, SUPPORTED, descriptorTable(), TOCTOU, NOT_SUPPORTED, PLANNED, '## Shims'];
+  const sections = [INTRO, SUPPORTED, descriptorTable(), TOCTOU, NOT_SUPPORTED, PLANNED, newerSyscallsMarkdown(), '## Shims'];
   for (const s of [...shims.values()].sort((a, b) => a.name.localeCompare(b.name))) {
     let body = `### ${s.name}\n\nSyscalls: ${s.syscalls.map((n) => `\`${n}\``).join(', ')}.\n\n${s.doc}`;
     if (s.name === '_sysctl') body += `\n\nBinary names (name, /proc/sys path, type):\n\n${sysctlNames().map((l) => `- ${l}`).join('\n')}`;
