@@ -77,6 +77,13 @@ describe('i386 multiplexers under a policy (compiled filter)', () => {
     expect(interpret(program, { arch: I386, nr: IPC, args: [23n] })).toBe(EACCES);
   });
 
+  it('send and recv, which i386 has only through socketcall, are known names there and decide it', () => {
+    const { program, warnings } = filterFor({ defaultAction: 'SCMP_ACT_ERRNO', architectures: X86, syscalls: [{ names: ['send'], action: 'SCMP_ACT_ALLOW' }] });
+    expect(interpret(program, { arch: I386, nr: SOCKETCALL, args: [9n] })).toBe(SECCOMP_RET_ALLOW);
+    expect(interpret(program, { arch: I386, nr: SOCKETCALL, args: [10n] })).toBe(EPERM);
+    expect(warnings.join('\n')).not.toMatch(/unknown/);
+  });
+
   it('an entry of the multiplexer itself without conditions decides it alone, as in libseccomp', () => {
     const { program } = filterFor({
       defaultAction: 'SCMP_ACT_ALLOW',

@@ -183,7 +183,8 @@ function checkEmulate(names: readonly string[]): Set<string> {
 
 /** Names the input uses that no table knows, as warnings. */
 function unknownNames(ctx: Context, tables: PlanTables): string[] {
-  const known = (n: string) => ARCHES.some((a) => tables[a].byName(n) !== undefined);
+  const viaMultiplexer = (n: string) => (ctx.policy?.arches ?? []).includes('i386') && multiplexedBy(n) !== undefined;
+  const known = (n: string) => ARCHES.some((a) => tables[a].byName(n) !== undefined) || viaMultiplexer(n);
   const out: string[] = [];
   for (const n of [...ctx.profile.overrides.add, ...ctx.profile.overrides.remove]) {
     if (!known(n)) out.push(`profile ${ctx.profile.name} overrides ${JSON.stringify(n)}, which is not a syscall on x86_64 or i386; it has no effect`);
