@@ -70,6 +70,16 @@ const SUPPORTED = `## Supported
   plan warning. Limiting a ring to allowed operations
   (\`IORING_REGISTER_RESTRICTIONS\`) would have to happen in the caller and is
   not done.
+- \`vjail --version\`; \`--json\` on \`check\`, \`profiles list|show|diff\`, \`ps\`,
+  \`checkpoint\`, \`restore\` and \`inspect\`. \`--policy NAME\` also finds the
+  policies shipped in the package's \`policies/\` (\`docker-default.json\`)
+  when no file of that name is there.
+- A detached jail's log is bounded with \`--log-max-size SIZE\` (run and
+  restore): looked at every 50 ms, past the bound its live part is copied to
+  \`log.1\` and freed in place (a hole from the start, so what the jail writes
+  meanwhile is never lost); \`vjail logs\` prints \`log.1\`, then the rest. A
+  filesystem that cannot punch holes leaves the log unbounded, with a warning
+  in it.
 - \`--trace[=FILE]\` (strace-style, intercepted calls only) and \`--stats\`
   (per-syscall counts and latency percentiles).
 - Named jails: \`vjail run --name N [--detach]\`, \`vjail ps\`, \`logs\`, \`kill\`,
