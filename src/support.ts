@@ -253,8 +253,9 @@ const NOT_SUPPORTED = `## Not supported
   (ENOENT...) reports that error where the kernel reports EMFILE first; files
   reached past a procfs magic link (\`/proc/PID/cwd/...\`) are resolved by the
   kernel from there, so a \`self\` further along would name the supervisor.
-- clone3 is answered ENOSYS where the host lacks it or it is emulated (C
-  libraries fall back to clone); an emulation through clone is not done yet.
+- clone3, where emulated, is made through clone: set_tid, CLONE_CLEAR_SIGHAND,
+  CLONE_INTO_CGROUP and CLONE_PIDFD with CLONE_PARENT_SETTID are answered
+  ENOSYS (C libraries fall back to clone).
 - mseal has no shim: its seals could only be enforced by intercepting every
   mprotect, munmap, mremap, madvise and MAP_FIXED mmap; a host without it
   answers ENOSYS with a plan warning.
@@ -281,9 +282,6 @@ const PLANNED = `## Planned
 - The open shim's C path costs about 35-40 µs per open (median, loaded
   2-vCPU host) against a 30 µs target; openat2 and i386 callers still take
   the JavaScript path.
-- clone3 through clone for the flag combinations clone can express (the
-  child must return from the call on the caller's new stack, which needs the
-  in-caller mechanism to make the clone).
 - An OCI runtime (\`vjail-oci\`) for podman, containerd and CRI-O.
 - Start-up: \`vjail run\` costs tens of milliseconds of CPU beyond Node's own
   start (docs/BENCH.md); a resident supervisor handed jails by a small native
