@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <linux/seccomp.h>
 #include <node_api.h>
 #include <poll.h>
@@ -319,6 +320,24 @@ static napi_value js_try_lock_exclusive(napi_env env, napi_callback_info info)
 	return out;
 }
 
+/* punchHole(fd, offset, len): free the file's storage in [offset, offset+len)
+ * without changing its size (a bounded log drops its head this way: appends
+ * go on at the end untouched, so nothing written meanwhile is lost). */
+static napi_value js_punch_hole(napi_env env, napi_callback_info info)
+{
+	napi_value argv[3];
+	if (vj_args(env, info, 3, argv))
+		return NULL;
+	int r;
+	do
+		r = fallocate(vj_i32(env, argv[0]), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)vj_u64(env, argv[1]),
+			      (off_t)vj_u64(env, argv[2]));
+	while (r < 0 && errno == EINTR);
+	if (r < 0)
+		return vj_throw_errno(env, "fallocate", errno);
+	return NULL;
+}
+
 /* ---- module ------------------------------------------------------------- */
 
 static napi_value init(napi_env env, napi_value exports)
@@ -337,6 +356,7 @@ static napi_value init(napi_env env, napi_value exports)
 		{ "writeMem", js_write_mem },
 		{ "readString", js_read_string },
 		{ "probeSyscalls", js_probe_syscalls },
+		{ "punchHole", js_punch_hole },
 		{ "supervisorStart", js_supervisor_start },
 		{ "supervisorRespond", js_supervisor_respond },
 		{ "supervisorIdValid", js_supervisor_id_valid },

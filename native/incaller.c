@@ -41,7 +41,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-enum { IC_SEIZE = 1, IC_STOP = 2, IC_SYSCALL = 3, IC_FINISH = 4, IC_ABORT = 5 };
+enum { IC_SEIZE = 1, IC_STOP = 2, IC_SYSCALL = 3, IC_FINISH = 4, IC_ABORT = 5, IC_CLONE = 6 };
+#define BASE_OPTIONS (PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL)
+#define CLONE_OPTIONS (BASE_OPTIONS | PTRACE_O_TRACECLONE | PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK)
 enum { FIN_RETURN = 0, FIN_RESTART = 1 };
 enum { ARCH_X86_64 = 0, ARCH_I386 = 1 };
 
@@ -79,6 +81,7 @@ struct session {
 	struct user_regs_struct saved;
 	int stopped;  /* we hold the caller in a ptrace stop */
 	int injected; /* an injected call has started: no clean abort any more */
+	int cloning;  /* the injected call is a clone: its child gets the caller's registers back */
 	int ndeferred;
 	siginfo_t deferred_sig[MAX_DEFERRED];
 };
@@ -180,6 +183,49 @@ static void detach_restored(struct session *s, int sig)
 }
 
 /*
+ * The child of an injected clone, auto-attached and held at its first stop
+ * before it ran: give it the argument registers the caller had at the
+ * emulated call (the injected clone's arguments took their place), as the
+ * emulated call's own child would have them, and let it go. C libraries
+ * keep what the child runs in registers the syscall preserves (glibc's
+ * clone3 wrapper: the function in rdx, its argument in r8).
+ */
+static void release_child(struct session *s)
+{
+	unsigned long msg = 0;
+	if (ptrace(PTRACE_GETEVENTMSG, s->tid, 0, &msg))
+		return;
+	pid_t child = (pid_t)msg;
+	int st;
+	for (;;) {
+		pid_t r = waitpid(child, &st, __WALL);
+		if (r == child)
+			break;
+		if (r < 0 && errno == EINTR)
+			continue;
+		return;
+	}
+	struct user_regs_struct r;
+	if (WIFSTOPPED(st) && ptrace(PTRACE_GETREGS, child, 0, &r) == 0) {
+		r.rdi = s->saved.rdi;
+		r.rsi = s->saved.rsi;
+		r.rdx = s->saved.rdx;
+		r.r10 = s->saved.r10;
+		r.r8 = s->saved.r8;
+		r.r9 = s->saved.r9;
+		r.orig_rax = (uint64_t)-1;
+		ptrace(PTRACE_SETREGS, child, 0, &r);
+	}
+	ptrace(PTRACE_DETACH, child, 0, 0);
+}
+
+static int is_child_event(int st)
+{
+	int ev = st >> 16;
+	return ev == PTRACE_EVENT_CLONE || ev == PTRACE_EVENT_FORK || ev == PTRACE_EVENT_VFORK;
+}
+
+/*
  * Run one syscall in the stopped caller. Returns 0 with *out set, ESRCH if
  * the caller is gone, EINTR if a signal arrived before any injected call
  * had started (the caller is then detached, restored, with the signal
@@ -212,6 +258,8 @@ static int inject(struct session *s, uint64_t nr, const uint64_t *a, uint64_t *o
 	do {
 		if (ptrace(PTRACE_SYSCALL, s->tid, 0, 0) || !wait_stop(s, &st))
 			return ESRCH;
+		if (s->cloning && is_child_event(st))
+			release_child(s);
 	} while (!is_syscall_stop(st));
 	if (ptrace(PTRACE_GETREGS, s->tid, 0, &r))
 		return ESRCH;
@@ -270,7 +318,7 @@ static int op_stop(struct session *s)
 	s->stopped = 1;
 	/* From now on a supervisor that dies takes the caller with it: it would
 	 * otherwise resume with registers prepared for an injected call. */
-	ptrace(PTRACE_SETOPTIONS, s->tid, 0, (void *)(uintptr_t)(PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL));
+	ptrace(PTRACE_SETOPTIONS, s->tid, 0, (void *)(uintptr_t)BASE_OPTIONS);
 	s->value = r.rsp;
 	return 0;
 }
@@ -367,6 +415,19 @@ static void *worker(void *p)
 			break;
 		case IC_SYSCALL:
 			err = s->stopped ? inject(s, a[0], &a[1], &value) : ESRCH;
+			end = err != 0;
+			break;
+		case IC_CLONE:
+			/* clone(a[0..4]) in the caller, its child given the caller's registers (release_child) */
+			if (!s->stopped || ptrace(PTRACE_SETOPTIONS, s->tid, 0, (void *)(uintptr_t)CLONE_OPTIONS)) {
+				err = ESRCH;
+			} else {
+				s->cloning = 1;
+				err = inject(s, s->arch == ARCH_I386 ? 120 : SYS_clone, a, &value);
+				s->cloning = 0;
+				if (!err)
+					ptrace(PTRACE_SETOPTIONS, s->tid, 0, (void *)(uintptr_t)BASE_OPTIONS);
+			}
 			end = err != 0;
 			break;
 		case IC_FINISH:
@@ -556,7 +617,7 @@ napi_value incaller_js_command(napi_env env, napi_callback_info info)
 	napi_value promise;
 	if (napi_create_promise(env, &d, &promise) != napi_ok)
 		return NULL;
-	if (!s->running || op < IC_SEIZE || op > IC_ABORT) {
+	if (!s->running || op < IC_SEIZE || op > IC_CLONE) {
 		settle(env, d, s->running ? EINVAL : ESRCH, 0);
 		return promise;
 	}

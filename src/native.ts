@@ -73,6 +73,8 @@ export interface NativeAddon {
   readString(pid: number, addr: bigint, max: number): string;
   /** Runs each call in one throwaway child; the result array is shorter if a call killed it. */
   probeSyscalls(calls: [number, (bigint | number)[]][]): number[];
+  /** fallocate(PUNCH_HOLE | KEEP_SIZE): free [offset, offset + len) of the file, its size unchanged. */
+  punchHole(fd: number, offset: number | bigint, len: number | bigint): void;
   supervisorStart(
     listenerFd: number,
     nativeAnswers: boolean,

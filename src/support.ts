@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { shims } from '../shims/index.js';
 import { sysctlNames } from '../shims/sysctl.js';
 import { descriptorKindDocs, REFUSED } from './checkpoint/parts/fds/index.js';
+import { newerSyscallsMarkdown } from './newer-syscalls.js';
 
 /*
  * docs/SUPPORT.md, printed from the shim registry (each shim's `doc`) and the
@@ -54,7 +55,31 @@ const SUPPORTED = `## Supported
   (unknown compiler) VERSION\`: profiles do not record the builder or compiler.
 - OCI seccomp policies (Docker's default profile and others) enforced on top
   (\`--policy FILE\`), composed with the profile: the policy decides first,
-  the profile decides what the policy lets run.
+  the profile decides what the policy lets run. On the i386 entry, a policy
+  entry for a socket or System V IPC call (\`socket\`, \`shmget\`, …) also
+  decides \`socketcall\`/\`ipc\` with that call number, as libseccomp does for
+  runc (ipc by the low 16 bits, which the kernel reads as the call); argument
+  conditions cannot be compared there, so such an entry denies the whole call
+  number or leaves it to the default action (plan warning).
+- io_uring, which runs operations without the syscalls the filter sees, is
+  refused where a ring could do what the jail may not: under a policy that
+  does not let every syscall a ring operation stands for run freely,
+  \`io_uring_setup\`/\`_enter\`/\`_register\` answer EPERM (as with
+  \`kernel.io_uring_disabled\`); under a profile whose kernel lacked operations
+  the host's ring has, ENOSYS (as a kernel built without io_uring); each with a
+  plan warning. Limiting a ring to allowed operations
+  (\`IORING_REGISTER_RESTRICTIONS\`) would have to happen in the caller and is
+  not done.
+- \`vjail --version\`; \`--json\` on \`check\`, \`profiles list|show|diff\`, \`ps\`,
+  \`checkpoint\`, \`restore\` and \`inspect\`. \`--policy NAME\` also finds the
+  policies shipped in the package's \`policies/\` (\`docker-default.json\`)
+  when no file of that name is there.
+- A detached jail's log is bounded with \`--log-max-size SIZE\` (run and
+  restore): looked at every 50 ms, past the bound its live part is copied to
+  \`log.1\` and freed in place (a hole from the start, so what the jail writes
+  meanwhile is never lost); \`vjail logs\` prints \`log.1\`, then the rest. A
+  filesystem that cannot punch holes leaves the log unbounded, with a warning
+  in it.
 - \`--trace[=FILE]\` (strace-style, intercepted calls only) and \`--stats\`
   (per-syscall counts and latency percentiles).
 - Named jails: \`vjail run --name N [--detach]\`, \`vjail ps\`, \`logs\`, \`kill\`,
@@ -228,8 +253,9 @@ const NOT_SUPPORTED = `## Not supported
   (ENOENT...) reports that error where the kernel reports EMFILE first; files
   reached past a procfs magic link (\`/proc/PID/cwd/...\`) are resolved by the
   kernel from there, so a \`self\` further along would name the supervisor.
-- clone3 is answered ENOSYS where the host lacks it or it is emulated (C
-  libraries fall back to clone); an emulation through clone is not done yet.
+- clone3, where emulated, is made through clone: set_tid, CLONE_CLEAR_SIGHAND,
+  CLONE_INTO_CGROUP and CLONE_PIDFD with CLONE_PARENT_SETTID are answered
+  ENOSYS (C libraries fall back to clone).
 - mseal has no shim: its seals could only be enforced by intercepting every
   mprotect, munmap, mremap, madvise and MAP_FIXED mmap; a host without it
   answers ENOSYS with a plan warning.
@@ -256,8 +282,6 @@ const PLANNED = `## Planned
 - The open shim's C path costs about 35-40 µs per open (median, loaded
   2-vCPU host) against a 30 µs target; openat2 and i386 callers still take
   the JavaScript path.
-- clone3 through clone for the flag combinations clone can express; openat2's
-  RESOLVE_* flags by a component-by-component walk.
 - An OCI runtime (\`vjail-oci\`) for podman, containerd and CRI-O.
 - Start-up: \`vjail run\` costs tens of milliseconds of CPU beyond Node's own
   start (docs/BENCH.md); a resident supervisor handed jails by a small native
@@ -294,7 +318,7 @@ and redis-server with a client connection held across the checkpoint.`;
 
 /** The text of docs/SUPPORT.md. */
 export function supportMarkdown(): string {
-  const sections = [INTRO, SUPPORTED, descriptorTable(), TOCTOU, NOT_SUPPORTED, PLANNED, '## Shims'];
+  const sections = [INTRO, SUPPORTED, descriptorTable(), TOCTOU, NOT_SUPPORTED, PLANNED, newerSyscallsMarkdown(), '## Shims'];
   for (const s of [...shims.values()].sort((a, b) => a.name.localeCompare(b.name))) {
     let body = `### ${s.name}\n\nSyscalls: ${s.syscalls.map((n) => `\`${n}\``).join(', ')}.\n\n${s.doc}`;
     if (s.name === '_sysctl') body += `\n\nBinary names (name, /proc/sys path, type):\n\n${sysctlNames().map((l) => `- ${l}`).join('\n')}`;

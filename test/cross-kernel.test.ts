@@ -52,6 +52,11 @@ describe('images move from the host to older kernels', () => {
     expect(read(`i386-${kernel}`, 'oldolduname').trim()).toBe('4.19.0-27-amd64'.slice(0, 8));
   });
 
+  it.each([['6.1'], ['6.12']])('on %s a policy denying socket and shmget holds on the i386 socketcall and ipc multiplexers', (kernel) => {
+    expect(read(`i386-${kernel}`, 'mux-bare').trim()).toBe('ret=0 errno=0\nret=0 errno=0');
+    expect(read(`i386-${kernel}`, 'mux').trim()).toBe('ret=-1 errno=1\nret=-1 errno=1');
+  });
+
   it.each([['a', '6.1'], ['b', '6.12']])('host → %s: restored on %s, the counter continues exactly and every call works', (d, kernel) => {
     expect(status(d, 'checkpoint-host'), log(d, 'checkpoint-host')).toBe(0);
     expect(status(d, 'run-host'), log(d, 'run-host')).toBe(137);

@@ -48,20 +48,40 @@ export function hostFeatures(): Feature[] {
   ];
 }
 
-/** The lines `vjail check` prints. */
-export function checkLines(profileName: string): string[] {
+/** What `vjail check` reports, as data (`--json` prints it as is). */
+export interface CheckReport {
+  host: { release: string; version: string };
+  features: Feature[];
+  profile: { name: string; kernel: string };
+  /** Shim name -> the syscalls it answers under the profile here. */
+  emulations: Record<string, string[]>;
+  warnings: string[];
+}
+
+export function checkReport(profileName: string): CheckReport {
   const host = describeHost(probeHostSyscalls);
   const profile = loadProfile(profileName);
-  const out = [`host kernel: ${host.release} ${host.version}`];
-  const features = hostFeatures();
-  const width = Math.max(...features.map((f) => f.name.length));
-  for (const f of features) out.push(`${`${f.name}:`.padEnd(width + 1)} ${f.present ? 'yes' : 'no '} (${f.detail})`);
   const { plan, warnings } = derivePlan(profile, host);
-  const active = activeEmulations(plan);
-  out.push(`profile ${profile.name} (kernel ${profile.kernel}) on this host activates ${active.size} emulation(s):`);
+  return {
+    host: { release: host.release, version: host.version },
+    features: hostFeatures(),
+    profile: { name: profile.name, kernel: profile.kernel },
+    emulations: Object.fromEntries(activeEmulations(plan)),
+    warnings,
+  };
+}
+
+/** The lines `vjail check` prints. */
+export function checkLines(profileName: string): string[] {
+  const r = checkReport(profileName);
+  const out = [`host kernel: ${r.host.release} ${r.host.version}`];
+  const width = Math.max(...r.features.map((f) => f.name.length));
+  for (const f of r.features) out.push(`${`${f.name}:`.padEnd(width + 1)} ${f.present ? 'yes' : 'no '} (${f.detail})`);
+  const active = Object.entries(r.emulations);
+  out.push(`profile ${r.profile.name} (kernel ${r.profile.kernel}) on this host activates ${active.length} emulation(s):`);
   for (const [shim, calls] of active) out.push(`  ${shim}: ${calls.join(', ')}`);
-  out.push(`plan warnings (${warnings.length}):`);
-  for (const w of warnings) out.push(`  ${w}`);
+  out.push(`plan warnings (${r.warnings.length}):`);
+  for (const w of r.warnings) out.push(`  ${w}`);
   return out;
 }
 
@@ -70,8 +90,10 @@ export function registerCheckCommand(cli: Command, setExit: (code: number) => vo
     .command('check')
     .description('report the host kernel, the features vjail uses, and what a profile would emulate here')
     .option('--profile <name>', 'profile to plan (see "vjail profiles list")', 'host')
-    .action((flags: { profile: string }) => {
-      process.stdout.write(`${checkLines(flags.profile).join('\n')}\n`);
+    .option('--json', 'print the report as one JSON object')
+    .action((flags: { profile: string; json?: boolean }) => {
+      if (flags.json) process.stdout.write(`${JSON.stringify(checkReport(flags.profile))}\n`);
+      else process.stdout.write(`${checkLines(flags.profile).join('\n')}\n`);
       setExit(0);
     });
 }

@@ -1,9 +1,10 @@
 /** vjail ps, logs, kill, rm: named jails (src/jails/). */
-import { closeSync, existsSync, openSync, readSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readSync, statSync, writeSync } from 'node:fs';
 import { constants } from 'node:os';
 import type { Command } from 'commander';
 import { removeJailCgroup } from '../cgroup.js';
 import { jailMembers, signalJail } from '../jails/members.js';
+import { liveStart, rotatedPath } from '../jails/log-size.js';
 import { liveness, listStates, logPath, removeJailDir, requireState, workloadAlive, type JailState } from '../jails/state.js';
 import { UsageError } from './errors.js';
 
@@ -41,6 +42,24 @@ function psCommand(flags: { json?: boolean }): number {
   return 0;
 }
 
+/**
+ * Write all of `data` to stdout before going on: a log is larger than a pipe
+ * holds, and a buffered write would be cut short when the command exits.
+ */
+function writeOut(data: Buffer): void {
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  for (let done = 0; done < data.length; ) {
+    try {
+      done += writeSync(1, data, done, data.length - done);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'EPIPE') process.exit(0); // the reader is gone (| head): nothing more to print
+      if (code !== 'EAGAIN') throw e;
+      Atomics.wait(pause, 0, 0, 5); // stdout is non-blocking and full: let the reader catch up
+    }
+  }
+}
+
 /** Print the log from `offset`; returns the new offset. */
 function copyLog(path: string, offset: number): number {
   let fd: number;
@@ -54,11 +73,19 @@ function copyLog(path: string, offset: number): number {
     for (;;) {
       const n = readSync(fd, buf, 0, buf.length, offset);
       if (n === 0) return offset;
-      process.stdout.write(buf.subarray(0, n));
+      writeOut(buf.subarray(0, n));
       offset += n;
     }
   } finally {
     closeSync(fd);
+  }
+}
+
+function sizeOf(path: string): number {
+  try {
+    return statSync(path).size;
+  } catch {
+    return 0;
   }
 }
 
@@ -68,10 +95,21 @@ async function logsCommand(name: string, flags: { follow?: boolean }): Promise<n
   if (!s.detached || !existsSync(path)) {
     throw new UsageError(`jail "${name}" has no log: only a jail started with --detach has one (the output of others goes to their terminal)`);
   }
-  let offset = copyLog(path, 0);
+  // A bounded log (--log-max-size) keeps its older part in log.1 and its live part from log.start on.
+  let start = liveStart(path);
+  copyLog(rotatedPath(path), 0);
+  let offset = copyLog(path, start);
   if (!flags.follow) return 0;
   for (;;) {
     const live = liveness(requireState(name));
+    const now = liveStart(path);
+    if (now > start) {
+      // Rotated since the last look: log.1 holds [now - its size, now); print what we have not.
+      const rotatedFrom = now - sizeOf(rotatedPath(path));
+      copyLog(rotatedPath(path), Math.max(0, offset - rotatedFrom));
+      start = now;
+      offset = Math.max(offset, now);
+    }
     offset = copyLog(path, offset);
     if (live !== 'running' && live !== 'starting') return 0;
     await new Promise((r) => setTimeout(r, 100));

@@ -1,4 +1,6 @@
 import { Command, CommanderError, Option } from 'commander';
+import { readFileSync } from 'node:fs';
+import { dataPath } from '../paths.js';
 import { userMessage, UsageError } from './errors.js';
 import type { RunFlags } from './run.js';
 
@@ -21,9 +23,16 @@ const GROUPS: { commands: readonly string[]; load: () => Promise<Register> }[] =
   { commands: ['check'], load: async () => (await import('./check.js')).registerCheckCommand },
 ];
 
+/** "vjail X.Y.Z", from the package's own package.json. */
+function versionLine(): string {
+  const { version } = JSON.parse(readFileSync(dataPath('package.json'), 'utf8')) as { version?: string };
+  return `vjail ${version ?? 'unknown'}`;
+}
+
 async function program(argv: string[], setExit: SetExit): Promise<Command> {
   const cli = new Command('vjail')
     .description('Run programs in a jail whose kernel ABI is answered by a seccomp user-notify supervisor')
+    .version(versionLine(), '-V, --version', "print vjail's version")
     .exitOverride()
     .enablePositionalOptions()
     .showSuggestionAfterError()
@@ -54,6 +63,7 @@ async function program(argv: string[], setExit: SetExit): Promise<Command> {
     .option('--name <name>', 'register the jail under NAME (see "vjail ps")')
     .option('--detach', 'run in the background (needs --name); output goes to "vjail logs NAME"')
     .option('--self-checkpoint', 'let the jail\'s processes ask for a checkpoint of their own jail (docs/SELF-CHECKPOINT.md)')
+    .option('--log-max-size <size>', 'with --detach: keep the log within SIZE (e.g. 10M), the older part in log.1')
     .addOption(new Option('--supervise').hideHelp())
     .argument('[command...]')
     .passThroughOptions()

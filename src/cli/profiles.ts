@@ -88,6 +88,48 @@ export function activeEmulations(plan: Plan): Map<string, string[]> {
   return new Map([...used].sort((x, y) => x[0].localeCompare(y[0])).map(([k, v]) => [k, [...v].sort()]));
 }
 
+/** A plan as JSON-ready data: actions in words, argument values as decimal strings (they are 64-bit). */
+export function planJson(plan: Plan): unknown {
+  return {
+    arches: plan.arches.map((ap) => ({
+      arch: ap.arch,
+      syscalls: ap.syscalls.map((d) => ({
+        nr: d.nr,
+        name: d.name,
+        action: describeAction(d.fallback),
+        ...(d.rules.length > 0 && {
+          rules: d.rules.map((r) => ({
+            conditions: r.conditions.map((c) => ({ index: c.index, op: c.op, value: String(c.value), ...(c.mask !== undefined && { mask: String(c.mask) }) })),
+            action: describeAction(r.action),
+          })),
+        }),
+      })),
+      otherNumbers: describeAction(ap.defaultAction),
+    })),
+    foreignArchitectures: describeAction(plan.foreignArch),
+    x32: describeAction(plan.x32),
+  };
+}
+
+/** `vjail profiles diff A B --json`. */
+export function diffJson(a: Profile, b: Profile, h: HostInfo): unknown {
+  const diff = diffProfiles(a, b);
+  const planA = derivePlan(a, h).plan;
+  const planB = derivePlan(b, h).plan;
+  return {
+    from: { name: a.name, kernel: a.kernel },
+    to: { name: b.name, kernel: b.kernel },
+    host: h.release,
+    added: diff.added.map((n) => ({ name: n, under: { [b.name]: bridge(planB, n) } })),
+    removed: diff.removed.map((n) => ({ name: n, under: { [a.name]: bridge(planA, n), [b.name]: 'ENOSYS' } })),
+    unameChanged: diff.unameChanged.map((c) => ({ field: c.field, from: c.from ?? null, to: c.to ?? null })),
+  };
+}
+
+function writeJson(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value)}\n`);
+}
+
 function write(lines: string[]): void {
   process.stdout.write(`${lines.join('\n')}\n`);
 }
@@ -97,8 +139,13 @@ export function registerProfilesCommands(cli: Command, setExit: (code: number) =
   profiles
     .command('list')
     .description('list the available profiles')
-    .action(() => {
+    .option('--json', 'print a JSON array')
+    .action((flags: { json?: boolean }) => {
       const all = listProfiles();
+      if (flags.json) {
+        writeJson(all.map((p) => ({ name: p.name, kernel: p.kernel, release: p.uname.release, host: p.isHost, description: p.description })));
+        return setExit(0);
+      }
       const width = Math.max(...all.map((p) => p.name.length));
       write(all.map((p) => `${p.name.padEnd(width)}  ${p.isHost ? `host (${p.uname.release})` : p.uname.release}  ${p.description}`));
       setExit(0);
@@ -108,10 +155,14 @@ export function registerProfilesCommands(cli: Command, setExit: (code: number) =
     .description("show a profile's plan on this host: per syscall its action, grouped")
     .argument('<name>', 'profile name or file')
     .option('--bpf', 'print the compiled seccomp filter instead')
-    .action((name: string, flags: { bpf?: boolean }) => {
+    .option('--json', 'print the profile and its plan as one JSON object')
+    .action((name: string, flags: { bpf?: boolean; json?: boolean }) => {
       const profile = loadProfile(name);
       const { plan, warnings } = derivePlan(profile, host());
-      if (flags.bpf) {
+      if (flags.json) {
+        const { name: n, description, kernel, uname } = profile;
+        writeJson({ name: n, description, kernel, uname, plan: planJson(plan), warnings });
+      } else if (flags.bpf) {
         write(disassemble(compile(plan)));
       } else {
         const u = profile.uname;
@@ -129,8 +180,10 @@ export function registerProfilesCommands(cli: Command, setExit: (code: number) =
     .description('syscalls added and removed from profile A to B, uname changes, and how vjail bridges each on this host')
     .argument('<a>', 'profile name or file')
     .argument('<b>', 'profile name or file')
-    .action((a: string, b: string) => {
-      write(diffLines(loadProfile(a), loadProfile(b), host()));
+    .option('--json', 'print the differences as one JSON object')
+    .action((a: string, b: string, flags: { json?: boolean }) => {
+      if (flags.json) writeJson(diffJson(loadProfile(a), loadProfile(b), host()));
+      else write(diffLines(loadProfile(a), loadProfile(b), host()));
       setExit(0);
     });
 }

@@ -8,7 +8,7 @@ import { detach, NamedJail } from '../jails/supervise.js';
 import { asUserError, pageBytes, processSummary } from './checkpoint.js';
 import { UsageError, userMessage } from './errors.js';
 import { ProgressLine, StepClock, stderrIsTTY } from './progress.js';
-import { selfCheckpoints } from './run.js';
+import { boundOwnLog, logMaxSize, selfCheckpoints } from './run.js';
 
 export interface RestoreFlags {
   /** Register the restored jail under this name. */
@@ -27,6 +27,8 @@ export interface RestoreFlags {
   quiet?: boolean;
   /** Print the result as JSON on stdout once restored. */
   json?: boolean;
+  /** Bound of a detached jail's log, e.g. "10M". */
+  logMaxSize?: string;
 }
 
 /** `--inherit-fd FD:KEY` values: each FD must be open here. */
@@ -65,9 +67,11 @@ export async function restoreCommand(dir: string, flags: RestoreFlags = {}): Pro
   if (flags.detach && !flags.name) throw new UsageError('--detach needs a name for the restored jail: add --name NAME');
   if (flags.detach && flags.inheritFd?.length) throw new UsageError('--inherit-fd cannot be combined with --detach yet (the background supervisor does not receive your descriptors); restore in the foreground');
   const inherit = inheritMap(flags.inheritFd ?? []);
+  const logBound = await logMaxSize(flags.logMaxSize, flags.detach || flags.supervise);
   if (flags.detach) {
     const name = flags.name!;
     const args = ['restore', resolve(dir), '--name', name, '--supervise', ...(flags.force ? ['--force'] : []), ...(flags.json ? ['--json'] : [])];
+    if (flags.logMaxSize) args.push('--log-max-size', flags.logMaxSize);
     if (!flags.json) return detach(name, args);
     rmSync(resultPath(name), { force: true }); // a previous jail's of that name
     return detach(name, args, {
@@ -140,6 +144,7 @@ export async function restoreCommand(dir: string, flags: RestoreFlags = {}): Pro
   if (named) {
     const { profile, policy, emulate } = manifest!;
     named.running(jail.pid, { command: commandOf(jail.pid, dir), profile, policy: policy ?? null, emulate });
+    if (flags.supervise && logBound) await boundOwnLog(named.name, logBound);
   }
   const forward = (sig: NodeJS.Signals): void => jail.kill(sig);
   const forwarded: NodeJS.Signals[] = ['SIGTERM', 'SIGHUP', 'SIGUSR1', 'SIGUSR2'];

@@ -28,6 +28,8 @@ export interface RunFlags {
   supervise?: boolean;
   /** Accept checkpoint requests from the jail's own processes (docs/SELF-CHECKPOINT.md). */
   selfCheckpoint?: boolean;
+  /** Bound of a detached jail's log (src/jails/log-size.ts), e.g. "10M". */
+  logMaxSize?: string;
 }
 
 /** The `vjail run` arguments for the background supervisor of a detached jail. */
@@ -44,6 +46,7 @@ function supervisorArgs(command: string[], flags: RunFlags): string[] {
   if (flags.receiver) args.push('--receiver', flags.receiver);
   if (flags.verbose) args.push('--verbose');
   if (flags.selfCheckpoint) args.push('--self-checkpoint');
+  if (flags.logMaxSize) args.push('--log-max-size', flags.logMaxSize);
   return [...args, '--', ...command];
 }
 
@@ -64,10 +67,26 @@ function traceSink(trace: string | boolean | undefined): { write?: (line: string
   return { write: (line) => stream.write(`${line}\n`), stream };
 }
 
+/** `--log-max-size` checked before anything starts: a size, and only with --detach. */
+export async function logMaxSize(text: string | undefined, detached: boolean | undefined): Promise<number | undefined> {
+  if (text === undefined) return undefined;
+  if (!detached) throw new UsageError('--log-max-size bounds the log of a detached jail; add --name NAME --detach, or drop it');
+  return (await import('../jails/log-size.js')).parseLogSize(text);
+}
+
+/** In a detached jail's background supervisor: keep the log (our stdout) within `bytes`. */
+export async function boundOwnLog(name: string, bytes: number): Promise<void> {
+  const { boundLog } = await import('../jails/log-size.js');
+  const { logPath } = await import('../jails/state.js');
+  boundLog(1, logPath(name), bytes);
+}
+
 /** `vjail run`: start the command in a jail, wait for it, exit with its status. */
 export async function runCommand(command: string[], flags: RunFlags): Promise<number> {
   if (command.length === 0) throw new UsageError('no command given; usage: vjail run [options] -- CMD [ARG...]');
+  if (flags.policy) flags = { ...flags, policy: (await import('../policy/shipped.js')).policyPath(flags.policy) };
   if (flags.detach && !flags.name) throw new UsageError('--detach needs a name for the jail: add --name NAME');
+  const logBound = await logMaxSize(flags.logMaxSize, flags.detach || flags.supervise);
   if (flags.detach) return (await import('../jails/supervise.js')).detach(flags.name!, supervisorArgs(command, flags));
   const sink = traceSink(flags.trace);
   const opts: JailOptions = {
@@ -116,6 +135,7 @@ export async function runCommand(command: string[], flags: RunFlags): Promise<nu
   for (const sig of early) jail.kill(sig);
   self?.server.serveJail(jail.pid);
   named?.running(jail.pid);
+  if (named && flags.supervise && logBound) await boundOwnLog(named.name, logBound);
   if (flags.verbose) for (const w of jail.warnings.filter((w) => !isPolicyWarning(w))) process.stderr.write(`vjail: warning: ${w}\n`);
   if (onTerminal) {
     // Keep vjail alive on a terminal ^C: the workload decides what it means.

@@ -5,7 +5,7 @@
  */
 import { spawn } from 'node:child_process';
 import { constants } from 'node:os';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, constants as fsConstants, existsSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { UsageError } from '../cli/errors.js';
 import { createJailCgroup, removeJailCgroup, type JailCgroup } from '../cgroup.js';
 import type { JailExit } from '../jail.js';
@@ -145,7 +145,8 @@ export async function detach(
 async function detachLocked(name: string, args: string[], opts: { timeoutMs?: number; output?: () => string; failed?: (error: string) => string }): Promise<number> {
   checkNameFree(name);
   mkdirSync(jailDir(name), { recursive: true });
-  const log = openSync(logPath(name), 'w', 0o644);
+  // Appending: a bounded log (log-size.ts) is truncated under the jail's writes, which must then start again at 0.
+  const log = openSync(logPath(name), fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_TRUNC | fsConstants.O_APPEND, 0o644);
   let child;
   try {
     child = spawn(process.execPath, [dataPath('bin', 'vjail.js'), ...args], { detached: true, stdio: ['ignore', log, log] });

@@ -4,8 +4,11 @@ import type { Policy, PolicyEntry } from '../policy/types.js';
 import { ENOSYS, ProfileError } from '../profile/schema.js';
 import type { Profile, UnameFields } from '../profile/types.js';
 import type { SyscallInfo } from '../syscalls/table.js';
+import { compareKernelVersions } from '../syscalls/version.js';
 import { type Action, ALLOW, type ArchName, type ArchPlan, errno, KILL_PROCESS, type Plan, type Rule, type SyscallDecision } from './action.js';
 import { defaultTables, existsIn, type HostInfo, type PlanTables, shimmedSyscalls } from './host.js';
+import { opsBeyond, policyDeniedRingWork, RING_SYSCALLS } from './io-uring.js';
+import { IPC, multiplexedBy, multiplexedNames, restrictiveness, SOCKETCALL, selects } from './multiplex.js';
 
 /**
  * prctl option ('vjai') of the launch handshake. The launcher calls
@@ -33,6 +36,8 @@ export interface PlanResult {
   /** One line each: where the plan cannot present the profile faithfully, or input had no effect. */
   warnings: string[];
 }
+
+const EPERM = 1;
 
 /** The architectures vjail plans, in plan order. */
 const ARCHES: readonly ArchName[] = ['x86_64', 'i386'];
@@ -86,6 +91,8 @@ interface Context {
   policy?: Policy;
   /** Policy entries by syscall name, in policy order. */
   entries: ReadonlyMap<string, PolicyEntry[]>;
+  /** The answer to the io_uring syscalls where a ring could do what the jail may not (see io-uring.ts). */
+  ringRefusal?: Action;
 }
 
 /** What the profile alone does with one syscall; pushes the name to `unserved` when only ENOSYS is left. */
@@ -107,12 +114,41 @@ function profileAction(ctx: Context, arch: ArchName, info: SyscallInfo, unserved
   return errno(ENOSYS);
 }
 
+/**
+ * The policy entries deciding i386 `socketcall` or `ipc`: its own, and those
+ * of the calls it multiplexes turned into rules on its call number (see
+ * multiplex.ts), in policy order. An unconditional entry of its own decides
+ * every call alone, as libseccomp lets a catch-all rule override.
+ */
+function multiplexerEntries(ctx: Context, name: string, approximated: Set<string>): PolicyEntry[] {
+  const own = ctx.entries.get(name) ?? [];
+  if (own.some((e) => e.conditions.length === 0)) return own;
+  const order = new Map((ctx.policy?.entries ?? []).map((e, i) => [e, i]));
+  const derived: { at: number; entry: PolicyEntry }[] = own.map((entry) => ({ at: order.get(entry) ?? -1, entry }));
+  const fallback = ctx.policy?.defaultAction ?? ALLOW;
+  for (const n of multiplexedNames(name)) {
+    const m = multiplexedBy(n)!;
+    for (const e of ctx.entries.get(n) ?? []) {
+      if (e.conditions.length > 0) {
+        approximated.add(n);
+        // Dropping the conditions must not let through what the policy's fallback would stop.
+        if (restrictiveness(e.action) <= restrictiveness(fallback)) continue;
+      }
+      derived.push({ at: order.get(e) ?? -1, entry: { names: [name], action: e.action, conditions: [selects(m)] } });
+    }
+  }
+  return derived.sort((a, b) => a.at - b.at).map((d) => d.entry);
+}
+
 /** The decision for one syscall: policy rules (conditions kept) over the profile's action. */
-function decide(ctx: Context, arch: ArchName, info: SyscallInfo, unserved: string[]): SyscallDecision {
-  const base = profileAction(ctx, arch, info, unserved);
+function decide(ctx: Context, arch: ArchName, info: SyscallInfo, unserved: string[], approximated: Set<string>): SyscallDecision {
+  let base = profileAction(ctx, arch, info, unserved);
+  if (ctx.ringRefusal && RING_SYSCALLS.includes(info.name) && base.kind !== 'errno') base = ctx.ringRefusal;
   const rules: Rule[] = arch === 'x86_64' && info.name === 'prctl' ? [handshakeRule()] : [];
   let fallback: Action | undefined;
-  for (const e of ctx.entries.get(info.name) ?? []) {
+  const multiplexer = arch === 'i386' && (info.name === SOCKETCALL || info.name === IPC);
+  const entries = multiplexer ? multiplexerEntries(ctx, info.name, approximated) : (ctx.entries.get(info.name) ?? []);
+  for (const e of entries) {
     const action = compose(e.action, base);
     if (e.conditions.length === 0) {
       // An unconditional entry matches every call; entries after it are never reached.
@@ -147,7 +183,8 @@ function checkEmulate(names: readonly string[]): Set<string> {
 
 /** Names the input uses that no table knows, as warnings. */
 function unknownNames(ctx: Context, tables: PlanTables): string[] {
-  const known = (n: string) => ARCHES.some((a) => tables[a].byName(n) !== undefined);
+  const viaMultiplexer = (n: string) => (ctx.policy?.arches ?? []).includes('i386') && multiplexedBy(n) !== undefined;
+  const known = (n: string) => ARCHES.some((a) => tables[a].byName(n) !== undefined) || viaMultiplexer(n);
   const out: string[] = [];
   for (const n of [...ctx.profile.overrides.add, ...ctx.profile.overrides.remove]) {
     if (!known(n)) out.push(`profile ${ctx.profile.name} overrides ${JSON.stringify(n)}, which is not a syscall on x86_64 or i386; it has no effect`);
@@ -157,6 +194,34 @@ function unknownNames(ctx: Context, tables: PlanTables): string[] {
     out.push(`policy ${ctx.policy.source} names syscalls unknown on x86_64 and i386, which have no effect: ${policyNames.join(', ')}`);
   }
   return out;
+}
+
+/**
+ * Whether io_uring must be refused (see io-uring.ts), with the plan warning
+ * that says why. The profile's kernel comes first: a kernel without the ring
+ * leaves nothing for the policy to decide.
+ */
+function ringRefusal(ctx: Context, tables: PlanTables, warnings: string[]): Action | undefined {
+  const { profile, host, policy } = ctx;
+  if (!profile.isHost && profileHas(profile, 'io_uring_setup', tables)) {
+    const beyond = opsBeyond(host.release, profile.kernel);
+    if (beyond.length > 0) {
+      warnings.push(
+        `io_uring: the host's rings perform operations ${profile.name} did not have (${beyond.join(', ')}) and cannot be limited ` +
+          `to its own; io_uring_setup answers ENOSYS, as a kernel built without io_uring does`,
+      );
+      return errno(ENOSYS);
+    }
+  }
+  if (!policy) return undefined;
+  const kernel = compareKernelVersions(host.release, profile.kernel) < 0 ? host.release : profile.kernel;
+  const denied = policyDeniedRingWork(policy, ctx.entries, kernel);
+  if (denied.length === 0) return undefined;
+  warnings.push(
+    `io_uring: policy ${policy.source} does not let every call run that a ring performs (${denied.join(', ')}); ` +
+      `io_uring_setup, io_uring_enter and io_uring_register answer EPERM, as with io_uring disabled`,
+  );
+  return errno(EPERM);
 }
 
 /**
@@ -177,12 +242,21 @@ export function derivePlan(profile: Profile, host: HostInfo, options: PlanOption
     entries,
   };
   const warnings = unknownNames(ctx, tables);
+  ctx.ringRefusal = ringRefusal(ctx, tables, warnings);
   const arches: ArchPlan[] = [];
   for (const arch of plannedArches(options.policy)) {
     const table = tables[arch];
     if (arch === 'x86_64' && !table.byName('prctl')) throw new Error('the x86_64 syscall table has no prctl; the launch handshake needs it');
     const unserved: string[] = [];
-    const syscalls = [...table.all].sort((a, b) => a.nr - b.nr).map((info) => decide(ctx, arch, info, unserved));
+    const approximated = new Set<string>();
+    const syscalls = [...table.all].sort((a, b) => a.nr - b.nr).map((info) => decide(ctx, arch, info, unserved, approximated));
+    if (approximated.size > 0 && ctx.policy) {
+      warnings.push(
+        `${arch}: policy ${ctx.policy.source} compares arguments of ${[...approximated].sort().join(', ')}, which the socketcall/ipc ` +
+          `multiplexers pass in memory; through them such a call is decided by its call number alone (denied where the entry ` +
+          `denies, else the policy's default action)`,
+      );
+    }
     if (unserved.length > 0) {
       warnings.push(
         `${arch}: ${profile.name} has ${unserved.length} syscall(s) the host kernel ${host.release} lacks and no shim answers; ` +

@@ -43,6 +43,8 @@ import { POLICY_MAX_BYTES, readUserFile } from '../input.js';
 import type * as Zod from 'zod';
 import { zod } from '../zod.js';
 import { sameAction, type Action, type ArchName, type ArgCondition, type CompareOp } from '../plan/action.js';
+import { multiplexedBy } from '../plan/multiplex.js';
+import { shippedPolicies } from './shipped.js';
 import { syscallTable, type SyscallTable } from '../syscalls/table.js';
 import { JsonSyntaxError, parseJsonExact } from './json.js';
 import type { Policy, PolicyEntry } from './types.js';
@@ -187,7 +189,8 @@ type ArgJson = Zod.infer<Schemas['arg']>;
 /** Read and convert an OCI seccomp policy file (bare profile or whole config.json). */
 export function loadOciPolicy(path: string, opts: OciPolicyOptions = {}): OciPolicy {
   const text = readUserFile(path, POLICY_MAX_BYTES, (why) => {
-    throw new PolicyError(`${path}: the policy file ${why}; give a regular file (of JSON) that vjail can read`);
+    const shipped = /ENOENT/.test(why) && !path.includes('/') ? `, or the name of one shipped with vjail (${shippedPolicies().join(', ')})` : '';
+    throw new PolicyError(`${path}: the policy file ${why}; give a regular file (of JSON) that vjail can read${shipped}`);
   });
   let json: unknown;
   try {
@@ -409,7 +412,9 @@ export function knownIn(tables: readonly SyscallTable[]): (name: string) => bool
 
 function tableLookup(arches: readonly ArchName[]): (name: string) => boolean {
   let lookup: ((name: string) => boolean) | undefined;
-  return (name) => (lookup ??= knownIn(arches.map(syscallTable)))(name);
+  // i386 reaches send and recv only through socketcall, which such entries decide (plan/multiplex.ts).
+  const viaMultiplexer = (name: string) => arches.includes('i386') && multiplexedBy(name) !== undefined;
+  return (name) => (lookup ??= knownIn(arches.map(syscallTable)))(name) || viaMultiplexer(name);
 }
 
 // ---------------------------------------------------------------- messages

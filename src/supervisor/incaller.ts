@@ -16,6 +16,7 @@ const enum Op {
   Syscall = 3,
   Finish = 4,
   Abort = 5,
+  Clone = 6,
 }
 const FIN_RETURN = 0;
 const FIN_RESTART = 1;
@@ -46,6 +47,12 @@ export interface InCallerSession {
   readonly arch: Notification['arch'];
   /** Run syscall `name` (of the caller's arch) in the caller; the raw result (negative errno on failure). */
   syscall(name: string, args?: readonly bigint[]): Promise<bigint>;
+  /**
+   * clone(2) with these arguments in the caller; its child starts with the
+   * argument registers the caller had at the notified call (x86_64 callers).
+   * The raw result, as `syscall`.
+   */
+  clone(args: readonly bigint[]): Promise<bigint>;
   /** Copy bytes onto the caller's stack below its red zone; returns their address there. */
   push(data: Uint8Array): bigint;
   /** Read the caller's memory (the caller is stopped: no notification check applies). */
@@ -171,23 +178,11 @@ export async function runInCaller(
   const session: InCallerSession = {
     pid: n.pid,
     arch: n.arch,
-    async syscall(name, args = []) {
-      if (gone) throw new InCallerError('the caller is no longer stopped', gone);
-      const info = table.byName(name);
-      if (!info) throw new Error(`no syscall ${name} on ${n.arch}`);
-      const a = [...args, 0n, 0n, 0n, 0n, 0n, 0n].slice(0, 6);
-      injecting.set(n.pid, info.nr);
-      let r;
-      try {
-        r = await nat.incallerCommand(h, Op.Syscall, info.nr, ...a);
-      } finally {
-        injecting.delete(n.pid);
-      }
-      if (r.err) {
-        gone = r.err;
-        throw new InCallerError(r.err === EINTR ? 'interrupted by a signal' : 'the caller went away', r.err);
-      }
-      return r.value;
+    syscall(name, args = []) {
+      return inject(Op.Syscall, name, args);
+    },
+    clone(args) {
+      return inject(Op.Clone, 'clone', args);
     },
     push(data) {
       next = (next - BigInt(data.byteLength)) & ~15n;
@@ -198,6 +193,25 @@ export async function runInCaller(
       return nat.readMem(n.pid, addr, len);
     },
   };
+  /** One injected call; a failure ends the session (the caller is then gone or interrupted). */
+  async function inject(op: Op, name: string, args: readonly bigint[]): Promise<bigint> {
+    if (gone) throw new InCallerError('the caller is no longer stopped', gone);
+    const info = table.byName(name);
+    if (!info) throw new Error(`no syscall ${name} on ${n.arch}`);
+    const a = [...args, 0n, 0n, 0n, 0n, 0n, 0n].slice(0, 6);
+    injecting.set(n.pid, info.nr);
+    let r;
+    try {
+      r = await nat.incallerCommand(h, op, ...(op === Op.Syscall ? [info.nr, ...a] : a));
+    } finally {
+      injecting.delete(n.pid);
+    }
+    if (r.err) {
+      gone = r.err;
+      throw new InCallerError(r.err === EINTR ? 'interrupted by a signal' : 'the caller went away', r.err);
+    }
+    return r.value;
+  }
 
   let outcome: InCallerOutcome;
   try {

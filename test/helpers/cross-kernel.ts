@@ -68,6 +68,10 @@ i386() {
   $V run --profile linux-4.19 -- "$SHARE/probe" int80-uname > "$d/uname" 2>&1
   $V run --profile linux-4.19 -- "$SHARE/kernelinfo" olduname > "$d/olduname" 2>&1
   $V run --profile linux-4.19 -- "$SHARE/kernelinfo" oldolduname > "$d/oldolduname" 2>&1
+  # a policy denying socket and shmget holds on the socketcall and ipc multiplexers
+  echo '{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_X86_64","SCMP_ARCH_X86"],"syscalls":[{"names":["socket","shmget"],"action":"SCMP_ACT_ERRNO"}]}' > "$d/deny.json"
+  { "$SHARE/probe" int80-socket; "$SHARE/probe" int80-shmget 1; } > "$d/mux-bare" 2>&1
+  { $V run --policy "$d/deny.json" -- "$SHARE/probe" int80-socket; $V run --policy "$d/deny.json" -- "$SHARE/probe" int80-shmget 1; } > "$d/mux" 2>&1
 }
 # bare MODE: the workload without a jail, on this kernel as it is
 bare() {
