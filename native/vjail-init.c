@@ -4,6 +4,9 @@
  * user-notify listener) and execs the command. vjail-init stays behind as the
  * jail's reaper (a child subreaper, or PID 1's parent with --pid-ns) and
  * kills the whole jail if the supervisor dies, so nothing runs on unsupervised.
+ * Once the workload is forked, vjail-init (and PID 1) lock themselves down
+ * (lockdown.h): the workload can neither trace them nor make them run
+ * anything its policy denies.
  *
  * usage: vjail-init --parent PID [--pid-ns] [--cgroup DIR] [--bind SRC:DST]... [--time-offsets MONO_NS:BOOT_NS] [--pass-fd] -- CMD [ARG...]
  *
@@ -37,6 +40,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "lockdown.h"
 #include "protocol.h"
 #include "timens.h"
 
@@ -270,13 +274,30 @@ static int reap_ended(pid_t watched, int *watched_status)
  * Returns the workload's raw wait status, or -1 when a kill was requested. */
 static int reap_jail(const struct options *o, struct sock_fprog *prog)
 {
+	/* The workload waits at this gate until we are locked down: none of its code runs before. */
+	int gate[2];
+	if (pipe2(gate, O_CLOEXEC))
+		fail(STEP_FORK, errno);
 	pid_t workload = fork();
 	if (workload < 0)
 		fail(STEP_FORK, errno);
-	if (workload == 0)
+	if (workload == 0) {
+		char c;
+		close(gate[1]);
+		while (read(gate[0], &c, 1) < 0 && errno == EINTR)
+			;
+		close(gate[0]);
 		exec_workload(o, prog);
+	}
+	close(gate[0]);
 	if (o->pass_fd)
 		close(VJAIL_PASS_FD);
+	int err = lock_down();
+	if (err) {
+		kill(workload, SIGKILL);
+		fail(STEP_LOCKDOWN, err);
+	}
+	close(gate[1]);
 	int workload_status = 0;
 	for (;;) {
 		if (reap_ended(workload, &workload_status))
@@ -414,6 +435,11 @@ static int run_in_pid_ns(const struct options *o, struct sock_fprog *prog)
 	}
 	if (o->pass_fd)
 		close(VJAIL_PASS_FD);
+	int err = lock_down();
+	if (err) {
+		kill(init, SIGKILL);
+		fail(STEP_LOCKDOWN, err);
+	}
 	for (;;) {
 		int st = 0;
 		int gone = reap_ended(init, &st);

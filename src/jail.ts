@@ -7,6 +7,7 @@ import { compile } from './bpf/compile.js';
 import { errnoName } from './errno.js';
 import { launch, CTL, type LaunchOptions } from './launch.js';
 import { native, type ReceiverMode, type ReceiverState } from './native.js';
+import { sys } from './native/fdio.js';
 import type { Plan } from './plan/action.js';
 import type { Shim } from '../shims/types.js';
 import { cachedPlan } from './plan/cache.js';
@@ -180,6 +181,7 @@ export function spawnJail(opts: JailOptions): Jail {
   const warn = opts.warn ?? ((line: string) => process.stderr.write(`vjail: ${line}\n`));
   // A policy naming syscalls no table has is told always (runc logs and skips them): a typo there weakens the policy.
   for (const w of warnings) if (isPolicyWarning(w)) warn(`warning: ${w}`);
+  keepOutOfReach();
   let launched;
   try {
     launched = launch({
@@ -242,6 +244,19 @@ export function spawnJail(opts: JailOptions): Jail {
   });
   const { stdin, stdout, stderr } = launched.init;
   return new Jail(launched.pid, plan, profile, warnings, launched.pidfd, supervisor, exited, { stdin, stdout, stderr });
+}
+
+const SYS_PRCTL = 157;
+const PR_SET_DUMPABLE = 4;
+
+/**
+ * The supervisor holds the listener and answers for the jail: a workload of
+ * the same user must not write its memory (/proc/PID/mem) or trace it. Not
+ * dumpable, only CAP_SYS_PTRACE opens it (docs/SECURITY.md). Checkpoints run
+ * in their own process and trace the jail, never this one.
+ */
+function keepOutOfReach(): void {
+  sys(SYS_PRCTL, PR_SET_DUMPABLE, 0);
 }
 
 /** The profile's kernel files, written where vjail-init can mount them over the real ones. */

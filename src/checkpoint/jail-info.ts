@@ -15,7 +15,7 @@ import { CheckpointError, CheckpointUnsupported } from './errors.js';
 export function vjailInitOf(pid: number): number | undefined {
   try {
     const parent = parentOf(pid);
-    return basename(readlinkSync(`/proc/${parent}/exe`)) === 'vjail-init' ? parent : undefined;
+    return exeName(parent) === 'vjail-init' ? parent : undefined;
   } catch {
     return undefined;
   }
@@ -39,13 +39,20 @@ function flag(args: string[], name: string): string | undefined {
   return args.find((a) => a.startsWith(`${name}=`))?.slice(name.length + 1);
 }
 
-const exeName = (pid: number): string => {
+/** The program a process runs. vjail's own processes are not dumpable: a user without
+ * CAP_SYS_PTRACE cannot read their exe link, and gets the name they gave themselves. */
+function exeName(pid: number): string {
   try {
     return basename(readlinkSync(`/proc/${pid}/exe`));
-  } catch {
-    return '';
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EACCES') return '';
+    try {
+      return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+    } catch {
+      return '';
+    }
   }
-};
+}
 
 /** The supervisor of the jail `pid` is in: the parent of the vjail-init above it (with --pid-ns, of the outer one). */
 export function supervisorOf(pid: number): number {

@@ -1,0 +1,55 @@
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fixture, vjailBin } from './helpers/fixtures.js';
+import { alive, vjail } from './helpers/run.js';
+
+/*
+ * The escape suite: a jailed process tries to get around its policy through
+ * the processes vjail places in or beside the jail (test/fixtures/escape.c),
+ * and each test asserts that the denied effect did not happen.
+ */
+
+let escape: string;
+let dir: string;
+let denyMkdir: string;
+
+beforeAll(() => {
+  escape = fixture('escape');
+  dir = mkdtempSync(join(tmpdir(), 'vjail-escape-'));
+  denyMkdir = join(dir, 'deny-mkdir.json');
+  writeFileSync(denyMkdir, JSON.stringify({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['mkdir', 'mkdirat'], action: 'SCMP_ACT_ERRNO' }] }));
+});
+
+afterAll(async () => {
+  await execa('rm', ['-rf', dir]);
+});
+
+const modes: [string, string[]][] = [
+  ['without a PID namespace', []],
+  ['with --pid-ns', ['--pid-ns']],
+];
+
+describe.each(modes)('code outside the filter, %s', (_, ns) => {
+  it('code written into the jail\'s reaper through /proc/PID/mem cannot make a call the policy denies', async () => {
+    const target = join(dir, `injected${ns.join('')}`);
+    const direct = await vjail(['run', ...ns, '--policy', denyMkdir, '--', escape, 'mkdir', target]);
+    expect(direct.stdout).toBe('errno=EPERM (mkdir)');
+    // The jail runs as root (CAP_SYS_PTRACE): the write itself succeeds; the code must not get its mkdir.
+    const r = await vjail(['run', ...ns, '--policy', denyMkdir, '--', escape, 'inject', 'parent', target], { timeoutMs: 20_000 });
+    expect(r.stdout).toBe('injected');
+    expect(existsSync(target)).toBe(false);
+  });
+});
+
+describe('vjail\'s processes and a workload of the same user', () => {
+  it('without CAP_SYS_PTRACE it cannot open the memory of vjail-init or of the supervisor', async () => {
+    // vjail itself run as nobody: the workload is nobody too, the same user as every vjail process.
+    const script = `${escape} open-mem $(${escape} ancestor 2); ${escape} open-mem $(${escape} ancestor 3)`;
+    const r = await execa('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', 'node', vjailBin, 'run', '--', 'sh', '-c', script], { reject: false, cwd: '/' });
+    expect(r.stderr).toBe('');
+    expect(r.stdout.split('\n')).toEqual(['errno=EACCES (open mem)', 'errno=EACCES (open mem)']);
+  });
+});
