@@ -88,9 +88,9 @@ export function freezerHierarchies(): Hierarchy[] {
  * directories never share one). Undefined when no freezer hierarchy can be
  * used here: the jail then runs without a cgroup of its own.
  */
-export function createJailCgroup(name: string): JailCgroup | undefined {
+export function createJailCgroup(name: string, group = 'vjail'): JailCgroup | undefined {
   for (const h of freezerHierarchies()) {
-    const path = join(h.mount, h.own, 'vjail', `${name}.${process.pid}`);
+    const path = join(h.mount, h.own, group, `${name}.${process.pid}`);
     try {
       mkdirSync(path, { recursive: true });
     } catch {
@@ -163,6 +163,44 @@ export function procsOf(cg: JailCgroup): number[] {
 export function killCgroup(cg: JailCgroup): boolean {
   if (cg.kind !== 'v2' || !existsSync(join(cg.path, 'cgroup.kill'))) return false;
   writeFileSync(join(cg.path, 'cgroup.kill'), '1');
+  return true;
+}
+
+/** The JailCgroup of a cgroup directory vjail made (a v1 one has the freezer's files). */
+export function cgroupAt(path: string): JailCgroup {
+  return { kind: existsSync(join(path, 'freezer.state')) ? 'v1' : 'v2', path };
+}
+
+/**
+ * SIGKILL whatever is left in a jail's cgroup once its reaper is gone, and
+ * wait (at most `boundMs`) until it is empty. v2 kills at once through
+ * cgroup.kill; v1 freezes the cgroup first, so nothing forks between the
+ * listing and the kills. False if processes were still there at the bound.
+ */
+export function killRemaining(cg: JailCgroup, boundMs = 5000): boolean {
+  if (procsOf(cg).length === 0) return true;
+  const pause = (ms: number): void => void Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+  const deadline = Date.now() + boundMs;
+  try {
+    if (!killCgroup(cg)) {
+      setFrozen(cg, true);
+      while (!isFrozen(cg) && Date.now() < deadline) pause(5);
+      for (const pid of procsOf(cg)) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+      setFrozen(cg, false);
+    }
+  } catch {
+    // the cgroup went away meanwhile: nothing is left in it
+  }
+  while (procsOf(cg).length > 0) {
+    if (Date.now() > deadline) return false;
+    pause(5);
+  }
   return true;
 }
 

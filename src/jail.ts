@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { mountableKernelFiles } from '../shims/kernel-files.js';
 import { compile } from './bpf/compile.js';
+import { cgroupAt, createJailCgroup, killRemaining, removeJailCgroup } from './cgroup.js';
 import { errnoName } from './errno.js';
 import { launch, CTL, type LaunchOptions } from './launch.js';
 import { native, type ReceiverMode, type ReceiverState } from './native.js';
@@ -182,13 +183,17 @@ export function spawnJail(opts: JailOptions): Jail {
   // A policy naming syscalls no table has is told always (runc logs and skips them): a typo there weakens the policy.
   for (const w of warnings) if (isPolicyWarning(w)) warn(`warning: ${w}`);
   keepOutOfReach();
+  // Without a PID namespace, a cgroup is what still knows the jail's processes once its reaper is
+  // gone (killed, or killed by the jail): they are ended with it (docs/SECURITY.md).
+  const ownCgroup = !opts.cgroup && !opts.pidNs ? createJailCgroup(`run${++jailsStarted}`, 'vjail-run') : undefined;
+  const cgroup = opts.cgroup ? cgroupAt(opts.cgroup) : ownCgroup;
   let launched;
   try {
     launched = launch({
       command: opts.command,
       filter,
       pidNs: opts.pidNs,
-      cgroup: opts.cgroup,
+      cgroup: cgroup?.path,
       timeOffsets: opts.timeOffsets,
       binds: kernelFiles?.binds,
       cwd: opts.cwd,
@@ -198,6 +203,7 @@ export function spawnJail(opts: JailOptions): Jail {
     });
   } catch (e) {
     if (kernelFiles) rmSync(kernelFiles.dir, { recursive: true, force: true });
+    if (ownCgroup) removeJailCgroup(ownCgroup);
     throw e;
   }
   const supervisor = new Supervisor({
@@ -230,6 +236,9 @@ export function spawnJail(opts: JailOptions): Jail {
         if (msg.type === CTL.EXEC_FAILED) execError = errnoName(msg.a);
         if (msg.type === CTL.EXIT) result = exitFromWaitStatus(msg.a);
       }
+      // vjail-init reaps the whole jail before it exits; if it was killed, nothing outlives it.
+      if (cgroup && !killRemaining(cgroup)) warn(`processes of the jail are still in ${cgroup.path} 5 s after SIGKILL`);
+      if (ownCgroup) removeJailCgroup(ownCgroup);
       supervisor.stop();
       closeSync(launched.ctlFd);
       closeSync(launched.pidfd);
@@ -245,6 +254,8 @@ export function spawnJail(opts: JailOptions): Jail {
   const { stdin, stdout, stderr } = launched.init;
   return new Jail(launched.pid, plan, profile, warnings, launched.pidfd, supervisor, exited, { stdin, stdout, stderr });
 }
+
+let jailsStarted = 0;
 
 const SYS_PRCTL = 157;
 const PR_SET_DUMPABLE = 4;

@@ -1,10 +1,10 @@
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixture, vjailBin } from './helpers/fixtures.js';
-import { alive, vjail } from './helpers/run.js';
+import { vjail } from './helpers/run.js';
 
 /*
  * The escape suite: a jailed process tries to get around its policy through
@@ -52,4 +52,37 @@ describe('vjail\'s processes and a workload of the same user', () => {
     expect(r.stderr).toBe('');
     expect(r.stdout.split('\n')).toEqual(['errno=EACCES (open mem)', 'errno=EACCES (open mem)']);
   });
+});
+
+/** Pids of live (not zombie) processes named `comm`. */
+function named(comm: string): number[] {
+  const out: number[] = [];
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      if (readFileSync(`/proc/${e}/comm`, 'utf8').trim() !== comm) continue;
+      const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
+      if (stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z') out.push(Number(e));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+describe('a jail whose reaper is ended from inside', () => {
+  const cases: [string, string[], string][] = [
+    ['vjail-init killed with SIGKILL', [], 'kill'],
+    ['vjail-init made to run a denied call', [], 'inject'],
+    ['PID 1 of --pid-ns made to run a denied call', ['--pid-ns'], 'inject'],
+  ];
+  it.each(cases)('%s: no process of the jail outlives vjail run', async (_, ns, how) => {
+    const name = `vjo${process.pid % 10000}${how}${ns.length}`.slice(0, 15);
+    const r = await vjail(['run', ...ns, '--policy', denyMkdir, '--', escape, 'outlive', name, how, join(dir, `outlive-${how}${ns.length}`)], { timeoutMs: 20_000 });
+    expect(r.stdout).toMatch(/attacked$/);
+    expect(r.exitCode).not.toBe(0);
+    const left = named(name);
+    for (const pid of left) process.kill(pid, 'SIGKILL');
+    expect(left).toEqual([]);
+  }, 30_000);
 });
