@@ -27,6 +27,12 @@ export interface RestoreFlags {
   quiet?: boolean;
   /** Print the result as JSON on stdout once restored. */
   json?: boolean;
+  /** Enforce this policy file, not the image's own. */
+  policy?: string;
+  /** Restore only if signed with this key. */
+  verifyKey?: string;
+  /** Accept an unauthenticated image's own policy. */
+  trustImage?: boolean;
 }
 
 /** `--inherit-fd FD:KEY` values: each FD must be open here. */
@@ -68,6 +74,9 @@ export async function restoreCommand(dir: string, flags: RestoreFlags = {}): Pro
   if (flags.detach) {
     const name = flags.name!;
     const args = ['restore', resolve(dir), '--name', name, '--supervise', ...(flags.force ? ['--force'] : []), ...(flags.json ? ['--json'] : [])];
+    if (flags.policy) args.push('--policy', resolve(flags.policy));
+    if (flags.verifyKey) args.push('--verify-key', resolve(flags.verifyKey));
+    if (flags.trustImage) args.push('--trust-image');
     if (!flags.json) return detach(name, args);
     rmSync(resultPath(name), { force: true }); // a previous jail's of that name
     return detach(name, args, {
@@ -104,7 +113,8 @@ export async function restoreCommand(dir: string, flags: RestoreFlags = {}): Pro
     };
     // Listen for the restored jail's checkpoint requests before any of its processes runs.
     const beforeResume = async (pid: number): Promise<void> => void (self = await listenAsBefore(pid));
-    const opts = { image: dir, force: flags.force, report, warn, inherit, beforeResume, progress: (bytes: number, total: number) => progress.add(bytes, total) };
+    const policy = { named: flags.policy, verifyKey: flags.verifyKey, trustImage: flags.trustImage, say: (line: string) => (flags.quiet ? undefined : say(`vjail: ${line}`)) };
+    const opts = { image: dir, force: flags.force, report, warn, inherit, beforeResume, policy, progress: (bytes: number, total: number) => progress.add(bytes, total) };
     jail = named ? await named.start((cgroup) => restore({ ...opts, cgroup })) : await restore(opts);
   } catch (e) {
     progress.finish();
