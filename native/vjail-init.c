@@ -218,9 +218,15 @@ static void close_inherited(const struct options *o)
 		fcntl(VJAIL_PASS_FD, F_SETFD, 0);
 }
 
+/* The process group vjail-init was started in (the supervisor's, and the terminal's foreground one). */
+static pid_t caller_group;
+
 static _Noreturn void exec_workload(const struct options *o, struct sock_fprog *prog)
 {
 	reset_signals();
+	/* Back in the caller's group (terminal signals reach the workload as before); we stay out of it. */
+	if (caller_group > 0)
+		setpgid(0, caller_group);
 	for (int fd = 0; fd <= 2; fd++)
 		fcntl(fd, F_SETFD, 0); /* Node marks 0-2 close-on-exec */
 	close_inherited(o);
@@ -463,6 +469,14 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	reset_signals();
+	/* A group of our own: kill(0) in the jail, which reaches the supervisor, does not reach us,
+	 * and we end the jail when the supervisor dies. (With --pid-ns, PID 1 ends the jail when we
+	 * die, and the workload could not name the caller's group from inside the namespace.) */
+	if (!o.pid_ns) {
+		caller_group = getpgrp();
+		if (setpgid(0, 0))
+			caller_group = 0;
+	}
 	watch_supervisor(o.parent);
 	/* Terminal signals go to the whole foreground group; the workload gets
 	 * them itself, and we must outlive it to reap it. */

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixture, vjailBin } from './helpers/fixtures.js';
-import { vjail } from './helpers/run.js';
+import { vjail, waitFor } from './helpers/run.js';
 
 /*
  * The escape suite: a jailed process tries to get around its policy through
@@ -84,5 +84,19 @@ describe('a jail whose reaper is ended from inside', () => {
     const left = named(name);
     for (const pid of left) process.kill(pid, 'SIGKILL');
     expect(left).toEqual([]);
+  }, 30_000);
+});
+
+describe('a jail whose process group is killed from inside', () => {
+  it('kill(0) ends the supervisor with the caller; vjail-init, in a group of its own, ends the rest of the jail', async () => {
+    const name = `vjg${process.pid % 100000}`.slice(0, 15);
+    // A session of its own for vjail: the jail's kill(0) must not reach this test runner.
+    const r = await execa('node', [vjailBin, 'run', '--', escape, 'outlive', name, 'kill-group', '-'], { reject: false, detached: true, stdin: 'ignore' });
+    expect(r.stdout).toBe('attacked');
+    expect(r.signal).toBe('SIGKILL');
+    // vjail-init learns of the supervisor's death from the kernel (its parent-death signal), then kills the jail.
+    const gone = await waitFor(() => named(name).length === 0, 10_000);
+    for (const pid of named(name)) process.kill(pid, 'SIGKILL');
+    expect(gone).toBe(true);
   }, 30_000);
 });
