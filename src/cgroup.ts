@@ -7,7 +7,7 @@
  * `VJAIL_FREEZER=v2|v1|none` picks one (none: no cgroup, checkpoints stop
  * the jail with ptrace alone).
  */
-import { accessSync, constants, existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
 export type FreezerKind = 'v2' | 'v1';
@@ -104,6 +104,31 @@ export function createJailCgroup(name: string, group = 'vjail'): JailCgroup | un
     removeJailCgroup(cg); // a v2 kernel older than 5.2: no cgroup.freeze
   }
   return undefined;
+}
+
+/**
+ * Remove the empty cgroups under `group` whose supervisor (the PID in their
+ * name) is gone: one killed with SIGKILL could not remove its own.
+ */
+export function removeStaleCgroups(group: string): void {
+  for (const h of freezerHierarchies()) {
+    const dir = join(h.mount, h.own, group);
+    let names: string[];
+    try {
+      names = readdirSync(dir);
+    } catch {
+      continue;
+    }
+    for (const n of names) {
+      const pid = /\.(\d+)$/.exec(n)?.[1];
+      if (!pid || existsSync(`/proc/${pid}`)) continue;
+      try {
+        rmdirSync(join(dir, n)); // EBUSY while processes are left: kept
+      } catch {
+        // not empty, or removed meanwhile
+      }
+    }
+  }
 }
 
 /** Remove a jail's cgroup once its processes are gone (a no-op if it is already gone). */

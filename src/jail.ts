@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { mountableKernelFiles } from '../shims/kernel-files.js';
 import { compile } from './bpf/compile.js';
-import { cgroupAt, createJailCgroup, killRemaining, removeJailCgroup } from './cgroup.js';
+import { cgroupAt, createJailCgroup, killRemaining, removeJailCgroup, removeStaleCgroups } from './cgroup.js';
 import { errnoName } from './errno.js';
 import { launch, CTL, type LaunchOptions } from './launch.js';
 import { native, type ReceiverMode, type ReceiverState } from './native.js';
@@ -185,7 +185,7 @@ export function spawnJail(opts: JailOptions): Jail {
   keepOutOfReach();
   // Without a PID namespace, a cgroup is what still knows the jail's processes once its reaper is
   // gone (killed, or killed by the jail): they are ended with it (docs/SECURITY.md).
-  const ownCgroup = !opts.cgroup && !opts.pidNs ? createJailCgroup(`run${++jailsStarted}`, 'vjail-run') : undefined;
+  const ownCgroup = !opts.cgroup && !opts.pidNs ? runCgroup() : undefined;
   const cgroup = opts.cgroup ? cgroupAt(opts.cgroup) : ownCgroup;
   let launched;
   try {
@@ -256,6 +256,13 @@ export function spawnJail(opts: JailOptions): Jail {
 }
 
 let jailsStarted = 0;
+const RUN_CGROUPS = 'vjail-run';
+
+/** A cgroup for a jail started without one (the first in this process clears those of supervisors gone). */
+function runCgroup(): ReturnType<typeof createJailCgroup> {
+  if (jailsStarted === 0) removeStaleCgroups(RUN_CGROUPS);
+  return createJailCgroup(`run${++jailsStarted}`, RUN_CGROUPS);
+}
 
 const SYS_PRCTL = 157;
 const PR_SET_DUMPABLE = 4;

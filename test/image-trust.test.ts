@@ -71,6 +71,34 @@ describe('an image carries its policy', () => {
   });
 });
 
+describe('a restored jail checkpointed again', () => {
+  it('its image carries the copy it ran under, not what the file holds by then', async () => {
+    const policy = join(dir, 'hop.json');
+    writeFileSync(policy, denyMkdir);
+    const go = join(dir, 'hop.go');
+    const target = join(dir, 'hop.made');
+    const first = join(dir, 'hop-1.img');
+    const argv = [escape, 'mkdir-when', go, target];
+    const run = vjailStart(['run', '--policy', policy, '--', ...argv]);
+    expect(await waitFor(() => pidOf(argv) !== undefined, 30_000)).toBe(true);
+    expect((await vjail(['checkpoint', '-q', '--pid', String(pidOf(argv)), '--image', first])).exitCode).toBe(0);
+    expect((await run).exitCode).toBe(137);
+    writeFileSync(policy, allowAll);
+    const restored = vjailStart(['restore', first]);
+    expect(await waitFor(() => pidOf(argv) !== undefined, 30_000)).toBe(true);
+    const second = join(dir, 'hop-2.img');
+    const cp = await vjail(['checkpoint', '-q', '--pid', String(pidOf(argv)), '--image', second]);
+    expect(cp.stderr).toBe('');
+    expect((await restored).exitCode).toBe(137);
+    const m = JSON.parse(readFileSync(join(second, 'manifest.json'), 'utf8'));
+    expect(m.policyText).toBe(denyMkdir);
+    writeFileSync(go, '');
+    const r = await vjail(['restore', second]);
+    expect(r.stdout).toBe('errno=EPERM (mkdir)');
+    expect(existsSync(target)).toBe(false);
+  });
+});
+
 describe('an image no key vouches for', () => {
   it('stripped of its policy with its checksum recomputed: refused in one line, the policy not lifted', async () => {
     const policy = join(dir, 'stripped.json');

@@ -177,7 +177,7 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
   const report = opts.report ?? (() => {});
   const warn = opts.warn ?? (() => {});
   const jail = opts.jail ?? jailOf(opts.pid);
-  const policyText = jail.policy === null ? null : readPolicyText(jail.policy);
+  const policyText = jail.policyText ?? (jail.policy === null ? null : readPolicyText(jail.policy));
   let tree = jailTree(opts.pid);
   checkSupported(tree);
   const writer = new ImageWriter(opts.image, opts.progress);

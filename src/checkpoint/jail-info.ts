@@ -29,6 +29,8 @@ function parentOf(pid: number): number {
 export interface JailInfo {
   profile: string;
   policy: string | null;
+  /** The policy's text when the jail runs under a copy of it (restored from an image), not the file. */
+  policyText?: string | null;
   emulate: string[];
 }
 
@@ -98,14 +100,29 @@ export function jailOf(pid: number): JailInfo {
   };
 }
 
-/** A jail started by `vjail restore DIR` runs under the profile, policy and emulated calls of that image. */
+/** `vjail restore` options that take a value (the image directory is the first argument that is neither). */
+const RESTORE_VALUES = new Set(['--name', '--policy', '--verify-key', '--inherit-fd']);
+
+/**
+ * A jail started by `vjail restore DIR` runs under the profile and emulated
+ * calls of that image, and under its copy of the policy, or the one named
+ * with `--policy`.
+ */
 function restoredFrom(sup: number, args: string[]): JailInfo | undefined {
   const i = args.indexOf('restore');
-  const dir = i >= 0 ? args.slice(i + 1).find((a) => !a.startsWith('-')) : undefined;
+  if (i < 0) return undefined;
+  let dir: string | undefined;
+  for (let j = i + 1; j < args.length && dir === undefined; j++) {
+    if (RESTORE_VALUES.has(args[j]!)) j++;
+    else if (!args[j]!.startsWith('-')) dir = args[j];
+  }
   if (!dir) return undefined;
+  const cwd = readlinkSync(`/proc/${sup}/cwd`);
   try {
-    const { profile, policy, emulate } = openImage(resolve(readlinkSync(`/proc/${sup}/cwd`), dir), { verifyPages: false }).manifest;
-    return { profile, policy, emulate };
+    const { profile, policy, policyText, emulate } = openImage(resolve(cwd, dir), { verifyPages: false }).manifest;
+    const named = flag(args, '--policy');
+    if (named) return { profile, policy: resolve(cwd, named), emulate };
+    return { profile, policy, policyText, emulate };
   } catch {
     return undefined; // the image is gone: fall back to the command line
   }

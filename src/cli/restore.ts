@@ -149,7 +149,7 @@ export async function restoreCommand(dir: string, flags: RestoreFlags = {}): Pro
   }
   if (named) {
     const { profile, policy, emulate } = manifest!;
-    named.running(jail.pid, { command: commandOf(jail.pid, dir), profile, policy: policy ?? null, emulate });
+    named.running(jail.pid, { command: commandOf(jail.pid, dir), profile, policy: flags.policy ? resolve(flags.policy) : (policy ?? null), emulate });
   }
   const forward = (sig: NodeJS.Signals): void => jail.kill(sig);
   const forwarded: NodeJS.Signals[] = ['SIGTERM', 'SIGHUP', 'SIGUSR1', 'SIGUSR2'];
