@@ -85,6 +85,15 @@ describe('a jail whose reaper is ended from inside', () => {
     for (const pid of left) process.kill(pid, 'SIGKILL');
     expect(left).toEqual([]);
   }, 30_000);
+
+  it('vjail-init killed, the jail in a v1 freezer cgroup: frozen, killed and thawed, nothing outlives vjail run', async () => {
+    const name = `vjo${process.pid % 10000}v1`.slice(0, 15);
+    const r = await execa('node', [vjailBin, 'run', '--', escape, 'outlive', name, 'kill', '-'], { reject: false, env: { VJAIL_FREEZER: 'v1' }, timeout: 20_000 });
+    expect(r.stdout).toBe('attacked');
+    const left = named(name);
+    for (const pid of left) process.kill(pid, 'SIGKILL');
+    expect(left).toEqual([]);
+  }, 30_000);
 });
 
 describe('a jail whose process group is killed from inside', () => {
