@@ -157,6 +157,8 @@ describe('checkpoint --sign-key and restore --verify-key', () => {
     expect(forged.stderr).toMatch(/is not signed by --verify-key/);
     expect(forged.exitCode).toBe(2);
     expect(existsSync(target)).toBe(false);
+    expect((await vjail(['inspect', image])).stdout).toMatch(/^trust {5}signed on this machine; signed with a key too \(ed25519: restore --verify-key checks it\)$/m);
+    expect((await vjail(['inspect', copy])).stdout).toMatch(/^trust {5}not authenticated here \(its signature does not verify here: .*\): restore needs --policy, --verify-key or --trust-image; signed with a key too \(ed25519/m);
     const r = await vjail(['restore', '--verify-key', k.pub, image]);
     expect(r.stderr).toMatch(/policy in force: the image's own copy of .*signed\.json \(signed with --verify-key\)/);
     expect(r.stdout).toBe('errno=EPERM (mkdir)');

@@ -12,5 +12,5 @@ export * from './schema.js';
 export { ImageError } from './errors.js';
 export { OffThreadHash, PAGE_BUFFER_SIZE, pageBuffer, sha256Fd, sha256File } from './pagedata.js';
 export { ImageWriter, PageFileWriter } from './write.js';
-export { authenticate, type Authentication, checkSignKey, SIGNATURE_FILE } from './sign.js';
+export { authenticate, type Authentication, checkSignKey, describeSignature, SIGNATURE_FILE } from './sign.js';
 export { openImage, openImageFile, openPageFile, type OpenedImage, pagesPath, readBlob } from './read.js';

@@ -137,3 +137,14 @@ function lstatExists(path: string): boolean {
     return false;
   }
 }
+
+/** One line for `vjail inspect`: whether this machine vouches for the image, and which other signatures it has. */
+export function describeSignature(dir: string): string {
+  const auth = authenticate(dir);
+  const keyed = lstatExists(join(dir, SIGNATURE_FILE))
+    ? readImageFile(dir, SIGNATURE_FILE, SIGNATURE_MAX_BYTES).toString('utf8').split('\n').filter((l) => l.startsWith('key ')).map((l) => l.split(' ')[1])
+    : [];
+  const also = keyed.length ? `; signed with a key too (${keyed.join(', ')}: restore --verify-key checks it)` : '';
+  if (auth.by !== null) return `signed on this machine${also}`;
+  return `not authenticated here (${auth.why}): restore needs --policy, --verify-key or --trust-image${also}`;
+}
