@@ -44,6 +44,7 @@ enum ctl_step {
 	STEP_CGROUP = 9,
 	STEP_BIND = 10,
 	STEP_TIME_NS = 11,
+	STEP_LOCKDOWN = 12,
 };
 
 struct ctl_msg {

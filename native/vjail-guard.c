@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/signalfd.h>
 #include <sys/uio.h>
@@ -267,6 +268,8 @@ int main(int argc, char **argv)
 	}
 	vjail = (pid_t)atoi(argv[1]);
 	table_addr = (uintptr_t)strtoull(argv[2], NULL, 0);
+	/* It can write vjail's memory: no process of the jail may write its own. */
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	/* A Ctrl-C reaches the whole process group: the guard must outlive vjail. */
 	signal(SIGINT, SIG_IGN);
 	signal(SIGTERM, SIG_IGN);

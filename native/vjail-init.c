@@ -4,6 +4,9 @@
  * user-notify listener) and execs the command. vjail-init stays behind as the
  * jail's reaper (a child subreaper, or PID 1's parent with --pid-ns) and
  * kills the whole jail if the supervisor dies, so nothing runs on unsupervised.
+ * Once the workload is forked, vjail-init (and PID 1) lock themselves down
+ * (lockdown.h): the workload can neither trace them nor make them run
+ * anything its policy denies.
  *
  * usage: vjail-init --parent PID [--pid-ns] [--cgroup DIR] [--bind SRC:DST]... [--time-offsets MONO_NS:BOOT_NS] [--pass-fd] -- CMD [ARG...]
  *
@@ -37,6 +40,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "lockdown.h"
 #include "protocol.h"
 #include "timens.h"
 
@@ -214,9 +218,15 @@ static void close_inherited(const struct options *o)
 		fcntl(VJAIL_PASS_FD, F_SETFD, 0);
 }
 
+/* The process group vjail-init was started in (the supervisor's, and the terminal's foreground one). */
+static pid_t caller_group;
+
 static _Noreturn void exec_workload(const struct options *o, struct sock_fprog *prog)
 {
 	reset_signals();
+	/* Back in the caller's group (terminal signals reach the workload as before); we stay out of it. */
+	if (caller_group > 0)
+		setpgid(0, caller_group);
 	for (int fd = 0; fd <= 2; fd++)
 		fcntl(fd, F_SETFD, 0); /* Node marks 0-2 close-on-exec */
 	close_inherited(o);
@@ -270,13 +280,30 @@ static int reap_ended(pid_t watched, int *watched_status)
  * Returns the workload's raw wait status, or -1 when a kill was requested. */
 static int reap_jail(const struct options *o, struct sock_fprog *prog)
 {
+	/* The workload waits at this gate until we are locked down: none of its code runs before. */
+	int gate[2];
+	if (pipe2(gate, O_CLOEXEC))
+		fail(STEP_FORK, errno);
 	pid_t workload = fork();
 	if (workload < 0)
 		fail(STEP_FORK, errno);
-	if (workload == 0)
+	if (workload == 0) {
+		char c;
+		close(gate[1]);
+		while (read(gate[0], &c, 1) < 0 && errno == EINTR)
+			;
+		close(gate[0]);
 		exec_workload(o, prog);
+	}
+	close(gate[0]);
 	if (o->pass_fd)
 		close(VJAIL_PASS_FD);
+	int err = lock_down();
+	if (err) {
+		kill(workload, SIGKILL);
+		fail(STEP_LOCKDOWN, err);
+	}
+	close(gate[1]);
 	int workload_status = 0;
 	for (;;) {
 		if (reap_ended(workload, &workload_status))
@@ -414,6 +441,11 @@ static int run_in_pid_ns(const struct options *o, struct sock_fprog *prog)
 	}
 	if (o->pass_fd)
 		close(VJAIL_PASS_FD);
+	int err = lock_down();
+	if (err) {
+		kill(init, SIGKILL);
+		fail(STEP_LOCKDOWN, err);
+	}
 	for (;;) {
 		int st = 0;
 		int gone = reap_ended(init, &st);
@@ -437,6 +469,14 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	reset_signals();
+	/* A group of our own: kill(0) in the jail, which reaches the supervisor, does not reach us,
+	 * and we end the jail when the supervisor dies. (With --pid-ns, PID 1 ends the jail when we
+	 * die, and the workload could not name the caller's group from inside the namespace.) */
+	if (!o.pid_ns) {
+		caller_group = getpgrp();
+		if (setpgid(0, 0))
+			caller_group = 0;
+	}
 	watch_supervisor(o.parent);
 	/* Terminal signals go to the whole foreground group; the workload gets
 	 * them itself, and we must outlive it to reap it. */

@@ -7,7 +7,7 @@
  * `VJAIL_FREEZER=v2|v1|none` picks one (none: no cgroup, checkpoints stop
  * the jail with ptrace alone).
  */
-import { accessSync, constants, existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
 export type FreezerKind = 'v2' | 'v1';
@@ -88,9 +88,9 @@ export function freezerHierarchies(): Hierarchy[] {
  * directories never share one). Undefined when no freezer hierarchy can be
  * used here: the jail then runs without a cgroup of its own.
  */
-export function createJailCgroup(name: string): JailCgroup | undefined {
+export function createJailCgroup(name: string, group = 'vjail'): JailCgroup | undefined {
   for (const h of freezerHierarchies()) {
-    const path = join(h.mount, h.own, 'vjail', `${name}.${process.pid}`);
+    const path = join(h.mount, h.own, group, `${name}.${process.pid}`);
     try {
       mkdirSync(path, { recursive: true });
     } catch {
@@ -104,6 +104,31 @@ export function createJailCgroup(name: string): JailCgroup | undefined {
     removeJailCgroup(cg); // a v2 kernel older than 5.2: no cgroup.freeze
   }
   return undefined;
+}
+
+/**
+ * Remove the empty cgroups under `group` whose supervisor (the PID in their
+ * name) is gone: one killed with SIGKILL could not remove its own.
+ */
+export function removeStaleCgroups(group: string): void {
+  for (const h of freezerHierarchies()) {
+    const dir = join(h.mount, h.own, group);
+    let names: string[];
+    try {
+      names = readdirSync(dir);
+    } catch {
+      continue;
+    }
+    for (const n of names) {
+      const pid = /\.(\d+)$/.exec(n)?.[1];
+      if (!pid || existsSync(`/proc/${pid}`)) continue;
+      try {
+        rmdirSync(join(dir, n)); // EBUSY while processes are left: kept
+      } catch {
+        // not empty, or removed meanwhile
+      }
+    }
+  }
 }
 
 /** Remove a jail's cgroup once its processes are gone (a no-op if it is already gone). */
@@ -163,6 +188,44 @@ export function procsOf(cg: JailCgroup): number[] {
 export function killCgroup(cg: JailCgroup): boolean {
   if (cg.kind !== 'v2' || !existsSync(join(cg.path, 'cgroup.kill'))) return false;
   writeFileSync(join(cg.path, 'cgroup.kill'), '1');
+  return true;
+}
+
+/** The JailCgroup of a cgroup directory vjail made (a v1 one has the freezer's files). */
+export function cgroupAt(path: string): JailCgroup {
+  return { kind: existsSync(join(path, 'freezer.state')) ? 'v1' : 'v2', path };
+}
+
+/**
+ * SIGKILL whatever is left in a jail's cgroup once its reaper is gone, and
+ * wait (at most `boundMs`) until it is empty. v2 kills at once through
+ * cgroup.kill; v1 freezes the cgroup first, so nothing forks between the
+ * listing and the kills. False if processes were still there at the bound.
+ */
+export function killRemaining(cg: JailCgroup, boundMs = 5000): boolean {
+  if (procsOf(cg).length === 0) return true;
+  const pause = (ms: number): void => void Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+  const deadline = Date.now() + boundMs;
+  try {
+    if (!killCgroup(cg)) {
+      setFrozen(cg, true);
+      while (!isFrozen(cg) && Date.now() < deadline) pause(5);
+      for (const pid of procsOf(cg)) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+      setFrozen(cg, false);
+    }
+  } catch {
+    // the cgroup went away meanwhile: nothing is left in it
+  }
+  while (procsOf(cg).length > 0) {
+    if (Date.now() > deadline) return false;
+    pause(5);
+  }
   return true;
 }
 

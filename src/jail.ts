@@ -4,9 +4,11 @@ import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { mountableKernelFiles } from '../shims/kernel-files.js';
 import { compile } from './bpf/compile.js';
+import { cgroupAt, createJailCgroup, killRemaining, removeJailCgroup, removeStaleCgroups } from './cgroup.js';
 import { errnoName } from './errno.js';
 import { launch, CTL, type LaunchOptions } from './launch.js';
 import { native, type ReceiverMode, type ReceiverState } from './native.js';
+import { sys } from './native/fdio.js';
 import type { Plan } from './plan/action.js';
 import type { Shim } from '../shims/types.js';
 import { cachedPlan } from './plan/cache.js';
@@ -180,13 +182,18 @@ export function spawnJail(opts: JailOptions): Jail {
   const warn = opts.warn ?? ((line: string) => process.stderr.write(`vjail: ${line}\n`));
   // A policy naming syscalls no table has is told always (runc logs and skips them): a typo there weakens the policy.
   for (const w of warnings) if (isPolicyWarning(w)) warn(`warning: ${w}`);
+  keepOutOfReach();
+  // Without a PID namespace, a cgroup is what still knows the jail's processes once its reaper is
+  // gone (killed, or killed by the jail): they are ended with it (docs/SECURITY.md).
+  const ownCgroup = !opts.cgroup && !opts.pidNs ? runCgroup() : undefined;
+  const cgroup = opts.cgroup ? cgroupAt(opts.cgroup) : ownCgroup;
   let launched;
   try {
     launched = launch({
       command: opts.command,
       filter,
       pidNs: opts.pidNs,
-      cgroup: opts.cgroup,
+      cgroup: cgroup?.path,
       timeOffsets: opts.timeOffsets,
       binds: kernelFiles?.binds,
       cwd: opts.cwd,
@@ -196,6 +203,7 @@ export function spawnJail(opts: JailOptions): Jail {
     });
   } catch (e) {
     if (kernelFiles) rmSync(kernelFiles.dir, { recursive: true, force: true });
+    if (ownCgroup) removeJailCgroup(ownCgroup);
     throw e;
   }
   const supervisor = new Supervisor({
@@ -228,6 +236,9 @@ export function spawnJail(opts: JailOptions): Jail {
         if (msg.type === CTL.EXEC_FAILED) execError = errnoName(msg.a);
         if (msg.type === CTL.EXIT) result = exitFromWaitStatus(msg.a);
       }
+      // vjail-init reaps the whole jail before it exits; if it was killed, nothing outlives it.
+      if (cgroup && !killRemaining(cgroup)) warn(`processes of the jail are still in ${cgroup.path} 5 s after SIGKILL`);
+      if (ownCgroup) removeJailCgroup(ownCgroup);
       supervisor.stop();
       closeSync(launched.ctlFd);
       closeSync(launched.pidfd);
@@ -242,6 +253,28 @@ export function spawnJail(opts: JailOptions): Jail {
   });
   const { stdin, stdout, stderr } = launched.init;
   return new Jail(launched.pid, plan, profile, warnings, launched.pidfd, supervisor, exited, { stdin, stdout, stderr });
+}
+
+let jailsStarted = 0;
+const RUN_CGROUPS = 'vjail-run';
+
+/** A cgroup for a jail started without one (the first in this process clears those of supervisors gone). */
+function runCgroup(): ReturnType<typeof createJailCgroup> {
+  if (jailsStarted === 0) removeStaleCgroups(RUN_CGROUPS);
+  return createJailCgroup(`run${++jailsStarted}`, RUN_CGROUPS);
+}
+
+const SYS_PRCTL = 157;
+const PR_SET_DUMPABLE = 4;
+
+/**
+ * The supervisor holds the listener and answers for the jail: a workload of
+ * the same user must not write its memory (/proc/PID/mem) or trace it. Not
+ * dumpable, only CAP_SYS_PTRACE opens it (docs/SECURITY.md). Checkpoints run
+ * in their own process and trace the jail, never this one.
+ */
+function keepOutOfReach(): void {
+  sys(SYS_PRCTL, PR_SET_DUMPABLE, 0);
 }
 
 /** The profile's kernel files, written where vjail-init can mount them over the real ones. */

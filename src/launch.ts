@@ -21,6 +21,7 @@ const STEPS: Record<number, string> = {
   9: 'joining the cgroup',
   10: 'mounting the profile\'s kernel files (needs root or CAP_SYS_ADMIN)',
   11: 'creating the time namespace (needs Linux 5.6+ with time namespaces, and root or CAP_SYS_ADMIN)',
+  12: 'locking down the launcher (its own seccomp filter)',
 };
 
 /** Where one of the jail's standard fds goes (as for child_process.spawn). */

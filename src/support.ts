@@ -137,6 +137,15 @@ const SUPPORTED = `## Supported
   restore could not rebuild is refused at checkpoint time; after writing,
   checkpoint checks the image as restore would (and hashes it back up to
   64 MiB of pages, or always with \`--verify-restorable\`).
+- Images as a boundary (docs/IMAGE.md, Authentication; docs/SECURITY.md): an
+  image carries its policy's text and a signature (this machine's key, and
+  \`checkpoint --sign-key\`: Ed25519 or HMAC-SHA256); restore checks
+  \`--verify-key\`, takes an image no key vouches for only under
+  \`--policy FILE\` or with \`--trust-image\`, and says which policy is in force.
+- The processes beside the jail (vjail-init, PID 1 of \`--pid-ns\`, the
+  supervisor, vjail-guard) are not dumpable, and vjail-init and PID 1 run
+  under a seccomp filter of their own; without \`--pid-ns\` each jail has a
+  cgroup, killed whole if vjail-init dies (docs/SECURITY.md).
 - Checkpoint from inside the jail (\`vjail run --self-checkpoint\`): a process
   asks for its own jail's checkpoint, leaving it running or ending it, and
   learns whether it is the original or a restored copy

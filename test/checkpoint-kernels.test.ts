@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runInKernel, type RunInKernelResult } from '../src/vm/index.js';
 import { fixture, repoRoot, vjailBin } from './helpers/fixtures.js';
-import { asVersion, readManifest, writeManifest } from './helpers/old-images.js';
+import { asVersion, readManifest, writeManifest, signAsThisMachine } from './helpers/old-images.js';
 import { pidOf, vjail, vjailStart, waitFor } from './helpers/run.js';
 
 let share: string;
@@ -257,6 +257,7 @@ describe('on this host', () => {
     const text = `${JSON.stringify(edit(manifest(img)))}\n`;
     writeFileSync(join(img, 'manifest.json'), text);
     writeFileSync(join(img, 'IMAGE'), `vjail-image ${version}\nmanifest sha256:${createHash('sha256').update(text).digest('hex')}\n`);
+    signAsThisMachine(img);
   }
 
   /** The version an image was written with (the current one). */

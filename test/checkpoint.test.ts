@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { fixture } from './helpers/fixtures.js';
 import { alive, pidOf, vjail, vjailStart, waitFor } from './helpers/run.js';
+import { signAsThisMachine } from './helpers/old-images.js';
 
 const SYS_GETRANDOM = 318;
 let counter: string;
@@ -227,6 +228,7 @@ describe('vjail checkpoint and restore: one process', () => {
     const text = `${JSON.stringify(v1)}\n`;
     writeFileSync(join(img, 'manifest.json'), text);
     writeFileSync(join(img, 'IMAGE'), `vjail-image 1\nmanifest sha256:${createHash('sha256').update(text).digest('hex')}\n`);
+    signAsThisMachine(img);
     expect((await vjail(['inspect', img])).stdout).toMatch(/\(format 1, verified\)/);
 
     const before = lines(out);

@@ -43,6 +43,7 @@ import { throwIfInterrupted } from './interrupt.js';
 import { Tracee } from './tracee.js';
 import { isNativeError } from '../native.js';
 import { SYS } from './syscalls.js';
+import { readPolicyText } from './policy-text.js';
 
 export interface CheckpointOptions {
   pid: number;
@@ -64,6 +65,8 @@ export interface CheckpointOptions {
   external?: 'fail' | 'warn' | 'terminate';
   /** Save established TCP connections (in repair mode) instead of refusing them as external state. */
   tcpEstablished?: boolean;
+  /** Sign the image with this key file as well as the local key (src/image/sign.ts). */
+  signKey?: string;
   /** With external 'terminate': how long a holder has to end after SIGTERM (default 5 s). */
   graceMs?: number;
   /** Called with the size of each piece of page data written. */
@@ -174,6 +177,7 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
   const report = opts.report ?? (() => {});
   const warn = opts.warn ?? (() => {});
   const jail = opts.jail ?? jailOf(opts.pid);
+  const policyText = jail.policyText ?? (jail.policy === null ? null : readPolicyText(jail.policy));
   let tree = jailTree(opts.pid);
   checkSupported(tree);
   const writer = new ImageWriter(opts.image, opts.progress);
@@ -271,6 +275,7 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
       clocks,
       cpu: collectCpu(firstLive.pid, processes.flatMap((p) => (p.state === 'live' ? p.threads.map((t) => t.registers) : []))),
       pidNamespace: tree.pidNs,
+      policyText,
       processes,
       descriptions: fds.descriptions,
       pipes: fds.pipes,
@@ -288,7 +293,7 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
     report(3, 'dump', `${tree.pidNs ? `${live.length} process(es)${zombies ? ` and ${zombies} zombie(s)` : ''}, ${held.size} thread(s), ` : ''}${mappings} mappings, ${(bytes / 2 ** 20).toFixed(1)} MiB of page data${files}${stepped.count ? `; ${stepped.count} thread(s) moved out of the vDSO` : ''}`);
 
     throwIfInterrupted();
-    writer.commit(manifest);
+    writer.commit(manifest, opts.signKey);
     published = true;
     report(4, 'post-dump', `verified, synced and published as ${opts.image}${checkRestorable(opts.image, opts.verify, bytes)}`);
 

@@ -11,7 +11,12 @@
 import { spawn } from 'node:child_process';
 import type { JailCgroup } from '../cgroup.js';
 import { native } from '../native.js';
+import { sys } from '../native/fdio.js';
 import { dataPath } from '../paths.js';
+
+const SYS_PRCTL = 157;
+const PR_GET_DUMPABLE = 3;
+const PR_SET_DUMPABLE = 4;
 
 interface GuardAddon {
   guardTableAddress(): bigint;
@@ -64,6 +69,18 @@ export const guardNote = {
 export async function guarded<T>(warn: (line: string) => void, fn: () => Promise<T>): Promise<T> {
   if (active) return fn();
   const addr = addon().guardTableAddress();
+  // A supervisor is not dumpable (src/jail.ts); the guard, of the same user, must trace it
+  // (a self-checkpoint). The jail is held for that while, so it cannot use the opening.
+  const dumpable = Number(sys(SYS_PRCTL, PR_GET_DUMPABLE));
+  if (dumpable === 0) sys(SYS_PRCTL, PR_SET_DUMPABLE, 1);
+  try {
+    return await guardedBy(addr, warn, fn);
+  } finally {
+    if (dumpable === 0) sys(SYS_PRCTL, PR_SET_DUMPABLE, 0);
+  }
+}
+
+async function guardedBy<T>(addr: bigint, warn: (line: string) => void, fn: () => Promise<T>): Promise<T> {
   const child = spawn(dataPath('build', 'Release', 'vjail-guard'), [String(process.pid), `0x${addr.toString(16)}`], { stdio: ['pipe', 'pipe', 'inherit'] });
   const exited = new Promise<void>((resolve) => {
     child.on('exit', () => resolve());

@@ -15,7 +15,7 @@ import { CheckpointError, CheckpointUnsupported } from './errors.js';
 export function vjailInitOf(pid: number): number | undefined {
   try {
     const parent = parentOf(pid);
-    return basename(readlinkSync(`/proc/${parent}/exe`)) === 'vjail-init' ? parent : undefined;
+    return exeName(parent) === 'vjail-init' ? parent : undefined;
   } catch {
     return undefined;
   }
@@ -29,6 +29,8 @@ function parentOf(pid: number): number {
 export interface JailInfo {
   profile: string;
   policy: string | null;
+  /** The policy's text when the jail runs under a copy of it (restored from an image), not the file. */
+  policyText?: string | null;
   emulate: string[];
 }
 
@@ -39,13 +41,20 @@ function flag(args: string[], name: string): string | undefined {
   return args.find((a) => a.startsWith(`${name}=`))?.slice(name.length + 1);
 }
 
-const exeName = (pid: number): string => {
+/** The program a process runs. vjail's own processes are not dumpable: a user without
+ * CAP_SYS_PTRACE cannot read their exe link, and gets the name they gave themselves. */
+function exeName(pid: number): string {
   try {
     return basename(readlinkSync(`/proc/${pid}/exe`));
-  } catch {
-    return '';
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EACCES') return '';
+    try {
+      return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+    } catch {
+      return '';
+    }
   }
-};
+}
 
 /** The supervisor of the jail `pid` is in: the parent of the vjail-init above it (with --pid-ns, of the outer one). */
 export function supervisorOf(pid: number): number {
@@ -91,14 +100,29 @@ export function jailOf(pid: number): JailInfo {
   };
 }
 
-/** A jail started by `vjail restore DIR` runs under the profile, policy and emulated calls of that image. */
+/** `vjail restore` options that take a value (the image directory is the first argument that is neither). */
+const RESTORE_VALUES = new Set(['--name', '--policy', '--verify-key', '--inherit-fd']);
+
+/**
+ * A jail started by `vjail restore DIR` runs under the profile and emulated
+ * calls of that image, and under its copy of the policy, or the one named
+ * with `--policy`.
+ */
 function restoredFrom(sup: number, args: string[]): JailInfo | undefined {
   const i = args.indexOf('restore');
-  const dir = i >= 0 ? args.slice(i + 1).find((a) => !a.startsWith('-')) : undefined;
+  if (i < 0) return undefined;
+  let dir: string | undefined;
+  for (let j = i + 1; j < args.length && dir === undefined; j++) {
+    if (RESTORE_VALUES.has(args[j]!)) j++;
+    else if (!args[j]!.startsWith('-')) dir = args[j];
+  }
   if (!dir) return undefined;
+  const cwd = readlinkSync(`/proc/${sup}/cwd`);
   try {
-    const { profile, policy, emulate } = openImage(resolve(readlinkSync(`/proc/${sup}/cwd`), dir), { verifyPages: false }).manifest;
-    return { profile, policy, emulate };
+    const { profile, policy, policyText, emulate } = openImage(resolve(cwd, dir), { verifyPages: false }).manifest;
+    const named = flag(args, '--policy');
+    if (named) return { profile, policy: resolve(cwd, named), emulate };
+    return { profile, policy, policyText, emulate };
   } catch {
     return undefined; // the image is gone: fall back to the command line
   }

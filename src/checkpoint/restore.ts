@@ -23,6 +23,7 @@
 import { closeSync, readlinkSync } from 'node:fs';
 import { native } from '../native.js';
 import { type Jail, type JailOptions, spawnJail } from '../jail.js';
+import { type PolicyChoice, policyInForce } from './restore-policy.js';
 import { openImage, PAGE_SIZE, type ThreadImage } from '../image/format.js';
 import { dataPath } from '../paths.js';
 import { clockOffsets, describeOffsets } from './parts/clocks.js';
@@ -66,6 +67,8 @@ export interface RestoreOptions {
   report?: (step: string, detail: string) => void;
   /** Called as page data is loaded: the size of each piece, and the image's total. */
   progress?: (bytes: number, total: number) => void;
+  /** Which policy to enforce, and how the image must be authenticated (restore-policy.ts). */
+  policy?: PolicyChoice;
   /** Called with the first process's PID (ours) once everything is in place, before any process is let go. */
   beforeResume?: (pid: number) => Promise<void>;
 }
@@ -97,12 +100,13 @@ export async function restore(opts: RestoreOptions): Promise<Jail> {
   if (timeOffsets) report('clocks', describeOffsets(timeOffsets));
 
   const restorer = restorerPath();
-  const { profile, policy, emulate } = m;
+  const { profile, emulate } = m;
+  const policy = policyInForce(opts.image, m, opts.policy);
   // The restorer receives the image's descriptors over this pair (parts/fds/transfer.ts).
   const [sock, theirs] = native().socketpair();
   let jail: Jail;
   try {
-    jail = spawnJail({ command: [restorer], profile, policy: policy ?? undefined, emulate, pidNs: m.pidNamespace, stdio: opts.stdio, cgroup: opts.cgroup, timeOffsets, warn, passFd: theirs });
+    jail = spawnJail({ command: [restorer], profile, policy, emulate, pidNs: m.pidNamespace, stdio: opts.stdio, cgroup: opts.cgroup, timeOffsets, warn, passFd: theirs });
   } catch (e) {
     closeSync(sock);
     throw e;

@@ -3,7 +3,7 @@ import { checkpoint } from '../checkpoint/dump.js';
 import { catchingSignals } from '../checkpoint/interrupt.js';
 import { CheckpointError, CheckpointUnsupported, ExternalStateError } from '../checkpoint/errors.js';
 import { TraceeError } from '../checkpoint/tracee.js';
-import { ImageError, type Manifest } from '../image/format.js';
+import { checkSignKey, ImageError, type Manifest } from '../image/format.js';
 import { jailMembers } from '../jails/members.js';
 import { liveness, requireState, workloadAlive } from '../jails/state.js';
 import { isNativeError } from '../native.js';
@@ -23,6 +23,7 @@ export interface CheckpointFlags {
   /** true: --verify-restorable (page files hashed too, whatever the size); false: --no-verify-restorable; default: auto. */
   verifyRestorable?: boolean;
   tcpEstablished?: boolean;
+  signKey?: string;
 }
 
 /** Errors of checkpoint, restore and inspect as one-line usage errors (exit 2). */
@@ -97,6 +98,7 @@ export async function checkpointCommand(name: string | undefined, flags: Checkpo
   try {
     const t = target(name, flags);
     pid = t.pid;
+    if (flags.signKey) checkSignKey(flags.signKey);
     // SIGINT/SIGTERM/SIGHUP stop the checkpoint at a safe point; the jail is let go as it was.
     manifest = await catchingSignals(() => checkpoint({
       pid: t.pid,
@@ -105,6 +107,7 @@ export async function checkpointCommand(name: string | undefined, flags: Checkpo
       leaveRunning: flags.leaveRunning,
       external: flags.external,
       tcpEstablished: flags.tcpEstablished,
+      signKey: flags.signKey ? resolve(flags.signKey) : undefined,
       graceMs: grace * 1000,
       report: (step, stepName, detail) => {
         clock.mark(stepName);

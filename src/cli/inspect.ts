@@ -1,11 +1,13 @@
-import { type Description, fromHex, openImage, PAGE_SIZE } from '../image/format.js';
+import { type Description, describeSignature, fromHex, openImage, PAGE_SIZE } from '../image/format.js';
 import { asUserError } from './checkpoint.js';
 
 /** `vjail inspect DIR`: verify an image and describe what it holds. */
 export function inspectCommand(dir: string, flags: { json?: boolean }): number {
   let image;
+  let trust: string;
   try {
     image = openImage(dir);
+    trust = describeSignature(dir);
   } catch (e) {
     throw asUserError(e, 'inspect');
   }
@@ -18,6 +20,7 @@ export function inspectCommand(dir: string, flags: { json?: boolean }): number {
     `image     ${dir} (format ${image.version}, verified)`,
     `created   ${m.createdAt} on Linux ${m.host.release}`,
     `profile   ${m.profile}${m.policy ? `   policy ${m.policy}` : ''}${m.emulate.length ? `   emulate ${m.emulate.join(',')}` : ''}`,
+    `trust     ${trust}`,
     `pids      ${m.pidNamespace ? 'kept (own PID namespace; PID 1 is vjail-init)' : 'new on restore'}`,
   ];
   if (m.clocks) out.push(`clocks    CLOCK_MONOTONIC ${(Number(m.clocks.monotonic) / 1e9).toFixed(3)} s   CLOCK_BOOTTIME ${(Number(m.clocks.boottime) / 1e9).toFixed(3)} s`);

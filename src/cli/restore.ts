@@ -29,6 +29,12 @@ export interface RestoreFlags {
   json?: boolean;
   /** Bound of a detached jail's log, e.g. "10M". */
   logMaxSize?: string;
+  /** Enforce this policy file, not the image's own. */
+  policy?: string;
+  /** Restore only if signed with this key. */
+  verifyKey?: string;
+  /** Accept an unauthenticated image's own policy. */
+  trustImage?: boolean;
 }
 
 /** `--inherit-fd FD:KEY` values: each FD must be open here. */
@@ -72,6 +78,9 @@ export async function restoreCommand(dir: string, flags: RestoreFlags = {}): Pro
     const name = flags.name!;
     const args = ['restore', resolve(dir), '--name', name, '--supervise', ...(flags.force ? ['--force'] : []), ...(flags.json ? ['--json'] : [])];
     if (flags.logMaxSize) args.push('--log-max-size', flags.logMaxSize);
+    if (flags.policy) args.push('--policy', resolve(flags.policy));
+    if (flags.verifyKey) args.push('--verify-key', resolve(flags.verifyKey));
+    if (flags.trustImage) args.push('--trust-image');
     if (!flags.json) return detach(name, args);
     rmSync(resultPath(name), { force: true }); // a previous jail's of that name
     return detach(name, args, {
@@ -108,7 +117,8 @@ export async function restoreCommand(dir: string, flags: RestoreFlags = {}): Pro
     };
     // Listen for the restored jail's checkpoint requests before any of its processes runs.
     const beforeResume = async (pid: number): Promise<void> => void (self = await listenAsBefore(pid));
-    const opts = { image: dir, force: flags.force, report, warn, inherit, beforeResume, progress: (bytes: number, total: number) => progress.add(bytes, total) };
+    const policy = { named: flags.policy, verifyKey: flags.verifyKey, trustImage: flags.trustImage, say: (line: string) => (flags.quiet ? undefined : say(`vjail: ${line}`)) };
+    const opts = { image: dir, force: flags.force, report, warn, inherit, beforeResume, policy, progress: (bytes: number, total: number) => progress.add(bytes, total) };
     jail = named ? await named.start((cgroup) => restore({ ...opts, cgroup })) : await restore(opts);
   } catch (e) {
     progress.finish();
@@ -143,7 +153,7 @@ export async function restoreCommand(dir: string, flags: RestoreFlags = {}): Pro
   }
   if (named) {
     const { profile, policy, emulate } = manifest!;
-    named.running(jail.pid, { command: commandOf(jail.pid, dir), profile, policy: policy ?? null, emulate });
+    named.running(jail.pid, { command: commandOf(jail.pid, dir), profile, policy: flags.policy ? resolve(flags.policy) : (policy ?? null), emulate });
     if (flags.supervise && logBound) await boundOwnLog(named.name, logBound);
   }
   const forward = (sig: NodeJS.Signals): void => jail.kill(sig);

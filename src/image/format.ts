@@ -5,10 +5,12 @@
  *   write.ts     ImageWriter: page files, manifest, publish by rename
  *   read.ts      openImage: verify and read
  *   pagedata.ts  page buffers and off-thread sha256
+ *   sign.ts      SIGNATURE: who vouches for an image
  * Checkpoint and restore import this door only.
  */
 export * from './schema.js';
 export { ImageError } from './errors.js';
 export { OffThreadHash, PAGE_BUFFER_SIZE, pageBuffer, sha256Fd, sha256File } from './pagedata.js';
 export { ImageWriter, PageFileWriter } from './write.js';
+export { authenticate, type Authentication, checkSignKey, describeSignature, SIGNATURE_FILE } from './sign.js';
 export { openImage, openImageFile, openPageFile, type OpenedImage, pagesPath, readBlob } from './read.js';

@@ -68,7 +68,7 @@ export function openImageFile(dir: string, name: string, size: { max: number } |
 }
 
 /** The whole of a small image file (IMAGE, manifest.json), its size bounded by `max`. */
-function readImageFile(dir: string, name: string, max: number): Buffer {
+export function readImageFile(dir: string, name: string, max: number): Buffer {
   const { fd, size } = openImageFile(dir, name, { max });
   try {
     const buf = Buffer.alloc(size);

@@ -547,6 +547,12 @@ export const manifestSchema = z.strictObject({
    * restored with a new PID.
    */
   pidNamespace: z.boolean(),
+  /**
+   * The text of the OCI seccomp policy file (`policy`) as it was at the
+   * checkpoint: restore enforces this, not whatever the path holds by then.
+   * Null without a policy, and in images older than version 5 (only the path).
+   */
+  policyText: z.string().max(16 << 20).nullable(),
   /** Parents before their children; the first is the jail's first process. */
   processes: z.array(processSchema).min(1),
   /** What the processes' descriptors point at. */

@@ -12,6 +12,7 @@ import { native } from '../native.js';
 import { describeIssue, ImageError } from './errors.js';
 import { OffThreadHash } from './pagedata.js';
 import { openImage } from './read.js';
+import { SIGNATURE_FILE, signatureText } from './sign.js';
 import { HEADER_FILE, IMAGE_MAGIC, IMAGE_VERSION, type Manifest, MANIFEST_FILE, MANIFEST_MAX_BYTES, manifestSchema, PAGE_SIZE, type Pages, type Blob } from './schema.js';
 
 function header(manifestSha: string): string {
@@ -163,8 +164,8 @@ export class ImageWriter {
   /** Every blob written so far, for the manifest. */
   readonly blobs: Blob[] = [];
 
-  /** Validate the manifest, write it and IMAGE, fsync, verify, and rename into place. */
-  commit(manifest: Manifest): void {
+  /** Validate the manifest, write it, IMAGE and SIGNATURE (sign.ts), fsync, verify, and rename into place. */
+  commit(manifest: Manifest, signKey?: string): void {
     const checked = manifestSchema.safeParse(manifest);
     if (!checked.success) throw new ImageError(`internal: the manifest does not match its schema: ${describeIssue(checked.error)}`);
     const text = `${JSON.stringify(checked.data, null, 1)}\n`;
@@ -176,6 +177,7 @@ export class ImageWriter {
     writing(this.dir, () => {
       writeFileSynced(join(this.tmpDir, MANIFEST_FILE), text);
       writeFileSynced(join(this.tmpDir, HEADER_FILE), header(sha));
+      writeFileSynced(join(this.tmpDir, SIGNATURE_FILE), signatureText(header(sha), signKey));
       fsyncPath(this.tmpDir);
     });
     // Read back the header and manifest and check them, and every page file's size; the page

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { signatureText } from '../../src/image/sign.js';
 
 type Json = Record<string, unknown>;
 
@@ -11,7 +12,7 @@ type Json = Record<string, unknown>;
  * Version 4 has open files above fd 2 as `files` (none here).
  */
 export function asVersion(m: Json, version: 2 | 3 | 4): Json {
-  const { descriptions: _d, pipes: _p, blobs: _b, external: _e, sharedMemory: _s, sysvIpc: _i, tcpEstablished: _t, ...top } = m;
+  const { descriptions: _d, pipes: _p, blobs: _b, external: _e, sharedMemory: _s, sysvIpc: _i, tcpEstablished: _t, policyText: _pt, ...top } = m;
   const processes = (m.processes as Json[]).map((p) => {
     if (p.state !== 'live') return p;
     const { fds: _f, timers: _tm, advice: _a, prctl: _r, ...rest } = p;
@@ -29,11 +30,17 @@ export function asVersion(m: Json, version: 2 | 3 | 4): Json {
   return old;
 }
 
-/** Write `m` as the image's manifest, with its checksum in IMAGE under `version`. */
+/** Write `m` as the image's manifest, with its checksum in IMAGE under `version`, signed as this machine's (vouched for). */
 export function writeManifest(img: string, m: Json, version: number): void {
   const text = `${JSON.stringify(m)}\n`;
   writeFileSync(join(img, 'manifest.json'), text);
   writeFileSync(join(img, 'IMAGE'), `vjail-image ${version}\nmanifest sha256:${createHash('sha256').update(text).digest('hex')}\n`);
+  signAsThisMachine(img);
+}
+
+/** Sign an edited image with this machine's key, as a checkpoint here would: the user vouches for the edit. */
+export function signAsThisMachine(img: string): void {
+  writeFileSync(join(img, 'SIGNATURE'), signatureText(readFileSync(join(img, 'IMAGE'), 'utf8')));
 }
 
 export const readManifest = (img: string): Json => JSON.parse(readFileSync(join(img, 'manifest.json'), 'utf8'));
