@@ -246,13 +246,19 @@ static void make_device(const struct line *l)
 }
 
 /* The terminal: a pty from the container's devpts, its master sent over the console socket. */
-static void make_console(const struct line *l)
+static int connect_console(const struct line *l)
 {
 	int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", field(l, 1));
 	if (sock < 0 || connect(sock, (struct sockaddr *)&sa, sizeof sa))
 		die("cannot connect to the console socket %s: %s", field(l, 1), strerror(errno));
+	return sock;
+}
+
+/* The socket is connected before pivot_root (its path is the host's). */
+static void make_console(const struct line *l, int sock)
+{
 	int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
 	if (master < 0 || unlockpt(master))
 		die("cannot open a pty in the container's /dev/ptmx: %s", strerror(errno));
@@ -544,6 +550,7 @@ int main(int argc, char **argv)
 	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
 	struct line *console = NULL;
 	EACH("console", l) console = l;
+	int console_sock = console ? connect_console(console) : -1;
 	if (target) {
 		join_container(target);
 	} else {
@@ -555,7 +562,7 @@ int main(int argc, char **argv)
 			die("cannot make the root file system read-only: %s", strerror(errno));
 	}
 	if (console)
-		make_console(console);
+		make_console(console, console_sock);
 	else
 		setsid();
 	EACH("rlimit", l)

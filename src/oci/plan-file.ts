@@ -100,6 +100,20 @@ export interface PlanInputs {
   kernelFiles: { source: string; target: string }[];
 }
 
+/** /sys/fs/cgroup for cgroup v1: a tmpfs, each hierarchy's container cgroup bound in under the hierarchy's name. */
+function cgroupV1Mount(dest: string, flags: number, cgroups: string[]): string {
+  const ro = flags & MS.RDONLY;
+  const base = flags & (MS.NOSUID | MS.NODEV | MS.NOEXEC);
+  let out = line('mount', 'tmpfs', dest, 'tmpfs', base, 0, 'mode=755');
+  for (const dir of cgroups) {
+    const m = /^\/sys\/fs\/cgroup\/([^/]+)\//.exec(dir);
+    if (!m) continue;
+    out += line('mount', dir, `${dest}/${m[1]}`, 'bind', MS.BIND | base | ro, 0, '');
+  }
+  if (ro) out += line('mount', 'tmpfs', dest, 'tmpfs', MS.REMOUNT | MS.RDONLY | base, 0, 'mode=755');
+  return out;
+}
+
 /** The whole setup plan for `create`. */
 export function containerPlan(inp: PlanInputs): string {
   const { config } = inp;
@@ -120,15 +134,14 @@ export function containerPlan(inp: PlanInputs): string {
   for (const c of inp.cgroups) out += line('cgroup', c);
   for (const m of config.mounts ?? []) {
     const { flags, propagation, data } = mountFlags(m.options);
-    let type = m.type ?? (flags & MS.BIND ? 'bind' : '');
+    const type = m.type ?? (flags & MS.BIND ? 'bind' : '');
     let source = m.source ?? type;
     let f = flags;
     if (type === 'bind') f |= MS.BIND;
     if (type === 'cgroup') {
-      // A cgroup v1 tree cannot be mounted piecewise here: the host's is bound in, read-only unless rw was asked.
-      source = '/sys/fs/cgroup';
-      type = 'bind';
-      f = MS.BIND | MS.REC | (flags & ~MS.REMOUNT);
+      // cgroup v1: a tmpfs holding the container's own cgroup of each hierarchy, read-only unless rw was asked (as runc).
+      out += cgroupV1Mount(m.destination, flags, inp.cgroups);
+      continue;
     }
     if (f & MS.BIND && !isAbsolute(source)) source = resolve(inp.bundle, source);
     out += line('mount', source, m.destination, type, f, propagation, data.join(','));
