@@ -24,6 +24,9 @@ const FLAGS: Record<string, [number, number]> = {
   lazytime: [MS.LAZYTIME, 0], nolazytime: [0, MS.LAZYTIME], silent: [MS.SILENT, 0], loud: [0, MS.SILENT], nosymfollow: [MS.NOSYMFOLLOW, 0],
 };
 
+/** Options engines pass that are no kernel mount options (runc/crun extensions and SELinux relabel requests). */
+const ENGINE_ONLY = new Set(['tmpcopyup', 'copy-symlink', 'z', 'Z', 'U', 'idmap', 'ridmap', 'notmpcopyup']);
+
 const PROPAGATION: Record<string, number> = {
   private: MS.PRIVATE, rprivate: MS.PRIVATE | MS.REC, shared: MS.SHARED, rshared: MS.SHARED | MS.REC,
   slave: MS.SLAVE, rslave: MS.SLAVE | MS.REC, unbindable: MS.UNBINDABLE, runbindable: MS.UNBINDABLE | MS.REC,
@@ -68,7 +71,7 @@ export function mountFlags(options: readonly string[] = []): { flags: number; pr
     const f = FLAGS[o];
     if (f) flags = (flags | f[0]) & ~f[1];
     else if (PROPAGATION[o] !== undefined) propagation |= PROPAGATION[o]!;
-    else data.push(o);
+    else if (!ENGINE_ONLY.has(o)) data.push(o);
   }
   return { flags, propagation, data };
 }
