@@ -568,7 +568,7 @@ int main(int argc, char **argv)
 	EACH("rlimit", l)
 	{
 		int res = rlimit_of(field(l, 1));
-		struct rlimit rl = { strtoull(field(l, 3), NULL, 10), strtoull(field(l, 2), NULL, 10) };
+		struct rlimit rl = { strtoull(field(l, 2), NULL, 10), strtoull(field(l, 3), NULL, 10) };
 		if (res < 0 || setrlimit(res, &rl))
 			die("cannot set %s: %s", field(l, 1), res < 0 ? "unknown limit" : strerror(errno));
 	}

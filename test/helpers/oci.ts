@@ -1,5 +1,5 @@
-import { execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { chmodSync, closeSync, copyFileSync, openSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -37,6 +37,25 @@ export async function makeBundle(edit: (config: any) => void): Promise<string> {
 /** Run vjail-oci to completion; never rejects. */
 export function oci(args: string[], opts: { timeoutMs?: number } = {}) {
   return execa('node', [ociBin, ...args], { reject: false, timeout: opts.timeoutMs ?? 60_000, stdin: 'ignore' });
+}
+
+/**
+ * Run a vjail-oci command that leaves a container behind (create, exec
+ * --detach): the container inherits its stdout and stderr, as an engine's
+ * container does, so these are files here (pipes would stay open while the
+ * container runs). Resolves when the command has exited.
+ */
+export async function ociLeaving(args: string[], dir: string) {
+  const out = join(dir, 'create.out');
+  const err = join(dir, 'create.err');
+  const fds = [openSync(out, 'w'), openSync(err, 'w')];
+  try {
+    const child = spawn('node', [ociBin, ...args], { stdio: ['ignore', fds[0], fds[1]], timeout: 60_000 });
+    const exitCode = await new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    return { exitCode, stdout: readFileSync(out, 'utf8'), stderr: readFileSync(err, 'utf8') };
+  } finally {
+    for (const fd of fds) closeSync(fd);
+  }
 }
 
 export function removeDir(dir: string): void {
