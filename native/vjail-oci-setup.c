@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <poll.h>
 #include <linux/capability.h>
 #include <sched.h>
 #include <signal.h>
@@ -47,6 +48,9 @@
 
 #include "protocol.h"
 
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
 #ifndef CLONE_NEWTIME
 #define CLONE_NEWTIME 0x00000080
 #endif
@@ -78,6 +82,10 @@ static _Noreturn void die(const char *fmt, ...)
 		dprintf(VJAIL_PASS_FD, "error: %s\n", msg);
 		/* Tell the monitor's launch wait, so it does not wait for a hello. */
 		struct ctl_msg m = { .type = CTL_SETUP_FAILED, .a = errno, .b = STEP_UNSHARE };
+		send(VJAIL_CTL_FD, &m, sizeof m, MSG_NOSIGNAL);
+	} else {
+		/* The monitor learns the container's status from vjail-init; it never ran. */
+		struct ctl_msg m = { .type = CTL_EXIT, .a = 127 << 8 };
 		send(VJAIL_CTL_FD, &m, sizeof m, MSG_NOSIGNAL);
 	}
 	dprintf(2, "vjail-oci: %s\n", msg);
@@ -477,6 +485,56 @@ static void join_container(const char *pid)
 	}
 }
 
+static void write_pid_file(const char *path, pid_t pid)
+{
+	char tmp[4200], text[32];
+	snprintf(tmp, sizeof tmp, "%s.tmp", path);
+	snprintf(text, sizeof text, "%d", (int)pid);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text) || close(fd) || rename(tmp, path))
+		die("cannot write %s: %s", path, strerror(errno));
+}
+
+static volatile pid_t container_pid;
+
+static void end_container(int sig)
+{
+	(void)sig;
+	if (container_pid > 0)
+		kill(container_pid, SIGKILL);
+	_exit(137);
+}
+
+/*
+ * The monitor's child, outside: it ends when the container's first process
+ * ends (watched through a pidfd: that process is not our child), and takes
+ * it down if the monitor dies (SIGUSR2, our parent-death signal) or asks
+ * (launch's SIGUSR2). The container's exit status reaches the monitor from
+ * vjail-init (CTL_EXIT).
+ */
+static int watch_container(pid_t mid, int pidpipe)
+{
+	struct sigaction sa = { .sa_handler = end_container };
+	sigaction(SIGUSR2, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	signal(SIGINT, SIG_IGN);
+	int st;
+	while (waitpid(mid, &st, 0) < 0 && errno == EINTR)
+		;
+	pid_t pid;
+	if (read(pidpipe, &pid, sizeof pid) != sizeof pid)
+		return 127; /* the intermediate failed, and said why */
+	container_pid = pid;
+	int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (pfd < 0)
+		return 0;
+	struct pollfd p = { .fd = pfd, .events = POLLIN };
+	while (poll(&p, 1, -1) < 0 && errno == EINTR)
+		;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 3) {
@@ -485,7 +543,7 @@ int main(int argc, char **argv)
 	}
 	read_plan(argv[1]);
 	pid_t monitor = getppid();
-	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+	prctl(PR_SET_PDEATHSIG, SIGUSR2, 0, 0, 0);
 	if (getppid() != monitor)
 		_exit(137);
 	/* The start fifo and vjail-init are opened while host paths are still reachable. */
@@ -500,18 +558,32 @@ int main(int argc, char **argv)
 		if (fifo < 0)
 			die("cannot open the start fifo: %s", strerror(errno));
 	}
-	/* exec: the container's namespaces are joined from its process. */
-	const char *target = get("join");
-	if (target) {
-		char path[128];
-		snprintf(path, sizeof path, "/proc/%s/ns/pid", target);
-		join_ns("pid", path);
-	}
 	EACH("cgroup", l)
 	{
 		char path[4096];
 		snprintf(path, sizeof path, "%s/cgroup.procs", field(l, 1));
 		write_file(path, "0");
+	}
+	int pidpipe[2];
+	if (pipe2(pidpipe, O_CLOEXEC))
+		die("pipe: %s", strerror(errno));
+	pid_t mid = fork();
+	if (mid < 0)
+		die("fork: %s", strerror(errno));
+	if (mid > 0) {
+		close(pidpipe[1]);
+		close(VJAIL_PASS_FD);
+		return watch_container(mid, pidpipe[0]);
+	}
+	/* The intermediate: it makes the container's first process and exits, so
+	 * that process is re-parented to the engine's subreaper (conmon reaps the
+	 * pid it was given, and finds the container's namespaces through it). */
+	close(pidpipe[0]);
+	const char *target = get("join");
+	if (target) {
+		char path[128];
+		snprintf(path, sizeof path, "/proc/%s/ns/pid", target);
+		join_ns("pid", path);
 	}
 	int outer = 0;
 	EACH("ns", l)
@@ -536,18 +608,13 @@ int main(int argc, char **argv)
 	if (child < 0)
 		die("fork: %s", strerror(errno));
 	if (child > 0) {
-		/* Outside: only wait, and end as the container's first process ended. */
-		close(VJAIL_PASS_FD);
-		signal(SIGINT, SIG_IGN);
-		signal(SIGTERM, SIG_IGN);
-		signal(SIGHUP, SIG_IGN);
-		int st;
-		while (waitpid(child, &st, 0) < 0)
-			if (errno != EINTR)
-				return 127;
-		return WIFSIGNALED(st) ? 128 + WTERMSIG(st) : WEXITSTATUS(st);
+		if (get("initpid"))
+			write_pid_file(get("initpid"), child);
+		if (write(pidpipe[1], &child, sizeof child) != sizeof child)
+			kill(child, SIGKILL);
+		_exit(0);
 	}
-	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+	close(pidpipe[1]);
 	struct line *console = NULL;
 	EACH("console", l) console = l;
 	int console_sock = console ? connect_console(console) : -1;

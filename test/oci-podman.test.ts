@@ -92,6 +92,16 @@ describe('a detached container under podman', () => {
     expect(ex.stdout.split('\n')[0]).toBe('2');
     expect(ex.exitCode).toBe(5);
 
+    // The pid podman holds is in the container: top lists the container's processes, cp writes into its root.
+    const top = await podman(['top', name, 'pid', 'args']);
+    const pids = top.stdout.split('\n').slice(1).map((l) => Number(l.trim().split(/\s+/)[0]));
+    expect(pids.slice(0, 2)).toEqual([1, 2]);
+    const file = join(mkdtempSync(join(tmpdir(), 'vjail-oci-cp-')), 'copied');
+    writeFileSync(file, 'copied in\n');
+    expect((await podman(['cp', file, `${name}:/tmp/copied`])).exitCode).toBe(0);
+    expect((await podman(['exec', name, 'cat', '/tmp/copied'])).stdout).toBe('copied in');
+    removeDir(join(file, '..'));
+
     expect((await podman(['pause', name])).exitCode).toBe(0);
     expect((await podman(['inspect', '--format', '{{.State.Status}}', name])).stdout).toBe('paused');
     expect((await podman(['unpause', name])).exitCode).toBe(0);

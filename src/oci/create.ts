@@ -1,7 +1,7 @@
 /** `create`: set the container up to the point where only `start` is missing. */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { loadConfig } from './config.js';
 import { createCgroups, removeCgroups } from './cgroups.js';
 import { OciError } from './errors.js';
@@ -63,6 +63,7 @@ export async function create(g: Globals, id: string, f: CreateFlags): Promise<Ch
     id,
     bundle,
     pid: 0,
+    monitorPid: 0,
     created: new Date().toISOString(),
     cgroups: cg.dirs,
     freezer: cg.freezer,
@@ -79,10 +80,11 @@ export async function create(g: Globals, id: string, f: CreateFlags): Promise<Ch
     rmSync(dir, { recursive: true, force: true });
     throw new OciError(failed);
   }
-  const s = { ...readStored(g.root, id), pid: child.pid! };
+  const pid = Number(readFileSync(join(dir, 'init.pid'), 'utf8'));
+  const s = { ...readStored(g.root, id), pid, monitorPid: child.pid! };
   writeStored(g.root, s);
-  if (f.pidFile) writeFileSync(resolve(f.pidFile), String(child.pid));
-  logLine(g, 'debug', `${id}: created, monitor pid ${child.pid}`);
+  if (f.pidFile) writeFileSync(resolve(f.pidFile), String(pid));
+  logLine(g, 'debug', `${id}: created, pid ${pid}, monitor pid ${child.pid}`);
   try {
     for (const kind of ['prestart', 'createRuntime', 'createContainer'] as const) runHooks(config, kind, ociState(s));
   } catch (e) {

@@ -19,7 +19,7 @@ export function deleteContainer(g: Globals, id: string, force: boolean): void {
   const status = statusOf(s);
   if (status !== 'stopped') {
     if (!force) throw new OciError(`cannot delete container "${id}": it is ${status}; stop it first or use --force`);
-    for (const pid of [s.workloadPid, s.pid]) {
+    for (const pid of [s.workloadPid, s.pid, s.monitorPid]) {
       try {
         if (pid) process.kill(pid, 'SIGKILL');
       } catch {
@@ -28,8 +28,8 @@ export function deleteContainer(g: Globals, id: string, force: boolean): void {
     }
     if (status === 'paused' && s.freezer) setFrozen(s.freezer, false);
     const deadline = Date.now() + DELETE_BOUND_MS;
-    while (alive(s.pid)) {
-      if (Date.now() > deadline) throw new OciError(`container "${id}"'s monitor (pid ${s.pid}) did not end within ${DELETE_BOUND_MS / 1000} s of SIGKILL`);
+    while (alive(s.pid) || alive(s.monitorPid)) {
+      if (Date.now() > deadline) throw new OciError(`container "${id}" (pid ${s.pid}, monitor ${s.monitorPid}) did not end within ${DELETE_BOUND_MS / 1000} s of SIGKILL`);
       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
     }
   }

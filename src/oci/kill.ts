@@ -20,7 +20,7 @@ export function kill(g: Globals, id: string, signal: string, all: boolean): void
   if (status === 'stopped') throw new OciError(`container "${id}" is not running`);
   if (status === 'created') {
     // Nothing of the container's own runs yet: ending the monitor ends its setup.
-    process.kill(s.pid, 'SIGKILL');
+    process.kill(s.monitorPid, 'SIGKILL');
     return;
   }
   const targets = all ? cgroupProcs(s.cgroups) : [s.workloadPid!];

@@ -68,6 +68,15 @@ export async function main(argv: string[]): Promise<number> {
     .action(act(async (id, command, f) => (await import('./exec.js')).exec(globals, id, command, f)));
   cli.command('features').action(act(async () => (await import('./features.js')).features()));
   cli.command('spec').option('-b, --bundle <dir>', 'where to write config.json').option('--rootless', 'accepted').action(act(async (f) => (await import('./spec.js')).spec(f.bundle)));
+  // Accepted with runc's flags so engines get a clear answer rather than a usage error.
+  for (const verb of ['checkpoint', 'restore']) {
+    cli.command(verb).argument('<id>').allowUnknownOption().allowExcessArguments()
+      .option('--image-path <dir>').option('--work-path <dir>').option('--leave-running').option('--tcp-established').option('--file-locks')
+      .option('--manage-cgroups-mode <mode>').option('-b, --bundle <dir>').option('-d, --detach').option('--pid-file <file>').option('--console-socket <path>')
+      .action(act(async (id) => {
+        throw new OciError(`${verb} of container "${id}" is not supported by vjail-oci yet; checkpoint jails started with "vjail run" (docs/OCI.md)`);
+      }));
+  }
   cli.command('_monitor', { hidden: true }).argument('<id>').option('--console-socket <path>')
     .action(act(async (id, f) => (await import('./monitor.js')).containerMonitor(globals, id, f.consoleSocket)));
   cli.command('_exec-monitor', { hidden: true }).argument('<id>').argument('<job>')

@@ -25,13 +25,14 @@ export async function containerMonitor(g: Globals, id: string, consoleSocket?: s
       process: s.config.process!,
       planFile: join(dir, 'setup'),
       plan: (kernelFiles) =>
-        containerPlan({ config: s.config, bundle: s.bundle, fifo: join(dir, 'exec.fifo'), consoleSocket, cgroups: s.cgroups, kernelFiles }),
+        containerPlan({ config: s.config, bundle: s.bundle, fifo: join(dir, 'exec.fifo'), initPidFile: join(dir, 'init.pid'), consoleSocket, cgroups: s.cgroups, kernelFiles }),
       readyFd: READY_FD,
       warn,
     });
   } catch (e) {
     // Setup already told create why (or create sees the monitor end); the log keeps it too.
     logLine(g, 'error', `${id}: ${(e as Error).message}`);
+    writeStored(g.root, { ...readStored(g.root, id), exitStatus: 127 });
     return 127;
   } finally {
     closeSync(READY_FD);

@@ -98,6 +98,8 @@ export interface PlanInputs {
   config: OciConfig;
   bundle: string;
   fifo: string;
+  /** Where setup writes the host pid of the container's first process. */
+  initPidFile: string;
   consoleSocket?: string;
   cgroups: string[];
   kernelFiles: { source: string; target: string }[];
@@ -122,7 +124,7 @@ export function containerPlan(inp: PlanInputs): string {
   const { config } = inp;
   const linux = config.linux ?? {};
   const rootPath = isAbsolute(config.root!.path) ? config.root!.path : resolve(inp.bundle, config.root!.path);
-  let out = line('rootfs', rootPath) + line('fifo', inp.fifo);
+  let out = line('rootfs', rootPath) + line('fifo', inp.fifo) + line('initpid', inp.initPidFile);
   if (config.root!.readonly) out += line('readonlyroot', 1);
   if (linux.rootfsPropagation) {
     const p = PROPAGATION[linux.rootfsPropagation];

@@ -29,7 +29,7 @@ export function start(g: Globals, id: string): void {
         if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') throw e;
       }
       if (n === 1) break;
-      if (!alive(s.pid)) throw new OciError(`container "${id}" ended before it could start (see the engine's log of its output)`);
+      if (!alive(s.monitorPid)) throw new OciError(`container "${id}" ended before it could start (see the engine's log of its output)`);
       if (Date.now() > deadline) throw new OciError(`container "${id}" did not take the start signal within ${START_BOUND_MS / 1000} s`);
       sleep(2);
     }
@@ -39,7 +39,7 @@ export function start(g: Globals, id: string): void {
   // Running once its monitor holds the process (state then says so).
   for (;;) {
     const now = readStored(g.root, id);
-    if (now.started || !alive(now.pid)) break;
+    if (now.started || !alive(now.monitorPid)) break;
     if (Date.now() > deadline) throw new OciError(`container "${id}" did not come under supervision within ${START_BOUND_MS / 1000} s`);
     sleep(2);
   }

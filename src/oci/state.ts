@@ -10,8 +10,14 @@ import type { OciConfig } from './config.js';
 export interface Stored {
   id: string;
   bundle: string;
-  /** The monitor: the pid engines are given (it exits with the container's status). */
+  /**
+   * The container's first process (vjail-init, its PID 1) as the host sees
+   * it: the pid engines are given. It exits with the container's status and,
+   * its parent gone, is re-parented to the engine's subreaper.
+   */
   pid: number;
+  /** The monitor: vjail's supervisor of the container's processes. */
+  monitorPid: number;
   /** The container's process as the host sees it, once started. */
   workloadPid?: number;
   /** vjail-init, the container's PID 1 (reaper), as the host sees it. */
@@ -80,7 +86,7 @@ function frozen(s: Stored): boolean {
 }
 
 export function statusOf(s: Stored): Status {
-  if (s.exitStatus !== undefined || !alive(s.pid)) return 'stopped';
+  if (s.exitStatus !== undefined || !alive(s.pid) || !alive(s.monitorPid)) return 'stopped';
   if (!s.started) return 'created';
   if (s.workloadPid && !alive(s.workloadPid)) return 'stopped';
   return frozen(s) ? 'paused' : 'running';
