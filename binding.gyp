@@ -22,6 +22,12 @@
       "ldflags": ["-static"]
     },
     {
+      "target_name": "vjail-oci-setup",
+      "type": "executable",
+      "sources": ["native/vjail-oci-setup.c"],
+      "ldflags": ["-static"]
+    },
+    {
       "target_name": "vjail-guard",
       "type": "executable",
       "sources": ["native/vjail-guard.c"],

@@ -66,6 +66,14 @@ export interface JailOptions {
   stdio?: LaunchOptions['stdio'];
   /** Advanced: a descriptor the command receives as its fd 4 (see LaunchOptions.passFd). */
   passFd?: number;
+  /**
+   * Advanced: start vjail-init through the program this returns (see
+   * LaunchOptions.via). It is given the profile's kernel files to present
+   * itself (vjail-init then mounts none): a container mounts them in its own root.
+   */
+  launchVia?: (kernelFiles: { source: string; target: string }[]) => string[];
+  /** How long the launch may take until the workload installs its filter (default 10 s). */
+  launchTimeoutMs?: number;
 }
 
 export interface JailExit {
@@ -189,13 +197,16 @@ export function spawnJail(opts: JailOptions): Jail {
   const cgroup = opts.cgroup ? cgroupAt(opts.cgroup) : ownCgroup;
   let launched;
   try {
+    const timeoutMs = opts.launchTimeoutMs;
     launched = launch({
+      timeoutMs,
       command: opts.command,
       filter,
       pidNs: opts.pidNs,
       cgroup: cgroup?.path,
       timeOffsets: opts.timeOffsets,
-      binds: kernelFiles?.binds,
+      binds: opts.launchVia ? undefined : kernelFiles?.binds,
+      via: opts.launchVia?.(kernelFiles?.binds ?? []),
       cwd: opts.cwd,
       env: opts.env,
       stdio: opts.stdio,

@@ -53,6 +53,11 @@ export interface LaunchOptions {
    * it receives the image's descriptors on.
    */
   passFd?: number;
+  /**
+   * A program vjail-init is started through: this argv, then vjail-init's
+   * path and arguments (vjail-oci's container setup, which execs vjail-init).
+   */
+  via?: string[];
 }
 
 /** What the jail uses of its launcher's process (a ChildProcess, or an InheritingInit). */
@@ -205,8 +210,9 @@ export function launch(opts: LaunchOptions): Launched {
   const stdio: StdioEntry[] = [...(opts.stdio ?? ['inherit', 'inherit', 'inherit']), childCtl];
   if (opts.passFd !== undefined) stdio.push(opts.passFd);
   let init: InitProcess;
+  const [file, argv] = opts.via?.length ? [opts.via[0]!, [...opts.via.slice(1), initPath(), ...args]] : [initPath(), args];
   try {
-    init = spawnInheriting(initPath(), args, stdio, opts) ?? spawn(initPath(), args, { stdio, cwd: opts.cwd, env: opts.env });
+    init = spawnInheriting(file, argv, stdio, opts) ?? spawn(file, argv, { stdio, cwd: opts.cwd, env: opts.env });
   } finally {
     closeSync(childCtl);
   }

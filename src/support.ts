@@ -80,6 +80,12 @@ const SUPPORTED = `## Supported
   meanwhile is never lost); \`vjail logs\` prints \`log.1\`, then the rest. A
   filesystem that cannot punch holes leaves the log unbounded, with a warning
   in it.
+- An OCI runtime, \`vjail-oci\` (docs/OCI.md): runc's command line (\`create\`,
+  \`start\`, \`state\`, \`kill\`, \`delete\`, \`run\`, \`exec\`, \`ps\`, \`pause\`, \`resume\`,
+  \`features\`, \`spec\`), used by podman with \`--runtime\`; the config's root,
+  mounts, namespaces, process, devices, masked and read-only paths, sysctls,
+  cgroup limits, hooks and \`linux.seccomp\` honoured, the profile from the
+  \`io.vjail.profile\` annotation.
 - \`--trace[=FILE]\` (strace-style, intercepted calls only) and \`--stats\`
   (per-syscall counts and latency percentiles).
 - Named jails: \`vjail run --name N [--detach]\`, \`vjail ps\`, \`logs\`, \`kill\`,
@@ -291,7 +297,9 @@ const PLANNED = `## Planned
 - The open shim's C path costs about 35-40 µs per open (median, loaded
   2-vCPU host) against a 30 µs target; openat2 and i386 callers still take
   the JavaScript path.
-- An OCI runtime (\`vjail-oci\`) for podman, containerd and CRI-O.
+- \`vjail-oci\`: user namespaces (rootless podman), checkpoint and restore of
+  containers through the engine, \`--preserve-fds\`; containerd and CRI-O are
+  untested.
 - Start-up: \`vjail run\` costs tens of milliseconds of CPU beyond Node's own
   start (docs/BENCH.md); a resident supervisor handed jails by a small native
   front end is next.`;

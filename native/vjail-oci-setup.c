@@ -1,0 +1,690 @@
+/*
+ * vjail-oci-setup: builds an OCI container around vjail-init. vjail-oci's
+ * monitor starts it in place of vjail-init:
+ *
+ *   vjail-oci-setup PLAN VJAIL-INIT [vjail-init's arguments...]
+ *
+ * PLAN is a file of directives written by src/oci/plan-file.ts from the
+ * bundle's config.json (one per line, tab-separated fields, each field
+ * %XX-escaped). The setup runs before any seccomp filter: the container's
+ * filter (Docker's default, say) forbids mount and pivot_root, so the
+ * namespaces and mounts are made first and vjail-init, which installs the
+ * filter, is exec'd last, from a descriptor opened before pivot_root.
+ *
+ *  parent (outside):  join the cgroups, unshare the PID and time namespaces, fork
+ *  child (PID 1):     namespaces, mounts, devices, pivot_root, console,
+ *                     "ok" on fd 4 (the create command waits for it), wait on
+ *                     the start fifo, user and capabilities, exec vjail-init
+ *
+ * vjail-init then stays the container's PID 1 (the reaper) and its child,
+ * PID 2, installs the filter and execs the container's process. Errors
+ * before "ok" are written to fd 4 as "error: ..." for `create` to print;
+ * later ones go to stderr, which is the container's.
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <linux/capability.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "protocol.h"
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef CLONE_NEWTIME
+#define CLONE_NEWTIME 0x00000080
+#endif
+#ifndef PR_CAP_AMBIENT
+#define PR_CAP_AMBIENT 47
+#define PR_CAP_AMBIENT_RAISE 2
+#endif
+
+#define MAX_LINES 4096
+#define MAX_FIELDS 8
+
+struct line {
+	char *f[MAX_FIELDS];
+	int n;
+};
+
+static struct line lines[MAX_LINES];
+static int nlines;
+static int started; /* past the start fifo: errors go to stderr only */
+
+static _Noreturn void die(const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	if (!started) {
+		dprintf(VJAIL_PASS_FD, "error: %s\n", msg);
+		/* Tell the monitor's launch wait, so it does not wait for a hello. */
+		struct ctl_msg m = { .type = CTL_SETUP_FAILED, .a = errno, .b = STEP_UNSHARE };
+		send(VJAIL_CTL_FD, &m, sizeof m, MSG_NOSIGNAL);
+	} else {
+		/* The monitor learns the container's status from vjail-init; it never ran. */
+		struct ctl_msg m = { .type = CTL_EXIT, .a = 127 << 8 };
+		send(VJAIL_CTL_FD, &m, sizeof m, MSG_NOSIGNAL);
+	}
+	dprintf(2, "vjail-oci: %s\n", msg);
+	_exit(127);
+}
+
+static int unhex(char c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* Decode %XX in place. */
+static void unescape(char *s)
+{
+	char *o = s;
+	for (; *s; s++) {
+		if (*s == '%' && unhex(s[1]) >= 0 && unhex(s[2]) >= 0) {
+			*o++ = (char)(unhex(s[1]) * 16 + unhex(s[2]));
+			s += 2;
+		} else
+			*o++ = *s;
+	}
+	*o = 0;
+}
+
+static void read_plan(const char *path)
+{
+	FILE *f = fopen(path, "re");
+	if (!f)
+		die("cannot read the setup plan %s: %s", path, strerror(errno));
+	char *buf = NULL;
+	size_t cap = 0;
+	ssize_t len;
+	while ((len = getline(&buf, &cap, f)) > 0 && nlines < MAX_LINES) {
+		if (buf[len - 1] == '\n')
+			buf[len - 1] = 0;
+		struct line *l = &lines[nlines++];
+		char *s = strdup(buf), *save = NULL;
+		for (char *t = strtok_r(s, "\t", &save); t && l->n < MAX_FIELDS; t = strtok_r(NULL, "\t", &save)) {
+			unescape(t);
+			l->f[l->n++] = t;
+		}
+		if (!l->n)
+			nlines--;
+	}
+	free(buf);
+	fclose(f);
+}
+
+static const char *get(const char *key)
+{
+	for (int i = 0; i < nlines; i++)
+		if (!strcmp(lines[i].f[0], key))
+			return lines[i].n > 1 ? lines[i].f[1] : "";
+	return NULL;
+}
+
+#define EACH(key, l) \
+	for (struct line *l = lines; l < lines + nlines; l++) \
+		if (!strcmp(l->f[0], key))
+
+static const char *field(const struct line *l, int i)
+{
+	return i < l->n ? l->f[i] : "";
+}
+
+static int ns_flag(const char *type)
+{
+	if (!strcmp(type, "mount"))
+		return CLONE_NEWNS;
+	if (!strcmp(type, "uts"))
+		return CLONE_NEWUTS;
+	if (!strcmp(type, "ipc"))
+		return CLONE_NEWIPC;
+	if (!strcmp(type, "network"))
+		return CLONE_NEWNET;
+	if (!strcmp(type, "cgroup"))
+		return CLONE_NEWCGROUP;
+	if (!strcmp(type, "pid"))
+		return CLONE_NEWPID;
+	if (!strcmp(type, "time"))
+		return CLONE_NEWTIME;
+	return 0;
+}
+
+static void join_ns(const char *type, const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || setns(fd, ns_flag(type)))
+		die("cannot join the %s namespace %s: %s", type, path, strerror(errno));
+	close(fd);
+}
+
+static void write_file(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text))
+		die("cannot write %s: %s", path, strerror(errno));
+	close(fd);
+}
+
+/* mkdir -p, or create an empty file as the last component when `file`. */
+static void make_path(const char *path, int file)
+{
+	char p[4096];
+	snprintf(p, sizeof p, "%s", path);
+	for (char *s = p + 1; *s; s++)
+		if (*s == '/') {
+			*s = 0;
+			mkdir(p, 0755);
+			*s = '/';
+		}
+	if (file) {
+		int fd = open(p, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+		if (fd >= 0)
+			close(fd);
+	} else
+		mkdir(p, 0755);
+}
+
+static const char *rootfs;
+
+static void in_root(char *out, size_t size, const char *path)
+{
+	snprintf(out, size, "%s%s%s", rootfs, path[0] == '/' ? "" : "/", path);
+}
+
+/* One config mount, under the root file system (still at its host path). */
+static void do_mount(const struct line *l)
+{
+	const char *src = field(l, 1), *dst = field(l, 2), *type = field(l, 3), *data = field(l, 6);
+	unsigned long flags = strtoul(field(l, 4), NULL, 0), prop = strtoul(field(l, 5), NULL, 0);
+	char target[4096];
+	in_root(target, sizeof target, dst);
+	struct stat st;
+	int bind = (flags & MS_BIND) != 0;
+	make_path(target, bind && stat(src, &st) == 0 && !S_ISDIR(st.st_mode));
+	if (bind) {
+		if (mount(src, target, NULL, flags & (MS_BIND | MS_REC), NULL))
+			die("cannot bind %s to %s: %s", src, dst, strerror(errno));
+		unsigned long rest = flags & ~(MS_BIND | MS_REC);
+		if (rest && mount(NULL, target, NULL, MS_REMOUNT | MS_BIND | rest, NULL))
+			die("cannot remount %s with its options: %s", dst, strerror(errno));
+	} else if (mount(src, target, type, flags, *data ? data : NULL)) {
+		die("cannot mount %s (%s) on %s: %s", src, type, dst, strerror(errno));
+	}
+	if (prop && mount(NULL, target, NULL, prop, NULL))
+		die("cannot set the propagation of %s: %s", dst, strerror(errno));
+}
+
+static void make_device(const struct line *l)
+{
+	char path[4096];
+	in_root(path, sizeof path, field(l, 1));
+	char kind = field(l, 2)[0];
+	mode_t type = kind == 'b' ? S_IFBLK : kind == 'p' ? S_IFIFO : S_IFCHR;
+	dev_t dev = makedev(strtoul(field(l, 3), NULL, 0), strtoul(field(l, 4), NULL, 0));
+	mode_t mode = (mode_t)strtoul(field(l, 5), NULL, 0);
+	make_path(path, 1);
+	unlink(path);
+	if (mknod(path, type | (mode & 07777), dev))
+		die("cannot create the device %s: %s", field(l, 1), strerror(errno));
+	chmod(path, mode & 07777);
+	if (chown(path, (uid_t)strtoul(field(l, 6), NULL, 0), (gid_t)strtoul(field(l, 7), NULL, 0)))
+		die("cannot chown the device %s: %s", field(l, 1), strerror(errno));
+}
+
+/* The terminal: a pty from the container's devpts, its master sent over the console socket. */
+static int connect_console(const struct line *l)
+{
+	int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", field(l, 1));
+	if (sock < 0 || connect(sock, (struct sockaddr *)&sa, sizeof sa))
+		die("cannot connect to the console socket %s: %s", field(l, 1), strerror(errno));
+	return sock;
+}
+
+/* The socket is connected before pivot_root (its path is the host's). */
+static void make_console(const struct line *l, int sock)
+{
+	int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (master < 0 || unlockpt(master))
+		die("cannot open a pty in the container's /dev/ptmx: %s", strerror(errno));
+	char name[128];
+	if (ptsname_r(master, name, sizeof name))
+		die("ptsname: %s", strerror(errno));
+	int slave = open(name, O_RDWR | O_NOCTTY);
+	if (slave < 0)
+		die("cannot open %s: %s", name, strerror(errno));
+	struct winsize ws = { .ws_row = (unsigned short)atoi(field(l, 2)), .ws_col = (unsigned short)atoi(field(l, 3)) };
+	if (ws.ws_row && ws.ws_col)
+		ioctl(slave, TIOCSWINSZ, &ws);
+	char byte = 0;
+	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf };
+	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &master, sizeof master);
+	if (sendmsg(sock, &mh, MSG_NOSIGNAL) < 0)
+		die("cannot send the pty to the console socket: %s", strerror(errno));
+	close(master);
+	close(sock);
+	setsid();
+	if (ioctl(slave, TIOCSCTTY, 0))
+		die("cannot make %s the controlling terminal: %s", name, strerror(errno));
+	for (int fd = 0; fd <= 2; fd++)
+		dup2(slave, fd);
+	if (slave > 2)
+		close(slave);
+}
+
+static void pivot(void)
+{
+	if (chdir(rootfs))
+		die("cannot enter the root file system %s: %s", rootfs, strerror(errno));
+	if (syscall(SYS_pivot_root, ".", "."))
+		die("pivot_root into %s: %s", rootfs, strerror(errno));
+	/* The old root is now stacked under the new one: detach it. */
+	if (mount(NULL, ".", NULL, MS_REC | MS_SLAVE, NULL) || umount2(".", MNT_DETACH))
+		die("cannot detach the old root: %s", strerror(errno));
+	if (chdir("/"))
+		die("chdir /: %s", strerror(errno));
+}
+
+static void mask_path(const char *path)
+{
+	struct stat st;
+	if (stat(path, &st))
+		return;
+	if (S_ISDIR(st.st_mode)) {
+		if (mount("tmpfs", path, "tmpfs", MS_RDONLY, "size=0"))
+			die("cannot mask %s: %s", path, strerror(errno));
+	} else if (mount("/dev/null", path, NULL, MS_BIND, NULL)) {
+		die("cannot mask %s: %s", path, strerror(errno));
+	}
+}
+
+static void readonly_path(const char *path)
+{
+	if (access(path, F_OK))
+		return;
+	if (mount(path, path, NULL, MS_BIND | MS_REC, NULL) ||
+	    mount(NULL, path, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL))
+		die("cannot make %s read-only: %s", path, strerror(errno));
+}
+
+static int rlimit_of(const char *name)
+{
+	static const char *names[] = { "CPU", "FSIZE", "DATA", "STACK", "CORE", "RSS", "NPROC", "NOFILE", "MEMLOCK", "AS", "LOCKS", "SIGPENDING", "MSGQUEUE", "NICE", "RTPRIO", "RTTIME" };
+	for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++)
+		if (!strcmp(name + 7, names[i]))
+			return i;
+	return -1;
+}
+
+/* The executable must exist now, as runc checks at create (engines turn this message into exit status 127). */
+static void check_executable(const char *exe, const char *path_env)
+{
+	if (strchr(exe, '/')) {
+		if (access(exe, X_OK))
+			die("exec: \"%s\": %s", exe, strerror(errno));
+		return;
+	}
+	char dirs[4096], cand[4096];
+	snprintf(dirs, sizeof dirs, "%s", path_env ? path_env : "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+	char *save = NULL;
+	for (char *d = strtok_r(dirs, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
+		snprintf(cand, sizeof cand, "%s/%s", d, exe);
+		if (!access(cand, X_OK))
+			return;
+	}
+	die("exec: \"%s\": executable file not found in $PATH", exe);
+}
+
+static void set_identity(void)
+{
+	const char *caps = NULL;
+	struct line *cl = NULL;
+	EACH("caps", l) cl = l;
+	struct line *ul = NULL;
+	EACH("user", l) ul = l;
+	prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0);
+	if (cl) {
+		unsigned long long bnd = strtoull(field(cl, 1), NULL, 16);
+		for (int c = 0; c < 64; c++)
+			if (!(bnd & (1ull << c)) && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) && errno != EINVAL)
+				die("cannot drop capability %d from the bounding set: %s", c, strerror(errno));
+	}
+	if (ul) {
+		gid_t groups[256];
+		int ng = 0;
+		char gl[4096];
+		snprintf(gl, sizeof gl, "%s", field(ul, 3));
+		char *save = NULL;
+		for (char *g = strtok_r(gl, ",", &save); g && ng < 256; g = strtok_r(NULL, ",", &save))
+			groups[ng++] = (gid_t)strtoul(g, NULL, 10);
+		uid_t uid = (uid_t)strtoul(field(ul, 1), NULL, 10);
+		gid_t gid = (gid_t)strtoul(field(ul, 2), NULL, 10);
+		if (setgroups((size_t)ng, groups) || setresgid(gid, gid, gid) || setresuid(uid, uid, uid))
+			die("cannot become user %u:%u: %s", uid, gid, strerror(errno));
+	}
+	if (cl) {
+		caps = field(cl, 2);
+		unsigned long long eff = strtoull(caps, NULL, 16), prm = strtoull(field(cl, 3), NULL, 16),
+				   inh = strtoull(field(cl, 4), NULL, 16), amb = strtoull(field(cl, 5), NULL, 16);
+		struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
+		struct __user_cap_data_struct d[2] = {
+			{ (unsigned)eff, (unsigned)prm, (unsigned)inh },
+			{ (unsigned)(eff >> 32), (unsigned)(prm >> 32), (unsigned)(inh >> 32) },
+		};
+		if (syscall(SYS_capset, &h, d))
+			die("cannot set the process's capabilities: %s", strerror(errno));
+		/* As runc: an ambient capability needs to be permitted and inheritable; others are skipped. */
+		amb &= prm & inh;
+		for (int c = 0; c < 64; c++)
+			if ((amb & (1ull << c)) && prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, c, 0, 0))
+				die("cannot raise ambient capability %d: %s", c, strerror(errno));
+	}
+	prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0);
+}
+
+static void setup_container(void)
+{
+	int unshare_flags = 0;
+	EACH("ns", l)
+	{
+		if (l->n > 2 && *l->f[2])
+			join_ns(l->f[1], l->f[2]);
+		else
+			unshare_flags |= ns_flag(l->f[1]);
+	}
+	if (unshare(unshare_flags & ~(CLONE_NEWPID | CLONE_NEWTIME) & ~CLONE_NEWCGROUP))
+		die("cannot create the container's namespaces: %s", strerror(errno));
+	rootfs = get("rootfs");
+	if (!rootfs)
+		die("the setup plan names no root file system");
+	unsigned long prop = strtoul(get("rootpropagation") ? get("rootpropagation") : "0", NULL, 0);
+	if (mount(NULL, "/", NULL, prop ? prop : MS_REC | MS_PRIVATE, NULL))
+		die("cannot make / private: %s", strerror(errno));
+	if (mount(rootfs, rootfs, NULL, MS_BIND | MS_REC, NULL))
+		die("cannot bind the root file system %s: %s", rootfs, strerror(errno));
+	/* The cgroup namespace after joining the cgroups: the container's cgroup is its root. */
+	if ((unshare_flags & CLONE_NEWCGROUP) && unshare(CLONE_NEWCGROUP))
+		die("cannot create the cgroup namespace: %s", strerror(errno));
+	EACH("mount", l) do_mount(l);
+	EACH("device", l) make_device(l);
+	EACH("symlink", l)
+	{
+		char path[4096];
+		in_root(path, sizeof path, field(l, 2));
+		symlink(field(l, 1), path);
+	}
+	EACH("kfile", l)
+	{
+		char path[4096];
+		in_root(path, sizeof path, field(l, 2));
+		if (mount(field(l, 1), path, NULL, MS_BIND, NULL) ||
+		    mount(NULL, path, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL))
+			die("cannot present the profile's %s: %s", field(l, 2), strerror(errno));
+	}
+	if (get("hostname") && sethostname(get("hostname"), strlen(get("hostname"))))
+		die("cannot set the hostname: %s", strerror(errno));
+	if (get("domainname") && setdomainname(get("domainname"), strlen(get("domainname"))))
+		die("cannot set the domain name: %s", strerror(errno));
+	EACH("sysctl", l)
+	{
+		char path[4096];
+		snprintf(path, sizeof path, "%s/proc/sys/", rootfs);
+		size_t at = strlen(path);
+		snprintf(path + at, sizeof path - at, "%s", field(l, 1));
+		for (char *s = path + at; *s; s++)
+			if (*s == '.')
+				*s = '/';
+		write_file(path, field(l, 2));
+	}
+}
+
+/* exec into a running container: its namespaces, the mount namespace last (it moves our root there). */
+static void join_container(const char *pid)
+{
+	static const char *const order[] = { "ipc", "uts", "net", "cgroup", "time", "mnt" };
+	for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
+		char path[128], self[128], a[64] = "", b[64] = "";
+		snprintf(path, sizeof path, "/proc/%s/ns/%s", pid, order[i]);
+		snprintf(self, sizeof self, "/proc/self/ns/%s", order[i]);
+		/* Already there (the container shares ours): setns would be refused for some kinds. */
+		if (readlink(path, a, sizeof a - 1) < 0 || (readlink(self, b, sizeof b - 1) >= 0 && !strcmp(a, b)))
+			continue;
+		join_ns(!strcmp(order[i], "mnt") ? "mount" : !strcmp(order[i], "net") ? "network" : order[i], path);
+	}
+}
+
+static void write_pid_file(const char *path, pid_t pid)
+{
+	char tmp[4200], text[32];
+	snprintf(tmp, sizeof tmp, "%s.tmp", path);
+	snprintf(text, sizeof text, "%d", (int)pid);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text) || close(fd) || rename(tmp, path))
+		die("cannot write %s: %s", path, strerror(errno));
+}
+
+static volatile pid_t container_pid;
+
+static void end_container(int sig)
+{
+	(void)sig;
+	if (container_pid > 0)
+		kill(container_pid, SIGKILL);
+	_exit(137);
+}
+
+/*
+ * The monitor's child, outside: it ends when the container's first process
+ * ends (watched through a pidfd: that process is not our child), and takes
+ * it down if the monitor dies (SIGUSR2, our parent-death signal) or asks
+ * (launch's SIGUSR2). The container's exit status reaches the monitor from
+ * vjail-init (CTL_EXIT).
+ */
+static int watch_container(pid_t mid, int pidpipe)
+{
+	struct sigaction sa = { .sa_handler = end_container };
+	sigaction(SIGUSR2, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	signal(SIGINT, SIG_IGN);
+	int st;
+	while (waitpid(mid, &st, 0) < 0 && errno == EINTR)
+		;
+	pid_t pid;
+	if (read(pidpipe, &pid, sizeof pid) != sizeof pid)
+		return 127; /* the intermediate failed, and said why */
+	container_pid = pid;
+	int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (pfd < 0)
+		return 0;
+	struct pollfd p = { .fd = pfd, .events = POLLIN };
+	while (poll(&p, 1, -1) < 0 && errno == EINTR)
+		;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 3) {
+		fprintf(stderr, "usage: vjail-oci-setup PLAN VJAIL-INIT [ARG...]\n");
+		return 2;
+	}
+	read_plan(argv[1]);
+	pid_t monitor = getppid();
+	prctl(PR_SET_PDEATHSIG, SIGUSR2, 0, 0, 0);
+	if (getppid() != monitor)
+		_exit(137);
+	/* The start fifo and vjail-init are opened while host paths are still reachable. */
+	int init_fd = open(argv[2], O_PATH | O_CLOEXEC);
+	if (init_fd < 0)
+		die("cannot open %s: %s", argv[2], strerror(errno));
+	int fifo = -1;
+	if (get("fifo")) {
+		if (mkfifo(get("fifo"), 0600) && errno != EEXIST)
+			die("cannot make the start fifo %s: %s", get("fifo"), strerror(errno));
+		fifo = open(get("fifo"), O_PATH | O_CLOEXEC);
+		if (fifo < 0)
+			die("cannot open the start fifo: %s", strerror(errno));
+	}
+	EACH("cgroup", l)
+	{
+		char path[4096];
+		snprintf(path, sizeof path, "%s/cgroup.procs", field(l, 1));
+		write_file(path, "0");
+	}
+	int pidpipe[2];
+	if (pipe2(pidpipe, O_CLOEXEC))
+		die("pipe: %s", strerror(errno));
+	pid_t mid = fork();
+	if (mid < 0)
+		die("fork: %s", strerror(errno));
+	if (mid > 0) {
+		close(pidpipe[1]);
+		close(VJAIL_PASS_FD);
+		return watch_container(mid, pidpipe[0]);
+	}
+	/* The intermediate: it makes the container's first process and exits, so
+	 * that process is re-parented to the engine's subreaper (conmon reaps the
+	 * pid it was given, and finds the container's namespaces through it). */
+	close(pidpipe[0]);
+	const char *target = get("join");
+	if (target) {
+		char path[128];
+		snprintf(path, sizeof path, "/proc/%s/ns/pid", target);
+		join_ns("pid", path);
+	}
+	int outer = 0;
+	EACH("ns", l)
+	{
+		int f = ns_flag(l->f[1]);
+		if (f == CLONE_NEWPID || f == CLONE_NEWTIME) {
+			if (l->n > 2 && *l->f[2])
+				join_ns(l->f[1], l->f[2]);
+			else
+				outer |= f;
+		}
+	}
+	if (outer && unshare(outer))
+		die("cannot create the container's PID or time namespace: %s", strerror(errno));
+	EACH("timeoffset", l)
+	{
+		char text[128];
+		snprintf(text, sizeof text, "%s %s %s", field(l, 1), field(l, 2), field(l, 3));
+		write_file("/proc/self/timens_offsets", text);
+	}
+	pid_t child = fork();
+	if (child < 0)
+		die("fork: %s", strerror(errno));
+	if (child > 0) {
+		if (get("initpid"))
+			write_pid_file(get("initpid"), child);
+		if (write(pidpipe[1], &child, sizeof child) != sizeof child)
+			kill(child, SIGKILL);
+		_exit(0);
+	}
+	close(pidpipe[1]);
+	struct line *console = NULL;
+	EACH("console", l) console = l;
+	int console_sock = console ? connect_console(console) : -1;
+	if (target) {
+		join_container(target);
+	} else {
+		setup_container();
+		pivot();
+		EACH("mask", l) mask_path(field(l, 1));
+		EACH("readonly", l) readonly_path(field(l, 1));
+		if (get("readonlyroot") && mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL))
+			die("cannot make the root file system read-only: %s", strerror(errno));
+	}
+	if (console)
+		make_console(console, console_sock);
+	else
+		setsid();
+	EACH("rlimit", l)
+	{
+		int res = rlimit_of(field(l, 1));
+		struct rlimit rl = { strtoull(field(l, 2), NULL, 10), strtoull(field(l, 3), NULL, 10) };
+		if (res < 0 || setrlimit(res, &rl))
+			die("cannot set %s: %s", field(l, 1), res < 0 ? "unknown limit" : strerror(errno));
+	}
+	if (get("oom"))
+		write_file("/proc/self/oom_score_adj", get("oom"));
+	if (get("umask"))
+		umask((mode_t)strtoul(get("umask"), NULL, 10));
+	if (get("cwd") && chdir(get("cwd")))
+		die("cannot enter the working directory %s: %s", get("cwd"), strerror(errno));
+	/* The process's environment replaces ours: vjail-init's exec looks PATH up in it. */
+	static char *env[MAX_LINES];
+	int ne = 0;
+	const char *path_env = NULL;
+	EACH("env", l)
+	{
+		env[ne++] = l->f[1];
+		if (!strncmp(l->f[1], "PATH=", 5))
+			path_env = l->f[1] + 5;
+	}
+	env[ne] = NULL;
+	if (get("exe"))
+		check_executable(get("exe"), path_env);
+
+	dprintf(VJAIL_PASS_FD, "ok\n");
+	close(VJAIL_PASS_FD);
+	started = 1;
+	if (fifo >= 0) {
+		char via[64];
+		snprintf(via, sizeof via, "/proc/self/fd/%d", fifo);
+		int w;
+		while ((w = open(via, O_WRONLY | O_CLOEXEC)) < 0 && errno == EINTR)
+			;
+		if (w < 0 || write(w, "0", 1) != 1)
+			die("waiting for start: %s", strerror(errno));
+		close(w);
+		close(fifo);
+	}
+	set_identity();
+	/* vjail-init's arguments: its --parent check cannot hold here (we are PID 1 of our namespace). */
+	static char *args[MAX_LINES];
+	int na = 0, opts = 1;
+	for (int i = 2; i < argc && na < MAX_LINES - 1; i++) {
+		if (opts && !strcmp(argv[i], "--"))
+			opts = 0;
+		if (opts && !strcmp(argv[i], "--pass-fd"))
+			continue; /* fd 4 was ours, and is closed */
+		args[na++] = opts && i > 2 && !strcmp(argv[i - 1], "--parent") ? "0" : argv[i];
+	}
+	args[na] = NULL;
+	syscall(SYS_execveat, init_fd, "", args, env, AT_EMPTY_PATH);
+	die("cannot exec vjail-init: %s", strerror(errno));
+}

@@ -1,0 +1,79 @@
+/**
+ * The monitor: one per container (and per detached exec), started by create
+ * in a session of its own. It is the vjail supervisor of the container's
+ * processes, and the pid engines are given: it exits with the container's
+ * status, so an engine that reaps it (conmon, containerd's shim) learns it.
+ */
+import { closeSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseProcess } from './config.js';
+import { type Globals, logLine } from './globals.js';
+import { containerPlan, processLines } from './plan-file.js';
+import { containerDir, readStored, writeStored } from './state.js';
+import { supervise } from './supervise.js';
+
+const READY_FD = 3;
+
+export async function containerMonitor(g: Globals, id: string, consoleSocket?: string): Promise<number> {
+  const dir = containerDir(g.root, id);
+  const s = readStored(g.root, id);
+  const warn = (line: string) => logLine(g, 'warning', `${id}: ${line}`);
+  let jail;
+  try {
+    jail = supervise({
+      config: s.config,
+      process: s.config.process!,
+      planFile: join(dir, 'setup'),
+      plan: (kernelFiles) =>
+        containerPlan({ config: s.config, bundle: s.bundle, fifo: join(dir, 'exec.fifo'), initPidFile: join(dir, 'init.pid'), consoleSocket, cgroups: s.cgroups, kernelFiles }),
+      readyFd: READY_FD,
+      warn,
+    });
+  } catch (e) {
+    // Setup already told create why (or create sees the monitor end); the log keeps it too.
+    logLine(g, 'error', `${id}: ${(e as Error).message}`);
+    writeStored(g.root, { ...readStored(g.root, id), exitStatus: 127 });
+    return 127;
+  } finally {
+    closeSync(READY_FD);
+  }
+  writeStored(g.root, { ...readStored(g.root, id), started: true, workloadPid: jail.pid });
+  const exit = await jail.exited;
+  writeStored(g.root, { ...readStored(g.root, id), exitStatus: exit.status });
+  logLine(g, 'debug', `${id}: exited with status ${exit.status}`);
+  return exit.status;
+}
+
+/** A detached exec's monitor: the job file holds the process and where the container's process is. */
+export async function execMonitor(g: Globals, id: string, jobFile: string): Promise<number> {
+  const job = JSON.parse(readFileSync(jobFile, 'utf8')) as { process: unknown; consoleSocket?: string; planFile: string };
+  const exit = await runExec(g, id, job.process, job.consoleSocket, job.planFile, READY_FD);
+  return exit;
+}
+
+/** Run one process in the container, supervised here; resolves to its status. */
+export async function runExec(g: Globals, id: string, processJson: unknown, consoleSocket: string | undefined, planFile: string, readyFd: number): Promise<number> {
+  const s = readStored(g.root, id);
+  const p = parseProcess(processJson, 'exec process');
+  let jail;
+  try {
+    jail = supervise({
+      config: s.config,
+      process: p,
+      planFile,
+      plan: () => {
+        let text = `join\t${s.workloadPid}\n`;
+        for (const c of s.cgroups) text += `cgroup\t${c.replace(/[%\t\n]/g, (ch) => `%${ch.charCodeAt(0).toString(16).padStart(2, '0')}`)}\n`;
+        if (p.terminal && consoleSocket) text += `console\t${consoleSocket}\t${p.consoleSize?.height ?? 0}\t${p.consoleSize?.width ?? 0}\n`;
+        return text + processLines(p, 'process');
+      },
+      readyFd,
+      warn: (line) => logLine(g, 'warning', `${id}: exec: ${line}`),
+    });
+  } finally {
+    closeSync(readyFd);
+  }
+  const exit = await jail.exited;
+  writeFileSync(`${planFile}.status`, String(exit.status));
+  return exit.status;
+}

@@ -1,0 +1,60 @@
+/**
+ * A container process under vjail's supervisor: vjail-oci-setup builds (or
+ * joins) the container and execs vjail-init, which installs the seccomp
+ * filter, composed from the profile (annotation io.vjail.profile, default
+ * host), io.vjail.emulate and the config's linux.seccomp.
+ */
+import { writeFileSync } from 'node:fs';
+import { spawnJail, type Jail } from '../jail.js';
+import { parseOciPolicy } from '../policy/oci.js';
+import type { OciConfig, OciProcess } from './config.js';
+import { OciError } from './errors.js';
+import { setupPath } from './paths.js';
+
+/** A bound on how long a created container waits for `start`: a week. */
+const START_BOUND_MS = 7 * 24 * 3600 * 1000;
+
+export interface SuperviseOptions {
+  config: OciConfig;
+  process: OciProcess;
+  planFile: string;
+  /** The setup plan, given the profile's kernel files to present. */
+  plan: (kernelFiles: { source: string; target: string }[]) => string;
+  /** Where setup reports "ok" or "error: ..." (its fd 4). */
+  readyFd: number;
+  warn: (line: string) => void;
+}
+
+export function vjailOptions(config: OciConfig): { profile: string; emulate?: string[] } {
+  const a = config.annotations ?? {};
+  const emulate = a['io.vjail.emulate']?.split(',').map((s) => s.trim()).filter(Boolean);
+  return { profile: a['io.vjail.profile'] || 'host', emulate };
+}
+
+export function supervise(o: SuperviseOptions): Jail {
+  const { profile, emulate } = vjailOptions(o.config);
+  const seccomp = o.config.linux?.seccomp;
+  const policy =
+    seccomp === undefined || seccomp === null
+      ? undefined
+      : parseOciPolicy(seccomp, 'config.json linux.seccomp', { capabilities: o.process.capabilities?.bounding ?? [] });
+  try {
+    return spawnJail({
+      command: o.process.args,
+      profile,
+      policy,
+      emulate,
+      env: {},
+      stdio: ['inherit', 'inherit', 'inherit'],
+      passFd: o.readyFd,
+      warn: o.warn,
+      launchTimeoutMs: START_BOUND_MS,
+      launchVia: (kernelFiles) => {
+        writeFileSync(o.planFile, o.plan(kernelFiles), { mode: 0o600 });
+        return [setupPath(), o.planFile];
+      },
+    });
+  } catch (e) {
+    throw new OciError((e as Error).message);
+  }
+}
