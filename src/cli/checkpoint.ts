@@ -9,6 +9,7 @@ import { liveness, requireState, workloadAlive } from '../jails/state.js';
 import { isNativeError } from '../native.js';
 import { UsageError, userMessage } from './errors.js';
 import { ProgressLine, StepClock, stderrIsTTY } from './progress.js';
+import { checkpointOutput, type Output } from './stream.js';
 
 export interface CheckpointFlags {
   pid?: string;
@@ -23,6 +24,10 @@ export interface CheckpointFlags {
   /** true: --verify-restorable (page files hashed too, whatever the size); false: --no-verify-restorable; default: auto. */
   verifyRestorable?: boolean;
   tcpEstablished?: boolean;
+  /** zstd or gzip: a packed image directory, or a compressed stream (src/cli/stream.ts). */
+  compress?: string;
+  /** A 32-byte key file: the image is encrypted with it (AES-256-GCM). */
+  encryptKey?: string;
 }
 
 /** Errors of checkpoint, restore and inspect as one-line usage errors (exit 2). */
@@ -94,14 +99,17 @@ export async function checkpointCommand(name: string | undefined, flags: Checkpo
   };
   let manifest: Manifest;
   let pid: number | undefined;
+  let output: Output | undefined;
   try {
+    const out = (output = checkpointOutput(flags));
     const t = target(name, flags);
     pid = t.pid;
     // SIGINT/SIGTERM/SIGHUP stop the checkpoint at a safe point; the jail is let go as it was.
     manifest = await catchingSignals(() => checkpoint({
       pid: t.pid,
       jail: t.jail,
-      image: flags.image,
+      image: out.plain,
+      afterPublish: out.afterPublish,
       leaveRunning: flags.leaveRunning,
       external: flags.external,
       tcpEstablished: flags.tcpEstablished,
@@ -131,6 +139,8 @@ export async function checkpointCommand(name: string | undefined, flags: Checkpo
     const err = asUserError(e, 'checkpoint');
     json(userMessage(err) ?? (err instanceof Error ? err.message : String(err)));
     throw err;
+  } finally {
+    output?.cleanup();
   }
   progress.finish();
   if (flags.json) {
