@@ -87,7 +87,12 @@ export function pageBytes(m: Manifest): number {
 }
 
 /** `vjail checkpoint NAME|--pid PID --image DIR [--leave-running] [--quiet] [--json]` */
-export async function checkpointCommand(name: string | undefined, flags: CheckpointFlags): Promise<number> {
+export async function checkpointCommand(
+  name: string | undefined,
+  flags: CheckpointFlags,
+  /** For `vjail migrate`: where the image goes instead of --image, and each step as it is reported. */
+  extra: { output?: Output; onStep?: (step: number) => void } = {},
+): Promise<number> {
   const grace = flags.grace === undefined ? 5 : Number(flags.grace);
   if (!Number.isFinite(grace) || grace < 0 || grace > 3600) throw new UsageError(`--grace takes seconds from 0 to 3600, not "${flags.grace}"`);
   const clock = new StepClock();
@@ -101,7 +106,7 @@ export async function checkpointCommand(name: string | undefined, flags: Checkpo
   let pid: number | undefined;
   let output: Output | undefined;
   try {
-    const out = (output = checkpointOutput(flags));
+    const out = (output = extra.output ?? checkpointOutput(flags));
     const t = target(name, flags);
     pid = t.pid;
     // SIGINT/SIGTERM/SIGHUP stop the checkpoint at a safe point; the jail is let go as it was.
@@ -115,6 +120,7 @@ export async function checkpointCommand(name: string | undefined, flags: Checkpo
       tcpEstablished: flags.tcpEstablished,
       graceMs: grace * 1000,
       report: (step, stepName, detail) => {
+        extra.onStep?.(step);
         clock.mark(stepName);
         if (!flags.quiet) say(`vjail: checkpoint ${step}/5 ${stepName}: ${detail}`);
       },
