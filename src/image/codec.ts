@@ -57,7 +57,10 @@ async function* throughZlib(input: AsyncIterable<Buffer>, t: NodeJS.ReadWriteStr
   } catch (e) {
     if (e instanceof ImageError) throw e;
     const code = (e as NodeJS.ErrnoException).code;
-    if (typeof code === 'string' && code.startsWith('Z_')) throw new ImageError(`${what}: its gzip data is damaged (${(e as Error).message})`);
+    if (typeof code === 'string' && code.startsWith('Z_')) {
+      if (code === 'Z_BUF_ERROR') throw new ImageError(`${what} is truncated: its gzip data ends early`);
+      throw new ImageError(`${what} is damaged: its gzip data does not decompress (${(e as Error).message})`);
+    }
     throw e;
   } finally {
     src.destroy();
@@ -105,8 +108,9 @@ async function* throughZstd(input: AsyncIterable<Buffer>, args: string[], what: 
     if (fed) throw fed;
     const code = await closed;
     if (code !== 0) {
-      const line = stderr.trim().split('\n').at(-1)?.replace(/^zstd: \/\*stdin\*\\?: ?/, '') || `exit status ${code}`;
-      throw new ImageError(`${what}: its zstd data is damaged (${line})`);
+      const line = stderr.trim().split('\n').at(-1)?.replace(/^(zstd: )?\/\*stdin\*\\? ?: ?/, '') || `exit status ${code}`;
+      if (/premature end/i.test(line)) throw new ImageError(`${what} is truncated: its zstd data ends early`);
+      throw new ImageError(`${what} is damaged: its zstd data does not decompress (${line})`);
     }
   } finally {
     if (child.exitCode === null) child.kill('SIGKILL');
