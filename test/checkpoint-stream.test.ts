@@ -1,10 +1,12 @@
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixture, vjailBin } from './helpers/fixtures.js';
 import { pidOf, vjail, waitFor } from './helpers/run.js';
+import { readImageStream, writeImageStream } from '../src/image/stream.js';
 
 // Streams, compressed and encrypted images, and migration: the restored
 // workload hashes its memory again (test/fixtures/bigmem.c) and must find
@@ -86,6 +88,7 @@ describe('image streams, compression and encryption', () => {
   let source: { dir: string; before: string };
   const images: Record<string, string> = {};
   const q = (s: string): string => `'${s}'`;
+  const refused: string[] = [];
 
   beforeAll(async () => {
     source = await startBigmem('src');
@@ -185,9 +188,15 @@ describe('image streams, compression and encryption', () => {
     expect(r.exitCode).toBe(2);
     expect(r.stderr.split('\n')).toHaveLength(1);
     expect(r.stderr).toMatch(message);
-    // Nothing of the jail was started: no jail of that name, no copy of the workload.
-    expect(await listed(as)).toBe(false);
+    // Nothing of the jail was started: no copy of the workload (and no jail of that name, below).
     expect(pidOf([bigmem, source.dir, MIB])).toBeUndefined();
+    refused.push(as);
+  });
+
+  it('none of the refused streams left a jail behind', async () => {
+    expect(refused.length).toBeGreaterThan(10);
+    const names = (JSON.parse((await vjail(['ps', '--json'])).stdout) as { name: string }[]).map((j) => j.name);
+    for (const as of refused) expect(names).not.toContain(as);
   });
 
   it('a damaged packed image directory is refused in one line too', async () => {
@@ -231,6 +240,42 @@ describe('image streams, compression and encryption', () => {
     expect(r.exitCode).toBe(0);
     expect(pidOf([bigmem, jail.dir, MIB])).toBeDefined();
     expect(await hashAfter(jail.dir)).toBe(jail.before);
+  });
+});
+
+describe('the stream reader, on streams made by hand', () => {
+  /** A stream of the given files, written and read back into a sink that records what it was given. */
+  async function roundTrip(files: { name: string; data: Buffer; size?: number }[], opts: { key?: Buffer } = {}) {
+    const out = new PassThrough();
+    const chunks: Buffer[] = [];
+    out.on('data', (c: Buffer) => chunks.push(c));
+    await writeImageStream({
+      async *files() {
+        for (const f of files) yield { name: f.name, size: f.size ?? f.data.length, chunks: async function* () { yield f.data; } };
+      },
+    }, out, opts).catch((e: unknown) => e);
+    const got: string[] = [];
+    const sink = { begin: (name: string, size: number) => void got.push(`${name}:${size}`), data: () => {}, end: () => {} };
+    const read = await readImageStream((async function* () { yield Buffer.concat(chunks); })(), sink, { key: opts.key, what: 'the stream' }).then(() => 'ok', (e: Error) => e.message);
+    return { read, got };
+  }
+
+  it('a file name an image does not have (a path) is refused before it is written', async () => {
+    const r = await roundTrip([{ name: '../../etc/cron.d/x', data: Buffer.from('evil') }]);
+    expect(r.read).toMatch(/the stream is damaged: frame \d+ names a file "..\/..\/etc\/cron.d\/x" that images do not have/);
+    expect(r.got).toEqual([]);
+  });
+
+  it('a file given twice is refused', async () => {
+    const r = await roundTrip([{ name: 'blob-0.img', data: Buffer.from('a') }, { name: 'blob-0.img', data: Buffer.from('b') }]);
+    expect(r.read).toMatch(/blob-0\.img appears twice/);
+  });
+
+  it('files of several chunks arrive whole, with their sizes', async () => {
+    const big = Buffer.alloc(3 * (1 << 20) + 5, 7);
+    const r = await roundTrip([{ name: 'pages-0.img', data: big }, { name: 'manifest.json', data: Buffer.from('{}') }], { key: Buffer.alloc(32, 1) });
+    expect(r.read).toBe('ok');
+    expect(r.got).toEqual([`pages-0.img:${big.length}`, 'manifest.json:2']);
   });
 });
 
