@@ -1,6 +1,7 @@
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { connect, createServer, type AddressInfo } from 'node:net';
 import { PassThrough } from 'node:stream';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -322,6 +323,32 @@ describe('vjail migrate to a page server over loopback', () => {
     expect(none.exitCode).toBe(2);
     expect(none.stderr).toMatch(/cannot connect to the page server at 127\.0\.0\.1:\d+: ECONNREFUSED/);
     expect(await hashAfter(jail.dir)).toBe(jail.before);
+  }, 120_000);
+
+  it('an answer forged on the way (it does not authenticate) leaves the jail running here', async () => {
+    const jail = await startBigmem('forged');
+    await startBigmem('taken-too'); // the receiver's real answer: it could not restore
+    const server = await pageServer(key());
+    // Someone between the two, without the key, relays everything but says "restored".
+    const proxy = createServer({ allowHalfOpen: true }, (c) => {
+      const u = connect({ host: '127.0.0.1', port: server.port, allowHalfOpen: true });
+      c.on('error', () => {});
+      u.on('error', () => {});
+      c.pipe(u);
+      u.on('data', (d: Buffer) => c.write(d[0] === 0x7b ? Buffer.from(`{"ok":true,"name":"taken-too","pid":1} ${'0'.repeat(64)}\n`) : d));
+      u.on('end', () => c.end());
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const port = (proxy.address() as AddressInfo).port;
+    const r = await vjail(['migrate', 'forged', `127.0.0.1:${port}`, '--psk-file', key(), '--as', 'taken-too', '-q'], { timeoutMs: 120_000 });
+    proxy.close();
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr).toMatch(/the answer from 127\.0\.0\.1:\d+ does not authenticate with the pre-shared key; the jail runs on here/);
+    await server.done;
+    expect(pidOf([bigmem, jail.dir, MIB])).toBeDefined();
+    expect(await jailState('forged')).toBe('running');
+    expect(await hashAfter(jail.dir)).toBe(jail.before);
+    await kill('taken-too');
   }, 120_000);
 
   it('when the receiver cannot restore, the jail runs on here', async () => {

@@ -62,8 +62,13 @@ async function migrateCommand(name: string, to: string, flags: MigrateFlags): Pr
       output: {
         plain,
         afterPublish: async (dir) => {
-          totals = await sendImage(conn, dirSource(dir), { compress });
-          reply = await awaitRestored(conn);
+          try {
+            totals = await sendImage(conn, dirSource(dir), { compress });
+            reply = await awaitRestored(conn);
+          } catch (e) {
+            if (e instanceof ImageError) throw new ImageError(`migrate: ${e.message}; the jail runs on here`);
+            throw e;
+          }
           if (!reply.ok) throw new ImageError(`the page server at ${conn.peer} could not restore the jail (${reply.error}); the jail runs on here`);
           restoredAt = performance.now();
         },

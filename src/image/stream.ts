@@ -360,6 +360,10 @@ export async function receiveImage(input: AsyncIterable<Buffer>, dir: string, op
     return totals;
   } catch (e) {
     sink.abort();
+    const code = (e as NodeJS.ErrnoException).code;
+    if (!(e instanceof ImageError) && typeof code === 'string' && /^E[A-Z]+$/.test(code)) {
+      throw new ImageError(`cannot receive ${opts.what} into ${dir}: ${code}${code === 'ENOSPC' || code === 'EDQUOT' ? '; set TMPDIR to a file system with room for the image' : ''}`);
+    }
     throw e;
   }
 }

@@ -6,7 +6,8 @@
  *   sender:   "vjail-migrate 1\n" Ns(32) u16 length, request JSON, HMAC(psk, "sender" Nr Ns request)
  *   receiver: 0x01 HMAC(psk, "receiver" Ns Nr)      or 0x00 one line: why not
  *   sender:   the image stream, encrypted with the pre-shared key (src/image/stream.ts)
- *   receiver: one line of JSON: {"ok":true,"name":...,"pid":...} once restored, or {"ok":false,"error":...}
+ *   receiver: one line: JSON {"ok":true,"name":...,"pid":...} once restored, or {"ok":false,"error":...},
+ *             a space, and HMAC(psk, "reply" Ns Nr JSON) in hex
  *
  * Both sides prove they hold the key before the image moves; the stream is
  * then encrypted and authenticated with it. Every wait is bounded.
@@ -60,8 +61,21 @@ export async function send(sock: Socket, data: Buffer | string): Promise<void> {
   await new Promise<void>((resolve, reject) => sock.write(data, (e) => (e ? reject(e) : resolve())));
 }
 
+/** What both sides keep from the handshake: the nonces, which the receiver's answer is bound to. */
+export interface Session {
+  psk: Buffer;
+  ns: Buffer;
+  nr: Buffer;
+}
+
+/** The answer line: JSON and its HMAC, so that no one without the key can say "restored" for the receiver. */
+export function replyLine(s: Session, reply: RestoreReply): string {
+  const json = JSON.stringify(reply);
+  return `${json} ${mac(s.psk, 'reply', s.ns, s.nr, json).toString('hex')}\n`;
+}
+
 /** The receiver's side of the handshake; returns the request, or throws (having told the sender why). */
-export async function acceptHandshake(sock: Socket, r: ByteReader, psk: Buffer): Promise<MigrateRequest> {
+export async function acceptHandshake(sock: Socket, r: ByteReader, psk: Buffer): Promise<{ req: MigrateRequest; session: Session }> {
   const nr = randomBytes(NONCE);
   await send(sock, Buffer.concat([Buffer.from(SERVER_HELLO), nr]));
   const refuse = async (why: string): Promise<never> => {
@@ -89,11 +103,11 @@ export async function acceptHandshake(sock: Socket, r: ByteReader, psk: Buffer):
   }
   if (typeof req?.name !== 'string') return refuse('the request names no jail');
   await send(sock, Buffer.concat([Buffer.from([1]), mac(psk, 'receiver', ns, nr)]));
-  return req;
+  return { req, session: { psk, ns, nr } };
 }
 
 /** The sender's side: prove we hold the key, and check that the receiver does too. */
-export async function offerHandshake(sock: Socket, r: ByteReader, psk: Buffer, req: MigrateRequest, peer: string): Promise<void> {
+export async function offerHandshake(sock: Socket, r: ByteReader, psk: Buffer, req: MigrateRequest, peer: string): Promise<Session> {
   const read = async (n: number): Promise<Buffer> => {
     const b = await within(r.read(n), HANDSHAKE_MS, `the page server at ${peer}`);
     if (!b) throw new ImageError(`the page server at ${peer} closed the connection during the handshake`);
@@ -115,14 +129,21 @@ export async function offerHandshake(sock: Socket, r: ByteReader, psk: Buffer, r
   if (!timingSafeEqual(await read(MAC), mac(psk, 'receiver', ns, nr))) {
     throw new ImageError(`the page server at ${peer} does not hold the pre-shared key of --psk-file; nothing was sent`);
   }
+  return { psk, ns, nr };
 }
 
-/** The receiver's one-line answer once the image is restored (or not). */
-export async function readReply(r: ByteReader, ms: number, peer: string): Promise<RestoreReply> {
+/** The receiver's one-line answer once the image is restored (or not), checked against the key. */
+export async function readReply(r: ByteReader, s: Session, ms: number, peer: string): Promise<RestoreReply> {
   const line = await within(r.line(64 * 1024), ms, `the page server at ${peer} to restore the jail`);
   if (!line) throw new ImageError(`the page server at ${peer} closed the connection before saying whether it restored the jail`);
+  const text = line.toString('utf8');
+  const at = text.lastIndexOf(' ');
+  const json = text.slice(0, at);
+  const got = Buffer.from(text.slice(at + 1), 'hex');
+  const want = mac(s.psk, 'reply', s.ns, s.nr, json);
+  if (at < 0 || got.length !== want.length || !timingSafeEqual(got, want)) throw new ImageError(`the answer from ${peer} does not authenticate with the pre-shared key`);
   try {
-    return JSON.parse(line.toString('utf8')) as RestoreReply;
+    return JSON.parse(json) as RestoreReply;
   } catch {
     throw new ImageError(`the page server at ${peer} answered with something that is not JSON`);
   }

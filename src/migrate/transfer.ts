@@ -16,7 +16,7 @@ import { ImageError } from '../image/errors.js';
 import { removeTempImage, tempImageDir } from '../image/packed.js';
 import { type ImageSource, receiveImage, type StreamTotals, writeImageStream } from '../image/stream.js';
 import { dataPath } from '../paths.js';
-import { acceptHandshake, HANDSHAKE_MS, type MigrateRequest, offerHandshake, readReply, type RestoreReply, send, within } from './protocol.js';
+import { acceptHandshake, HANDSHAKE_MS, type MigrateRequest, offerHandshake, readReply, replyLine, type RestoreReply, send, type Session, within } from './protocol.js';
 
 /**
  * The bytes a socket receives. Not the socket's own async iterator: that
@@ -36,6 +36,15 @@ export interface PageServerConnection {
   sock: Socket;
   reader: ByteReader;
   psk: Buffer;
+  session: Session;
+}
+
+/** A connection on which nothing moves for this long is given up. */
+export const IDLE_MS = 60_000;
+
+/** Give up a connection idle for IDLE_MS: its reads and writes then fail with this one line. */
+function idleBound(sock: Socket, peer: string): void {
+  sock.setTimeout(IDLE_MS, () => sock.destroy(new ImageError(`nothing moved for ${IDLE_MS / 1000} s on the connection with ${peer}; gave up`)));
 }
 
 /** Connect to HOST:PORT and do the handshake; nothing of the jail is touched yet. */
@@ -49,9 +58,10 @@ export async function connectPageServer(host: string, port: number, psk: Buffer,
     }), HANDSHAKE_MS, `a connection to ${peer}`);
     sock.on('error', () => {}); // later failures surface as failed reads and writes
     sock.setNoDelay(true);
+    idleBound(sock, peer);
     const reader = new ByteReader(chunksOf(sock));
-    await offerHandshake(sock, reader, psk, req, peer);
-    return { peer, sock, reader, psk };
+    const session = await offerHandshake(sock, reader, psk, req, peer);
+    return { peer, sock, reader, psk, session };
   } catch (e) {
     sock.destroy();
     throw e;
@@ -74,7 +84,9 @@ export async function sendImage(conn: PageServerConnection, source: ImageSource,
 /** Wait (bounded) for the receiver to say it restored the jail. */
 export async function awaitRestored(conn: PageServerConnection): Promise<RestoreReply> {
   try {
-    return await readReply(conn.reader, RESTORE_WAIT_MS, conn.peer);
+    // The receiver is restoring: say nothing for a while is expected (the wait itself is bounded).
+    conn.sock.setTimeout(0);
+    return await readReply(conn.reader, conn.session, RESTORE_WAIT_MS, conn.peer);
   } finally {
     conn.sock.destroy();
   }
@@ -128,20 +140,22 @@ async function restoreDetached(dir: string, req: MigrateRequest): Promise<Restor
 /** One migration on an accepted connection: handshake, receive, restore, answer. */
 async function serveOne(sock: Socket, opts: PageServerOptions): Promise<void> {
   const peer = `${sock.remoteAddress}:${sock.remotePort}`;
+  idleBound(sock, peer);
   const reader = new ByteReader(chunksOf(sock));
-  const req = await acceptHandshake(sock, reader, opts.psk);
+  const { req, session } = await acceptHandshake(sock, reader, opts.psk);
   opts.log(`receiving jail "${req.name}" from ${peer}`);
   let received: { dir: string; cleanup: () => void };
   try {
     received = await (opts.receive ?? receiveToTemp)(reader.rest(), opts.psk, `the image from ${peer}`);
   } catch (e) {
     const error = e instanceof ImageError ? e.message : String(e);
-    await send(sock, `${JSON.stringify({ ok: false, error })}\n`).catch(() => {});
+    await send(sock, replyLine(session, { ok: false, error })).catch(() => {});
     throw e;
   }
   try {
+    sock.setTimeout(0); // the restore's own wait is bounded
     const reply = await (opts.restore ?? restoreDetached)(received.dir, req);
-    await send(sock, `${JSON.stringify(reply)}\n`).catch(() => {});
+    await send(sock, replyLine(session, reply)).catch(() => {});
     opts.log(reply.ok ? `restored jail "${req.name}" (pid ${reply.pid})` : `could not restore jail "${req.name}": ${reply.error}`);
   } finally {
     received.cleanup();
