@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { createReadStream, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, createServer, type AddressInfo } from 'node:net';
@@ -7,7 +7,7 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixture, vjailBin } from './helpers/fixtures.js';
 import { pidOf, vjail, waitFor } from './helpers/run.js';
-import { readImageStream, writeImageStream } from '../src/image/stream.js';
+import { readImageStream, receiveImage, writeImageStream } from '../src/image/stream.js';
 
 // Streams, compressed and encrypted images, and migration: the restored
 // workload hashes its memory again (test/fixtures/bigmem.c) and must find
@@ -165,24 +165,34 @@ describe('image streams, compression and encryption', () => {
   const cut = (at: number) => (b: Buffer): Buffer => b.subarray(0, Math.floor(b.length * at));
 
   it.each([
-    ['a flipped bit', 'stream', flip(0.5), [], /the stream on stdin is damaged: frame \d+ does not match its checksum/],
-    ['cut short', 'stream', cut(0.7), [], /the stream on stdin is truncated: it ends before its end frame/],
-    ['cut short by its last bytes', 'stream', cut(0.999), [], /the stream on stdin is truncated: it ends before its end frame/],
-    ['a byte after its end', 'stream', (b: Buffer) => Buffer.concat([b, Buffer.from('x')]), [], /is damaged: bytes follow its end frame/],
-    ['gzip, a flipped bit', 'stream-gzip', flip(0.5), [], /the stream on stdin is damaged: (its gzip data does not decompress|frame \d+ does not match its checksum)/],
-    ['gzip, cut short', 'stream-gzip', cut(0.5), [], /the stream on stdin is truncated: its gzip data ends early/],
-    ['zstd, a flipped bit', 'stream-zstd', flip(0.5), [], /the stream on stdin is damaged: (its zstd data does not decompress|frame \d+ does not match its checksum)/],
-    ['zstd, cut short', 'stream-zstd', cut(0.5), [], /the stream on stdin is truncated: its zstd data ends early/],
-    ['encrypted, a flipped bit', 'stream-encrypted', flip(0.5), ['--encrypt-key', 'KEY'], /is damaged: encrypted chunk \d+ does not authenticate/],
-    ['encrypted, cut short', 'stream-encrypted', cut(0.5), ['--encrypt-key', 'KEY'], /the stream on stdin is truncated: encrypted chunk \d+ is cut short/],
-    ['encrypted, cut between two chunks', 'stream-encrypted', (b: Buffer) => b.subarray(0, b.indexOf(0x0a) + 1 + 5 + (1 << 20) + 16), ['--encrypt-key', 'KEY'], /the stream on stdin is truncated: it ends before its last encrypted chunk/],
-    ['encrypted, another key', 'stream-encrypted', (b: Buffer) => b, ['--encrypt-key', 'OTHER'], /the stream on stdin was encrypted with another key; give the key it was made with/],
-    ['encrypted, no key', 'stream-encrypted', (b: Buffer) => b, [], /the stream on stdin is encrypted; give its key with --encrypt-key FILE/],
-    ['not encrypted, a key given', 'stream', (b: Buffer) => b, ['--encrypt-key', 'KEY'], /the stream on stdin is not encrypted, but a key was given/],
-    ['empty', 'stream', (b: Buffer) => b.subarray(0, 0), [], /the stream on stdin is empty/],
-    ['not a stream', 'stream', (b: Buffer) => Buffer.from(`vjail-image 5\n${b.toString('latin1')}`), [], /the stream on stdin is not a vjail image stream/],
-  ] as const)('a stream refused before anything runs: %s', async (_what, name, how, extra, message) => {
+    ['a flipped bit', 'stream', flip(0.5), [], /the stream on stdin is damaged: frame \d+ does not match its checksum/, true],
+    ['cut short', 'stream', cut(0.7), [], /the stream on stdin is truncated: it ends before its end frame/, true],
+    ['cut short by its last bytes', 'stream', cut(0.999), [], /the stream on stdin is truncated: it ends before its end frame/, false],
+    ['a byte after its end', 'stream', (b: Buffer) => Buffer.concat([b, Buffer.from('x')]), [], /is damaged: bytes follow its end frame/, false],
+    ['gzip, a flipped bit', 'stream-gzip', flip(0.5), [], /the stream on stdin is damaged: (its gzip data does not decompress|frame \d+ does not match its checksum)/, false],
+    ['gzip, cut short', 'stream-gzip', cut(0.5), [], /the stream on stdin is truncated: its gzip data ends early/, false],
+    ['zstd, a flipped bit', 'stream-zstd', flip(0.5), [], /the stream on stdin is damaged: (its zstd data does not decompress|frame \d+ does not match its checksum)/, false],
+    ['zstd, cut short', 'stream-zstd', cut(0.5), [], /the stream on stdin is truncated: its zstd data ends early/, true],
+    ['encrypted, a flipped bit', 'stream-encrypted', flip(0.5), ['--encrypt-key', 'KEY'], /is damaged: encrypted chunk \d+ does not authenticate/, true],
+    ['encrypted, cut short', 'stream-encrypted', cut(0.5), ['--encrypt-key', 'KEY'], /the stream on stdin is truncated: encrypted chunk \d+ is cut short/, false],
+    ['encrypted, cut between two chunks', 'stream-encrypted', (b: Buffer) => b.subarray(0, b.indexOf(0x0a) + 1 + 5 + (1 << 20) + 16), ['--encrypt-key', 'KEY'], /the stream on stdin is truncated: it ends before its last encrypted chunk/, false],
+    ['encrypted, another key', 'stream-encrypted', (b: Buffer) => b, ['--encrypt-key', 'OTHER'], /the stream on stdin was encrypted with another key; give the key it was made with/, true],
+    ['encrypted, no key', 'stream-encrypted', (b: Buffer) => b, [], /the stream on stdin is encrypted; give its key with --encrypt-key FILE/, false],
+    ['not encrypted, a key given', 'stream', (b: Buffer) => b, ['--encrypt-key', 'KEY'], /the stream on stdin is not encrypted, but a key was given/, false],
+    ['empty', 'stream', (b: Buffer) => b.subarray(0, 0), [], /the stream on stdin is empty/, true],
+    ['not a stream', 'stream', (b: Buffer) => Buffer.from(`vjail-image 5\n${b.toString('latin1')}`), [], /the stream on stdin is not a vjail image stream/, false],
+  ] as const)('a stream refused before anything runs: %s', async (_what, name, how, extra, message, cli) => {
     const bad = damaged(name, how);
+    if (!cli) {
+      // The same reader as restore's, without starting a CLI: it refuses, and leaves nothing behind.
+      const dest = join(mkdtempSync(join(work, 'rx-')), 'image');
+      const k = extra.length ? readFileSync(extra[1] === 'KEY' ? key() : key('other-key')) : undefined;
+      const e = await receiveImage(createReadStream(bad) as AsyncIterable<Buffer>, dest, { key: k, what: 'the stream on stdin' }).then(() => undefined, (x: Error) => x);
+      expect(e?.message).toMatch(message);
+      expect(e?.message.split('\n')).toHaveLength(1);
+      expect(existsSync(dest)).toBe(false);
+      return;
+    }
     const as = `bad-${Math.random().toString(36).slice(2, 8)}`;
     const args = extra.map((a) => (a === 'KEY' ? `'${key()}'` : a === 'OTHER' ? `'${key('other-key')}'` : a)).join(' ');
     const r = await sh(`$VJAIL restore - ${args} --name ${as} --detach < '${bad}'`);
@@ -195,7 +205,7 @@ describe('image streams, compression and encryption', () => {
   });
 
   it('none of the refused streams left a jail behind', async () => {
-    expect(refused.length).toBeGreaterThan(10);
+    expect(refused.length).toBe(6);
     const names = (JSON.parse((await vjail(['ps', '--json'])).stdout) as { name: string }[]).map((j) => j.name);
     for (const as of refused) expect(names).not.toContain(as);
   });
