@@ -270,6 +270,11 @@ export class ByteReader {
     return null;
   }
 
+  /** Stop reading: the input's generators end (and a zstd filter is killed) without waiting for them. */
+  close(): void {
+    this.it.return?.(undefined)?.catch(() => {});
+  }
+
   async atEnd(): Promise<boolean> {
     return !(await this.fill(1));
   }

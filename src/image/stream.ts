@@ -238,6 +238,15 @@ export async function readImageStream(input: AsyncIterable<Buffer>, sink: ImageS
   })(bytes);
   if (pre.cipher) bytes = decrypt(bytes, opts.key!, pre.cipher, pre.raw, what);
   const r = new ByteReader(decompress(bytes, pre.how, what));
+  try {
+    return await readFrames(r, sink, what, pre, () => streamBytes);
+  } finally {
+    r.close();
+    raw.close();
+  }
+}
+
+async function readFrames(r: ByteReader, sink: ImageSink, what: string, pre: { how: Compression; cipher?: unknown }, streamBytes: () => number): Promise<StreamTotals> {
   const damaged = (why: string): ImageError => new ImageError(`${what} is damaged: ${why}`);
   const truncated = (): ImageError => new ImageError(`${what} is truncated: it ends before its end frame`);
   const next = async (n: number): Promise<{ type: number; payload: Buffer }> => {
@@ -297,7 +306,7 @@ export async function readImageStream(input: AsyncIterable<Buffer>, sink: ImageS
     total += size;
   }
   if (!(await r.atEnd())) throw damaged('bytes follow its end frame');
-  return { files, bytes: total, streamBytes, compress: pre.how, encrypted: !!pre.cipher };
+  return { files, bytes: total, streamBytes: streamBytes(), compress: pre.how, encrypted: !!pre.cipher };
 }
 
 /** Writes the files of a stream into a directory (not synced: it is read back at once, or synced by its caller). */
