@@ -1,10 +1,9 @@
 import { Option, type Command } from 'commander';
 import { performance } from 'node:perf_hooks';
-import { ImageError } from '../image/errors.js';
-import { removeTempImage, tempImageDir } from '../image/packed.js';
-import { dirSource, type StreamTotals } from '../image/stream.js';
+import { dirSource, ImageError, removeTempImage, type StreamTotals, tempImageDir } from '../image/format.js';
 import { awaitRestored, connectPageServer, sendImage, servePageServer } from '../migrate/transfer.js';
 import type { RestoreReply } from '../migrate/protocol.js';
+import { liveness, requireState } from '../jails/state.js';
 import { checkpointCommand } from './checkpoint.js';
 import { UsageError } from './errors.js';
 import { compressionOf, keyOf } from './stream.js';
@@ -43,6 +42,9 @@ async function migrateCommand(name: string, to: string, flags: MigrateFlags): Pr
   const psk = pskOf(flags.pskFile);
   const compress = compressionOf(flags.compress);
   const as = flags.as ?? name;
+  // A jail that is not there, or not running, is said before any connection is made.
+  const live = liveness(requireState(name));
+  if (live !== 'running') throw new UsageError(`jail "${name}" is not running (${live}); only a running jail can be migrated`);
   const t0 = performance.now();
   let conn;
   try {

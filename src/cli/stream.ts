@@ -7,10 +7,9 @@
  */
 import { basename, dirname, join, resolve } from 'node:path';
 import { existsSync, rmSync } from 'node:fs';
-import { type Compression, COMPRESSIONS, readKeyFile } from '../image/codec.js';
-import { ImageError } from '../image/errors.js';
-import { isPackedImage, packImage, removeTempImage, tempImageDir, unpackImage } from '../image/packed.js';
-import { dirSource, receiveImage, writeImageStream } from '../image/stream.js';
+import {
+  type Compression, COMPRESSIONS, dirSource, ImageError, isPackedImage, packImage, readKeyFile, receiveImage, removeTempImage, tempImageDir, unpackImage, writeImageStream,
+} from '../image/format.js';
 import { UsageError } from './errors.js';
 
 export interface OutputFlags {

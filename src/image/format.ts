@@ -5,6 +5,9 @@
  *   write.ts     ImageWriter: page files, manifest, publish by rename
  *   read.ts      openImage: verify and read
  *   pagedata.ts  page buffers and off-thread sha256
+ *   stream.ts    an image as one stream: frames, sources and sinks
+ *   codec.ts     the stream's compression and encryption, key files
+ *   packed.ts    packed (compressed/encrypted) image directories
  * Checkpoint and restore import this door only.
  */
 export * from './schema.js';
@@ -12,3 +15,6 @@ export { ImageError } from './errors.js';
 export { OffThreadHash, PAGE_BUFFER_SIZE, pageBuffer, sha256Fd, sha256File } from './pagedata.js';
 export { ImageWriter, PageFileWriter } from './write.js';
 export { openImage, openImageFile, openPageFile, type OpenedImage, pagesPath, readBlob } from './read.js';
+export { type Compression, COMPRESSIONS, KEY_BYTES, readKeyFile } from './codec.js';
+export { dirSource, DirSink, type ImageSink, type ImageSource, readImageStream, receiveImage, type SourceFile, type StreamOptions, type StreamTotals, writeImageStream } from './stream.js';
+export { isPackedImage, PACKED_FILE, packImage, removeTempImage, tempImageDir, unpackImage } from './packed.js';
