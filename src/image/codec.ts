@@ -132,8 +132,8 @@ export function decompress(input: AsyncIterable<Buffer>, how: Compression, what:
 
 // ---- encryption ----
 
-/** Plaintext per encrypted chunk, at most. */
-export const CIPHER_CHUNK = 1 << 20;
+/** Plaintext per encrypted chunk, at most (a frame of the stream fits in one). */
+export const CIPHER_CHUNK = 2 << 20;
 const TAG = 16;
 const SALT = 32;
 const CHECK = 16;
@@ -175,34 +175,33 @@ function nonce(i: number): Buffer {
 }
 
 /**
- * Encrypt: chunks of at most CIPHER_CHUNK bytes, each
- * [u32 length][u8 last] ciphertext tag, the header and the preamble its
- * additional data, its index the nonce. The last chunk (maybe empty) says so.
+ * Encrypt: each piece of the input as it comes (split at CIPHER_CHUNK) is one
+ * chunk, [u32 length][u8 last] ciphertext tag, the header and the preamble
+ * its additional data, its index the nonce. The last chunk (empty) says so.
+ * The parts of a chunk are handed on as they are, not joined (no copies).
+ * `consumed` is told of each input chunk once it is no longer needed.
  */
-export async function* encrypt(input: AsyncIterable<Buffer>, key: Buffer, params: CipherParams, preamble: Buffer): AsyncGenerator<Buffer> {
+export async function* encrypt(input: AsyncIterable<Buffer>, key: Buffer, params: CipherParams, preamble: Buffer, consumed?: (chunk: Buffer) => void): AsyncGenerator<Buffer> {
   const k = streamKey(key, params.salt);
   let i = 0;
-  const seal = (data: Buffer, last: boolean): Buffer => {
+  function* seal(data: Buffer, last: boolean): Generator<Buffer> {
     const head = Buffer.alloc(5);
     head.writeUInt32BE(data.length, 0);
     head[4] = last ? 1 : 0;
     const c = createCipheriv('aes-256-gcm', k, nonce(i++));
     c.setAAD(Buffer.concat([preamble, head]));
-    return Buffer.concat([head, c.update(data), c.final(), c.getAuthTag()]);
-  };
-  let pending: Buffer[] = [];
-  let have = 0;
-  for await (const chunk of input) {
-    pending.push(chunk);
-    have += chunk.length;
-    while (have >= CIPHER_CHUNK) {
-      const all = Buffer.concat(pending);
-      yield seal(all.subarray(0, CIPHER_CHUNK), false);
-      pending = [all.subarray(CIPHER_CHUNK)];
-      have -= CIPHER_CHUNK;
-    }
+    yield head;
+    const body = c.update(data);
+    if (body.length) yield body;
+    const rest = c.final();
+    if (rest.length) yield rest;
+    yield c.getAuthTag();
   }
-  yield seal(Buffer.concat(pending), true);
+  for await (const chunk of input) {
+    for (let off = 0; off < chunk.length; off += CIPHER_CHUNK) yield* seal(chunk.subarray(off, off + CIPHER_CHUNK), false);
+    consumed?.(chunk); // encrypted: its buffer may be reused
+  }
+  yield* seal(Buffer.alloc(0), true);
 }
 
 /** Exact reads from a stream of Buffers, without copying where a chunk holds enough. */
