@@ -230,8 +230,15 @@ export class ByteReader {
     return this.have >= n;
   }
 
-  /** Exactly `n` bytes, or null if the input ends first. */
-  async read(n: number): Promise<Buffer | null> {
+  private scratch = Buffer.alloc(0);
+
+  /**
+   * Exactly `n` bytes, or null if the input ends first. With `transient`,
+   * bytes that span input chunks are joined in a buffer reused by the next
+   * transient read (fresh memory is slow to fault in): the caller must be
+   * done with them by then.
+   */
+  async read(n: number, transient = false): Promise<Buffer | null> {
     if (!(await this.fill(n))) return null;
     let out: Buffer;
     const first = this.bufs[0]!;
@@ -241,7 +248,8 @@ export class ByteReader {
       if (first.length === n) this.bufs.shift();
       else this.bufs[0] = first.subarray(n);
     } else {
-      out = Buffer.allocUnsafe(n);
+      if (transient && this.scratch.length < n) this.scratch = Buffer.allocUnsafe(Math.max(n, 4 << 20));
+      out = transient ? this.scratch.subarray(0, n) : Buffer.allocUnsafe(n);
       let off = 0;
       while (off < n) {
         const b = this.bufs[0]!;
@@ -303,7 +311,7 @@ export async function* decrypt(input: AsyncIterable<Buffer>, key: Buffer, params
     if (!head) throw new ImageError(`${what} is truncated: it ends before its last encrypted chunk`);
     const len = head.readUInt32BE(0);
     if (len > CIPHER_CHUNK || head[4]! > 1) throw new ImageError(`${what} is damaged: encrypted chunk ${i} has an invalid header`);
-    const body = await r.read(len + TAG);
+    const body = await r.read(len + TAG, true); // decrypted into a new buffer at once
     if (!body) throw new ImageError(`${what} is truncated: encrypted chunk ${i} is cut short`);
     const d = createDecipheriv('aes-256-gcm', k, nonce(i));
     d.setAAD(Buffer.concat([preamble, head]));

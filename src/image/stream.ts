@@ -54,7 +54,11 @@ export interface ImageSource {
   files(): AsyncIterable<SourceFile>;
 }
 
-/** Where a stream is read into. Each call may return a promise; the reader waits for it. */
+/**
+ * Where a stream is read into. Each call may return a promise; the reader
+ * waits for it. A chunk given to `data` is valid only until then (its
+ * buffer is reused): a sink that keeps it copies it.
+ */
 export interface ImageSink {
   begin(name: string, size: number): void | Promise<void>;
   data(chunk: Buffer): void | Promise<void>;
@@ -332,7 +336,7 @@ async function readFrames(r: ByteReader, sink: ImageSink, what: string, pre: { h
     if (!head) throw truncated();
     const len = head.readUInt32BE(1);
     if (len > FRAME_MAX) throw damaged(`frame ${n} claims ${len} bytes, more than a frame may hold`);
-    const rest = await r.read(len + FRAME_HASH);
+    const rest = await r.read(len + FRAME_HASH, true); // used up before the next frame is read
     if (!rest) throw truncated();
     const sum = createHash('sha256').update(head).update(rest.subarray(0, len)).digest();
     if (!sum.equals(rest.subarray(len))) throw damaged(`frame ${n} does not match its checksum`);
