@@ -152,6 +152,22 @@ const SUPPORTED = `## Supported
   supervisor, vjail-guard) are not dumpable, and vjail-init and PID 1 run
   under a seccomp filter of their own; without \`--pid-ns\` each jail has a
   cgroup, killed whole if vjail-init dies (docs/SECURITY.md).
+- Images on the move: \`vjail checkpoint NAME --image -\` writes the image as
+  one stream on stdout (a preamble, then frames each with its sha256) and
+  \`vjail restore -\` reads one from stdin; \`--compress zstd|gzip\` (zstd by
+  the zstd program) and \`--encrypt-key FILE\` (AES-256-GCM, a 32-byte key)
+  apply to streams and to image directories (then packed as one stream
+  file), and the reader finds both out itself. A stream or packed image is
+  received whole and checked (every frame, the encryption's authentication,
+  the image as restore checks it) before anything of the jail starts: cut,
+  damaged or of another key, it is refused in one line, exit status 2. The
+  jail stays held until the image is sent: a reader that goes away leaves it
+  running. \`vjail page-server --port P --psk-file FILE\` and \`vjail migrate
+  NAME HOST:PORT --psk-file FILE\` move a named jail: a pre-shared-key
+  handshake both ways before the jail is touched, the stream encrypted with
+  that key, restored there as a named background jail; only then is it
+  ended here, and if the restore there fails it runs on here
+  (docs/IMAGE.md, "Streams").
 - Checkpoint from inside the jail (\`vjail run --self-checkpoint\`): a process
   asks for its own jail's checkpoint, leaving it running or ending it, and
   learns whether it is the original or a restored copy
@@ -292,8 +308,9 @@ const NOT_SUPPORTED = `## Not supported
 const PLANNED = `## Planned
 
 - An iterative pre-dump with PAGEMAP_SCAN and userfaultfd write-protect (this
-  kind of host has no soft-dirty tracking), lazy restore, and migration
-  between machines (streamed images, a page server).
+  kind of host has no soft-dirty tracking), and lazy restore; migration with
+  them, so that the jail stops for at most 100 ms at 1 GiB (today it is
+  stopped for the whole dump, transfer and restore). TLS for the page server.
 - The open shim's C path costs about 35-40 µs per open (median, loaded
   2-vCPU host) against a 30 µs target; openat2 and i386 callers still take
   the JavaScript path.

@@ -45,6 +45,9 @@ const ROWS = [
   ...['time', 'verify', 'file-read', 'mem-write', 'syscalls', 'rest'].map((part) => `checkpoint.restore-16MiB.${part}`),
   'checkpoint.descriptors-dump',
   'checkpoint.descriptors-restore',
+  ...['stream', 'gzip', 'zstd', 'encrypted', 'zstd-encrypted'].flatMap((kind) => [`checkpoint.image-${kind}-16MiB`, `checkpoint.image-${kind}-16MiB.restore`]),
+  'checkpoint.migrate-16MiB.total',
+  'checkpoint.migrate-16MiB.stopped',
 ];
 
 /** Rows vjail itself produces: these must be measured, never skipped. */
@@ -60,9 +63,9 @@ const OURS = [
 ];
 
 beforeAll(async () => {
-  const r = await execa('node', [join(repoRoot, 'dist', 'bench', 'run.js'), '--quick', '--json'], { timeout: 120_000 });
+  const r = await execa('node', [join(repoRoot, 'dist', 'bench', 'run.js'), '--quick', '--json'], { timeout: 240_000 });
   report = JSON.parse(r.stdout) as Report;
-}, 130_000);
+}, 250_000);
 
 describe('bench --quick', () => {
   it('has every row', () => {
@@ -88,6 +91,13 @@ describe('bench --quick', () => {
       expect(s.min <= s.median && s.median <= s.max, r.id).toBe(true);
       expect(s.n, r.id).toBeGreaterThan(0);
       if (r.ratio !== undefined) expect(Number.isFinite(r.ratio) && r.ratio > 0, r.id).toBe(true);
+    }
+  });
+
+  it('puts stream, compressed and encrypted images beside the plain one', () => {
+    for (const kind of ['stream', 'gzip', 'zstd', 'encrypted', 'zstd-encrypted']) {
+      expect(report.rows.find((r) => r.id === `checkpoint.image-${kind}-16MiB`)?.ratioTo, kind).toBe('checkpoint.dump-16MiB');
+      expect(report.rows.find((r) => r.id === `checkpoint.image-${kind}-16MiB.restore`)?.ratioTo, kind).toBe('checkpoint.restore-16MiB');
     }
   });
 
@@ -120,6 +130,7 @@ describe('bench --quick', () => {
       'checkpoint-restore',
       'checkpoint-descriptors-dump',
       'checkpoint-descriptors-restore',
+      'migrate-stopped',
     ]);
     for (const t of report.targets) {
       if (t.value === undefined) expect(t.note, t.id).toBeTruthy();
@@ -130,6 +141,7 @@ describe('bench --quick', () => {
     for (const id of ['checkpoint-dump', 'checkpoint-restore']) expect(report.targets.find((t) => t.id === id)?.note, id).toMatch(/256 MiB not measured/);
     // What descriptors add is measured at the largest size of the run, 16 MiB here.
     for (const id of ['checkpoint-descriptors-dump', 'checkpoint-descriptors-restore']) expect(report.targets.find((t) => t.id === id)?.value, id).toBeDefined();
+    expect(report.targets.find((t) => t.id === 'migrate-stopped')?.note).toMatch(/1 GiB not measured/);
   });
 
   it('describes the machine and prints a table with every row', () => {

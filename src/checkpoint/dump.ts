@@ -86,6 +86,12 @@ export interface CheckpointOptions {
    * its requester through it: src/jails/self-checkpoint.ts.)
    */
   onHeld?: (stage: 'frozen' | 'resume' | 'failed', held: ReadonlyMap<number, Tracee>, error?: unknown) => void;
+  /**
+   * Called once the image is published, every task still held: a stream or
+   * a migration sends it from here. If it fails, the jail is let go as it
+   * was (the image is the caller's to remove).
+   */
+  afterPublish?: (image: string) => Promise<void>;
 }
 
 /** Up to this much page data, hashing the page files back costs tens of ms (docs/IMAGE.md): done by default. */
@@ -296,6 +302,7 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
     writer.commit(manifest, opts.signKey);
     published = true;
     report(4, 'post-dump', `verified, synced and published as ${opts.image}${checkRestorable(opts.image, opts.verify, bytes)}`);
+    await opts.afterPublish?.(opts.image);
 
     const what = tree.pidNs ? `the jail's ${tree.processes.length} process(es)` : `process ${opts.pid}`;
     if (opts.leaveRunning) {

@@ -9,6 +9,7 @@ import { liveness, requireState, workloadAlive } from '../jails/state.js';
 import { isNativeError } from '../native.js';
 import { UsageError, userMessage } from './errors.js';
 import { ProgressLine, StepClock, stderrIsTTY } from './progress.js';
+import { checkpointOutput, type Output } from './stream.js';
 
 export interface CheckpointFlags {
   pid?: string;
@@ -24,6 +25,10 @@ export interface CheckpointFlags {
   verifyRestorable?: boolean;
   tcpEstablished?: boolean;
   signKey?: string;
+  /** zstd or gzip: a packed image directory, or a compressed stream (src/cli/stream.ts). */
+  compress?: string;
+  /** A 32-byte key file: the image is encrypted with it (AES-256-GCM). */
+  encryptKey?: string;
 }
 
 /** Errors of checkpoint, restore and inspect as one-line usage errors (exit 2). */
@@ -83,7 +88,12 @@ export function pageBytes(m: Manifest): number {
 }
 
 /** `vjail checkpoint NAME|--pid PID --image DIR [--leave-running] [--quiet] [--json]` */
-export async function checkpointCommand(name: string | undefined, flags: CheckpointFlags): Promise<number> {
+export async function checkpointCommand(
+  name: string | undefined,
+  flags: CheckpointFlags,
+  /** For `vjail migrate`: where the image goes instead of --image, and each step as it is reported. */
+  extra: { output?: Output; onStep?: (step: number) => void } = {},
+): Promise<number> {
   const grace = flags.grace === undefined ? 5 : Number(flags.grace);
   if (!Number.isFinite(grace) || grace < 0 || grace > 3600) throw new UsageError(`--grace takes seconds from 0 to 3600, not "${flags.grace}"`);
   const clock = new StepClock();
@@ -95,7 +105,9 @@ export async function checkpointCommand(name: string | undefined, flags: Checkpo
   };
   let manifest: Manifest;
   let pid: number | undefined;
+  let output: Output | undefined;
   try {
+    const out = (output = extra.output ?? checkpointOutput(flags));
     const t = target(name, flags);
     pid = t.pid;
     if (flags.signKey) checkSignKey(flags.signKey);
@@ -103,13 +115,15 @@ export async function checkpointCommand(name: string | undefined, flags: Checkpo
     manifest = await catchingSignals(() => checkpoint({
       pid: t.pid,
       jail: t.jail,
-      image: flags.image,
+      image: out.plain,
+      afterPublish: out.afterPublish,
       leaveRunning: flags.leaveRunning,
       external: flags.external,
       tcpEstablished: flags.tcpEstablished,
       signKey: flags.signKey ? resolve(flags.signKey) : undefined,
       graceMs: grace * 1000,
       report: (step, stepName, detail) => {
+        extra.onStep?.(step);
         clock.mark(stepName);
         if (!flags.quiet) say(`vjail: checkpoint ${step}/5 ${stepName}: ${detail}`);
       },
@@ -134,6 +148,8 @@ export async function checkpointCommand(name: string | undefined, flags: Checkpo
     const err = asUserError(e, 'checkpoint');
     json(userMessage(err) ?? (err instanceof Error ? err.message : String(err)));
     throw err;
+  } finally {
+    output?.cleanup();
   }
   progress.finish();
   if (flags.json) {

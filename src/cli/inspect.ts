@@ -1,15 +1,22 @@
 import { type Description, describeSignature, fromHex, openImage, PAGE_SIZE } from '../image/format.js';
 import { asUserError } from './checkpoint.js';
+import { UsageError } from './errors.js';
+import { needsUnpacking, plainImage } from './stream.js';
 
-/** `vjail inspect DIR`: verify an image and describe what it holds. */
-export function inspectCommand(dir: string, flags: { json?: boolean }): number {
+/** `vjail inspect DIR|-`: verify an image (a stream or packed one first unpacked) and describe what it holds. */
+export async function inspectCommand(dir: string, flags: { json?: boolean; encryptKey?: string }): Promise<number> {
   let image;
   let trust: string;
+  let plain: { dir: string; cleanup: () => void } | undefined;
   try {
-    image = openImage(dir);
-    trust = describeSignature(dir);
+    if (needsUnpacking(dir)) plain = await plainImage(dir, flags.encryptKey);
+    else if (flags.encryptKey !== undefined) throw new UsageError(`${dir} is a plain image directory, not encrypted; leave out --encrypt-key`);
+    image = openImage(plain?.dir ?? dir);
+    trust = describeSignature(plain?.dir ?? dir);
   } catch (e) {
     throw asUserError(e, 'inspect');
+  } finally {
+    plain?.cleanup();
   }
   const m = image.manifest;
   if (flags.json) {

@@ -18,6 +18,7 @@ const GROUPS: { commands: readonly string[]; load: () => Promise<Register> }[] =
     commands: ['checkpoint', 'restore', 'inspect'],
     load: async () => (await import('./checkpoint-commands.js')).registerCheckpointCommands,
   },
+  { commands: ['migrate', 'page-server'], load: async () => (await import('./migrate.js')).registerMigrateCommands },
   { commands: ['compat'], load: async () => (await import('./compat.js')).registerCompatCommand },
   { commands: ['profiles'], load: async () => (await import('./profiles.js')).registerProfilesCommands },
   { commands: ['check'], load: async () => (await import('./check.js')).registerCheckCommand },

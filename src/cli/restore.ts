@@ -9,6 +9,7 @@ import { asUserError, pageBytes, processSummary } from './checkpoint.js';
 import { UsageError, userMessage } from './errors.js';
 import { ProgressLine, StepClock, stderrIsTTY } from './progress.js';
 import { boundOwnLog, logMaxSize, selfCheckpoints } from './run.js';
+import { needsUnpacking, plainImage } from './stream.js';
 
 export interface RestoreFlags {
   /** Register the restored jail under this name. */
@@ -35,6 +36,8 @@ export interface RestoreFlags {
   verifyKey?: string;
   /** Accept an unauthenticated image's own policy. */
   trustImage?: boolean;
+  /** The 32-byte key an encrypted stream or packed image was made with. */
+  encryptKey?: string;
 }
 
 /** `--inherit-fd FD:KEY` values: each FD must be open here. */
@@ -68,8 +71,38 @@ function commandOf(pid: number, dir: string): string[] {
 /** Where a background supervisor leaves its --json result for `detach` to print. */
 const resultPath = (name: string): string => join(jailDir(name), 'restore.json');
 
-/** `vjail restore DIR`: bring the process back in a new jail and wait for it, like `vjail run`. */
+/**
+ * `vjail restore DIR|-`: bring the process back in a new jail and wait for
+ * it, like `vjail run`. A stream (`-`) or a packed image is first received
+ * into a temporary directory and checked in full: nothing of the jail
+ * starts from an image that is cut short, damaged or of another key.
+ */
 export async function restoreCommand(dir: string, flags: RestoreFlags = {}): Promise<number> {
+  if (!needsUnpacking(dir)) {
+    if (flags.encryptKey !== undefined) throw new UsageError(`${dir} is a plain image directory, not encrypted; leave out --encrypt-key`);
+    return restoreDirCommand(dir, flags);
+  }
+  if (flags.detach && !flags.name) throw new UsageError('--detach needs a name for the restored jail: add --name NAME');
+  let plain: Awaited<ReturnType<typeof plainImage>>;
+  try {
+    plain = await plainImage(dir, flags.encryptKey);
+  } catch (e) {
+    throw asUserError(e, 'restore');
+  }
+  let removed = false;
+  const cleanup = (): void => {
+    if (!removed) plain.cleanup();
+    removed = true;
+  };
+  try {
+    return await restoreDirCommand(plain.dir, flags, cleanup);
+  } finally {
+    cleanup();
+  }
+}
+
+/** Restore from an image directory; `restored` is called once nothing more is read from it. */
+async function restoreDirCommand(dir: string, flags: RestoreFlags, restored?: () => void): Promise<number> {
   if (flags.detach && !flags.name) throw new UsageError('--detach needs a name for the restored jail: add --name NAME');
   if (flags.detach && flags.inheritFd?.length) throw new UsageError('--inherit-fd cannot be combined with --detach yet (the background supervisor does not receive your descriptors); restore in the foreground');
   const inherit = inheritMap(flags.inheritFd ?? []);
@@ -135,6 +168,7 @@ export async function restoreCommand(dir: string, flags: RestoreFlags = {}): Pro
   // restore() verified every page file already; only the manifest is wanted here.
   let manifest: Manifest | undefined;
   if (named || flags.json) manifest = openImage(dir, { verifyPages: false }).manifest;
+  restored?.();
   if (flags.json) {
     const result = {
       ok: true,

@@ -6,6 +6,9 @@
  *   read.ts      openImage: verify and read
  *   pagedata.ts  page buffers and off-thread sha256
  *   sign.ts      SIGNATURE: who vouches for an image
+ *   stream.ts    an image as one stream: frames, sources and sinks
+ *   codec.ts     the stream's compression and encryption, key files
+ *   packed.ts    packed (compressed/encrypted) image directories
  * Checkpoint and restore import this door only.
  */
 export * from './schema.js';
@@ -14,3 +17,6 @@ export { OffThreadHash, PAGE_BUFFER_SIZE, pageBuffer, sha256Fd, sha256File } fro
 export { ImageWriter, PageFileWriter } from './write.js';
 export { authenticate, type Authentication, checkSignKey, describeSignature, SIGNATURE_FILE } from './sign.js';
 export { openImage, openImageFile, openPageFile, type OpenedImage, pagesPath, readBlob } from './read.js';
+export { type Compression, COMPRESSIONS, KEY_BYTES, readKeyFile } from './codec.js';
+export { dirSource, DirSink, type ImageSink, type ImageSource, readImageStream, receiveImage, type SourceFile, type StreamOptions, type StreamTotals, writeImageStream } from './stream.js';
+export { isPackedImage, PACKED_FILE, packImage, removeTempImage, tempImageDir, unpackImage } from './packed.js';

@@ -1,0 +1,147 @@
+import { Option, type Command } from 'commander';
+import { performance } from 'node:perf_hooks';
+import { dirSource, ImageError, removeTempImage, type StreamTotals, tempImageDir } from '../image/format.js';
+import { awaitRestored, connectPageServer, sendImage, servePageServer } from '../migrate/transfer.js';
+import type { RestoreReply } from '../migrate/protocol.js';
+import { liveness, requireState } from '../jails/state.js';
+import { checkpointCommand } from './checkpoint.js';
+import { UsageError } from './errors.js';
+import { compressionOf, keyOf } from './stream.js';
+
+interface MigrateFlags {
+  pskFile?: string;
+  as?: string;
+  compress?: string;
+  quiet?: boolean;
+  json?: boolean;
+  tcpEstablished?: boolean;
+}
+
+/** HOST:PORT, [V6]:PORT. */
+function hostPort(s: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(s);
+  const port = Number(m?.[3]);
+  if (!m || !Number.isInteger(port) || port < 1 || port > 65535) throw new UsageError(`say where to migrate to as HOST:PORT (the page server's), not "${s}"`);
+  return { host: (m[1] ?? m[2])!, port };
+}
+
+function pskOf(file: string | undefined): Buffer {
+  if (file === undefined) throw new UsageError('--psk-file FILE is required: the 32-byte key both sides hold (make one with: head -c 32 /dev/urandom > FILE)');
+  return keyOf(file, '--psk-file')!;
+}
+
+/**
+ * `vjail migrate NAME HOST:PORT --psk-file FILE`: handshake with the page
+ * server first (a wrong key or no server leaves the jail untouched), then
+ * checkpoint the jail; with every task still held, send the image and wait
+ * for the receiver to restore it. Only then is the jail killed here; if the
+ * receiver fails, the jail runs on here.
+ */
+async function migrateCommand(name: string, to: string, flags: MigrateFlags): Promise<number> {
+  const { host, port } = hostPort(to);
+  const psk = pskOf(flags.pskFile);
+  const compress = compressionOf(flags.compress);
+  const as = flags.as ?? name;
+  // A jail that is not there, or not running, is said before any connection is made.
+  const live = liveness(requireState(name));
+  if (live !== 'running') throw new UsageError(`jail "${name}" is not running (${live}); only a running jail can be migrated`);
+  const t0 = performance.now();
+  let conn;
+  try {
+    conn = await connectPageServer(host, port, psk, { name: as });
+  } catch (e) {
+    if (e instanceof ImageError) throw new UsageError(`migrate: ${e.message}; the jail was left as it was`);
+    throw e;
+  }
+  const plain = tempImageDir('migrate');
+  let stoppedAt: number | undefined;
+  let restoredAt: number | undefined;
+  let totals: StreamTotals | undefined;
+  let reply: RestoreReply | undefined;
+  let code: number;
+  try {
+    code = await checkpointCommand(name, { image: plain, quiet: flags.quiet, tcpEstablished: flags.tcpEstablished }, {
+      output: {
+        plain,
+        afterPublish: async (dir) => {
+          try {
+            totals = await sendImage(conn, dirSource(dir), { compress });
+            reply = await awaitRestored(conn);
+          } catch (e) {
+            if (e instanceof ImageError) throw new ImageError(`migrate: ${e.message}; the jail runs on here`);
+            throw e;
+          }
+          if (!reply.ok) throw new ImageError(`the page server at ${conn.peer} could not restore the jail (${reply.error}); the jail runs on here`);
+          restoredAt = performance.now();
+        },
+        cleanup: () => removeTempImage(plain),
+      },
+      // Step 1 is reported just before the jail is frozen.
+      onStep: (step) => void (step === 1 && (stoppedAt = performance.now())),
+    });
+  } finally {
+    conn.sock.destroy();
+  }
+  if (code !== 0) return code;
+  const result = {
+    ok: true,
+    jail: name,
+    to: conn.peer,
+    as,
+    pid: reply?.pid ?? null,
+    stoppedMs: stoppedAt !== undefined && restoredAt !== undefined ? restoredAt - stoppedAt : null,
+    totalMs: performance.now() - t0,
+    bytes: totals?.bytes ?? 0,
+    streamBytes: totals?.streamBytes ?? 0,
+    compress: totals?.compress ?? 'none',
+  };
+  if (flags.json) process.stdout.write(`${JSON.stringify(result)}\n`);
+  else if (!flags.quiet) {
+    process.stderr.write(`vjail: migrated "${name}" to ${conn.peer} as "${as}" (pid ${result.pid} there): stopped ${result.stoppedMs?.toFixed(0)} ms, ${result.totalMs.toFixed(0)} ms in all, ${(result.streamBytes / 2 ** 20).toFixed(1)} MiB sent\n`);
+  }
+  return 0;
+}
+
+/** `vjail page-server --port P --psk-file FILE`: receive migrated jails and restore them, each as a named detached jail. */
+async function pageServerCommand(flags: { port?: string; host: string; pskFile?: string; once?: boolean }): Promise<number> {
+  const port = Number(flags.port);
+  if (flags.port === undefined || !Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port takes a TCP port (0 for any free one), not "${flags.port ?? ''}"`);
+  const psk = pskOf(flags.pskFile);
+  const log = (line: string): void => void process.stderr.write(`vjail: page-server: ${line}\n`);
+  let served;
+  try {
+    served = await servePageServer({ host: flags.host, port, psk, once: flags.once, log });
+  } catch (e) {
+    if (e instanceof ImageError) throw new UsageError(e.message);
+    throw e;
+  }
+  log(`listening on ${flags.host}:${served.port}`);
+  const stop = (): void => void served.server.close();
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+  await served.done;
+  return 0;
+}
+
+export function registerMigrateCommands(cli: Command, setExit: (code: number) => void): void {
+  cli
+    .command('migrate')
+    .description('move a named jail to the page server at HOST:PORT: checkpoint, send, restore there, then end it here')
+    .argument('<name>', 'a named jail (see "vjail ps")')
+    .argument('<to>', 'HOST:PORT of a "vjail page-server"')
+    .option('--psk-file <file>', 'the 32-byte pre-shared key the page server holds')
+    .option('--as <name>', 'the name the jail gets there (default: its name here)')
+    .addOption(new Option('--compress <how>', 'compress the image on its way').choices(['zstd', 'gzip']))
+    .option('--tcp-established', 'save established TCP connections (see "vjail checkpoint")')
+    .option('-q, --quiet', 'no step lines and no progress line (warnings and errors still)')
+    .option('--json', 'print the result on stdout as JSON: where, pid there, stopped and total ms, bytes')
+    .action(async (name: string, to: string, flags: MigrateFlags) => setExit(await migrateCommand(name, to, flags)));
+  cli
+    .command('page-server')
+    .description('receive jails sent by "vjail migrate" and restore each as a named jail in the background')
+    .option('--port <port>', 'TCP port to listen on (0: any free one, printed)')
+    .option('--host <addr>', 'address to listen on', '0.0.0.0')
+    .option('--psk-file <file>', 'the 32-byte pre-shared key senders must hold')
+    .option('--once', 'serve one migration (whether it succeeds or not), then exit')
+    .action(async (flags: { port?: string; host: string; pskFile?: string; once?: boolean }) => setExit(await pageServerCommand(flags)));
+}

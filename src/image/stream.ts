@@ -1,0 +1,460 @@
+/**
+ * An image as one stream (docs/IMAGE.md, "Streams"): a clear preamble line
+ * naming the compression and encryption, then frames, each with its own
+ * sha256: start, and per file of the image its name and size, its bytes in
+ * chunks, its end; then the end of the stream with the counts. Written from
+ * an ImageSource, read into an ImageSink: the directory ones are here; a
+ * source that sends pages as a pre-dump collects them, or a sink that hands
+ * them to a lazy restore, plugs in the same way.
+ */
+import { createHash } from 'node:crypto';
+import { closeSync, fsyncSync, mkdirSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Writable } from 'node:stream';
+import {
+  type Compression, COMPRESSIONS, ByteReader, compress, decompress, decrypt, encrypt, formatCipherParams, newCipherParams, parseCipherParams,
+} from './codec.js';
+import { ImageError } from './errors.js';
+import { openImage, openImageFile } from './read.js';
+import { HEADER_FILE, IMAGE_VERSION, MANIFEST_FILE } from './schema.js';
+
+export const STREAM_MAGIC = 'vjail-stream';
+export const STREAM_VERSION = 1;
+/** Bytes of a file per data frame, at most. */
+export const STREAM_CHUNK = 1 << 20;
+const PREAMBLE_MAX = 256;
+const FRAME_HEAD = 5;
+const FRAME_HASH = 32;
+/** The largest frame payload a reader accepts. */
+const FRAME_MAX = STREAM_CHUNK;
+/** A file of an image, at most (1 TiB). */
+const FILE_MAX = 2 ** 40;
+/** The names an image's files may have: nothing else is written by a reader. */
+const FILE_NAME = /^(IMAGE|manifest\.json|(pages|blob)-\d{1,9}\.img)$/;
+
+const enum Frame {
+  Start = 0x53, // 'S' {"format":"vjail-image","version":N}
+  File = 0x46, // 'F' {"name":...,"size":N}
+  Data = 0x44, // 'D' bytes of the current file
+  End = 0x45, // 'E' the current file is complete
+  Finish = 0x5a, // 'Z' {"files":N,"bytes":N}
+}
+
+/** One file of an image to send: its name, size and bytes in order. */
+export interface SourceFile {
+  name: string;
+  size: number;
+  chunks(): AsyncIterable<Buffer>;
+  /** Optional, for speed: read the file in order straight into the caller's buffers (each read exact). */
+  open?(): { read(buf: Buffer, off: number, len: number): void; close(): void };
+}
+
+/** What a stream is written from: the files of an image, page files first, IMAGE last. */
+export interface ImageSource {
+  files(): AsyncIterable<SourceFile>;
+}
+
+/**
+ * Where a stream is read into. Each call may return a promise; the reader
+ * waits for it. A chunk given to `data` is valid only until then (its
+ * buffer is reused): a sink that keeps it copies it.
+ */
+export interface ImageSink {
+  begin(name: string, size: number): void | Promise<void>;
+  data(chunk: Buffer): void | Promise<void>;
+  end(): void | Promise<void>;
+}
+
+export interface StreamOptions {
+  compress?: Compression;
+  /** AES-256 key (32 bytes): encrypt, or (reading) the key the stream must be encrypted with. */
+  key?: Buffer;
+}
+
+export interface StreamTotals {
+  files: number;
+  /** Bytes of the image's files. */
+  bytes: number;
+  /** Bytes of the stream as written or read. */
+  streamBytes: number;
+  compress: Compression;
+  encrypted: boolean;
+}
+
+/** The files of an image directory, as a stream source: page files and blobs, then manifest.json, then IMAGE. */
+export function dirSource(dir: string): ImageSource {
+  const image = openImage(dir, { verifyPages: false });
+  const m = image.manifest;
+  const names = new Map<string, number>();
+  for (const p of m.processes) {
+    if (p.state !== 'live') continue;
+    for (const map of p.mappings) if (map.pages) names.set(map.pages.file, map.pages.size);
+  }
+  for (const o of m.sharedMemory) if (o.pages) names.set(o.pages.file, o.pages.size);
+  for (const b of m.blobs) names.set(b.file, b.size);
+  const file = (name: string, size?: number): SourceFile => ({
+    name,
+    size: size ?? openFileSize(dir, name),
+    chunks: () => fileChunks(dir, name, size),
+    open: () => openReader(dir, name, size),
+  });
+  return {
+    async *files() {
+      for (const [name, size] of names) yield file(name, size);
+      yield file(MANIFEST_FILE);
+      yield file(HEADER_FILE);
+    },
+  };
+}
+
+function openFileSize(dir: string, name: string): number {
+  const { fd, size } = openImageFile(dir, name, { max: FILE_MAX });
+  closeSync(fd);
+  return size;
+}
+
+function openReader(dir: string, name: string, size: number | undefined): { read(buf: Buffer, off: number, len: number): void; close(): void } {
+  const opened = openImageFile(dir, name, size === undefined ? { max: FILE_MAX } : { exact: size, said: 'the manifest says' });
+  let pos = 0;
+  return {
+    read(buf, off, len) {
+      for (let got = 0; got < len; ) {
+        const n = readSync(opened.fd, buf, off + got, len - got, pos);
+        if (n === 0) throw new ImageError(`${dir} is damaged: ${name} changed while it was read`);
+        got += n;
+        pos += n;
+      }
+    },
+    close: () => closeSync(opened.fd),
+  };
+}
+
+async function* fileChunks(dir: string, name: string, size: number | undefined): AsyncGenerator<Buffer> {
+  const opened = openImageFile(dir, name, size === undefined ? { max: FILE_MAX } : { exact: size, said: 'the manifest says' });
+  try {
+    for (let off = 0; off < opened.size; ) {
+      const want = Math.min(STREAM_CHUNK, opened.size - off);
+      const buf = Buffer.allocUnsafe(want);
+      let got = 0;
+      while (got < want) {
+        const n = readSync(opened.fd, buf, got, want - got, off + got);
+        if (n === 0) throw new ImageError(`${dir} is damaged: ${name} changed while it was read`);
+        got += n;
+      }
+      off += want;
+      yield buf;
+    }
+  } finally {
+    closeSync(opened.fd);
+  }
+}
+
+const FRAME_BYTES = FRAME_HEAD + STREAM_CHUNK + FRAME_HASH;
+
+/**
+ * Buffers for data frames. Fresh memory is slow to fault in on some hosts
+ * (about 1 ms per MiB here, more than hashing it): where the caller says
+ * when the output is done with a frame (`release`), a few buffers are
+ * reused in turn; otherwise each frame gets a new one.
+ */
+class FramePool {
+  private readonly free: Buffer[] = [];
+  private readonly mine = new Set<ArrayBufferLike>();
+  private waiting: (() => void) | undefined;
+
+  constructor(private readonly reuse: number) {}
+
+  async take(): Promise<Buffer> {
+    if (this.reuse === 0) return Buffer.allocUnsafe(FRAME_BYTES);
+    if (this.mine.size < this.reuse) {
+      const b = Buffer.allocUnsafe(FRAME_BYTES);
+      this.mine.add(b.buffer);
+      return b;
+    }
+    while (this.free.length === 0) await new Promise<void>((resolve) => (this.waiting = resolve));
+    return this.free.pop()!;
+  }
+
+  /** The output is done with `chunk` (a frame from `take`, or anything else, ignored). */
+  release(chunk: Buffer): void {
+    if (!this.mine.has(chunk.buffer)) return;
+    this.free.push(Buffer.from(chunk.buffer, 0, FRAME_BYTES));
+    const w = this.waiting;
+    this.waiting = undefined;
+    w?.();
+  }
+}
+
+/** Fill in a frame's header and hash around the `len` payload bytes at FRAME_HEAD. */
+function seal(out: Buffer, type: Frame, len: number): Buffer {
+  out[0] = type;
+  out.writeUInt32BE(len, 1);
+  createHash('sha256').update(out.subarray(0, FRAME_HEAD + len)).digest().copy(out, FRAME_HEAD + len);
+  return out.subarray(0, FRAME_HEAD + len + FRAME_HASH);
+}
+
+function frame(type: Frame, payload: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(FRAME_HEAD + payload.length + FRAME_HASH);
+  payload.copy(out, FRAME_HEAD);
+  return seal(out, type, payload.length);
+}
+
+const json = (v: unknown): Buffer => Buffer.from(JSON.stringify(v));
+
+async function* frames(source: ImageSource, totals: { files: number; bytes: number }, pool: FramePool): AsyncGenerator<Buffer> {
+  yield frame(Frame.Start, json({ format: 'vjail-image', version: IMAGE_VERSION }));
+  for await (const f of source.files()) {
+    yield frame(Frame.File, json({ name: f.name, size: f.size }));
+    let sent = 0;
+    if (f.open) {
+      const r = f.open();
+      try {
+        while (sent < f.size) {
+          const len = Math.min(STREAM_CHUNK, f.size - sent);
+          const buf = await pool.take();
+          r.read(buf, FRAME_HEAD, len);
+          sent += len;
+          yield seal(buf, Frame.Data, len);
+        }
+      } finally {
+        r.close();
+      }
+    } else {
+      for await (const c of f.chunks()) {
+        for (let off = 0; off < c.length; off += STREAM_CHUNK) {
+          const piece = c.subarray(off, off + STREAM_CHUNK);
+          sent += piece.length;
+          yield frame(Frame.Data, piece);
+        }
+      }
+    }
+    if (sent !== f.size) throw new ImageError(`the image's ${f.name} is ${sent} bytes, not the ${f.size} it said`);
+    yield frame(Frame.End, Buffer.alloc(0));
+    totals.files++;
+    totals.bytes += sent;
+  }
+  yield frame(Frame.Finish, json({ files: totals.files, bytes: totals.bytes }));
+}
+
+function preambleOf(how: Compression, cipher: string | undefined): Buffer {
+  return Buffer.from(`${STREAM_MAGIC} ${STREAM_VERSION} ${how} ${cipher ? `aes-256-gcm ${cipher}` : 'none'}\n`);
+}
+
+/** Wait until `out` has taken `chunk` (backpressure), or fail with its error. */
+async function put(out: Writable, chunk: Buffer): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const done = (e?: Error | null): void => (e ? reject(e) : resolve());
+    if (out.destroyed) return reject(new Error('the output was closed'));
+    out.write(chunk, done);
+  });
+}
+
+/**
+ * Write the image `source` to `out` as one stream. Resolves once `out` has
+ * taken all of it (it is not ended: stdout is not ours to close).
+ */
+export async function writeImageStream(source: ImageSource, out: Writable, opts: StreamOptions = {}): Promise<StreamTotals> {
+  const how = opts.compress ?? 'none';
+  const params = opts.key ? newCipherParams(opts.key) : undefined;
+  const preamble = preambleOf(how, params && formatCipherParams(params));
+  const totals = { files: 0, bytes: 0 };
+  // A frame's buffer is reused once done with: written (`out`'s write callback) or encrypted.
+  // Compression (zlib, the zstd program) does not say when it is done with its input: fresh ones.
+  const pool = new FramePool(how === 'none' ? 16 : 0);
+  let bytes: AsyncIterable<Buffer> = compress(frames(source, totals, pool), how);
+  if (opts.key) bytes = encrypt(bytes, opts.key, params!, preamble, (c) => pool.release(c));
+  let streamBytes = preamble.length;
+  // Many small writes in flight: wait for each only when the stream asks to.
+  await put(out, preamble);
+  for await (const c of bytes) {
+    streamBytes += c.length;
+    if (!out.write(c, () => pool.release(c))) await new Promise<void>((resolve, reject) => {
+      const ok = (): void => { out.off('error', bad); resolve(); };
+      const bad = (e: Error): void => { out.off('drain', ok); reject(e); };
+      out.once('drain', ok);
+      out.once('error', bad);
+    });
+  }
+  await put(out, Buffer.alloc(0));
+  return { ...totals, streamBytes, compress: how, encrypted: !!opts.key };
+}
+
+/** The preamble: what the stream is, how it is compressed and encrypted. */
+async function readPreamble(r: ByteReader, what: string): Promise<{ how: Compression; cipher?: { salt: Buffer; check: Buffer }; raw: Buffer }> {
+  const line = await r.line(PREAMBLE_MAX);
+  if (!line) {
+    if (r.consumed === 0 && (await r.atEnd())) throw new ImageError(`${what} is empty; expected a vjail image stream (vjail checkpoint NAME --image -)`);
+    throw new ImageError(`${what} is not a vjail image stream (no ${STREAM_MAGIC} preamble)`);
+  }
+  const words = line.toString('latin1').split(' ');
+  if (words[0] !== STREAM_MAGIC) throw new ImageError(`${what} is not a vjail image stream (no ${STREAM_MAGIC} preamble)`);
+  if (words[1] !== String(STREAM_VERSION)) throw new ImageError(`${what} is a version ${words[1]} image stream; this vjail reads version ${STREAM_VERSION}`);
+  const how = words[2] as Compression;
+  if (!(COMPRESSIONS as readonly string[]).includes(how)) throw new ImageError(`${what} is compressed with "${words[2]}", which this vjail does not know (it knows ${COMPRESSIONS.join(', ')})`);
+  const raw = Buffer.concat([line, Buffer.from('\n')]);
+  if (words[3] === 'none' && words.length === 4) return { how, raw };
+  if (words[3] !== 'aes-256-gcm' || words.length !== 6) throw new ImageError(`${what} has an invalid preamble (encryption "${words[3]}")`);
+  const cipher = parseCipherParams(words[4], words[5]);
+  if (!cipher) throw new ImageError(`${what} has an invalid preamble (encryption parameters)`);
+  return { how, cipher, raw };
+}
+
+/**
+ * Read a stream into `sink`, checking every frame's sha256, every file's
+ * size, the order of the frames and the final counts. Throws ImageError
+ * with one line; the sink has then received part of an image only.
+ */
+export async function readImageStream(input: AsyncIterable<Buffer>, sink: ImageSink, opts: { key?: Buffer; what: string }): Promise<StreamTotals> {
+  const what = opts.what;
+  const raw = new ByteReader(input);
+  const pre = await readPreamble(raw, what);
+  if (pre.cipher && !opts.key) throw new ImageError(`${what} is encrypted; give its key with --encrypt-key FILE`);
+  if (!pre.cipher && opts.key) throw new ImageError(`${what} is not encrypted, but a key was given; it cannot be authenticated with it (leave out --encrypt-key to read it)`);
+  let bytes: AsyncIterable<Buffer> = raw.rest();
+  let streamBytes = pre.raw.length;
+  bytes = (async function* counted(src) {
+    for await (const c of src) {
+      streamBytes += c.length;
+      yield c;
+    }
+  })(bytes);
+  if (pre.cipher) bytes = decrypt(bytes, opts.key!, pre.cipher, pre.raw, what);
+  const r = new ByteReader(decompress(bytes, pre.how, what));
+  try {
+    return await readFrames(r, sink, what, pre, () => streamBytes);
+  } finally {
+    r.close();
+    raw.close();
+  }
+}
+
+async function readFrames(r: ByteReader, sink: ImageSink, what: string, pre: { how: Compression; cipher?: unknown }, streamBytes: () => number): Promise<StreamTotals> {
+  const damaged = (why: string): ImageError => new ImageError(`${what} is damaged: ${why}`);
+  const truncated = (): ImageError => new ImageError(`${what} is truncated: it ends before its end frame`);
+  const next = async (n: number): Promise<{ type: number; payload: Buffer }> => {
+    const head = await r.read(FRAME_HEAD);
+    if (!head) throw truncated();
+    const len = head.readUInt32BE(1);
+    if (len > FRAME_MAX) throw damaged(`frame ${n} claims ${len} bytes, more than a frame may hold`);
+    const rest = await r.read(len + FRAME_HASH, true); // used up before the next frame is read
+    if (!rest) throw truncated();
+    const sum = createHash('sha256').update(head).update(rest.subarray(0, len)).digest();
+    if (!sum.equals(rest.subarray(len))) throw damaged(`frame ${n} does not match its checksum`);
+    return { type: head[0]!, payload: rest.subarray(0, len) };
+  };
+  const parse = <T>(payload: Buffer, n: number): T => {
+    try {
+      return JSON.parse(payload.toString('utf8')) as T;
+    } catch {
+      throw damaged(`frame ${n} is not valid JSON`);
+    }
+  };
+  let n = 0;
+  const start = await next(n++);
+  if (start.type !== Frame.Start) throw damaged('it does not begin with a start frame');
+  const s = parse<{ format?: unknown; version?: unknown }>(start.payload, 0);
+  if (s.format !== 'vjail-image') throw damaged('its start frame names no vjail image');
+  const names = new Set<string>();
+  let files = 0;
+  let total = 0;
+  for (;;) {
+    const f = await next(n);
+    if (f.type === Frame.Finish) {
+      const z = parse<{ files?: unknown; bytes?: unknown }>(f.payload, n);
+      if (z.files !== files || z.bytes !== total) throw damaged(`its end frame says ${String(z.files)} files and ${String(z.bytes)} bytes, but it held ${files} and ${total}`);
+      break;
+    }
+    if (f.type !== Frame.File) throw damaged(`frame ${n} is out of order (expected a file or the end)`);
+    const meta = parse<{ name?: unknown; size?: unknown }>(f.payload, n++);
+    const name = meta.name;
+    const size = meta.size;
+    if (typeof name !== 'string' || !FILE_NAME.test(name)) throw damaged(`frame ${n - 1} names a file "${String(name)}" that images do not have`);
+    if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0 || size > FILE_MAX) throw damaged(`${name} has an invalid size`);
+    if (names.has(name)) throw damaged(`${name} appears twice`);
+    names.add(name);
+    await sink.begin(name, size);
+    let got = 0;
+    for (;;) {
+      const d = await next(n++);
+      if (d.type === Frame.End) break;
+      if (d.type !== Frame.Data) throw damaged(`frame ${n - 1} is out of order (within ${name})`);
+      got += d.payload.length;
+      if (got > size) throw damaged(`${name} holds more than its ${size} bytes`);
+      await sink.data(d.payload);
+    }
+    if (got !== size) throw damaged(`${name} holds ${got} bytes, not its ${size}`);
+    await sink.end();
+    files++;
+    total += size;
+  }
+  if (!(await r.atEnd())) throw damaged('bytes follow its end frame');
+  return { files, bytes: total, streamBytes: streamBytes(), compress: pre.how, encrypted: !!pre.cipher };
+}
+
+/** Writes the files of a stream into a directory (not synced: it is read back at once, or synced by its caller). */
+export class DirSink implements ImageSink {
+  private fd = -1;
+
+  constructor(readonly dir: string) {
+    mkdirSync(dir, { mode: 0o700 });
+  }
+
+  begin(name: string): void {
+    this.fd = openSync(join(this.dir, name), 'wx', 0o600);
+  }
+
+  data(chunk: Buffer): void {
+    for (let off = 0; off < chunk.length; ) off += writeSync(this.fd, chunk, off, chunk.length - off);
+  }
+
+  end(): void {
+    closeSync(this.fd);
+    this.fd = -1;
+  }
+
+  /** fsync every file written, then the directory. */
+  sync(names: string[]): void {
+    for (const n of [...names, '.']) {
+      const fd = openSync(join(this.dir, n), 'r');
+      try {
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+    }
+  }
+
+  /** Close what is open and remove the directory. */
+  abort(): void {
+    if (this.fd >= 0) closeSync(this.fd);
+    this.fd = -1;
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Receive a stream into the new directory `dir` and check it as restore
+ * would (all but the page files' contents, which restore hashes as it loads
+ * them, and which every frame's sha256 has covered already). On any failure
+ * `dir` is removed and an ImageError says why in one line.
+ */
+export async function receiveImage(input: AsyncIterable<Buffer>, dir: string, opts: { key?: Buffer; what: string }): Promise<StreamTotals> {
+  const sink = new DirSink(dir);
+  try {
+    const totals = await readImageStream(input, sink, opts);
+    try {
+      openImage(dir, { verifyPages: false });
+    } catch (e) {
+      if (e instanceof ImageError) throw new ImageError(`${opts.what}: ${e.message.replaceAll(dir, 'the image')}`);
+      throw e;
+    }
+    return totals;
+  } catch (e) {
+    sink.abort();
+    const code = (e as NodeJS.ErrnoException).code;
+    if (!(e instanceof ImageError) && typeof code === 'string' && /^E[A-Z]+$/.test(code)) {
+      throw new ImageError(`cannot receive ${opts.what} into ${dir}: ${code}${code === 'ENOSPC' || code === 'EDQUOT' ? '; set TMPDIR to a file system with room for the image' : ''}`);
+    }
+    throw e;
+  }
+}

@@ -1,0 +1,194 @@
+/**
+ * Moving an image between machines: the sender connects to a page server,
+ * both prove they hold the pre-shared key, the image goes over as one
+ * encrypted stream and the receiver restores it and says so.
+ *
+ * The hooks for what comes next: `sendImage` takes any ImageSource (an
+ * iterative pre-dump can send pages while the jail still runs, the last
+ * round once it is stopped), and the page server takes a `receive` that may
+ * read the stream into any ImageSink (a lazy restore can start the jail and
+ * serve its pages on fault as they arrive) and a `restore` step.
+ */
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import { spawn } from 'node:child_process';
+import { ByteReader, type Compression } from '../image/codec.js';
+import { ImageError } from '../image/errors.js';
+import { removeTempImage, tempImageDir } from '../image/packed.js';
+import { type ImageSource, receiveImage, type StreamTotals, writeImageStream } from '../image/stream.js';
+import { dataPath } from '../paths.js';
+import { acceptHandshake, HANDSHAKE_MS, type MigrateRequest, offerHandshake, readReply, replyLine, type RestoreReply, send, type Session, within } from './protocol.js';
+
+/**
+ * The bytes a socket receives. Not the socket's own async iterator: that
+ * destroys the socket once its reading side ends, and each side still has
+ * to write after the other has ended its own (the receiver's answer).
+ */
+function chunksOf(sock: Socket): AsyncIterable<Buffer> {
+  return sock.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>;
+}
+
+/** How long the sender waits for the receiver to restore, once the image is sent. */
+export const RESTORE_WAIT_MS = 300_000;
+
+/** A connection to a page server that has passed the handshake. */
+export interface PageServerConnection {
+  peer: string;
+  sock: Socket;
+  reader: ByteReader;
+  psk: Buffer;
+  session: Session;
+}
+
+/** A connection on which nothing moves for this long is given up. */
+export const IDLE_MS = 60_000;
+
+/** Give up a connection idle for IDLE_MS: its reads and writes then fail with this one line. */
+function idleBound(sock: Socket, peer: string): void {
+  sock.setTimeout(IDLE_MS, () => sock.destroy(new ImageError(`nothing moved for ${IDLE_MS / 1000} s on the connection with ${peer}; gave up`)));
+}
+
+/** Connect to HOST:PORT and do the handshake; nothing of the jail is touched yet. */
+export async function connectPageServer(host: string, port: number, psk: Buffer, req: MigrateRequest): Promise<PageServerConnection> {
+  const peer = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+  const sock = connect({ host, port, allowHalfOpen: true });
+  try {
+    await within(new Promise<void>((resolve, reject) => {
+      sock.once('connect', resolve);
+      sock.once('error', (e: NodeJS.ErrnoException) => reject(new ImageError(`cannot connect to the page server at ${peer}: ${e.code ?? e.message}${e.code === 'ECONNREFUSED' ? ' (is "vjail page-server" running there?)' : ''}`)));
+    }), HANDSHAKE_MS, `a connection to ${peer}`);
+    sock.on('error', () => {}); // later failures surface as failed reads and writes
+    sock.setNoDelay(true);
+    idleBound(sock, peer);
+    const reader = new ByteReader(chunksOf(sock));
+    const session = await offerHandshake(sock, reader, psk, req, peer);
+    return { peer, sock, reader, psk, session };
+  } catch (e) {
+    sock.destroy();
+    throw e;
+  }
+}
+
+/** Send an image (any source) as a stream encrypted with the pre-shared key, then end our side. */
+export async function sendImage(conn: PageServerConnection, source: ImageSource, opts: { compress?: Compression } = {}): Promise<StreamTotals> {
+  try {
+    const totals = await writeImageStream(source, conn.sock, { compress: opts.compress, key: conn.psk });
+    conn.sock.end();
+    return totals;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) throw new ImageError(`the page server at ${conn.peer} went away while the image was sent (${code})`);
+    throw e;
+  }
+}
+
+/** Wait (bounded) for the receiver to say it restored the jail. */
+export async function awaitRestored(conn: PageServerConnection): Promise<RestoreReply> {
+  try {
+    // The receiver is restoring: say nothing for a while is expected (the wait itself is bounded).
+    conn.sock.setTimeout(0);
+    return await readReply(conn.reader, conn.session, RESTORE_WAIT_MS, conn.peer);
+  } finally {
+    conn.sock.destroy();
+  }
+}
+
+export interface PageServerOptions {
+  host: string;
+  port: number;
+  psk: Buffer;
+  /** Serve one migration, then stop. */
+  once?: boolean;
+  log: (line: string) => void;
+  /** Read the stream into a directory to restore from (default: receiveImage into a temporary one). */
+  receive?: (input: AsyncIterable<Buffer>, psk: Buffer, what: string) => Promise<{ dir: string; cleanup: () => void }>;
+  /** Restore the received image as the jail `name` (default: `vjail restore DIR --name NAME --detach`). */
+  restore?: (dir: string, req: MigrateRequest) => Promise<RestoreReply>;
+}
+
+async function receiveToTemp(input: AsyncIterable<Buffer>, psk: Buffer, what: string): Promise<{ dir: string; cleanup: () => void }> {
+  const dir = tempImageDir('received');
+  try {
+    await receiveImage(input, dir, { key: psk, what });
+  } catch (e) {
+    removeTempImage(dir);
+    throw e;
+  }
+  return { dir, cleanup: () => removeTempImage(dir) };
+}
+
+/** `vjail restore DIR --name NAME --detach --json` in a child: the jail gets a supervisor of its own. */
+async function restoreDetached(dir: string, req: MigrateRequest): Promise<RestoreReply> {
+  const child = spawn(process.execPath, [dataPath('bin', 'vjail.js'), 'restore', dir, '--name', req.name, '--detach', '--json', '--quiet'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const code = await within(new Promise<number | null>((resolve) => child.once('close', resolve)), RESTORE_WAIT_MS, 'the restore').catch((e: unknown) => {
+    child.kill('SIGKILL');
+    throw e;
+  });
+  try {
+    // --detach --json prints the result as written by the background supervisor (several lines).
+    const r = JSON.parse(out) as { ok?: boolean; pid?: number; error?: string };
+    if (r.ok && code === 0) return { ok: true, name: req.name, pid: r.pid };
+    return { ok: false, error: r.error ?? (err.trim().split('\n')[0]?.replace(/^vjail: /, '') || `restore exited with status ${code}`) };
+  } catch {
+    return { ok: false, error: err.trim().split('\n')[0]?.replace(/^vjail: /, '') || `restore exited with status ${code}` };
+  }
+}
+
+/** One migration on an accepted connection: handshake, receive, restore, answer. */
+async function serveOne(sock: Socket, opts: PageServerOptions): Promise<void> {
+  const peer = `${sock.remoteAddress}:${sock.remotePort}`;
+  idleBound(sock, peer);
+  const reader = new ByteReader(chunksOf(sock));
+  const { req, session } = await acceptHandshake(sock, reader, opts.psk);
+  opts.log(`receiving jail "${req.name}" from ${peer}`);
+  let received: { dir: string; cleanup: () => void };
+  try {
+    received = await (opts.receive ?? receiveToTemp)(reader.rest(), opts.psk, `the image from ${peer}`);
+  } catch (e) {
+    const error = e instanceof ImageError ? e.message : String(e);
+    await send(sock, replyLine(session, { ok: false, error })).catch(() => {});
+    throw e;
+  }
+  try {
+    sock.setTimeout(0); // the restore's own wait is bounded
+    const reply = await (opts.restore ?? restoreDetached)(received.dir, req);
+    await send(sock, replyLine(session, reply)).catch(() => {});
+    opts.log(reply.ok ? `restored jail "${req.name}" (pid ${reply.pid})` : `could not restore jail "${req.name}": ${reply.error}`);
+  } finally {
+    received.cleanup();
+  }
+}
+
+/** Listen for migrations, one at a time. Resolves once listening, with the port and a promise of the end. */
+export async function servePageServer(opts: PageServerOptions): Promise<{ port: number; server: Server; done: Promise<void> }> {
+  let queue = Promise.resolve();
+  let finish!: () => void;
+  const done = new Promise<void>((resolve) => (finish = resolve));
+  const server = createServer({ allowHalfOpen: true }, (sock) => {
+    sock.on('error', () => {});
+    sock.setNoDelay(true);
+    queue = queue.then(async () => {
+      try {
+        await serveOne(sock, opts);
+      } catch (e) {
+        opts.log(`migration from ${sock.remoteAddress}:${sock.remotePort} failed: ${e instanceof Error ? e.message : String(e)}`);
+      } finally {
+        sock.destroy();
+        if (opts.once) {
+          server.close();
+          finish();
+        }
+      }
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (e: NodeJS.ErrnoException) => reject(new ImageError(`cannot listen on ${opts.host}:${opts.port}: ${e.code ?? e.message}`)));
+    server.listen(opts.port, opts.host, resolve);
+  });
+  server.on('close', finish);
+  const addr = server.address();
+  return { port: typeof addr === 'object' && addr ? addr.port : opts.port, server, done };
+}
