@@ -23,6 +23,8 @@ export interface CheckpointFlags {
   /** true: --verify-restorable (page files hashed too, whatever the size); false: --no-verify-restorable; default: auto. */
   verifyRestorable?: boolean;
   tcpEstablished?: boolean;
+  preDump?: boolean;
+  preDumpRounds?: string;
 }
 
 /** Errors of checkpoint, restore and inspect as one-line usage errors (exit 2). */
@@ -85,6 +87,9 @@ export function pageBytes(m: Manifest): number {
 export async function checkpointCommand(name: string | undefined, flags: CheckpointFlags): Promise<number> {
   const grace = flags.grace === undefined ? 5 : Number(flags.grace);
   if (!Number.isFinite(grace) || grace < 0 || grace > 3600) throw new UsageError(`--grace takes seconds from 0 to 3600, not "${flags.grace}"`);
+  const rounds = flags.preDumpRounds === undefined ? undefined : Number(flags.preDumpRounds);
+  if (rounds !== undefined && (!Number.isInteger(rounds) || rounds < 1 || rounds > 100)) throw new UsageError(`--pre-dump-rounds takes a whole number from 1 to 100, not "${flags.preDumpRounds}"`);
+  if (rounds !== undefined && !flags.preDump) throw new UsageError('--pre-dump-rounds needs --pre-dump');
   const clock = new StepClock();
   const warnings: string[] = [];
   const progress = new ProgressLine('checkpoint', 'written', stderrIsTTY() && !flags.quiet);
@@ -103,6 +108,7 @@ export async function checkpointCommand(name: string | undefined, flags: Checkpo
       jail: t.jail,
       image: flags.image,
       leaveRunning: flags.leaveRunning,
+      preDump: flags.preDump ? { rounds } : false,
       external: flags.external,
       tcpEstablished: flags.tcpEstablished,
       graceMs: grace * 1000,
