@@ -20,7 +20,7 @@
  * file is built from the store afterwards (`finish`), possibly after the
  * jail was let go: the image's pages are those of the frozen process.
  */
-import { closeSync, mkdtempSync, openSync, readSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readdirSync, readSync, rmSync, statSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { type ImageWriter, OffThreadHash, PAGE_SIZE, type Pages, pageBuffer } from '../image/format.js';
 import { isNativeError, native } from '../native.js';
@@ -341,6 +341,30 @@ async function userfaultfdOf(pid: number): Promise<number> {
   return fd;
 }
 
+/** Copies are kept in a directory named so, with vjail's pid (`removeStale`). */
+const STORE_PREFIX = '.vjail-pre-dump-';
+
+/** Copies left behind by a vjail that was killed (SIGKILL: nothing of it ran to remove them). */
+function removeStale(parent: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(parent);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const pid = name.startsWith(STORE_PREFIX) ? Number(name.slice(STORE_PREFIX.length).split('-')[0]) : NaN;
+    if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) continue;
+    try {
+      process.kill(pid, 0);
+      continue; // its vjail still runs
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ESRCH') continue;
+    }
+    rmSync(join(parent, name), { recursive: true, force: true });
+  }
+}
+
 /** The pre-dump of a jail: one MemoryTrack per process; `close` on every path. */
 export class PreDump {
   private readonly tracks = new Map<number, MemoryTrack>();
@@ -358,7 +382,8 @@ export class PreDump {
   }
 
   async start(pids: number[], opts: PreDumpOptions): Promise<void> {
-    this.dir = mkdtempSync(join(dirname(opts.imageDir), '.vjail-pre-dump-'));
+    removeStale(dirname(opts.imageDir));
+    this.dir = mkdtempSync(join(dirname(opts.imageDir), `${STORE_PREFIX}${process.pid}-`));
     new OffThreadHash().digest(); // start the hashing thread now, not while the jail is stopped
     for (const pid of pids) {
       throwIfInterrupted();
