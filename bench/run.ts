@@ -21,6 +21,7 @@ import { libseccompRules } from './rules.js';
 import { runWithPlan, viaJavaScript } from './shim-path.js';
 import { GROUPS, type GroupId, measure, type Row, type Variant, withRatios } from './measure.js';
 import { checkpointGroup, checkpointReferences, checkpointTargets } from './checkpoint.js';
+import { predumpRows, predumpTargets } from './predump.js';
 import { formatReport } from './table.js';
 
 export { GROUPS, type GroupId, type Row };
@@ -396,7 +397,7 @@ function targets(rows: Row[]): Target[] {
       ? { id: 'startup', description: 'vjail run start-up beyond node -e \'\' ≤ 10 ms', value: vjail - node, limit: 10, unit: 'ms', met: vjail - node <= 10 }
       : { id: 'startup', description: 'vjail run start-up beyond node -e \'\' ≤ 10 ms', limit: 10, unit: 'ms', note: 'not measured' },
   );
-  out.push(...checkpointTargets(rows));
+  out.push(...checkpointTargets(rows), ...predumpTargets(rows));
   return out;
 }
 
@@ -410,7 +411,7 @@ export async function runBench(opts: { quick?: boolean; only?: GroupId[]; log?: 
     if (only.has('intercepted')) rows.push(...(await intercepted(params, log)));
     if (only.has('allowed')) rows.push(...(await allowed(params, dir, log)));
     if (only.has('startup')) rows.push(...(await startup(params, log)));
-    if (only.has('checkpoint')) rows.push(...(await checkpointGroup(params, dir, log)));
+    if (only.has('checkpoint')) rows.push(...(await checkpointGroup(params, dir, log)), ...(await predumpRows(params, dir, log)));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -45,6 +45,8 @@ const ROWS = [
   ...['time', 'verify', 'file-read', 'mem-write', 'syscalls', 'rest'].map((part) => `checkpoint.restore-16MiB.${part}`),
   'checkpoint.descriptors-dump',
   'checkpoint.descriptors-restore',
+  'checkpoint.stopped-16MiB-full',
+  'checkpoint.stopped-16MiB-pre-dump',
 ];
 
 /** Rows vjail itself produces: these must be measured, never skipped. */
@@ -120,6 +122,7 @@ describe('bench --quick', () => {
       'checkpoint-restore',
       'checkpoint-descriptors-dump',
       'checkpoint-descriptors-restore',
+      'checkpoint-pre-dump-stopped',
     ]);
     for (const t of report.targets) {
       if (t.value === undefined) expect(t.note, t.id).toBeTruthy();
@@ -130,6 +133,7 @@ describe('bench --quick', () => {
     for (const id of ['checkpoint-dump', 'checkpoint-restore']) expect(report.targets.find((t) => t.id === id)?.note, id).toMatch(/256 MiB not measured/);
     // What descriptors add is measured at the largest size of the run, 16 MiB here.
     for (const id of ['checkpoint-descriptors-dump', 'checkpoint-descriptors-restore']) expect(report.targets.find((t) => t.id === id)?.value, id).toBeDefined();
+    expect(report.targets.find((t) => t.id === 'checkpoint-pre-dump-stopped')?.note).toMatch(/1024 MiB not measured/);
   });
 
   it('describes the machine and prints a table with every row', () => {
