@@ -385,21 +385,28 @@ export class PreDump {
     removeStale(dirname(opts.imageDir));
     this.dir = mkdtempSync(join(dirname(opts.imageDir), `${STORE_PREFIX}${process.pid}-`));
     new OffThreadHash().digest(); // start the hashing thread now, not while the jail is stopped
+    const report = opts.report ?? (() => {});
     for (const pid of pids) {
       throwIfInterrupted();
-      const uffd = await userfaultfdOf(pid);
+      let uffd: number;
+      try {
+        uffd = await userfaultfdOf(pid);
+      } catch (e) {
+        report(`process ${pid} is not tracked (${e instanceof Error ? e.message : String(e)}): its memory is copied while frozen`);
+        continue;
+      }
       const track = new MemoryTrack(pid, uffd, this.dir);
       this.tracks.set(pid, track);
-      track.start();
+      this.guard(track, report, () => track.start());
     }
     const max = opts.rounds ?? DEFAULT_ROUNDS;
-    while (this.rounds < max) {
+    while (this.rounds < max && this.tracks.size) {
       throwIfInterrupted();
       let bytes = 0;
-      for (const t of this.tracks.values()) bytes += t.round();
+      for (const t of [...this.tracks.values()]) bytes += this.guard(t, report, () => t.round()) ?? 0;
       this.rounds++;
       this.lastBytes = bytes;
-      opts.report?.(`round ${this.rounds}: ${(bytes / 2 ** 20).toFixed(1)} MiB written since the last`);
+      report(`round ${this.rounds}: ${(bytes / 2 ** 20).toFixed(1)} MiB written since the last`);
       if (bytes <= SMALL_DIRTY) break;
     }
   }
@@ -407,6 +414,21 @@ export class PreDump {
   /** Stop tracking writes in every process (the copies stay for `MemoryTrack.mapping`). */
   untrack(): void {
     for (const t of this.tracks.values()) t.untrack();
+  }
+
+  /**
+   * Run a step of one process's tracking; if it fails (the process ended, a
+   * range it cannot take), stop tracking it: its memory is read while frozen.
+   */
+  private guard<T>(track: MemoryTrack, report: (line: string) => void, fn: () => T): T | undefined {
+    try {
+      return fn();
+    } catch (e) {
+      track.close();
+      this.tracks.delete(track.pid);
+      report(`process ${track.pid} is no longer tracked (${e instanceof Error ? e.message : String(e)}): its memory is copied while frozen`);
+      return undefined;
+    }
   }
 
   close(): void {
