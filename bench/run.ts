@@ -21,6 +21,7 @@ import { libseccompRules } from './rules.js';
 import { runWithPlan, viaJavaScript } from './shim-path.js';
 import { GROUPS, type GroupId, measure, type Row, type Variant, withRatios } from './measure.js';
 import { checkpointGroup, checkpointReferences, checkpointTargets } from './checkpoint.js';
+import { predumpRows, predumpTargets } from './predump.js';
 import { formatReport } from './table.js';
 import { streamRatios, streamRows, streamTargets } from './stream.js';
 
@@ -397,7 +398,7 @@ function targets(rows: Row[]): Target[] {
       ? { id: 'startup', description: 'vjail run start-up beyond node -e \'\' ≤ 10 ms', value: vjail - node, limit: 10, unit: 'ms', met: vjail - node <= 10 }
       : { id: 'startup', description: 'vjail run start-up beyond node -e \'\' ≤ 10 ms', limit: 10, unit: 'ms', note: 'not measured' },
   );
-  out.push(...checkpointTargets(rows), ...streamTargets(rows));
+  out.push(...checkpointTargets(rows), ...streamTargets(rows), ...predumpTargets(rows));
   return out;
 }
 
@@ -414,6 +415,7 @@ export async function runBench(opts: { quick?: boolean; only?: GroupId[]; log?: 
     if (only.has('checkpoint')) {
       rows.push(...(await checkpointGroup(params, dir, log)));
       rows.push(...(await streamRows(params, dir, log)));
+      rows.push(...(await predumpRows(params, dir, log)));
       streamRatios(rows);
     }
   } finally {

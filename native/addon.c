@@ -24,6 +24,7 @@
 #include "cpu.h"
 #include "napi_util.h"
 #include "pagecopy.h"
+#include "predump.h"
 #include "ipcns.h"
 #include "incaller.h"
 #include "fdio.h"
@@ -393,6 +394,9 @@ static napi_value init(napi_env env, napi_value exports)
 		{ "pageRead", js_page_read },
 		{ "pageWrite", js_page_write },
 		{ "syncFileRange", js_sync_file_range },
+		{ "uffdApi", js_uffd_api },
+		{ "uffdRange", js_uffd_range },
+		{ "pagemapScan", js_pagemap_scan },
 		{ "sys", js_sys },
 		{ "pipePeek", js_pipe_peek },
 		{ "sendFd", js_send_fd },

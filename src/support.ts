@@ -98,8 +98,10 @@ const SUPPORTED = `## Supported
   \`kill\` signals every process (SIGKILL through \`cgroup.kill\` on cgroup v2),
   \`kill --main\` the first only.
 - Checkpoint and restore (\`vjail checkpoint\`, \`restore\`, \`inspect\`; details
-  and limits in docs/IMAGE.md): the five steps (pre-dump says that this kernel
-  has no soft-dirty; freeze with the cgroup v2 or v1 freezer, else ptrace; dump;
+  and limits in docs/IMAGE.md): the five steps (pre-dump with \`--pre-dump\`:
+  memory copied while the jail runs, then only what it wrote, tracked with
+  PAGEMAP_SCAN and userfaultfd write-protect on Linux 6.7+, so the jail is
+  stopped only for the last pages; else it says why not; freeze with the cgroup v2 or v1 freezer, else ptrace; dump;
   post-dump verifies, fsyncs and publishes by rename; then resume with
   \`--leave-running\` or kill), any failure leaving the jail running. Saved:
   every thread of every process of a jail in its own PID namespace, with the
@@ -275,9 +277,13 @@ const NOT_SUPPORTED = `## Not supported
   process is gone; of orphans adopted by a subreaper outside their session;
   of a zombie whose death dumped core where core_pattern is a pipe, socket or
   path (all refused at checkpoint time, docs/IMAGE.md).
-- Iterative pre-dump: this host has no soft-dirty tracking; PAGEMAP_SCAN with
-  userfaultfd write-protect is not used yet, so the workload is stopped for
-  the whole dump.
+- Pre-dump: only private anonymous memory is tracked (private file
+  mappings' written pages and shared memory are read while frozen); soft-dirty
+  tracking is not used, so a kernel older than 6.7 copies everything while
+  frozen; with a pre-dump the page data is written twice (copies, then page
+  files), so the whole checkpoint takes longer; a SIGKILL of vjail in the
+  instant between the injected userfaultfd() and its close leaves that
+  descriptor (unregistered) in the process, which then refuses checkpoints.
 - Through the open shim (\`--kernel-files shim\`, or no mount rights): the
   caller's LSM context is not worn (the supervisor's applies to opens it
   makes); with a full fd table, an open that would also fail otherwise
@@ -307,10 +313,9 @@ const NOT_SUPPORTED = `## Not supported
 
 const PLANNED = `## Planned
 
-- An iterative pre-dump with PAGEMAP_SCAN and userfaultfd write-protect (this
-  kind of host has no soft-dirty tracking), and lazy restore; migration with
-  them, so that the jail stops for at most 100 ms at 1 GiB (today it is
-  stopped for the whole dump, transfer and restore). TLS for the page server.
+- Lazy restore; migration with pre-dump and lazy restore, so that the jail
+  stops for at most 100 ms at 1 GiB (today it is stopped for the whole dump,
+  transfer and restore). TLS for the page server.
 - The open shim's C path costs about 35-40 µs per open (median, loaded
   2-vCPU host) against a 30 µs target; openat2 and i386 callers still take
   the JavaScript path.

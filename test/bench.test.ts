@@ -48,6 +48,8 @@ const ROWS = [
   ...['stream', 'gzip', 'zstd', 'encrypted', 'zstd-encrypted'].flatMap((kind) => [`checkpoint.image-${kind}-16MiB`, `checkpoint.image-${kind}-16MiB.restore`]),
   'checkpoint.migrate-16MiB.total',
   'checkpoint.migrate-16MiB.stopped',
+  'checkpoint.stopped-16MiB-full',
+  'checkpoint.stopped-16MiB-pre-dump',
 ];
 
 /** Rows vjail itself produces: these must be measured, never skipped. */
@@ -131,6 +133,7 @@ describe('bench --quick', () => {
       'checkpoint-descriptors-dump',
       'checkpoint-descriptors-restore',
       'migrate-stopped',
+      'checkpoint-pre-dump-stopped',
     ]);
     for (const t of report.targets) {
       if (t.value === undefined) expect(t.note, t.id).toBeTruthy();
@@ -142,6 +145,7 @@ describe('bench --quick', () => {
     // What descriptors add is measured at the largest size of the run, 16 MiB here.
     for (const id of ['checkpoint-descriptors-dump', 'checkpoint-descriptors-restore']) expect(report.targets.find((t) => t.id === id)?.value, id).toBeDefined();
     expect(report.targets.find((t) => t.id === 'migrate-stopped')?.note).toMatch(/1 GiB not measured/);
+    expect(report.targets.find((t) => t.id === 'checkpoint-pre-dump-stopped')?.note).toMatch(/1024 MiB not measured/);
   });
 
   it('describes the machine and prints a table with every row', () => {

@@ -37,10 +37,11 @@ import { collectZombie, isZombie, nsIds, unrestorableTree } from './parts/tree.j
 import { CheckpointError, CheckpointUnsupported, ExternalStateError } from './errors.js';
 import { verifyRestorable } from './preflight.js';
 import { freeze } from './freeze.js';
-import { checkSupported, hasSoftDirty, jailOf, type JailInfo, type JailTree, jailTree, lockCheckpoint, vjailInitOf } from './jail-info.js';
+import { checkSupported, jailOf, type JailInfo, type JailTree, jailTree, lockCheckpoint, vjailInitOf } from './jail-info.js';
 import { guarded } from './guard.js';
 import { throwIfInterrupted } from './interrupt.js';
 import { Tracee } from './tracee.js';
+import { type PreDump, type PreDumpRequest, preDumpStep } from './predump.js';
 import { isNativeError } from '../native.js';
 import { SYS } from './syscalls.js';
 import { readPolicyText } from './policy-text.js';
@@ -92,6 +93,13 @@ export interface CheckpointOptions {
    * was (the image is the caller's to remove).
    */
   afterPublish?: (image: string) => Promise<void>;
+  /**
+   * Copy memory while the jail runs, then only what it wrote (predump.ts),
+   * where the kernel tracks writes; else, and by default, every page is
+   * copied while frozen. With leaveRunning the jail goes on before the page
+   * files are written.
+   */
+  preDump?: PreDumpRequest;
 }
 
 /** Up to this much page data, hashing the page files back costs tens of ms (docs/IMAGE.md): done by default. */
@@ -190,10 +198,14 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
   const held = new Map<number, Tracee>();
   let published = false;
   let fds: FdCollection | undefined;
+  let pre: PreDump | null = null;
+  let stoppedAt = 0;
+  /** Let go before the image was finished (with a pre-dump): how long they were stopped. */
+  let letGo = '';
   try {
-    report(1, 'pre-dump', hasSoftDirty()
-      ? 'skipped: iterative pre-dump is not implemented yet; all pages are copied while frozen'
-      : 'skipped: this kernel has no soft-dirty page tracking; all pages are copied while frozen');
+    const running = tree.processes.filter((p) => !p.zombie).map((p) => p.pid);
+    pre = await preDumpStep(running, opts.preDump, opts.image, (line) => report(1, 'pre-dump', line));
+    stoppedAt = performance.now();
 
     const tids = (t: JailTree): number[] => t.processes.flatMap((p) => p.tids);
     // Without a freezer, a short-lived task (a shell's `sleep 0.001`) may end between being
@@ -247,6 +259,8 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
     if (stepped.ran && tids(jailTree(opts.pid)).some((tid) => !held.has(tid))) {
       throw new CheckpointError('a task was started while a thread was let out of the vDSO; nothing was saved and the jail runs on: checkpoint again');
     }
+    /** Page files of pre-dumped mappings, written once nothing needs holding. */
+    const later: (() => void)[] = [];
     const nsPid = (pid: number): number => (tree.pidNs ? nsIds(pid).pid : pid);
     const imagePids = new Map(tree.processes.map((p) => [p.pid, nsPid(p.pid)]));
     fds = collectFds(tree.processes.filter((p) => !p.zombie).map((p) => p.pid), vjailInitOf(firstLive.pid), writer, imagePids, { tcpEstablished: opts.tcpEstablished });
@@ -267,7 +281,7 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
         processes.push(collectZombie(p.pid, ppid));
         continue;
       }
-      processes.push({ ...await collectProcess(p.tids.map((tid) => held.get(tid)!), writer, { ...ids, ppid }, tree.pidNs, objects, warn), fds: fds.fds.get(p.pid)! });
+      processes.push({ ...await collectProcess(p.tids.map((tid) => held.get(tid)!), writer, { ...ids, ppid }, tree.pidNs, objects, warn, pre, later), fds: fds.fds.get(p.pid)! });
     }
     refuseHiddenAdvice(processes, opts.profile ?? jail.profile);
     const manifest: Manifest = {
@@ -291,6 +305,16 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
       sysvIpc,
       tcpEstablished: opts.tcpEstablished ?? false,
     };
+    const what = tree.pidNs ? `the jail's ${tree.processes.length} process(es)` : `process ${opts.pid}`;
+    const stopped = (): string => `stopped ${(performance.now() - stoppedAt).toFixed(0)} ms`;
+    pre?.untrack(); // every page is read: the jail need not pay for tracking any longer
+    if (pre && opts.leaveRunning && !opts.onHeld) {
+      // Everything is collected: the rest comes from the pre-dump's copies.
+      fds.release(true);
+      for (const t of held.values()) t.release();
+      letGo = `${stopped()}; let go before the page files were written from the pre-dump's copies`;
+    }
+    for (const step of later) step();
     const live = processes.filter((p) => p.state === 'live');
     const mappings = live.reduce((n, p) => n + p.mappings.length, 0);
     const bytes = live.flatMap((p) => p.mappings).reduce((n, m) => n + (m.pages?.size ?? 0), 0);
@@ -304,12 +328,13 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
     report(4, 'post-dump', `verified, synced and published as ${opts.image}${checkRestorable(opts.image, opts.verify, bytes)}`);
     await opts.afterPublish?.(opts.image);
 
-    const what = tree.pidNs ? `the jail's ${tree.processes.length} process(es)` : `process ${opts.pid}`;
-    if (opts.leaveRunning) {
+    if (letGo) {
+      report(5, 'resume', `${what} continue${tree.pidNs ? '' : 's'} (${letGo})`);
+    } else if (opts.leaveRunning) {
       fds.release(true);
       opts.onHeld?.('resume', held);
       for (const t of held.values()) t.release();
-      report(5, 'resume', `${what} continue${tree.pidNs ? '' : 's'}`);
+      report(5, 'resume', `${what} continue${tree.pidNs ? '' : 's'} (${stopped()})`);
     } else {
       // A thread group leader's exit is reported only after its other threads': kill all, then wait leaders last.
       for (const p of tree.processes) if (!p.zombie) process.kill(p.pid, 'SIGKILL');
@@ -320,7 +345,7 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
     return manifest;
   } catch (e) {
     if (!published) writer.abort();
-    fds?.release(true);
+    if (!letGo) fds?.release(true);
     try {
       opts.onHeld?.('failed', held, e);
     } catch {
@@ -328,6 +353,8 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
     }
     for (const t of held.values()) t.release();
     throw e;
+  } finally {
+    pre?.close();
   }
 }
 
@@ -371,6 +398,8 @@ async function collectProcess(
   pidNs: boolean,
   objects: SharedObjects,
   warn: (line: string) => void,
+  pre: PreDump | null,
+  later: (() => void)[],
 ): Promise<Omit<LiveProcess, 'fds'>> {
   const leader = threads[0]!;
   const scratchAddr = await leader.syscallOk('mmap of a scratch page', SYS.mmap, 0, PAGE_SIZE, 3, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -387,7 +416,7 @@ async function collectProcess(
   } finally {
     await leader.syscall(SYS.munmap, scratch.addr, PAGE_SIZE);
   }
-  const mappings = collectMemory(leader, writer, objects);
+  const mappings = collectMemory(leader, writer, objects, pre?.forPid(leader.pid), later);
   const advice = collectAdvice(leader.pid, mappings);
   return { state: 'live', ...ids, ...task, signals, threads: images, mappings, vdso: collectVdso(leader), timers, advice, prctl };
 }

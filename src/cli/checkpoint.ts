@@ -29,6 +29,8 @@ export interface CheckpointFlags {
   compress?: string;
   /** A 32-byte key file: the image is encrypted with it (AES-256-GCM). */
   encryptKey?: string;
+  preDump?: boolean;
+  preDumpRounds?: string;
 }
 
 /** Errors of checkpoint, restore and inspect as one-line usage errors (exit 2). */
@@ -96,6 +98,9 @@ export async function checkpointCommand(
 ): Promise<number> {
   const grace = flags.grace === undefined ? 5 : Number(flags.grace);
   if (!Number.isFinite(grace) || grace < 0 || grace > 3600) throw new UsageError(`--grace takes seconds from 0 to 3600, not "${flags.grace}"`);
+  const rounds = flags.preDumpRounds === undefined ? undefined : Number(flags.preDumpRounds);
+  if (rounds !== undefined && (!Number.isInteger(rounds) || rounds < 1 || rounds > 100)) throw new UsageError(`--pre-dump-rounds takes a whole number from 1 to 100, not "${flags.preDumpRounds}"`);
+  if (rounds !== undefined && !flags.preDump) throw new UsageError('--pre-dump-rounds needs --pre-dump');
   const clock = new StepClock();
   const warnings: string[] = [];
   const progress = new ProgressLine('checkpoint', 'written', stderrIsTTY() && !flags.quiet);
@@ -118,6 +123,7 @@ export async function checkpointCommand(
       image: out.plain,
       afterPublish: out.afterPublish,
       leaveRunning: flags.leaveRunning,
+      preDump: flags.preDump ? { rounds } : false,
       external: flags.external,
       tcpEstablished: flags.tcpEstablished,
       signKey: flags.signKey ? resolve(flags.signKey) : undefined,

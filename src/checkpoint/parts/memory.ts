@@ -34,6 +34,7 @@ import { SYS } from '../syscalls.js';
 import { checkRedirect, placeRedirect, vdsoDiffers } from './vdso.js';
 import { mapObject, noStagedObjects, releaseStaged, type SharedObjects, type StagedObjects } from './shmem.js';
 import { CheckpointUnsupported } from '../errors.js';
+import type { MemoryTrack, TrackedMapping } from '../predump.js';
 
 /** Pagemap flags (bits 63, 62, 61 of an entry), as bits of its upper 32-bit half: no BigInt per page. */
 const PM_PRESENT = 1 << 31;
@@ -69,7 +70,7 @@ function kindOf(e: MapsEntry): Mapping['kind'] {
 }
 
 /** sha256 of mapped files, each file hashed once per call: a library is mapped four or five times. */
-class FileHashes {
+export class FileHashes {
   private readonly known = new Map<string, string>();
 
   of(path: string, st: { dev: number; ino: number; size: number; mtimeMs: number }): string {
@@ -84,22 +85,29 @@ class FileHashes {
 /**
  * The memory of one process. Mappings of shared-memory objects (shared
  * anonymous memory, memfds, POSIX and System V shared memory, deleted
- * files) name their object in `objects`, which saves each one once.
+ * files) name their object in `objects`, which saves each one once. With a
+ * pre-dump (`track`), a tracked mapping's pages not copied already are read
+ * now, and its page file is written by a step pushed on `later` (run once
+ * the process need not be held any more).
  */
-export function collectMemory(t: Tracee, image: ImageWriter, objects: SharedObjects): Mapping[] {
+export function collectMemory(t: Tracee, image: ImageWriter, objects: SharedObjects, track?: MemoryTrack, later?: (() => void)[]): Mapping[] {
   const maps = readMaps(t.pid);
   const pagemap = openSync(`/proc/${t.pid}/pagemap`, 'r');
   const mem = openSync(`/proc/${t.pid}/mem`, 'r');
-  const files = new FileHashes();
+  const files = track?.files ?? new FileHashes();
+  const tracked = (e: MapsEntry): TrackedMapping | null => (track && later ? track.mapping(e) ?? track.untracked(e) : null);
   try {
-    return maps.map((e) => collectMapping(t, image, pagemap, mem, files, e, objects));
+    return maps.map((e) => collectMapping(t, image, pagemap, mem, files, e, objects, tracked, later));
   } finally {
     closeSync(mem);
     closeSync(pagemap);
   }
 }
 
-function collectMapping(t: Tracee, image: ImageWriter, pagemap: number, mem: number, files: FileHashes, e: MapsEntry, objects: SharedObjects): Mapping {
+function collectMapping(
+  t: Tracee, image: ImageWriter, pagemap: number, mem: number, files: FileHashes, e: MapsEntry, objects: SharedObjects,
+  tracked: (e: MapsEntry) => TrackedMapping | null, later?: (() => void)[],
+): Mapping {
   let kind = kindOf(e);
   const shared = e.perms[3] === 's';
   const object = objects.forMapping(t.pid, e);
@@ -126,6 +134,11 @@ function collectMapping(t: Tracee, image: ImageWriter, pagemap: number, mem: num
     if (!(v & (PM_PRESENT | PM_SWAPPED))) return false;
     return (kind !== 'file' && kind !== 'object') || !(v & PM_FILE_OR_SHARED_ANON);
   };
+  const pre = kind === 'object' ? null : tracked(e);
+  if (pre) {
+    collectTracked(pre, pages, own, (runs) => later!.push(() => (m.pages = pre.pageFile(image, runs))));
+    return m;
+  }
   let writer: ReturnType<ImageWriter['pageFile']> | undefined;
   for (let i = 0; i < pages; ) {
     if (!own(i)) {
@@ -142,6 +155,32 @@ function collectMapping(t: Tracee, image: ImageWriter, pagemap: number, mem: num
   }
   if (writer) m.pages = writer.close();
   return m;
+}
+
+/** A pre-dumped mapping: read the pages not copied yet, and leave the page file for later. */
+function collectTracked(pre: TrackedMapping, pages: number, own: (i: number) => boolean, pageFile: (runs: [number, number][]) => void): void {
+  const runs: [number, number][] = [];
+  for (let i = 0; i < pages; ) {
+    if (!own(i)) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < pages && own(j)) j++;
+    runs.push([i, j - i]);
+    for (let k = i; k < j; ) {
+      if (!pre.readNow(k)) {
+        k++;
+        continue;
+      }
+      let l = k;
+      while (l < j && pre.readNow(l)) l++;
+      pre.read(k, l - k);
+      k = l;
+    }
+    i = j;
+  }
+  if (runs.length) pageFile(runs);
 }
 
 /** Reasons the image's memory cannot be restored here, found before anything is started. */

@@ -1,0 +1,123 @@
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { fixture } from './helpers/fixtures.js';
+import { alive, pidOf, vjail, vjailStart, waitFor } from './helpers/run.js';
+
+// The workload writes pages at a set rate while it is checkpointed; restored, it replays every
+// step it counted on a fresh copy and compares (test/fixtures/dirtier.c): a page the image got
+// wrong, an old copy or a missed write, shows as a difference.
+let dirtier: string;
+
+beforeAll(() => {
+  dirtier = fixture('dirtier');
+});
+
+async function startDirtier(mib: number, rate: number) {
+  const dir = mkdtempSync(join(tmpdir(), 'vjail-predump-'));
+  const argv = [dirtier, dir, String(mib), String(rate)];
+  const run = vjailStart(['run', '--', ...argv]);
+  expect(await waitFor(() => existsSync(join(dir, 'ready')) && pidOf(argv) !== undefined, 60_000)).toBe(true);
+  return { dir, run, pid: pidOf(argv)! };
+}
+
+/** Restore the image, let the workload check itself, and return its verdict. */
+async function restoredVerdict(dir: string, image: string): Promise<string> {
+  const restored = vjailStart(['restore', image]);
+  writeFileSync(join(dir, 'go'), '');
+  const r = await restored;
+  expect(r.stderr).toBe('');
+  expect(r.exitCode).toBe(0);
+  return readFileSync(join(dir, 'result'), 'utf8').trim();
+}
+
+/** Is any range of the process registered with a userfaultfd for write-protect ("uw" in VmFlags)? */
+const writeProtected = (pid: number): boolean => /^VmFlags:.*\buw\b/m.test(readFileSync(`/proc/${pid}/smaps`, 'utf8'));
+const holdsUserfaultfd = (pid: number): boolean =>
+  readdirSync(`/proc/${pid}/fd`).some((fd) => {
+    try {
+      return readlinkSync(`/proc/${pid}/fd/${fd}`) === 'anon_inode:[userfaultfd]';
+    } catch {
+      return false;
+    }
+  });
+const state = (pid: number): string => {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return stat.slice(stat.lastIndexOf(')') + 2)[0]!;
+};
+
+describe('checkpoint --pre-dump', () => {
+  it('copies while the workload writes, in several rounds; the restored memory is exactly the frozen one', async () => {
+    const { dir, run, pid } = await startDirtier(64, 100);
+    const image = join(dir, 'image');
+    const cp = await vjail(['checkpoint', '--pid', String(pid), '--image', image, '--pre-dump', '--pre-dump-rounds', '4', '--leave-running'], { timeoutMs: 120_000 });
+    expect(cp.stderr).toMatch(/checkpoint 1\/5 pre-dump: round 1: /);
+    expect(cp.stderr).toMatch(/checkpoint 1\/5 pre-dump: round 2: /);
+    expect(cp.stderr).toMatch(/pre-dump: \d+\.\d MiB copied while running .* \([2-4] round\(s\) after the first copy/);
+    expect(cp.stderr).toMatch(/checkpoint 5\/5 resume: process \d+ continues \(stopped \d+ ms; let go before the page files were written/);
+    expect(cp.exitCode).toBe(0);
+    // Let go untouched: nothing registered, no userfaultfd left, running on.
+    expect(writeProtected(pid)).toBe(false);
+    expect(holdsUserfaultfd(pid)).toBe(false);
+    expect(alive(pid)).toBe(true);
+    expect(readdirSync(dir).filter((n) => n.startsWith('.vjail-pre-dump-'))).toEqual([]);
+    process.kill(pid, 'SIGKILL');
+    await run;
+    expect(await restoredVerdict(dir, image)).toMatch(/^ok \d+$/);
+  }, 180_000);
+
+  it('without --leave-running: the image is published, then the workload killed', async () => {
+    const { dir, run, pid } = await startDirtier(32, 10);
+    const image = join(dir, 'image');
+    const cp = await vjail(['checkpoint', '--pid', String(pid), '--image', image, '--pre-dump'], { timeoutMs: 120_000 });
+    expect(cp.stderr).toMatch(/copied while running/);
+    expect(cp.stderr).toMatch(/checkpoint 5\/5 kill/);
+    expect(cp.exitCode).toBe(0);
+    expect((await run).exitCode).toBe(137);
+    expect(await restoredVerdict(dir, image)).toMatch(/^ok \d+$/);
+  }, 180_000);
+
+  it('forced to the full copy (VJAIL_PRE_DUMP_FALLBACK=1), says so once and the image is as exact', async () => {
+    const { dir, run, pid } = await startDirtier(32, 10);
+    const image = join(dir, 'image');
+    process.env.VJAIL_PRE_DUMP_FALLBACK = '1';
+    let cp;
+    try {
+      cp = await vjail(['checkpoint', '--pid', String(pid), '--image', image, '--pre-dump'], { timeoutMs: 120_000 });
+    } finally {
+      delete process.env.VJAIL_PRE_DUMP_FALLBACK;
+    }
+    expect(cp.stderr.match(/pre-dump:/g)).toHaveLength(1);
+    expect(cp.stderr).toMatch(/checkpoint 1\/5 pre-dump: not possible here \(VJAIL_PRE_DUMP_FALLBACK=1 forces the full copy.*\): all pages are copied while frozen/);
+    expect(cp.exitCode).toBe(0);
+    expect((await run).exitCode).toBe(137);
+    expect(await restoredVerdict(dir, image)).toMatch(/^ok \d+$/);
+  }, 180_000);
+
+  it('bad --pre-dump-rounds is refused in one line, nothing touched', async () => {
+    const r = await vjail(['checkpoint', '--pid', '1', '--image', join(tmpdir(), 'never'), '--pre-dump', '--pre-dump-rounds', 'many']);
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr).toMatch(/--pre-dump-rounds takes a whole number from 1 to 100, not "many"/);
+  });
+
+  it('vjail killed with SIGKILL during the pre-dump leaves the workload running, unregistered, and checkpointable', async () => {
+    const { dir, run, pid } = await startDirtier(256, 10);
+    const image = join(dir, 'image');
+    const cp = vjailStart(['checkpoint', '--pid', String(pid), '--image', image, '--pre-dump', '--leave-running']);
+    // Registered: the first copy of 256 MiB follows, vjail is killed during it.
+    expect(await waitFor(() => writeProtected(pid), 60_000)).toBe(true);
+    cp.kill('SIGKILL');
+    expect((await cp).signal).toBe('SIGKILL');
+    expect(await waitFor(() => !writeProtected(pid) && state(pid) !== 't' && state(pid) !== 'T', 10_000)).toBe(true);
+    expect(holdsUserfaultfd(pid)).toBe(false);
+    expect(alive(pid)).toBe(true);
+    expect(existsSync(image)).toBe(false);
+    // A checkpoint after it works, and removes the copies the killed one left.
+    const again = await vjail(['checkpoint', '--pid', String(pid), '--image', image, '--pre-dump'], { timeoutMs: 120_000 });
+    expect(again.exitCode).toBe(0);
+    expect(readdirSync(dir).filter((n) => n.startsWith('.vjail-pre-dump-'))).toEqual([]);
+    expect((await run).exitCode).toBe(137);
+    expect(await restoredVerdict(dir, image)).toMatch(/^ok \d+$/);
+  }, 240_000);
+});
