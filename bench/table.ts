@@ -6,6 +6,7 @@ const TITLES: Record<Row['group'], string> = {
   startup: 'Start-up: spawn to exit (ratio: to a bare exec of /bin/true)',
   checkpoint:
     'Checkpoint/restore of a working set of random data, against the bandwidth it is bounded by (ratio: to file write+fsync of the same size; memcpy: to memcpy of the same size)',
+  lazy: 'Restore, full against lazy (vjail restore --lazy), same image and run: ms from the call until the workload runs, and until every page is in place (ratio: lazy to full)',
 };
 
 function num(v: number): string {

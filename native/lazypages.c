@@ -254,7 +254,7 @@ static struct view *view_of_addr(struct ctx *c, uint64_t addr)
 	return NULL;
 }
 
-enum { OK = 0, AGAIN = 1, GONE = 2, FAILED = -1 };
+enum { OK = 0, AGAIN = 1, GONE = 2, COMPLETE = 3, FAILED = -1 };
 
 /* Copy `count` pages of data to addr; EEXIST pages are skipped. */
 static int copy_pages(struct lazy *l, struct ctx *c, uint64_t addr, const uint8_t *src, uint64_t count)
@@ -274,10 +274,8 @@ static int copy_pages(struct lazy *l, struct ctx *c, uint64_t addr, const uint8_
 		}
 		if (errno == EAGAIN)
 			return AGAIN;
-		if (errno == ESRCH) {
-			if (getenv("VJ_LZDEBUG")) fprintf(stderr, "copy uffd %d ESRCH\n", c->uffd);
+		if (errno == ESRCH)
 			return GONE;
-		}
 		if (errno == ENOENT || errno == EINVAL)
 			return OK; /* the range is no longer registered (unmapped, replaced): nothing to place */
 		fail(l, "lazy restore: UFFDIO_COPY at 0x%llx failed: %s", (unsigned long long)(addr + done), strerror(errno));
@@ -385,7 +383,6 @@ static int serve_fault(struct lazy *l, struct ctx *c, uint64_t addr)
 static void ctx_finish(struct lazy *l, struct ctx *c)
 {
 	(void)l;
-	if (getenv("VJ_LZDEBUG")) { uint32_t d = 0; for (uint32_t r = 0; r < l->nranges; r++) for (uint32_t k = 0; k < l->ranges[r].nchunks; k++) d += c->chunk_done[r][k]; fprintf(stderr, "finish ctx %p uffd %d done %u\n", (void*)c, c->uffd, d); }
 	for (size_t i = 0; i < c->nviews; i++) {
 		struct uffdio_range rg = { c->views[i].addr, (uint64_t)c->views[i].count * PAGE };
 		ioctl(c->uffd, UFFDIO_UNREGISTER, &rg); /* a range gone or changed meanwhile: closing unregisters it too */
@@ -464,10 +461,8 @@ static int drain(struct lazy *l, struct ctx *c)
 			return OK;
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n <= 0) {
-			if (getenv("VJ_LZDEBUG")) fprintf(stderr, "drain uffd %d: read %zd errno %d\n", c->uffd, n, errno);
+		if (n <= 0)
 			return GONE;
-		}
 		for (size_t i = 0; i < (size_t)n / sizeof msgs[0]; i++) {
 			int rc = handle_msg(l, c, &msgs[i], pending, &npending);
 			if (rc != OK)
@@ -500,7 +495,7 @@ static int drain(struct lazy *l, struct ctx *c)
 	return FAILED;
 }
 
-/* Place the next chunk not placed yet in c; returns OK, or 1 when c is complete. */
+/* Place the next chunk not placed yet in c; returns OK, COMPLETE when every chunk is, or AGAIN, GONE, FAILED. */
 static int prefetch_one(struct lazy *l, struct ctx *c)
 {
 	for (uint32_t r = 0; r < l->nranges; r++) {
@@ -514,7 +509,7 @@ static int prefetch_one(struct lazy *l, struct ctx *c)
 			l->chunks_prefetched++;
 		return rc;
 	}
-	return 1;
+	return COMPLETE;
 }
 
 static void *serve(void *arg)
@@ -543,10 +538,10 @@ static void *serve(void *arg)
 				if (c->finished)
 					continue;
 				int rc = prefetch_one(l, c);
-				if (rc == 1) {
+				if (rc == COMPLETE) {
 					/* Complete: a last look at the queue (a fork or fault just before), then let go. */
 					int d = drain(l, c);
-					if (d == OK && prefetch_one(l, c) == 1)
+					if (d == OK && prefetch_one(l, c) == COMPLETE)
 						ctx_finish(l, c);
 					else if (d == GONE)
 						ctx_finish(l, c);
