@@ -65,7 +65,7 @@ export function formatReport(r: Report): string {
   const p = r.params;
   out.push(`Runs: ${p.rounds} interleaved rounds (start-up ${p.startupRounds}, checkpoint ${p.checkpointRounds}); ` +
     `${p.interceptedCalls} intercepted / ${p.allowedCalls} allowed calls per run${r.quick ? ' (--quick: smoke counts, numbers are not meaningful)' : ''}`);
-  for (const group of ['intercepted', 'allowed', 'startup', 'checkpoint'] as const) {
+  for (const group of ['intercepted', 'allowed', 'startup', 'checkpoint', 'lazy'] as const) {
     const rows = r.rows.filter((x) => x.group === group);
     if (rows.length === 0) continue;
     // Rows of no sub-table first (Array.prototype.sort would put undefined last whatever the comparator says).

@@ -45,6 +45,7 @@ const ROWS = [
   ...['time', 'verify', 'file-read', 'mem-write', 'syscalls', 'rest'].map((part) => `checkpoint.restore-16MiB.${part}`),
   'checkpoint.descriptors-dump',
   'checkpoint.descriptors-restore',
+  ...['full', 'lazy'].flatMap((how) => [`lazy.${how}-16MiB`, `lazy.${how}-16MiB.total`]),
 ];
 
 /** Rows vjail itself produces: these must be measured, never skipped. */
@@ -56,7 +57,7 @@ const OURS = [
   'startup.node',
   'startup.vjail',
   'startup.vjail-cold',
-  ...ROWS.filter((id) => id.startsWith('checkpoint.')),
+  ...ROWS.filter((id) => id.startsWith('checkpoint.') || id.startsWith('lazy.')),
 ];
 
 beforeAll(async () => {
@@ -120,6 +121,8 @@ describe('bench --quick', () => {
       'checkpoint-restore',
       'checkpoint-descriptors-dump',
       'checkpoint-descriptors-restore',
+      'lazy-first-instruction',
+      'lazy-total',
     ]);
     for (const t of report.targets) {
       if (t.value === undefined) expect(t.note, t.id).toBeTruthy();
@@ -130,6 +133,7 @@ describe('bench --quick', () => {
     for (const id of ['checkpoint-dump', 'checkpoint-restore']) expect(report.targets.find((t) => t.id === id)?.note, id).toMatch(/256 MiB not measured/);
     // What descriptors add is measured at the largest size of the run, 16 MiB here.
     for (const id of ['checkpoint-descriptors-dump', 'checkpoint-descriptors-restore']) expect(report.targets.find((t) => t.id === id)?.value, id).toBeDefined();
+    for (const id of ['lazy-first-instruction', 'lazy-total']) expect(report.targets.find((t) => t.id === id)?.note, id).toMatch(/256 MiB not measured/);
   });
 
   it('describes the machine and prints a table with every row', () => {
