@@ -22,6 +22,7 @@ import { runWithPlan, viaJavaScript } from './shim-path.js';
 import { GROUPS, type GroupId, measure, type Row, type Variant, withRatios } from './measure.js';
 import { checkpointGroup, checkpointReferences, checkpointTargets } from './checkpoint.js';
 import { predumpRows, predumpTargets } from './predump.js';
+import { lazyGroup, lazyTargets } from './lazy.js';
 import { formatReport } from './table.js';
 import { streamRatios, streamRows, streamTargets } from './stream.js';
 
@@ -399,6 +400,7 @@ function targets(rows: Row[]): Target[] {
       : { id: 'startup', description: 'vjail run start-up beyond node -e \'\' ≤ 10 ms', limit: 10, unit: 'ms', note: 'not measured' },
   );
   out.push(...checkpointTargets(rows), ...streamTargets(rows), ...predumpTargets(rows));
+  out.push(...lazyTargets(rows));
   return out;
 }
 
@@ -418,6 +420,7 @@ export async function runBench(opts: { quick?: boolean; only?: GroupId[]; log?: 
       rows.push(...(await predumpRows(params, dir, log)));
       streamRatios(rows);
     }
+    if (only.has('lazy')) rows.push(...(await lazyGroup(params, dir, log)));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -25,6 +25,7 @@
 #include "napi_util.h"
 #include "pagecopy.h"
 #include "predump.h"
+#include "lazypages.h"
 #include "ipcns.h"
 #include "incaller.h"
 #include "fdio.h"
@@ -368,6 +369,9 @@ static napi_value init(napi_env env, napi_value exports)
 		{ "incallerStart", incaller_js_start },
 		{ "incallerCommand", incaller_js_command },
 		{ "memfdSealed", js_memfd_sealed },
+		{ "lazyStart", js_lazy_start },
+		{ "lazyPrefetch", js_lazy_prefetch },
+		{ "lazyStop", js_lazy_stop },
 		{ "shimMemfdCreate", js_shim_memfd_create },
 		{ "shimPidfdOpen", js_shim_pidfd_open },
 		{ "shimIdentityEnter", js_shim_identity_enter },

@@ -175,6 +175,17 @@ const SUPPORTED = `## Supported
   learns whether it is the original or a restored copy
   (docs/SELF-CHECKPOINT.md; a C header and the \`vjail-self-checkpoint\`
   command).
+- Lazy restore (\`vjail restore --lazy\`): private anonymous memory (heap and
+  anonymous mappings) is mapped but not loaded; a userfaultfd made inside the
+  restored process serves its pages on a native thread, when touched and by a
+  background prefetch once the processes run. Each 256 KiB chunk of page data
+  is checked against its sha256 before any of its pages is placed (images
+  without chunk sums are hashed whole first); a chunk that does not match is
+  never placed: the jail is killed and restore exits 1 with one line. fork,
+  mremap, munmap and MADV_DONTNEED during the prefetch are followed (a child
+  is served as its parent). Once every page is in place the userfaultfd is
+  closed, so the jail checkpoints as any other. Everything else is restored
+  as before.
 - Restore on another kernel: the plan is derived again for the host it lands
   on; calls through the old vDSO go through a trampoline page into the current
   vDSO (or a direct syscall); CLOCK_MONOTONIC and CLOCK_BOOTTIME never go back
@@ -313,9 +324,9 @@ const NOT_SUPPORTED = `## Not supported
 
 const PLANNED = `## Planned
 
-- Lazy restore; migration with pre-dump and lazy restore, so that the jail
-  stops for at most 100 ms at 1 GiB (today it is stopped for the whole dump,
-  transfer and restore). TLS for the page server.
+- Migration with pre-dump and lazy restore, so that the jail stops for at
+  most 100 ms at 1 GiB (today it is stopped for the whole dump, transfer and
+  restore). TLS for the page server.
 - The open shim's C path costs about 35-40 µs per open (median, loaded
   2-vCPU host) against a 30 µs target; openat2 and i386 callers still take
   the JavaScript path.

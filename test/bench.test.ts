@@ -50,6 +50,7 @@ const ROWS = [
   'checkpoint.migrate-16MiB.stopped',
   'checkpoint.stopped-16MiB-full',
   'checkpoint.stopped-16MiB-pre-dump',
+  ...['full', 'lazy'].flatMap((how) => [`lazy.${how}-16MiB`, `lazy.${how}-16MiB.total`]),
 ];
 
 /** Rows vjail itself produces: these must be measured, never skipped. */
@@ -61,7 +62,7 @@ const OURS = [
   'startup.node',
   'startup.vjail',
   'startup.vjail-cold',
-  ...ROWS.filter((id) => id.startsWith('checkpoint.')),
+  ...ROWS.filter((id) => id.startsWith('checkpoint.') || id.startsWith('lazy.')),
 ];
 
 beforeAll(async () => {
@@ -134,6 +135,8 @@ describe('bench --quick', () => {
       'checkpoint-descriptors-restore',
       'migrate-stopped',
       'checkpoint-pre-dump-stopped',
+      'lazy-first-instruction',
+      'lazy-total',
     ]);
     for (const t of report.targets) {
       if (t.value === undefined) expect(t.note, t.id).toBeTruthy();
@@ -146,6 +149,7 @@ describe('bench --quick', () => {
     for (const id of ['checkpoint-descriptors-dump', 'checkpoint-descriptors-restore']) expect(report.targets.find((t) => t.id === id)?.value, id).toBeDefined();
     expect(report.targets.find((t) => t.id === 'migrate-stopped')?.note).toMatch(/1 GiB not measured/);
     expect(report.targets.find((t) => t.id === 'checkpoint-pre-dump-stopped')?.note).toMatch(/1024 MiB not measured/);
+    for (const id of ['lazy-first-instruction', 'lazy-total']) expect(report.targets.find((t) => t.id === id)?.note, id).toMatch(/256 MiB not measured/);
   });
 
   it('describes the machine and prints a table with every row', () => {

@@ -29,6 +29,7 @@ import { dataPath } from '../paths.js';
 import { clockOffsets, describeOffsets } from './parts/clocks.js';
 import { placeFds, prepareFds } from './parts/fds/index.js';
 import { restoreMemory } from './parts/memory.js';
+import { LazyPages, type LazyStats } from './parts/lazy.js';
 import { checkObjects, stageObjects } from './parts/shmem.js';
 import { removeSysvSegments, restoreSysvIpc } from './parts/sysvipc.js';
 import { restoreSignals } from './parts/signals.js';
@@ -71,6 +72,13 @@ export interface RestoreOptions {
   policy?: PolicyChoice;
   /** Called with the first process's PID (ours) once everything is in place, before any process is let go. */
   beforeResume?: (pid: number) => Promise<void>;
+  /**
+   * Restore private anonymous memory lazily (parts/lazy.ts): the processes
+   * run before its pages are in place. `lazyDone` hears when they all are,
+   * or why the jail was killed (a page refused).
+   */
+  lazy?: boolean;
+  lazyDone?: (result: Promise<{ error: string | null; stats: LazyStats[] }>) => void;
 }
 
 export function restorerPath(): string {
@@ -115,6 +123,7 @@ export async function restore(opts: RestoreOptions): Promise<Jail> {
   }
   const held: Tracee[] = [];
   let sockOpen = true;
+  const lazy = opts.lazy ? new LazyPages() : undefined;
   try {
     // The workload execs the restorer right after the launch handshake.
     while (exeOf(jail.pid) !== restorer) {
@@ -145,7 +154,7 @@ export async function restore(opts: RestoreOptions): Promise<Jail> {
     for (const { image: p, tracee } of shells) {
       if (p.state !== 'live') continue;
       const nsPid = m.pidNamespace ? p.pid : tracee.pid;
-      const scratch = await restoreMemory(tracee, image, p.mappings, p, (line) => report('vdso', line), staged);
+      const scratch = await restoreMemory(tracee, image, p.mappings, p, (line) => report('vdso', line), staged, lazy);
       for (const w of await restoreTask(tracee, scratch, p)) warn(w);
       await restoreSignals(tracee, scratch, p.signals, nsPid);
       const [leader, ...others] = p.threads;
@@ -174,7 +183,15 @@ export async function restore(opts: RestoreOptions): Promise<Jail> {
     removeSysvSegments(root.pid, image);
     for (const [t, th] of loads) loadThread(t, th, m.cpu?.xstate);
     await opts.beforeResume?.(jail.pid);
+    if (lazy) {
+      const done = lazy.watch(() => {
+        jail.kill('SIGKILL');
+        void jail.exited.then(() => lazy.release());
+      });
+      opts.lazyDone?.(done);
+    }
     for (const [t] of loads) t.detach();
+    lazy?.prefetch();
     report('resume', m.pidNamespace ? `${shells.length} process(es) continue, the first as ${jail.pid}` : `process ${jail.pid} continues`);
     return jail;
   } catch (e) {
@@ -182,6 +199,8 @@ export async function restore(opts: RestoreOptions): Promise<Jail> {
     for (const t of held.reverse()) await t.kill();
     jail.kill('SIGKILL');
     await jail.exited;
+    lazy?.release();
+    await lazy?.settled();
     throw e;
   }
 }

@@ -1,6 +1,7 @@
 import { fstatSync, readFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { restore } from '../checkpoint/restore.js';
+import type { LazyStats } from '../checkpoint/parts/lazy.js';
 import { type Manifest, openImage } from '../image/format.js';
 import type { Jail } from '../jail.js';
 import { writeAtomic, jailDir } from '../jails/state.js';
@@ -38,6 +39,8 @@ export interface RestoreFlags {
   trustImage?: boolean;
   /** The 32-byte key an encrypted stream or packed image was made with. */
   encryptKey?: string;
+  /** Let the processes run before their private anonymous memory is in place (pages arrive on touch and by prefetch). */
+  lazy?: boolean;
 }
 
 /** `--inherit-fd FD:KEY` values: each FD must be open here. */
@@ -109,7 +112,7 @@ async function restoreDirCommand(dir: string, flags: RestoreFlags, restored?: ()
   const logBound = await logMaxSize(flags.logMaxSize, flags.detach || flags.supervise);
   if (flags.detach) {
     const name = flags.name!;
-    const args = ['restore', resolve(dir), '--name', name, '--supervise', ...(flags.force ? ['--force'] : []), ...(flags.json ? ['--json'] : [])];
+    const args = ['restore', resolve(dir), '--name', name, '--supervise', ...(flags.force ? ['--force'] : []), ...(flags.lazy ? ['--lazy'] : []), ...(flags.json ? ['--json'] : [])];
     if (flags.logMaxSize) args.push('--log-max-size', flags.logMaxSize);
     if (flags.policy) args.push('--policy', resolve(flags.policy));
     if (flags.verifyKey) args.push('--verify-key', resolve(flags.verifyKey));
@@ -138,6 +141,7 @@ async function restoreDirCommand(dir: string, flags: RestoreFlags, restored?: ()
     process.stderr.write(`${line}\n`);
   };
   let jail: Jail;
+  let lazyResult: Promise<{ error: string | null; stats: LazyStats[] }> | undefined;
   let self: Awaited<ReturnType<typeof listenAsBefore>>;
   try {
     const report = (step: string, detail: string): void => {
@@ -151,7 +155,8 @@ async function restoreDirCommand(dir: string, flags: RestoreFlags, restored?: ()
     // Listen for the restored jail's checkpoint requests before any of its processes runs.
     const beforeResume = async (pid: number): Promise<void> => void (self = await listenAsBefore(pid));
     const policy = { named: flags.policy, verifyKey: flags.verifyKey, trustImage: flags.trustImage, say: (line: string) => (flags.quiet ? undefined : say(`vjail: ${line}`)) };
-    const opts = { image: dir, force: flags.force, report, warn, inherit, beforeResume, policy, progress: (bytes: number, total: number) => progress.add(bytes, total) };
+    const lazy = flags.lazy ? { lazy: true, lazyDone: (r: typeof lazyResult) => void (lazyResult = r) } : {};
+    const opts = { image: dir, force: flags.force, report, warn, inherit, beforeResume, policy, progress: (bytes: number, total: number) => progress.add(bytes, total), ...lazy };
     jail = named ? await named.start((cgroup) => restore({ ...opts, cgroup })) : await restore(opts);
   } catch (e) {
     progress.finish();
@@ -190,13 +195,22 @@ async function restoreDirCommand(dir: string, flags: RestoreFlags, restored?: ()
     named.running(jail.pid, { command: commandOf(jail.pid, dir), profile, policy: flags.policy ? resolve(flags.policy) : (policy ?? null), emulate });
     if (flags.supervise && logBound) await boundOwnLog(named.name, logBound);
   }
+  void lazyResult?.then(({ error, stats }) => {
+    if (error || !flags.verbose || flags.quiet) return;
+    const sum = (k: keyof LazyStats): number => stats.reduce((n, s) => n + s[k], 0);
+    say(`vjail: restore lazy: every page in place after ${Math.round(Math.max(0, ...stats.map((s) => s.ms)))} ms: ${sum('faults')} fault(s), ${sum('chunksOnFault')} chunk(s) loaded on a fault, ${sum('chunksPrefetched')} by prefetch, ${sum('forks')} fork(s) served`);
+  });
   const forward = (sig: NodeJS.Signals): void => jail.kill(sig);
   const forwarded: NodeJS.Signals[] = ['SIGTERM', 'SIGHUP', 'SIGUSR1', 'SIGUSR2'];
   for (const s of forwarded) process.on(s, forward);
   const exit = await jail.exited;
+  // A page refused by a lazy restore killed the jail: say why (its servers end once the jail is gone).
+  const lazyError = (await lazyResult)?.error;
+  if (lazyError) say(`vjail: error: ${lazyError}`);
   await self?.server.close();
   named?.ended(exit);
   for (const s of forwarded) process.off(s, forward);
+  if (lazyError) return 1;
   return self?.ended && exit.status === 128 + 9 ? 0 : exit.status;
 }
 

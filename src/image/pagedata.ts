@@ -17,16 +17,30 @@ const { createHash } = require('node:crypto');
 const hashes = new Map();
 parentPort.on('message', (m) => {
   let h = hashes.get(m.id);
-  if (!h) hashes.set(m.id, (h = createHash('sha256')));
+  if (!h) hashes.set(m.id, (h = { whole: createHash('sha256'), chunk: m.chunk, part: null, fill: 0, sums: [] }));
   if (m.data) {
-    h.update(new Uint8Array(m.data, m.off, m.len));
+    const data = new Uint8Array(m.data, m.off, m.len);
+    h.whole.update(data);
+    for (let at = 0; h.chunk && at < data.length; ) {
+      const n = Math.min(data.length - at, h.chunk - h.fill);
+      (h.part ??= createHash('sha256')).update(data.subarray(at, at + n));
+      at += n;
+      h.fill += n;
+      if (h.fill === h.chunk) {
+        h.sums.push(h.part.digest());
+        h.part = null;
+        h.fill = 0;
+      }
+    }
     Atomics.add(m.done, 0, 1);
     Atomics.notify(m.done, 0);
     return;
   }
   hashes.delete(m.id);
+  if (h.part) h.sums.push(h.part.digest());
   const out = new Uint8Array(m.result.buffer);
-  out.set(h.digest(), 4);
+  out.set(h.whole.digest(), 4);
+  out.set(Buffer.concat(h.sums).subarray(0, out.length - 36), 36);
   Atomics.store(m.result, 0, 1);
   Atomics.notify(m.result, 0);
 });
@@ -86,6 +100,11 @@ export function pageBuffer(): Buffer {
 /** A sha256 computed on the worker thread; `update` never copies a page buffer. */
 export class OffThreadHash {
   private readonly id = hashIds++;
+  private bytes = 0;
+
+  /** With `chunk` (bytes), also a sha256 of every `chunk` bytes hashed (the last piece may be shorter): `chunkDigests`. */
+  constructor(private readonly chunk = 0) {}
+  private sums: string[] = [];
 
   /**
    * Hash `data`. A view of a page buffer is shared with the worker (it
@@ -105,14 +124,23 @@ export class OffThreadHash {
     waitFinished(posted - HASH_BACKLOG);
     posted++;
     if (slot) slot.lastUse = posted;
-    hasher().postMessage({ id: this.id, data: ab, off, len: data.length, done: finished }, slot ? [] : [ab as ArrayBuffer]);
+    this.bytes += data.length;
+    hasher().postMessage({ id: this.id, chunk: this.chunk, data: ab, off, len: data.length, done: finished }, slot ? [] : [ab as ArrayBuffer]);
   }
 
   digest(): string {
-    const result = new Int32Array(new SharedArrayBuffer(4 + 32));
-    hasher().postMessage({ id: this.id, result });
+    const pieces = this.chunk ? Math.ceil(this.bytes / this.chunk) : 0;
+    const result = new Int32Array(new SharedArrayBuffer(4 + 32 + 32 * pieces));
+    hasher().postMessage({ id: this.id, chunk: this.chunk, result });
     while (Atomics.load(result, 0) === 0) Atomics.wait(result, 0, 0);
-    return Buffer.from(result.buffer, 4, 32).toString('hex');
+    const out = Buffer.from(result.buffer);
+    for (let i = 0; i < pieces; i++) this.sums.push(out.subarray(36 + 32 * i, 68 + 32 * i).toString('hex'));
+    return out.subarray(4, 36).toString('hex');
+  }
+
+  /** The digests of each chunk, once `digest` has returned. */
+  chunkDigests(): string[] {
+    return this.sums;
   }
 }
 

@@ -264,6 +264,9 @@ function checkPages(dir: string, what: string, p: Pages, pages: number, verifyPa
   if (total * PAGE_SIZE !== p.size) {
     throw new ImageError(`${dir} has an invalid manifest: ${what}'s runs hold ${total * PAGE_SIZE} bytes, its page file ${p.size}`);
   }
+  if (p.chunks && p.chunks.sha256.length !== Math.ceil(p.size / p.chunks.size)) {
+    throw new ImageError(`${dir} has an invalid manifest: ${what} has ${p.chunks.sha256.length} chunk checksums for ${Math.ceil(p.size / p.chunks.size)} chunks`);
+  }
   const { fd } = openPageFileIn(dir, p);
   try {
     if (verifyPages && sha256Fd(fd) !== p.sha256) {

@@ -57,7 +57,15 @@ export const pagesSchema = z.strictObject({
   sha256,
   /** [first page index within the mapping, number of pages], in file order. */
   runs: z.array(z.tuple([z.number().int().nonnegative(), z.number().int().positive()])),
+  /**
+   * Version 5: the sha256 of every `size` bytes of the file (the last piece
+   * may be shorter), so that a lazy restore checks each piece before placing
+   * it. Absent in older images: a lazy restore hashes such a file whole first.
+   */
+  chunks: z.strictObject({ size: z.number().int().positive().multipleOf(PAGE_SIZE), sha256: z.array(sha256) }).optional(),
 });
+/** The piece of a page file that has a sha256 of its own (`chunks`): what a lazy restore reads and checks on a fault. */
+export const PAGE_CHUNK_BYTES = 256 << 10;
 
 export const mappingSchema = z.strictObject({
   start: hex,

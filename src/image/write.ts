@@ -13,7 +13,7 @@ import { describeIssue, ImageError } from './errors.js';
 import { OffThreadHash } from './pagedata.js';
 import { openImage } from './read.js';
 import { SIGNATURE_FILE, signatureText } from './sign.js';
-import { HEADER_FILE, IMAGE_MAGIC, IMAGE_VERSION, type Manifest, MANIFEST_FILE, MANIFEST_MAX_BYTES, manifestSchema, PAGE_SIZE, type Pages, type Blob } from './schema.js';
+import { HEADER_FILE, IMAGE_MAGIC, IMAGE_VERSION, type Manifest, MANIFEST_FILE, MANIFEST_MAX_BYTES, manifestSchema, PAGE_CHUNK_BYTES, PAGE_SIZE, type Pages, type Blob } from './schema.js';
 
 function header(manifestSha: string): string {
   return `${IMAGE_MAGIC} ${IMAGE_VERSION}\nmanifest sha256:${manifestSha}\n`;
@@ -79,7 +79,7 @@ function startWriteback(fd: number, offset: number, length: number): void {
  */
 export class PageFileWriter {
   private fd: number;
-  private readonly hash = new OffThreadHash();
+  private readonly hash = new OffThreadHash(PAGE_CHUNK_BYTES);
   private size = 0;
   readonly runs: [number, number][] = [];
 
@@ -110,7 +110,8 @@ export class PageFileWriter {
   close(): Pages {
     writing(this.dir, () => fsyncSync(this.fd));
     this.discard();
-    return { file: this.name, size: this.size, sha256: this.hash.digest(), runs: this.runs };
+    const sha256 = this.hash.digest();
+    return { file: this.name, size: this.size, sha256, runs: this.runs, chunks: { size: PAGE_CHUNK_BYTES, sha256: this.hash.chunkDigests() } };
   }
 
   /** Close the file without finishing it (abort: its space is freed once it is removed). */

@@ -35,6 +35,7 @@ import { checkRedirect, placeRedirect, vdsoDiffers } from './vdso.js';
 import { mapObject, noStagedObjects, releaseStaged, type SharedObjects, type StagedObjects } from './shmem.js';
 import { CheckpointUnsupported } from '../errors.js';
 import type { MemoryTrack, TrackedMapping } from '../predump.js';
+import { LazyPages } from './lazy.js';
 
 /** Pagemap flags (bits 63, 62, 61 of an entry), as bits of its upper 32-bit half: no BigInt per page. */
 const PM_PRESENT = 1 << 31;
@@ -282,6 +283,7 @@ export interface Scratch {
  */
 export async function restoreMemory(
   t: Tracee, image: OpenedImage, want: Mapping[], proc?: LiveProcess, note?: (line: string) => void, staged: StagedObjects = noStagedObjects(),
+  lazy?: LazyPages,
 ): Promise<Scratch> {
   const imageRanges = want.map((m) => ({ start: fromHex(m.start), end: fromHex(m.end) }));
   const have = readMaps(t.pid);
@@ -327,9 +329,12 @@ export async function restoreMemory(
     prev = m;
   }
   await releaseStaged(t, staged);
+  // Lazily restored memory is served from here on; the rest is loaded now.
+  const lazyMaps = lazy ? want.filter((m) => LazyPages.eligible(m)) : [];
+  await lazy?.start(t, scratch, image, lazyMaps);
   const mem = openSync(`/proc/${t.pid}/mem`, 'r+');
   try {
-    for (const m of want) if (m.pages) loadPages(t, mem, image, m);
+    for (const m of want) if (m.pages && !lazyMaps.includes(m)) loadPages(t, mem, image, m);
   } finally {
     closeSync(mem);
   }

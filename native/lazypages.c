@@ -1,0 +1,868 @@
+/*
+ * Lazy restore: the pages of a restored process's private anonymous
+ * mappings arrive when it touches them (userfaultfd MISSING faults,
+ * answered with UFFDIO_COPY) and from a background prefetch, on one native
+ * thread per restored process, so that faults are answered whatever Node's
+ * event loop is doing.
+ *
+ * Page files are read in chunks of the image's chunk size; each chunk's
+ * sha256 is checked before any of its pages is placed. A chunk that does not
+ * match is never placed: the faulting threads stay blocked, the process is
+ * killed, and the error is handed to JavaScript in one line. A file without
+ * chunk sums has been hashed whole before the workload runs (JavaScript's
+ * side).
+ *
+ * Fork (UFFD_FEATURE_EVENT_FORK): the kernel hands us a new userfaultfd for
+ * the child's memory, which starts with the parent's state at the fork: the
+ * pages already placed are the child's copies, the rest are served to it as
+ * to the parent. mremap, munmap and madvise(MADV_DONTNEED) are followed
+ * (EVENT_REMAP, EVENT_UNMAP, EVENT_REMOVE): a page the program dropped reads
+ * zero, as it would have without us. Once every chunk is placed in a
+ * process, its ranges are unregistered and its userfaultfd closed: the
+ * memory is ordinary again (a later checkpoint reads it as any other).
+ *
+ * Every wait is bounded: poll waits at most 100 ms at a time, and a memory
+ * map that keeps changing under us (EAGAIN) is given up on after a bound.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <openssl/evp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lazypages.h"
+#include "napi_util.h"
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_pidfd_getfd
+#define SYS_pidfd_getfd 438
+#endif
+
+#define PAGE 4096UL
+#define MAX_CTX 256
+/* Consecutive EAGAINs (the memory map changing under a copy) before we give up. */
+#define MAX_AGAIN 100000
+#define IDLE_POLL_MS 100
+/* After a failure, how long the userfaultfds are held open at most while the jail is killed. */
+#define FAILED_HOLD_MS 10000
+
+/* One mapping's page file: immutable once started, shared by every process forked from the first. */
+struct range {
+	uint64_t start;   /* where the image had it */
+	uint32_t npages;  /* pages of the mapping */
+	int fd;           /* its page file */
+	uint32_t nfile;   /* pages in the file */
+	uint32_t chunk;   /* pages per chunk */
+	uint32_t nchunks;
+	uint8_t *sums;    /* nchunks × 32, or NULL: verified whole already */
+	uint32_t *page_of; /* file page -> mapping page */
+	int32_t *chunk_of; /* mapping page -> chunk, -1 where the image has no data */
+};
+
+/* Pages [first, first + count) of a range, now at addr. */
+struct view {
+	uint64_t addr;
+	uint32_t range;
+	uint32_t first;
+	uint32_t count;
+};
+
+/* One process's memory (one mm): its userfaultfd and what has been placed in it. */
+struct ctx {
+	int uffd;
+	struct view *views;
+	size_t nviews, capviews;
+	uint8_t **settled;    /* per range, per page: placed, or dropped by the program */
+	uint8_t **chunk_done; /* per range, per chunk */
+	uint32_t *cursor;     /* per range: prefetch position */
+	int finished;
+};
+
+struct lazy {
+	struct range *ranges;
+	uint32_t nranges;
+	struct ctx *ctx[MAX_CTX];
+	int nctx;
+	pid_t pid;
+	int stopfd;
+	/* Set once the processes run: before, only faults are served (the restore's own calls), and the driver keeps the CPU. */
+	volatile int prefetch;
+	volatile int stopping;
+	pthread_t thread;
+	int started;
+	napi_threadsafe_function done;
+	uint8_t *buf;
+	const EVP_MD *sha;
+	char error[512];
+	/* stats */
+	uint64_t faults, chunks_on_fault, chunks_prefetched, bytes, forks;
+	double start_ms, end_ms;
+};
+
+static double now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static void fail(struct lazy *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fail(struct lazy *l, const char *fmt, ...)
+{
+	if (l->error[0])
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(l->error, sizeof l->error, fmt, ap);
+	va_end(ap);
+	/* The process must not run on memory we could not give it. */
+	kill(l->pid, SIGKILL);
+}
+
+static struct ctx *ctx_new(struct lazy *l, int uffd)
+{
+	struct ctx *c = calloc(1, sizeof *c);
+	if (!c)
+		return NULL;
+	c->uffd = uffd;
+	c->settled = calloc(l->nranges, sizeof *c->settled);
+	c->chunk_done = calloc(l->nranges, sizeof *c->chunk_done);
+	c->cursor = calloc(l->nranges, sizeof *c->cursor);
+	if (!c->settled || !c->chunk_done || !c->cursor)
+		return NULL;
+	for (uint32_t r = 0; r < l->nranges; r++) {
+		c->settled[r] = calloc(l->ranges[r].npages ? l->ranges[r].npages : 1, 1);
+		c->chunk_done[r] = calloc(l->ranges[r].nchunks ? l->ranges[r].nchunks : 1, 1);
+		if (!c->settled[r] || !c->chunk_done[r])
+			return NULL;
+	}
+	return c;
+}
+
+static void ctx_free(struct lazy *l, struct ctx *c)
+{
+	if (!c)
+		return;
+	for (uint32_t r = 0; r < l->nranges; r++) {
+		if (c->settled)
+			free(c->settled[r]);
+		if (c->chunk_done)
+			free(c->chunk_done[r]);
+	}
+	free(c->settled);
+	free(c->chunk_done);
+	free(c->cursor);
+	free(c->views);
+	free(c);
+}
+
+static int view_add(struct ctx *c, struct view v)
+{
+	if (v.count == 0)
+		return 0;
+	if (c->nviews == c->capviews) {
+		size_t cap = c->capviews ? c->capviews * 2 : 8;
+		struct view *nv = realloc(c->views, cap * sizeof *nv);
+		if (!nv)
+			return -1;
+		c->views = nv;
+		c->capviews = cap;
+	}
+	c->views[c->nviews++] = v;
+	return 0;
+}
+
+/*
+ * The part of every view inside [start, end) is cut out: moved by `delta`
+ * (mremap), or dropped, its pages settled (munmap, MADV_DONTNEED: they read
+ * zero from now on; with `keep`, the view stays and only its pages settle).
+ */
+static int views_cut(struct ctx *c, uint64_t start, uint64_t end, int move, uint64_t to, int keep)
+{
+	size_t n = c->nviews;
+	for (size_t i = 0; i < n; i++) {
+		struct view v = c->views[i];
+		uint64_t vend = v.addr + (uint64_t)v.count * PAGE;
+		if (v.count == 0 || vend <= start || v.addr >= end)
+			continue;
+		uint64_t a = v.addr > start ? v.addr : start;
+		uint64_t b = vend < end ? vend : end;
+		uint32_t skip = (uint32_t)((a - v.addr) / PAGE), mid = (uint32_t)((b - a) / PAGE);
+		if (!move && keep)
+			continue; /* settled by the caller */
+		c->views[i].count = 0;
+		struct view before = { v.addr, v.range, v.first, skip };
+		struct view after = { b, v.range, v.first + skip + mid, v.count - skip - mid };
+		struct view moved = { to + (a - start), v.range, v.first + skip, mid };
+		if (view_add(c, before) || view_add(c, after) || (move && view_add(c, moved)))
+			return -1;
+	}
+	/* Compact. */
+	size_t k = 0;
+	for (size_t i = 0; i < c->nviews; i++)
+		if (c->views[i].count)
+			c->views[k++] = c->views[i];
+	c->nviews = k;
+	return 0;
+}
+
+static void settle_addr(struct lazy *l, struct ctx *c, uint64_t start, uint64_t end)
+{
+	(void)l;
+	for (size_t i = 0; i < c->nviews; i++) {
+		struct view *v = &c->views[i];
+		uint64_t vend = v->addr + (uint64_t)v->count * PAGE;
+		if (vend <= start || v->addr >= end)
+			continue;
+		uint64_t a = v->addr > start ? v->addr : start;
+		uint64_t b = vend < end ? vend : end;
+		for (uint64_t x = a; x < b; x += PAGE)
+			c->settled[v->range][v->first + (x - v->addr) / PAGE] = 1;
+	}
+}
+
+static struct view *view_of_page(struct ctx *c, uint32_t range, uint32_t page)
+{
+	for (size_t i = 0; i < c->nviews; i++) {
+		struct view *v = &c->views[i];
+		if (v->range == range && page >= v->first && page < v->first + v->count)
+			return v;
+	}
+	return NULL;
+}
+
+static struct view *view_of_addr(struct ctx *c, uint64_t addr)
+{
+	for (size_t i = 0; i < c->nviews; i++) {
+		struct view *v = &c->views[i];
+		if (addr >= v->addr && addr < v->addr + (uint64_t)v->count * PAGE)
+			return v;
+	}
+	return NULL;
+}
+
+enum { OK = 0, AGAIN = 1, GONE = 2, COMPLETE = 3, FAILED = -1 };
+
+/* Copy `count` pages of data to addr; EEXIST pages are skipped. */
+static int copy_pages(struct lazy *l, struct ctx *c, uint64_t addr, const uint8_t *src, uint64_t count)
+{
+	uint64_t done = 0;
+	while (done < count * PAGE) {
+		struct uffdio_copy cp = { .dst = addr + done, .src = (uint64_t)(uintptr_t)(src + done), .len = count * PAGE - done, .mode = 0 };
+		if (ioctl(c->uffd, UFFDIO_COPY, &cp) == 0) {
+			done += (uint64_t)cp.copy;
+			continue;
+		}
+		if (cp.copy > 0)
+			done += (uint64_t)cp.copy;
+		if (errno == EEXIST) {
+			done += PAGE; /* placed already: never overwritten */
+			continue;
+		}
+		if (errno == EAGAIN)
+			return AGAIN;
+		if (errno == ESRCH)
+			return GONE;
+		if (errno == ENOENT || errno == EINVAL)
+			return OK; /* the range is no longer registered (unmapped, replaced): nothing to place */
+		fail(l, "lazy restore: UFFDIO_COPY at 0x%llx failed: %s", (unsigned long long)(addr + done), strerror(errno));
+		return FAILED;
+	}
+	l->bytes += count * PAGE;
+	return OK;
+}
+
+/* Read and verify chunk k of range r, then place its pages that are neither placed nor dropped. */
+static int load_chunk(struct lazy *l, struct ctx *c, uint32_t r, uint32_t k)
+{
+	struct range *R = &l->ranges[r];
+	if (c->chunk_done[r][k])
+		return OK;
+	uint32_t fp0 = k * R->chunk;
+	uint32_t nfp = R->nfile - fp0 < R->chunk ? R->nfile - fp0 : R->chunk;
+	size_t len = (size_t)nfp * PAGE;
+	for (size_t off = 0; off < len;) {
+		ssize_t n = pread(R->fd, l->buf + off, len - off, (off_t)fp0 * PAGE + (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			fail(l, "lazy restore: page data of the mapping at 0x%llx could not be read (%s); the process was killed",
+				(unsigned long long)R->start, n < 0 ? strerror(errno) : "the file ended early");
+			return FAILED;
+		}
+		off += (size_t)n;
+	}
+	if (R->sums) {
+		unsigned char md[32];
+		unsigned int mdlen = 0;
+		if (!EVP_Digest(l->buf, len, md, &mdlen, l->sha, NULL) || mdlen != 32) {
+			fail(l, "lazy restore: sha256 failed");
+			return FAILED;
+		}
+		if (memcmp(md, R->sums + (size_t)k * 32, 32) != 0) {
+			fail(l, "the image is damaged: the page data of the mapping at 0x%llx (chunk %u) does not match its checksum; the restored process was killed before using it",
+				(unsigned long long)R->start, k);
+			return FAILED;
+		}
+	}
+	/* Runs of consecutive file pages that are consecutive mapping pages, unsettled, within one view. */
+	for (uint32_t i = 0; i < nfp;) {
+		uint32_t page = R->page_of[fp0 + i];
+		struct view *v = c->settled[r][page] ? NULL : view_of_page(c, r, page);
+		if (!v) {
+			c->settled[r][page] = 1;
+			i++;
+			continue;
+		}
+		uint32_t j = i + 1;
+		while (j < nfp && R->page_of[fp0 + j] == page + (j - i) && !c->settled[r][page + (j - i)] && page + (j - i) < v->first + v->count)
+			j++;
+		int rc = copy_pages(l, c, v->addr + (uint64_t)(page - v->first) * PAGE, l->buf + (size_t)i * PAGE, j - i);
+		if (rc != OK)
+			return rc;
+		for (uint32_t x = i; x < j; x++)
+			c->settled[r][page + (x - i)] = 1;
+		i = j;
+	}
+	c->chunk_done[r][k] = 1;
+	return OK;
+}
+
+static int zero_page(struct lazy *l, struct ctx *c, uint64_t addr)
+{
+	struct uffdio_zeropage z = { .range = { addr, PAGE }, .mode = 0 };
+	if (ioctl(c->uffd, UFFDIO_ZEROPAGE, &z) == 0)
+		return OK;
+	if (errno == EEXIST) {
+		struct uffdio_range w = { addr, PAGE };
+		ioctl(c->uffd, UFFDIO_WAKE, &w);
+		return OK;
+	}
+	if (errno == EAGAIN)
+		return AGAIN;
+	if (errno == ESRCH)
+		return GONE;
+	if (errno == ENOENT || errno == EINVAL)
+		return OK;
+	fail(l, "lazy restore: UFFDIO_ZEROPAGE at 0x%llx failed: %s", (unsigned long long)addr, strerror(errno));
+	return FAILED;
+}
+
+static int serve_fault(struct lazy *l, struct ctx *c, uint64_t addr)
+{
+	addr &= ~(PAGE - 1);
+	l->faults++;
+	struct view *v = view_of_addr(c, addr);
+	if (v) {
+		uint32_t r = v->range, page = v->first + (uint32_t)((addr - v->addr) / PAGE);
+		int32_t k = l->ranges[r].chunk_of[page];
+		if (k >= 0 && !c->chunk_done[r][k]) {
+			l->chunks_on_fault++;
+			int rc = load_chunk(l, c, r, (uint32_t)k);
+			if (rc != OK)
+				return rc;
+		}
+	}
+	/* A page the image has no data for, or one the program dropped: zero, as without us. Placed already: just wake. */
+	return zero_page(l, c, addr);
+}
+
+static void ctx_finish(struct lazy *l, struct ctx *c)
+{
+	(void)l;
+	for (size_t i = 0; i < c->nviews; i++) {
+		struct uffdio_range rg = { c->views[i].addr, (uint64_t)c->views[i].count * PAGE };
+		ioctl(c->uffd, UFFDIO_UNREGISTER, &rg); /* a range gone or changed meanwhile: closing unregisters it too */
+	}
+	close(c->uffd);
+	c->uffd = -1;
+	c->finished = 1;
+}
+
+/* A fault or an event waiting on c's queue; returns OK, GONE (its memory is gone), or FAILED. */
+static int handle_msg(struct lazy *l, struct ctx *c, struct uffd_msg *m, uint64_t *pending, int *npending)
+{
+	switch (m->event) {
+	case UFFD_EVENT_PAGEFAULT:
+		pending[(*npending)++] = m->arg.pagefault.address;
+		return OK;
+	case UFFD_EVENT_FORK: {
+		int fd = (int)m->arg.fork.ufd;
+		if (l->nctx == MAX_CTX) {
+			close(fd);
+			fail(l, "lazy restore: more than %d processes forked before their memory was in place; the process was killed", MAX_CTX);
+			return FAILED;
+		}
+		struct ctx *n = ctx_new(l, fd);
+		if (!n) {
+			close(fd);
+			fail(l, "lazy restore: out of memory");
+			return FAILED;
+		}
+		for (size_t i = 0; i < c->nviews; i++)
+			if (view_add(n, c->views[i])) {
+				ctx_free(l, n);
+				close(fd);
+				fail(l, "lazy restore: out of memory");
+				return FAILED;
+			}
+		for (uint32_t r = 0; r < l->nranges; r++) {
+			memcpy(n->settled[r], c->settled[r], l->ranges[r].npages);
+			memcpy(n->chunk_done[r], c->chunk_done[r], l->ranges[r].nchunks);
+			n->cursor[r] = c->cursor[r];
+		}
+		fcntl(fd, F_SETFL, O_NONBLOCK);
+		l->ctx[l->nctx++] = n;
+		l->forks++;
+		return OK;
+	}
+	case UFFD_EVENT_REMAP:
+		if (views_cut(c, m->arg.remap.from, m->arg.remap.from + m->arg.remap.len, 1, m->arg.remap.to, 0)) {
+			fail(l, "lazy restore: out of memory");
+			return FAILED;
+		}
+		return OK;
+	case UFFD_EVENT_REMOVE:
+		settle_addr(l, c, m->arg.remove.start, m->arg.remove.end);
+		return OK;
+	case UFFD_EVENT_UNMAP:
+		settle_addr(l, c, m->arg.remove.start, m->arg.remove.end);
+		if (views_cut(c, m->arg.remove.start, m->arg.remove.end, 0, 0, 0)) {
+			fail(l, "lazy restore: out of memory");
+			return FAILED;
+		}
+		return OK;
+	}
+	return OK;
+}
+
+/* Read c's queue dry and answer its faults. */
+static int drain(struct lazy *l, struct ctx *c)
+{
+	for (int again = 0; again < MAX_AGAIN;) {
+		struct uffd_msg msgs[32];
+		uint64_t pending[32];
+		int npending = 0;
+		ssize_t n = read(c->uffd, msgs, sizeof msgs);
+		if (n < 0 && errno == EAGAIN)
+			return OK;
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return GONE;
+		for (size_t i = 0; i < (size_t)n / sizeof msgs[0]; i++) {
+			int rc = handle_msg(l, c, &msgs[i], pending, &npending);
+			if (rc != OK)
+				return rc;
+		}
+		for (int i = 0; i < npending; i++) {
+			int rc = serve_fault(l, c, pending[i]);
+			if (rc == AGAIN) {
+				/* The map is changing: its event is queued; read it, then retry this fault. */
+				again++;
+				struct uffd_msg ev;
+				ssize_t k = read(c->uffd, &ev, sizeof ev);
+				if (k == sizeof ev) {
+					uint64_t more[1];
+					int nmore = 0;
+					rc = handle_msg(l, c, &ev, more, &nmore);
+					if (rc != OK)
+						return rc;
+					if (nmore && npending < 32)
+						pending[npending++] = more[0];
+				}
+				i--;
+				continue;
+			}
+			if (rc != OK)
+				return rc;
+		}
+	}
+	fail(l, "lazy restore: the memory map kept changing under the page copies; the process was killed");
+	return FAILED;
+}
+
+/* Place the next chunk not placed yet in c; returns OK, COMPLETE when every chunk is, or AGAIN, GONE, FAILED. */
+static int prefetch_one(struct lazy *l, struct ctx *c)
+{
+	for (uint32_t r = 0; r < l->nranges; r++) {
+		struct range *R = &l->ranges[r];
+		while (c->cursor[r] < R->nchunks && c->chunk_done[r][c->cursor[r]])
+			c->cursor[r]++;
+		if (c->cursor[r] == R->nchunks)
+			continue;
+		int rc = load_chunk(l, c, r, c->cursor[r]);
+		if (rc == OK)
+			l->chunks_prefetched++;
+		return rc;
+	}
+	return COMPLETE;
+}
+
+static void *serve(void *arg)
+{
+	struct lazy *l = arg;
+	int again = 0;
+	while (!l->error[0]) {
+		struct pollfd p[MAX_CTX + 1];
+		int live = 0, n = l->nctx; /* drain may add contexts (forks): they are polled next time round */
+		for (int i = 0; i < n; i++) {
+			p[i].fd = l->ctx[i]->finished ? -1 : l->ctx[i]->uffd;
+			p[i].events = POLLIN;
+			p[i].revents = 0;
+			live += !l->ctx[i]->finished;
+		}
+		if (!live)
+			break;
+		p[n].fd = l->stopfd;
+		p[n].events = POLLIN;
+		p[n].revents = 0;
+		if (poll(p, (nfds_t)n + 1, 0) == 0) {
+			/* Nothing waiting: prefetch a chunk, or wait a bounded while if nothing is left. */
+			int busy = 0;
+			for (int i = 0; i < l->nctx && !l->error[0] && __atomic_load_n(&l->prefetch, __ATOMIC_ACQUIRE); i++) {
+				struct ctx *c = l->ctx[i];
+				if (c->finished)
+					continue;
+				int rc = prefetch_one(l, c);
+				if (rc == COMPLETE) {
+					/* Complete: a last look at the queue (a fork or fault just before), then let go. */
+					int d = drain(l, c);
+					if (d == OK && prefetch_one(l, c) == COMPLETE)
+						ctx_finish(l, c);
+					else if (d == GONE)
+						ctx_finish(l, c);
+					busy = 1;
+					continue;
+				}
+				if (rc == GONE) {
+					ctx_finish(l, c);
+					continue;
+				}
+				if (rc == AGAIN) {
+					if (++again > MAX_AGAIN)
+						fail(l, "lazy restore: the memory map kept changing under the page copies; the process was killed");
+					drain(l, c);
+				} else {
+					again = 0;
+				}
+				busy = 1;
+				break; /* one chunk, then look at the queues again */
+			}
+			if (!busy)
+				poll(p, (nfds_t)n + 1, IDLE_POLL_MS);
+			continue;
+		}
+		if (p[n].revents) {
+			uint64_t v;
+			if (read(l->stopfd, &v, sizeof v) < 0) {
+				/* Already cleared. */
+			}
+			if (__atomic_load_n(&l->stopping, __ATOMIC_ACQUIRE))
+				break;
+		}
+		for (int i = 0; i < n && !l->error[0]; i++) {
+			if (!p[i].revents)
+				continue;
+			int rc = drain(l, l->ctx[i]);
+			if (rc == GONE)
+				ctx_finish(l, l->ctx[i]);
+		}
+	}
+	l->end_ms = now_ms();
+	if (l->error[0]) {
+		/*
+		 * Report at once (JavaScript kills the jail), but keep every
+		 * userfaultfd open until told to stop, or for a bounded while:
+		 * a thread blocked on a page we refused stays blocked until its
+		 * process is dead, and never sees memory we did not give it.
+		 */
+		napi_call_threadsafe_function(l->done, (void *)1, napi_tsfn_blocking);
+		double until = now_ms() + FAILED_HOLD_MS;
+		while (!__atomic_load_n(&l->stopping, __ATOMIC_ACQUIRE) && now_ms() < until) {
+			struct pollfd s = { l->stopfd, POLLIN, 0 };
+			uint64_t v;
+			if (poll(&s, 1, (int)(until - now_ms()) + 1) > 0 && read(l->stopfd, &v, sizeof v) < 0) {
+				/* Cleared meanwhile. */
+			}
+		}
+	}
+	napi_call_threadsafe_function(l->done, NULL, napi_tsfn_blocking);
+	return NULL;
+}
+
+static void lazy_free(struct lazy *l)
+{
+	for (int i = 0; i < l->nctx; i++) {
+		if (l->ctx[i]->uffd >= 0)
+			close(l->ctx[i]->uffd);
+		ctx_free(l, l->ctx[i]);
+	}
+	for (uint32_t r = 0; r < l->nranges; r++) {
+		struct range *R = &l->ranges[r];
+		if (R->fd >= 0)
+			close(R->fd);
+		free(R->sums);
+		free(R->page_of);
+		free(R->chunk_of);
+	}
+	free(l->ranges);
+	free(l->buf);
+	if (l->stopfd >= 0)
+		close(l->stopfd);
+	free(l);
+}
+
+static napi_value stats_object(napi_env env, struct lazy *l)
+{
+	napi_value o;
+	napi_create_object(env, &o);
+	vj_set_number(env, o, "faults", (double)l->faults);
+	vj_set_number(env, o, "chunksOnFault", (double)l->chunks_on_fault);
+	vj_set_number(env, o, "chunksPrefetched", (double)l->chunks_prefetched);
+	vj_set_number(env, o, "bytes", (double)l->bytes);
+	vj_set_number(env, o, "forks", (double)l->forks);
+	vj_set_number(env, o, "ms", l->end_ms - l->start_ms);
+	return o;
+}
+
+/*
+ * On the JS thread: done('failed', error, stats) as soon as a page cannot be
+ * given (the handle stays valid: call lazyStop once the jail is dead), then
+ * done('ended', error | null, stats) once the serving thread has ended (the
+ * handle is gone).
+ */
+static void call_done(napi_env env, napi_value js_cb, void *context, void *data)
+{
+	struct lazy *l = context;
+	if (!env)
+		return;
+	napi_value args[3], undef;
+	napi_get_undefined(env, &undef);
+	if (data) {
+		napi_create_string_utf8(env, "failed", NAPI_AUTO_LENGTH, &args[0]);
+		napi_create_string_utf8(env, l->error, NAPI_AUTO_LENGTH, &args[1]);
+		args[2] = stats_object(env, l);
+		napi_call_function(env, undef, js_cb, 3, args, NULL);
+		return;
+	}
+	pthread_join(l->thread, NULL);
+	l->started = 0;
+	napi_create_string_utf8(env, "ended", NAPI_AUTO_LENGTH, &args[0]);
+	if (l->error[0])
+		napi_create_string_utf8(env, l->error, NAPI_AUTO_LENGTH, &args[1]);
+	else
+		napi_get_null(env, &args[1]);
+	args[2] = stats_object(env, l);
+	napi_call_function(env, undef, js_cb, 3, args, NULL);
+	napi_threadsafe_function tsfn = l->done;
+	lazy_free(l);
+	napi_release_threadsafe_function(tsfn, napi_tsfn_release);
+}
+
+static int get_prop(napi_env env, napi_value obj, const char *key, napi_value *out)
+{
+	return napi_get_named_property(env, obj, key, out) == napi_ok ? 0 : -1;
+}
+
+/*
+ * lazyStart(pid, remoteUffd, ranges, done): take the userfaultfd numbered
+ * remoteUffd in process pid (pidfd_getfd), and serve it on a thread of its
+ * own. ranges: [{ start: bigint, pages, fd, runs: Buffer of uint32 pairs,
+ * chunkPages, sums: Buffer | null }]; each fd becomes ours. done(error, stats)
+ * is called once every page is in place (or on failure).
+ */
+napi_value js_lazy_start(napi_env env, napi_callback_info info)
+{
+	napi_value argv[4];
+	if (vj_args(env, info, 4, argv))
+		return NULL;
+	struct lazy *l = calloc(1, sizeof *l);
+	if (!l)
+		return vj_throw_errno(env, "calloc", ENOMEM);
+	l->stopfd = -1;
+	l->pid = vj_i32(env, argv[0]);
+	int remote = vj_i32(env, argv[1]);
+	uint32_t n = 0;
+	napi_get_array_length(env, argv[2], &n);
+	l->nranges = n;
+	l->ranges = calloc(n ? n : 1, sizeof *l->ranges);
+	if (!l->ranges) {
+		free(l);
+		return vj_throw_errno(env, "calloc", ENOMEM);
+	}
+	for (uint32_t r = 0; r < n; r++)
+		l->ranges[r].fd = -1;
+	uint32_t maxchunk = 1;
+	const char *bad = NULL;
+	for (uint32_t r = 0; r < n && !bad; r++) {
+		struct range *R = &l->ranges[r];
+		napi_value o, v;
+		napi_get_element(env, argv[2], r, &o);
+		if (get_prop(env, o, "start", &v))
+			bad = "start";
+		R->start = vj_u64(env, v);
+		get_prop(env, o, "pages", &v);
+		R->npages = (uint32_t)vj_i32(env, v);
+		get_prop(env, o, "fd", &v);
+		R->fd = vj_i32(env, v);
+		get_prop(env, o, "chunkPages", &v);
+		R->chunk = (uint32_t)vj_i32(env, v);
+		void *runs;
+		size_t runslen;
+		get_prop(env, o, "runs", &v);
+		if (vj_buffer(env, v, "runs", &runs, &runslen)) {
+			bad = "runs";
+			break;
+		}
+		const uint32_t *rp = runs;
+		R->nfile = 0;
+		for (size_t i = 0; i + 1 < runslen / 4; i += 2)
+			R->nfile += rp[i + 1];
+		if (R->chunk == 0 || R->npages == 0) {
+			bad = "chunkPages";
+			break;
+		}
+		R->nchunks = (R->nfile + R->chunk - 1) / R->chunk;
+		if (R->chunk > maxchunk)
+			maxchunk = R->chunk;
+		R->page_of = malloc((R->nfile ? R->nfile : 1) * sizeof *R->page_of);
+		R->chunk_of = malloc(R->npages * sizeof *R->chunk_of);
+		if (!R->page_of || !R->chunk_of) {
+			bad = "memory";
+			break;
+		}
+		for (uint32_t p = 0; p < R->npages; p++)
+			R->chunk_of[p] = -1;
+		uint32_t fp = 0;
+		for (size_t i = 0; i + 1 < runslen / 4; i += 2)
+			for (uint32_t k = 0; k < rp[i + 1]; k++, fp++) {
+				uint32_t page = rp[i] + k;
+				if (page >= R->npages) {
+					bad = "runs beyond the mapping";
+					break;
+				}
+				R->page_of[fp] = page;
+				R->chunk_of[page] = (int32_t)(fp / R->chunk);
+			}
+		get_prop(env, o, "sums", &v);
+		napi_valuetype t;
+		napi_typeof(env, v, &t);
+		if (t != napi_null && t != napi_undefined) {
+			void *s;
+			size_t slen;
+			if (vj_buffer(env, v, "sums", &s, &slen) || slen != (size_t)R->nchunks * 32) {
+				bad = "sums";
+				break;
+			}
+			R->sums = malloc(slen ? slen : 1);
+			if (!R->sums) {
+				bad = "memory";
+				break;
+			}
+			memcpy(R->sums, s, slen);
+		}
+	}
+	if (bad) {
+		lazy_free(l);
+		bool pending = false;
+		napi_is_exception_pending(env, &pending);
+		if (!pending)
+			napi_throw_type_error(env, NULL, "lazyStart: bad range description");
+		return NULL;
+	}
+	l->buf = malloc((size_t)maxchunk * PAGE);
+	l->sha = EVP_sha256();
+	l->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	int pidfd = (int)syscall(SYS_pidfd_open, l->pid, 0);
+	int uffd = pidfd < 0 ? -1 : (int)syscall(SYS_pidfd_getfd, pidfd, remote, 0);
+	int err = errno;
+	if (pidfd >= 0)
+		close(pidfd);
+	if (uffd < 0 || !l->buf || l->stopfd < 0) {
+		lazy_free(l);
+		return vj_throw_errno(env, "pidfd_getfd of the restored process's userfaultfd", uffd < 0 ? err : ENOMEM);
+	}
+	fcntl(uffd, F_SETFL, O_NONBLOCK);
+	struct ctx *c = ctx_new(l, uffd);
+	if (!c) {
+		close(uffd);
+		lazy_free(l);
+		return vj_throw_errno(env, "calloc", ENOMEM);
+	}
+	l->ctx[l->nctx++] = c;
+	for (uint32_t r = 0; r < n; r++) {
+		struct view v = { l->ranges[r].start, r, 0, l->ranges[r].npages };
+		if (view_add(c, v)) {
+			lazy_free(l);
+			return vj_throw_errno(env, "calloc", ENOMEM);
+		}
+	}
+	napi_value name;
+	napi_create_string_utf8(env, "vjail lazy pages", NAPI_AUTO_LENGTH, &name);
+	if (napi_create_threadsafe_function(env, argv[3], NULL, name, 0, 1, NULL, NULL, l, call_done, &l->done) != napi_ok) {
+		lazy_free(l);
+		return NULL;
+	}
+	l->start_ms = now_ms();
+	if (pthread_create(&l->thread, NULL, serve, l) != 0) {
+		napi_release_threadsafe_function(l->done, napi_tsfn_release);
+		lazy_free(l);
+		return vj_throw_errno(env, "pthread_create", EAGAIN);
+	}
+	l->started = 1;
+	napi_value handle;
+	napi_create_external(env, l, NULL, NULL, &handle);
+	return handle;
+}
+
+/* lazyPrefetch(handle): the processes run; start placing every page in the background. */
+napi_value js_lazy_prefetch(napi_env env, napi_callback_info info)
+{
+	napi_value argv[1];
+	if (vj_args(env, info, 1, argv))
+		return NULL;
+	void *p = NULL;
+	napi_get_value_external(env, argv[0], &p);
+	struct lazy *l = p;
+	if (l) {
+		__atomic_store_n(&l->prefetch, 1, __ATOMIC_RELEASE);
+		uint64_t one = 1;
+		if (write(l->stopfd, &one, sizeof one) < 0) {
+			/* Only cuts the idle wait short: the next poll sees the flag anyway. */
+		}
+	}
+	return vj_undefined(env);
+}
+
+/* lazyStop(handle): end the serving thread early (a failed restore); done is still called. */
+napi_value js_lazy_stop(napi_env env, napi_callback_info info)
+{
+	napi_value argv[1];
+	if (vj_args(env, info, 1, argv))
+		return NULL;
+	void *p = NULL;
+	napi_get_value_external(env, argv[0], &p);
+	struct lazy *l = p;
+	if (l && l->stopfd >= 0) {
+		__atomic_store_n(&l->stopping, 1, __ATOMIC_RELEASE);
+		uint64_t one = 1;
+		if (write(l->stopfd, &one, sizeof one) < 0) {
+			/* The counter cannot overflow at one write: nothing to do. */
+		}
+	}
+	return vj_undefined(env);
+}
