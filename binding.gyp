@@ -6,7 +6,7 @@
   "targets": [
     {
       "target_name": "vjail",
-      "sources": ["native/addon.c", "native/napi_util.c", "native/supervisor.c", "native/openfast.c", "native/supervisor_napi.c", "native/caller.c", "native/incaller.c", "native/ptrace.c", "native/features.c", "native/shimcalls.c", "native/cpu.c", "native/pagecopy.c", "native/fdio.c", "native/guard.c", "native/ipcns.c", "native/sockdiag.c"],
+      "sources": ["native/addon.c", "native/napi_util.c", "native/supervisor.c", "native/openfast.c", "native/supervisor_napi.c", "native/caller.c", "native/incaller.c", "native/ptrace.c", "native/features.c", "native/shimcalls.c", "native/cpu.c", "native/pagecopy.c", "native/fdio.c", "native/guard.c", "native/ipcns.c", "native/sockdiag.c", "native/resident.c"],
       "libraries": ["-lpthread"]
     },
     {
@@ -19,6 +19,12 @@
       "target_name": "vjail-self-checkpoint",
       "type": "executable",
       "sources": ["native/self-checkpoint.c"],
+      "ldflags": ["-static"]
+    },
+    {
+      "target_name": "vjail-run",
+      "type": "executable",
+      "sources": ["native/vjail-run.c"],
       "ldflags": ["-static"]
     },
     {

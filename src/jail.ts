@@ -164,19 +164,33 @@ export function planJail(opts: Pick<JailOptions, 'profile' | 'policy' | 'emulate
 }
 
 /**
- * Start `command` in a jail: every syscall its plan names is answered by our
- * supervisor, in this process, until the last process of the jail exits.
+ * What a jail is started with: its profile, plan and filter, and the
+ * profile's kernel files written where vjail-init mounts them (the caller
+ * removes `kernelFiles.dir` once the jail has ended).
  */
-export function spawnJail(opts: JailOptions): Jail {
-  if (opts.command.length === 0) throw new Error('no command given');
+export function prepareJail(opts: Pick<JailOptions, 'profile' | 'policy' | 'emulate' | 'kernelFiles' | 'plan'>): {
+  profile: Profile;
+  plan: Plan;
+  warnings: string[];
+  filter: Buffer;
+  kernelFiles?: { dir: string; binds: { source: string; target: string }[] };
+} {
   const profile = typeof opts.profile === 'object' ? opts.profile : loadProfile(opts.profile ?? 'host');
   const mode = opts.kernelFiles ?? 'auto';
   const mountFiles = !profile.isHost && (mode === 'mount' || (mode === 'auto' && process.geteuid?.() === 0));
   const planned = opts.plan
     ? { plan: opts.plan, warnings: [], filter: compile(opts.plan) }
     : planJail({ ...opts, profile, kernelFilesMounted: mountFiles });
-  const { plan, warnings, filter } = planned;
-  const kernelFiles = mountFiles ? writeKernelFiles(profile) : undefined;
+  return { profile, ...planned, kernelFiles: mountFiles ? writeKernelFiles(profile) : undefined };
+}
+
+/**
+ * Start `command` in a jail: every syscall its plan names is answered by our
+ * supervisor, in this process, until the last process of the jail exits.
+ */
+export function spawnJail(opts: JailOptions): Jail {
+  if (opts.command.length === 0) throw new Error('no command given');
+  const { profile, plan, warnings, filter, kernelFiles } = prepareJail(opts);
   const warn = opts.warn ?? ((line: string) => process.stderr.write(`vjail: ${line}\n`));
   // A policy naming syscalls no table has is told always (runc logs and skips them): a typo there weakens the policy.
   for (const w of warnings) if (isPolicyWarning(w)) warn(`warning: ${w}`);
