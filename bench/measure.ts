@@ -4,8 +4,8 @@
  */
 import { summarize, type Summary } from './stats.js';
 
-export type GroupId = 'intercepted' | 'allowed' | 'startup' | 'checkpoint';
-export const GROUPS: readonly GroupId[] = ['intercepted', 'allowed', 'startup', 'checkpoint'];
+export type GroupId = 'intercepted' | 'allowed' | 'startup' | 'checkpoint' | 'sequential';
+export const GROUPS: readonly GroupId[] = ['intercepted', 'allowed', 'startup', 'checkpoint', 'sequential'];
 
 export interface Row {
   group: GroupId;

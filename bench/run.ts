@@ -22,6 +22,7 @@ import { runWithPlan, viaJavaScript } from './shim-path.js';
 import { GROUPS, type GroupId, measure, type Row, type Variant, withRatios } from './measure.js';
 import { checkpointGroup, checkpointReferences, checkpointTargets } from './checkpoint.js';
 import { formatReport } from './table.js';
+import { SEQUENTIAL_FULL, SEQUENTIAL_QUICK, sequentialGroup, sequentialTargets } from './sequential.js';
 
 export { GROUPS, type GroupId, type Row };
 
@@ -397,6 +398,7 @@ function targets(rows: Row[]): Target[] {
       : { id: 'startup', description: 'vjail run start-up beyond node -e \'\' ≤ 10 ms', limit: 10, unit: 'ms', note: 'not measured' },
   );
   out.push(...checkpointTargets(rows));
+  out.push(...sequentialTargets(rows));
   return out;
 }
 
@@ -410,6 +412,7 @@ export async function runBench(opts: { quick?: boolean; only?: GroupId[]; log?: 
     if (only.has('intercepted')) rows.push(...(await intercepted(params, log)));
     if (only.has('allowed')) rows.push(...(await allowed(params, dir, log)));
     if (only.has('startup')) rows.push(...(await startup(params, log)));
+    if (only.has('sequential')) rows.push(...(await sequentialGroup(opts.quick ? SEQUENTIAL_QUICK : SEQUENTIAL_FULL, onPath('bwrap'), log)));
     if (only.has('checkpoint')) rows.push(...(await checkpointGroup(params, dir, log)));
   } finally {
     rmSync(dir, { recursive: true, force: true });
