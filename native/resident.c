@@ -1,7 +1,8 @@
 /*
  * The resident supervisor's socket (src/resident/): a SOCK_SEQPACKET unix
  * socket the native `vjail run` front end connects to, its connections,
- * and a watch on Node's loop that says when one of them has a message.
+ * and a watch on Node's loop that says when a descriptor is readable (a
+ * connection has a message; a pidfd's process has exited).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -186,7 +187,7 @@ static void watch_finalize(napi_env env, void *data, void *hint)
 		free(w);
 }
 
-/* residentWatch(fd, callback): call callback on Node's loop whenever fd is readable (or hung up). */
+/* fdWatch(fd, callback): call callback on Node's loop whenever fd is readable (or hung up). */
 napi_value js_resident_watch(napi_env env, napi_callback_info info)
 {
 	napi_value argv[2];
@@ -194,10 +195,10 @@ napi_value js_resident_watch(napi_env env, napi_callback_info info)
 		return NULL;
 	uv_loop_t *loop;
 	if (napi_get_uv_event_loop(env, &loop) != napi_ok)
-		return vj_throw_errno(env, "residentWatch: loop", EINVAL);
+		return vj_throw_errno(env, "fdWatch: loop", EINVAL);
 	struct watch *w = calloc(1, sizeof *w);
 	if (!w)
-		return vj_throw_errno(env, "residentWatch", ENOMEM);
+		return vj_throw_errno(env, "fdWatch", ENOMEM);
 	w->env = env;
 	if (uv_poll_init(loop, &w->poll, vj_i32(env, argv[0]))) {
 		free(w);
@@ -211,7 +212,7 @@ napi_value js_resident_watch(napi_env env, napi_callback_info info)
 	return ext;
 }
 
-/* residentUnwatch(handle): stop calling (before the fd is closed). */
+/* fdUnwatch(handle): stop calling (before the fd is closed). */
 napi_value js_resident_unwatch(napi_env env, napi_callback_info info)
 {
 	napi_value argv[1];
@@ -219,7 +220,7 @@ napi_value js_resident_unwatch(napi_env env, napi_callback_info info)
 		return NULL;
 	struct watch *w;
 	if (napi_get_value_external(env, argv[0], (void **)&w) != napi_ok)
-		return vj_throw_errno(env, "residentUnwatch", EINVAL);
+		return vj_throw_errno(env, "fdUnwatch", EINVAL);
 	close_watch(w);
 	return vj_undefined(env);
 }

@@ -8,8 +8,8 @@ export interface ResidentAddon {
   residentAccept(fd: number): number;
   /** The next message (data empty: the peer has gone), or null when none is waiting. */
   residentRecv(fd: number): { data: Buffer; fd: number } | null;
-  residentWatch(fd: number, onReadable: () => void): object;
-  residentUnwatch(handle: object): void;
+  fdWatch(fd: number, onReadable: () => void): object;
+  fdUnwatch(handle: object): void;
   /** Bytes sent, or -EAGAIN (fdio.c). */
   sendFd(sock: number, header: Buffer, fd: number): number;
 }

@@ -74,7 +74,7 @@ class Connection {
     private readonly fd: number,
     private readonly onClose: () => void,
   ) {
-    this.watch = residentAddon().residentWatch(fd, () => this.readable());
+    this.watch = residentAddon().fdWatch(fd, () => this.readable());
   }
 
   private send(data: Buffer): void {
@@ -141,7 +141,7 @@ class Connection {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    residentAddon().residentUnwatch(this.watch);
+    residentAddon().fdUnwatch(this.watch);
     this.supervisor?.stop();
     closeSync(this.fd);
     this.onClose();
@@ -160,7 +160,7 @@ export function serve(socketPath: string, idleMs: number): boolean {
   let open = 0;
   let idle: NodeJS.Timeout | undefined;
   const quit = (): void => {
-    addon.residentUnwatch(listenWatch);
+    addon.fdUnwatch(listenWatch);
     closeSync(lfd);
     try {
       // Only our own socket: a resident started after a stale-socket cleanup may own the path now.
@@ -174,7 +174,7 @@ export function serve(socketPath: string, idleMs: number): boolean {
   const armIdle = (): void => {
     if (open === 0) idle = setTimeout(quit, idleMs);
   };
-  const listenWatch = addon.residentWatch(lfd, () => {
+  const listenWatch = addon.fdWatch(lfd, () => {
     for (let fd = addon.residentAccept(lfd); fd >= 0; fd = addon.residentAccept(lfd)) {
       clearTimeout(idle);
       open++;
