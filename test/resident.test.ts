@@ -157,6 +157,20 @@ describe('vjail run: native front end and Node CLI alike', () => {
   });
 });
 
+describe('the front end killed', () => {
+  it('kill -9 of vjail leaves no jailed process alive; the resident serves on', async () => {
+    const p = start(true, ['run', '--', 'sh', '-c', 'sleep 1000 & echo $!; wait'], { onStart: async () => {} });
+    const sleeper = Number(await new Promise<string>((resolve) => p.stdout!.once('data', (d: Buffer) => resolve(d.toString()))));
+    expect(existsSync(`/proc/${sleeper}`)).toBe(true);
+    p.kill('SIGKILL');
+    await p;
+    await waitFor('the jail to end with its front end', () => !existsSync(`/proc/${sleeper}`) || readFileSync(`/proc/${sleeper}/stat`, 'utf8').includes(') Z'));
+    const r = await both(['run', '--', 'sh', '-c', 'exit 4']);
+    expect(r.fast).toEqual(r.node);
+    expect(r.fast.exitCode).toBe(4);
+  });
+});
+
 describe('the resident supervisor', () => {
   it('leaves after its idle time and is started again on demand', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'vjail-resident-idle-'));
