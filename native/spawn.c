@@ -1,14 +1,16 @@
 /*
- * The jail's launcher started with posix_spawn (clone with CLONE_VM and
- * CLONE_VFORK): libuv forks, and a fork copies the page tables of all of
- * Node's memory, most of spawnJail's time. The child gets exactly the
- * descriptors asked for as 0..n-1, every signal at its default and an empty
- * mask, as libuv gives them.
+ * The jail's launcher started by clone with CLONE_VM and CLONE_VFORK: libuv
+ * forks, and a fork copies the page tables of all of Node's memory, most of
+ * spawnJail's time. The child gets exactly the descriptors asked for as
+ * 0..n-1, every signal at its default (glibc's posix_spawn would leave its
+ * two internal signals ignored, across exec) and an empty mask, as libuv
+ * gives them.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -53,6 +55,64 @@ static void free_strings(char **s)
 	free(s);
 }
 
+struct child {
+	const char *file;
+	char **args, **envp;
+	const char *cwd;
+	const int *fds;
+	uint32_t nfds;
+	int err; /* written by the child (shared memory) when exec fails */
+};
+
+/* In the child, sharing our memory until it execs: raw system calls only. */
+static int child_main(void *arg)
+{
+	struct child *c = arg;
+	struct {
+		void *handler;
+		unsigned long flags;
+		void *restorer;
+		uint64_t mask;
+	} dfl = { 0 };
+	for (int sig = 1; sig <= 64; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP)
+			syscall(SYS_rt_sigaction, sig, &dfl, NULL, 8);
+	for (uint32_t i = 0; i < c->nfds; i++)
+		if (syscall(SYS_dup2, c->fds[i], (int)i) < 0)
+			goto fail;
+	if (c->cwd && syscall(SYS_chdir, c->cwd) < 0)
+		goto fail;
+	uint64_t none = 0;
+	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, 8);
+	syscall(SYS_execve, c->file, c->args, c->envp);
+fail:
+	c->err = errno;
+	syscall(SYS_exit, 127);
+	return 127;
+}
+
+/* Start the child; 0 and its pid, or an errno (the child, if any, reaped). */
+static int spawn_child(struct child *c, pid_t *pid)
+{
+	enum { STACK = 64 * 1024 };
+	char *stack = malloc(STACK);
+	if (!stack)
+		return ENOMEM;
+	/* No handler of ours may run in the child before it resets them. */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	c->err = 0;
+	*pid = clone(child_main, stack + STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, c);
+	int err = *pid < 0 ? errno : c->err;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	free(stack);
+	if (*pid > 0 && err)
+		while (waitpid(*pid, NULL, 0) < 0 && errno == EINTR)
+			;
+	return err;
+}
+
 /*
  * spawnInheriting(file, argv, envPairs, cwd|null, fds): the child's pid and
  * a pidfd for its exit, {pid, pidfd}; fds[i] becomes the child's fd i.
@@ -88,23 +148,8 @@ napi_value js_spawn_inheriting(napi_env env, napi_callback_info info)
 	pid_t pid = -1;
 	int pidfd = -1;
 	if (!err && file && args && envp) {
-		posix_spawn_file_actions_t fa;
-		posix_spawnattr_t at;
-		posix_spawn_file_actions_init(&fa);
-		posix_spawnattr_init(&at);
-		for (uint32_t i = 0; i < nfds; i++)
-			posix_spawn_file_actions_adddup2(&fa, high[i], (int)i);
-		if (cwd)
-			posix_spawn_file_actions_addchdir_np(&fa, cwd);
-		sigset_t all, none;
-		sigfillset(&all);
-		sigemptyset(&none);
-		posix_spawnattr_setsigdefault(&at, &all);
-		posix_spawnattr_setsigmask(&at, &none);
-		posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
-		err = posix_spawn(&pid, file, &fa, &at, args, envp);
-		posix_spawn_file_actions_destroy(&fa);
-		posix_spawnattr_destroy(&at);
+		struct child c = { .file = file, .args = args, .envp = envp, .cwd = cwd, .fds = high, .nfds = nfds };
+		err = spawn_child(&c, &pid);
 		if (!err) {
 			pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 			if (pidfd < 0)
@@ -121,12 +166,10 @@ napi_value js_spawn_inheriting(napi_env env, napi_callback_info info)
 	free(cwd);
 	free_strings(args);
 	free_strings(envp);
-	if (err && pid > 0) {
-		kill(pid, SIGKILL);
+	if (err && pidfd < 0 && pid > 0 && !kill(pid, SIGKILL))
 		waitpid(pid, NULL, 0);
-	}
 	if (err)
-		return vj_throw_errno(env, "posix_spawn", err);
+		return vj_throw_errno(env, "spawn", err);
 	napi_value out;
 	napi_create_object(env, &out);
 	vj_set_number(env, out, "pid", pid);

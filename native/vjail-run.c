@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -474,7 +475,13 @@ int main(int argc, char **argv)
 	const char *off = getenv("VJAIL_RESIDENT");
 	if (argc < 2 || (off && !strcmp(off, "0")) || !parse(argc - 2, argv + 2, &o))
 		fall_back();
-	/* As the Node CLI: SIGPIPE ignored; forwarded signals held until the jail can receive them. */
+	/* As the Node CLI: the soft descriptor limit raised to the hard one, SIGPIPE
+	 * ignored; forwarded signals held until the jail can receive them. */
+	struct rlimit nofile;
+	if (!getrlimit(RLIMIT_NOFILE, &nofile) && nofile.rlim_cur < nofile.rlim_max) {
+		nofile.rlim_cur = nofile.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &nofile);
+	}
 	signal(SIGPIPE, SIG_IGN);
 	int on_terminal = isatty(0);
 	sigset_t held;
@@ -547,6 +554,10 @@ int main(int argc, char **argv)
 	}
 	if (status < 0)
 		status = status_of(raw);
+	/* Warnings the supervisor sent before it saw the jail end. */
+	while (sock >= 0 && recv_msg(sock, msg, sizeof msg - 1, 0, NULL) > 0)
+		if (msg[0] == RESIDENT_WARNING)
+			fprintf(stderr, "vjail: %.*s\n", (int)strnlen(msg + 1, sizeof msg - 2), msg + 1);
 	if (sock >= 0)
 		close(sock);
 	if (exec_errno) {

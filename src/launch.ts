@@ -135,7 +135,7 @@ const signalNames = new Map<number, NodeJS.Signals>(Object.entries(constants.sig
 
 /**
  * The launcher's process when every one of its fds is inherited (or
- * /dev/null), started by posix_spawn: no fork of Node's memory (child_process
+ * /dev/null), started by clone(CLONE_VM | CLONE_VFORK): no fork of Node's memory (child_process
  * and libuv fork, several ms for a process of Node's size), and without
  * loading child_process (and with it net and the streams). Its exit is seen
  * on a pidfd. Emits 'exit' as ChildProcess does.
@@ -193,7 +193,7 @@ function spawnInheriting(file: string, args: string[], stdio: StdioEntry[], opts
   try {
     return new InheritingInit(addon, file, args, opts.env ?? process.env, opts.cwd, fds);
   } catch (e) {
-    if (!isNativeError(e) || e.syscall !== 'posix_spawn') throw e;
+    if (!isNativeError(e) || e.syscall !== 'spawn') throw e;
     // The launcher is missing or cannot run: launch() says so.
     return Object.assign(new EventEmitter(), { pid: undefined, stdin: null, stdout: null, stderr: null, kill: () => false }) as InitProcess;
   } finally {

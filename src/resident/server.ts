@@ -100,7 +100,6 @@ class Connection {
 
   /** Plan as spawnJail does, in the front end's cwd (relative profile and policy paths). */
   private plan(body: Buffer): void {
-    const home = process.cwd();
     try {
       const req = parseRequest(body);
       process.chdir(req.cwd);
@@ -111,7 +110,7 @@ class Connection {
       // The Node CLI says what is wrong, exactly as it would have.
       this.send(Buffer.from(MSG.FALLBACK));
     } finally {
-      process.chdir(home);
+      process.chdir('/');
     }
   }
 
@@ -154,6 +153,8 @@ class Connection {
  */
 export function serve(socketPath: string, idleMs: number): boolean {
   const addon = residentAddon();
+  // Hold no directory of the user's: plans chdir to each request's cwd and back here.
+  process.chdir('/');
   const lfd = addon.residentListen(socketPath);
   if (lfd < 0) return false;
   const ino = statSync(socketPath).ino;
