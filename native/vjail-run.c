@@ -154,22 +154,24 @@ static int package_root(char *out, size_t size)
 
 /*
  * The socket of this user's resident for this build of vjail and these
- * settings: $XDG_RUNTIME_DIR/vjail, else /run/vjail for root; the directory
- * must be ours and private. The name hashes the resident's code (path, inode,
+ * settings, in .resident/ of $XDG_RUNTIME_DIR/vjail, else of /run/vjail for
+ * root; that directory must be ours and private. The name hashes the resident's code (path, inode,
  * mtime) and the environment it reads (VJAIL_*, HOME, XDG_CACHE_HOME), so a
  * rebuilt or differently configured vjail gets a resident of its own.
  */
 static int socket_path(const char *root, const char *resident, char *out, size_t size)
 {
 	const char *xdg = getenv("XDG_RUNTIME_DIR");
-	char dir[PATH_MAX];
+	char base[PATH_MAX], dir[PATH_MAX + 16];
 	if (xdg && xdg[0] == '/')
-		snprintf(dir, sizeof dir, "%s/vjail", xdg);
+		snprintf(base, sizeof base, "%s/vjail", xdg);
 	else if (geteuid() == 0)
-		snprintf(dir, sizeof dir, "/run/vjail");
+		snprintf(base, sizeof base, "/run/vjail");
 	else
 		return -1;
-	if (mkdir(dir, 0700) && errno != EEXIST)
+	/* Beside the named jails' state (same directory), in a subdirectory no jail name can take. */
+	snprintf(dir, sizeof dir, "%s/.resident", base);
+	if ((mkdir(base, 0700) && errno != EEXIST) || (mkdir(dir, 0700) && errno != EEXIST))
 		return -1;
 	struct stat st;
 	if (lstat(dir, &st) || !S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077))

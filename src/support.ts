@@ -60,8 +60,8 @@ const SUPPORTED = `## Supported
   session, terminal, stdio, environment and cwd as the Node CLI) and asks the
   user's resident supervisor for the plan and to answer the jail's
   notifications. The resident is started on demand, one per user and build,
-  its socket in \`$XDG_RUNTIME_DIR/vjail\` (\`/run/vjail\` for root; the
-  directory must be the user's and private), and leaves after 60 s without a
+  its socket in \`$XDG_RUNTIME_DIR/vjail/.resident\` (\`/run/vjail/.resident\`
+  for root; the directory must be the user's and private), and leaves after 60 s without a
   jail (\`VJAIL_RESIDENT_IDLE_MS\`); a socket left by a killed resident is
   replaced. \`--profile\`, \`--policy\`, \`--emulate\`, \`--kernel-files\`,
   \`--receiver\` and \`--pid-ns\` are handled there; every other flag, bad

@@ -181,7 +181,7 @@ describe('the resident supervisor', () => {
       const [pid] = residents(dir);
       expect(pid).toBeDefined();
       await waitFor('the idle resident to leave', () => !existsSync(`/proc/${pid}`));
-      expect(readdirSync(join(dir, 'vjail'))).toEqual([]);
+      expect(readdirSync(join(dir, 'vjail', '.resident'))).toEqual([]);
       const again = await execa(vjailBin, ['run', '--', 'sh', '-c', `${LAUNCHER}; exit 5`], { env, reject: false });
       expect(again.stdout).toMatch(/\/vjail-run$/);
       expect(again.exitCode).toBe(5);
@@ -200,7 +200,7 @@ describe('the resident supervisor', () => {
       const [pid] = residents(dir);
       process.kill(pid!, 'SIGKILL');
       await waitFor('the killed resident to be gone', () => !existsSync(`/proc/${pid}`));
-      expect(readdirSync(join(dir, 'vjail')).length).toBe(1); // its socket, nobody listening
+      expect(readdirSync(join(dir, 'vjail', '.resident')).length).toBe(1); // its socket, nobody listening
       const r = await execa(vjailBin, ['run', '--', 'sh', '-c', LAUNCHER], { env, reject: false });
       expect(r.stdout).toMatch(/\/vjail-run$/);
       expect(r.exitCode).toBe(0);
