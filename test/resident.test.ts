@@ -145,6 +145,20 @@ describe('vjail run: native front end and Node CLI alike', () => {
     }
   });
 
+  it('on a terminal: the jail has it, in the foreground process group', async () => {
+    const out = [];
+    for (const fast of [true, false]) {
+      const cmd = `${fast ? '' : 'node '}${vjailBin} run -- sh -c 'test -t 0 && test -t 1 && echo tty; [ $(ps -o pgid= -p $$) = $(ps -o tpgid= -p $$) ] && echo foreground; ${LAUNCHER}'`;
+      // script(1) runs the command on a new pseudo-terminal.
+      const r = await execa('script', ['-qec', cmd, '/dev/null'], { env: { XDG_RUNTIME_DIR: runtime }, reject: false, timeout: 60_000 });
+      out.push(r.stdout.replace(/\r/g, '').split('\n'));
+    }
+    expect(out[0]!.slice(0, 2)).toEqual(['tty', 'foreground']);
+    expect(out[1]!.slice(0, 2)).toEqual(['tty', 'foreground']);
+    expect(out[0]![2]).toMatch(/\/vjail-run$/);
+    expect(out[1]![2]).toBe(readlinkSync('/proc/self/exe'));
+  });
+
   it('signals sent to vjail reach the jail', async () => {
     const r = await both(['run', '--', 'sh', '-c', 'trap "echo got-term; exit 3" TERM; echo ready; while :; do sleep 0.05; done'], {
       onStart: async (p) => {
