@@ -9,7 +9,7 @@ import { launch, CTL, type LaunchOptions } from './launch.js';
 import { native, type ReceiverMode, type ReceiverState } from './native.js';
 import type { Plan } from './plan/action.js';
 import type { Shim } from '../shims/types.js';
-import { cachedPlan } from './plan/cache.js';
+import { cachedPlan, planInputs, type Planned } from './plan/cache.js';
 import { describeHost } from './plan/host.js';
 import { derivePlan } from './plan/plan.js';
 import { loadOciPolicy } from './policy/oci.js';
@@ -147,6 +147,10 @@ export function planJail(opts: Pick<JailOptions, 'profile' | 'policy' | 'emulate
   filter: Buffer;
 } {
   const profile = typeof opts.profile === 'object' ? opts.profile : loadProfile(opts.profile ?? 'host');
+  // In one process the same inputs are planned once (spawnJail in a loop; the library has no build id, so no disk cache).
+  const key = planInputs({ ...opts, profile }, 'this process');
+  const known = key === undefined ? undefined : plannedHere.get(key);
+  if (known) return { profile, ...known };
   const planned = cachedPlan({ ...opts, profile }, () => {
     const policy =
       typeof opts.policy === 'string'
@@ -160,8 +164,15 @@ export function planJail(opts: Pick<JailOptions, 'profile' | 'policy' | 'emulate
     });
     return { plan, warnings, filter: compile(plan) };
   });
+  if (key !== undefined) {
+    if (plannedHere.size >= 32) plannedHere.clear();
+    plannedHere.set(key, planned);
+  }
   return { profile, ...planned };
 }
+
+/** Plans made or read by this process, by their inputs (a plan is never changed once made). */
+const plannedHere = new Map<string, Planned>();
 
 /**
  * What a jail is started with: its profile, plan and filter, and the
