@@ -25,6 +25,7 @@ import { predumpRows, predumpTargets } from './predump.js';
 import { lazyGroup, lazyTargets } from './lazy.js';
 import { formatReport } from './table.js';
 import { streamRatios, streamRows, streamTargets } from './stream.js';
+import { SEQUENTIAL_FULL, SEQUENTIAL_QUICK, sequentialGroup, sequentialTargets } from './sequential.js';
 
 export { GROUPS, type GroupId, type Row };
 
@@ -401,6 +402,7 @@ function targets(rows: Row[]): Target[] {
   );
   out.push(...checkpointTargets(rows), ...streamTargets(rows), ...predumpTargets(rows));
   out.push(...lazyTargets(rows));
+  out.push(...sequentialTargets(rows));
   return out;
 }
 
@@ -414,6 +416,7 @@ export async function runBench(opts: { quick?: boolean; only?: GroupId[]; log?: 
     if (only.has('intercepted')) rows.push(...(await intercepted(params, log)));
     if (only.has('allowed')) rows.push(...(await allowed(params, dir, log)));
     if (only.has('startup')) rows.push(...(await startup(params, log)));
+    if (only.has('sequential')) rows.push(...(await sequentialGroup(opts.quick ? SEQUENTIAL_QUICK : SEQUENTIAL_FULL, onPath('bwrap'), log)));
     if (only.has('checkpoint')) {
       rows.push(...(await checkpointGroup(params, dir, log)));
       rows.push(...(await streamRows(params, dir, log)));

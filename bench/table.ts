@@ -4,6 +4,7 @@ const TITLES: Record<Row['group'], string> = {
   intercepted: 'Intercepted syscall: uname per call, timed inside the workload (ratio: to the C floor with SYNC_WAKE_UP)',
   allowed: "Allowed syscall per call, timed inside the workload (ratio: to libseccomp's filter for the same Docker rules)",
   startup: 'Start-up: spawn to exit (ratio: to a bare exec of /bin/true)',
+  sequential: "Many short jails: the total for runs in a row (ratio: to bwrap's); spawnJail in one process, per jail",
   checkpoint:
     'Checkpoint/restore of a working set of random data, against the bandwidth it is bounded by (ratio: to file write+fsync of the same size; memcpy: to memcpy of the same size)',
   lazy: 'Restore, full against lazy (vjail restore --lazy), same image and run: ms from the call until the workload runs, and until every page is in place (ratio: lazy to full)',
@@ -65,7 +66,7 @@ export function formatReport(r: Report): string {
   const p = r.params;
   out.push(`Runs: ${p.rounds} interleaved rounds (start-up ${p.startupRounds}, checkpoint ${p.checkpointRounds}); ` +
     `${p.interceptedCalls} intercepted / ${p.allowedCalls} allowed calls per run${r.quick ? ' (--quick: smoke counts, numbers are not meaningful)' : ''}`);
-  for (const group of ['intercepted', 'allowed', 'startup', 'checkpoint', 'lazy'] as const) {
+  for (const group of ['intercepted', 'allowed', 'startup', 'sequential', 'checkpoint', 'lazy'] as const) {
     const rows = r.rows.filter((x) => x.group === group);
     if (rows.length === 0) continue;
     // Rows of no sub-table first (Array.prototype.sort would put undefined last whatever the comparator says).

@@ -1,5 +1,9 @@
-#!/usr/bin/env node
+#!/bin/sh
+':' //; s=$0; [ -L "$s" ] && s=$(readlink -f "$s"); f=${s%/*}/../build/Release/vjail-run; [ "$1" = run ] && [ -x "$f" ] && exec "$f" "$s" "$@"; exec node "$s" "$@"
 'use strict';
+// The lines above are sh as well as JavaScript: run as a command, `vjail run`
+// goes to the native front end (native/vjail-run.c), which starts no Node
+// when a resident supervisor can run the jail; everything else runs here.
 // CommonJS (see package.json here): Node sets up no ES module loader for it.
 const { existsSync } = require('node:fs');
 const { join } = require('node:path');

@@ -35,6 +35,8 @@
 #include "shimcalls.h"
 #include "protocol.h"
 #include "ptrace.h"
+#include "resident.h"
+#include "spawn.h"
 #include "supervisor.h"
 #include "supervisor_napi.h"
 
@@ -408,6 +410,13 @@ static napi_value init(napi_env env, napi_value exports)
 		{ "ipcNsCalls", js_ipc_ns_calls },
 		{ "unixDiag", js_unix_diag },
 		{ "sockPeek", js_sock_peek },
+		{ "spawnInheriting", js_spawn_inheriting },
+		{ "reap", js_reap },
+		{ "residentListen", js_resident_listen },
+		{ "residentAccept", js_resident_accept },
+		{ "residentRecv", js_resident_recv },
+		{ "fdWatch", js_resident_watch },
+		{ "fdUnwatch", js_resident_unwatch },
 	};
 	for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
 		napi_value f;

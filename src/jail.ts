@@ -11,7 +11,7 @@ import { native, type ReceiverMode, type ReceiverState } from './native.js';
 import { sys } from './native/fdio.js';
 import type { Plan } from './plan/action.js';
 import type { Shim } from '../shims/types.js';
-import { cachedPlan } from './plan/cache.js';
+import { cachedPlan, planInputs, type Planned } from './plan/cache.js';
 import { describeHost } from './plan/host.js';
 import { derivePlan } from './plan/plan.js';
 import { loadOciPolicy } from './policy/oci.js';
@@ -157,6 +157,10 @@ export function planJail(opts: Pick<JailOptions, 'profile' | 'policy' | 'emulate
   filter: Buffer;
 } {
   const profile = typeof opts.profile === 'object' ? opts.profile : loadProfile(opts.profile ?? 'host');
+  // In one process the same inputs are planned once (spawnJail in a loop; the library has no build id, so no disk cache).
+  const key = planInputs({ ...opts, profile }, 'this process');
+  const known = key === undefined ? undefined : plannedHere.get(key);
+  if (known) return { profile, ...known };
   const planned = cachedPlan({ ...opts, profile }, () => {
     const policy =
       typeof opts.policy === 'string'
@@ -170,7 +174,35 @@ export function planJail(opts: Pick<JailOptions, 'profile' | 'policy' | 'emulate
     });
     return { plan, warnings, filter: compile(plan) };
   });
+  if (key !== undefined) {
+    if (plannedHere.size >= 32) plannedHere.clear();
+    plannedHere.set(key, planned);
+  }
   return { profile, ...planned };
+}
+
+/** Plans made or read by this process, by their inputs (a plan is never changed once made). */
+const plannedHere = new Map<string, Planned>();
+
+/**
+ * What a jail is started with: its profile, plan and filter, and the
+ * profile's kernel files written where vjail-init mounts them (the caller
+ * removes `kernelFiles.dir` once the jail has ended).
+ */
+export function prepareJail(opts: Pick<JailOptions, 'profile' | 'policy' | 'emulate' | 'kernelFiles' | 'plan'>): {
+  profile: Profile;
+  plan: Plan;
+  warnings: string[];
+  filter: Buffer;
+  kernelFiles?: { dir: string; binds: { source: string; target: string }[] };
+} {
+  const profile = typeof opts.profile === 'object' ? opts.profile : loadProfile(opts.profile ?? 'host');
+  const mode = opts.kernelFiles ?? 'auto';
+  const mountFiles = !profile.isHost && (mode === 'mount' || (mode === 'auto' && process.geteuid?.() === 0));
+  const planned = opts.plan
+    ? { plan: opts.plan, warnings: [], filter: compile(opts.plan) }
+    : planJail({ ...opts, profile, kernelFilesMounted: mountFiles });
+  return { profile, ...planned, kernelFiles: mountFiles ? writeKernelFiles(profile) : undefined };
 }
 
 /**
@@ -179,14 +211,7 @@ export function planJail(opts: Pick<JailOptions, 'profile' | 'policy' | 'emulate
  */
 export function spawnJail(opts: JailOptions): Jail {
   if (opts.command.length === 0) throw new Error('no command given');
-  const profile = typeof opts.profile === 'object' ? opts.profile : loadProfile(opts.profile ?? 'host');
-  const mode = opts.kernelFiles ?? 'auto';
-  const mountFiles = !profile.isHost && (mode === 'mount' || (mode === 'auto' && process.geteuid?.() === 0));
-  const planned = opts.plan
-    ? { plan: opts.plan, warnings: [], filter: compile(opts.plan) }
-    : planJail({ ...opts, profile, kernelFilesMounted: mountFiles });
-  const { plan, warnings, filter } = planned;
-  const kernelFiles = mountFiles ? writeKernelFiles(profile) : undefined;
+  const { profile, plan, warnings, filter, kernelFiles } = prepareJail(opts);
   const warn = opts.warn ?? ((line: string) => process.stderr.write(`vjail: ${line}\n`));
   // A policy naming syscalls no table has is told always (runc logs and skips them): a typo there weakens the policy.
   for (const w of warnings) if (isPolicyWarning(w)) warn(`warning: ${w}`);

@@ -1,9 +1,8 @@
 import { spawn, type IOType } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import type { Readable, Stream, Writable } from 'node:stream';
-import { closeSync, readFileSync, readlinkSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readlinkSync } from 'node:fs';
 import { constants } from 'node:os';
-import { nodeBinding } from './binding.js';
 import { initPath, isNativeError, native } from './native.js';
 
 /** Control-protocol message types (native/protocol.h). */
@@ -130,66 +129,82 @@ function setupError(msg?: { a: number; b: number }): LaunchError {
   return new LaunchError(`could not start the jail: ${step} failed (errno ${msg.a})`);
 }
 
-/** libuv's process handle, as Node's process_wrap binding gives it (what ChildProcess wraps). */
-interface ProcessHandle {
-  spawn(options: object): number;
-  readonly pid: number;
-  kill(signal: number): number;
-  close(): void;
-  onexit: (exitCode: number, signalCode: string) => void;
+/** The addon's spawn (native/spawn.c) and descriptor watch (native/resident.c). */
+interface SpawnAddon {
+  spawnInheriting(file: string, argv: string[], envPairs: string[], cwd: string | null, fds: number[]): { pid: number; pidfd: number };
+  reap(pid: number): { code: number; signal: number } | null;
+  fdWatch(fd: number, onReadable: () => void): object;
+  fdUnwatch(handle: object): void;
 }
 
+const signalNames = new Map<number, NodeJS.Signals>(Object.entries(constants.signals).map(([name, n]) => [n, name as NodeJS.Signals]));
+
 /**
- * The launcher's process when every one of its fds is inherited, which is
- * how `vjail run` starts it: the same libuv spawn ChildProcess makes, without
- * loading child_process (and with it net and the streams), about 3 ms of
- * `vjail run`'s start. Emits 'exit' as ChildProcess does.
+ * The launcher's process when every one of its fds is inherited (or
+ * /dev/null), started by clone(CLONE_VM | CLONE_VFORK): no fork of Node's memory (child_process
+ * and libuv fork, several ms for a process of Node's size), and without
+ * loading child_process (and with it net and the streams). Its exit is seen
+ * on a pidfd. Emits 'exit' as ChildProcess does.
  */
 class InheritingInit extends EventEmitter implements InitProcess {
   readonly stdin = null;
   readonly stdout = null;
   readonly stderr = null;
-  readonly pid?: number;
-  private handle: ProcessHandle | undefined;
+  readonly pid: number;
+  private pidfd: number;
+  private watch: object | undefined;
 
-  constructor(handle: ProcessHandle, options: object) {
+  constructor(addon: SpawnAddon, file: string, args: string[], env: NodeJS.ProcessEnv, cwd: string | undefined, fds: number[]) {
     super();
-    handle.onexit = (exitCode, signalCode) => {
-      handle.close();
-      this.handle = undefined;
-      this.emit('exit', signalCode ? null : exitCode, (signalCode || null) as NodeJS.Signals | null);
-    };
-    if (handle.spawn(options) < 0) {
-      handle.close();
-      return;
-    }
-    this.handle = handle;
-    this.pid = handle.pid;
+    const envPairs = Object.entries(env).flatMap(([k, v]) => (v === undefined ? [] : [`${k}=${v}`]));
+    const child = addon.spawnInheriting(file, [file, ...args], envPairs, cwd ?? null, fds);
+    this.pid = child.pid;
+    this.pidfd = child.pidfd;
+    this.watch = addon.fdWatch(this.pidfd, () => {
+      const ended = addon.reap(this.pid);
+      if (!ended || this.watch === undefined) return;
+      addon.fdUnwatch(this.watch);
+      this.watch = undefined;
+      closeSync(this.pidfd);
+      this.pidfd = -1;
+      const signal = ended.signal ? (signalNames.get(ended.signal) ?? null) : null;
+      this.emit('exit', signal ? null : ended.code, signal);
+    });
   }
 
   kill(signal: NodeJS.Signals | number = 'SIGTERM'): boolean {
-    return this.handle?.kill(typeof signal === 'number' ? signal : constants.signals[signal]) === 0;
+    if (this.pidfd < 0) return false;
+    try {
+      native().pidfdSendSignal(this.pidfd, typeof signal === 'number' ? signal : constants.signals[signal]);
+      return true;
+    } catch {
+      return false;
+    }
   }
 }
 
-/** Spawn `file` with all its fds inherited (the stdio entries 'inherit' or fd numbers), else undefined: use child_process. */
+/** Spawn `file` with all its fds inherited (the stdio entries 'inherit', 'ignore' or fd numbers), else undefined: use child_process. */
 function spawnInheriting(file: string, args: string[], stdio: StdioEntry[], opts: LaunchOptions): InitProcess | undefined {
-  const fds = stdio.map((s, i) => (s === 'inherit' || s === undefined ? i : s));
-  if (!fds.every((fd): fd is number => Number.isInteger(fd) && (fd as number) >= 0)) return undefined;
-  const Process = nodeBinding<{ Process?: new () => ProcessHandle }>('process_wrap')?.Process;
-  if (!Process) return undefined;
-  const env = opts.env ?? process.env;
-  const init = new InheritingInit(new Process(), {
-    file,
-    args: [file, ...args],
-    cwd: opts.cwd,
-    envPairs: Object.entries(env).flatMap(([k, v]) => (v === undefined ? [] : [`${k}=${v}`])),
-    stdio: fds.map((fd) => ({ type: 'fd', fd })),
-    detached: false,
-    windowsHide: false,
-    windowsVerbatimArguments: false,
+  if (!stdio.every((s) => s === 'inherit' || s === undefined || s === 'ignore' || (Number.isInteger(s) && (s as number) >= 0))) return undefined;
+  const addon = native() as unknown as SpawnAddon;
+  const nulls: number[] = [];
+  const fds = stdio.map((s, i) => {
+    if (s === 'ignore') {
+      const fd = openSync('/dev/null', i === 0 ? 'r' : 'w');
+      nulls.push(fd);
+      return fd;
+    }
+    return s === 'inherit' || s === undefined ? i : (s as number);
   });
-  return init;
+  try {
+    return new InheritingInit(addon, file, args, opts.env ?? process.env, opts.cwd, fds);
+  } catch (e) {
+    if (!isNativeError(e) || e.syscall !== 'spawn') throw e;
+    // The launcher is missing or cannot run: launch() says so.
+    return Object.assign(new EventEmitter(), { pid: undefined, stdin: null, stdout: null, stderr: null, kill: () => false }) as InitProcess;
+  } finally {
+    for (const fd of nulls) closeSync(fd);
+  }
 }
 
 /**

@@ -86,6 +86,20 @@ const SUPPORTED = `## Supported
   mounts, namespaces, process, devices, masked and read-only paths, sysctls,
   cgroup limits, hooks and \`linux.seccomp\` honoured, the profile from the
   \`io.vjail.profile\` annotation.
+- Start-up without Node: \`vjail run\` as a command goes to a native front
+  end (\`vjail-run\`), which launches \`vjail-init\` itself (same parent,
+  session, terminal, stdio, environment and cwd as the Node CLI) and asks the
+  user's resident supervisor for the plan and to answer the jail's
+  notifications. The resident is started on demand, one per user and build,
+  its socket in \`$XDG_RUNTIME_DIR/vjail/.resident\` (\`/run/vjail/.resident\`
+  for root; the directory must be the user's and private), and leaves after 60 s without a
+  jail (\`VJAIL_RESIDENT_IDLE_MS\`); a socket left by a killed resident is
+  replaced. \`--profile\`, \`--policy\`, \`--emulate\`, \`--kernel-files\`,
+  \`--receiver\` and \`--pid-ns\` are handled there; every other flag, bad
+  input, a user with no runtime directory, \`VJAIL_RESIDENT=0\`, and a launch
+  that fails before the workload ran go to the Node CLI (\`node bin/vjail.js\`),
+  which behaves the same. Exit status (a death by signal is 128+signal, as
+  the Node CLI's), forwarded signals and error messages are the Node CLI's.
 - \`--trace[=FILE]\` (strace-style, intercepted calls only) and \`--stats\`
   (per-syscall counts and latency percentiles).
 - Named jails: \`vjail run --name N [--detach]\`, \`vjail ps\`, \`logs\`, \`kill\`,
@@ -333,9 +347,10 @@ const PLANNED = `## Planned
 - \`vjail-oci\`: user namespaces (rootless podman), checkpoint and restore of
   containers through the engine, \`--preserve-fds\`; containerd and CRI-O are
   untested.
-- Start-up: \`vjail run\` costs tens of milliseconds of CPU beyond Node's own
-  start (docs/BENCH.md); a resident supervisor handed jails by a small native
-  front end is next.`;
+- \`spawnJail\` in a long-lived process costs more than its 3 ms target per
+  jail (spawn to exit; \`npm run bench\`, group sequential): vjail-init now
+  starts by posix_spawn rather than a fork of Node, but the launch handshake
+  and the supervisor's start remain.`;
 
 /** Every kind of descriptor a checkpoint meets: saved (from the kinds' registry) or refused, and why. */
 function descriptorTable(): string {

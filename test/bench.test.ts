@@ -40,6 +40,7 @@ const ROWS = [
   'startup.bwrap',
   'startup.proot',
   'startup.runsc',
+  ...['true', 'bwrap', 'vjail', 'vjail-node', 'node', 'spawnjail', 'spawnjail-call'].map((v) => `sequential.${v}`),
   ...['memcpy', 'write', 'dump', 'freeze', 'restore'].map((what) => `checkpoint.${what}-16MiB`),
   ...['time', 'freeze', 'mem-read', 'page-hash', 'page-write', 'page-fsync', 'commit', 'syscalls', 'rest'].map((part) => `checkpoint.dump-16MiB.${part}`),
   ...['time', 'verify', 'file-read', 'mem-write', 'syscalls', 'rest'].map((part) => `checkpoint.restore-16MiB.${part}`),
@@ -62,7 +63,7 @@ const OURS = [
   'startup.node',
   'startup.vjail',
   'startup.vjail-cold',
-  ...ROWS.filter((id) => id.startsWith('checkpoint.') || id.startsWith('lazy.')),
+  ...ROWS.filter((id) => id.startsWith('checkpoint.') || id.startsWith('lazy.') || (id.startsWith('sequential.') && id !== 'sequential.bwrap')),
 ];
 
 beforeAll(async () => {
@@ -137,12 +138,14 @@ describe('bench --quick', () => {
       'checkpoint-pre-dump-stopped',
       'lazy-first-instruction',
       'lazy-total',
+      'sequential-runs',
+      'spawnjail-loop',
     ]);
     for (const t of report.targets) {
       if (t.value === undefined) expect(t.note, t.id).toBeTruthy();
       else expect(typeof t.met, t.id).toBe('boolean');
     }
-    for (const id of ['fast-path', 'js-path', 'startup']) expect(report.targets.find((t) => t.id === id)?.value, id).toBeDefined();
+    for (const id of ['fast-path', 'js-path', 'startup', 'spawnjail-loop']) expect(report.targets.find((t) => t.id === id)?.value, id).toBeDefined();
     // --quick measures 16 MiB only: the 256 MiB targets say so.
     for (const id of ['checkpoint-dump', 'checkpoint-restore']) expect(report.targets.find((t) => t.id === id)?.note, id).toMatch(/256 MiB not measured/);
     // What descriptors add is measured at the largest size of the run, 16 MiB here.

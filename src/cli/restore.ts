@@ -173,7 +173,9 @@ async function restoreDirCommand(dir: string, flags: RestoreFlags, restored?: ()
   // restore() verified every page file already; only the manifest is wanted here.
   let manifest: Manifest | undefined;
   if (named || flags.json) manifest = openImage(dir, { verifyPages: false }).manifest;
-  restored?.();
+  // A lazy restore reads page files until every page is in place.
+  if (lazyResult) void lazyResult.finally(() => restored?.());
+  else restored?.();
   if (flags.json) {
     const result = {
       ok: true,

@@ -32,6 +32,11 @@ export interface RunFlags {
   logMaxSize?: string;
 }
 
+/** --emulate's comma-separated syscall names. */
+export function emulateList(names: string | undefined): string[] | undefined {
+  return names ? names.split(',').map((s) => s.trim()).filter(Boolean) : undefined;
+}
+
 /** The `vjail run` arguments for the background supervisor of a detached jail. */
 function supervisorArgs(command: string[], flags: RunFlags): string[] {
   const args = ['run', '--name', flags.name!, '--supervise', '--profile', flags.profile];
@@ -96,7 +101,7 @@ export async function runCommand(command: string[], flags: RunFlags): Promise<nu
     pidNs: flags.pidNs,
     kernelFiles: flags.kernelFiles,
     receiver: flags.receiver,
-    emulate: flags.emulate ? flags.emulate.split(',').map((s) => s.trim()).filter(Boolean) : undefined,
+    emulate: emulateList(flags.emulate),
     trace: sink.write,
     env: flags.cpuBaseline ? baselineEnv(process.env) : undefined,
   };

@@ -6,7 +6,15 @@ import { shims as registry } from '../../shims/index.js';
 import { native, RECEIVER_MODES, type ReceiverMode, type ReceiverState, type SupervisorHandle } from '../native.js';
 import { syscallTable } from '../syscalls/table.js';
 import { formatCall, formatResult } from '../trace/format.js';
-import { buildAnswerTables } from './answer-table.js';
+import { type AnswerTables, buildAnswerTables } from './answer-table.js';
+
+/** Answer tables by plan: a plan is never changed once made, and jails started in a loop share one. */
+const tablesByPlan = new WeakMap<Plan, AnswerTables>();
+function answerTables(plan: Plan): AnswerTables {
+  let t = tablesByPlan.get(plan);
+  if (!t) tablesByPlan.set(plan, (t = buildAnswerTables(plan)));
+  return t;
+}
 import { callerAccess, CallerGoneError } from './caller.js';
 import { decide } from './conditions.js';
 import { decodeStats, type SyscallStats } from './stats.js';
@@ -66,7 +74,7 @@ export class Supervisor {
   }
 
   start(): void {
-    const tables = buildAnswerTables(this.opts.plan);
+    const tables = answerTables(this.opts.plan);
     this.handle = native().supervisorStart(
       this.opts.listenerFd,
       !this.opts.trace,

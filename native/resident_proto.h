@@ -1,0 +1,29 @@
+/*
+ * The protocol between `vjail run`'s native front end (vjail-run.c) and the
+ * resident supervisor (src/resident/), over a SOCK_SEQPACKET unix socket:
+ * one message per packet, its first byte saying what it is.
+ *
+ *  front -> resident  'R' request: NUL-terminated "key=value" strings
+ *                         (cwd, profile, policy, emulate, kernelFiles, receiver, pidNs)
+ *  resident -> front  'O' planned: uint32 filter length, the BPF program,
+ *                         then NUL-terminated records: "W<warning>", "B<source>:<target>"
+ *                     'F' fall back: the full CLI handles this run (it says why)
+ *  front -> resident  'S' the workload's seccomp listener (SCM_RIGHTS)
+ *  resident -> front  'A' supervising, or 'F' (the workload has not run yet)
+ *                     'W' a warning line to print on stderr while the jail runs
+ *  front closes the connection once vjail-init has exited: the jail is over.
+ */
+#ifndef VJAIL_RESIDENT_PROTO_H
+#define VJAIL_RESIDENT_PROTO_H
+
+#define RESIDENT_REQUEST 'R'
+#define RESIDENT_PLANNED 'O'
+#define RESIDENT_FALLBACK 'F'
+#define RESIDENT_LISTENER 'S'
+#define RESIDENT_SUPERVISING 'A'
+#define RESIDENT_WARNING 'W'
+
+/* Largest message either side sends (a filter is at most 4096 instructions of 8 bytes). */
+#define RESIDENT_MAX_MSG (64 * 1024)
+
+#endif

@@ -1,0 +1,190 @@
+import { closeSync, rmSync, statSync, unlinkSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { emulateList } from '../cli/run.js';
+import { isPolicyWarning, prepareJail } from '../jail.js';
+import type { Plan } from '../plan/action.js';
+import type { Profile } from '../profile/types.js';
+import { Supervisor } from '../supervisor/supervisor.js';
+import { residentAddon } from './addon.js';
+import { MSG, parseRequest, plannedMessage, type RunRequest } from './protocol.js';
+
+/** How long the resident stays with no jail and no connection (VJAIL_RESIDENT_IDLE_MS overrides). */
+export const DEFAULT_IDLE_MS = 60_000;
+
+interface Prepared {
+  profile: Profile;
+  plan: Plan;
+  /** The 'O' reply: filter, policy warnings, kernel-file binds. */
+  message: Buffer;
+  kernelDir?: string;
+}
+
+/**
+ * Plans by request, for the resident's life: profile, plan and filter as
+ * prepareJail makes them, and the profile's kernel files written once (read
+ * only, mounted by each jail). A profile or policy file is known by its
+ * path, inode, size and mtime, so an edited file is planned afresh.
+ */
+const plans = new Map<string, Prepared>();
+const MAX_PLANS = 64;
+
+function fileKey(path: string | undefined): string {
+  if (!path || (!path.includes('/') && !path.endsWith('.json'))) return path ?? '';
+  const abs = resolve(path);
+  try {
+    const st = statSync(abs);
+    return `${abs}:${st.ino}:${st.size}:${st.mtimeMs}`;
+  } catch {
+    return abs;
+  }
+}
+
+function prepared(req: RunRequest): Prepared {
+  const key = JSON.stringify([fileKey(req.profile ?? 'host'), fileKey(req.policy), req.emulate ?? '', req.kernelFiles ?? 'auto', process.geteuid?.()]);
+  const hit = plans.get(key);
+  if (hit) return hit;
+  const { profile, plan, warnings, filter, kernelFiles } = prepareJail({
+    profile: req.profile ?? 'host',
+    policy: req.policy,
+    emulate: emulateList(req.emulate),
+    kernelFiles: req.kernelFiles,
+  });
+  const entry = { profile, plan, message: plannedMessage(filter, warnings.filter(isPolicyWarning), kernelFiles?.binds ?? []), kernelDir: kernelFiles?.dir };
+  if (plans.size >= MAX_PLANS) plans.clear();
+  plans.set(key, entry);
+  if (entry.kernelDir) kernelDirs.push(entry.kernelDir);
+  return entry;
+}
+
+/** Kernel-file directories written, removed when the resident leaves (a jail starting may be about to mount one). */
+const kernelDirs: string[] = [];
+
+function removeKernelFiles(): void {
+  for (const dir of kernelDirs) rmSync(dir, { recursive: true, force: true });
+}
+
+/** One `vjail run` front end's connection: its plan, then its jail's supervisor until it hangs up. */
+class Connection {
+  private watch: object;
+  private planned?: { plan: Plan; profile: Profile; receiver?: 'auto' | 'thread' | 'loop' };
+  private supervisor?: Supervisor;
+  private closed = false;
+
+  constructor(
+    private readonly fd: number,
+    private readonly onClose: () => void,
+  ) {
+    this.watch = residentAddon().fdWatch(fd, () => this.readable());
+  }
+
+  private send(data: Buffer): void {
+    // The front end waits for each reply before sending more: the socket has room.
+    if (residentAddon().sendFd(this.fd, data, -1) < 0) this.close();
+  }
+
+  private readable(): void {
+    for (;;) {
+      if (this.closed) return;
+      const msg = residentAddon().residentRecv(this.fd);
+      if (!msg) return;
+      if (msg.data.length === 0) return this.close();
+      const type = String.fromCharCode(msg.data[0]!);
+      if (type === MSG.REQUEST) this.plan(msg.data.subarray(1));
+      else if (type === MSG.LISTENER && msg.fd >= 0) this.supervise(msg.fd);
+      else {
+        if (msg.fd >= 0) closeSync(msg.fd);
+        this.close();
+      }
+    }
+  }
+
+  /** Plan as spawnJail does, in the front end's cwd (relative profile and policy paths). */
+  private plan(body: Buffer): void {
+    try {
+      const req = parseRequest(body);
+      process.chdir(req.cwd);
+      const { profile, plan, message } = prepared(req);
+      this.planned = { plan, profile, receiver: req.receiver };
+      this.send(message);
+    } catch {
+      // The Node CLI says what is wrong, exactly as it would have.
+      this.send(Buffer.from(MSG.FALLBACK));
+    } finally {
+      process.chdir('/');
+    }
+  }
+
+  private supervise(listenerFd: number): void {
+    if (!this.planned || this.supervisor) {
+      closeSync(listenerFd);
+      return this.send(Buffer.from(MSG.FALLBACK));
+    }
+    try {
+      this.supervisor = new Supervisor({
+        listenerFd,
+        plan: this.planned.plan,
+        profile: this.planned.profile,
+        receiver: this.planned.receiver,
+        warn: (line) => this.send(Buffer.from(`${MSG.WARNING}${line}`)),
+      });
+      this.supervisor.start();
+    } catch {
+      this.supervisor = undefined;
+      closeSync(listenerFd);
+      return this.send(Buffer.from(MSG.FALLBACK));
+    }
+    this.send(Buffer.from(MSG.SUPERVISING));
+  }
+
+  /** The front end has gone: its vjail-init has exited (or the front end was killed, and vjail-init ends the jail). */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    residentAddon().fdUnwatch(this.watch);
+    this.supervisor?.stop();
+    closeSync(this.fd);
+    this.onClose();
+  }
+}
+
+/**
+ * Serve `vjail run` front ends at socketPath until idle for idleMs. Returns
+ * false when another live resident already serves there.
+ */
+export function serve(socketPath: string, idleMs: number): boolean {
+  const addon = residentAddon();
+  // Hold no directory of the user's: plans chdir to each request's cwd and back here.
+  process.chdir('/');
+  const lfd = addon.residentListen(socketPath);
+  if (lfd < 0) return false;
+  const ino = statSync(socketPath).ino;
+  let open = 0;
+  let idle: NodeJS.Timeout | undefined;
+  const quit = (): void => {
+    addon.fdUnwatch(listenWatch);
+    closeSync(lfd);
+    try {
+      // Only our own socket: a resident started after a stale-socket cleanup may own the path now.
+      if (statSync(socketPath).ino === ino) unlinkSync(socketPath);
+    } catch {
+      // already gone
+    }
+    removeKernelFiles();
+    process.exit(0);
+  };
+  const armIdle = (): void => {
+    if (open === 0) idle = setTimeout(quit, idleMs);
+  };
+  const listenWatch = addon.fdWatch(lfd, () => {
+    for (let fd = addon.residentAccept(lfd); fd >= 0; fd = addon.residentAccept(lfd)) {
+      clearTimeout(idle);
+      open++;
+      new Connection(fd, () => {
+        open--;
+        armIdle();
+      });
+    }
+  });
+  armIdle();
+  return true;
+}
