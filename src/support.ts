@@ -341,6 +341,12 @@ const PLANNED = `## Planned
 - Migration with pre-dump and lazy restore, so that the jail stops for at
   most 100 ms at 1 GiB (today it is stopped for the whole dump, transfer and
   restore). TLS for the page server.
+- Pre-dump stops a 1 GiB jail for about half a second against a 50 ms target:
+  the collectors that run while frozen (mappings, descriptors, registers)
+  dominate, not the pages (\`npm run bench\`, checkpoint group).
+- Lazy restore lets the workload run a few hundred milliseconds after
+  \`vjail restore --lazy\` of a 1 GiB image against a 50 ms target, and takes
+  longer in total than a full restore (\`npm run bench\`, lazy group).
 - The open shim's C path costs about 35-40 µs per open (median, loaded
   2-vCPU host) against a 30 µs target; openat2 and i386 callers still take
   the JavaScript path.
