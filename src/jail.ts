@@ -217,8 +217,10 @@ export function spawnJail(opts: JailOptions): Jail {
   for (const w of warnings) if (isPolicyWarning(w)) warn(`warning: ${w}`);
   keepOutOfReach();
   // Without a PID namespace, a cgroup is what still knows the jail's processes once its reaper is
-  // gone (killed, or killed by the jail): they are ended with it (docs/SECURITY.md).
-  const ownCgroup = !opts.cgroup && !opts.pidNs ? runCgroup() : undefined;
+  // gone (killed, or killed by the jail): they are ended with it (docs/SECURITY.md). A jail
+  // launched through a setup helper (vjail-oci's container) is in the cgroups that helper joins,
+  // under a root where this process's cgroup paths do not exist.
+  const ownCgroup = !opts.cgroup && !opts.pidNs && !opts.launchVia ? runCgroup() : undefined;
   const cgroup = opts.cgroup ? cgroupAt(opts.cgroup) : ownCgroup;
   let launched;
   try {

@@ -1,3 +1,4 @@
+import { resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { performance } from 'node:perf_hooks';
 import { dirSource, ImageError, removeTempImage, type StreamTotals, tempImageDir } from '../image/format.js';
@@ -15,6 +16,7 @@ interface MigrateFlags {
   quiet?: boolean;
   json?: boolean;
   tcpEstablished?: boolean;
+  signKey?: string;
 }
 
 /** HOST:PORT, [V6]:PORT. */
@@ -60,7 +62,7 @@ async function migrateCommand(name: string, to: string, flags: MigrateFlags): Pr
   let reply: RestoreReply | undefined;
   let code: number;
   try {
-    code = await checkpointCommand(name, { image: plain, quiet: flags.quiet, tcpEstablished: flags.tcpEstablished }, {
+    code = await checkpointCommand(name, { image: plain, quiet: flags.quiet, tcpEstablished: flags.tcpEstablished, signKey: flags.signKey }, {
       output: {
         plain,
         afterPublish: async (dir) => {
@@ -103,14 +105,30 @@ async function migrateCommand(name: string, to: string, flags: MigrateFlags): Pr
 }
 
 /** `vjail page-server --port P --psk-file FILE`: receive migrated jails and restore them, each as a named detached jail. */
-async function pageServerCommand(flags: { port?: string; host: string; pskFile?: string; once?: boolean }): Promise<number> {
+interface PageServerFlags {
+  port?: string;
+  host: string;
+  pskFile?: string;
+  once?: boolean;
+  policy?: string;
+  verifyKey?: string;
+  trustImage?: boolean;
+}
+
+async function pageServerCommand(flags: PageServerFlags): Promise<number> {
   const port = Number(flags.port);
   if (flags.port === undefined || !Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port takes a TCP port (0 for any free one), not "${flags.port ?? ''}"`);
   const psk = pskOf(flags.pskFile);
   const log = (line: string): void => void process.stderr.write(`vjail: page-server: ${line}\n`);
+  // An image is authenticated by a signature, not by the pre-shared key: one signed on another machine needs one of these.
+  const restoreArgs = [
+    ...(flags.policy ? ['--policy', resolve(flags.policy)] : []),
+    ...(flags.verifyKey ? ['--verify-key', resolve(flags.verifyKey)] : []),
+    ...(flags.trustImage ? ['--trust-image'] : []),
+  ];
   let served;
   try {
-    served = await servePageServer({ host: flags.host, port, psk, once: flags.once, log });
+    served = await servePageServer({ host: flags.host, port, psk, once: flags.once, log, restoreArgs });
   } catch (e) {
     if (e instanceof ImageError) throw new UsageError(e.message);
     throw e;
@@ -133,6 +151,7 @@ export function registerMigrateCommands(cli: Command, setExit: (code: number) =>
     .option('--as <name>', 'the name the jail gets there (default: its name here)')
     .addOption(new Option('--compress <how>', 'compress the image on its way').choices(['zstd', 'gzip']))
     .option('--tcp-established', 'save established TCP connections (see "vjail checkpoint")')
+    .option('--sign-key <file>', 'also sign the image with this key, for a page server started with --verify-key (see "vjail checkpoint")')
     .option('-q, --quiet', 'no step lines and no progress line (warnings and errors still)')
     .option('--json', 'print the result on stdout as JSON: where, pid there, stopped and total ms, bytes')
     .action(async (name: string, to: string, flags: MigrateFlags) => setExit(await migrateCommand(name, to, flags)));
@@ -143,5 +162,8 @@ export function registerMigrateCommands(cli: Command, setExit: (code: number) =>
     .option('--host <addr>', 'address to listen on', '0.0.0.0')
     .option('--psk-file <file>', 'the 32-byte pre-shared key senders must hold')
     .option('--once', 'serve one migration (whether it succeeds or not), then exit')
-    .action(async (flags: { port?: string; host: string; pskFile?: string; once?: boolean }) => setExit(await pageServerCommand(flags)));
+    .option('--policy <file>', 'restore received jails under this OCI seccomp policy, not the one each image names')
+    .option('--verify-key <file>', 'restore only images signed with this key (checkpoint --sign-key on the sending machine)')
+    .option('--trust-image', 'restore images no key of yours vouches for under the policy each names itself')
+    .action(async (flags: PageServerFlags) => setExit(await pageServerCommand(flags)));
 }

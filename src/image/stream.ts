@@ -8,7 +8,7 @@
  * them to a lazy restore, plugs in the same way.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, fsyncSync, mkdirSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 import {
@@ -17,6 +17,7 @@ import {
 import { ImageError } from './errors.js';
 import { openImage, openImageFile } from './read.js';
 import { HEADER_FILE, IMAGE_VERSION, MANIFEST_FILE } from './schema.js';
+import { SIGNATURE_FILE } from './sign.js';
 
 export const STREAM_MAGIC = 'vjail-stream';
 export const STREAM_VERSION = 1;
@@ -30,7 +31,7 @@ const FRAME_MAX = STREAM_CHUNK;
 /** A file of an image, at most (1 TiB). */
 const FILE_MAX = 2 ** 40;
 /** The names an image's files may have: nothing else is written by a reader. */
-const FILE_NAME = /^(IMAGE|manifest\.json|(pages|blob)-\d{1,9}\.img)$/;
+const FILE_NAME = /^(IMAGE|SIGNATURE|manifest\.json|(pages|blob)-\d{1,9}\.img)$/;
 
 const enum Frame {
   Start = 0x53, // 'S' {"format":"vjail-image","version":N}
@@ -81,7 +82,7 @@ export interface StreamTotals {
   encrypted: boolean;
 }
 
-/** The files of an image directory, as a stream source: page files and blobs, then manifest.json, then IMAGE. */
+/** The files of an image directory, as a stream source: page files and blobs, then manifest.json, SIGNATURE where there is one, then IMAGE. */
 export function dirSource(dir: string): ImageSource {
   const image = openImage(dir, { verifyPages: false });
   const m = image.manifest;
@@ -102,6 +103,7 @@ export function dirSource(dir: string): ImageSource {
     async *files() {
       for (const [name, size] of names) yield file(name, size);
       yield file(MANIFEST_FILE);
+      if (existsSync(join(dir, SIGNATURE_FILE))) yield file(SIGNATURE_FILE);
       yield file(HEADER_FILE);
     },
   };

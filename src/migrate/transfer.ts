@@ -103,6 +103,8 @@ export interface PageServerOptions {
   receive?: (input: AsyncIterable<Buffer>, psk: Buffer, what: string) => Promise<{ dir: string; cleanup: () => void }>;
   /** Restore the received image as the jail `name` (default: `vjail restore DIR --name NAME --detach`). */
   restore?: (dir: string, req: MigrateRequest) => Promise<RestoreReply>;
+  /** Options for the default restore: which policy a received image runs under (see \`vjail restore\`). */
+  restoreArgs?: string[];
 }
 
 async function receiveToTemp(input: AsyncIterable<Buffer>, psk: Buffer, what: string): Promise<{ dir: string; cleanup: () => void }> {
@@ -117,8 +119,8 @@ async function receiveToTemp(input: AsyncIterable<Buffer>, psk: Buffer, what: st
 }
 
 /** `vjail restore DIR --name NAME --detach --json` in a child: the jail gets a supervisor of its own. */
-async function restoreDetached(dir: string, req: MigrateRequest): Promise<RestoreReply> {
-  const child = spawn(process.execPath, [dataPath('bin', 'vjail.js'), 'restore', dir, '--name', req.name, '--detach', '--json', '--quiet'], { stdio: ['ignore', 'pipe', 'pipe'] });
+async function restoreDetached(dir: string, req: MigrateRequest, extra: string[] = []): Promise<RestoreReply> {
+  const child = spawn(process.execPath, [dataPath('bin', 'vjail.js'), 'restore', dir, '--name', req.name, '--detach', '--json', '--quiet', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -154,7 +156,7 @@ async function serveOne(sock: Socket, opts: PageServerOptions): Promise<void> {
   }
   try {
     sock.setTimeout(0); // the restore's own wait is bounded
-    const reply = await (opts.restore ?? restoreDetached)(received.dir, req);
+    const reply = await (opts.restore ?? ((dir, r) => restoreDetached(dir, r, opts.restoreArgs)))(received.dir, req);
     await send(sock, replyLine(session, reply)).catch(() => {});
     opts.log(reply.ok ? `restored jail "${req.name}" (pid ${reply.pid})` : `could not restore jail "${req.name}": ${reply.error}`);
   } finally {
