@@ -332,7 +332,7 @@ static size_t put(size_t at, const char *key, const char *value)
 struct plan {
 	char *filter;
 	uint32_t filter_len;
-	char *records; /* NUL-terminated "W..." and "B..." strings */
+	char *records; /* NUL-terminated "W..." (warning), "B..." (bind) and "C..." (cgroup) strings */
 	size_t records_len;
 };
 
@@ -406,10 +406,10 @@ static void launch(const struct options *o, const struct plan *plan, struct laun
 	size_t ncmd = 0;
 	while (o->command[ncmd])
 		ncmd++;
-	size_t nbinds = 0;
+	size_t nrecords = 0;
 	for (size_t i = 0; i < plan->records_len; i += strlen(plan->records + i) + 1)
-		nbinds += plan->records[i] == 'B';
-	char **args = calloc(ncmd + 2 * nbinds + 8, sizeof *args);
+		nrecords += plan->records[i] == 'B' || plan->records[i] == 'C';
+	char **args = calloc(ncmd + 2 * nrecords + 8, sizeof *args);
 	if (!args)
 		fall_back();
 	size_t k = 0;
@@ -419,8 +419,9 @@ static void launch(const struct options *o, const struct plan *plan, struct laun
 	if (o->pid_ns)
 		args[k++] = "--pid-ns";
 	for (size_t i = 0; i < plan->records_len; i += strlen(plan->records + i) + 1)
-		if (plan->records[i] == 'B') {
-			args[k++] = "--bind";
+		if (plan->records[i] == 'B' || plan->records[i] == 'C') {
+			/* B: a kernel file to bind; C: the jail's cgroup, joined before the command runs */
+			args[k++] = plan->records[i] == 'B' ? "--bind" : "--cgroup";
 			args[k++] = plan->records + i + 1;
 		}
 	args[k++] = "--";

@@ -297,7 +297,7 @@ let jailsStarted = 0;
 const RUN_CGROUPS = 'vjail-run';
 
 /** A cgroup for a jail started without one (the first in this process clears those of supervisors gone). */
-function runCgroup(): ReturnType<typeof createJailCgroup> {
+export function runCgroup(): ReturnType<typeof createJailCgroup> {
   if (jailsStarted === 0) removeStaleCgroups(RUN_CGROUPS);
   return createJailCgroup(`run${++jailsStarted}`, RUN_CGROUPS);
 }

@@ -86,6 +86,19 @@ describe('a jail whose reaper is ended from inside', () => {
     expect(left).toEqual([]);
   }, 30_000);
 
+  it('through the native front end and the resident supervisor, vjail-init killed with SIGKILL: nothing outlives vjail run', async () => {
+    // bin/vjail.js run as a command takes the fast path: vjail-run launches vjail-init, the resident answers.
+    const launcher = await execa(vjailBin, ['run', '--', 'sh', '-c', 'p=$(sed -n "s/^PPid:\\t//p" /proc/$PPID/status); cat /proc/$p/comm'], { reject: false });
+    expect(launcher.stdout).toBe('vjail-run');
+    const name = `vjo${process.pid % 10000}fast`.slice(0, 15);
+    const r = await execa(vjailBin, ['run', '--policy', denyMkdir, '--', escape, 'outlive', name, 'kill', join(dir, 'outlive-fast')], { reject: false, timeout: 20_000 });
+    expect(r.stdout).toMatch(/attacked$/);
+    expect(r.exitCode).not.toBe(0);
+    const left = named(name);
+    for (const pid of left) process.kill(pid, 'SIGKILL');
+    expect(left).toEqual([]);
+  }, 30_000);
+
   it('vjail-init killed, the jail in a v1 freezer cgroup: frozen, killed and thawed, nothing outlives vjail run', async () => {
     const name = `vjo${process.pid % 10000}v1`.slice(0, 15);
     const r = await execa('node', [vjailBin, 'run', '--', escape, 'outlive', name, 'kill', '-'], { reject: false, env: { VJAIL_FREEZER: 'v1' }, timeout: 20_000 });

@@ -39,7 +39,7 @@ export function parseRequest(body: Buffer): RunRequest {
   };
 }
 
-/** An 'O' message: the filter, then "W<warning>" and "B<source>:<target>" records. */
+/** An 'O' message: the filter, then "W<warning>" and "B<source>:<target>" records (the connection may add "C<cgroup>"). */
 export function plannedMessage(filter: Buffer, warnings: string[], binds: { source: string; target: string }[]): Buffer {
   const len = Buffer.alloc(4);
   len.writeUInt32LE(filter.length);

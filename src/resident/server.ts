@@ -1,7 +1,8 @@
 import { closeSync, rmSync, statSync, unlinkSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { emulateList } from '../cli/run.js';
-import { isPolicyWarning, prepareJail } from '../jail.js';
+import { killRemaining, removeJailCgroup, type JailCgroup } from '../cgroup.js';
+import { isPolicyWarning, prepareJail, runCgroup } from '../jail.js';
 import type { Plan } from '../plan/action.js';
 import type { Profile } from '../profile/types.js';
 import { Supervisor } from '../supervisor/supervisor.js';
@@ -68,6 +69,8 @@ class Connection {
   private watch: object;
   private planned?: { plan: Plan; profile: Profile; receiver?: 'auto' | 'thread' | 'loop' };
   private supervisor?: Supervisor;
+  /** The jail's own cgroup (without --pid-ns): what is left in it when the front end goes is killed. */
+  private cgroup?: JailCgroup;
   private closed = false;
 
   constructor(
@@ -105,7 +108,10 @@ class Connection {
       process.chdir(req.cwd);
       const { profile, plan, message } = prepared(req);
       this.planned = { plan, profile, receiver: req.receiver };
-      this.send(message);
+      // As spawnJail does: without a PID namespace, a cgroup is what still knows the jail's
+      // processes once its reaper is gone (docs/SECURITY.md). vjail-init joins it ("C" record).
+      if (!req.pidNs && !this.cgroup) this.cgroup = runCgroup();
+      this.send(this.cgroup ? Buffer.concat([message, Buffer.from(`C${this.cgroup.path}\0`, 'utf8')]) : message);
     } catch {
       // The Node CLI says what is wrong, exactly as it would have.
       this.send(Buffer.from(MSG.FALLBACK));
@@ -142,6 +148,12 @@ class Connection {
     this.closed = true;
     residentAddon().fdUnwatch(this.watch);
     this.supervisor?.stop();
+    if (this.cgroup) {
+      // The front end, which would say so, is gone: a cgroup still busy after the bounded kill is
+      // left in place (removeJailCgroup keeps it) for the next resident's stale-cgroup sweep.
+      killRemaining(this.cgroup);
+      removeJailCgroup(this.cgroup);
+    }
     closeSync(this.fd);
     this.onClose();
   }
