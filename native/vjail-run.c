@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -486,6 +487,10 @@ int main(int argc, char **argv)
 		setrlimit(RLIMIT_NOFILE, &nofile);
 	}
 	signal(SIGPIPE, SIG_IGN);
+	/* As the Node CLI's supervisor: a workload of the same user may not trace this
+	 * process or write its memory through /proc (docs/SECURITY.md). */
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0))
+		fall_back();
 	int on_terminal = isatty(0);
 	sigset_t held;
 	sigemptyset(&held);

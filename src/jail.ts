@@ -311,7 +311,7 @@ const PR_SET_DUMPABLE = 4;
  * dumpable, only CAP_SYS_PTRACE opens it (docs/SECURITY.md). Checkpoints run
  * in their own process and trace the jail, never this one.
  */
-function keepOutOfReach(): void {
+export function keepOutOfReach(): void {
   sys(SYS_PRCTL, PR_SET_DUMPABLE, 0);
 }
 

@@ -1,9 +1,10 @@
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixture, vjailBin } from './helpers/fixtures.js';
+import { residents } from './helpers/resident.js';
 import { vjail, waitFor } from './helpers/run.js';
 
 /*
@@ -52,7 +53,32 @@ describe('vjail\'s processes and a workload of the same user', () => {
     expect(r.stderr).toBe('');
     expect(r.stdout.split('\n')).toEqual(['errno=EACCES (open mem)', 'errno=EACCES (open mem)']);
   });
+
+  it('through the native front end: it cannot open the memory of vjail-init, of vjail-run or of the resident supervisor', async () => {
+    const runtime = mkdtempSync(join(tmpdir(), 'vjail-escape-runtime-'));
+    chownSync(runtime, 65534, 65534);
+    const asNobody = (args: string[]) =>
+      execa('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', vjailBin, ...args], { reject: false, cwd: '/', env: { XDG_RUNTIME_DIR: runtime } });
+    try {
+      const launcher = await asNobody(['run', '--', 'sh', '-c', 'p=$(sed -n "s/^PPid:\\t//p" /proc/$PPID/status); cat /proc/$p/comm']);
+      expect(launcher.stdout).toBe('vjail-run');
+      const resident = residentOf(runtime);
+      const script = `${escape} open-mem $(${escape} ancestor 2); ${escape} open-mem $(${escape} ancestor 3); ${escape} open-mem ${resident}`;
+      const r = await asNobody(['run', '--', 'sh', '-c', script]);
+      expect(r.stderr).toBe('');
+      expect(r.stdout.split('\n')).toEqual(['errno=EACCES (open mem)', 'errno=EACCES (open mem)', 'errno=EACCES (open mem)']);
+    } finally {
+      for (const pid of residents(runtime)) process.kill(pid, 'SIGTERM');
+      rmSync(runtime, { recursive: true, force: true });
+    }
+  });
 });
+
+function residentOf(dir: string): number {
+  const all = residents(dir);
+  expect(all).toHaveLength(1);
+  return all[0]!;
+}
 
 /** Pids of live (not zombie) processes named `comm`. */
 function named(comm: string): number[] {

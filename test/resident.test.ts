@@ -4,6 +4,7 @@ import { basename, join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
 import { fixture, repoRoot, vjailBin } from './helpers/fixtures.js';
+import { residents } from './helpers/resident.js';
 
 /*
  * `vjail run` as a command goes to the native front end (native/vjail-run.c)
@@ -49,21 +50,6 @@ async function both(args: string[], opts: Opts = {}) {
     out.push({ exitCode: r.exitCode, signal: r.signal, stdout: r.stdout, stderr: r.stderr });
   }
   return { fast: out[0]!, node: out[1]! };
-}
-
-/** Pids of resident supervisors whose socket is under dir. */
-function residents(dir: string): number[] {
-  const pids: number[] = [];
-  for (const e of readdirSync('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      const argv = readFileSync(`/proc/${e}/cmdline`, 'utf8').split('\0');
-      if (argv.some((a) => a.endsWith('resident/main.js')) && argv.some((a) => a.startsWith(dir))) pids.push(Number(e));
-    } catch {
-      // gone
-    }
-  }
-  return pids;
 }
 
 function uidOf(pid: number): number {
