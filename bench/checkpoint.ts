@@ -10,7 +10,7 @@
  * it had before. bench/probe.ts times the parts of both.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { checkpoint } from '../src/checkpoint/dump.js';
@@ -21,6 +21,7 @@ import { type Part, probed } from './probe.js';
 import { capture, field, firstLine, numberField, vjailCli } from './proc.js';
 import type { Reference, Target } from './run.js';
 import { summarize } from './stats.js';
+import { killQuietly, pidOf, sleep } from './procs.js';
 
 /** The size the targets and the breakdown of the time are for. */
 const TARGET_MIB = 256;
@@ -38,22 +39,6 @@ interface Cycle {
   /** restore() until the process is let go, ms. */
   restoreMs: number;
   restoreParts: Record<string, number>;
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-/** Our PID of the process running exactly this argv. */
-function pidOf(argv: string[]): number | undefined {
-  const want = `${argv.join('\0')}\0`;
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      if (readFileSync(`/proc/${d}/cmdline`, 'utf8') === want) return Number(d);
-    } catch {
-      // gone
-    }
-  }
-  return undefined;
 }
 
 /** What is left of `total` after the parts, which must not add up to more. */
@@ -159,13 +144,7 @@ async function cycle(workset: string, dir: string, mib: number, fds = 0): Promis
     const restoreParts = withRest(restoreMs, { verify: verifiedAt, ...pick(restored.probe.ms, ['file-read', 'mem-write', 'syscalls']) });
     return { dumpMs, freezeMs: step(5) - step(1), freezeMethod, dumpParts, restoreMs, restoreParts };
   } finally {
-    if (pid !== undefined) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // gone
-      }
-    }
+    killQuietly(pid);
     if (!runDone) run.kill('SIGKILL');
     await runExit;
     rmSync(work, { recursive: true, force: true });

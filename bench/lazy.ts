@@ -10,7 +10,7 @@
  * Each restored copy hashes its memory again; a different hash fails the round.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { checkpoint } from '../src/checkpoint/dump.js';
@@ -20,27 +20,13 @@ import { measure, type Row, type Variant } from './measure.js';
 import { field, firstLine, vjailCli } from './proc.js';
 import type { Target } from './run.js';
 import { summarize } from './stats.js';
+import { pidOf, sleep } from './procs.js';
 
 /** The size the targets are for, and the one beside it when the run is not quick. */
 const TARGET_MIB = 256;
 const BIG_MIB = 1024;
 /** The workload runs within this long of the start of a lazy restore. */
 const FIRST_MS = 50;
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-function pidOf(argv: string[]): number | undefined {
-  const want = `${argv.join('\0')}\0`;
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      if (readFileSync(`/proc/${d}/cmdline`, 'utf8') === want) return Number(d);
-    } catch {
-      // gone
-    }
-  }
-  return undefined;
-}
 
 interface Made {
   image: string;

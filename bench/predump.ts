@@ -6,34 +6,20 @@
  * Correctness (the image is the frozen memory) is test/checkpoint-predump.test.ts's.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { checkpoint } from '../src/checkpoint/dump.js';
 import { buildC } from './cc.js';
 import { measure, type Row, type Variant } from './measure.js';
 import { vjailCli } from './proc.js';
 import type { Target } from './run.js';
+import { killQuietly, pidOf, sleep } from './procs.js';
 
 /** The workload's writes, MiB/s, and the size and stop the target is for. */
 const RATE_MIB_S = 10;
 const TARGET_MIB = 1024;
 const TARGET_MS = 50;
 const TABLE = `Workload stopped by a checkpoint (--leave-running) of a jail writing ${RATE_MIB_S} MiB/s: without and with --pre-dump`;
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-function pidOf(argv: string[]): number | undefined {
-  const want = `${argv.join('\0')}\0`;
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      if (readFileSync(`/proc/${d}/cmdline`, 'utf8') === want) return Number(d);
-    } catch {
-      // gone
-    }
-  }
-  return undefined;
-}
 
 /** One checkpoint of a fresh workload of `mib` MiB: ms stopped. */
 async function stoppedMs(dirtier: string, dir: string, mib: number, preDump: boolean): Promise<number> {
@@ -67,13 +53,7 @@ async function stoppedMs(dirtier: string, dir: string, mib: number, preDump: boo
     if (stopped === undefined) throw new Error('step 5 did not say how long the workload was stopped');
     return stopped;
   } finally {
-    if (pid !== undefined) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // gone
-      }
-    }
+    killQuietly(pid);
     if (!runDone) run.kill('SIGKILL');
     await runExit;
     rmSync(work, { recursive: true, force: true });

@@ -9,7 +9,7 @@
  * cost of trying. Each round checks the restored memory's hash.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, createWriteStream, existsSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, createWriteStream, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -23,8 +23,7 @@ import { measure, type Row, type Variant } from './measure.js';
 import { capture, field, firstLine, vjailCli } from './proc.js';
 import type { Target } from './run.js';
 import { summarize } from './stats.js';
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+import { killQuietly, pidOf, sleep } from './procs.js';
 
 interface Kind {
   id: string;
@@ -42,19 +41,6 @@ const KINDS: Kind[] = [
   { id: 'encrypted', label: '--encrypt-key (AES-256-GCM)', stream: false, encrypt: true },
   { id: 'zstd-encrypted', label: 'a stream, --compress zstd --encrypt-key', stream: true, compress: 'zstd', encrypt: true },
 ];
-
-function pidOf(argv: string[]): number | undefined {
-  const want = `${argv.join('\0')}\0`;
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      if (readFileSync(`/proc/${d}/cmdline`, 'utf8') === want) return Number(d);
-    } catch {
-      // gone
-    }
-  }
-  return undefined;
-}
 
 const text = (path: string): string => {
   try {
@@ -130,13 +116,7 @@ async function imageCycle(workset: string, dir: string, mib: number, kind: Kind,
     if (after !== hash) throw new Error(`the restored memory differs (${kind.id}): hash ${after}, before ${hash}`);
     return { dumpMs, restoreMs };
   } finally {
-    if (pid !== undefined) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // gone
-      }
-    }
+    killQuietly(pid);
     if (!runDone) run.kill('SIGKILL');
     await runExit;
     rmSync(work, { recursive: true, force: true });

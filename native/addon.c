@@ -29,6 +29,7 @@
 #include "ipcns.h"
 #include "incaller.h"
 #include "fdio.h"
+#include "fdrecv.h"
 #include "sockdiag.h"
 #include "features.h"
 #include "guard_napi.h"
@@ -124,16 +125,8 @@ static napi_value js_recv_ctl(napi_env env, napi_callback_info info)
 	if (r == 0)
 		return vj_throw_errno(env, "recv (control socket)", ETIMEDOUT);
 	struct ctl_msg m;
-	struct iovec iov = { .iov_base = &m, .iov_len = sizeof m };
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} u;
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf };
-	ssize_t n;
-	do
-		n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-	while (n < 0 && errno == EINTR);
+	int passed;
+	ssize_t n = vj_recv_with_fd(fd, &m, sizeof m, &passed);
 	if (n < 0 && errno == EAGAIN)
 		return vj_throw_errno(env, "recv (control socket)", ETIMEDOUT);
 	if (n < 0)
@@ -145,10 +138,6 @@ static napi_value js_recv_ctl(napi_env env, napi_callback_info info)
 	}
 	if ((size_t)n != sizeof m)
 		return vj_throw_errno(env, "recvmsg (short control message)", EPROTO);
-	int passed = -1;
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
-		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
-			memcpy(&passed, CMSG_DATA(c), sizeof passed);
 	CALL(env, napi_create_object(env, &out));
 	napi_set_named_property(env, out, "type", vj_make_i32(env, (int32_t)m.type));
 	napi_set_named_property(env, out, "a", vj_make_i32(env, m.a));

@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "fdrecv.h"
 #include "napi_util.h"
 #include "resident.h"
 #include "resident_proto.h"
@@ -105,16 +106,8 @@ napi_value js_resident_recv(napi_env env, napi_callback_info info)
 	if (vj_args(env, info, 1, argv))
 		return NULL;
 	static char buf[RESIDENT_MAX_MSG];
-	struct iovec iov = { .iov_base = buf, .iov_len = sizeof buf };
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} u;
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf };
-	ssize_t n;
-	do
-		n = recvmsg(vj_i32(env, argv[0]), &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-	while (n < 0 && errno == EINTR);
+	int fd;
+	ssize_t n = vj_recv_with_fd(vj_i32(env, argv[0]), buf, sizeof buf, &fd);
 	napi_value out;
 	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
 		napi_get_null(env, &out);
@@ -122,10 +115,6 @@ napi_value js_resident_recv(napi_env env, napi_callback_info info)
 	}
 	if (n < 0)
 		n = 0; /* a reset connection is a gone peer */
-	int fd = -1;
-	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-	if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
-		memcpy(&fd, CMSG_DATA(c), sizeof fd);
 	napi_value data;
 	void *p;
 	napi_create_buffer_copy(env, (size_t)n, buf, &p, &data);

@@ -30,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fdrecv.h"
 #include "protocol.h"
 #include "resident_proto.h"
 
@@ -280,22 +281,12 @@ static ssize_t recv_msg(int fd, void *buf, size_t size, int timeout_ms, int *fd_
 	while (r < 0 && errno == EINTR);
 	if (r <= 0)
 		return -1;
-	struct iovec iov = { .iov_base = buf, .iov_len = size };
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} u;
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf };
-	ssize_t n;
-	do
-		n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-	while (n < 0 && errno == EINTR);
-	if (fd_out) {
-		*fd_out = -1;
-		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-		if (n > 0 && c && c->cmsg_type == SCM_RIGHTS)
-			memcpy(fd_out, CMSG_DATA(c), sizeof(int));
-	}
+	int passed;
+	ssize_t n = vj_recv_with_fd(fd, buf, size, &passed);
+	if (fd_out)
+		*fd_out = passed;
+	else if (passed >= 0)
+		close(passed); /* not expected here */
 	return n;
 }
 

@@ -4,12 +4,13 @@
  * `--encrypt-key` writes one; restore and inspect unpack it into a
  * temporary directory, checked in full, before anything else.
  */
-import { closeSync, createReadStream, createWriteStream, existsSync, fsyncSync, lstatSync, mkdirSync, mkdtempSync, openSync, renameSync, rmSync } from 'node:fs';
+import { createReadStream, createWriteStream, existsSync, lstatSync, mkdirSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { ImageError } from './errors.js';
 import { HEADER_FILE } from './schema.js';
 import { dirSource, receiveImage, type StreamOptions, type StreamTotals, writeImageStream } from './stream.js';
+import { fsyncPath } from './write.js';
 
 export const PACKED_FILE = 'image.vjs';
 
@@ -19,15 +20,6 @@ export function isPackedImage(dir: string): boolean {
     return lstatSync(join(dir, PACKED_FILE)).isFile() && !existsSync(join(dir, HEADER_FILE));
   } catch {
     return false;
-  }
-}
-
-function fsyncPath(path: string): void {
-  const fd = openSync(path, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
   }
 }
 

@@ -46,7 +46,8 @@ function writing<T>(dir: string, fn: () => T): T {
   }
 }
 
-function fsyncPath(path: string): void {
+/** fsync a file or directory by path. */
+export function fsyncPath(path: string): void {
   const fd = openSync(path, 'r');
   try {
     fsyncSync(fd);
