@@ -11,7 +11,10 @@
  *  front -> resident  'S' the workload's seccomp listener (SCM_RIGHTS)
  *  resident -> front  'A' supervising, or 'F' (the workload has not run yet)
  *                     'W' a warning line to print on stderr while the jail runs
- *  front closes the connection once vjail-init has exited: the jail is over.
+ *  resident -> front  'O' may also carry "C<cgroup>": the jail's own cgroup, for vjail-init to join
+ *  front -> resident  'E' vjail-init has exited
+ *  resident -> front  'K' nothing of the jail runs on (what was left in its cgroup is killed)
+ *  front closes the connection then: the jail is over.
  */
 #ifndef VJAIL_RESIDENT_PROTO_H
 #define VJAIL_RESIDENT_PROTO_H
@@ -22,6 +25,8 @@
 #define RESIDENT_LISTENER 'S'
 #define RESIDENT_SUPERVISING 'A'
 #define RESIDENT_WARNING 'W'
+#define RESIDENT_ENDED 'E'
+#define RESIDENT_KILLED 'K'
 
 /* Largest message either side sends (a filter is at most 4096 instructions of 8 bytes). */
 #define RESIDENT_MAX_MSG (64 * 1024)

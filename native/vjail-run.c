@@ -553,10 +553,25 @@ int main(int argc, char **argv)
 	}
 	if (status < 0)
 		status = status_of(raw);
-	/* Warnings the supervisor sent before it saw the jail end. */
-	while (sock >= 0 && recv_msg(sock, msg, sizeof msg - 1, 0, NULL) > 0)
-		if (msg[0] == RESIDENT_WARNING)
-			fprintf(stderr, "vjail: %.*s\n", (int)strnlen(msg + 1, sizeof msg - 2), msg + 1);
+	/* As the Node CLI, return only once nothing of the jail runs on: the resident kills
+	 * what is left in the jail's cgroup (a process that killed vjail-init), then says 'K'.
+	 * Its warnings come first. Bounded: the kill itself gives up after 5 s. */
+	char ended = RESIDENT_ENDED;
+	if (sock >= 0 && send(sock, &ended, 1, MSG_NOSIGNAL) == 1)
+		for (;;) {
+			ssize_t n = recv_msg(sock, msg, sizeof msg - 1, 10000, NULL);
+			if (n <= 0) {
+				if (n < 0)
+					fprintf(stderr, "vjail: warning: the resident supervisor did not confirm within 10 s that nothing of the jail runs on\n");
+				break;
+			}
+			if (msg[0] == RESIDENT_KILLED)
+				break;
+			if (msg[0] == RESIDENT_WARNING) {
+				msg[n] = '\0';
+				fprintf(stderr, "vjail: %s\n", msg + 1);
+			}
+		}
 	if (sock >= 0)
 		close(sock);
 	if (exec_errno) {

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { repoRoot } from './helpers/fixtures.js';
 
 // Programs run as scripts (they do their work on import) rather than modules of the library.
-const ENTRY_POINTS = new Set(['compat/guest.js', 'syscalls/generate.js', 'support.js', 'cli/bundle.js', 'cli/main.js']);
+const ENTRY_POINTS = new Set(['compat/guest.js', 'syscalls/generate.js', 'support.js', 'cli/bundle.js', 'cli/main.js', 'resident/main.js']);
 
 function modules(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {

@@ -6,6 +6,8 @@ export const MSG = {
   LISTENER: 'S',
   SUPERVISING: 'A',
   WARNING: 'W',
+  ENDED: 'E',
+  KILLED: 'K',
 } as const;
 
 /** What `vjail run` asked for: the flags the front end supports, and its cwd. */

@@ -94,6 +94,7 @@ class Connection {
       const type = String.fromCharCode(msg.data[0]!);
       if (type === MSG.REQUEST) this.plan(msg.data.subarray(1));
       else if (type === MSG.LISTENER && msg.fd >= 0) this.supervise(msg.fd);
+      else if (type === MSG.ENDED) this.ended();
       else {
         if (msg.fd >= 0) closeSync(msg.fd);
         this.close();
@@ -140,6 +141,16 @@ class Connection {
       return this.send(Buffer.from(MSG.FALLBACK));
     }
     this.send(Buffer.from(MSG.SUPERVISING));
+  }
+
+  /** vjail-init has exited: end what is left of the jail, then let the front end return. */
+  private ended(): void {
+    if (this.cgroup) {
+      if (!killRemaining(this.cgroup)) this.send(Buffer.from(`${MSG.WARNING}processes of the jail are still in ${this.cgroup.path} 5 s after SIGKILL`));
+      removeJailCgroup(this.cgroup);
+      this.cgroup = undefined;
+    }
+    this.send(Buffer.from(MSG.KILLED));
   }
 
   /** The front end has gone: its vjail-init has exited (or the front end was killed, and vjail-init ends the jail). */
