@@ -3,7 +3,7 @@
  * signals all of them, and checkpoint finds a daemonizing workload's service
  * after the process that started it has exited.
  */
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -114,8 +114,10 @@ describe('a jail is its processes', { timeout: 90_000 }, () => {
     await start('empty', ['--', 'sleep', '3105']);
     expect(await waitForPs('empty', (r) => r.state === 'running' && r.procs === '1')).toBe(true);
     const s = stateOf('empty');
-    // Its supervisor, stopped, cannot record the end: the state file still says running.
-    process.kill(s.supervisorPid, 'SIGSTOP');
+    // Its supervisor, frozen, cannot record the end: the state file still says running. Frozen by a
+    // cgroup freezer, not SIGSTOP: a stopped supervisor is sent SIGHUP and SIGCONT by the kernel when
+    // the jail's last process in its process group exits (an orphaned process group with stopped jobs).
+    const thaw = freeze(s.supervisorPid);
     try {
       process.kill(s.pid!, 'SIGKILL');
       expect(await waitFor(() => !alive(s.pid!))).toBe(true);
@@ -131,11 +133,36 @@ describe('a jail is its processes', { timeout: 90_000 }, () => {
       expect(kill.exitCode).toBe(2);
       expect(kill.stderr).toMatch(/jail "empty" has no live process left to signal/);
     } finally {
-      process.kill(s.supervisorPid, 'SIGCONT');
+      thaw();
     }
     expect(await waitForPs('empty', (r) => r.state === 'exited (137)')).toBe(true);
   });
 });
+
+/** Freeze a process in a cgroup of its own (the v1 freezer where mounted, else cgroup v2); returns how to thaw it. */
+function freeze(pid: number): () => void {
+  const v1 = '/sys/fs/cgroup/freezer';
+  const v2 = existsSync('/sys/fs/cgroup/unified/cgroup.procs') ? '/sys/fs/cgroup/unified' : '/sys/fs/cgroup';
+  const useV1 = existsSync(join(v1, 'cgroup.procs'));
+  const dir = join(useV1 ? v1 : v2, `vjail-test-freeze.${process.pid}`);
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'cgroup.procs'), String(pid));
+  if (useV1) writeFileSync(join(dir, 'freezer.state'), 'FROZEN');
+  else writeFileSync(join(dir, 'cgroup.freeze'), '1');
+  return () => {
+    if (useV1) writeFileSync(join(dir, 'freezer.state'), 'THAWED');
+    else writeFileSync(join(dir, 'cgroup.freeze'), '0');
+    // The cgroup goes once the supervisor, now free to record the end, has exited.
+    void waitFor(() => {
+      try {
+        rmdirSync(dir);
+        return true;
+      } catch {
+        return false;
+      }
+    }, 20_000);
+  };
+}
 
 describe('a daemonizing workload', { timeout: 120_000 }, () => {
   it('is checkpointed by name after its launcher exited, restored, and its log kept', async () => {
