@@ -218,8 +218,8 @@ describe.each([
       `restore ${clockImg()} ${join(dir(), 'clock.out')}`,
       `spin ${spinImg()} ${join(dir(), 'spin.out')}`,
     ];
-    r = await runInKernel({ kernel, cpu, argv: ['sh', join(share, 'guest.sh'), ...specs], shareDir: share, timeoutMs: 500_000 });
-  }, 600_000);
+    r = await runInKernel({ kernel, cpu, argv: ['sh', join(share, 'guest.sh'), ...specs], shareDir: share, timeoutMs: 400_000 });
+  }, 500_000);
 
   it('the image records the vDSO symbols, clocks and CPU features', () => {
     const m = manifest(clockImg());
