@@ -38,6 +38,12 @@ function readLines(path: string): Line[] {
   });
 }
 
+/** The checks test/fixtures/fdkinds.c's parent writes, in order, each "NAME ok" when it holds. */
+const PARENT_CHECKS = [
+  'pipe-data', 'pipe-nonblock', 'pipe-empty-eagain', 'pipe-write', 'cloexec', 'eventfd', 'eventfd-semaphore',
+  'fifo-data', 'fifo-write', 'devnull', 'devzero', 'urandom', 'o-path', 'file-shared-offset',
+];
+
 const manifest = (img: string) => JSON.parse(readFileSync(join(img, 'manifest.json'), 'utf8'));
 
 /** Run `bin ARGS` in a jail, let it work a little, checkpoint it to `img`; the lines it wrote by then. */
@@ -80,6 +86,30 @@ for spec in "$@"; do
     # The program checks every descriptor as soon as it runs again and ends.
     touch "$out/go"
     node ${vjailBin} restore -v "$img" 2> "$img.restore"; echo "fds-rc $?"
+    continue
+  fi
+  if [ "$mode" = makefds ]; then
+    # The way back: "makefds IMG DIR BIN [ARG]": a jail running BIN DIR fork [ARG] (a parent and a child
+    # holding every kind) checkpointed here into IMG, to be restored on the host; "makefds-IMGNAME-rc" says how it went.
+    # DIR is in the guest's own /tmp (a FIFO on the shared 9p directory cannot be opened there).
+    # A parent and child need --pid-ns to be checkpointed; the parent is PID 2 in it.
+    mkdir -p "$out" && printf abcdefghij > "$out/data"
+    node ${vjailBin} run --pid-ns --cpu-baseline -- "$4" "$out" fork $5 2> "$img.run" &
+    run=$!
+    # Node starts slowly under TCG: up to 600 rounds (a minute or two) for the fixture's "ready".
+    i=0; while [ ! -e "$out/ready" ] && [ $i -lt 600 ] && kill -0 $run 2>/dev/null; do sleep 0.1; i=$((i+1)); done
+    if [ -e "$out/ready" ]; then
+      pid=$(for p in /proc/[0-9]*; do [ "$(cat $p/comm 2>/dev/null)" = fdkinds ] && grep -qs "^NSpid:.*[[:space:]]2$" $p/status && echo \${p#/proc/}; done)
+      node ${vjailBin} checkpoint --pid "$pid" --image "$img" 2> "$img.checkpoint"; rc=$?
+    else
+      echo "the jail did not write $out/ready in $i rounds (vjail run $(kill -0 $run 2>/dev/null && echo running || echo ended))" > "$img.checkpoint"; rc=not-ready
+    fi
+    echo "makefds-\${img##*/}-rc $rc"
+    # A jail the checkpoint left running waits for "go" forever: end it, and wait at most 300 rounds.
+    [ "$rc" = 0 ] || kill -TERM $run 2>/dev/null
+    i=0; while kill -0 $run 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
+    kill -0 $run 2>/dev/null && { echo "vjail run still there $i rounds after the checkpoint: killed" >> "$img.checkpoint"; kill -KILL $run; }
+    wait $run
     continue
   fi
   if [ "$mode" = refuse ]; then
@@ -145,15 +175,19 @@ afterAll(() => {
 });
 
 describe.each([
-  { kernel: '6.1' as const, cpu: undefined, what: 'qemu64: no AVX, no XSAVE' },
-  { kernel: '6.12' as const, cpu: 'max', what: 'TCG max: another XSAVE layout' },
-])('checkpoint here, restore under Linux $kernel ($what)', ({ kernel, cpu }) => {
+  // eventfdMode: fdinfo shows an eventfd's semaphore mode (since 6.5), which a checkpoint there needs.
+  { kernel: '6.1' as const, cpu: undefined, what: 'qemu64: no AVX, no XSAVE', eventfdMode: false },
+  { kernel: '6.12' as const, cpu: 'max', what: 'TCG max: another XSAVE layout', eventfdMode: true },
+])('checkpoint here, restore under Linux $kernel ($what)', ({ kernel, cpu, eventfdMode }) => {
   const dir = () => join(share, kernel);
   const clockImg = () => join(dir(), 'clock');
   const counterImg = () => join(dir(), 'counter-img');
   const spinImg = () => join(dir(), 'spin');
   const fdsDir = () => join(dir(), 'fds');
   const fdsImg = () => join(dir(), 'fds-img');
+  const backDir = () => join(tmpdir(), `vjail-back-${kernel}-${process.pid}`);
+  const backImg = () => join(dir(), 'back-img');
+  const backAllImg = () => join(dir(), 'back-all');
   let spinBefore: number;
   let before: number;
   let r: RunInKernelResult;
@@ -175,6 +209,9 @@ describe.each([
     expect(fdCp.stderr).toMatch(/checkpoint 5\/5 kill/);
     await fdRun;
     const specs = [
+      ...(eventfdMode
+        ? [`makefds ${backImg()} ${backDir()} ${join(share, 'fdkinds')}`]
+        : [`makefds ${backAllImg()} ${backDir()}-all ${join(share, 'fdkinds')}`, `makefds ${backImg()} ${backDir()} ${join(share, 'fdkinds')} noeventfd`]),
       `fds ${fdsImg()} ${fdsDir()}`,
       `refuse ${counterImg()} -`,
       `force ${counterImg()} ${join(dir(), 'counter.out')}`,
@@ -228,6 +265,33 @@ describe.each([
     const verdicts = readFileSync(join(fdsDir(), 'out'), 'utf8').trim().split('\n');
     expect(verdicts.length).toBeGreaterThanOrEqual(14);
     expect(verdicts.filter((l) => !/^\S+ ok/.test(l))).toEqual([]);
+  });
+
+  it('and back: descriptors of every saved kind, held by a parent and its child, checkpointed there come back here', async () => {
+    if (!eventfdMode) {
+      // There the checkpoint refuses eventfds, naming each, and saves nothing; the rest goes without them.
+      const refused = readFileSync(`${backAllImg()}.checkpoint`, 'utf8');
+      expect(field(r, 'makefds-back-all-rc'), refused).not.toBe('0');
+      expect(refused).toMatch(/checkpoint refused: 2 process\(es\) hold state a checkpoint cannot save; nothing was saved/);
+      expect(refused.match(/process [23] \(fdkinds\) fd 1[34]: an eventfd whose fdinfo lacks its count or mode/g)).toHaveLength(4);
+      expect(existsSync(join(backAllImg(), 'IMAGE'))).toBe(false);
+    }
+    const logs = ['checkpoint', 'run'].map((l) => readFileSync(`${backImg()}.${l}`, 'utf8')).join('\n');
+    expect(field(r, 'makefds-back-img-rc'), logs).toBe('0');
+    // What the guest's /tmp held, as the restore finds it here: the directory, the file, the FIFO.
+    rmSync(backDir(), { recursive: true, force: true });
+    execFileSync('mkdir', ['-p', backDir()]);
+    writeFileSync(join(backDir(), 'data'), 'abcdefghij');
+    execFileSync('mkfifo', [join(backDir(), 'fifo')]);
+    writeFileSync(join(backDir(), 'go'), '');
+    const back = await vjail(['restore', '-v', backImg()]);
+    expect(back.exitCode, back.stderr).toBe(0);
+    const verdicts = (file: string) => readFileSync(join(backDir(), file), 'utf8').trim().split('\n');
+    const checks = eventfdMode ? PARENT_CHECKS : PARENT_CHECKS.filter((c) => !c.startsWith('eventfd'));
+    expect(verdicts('out').map((l) => l.split(' ').slice(0, 2).join(' '))).toEqual(checks.map((c) => `${c} ok`));
+    // The child reads, through its copy of the shared read end, what the parent wrote after the restore.
+    expect(verdicts('out.child')).toEqual(['child-pipe ok from parent']);
+    rmSync(backDir(), { recursive: true, force: true });
   });
 
   it('an image of a jail without --cpu-baseline is refused in one line, and --force tries anyway', () => {
