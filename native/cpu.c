@@ -25,7 +25,20 @@ static uint64_t read_xcr0(void)
 	return ((uint64_t)hi << 32) | lo;
 }
 
-/* cpuXstate(): { xcr0: bigint (0 without XSAVE), components: [{ bit, offset, size }] for each enabled component from 2 up }. */
+/*
+ * MXCSR_MASK: the MXCSR bits this CPU accepts (FXSAVE writes it at byte 28);
+ * 0 there means the architectural default 0xffbf. The kernel refuses, with
+ * EINVAL, a saved MXCSR with any other bit set.
+ */
+static uint32_t read_mxcsr_mask(void)
+{
+	uint8_t area[512] __attribute__((aligned(16))) = { 0 };
+	__asm__ volatile("fxsave64 %0" : "=m"(area));
+	uint32_t mask = (uint32_t)area[28] | (uint32_t)area[29] << 8 | (uint32_t)area[30] << 16 | (uint32_t)area[31] << 24;
+	return mask ? mask : 0xffbf;
+}
+
+/* cpuXstate(): { xcr0: bigint (0 without XSAVE), mxcsrMask, components: [{ bit, offset, size }] for each enabled component from 2 up }. */
 napi_value js_cpu_xstate(napi_env env, napi_callback_info info)
 {
 	(void)info;
@@ -49,6 +62,7 @@ napi_value js_cpu_xstate(napi_env env, napi_callback_info info)
 		napi_set_element(env, list, n++, c);
 	}
 	napi_set_named_property(env, out, "xcr0", vj_make_u64(env, xcr0));
+	napi_set_named_property(env, out, "mxcsrMask", vj_make_u64(env, read_mxcsr_mask()));
 	napi_set_named_property(env, out, "components", list);
 	return out;
 }

@@ -9,8 +9,12 @@
  */
 import { closeSync, constants, fstatSync, openSync, readSync, type Stats } from 'node:fs';
 
-/** Larger than any real policy (Docker's default is 20 KiB): bounds what a hostile file costs. */
-export const POLICY_MAX_BYTES = 16 << 20;
+/**
+ * Larger than any real policy (Docker's default is 20 KiB): bounds what a
+ * hostile file costs. Reading, checking and compiling the largest one takes
+ * a fraction of a second, so a signal is never held back for long.
+ */
+export const POLICY_MAX_BYTES = 1 << 20;
 
 export function describeKind(st: Stats): string {
   if (st.isFIFO()) return 'a FIFO';

@@ -55,16 +55,22 @@ export class Assembler {
 
   assemble(): Buffer {
     if (this.pending.length > 0) throw new Error('BPF assembler: a label was placed after the last instruction');
+    // Stepping stones only add instructions: too many already is refused before the passes,
+    // each of which walks the whole program (on a huge one, minutes of work).
+    this.checkSize();
     while (this.insertLongJumps()) {
       // Each pass can push other jumps out of reach; repeat until none is.
     }
-    if (this.nodes.length > BPF_MAXINSNS) {
-      throw new FilterTooLargeError(
-        `the seccomp program needs ${this.nodes.length} instructions; the kernel accepts at most ${BPF_MAXINSNS} (BPF_MAXINSNS); ` +
-          'reduce the argument rules in the policy or profile',
-      );
-    }
+    this.checkSize();
     return encodeProgram(this.resolve());
+  }
+
+  private checkSize(): void {
+    if (this.nodes.length <= BPF_MAXINSNS) return;
+    throw new FilterTooLargeError(
+      `the seccomp program needs ${this.nodes.length} instructions; the kernel accepts at most ${BPF_MAXINSNS} (BPF_MAXINSNS); ` +
+        'reduce the argument rules in the policy or profile',
+    );
   }
 
   private emit(node: Node): void {

@@ -45,17 +45,25 @@ export function cpuFlags(): Set<string> {
 
 interface Xstate {
   xcr0: bigint;
+  /** The MXCSR bits this CPU accepts. */
+  mxcsrMask: bigint;
+  /** Whether it has XSAVE at all (without, ptrace gives the 512-byte FXSAVE area). */
+  xsave: boolean;
   components: { bit: number; offset: number; size: number }[];
 }
 
 /** XCR0 (x87 and SSE only, 0x3, on a CPU without XSAVE) and the standard-format layout of each component. */
 export function cpuXstate(): Xstate {
-  const x = (native() as unknown as { cpuXstate(): Xstate }).cpuXstate();
-  return { xcr0: x.xcr0 || 0x3n, components: x.components };
+  const x = (native() as unknown as { cpuXstate(): Omit<Xstate, 'xsave'> }).cpuXstate();
+  return { xcr0: x.xcr0 || 0x3n, mxcsrMask: x.mxcsrMask, xsave: x.xcr0 !== 0n, components: x.components };
 }
 
 const XSAVE_HEADER = 512;
+/** The XSAVE header: XSTATE_BV, XCOMP_BV, then 48 reserved bytes. */
+const XSAVE_HEADER_SIZE = 64;
 const XSAVE_SW = 464;
+const MXCSR = 24;
+
 const PKRU_BIT = 9;
 /** The PKRU value every process starts with: the kernel's default, which says nothing about the program. */
 const PKRU_DEFAULT = 0x55555554;
@@ -149,4 +157,60 @@ export function legacyOnly(saved: Buffer, from: CpuImage['xstate']): Buffer {
   const bv = xstateInUse(saved, from);
   if (bv & ~0x3n) throw new ImageError(`the image's ${componentNames(bv & ~0x3n)} register state cannot be held by this CPU (it has no XSAVE)`);
   return saved.subarray(0, XSAVE_HEADER);
+}
+
+/** The size of a standard-format XSAVE area for this layout: the legacy region and header, and each component. */
+function areaSize(components: Xstate['components']): number {
+  return components.reduce((n, c) => Math.max(n, c.offset + c.size), XSAVE_HEADER + XSAVE_HEADER_SIZE);
+}
+
+/**
+ * Is every thread's saved XSAVE area one the kernel would load? Checked as
+ * PTRACE_SETREGSET checks it, but before anything is started (the kernel
+ * would refuse it with EINVAL only once the process is rebuilt): the size
+ * the image's CPU layout gives (or, without one, this CPU's), no component
+ * in XSTATE_BV beyond the image's XCR0, the standard format (XCOMP_BV
+ * zero), the header's reserved bytes zero, and no MXCSR bit this CPU
+ * rejects. Throws a one-line ImageError naming the thread and the field.
+ */
+export function checkXsave(m: Manifest): void {
+  const here = cpuXstate();
+  const hereSize = here.xsave ? areaSize(here.components) : XSAVE_HEADER;
+  const xfeatures = m.cpu ? fromHex(m.cpu.xfeatures) : here.xcr0;
+  // Images before format 3 carry no layout: restored only on a CPU with the same one (registers.ts).
+  const sizes = m.cpu ? (m.cpu.xstate.length ? [areaSize(m.cpu.xstate)] : [XSAVE_HEADER, XSAVE_HEADER + XSAVE_HEADER_SIZE]) : [hereSize];
+  const layout = m.cpu?.xstate ?? here.components;
+  for (const p of m.processes) {
+    if (p.state !== 'live') continue;
+    for (const t of p.threads) {
+      const bad = xsaveProblem(Buffer.from(t.registers.xsave, 'base64'), { sizes, xfeatures, layout }, here, hereSize);
+      if (bad) throw new ImageError(`thread ${t.tid} of process ${p.pid} has an invalid saved FPU/SSE/AVX state (XSAVE area): ${bad}`);
+    }
+  }
+}
+
+/** What the image says the area holds: its possible sizes, the components its CPU enabled, and where they lie. */
+interface Saved {
+  sizes: number[];
+  xfeatures: bigint;
+  layout: Xstate['components'];
+}
+
+function xsaveProblem(area: Buffer, saved: Saved, here: Xstate, hereSize: number): string | null {
+  const { sizes, xfeatures } = saved;
+  if (!sizes.includes(area.length)) return `${area.length} bytes, where the image's CPU layout gives ${sizes.join(' or ')}`;
+  const mxcsr = BigInt(area.readUInt32LE(MXCSR));
+  if (mxcsr & ~here.mxcsrMask) return `MXCSR ${toHex(mxcsr)} sets bits this CPU reserves (it accepts ${toHex(here.mxcsrMask)})`;
+  if (area.length === XSAVE_HEADER) return null; // FXSAVE only: no header
+  const bv = area.readBigUInt64LE(XSAVE_HEADER);
+  if (bv & ~xfeatures) return `XSTATE_BV ${toHex(bv)} names components beyond the image's XCR0 ${toHex(xfeatures)}`;
+  // Passed to the kernel as it is when it has this CPU's size (fitXsave rewrites it otherwise).
+  if (area.length === hereSize && bv & ~here.xcr0) return `XSTATE_BV ${toHex(bv)} names components beyond this CPU's XCR0 ${toHex(here.xcr0)}`;
+  const lacking = xstateInUse(area, saved.layout) & ~here.xcr0;
+  if (lacking) return `${componentNames(lacking)} state is in use, which this CPU cannot hold`;
+  const xcomp = area.readBigUInt64LE(XSAVE_HEADER + 8);
+  if (xcomp !== 0n) return `XCOMP_BV ${toHex(xcomp)} is not zero (only the standard format can be loaded)`;
+  const reserved = area.subarray(XSAVE_HEADER + 16, XSAVE_HEADER + XSAVE_HEADER_SIZE);
+  if (reserved.some((b) => b !== 0)) return 'the reserved bytes of its header are not zero';
+  return null;
 }

@@ -9,7 +9,7 @@ import { checkFds } from './parts/fds/index.js';
 import { checkMemory } from './parts/memory.js';
 import { treeProblem } from './parts/tree.js';
 import { planTree, type TreePlan } from './parts/tree-plan.js';
-import { checkCpu } from './cpu.js';
+import { checkCpu, checkXsave } from './cpu.js';
 
 /** In a new PID namespace vjail-init is PID 1 and the restorer, its first child, PID 2. */
 export const FIRST_PID = 2;
@@ -31,6 +31,7 @@ export function preflight(image: OpenedImage, opts: { force?: boolean; inherit?:
   checkFds(image, opts.inherit ?? new Map());
   const m = image.manifest;
   const cpuWarnings = checkCpu(m, !!opts.force);
+  checkXsave(m);
   if (!m.pidNamespace) return { cpuWarnings, plan: null };
   const first = m.processes[0]!;
   if (first.pid !== FIRST_PID) {

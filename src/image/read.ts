@@ -174,6 +174,8 @@ export function openImage(dir: string, opts: { verifyPages?: boolean } = {}): Op
   for (const p of manifest.processes) {
     if (p.state !== 'live') continue;
     for (const [i, map] of p.mappings.entries()) checkMapping(dir, i, map, opts.verifyPages ?? true);
+    const overlap = overlapProblem(p.mappings);
+    if (overlap) throw new ImageError(`${dir} has an invalid manifest: process ${p.pid}: ${overlap}`);
   }
   const blobs = new Set<string>();
   for (const b of manifest.blobs) {
@@ -239,6 +241,27 @@ function checkMapping(dir: string, i: number, map: Mapping, verifyPages: boolean
     throw new ImageError(`${dir} has an invalid manifest: mapping ${i} (${map.start}-${map.end}) is not page-aligned`);
   }
   if (map.pages) checkPages(dir, `mapping ${i}`, map.pages, Number((end - start) / pageSize), verifyPages);
+}
+
+/** Where the kernel puts the legacy vsyscall page, the one mapping above user space. */
+const VSYSCALL = { start: 0xffffffffff600000n, end: 0xffffffffff601000n };
+
+/**
+ * A process's mappings never overlap (its /proc/PID/maps cannot), and a
+ * vsyscall page is where the kernel puts it. Restore maps each at its
+ * address with MAP_FIXED, over whatever is there: an overlap would lose
+ * data, and one over the image's vDSO block would replace the only code
+ * the restorer keeps while it maps the image (its syscall instruction).
+ */
+function overlapProblem(mappings: Mapping[]): string | null {
+  const sorted = mappings.map((m) => ({ m, start: fromHex(m.start), end: fromHex(m.end) })).sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
+  const what = (x: { m: Mapping }) => `${x.m.start}-${x.m.end} (${x.m.name ?? x.m.kind})`;
+  for (const [i, x] of sorted.entries()) {
+    if (x.m.kind === 'vsyscall' && (x.start !== VSYSCALL.start || x.end !== VSYSCALL.end)) return `its vsyscall mapping ${what(x)} is not where the kernel puts it`;
+    const prev = sorted[i - 1];
+    if (prev && x.start < prev.end) return `mappings ${what(prev)} and ${what(x)} overlap`;
+  }
+  return null;
 }
 
 /** Ids unique, and every mapping of kind `object` names one. */

@@ -231,7 +231,11 @@ function ringRefusal(ctx: Context, tables: PlanTables, warnings: string[]): Acti
 export function derivePlan(profile: Profile, host: HostInfo, options: PlanOptions = {}, tables: PlanTables = defaultTables()): PlanResult {
   const entries = new Map<string, PolicyEntry[]>();
   for (const e of options.policy?.entries ?? []) {
-    for (const n of new Set(e.names)) entries.set(n, [...(entries.get(n) ?? []), e]);
+    for (const n of new Set(e.names)) {
+      const list = entries.get(n);
+      if (list) list.push(e);
+      else entries.set(n, [e]);
+    }
   }
   const ctx: Context = {
     profile,

@@ -114,6 +114,14 @@ const FLAGS = [
 
 const EPERM = 1;
 const MAX_ERRNO = 4095;
+/**
+ * Rules a policy may hold: syscall names times argument alternatives, summed
+ * over its entries. Docker's default has 442; a filter holds at most 4096
+ * instructions (BPF_MAXINSNS), so beyond this most rules could never take
+ * effect. Counted before anything walks the entries: planning and compiling
+ * are then bounded too, and end in well under a second.
+ */
+export const MAX_POLICY_RULES = 4096;
 const U64_MAX = (1n << 64n) - 1n;
 /** libseccomp's name for the only native architecture vjail runs on, as Docker's `arches` filters spell it. */
 const NATIVE_ARCH = 'amd64';
@@ -211,6 +219,16 @@ export function parseOciPolicy(json: unknown, source: string, opts: OciPolicyOpt
   const fail = (path: readonly PropertyKey[], message: string): never => {
     throw new PolicyError(`${source}: ${jsonPath(prefix, path)}: ${message}`);
   };
+  const long = longList(body);
+  if (long) fail(long.path, `${long.length} items, more than the ${MAX_POLICY_RULES} a list in a policy may hold; shorten it`);
+  const rules = countRules(body);
+  if (rules > MAX_POLICY_RULES) {
+    fail(
+      ['syscalls'],
+      `${rules} rules (syscall names times argument alternatives), more than the ${MAX_POLICY_RULES} a policy may hold ` +
+        `(a filter holds at most 4096 instructions); merge or remove entries`,
+    );
+  }
 
   const parsed = schemas().seccomp.safeParse(body, { error: (iss) => issueMessage(iss) });
   if (!parsed.success) {
@@ -333,13 +351,60 @@ function admittedArches(p: SeccompJson, fail: Fail): { arches: ArchName[]; x32: 
   }
   const arches: ArchName[] = ['x86_64'];
   let x32 = false;
-  const ignored: string[] = [];
+  // A Set: a hostile file may list a million distinct names.
+  const ignored = new Set<string>();
   for (const a of listed) {
     if (a === 'SCMP_ARCH_X86' && !arches.includes('i386')) arches.push('i386');
     else if (a === 'SCMP_ARCH_X32') x32 = true;
-    else if (a !== 'SCMP_ARCH_X86_64' && a !== 'SCMP_ARCH_X86' && !ignored.includes(a)) ignored.push(a);
+    else if (a !== 'SCMP_ARCH_X86_64' && a !== 'SCMP_ARCH_X86') ignored.add(a);
   }
-  return { arches, x32, ignored };
+  return { arches, x32, ignored: [...ignored] };
+}
+
+/** The first list longer than MAX_POLICY_RULES: checking each of its items (and saying what is wrong with each) costs too much. */
+function longList(v: unknown): { path: (string | number)[]; length: number } | undefined {
+  const inside = (key: string | number, item: unknown) => {
+    const found = longList(item);
+    found?.path.unshift(key); // built on the way out: nothing is copied per item
+    return found;
+  };
+  if (Array.isArray(v)) {
+    if (v.length > MAX_POLICY_RULES) return { path: [], length: v.length };
+    for (let i = 0; i < v.length; i++) {
+      const found = inside(i, v[i]);
+      if (found) return found;
+    }
+  } else if (isObject(v)) {
+    for (const k of Object.keys(v)) {
+      const found = inside(k, v[k]);
+      if (found) return found;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * The rules `body.syscalls` would make, read from the unchecked JSON as
+ * parseOciPolicy would expand it: each name once per alternative condition
+ * set, an entry counting at least one (what it costs to check).
+ */
+function countRules(body: unknown): number {
+  const calls = isObject(body) ? body['syscalls'] : undefined;
+  if (!Array.isArray(calls)) return 0;
+  let total = 0;
+  for (const call of calls) {
+    if (!isObject(call)) {
+      total++;
+      continue;
+    }
+    const names = Array.isArray(call['names']) ? call['names'].length : 1;
+    const args = Array.isArray(call['args']) ? call['args'] : [];
+    // Six arguments: more conditions than that repeat an index, and each is an alternative.
+    const indexes = new Set(args.map((a) => (isObject(a) ? a['index'] : undefined)));
+    const alternatives = args.length > 6 || indexes.size < args.length ? args.length : 1;
+    total += Math.max(1, names) * Math.max(1, alternatives);
+  }
+  return total;
 }
 
 /** OCI args → alternative condition sets (usually one; one per arg when an index repeats). */

@@ -36,6 +36,7 @@ import { mapObject, noStagedObjects, releaseStaged, type SharedObjects, type Sta
 import { CheckpointUnsupported } from '../errors.js';
 import type { MemoryTrack, TrackedMapping } from '../predump.js';
 import { LazyPages } from './lazy.js';
+import { cpuFlags } from '../cpu.js';
 
 /** Pagemap flags (bits 63, 62, 61 of an entry), as bits of its upper 32-bit half: no BigInt per page. */
 const PM_PRESENT = 1 << 31;
@@ -188,12 +189,20 @@ function collectTracked(pre: TrackedMapping, pages: number, own: (i: number) => 
 export function checkMemory(image: OpenedImage): void {
   const here = readMaps(process.pid);
   const files = new FileHashes();
+  const top = userSpaceEnd();
   for (const p of image.manifest.processes) {
     if (p.state !== 'live') continue;
+    const beyond = p.mappings.find((m) => m.kind !== 'vsyscall' && fromHex(m.end) > top);
+    if (beyond) throw new ImageError(`process ${p.pid} of the image maps ${beyond.start}-${beyond.end}, beyond the end of user space here (${toHex(top)})`);
     checkMappings(p.mappings, files);
     // This process runs on the same kernel as the restorer will: its vDSO tells.
     if (needsRedirect(p, here, (e) => readSelf(e))) checkRedirect(p);
   }
+}
+
+/** The end of a process's address space here: 47 bits less a guard page, 56 with 5-level paging (la57). */
+function userSpaceEnd(): bigint {
+  return (1n << (cpuFlags().has('la57') ? 56n : 47n)) - BigInt(PAGE_SIZE);
 }
 
 function readSelf(e: MapsEntry): Buffer {
