@@ -158,7 +158,7 @@ static int package_root(char *out, size_t size)
  * The socket of this user's resident for this build of vjail and these
  * settings, in .resident/ of $XDG_RUNTIME_DIR/vjail, else of /run/vjail for
  * root; that directory must be ours and private. The name hashes the resident's code (path, inode,
- * mtime) and the environment it reads (VJAIL_*, HOME, XDG_CACHE_HOME), so a
+ * mtime of its JavaScript and of the addon) and the environment it reads (VJAIL_*, HOME, XDG_CACHE_HOME), so a
  * rebuilt or differently configured vjail gets a resident of its own.
  */
 static int socket_path(const char *root, const char *resident, char *out, size_t size)
@@ -178,14 +178,20 @@ static int socket_path(const char *root, const char *resident, char *out, size_t
 	struct stat st;
 	if (lstat(dir, &st) || !S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077))
 		return -1;
-	struct stat code;
-	if (stat(resident, &code))
-		return -1;
+	/* Its JavaScript and the native addon it loads: a rebuild of either is another build. */
+	char addon[PATH_MAX + 32];
+	snprintf(addon, sizeof addon, "%s/build/Release/vjail.node", root);
+	const char *code_files[] = { resident, addon };
 	uint64_t h = 14695981039346656037ULL;
 	h = fnv(h, root, strlen(root) + 1);
-	h = fnv(h, &code.st_ino, sizeof code.st_ino);
-	h = fnv(h, &code.st_mtim, sizeof code.st_mtim);
-	h = fnv(h, &code.st_size, sizeof code.st_size);
+	for (size_t i = 0; i < sizeof code_files / sizeof code_files[0]; i++) {
+		struct stat code;
+		if (stat(code_files[i], &code))
+			return -1;
+		h = fnv(h, &code.st_ino, sizeof code.st_ino);
+		h = fnv(h, &code.st_mtim, sizeof code.st_mtim);
+		h = fnv(h, &code.st_size, sizeof code.st_size);
+	}
 	for (char **e = environ; *e; e++)
 		if (!strncmp(*e, "VJAIL_", 6) || !strncmp(*e, "HOME=", 5) || !strncmp(*e, "XDG_CACHE_HOME=", 15))
 			h = fnv(h, *e, strlen(*e) + 1);
