@@ -19,6 +19,7 @@ import { describeMachine, type Machine } from './machine.js';
 import { capture, field, numberField, vjailCli } from './proc.js';
 import { libseccompRules } from './rules.js';
 import { runWithPlan, viaJavaScript } from './shim-path.js';
+import { makeRows } from './make.js';
 import { GROUPS, type GroupId, measure, type Row, type Variant, withRatios } from './measure.js';
 import { checkpointGroup, checkpointReferences, checkpointTargets } from './checkpoint.js';
 import { predumpRows, predumpTargets } from './predump.js';
@@ -66,10 +67,13 @@ interface Params {
   /** Working-set sizes of the checkpoint group: memcpy, write+fsync, dump, restore. */
   checkpointMiB: number[];
   checkpointRounds: number;
+  /** C files of the generated project built by `make` (intercepted group), and its interleaved rounds. */
+  makeFiles: number;
+  makeRounds: number;
 }
 
-const FULL: Params = { rounds: 9, interceptedCalls: 20_000, allowedCalls: 2_000_000, startupRounds: 15, checkpointMiB: [16, 256, 1024], checkpointRounds: 5 };
-const QUICK: Params = { rounds: 2, interceptedCalls: 200, allowedCalls: 2_000, startupRounds: 1, checkpointMiB: [16], checkpointRounds: 1 };
+const FULL: Params = { rounds: 9, interceptedCalls: 20_000, allowedCalls: 2_000_000, startupRounds: 15, checkpointMiB: [16, 256, 1024], checkpointRounds: 5, makeFiles: 30, makeRounds: 5 };
+const QUICK: Params = { rounds: 2, interceptedCalls: 200, allowedCalls: 2_000, startupRounds: 1, checkpointMiB: [16], checkpointRounds: 1, makeFiles: 2, makeRounds: 1 };
 
 function onPath(name: string): string | undefined {
   for (const dir of (process.env.PATH ?? '').split(delimiter)) {
@@ -194,6 +198,13 @@ async function intercepted(p: Params, log: (s: string) => void): Promise<Row[]> 
       note: 'the open row below without vjail',
     },
     {
+      id: 'floor-open',
+      label: 'C floor, open answered with ADDFD',
+      unit: 'µs',
+      sample: async () => us(perCall((await capture(floor, ['--sync', '--open', '--', loop, 'open', n])).stdout)),
+      note: 'the least an open answered on the caller\'s behalf costs: read the path, open, ADDFD with SEND, close',
+    },
+    {
       id: 'open-shim',
       label: 'open+close through the open shim',
       unit: 'µs',
@@ -232,8 +243,8 @@ async function intercepted(p: Params, log: (s: string) => void): Promise<Row[]> 
       : { id: 'proot', label: 'proot', unit: 'µs', skip: 'proot is not installed (apt: proot)' },
     { id: 'gvisor', label: 'gVisor runsc (systrap)', unit: 'µs', skip: 'runsc is not packaged in Debian; not available' },
   ];
-  const rows = await measure('intercepted', variants, p.rounds, log);
-  return withRatios(rows, 'intercepted.floor-sync');
+  const rows = withRatios(await measure('intercepted', variants, p.rounds, log), 'intercepted.floor-sync');
+  return [...rows, ...(await makeRows(p.makeFiles, p.makeRounds, log))];
 }
 
 /**
@@ -383,6 +394,7 @@ function targets(rows: Row[]): Target[] {
     if (r?.summary) out.push({ id: `open-shim-${who}`, description, value: r.summary.median, limit: 30, unit: 'µs', met: r.summary.median <= 30 });
     else if (r) out.push({ id: `open-shim-${who}`, description, limit: 30, unit: 'µs', note: r.note ?? 'not measured' });
   }
+  ratioTarget('make-shim', 'make of a small C project as nobody through the open shim ≤ 1.2× native', 'intercepted.make-shim', 1.2);
   const cacheNotes: Record<string, string> = {
     getppid: "the kernel's action cache skips both filters (constant allow): any difference is noise, compare with 'no filter'",
     personality: 'both filters run: allowed by an argument rule in Docker\'s policy',

@@ -39,7 +39,7 @@ struct open_fast {
 	struct __user_cap_data_struct own_caps[2];
 	int own_dumpable;
 	uint64_t root_mnt, root_ino; /* the supervisor's root (the caller's must be the same) */
-	uint64_t userns_dev, userns_ino; /* the supervisor's user namespace (the caller's must be the same) */
+	char userns[64]; /* the supervisor's user namespace, as /proc/self/ns/user names it */
 	uint32_t umask_now; /* the thread's own umask (its fs_struct is its own) */
 	struct of_status_slot status[OF_STATUS_SLOTS];
 	unsigned next_slot;

@@ -263,23 +263,47 @@ caller's own open: the caller's root is the supervisor's (same mount and
 inode), the walk starts outside procfs and sysfs and stays in one mount (so
 it never reaches a presented file, \`self\` or a magic link), and the file
 is a regular file or a directory (looked at before the open, and again on
-the opened file). The fd goes in with ADDFD and \`SECCOMP_ADDFD_FLAG_SEND\`,
+the opened file). The caller's user namespace (\`/proc/TID/ns/user\`) is
+looked at only when it has effective capabilities: they are the one part of
+its identity that counts in its own namespace (the ids in its status are
+mapped into vjail's, and every namespace a jailed task can enter lies below
+vjail's), so a capable caller in a namespace of its own goes to JavaScript,
+and one without capabilities is answered here. The fd goes in with ADDFD
+and \`SECCOMP_ADDFD_FLAG_SEND\`,
 close-on-exec as \`O_CLOEXEC\` asks; an error is the kernel's errno for that
 caller, EMFILE the caller's own fd table's. Everything else (a mount
 crossed, \`ELOOP\`, \`EINVAL\`, another root, a FIFO, any \`/proc\` path,
 i386 callers) is answered by the JavaScript shim as before.
 
 Cost of the shim: a notification round trip plus, on the fast path, a read
-of the caller's path, its \`/proc/TID/status\`, a \`statx\` of its root, an
+of the caller's path, its \`/proc/TID/status\`, a \`readlink\` of its user
+namespace (callers with capabilities only), a \`statx\` of its root, an
 \`fstatat\`, the open, an \`fstat\` and an \`F_SETFL\` (the open is made
 \`O_NONBLOCK\` so that nothing swapped in can block the thread), and ADDFD,
 whose install waits for the caller to run. \`npm run bench\` measures it
 (rows "open+close through the open shim", as root and as nobody, beside the
-unintercepted open). The 30 µs target is not met yet: medians of 5 runs on
-the development host (2 vCPUs, shared) were 34 µs as root and 41 µs as
-nobody, against 4 µs unintercepted (165 µs and 227 µs before the fast
-path); the ADDFD install, which waits for the caller to be scheduled, is
-the largest single part.`;
+unintercepted open and "C floor, open answered with ADDFD": a minimal C
+supervisor that reads the path, opens, installs with ADDFD and closes), and
+a build: "make of 31 C files as nobody", natively and through the shim
+(spawn to exit, the jail's start-up included). The 30 µs target is not met
+yet. Medians of interleaved runs on the development host (2 vCPUs shared
+with other work): at load average 1.3 (9 runs), 42 µs as root and 39 µs as
+nobody (44 and 45 µs before the user-namespace look was dropped), against
+26 µs for the C floor with ADDFD, 14.5 µs for the C floor answering
+\`uname\` and 3 µs unintercepted; at load 4-7 (15 runs), 39 and 35 µs (42
+and 40 before), the C floor 24 µs. The build: 2.16 s through the shim
+against 1.74 s natively, 1.24× (2.25 s, 1.29×, before; 7 runs, load 1.3),
+against the 1.2× target; its 7,900 opens, half of them ENOENT along include
+and library paths, are the only notifications. A build with
+\`-DVJAIL_OPENFAST_PROFILE\` prints where each open's time goes: there,
+about 17 µs of the supervisor's own steps (status 5, path 2.6, root 3,
+fstatat, open, fstat and F_SETFL 6) and 15-20 µs in ADDFD, which wakes the
+caller without the sync wake-up (the kernel's SYNC_WAKE_UP covers only
+replies) and waits for it to install the fd. Each remaining step is needed
+as long as the supervisor cannot know that a caller's identity, root and
+namespace are unchanged since its last open; tracking the syscalls that
+change them (set*id, setgroups, capset, umask, execve, chroot, unshare,
+setns) would drop the status read and the root look from most opens.`;
 
 const NOT_SUPPORTED = `## Not supported
 
@@ -347,9 +371,11 @@ const PLANNED = `## Planned
 - Lazy restore lets the workload run a few hundred milliseconds after
   \`vjail restore --lazy\` of a 1 GiB image against a 50 ms target, and takes
   longer in total than a full restore (\`npm run bench\`, lazy group).
-- The open shim's C path costs about 35-40 µs per open (median, loaded
-  2-vCPU host) against a 30 µs target; openat2 and i386 callers still take
-  the JavaScript path.
+- The open shim's C path costs about 35-42 µs per open (median, shared
+  2-vCPU host) against a 30 µs target, about 11-16 µs above a minimal C
+  supervisor doing the same open and ADDFD, and \`make\` of a small C
+  project as nobody takes 1.24× its native time against 1.2×; openat2 and
+  i386 callers still take the JavaScript path.
 - \`vjail-oci\`: user namespaces (rootless podman), checkpoint and restore of
   containers through the engine, \`--preserve-fds\`; containerd and CRI-O are
   untested.

@@ -28,6 +28,9 @@ const ROWS = [
   'intercepted.open-native',
   'intercepted.open-shim',
   'intercepted.open-shim-nobody',
+  'intercepted.floor-open',
+  'intercepted.make-native',
+  'intercepted.make-shim',
   ...['getppid', 'personality', 'prctl'].flatMap((s) =>
     ['none', 'vjail-host', 'vjail-largest', 'vjail-docker', 'libseccomp-docker', 'libseccomp-docker-tree'].map((f) => `allowed.${s}.${f}`),
   ),
@@ -59,6 +62,8 @@ const OURS = [
   'intercepted.floor-sync',
   'intercepted.vjail-native',
   'intercepted.vjail-js',
+  'intercepted.make-native',
+  'intercepted.make-shim',
   'startup.true',
   'startup.node',
   'startup.vjail',
@@ -128,6 +133,7 @@ describe('bench --quick', () => {
       'js-path',
       'open-shim-root',
       'open-shim-nobody',
+      'make-shim',
       'allowed-getppid',
       'allowed-personality',
       'allowed-prctl',
@@ -147,7 +153,7 @@ describe('bench --quick', () => {
       if (t.value === undefined) expect(t.note, t.id).toBeTruthy();
       else expect(typeof t.met, t.id).toBe('boolean');
     }
-    for (const id of ['fast-path', 'js-path', 'startup', 'spawnjail-loop']) expect(report.targets.find((t) => t.id === id)?.value, id).toBeDefined();
+    for (const id of ['fast-path', 'js-path', 'make-shim', 'startup', 'spawnjail-loop']) expect(report.targets.find((t) => t.id === id)?.value, id).toBeDefined();
     // --quick measures 16 MiB only: the 256 MiB targets say so.
     for (const id of ['checkpoint-dump', 'checkpoint-restore']) expect(report.targets.find((t) => t.id === id)?.note, id).toMatch(/256 MiB not measured/);
     // What descriptors add is measured at the largest size of the run, 16 MiB here.

@@ -79,3 +79,23 @@ it('switches between callers of different identities in one jail (root, nobody, 
   expect(want).toContain('rootonly: EACCES');
   expect(got.trim()).toBe(want.trim());
 });
+
+describe('a caller in a user namespace of its own', () => {
+  // `unshare -U` without a mapping: after exec the caller is root's uid outside with no capability
+  // anywhere, so nothing of its identity depends on the namespace and the native thread answers it.
+  const argv = (d: string, ...more: string[]) => ['unshare', '-U', prog, d, ...more];
+
+  it('without capabilities, gives what the kernel gives', async () => {
+    const want = (await native(argv(layout()))).trim();
+    expect(want).toContain('fill: EMFILE');
+    expect((await jailed(argv(layout()))).stdout.trim()).toBe(want);
+  });
+
+  it('without capabilities, is answered in the native thread', async () => {
+    const r = await vjail([...JAIL, '--stats', '--', ...argv(layout(), '300')]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stdout).toContain('failed 0');
+    const inC = Number(/(\d+) answered in C/.exec(r.stdout + r.stderr)?.[1]);
+    expect(inC).toBeGreaterThanOrEqual(300);
+  });
+});

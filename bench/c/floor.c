@@ -6,7 +6,7 @@
  * caller with process_vm_writev and send the reply. By default no poll, no
  * queue, no ID_VALID check (a real supervisor needs that check; see BENCH.md).
  *
- *   floor [--sync] [--poll] [--id-valid] [--handoff] -- PROGRAM [ARG...]
+ *   floor [--sync] [--poll] [--id-valid] [--handoff] [--open] -- PROGRAM [ARG...]
  *
  * --sync sets SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP on the listener (Linux
  * 6.6+), so the kernel wakes the waiting side on the waker's CPU.
@@ -17,10 +17,15 @@
  *   --handoff   receive on a second thread and hand each notification to the
  *               main thread through a queue and an eventfd it epolls (as the
  *               native thread hands calls to JavaScript)
+ *   --open      notify openat(2) instead of uname and answer it as the open
+ *               shim does at the least: read the path from the caller, open
+ *               the file, install it in the caller with ADDFD (flag SEND),
+ *               close it (the floor of an open answered on the caller's behalf)
  * Exits with the program's status.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -46,12 +51,15 @@
 #ifndef SECCOMP_IOCTL_NOTIF_SET_FLAGS
 #define SECCOMP_IOCTL_NOTIF_SET_FLAGS SECCOMP_IOW(4, __u64)
 #endif
+#ifndef SECCOMP_ADDFD_FLAG_SEND
+#define SECCOMP_ADDFD_FLAG_SEND (1UL << 1)
+#endif
 #ifndef SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP
 #define SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP 1UL
 #endif
 
 static pid_t child;
-static int listener, opt_poll, opt_id_valid;
+static int listener, opt_poll, opt_id_valid, opt_open;
 static size_t nsize;
 static struct utsname answer;
 
@@ -120,7 +128,7 @@ static void run_child(int sock, char **argv)
 		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
 		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_uname, 0, 1),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, opt_open ? __NR_openat : __NR_uname, 0, 1),
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
 	};
@@ -167,11 +175,40 @@ static int receive(struct seccomp_notif *req)
 	return 0;
 }
 
+/* Open the caller's path (openat from its cwd is out of scope: absolute paths only) and install it. */
+static void respond_open(struct seccomp_notif *req)
+{
+	char path[256];
+	struct iovec local = { .iov_base = path, .iov_len = sizeof path };
+	struct iovec remote = { .iov_base = (void *)(uintptr_t)req->data.args[1], .iov_len = sizeof path };
+	ssize_t n = process_vm_readv((pid_t)req->pid, &local, 1, &remote, 1, 0);
+	int fd = -1;
+	if (n > 0 && memchr(path, 0, (size_t)n) && path[0] == '/')
+		fd = open(path, (int)req->data.args[2] | O_CLOEXEC);
+	if (fd < 0) {
+		struct seccomp_notif_resp resp = { .id = req->id, .val = 0, .error = -(errno ? errno : EFAULT) };
+		ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, &resp);
+		return;
+	}
+	struct seccomp_notif_addfd add = {
+		.id = req->id,
+		.flags = SECCOMP_ADDFD_FLAG_SEND,
+		.srcfd = (uint32_t)fd,
+		.newfd_flags = ((int)req->data.args[2] & O_CLOEXEC) ? O_CLOEXEC : 0,
+	};
+	ioctl(listener, SECCOMP_IOCTL_NOTIF_ADDFD, &add);
+	close(fd);
+}
+
 /* Write the fixed struct utsname into the caller and let it return 0. */
 static void respond(struct seccomp_notif *req)
 {
 	if (opt_id_valid && ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &req->id))
 		return;
+	if (opt_open) {
+		respond_open(req);
+		return;
+	}
 	struct iovec local = { .iov_base = &answer, .iov_len = sizeof answer };
 	struct iovec remote = { .iov_base = (void *)(uintptr_t)req->data.args[0], .iov_len = sizeof answer };
 	ssize_t n = process_vm_writev((pid_t)req->pid, &local, 1, &remote, 1, 0);
@@ -211,13 +248,15 @@ int main(int argc, char **argv)
 			opt_id_valid = 1;
 		else if (!strcmp(argv[i], "--handoff"))
 			handoff = 1;
+		else if (!strcmp(argv[i], "--open"))
+			opt_open = 1;
 		else {
 			fprintf(stderr, "floor: unknown option %s\n", argv[i]);
 			return 2;
 		}
 	}
 	if (i + 1 >= argc) {
-		fprintf(stderr, "usage: floor [--sync] [--poll] [--id-valid] [--handoff] -- PROGRAM [ARG...]\n");
+		fprintf(stderr, "usage: floor [--sync] [--poll] [--id-valid] [--handoff] [--open] -- PROGRAM [ARG...]\n");
 		return 2;
 	}
 	int sv[2];
