@@ -60,7 +60,7 @@ describe('vjail\'s processes and a workload of the same user', () => {
     const asNobody = (args: string[]) =>
       execa('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', vjailBin, ...args], { reject: false, cwd: '/', env: { XDG_RUNTIME_DIR: runtime } });
     try {
-      const launcher = await asNobody(['run', '--', 'sh', '-c', 'p=$(sed -n "s/^PPid:\\t//p" /proc/$PPID/status); cat /proc/$p/comm']);
+      const launcher = await asNobody(['run', '--', 'sh', '-c', LAUNCHER_NAME]);
       expect(launcher.stdout).toBe('vjail-run');
       const resident = residentOf(runtime);
       const script = `${escape} open-mem $(${escape} ancestor 2); ${escape} open-mem $(${escape} ancestor 3); ${escape} open-mem ${resident}`;
@@ -79,6 +79,16 @@ function residentOf(dir: string): number {
   expect(all).toHaveLength(1);
   return all[0]!;
 }
+
+/** No live process named `name` is left (any found is killed, then reported). */
+function expectNoneLeft(name: string): void {
+  const left = named(name);
+  for (const pid of left) process.kill(pid, 'SIGKILL');
+  expect(left).toEqual([]);
+}
+
+/** Run by a jail: the name of the process that launched its vjail-init (vjail-run on the fast path). */
+const LAUNCHER_NAME = 'p=$(sed -n "s/^PPid:\\t//p" /proc/$PPID/status); cat /proc/$p/comm';
 
 /** Pids of live (not zombie) processes named `comm`. */
 function named(comm: string): number[] {
@@ -107,31 +117,25 @@ describe('a jail whose reaper is ended from inside', () => {
     const r = await vjail(['run', ...ns, '--policy', denyMkdir, '--', escape, 'outlive', name, how, join(dir, `outlive-${how}${ns.length}`)], { timeoutMs: 20_000 });
     expect(r.stdout).toMatch(/attacked$/);
     expect(r.exitCode).not.toBe(0);
-    const left = named(name);
-    for (const pid of left) process.kill(pid, 'SIGKILL');
-    expect(left).toEqual([]);
+    expectNoneLeft(name);
   }, 30_000);
 
   it('through the native front end and the resident supervisor, vjail-init killed with SIGKILL: nothing outlives vjail run', async () => {
     // bin/vjail.js run as a command takes the fast path: vjail-run launches vjail-init, the resident answers.
-    const launcher = await execa(vjailBin, ['run', '--', 'sh', '-c', 'p=$(sed -n "s/^PPid:\\t//p" /proc/$PPID/status); cat /proc/$p/comm'], { reject: false });
+    const launcher = await execa(vjailBin, ['run', '--', 'sh', '-c', LAUNCHER_NAME], { reject: false });
     expect(launcher.stdout).toBe('vjail-run');
     const name = `vjo${process.pid % 10000}fast`.slice(0, 15);
     const r = await execa(vjailBin, ['run', '--policy', denyMkdir, '--', escape, 'outlive', name, 'kill', join(dir, 'outlive-fast')], { reject: false, timeout: 20_000 });
     expect(r.stdout).toMatch(/attacked$/);
     expect(r.exitCode).not.toBe(0);
-    const left = named(name);
-    for (const pid of left) process.kill(pid, 'SIGKILL');
-    expect(left).toEqual([]);
+    expectNoneLeft(name);
   }, 30_000);
 
   it('vjail-init killed, the jail in a v1 freezer cgroup: frozen, killed and thawed, nothing outlives vjail run', async () => {
     const name = `vjo${process.pid % 10000}v1`.slice(0, 15);
     const r = await execa('node', [vjailBin, 'run', '--', escape, 'outlive', name, 'kill', '-'], { reject: false, env: { VJAIL_FREEZER: 'v1' }, timeout: 20_000 });
     expect(r.stdout).toBe('attacked');
-    const left = named(name);
-    for (const pid of left) process.kill(pid, 'SIGKILL');
-    expect(left).toEqual([]);
+    expectNoneLeft(name);
   }, 30_000);
 });
 
