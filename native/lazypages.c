@@ -829,40 +829,47 @@ napi_value js_lazy_start(napi_env env, napi_callback_info info)
 	return handle;
 }
 
+/* Set `flag` and wake the serving thread (cutting its idle wait short; the next poll sees the flag anyway). */
+static void lazy_signal(struct lazy *l, volatile int *flag)
+{
+	__atomic_store_n(flag, 1, __ATOMIC_RELEASE);
+	uint64_t one = 1;
+	if (write(l->stopfd, &one, sizeof one) < 0) {
+		/* An eventfd counter cannot overflow at one write: nothing to do. */
+	}
+}
+
+/* The lazy handle given as the only argument; NULL with an exception pending on bad arguments. */
+static struct lazy *lazy_arg(napi_env env, napi_callback_info info, int *ok)
+{
+	napi_value argv[1];
+	*ok = !vj_args(env, info, 1, argv);
+	void *p = NULL;
+	if (*ok)
+		napi_get_value_external(env, argv[0], &p);
+	return p;
+}
+
 /* lazyPrefetch(handle): the processes run; start placing every page in the background. */
 napi_value js_lazy_prefetch(napi_env env, napi_callback_info info)
 {
-	napi_value argv[1];
-	if (vj_args(env, info, 1, argv))
+	int ok;
+	struct lazy *l = lazy_arg(env, info, &ok);
+	if (!ok)
 		return NULL;
-	void *p = NULL;
-	napi_get_value_external(env, argv[0], &p);
-	struct lazy *l = p;
-	if (l) {
-		__atomic_store_n(&l->prefetch, 1, __ATOMIC_RELEASE);
-		uint64_t one = 1;
-		if (write(l->stopfd, &one, sizeof one) < 0) {
-			/* Only cuts the idle wait short: the next poll sees the flag anyway. */
-		}
-	}
+	if (l)
+		lazy_signal(l, &l->prefetch);
 	return vj_undefined(env);
 }
 
 /* lazyStop(handle): end the serving thread early (a failed restore); done is still called. */
 napi_value js_lazy_stop(napi_env env, napi_callback_info info)
 {
-	napi_value argv[1];
-	if (vj_args(env, info, 1, argv))
+	int ok;
+	struct lazy *l = lazy_arg(env, info, &ok);
+	if (!ok)
 		return NULL;
-	void *p = NULL;
-	napi_get_value_external(env, argv[0], &p);
-	struct lazy *l = p;
-	if (l && l->stopfd >= 0) {
-		__atomic_store_n(&l->stopping, 1, __ATOMIC_RELEASE);
-		uint64_t one = 1;
-		if (write(l->stopfd, &one, sizeof one) < 0) {
-			/* The counter cannot overflow at one write: nothing to do. */
-		}
-	}
+	if (l && l->stopfd >= 0)
+		lazy_signal(l, &l->stopping);
 	return vj_undefined(env);
 }
