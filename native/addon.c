@@ -385,6 +385,7 @@ static napi_value init(napi_env env, napi_value exports)
 		{ "guardTableAddress", js_guard_table_address },
 		{ "guardCgroup", js_guard_cgroup },
 		{ "guardTask", js_guard_task },
+		{ "guardSignal", js_guard_signal },
 		{ "cpuXstate", js_cpu_xstate },
 		{ "pageRead", js_page_read },
 		{ "pageWrite", js_page_write },

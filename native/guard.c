@@ -19,6 +19,7 @@ static struct guard_task *slot(int32_t tid)
 			free_slot = &table.tasks[i];
 	}
 	if (free_slot) {
+		memset(free_slot, 0, sizeof *free_slot);
 		free_slot->tid = tid;
 		return free_slot;
 	}
@@ -52,15 +53,38 @@ napi_value js_guard_cgroup(napi_env env, napi_callback_info info)
 	return vj_undefined(env);
 }
 
-/* guardTask(tid, flags, mask, regs | null, gadget): the task's entry; flags 0 forgets it. mask counts when GUARD_MASK is added, regs and gadget when given. */
+/* The entry of the task `tid` names, made if new; NULL, with an exception thrown, when the table is full. */
+static struct guard_task *task_arg(napi_env env, napi_value tid, const char *what)
+{
+	struct guard_task *t = slot(vj_i32(env, tid));
+	if (!t)
+		vj_throw_errno(env, what, 28 /* ENOSPC */);
+	return t;
+}
+
+/* guardSignal(tid, signal, rip): a signal vjail holds at the task's delivery stop (0 when handed back). */
+napi_value js_guard_signal(napi_env env, napi_callback_info info)
+{
+	napi_value argv[3];
+	if (vj_args(env, info, 3, argv))
+		return NULL;
+	struct guard_task *t = task_arg(env, argv[0], "guardSignal (table full)");
+	if (!t)
+		return NULL;
+	t->signal_rip = vj_u64(env, argv[2]);
+	__atomic_store_n(&t->signal, vj_i32(env, argv[1]), __ATOMIC_RELEASE);
+	return vj_undefined(env);
+}
+
+/* guardTask(tid, flags, mask | null, regs | null, gadget): the task's entry; flags 0 forgets it. mask, regs and gadget count when given. */
 napi_value js_guard_task(napi_env env, napi_callback_info info)
 {
 	napi_value argv[5];
 	if (vj_args(env, info, 5, argv))
 		return NULL;
-	struct guard_task *t = slot(vj_i32(env, argv[0]));
+	struct guard_task *t = task_arg(env, argv[0], "guardTask (table full)");
 	if (!t)
-		return vj_throw_errno(env, "guardTask (table full)", 28 /* ENOSPC */);
+		return NULL;
 	uint32_t flags = (uint32_t)vj_i32(env, argv[1]);
 	napi_valuetype type;
 	napi_typeof(env, argv[3], &type);
@@ -72,8 +96,11 @@ napi_value js_guard_task(napi_env env, napi_callback_info info)
 		memcpy(t->regs, data, len < sizeof t->regs ? len : sizeof t->regs);
 		t->gadget = vj_u64(env, argv[4]);
 	}
-	if ((flags & GUARD_MASK) && !(t->flags & GUARD_MASK))
+	napi_typeof(env, argv[2], &type);
+	if (type != napi_null && type != napi_undefined)
 		t->mask = vj_u64(env, argv[2]);
+	if (!flags)
+		t->signal = 0;
 	/* Flags last: the entry never claims what it does not hold yet. */
 	__atomic_store_n(&t->flags, flags, __ATOMIC_RELEASE);
 	return vj_undefined(env);

@@ -22,6 +22,10 @@ enum {
 struct guard_task {
 	int32_t tid;
 	uint32_t flags;
+	/* A signal taken from the task at its delivery stop and not yet handed back to the kernel (0: none); the task's rip it is handed back at. */
+	int32_t signal;
+	uint32_t reserved;
+	uint64_t signal_rip;
 	uint64_t mask;
 	uint64_t gadget; /* the `syscall` instruction our registers point at */
 	uint64_t regs[GUARD_GPRS];

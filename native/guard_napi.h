@@ -7,5 +7,6 @@
 napi_value js_guard_table_address(napi_env env, napi_callback_info info);
 napi_value js_guard_cgroup(napi_env env, napi_callback_info info);
 napi_value js_guard_task(napi_env env, napi_callback_info info);
+napi_value js_guard_signal(napi_env env, napi_callback_info info);
 
 #endif

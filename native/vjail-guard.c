@@ -28,6 +28,7 @@
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/signalfd.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/user.h>
 #include <sys/wait.h>
@@ -102,18 +103,39 @@ static void set_frozen(int frozen)
 		close(fd);
 }
 
+/* Offsets in a signal frame at the handler's rsp: the return address, then ucontext (flags, link, stack: 40 bytes), whose mcontext begins r8..r15, rdi, rsi, rbp, rbx, rdx, rax, rcx, rsp, rip, eflags. */
+#define FRAME_MCONTEXT (8 + 40)
+#define FRAME_WORDS 18
+#define FRAME_RSP 15
+#define FRAME_RIP 16
+
 /*
  * vjail died at a signal-delivery stop while our registers were loaded: the
  * kernel delivered the signal on them, and the handler's frame (at rsp)
  * saves them. Save the task's own there instead, as the kernel would have
  * (a call it was in restarted, or failing with EINTR where a handler always
  * makes it), so the handler runs and its sigreturn returns to the task's
- * own code. The frame: return address, then ucontext (flags, link, stack:
- * 40 bytes), whose mcontext begins r8..r15, rdi, rsi, rbp, rbx, rdx, rax,
- * rcx, rsp, rip, eflags.
+ * own code. Only a frame that really holds our registers (at the `syscall`
+ * instruction we loaded, on the task's own stack pointer) is written: any
+ * other frame is the task's own and must stay as it is.
  */
-static int fix_frame(pid_t tid, uint64_t rsp, const struct user_regs_struct *own)
+static int fix_frame(pid_t tid, uint64_t rsp, uint64_t gadget, const struct user_regs_struct *own)
 {
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/mem", tid);
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	uint64_t saved[FRAME_WORDS];
+	if (pread(fd, saved, sizeof saved, (off_t)(rsp + FRAME_MCONTEXT)) != (ssize_t)sizeof saved) {
+		close(fd);
+		return -1;
+	}
+	if ((saved[FRAME_RIP] != gadget && saved[FRAME_RIP] != gadget + 2) || saved[FRAME_RSP] != own->rsp) {
+		close(fd);
+		errno = ESRCH;
+		return -1;
+	}
 	struct user_regs_struct r = *own;
 	if ((int64_t)r.orig_rax >= 0) {
 		switch ((int64_t)r.rax) {
@@ -128,34 +150,60 @@ static int fix_frame(pid_t tid, uint64_t rsp, const struct user_regs_struct *own
 			break;
 		}
 	}
-	uint64_t sc[18] = { r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15, r.rdi, r.rsi, r.rbp, r.rbx, r.rdx, r.rax, r.rcx, r.rsp, r.rip, r.eflags };
-	char path[64];
-	snprintf(path, sizeof path, "/proc/%d/mem", tid);
-	int fd = open(path, O_RDWR | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	ssize_t n = pwrite(fd, sc, sizeof sc, (off_t)(rsp + 8 + 40));
+	uint64_t sc[FRAME_WORDS] = { r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15, r.rdi, r.rsi, r.rbp, r.rbx, r.rdx, r.rax, r.rcx, r.rsp, r.rip, r.eflags };
+	ssize_t n = pwrite(fd, sc, sizeof sc, (off_t)(rsp + FRAME_MCONTEXT));
 	close(fd);
 	return n == (ssize_t)sizeof sc ? 0 : -1;
 }
 
-/* Our registers are loaded (DIRTY): put the task's own back, in its registers or, if a signal was delivered on ours, in the handler's frame. */
+/*
+ * The table says our registers may be loaded (DIRTY is written just before
+ * they are, and cleared just after the task's own are back, so vjail may
+ * have died on either side of the change): put the task's own back, in its
+ * registers or, if a signal was delivered on ours, in the handler's frame.
+ * A task that already has its own registers is left as it is.
+ */
 static void put_back(struct guard_task *t)
 {
+	const struct user_regs_struct *own = (const struct user_regs_struct *)t->regs;
 	struct user_regs_struct cur;
 	struct iovec iov = { &cur, sizeof cur };
 	if (ptrace(PTRACE_GETREGSET, t->tid, (void *)NT_PRSTATUS, &iov)) {
 		say(errno, "cannot read the registers of task %d", t->tid);
 		return;
 	}
+	if (!memcmp(&cur, own, sizeof cur))
+		return; /* never changed, or already put back */
 	if (cur.rip != t->gadget && cur.rip != t->gadget + 2) {
-		if (fix_frame(t->tid, cur.rsp, (const struct user_regs_struct *)t->regs))
-			say(errno, "cannot put back the registers of task %d in its signal frame", t->tid);
+		if (fix_frame(t->tid, cur.rsp, t->gadget, own))
+			say(errno == ESRCH ? 0 : errno, "cannot put back the registers of task %d in its signal frame%s", t->tid,
+			    errno == ESRCH ? " (no frame of a signal delivered on the registers vjail had loaded: left as it is)" : "");
 		return;
 	}
 	iov = (struct iovec){ t->regs, sizeof t->regs };
 	if (ptrace(PTRACE_SETREGSET, t->tid, (void *)NT_PRSTATUS, &iov))
 		say(errno, "cannot put back the registers of task %d", t->tid);
+}
+
+/*
+ * vjail died holding a signal it had taken from the task at a delivery stop:
+ * the kernel drops such a signal when the tracer goes. Unless it was handed
+ * back and delivered already (the task is then in its handler, elsewhere
+ * than where the signal was to be handed back), send it again. Its siginfo
+ * is then the guard's (SI_TKILL), not the original's: say so.
+ */
+static void resend(const struct guard_task *t)
+{
+	if (!t->signal)
+		return;
+	struct user_regs_struct cur;
+	struct iovec iov = { &cur, sizeof cur };
+	if (ptrace(PTRACE_GETREGSET, t->tid, (void *)NT_PRSTATUS, &iov) == 0 && cur.rip != t->signal_rip)
+		return;
+	if (syscall(SYS_tkill, t->tid, t->signal))
+		say(errno, "signal %d of task %d was lost: cannot send it again", t->signal, t->tid);
+	else
+		say(0, "signal %d of task %d, held by vjail when it died, sent again (with the guard's siginfo, not the original's)", t->signal, t->tid);
 }
 
 /* Wait (up to 5 s) for the interrupt stop of a task seized again; a signal due first is delivered on its own registers. */
@@ -184,6 +232,7 @@ static int fix_task(struct guard_task *t)
 		/* A signal-delivery stop: deliver it (now on the task's own registers); our interrupt stop follows. */
 		ptrace(PTRACE_CONT, t->tid, 0L, (long)(EVENT(st) == 0 ? WSTOPSIG(st) : 0));
 	}
+	resend(t);
 	if ((t->flags & GUARD_MASK) && ptrace(PTRACE_SETSIGMASK, t->tid, (void *)sizeof t->mask, &t->mask))
 		say(errno, "cannot put back the signal mask of task %d", t->tid);
 	ptrace(PTRACE_DETACH, t->tid, 0L, 0L);

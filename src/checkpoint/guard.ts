@@ -21,7 +21,8 @@ const PR_SET_DUMPABLE = 4;
 interface GuardAddon {
   guardTableAddress(): bigint;
   guardCgroup(kind: number, path: string): void;
-  guardTask(tid: number, flags: number, mask: bigint, regs: Buffer | null, gadget: bigint): void;
+  guardTask(tid: number, flags: number, mask: bigint | null, regs: Buffer | null, gadget: bigint): void;
+  guardSignal(tid: number, signal: number, rip: bigint): void;
 }
 
 const HELD = 1;
@@ -33,7 +34,7 @@ let active = false;
 const flags = new Map<number, number>();
 const addon = (): GuardAddon => native() as unknown as GuardAddon;
 
-function set(tid: number, add: number, drop: number, mask = 0n, regs: Buffer | null = null, gadget = 0n): void {
+function set(tid: number, add: number, drop: number, mask: bigint | null = null, regs: Buffer | null = null, gadget = 0n): void {
   if (!active) return;
   const f = ((flags.get(tid) ?? 0) | add) & ~drop;
   if (f) flags.set(tid, f);
@@ -51,14 +52,22 @@ export const guardNote = {
   },
   /** Our registers, pointing at `gadget`, are about to be loaded; `own` (user_regs_struct) are the task's. */
   dirty(tid: number, own: Buffer, gadget: bigint): void {
-    set(tid, DIRTY, 0, 0n, own, gadget);
+    set(tid, DIRTY, 0, null, own, gadget);
   },
   clean(tid: number): void {
     if ((flags.get(tid) ?? 0) & DIRTY) set(tid, 0, DIRTY);
   },
-  /** Every signal is about to be blocked; `own` is the task's mask. */
+  /** Every signal is about to be blocked; `own` is the task's mask (again after the task ran with it: it may have changed). */
   mask(tid: number, own: bigint): void {
     set(tid, MASK, 0, own);
+  },
+  /** A signal taken at the task's delivery stop, to be handed back with the task at `rip` (the kernel drops it if vjail dies first); 0 once handed back. */
+  signal(tid: number, signal: number, rip = 0n): void {
+    if (active && flags.has(tid)) addon().guardSignal(tid, signal, rip);
+  },
+  /** The task has its own mask again (it runs with it for a moment). */
+  ownMask(tid: number): void {
+    if ((flags.get(tid) ?? 0) & MASK) set(tid, 0, MASK);
   },
   released(tid: number): void {
     if (flags.has(tid)) set(tid, 0, HELD | DIRTY | MASK);
@@ -112,7 +121,7 @@ async function guardedBy<T>(addr: bigint, warn: (line: string) => void, fn: () =
   try {
     return await fn();
   } finally {
-    for (const tid of [...flags.keys()]) addon().guardTask(tid, 0, 0n, null, 0n);
+    for (const tid of [...flags.keys()]) addon().guardTask(tid, 0, null, null, 0n);
     flags.clear();
     active = false;
     child.stdin.end('d');

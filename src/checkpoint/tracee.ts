@@ -162,7 +162,7 @@ export class Tracee {
         const st = await this.waitRaw('the stop PTRACE_INTERRUPT asked for', STOP_TIMEOUT_MS);
         if (isEventStop(st)) break;
         // A signal arrived before our interrupt: let it be delivered as it would have been.
-        this.resume('cont', stopSignal(st));
+        this.handBack(stopSignal(st), this.getRegs().rip);
       }
       this.findGadget();
     } catch (e) {
@@ -231,7 +231,10 @@ export class Tracee {
    */
   async runBriefly(ms: number): Promise<void> {
     const held = this.heldMask !== undefined;
-    if (held) ptraceAddon().ptraceSetSigmask(this.pid, this.heldMask!);
+    if (held) {
+      ptraceAddon().ptraceSetSigmask(this.pid, this.heldMask!);
+      guardNote.ownMask(this.pid);
+    }
     this.resume('cont');
     await new Promise((r) => setTimeout(r, ms));
     ptraceAddon().ptraceInterrupt(this.pid);
@@ -253,19 +256,32 @@ export class Tracee {
    * The signal is neither lost nor delayed, and nothing of it is made up.
    */
   private async deliverNow(signal: number, own: Gprs): Promise<void> {
+    guardNote.signal(this.pid, signal, own.rip);
     this.setRegs(own);
     guardNote.clean(this.pid);
     ptraceAddon().ptraceInterrupt(this.pid);
-    this.resume('cont', signal);
+    this.handBack(signal);
     for (;;) {
       const st = await this.waitRaw(`the stop after delivering signal ${signal}`, STOP_TIMEOUT_MS);
       if (isEventStop(st)) return;
       if (isDeliveryStop(st)) {
-        this.resume('cont', stopSignal(st));
+        this.handBack(stopSignal(st), this.getRegs().rip);
         continue;
       }
       throw new TraceeError(`process ${this.pid} stopped unexpectedly (status 0x${st.toString(16)}) after delivering signal ${signal}`);
     }
+  }
+
+  /**
+   * Resume a thread at a signal-delivery stop with its signal: the kernel
+   * delivers it now. Meanwhile the guard's table names it (`rip`: where the
+   * thread is as it is handed back), since the kernel drops a signal held at
+   * a delivery stop if vjail dies first; vjail-guard then sends it again.
+   */
+  private handBack(signal: number, rip?: bigint): void {
+    if (rip !== undefined) guardNote.signal(this.pid, signal, rip);
+    this.resume('cont', signal);
+    guardNote.signal(this.pid, 0);
   }
 
   /**
