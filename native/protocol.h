@@ -45,6 +45,8 @@ enum ctl_step {
 	STEP_BIND = 10,
 	STEP_TIME_NS = 11,
 	STEP_LOCKDOWN = 12,
+	STEP_ROOTFS = 13,
+	STEP_ISOLATE = 14,
 };
 
 struct ctl_msg {

@@ -6,6 +6,7 @@ import { mountableKernelFiles } from '../shims/kernel-files.js';
 import { compile } from './bpf/compile.js';
 import { cgroupAt, createJailCgroup, killRemaining, removeJailCgroup, removeStaleCgroups } from './cgroup.js';
 import { errnoName } from './errno.js';
+import { isolationLayout, type Isolation } from './isolation.js';
 import { launch, CTL, type LaunchOptions } from './launch.js';
 import { native, type ReceiverMode, type ReceiverState } from './native.js';
 import { sys } from './native/fdio.js';
@@ -33,6 +34,12 @@ export interface JailOptions {
   emulate?: string[];
   /** Run the jail in its own PID namespace (and a private /proc). */
   pidNs?: boolean;
+  /** The jail's root file system, set up as a container's (implies pidNs; needs root). See src/isolation.ts. */
+  rootfs?: Isolation['rootfs'];
+  /** 'none': the jail's own network namespace with only loopback (needs root). */
+  net?: Isolation['net'];
+  /** The jail's host name, in its own UTS namespace (needs root). */
+  hostname?: Isolation['hostname'];
   /** A cgroup directory the jail's processes join before the command runs. */
   cgroup?: string;
   /** Start the jail in a new time namespace whose CLOCK_MONOTONIC and CLOCK_BOOTTIME are ahead by these nanoseconds. */
@@ -211,6 +218,9 @@ export function prepareJail(opts: Pick<JailOptions, 'profile' | 'policy' | 'emul
  */
 export function spawnJail(opts: JailOptions): Jail {
   if (opts.command.length === 0) throw new Error('no command given');
+  const layout = opts.launchVia ? undefined : isolationLayout(opts, { cwd: opts.cwd });
+  // A container's root has a /proc of its own PID namespace.
+  if (opts.rootfs !== undefined && !opts.launchVia) opts = { ...opts, pidNs: true };
   const { profile, plan, warnings, filter, kernelFiles } = prepareJail(opts);
   const warn = opts.warn ?? ((line: string) => process.stderr.write(`vjail: ${line}\n`));
   // A policy naming syscalls no table has is told always (runc logs and skips them): a typo there weakens the policy.
@@ -232,6 +242,7 @@ export function spawnJail(opts: JailOptions): Jail {
       pidNs: opts.pidNs,
       cgroup: cgroup?.path,
       timeOffsets: opts.timeOffsets,
+      layout,
       binds: opts.launchVia ? undefined : kernelFiles?.binds,
       via: opts.launchVia?.(kernelFiles?.binds ?? []),
       cwd: opts.cwd,

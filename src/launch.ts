@@ -21,6 +21,8 @@ const STEPS: Record<number, string> = {
   10: 'mounting the profile\'s kernel files (needs root or CAP_SYS_ADMIN)',
   11: 'creating the time namespace (needs Linux 5.6+ with time namespaces, and root or CAP_SYS_ADMIN)',
   12: 'locking down the launcher (its own seccomp filter)',
+  13: 'setting up the root file system (--rootfs: its mounts, devices and pivot_root; needs root or CAP_SYS_ADMIN)',
+  14: 'isolating the jail (--net none, --hostname: a new network or UTS namespace; needs root or CAP_SYS_ADMIN)',
 };
 
 /** Where one of the jail's standard fds goes (as for child_process.spawn). */
@@ -44,6 +46,8 @@ export interface LaunchOptions {
    * added to CLOCK_MONOTONIC and CLOCK_BOOTTIME.
    */
   timeOffsets?: { monotonic: bigint; boottime: bigint };
+  /** A container setup plan for vjail-init (src/isolation.ts): root file system, network, host name. */
+  layout?: string;
   /** How long to wait for the workload to install its filter. */
   timeoutMs?: number;
   /**
@@ -220,6 +224,7 @@ export function launch(opts: LaunchOptions): Launched {
   if (opts.cgroup) args.push('--cgroup', opts.cgroup);
   if (opts.timeOffsets) args.push('--time-offsets', `${opts.timeOffsets.monotonic}:${opts.timeOffsets.boottime}`);
   for (const b of opts.binds ?? []) args.push('--bind', `${b.source}:${b.target}`);
+  if (opts.layout) args.push('--layout', opts.layout);
   if (opts.passFd !== undefined) args.push('--pass-fd');
   args.push('--', ...opts.command);
   const stdio: StdioEntry[] = [...(opts.stdio ?? ['inherit', 'inherit', 'inherit']), childCtl];
