@@ -2,6 +2,7 @@ import { closeSync, rmSync, statSync, unlinkSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { emulateList } from '../cli/run.js';
 import { killRemaining, removeJailCgroup, type JailCgroup } from '../cgroup.js';
+import { isolationLayout } from '../isolation.js';
 import { isPolicyWarning, prepareJail, runCgroup } from '../jail.js';
 import type { Plan } from '../plan/action.js';
 import type { Profile } from '../profile/types.js';
@@ -107,12 +108,14 @@ class Connection {
     try {
       const req = parseRequest(body);
       process.chdir(req.cwd);
+      const layout = isolationLayout(req, { cwd: req.cwd });
       const { profile, plan, message } = prepared(req);
       this.planned = { plan, profile, receiver: req.receiver };
       // As spawnJail does: without a PID namespace, a cgroup is what still knows the jail's
       // processes once its reaper is gone (docs/SECURITY.md). vjail-init joins it ("C" record).
-      if (!req.pidNs && !this.cgroup) this.cgroup = runCgroup();
-      this.send(this.cgroup ? Buffer.concat([message, Buffer.from(`C${this.cgroup.path}\0`, 'utf8')]) : message);
+      if (!req.pidNs && req.rootfs === undefined && !this.cgroup) this.cgroup = runCgroup();
+      const records = (this.cgroup ? `C${this.cgroup.path}\0` : '') + (layout ? `L${layout}\0` : '');
+      this.send(records ? Buffer.concat([message, Buffer.from(records, 'utf8')]) : message);
     } catch {
       // The Node CLI says what is wrong, exactly as it would have.
       this.send(Buffer.from(MSG.FALLBACK));
