@@ -341,6 +341,30 @@ struct plan {
 	size_t records_len;
 };
 
+/*
+ * Our Uid and Cap* lines of /proc/self/status, which the jail inherits: the
+ * resident evaluates a policy's capability conditions with what the jail
+ * will hold (src/policy/capabilities.ts). NULL if unreadable.
+ */
+static const char *capability_state(char *out, size_t size)
+{
+	FILE *f = fopen("/proc/self/status", "re");
+	if (!f)
+		return NULL;
+	char line[256];
+	size_t at = 0;
+	out[0] = '\0';
+	while (fgets(line, sizeof line, f))
+		if (!strncmp(line, "Uid:", 4) || !strncmp(line, "CapInh:", 7) || !strncmp(line, "CapPrm:", 7) || !strncmp(line, "CapBnd:", 7) || !strncmp(line, "CapAmb:", 7)) {
+			int n = snprintf(out + at, size - at, "%s", line);
+			if (n < 0 || (size_t)n >= size - at)
+				break;
+			at += (size_t)n;
+		}
+	fclose(f);
+	return at ? out : NULL;
+}
+
 static void request_plan(int sock, const struct options *o, struct plan *out)
 {
 	char cwd[PATH_MAX];
@@ -351,6 +375,8 @@ static void request_plan(int sock, const struct options *o, struct plan *out)
 	at = put(at, "cwd", cwd);
 	at = put(at, "profile", o->profile);
 	at = put(at, "policy", o->policy);
+	char caps[1024];
+	at = put(at, "capabilityState", o->policy ? capability_state(caps, sizeof caps) : NULL);
 	at = put(at, "emulate", o->emulate);
 	at = put(at, "kernelFiles", o->kernel_files);
 	at = put(at, "receiver", o->receiver);

@@ -15,6 +15,7 @@ import type { Shim } from '../shims/types.js';
 import { cachedPlan, planInputs, type Planned } from './plan/cache.js';
 import { describeHost } from './plan/host.js';
 import { derivePlan } from './plan/plan.js';
+import { jailCapabilities, ownCapabilityState } from './policy/capabilities.js';
 import { loadOciPolicy } from './policy/oci.js';
 import type { Policy } from './policy/types.js';
 import { loadProfile } from './profile/load.js';
@@ -32,6 +33,12 @@ export interface JailOptions {
   policy?: string | Policy;
   /** Use these syscalls' shims even where the host has them. */
   emulate?: string[];
+  /**
+   * The capabilities the jail holds, for the policy's capability conditions
+   * (Docker's includes/excludes). Default: what the command of a jail this
+   * process launches holds (src/policy/capabilities.ts).
+   */
+  capabilities?: readonly string[];
   /** Run the jail in its own PID namespace (and a private /proc). */
   pidNs?: boolean;
   /** The jail's root file system, set up as a container's (implies pidNs; needs root). See src/isolation.ts. */
@@ -157,13 +164,15 @@ export class Jail {
 /** Warnings about the user's policy file, shown whether or not --verbose was given. */
 export const isPolicyWarning = (w: string): boolean => w.startsWith('policy ');
 
-export function planJail(opts: Pick<JailOptions, 'profile' | 'policy' | 'emulate'> & { kernelFilesMounted?: boolean }): {
+export function planJail(opts: Pick<JailOptions, 'profile' | 'policy' | 'emulate' | 'capabilities'> & { kernelFilesMounted?: boolean }): {
   profile: Profile;
   plan: Plan;
   warnings: string[];
   filter: Buffer;
 } {
   const profile = typeof opts.profile === 'object' ? opts.profile : loadProfile(opts.profile ?? 'host');
+  // A policy file's capability conditions are evaluated with the jail's capabilities (read only when there is one).
+  if (typeof opts.policy === 'string' && !opts.capabilities) opts = { ...opts, capabilities: jailCapabilities(ownCapabilityState()) };
   // In one process the same inputs are planned once (spawnJail in a loop; the library has no build id, so no disk cache).
   const key = planInputs({ ...opts, profile }, 'this process');
   const known = key === undefined ? undefined : plannedHere.get(key);
@@ -171,7 +180,7 @@ export function planJail(opts: Pick<JailOptions, 'profile' | 'policy' | 'emulate
   const planned = cachedPlan({ ...opts, profile }, () => {
     const policy =
       typeof opts.policy === 'string'
-        ? loadOciPolicy(opts.policy, { kernelRelease: profile.uname.release })
+        ? loadOciPolicy(opts.policy, { kernelRelease: profile.uname.release, capabilities: opts.capabilities })
         : opts.policy;
     const host = describeHost(probeHostSyscalls);
     const { plan, warnings } = derivePlan(profile, host, {
@@ -196,7 +205,7 @@ const plannedHere = new Map<string, Planned>();
  * profile's kernel files written where vjail-init mounts them (the caller
  * removes `kernelFiles.dir` once the jail has ended).
  */
-export function prepareJail(opts: Pick<JailOptions, 'profile' | 'policy' | 'emulate' | 'kernelFiles' | 'plan'>): {
+export function prepareJail(opts: Pick<JailOptions, 'profile' | 'policy' | 'emulate' | 'kernelFiles' | 'plan' | 'capabilities'>): {
   profile: Profile;
   plan: Plan;
   warnings: string[];

@@ -6,7 +6,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { spawnJail, type Jail } from '../jail.js';
-import { parseOciPolicy } from '../policy/oci.js';
+import { ALL_CAPABILITIES, parseOciPolicy } from '../policy/oci.js';
 import type { OciConfig, OciProcess } from './config.js';
 import { OciError } from './errors.js';
 import { setupPath } from './paths.js';
@@ -31,13 +31,24 @@ export function vjailOptions(config: OciConfig): { profile: string; emulate?: st
   return { profile: a['io.vjail.profile'] || 'host', emulate };
 }
 
+/**
+ * The capabilities the container's process holds, for its policy's capability
+ * conditions (Docker evaluates its profile with the container's): those it is
+ * given; without process.capabilities it keeps its own, the full set of root.
+ */
+export function processCapabilities(p: OciProcess): string[] {
+  const c = p.capabilities;
+  if (!c) return p.user.uid === 0 ? [...ALL_CAPABILITIES] : [];
+  return [...new Set([...(c.effective ?? []), ...(c.permitted ?? [])])];
+}
+
 export function supervise(o: SuperviseOptions): Jail {
   const { profile, emulate } = vjailOptions(o.config);
   const seccomp = o.config.linux?.seccomp;
   const policy =
     seccomp === undefined || seccomp === null
       ? undefined
-      : parseOciPolicy(seccomp, 'config.json linux.seccomp', { capabilities: o.process.capabilities?.bounding ?? [] });
+      : parseOciPolicy(seccomp, 'config.json linux.seccomp', { capabilities: processCapabilities(o.process) });
   try {
     return spawnJail({
       command: o.process.args,

@@ -19,6 +19,8 @@ export interface RunRequest {
   kernelFiles?: 'auto' | 'mount' | 'shim';
   receiver?: 'auto' | 'thread' | 'loop';
   pidNs?: boolean;
+  /** The front end's Uid and Cap* status lines (sent with a policy): the jail inherits them. */
+  capabilityState?: string;
   rootfs?: string;
   net?: 'none' | 'host';
   hostname?: string;
@@ -41,6 +43,7 @@ export function parseRequest(body: Buffer): RunRequest {
     kernelFiles: req.kernelFiles as RunRequest['kernelFiles'],
     receiver: req.receiver as RunRequest['receiver'],
     pidNs: req.pidNs === '1',
+    capabilityState: req.capabilityState,
     rootfs: req.rootfs,
     net: req.net as RunRequest['net'],
     hostname: req.hostname,

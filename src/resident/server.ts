@@ -3,6 +3,8 @@ import { resolve } from 'node:path';
 import { emulateList } from '../cli/run.js';
 import { killRemaining, removeJailCgroup, type JailCgroup } from '../cgroup.js';
 import { isolationLayout } from '../isolation.js';
+import { jailCapabilities, parseCapabilityState } from '../policy/capabilities.js';
+import { policyPath } from '../policy/shipped.js';
 import { isPolicyWarning, prepareJail, runCgroup } from '../jail.js';
 import type { Plan } from '../plan/action.js';
 import type { Profile } from '../profile/types.js';
@@ -42,12 +44,16 @@ function fileKey(path: string | undefined): string {
 }
 
 function prepared(req: RunRequest): Prepared {
-  const key = JSON.stringify([fileKey(req.profile ?? 'host'), fileKey(req.policy), req.emulate ?? '', req.kernelFiles ?? 'auto', process.geteuid?.()]);
+  const policy = req.policy === undefined ? undefined : policyPath(req.policy);
+  // The front end's capabilities, not ours: the jail is its child.
+  const capabilities = policy === undefined ? undefined : jailCapabilities(parseCapabilityState(req.capabilityState ?? ''));
+  const key = JSON.stringify([fileKey(req.profile ?? 'host'), fileKey(policy), req.emulate ?? '', req.kernelFiles ?? 'auto', process.geteuid?.(), capabilities ?? null]);
   const hit = plans.get(key);
   if (hit) return hit;
   const { profile, plan, warnings, filter, kernelFiles } = prepareJail({
     profile: req.profile ?? 'host',
-    policy: req.policy,
+    policy,
+    capabilities,
     emulate: emulateList(req.emulate),
     kernelFiles: req.kernelFiles,
   });
