@@ -8,7 +8,7 @@
  * (lockdown.h): the workload can neither trace them nor make them run
  * anything its policy denies.
  *
- * usage: vjail-init --parent PID [--pid-ns] [--cgroup DIR] [--bind SRC:DST]... [--time-offsets MONO_NS:BOOT_NS] [--layout PLAN] [--pass-fd] -- CMD [ARG...]
+ * usage: vjail-init --parent PID [--pid-ns] [--cgroup DIR] [--bind SRC:DST]... [--time-offsets MONO_NS:BOOT_NS] [--layout PLAN] [--pass-fd | --preserve-fds N] -- CMD [ARG...]
  *
  * --bind mounts file SRC read-only over DST in the jail's own mount namespace
  * (how a profile presents /proc/version and the kernel sysctl files).
@@ -21,6 +21,9 @@
  * loopback interface, up); "rootfs DIR" with its mounts and devices makes DIR
  * the jail's root as a container's (implies --pid-ns; the kernel files of
  * --bind are mounted inside it).
+ *
+ * --preserve-fds N hands fds 5..5+N-1 to the command as its fds 3..3+N-1
+ * (an OCI runtime's --preserve-fds: socket activation), and closes ours.
  *
  * --time-offsets starts the jail in a new time namespace whose monotonic and
  * boot-time clocks are ahead by those nanoseconds (a restore on a host whose
@@ -65,6 +68,7 @@ struct options {
 	int nbinds;
 	const char *time_offsets; /* "MONO_NS:BOOT_NS" */
 	int pass_fd; /* fd VJAIL_PASS_FD is the workload's alone */
+	int preserved; /* fds VJAIL_PRESERVED_FD.. become the workload's 3.. */
 	const char *layout; /* --layout's text, parsed into plan */
 	struct setup_plan *plan; /* NULL without --layout */
 	char **argv;
@@ -79,12 +83,15 @@ static void on_kill_request(int sig)
 	kill_requested = 1;
 }
 
+/* The control socket: VJAIL_CTL_FD, except in a workload whose preserved fds took that number. */
+static int ctl_fd = VJAIL_CTL_FD;
+
 static void ctl_send(enum ctl_type type, int a, long long b)
 {
 	struct ctl_msg m = { .type = type, .a = a, .b = b };
 	ssize_t r;
 	do
-		r = send(VJAIL_CTL_FD, &m, sizeof m, MSG_NOSIGNAL);
+		r = send(ctl_fd, &m, sizeof m, MSG_NOSIGNAL);
 	while (r < 0 && errno == EINTR);
 }
 
@@ -110,8 +117,13 @@ static int parse_options(int argc, char **argv, struct options *o)
 			o->time_offsets = argv[++i];
 		else if (!strcmp(argv[i], "--layout") && i + 1 < argc)
 			o->layout = argv[++i];
-		else if (!strcmp(argv[i], "--pass-fd"))
+		else if (!strcmp(argv[i], "--pass-fd") && !o->preserved)
 			o->pass_fd = 1;
+		else if (!strcmp(argv[i], "--preserve-fds") && i + 1 < argc && !o->pass_fd) {
+			o->preserved = atoi(argv[++i]);
+			if (o->preserved < 0 || o->preserved > 1024)
+				return -1;
+		}
 		else if (!strcmp(argv[i], "--") && i + 1 < argc) {
 			o->argv = &argv[i + 1];
 			return 0;
@@ -235,7 +247,7 @@ static void send_hello(void)
 	c->cmsg_type = SCM_RIGHTS;
 	c->cmsg_len = CMSG_LEN(sizeof(int));
 	memcpy(CMSG_DATA(c), &pidfd, sizeof pidfd);
-	if (sendmsg(VJAIL_CTL_FD, &mh, MSG_NOSIGNAL) < 0)
+	if (sendmsg(ctl_fd, &mh, MSG_NOSIGNAL) < 0)
 		fail(STEP_PIDFD_OPEN, errno);
 	/* The lowest free fd is now the pidfd's number: the listener will get it. */
 	close(pidfd);
@@ -268,6 +280,35 @@ static void close_inherited(const struct options *o)
 		fcntl(VJAIL_PASS_FD, F_SETFD, 0);
 }
 
+/*
+ * --preserve-fds: the control socket moves above them (close-on-exec), then
+ * each preserved fd to its place from 3 (dup2 leaves it open across exec)
+ * and the sources left over are closed. Before the hello: the listener's fd
+ * number is the lowest free one then.
+ */
+static void hand_over_preserved(const struct options *o)
+{
+	if (!o->preserved)
+		return;
+	int ctl = fcntl(VJAIL_CTL_FD, F_DUPFD_CLOEXEC, VJAIL_PRESERVED_FD + o->preserved);
+	if (ctl < 0)
+		fail(STEP_PRESERVE_FDS, errno);
+	ctl_fd = ctl;
+	for (int i = 0; i < o->preserved; i++)
+		if (dup2(VJAIL_PRESERVED_FD + i, 3 + i) < 0)
+			fail(STEP_PRESERVE_FDS, errno);
+	/* Left above the last target: sources, and fd 4 (unused with --preserve-fds). */
+	for (int fd = 3 + o->preserved; fd < VJAIL_PRESERVED_FD + o->preserved; fd++)
+		close(fd);
+}
+
+/* Our copies of the preserved fds: the workload's alone. */
+static void close_preserved(const struct options *o)
+{
+	for (int i = 0; i < o->preserved; i++)
+		close(VJAIL_PRESERVED_FD + i);
+}
+
 /* The process group vjail-init was started in (the supervisor's, and the terminal's foreground one). */
 static pid_t caller_group;
 
@@ -292,6 +333,7 @@ static _Noreturn void exec_workload(const struct options *o, struct sock_fprog *
 			fail(STEP_ISOLATE, errno);
 		configure_isolation(o, isolate);
 	}
+	hand_over_preserved(o);
 	send_hello();
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
 		fail(STEP_NO_NEW_PRIVS, errno);
@@ -354,6 +396,7 @@ static int reap_jail(const struct options *o, struct sock_fprog *prog)
 	close(gate[0]);
 	if (o->pass_fd)
 		close(VJAIL_PASS_FD);
+	close_preserved(o);
 	int err = lock_down();
 	if (err) {
 		kill(workload, SIGKILL);
@@ -505,6 +548,7 @@ static int run_in_pid_ns(const struct options *o, struct sock_fprog *prog)
 	}
 	if (o->pass_fd)
 		close(VJAIL_PASS_FD);
+	close_preserved(o);
 	int err = lock_down();
 	if (err) {
 		kill(init, SIGKILL);
@@ -529,7 +573,7 @@ int main(int argc, char **argv)
 {
 	struct options o;
 	if (parse_options(argc, argv, &o)) {
-		fprintf(stderr, "usage: vjail-init --parent PID [--pid-ns] [--cgroup DIR] [--bind SRC:DST]... [--time-offsets MONO_NS:BOOT_NS] [--layout PLAN] [--pass-fd] -- CMD [ARG...]\n");
+		fprintf(stderr, "usage: vjail-init --parent PID [--pid-ns] [--cgroup DIR] [--bind SRC:DST]... [--time-offsets MONO_NS:BOOT_NS] [--layout PLAN] [--pass-fd | --preserve-fds N] -- CMD [ARG...]\n");
 		return 2;
 	}
 	/* The plan is parsed in place, in a copy: argv stays as given (ps shows it). */

@@ -317,6 +317,15 @@ static void write_pid_file(const char *path, pid_t pid)
 		die("cannot write %s: %s", path, strerror(errno));
 }
 
+/* vjail-init's --preserve-fds N among our arguments (fds VJAIL_PRESERVED_FD.. pass through us), else 0. */
+static int preserved_count(int argc, char **argv)
+{
+	for (int i = 3; i + 1 < argc && strcmp(argv[i], "--"); i++)
+		if (!strcmp(argv[i], "--preserve-fds"))
+			return atoi(argv[i + 1]);
+	return 0;
+}
+
 static volatile pid_t container_pid;
 
 static void end_container(int sig)
@@ -395,6 +404,9 @@ int main(int argc, char **argv)
 	if (mid > 0) {
 		close(pidpipe[1]);
 		close(VJAIL_PASS_FD);
+		/* The container's process holds the preserved fds; we, outside, do not. */
+		for (int i = 0; i < preserved_count(argc, argv); i++)
+			close(VJAIL_PRESERVED_FD + i);
 		return watch_container(mid, pidpipe[0]);
 	}
 	/* The intermediate: it makes the container's first process and exits, so

@@ -80,6 +80,8 @@ export interface JailOptions {
   stdio?: LaunchOptions['stdio'];
   /** Advanced: a descriptor the command receives as its fd 4 (see LaunchOptions.passFd). */
   passFd?: number;
+  /** Descriptors the command receives as its fds 3, 4, ... (see LaunchOptions.preserveFds). */
+  preserveFds?: number[];
   /**
    * Advanced: start vjail-init through the program this returns (see
    * LaunchOptions.via). It is given the profile's kernel files to present
@@ -258,6 +260,7 @@ export function spawnJail(opts: JailOptions): Jail {
       env: opts.env,
       stdio: opts.stdio,
       passFd: opts.passFd,
+      preserveFds: opts.preserveFds,
     });
   } catch (e) {
     if (kernelFiles) rmSync(kernelFiles.dir, { recursive: true, force: true });

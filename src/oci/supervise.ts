@@ -22,6 +22,8 @@ export interface SuperviseOptions {
   plan: (kernelFiles: { source: string; target: string }[]) => string;
   /** Where setup reports "ok" or "error: ..." (its fd 4). */
   readyFd: number;
+  /** Descriptors the process receives as its fds 3, 4, ... (--preserve-fds). */
+  preserveFds?: number[];
   warn: (line: string) => void;
 }
 
@@ -58,6 +60,7 @@ export function supervise(o: SuperviseOptions): Jail {
       env: {},
       stdio: ['inherit', 'inherit', 'inherit'],
       passFd: o.readyFd,
+      preserveFds: o.preserveFds,
       warn: o.warn,
       launchTimeoutMs: START_BOUND_MS,
       launchVia: (kernelFiles) => {
