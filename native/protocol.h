@@ -47,9 +47,10 @@ enum ctl_step {
 	STEP_BIND = 10,
 	STEP_TIME_NS = 11,
 	STEP_LOCKDOWN = 12,
-	STEP_ROOTFS = 13,
-	STEP_ISOLATE = 14,
-	STEP_PRESERVE_FDS = 15,
+	/* 13 and 14 are kept for the user namespace's steps. */
+	STEP_ROOTFS = 15,
+	STEP_ISOLATE = 16,
+	STEP_PRESERVE_FDS = 17,
 };
 
 struct ctl_msg {

@@ -34,8 +34,9 @@ export function isolated(i: Isolation): boolean {
 
 /**
  * The setup plan for vjail-init's --layout, or undefined when none is asked
- * for. Relative paths are the caller's (cwd). Needs root: a non-root user
- * gets these through a user namespace (`--user-ns`), which passes `userNs`.
+ * for. Relative paths are the caller's (cwd). Needs root: a jail in a user
+ * namespace of its own (`--user-ns`) gets them there without, and its
+ * launch passes `userNs` (vjail-init enters that namespace first).
  */
 export function isolationLayout(i: Isolation, opts: { cwd?: string; userNs?: boolean } = {}): string | undefined {
   if (!isolated(i)) return undefined;

@@ -21,9 +21,9 @@ const STEPS: Record<number, string> = {
   10: 'mounting the profile\'s kernel files (needs root or CAP_SYS_ADMIN)',
   11: 'creating the time namespace (needs Linux 5.6+ with time namespaces, and root or CAP_SYS_ADMIN)',
   12: 'locking down the launcher (its own seccomp filter)',
-  13: 'setting up the root file system (--rootfs: its mounts, devices and pivot_root; needs root or CAP_SYS_ADMIN)',
-  14: 'isolating the jail (--net none, --hostname: a new network or UTS namespace; needs root or CAP_SYS_ADMIN)',
-  15: 'handing the preserved descriptors (--preserve-fds) to the command',
+  15: 'setting up the root file system (--rootfs: its mounts, devices and pivot_root; needs root or CAP_SYS_ADMIN)',
+  16: 'isolating the jail (--net none, --hostname: a new network or UTS namespace; needs root or CAP_SYS_ADMIN)',
+  17: 'handing the preserved descriptors (--preserve-fds) to the command',
 };
 
 /** Where one of the jail's standard fds goes (as for child_process.spawn). */

@@ -77,7 +77,7 @@ describe('the capabilities a jail holds', () => {
     expect(jailCapabilities(parseCapabilityState(status(0, { prm: full, bnd: noAdmin, inh: none, amb: none })))).not.toContain('CAP_SYS_ADMIN');
     expect(jailCapabilities(parseCapabilityState(status(1000, { prm: full, bnd: full, inh: none, amb: none })))).toEqual([]);
     expect(jailCapabilities(parseCapabilityState(status(1000, { prm: '2000', bnd: full, inh: '2000', amb: '2000' })))).toEqual(['CAP_NET_RAW']);
-    expect(jailCapabilities(parseCapabilityState(status(1000, { prm: none, bnd: full, inh: none, amb: none })), { userNs: true })).toEqual(ALL_CAPABILITIES);
+    expect(jailCapabilities(parseCapabilityState(status(1000, { prm: none, bnd: full, inh: none, amb: none })), { rootInUserNs: true })).toEqual(ALL_CAPABILITIES);
   });
 
   it('reads this process\'s status', () => {

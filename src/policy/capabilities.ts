@@ -11,8 +11,9 @@
  * - effective user root: its bounding and inheritable sets, within its permitted set;
  * - any other user: its ambient set.
  *
- * In a user namespace of its own (`--user-ns`) the jail is root there and
- * holds every capability within that namespace: pass `userNs` to say so.
+ * Root in a user namespace of its own (`--user-ns`), the jail holds every
+ * capability within that namespace: pass `rootInUserNs` to say so (as
+ * rootless Docker grants a container's capabilities in its namespace).
  */
 import { readFileSync } from 'node:fs';
 import { ALL_CAPABILITIES } from './oci.js';
@@ -49,8 +50,8 @@ export function ownCapabilityState(): CapabilityState {
 }
 
 /** The capability names the jail's command holds after exec (see above). */
-export function jailCapabilities(s: CapabilityState, opts: { userNs?: boolean } = {}): string[] {
-  if (opts.userNs) return [...ALL_CAPABILITIES];
+export function jailCapabilities(s: CapabilityState, opts: { rootInUserNs?: boolean } = {}): string[] {
+  if (opts.rootInUserNs) return [...ALL_CAPABILITIES];
   const mask = s.euid === 0 ? (s.bounding | s.inheritable) & s.permitted : s.ambient;
   return ALL_CAPABILITIES.filter((_, bit) => (mask >> BigInt(bit)) & 1n);
 }
