@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -131,6 +131,13 @@ describe('vjail run --net and --hostname', () => {
       expect(r.exitCode).toBe(2);
       expect(r.stderr).toMatch(message);
     }
+    // A root whose /proc is a file: its setup fails before the command runs, and says which step.
+    const bad = join(dir, 'bad-root');
+    mkdirSync(bad);
+    writeFileSync(join(bad, 'proc'), '');
+    const failed = await both(['run', '--rootfs', bad, '--', '/bin/true']);
+    expect(failed.exitCode).toBe(2);
+    expect(failed.stderr).toBe('vjail: could not start the jail: setting up the root file system (--rootfs: its mounts, devices and pivot_root; needs root or CAP_SYS_ADMIN) failed (errno 20)');
     const nobody = await execa('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', 'node', vjailBin, 'run', '--hostname', 'x', '--', 'true'], { reject: false, cwd: '/' });
     expect(nobody.exitCode).toBe(2);
     expect(nobody.stderr).toBe('vjail: --rootfs, --net none and --hostname need root (mount, pivot_root and new namespaces); run vjail as root');
