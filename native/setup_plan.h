@@ -1,7 +1,7 @@
 /*
  * A container's setup plan and the steps that build its root: shared by
  * vjail-oci-setup (an OCI container, its plan written by src/oci/plan-file.ts)
- * and vjail-init (`vjail run --rootfs`, its plan from src/container/layout.ts).
+ * and vjail-init (`vjail run --rootfs`, `--net`, `--hostname`: its plan from src/isolation.ts).
  *
  * The plan is text, one directive a line, tab-separated fields, each field
  * %XX-escaped. Every step returns 0, or -1 with errno set and `why` saying
