@@ -169,11 +169,15 @@ static int make_device(const char *rootfs, const struct plan_line *l, char *why,
 int plan_build_root(const struct setup_plan *p, const char *rootfs, char *why, size_t size)
 {
 	PLAN_EACH(p, "mount", l)
-	if (do_mount(rootfs, l, why, size))
-		return -1;
+	{
+		if (do_mount(rootfs, l, why, size))
+			return -1;
+	}
 	PLAN_EACH(p, "device", l)
-	if (make_device(rootfs, l, why, size))
-		return -1;
+	{
+		if (make_device(rootfs, l, why, size))
+			return -1;
+	}
 	PLAN_EACH(p, "symlink", l)
 	{
 		char path[4096];
@@ -228,11 +232,15 @@ static int readonly_path(const char *path, char *why, size_t size)
 int plan_finish_root(const struct setup_plan *p, char *why, size_t size)
 {
 	PLAN_EACH(p, "mask", l)
-	if (mask_path(plan_field(l, 1), why, size))
-		return -1;
+	{
+		if (mask_path(plan_field(l, 1), why, size))
+			return -1;
+	}
 	PLAN_EACH(p, "readonly", l)
-	if (readonly_path(plan_field(l, 1), why, size))
-		return -1;
+	{
+		if (readonly_path(plan_field(l, 1), why, size))
+			return -1;
+	}
 	if (plan_get(p, "readonlyroot") && mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL))
 		return failed(why, size, "cannot make the root file system read-only");
 	return 0;

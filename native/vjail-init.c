@@ -196,9 +196,12 @@ static void private_mount_ns(void)
 static int isolation_flags(const struct options *o)
 {
 	int flags = 0;
-	if (o->plan)
-		PLAN_EACH(o->plan, "ns", l)
-	flags |= plan_ns_flag(plan_field(l, 1)) & (CLONE_NEWUTS | CLONE_NEWNET);
+	if (!o->plan)
+		return 0;
+	PLAN_EACH(o->plan, "ns", l)
+	{
+		flags |= plan_ns_flag(plan_field(l, 1)) & (CLONE_NEWUTS | CLONE_NEWNET);
+	}
 	return flags;
 }
 
@@ -221,7 +224,7 @@ static void configure_isolation(const struct options *o, int flags)
  */
 static void enter_rootfs(const struct options *o, const char *rootfs)
 {
-	char why[1024];
+	char why[1024]; /* the supervisor hears the step and errno (vjail-oci-setup prints `why`) */
 	if (mount(rootfs, rootfs, NULL, MS_BIND | MS_REC, NULL) || plan_build_root(o->plan, rootfs, why, sizeof why))
 		fail(STEP_ROOTFS, errno);
 	apply_binds(o, rootfs);

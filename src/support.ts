@@ -116,9 +116,10 @@ const SUPPORTED = `## Supported
   mounts and devices \`vjail-oci spec\` writes, by the same setup code; a
   profile's kernel files are presented inside it. \`--net none\`: a network
   namespace with only loopback, up (\`--net host\`, the default, keeps the
-  host's). \`--hostname NAME\`: a UTS namespace with that name. Not with
-  \`--name\` yet (a checkpoint could not restore the root and namespaces); a
-  non-root user gets them through a user namespace (not yet).
+  host's). \`--hostname NAME\`: a UTS namespace with that name. Such a jail
+  is not checkpointed yet: \`vjail checkpoint\` refuses it before stopping
+  anything, and \`--name\` is refused with these flags. A non-root user gets
+  them through a user namespace (not yet).
 - \`--trace[=FILE]\` (strace-style, intercepted calls only) and \`--stats\`
   (per-syscall counts and latency percentiles).
 - Named jails: \`vjail run --name N [--detach]\`, \`vjail ps\`, \`logs\`, \`kill\`,

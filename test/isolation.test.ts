@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -96,6 +96,42 @@ describe('vjail run --rootfs', () => {
     const r = await both(['run', '--rootfs', rootfs, '--', '/usr/bin/env', 'true']);
     expect(r.exitCode).toBe(127);
     expect(r.stderr).toBe('vjail: cannot run "/usr/bin/env": command not found');
+  });
+});
+
+/** Host pids of processes whose command line is exactly `argv`. */
+function pidsOf(argv: string[]): number[] {
+  const want = `${argv.join('\0')}\0`;
+  return readdirSync('/proc')
+    .filter((e) => /^\d+$/.test(e))
+    .filter((e) => {
+      try {
+        return readFileSync(`/proc/${e}/cmdline`, 'utf8') === want;
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+}
+
+describe('checkpoint of an isolated jail', () => {
+  it('is refused before anything is stopped, and the jail runs on', async () => {
+    for (const flags of [['--rootfs', rootfs], ['--hostname', 'box3', '--pid-ns']]) {
+      const marker = ['/bin/sleep', `${40 + Math.random()}`.slice(0, 8)];
+      const jail = execa('node', [vjailBin, 'run', ...flags, '--', ...marker], { reject: false, input: '' });
+      let pid: number | undefined;
+      for (let i = 0; i < 200 && pid === undefined; i++) {
+        pid = pidsOf(marker)[0];
+        if (pid === undefined) await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(pid).toBeDefined();
+      const cp = await execa('node', [vjailBin, 'checkpoint', '--pid', String(pid), '--image', join(dir, 'image')], { reject: false });
+      expect(cp.exitCode).toBe(2);
+      expect(cp.stderr).toBe('vjail: the jail was started with --rootfs, --net none or --hostname; such a jail cannot be checkpointed yet (its root and namespaces would not come back)');
+      expect(readFileSync(`/proc/${pid}/stat`, 'utf8')).toMatch(/^\d+ \(sleep\) S /);
+      jail.kill('SIGTERM');
+      expect((await jail).exitCode).toBe(128 + 15);
+    }
   });
 });
 
