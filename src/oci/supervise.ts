@@ -7,6 +7,7 @@
 import { writeFileSync } from 'node:fs';
 import { spawnJail, type Jail } from '../jail.js';
 import { ALL_CAPABILITIES, parseOciPolicy } from '../policy/oci.js';
+import type { Policy } from '../policy/types.js';
 import type { OciConfig, OciProcess } from './config.js';
 import { OciError } from './errors.js';
 import { setupPath } from './paths.js';
@@ -44,13 +45,17 @@ export function processCapabilities(p: OciProcess): string[] {
   return [...new Set([...(c.effective ?? []), ...(c.permitted ?? [])])];
 }
 
+/** The config's linux.seccomp as a policy (none without one), its conditions on the process's capabilities. */
+export function configPolicy(config: OciConfig, process: OciProcess): Policy | undefined {
+  const seccomp = config.linux?.seccomp;
+  return seccomp === undefined || seccomp === null
+    ? undefined
+    : parseOciPolicy(seccomp, 'config.json linux.seccomp', { capabilities: processCapabilities(process) });
+}
+
 export function supervise(o: SuperviseOptions): Jail {
   const { profile, emulate } = vjailOptions(o.config);
-  const seccomp = o.config.linux?.seccomp;
-  const policy =
-    seccomp === undefined || seccomp === null
-      ? undefined
-      : parseOciPolicy(seccomp, 'config.json linux.seccomp', { capabilities: processCapabilities(o.process) });
+  const policy = configPolicy(o.config, o.process);
   try {
     return spawnJail({
       command: o.process.args,
