@@ -12,7 +12,7 @@
     {
       "target_name": "vjail-init",
       "type": "executable",
-      "sources": ["native/vjail-init.c", "native/lockdown.c", "native/timens.c"],
+      "sources": ["native/vjail-init.c", "native/lockdown.c", "native/timens.c", "native/setup_plan.c"],
       "ldflags": ["-static"]
     },
     {
@@ -24,7 +24,7 @@
     {
       "target_name": "vjail-oci-setup",
       "type": "executable",
-      "sources": ["native/vjail-oci-setup.c"],
+      "sources": ["native/vjail-oci-setup.c", "native/setup_plan.c"],
       "ldflags": ["-static"]
     },
     {

@@ -13,6 +13,8 @@
 #define VJAIL_CTL_FD 3
 /* With --pass-fd: a descriptor for the workload alone (restore's fd transfer socket); vjail-init closes its own copy. */
 #define VJAIL_PASS_FD 4
+/* With --preserve-fds N: fds 5..5+N-1 of vjail-init become the command's 3..3+N-1 (runc's --preserve-fds). */
+#define VJAIL_PRESERVED_FD 5
 
 /* prctl option the workload calls right after installing its filter; the
  * filter notifies it and the supervisor answers 0. Once it returns, the
@@ -45,6 +47,10 @@ enum ctl_step {
 	STEP_BIND = 10,
 	STEP_TIME_NS = 11,
 	STEP_LOCKDOWN = 12,
+	/* 13 and 14 are kept for the user namespace's steps. */
+	STEP_ROOTFS = 15,
+	STEP_ISOLATE = 16,
+	STEP_PRESERVE_FDS = 17,
 };
 
 struct ctl_msg {

@@ -20,7 +20,7 @@
 #include "napi_util.h"
 #include "spawn.h"
 
-#define MAX_FDS 8
+#define MAX_FDS 64
 
 static char *string_of(napi_env env, napi_value v)
 {

@@ -8,13 +8,22 @@
  * (lockdown.h): the workload can neither trace them nor make them run
  * anything its policy denies.
  *
- * usage: vjail-init --parent PID [--pid-ns] [--cgroup DIR] [--bind SRC:DST]... [--time-offsets MONO_NS:BOOT_NS] [--pass-fd] -- CMD [ARG...]
+ * usage: vjail-init --parent PID [--pid-ns] [--cgroup DIR] [--bind SRC:DST]... [--time-offsets MONO_NS:BOOT_NS] [--layout PLAN] [--pass-fd | --preserve-fds N] -- CMD [ARG...]
  *
  * --bind mounts file SRC read-only over DST in the jail's own mount namespace
  * (how a profile presents /proc/version and the kernel sysctl files).
  *
  * --pid-ns also gives the jail its own IPC namespace (System V shared memory,
  * semaphores, message queues); both need CAP_SYS_ADMIN.
+ *
+ * --layout is a container setup plan (setup_plan.h): "ns uts" and "ns network"
+ * give the jail new UTS and network namespaces (the hostname set, only the
+ * loopback interface, up); "rootfs DIR" with its mounts and devices makes DIR
+ * the jail's root as a container's (implies --pid-ns; the kernel files of
+ * --bind are mounted inside it).
+ *
+ * --preserve-fds N hands fds 5..5+N-1 to the command as its fds 3..3+N-1
+ * (an OCI runtime's --preserve-fds: socket activation), and closes ours.
  *
  * --time-offsets starts the jail in a new time namespace whose monotonic and
  * boot-time clocks are ahead by those nanoseconds (a restore on a host whose
@@ -42,6 +51,7 @@
 
 #include "lockdown.h"
 #include "protocol.h"
+#include "setup_plan.h"
 #include "timens.h"
 
 #ifndef SYS_pidfd_open
@@ -58,6 +68,9 @@ struct options {
 	int nbinds;
 	const char *time_offsets; /* "MONO_NS:BOOT_NS" */
 	int pass_fd; /* fd VJAIL_PASS_FD is the workload's alone */
+	int preserved; /* fds VJAIL_PRESERVED_FD.. become the workload's 3.. */
+	const char *layout; /* --layout's text, parsed into plan */
+	struct setup_plan *plan; /* NULL without --layout */
 	char **argv;
 };
 
@@ -70,12 +83,15 @@ static void on_kill_request(int sig)
 	kill_requested = 1;
 }
 
+/* The control socket: VJAIL_CTL_FD, except in a workload whose preserved fds took that number. */
+static int ctl_fd = VJAIL_CTL_FD;
+
 static void ctl_send(enum ctl_type type, int a, long long b)
 {
 	struct ctl_msg m = { .type = type, .a = a, .b = b };
 	ssize_t r;
 	do
-		r = send(VJAIL_CTL_FD, &m, sizeof m, MSG_NOSIGNAL);
+		r = send(ctl_fd, &m, sizeof m, MSG_NOSIGNAL);
 	while (r < 0 && errno == EINTR);
 }
 
@@ -99,8 +115,15 @@ static int parse_options(int argc, char **argv, struct options *o)
 			o->binds[o->nbinds++] = argv[++i];
 		else if (!strcmp(argv[i], "--time-offsets") && i + 1 < argc)
 			o->time_offsets = argv[++i];
-		else if (!strcmp(argv[i], "--pass-fd"))
+		else if (!strcmp(argv[i], "--layout") && i + 1 < argc)
+			o->layout = argv[++i];
+		else if (!strcmp(argv[i], "--pass-fd") && !o->preserved)
 			o->pass_fd = 1;
+		else if (!strcmp(argv[i], "--preserve-fds") && i + 1 < argc && !o->pass_fd) {
+			o->preserved = atoi(argv[++i]);
+			if (o->preserved < 0 || o->preserved > 1024)
+				return -1;
+		}
 		else if (!strcmp(argv[i], "--") && i + 1 < argc) {
 			o->argv = &argv[i + 1];
 			return 0;
@@ -146,13 +169,15 @@ static void join_cgroup(const char *dir)
 	close(fd);
 }
 
-/* Bind each SRC read-only over DST. The caller is already in the jail's own mount namespace. */
-static void apply_binds(const struct options *o)
+/* Bind each SRC read-only over DST under root ("" for /). The caller is already in the jail's own mount namespace. */
+static void apply_binds(const struct options *o, const char *root)
 {
 	for (int i = 0; i < o->nbinds; i++) {
 		char *sep = strchr(o->binds[i], ':');
 		*sep = 0;
-		const char *src = o->binds[i], *dst = sep + 1;
+		const char *src = o->binds[i];
+		char dst[4096];
+		snprintf(dst, sizeof dst, "%s%s", root, sep + 1);
 		if (mount(src, dst, NULL, MS_BIND, NULL) ||
 		    mount(NULL, dst, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL))
 			fail(STEP_BIND, errno);
@@ -165,6 +190,46 @@ static void private_mount_ns(void)
 {
 	if (unshare(CLONE_NEWNS) || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL))
 		fail(STEP_BIND, errno);
+}
+
+/* The namespaces --layout asks for beyond the PID, mount and IPC ones: UTS and network. */
+static int isolation_flags(const struct options *o)
+{
+	int flags = 0;
+	if (!o->plan)
+		return 0;
+	PLAN_EACH(o->plan, "ns", l)
+	{
+		flags |= plan_ns_flag(plan_field(l, 1)) & (CLONE_NEWUTS | CLONE_NEWNET);
+	}
+	return flags;
+}
+
+/* In the new UTS and network namespaces (created with `flags`): the host name, the loopback interface up. */
+static void configure_isolation(const struct options *o, int flags)
+{
+	char why[512];
+	const char *name = o->plan ? plan_get(o->plan, "hostname") : NULL;
+	if ((flags & CLONE_NEWUTS) && name && sethostname(name, strlen(name)))
+		fail(STEP_ISOLATE, errno);
+	if ((flags & CLONE_NEWNET) && plan_loopback_up(why, sizeof why))
+		fail(STEP_ISOLATE, errno);
+}
+
+/*
+ * --layout's root file system, as a container's: bound onto itself, its mounts
+ * (a /proc of the jail's PID namespace among them) and devices, the profile's
+ * kernel files inside it, then pivot_root. The caller is PID 1 of the jail, in
+ * its own private mount namespace.
+ */
+static void enter_rootfs(const struct options *o, const char *rootfs)
+{
+	char why[1024]; /* the supervisor hears the step and errno (vjail-oci-setup prints `why`) */
+	if (mount(rootfs, rootfs, NULL, MS_BIND | MS_REC, NULL) || plan_build_root(o->plan, rootfs, why, sizeof why))
+		fail(STEP_ROOTFS, errno);
+	apply_binds(o, rootfs);
+	if (plan_pivot(rootfs, why, sizeof why) || plan_finish_root(o->plan, why, sizeof why))
+		fail(STEP_ROOTFS, errno);
 }
 
 /* Send the workload's pidfd, telling the supervisor which fd number the listener will get. */
@@ -185,7 +250,7 @@ static void send_hello(void)
 	c->cmsg_type = SCM_RIGHTS;
 	c->cmsg_len = CMSG_LEN(sizeof(int));
 	memcpy(CMSG_DATA(c), &pidfd, sizeof pidfd);
-	if (sendmsg(VJAIL_CTL_FD, &mh, MSG_NOSIGNAL) < 0)
+	if (sendmsg(ctl_fd, &mh, MSG_NOSIGNAL) < 0)
 		fail(STEP_PIDFD_OPEN, errno);
 	/* The lowest free fd is now the pidfd's number: the listener will get it. */
 	close(pidfd);
@@ -218,6 +283,35 @@ static void close_inherited(const struct options *o)
 		fcntl(VJAIL_PASS_FD, F_SETFD, 0);
 }
 
+/*
+ * --preserve-fds: the control socket moves above them (close-on-exec), then
+ * each preserved fd to its place from 3 (dup2 leaves it open across exec)
+ * and the sources left over are closed. Before the hello: the listener's fd
+ * number is the lowest free one then.
+ */
+static void hand_over_preserved(const struct options *o)
+{
+	if (!o->preserved)
+		return;
+	int ctl = fcntl(VJAIL_CTL_FD, F_DUPFD_CLOEXEC, VJAIL_PRESERVED_FD + o->preserved);
+	if (ctl < 0)
+		fail(STEP_PRESERVE_FDS, errno);
+	ctl_fd = ctl;
+	for (int i = 0; i < o->preserved; i++)
+		if (dup2(VJAIL_PRESERVED_FD + i, 3 + i) < 0)
+			fail(STEP_PRESERVE_FDS, errno);
+	/* Left above the last target: sources, and fd 4 (unused with --preserve-fds). */
+	for (int fd = 3 + o->preserved; fd < VJAIL_PRESERVED_FD + o->preserved; fd++)
+		close(fd);
+}
+
+/* Our copies of the preserved fds: the workload's alone. */
+static void close_preserved(const struct options *o)
+{
+	for (int i = 0; i < o->preserved; i++)
+		close(VJAIL_PRESERVED_FD + i);
+}
+
 /* The process group vjail-init was started in (the supervisor's, and the terminal's foreground one). */
 static pid_t caller_group;
 
@@ -234,8 +328,15 @@ static _Noreturn void exec_workload(const struct options *o, struct sock_fprog *
 		join_cgroup(o->cgroup);
 	if (o->nbinds && !o->pid_ns) {
 		private_mount_ns();
-		apply_binds(o);
+		apply_binds(o, "");
 	}
+	int isolate = o->pid_ns ? 0 : isolation_flags(o);
+	if (isolate) {
+		if (unshare(isolate))
+			fail(STEP_ISOLATE, errno);
+		configure_isolation(o, isolate);
+	}
+	hand_over_preserved(o);
 	send_hello();
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
 		fail(STEP_NO_NEW_PRIVS, errno);
@@ -298,6 +399,7 @@ static int reap_jail(const struct options *o, struct sock_fprog *prog)
 	close(gate[0]);
 	if (o->pass_fd)
 		close(VJAIL_PASS_FD);
+	close_preserved(o);
 	int err = lock_down();
 	if (err) {
 		kill(workload, SIGKILL);
@@ -420,7 +522,8 @@ static void enter_time_ns(const struct options *o)
  * then all its own, and a checkpoint can save every one of them. */
 static int run_in_pid_ns(const struct options *o, struct sock_fprog *prog)
 {
-	if (unshare(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC))
+	int isolate = isolation_flags(o);
+	if (unshare(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | isolate))
 		fail(STEP_UNSHARE, errno);
 	enter_time_ns(o);
 	pid_t init = fork();
@@ -431,16 +534,24 @@ static int run_in_pid_ns(const struct options *o, struct sock_fprog *prog)
 		prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
 		if (o->cgroup)
 			join_cgroup(o->cgroup);
-		if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) ||
-		    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL))
+		configure_isolation(o, isolate);
+		const char *rootfs = o->plan ? plan_get(o->plan, "rootfs") : NULL;
+		if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL))
 			fail(STEP_MOUNT_PROC, errno);
-		apply_binds(o); /* over the namespace's own /proc */
+		if (rootfs) {
+			enter_rootfs(o, rootfs);
+		} else {
+			if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL))
+				fail(STEP_MOUNT_PROC, errno);
+			apply_binds(o, ""); /* over the namespace's own /proc */
+		}
 		int st = reap_jail(o, prog);
 		ctl_send(CTL_EXIT, st, 0);
 		_exit(exit_code_of(st));
 	}
 	if (o->pass_fd)
 		close(VJAIL_PASS_FD);
+	close_preserved(o);
 	int err = lock_down();
 	if (err) {
 		kill(init, SIGKILL);
@@ -465,8 +576,19 @@ int main(int argc, char **argv)
 {
 	struct options o;
 	if (parse_options(argc, argv, &o)) {
-		fprintf(stderr, "usage: vjail-init --parent PID [--pid-ns] [--cgroup DIR] [--bind SRC:DST]... [--time-offsets MONO_NS:BOOT_NS] [--pass-fd] -- CMD [ARG...]\n");
+		fprintf(stderr, "usage: vjail-init --parent PID [--pid-ns] [--cgroup DIR] [--bind SRC:DST]... [--time-offsets MONO_NS:BOOT_NS] [--layout PLAN] [--pass-fd | --preserve-fds N] -- CMD [ARG...]\n");
 		return 2;
+	}
+	/* The plan is parsed in place, in a copy: argv stays as given (ps shows it). */
+	static struct setup_plan plan;
+	if (o.layout) {
+		char *text = strdup(o.layout);
+		if (!text)
+			return 2;
+		plan_parse(&plan, text);
+		o.plan = &plan;
+		if (plan_get(&plan, "rootfs"))
+			o.pid_ns = 1; /* a container's /proc is its own PID namespace's */
 	}
 	reset_signals();
 	/* A group of our own: kill(0) in the jail, which reaches the supervisor, does not reach us,

@@ -47,6 +47,7 @@
 #include <unistd.h>
 
 #include "protocol.h"
+#include "setup_plan.h"
 
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
@@ -59,16 +60,9 @@
 #define PR_CAP_AMBIENT_RAISE 2
 #endif
 
-#define MAX_LINES 4096
-#define MAX_FIELDS 8
+#define MAX_LINES PLAN_MAX_LINES
 
-struct line {
-	char *f[MAX_FIELDS];
-	int n;
-};
-
-static struct line lines[MAX_LINES];
-static int nlines;
+static struct setup_plan plan;
 static int started; /* past the start fifo: errors go to stderr only */
 
 static _Noreturn void die(const char *fmt, ...)
@@ -92,84 +86,24 @@ static _Noreturn void die(const char *fmt, ...)
 	_exit(127);
 }
 
-static int unhex(char c)
-{
-	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
-/* Decode %XX in place. */
-static void unescape(char *s)
-{
-	char *o = s;
-	for (; *s; s++) {
-		if (*s == '%' && unhex(s[1]) >= 0 && unhex(s[2]) >= 0) {
-			*o++ = (char)(unhex(s[1]) * 16 + unhex(s[2]));
-			s += 2;
-		} else
-			*o++ = *s;
-	}
-	*o = 0;
-}
-
 static void read_plan(const char *path)
 {
 	FILE *f = fopen(path, "re");
 	if (!f)
 		die("cannot read the setup plan %s: %s", path, strerror(errno));
-	char *buf = NULL;
-	size_t cap = 0;
-	ssize_t len;
-	while ((len = getline(&buf, &cap, f)) > 0 && nlines < MAX_LINES) {
-		if (buf[len - 1] == '\n')
-			buf[len - 1] = 0;
-		struct line *l = &lines[nlines++];
-		char *s = strdup(buf), *save = NULL;
-		for (char *t = strtok_r(s, "\t", &save); t && l->n < MAX_FIELDS; t = strtok_r(NULL, "\t", &save)) {
-			unescape(t);
-			l->f[l->n++] = t;
-		}
-		if (!l->n)
-			nlines--;
-	}
-	free(buf);
+	static char text[1 << 20];
+	size_t n = fread(text, 1, sizeof text - 1, f);
 	fclose(f);
+	if (n == sizeof text - 1)
+		die("the setup plan %s is larger than %zu bytes", path, sizeof text - 1);
+	text[n] = 0;
+	plan_parse(&plan, text);
 }
 
-static const char *get(const char *key)
-{
-	for (int i = 0; i < nlines; i++)
-		if (!strcmp(lines[i].f[0], key))
-			return lines[i].n > 1 ? lines[i].f[1] : "";
-	return NULL;
-}
-
-#define EACH(key, l) \
-	for (struct line *l = lines; l < lines + nlines; l++) \
-		if (!strcmp(l->f[0], key))
-
-static const char *field(const struct line *l, int i)
-{
-	return i < l->n ? l->f[i] : "";
-}
-
-static int ns_flag(const char *type)
-{
-	if (!strcmp(type, "mount"))
-		return CLONE_NEWNS;
-	if (!strcmp(type, "uts"))
-		return CLONE_NEWUTS;
-	if (!strcmp(type, "ipc"))
-		return CLONE_NEWIPC;
-	if (!strcmp(type, "network"))
-		return CLONE_NEWNET;
-	if (!strcmp(type, "cgroup"))
-		return CLONE_NEWCGROUP;
-	if (!strcmp(type, "pid"))
-		return CLONE_NEWPID;
-	if (!strcmp(type, "time"))
-		return CLONE_NEWTIME;
-	return 0;
-}
+#define get(key) plan_get(&plan, key)
+#define EACH(key, l) PLAN_EACH(&plan, key, l)
+#define field plan_field
+#define ns_flag plan_ns_flag
 
 static void join_ns(const char *type, const char *path)
 {
@@ -187,74 +121,10 @@ static void write_file(const char *path, const char *text)
 	close(fd);
 }
 
-/* mkdir -p, or create an empty file as the last component when `file`. */
-static void make_path(const char *path, int file)
-{
-	char p[4096];
-	snprintf(p, sizeof p, "%s", path);
-	for (char *s = p + 1; *s; s++)
-		if (*s == '/') {
-			*s = 0;
-			mkdir(p, 0755);
-			*s = '/';
-		}
-	if (file) {
-		int fd = open(p, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
-		if (fd >= 0)
-			close(fd);
-	} else
-		mkdir(p, 0755);
-}
-
 static const char *rootfs;
 
-static void in_root(char *out, size_t size, const char *path)
-{
-	snprintf(out, size, "%s%s%s", rootfs, path[0] == '/' ? "" : "/", path);
-}
-
-/* One config mount, under the root file system (still at its host path). */
-static void do_mount(const struct line *l)
-{
-	const char *src = field(l, 1), *dst = field(l, 2), *type = field(l, 3), *data = field(l, 6);
-	unsigned long flags = strtoul(field(l, 4), NULL, 0), prop = strtoul(field(l, 5), NULL, 0);
-	char target[4096];
-	in_root(target, sizeof target, dst);
-	struct stat st;
-	int bind = (flags & MS_BIND) != 0;
-	make_path(target, bind && stat(src, &st) == 0 && !S_ISDIR(st.st_mode));
-	if (bind) {
-		if (mount(src, target, NULL, flags & (MS_BIND | MS_REC), NULL))
-			die("cannot bind %s to %s: %s", src, dst, strerror(errno));
-		unsigned long rest = flags & ~(MS_BIND | MS_REC);
-		if (rest && mount(NULL, target, NULL, MS_REMOUNT | MS_BIND | rest, NULL))
-			die("cannot remount %s with its options: %s", dst, strerror(errno));
-	} else if (mount(src, target, type, flags, *data ? data : NULL)) {
-		die("cannot mount %s (%s) on %s: %s", src, type, dst, strerror(errno));
-	}
-	if (prop && mount(NULL, target, NULL, prop, NULL))
-		die("cannot set the propagation of %s: %s", dst, strerror(errno));
-}
-
-static void make_device(const struct line *l)
-{
-	char path[4096];
-	in_root(path, sizeof path, field(l, 1));
-	char kind = field(l, 2)[0];
-	mode_t type = kind == 'b' ? S_IFBLK : kind == 'p' ? S_IFIFO : S_IFCHR;
-	dev_t dev = makedev(strtoul(field(l, 3), NULL, 0), strtoul(field(l, 4), NULL, 0));
-	mode_t mode = (mode_t)strtoul(field(l, 5), NULL, 0);
-	make_path(path, 1);
-	unlink(path);
-	if (mknod(path, type | (mode & 07777), dev))
-		die("cannot create the device %s: %s", field(l, 1), strerror(errno));
-	chmod(path, mode & 07777);
-	if (chown(path, (uid_t)strtoul(field(l, 6), NULL, 0), (gid_t)strtoul(field(l, 7), NULL, 0)))
-		die("cannot chown the device %s: %s", field(l, 1), strerror(errno));
-}
-
 /* The terminal: a pty from the container's devpts, its master sent over the console socket. */
-static int connect_console(const struct line *l)
+static int connect_console(const struct plan_line *l)
 {
 	int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -265,7 +135,7 @@ static int connect_console(const struct line *l)
 }
 
 /* The socket is connected before pivot_root (its path is the host's). */
-static void make_console(const struct line *l, int sock)
+static void make_console(const struct plan_line *l, int sock)
 {
 	int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
 	if (master < 0 || unlockpt(master))
@@ -304,41 +174,6 @@ static void make_console(const struct line *l, int sock)
 		close(slave);
 }
 
-static void pivot(void)
-{
-	if (chdir(rootfs))
-		die("cannot enter the root file system %s: %s", rootfs, strerror(errno));
-	if (syscall(SYS_pivot_root, ".", "."))
-		die("pivot_root into %s: %s", rootfs, strerror(errno));
-	/* The old root is now stacked under the new one: detach it. */
-	if (mount(NULL, ".", NULL, MS_REC | MS_SLAVE, NULL) || umount2(".", MNT_DETACH))
-		die("cannot detach the old root: %s", strerror(errno));
-	if (chdir("/"))
-		die("chdir /: %s", strerror(errno));
-}
-
-static void mask_path(const char *path)
-{
-	struct stat st;
-	if (stat(path, &st))
-		return;
-	if (S_ISDIR(st.st_mode)) {
-		if (mount("tmpfs", path, "tmpfs", MS_RDONLY, "size=0"))
-			die("cannot mask %s: %s", path, strerror(errno));
-	} else if (mount("/dev/null", path, NULL, MS_BIND, NULL)) {
-		die("cannot mask %s: %s", path, strerror(errno));
-	}
-}
-
-static void readonly_path(const char *path)
-{
-	if (access(path, F_OK))
-		return;
-	if (mount(path, path, NULL, MS_BIND | MS_REC, NULL) ||
-	    mount(NULL, path, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL))
-		die("cannot make %s read-only: %s", path, strerror(errno));
-}
-
 static int rlimit_of(const char *name)
 {
 	static const char *names[] = { "CPU", "FSIZE", "DATA", "STACK", "CORE", "RSS", "NPROC", "NOFILE", "MEMLOCK", "AS", "LOCKS", "SIGPENDING", "MSGQUEUE", "NICE", "RTPRIO", "RTTIME" };
@@ -370,9 +205,9 @@ static void check_executable(const char *exe, const char *path_env)
 static void set_identity(void)
 {
 	const char *caps = NULL;
-	struct line *cl = NULL;
+	const struct plan_line *cl = NULL;
 	EACH("caps", l) cl = l;
-	struct line *ul = NULL;
+	const struct plan_line *ul = NULL;
 	EACH("user", l) ul = l;
 	prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0);
 	if (cl) {
@@ -437,22 +272,9 @@ static void setup_container(void)
 	/* The cgroup namespace after joining the cgroups: the container's cgroup is its root. */
 	if ((unshare_flags & CLONE_NEWCGROUP) && unshare(CLONE_NEWCGROUP))
 		die("cannot create the cgroup namespace: %s", strerror(errno));
-	EACH("mount", l) do_mount(l);
-	EACH("device", l) make_device(l);
-	EACH("symlink", l)
-	{
-		char path[4096];
-		in_root(path, sizeof path, field(l, 2));
-		symlink(field(l, 1), path);
-	}
-	EACH("kfile", l)
-	{
-		char path[4096];
-		in_root(path, sizeof path, field(l, 2));
-		if (mount(field(l, 1), path, NULL, MS_BIND, NULL) ||
-		    mount(NULL, path, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL))
-			die("cannot present the profile's %s: %s", field(l, 2), strerror(errno));
-	}
+	char why[1024];
+	if (plan_build_root(&plan, rootfs, why, sizeof why))
+		die("%s", why);
 	if (get("hostname") && sethostname(get("hostname"), strlen(get("hostname"))))
 		die("cannot set the hostname: %s", strerror(errno));
 	if (get("domainname") && setdomainname(get("domainname"), strlen(get("domainname"))))
@@ -493,6 +315,15 @@ static void write_pid_file(const char *path, pid_t pid)
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text) || close(fd) || rename(tmp, path))
 		die("cannot write %s: %s", path, strerror(errno));
+}
+
+/* vjail-init's --preserve-fds N among our arguments (fds VJAIL_PRESERVED_FD.. pass through us), else 0. */
+static int preserved_count(int argc, char **argv)
+{
+	for (int i = 3; i + 1 < argc && strcmp(argv[i], "--"); i++)
+		if (!strcmp(argv[i], "--preserve-fds"))
+			return atoi(argv[i + 1]);
+	return 0;
 }
 
 static volatile pid_t container_pid;
@@ -573,6 +404,9 @@ int main(int argc, char **argv)
 	if (mid > 0) {
 		close(pidpipe[1]);
 		close(VJAIL_PASS_FD);
+		/* The container's process holds the preserved fds; we, outside, do not. */
+		for (int i = 0; i < preserved_count(argc, argv); i++)
+			close(VJAIL_PRESERVED_FD + i);
 		return watch_container(mid, pidpipe[0]);
 	}
 	/* The intermediate: it makes the container's first process and exits, so
@@ -615,18 +449,16 @@ int main(int argc, char **argv)
 		_exit(0);
 	}
 	close(pidpipe[1]);
-	struct line *console = NULL;
+	const struct plan_line *console = NULL;
 	EACH("console", l) console = l;
 	int console_sock = console ? connect_console(console) : -1;
 	if (target) {
 		join_container(target);
 	} else {
 		setup_container();
-		pivot();
-		EACH("mask", l) mask_path(field(l, 1));
-		EACH("readonly", l) readonly_path(field(l, 1));
-		if (get("readonlyroot") && mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL))
-			die("cannot make the root file system read-only: %s", strerror(errno));
+		char why[1024];
+		if (plan_pivot(rootfs, why, sizeof why) || plan_finish_root(&plan, why, sizeof why))
+			die("%s", why);
 	}
 	if (console)
 		make_console(console, console_sock);

@@ -63,6 +63,7 @@ static _Noreturn void fall_back(void)
 
 struct options {
 	const char *profile, *policy, *emulate, *kernel_files, *receiver;
+	const char *rootfs, *net, *hostname; /* src/isolation.ts: the resident makes them vjail-init's --layout */
 	int pid_ns;
 	char **command;
 };
@@ -114,6 +115,12 @@ static int parse(int argc, char **argv, struct options *o)
 			o->profile = v;
 		else if ((v = option_value(argv, argc, &i, "--policy", &bad)))
 			o->policy = v;
+		else if ((v = option_value(argv, argc, &i, "--rootfs", &bad)))
+			o->rootfs = v;
+		else if ((v = option_value(argv, argc, &i, "--net", &bad)) && (!strcmp(v, "none") || !strcmp(v, "host")))
+			o->net = v;
+		else if ((v = option_value(argv, argc, &i, "--hostname", &bad)))
+			o->hostname = v;
 		else if ((v = option_value(argv, argc, &i, "--emulate", &bad)))
 			o->emulate = v;
 		else if ((v = option_value(argv, argc, &i, "--kernel-files", &bad)) && one_of(v, "auto", "mount", "shim"))
@@ -330,9 +337,33 @@ static size_t put(size_t at, const char *key, const char *value)
 struct plan {
 	char *filter;
 	uint32_t filter_len;
-	char *records; /* NUL-terminated "W..." (warning), "B..." (bind) and "C..." (cgroup) strings */
+	char *records; /* NUL-terminated "W..." (warning), "B..." (bind), "C..." (cgroup) and "L..." (layout) strings */
 	size_t records_len;
 };
+
+/*
+ * Our Uid and Cap* lines of /proc/self/status, which the jail inherits: the
+ * resident evaluates a policy's capability conditions with what the jail
+ * will hold (src/policy/capabilities.ts). NULL if unreadable.
+ */
+static const char *capability_state(char *out, size_t size)
+{
+	FILE *f = fopen("/proc/self/status", "re");
+	if (!f)
+		return NULL;
+	char line[256];
+	size_t at = 0;
+	out[0] = '\0';
+	while (fgets(line, sizeof line, f))
+		if (!strncmp(line, "Uid:", 4) || !strncmp(line, "CapInh:", 7) || !strncmp(line, "CapPrm:", 7) || !strncmp(line, "CapBnd:", 7) || !strncmp(line, "CapAmb:", 7)) {
+			int n = snprintf(out + at, size - at, "%s", line);
+			if (n < 0 || (size_t)n >= size - at)
+				break;
+			at += (size_t)n;
+		}
+	fclose(f);
+	return at ? out : NULL;
+}
 
 static void request_plan(int sock, const struct options *o, struct plan *out)
 {
@@ -344,10 +375,15 @@ static void request_plan(int sock, const struct options *o, struct plan *out)
 	at = put(at, "cwd", cwd);
 	at = put(at, "profile", o->profile);
 	at = put(at, "policy", o->policy);
+	char caps[1024];
+	at = put(at, "capabilityState", o->policy ? capability_state(caps, sizeof caps) : NULL);
 	at = put(at, "emulate", o->emulate);
 	at = put(at, "kernelFiles", o->kernel_files);
 	at = put(at, "receiver", o->receiver);
 	at = put(at, "pidNs", o->pid_ns ? "1" : NULL);
+	at = put(at, "rootfs", o->rootfs);
+	at = put(at, "net", o->net);
+	at = put(at, "hostname", o->hostname);
 	if (send(sock, msg, at, MSG_NOSIGNAL) != (ssize_t)at)
 		fall_back();
 	ssize_t n = recv_msg(sock, msg, sizeof msg, 30000, NULL);
@@ -406,7 +442,7 @@ static void launch(const struct options *o, const struct plan *plan, struct laun
 		ncmd++;
 	size_t nrecords = 0;
 	for (size_t i = 0; i < plan->records_len; i += strlen(plan->records + i) + 1)
-		nrecords += plan->records[i] == 'B' || plan->records[i] == 'C';
+		nrecords += plan->records[i] == 'B' || plan->records[i] == 'C' || plan->records[i] == 'L';
 	char **args = calloc(ncmd + 2 * nrecords + 8, sizeof *args);
 	if (!args)
 		fall_back();
@@ -417,9 +453,9 @@ static void launch(const struct options *o, const struct plan *plan, struct laun
 	if (o->pid_ns)
 		args[k++] = "--pid-ns";
 	for (size_t i = 0; i < plan->records_len; i += strlen(plan->records + i) + 1)
-		if (plan->records[i] == 'B' || plan->records[i] == 'C') {
-			/* B: a kernel file to bind; C: the jail's cgroup, joined before the command runs */
-			args[k++] = plan->records[i] == 'B' ? "--bind" : "--cgroup";
+		if (plan->records[i] == 'B' || plan->records[i] == 'C' || plan->records[i] == 'L') {
+			/* B: a kernel file to bind; C: the jail's cgroup, joined before the command runs; L: the jail's setup plan */
+			args[k++] = plan->records[i] == 'B' ? "--bind" : plan->records[i] == 'C' ? "--cgroup" : "--layout";
 			args[k++] = plan->records + i + 1;
 		}
 	args[k++] = "--";

@@ -6,6 +6,7 @@ import { mountableKernelFiles } from '../shims/kernel-files.js';
 import { compile } from './bpf/compile.js';
 import { cgroupAt, createJailCgroup, killRemaining, removeJailCgroup, removeStaleCgroups } from './cgroup.js';
 import { errnoName } from './errno.js';
+import { isolationLayout, type Isolation } from './isolation.js';
 import { launch, CTL, type LaunchOptions } from './launch.js';
 import { native, type ReceiverMode, type ReceiverState } from './native.js';
 import { sys } from './native/fdio.js';
@@ -14,6 +15,7 @@ import type { Shim } from '../shims/types.js';
 import { cachedPlan, planInputs, type Planned } from './plan/cache.js';
 import { describeHost } from './plan/host.js';
 import { derivePlan } from './plan/plan.js';
+import { jailCapabilities, ownCapabilityState } from './policy/capabilities.js';
 import { loadOciPolicy } from './policy/oci.js';
 import type { Policy } from './policy/types.js';
 import { loadProfile } from './profile/load.js';
@@ -31,8 +33,20 @@ export interface JailOptions {
   policy?: string | Policy;
   /** Use these syscalls' shims even where the host has them. */
   emulate?: string[];
+  /**
+   * The capabilities the jail holds, for the policy's capability conditions
+   * (Docker's includes/excludes). Default: what the command of a jail this
+   * process launches holds (src/policy/capabilities.ts).
+   */
+  capabilities?: readonly string[];
   /** Run the jail in its own PID namespace (and a private /proc). */
   pidNs?: boolean;
+  /** The jail's root file system, set up as a container's (implies pidNs; needs root). See src/isolation.ts. */
+  rootfs?: Isolation['rootfs'];
+  /** 'none': the jail's own network namespace with only loopback (needs root). */
+  net?: Isolation['net'];
+  /** The jail's host name, in its own UTS namespace (needs root). */
+  hostname?: Isolation['hostname'];
   /** A cgroup directory the jail's processes join before the command runs. */
   cgroup?: string;
   /** Start the jail in a new time namespace whose CLOCK_MONOTONIC and CLOCK_BOOTTIME are ahead by these nanoseconds. */
@@ -66,6 +80,8 @@ export interface JailOptions {
   stdio?: LaunchOptions['stdio'];
   /** Advanced: a descriptor the command receives as its fd 4 (see LaunchOptions.passFd). */
   passFd?: number;
+  /** Descriptors the command receives as its fds 3, 4, ... (see LaunchOptions.preserveFds). */
+  preserveFds?: number[];
   /**
    * Advanced: start vjail-init through the program this returns (see
    * LaunchOptions.via). It is given the profile's kernel files to present
@@ -150,13 +166,15 @@ export class Jail {
 /** Warnings about the user's policy file, shown whether or not --verbose was given. */
 export const isPolicyWarning = (w: string): boolean => w.startsWith('policy ');
 
-export function planJail(opts: Pick<JailOptions, 'profile' | 'policy' | 'emulate'> & { kernelFilesMounted?: boolean }): {
+export function planJail(opts: Pick<JailOptions, 'profile' | 'policy' | 'emulate' | 'capabilities'> & { kernelFilesMounted?: boolean }): {
   profile: Profile;
   plan: Plan;
   warnings: string[];
   filter: Buffer;
 } {
   const profile = typeof opts.profile === 'object' ? opts.profile : loadProfile(opts.profile ?? 'host');
+  // A policy file's capability conditions are evaluated with the jail's capabilities (read only when there is one).
+  if (typeof opts.policy === 'string' && !opts.capabilities) opts = { ...opts, capabilities: jailCapabilities(ownCapabilityState()) };
   // In one process the same inputs are planned once (spawnJail in a loop; the library has no build id, so no disk cache).
   const key = planInputs({ ...opts, profile }, 'this process');
   const known = key === undefined ? undefined : plannedHere.get(key);
@@ -164,7 +182,7 @@ export function planJail(opts: Pick<JailOptions, 'profile' | 'policy' | 'emulate
   const planned = cachedPlan({ ...opts, profile }, () => {
     const policy =
       typeof opts.policy === 'string'
-        ? loadOciPolicy(opts.policy, { kernelRelease: profile.uname.release })
+        ? loadOciPolicy(opts.policy, { kernelRelease: profile.uname.release, capabilities: opts.capabilities })
         : opts.policy;
     const host = describeHost(probeHostSyscalls);
     const { plan, warnings } = derivePlan(profile, host, {
@@ -189,7 +207,7 @@ const plannedHere = new Map<string, Planned>();
  * profile's kernel files written where vjail-init mounts them (the caller
  * removes `kernelFiles.dir` once the jail has ended).
  */
-export function prepareJail(opts: Pick<JailOptions, 'profile' | 'policy' | 'emulate' | 'kernelFiles' | 'plan'>): {
+export function prepareJail(opts: Pick<JailOptions, 'profile' | 'policy' | 'emulate' | 'kernelFiles' | 'plan' | 'capabilities'>): {
   profile: Profile;
   plan: Plan;
   warnings: string[];
@@ -211,6 +229,9 @@ export function prepareJail(opts: Pick<JailOptions, 'profile' | 'policy' | 'emul
  */
 export function spawnJail(opts: JailOptions): Jail {
   if (opts.command.length === 0) throw new Error('no command given');
+  const layout = opts.launchVia ? undefined : isolationLayout(opts, { cwd: opts.cwd });
+  // A container's root has a /proc of its own PID namespace.
+  if (opts.rootfs !== undefined && !opts.launchVia) opts = { ...opts, pidNs: true };
   const { profile, plan, warnings, filter, kernelFiles } = prepareJail(opts);
   const warn = opts.warn ?? ((line: string) => process.stderr.write(`vjail: ${line}\n`));
   // A policy naming syscalls no table has is told always (runc logs and skips them): a typo there weakens the policy.
@@ -232,12 +253,14 @@ export function spawnJail(opts: JailOptions): Jail {
       pidNs: opts.pidNs,
       cgroup: cgroup?.path,
       timeOffsets: opts.timeOffsets,
+      layout,
       binds: opts.launchVia ? undefined : kernelFiles?.binds,
       via: opts.launchVia?.(kernelFiles?.binds ?? []),
       cwd: opts.cwd,
       env: opts.env,
       stdio: opts.stdio,
       passFd: opts.passFd,
+      preserveFds: opts.preserveFds,
     });
   } catch (e) {
     if (kernelFiles) rmSync(kernelFiles.dir, { recursive: true, force: true });

@@ -21,6 +21,9 @@ const STEPS: Record<number, string> = {
   10: 'mounting the profile\'s kernel files (needs root or CAP_SYS_ADMIN)',
   11: 'creating the time namespace (needs Linux 5.6+ with time namespaces, and root or CAP_SYS_ADMIN)',
   12: 'locking down the launcher (its own seccomp filter)',
+  15: 'setting up the root file system (--rootfs: its mounts, devices and pivot_root; needs root or CAP_SYS_ADMIN)',
+  16: 'isolating the jail (--net none, --hostname: a new network or UTS namespace; needs root or CAP_SYS_ADMIN)',
+  17: 'handing the preserved descriptors (--preserve-fds) to the command',
 };
 
 /** Where one of the jail's standard fds goes (as for child_process.spawn). */
@@ -44,6 +47,8 @@ export interface LaunchOptions {
    * added to CLOCK_MONOTONIC and CLOCK_BOOTTIME.
    */
   timeOffsets?: { monotonic: bigint; boottime: bigint };
+  /** A container setup plan for vjail-init (src/isolation.ts): root file system, network, host name. */
+  layout?: string;
   /** How long to wait for the workload to install its filter. */
   timeoutMs?: number;
   /**
@@ -52,6 +57,11 @@ export interface LaunchOptions {
    * it receives the image's descriptors on.
    */
   passFd?: number;
+  /**
+   * Descriptors the command receives as its fds 3, 4, ... in this order (an
+   * OCI runtime's --preserve-fds); not with passFd.
+   */
+  preserveFds?: number[];
   /**
    * A program vjail-init is started through: this argv, then vjail-init's
    * path and arguments (vjail-oci's container setup, which execs vjail-init).
@@ -183,9 +193,13 @@ class InheritingInit extends EventEmitter implements InitProcess {
   }
 }
 
+/** The most fds the addon's spawn hands a child (native/spawn.c MAX_FDS); child_process takes more. */
+const MAX_INHERITED_FDS = 64;
+
 /** Spawn `file` with all its fds inherited (the stdio entries 'inherit', 'ignore' or fd numbers), else undefined: use child_process. */
 function spawnInheriting(file: string, args: string[], stdio: StdioEntry[], opts: LaunchOptions): InitProcess | undefined {
   if (!stdio.every((s) => s === 'inherit' || s === undefined || s === 'ignore' || (Number.isInteger(s) && (s as number) >= 0))) return undefined;
+  if (stdio.length > MAX_INHERITED_FDS) return undefined;
   const addon = native() as unknown as SpawnAddon;
   const nulls: number[] = [];
   const fds = stdio.map((s, i) => {
@@ -220,10 +234,15 @@ export function launch(opts: LaunchOptions): Launched {
   if (opts.cgroup) args.push('--cgroup', opts.cgroup);
   if (opts.timeOffsets) args.push('--time-offsets', `${opts.timeOffsets.monotonic}:${opts.timeOffsets.boottime}`);
   for (const b of opts.binds ?? []) args.push('--bind', `${b.source}:${b.target}`);
+  if (opts.layout) args.push('--layout', opts.layout);
   if (opts.passFd !== undefined) args.push('--pass-fd');
+  const preserved = opts.preserveFds ?? [];
+  if (preserved.length) args.push('--preserve-fds', String(preserved.length));
   args.push('--', ...opts.command);
   const stdio: StdioEntry[] = [...(opts.stdio ?? ['inherit', 'inherit', 'inherit']), childCtl];
   if (opts.passFd !== undefined) stdio.push(opts.passFd);
+  // vjail-init takes preserved descriptors from its fd 5 (native/protocol.h VJAIL_PRESERVED_FD); 4 is the passed one's place.
+  if (preserved.length) stdio.push(...(opts.passFd === undefined ? ['ignore' as const] : []), ...preserved);
   let init: InitProcess;
   const [file, argv] = opts.via?.length ? [opts.via[0]!, [...opts.via.slice(1), initPath(), ...args]] : [initPath(), args];
   try {

@@ -54,8 +54,14 @@ const SUPPORTED = `## Supported
   profile. \`/proc/version\` reads \`SYSNAME version RELEASE (vjail@localhost)
   (unknown compiler) VERSION\`: profiles do not record the builder or compiler.
 - OCI seccomp policies (Docker's default profile and others) enforced on top
-  (\`--policy FILE\`), composed with the profile: the policy decides first,
-  the profile decides what the policy lets run. On the i386 entry, a policy
+  (\`--policy FILE\`, \`--policy docker\` for Docker's default), composed with
+  the profile: the policy decides first, the profile decides what the policy
+  lets run. Docker's \`includes\`/\`excludes\` capability conditions are
+  evaluated with the capabilities the jail holds after exec under
+  no_new_privs (root: its bounding and inheritable sets within its permitted
+  set; another user: its ambient set), so \`unshare\`, \`mount\` and \`setns\`
+  are refused (EPERM) to a jail without CAP_SYS_ADMIN, as Docker refuses them
+  to a container without it; vjail-oci uses the container process's. On the i386 entry, a policy
   entry for a socket or System V IPC call (\`socket\`, \`shmget\`, …) also
   decides \`socketcall\`/\`ipc\` with that call number, as libseccomp does for
   runc (ipc by the low 16 bits, which the kernel reads as the call); argument
@@ -85,7 +91,8 @@ const SUPPORTED = `## Supported
   \`features\`, \`spec\`), used by podman with \`--runtime\`; the config's root,
   mounts, namespaces, process, devices, masked and read-only paths, sysctls,
   cgroup limits, hooks and \`linux.seccomp\` honoured, the profile from the
-  \`io.vjail.profile\` annotation.
+  \`io.vjail.profile\` annotation; \`--preserve-fds N\` passes fds
+  3..3+N-1 to the container's process (create, run, exec).
 - Start-up without Node: \`vjail run\` as a command goes to a native front
   end (\`vjail-run\`), which launches \`vjail-init\` itself (same parent,
   session, terminal, stdio, environment and cwd as the Node CLI) and asks the
@@ -95,11 +102,24 @@ const SUPPORTED = `## Supported
   for root; the directory must be the user's and private), and leaves after 60 s without a
   jail (\`VJAIL_RESIDENT_IDLE_MS\`); a socket left by a killed resident is
   replaced. \`--profile\`, \`--policy\`, \`--emulate\`, \`--kernel-files\`,
-  \`--receiver\` and \`--pid-ns\` are handled there; every other flag, bad
+  \`--receiver\`, \`--pid-ns\`, \`--rootfs\`, \`--net\` and \`--hostname\` are handled there; every other flag, bad
   input, a user with no runtime directory, \`VJAIL_RESIDENT=0\`, and a launch
   that fails before the workload ran go to the Node CLI (\`node bin/vjail.js\`),
   which behaves the same. Exit status (a death by signal is 128+signal, as
   the Node CLI's), forwarded signals and error messages are the Node CLI's.
+- A container's isolation without an engine (root): \`--rootfs DIR\` makes DIR
+  the jail's root after \`pivot_root\` in a mount namespace of its own, with
+  a container's \`/proc\` (its own PID namespace: implies \`--pid-ns\`),
+  \`/dev\` (tmpfs with null, zero, full, random, urandom, tty, \`pts\`,
+  \`shm\`, \`mqueue\` and the \`fd\`/\`std*\`/\`ptmx\` links), read-only
+  \`/sys\`, a \`/tmp\` tmpfs, and runc's masked and read-only paths: the
+  mounts and devices \`vjail-oci spec\` writes, by the same setup code; a
+  profile's kernel files are presented inside it. \`--net none\`: a network
+  namespace with only loopback, up (\`--net host\`, the default, keeps the
+  host's). \`--hostname NAME\`: a UTS namespace with that name. Such a jail
+  is not checkpointed yet: \`vjail checkpoint\` refuses it before stopping
+  anything, and \`--name\` is refused with these flags. A non-root user gets
+  them through a user namespace (not yet).
 - \`--trace[=FILE]\` (strace-style, intercepted calls only) and \`--stats\`
   (per-syscall counts and latency percentiles).
 - Named jails: \`vjail run --name N [--detach]\`, \`vjail ps\`, \`logs\`, \`kill\`,
@@ -377,8 +397,7 @@ const PLANNED = `## Planned
   project as nobody takes 1.24× its native time against 1.2×; openat2 and
   i386 callers still take the JavaScript path.
 - \`vjail-oci\`: user namespaces (rootless podman), checkpoint and restore of
-  containers through the engine, \`--preserve-fds\`; containerd and CRI-O are
-  untested.
+  containers through the engine; containerd and CRI-O are untested.
 - \`spawnJail\` in a long-lived process costs more than its 3 ms target per
   jail (spawn to exit; \`npm run bench\`, group sequential): vjail-init now
   starts by posix_spawn rather than a fork of Node, but the launch handshake

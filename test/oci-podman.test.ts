@@ -4,7 +4,7 @@
  * supervisor (a kernel-ABI profile from an annotation), and the lifecycle
  * commands podman maps onto the runtime's.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -67,6 +67,25 @@ describe('podman run --rm under vjail-oci', () => {
     const missing = await podman(['run', '--rm', ...podmanRunFlags(), IMAGE, 'no-such-program']);
     expect(missing.exitCode).toBe(127);
     expect(missing.stderr).toMatch(/no-such-program.*not found/);
+  });
+
+  it('passes --preserve-fds descriptors to the container (socket activation\'s way)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vjail-oci-preserve-'));
+    const given = openSync(join(dir, 'given'), 'w+');
+    try {
+      writeFileSync(join(dir, 'given'), 'from the host\n');
+      const r = await execa('podman', ['--runtime', ociBin, 'run', '--rm', ...podmanRunFlags(), '--preserve-fds', '1', IMAGE, 'sh', '-c', 'cat /proc/self/fd/3'], {
+        reject: false,
+        timeout: 60_000,
+        stdio: ['ignore', 'pipe', 'pipe', given],
+      });
+      expect(r.stderr).toBe('');
+      expect(r.stdout).toBe('from the host');
+      expect(r.exitCode).toBe(0);
+    } finally {
+      closeSync(given);
+      removeDir(dir);
+    }
   });
 
   it('gives run -it a terminal', async () => {

@@ -228,8 +228,29 @@ export function jailTree(pid: number): JailTree {
   return { pidNs: true, processes };
 }
 
+/**
+ * Was the jail given a root file system, network or host name of its own
+ * (`vjail run --rootfs`, `--net none`, `--hostname`)? Its vjail-init then
+ * carries the setup plan (--layout, src/isolation.ts).
+ */
+function isolatedJail(pid: number): boolean {
+  for (let p = parentOf(pid), depth = 0; depth < 64 && p > 1; p = parentOf(p), depth++) {
+    if (exeName(p) !== 'vjail-init') continue;
+    try {
+      return readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').includes('--layout');
+    } catch {
+      return false;
+    }
+  }
+  return false;
+}
+
 /** What this version cannot save yet, checked before anything is stopped. */
 export function checkSupported(tree: JailTree): void {
+  const first = tree.processes.find((p) => !p.zombie);
+  if (first && isolatedJail(first.pid)) {
+    throw new CheckpointUnsupported('the jail was started with --rootfs, --net none or --hostname; such a jail cannot be checkpointed yet (its root and namespaces would not come back)');
+  }
   for (const { pid, zombie } of tree.processes) {
     if (zombie) continue;
     let state: string;

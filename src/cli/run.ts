@@ -14,6 +14,9 @@ export interface RunFlags {
   trace?: string | boolean;
   stats?: boolean;
   pidNs?: boolean;
+  rootfs?: string;
+  net?: 'none' | 'host';
+  hostname?: string;
   emulate?: string;
   /** Keep glibc to x86-64 baseline code paths (checkpoints restore on lesser CPUs). */
   cpuBaseline?: boolean;
@@ -90,6 +93,9 @@ export async function boundOwnLog(name: string, bytes: number): Promise<void> {
 export async function runCommand(command: string[], flags: RunFlags): Promise<number> {
   if (command.length === 0) throw new UsageError('no command given; usage: vjail run [options] -- CMD [ARG...]');
   if (flags.policy) flags = { ...flags, policy: (await import('../policy/shipped.js')).policyPath(flags.policy) };
+  if (flags.name && (flags.rootfs || flags.net === 'none' || flags.hostname)) {
+    throw new UsageError('--rootfs, --net none and --hostname do not go with --name yet (a checkpoint of the jail could not restore its root and namespaces); drop --name');
+  }
   if (flags.detach && !flags.name) throw new UsageError('--detach needs a name for the jail: add --name NAME');
   const logBound = await logMaxSize(flags.logMaxSize, flags.detach || flags.supervise);
   if (flags.detach) return (await import('../jails/supervise.js')).detach(flags.name!, supervisorArgs(command, flags));
@@ -99,6 +105,9 @@ export async function runCommand(command: string[], flags: RunFlags): Promise<nu
     profile: flags.profile,
     policy: flags.policy,
     pidNs: flags.pidNs,
+    rootfs: flags.rootfs,
+    net: flags.net,
+    hostname: flags.hostname,
     kernelFiles: flags.kernelFiles,
     receiver: flags.receiver,
     emulate: emulateList(flags.emulate),

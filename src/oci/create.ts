@@ -7,6 +7,7 @@ import { createCgroups, removeCgroups } from './cgroups.js';
 import { OciError } from './errors.js';
 import { globalArgs, logLine, type Globals } from './globals.js';
 import { runHooks } from './hooks.js';
+import { preservedCount, preservedStdio } from './preserve-fds.js';
 import { binPath } from './paths.js';
 import { containerDir, ociState, readStored, writeStored } from './state.js';
 
@@ -48,7 +49,7 @@ export function awaitReady(child: ChildProcess): Promise<string | undefined> {
 export async function create(g: Globals, id: string, f: CreateFlags): Promise<ChildProcess> {
   const dir = containerDir(g.root, id);
   if (existsSync(dir)) throw new OciError(`container "${id}" already exists; delete it first or pick another id`);
-  if (f.preserveFds && Number(f.preserveFds) > 0) throw new OciError('--preserve-fds is not supported by vjail-oci yet; pass 0');
+  const preserved = preservedCount(f.preserveFds);
   const bundle = resolve(f.bundle ?? '.');
   const config = loadConfig(bundle);
   mkdirSync(dir, { recursive: true, mode: 0o711 });
@@ -72,7 +73,8 @@ export async function create(g: Globals, id: string, f: CreateFlags): Promise<Ch
   });
   const args = [binPath(), ...globalArgs(g), '_monitor', id];
   if (f.consoleSocket) args.push('--console-socket', resolve(f.consoleSocket));
-  const child = spawn(process.execPath, args, { detached: true, stdio: ['inherit', 'inherit', 'inherit', 'pipe'] });
+  if (preserved) args.push('--preserve-fds', String(preserved));
+  const child = spawn(process.execPath, args, { detached: true, stdio: ['inherit', 'inherit', 'inherit', 'pipe', ...preservedStdio(preserved)] });
   const failed = await awaitReady(child);
   if (failed) {
     child.kill('SIGKILL');

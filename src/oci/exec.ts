@@ -7,6 +7,7 @@ import { awaitReady } from './create.js';
 import { OciError } from './errors.js';
 import { globalArgs, type Globals } from './globals.js';
 import { binPath } from './paths.js';
+import { preservedCount, preservedStdio } from './preserve-fds.js';
 import { containerDir, readStored, statusOf } from './state.js';
 
 export interface ExecFlags {
@@ -18,12 +19,14 @@ export interface ExecFlags {
   cwd?: string;
   env?: string[];
   user?: string;
+  preserveFds?: string;
 }
 
 export async function exec(g: Globals, id: string, command: string[], f: ExecFlags): Promise<number> {
   const s = readStored(g.root, id);
   const status = statusOf(s);
   if (status !== 'running') throw new OciError(`cannot exec in container "${id}": it is ${status}, not running`);
+  const preserved = preservedCount(f.preserveFds);
   let proc: unknown;
   if (f.process) {
     try {
@@ -46,10 +49,10 @@ export async function exec(g: Globals, id: string, command: string[], f: ExecFla
   }
   const planFile = join(containerDir(g.root, id), `exec-${randomBytes(6).toString('hex')}`);
   const jobFile = `${planFile}.job`;
-  writeFileSync(jobFile, JSON.stringify({ process: proc, consoleSocket: f.consoleSocket && resolve(f.consoleSocket), planFile }));
+  writeFileSync(jobFile, JSON.stringify({ process: proc, consoleSocket: f.consoleSocket && resolve(f.consoleSocket), planFile, preserved }));
   const child = spawn(process.execPath, [binPath(), ...globalArgs(g), '_exec-monitor', id, jobFile], {
     detached: !!f.detach,
-    stdio: ['inherit', 'inherit', 'inherit', 'pipe'],
+    stdio: ['inherit', 'inherit', 'inherit', 'pipe', ...preservedStdio(preserved)],
   });
   const exited = new Promise<number>((r) => child.on('exit', (code, sig) => r(code ?? 128 + (sig === 'SIGKILL' ? 9 : 15))));
   const failed = await awaitReady(child);

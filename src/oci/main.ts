@@ -40,7 +40,7 @@ export async function main(argv: string[]): Promise<number> {
       .option('-b, --bundle <dir>', 'the bundle directory (config.json and the root file system)', '.')
       .option('--pid-file <file>', 'write the container\'s pid here')
       .option('--console-socket <path>', 'AF_UNIX socket that receives the terminal\'s master')
-      .option('--preserve-fds <n>', 'pass N more descriptors (from fd 3)', '0')
+      .option('--preserve-fds <n>', 'pass N more descriptors (fds 3..3+N-1) to the container\'s process', '0')
       .option('--no-pivot', 'accepted; vjail-oci always uses pivot_root')
       .option('--no-new-keyring', 'accepted; the session keyring is not replaced');
 
@@ -63,7 +63,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--cwd <dir>', 'working directory')
     .option('-e, --env <var...>', 'more environment')
     .option('-u, --user <uid[:gid]>', 'user')
-    .option('--preserve-fds <n>', 'not supported beyond 0', '0')
+    .option('--preserve-fds <n>', 'pass N more descriptors (fds 3..3+N-1) to the process', '0')
     .passThroughOptions()
     .action(act(async (id, command, f) => (await import('./exec.js')).exec(globals, id, command, f)));
   cli.command('features').action(act(async () => (await import('./features.js')).features()));
@@ -77,8 +77,8 @@ export async function main(argv: string[]): Promise<number> {
         throw new OciError(`${verb} of container "${id}" is not supported by vjail-oci yet; checkpoint jails started with "vjail run" (docs/OCI.md)`);
       }));
   }
-  cli.command('_monitor', { hidden: true }).argument('<id>').option('--console-socket <path>')
-    .action(act(async (id, f) => (await import('./monitor.js')).containerMonitor(globals, id, f.consoleSocket)));
+  cli.command('_monitor', { hidden: true }).argument('<id>').option('--console-socket <path>').option('--preserve-fds <n>', '', '0')
+    .action(act(async (id, f) => (await import('./monitor.js')).containerMonitor(globals, id, f.consoleSocket, Number(f.preserveFds))));
   cli.command('_exec-monitor', { hidden: true }).argument('<id>').argument('<job>')
     .action(act(async (id, job) => (await import('./monitor.js')).execMonitor(globals, id, job)));
 

@@ -9,12 +9,13 @@ import { join } from 'node:path';
 import { parseProcess } from './config.js';
 import { type Globals, logLine } from './globals.js';
 import { containerPlan, processLines } from './plan-file.js';
+import { monitorPreserved } from './preserve-fds.js';
 import { containerDir, readStored, writeStored } from './state.js';
 import { supervise } from './supervise.js';
 
 const READY_FD = 3;
 
-export async function containerMonitor(g: Globals, id: string, consoleSocket?: string): Promise<number> {
+export async function containerMonitor(g: Globals, id: string, consoleSocket?: string, preserved = 0): Promise<number> {
   const dir = containerDir(g.root, id);
   const s = readStored(g.root, id);
   const warn = (line: string) => logLine(g, 'warning', `${id}: ${line}`);
@@ -27,6 +28,7 @@ export async function containerMonitor(g: Globals, id: string, consoleSocket?: s
       plan: (kernelFiles) =>
         containerPlan({ config: s.config, bundle: s.bundle, fifo: join(dir, 'exec.fifo'), initPidFile: join(dir, 'init.pid'), consoleSocket, cgroups: s.cgroups, kernelFiles }),
       readyFd: READY_FD,
+      preserveFds: monitorPreserved(preserved),
       warn,
     });
   } catch (e) {
@@ -36,6 +38,7 @@ export async function containerMonitor(g: Globals, id: string, consoleSocket?: s
     return 127;
   } finally {
     closeSync(READY_FD);
+    for (const fd of monitorPreserved(preserved)) closeSync(fd);
   }
   writeStored(g.root, { ...readStored(g.root, id), started: true, workloadPid: jail.pid });
   const exit = await jail.exited;
@@ -46,13 +49,13 @@ export async function containerMonitor(g: Globals, id: string, consoleSocket?: s
 
 /** A detached exec's monitor: the job file holds the process and where the container's process is. */
 export async function execMonitor(g: Globals, id: string, jobFile: string): Promise<number> {
-  const job = JSON.parse(readFileSync(jobFile, 'utf8')) as { process: unknown; consoleSocket?: string; planFile: string };
-  const exit = await runExec(g, id, job.process, job.consoleSocket, job.planFile, READY_FD);
+  const job = JSON.parse(readFileSync(jobFile, 'utf8')) as { process: unknown; consoleSocket?: string; planFile: string; preserved?: number };
+  const exit = await runExec(g, id, job.process, job.consoleSocket, job.planFile, READY_FD, monitorPreserved(job.preserved ?? 0));
   return exit;
 }
 
 /** Run one process in the container, supervised here; resolves to its status. */
-export async function runExec(g: Globals, id: string, processJson: unknown, consoleSocket: string | undefined, planFile: string, readyFd: number): Promise<number> {
+export async function runExec(g: Globals, id: string, processJson: unknown, consoleSocket: string | undefined, planFile: string, readyFd: number, preserveFds: number[] = []): Promise<number> {
   const s = readStored(g.root, id);
   const p = parseProcess(processJson, 'exec process');
   let jail;
@@ -68,10 +71,12 @@ export async function runExec(g: Globals, id: string, processJson: unknown, cons
         return text + processLines(p, 'process');
       },
       readyFd,
+      preserveFds,
       warn: (line) => logLine(g, 'warning', `${id}: exec: ${line}`),
     });
   } finally {
     closeSync(readyFd);
+    for (const fd of preserveFds) closeSync(fd);
   }
   const exit = await jail.exited;
   writeFileSync(`${planFile}.status`, String(exit.status));

@@ -51,7 +51,7 @@ export const DEFAULT_DEVICES = [
 ] as const;
 
 const esc = (s: string | number): string => String(s).replace(/[%\t\n\r]/g, (c) => `%${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
-const line = (...f: (string | number)[]): string => `${f.map(esc).join('\t')}\n`;
+export const line = (...f: (string | number)[]): string => `${f.map(esc).join('\t')}\n`;
 
 export function capMask(names: readonly string[] | undefined, where: string): string {
   let mask = 0n;
@@ -119,6 +119,39 @@ function cgroupV1Mount(dest: string, flags: number, cgroups: string[]): string {
   return out;
 }
 
+/** "mount" lines for OCI mounts (relative bind sources are the bundle's). */
+export function mountLines(mounts: NonNullable<OciConfig['mounts']>, bundle: string, cgroups: string[]): string {
+  let out = '';
+  for (const m of mounts) {
+    const { flags, propagation, data } = mountFlags(m.options);
+    const type = m.type ?? (flags & MS.BIND ? 'bind' : '');
+    let source = m.source ?? type;
+    let f = flags;
+    if (type === 'bind') f |= MS.BIND;
+    if (type === 'cgroup') {
+      // cgroup v1: a tmpfs holding the container's own cgroup of each hierarchy, read-only unless rw was asked (as runc).
+      out += cgroupV1Mount(m.destination, flags, cgroups);
+      continue;
+    }
+    if (f & MS.BIND && !isAbsolute(source)) source = resolve(bundle, source);
+    out += line('mount', source, m.destination, type, f, propagation, data.join(','));
+  }
+  return out;
+}
+
+/** "device" lines for the default devices and these, and the /dev symlinks every container has. */
+export function deviceLines(extra: NonNullable<NonNullable<OciConfig['linux']>['devices']>): string {
+  let out = '';
+  const devices = [...DEFAULT_DEVICES.map((d) => ({ ...d, fileMode: 0o666, uid: 0, gid: 0 })), ...extra];
+  for (const d of devices) {
+    out += line('device', d.path, d.type === 'u' ? 'c' : d.type, d.major ?? 0, d.minor ?? 0, d.fileMode ?? 0o666, d.uid ?? 0, d.gid ?? 0);
+  }
+  for (const [target, link] of [['/proc/self/fd', '/dev/fd'], ['/proc/self/fd/0', '/dev/stdin'], ['/proc/self/fd/1', '/dev/stdout'], ['/proc/self/fd/2', '/dev/stderr'], ['pts/ptmx', '/dev/ptmx']]) {
+    out += line('symlink', target!, link!);
+  }
+  return out;
+}
+
 /** The whole setup plan for `create`. */
 export function containerPlan(inp: PlanInputs): string {
   const { config } = inp;
@@ -137,27 +170,7 @@ export function containerPlan(inp: PlanInputs): string {
   for (const n of nss) out += line('ns', n.type, n.path ?? '');
   for (const [clock, o] of Object.entries(linux.timeOffsets ?? {})) out += line('timeoffset', clock, o.secs ?? 0, o.nanosecs ?? 0);
   for (const c of inp.cgroups) out += line('cgroup', c);
-  for (const m of config.mounts ?? []) {
-    const { flags, propagation, data } = mountFlags(m.options);
-    const type = m.type ?? (flags & MS.BIND ? 'bind' : '');
-    let source = m.source ?? type;
-    let f = flags;
-    if (type === 'bind') f |= MS.BIND;
-    if (type === 'cgroup') {
-      // cgroup v1: a tmpfs holding the container's own cgroup of each hierarchy, read-only unless rw was asked (as runc).
-      out += cgroupV1Mount(m.destination, flags, inp.cgroups);
-      continue;
-    }
-    if (f & MS.BIND && !isAbsolute(source)) source = resolve(inp.bundle, source);
-    out += line('mount', source, m.destination, type, f, propagation, data.join(','));
-  }
-  const devices = [...DEFAULT_DEVICES.map((d) => ({ ...d, fileMode: 0o666, uid: 0, gid: 0 })), ...(linux.devices ?? [])];
-  for (const d of devices) {
-    out += line('device', d.path, d.type === 'u' ? 'c' : d.type, d.major ?? 0, d.minor ?? 0, d.fileMode ?? 0o666, d.uid ?? 0, d.gid ?? 0);
-  }
-  for (const [target, link] of [['/proc/self/fd', '/dev/fd'], ['/proc/self/fd/0', '/dev/stdin'], ['/proc/self/fd/1', '/dev/stdout'], ['/proc/self/fd/2', '/dev/stderr'], ['pts/ptmx', '/dev/ptmx']]) {
-    out += line('symlink', target!, link!);
-  }
+  out += mountLines(config.mounts ?? [], inp.bundle, inp.cgroups) + deviceLines(linux.devices ?? []);
   for (const k of inp.kernelFiles) out += line('kfile', k.source, k.target);
   if (config.hostname) out += line('hostname', config.hostname);
   if (config.domainname) out += line('domainname', config.domainname);

@@ -6,7 +6,8 @@
  */
 import { writeFileSync } from 'node:fs';
 import { spawnJail, type Jail } from '../jail.js';
-import { parseOciPolicy } from '../policy/oci.js';
+import { ALL_CAPABILITIES, parseOciPolicy } from '../policy/oci.js';
+import type { Policy } from '../policy/types.js';
 import type { OciConfig, OciProcess } from './config.js';
 import { OciError } from './errors.js';
 import { setupPath } from './paths.js';
@@ -22,6 +23,8 @@ export interface SuperviseOptions {
   plan: (kernelFiles: { source: string; target: string }[]) => string;
   /** Where setup reports "ok" or "error: ..." (its fd 4). */
   readyFd: number;
+  /** Descriptors the process receives as its fds 3, 4, ... (--preserve-fds). */
+  preserveFds?: number[];
   warn: (line: string) => void;
 }
 
@@ -31,13 +34,28 @@ export function vjailOptions(config: OciConfig): { profile: string; emulate?: st
   return { profile: a['io.vjail.profile'] || 'host', emulate };
 }
 
+/**
+ * The capabilities the container's process holds, for its policy's capability
+ * conditions (Docker evaluates its profile with the container's): those it is
+ * given; without process.capabilities it keeps its own, the full set of root.
+ */
+export function processCapabilities(p: OciProcess): string[] {
+  const c = p.capabilities;
+  if (!c) return p.user.uid === 0 ? [...ALL_CAPABILITIES] : [];
+  return [...new Set([...(c.effective ?? []), ...(c.permitted ?? [])])];
+}
+
+/** The config's linux.seccomp as a policy (none without one), its conditions on the process's capabilities. */
+export function configPolicy(config: OciConfig, process: OciProcess): Policy | undefined {
+  const seccomp = config.linux?.seccomp;
+  return seccomp === undefined || seccomp === null
+    ? undefined
+    : parseOciPolicy(seccomp, 'config.json linux.seccomp', { capabilities: processCapabilities(process) });
+}
+
 export function supervise(o: SuperviseOptions): Jail {
   const { profile, emulate } = vjailOptions(o.config);
-  const seccomp = o.config.linux?.seccomp;
-  const policy =
-    seccomp === undefined || seccomp === null
-      ? undefined
-      : parseOciPolicy(seccomp, 'config.json linux.seccomp', { capabilities: o.process.capabilities?.bounding ?? [] });
+  const policy = configPolicy(o.config, o.process);
   try {
     return spawnJail({
       command: o.process.args,
@@ -47,6 +65,7 @@ export function supervise(o: SuperviseOptions): Jail {
       env: {},
       stdio: ['inherit', 'inherit', 'inherit'],
       passFd: o.readyFd,
+      preserveFds: o.preserveFds,
       warn: o.warn,
       launchTimeoutMs: START_BOUND_MS,
       launchVia: (kernelFiles) => {

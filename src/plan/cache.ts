@@ -12,7 +12,7 @@ import { type Action, ALLOW, type ArchName, type ArchPlan, type ArgCondition, ty
  * run` then neither probes, nor loads the syscall tables, nor compiles BPF.
  * The inputs are everything a plan is derived from: the validated profile,
  * the policy file's path and text, --emulate, whether kernel files are
- * mounted, the running kernel (release, version, this boot: what the probe
+ * mounted, the jail's capabilities (a policy's conditions name them), the running kernel (release, version, this boot: what the probe
  * found), the host name (uname's answer holds it), the syscall tables'
  * files, and the code itself (the bundle's build id). Code that has no build id (run from dist/src or by tests) plans every
  * time.
@@ -31,6 +31,8 @@ export interface PlanInputs {
   policy?: string | object;
   emulate?: string[];
   kernelFilesMounted?: boolean;
+  /** The capabilities the jail holds: a policy's capability conditions depend on them. */
+  capabilities?: readonly string[];
 }
 
 /** The stat of the syscall tables: changed tables change every plan. */
@@ -62,6 +64,7 @@ export function planInputs(opts: PlanInputs, code: string | undefined = buildId)
       policyText,
       opts.emulate ?? [],
       opts.kernelFilesMounted ?? false,
+      opts.capabilities ?? null,
       release(),
       version(),
       boot,

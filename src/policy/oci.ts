@@ -30,9 +30,9 @@
  *   present, the native arch "amd64" among its `arches`, the kernel at least
  *   `minKernel`) and no `excludes` condition holds (any of its `caps` present,
  *   "amd64" among its `arches`, the kernel at least `minKernel`).
- *   Capabilities default to the full set a root process starts with, because
- *   vjail does not drop capabilities; pass the set you actually grant to get
- *   the same profile Docker would apply. The kernel defaults to "new enough".
+ *   `vjail run` passes the capabilities the jail holds (policy/capabilities.ts),
+ *   vjail-oci the container process's; without them, the full set a root
+ *   process starts with. The kernel defaults to "new enough".
  * - Syscall names unknown on every admitted architecture are skipped and
  *   reported in `unknownSyscalls`, as runc skips names libseccomp cannot
  *   resolve. Names are not turned into numbers here; the plan does that.

@@ -15,10 +15,14 @@ export function shippedPolicies(): string[] {
   }
 }
 
-/** The file `--policy ARG` means: ARG itself where it exists or is a path, else a shipped policy of that name (".json" optional). */
+/** Short names of shipped policies: `--policy docker` is Docker's default seccomp profile. */
+const SHORT_NAMES: Record<string, string> = { docker: 'docker-default.json' };
+
+/** The file `--policy ARG` means: ARG itself where it exists or is a path, else a shipped policy of that name (".json" optional, or its short name). */
 export function policyPath(arg: string): string {
   if (arg.includes('/') || existsSync(arg)) return arg;
   const shipped = shippedPolicies();
-  const name = shipped.includes(arg) ? arg : shipped.includes(`${arg}.json`) ? `${arg}.json` : undefined;
+  const short = Object.hasOwn(SHORT_NAMES, arg) ? SHORT_NAMES[arg] : undefined;
+  const name = shipped.includes(arg) ? arg : shipped.includes(`${arg}.json`) ? `${arg}.json` : short && shipped.includes(short) ? short : undefined;
   return name ? dataPath('policies', name) : arg;
 }

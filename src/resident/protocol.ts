@@ -19,6 +19,11 @@ export interface RunRequest {
   kernelFiles?: 'auto' | 'mount' | 'shim';
   receiver?: 'auto' | 'thread' | 'loop';
   pidNs?: boolean;
+  /** The front end's Uid and Cap* status lines (sent with a policy): the jail inherits them. */
+  capabilityState?: string;
+  rootfs?: string;
+  net?: 'none' | 'host';
+  hostname?: string;
 }
 
 /** An 'R' message's NUL-terminated key=value strings. */
@@ -38,10 +43,14 @@ export function parseRequest(body: Buffer): RunRequest {
     kernelFiles: req.kernelFiles as RunRequest['kernelFiles'],
     receiver: req.receiver as RunRequest['receiver'],
     pidNs: req.pidNs === '1',
+    capabilityState: req.capabilityState,
+    rootfs: req.rootfs,
+    net: req.net as RunRequest['net'],
+    hostname: req.hostname,
   };
 }
 
-/** An 'O' message: the filter, then "W<warning>" and "B<source>:<target>" records (the connection may add "C<cgroup>"). */
+/** An 'O' message: the filter, then "W<warning>" and "B<source>:<target>" records (the connection may add "C<cgroup>" and "L<layout>"). */
 export function plannedMessage(filter: Buffer, warnings: string[], binds: { source: string; target: string }[]): Buffer {
   const len = Buffer.alloc(4);
   len.writeUInt32LE(filter.length);

@@ -2,6 +2,9 @@ import { closeSync, rmSync, statSync, unlinkSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { emulateList } from '../cli/run.js';
 import { killRemaining, removeJailCgroup, type JailCgroup } from '../cgroup.js';
+import { isolationLayout } from '../isolation.js';
+import { jailCapabilities, parseCapabilityState } from '../policy/capabilities.js';
+import { policyPath } from '../policy/shipped.js';
 import { isPolicyWarning, prepareJail, runCgroup } from '../jail.js';
 import type { Plan } from '../plan/action.js';
 import type { Profile } from '../profile/types.js';
@@ -41,12 +44,16 @@ function fileKey(path: string | undefined): string {
 }
 
 function prepared(req: RunRequest): Prepared {
-  const key = JSON.stringify([fileKey(req.profile ?? 'host'), fileKey(req.policy), req.emulate ?? '', req.kernelFiles ?? 'auto', process.geteuid?.()]);
+  const policy = req.policy === undefined ? undefined : policyPath(req.policy);
+  // The front end's capabilities, not ours: the jail is its child.
+  const capabilities = policy === undefined ? undefined : jailCapabilities(parseCapabilityState(req.capabilityState ?? ''));
+  const key = JSON.stringify([fileKey(req.profile ?? 'host'), fileKey(policy), req.emulate ?? '', req.kernelFiles ?? 'auto', process.geteuid?.(), capabilities ?? null]);
   const hit = plans.get(key);
   if (hit) return hit;
   const { profile, plan, warnings, filter, kernelFiles } = prepareJail({
     profile: req.profile ?? 'host',
-    policy: req.policy,
+    policy,
+    capabilities,
     emulate: emulateList(req.emulate),
     kernelFiles: req.kernelFiles,
   });
@@ -107,12 +114,14 @@ class Connection {
     try {
       const req = parseRequest(body);
       process.chdir(req.cwd);
+      const layout = isolationLayout(req, { cwd: req.cwd });
       const { profile, plan, message } = prepared(req);
       this.planned = { plan, profile, receiver: req.receiver };
       // As spawnJail does: without a PID namespace, a cgroup is what still knows the jail's
       // processes once its reaper is gone (docs/SECURITY.md). vjail-init joins it ("C" record).
-      if (!req.pidNs && !this.cgroup) this.cgroup = runCgroup();
-      this.send(this.cgroup ? Buffer.concat([message, Buffer.from(`C${this.cgroup.path}\0`, 'utf8')]) : message);
+      if (!req.pidNs && req.rootfs === undefined && !this.cgroup) this.cgroup = runCgroup();
+      const records = (this.cgroup ? `C${this.cgroup.path}\0` : '') + (layout ? `L${layout}\0` : '');
+      this.send(records ? Buffer.concat([message, Buffer.from(records, 'utf8')]) : message);
     } catch {
       // The Node CLI says what is wrong, exactly as it would have.
       this.send(Buffer.from(MSG.FALLBACK));
