@@ -511,14 +511,22 @@ int of_try(struct open_fast *of, int listener, const struct seccomp_notif *n)
 		return -1;
 	/* The umask is shared between threads and never kept: a creating open reads it. */
 	const struct of_identity *want = (flags & O_CREAT) ? NULL : idc_find(&of->ids, tid);
-	int pidfd = want ? -1 : idc_begin(&of->ids, tid);
-	if (!want && learn_caller(of, tid)) {
-		if (pidfd >= 0)
+	if (!want) {
+		int pidfd = idc_begin(&of->ids, tid);
+		if (learn_caller(of, tid)) {
+			if (pidfd >= 0)
+				close(pidfd);
+			return -1;
+		}
+		/* Read while the caller still waits here: its own, and settled (a thread changes only its own). */
+		if (pidfd >= 0 && ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &n->id)) {
 			close(pidfd);
-		return -1;
-	}
-	if (!want)
+			return 0;
+		}
+		if (pidfd >= 0)
+			idc_store(&of->ids, tid, pidfd, &of->want);
 		want = &of->want;
+	}
 	PROF(P_STATUS);
 	char p[64];
 	/* Where the walk starts: "/" is not procfs; the caller's cwd or dirfd is checked. */
@@ -536,20 +544,12 @@ int of_try(struct open_fast *of, int listener, const struct seccomp_notif *n)
 			return -1;
 		}
 	}
-	/*
-	 * The pid read above was still the caller's, before anything is changed
-	 * on its behalf; and an identity read while the caller still waits here
-	 * is its own, settled (a thread changes only its own, by calls it makes).
-	 */
-	if ((pidfd >= 0 || (flags & (O_CREAT | O_TRUNC))) && ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &n->id)) {
-		if (pidfd >= 0)
-			close(pidfd);
+	/* The pid read above was still the caller's, before anything is changed on its behalf. */
+	if ((flags & (O_CREAT | O_TRUNC)) && ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &n->id)) {
 		if (base >= 0)
 			close(base);
 		return 0;
 	}
-	if (pidfd >= 0)
-		idc_store(&of->ids, tid, pidfd, want);
 
 	PROF(P_BASE);
 	if (put_on(of, want)) {
