@@ -96,6 +96,10 @@ void idc_note(struct idcache *c, const struct seccomp_notif *n, uint8_t track)
 	if (!c->on || c->off)
 		return;
 	pid_t tid = (pid_t)n->pid;
+	if (tid <= 0 && track != IDC_NONE) {
+		turn_off(c); /* a caller vjail's PID namespace does not see: whose identity it changes is unknown */
+		return;
+	}
 	/* A thread's next call means its last one is over. */
 	for (unsigned i = c->npending; i-- > 0;)
 		if (c->p[i].tid == tid)
@@ -126,7 +130,7 @@ void idc_note(struct idcache *c, const struct seccomp_notif *n, uint8_t track)
 
 const struct of_identity *idc_find(struct idcache *c, pid_t tid)
 {
-	if (!c->on || c->off)
+	if (!c->on || c->off || tid <= 0) /* 0: a caller vjail's PID namespace does not see */
 		return NULL;
 	for (int i = 0; i < IDC_ENTRIES; i++) {
 		struct idc_entry *e = &c->e[i];
@@ -144,7 +148,7 @@ const struct of_identity *idc_find(struct idcache *c, pid_t tid)
 
 int idc_begin(struct idcache *c, pid_t tid)
 {
-	if (!c->on || c->off)
+	if (!c->on || c->off || tid <= 0)
 		return -1;
 	for (unsigned i = c->npending; i-- > 0;)
 		if (c->p[i].pidfd >= 0 && !alive(c->p[i].pidfd))
