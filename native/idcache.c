@@ -12,9 +12,6 @@
 #ifndef PIDFD_THREAD
 #define PIDFD_THREAD O_EXCL /* Linux 6.9: a pidfd for any thread, not only a leader */
 #endif
-#ifndef SECCOMP_FILTER_FLAG_NEW_LISTENER
-#define SECCOMP_FILTER_FLAG_NEW_LISTENER (1UL << 3)
-#endif
 
 static int pidfd_of(pid_t tid, unsigned flags)
 {
@@ -118,10 +115,6 @@ void idc_note(struct idcache *c, const struct seccomp_notif *n, uint8_t track)
 		break;
 	case IDC_OTHERS:
 		add_pending(c, tid);
-		break;
-	case IDC_FILTER:
-		if (n->data.args[0] == SECCOMP_SET_MODE_FILTER && (n->data.args[1] & SECCOMP_FILTER_FLAG_NEW_LISTENER))
-			turn_off(c);
 		break;
 	default:
 		break;

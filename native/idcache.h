@@ -14,9 +14,10 @@
  * - an entry is bound to its thread by a pidfd: once that thread is gone,
  *   its id may be another's and the entry is void;
  * - it is made only from a status read while the caller still waited in
- *   its notification (so not in the middle of a change of its own);
- * - a jail task that makes a seccomp listener of its own could hide those
- *   calls from vjail: the cache is then off for good.
+ *   its notification (so not in the middle of a change of its own).
+ * No jail task can hide those calls behind a seccomp listener of its own:
+ * the kernel refuses a second listener in a filter chain (EBUSY), and
+ * vjail's filter has one.
  * The umask is shared between threads and is never taken from an entry.
  */
 #ifndef VJAIL_IDCACHE_H
@@ -45,7 +46,6 @@ enum idc_track {
 	IDC_OWN = 1, /* the caller's own credentials, namespaces or root */
 	IDC_OTHERS = 2, /* other threads' root (chroot, pivot_root) */
 	IDC_EXEC = 3, /* execve, execveat */
-	IDC_FILTER = 4, /* seccomp: a listener of the jail's own */
 };
 
 struct idc_entry {
@@ -63,7 +63,7 @@ struct idc_pending {
 
 struct idcache {
 	int on; /* set before the receiving thread starts: the plan notifies every call that ends an entry */
-	int off; /* off for good (a listener of the jail's own, or more calls pending than fit) */
+	int off; /* off for good (more calls pending than fit, or one from a caller vjail does not see) */
 	unsigned npending;
 	uint64_t clock;
 	struct idc_entry e[IDC_ENTRIES];

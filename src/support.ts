@@ -281,8 +281,8 @@ opens (native/idcache.c), where the plan lets no call that changes it run
 unseen. Under a plan whose opens go to the open shim, \`setuid\`,
 \`setgid\`, \`setreuid\`, \`setregid\`, \`setresuid\`, \`setresgid\`,
 \`setfsuid\`, \`setfsgid\`, \`setgroups\` (and their i386 32-bit forms),
-\`capset\`, \`unshare\`, \`setns\`, \`chroot\`, \`pivot_root\`, \`execve\`,
-\`execveat\` and \`seccomp\` are notified wherever they would run, and the
+\`capset\`, \`unshare\`, \`setns\`, \`chroot\`, \`pivot_root\`, \`execve\` and
+\`execveat\` are notified wherever they would run, and the
 kernel runs them as made (CONTINUE; a policy's denial stays). A thread
 changes only its own credentials, so each such call lets go of its
 caller's entry before it runs, and the caller cannot open again before it
@@ -294,10 +294,11 @@ its thread by a pidfd (Linux 6.9's \`PIDFD_THREAD\`; before, nothing is
 kept), since a thread id may be reused, and is made only from a status read
 while the caller still waited in its notification, so never in the middle
 of a change of its own. The umask, shared between threads, is read for
-every creating open. A \`seccomp\` filter with a listener of the jail's own
-could receive those calls before vjail: after one, nothing is kept; nor
-under a policy that logs or traces one of them (\`SCMP_ACT_LOG\`,
-\`SCMP_ACT_TRACE\` let it run unseen). prctl's capability options
+every creating open. No jail task can have those calls received first by a
+seccomp listener of its own: the kernel refuses a second listener in one
+filter chain (\`EBUSY\`), and vjail's filter has one. Under a policy that
+logs or traces one of them (\`SCMP_ACT_LOG\`, \`SCMP_ACT_TRACE\` let it
+run unseen) nothing is kept. prctl's capability options
 (\`PR_SET_KEEPCAPS\`, \`PR_SET_SECUREBITS\`, \`PR_CAP_AMBIENT\`,
 \`PR_CAPBSET_DROP\`) change no id, group or effective capability at the call,
 only what a later \`setuid\` or \`execve\` does, and those are noted.

@@ -134,4 +134,14 @@ describe('identities kept from one open to the next', () => {
     ]) expect(want).toContain(line);
     expect((await jailed([prog, idLayout()])).stdout.trim()).toBe(want);
   });
+
+  it('no jail task can change its identity behind a seccomp listener of its own: the kernel refuses it one (EBUSY)', async () => {
+    // What keeping identities rests on: vjail sees every such call first. Natively the listener lets
+    // setresuid through unseen by older filters; in the jail, vjail's filter already has the listener.
+    const prog = fixture('idchange');
+    const want = (await native([prog, idLayout(), 'listener'])).trim().split('\n');
+    expect(want).toEqual(["thread as root rootonly: ok", "thread's own listener: ok", 'thread after setresuid(1000) through its own listener rootonly: EACCES']);
+    const got = (await jailed([prog, idLayout(), 'listener'])).stdout.trim().split('\n');
+    expect(got).toEqual([want[0], "thread's own listener: Device or resource busy", want[2]]);
+  });
 });

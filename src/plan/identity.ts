@@ -11,7 +11,7 @@ import type { Action, ArchPlan, Plan, SyscallDecision } from './action.js';
  */
 
 /** What a call may change of a kept identity: the answer table's track byte (enum idc_track in native/idcache.h). */
-export const TRACK = { own: 1, others: 2, exec: 3, filter: 4 } as const;
+export const TRACK = { own: 1, others: 2, exec: 3 } as const;
 export type Track = keyof typeof TRACK;
 
 const OWN = [
@@ -24,9 +24,11 @@ const OWN = [
  * The calls that change a thread's credentials, user namespace or root (a
  * thread changes only its own credentials; prctl's capability options
  * change only what a later setuid or execve does, and those are here),
- * chroot and pivot_root that move other threads' roots, execve that may
- * hand the leader's thread id to another thread, and seccomp, which can
- * make a listener of the jail's own that would receive these calls first.
+ * chroot and pivot_root that move other threads' roots, and execve that
+ * may hand the leader's thread id to another thread. (No jail task can
+ * receive these calls first through a seccomp listener of its own: the
+ * kernel refuses a second listener in one filter chain, and vjail's filter
+ * has one.)
  */
 export const IDENTITY_CALLS: ReadonlyMap<string, Track> = new Map<string, Track>([
   ...OWN.map((n) => [n, 'own'] as const),
@@ -34,7 +36,6 @@ export const IDENTITY_CALLS: ReadonlyMap<string, Track> = new Map<string, Track>
   ['pivot_root', 'others'],
   ['execve', 'exec'],
   ['execveat', 'exec'],
-  ['seccomp', 'filter'],
 ]);
 
 const NOTIFY_AND_RUN: Action = Object.freeze({ kind: 'notify', answer: Object.freeze({ kind: 'continue' }) });
