@@ -317,15 +317,15 @@ supervisor that reads the path, opens, installs with ADDFD and closes), and
 a build: "make of 31 C files as nobody", natively and through the shim
 (spawn to exit, the jail's start-up included). One run of the intercepted
 group on the development host (2 vCPUs shared with other work, load
-average 9-12): 12.8 µs as root and 13.0 µs as nobody (medians of 9
-interleaved runs), against 11.2 µs for the C floor with ADDFD, 6.05 µs for
-the C floor answering \`uname\` and 1.66 µs unintercepted: the 30 µs
+average 6-9): 14.5 µs as root and 14.0 µs as nobody (medians of 9
+interleaved runs), against 13.0 µs for the C floor with ADDFD, 5.99 µs for
+the C floor answering \`uname\` and 1.57 µs unintercepted: the 30 µs
 target is met (before identities were kept: 42 and 39 µs at load 1.3, the C
-floor with ADDFD 26 µs). The build in the same run: 1.52 s through the shim
-against 1.15 s natively, 1.32× (medians of 5, spreads 0.95-2.82 s and
-0.72-1.70 s on that loaded host), against the 1.2× target: missed there; a
-second run of those rows alone (7 rounds, load 13) gave 1.17× (3.59 s and
-3.05 s). Its 7,900 opens, half of them ENOENT along include and library
+floor with ADDFD 26 µs). The build in the same run: 1.90 s through the shim
+against 1.73 s natively, 1.10× (medians of 5), within the 1.2× target
+(1.24× before). On a busier host the build's ratio spreads: an earlier run
+at load 9-12 gave 1.32× (1.52 s and 1.15 s, single builds from 0.72 to
+2.82 s), a run of its rows alone at load 13 1.17×. Its 7,900 opens, half of them ENOENT along include and library
 paths, and 362 \`execve\`, 33 \`setresuid\` and as many \`setresgid\`
 and 3 other noted calls are its only notifications. A build with \`-DVJAIL_OPENFAST_PROFILE\` prints where
 each open's time goes: there (20,000 opens of one file), the look at a
