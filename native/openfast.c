@@ -162,6 +162,7 @@ void of_destroy(struct open_fast *of)
 		of->status[i].tid = 0;
 		of->status[i].fd = -1;
 	}
+	idc_destroy(&of->ids);
 }
 
 /* ---- the caller's identity, from /proc/TID/status -------------------------- */
@@ -443,6 +444,39 @@ static int unsure_errno(int err)
 	       err == ENOSYS || err == E2BIG || err == ENODEV || err == EOPNOTSUPP;
 }
 
+/*
+ * The caller's identity into of->want, from its status, if the fast path can
+ * serve it: its capabilities count in vjail's user namespace and its root
+ * is vjail's. 0, or -1: JavaScript must answer.
+ */
+static int learn_caller(struct open_fast *of, pid_t tid)
+{
+	if (read_identity(of, tid, &of->want))
+		return -1;
+	PROF(P_STATUS);
+	/*
+	 * Capabilities count in the caller's user namespace: one that made its
+	 * own (root there, every capability) has none in ours. That case goes
+	 * to JavaScript, which drops them (shims/identity.ts). A caller without
+	 * effective capabilities needs no look: they are the only part of the
+	 * identity that depends on the namespace (the ids in its status are
+	 * already mapped into ours, the reader's, and every namespace a jailed
+	 * task can enter lies below vjail's), and it has none in ours either.
+	 */
+	if (of->want.cap_eff && !same_userns(of, tid))
+		return -1;
+	PROF(P_USERNS);
+	/* The caller's root must be the supervisor's. */
+	char p[64];
+	snprintf(p, sizeof p, "/proc/%d/root", (int)tid);
+	struct statx rs;
+	if (statx(AT_FDCWD, p, 0, STATX_INO | STATX_MNT_ID, &rs) || !(rs.stx_mask & STATX_MNT_ID) ||
+	    rs.stx_mnt_id != of->root_mnt || rs.stx_ino != of->root_ino)
+		return -1;
+	PROF(P_ROOT);
+	return 0;
+}
+
 int of_try(struct open_fast *of, int listener, const struct seccomp_notif *n)
 {
 	if (!of->ready || n->data.arch != AUDIT_ARCH_X86_64_)
@@ -475,30 +509,26 @@ int of_try(struct open_fast *of, int listener, const struct seccomp_notif *n)
 	int absolute = of->path[0] == '/';
 	if (!absolute && dirfd != AT_FDCWD && dirfd < 0)
 		return -1;
-	if (read_identity(of, tid, &of->want))
-		return -1;
+	/* The umask is shared between threads and never kept: a creating open reads it. */
+	const struct of_identity *want = (flags & O_CREAT) ? NULL : idc_find(&of->ids, tid);
+	if (!want) {
+		int pidfd = idc_begin(&of->ids, tid);
+		if (learn_caller(of, tid)) {
+			if (pidfd >= 0)
+				close(pidfd);
+			return -1;
+		}
+		/* Read while the caller still waits here: its own, and settled (a thread changes only its own). */
+		if (pidfd >= 0 && ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &n->id)) {
+			close(pidfd);
+			return 0;
+		}
+		if (pidfd >= 0)
+			idc_store(&of->ids, tid, pidfd, &of->want);
+		want = &of->want;
+	}
 	PROF(P_STATUS);
-	/*
-	 * Capabilities count in the caller's user namespace: one that made its
-	 * own (root there, every capability) has none in ours. That case goes
-	 * to JavaScript, which drops them (shims/identity.ts). A caller without
-	 * effective capabilities needs no look: they are the only part of the
-	 * identity that depends on the namespace (the ids in its status are
-	 * already mapped into ours, the reader's, and every namespace a jailed
-	 * task can enter lies below vjail's), and it has none in ours either.
-	 */
 	char p[64];
-	if (of->want.cap_eff && !same_userns(of, tid))
-		return -1;
-	PROF(P_USERNS);
-
-	/* The caller's root must be the supervisor's. */
-	snprintf(p, sizeof p, "/proc/%d/root", (int)tid);
-	struct statx rs;
-	if (statx(AT_FDCWD, p, 0, STATX_INO | STATX_MNT_ID, &rs) || !(rs.stx_mask & STATX_MNT_ID) ||
-	    rs.stx_mnt_id != of->root_mnt || rs.stx_ino != of->root_ino)
-		return -1;
-	PROF(P_ROOT);
 	/* Where the walk starts: "/" is not procfs; the caller's cwd or dirfd is checked. */
 	int base = AT_FDCWD;
 	if (!absolute) {
@@ -522,14 +552,14 @@ int of_try(struct open_fast *of, int listener, const struct seccomp_notif *n)
 	}
 
 	PROF(P_BASE);
-	if (put_on(of, &of->want)) {
+	if (put_on(of, want)) {
 		if (base >= 0)
 			close(base);
 		return -1;
 	}
-	if ((flags & O_CREAT) && of->want.umask != of->umask_now) {
-		umask((mode_t)of->want.umask);
-		of->umask_now = of->want.umask;
+	if ((flags & O_CREAT) && want->umask != of->umask_now) {
+		umask((mode_t)want->umask);
+		of->umask_now = want->umask;
 	}
 	int fd = -1, err = 0, fallback = 0;
 	struct stat st;

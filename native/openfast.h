@@ -8,23 +8,15 @@
 #ifndef VJAIL_OPENFAST_H
 #define VJAIL_OPENFAST_H
 
+#include "idcache.h"
+
 #include <linux/capability.h>
 #include <linux/seccomp.h>
 #include <stdint.h>
 #include <sys/types.h>
 
-#define OF_MAX_GROUPS 64
 #define OF_STATUS_SLOTS 8
 #define OF_PATH_MAX 4096
-
-/* Whose rights a lookup and open run with. */
-struct of_identity {
-	uint32_t euid, egid, fsuid, fsgid;
-	uint32_t ngroups;
-	uint32_t groups[OF_MAX_GROUPS];
-	uint64_t cap_eff;
-	uint32_t umask;
-};
 
 /* An open /proc/TID/status, read again for each call of that thread. */
 struct of_status_slot {
@@ -49,6 +41,8 @@ struct open_fast {
 	/* The identity the thread wears now (kept from call to call) and how it differs from its own. */
 	struct of_identity worn;
 	int worn_changed;
+	/* Identities kept from one open to the next (noted by every receiver: idc_note). */
+	struct idcache ids;
 };
 
 /* Called once by the receiving thread before its loop (no-op unless enabled). */

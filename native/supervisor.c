@@ -136,6 +136,10 @@ static int give_known_answer(struct supervisor *s, const struct seccomp_notif *n
 
 int sup_answer_natively(struct supervisor *s, const struct seccomp_notif *n, uint64_t t0_ns)
 {
+	/* Before any answer lets the call run: a kept identity it may change is let go first. */
+	int a = sup_arch_index(n->data.arch);
+	if (a >= 0 && n->data.nr >= 0 && n->data.nr < SUP_MAX_NR)
+		idc_note(&s->open_fast.ids, n, s->table[a][n->data.nr].track);
 	int answered = give_known_answer(s, n);
 	if (answered == 0) {
 		sup_record(s, n->data.arch, n->data.nr, t0_ns);

@@ -37,6 +37,7 @@ struct answer {
 	int32_t err;
 	int64_t value;
 	uint32_t off;
+	uint8_t track; /* what the call may change of the open fast path's kept identities (enum idc_track) */
 };
 
 struct sup_stat {

@@ -327,7 +327,7 @@ static int load_answers(napi_env env, struct sup_handle *h, napi_value x86_64, n
 }
 
 /* supervisorStart(listenerFd, nativeAnswers, tableX86_64, tableI386, pool, onNotify, onIdle,
- *                 { mode: 0 auto | 1 thread | 2 loop, syncWakeUp: boolean, openFast: boolean }) */
+ *                 { mode: 0 auto | 1 thread | 2 loop, syncWakeUp: boolean, openFast: boolean, trackIdentity: boolean }) */
 napi_value js_supervisor_start(napi_env env, napi_callback_info info)
 {
 	napi_value argv[8], v;
@@ -358,6 +358,10 @@ napi_value js_supervisor_start(napi_env env, napi_callback_info info)
 	if (napi_get_named_property(env, argv[7], "openFast", &v) == napi_ok)
 		napi_get_value_bool(env, v, &open_fast);
 	h->s.open_fast.enabled = open_fast && native_answers;
+	bool track_identity = false;
+	if (napi_get_named_property(env, argv[7], "trackIdentity", &v) == napi_ok)
+		napi_get_value_bool(env, v, &track_identity);
+	h->s.open_fast.ids.on = h->s.open_fast.enabled && track_identity;
 	h->env = env;
 	h->mode = mode;
 	napi_create_reference(env, argv[5], 1, &h->on_notify);

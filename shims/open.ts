@@ -465,7 +465,8 @@ export const openShim: Shim = {
     'which stay the kernel\'s files. Limits: the caller\'s LSM context is not worn; with a full fd table the kernel ' +
     'reports EMFILE before a lookup error, the shim after it; opens are answered one at a time. A plain open or openat ' +
     '(x86_64) of a regular file or directory, from a base outside procfs and sysfs, within one mount, by a caller whose ' +
-    'root is vjail\'s, is answered the same way by the native receiving thread without JavaScript (native/openfast.c); ' +
+    'root is vjail\'s, is answered the same way by the native receiving thread without JavaScript (native/openfast.c, ' +
+    'which keeps each thread\'s identity from one open to the next while the calls that change it are noted); ' +
     'the rest by the supervisor\'s main thread as above. The host profile does not intercept opens at all.',
   presentsProfile(_syscall: string, profile: Profile): boolean {
     return !profile.isHost;

@@ -85,9 +85,11 @@ export interface NativeAddon {
     onIdle: () => void,
     /**
      * mode: who receives notifications (RECEIVER_MODES); syncWakeUp: false only to measure without it;
-     * openFast: the receiving thread answers plain opens itself (native/openfast.c).
+     * openFast: the receiving thread answers plain opens itself (native/openfast.c);
+     * trackIdentity: the plan notifies every call that changes a caller's identity, so that thread
+     * may keep identities from one open to the next (src/plan/identity.ts, native/idcache.c).
      */
-    options: { mode: number; syncWakeUp: boolean; openFast?: boolean },
+    options: { mode: number; syncWakeUp: boolean; openFast?: boolean; trackIdentity?: boolean },
   ): SupervisorHandle;
   /** 0, or the errno of SECCOMP_IOCTL_NOTIF_SEND (ENOENT: the caller is gone). */
   supervisorRespond(

@@ -295,35 +295,65 @@ caller, EMFILE the caller's own fd table's. Everything else (a mount
 crossed, \`ELOOP\`, \`EINVAL\`, another root, a FIFO, any \`/proc\` path,
 i386 callers) is answered by the JavaScript shim as before.
 
+Kept identities: the native thread reads a thread's status, user namespace
+and root on its first open only, and keeps what it learnt for its next
+opens (native/idcache.c), where the plan lets no call that changes it run
+unseen. Under a plan whose opens go to the open shim, \`setuid\`,
+\`setgid\`, \`setreuid\`, \`setregid\`, \`setresuid\`, \`setresgid\`,
+\`setfsuid\`, \`setfsgid\`, \`setgroups\` (and their i386 32-bit forms),
+\`capset\`, \`unshare\`, \`setns\`, \`chroot\`, \`pivot_root\`, \`execve\` and
+\`execveat\` are notified wherever they would run, and the
+kernel runs them as made (CONTINUE; a policy's denial stays). A thread
+changes only its own credentials, so each such call lets go of its
+caller's entry before it runs, and the caller cannot open again before it
+returned. Calls that change other threads (\`chroot\` and \`pivot_root\`
+move the roots of others; \`execve\` by a thread that is not the leader
+gives the new program the leader's thread id) let go of every entry, and
+none is made until the caller comes back or is gone. An entry is bound to
+its thread by a pidfd (Linux 6.9's \`PIDFD_THREAD\`; before, nothing is
+kept), since a thread id may be reused, and is made only from a status read
+while the caller still waited in its notification, so never in the middle
+of a change of its own. The umask, shared between threads, is read for
+every creating open. No jail task can have those calls received first by a
+seccomp listener of its own: the kernel refuses a second listener in one
+filter chain (\`EBUSY\`), and vjail's filter has one. Under a policy that
+logs or traces one of them (\`SCMP_ACT_LOG\`, \`SCMP_ACT_TRACE\` let it
+run unseen) nothing is kept. prctl's capability options
+(\`PR_SET_KEEPCAPS\`, \`PR_SET_SECUREBITS\`, \`PR_CAP_AMBIENT\`,
+\`PR_CAPBSET_DROP\`) change no id, group or effective capability at the call,
+only what a later \`setuid\` or \`execve\` does, and those are noted.
+
 Cost of the shim: a notification round trip plus, on the fast path, a read
-of the caller's path, its \`/proc/TID/status\`, a \`readlink\` of its user
-namespace (callers with capabilities only), a \`statx\` of its root, an
-\`fstatat\`, the open, an \`fstat\` and an \`F_SETFL\` (the open is made
-\`O_NONBLOCK\` so that nothing swapped in can block the thread), and ADDFD,
-whose install waits for the caller to run. \`npm run bench\` measures it
-(rows "open+close through the open shim", as root and as nobody, beside the
+of the caller's path, a look that its kept identity still holds (a signal 0
+through its pidfd; on a thread's first open, or after a change, its
+\`/proc/TID/status\`, a \`readlink\` of its user namespace for callers with
+capabilities, and a \`statx\` of its root instead), an \`fstatat\`, the
+open, an \`fstat\` and an \`F_SETFL\` (the open is made \`O_NONBLOCK\` so
+that nothing swapped in can block the thread), and ADDFD, whose install
+waits for the caller to run. \`npm run bench\` measures it (rows
+"open+close through the open shim", as root and as nobody, beside the
 unintercepted open and "C floor, open answered with ADDFD": a minimal C
 supervisor that reads the path, opens, installs with ADDFD and closes), and
 a build: "make of 31 C files as nobody", natively and through the shim
-(spawn to exit, the jail's start-up included). The 30 µs target is not met
-yet. Medians of interleaved runs on the development host (2 vCPUs shared
-with other work): at load average 1.3 (9 runs), 42 µs as root and 39 µs as
-nobody (44 and 45 µs before the user-namespace look was dropped), against
-26 µs for the C floor with ADDFD, 14.5 µs for the C floor answering
-\`uname\` and 3 µs unintercepted; at load 4-7 (15 runs), 39 and 35 µs (42
-and 40 before), the C floor 24 µs. The build: 2.16 s through the shim
-against 1.74 s natively, 1.24× (2.25 s, 1.29×, before; 7 runs, load 1.3),
-against the 1.2× target; its 7,900 opens, half of them ENOENT along include
-and library paths, are the only notifications. A build with
-\`-DVJAIL_OPENFAST_PROFILE\` prints where each open's time goes: there,
-about 17 µs of the supervisor's own steps (status 5, path 2.6, root 3,
-fstatat, open, fstat and F_SETFL 6) and 15-20 µs in ADDFD, which wakes the
-caller without the sync wake-up (the kernel's SYNC_WAKE_UP covers only
-replies) and waits for it to install the fd. Each remaining step is needed
-as long as the supervisor cannot know that a caller's identity, root and
-namespace are unchanged since its last open; tracking the syscalls that
-change them (set*id, setgroups, capset, umask, execve, chroot, unshare,
-setns) would drop the status read and the root look from most opens.`;
+(spawn to exit, the jail's start-up included). One run of the intercepted
+group on the development host (2 vCPUs shared with other work, load
+average 6-9): 14.5 µs as root and 14.0 µs as nobody (medians of 9
+interleaved runs), against 13.0 µs for the C floor with ADDFD, 5.99 µs for
+the C floor answering \`uname\` and 1.57 µs unintercepted: the 30 µs
+target is met (before identities were kept: 42 and 39 µs at load 1.3, the C
+floor with ADDFD 26 µs). The build in the same run: 1.90 s through the shim
+against 1.73 s natively, 1.10× (medians of 5), within the 1.2× target
+(1.24× before). On a busier host the build's ratio spreads: an earlier run
+at load 9-12 gave 1.32× (1.52 s and 1.15 s, single builds from 0.72 to
+2.82 s), a run of its rows alone at load 13 1.17×. Its 7,900 opens, half of them ENOENT along include and library
+paths, and 362 \`execve\`, 33 \`setresuid\` and as many \`setresgid\`
+and 3 other noted calls are its only notifications. A build with \`-DVJAIL_OPENFAST_PROFILE\` prints where
+each open's time goes: there (20,000 opens of one file), the look at a
+kept identity takes 0.6 µs where the status read, the user-namespace look
+(as root) and the root look took 8.4, 2.7 and 2.7 µs; path 1.7, fstatat,
+open, fstat and F_SETFL 3.1, and ADDFD 6-10 µs of a 11-16 µs open, which
+wakes the caller without the sync wake-up (the kernel's SYNC_WAKE_UP covers
+only replies) and waits for it to install the fd.`;
 
 const NOT_SUPPORTED = `## Not supported
 

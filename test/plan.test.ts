@@ -7,7 +7,8 @@ import type { Policy } from '../src/policy/types.js';
 import { loadProfile, ProfileError } from '../src/profile/load.js';
 import type { Profile } from '../src/profile/types.js';
 import { dataPath } from '../src/paths.js';
-import { loadOciPolicy } from '../src/policy/oci.js';
+import { loadOciPolicy, parseOciPolicy } from '../src/policy/oci.js';
+import { identityTracked } from '../src/plan/identity.js';
 import { SyscallTable, type SyscallInfo, syscallTable } from '../src/syscalls/table.js';
 
 /** A few real syscalls with their real numbers and versions, enough to exercise every path. */
@@ -58,6 +59,7 @@ function decision(p: Plan, name: string, arch: 'x86_64' | 'i386' = 'x86_64'): Sy
 }
 
 const ENOSYS: Action = { kind: 'errno', errno: 38 };
+const inlinePolicy = (json: unknown): Policy => parseOciPolicy(json, 'inline', { knownSyscall: () => true });
 const ALLOW: Action = { kind: 'allow' };
 
 function policy(p: Partial<Policy>): Policy {
@@ -336,6 +338,27 @@ describe('with the shipped syscall tables and policies', () => {
     expect(decision(old, 'statx').fallback).toEqual(ENOSYS);
     expect(decision(old, 'statx', 'i386').fallback).toEqual(ENOSYS);
     expect(decision(plan(profile('host'), host), 'statx').fallback).toEqual(ALLOW);
+  });
+
+  it('where the open shim answers opens, the calls that change an identity are notified and run as made', () => {
+    const CONTINUE: Action = { kind: 'notify', answer: { kind: 'continue' } };
+    const viaShim = plan(profile('linux-4.19'), host);
+    for (const [name, arch] of [['setresuid', 'x86_64'], ['setgroups32', 'i386'], ['capset', 'x86_64'], ['execve', 'i386'], ['chroot', 'x86_64']] as const) {
+      expect(decision(viaShim, name, arch).fallback).toEqual(CONTINUE);
+    }
+    expect(decision(viaShim, 'getpid').fallback).toEqual(ALLOW);
+    expect(decision(viaShim, 'seccomp').fallback).toEqual(ALLOW);
+    expect(identityTracked(viaShim)).toBe(true);
+    // Kernel files mounted, or the host profile: opens are the kernel's, nothing is kept.
+    expect(decision(plan(profile('linux-4.19'), host, { kernelFilesMounted: true }), 'setresuid').fallback).toEqual(ALLOW);
+    expect(decision(plan(profile('host'), host), 'execve').fallback).toEqual(ALLOW);
+    // A policy's denial stays; its log would let the call run unseen, so nothing is kept.
+    const deny = derivePlan(profile('linux-4.19'), host, { policy: inlinePolicy({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['setuid'], action: 'SCMP_ACT_ERRNO' }] }) }).plan;
+    expect(decision(deny, 'setuid').fallback).toEqual({ kind: 'errno', errno: 1 });
+    expect(identityTracked(deny)).toBe(true);
+    const log = derivePlan(profile('linux-4.19'), host, { policy: inlinePolicy({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['setuid'], action: 'SCMP_ACT_LOG' }] }) }).plan;
+    expect(decision(log, 'setuid').fallback).toEqual({ kind: 'log' });
+    expect(identityTracked(log)).toBe(false);
   });
 
   it('_sysctl: allowed under linux-4.19 on a host that has it, ENOSYS under linux-6.1', () => {

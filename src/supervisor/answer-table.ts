@@ -1,4 +1,5 @@
 import type { Action, ArchName, NativeAnswer, Plan } from '../plan/action.js';
+import { IDENTITY_CALLS, TRACK } from '../plan/identity.js';
 
 /** Layout of `struct answer` in native/supervisor.h (checked there by a static assert). */
 const ENTRY_SIZE = 24;
@@ -17,7 +18,9 @@ export interface AnswerTables {
  * The native answer table: for every syscall whose plan decision is a notify
  * with a fixed answer and no argument rules, the answer itself. The native
  * supervisor gives these without entering JavaScript; everything else it
- * queues for the shims.
+ * queues for the shims. Each entry also says what the call may change of
+ * the identities the open fast path keeps (src/plan/identity.ts), whoever
+ * answers it.
  */
 export function buildAnswerTables(plan: Plan): AnswerTables {
   const pool: Buffer[] = [];
@@ -29,6 +32,8 @@ export function buildAnswerTables(plan: Plan): AnswerTables {
   for (const archPlan of plan.arches) {
     const table = tables[archPlan.arch];
     for (const d of archPlan.syscalls) {
+      const track = IDENTITY_CALLS.get(d.name);
+      if (track && d.nr >= 0 && d.nr < TABLE_ENTRIES) table.writeUInt8(TRACK[track], d.nr * ENTRY_SIZE + 20);
       const answer = fixedAnswerOf(d.rules.length === 0 ? d.fallback : undefined);
       if (!answer || d.nr < 0 || d.nr >= TABLE_ENTRIES) continue;
       const at = d.nr * ENTRY_SIZE;

@@ -7,6 +7,7 @@ import { native, RECEIVER_MODES, type ReceiverMode, type ReceiverState, type Sup
 import { syscallTable } from '../syscalls/table.js';
 import { formatCall, formatResult } from '../trace/format.js';
 import { type AnswerTables, buildAnswerTables } from './answer-table.js';
+import { identityTracked } from '../plan/identity.js';
 
 /** Answer tables by plan: a plan is never changed once made, and jails started in a loop share one. */
 const tablesByPlan = new WeakMap<Plan, AnswerTables>();
@@ -84,7 +85,12 @@ export class Supervisor {
       (id, pid, arch, nr, a0, a1, a2, a3, a4, a5, ip, t0) =>
         this.onNotify({ id, pid, arch: ARCH_BY_INDEX[arch] ?? 'x86_64', nr, name: '', args: [a0, a1, a2, a3, a4, a5], ip }, t0),
       () => this.opts.onIdle?.(),
-      { mode: RECEIVER_MODES[this.opts.receiver ?? 'auto'], syncWakeUp: this.opts.syncWakeUp ?? true, openFast: this.openFast() },
+      {
+        mode: RECEIVER_MODES[this.opts.receiver ?? 'auto'],
+        syncWakeUp: this.opts.syncWakeUp ?? true,
+        openFast: this.openFast(),
+        trackIdentity: identityTracked(this.opts.plan),
+      },
     );
   }
 
