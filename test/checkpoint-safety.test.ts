@@ -150,7 +150,8 @@ describe('a checkpoint never harms the workload', () => {
       const r = await cp;
       if (r.exitCode !== 0) expect(r.signal).toBe('SIGKILL');
       // The guard outlives vjail by a moment: it is done once the workload is let go and thawed.
-      expect(await waitFor(() => procStatus(j.pid, 'TracerPid') === '0' && !frozen(j.cgroup), 10_000)).toBe(true);
+      const letGo = await waitFor(() => procStatus(j.pid, 'TracerPid') === '0' && !frozen(j.cgroup), 10_000);
+      expect(letGo, `try ${i}: let go and thawed within 10 s (tracer ${procStatus(j.pid, 'TracerPid')}, frozen ${frozen(j.cgroup)}); vjail and its guard said: ${r.stderr}`).toBe(true);
       rmSync(img, { recursive: true, force: true });
       await expectHealthy(j, `after vjail was killed in try ${i}`);
     }
