@@ -376,9 +376,10 @@ static _Noreturn void exec_workload(const struct options *o, struct sock_fprog *
 		configure_isolation(o, isolate);
 	}
 	hand_over_preserved(o);
-	send_hello();
+	/* Before the hello: the supervisor, told, waits only for the filter's installation. */
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
 		fail(STEP_NO_NEW_PRIVS, errno);
+	send_hello();
 	int listener = (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, prog);
 	if (listener < 0)
 		fail(STEP_SECCOMP, errno);
