@@ -202,6 +202,14 @@ export function planJail(opts: Pick<JailOptions, 'profile' | 'policy' | 'emulate
 /** Plans made or read by this process, by their inputs (a plan is never changed once made). */
 const plannedHere = new Map<string, Planned>();
 
+/** Filters compiled from plans given as they are (a plan is never changed once made). */
+const filters = new WeakMap<Plan, Buffer>();
+function filterOf(plan: Plan): Buffer {
+  let f = filters.get(plan);
+  if (!f) filters.set(plan, (f = compile(plan)));
+  return f;
+}
+
 /**
  * What a jail is started with: its profile, plan and filter, and the
  * profile's kernel files written where vjail-init mounts them (the caller
@@ -218,7 +226,7 @@ export function prepareJail(opts: Pick<JailOptions, 'profile' | 'policy' | 'emul
   const mode = opts.kernelFiles ?? 'auto';
   const mountFiles = !profile.isHost && (mode === 'mount' || (mode === 'auto' && process.geteuid?.() === 0));
   const planned = opts.plan
-    ? { plan: opts.plan, warnings: [], filter: compile(opts.plan) }
+    ? { plan: opts.plan, warnings: [], filter: filterOf(opts.plan) }
     : planJail({ ...opts, profile, kernelFilesMounted: mountFiles });
   return { profile, ...planned, kernelFiles: mountFiles ? writeKernelFiles(profile) : undefined };
 }
