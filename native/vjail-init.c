@@ -36,6 +36,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/filter.h>
+#include <linux/sched.h>
 #include <linux/seccomp.h>
 #include <sched.h>
 #include <signal.h>
@@ -56,6 +57,12 @@
 
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
+#endif
+#ifndef SYS_clone3
+#define SYS_clone3 435
+#endif
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
 #endif
 
 #define MAX_BINDS 16
@@ -167,6 +174,38 @@ static void join_cgroup(const char *dir)
 	if (fd < 0 || write(fd, "0", 1) != 1)
 		fail(STEP_CGROUP, errno);
 	close(fd);
+}
+
+/*
+ * fork() straight into the cgroup DIR (clone3 with CLONE_INTO_CGROUP, Linux
+ * 5.7, cgroup v2): a write to cgroup.procs after the fork takes the cgroup
+ * core's process-wide lock for writing, which waits for an RCU grace period
+ * (milliseconds, tens of them on a loaded machine). Sets *joined when the
+ * child was born in DIR; where that cannot be done (a v1 hierarchy, an older
+ * kernel) it is a plain fork and the child joins DIR itself.
+ */
+static pid_t fork_into(const char *dir, int *joined)
+{
+	*joined = 0;
+	if (dir) {
+		int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd >= 0) {
+			struct clone_args args;
+			memset(&args, 0, sizeof args);
+			args.flags = CLONE_INTO_CGROUP;
+			args.exit_signal = SIGCHLD;
+			args.cgroup = (unsigned long long)fd;
+			long pid = syscall(SYS_clone3, &args, sizeof args);
+			int err = errno;
+			close(fd);
+			if (pid >= 0) {
+				*joined = 1;
+				return (pid_t)pid;
+			}
+			errno = err;
+		}
+	}
+	return fork();
 }
 
 /* Bind each SRC read-only over DST under root ("" for /). The caller is already in the jail's own mount namespace. */
@@ -315,7 +354,7 @@ static void close_preserved(const struct options *o)
 /* The process group vjail-init was started in (the supervisor's, and the terminal's foreground one). */
 static pid_t caller_group;
 
-static _Noreturn void exec_workload(const struct options *o, struct sock_fprog *prog)
+static _Noreturn void exec_workload(const struct options *o, struct sock_fprog *prog, int in_cgroup)
 {
 	reset_signals();
 	/* Back in the caller's group (terminal signals reach the workload as before); we stay out of it. */
@@ -324,7 +363,7 @@ static _Noreturn void exec_workload(const struct options *o, struct sock_fprog *
 	for (int fd = 0; fd <= 2; fd++)
 		fcntl(fd, F_SETFD, 0); /* Node marks 0-2 close-on-exec */
 	close_inherited(o);
-	if (o->cgroup && !o->pid_ns)
+	if (o->cgroup && !o->pid_ns && !in_cgroup)
 		join_cgroup(o->cgroup);
 	if (o->nbinds && !o->pid_ns) {
 		private_mount_ns();
@@ -337,9 +376,10 @@ static _Noreturn void exec_workload(const struct options *o, struct sock_fprog *
 		configure_isolation(o, isolate);
 	}
 	hand_over_preserved(o);
-	send_hello();
+	/* Before the hello: the supervisor, told, waits only for the filter's installation. */
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
 		fail(STEP_NO_NEW_PRIVS, errno);
+	send_hello();
 	int listener = (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, prog);
 	if (listener < 0)
 		fail(STEP_SECCOMP, errno);
@@ -385,7 +425,9 @@ static int reap_jail(const struct options *o, struct sock_fprog *prog)
 	int gate[2];
 	if (pipe2(gate, O_CLOEXEC))
 		fail(STEP_FORK, errno);
-	pid_t workload = fork();
+	/* With --pid-ns, PID 1 (which runs this) has joined the cgroup already. */
+	int in_cgroup;
+	pid_t workload = fork_into(o->pid_ns ? NULL : o->cgroup, &in_cgroup);
 	if (workload < 0)
 		fail(STEP_FORK, errno);
 	if (workload == 0) {
@@ -394,7 +436,7 @@ static int reap_jail(const struct options *o, struct sock_fprog *prog)
 		while (read(gate[0], &c, 1) < 0 && errno == EINTR)
 			;
 		close(gate[0]);
-		exec_workload(o, prog);
+		exec_workload(o, prog, in_cgroup);
 	}
 	close(gate[0]);
 	if (o->pass_fd)

@@ -7,7 +7,7 @@
  * `VJAIL_FREEZER=v2|v1|none` picks one (none: no cgroup, checkpoints stop
  * the jail with ptrace alone).
  */
-import { accessSync, constants, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, type FSWatcher, mkdirSync, readdirSync, readFileSync, rmdirSync, watch, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
 export type FreezerKind = 'v2' | 'v1';
@@ -83,13 +83,32 @@ export function freezerHierarchies(): Hierarchy[] {
   return out;
 }
 
+/** The last answer of freezerHierarchies, by its inputs: VJAIL_FREEZER and our own cgroups. */
+let knownHierarchies: { key: string; hierarchies: Hierarchy[] } | undefined;
+
+/**
+ * freezerHierarchies, read again only when VJAIL_FREEZER or this process's
+ * cgroups changed: mountinfo is long, and spawnJail in a loop makes a cgroup
+ * per jail. A mount or permission changed under us makes the mkdir fail, and
+ * createJailCgroup then asks afresh.
+ */
+function cachedHierarchies(fresh: boolean): Hierarchy[] {
+  const key = `${process.env.VJAIL_FREEZER ?? ''}\n${read('/proc/self/cgroup')}`;
+  if (fresh || knownHierarchies?.key !== key) knownHierarchies = { key, hierarchies: freezerHierarchies() };
+  return knownHierarchies.hierarchies;
+}
+
 /**
  * Make a cgroup for a jail (named after it and this supervisor, so two state
  * directories never share one). Undefined when no freezer hierarchy can be
  * used here: the jail then runs without a cgroup of its own.
  */
 export function createJailCgroup(name: string, group = 'vjail'): JailCgroup | undefined {
-  for (const h of freezerHierarchies()) {
+  return makeJailCgroup(name, group, false) ?? makeJailCgroup(name, group, true);
+}
+
+function makeJailCgroup(name: string, group: string, fresh: boolean): JailCgroup | undefined {
+  for (const h of cachedHierarchies(fresh)) {
     const path = join(h.mount, h.own, group, `${name}.${process.pid}`);
     try {
       mkdirSync(path, { recursive: true });
@@ -210,14 +229,7 @@ export function killRemaining(cg: JailCgroup, boundMs = 5000): boolean {
     if (!killCgroup(cg)) {
       setFrozen(cg, true);
       while (!isFrozen(cg) && Date.now() < deadline) pause(5);
-      for (const pid of procsOf(cg)) {
-        try {
-          process.kill(pid, 'SIGKILL');
-        } catch {
-          // already gone
-        }
-      }
-      setFrozen(cg, false);
+      killFrozen(cg);
     }
   } catch {
     // the cgroup went away meanwhile: nothing is left in it
@@ -227,6 +239,100 @@ export function killRemaining(cg: JailCgroup, boundMs = 5000): boolean {
     pause(5);
   }
   return true;
+}
+
+/** SIGKILL each process of a frozen (v1) cgroup, then thaw it so the kills land. */
+function killFrozen(cg: JailCgroup): void {
+  for (const pid of procsOf(cg)) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  setFrozen(cg, false);
+}
+
+/** rmdir of a cgroup: 'gone' (removed, or already), 'busy' (a task is still in it), or 'failed'. */
+function tryRemove(cg: JailCgroup): 'gone' | 'busy' | 'failed' {
+  try {
+    rmdirSync(cg.path);
+    return 'gone';
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    return code === 'ENOENT' ? 'gone' : code === 'EBUSY' ? 'busy' : 'failed';
+  }
+}
+
+/**
+ * Resolve once `done()` holds (true), or at the deadline (what `done()`
+ * says then), without blocking the event loop: `done()` is asked again
+ * whenever the cgroup's cgroup.events changes (v2: the kernel notifies
+ * through inotify when the last task leaves), and on a timer where no event
+ * comes (v1 has no such file; the timer also covers a watch that cannot be set).
+ */
+function whenCgroup(cg: JailCgroup, done: () => boolean, deadline: number): Promise<boolean> {
+  if (done()) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    let watcher: FSWatcher | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    let pollMs = 1;
+    let settled = false;
+    const finish = (ok: boolean): void => {
+      if (settled) return;
+      settled = true;
+      watcher?.close();
+      clearTimeout(timer);
+      resolve(ok);
+    };
+    const check = (): void => {
+      if (!settled && done()) finish(true);
+    };
+    const tick = (): void => {
+      if (done()) return finish(true);
+      if (Date.now() >= deadline) return finish(false);
+      // v2 is told by the event: the timer only backs it up.
+      pollMs = Math.min(pollMs * 2, watcher ? 100 : 20);
+      timer = setTimeout(tick, Math.max(0, Math.min(pollMs, deadline - Date.now())));
+    };
+    if (cg.kind === 'v2') {
+      try {
+        watcher = watch(join(cg.path, 'cgroup.events'), check);
+        watcher.on('error', () => {}); // the cgroup was removed: the next check says so
+      } catch {
+        // no cgroup.events (removed meanwhile): the timer decides
+      }
+    }
+    timer = setTimeout(tick, pollMs);
+    check(); // the last task may have left before the watch was set
+  });
+}
+
+/**
+ * What spawnJail does when a jail's reaper has exited, without blocking
+ * the event loop: SIGKILL whatever is left in its cgroup (as
+ * killRemaining), wait until no process is left, and with `remove` remove
+ * the cgroup (an emptied one can stay busy a moment while its last task
+ * finishes exiting). Waits are on cgroup.events, not sleeps; all of them
+ * end by `boundMs`. False if processes were still there at the bound.
+ */
+export async function endJailCgroup(cg: JailCgroup, opts: { remove: boolean; boundMs?: number }): Promise<boolean> {
+  // The kernel removes a cgroup only when no task is in it: the usual case ends here.
+  if (opts.remove && tryRemove(cg) === 'gone') return true;
+  const deadline = Date.now() + (opts.boundMs ?? 5000);
+  const empty = (): boolean => procsOf(cg).length === 0;
+  try {
+    if (!empty() && !killCgroup(cg)) {
+      setFrozen(cg, true);
+      await whenCgroup(cg, () => isFrozen(cg), deadline);
+      killFrozen(cg);
+    }
+  } catch {
+    // the cgroup went away meanwhile: nothing is left in it
+  }
+  const emptied = await whenCgroup(cg, empty, deadline);
+  if (emptied && opts.remove) await whenCgroup(cg, () => tryRemove(cg) !== 'busy', deadline);
+  return emptied;
 }
 
 /** For `vjail check`: where a jail cgroup would be made, per freezer. */

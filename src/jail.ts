@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { mountableKernelFiles } from '../shims/kernel-files.js';
 import { compile } from './bpf/compile.js';
-import { cgroupAt, createJailCgroup, killRemaining, removeJailCgroup, removeStaleCgroups } from './cgroup.js';
+import { cgroupAt, createJailCgroup, endJailCgroup, removeStaleCgroups } from './cgroup.js';
 import { errnoName } from './errno.js';
 import { isolationLayout, type Isolation } from './isolation.js';
 import { launch, CTL, type LaunchOptions } from './launch.js';
@@ -202,6 +202,14 @@ export function planJail(opts: Pick<JailOptions, 'profile' | 'policy' | 'emulate
 /** Plans made or read by this process, by their inputs (a plan is never changed once made). */
 const plannedHere = new Map<string, Planned>();
 
+/** Filters compiled from plans given as they are (a plan is never changed once made). */
+const filters = new WeakMap<Plan, Buffer>();
+function filterOf(plan: Plan): Buffer {
+  let f = filters.get(plan);
+  if (!f) filters.set(plan, (f = compile(plan)));
+  return f;
+}
+
 /**
  * What a jail is started with: its profile, plan and filter, and the
  * profile's kernel files written where vjail-init mounts them (the caller
@@ -218,7 +226,7 @@ export function prepareJail(opts: Pick<JailOptions, 'profile' | 'policy' | 'emul
   const mode = opts.kernelFiles ?? 'auto';
   const mountFiles = !profile.isHost && (mode === 'mount' || (mode === 'auto' && process.geteuid?.() === 0));
   const planned = opts.plan
-    ? { plan: opts.plan, warnings: [], filter: compile(opts.plan) }
+    ? { plan: opts.plan, warnings: [], filter: filterOf(opts.plan) }
     : planJail({ ...opts, profile, kernelFilesMounted: mountFiles });
   return { profile, ...planned, kernelFiles: mountFiles ? writeKernelFiles(profile) : undefined };
 }
@@ -264,7 +272,8 @@ export function spawnJail(opts: JailOptions): Jail {
     });
   } catch (e) {
     if (kernelFiles) rmSync(kernelFiles.dir, { recursive: true, force: true });
-    if (ownCgroup) removeJailCgroup(ownCgroup);
+    // vjail-init ends the jail on its way out; what it leaves in the cgroup is killed, then the cgroup removed.
+    if (ownCgroup) void endJailCgroup(ownCgroup, { remove: true });
     throw e;
   }
   const supervisor = new Supervisor({
@@ -297,19 +306,23 @@ export function spawnJail(opts: JailOptions): Jail {
         if (msg.type === CTL.EXEC_FAILED) execError = errnoName(msg.a);
         if (msg.type === CTL.EXIT) result = exitFromWaitStatus(msg.a);
       }
-      // vjail-init reaps the whole jail before it exits; if it was killed, nothing outlives it.
-      if (cgroup && !killRemaining(cgroup)) warn(`processes of the jail are still in ${cgroup.path} 5 s after SIGKILL`);
-      if (ownCgroup) removeJailCgroup(ownCgroup);
-      supervisor.stop();
-      closeSync(launched.ctlFd);
-      closeSync(launched.pidfd);
-      if (kernelFiles) rmSync(kernelFiles.dir, { recursive: true, force: true });
       if (!result) {
         // vjail-init itself was killed, or the jail was killed as a whole.
         const status = code ?? 128 + (signal ? constants.signals[signal] : 9);
         result = { code: code ?? null, signal: signal ?? null, status };
       }
-      resolve(execError ? { ...result, execError } : result);
+      const exit = execError ? { ...result, execError } : result;
+      // vjail-init reaps the whole jail before it exits; if it was killed, nothing outlives it:
+      // the jail is reported ended once its cgroup holds no process (waited for without blocking).
+      const emptied = cgroup ? endJailCgroup(cgroup, { remove: cgroup === ownCgroup }) : Promise.resolve(true);
+      void emptied.then((ok) => {
+        if (!ok) warn(`processes of the jail are still in ${cgroup!.path} 5 s after SIGKILL`);
+        supervisor.stop();
+        closeSync(launched.ctlFd);
+        closeSync(launched.pidfd);
+        if (kernelFiles) rmSync(kernelFiles.dir, { recursive: true, force: true });
+        resolve(exit);
+      });
     });
   });
   const { stdin, stdout, stderr } = launched.init;

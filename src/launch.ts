@@ -126,7 +126,8 @@ function fetchListener(ctlFd: number, pidfd: number, fdNumber: number, deadline:
       }
     }
     if (Date.now() > deadline) throw new LaunchError('the workload did not install its seccomp filter in time');
-    sleepMs(0.2);
+    // It is between its hello and seccomp(2): a few microseconds unless it was preempted.
+    sleepMs(0.05);
   }
   // The workload died before installing the filter: it sent why.
   const msg = n.recvCtl(ctlFd, 100);

@@ -43,7 +43,7 @@ const ROWS = [
   'startup.bwrap',
   'startup.proot',
   'startup.runsc',
-  ...['true', 'bwrap', 'vjail', 'vjail-node', 'node', 'spawnjail', 'spawnjail-call'].map((v) => `sequential.${v}`),
+  ...['true', 'bwrap', 'vjail', 'vjail-node', 'node', 'loop-spawn', 'loop-bwrap', 'loop-spawnjail', 'loop-spawnjail-call', 'loop-spawnjail-median'].map((v) => `sequential.${v}`),
   ...['memcpy', 'write', 'dump', 'freeze', 'restore'].map((what) => `checkpoint.${what}-16MiB`),
   ...['time', 'freeze', 'mem-read', 'page-hash', 'page-write', 'page-fsync', 'commit', 'syscalls', 'rest'].map((part) => `checkpoint.dump-16MiB.${part}`),
   ...['time', 'verify', 'file-read', 'mem-write', 'syscalls', 'rest'].map((part) => `checkpoint.restore-16MiB.${part}`),
@@ -68,7 +68,7 @@ const OURS = [
   'startup.node',
   'startup.vjail',
   'startup.vjail-cold',
-  ...ROWS.filter((id) => id.startsWith('checkpoint.') || id.startsWith('lazy.') || (id.startsWith('sequential.') && id !== 'sequential.bwrap')),
+  ...ROWS.filter((id) => id.startsWith('checkpoint.') || id.startsWith('lazy.') || (id.startsWith('sequential.') && id !== 'sequential.bwrap' && id !== 'sequential.loop-bwrap')),
 ];
 
 beforeAll(async () => {
@@ -125,6 +125,14 @@ describe('bench --quick', () => {
       expect(r.ratio!, r.id).toBeLessThanOrEqual(1.0001);
     }
     expect(report.references.map((x) => x.label)).toEqual(['CRIU 4.1.1, 256 MiB', 'gVisor runsc, 256 MiB']);
+  });
+
+  it('compares spawnJail in a loop with child_process.spawn in the same kind of loop', () => {
+    for (const id of ['loop-spawnjail', 'loop-spawnjail-call', 'loop-bwrap']) {
+      const row = report.rows.find((r) => r.id === `sequential.${id}`)!;
+      if (row.status === 'measured') expect(row.ratioTo, id).toBe('sequential.loop-spawn');
+    }
+    expect(report.targets.find((t) => t.id === 'spawnjail-loop')?.note).toMatch(/× child_process\.spawn of \/bin\/true in the same run/);
   });
 
   it('states every target with a value or a reason', () => {

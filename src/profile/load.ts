@@ -65,15 +65,28 @@ function cachedProfile(v: unknown): Profile | undefined {
  */
 function validated(file: string, where: string, host: HostRelease): Profile {
   const text = readText(file, where);
-  const inputs = JSON.stringify([text, host, validatorFingerprint()]);
+  const inputs = JSON.stringify([text, host, fingerprint()]);
   // One slot per file and build: two builds in use do not take turns overwriting it.
   const slot = `${file}\0${buildId ?? ''}`;
-  const hit = readCached('profiles', slot, inputs, cachedProfile);
-  if (hit) return hit;
-  const profile = parseProfile(parseJson(text, where), where, host);
-  writeCached('profiles', slot, inputs, profile);
+  // spawnJail in a loop loads the same file each time: the bytes are read again, the rest is remembered.
+  const known = validatedHere.get(slot);
+  if (known?.inputs === inputs) return known.profile;
+  let profile = readCached('profiles', slot, inputs, cachedProfile);
+  if (!profile) {
+    profile = parseProfile(parseJson(text, where), where, host);
+    writeCached('profiles', slot, inputs, profile);
+  }
+  if (validatedHere.size >= 64) validatedHere.clear();
+  validatedHere.set(slot, { inputs, profile });
   return profile;
 }
+
+/** Profiles validated by this process, by file: each with the inputs it was validated from. */
+const validatedHere = new Map<string, { inputs: string; profile: Profile }>();
+
+let validator: string | undefined;
+/** The validator's fingerprint: its code, which does not change while the process runs. */
+const fingerprint = (): string => (validator ??= validatorFingerprint());
 
 /**
  * Load a profile by name (`linux-4.19`, from the package's profiles/) or by
