@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { fixture } from './helpers/fixtures.js';
+import { freeze } from './helpers/freeze.js';
 import { alive, pidOf, vjail, vjailStart, waitFor } from './helpers/run.js';
 import { signAsThisMachine } from './helpers/old-images.js';
 
@@ -157,15 +158,15 @@ describe('vjail checkpoint and restore: one process', () => {
 
   it('a process blocked in a user-notified syscall is checkpointed and the call restarted on restore', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'vjail-cpt-'));
-    // getrandom answered by the supervisor: with the supervisor stopped, the counter blocks in it.
+    // getrandom answered by the supervisor: with the supervisor frozen, the counter blocks in it.
     const { run, out, pid } = await startCounter(dir, ['--emulate', 'getrandom']);
-    process.kill(run.pid!, 'SIGSTOP');
+    const thaw = freeze(run.pid!);
     const blockedInGetrandom = (): boolean => readFileSync(`/proc/${pid}/syscall`, 'utf8').startsWith(`${SYS_GETRANDOM} `);
     expect(await waitFor(blockedInGetrandom)).toBe(true);
     const img = join(dir, 'image');
     const cp = await vjail(['checkpoint', '--pid', String(pid), '--image', img]);
-    expect(cp.exitCode).toBe(0);
-    process.kill(run.pid!, 'SIGCONT');
+    thaw();
+    expect(cp.exitCode, cp.stderr).toBe(0);
     expect((await run).exitCode).toBe(137);
     const gpr = JSON.parse((await vjail(['inspect', '--json', img])).stdout).processes[0].threads[0].registers.gpr;
     expect(gpr.orig_rax).toBe(`0x${SYS_GETRANDOM.toString(16)}`);

@@ -3,11 +3,12 @@
  * signals all of them, and checkpoint finds a daemonizing workload's service
  * after the process that started it has exited.
  */
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixture } from './helpers/fixtures.js';
+import { freeze } from './helpers/freeze.js';
 import { alive, pidOf, vjail, waitFor } from './helpers/run.js';
 
 let counter: string;
@@ -138,31 +139,6 @@ describe('a jail is its processes', { timeout: 90_000 }, () => {
     expect(await waitForPs('empty', (r) => r.state === 'exited (137)')).toBe(true);
   });
 });
-
-/** Freeze a process in a cgroup of its own (the v1 freezer where mounted, else cgroup v2); returns how to thaw it. */
-function freeze(pid: number): () => void {
-  const v1 = '/sys/fs/cgroup/freezer';
-  const v2 = existsSync('/sys/fs/cgroup/unified/cgroup.procs') ? '/sys/fs/cgroup/unified' : '/sys/fs/cgroup';
-  const useV1 = existsSync(join(v1, 'cgroup.procs'));
-  const dir = join(useV1 ? v1 : v2, `vjail-test-freeze.${process.pid}`);
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'cgroup.procs'), String(pid));
-  if (useV1) writeFileSync(join(dir, 'freezer.state'), 'FROZEN');
-  else writeFileSync(join(dir, 'cgroup.freeze'), '1');
-  return () => {
-    if (useV1) writeFileSync(join(dir, 'freezer.state'), 'THAWED');
-    else writeFileSync(join(dir, 'cgroup.freeze'), '0');
-    // The cgroup goes once the supervisor, now free to record the end, has exited.
-    void waitFor(() => {
-      try {
-        rmdirSync(dir);
-        return true;
-      } catch {
-        return false;
-      }
-    }, 20_000);
-  };
-}
 
 describe('a daemonizing workload', { timeout: 120_000 }, () => {
   it('is checkpointed by name after its launcher exited, restored, and its log kept', async () => {
