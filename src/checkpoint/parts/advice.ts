@@ -5,7 +5,7 @@
  * (lo) and mlock2(MLOCK_ONFAULT) (lf). Restored with madvise, mlock and
  * mlock2 over the same ranges once the memory is back.
  */
-import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { type Advice, ADVICE, type Mapping, type ProcessImage, fromHex, toHex } from '../../image/format.js';
 import { profileHas } from '../../plan/plan.js';
 import { loadProfile } from '../../profile/load.js';
@@ -22,12 +22,22 @@ const ENOSYS = 38n;
 /** The kernel's own mappings, restored by address only: whatever it marks them with is its business. */
 const KERNEL_KINDS = new Set<Mapping['kind']>(['vdso', 'vvar', 'vvar_vclock', 'vsyscall']);
 
-/** Every saved mapping that carries advice. `mappings` says which ranges are the kernel's own. */
-export function collectAdvice(pid: number, mappings: Mapping[]): Advice[] {
+/**
+ * Start reading the process's smaps off the main thread: the kernel walks
+ * the page tables of every mapping to write it (tens of ms a GiB), which can
+ * run beside the rest of the frozen collection. Start it only once nothing
+ * else changes the mappings (the scratch page is gone).
+ */
+export function readSmaps(pid: number): Promise<string> {
+  return readFile(`/proc/${pid}/smaps`, 'utf8');
+}
+
+/** Every saved mapping that carries advice, from the process's smaps. `mappings` says which ranges are the kernel's own. */
+export function collectAdvice(smaps: string, mappings: Mapping[]): Advice[] {
   const skip = new Set(mappings.filter((m) => KERNEL_KINDS.has(m.kind)).map((m) => m.start));
   const out: Advice[] = [];
   let range: { start: string; end: string } | null = null;
-  for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
+  for (const line of smaps.split('\n')) {
     const head = /^([0-9a-f]+)-([0-9a-f]+) /.exec(line);
     if (head) {
       range = { start: toHex(BigInt(`0x${head[1]}`)), end: toHex(BigInt(`0x${head[2]}`)) };
