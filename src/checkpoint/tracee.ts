@@ -24,7 +24,7 @@ import { throwIfInterrupted } from './interrupt.js';
 interface PtraceAddon {
   ptraceSeize(pid: number, options: number): void;
   ptraceInterrupt(pid: number): void;
-  ptraceWait(pid: number, nohang: boolean): number | null;
+  ptraceWait(pid: number, nohang: boolean, spinUs: number): number | null;
   ptraceResume(pid: number, how: number, signal: number): void;
   ptraceGetRegset(pid: number, type: number): Buffer;
   ptraceSetRegset(pid: number, type: number, data: Buffer): void;
@@ -77,6 +77,12 @@ export function encodeGprs(r: Gprs): Buffer {
 }
 
 const yieldToLoop = (): Promise<void> => new Promise((r) => setImmediate(r));
+/**
+ * How long one poll for a stop yields the CPU to the tracee before giving
+ * the event loop a turn: most stops come within it, and the supervisor's
+ * answers (restore) wait at most this long.
+ */
+const WAIT_SPIN_US = 300;
 
 /** One line of /proc/PID/maps. */
 export interface MapsEntry {
@@ -185,7 +191,7 @@ export class Tracee {
     const n = ptraceAddon();
     const until = timeoutMs === undefined ? Infinity : Date.now() + timeoutMs;
     for (;;) {
-      const st = n.ptraceWait(this.pid, true);
+      const st = n.ptraceWait(this.pid, true, WAIT_SPIN_US);
       if (st !== null) {
         this.running = false;
         if (exited(st)) {
@@ -470,7 +476,7 @@ export class Tracee {
     this.resume('cont');
     for (;;) {
       pump();
-      const st = n.ptraceWait(this.pid, true);
+      const st = n.ptraceWait(this.pid, true, 0);
       if (st !== null) {
         if (exited(st)) {
           this.detached = true;
