@@ -267,6 +267,9 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
       throw new CheckpointError('a task was started while a thread was let out of the vDSO; nothing was saved and the jail runs on: checkpoint again');
     }
     timer.lap('leave vDSO');
+    // Every task is held and out of the vDSO: smaps (the advice) is read beside the rest.
+    const smaps = new Map(tree.processes.filter((p) => !p.zombie).map((p) => [p.pid, readSmaps(p.pid)]));
+    for (const text of smaps.values()) text.catch(() => {}); // awaited per process; an earlier failure comes first
     /** Page files of pre-dumped mappings, written once nothing needs holding. */
     const later: (() => void)[] = [];
     const nsPid = (pid: number): number => (tree.pidNs ? nsIds(pid).pid : pid);
@@ -291,7 +294,7 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
         processes.push(collectZombie(p.pid, ppid));
         continue;
       }
-      processes.push({ ...await collectProcess(p.tids.map((tid) => held.get(tid)!), writer, { ...ids, ppid }, tree.pidNs, objects, warn, pre, later, timer), fds: fds.fds.get(p.pid)! });
+      processes.push({ ...await collectProcess(p.tids.map((tid) => held.get(tid)!), writer, { ...ids, ppid }, tree.pidNs, objects, warn, pre, later, timer, smaps.get(p.pid)!), fds: fds.fds.get(p.pid)! });
     }
     refuseHiddenAdvice(processes, opts.profile ?? jail.profile);
     timer.lap('advice check');
@@ -417,6 +420,7 @@ async function collectProcess(
   pre: PreDump | null,
   later: (() => void)[],
   timer: StepTimer,
+  smaps: Promise<string>,
 ): Promise<Omit<LiveProcess, 'fds'>> {
   const leader = threads[0]!;
   const scratchAddr = await leader.syscallOk('mmap of a scratch page', SYS.mmap, 0, PAGE_SIZE, 3, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -440,8 +444,6 @@ async function collectProcess(
     await leader.syscall(SYS.munmap, scratch.addr, PAGE_SIZE);
   }
   timer.lap(`${leader.pid} scratch unmap`);
-  const smaps = readSmaps(leader.pid);
-  smaps.catch(() => {}); // awaited below; a failure of the memory step comes first
   const mappings = collectMemory(leader, writer, objects, pre?.forPid(leader.pid), later);
   timer.lap(`${leader.pid} memory`);
   const advice = collectAdvice(await smaps, mappings);
