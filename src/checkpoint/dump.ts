@@ -239,8 +239,9 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
         }
       }
     }
-    // From here on signals wait in their queues (and are saved there) until each thread is let go.
     timer.lap('list again');
+    for (const t of held.values()) t.spinWhileWaiting();
+    // From here on signals wait in their queues (and are saved there) until each thread is let go.
     for (const t of held.values()) await t.holdSignals();
     timer.lap('hold signals');
     throwIfInterrupted();

@@ -77,11 +77,7 @@ export function encodeGprs(r: Gprs): Buffer {
 }
 
 const yieldToLoop = (): Promise<void> => new Promise((r) => setImmediate(r));
-/**
- * How long one poll for a stop yields the CPU to the tracee before giving
- * the event loop a turn: most stops come within it, and the supervisor's
- * answers (restore) wait at most this long.
- */
+/** With `spinWhileWaiting`: how long one poll for a stop yields the CPU to the tracee before the event loop gets a turn. */
 const WAIT_SPIN_US = 300;
 
 /** One line of /proc/PID/maps. */
@@ -124,6 +120,8 @@ export class Tracee {
   private running = false;
   /** The last stop was the entry of a system call. */
   private atEntry = false;
+  /** Microseconds a poll for a stop yields the CPU before the event loop's turn (`spinWhileWaiting`). */
+  private waitSpinUs = 0;
   /** The thread's own signal mask while `holdSignals` keeps every signal blocked. */
   private heldMask: bigint | undefined;
 
@@ -191,7 +189,7 @@ export class Tracee {
     const n = ptraceAddon();
     const until = timeoutMs === undefined ? Infinity : Date.now() + timeoutMs;
     for (;;) {
-      const st = n.ptraceWait(this.pid, true, WAIT_SPIN_US);
+      const st = n.ptraceWait(this.pid, true, this.waitSpinUs);
       if (st !== null) {
         this.running = false;
         if (exited(st)) {
@@ -206,6 +204,17 @@ export class Tracee {
       if (Date.now() > until) throw new TraceeError(`process ${this.pid} did not reach ${what} within ${timeoutMs! / 1000} s`);
       await yieldToLoop();
     }
+  }
+
+  /**
+   * While the jail is stopped for a checkpoint, every ms counts: a poll for a
+   * stop hands the CPU to the tracee for up to WAIT_SPIN_US (sched_yield)
+   * before the event loop gets a turn, instead of waiting for the loop's
+   * turn on a busy machine. Not for restore, where this process's supervisor
+   * may have to answer the call first.
+   */
+  spinWhileWaiting(): void {
+    this.waitSpinUs = WAIT_SPIN_US;
   }
 
   resume(how: keyof typeof RESUME, signal = 0): void {
