@@ -385,16 +385,16 @@ const PLANNED = `## Planned
 - Migration with pre-dump and lazy restore, so that the jail stops for at
   most 100 ms at 1 GiB (today it is stopped for the whole dump, transfer and
   restore). TLS for the page server.
-- Pre-dump stops a 1 GiB jail writing 10 MiB/s for 49 ms (median, 39-57)
-  against a 50 ms target: met only thinly, and on a busy host it is more
-  (218 ms median at load average 14). Still in the frozen window: reading
-  /proc/PID/smaps for advice (a page-table walk of every mapping, beside
-  the other collectors) and some 60 injected rt_sigaction calls
+- Pre-dump stops a 1 GiB jail writing 10 MiB/s for 41-49 ms (medians of
+  two runs) against a 50 ms target: met only thinly, and on a busy host it
+  is more (218 ms median at load average 14). Still in the frozen window:
+  reading /proc/PID/smaps for advice (a page-table walk of every mapping,
+  beside the other collectors) and some 60 injected rt_sigaction calls
   (\`VJAIL_TIMINGS=1\` prints each step; \`npm run bench\`, checkpoint group).
-- Lazy restore lets the workload run 81 ms (median, 40-93) after restore
-  starts for a 256 MiB image against a 50 ms target (35 ms at 1 GiB in the
-  same run): opening and checking the image and starting the jail are most
-  of it. Every page is in place in 0.82-0.89× a full restore's time
+- Lazy restore lets the workload run 81-105 ms (medians of two runs; 40 ms
+  at best) after restore starts for a 256 MiB image against a 50 ms target
+  (35-75 ms at 1 GiB): starting the jail and placing the mappings are most
+  of it. Every page is in place in 0.82-0.95× a full restore's time
   (\`npm run bench\`, lazy group).
 - The open shim's C path costs about 35-42 µs per open (median, shared
   2-vCPU host) against a 30 µs target, about 11-16 µs above a minimal C
