@@ -6,6 +6,7 @@
  */
 
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdint.h>
@@ -15,6 +16,7 @@
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <linux/kcmp.h>
 #include <linux/ptrace.h>
 
@@ -65,19 +67,37 @@ napi_value js_ptrace_interrupt(napi_env env, napi_callback_info info)
 	return vj_undefined(env);
 }
 
-/* ptraceWait(pid, nohang): the raw wait status, or null if nohang and nothing happened. */
+/*
+ * ptraceWait(pid, nohang, spinUs): the raw wait status, or null if nohang
+ * and nothing happened within spinUs microseconds. Meanwhile the CPU is
+ * yielded (sched_yield): on a busy machine the tracee usually needs it to
+ * reach its stop, and handing it over costs less than a turn of the event
+ * loop that would keep polling.
+ */
 napi_value js_ptrace_wait(napi_env env, napi_callback_info info)
 {
-	napi_value argv[2];
-	if (vj_args(env, info, 2, argv))
+	napi_value argv[3];
+	if (vj_args(env, info, 3, argv))
 		return NULL;
 	bool nohang = false;
 	napi_get_value_bool(env, argv[1], &nohang);
+	int64_t spin_ns = (int64_t)vj_i32(env, argv[2]) * 1000;
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	int st = 0;
 	pid_t r;
-	do
-		r = waitpid(vj_i32(env, argv[0]), &st, __WALL | (nohang ? WNOHANG : 0));
-	while (r < 0 && errno == EINTR);
+	for (;;) {
+		do
+			r = waitpid(vj_i32(env, argv[0]), &st, __WALL | (nohang ? WNOHANG : 0));
+		while (r < 0 && errno == EINTR);
+		if (r != 0 || spin_ns <= 0)
+			break;
+		struct timespec now;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if ((int64_t)(now.tv_sec - t0.tv_sec) * 1000000000 + (now.tv_nsec - t0.tv_nsec) >= spin_ns)
+			break;
+		sched_yield();
+	}
 	if (r < 0)
 		return vj_throw_errno(env, "waitpid", errno);
 	napi_value v;

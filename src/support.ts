@@ -415,12 +415,17 @@ const PLANNED = `## Planned
 - Migration with pre-dump and lazy restore, so that the jail stops for at
   most 100 ms at 1 GiB (today it is stopped for the whole dump, transfer and
   restore). TLS for the page server.
-- Pre-dump stops a 1 GiB jail for about half a second against a 50 ms target:
-  the collectors that run while frozen (mappings, descriptors, registers)
-  dominate, not the pages (\`npm run bench\`, checkpoint group).
-- Lazy restore lets the workload run a few hundred milliseconds after
-  \`vjail restore --lazy\` of a 1 GiB image against a 50 ms target, and takes
-  longer in total than a full restore (\`npm run bench\`, lazy group).
+- Pre-dump stops a 1 GiB jail writing 10 MiB/s for 41-49 ms (medians of
+  two runs) against a 50 ms target: met only thinly, and on a busy host it
+  is more (218 ms median at load average 14). Still in the frozen window:
+  reading /proc/PID/smaps for advice (a page-table walk of every mapping,
+  beside the other collectors) and some 60 injected rt_sigaction calls
+  (\`VJAIL_TIMINGS=1\` prints each step; \`npm run bench\`, checkpoint group).
+- Lazy restore lets the workload run 81-105 ms (medians of two runs; 40 ms
+  at best) after restore starts for a 256 MiB image against a 50 ms target
+  (35-75 ms at 1 GiB): starting the jail and placing the mappings are most
+  of it. Every page is in place in 0.82-0.95× a full restore's time
+  (\`npm run bench\`, lazy group).
 - The open shim's C path costs about 35-42 µs per open (median, shared
   2-vCPU host) against a 30 µs target, about 11-16 µs above a minimal C
   supervisor doing the same open and ADDFD, and \`make\` of a small C

@@ -4,15 +4,26 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { fixture } from './helpers/fixtures.js';
 import { alive, pidOf, vjail, vjailStart, waitFor } from './helpers/run.js';
+import { checkpoint } from '../src/checkpoint/dump.js';
 
 // The workload writes pages at a set rate while it is checkpointed; restored, it replays every
 // step it counted on a fresh copy and compares (test/fixtures/dirtier.c): a page the image got
 // wrong, an old copy or a missed write, shows as a difference.
 let dirtier: string;
+let lateChange: string;
 
 beforeAll(() => {
   dirtier = fixture('dirtier');
+  lateChange = fixture('late-change');
 });
+
+/** Sleep without giving the event loop a turn: the checkpoint's report callback must return only once the workload acted. */
+function waitSync(what: string, done: () => boolean, ms: number): void {
+  const cell = new Int32Array(new SharedArrayBuffer(4));
+  for (const until = Date.now() + ms; !done(); Atomics.wait(cell, 0, 0, 5)) {
+    if (Date.now() > until) throw new Error(`${what} did not happen within ${ms} ms`);
+  }
+}
 
 async function startDirtier(mib: number, rate: number) {
   const dir = mkdtempSync(join(tmpdir(), 'vjail-predump-'));
@@ -65,6 +76,32 @@ describe('checkpoint --pre-dump', () => {
     process.kill(pid, 'SIGKILL');
     await run;
     expect(await restoredVerdict(dir, image)).toMatch(/^ok \d+$/);
+  }, 180_000);
+
+  it('what changes after the last round, just before the freeze, is in the image: a page written, one dropped, advice that splits a mapping, a new descriptor', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vjail-predump-'));
+    const argv = [lateChange, dir];
+    const run = vjailStart(['run', '--', ...argv]);
+    expect(await waitFor(() => existsSync(join(dir, 'ready')) && pidOf(argv) !== undefined, 60_000)).toBe(true);
+    const pid = pidOf(argv)!;
+    const image = join(dir, 'image');
+    const lines: string[] = [];
+    await checkpoint({
+      pid,
+      image,
+      preDump: true,
+      report: (step, _name, detail) => {
+        lines.push(`${step} ${detail}`);
+        // The pre-dump's last line comes right before the freeze: change everything now.
+        if (step === 1 && /copied while running/.test(detail)) {
+          process.kill(pid, 'SIGUSR1');
+          waitSync('the workload changing its state', () => existsSync(join(dir, 'acted')), 10_000);
+        }
+      },
+    });
+    expect(lines.some((l) => /^1 .*copied while running/.test(l))).toBe(true);
+    expect((await run).exitCode).toBe(137);
+    expect(await restoredVerdict(dir, image)).toBe('ok');
   }, 180_000);
 
   it('without --leave-running: the image is published, then the workload killed', async () => {

@@ -27,7 +27,7 @@ import { collectMemory, type Scratch } from './parts/memory.js';
 import { SharedObjects } from './parts/shmem.js';
 import { collectSysvIpc, ownIpcNamespace } from './parts/sysvipc.js';
 import { collectSignals } from './parts/signals.js';
-import { collectAdvice, refuseHiddenAdvice } from './parts/advice.js';
+import { collectAdvice, readSmaps, refuseHiddenAdvice } from './parts/advice.js';
 import { collectPrctl, collectTask } from './parts/task.js';
 import { collectTimers } from './parts/timers.js';
 import { collectThread } from './parts/threads.js';
@@ -45,6 +45,7 @@ import { type PreDump, type PreDumpRequest, preDumpStep } from './predump.js';
 import { isNativeError } from '../native.js';
 import { SYS } from './syscalls.js';
 import { readPolicyText } from './policy-text.js';
+import { StepTimer } from '../timings.js';
 
 export interface CheckpointOptions {
   pid: number;
@@ -206,6 +207,7 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
     const running = tree.processes.filter((p) => !p.zombie).map((p) => p.pid);
     pre = await preDumpStep(running, opts.preDump, opts.image, (line) => report(1, 'pre-dump', line));
     stoppedAt = performance.now();
+    const timer = new StepTimer('frozen');
 
     const tids = (t: JailTree): number[] => t.processes.flatMap((p) => p.tids);
     // Without a freezer, a short-lived task (a shell's `sleep 0.001`) may end between being
@@ -221,6 +223,7 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
         tree = jailTree(opts.pid);
       }
     }
+    timer.lap('freeze');
     tids(tree).forEach((tid, i) => held.set(tid, frozen.tracees[i]!));
     // Without a freezer a task may fork or clone while the others are being stopped: stop those too.
     for (;;) {
@@ -236,8 +239,11 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
         }
       }
     }
+    timer.lap('list again');
+    for (const t of held.values()) t.spinWhileWaiting();
     // From here on signals wait in their queues (and are saved there) until each thread is let go.
     for (const t of held.values()) await t.holdSignals();
+    timer.lap('hold signals');
     throwIfInterrupted();
     report(2, 'freeze', tree.pidNs ? `${frozen.detail}; ${held.size} task(s) of ${tree.processes.length} process(es) held` : frozen.detail);
     const unrestorable = tree.pidNs ? unrestorableTree(tree.processes) : undefined;
@@ -245,7 +251,9 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
     opts.onHeld?.('frozen', held);
 
     const firstLive = tree.processes.find((p) => !p.zombie)!;
+    timer.lap('onHeld');
     const clocks = await collectClocks(held.get(firstLive.pid)!);
+    timer.lap('clocks');
     const processes: ProcessImage[] = [];
     // A thread inside the vDSO's code could only go on with this kernel's vDSO: let it out first,
     // before anything of the jail is collected (it may run a moment: parts/vdso.ts).
@@ -259,11 +267,16 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
     if (stepped.ran && tids(jailTree(opts.pid)).some((tid) => !held.has(tid))) {
       throw new CheckpointError('a task was started while a thread was let out of the vDSO; nothing was saved and the jail runs on: checkpoint again');
     }
+    timer.lap('leave vDSO');
+    // Every task is held and out of the vDSO: smaps (the advice) is read beside the rest.
+    const smaps = new Map(tree.processes.filter((p) => !p.zombie).map((p) => [p.pid, readSmaps(p.pid)]));
+    for (const text of smaps.values()) text.catch(() => {}); // awaited per process; an earlier failure comes first
     /** Page files of pre-dumped mappings, written once nothing needs holding. */
     const later: (() => void)[] = [];
     const nsPid = (pid: number): number => (tree.pidNs ? nsIds(pid).pid : pid);
     const imagePids = new Map(tree.processes.map((p) => [p.pid, nsPid(p.pid)]));
     fds = collectFds(tree.processes.filter((p) => !p.zombie).map((p) => p.pid), vjailInitOf(firstLive.pid), writer, imagePids, { tcpEstablished: opts.tcpEstablished });
+    timer.lap('fds');
     const external = externalStep(fds, opts.external ?? 'fail', nsPid, tree.processes[0]!.pid);
     if (external.length) {
       report(2, 'freeze', `state that cannot be saved, left out (--external warn):`);
@@ -273,6 +286,7 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
     const ownIpc = tree.pidNs && ownIpcNamespace(firstLive.pid);
     const objects = new SharedObjects(writer, ownIpc);
     const sysvIpc = ownIpc ? collectSysvIpc(firstLive.pid, writer, objects) : null;
+    timer.lap('ipc');
     for (const p of tree.processes) {
       throwIfInterrupted();
       const { hostPpid, ...ids } = tree.pidNs ? nsIds(p.pid) : { pid: p.pid, pgid: 0, sid: 0, hostPpid: 0 };
@@ -281,9 +295,10 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
         processes.push(collectZombie(p.pid, ppid));
         continue;
       }
-      processes.push({ ...await collectProcess(p.tids.map((tid) => held.get(tid)!), writer, { ...ids, ppid }, tree.pidNs, objects, warn, pre, later), fds: fds.fds.get(p.pid)! });
+      processes.push({ ...await collectProcess(p.tids.map((tid) => held.get(tid)!), writer, { ...ids, ppid }, tree.pidNs, objects, warn, pre, later, timer, smaps.get(p.pid)!), fds: fds.fds.get(p.pid)! });
     }
     refuseHiddenAdvice(processes, opts.profile ?? jail.profile);
+    timer.lap('advice check');
     const manifest: Manifest = {
       format: IMAGE_MAGIC,
       version: IMAGE_VERSION,
@@ -305,15 +320,20 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
       sysvIpc,
       tcpEstablished: opts.tcpEstablished ?? false,
     };
+    timer.lap('manifest');
     const what = tree.pidNs ? `the jail's ${tree.processes.length} process(es)` : `process ${opts.pid}`;
     const stopped = (): string => `stopped ${(performance.now() - stoppedAt).toFixed(0)} ms`;
-    pre?.untrack(); // every page is read: the jail need not pay for tracking any longer
     if (pre && opts.leaveRunning && !opts.onHeld) {
       // Everything is collected: the rest comes from the pre-dump's copies.
       fds.release(true);
       for (const t of held.values()) t.release();
       letGo = `${stopped()}; let go before the page files were written from the pre-dump's copies`;
+      timer.lap('let go');
     }
+    // Every page is read: the jail need not pay for tracking any longer. Unregistering walks the
+    // page tables of every tracked range (tens of ms a GiB), so it is done once the jail runs if it may.
+    pre?.untrack();
+    timer.lap('untrack');
     for (const step of later) step();
     const live = processes.filter((p) => p.state === 'live');
     const mappings = live.reduce((n, p) => n + p.mappings.length, 0);
@@ -400,6 +420,8 @@ async function collectProcess(
   warn: (line: string) => void,
   pre: PreDump | null,
   later: (() => void)[],
+  timer: StepTimer,
+  smaps: Promise<string>,
 ): Promise<Omit<LiveProcess, 'fds'>> {
   const leader = threads[0]!;
   const scratchAddr = await leader.syscallOk('mmap of a scratch page', SYS.mmap, 0, PAGE_SIZE, 3, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -408,15 +430,26 @@ async function collectProcess(
   const images: ThreadImage[] = [];
   const jailTid = (tid: number): number => (pidNs ? nsIds(leader.pid, tid).pid : tid);
   try {
+    timer.lap(`${leader.pid} scratch page`);
     signals = await collectSignals(leader, scratch);
+    timer.lap(`${leader.pid} signals`);
     task = await collectTask(leader, scratch);
+    timer.lap(`${leader.pid} task`);
     prctl = await collectPrctl(leader, scratch);
+    timer.lap(`${leader.pid} prctl`);
     timers = await collectTimers(leader, scratch, pidNs, jailTid, warn);
+    timer.lap(`${leader.pid} timers`);
     for (const t of threads) images.push(await collectThread(t, scratch, jailTid(t.pid)));
+    timer.lap(`${leader.pid} threads`);
   } finally {
     await leader.syscall(SYS.munmap, scratch.addr, PAGE_SIZE);
   }
+  timer.lap(`${leader.pid} scratch unmap`);
   const mappings = collectMemory(leader, writer, objects, pre?.forPid(leader.pid), later);
-  const advice = collectAdvice(leader.pid, mappings);
-  return { state: 'live', ...ids, ...task, signals, threads: images, mappings, vdso: collectVdso(leader), timers, advice, prctl };
+  timer.lap(`${leader.pid} memory`);
+  const advice = collectAdvice(await smaps, mappings);
+  timer.lap(`${leader.pid} advice`);
+  const vdso = collectVdso(leader);
+  timer.lap(`${leader.pid} vdso`);
+  return { state: 'live', ...ids, ...task, signals, threads: images, mappings, vdso, timers, advice, prctl };
 }

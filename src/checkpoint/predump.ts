@@ -132,6 +132,12 @@ export interface TrackedMapping {
   read(i: number, count: number): void;
   /** The mapping's page file, from the store: the runs given (page index, count), in order. */
   pageFile(writer: ImageWriter, runs: [number, number][]): Pages;
+  /**
+   * A tracked mapping's populated pages (present or swapped) as runs (page
+   * index, count), found with one PAGEMAP_SCAN instead of reading a pagemap
+   * entry per page; undefined for a mapping read whole.
+   */
+  populated?: [number, number][];
 }
 
 /** The pre-dump of one process. */
@@ -248,7 +254,10 @@ export class MemoryTrack {
     const fresh = new Uint8Array(pages);
     for (let i = 0; i < pages; i++) fresh[i] = t.copied[base + i] ? 0 : 1;
     for (const [a, b] of written) fresh.fill(1, Number((a - e.start) / BigInt(PAGE_SIZE)), Number((b - e.start) / BigInt(PAGE_SIZE)));
-    return this.view(t, e, (i) => fresh[i] === 1);
+    const page = (at: bigint): number => Number((at - e.start) / BigInt(PAGE_SIZE));
+    const any = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
+    const populated = ranges(addon().pagemapScan(this.pagemap, e.start, e.end, 0, 0, any, any)).map(([a, b]): [number, number] => [page(a), page(b) - page(a)]);
+    return { ...this.view(t, e, (i) => fresh[i] === 1), populated };
   }
 
   /**

@@ -42,6 +42,7 @@ import { cloneTask, createTree, endZombies } from './parts/tree.js';
 import { preflight } from './preflight.js';
 import { ptraceAddon, Tracee } from './tracee.js';
 import { SYS } from './syscalls.js';
+import { StepTimer } from '../timings.js';
 
 const PTRACE_O_TRACESYSGOOD = 0x1;
 const PTRACE_O_TRACEFORK = 0x2;
@@ -86,10 +87,12 @@ export function restorerPath(): string {
 }
 
 export async function restore(opts: RestoreOptions): Promise<Jail> {
+  const timer = new StepTimer(opts.lazy ? 'lazy restore' : 'restore');
   const report = opts.report ?? (() => {});
   const warn = opts.warn ?? ((line: string) => process.stderr.write(`vjail: warning: ${line}\n`));
   // Page files are verified as they are loaded (parts/memory.ts), before anything is let go.
   const image = openImage(opts.image, { verifyPages: false });
+  timer.lap('open image');
   const inherit = opts.inherit ?? new Map<string, number>();
   const progress = opts.progress;
   if (progress) {
@@ -99,6 +102,7 @@ export async function restore(opts: RestoreOptions): Promise<Jail> {
   const { cpuWarnings, plan } = preflight(image, { force: !!opts.force, inherit });
   checkCwd(image);
   checkObjects(image);
+  timer.lap('preflight');
   const { manifest: m } = image;
   const first = m.processes[0]!;
   const threads = m.processes.reduce((n, p) => n + (p.state === 'live' ? p.threads.length : 0), 0);
@@ -121,6 +125,7 @@ export async function restore(opts: RestoreOptions): Promise<Jail> {
   } finally {
     closeSync(theirs);
   }
+  timer.lap('spawn jail');
   const held: Tracee[] = [];
   let sockOpen = true;
   const lazy = opts.lazy ? new LazyPages() : undefined;
@@ -130,6 +135,7 @@ export async function restore(opts: RestoreOptions): Promise<Jail> {
       if (exeOf(jail.pid) === null) throw new Error('the restorer ended before it could be attached');
       await new Promise((r) => setImmediate(r));
     }
+    timer.lap('restorer exec');
     const root = await Tracee.seize(jail.pid, { killOnExit: true });
     held.push(root);
     ptraceAddon().ptraceSetOptions(root.pid, FOLLOW);
@@ -142,10 +148,12 @@ export async function restore(opts: RestoreOptions): Promise<Jail> {
     const shells = plan ? await createTree(root, rootScratch, m, plan, held) : [{ image: first, tracee: root, scratch: rootScratch }];
     if (plan) report('tree', `${shells.length} process(es) with their PIDs, sessions and groups${plan.helpers.length ? `; ${plan.helpers.length} helper(s) stood in for leaders or parents that are gone` : ''}`);
     await endZombies(shells);
+    timer.lap('fds prepared, shared objects, tree');
     const live = shells.flatMap((s) => (s.image.state === 'live' ? [{ image: s.image, tracee: s.tracee, scratch: s.scratch }] : []));
     const pids = new Map(shells.map((s) => [s.image.pid, s.tracee.pid]));
     sockOpen = false; // placeFds closes it, whatever happens
     await placeFds(live, image, { restorer, sock, sockAt, rootPid: jail.pid, inherit, pids });
+    timer.lap('place fds');
     report('descriptors', `${m.descriptions.length} open file description(s), ${m.pipes.length} pipe(s), placed in ${live.length} process(es)`);
 
     const loads: [Tracee, ThreadImage][] = [];
@@ -155,8 +163,11 @@ export async function restore(opts: RestoreOptions): Promise<Jail> {
       if (p.state !== 'live') continue;
       const nsPid = m.pidNamespace ? p.pid : tracee.pid;
       const scratch = await restoreMemory(tracee, image, p.mappings, p, (line) => report('vdso', line), staged, lazy);
+      timer.lap(`${p.pid} memory`);
       for (const w of await restoreTask(tracee, scratch, p)) warn(w);
+      timer.lap(`${p.pid} task`);
       await restoreSignals(tracee, scratch, p.signals, nsPid);
+      timer.lap(`${p.pid} signals`);
       const [leader, ...others] = p.threads;
       await restoreThread(tracee, scratch, leader!, { pid: nsPid, tid: nsPid });
       const mine: [Tracee, ThreadImage][] = [[tracee, leader!]];
@@ -166,6 +177,7 @@ export async function restore(opts: RestoreOptions): Promise<Jail> {
         await restoreThread(t, scratch, th, { pid: nsPid, tid: th.tid });
         mine.push([t, th]);
       }
+      timer.lap(`${p.pid} threads`);
       await restoreAdvice(tracee, p.advice, m.profile);
       await restoreTimers(tracee, scratch, p, nsPid);
       // Credentials last: dropping root ends what may be done inside.
@@ -177,11 +189,13 @@ export async function restore(opts: RestoreOptions): Promise<Jail> {
       await restorePrctl(tracee, p.prctl);
       loads.push(...mine);
       await tracee.syscallOk('munmap of the scratch page', SYS.munmap, scratch.addr, PAGE_SIZE);
+      timer.lap(`${p.pid} advice, timers, credentials, prctl`);
       report('process', `${p.pid} ${p.comm}: ${p.mappings.length} mappings, ${p.threads.length} thread(s), ${p.fds.length} descriptor(s)`);
     }
     if (capsNotHere) warn(`${capNames(capsNotHere)} held in the image cannot be granted here (not in this side's bounding set); ${threadsLessCaps} thread(s) run without`);
     removeSysvSegments(root.pid, image);
     for (const [t, th] of loads) loadThread(t, th, m.cpu?.xstate);
+    timer.lap('load registers');
     await opts.beforeResume?.(jail.pid);
     if (lazy) {
       const done = lazy.watch(() => {
@@ -191,6 +205,7 @@ export async function restore(opts: RestoreOptions): Promise<Jail> {
       opts.lazyDone?.(done);
     }
     for (const [t] of loads) t.detach();
+    timer.lap('let go');
     lazy?.prefetch();
     report('resume', m.pidNamespace ? `${shells.length} process(es) continue, the first as ${jail.pid}` : `process ${jail.pid} continues`);
     return jail;

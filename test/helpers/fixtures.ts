@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execaSync } from 'execa';
@@ -8,11 +8,16 @@ const root = new URL('../..', import.meta.url).pathname;
 
 /**
  * Compile test/fixtures/NAME.c (static, non-PIE so int 0x80 can use its
- * buffers) into a cache keyed by the source, and return the binary's path.
+ * buffers) into a cache keyed by the source and the fixtures' headers, and
+ * return the binary's path.
  */
 export function fixture(name: string, extraFlags: string[] = []): string {
   const src = join(root, 'test', 'fixtures', `${name}.c`);
-  const hash = createHash('sha256').update(readFileSync(src)).update(extraFlags.join(' ')).digest('hex').slice(0, 12);
+  // The headers it may include (put-file.h) are part of the key too.
+  const headers = readdirSync(join(root, 'test', 'fixtures')).filter((f) => f.endsWith('.h')).sort();
+  const sum = createHash('sha256').update(readFileSync(src));
+  for (const h of headers) sum.update(readFileSync(join(root, 'test', 'fixtures', h)));
+  const hash = sum.update(extraFlags.join(' ')).digest('hex').slice(0, 12);
   const dir = join(tmpdir(), 'vjail-test-fixtures');
   const out = join(dir, `${name}-${hash}`);
   if (existsSync(out)) return out;

@@ -5,11 +5,11 @@
  * (lo) and mlock2(MLOCK_ONFAULT) (lf). Restored with madvise, mlock and
  * mlock2 over the same ranges once the memory is back.
  */
-import { readFileSync } from 'node:fs';
-import { type Advice, ADVICE, type Mapping, type ProcessImage, fromHex, toHex } from '../../image/format.js';
+import { readFile } from 'node:fs/promises';
+import { type Advice, ADVICE, type Mapping, type ProcessImage, fromHex } from '../../image/format.js';
 import { profileHas } from '../../plan/plan.js';
 import { loadProfile } from '../../profile/load.js';
-import { CheckpointUnsupported } from '../errors.js';
+import { CheckpointError, CheckpointUnsupported } from '../errors.js';
 import { type Tracee, TraceeError } from '../tracee.js';
 import { SYS } from '../syscalls.js';
 
@@ -22,22 +22,45 @@ const ENOSYS = 38n;
 /** The kernel's own mappings, restored by address only: whatever it marks them with is its business. */
 const KERNEL_KINDS = new Set<Mapping['kind']>(['vdso', 'vvar', 'vvar_vclock', 'vsyscall']);
 
-/** Every saved mapping that carries advice. `mappings` says which ranges are the kernel's own. */
-export function collectAdvice(pid: number, mappings: Mapping[]): Advice[] {
-  const skip = new Set(mappings.filter((m) => KERNEL_KINDS.has(m.kind)).map((m) => m.start));
-  const out: Advice[] = [];
-  let range: { start: string; end: string } | null = null;
-  for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
+/**
+ * Start reading the process's smaps off the main thread: the kernel walks
+ * the page tables of every mapping to write it (tens of ms a GiB), which
+ * runs beside the rest of the frozen collection. Start it once the process
+ * is held and runs no code of its own: only the scratch page may come and
+ * go meanwhile (`collectAdvice` reads advice per saved mapping).
+ */
+export function readSmaps(pid: number): Promise<string> {
+  return readFile(`/proc/${pid}/smaps`, 'utf8');
+}
+
+/**
+ * Every saved mapping that carries advice, from the process's smaps: each
+ * mapping takes the flags of the area containing it. (The scratch page may
+ * have been merged into a neighbour with the same flags while smaps was
+ * read; its flags are the neighbour's either way.) `mappings` says which
+ * ranges are the kernel's own.
+ */
+export function collectAdvice(smaps: string, mappings: Mapping[]): Advice[] {
+  const areas: { start: bigint; end: bigint; kinds: Kind[] }[] = [];
+  for (const line of smaps.split('\n')) {
     const head = /^([0-9a-f]+)-([0-9a-f]+) /.exec(line);
     if (head) {
-      range = { start: toHex(BigInt(`0x${head[1]}`)), end: toHex(BigInt(`0x${head[2]}`)) };
+      areas.push({ start: BigInt(`0x${head[1]}`), end: BigInt(`0x${head[2]}`), kinds: [] });
       continue;
     }
-    if (!range || !line.startsWith('VmFlags:') || skip.has(range.start)) continue;
+    const area = areas[areas.length - 1];
+    if (!area || !line.startsWith('VmFlags:')) continue;
     const advice = line.slice(8).trim().split(/\s+/).map((f) => FLAGS[f]).filter((k): k is Kind => k !== undefined);
     // lf comes with lo: MLOCK_ONFAULT is a kind of lock.
-    const kinds = advice.includes('lockonfault') ? advice.filter((k) => k !== 'locked') : advice;
-    if (kinds.length) out.push({ ...range, advice: kinds });
+    area.kinds = advice.includes('lockonfault') ? advice.filter((k) => k !== 'locked') : advice;
+  }
+  const out: Advice[] = [];
+  for (const m of mappings) {
+    if (KERNEL_KINDS.has(m.kind)) continue;
+    const [start, end] = [fromHex(m.start), fromHex(m.end)];
+    const area = areas.find((x) => x.start <= start && end <= x.end);
+    if (!area) throw new CheckpointError(`mapping ${m.start}-${m.end} is not in the process's smaps: its memory changed while it was held; nothing was saved and the jail runs on`);
+    if (area.kinds.length) out.push({ start: m.start, end: m.end, advice: area.kinds });
   }
   return out;
 }

@@ -122,8 +122,14 @@ function collectMapping(
     m.file = { path: e.name!, size: st.size, mtimeMs: st.mtimeMs, sha256: files.of(e.name!, st) };
     if (shared) return m; // the data is the file's
   }
-  // Which pages hold data of their own?
   const pages = Number((e.end - e.start) / BigInt(PAGE_SIZE));
+  const pre = kind === 'object' ? null : tracked(e);
+  if (pre?.populated) {
+    // Pre-dumped: which pages are populated is one scan, not a pagemap entry per page.
+    collectTracked(pre, pre.populated, (runs) => later!.push(() => (m.pages = pre.pageFile(image, runs))));
+    return m;
+  }
+  // Which pages hold data of their own?
   const entries = Buffer.alloc(pages * 8);
   const firstIndex = Number(e.start / BigInt(PAGE_SIZE));
   for (let off = 0; off < entries.length; ) {
@@ -136,9 +142,8 @@ function collectMapping(
     if (!(v & (PM_PRESENT | PM_SWAPPED))) return false;
     return (kind !== 'file' && kind !== 'object') || !(v & PM_FILE_OR_SHARED_ANON);
   };
-  const pre = kind === 'object' ? null : tracked(e);
   if (pre) {
-    collectTracked(pre, pages, own, (runs) => later!.push(() => (m.pages = pre.pageFile(image, runs))));
+    collectTracked(pre, ownRuns(pages, own), (runs) => later!.push(() => (m.pages = pre.pageFile(image, runs))));
     return m;
   }
   let writer: ReturnType<ImageWriter['pageFile']> | undefined;
@@ -159,8 +164,8 @@ function collectMapping(
   return m;
 }
 
-/** A pre-dumped mapping: read the pages not copied yet, and leave the page file for later. */
-function collectTracked(pre: TrackedMapping, pages: number, own: (i: number) => boolean, pageFile: (runs: [number, number][]) => void): void {
+/** The runs (page index, count) of pages `own` says hold data. */
+function ownRuns(pages: number, own: (i: number) => boolean): [number, number][] {
   const runs: [number, number][] = [];
   for (let i = 0; i < pages; ) {
     if (!own(i)) {
@@ -170,6 +175,15 @@ function collectTracked(pre: TrackedMapping, pages: number, own: (i: number) => 
     let j = i;
     while (j < pages && own(j)) j++;
     runs.push([i, j - i]);
+    i = j;
+  }
+  return runs;
+}
+
+/** A pre-dumped mapping: read the pages of `runs` not copied yet, and leave the page file for later. */
+function collectTracked(pre: TrackedMapping, runs: [number, number][], pageFile: (runs: [number, number][]) => void): void {
+  for (const [i, count] of runs) {
+    const j = i + count;
     for (let k = i; k < j; ) {
       if (!pre.readNow(k)) {
         k++;
@@ -180,7 +194,6 @@ function collectTracked(pre: TrackedMapping, pages: number, own: (i: number) => 
       pre.read(k, l - k);
       k = l;
     }
-    i = j;
   }
   if (runs.length) pageFile(runs);
 }
