@@ -258,7 +258,7 @@ describe('checkpoint and restore of named jails', { timeout: 90_000 }, () => {
     } finally {
       // PTRACE_DETACH needs a stop: interrupt, wait for it, then let go.
       pt.ptraceInterrupt(s.pid!);
-      pt.ptraceWait(s.pid!, false);
+      pt.ptraceWait(s.pid!, false, 0);
       pt.ptraceResume(s.pid!, 2, 0);
     }
     expect(failed.exitCode).toBe(2);
