@@ -12,7 +12,7 @@
     {
       "target_name": "vjail-init",
       "type": "executable",
-      "sources": ["native/vjail-init.c", "native/lockdown.c", "native/timens.c", "native/setup_plan.c"],
+      "sources": ["native/vjail-init.c", "native/lockdown.c", "native/timens.c", "native/setup_plan.c", "native/userns.c"],
       "ldflags": ["-static"]
     },
     {
