@@ -270,7 +270,7 @@ export function spawnJail(opts: JailOptions): Jail {
       filter,
       pidNs: opts.pidNs,
       userNs,
-      ambientCaps: opts.ambientCaps,
+      ambientCaps: userNs && opts.ambientCaps,
       cgroup: cgroup?.path,
       timeOffsets: opts.timeOffsets,
       layout,

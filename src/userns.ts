@@ -15,7 +15,7 @@
  *   keep-id  the user keeps their own ID inside, the others around it are
  *            subordinate (`vjail run --pid-ns` without root)
  */
-import { accessSync, constants, readFileSync } from 'node:fs';
+import { accessSync, constants, readFileSync, statSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { LaunchError } from './launch.js';
@@ -191,4 +191,27 @@ export function readMap(pid: number, kind: 'uid' | 'gid'): IdRange[] {
 export function inside(map: IdRange[], id: number): number {
   const r = map.find((m) => id >= m.outside && id < m.outside + m.count);
   return r ? r.inside + id - r.outside : 65534;
+}
+
+/** How a jail's IDs read inside it, when it has a user namespace that is not ours. */
+export interface IdView {
+  uid: IdRange[];
+  gid: IdRange[];
+}
+
+/** The ID maps of process `pid`'s user namespace, or null when it is ours (IDs read the same inside). */
+export function idViewOf(pid: number): IdView | null {
+  if (statSync(`/proc/${pid}/ns/user`).ino === statSync('/proc/self/ns/user').ino) return null;
+  return { uid: readMap(pid, 'uid'), gid: readMap(pid, 'gid') };
+}
+
+/** The layout of a running jail's user namespace: its inside ranges, and where its owner's IDs are. */
+export function layoutOfView(view: IdView, owner: { uid: number; gid: number }): UserNsLayout | undefined {
+  const kind = (map: IdRange[], id: number): IdLayout | undefined => {
+    const own = map.find((m) => id >= m.outside && id < m.outside + m.count);
+    return own && { own: own.inside + id - own.outside, ranges: map.map((m) => ({ inside: m.inside, count: m.count })).sort((a, b) => a.inside - b.inside) };
+  };
+  const uid = kind(view.uid, owner.uid);
+  const gid = kind(view.gid, owner.gid);
+  return uid && gid ? { uid, gid } : undefined;
 }
