@@ -24,7 +24,7 @@
     {
       "target_name": "vjail-oci-setup",
       "type": "executable",
-      "sources": ["native/vjail-oci-setup.c", "native/setup_plan.c"],
+      "sources": ["native/vjail-oci-setup.c", "native/setup_plan.c", "native/userns.c"],
       "ldflags": ["-static"]
     },
     {

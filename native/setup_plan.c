@@ -91,7 +91,7 @@ int plan_ns_flag(const char *type)
 		int flag;
 	} kinds[] = {
 		{ "mount", CLONE_NEWNS }, { "uts", CLONE_NEWUTS },	   { "ipc", CLONE_NEWIPC },   { "network", CLONE_NEWNET },
-		{ "cgroup", CLONE_NEWCGROUP }, { "pid", CLONE_NEWPID }, { "time", CLONE_NEWTIME },
+		{ "cgroup", CLONE_NEWCGROUP }, { "pid", CLONE_NEWPID }, { "time", CLONE_NEWTIME }, { "user", CLONE_NEWUSER },
 	};
 	for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
 		if (!strcmp(type, kinds[i].name))
@@ -158,8 +158,15 @@ static int make_device(const char *rootfs, const struct plan_line *l, char *why,
 	mode_t mode = (mode_t)strtoul(plan_field(l, 5), NULL, 0);
 	make_path(path, 1);
 	unlink(path);
-	if (mknod(path, type | (mode & 07777), dev))
-		return failed(why, size, "cannot create the device %s", plan_field(l, 1));
+	if (mknod(path, type | (mode & 07777), dev)) {
+		/* In a user namespace devices cannot be made (runc does the same): the host's is bound in, as it is. */
+		if (errno != EPERM || type == S_IFIFO)
+			return failed(why, size, "cannot create the device %s", plan_field(l, 1));
+		make_path(path, 1);
+		if (mount(plan_field(l, 1), path, NULL, MS_BIND, NULL))
+			return failed(why, size, "cannot bind the host's device %s (devices cannot be made in a user namespace)", plan_field(l, 1));
+		return 0;
+	}
 	chmod(path, mode & 07777);
 	if (chown(path, (uid_t)strtoul(plan_field(l, 6), NULL, 0), (gid_t)strtoul(plan_field(l, 7), NULL, 0)))
 		return failed(why, size, "cannot chown the device %s", plan_field(l, 1));

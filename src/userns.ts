@@ -215,3 +215,12 @@ export function layoutOfView(view: IdView, owner: { uid: number; gid: number }):
   const gid = kind(view.gid, owner.gid);
   return uid && gid ? { uid, gid } : undefined;
 }
+
+/** Are we in a user namespace other than the initial one (rootless podman runs its runtime so, as uid 0)? */
+export function inUserNamespace(): boolean {
+  try {
+    return !/^\s*0\s+0\s+4294967295\s*$/.test(readFileSync('/proc/self/uid_map', 'utf8'));
+  } catch {
+    return false;
+  }
+}
