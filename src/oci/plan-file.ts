@@ -172,9 +172,16 @@ function userNamespaceLines(config: OciConfig): string {
   return line('userns', mapText(uid), mapText(gid), process.geteuid?.() === 0 ? 'write' : 'newidmap');
 }
 
+/** What the setup cannot do with the config's namespaces; `create` checks it before the monitor starts, so the engine hears why. */
+export function checkNamespaces(config: OciConfig): void {
+  if (!(config.linux?.namespaces ?? []).some((n) => n.type === 'mount')) throw new OciError('linux.namespaces has no mount namespace; vjail-oci always needs one (pivot_root)');
+  userNamespaceLines(config);
+}
+
 /** The whole setup plan for `create`. */
 export function containerPlan(inp: PlanInputs): string {
   const { config } = inp;
+  checkNamespaces(config);
   const linux = config.linux ?? {};
   const rootPath = isAbsolute(config.root!.path) ? config.root!.path : resolve(inp.bundle, config.root!.path);
   let out = line('rootfs', rootPath) + line('fifo', inp.fifo) + line('initpid', inp.initPidFile);
@@ -186,7 +193,6 @@ export function containerPlan(inp: PlanInputs): string {
   }
   const nss = linux.namespaces ?? [];
   out += userNamespaceLines(config);
-  if (!nss.some((n) => n.type === 'mount')) throw new OciError('linux.namespaces has no mount namespace; vjail-oci always needs one (pivot_root)');
   for (const n of nss) out += line('ns', n.type, n.path ?? '');
   for (const [clock, o] of Object.entries(linux.timeOffsets ?? {})) out += line('timeoffset', clock, o.secs ?? 0, o.nanosecs ?? 0);
   for (const c of inp.cgroups) out += line('cgroup', c);
