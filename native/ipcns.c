@@ -19,7 +19,6 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +29,7 @@
 
 #include "ipcns.h"
 #include "napi_util.h"
+#include "vfork_clone.h"
 
 #define MAX_CALLS 64
 
@@ -87,24 +87,15 @@ static int process_main(void *p)
 	return 0;
 }
 
-/* In a process sharing our memory and descriptors; we wait (CLONE_VFORK) with every signal blocked. */
+/* In a process sharing our memory and descriptors, which we wait for. */
 static int run_in_process(struct ns_calls *c)
 {
-	enum { STACK = 256 * 1024 };
-	char *stack = malloc(STACK);
-	if (!stack)
-		return ENOMEM;
-	sigset_t all, old;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	pid_t child = clone(process_main, stack + STACK, CLONE_VM | CLONE_FILES | CLONE_VFORK | SIGCHLD, c);
-	int err = child < 0 ? errno : 0;
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (child > 0)
-		while (waitpid(child, NULL, __WALL) < 0 && errno == EINTR)
-			;
-	free(stack);
-	return err;
+	pid_t child = vfork_clone(process_main, c, CLONE_FILES, 256 * 1024);
+	if (child < 0)
+		return errno;
+	while (waitpid(child, NULL, __WALL) < 0 && errno == EINTR)
+		;
+	return 0;
 }
 
 /* ipcNsCalls(pid, [[nr, arg...], ...]): results (bigint, -errno on failure); a Buffer argument is passed as its address. */
