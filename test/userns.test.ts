@@ -5,10 +5,11 @@
  * process tree by that user, and what is refused with a one-line error.
  * The user (with subordinate IDs) is made at test time (helpers/rootless.ts).
  */
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dirOwnedBy, type RootlessUser, rootlessUser, vjailAs } from './helpers/rootless.js';
+import { fixture } from './helpers/fixtures.js';
 import { waitFor } from './helpers/run.js';
 
 let user: RootlessUser;
@@ -25,7 +26,7 @@ beforeAll(() => {
 });
 
 afterAll(async () => {
-  for (const name of ['uns-a1', 'uns-b1', 'uns-a2', 'uns-b2']) await vjailAs(user, runtime, ['kill', name, '--signal', 'KILL']);
+  for (const name of ['uns-a1', 'uns-b1', 'uns-a2', 'uns-b2', 'uns-sysv-a', 'uns-sysv-b']) await vjailAs(user, runtime, ['kill', name, '--signal', 'KILL']);
   for (const d of [runtime, work, nobodyRuntime]) rmSync(d, { recursive: true, force: true });
 });
 
@@ -142,5 +143,28 @@ describe('checkpoint and restore by a user without root', () => {
     const whole = all.slice(0, -1);
     expect(whole.map(([n]) => n)).toEqual(whole.map((_, i) => i + 1));
     expect(new Set(whole.map(([, uid]) => uid))).toEqual(new Set([uidInside()]));
+  });
+});
+
+describe('System V IPC of a jail checkpointed without root', () => {
+  it('shared memory, semaphores and messages come back (the namespace joined through its user namespace, the segment read as our own memory)', async () => {
+    const out = join(work, 'sysv');
+    const lines = (): string[] => (existsSync(out) ? readFileSync(out, 'utf8').split('\n').filter(Boolean) : []);
+    const started = await vjailAs(user, runtime, ['run', '--name', 'uns-sysv-a', '--detach', '--pid-ns', '--', fixture('shmworkers'), 'sysv', out]);
+    expect(started.exitCode).toBe(0);
+    expect(await waitFor(() => lines().length >= 20, 30_000)).toBe(true);
+    const image = join(work, 'image-sysv');
+    const cp = await vjailAs(user, runtime, ['checkpoint', 'uns-sysv-a', '--image', image]);
+    expect(cp.stderr).toMatch(/3 shared-memory object\(s\)/);
+    expect(cp.exitCode).toBe(0);
+    const before = lines().length;
+    const restored = await vjailAs(user, runtime, ['restore', image, '--name', 'uns-sysv-b', '--detach']);
+    expect(restored.exitCode).toBe(0);
+    expect(await waitFor(() => lines().length >= before + 20, 30_000)).toBe(true);
+    writeFileSync(`${out}.stop`, '');
+    expect(await waitFor(() => lines().at(-1) === 'final done', 30_000)).toBe(true);
+    const rounds = lines().filter((l) => !l.startsWith('final'));
+    rounds.forEach((l, i) => expect(l).toMatch(new RegExp(`^${i + 1} ok \\d+ /SYSV00005150_\\(deleted\\) rw-s .* sem=7,0,42 semid=1 msgid=1 qnum=3 idle=3 shmmode=640$`)));
+    expect(lines().filter((l) => l.startsWith('final'))).toEqual(['final message 1 hello-1', 'final message 2 hello-2', 'final message 3 hello-3', 'final idle 77 0', 'final done']);
   });
 });
