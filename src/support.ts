@@ -132,10 +132,11 @@ const SUPPORTED = `## Supported
   one's. \`vjail run --user-ns\` gives any jail a user namespace where uid 0
   is the user and the subordinate IDs are the rest (rootless, as podman's);
   without subordinate IDs or without newuidmap it is refused in one line
-  naming the fix. Checkpoint and restore of such jails by that user: the
-  image keeps the inside IDs (credentials as the jail sees them) and restore
-  makes a user namespace of the same layout for whoever restores it, out of
-  their own ID and subordinate IDs.
+  naming the fix. Checkpoint and restore of such jails by that user (process
+  trees, System V objects of the jail's IPC namespace included): the image
+  keeps the inside IDs (credentials as the jail sees them) and restore makes
+  a user namespace of the same layout for whoever restores it, out of their
+  own ID and subordinate IDs.
 - \`--trace[=FILE]\` (strace-style, intercepted calls only) and \`--stats\`
   (per-syscall counts and latency percentiles).
 - Named jails: \`vjail run --name N [--detach]\`, \`vjail ps\`, \`logs\`, \`kill\`,
