@@ -9,7 +9,7 @@
  * driver (no fuse-overlayfs), `--network none` (no slirp4netns); rlimits
  * and cgroups need no flags.
  */
-import { chmodSync, existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
@@ -40,17 +40,21 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await podman(['rmi', '-f', IMAGE]);
-  // Rootless podman leaves a process holding its user namespace: end it with the runtime directory.
-  const pause = join(runtime, 'libpod', 'tmp', 'pause.pid');
-  if (existsSync(pause)) {
-    try {
-      process.kill(Number(readFileSync(pause, 'utf8')), 'SIGKILL');
-    } catch {
-      // gone already
-    }
-  }
+  // Rootless podman leaves a process holding its user namespace ("podman pause"): end those of this runtime directory.
+  for (const pid of processesWithEnv(user.uid, `XDG_RUNTIME_DIR=${runtime}`)) process.kill(pid, 'SIGKILL');
   for (const d of [...dirs, runtime]) removeDir(d);
 });
+
+/** Live processes of user `uid` whose environment holds `entry`. */
+function processesWithEnv(uid: number, entry: string): number[] {
+  return readdirSync('/proc').filter((d) => /^\d+$/.test(d)).map(Number).filter((pid) => {
+    try {
+      return statSync(`/proc/${pid}`).uid === uid && readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').includes(entry);
+    } catch {
+      return false; // gone, or a zombie
+    }
+  });
+}
 
 /** /proc/self/uid_map's lines, spaces squeezed. */
 const MAP = 'cat /proc/self/uid_map | tr -s " " | sed "s/^ //"';
