@@ -250,6 +250,10 @@ export function spawnJail(opts: JailOptions): Jail {
   // A container's root has a /proc of its own PID namespace.
   if (opts.rootfs !== undefined && !opts.launchVia) opts = { ...opts, pidNs: true };
   const userNs = userNamespaceOf(opts);
+  // Root of a user namespace of its own, the command holds every capability there: the policy's conditions see that.
+  if (opts.userNs === 'root' && typeof opts.policy === 'string' && !opts.capabilities) {
+    opts = { ...opts, capabilities: jailCapabilities(ownCapabilityState(), { rootInUserNs: true }) };
+  }
   const { profile, plan, warnings, filter, kernelFiles } = prepareJail(opts);
   const warn = opts.warn ?? ((line: string) => process.stderr.write(`vjail: ${line}\n`));
   // A policy naming syscalls no table has is told always (runc logs and skips them): a typo there weakens the policy.

@@ -71,6 +71,18 @@ describe('vjail run without root', () => {
   });
 });
 
+describe('Docker\'s policy in a user namespace', () => {
+  it('root of its own user namespace (--user-ns) holds CAP_SYS_ADMIN there, so the policy lets it unshare; a jail keeping the user\'s IDs does not', async () => {
+    const asRoot = await vjailAs(user, runtime, ['run', '--user-ns', '--policy', 'docker', '--', 'sh', '-c', 'unshare -m true && echo allowed']);
+    expect(asRoot.stdout).toBe('allowed');
+    expect(asRoot.exitCode).toBe(0);
+    const asUser = await vjailAs(user, runtime, ['run', '--pid-ns', '--policy', 'docker', '--', 'sh', '-c', 'unshare -Ur true && echo allowed']);
+    expect(asUser.stdout).toBe('');
+    expect(asUser.stderr).toMatch(/unshare failed: Operation not permitted/);
+    expect(asUser.exitCode).toBe(1);
+  });
+});
+
 describe('what is refused, with the fix named', () => {
   it('--user-ns for a user without subordinate IDs', async () => {
     const r = await vjailAs(nobody, nobodyRuntime, ['run', '--user-ns', '--', 'true']);
