@@ -140,7 +140,12 @@ static int do_mount(const char *rootfs, const struct plan_line *l, char *why, si
 		if (rest && mount(NULL, target, NULL, MS_REMOUNT | MS_BIND | rest, NULL))
 			return failed(why, size, "cannot remount %s with its options", dst);
 	} else if (mount(src, target, type, flags, *data ? data : NULL)) {
-		return failed(why, size, "cannot mount %s (%s) on %s", src, type, dst);
+		/* A user namespace may mount sysfs only in a network namespace of its own: else the host's is bound in, as runc does. */
+		if (errno != EPERM || strcmp(type, "sysfs"))
+			return failed(why, size, "cannot mount %s (%s) on %s", src, type, dst);
+		if (mount("/sys", target, NULL, MS_BIND | MS_REC, NULL) ||
+		    mount(NULL, target, NULL, MS_REMOUNT | MS_BIND | (flags & (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)), NULL))
+			return failed(why, size, "cannot bind the host's /sys on %s (sysfs cannot be mounted here)", dst);
 	}
 	if (prop && mount(NULL, target, NULL, prop, NULL))
 		return failed(why, size, "cannot set the propagation of %s", dst);

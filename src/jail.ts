@@ -6,7 +6,7 @@ import { mountableKernelFiles } from '../shims/kernel-files.js';
 import { compile } from './bpf/compile.js';
 import { cgroupAt, createJailCgroup, endJailCgroup, removeStaleCgroups } from './cgroup.js';
 import { errnoName } from './errno.js';
-import { isolationLayout, type Isolation } from './isolation.js';
+import { isolated, isolationLayout, type Isolation } from './isolation.js';
 import { launch, CTL, type LaunchOptions } from './launch.js';
 import { native, type ReceiverMode, type ReceiverState } from './native.js';
 import { sys } from './native/fdio.js';
@@ -246,10 +246,10 @@ export function prepareJail(opts: Pick<JailOptions, 'profile' | 'policy' | 'emul
  */
 export function spawnJail(opts: JailOptions): Jail {
   if (opts.command.length === 0) throw new Error('no command given');
-  const layout = opts.launchVia ? undefined : isolationLayout(opts, { cwd: opts.cwd });
   // A container's root has a /proc of its own PID namespace.
   if (opts.rootfs !== undefined && !opts.launchVia) opts = { ...opts, pidNs: true };
   const userNs = userNamespaceOf(opts);
+  const layout = opts.launchVia ? undefined : isolationLayout(opts, { cwd: opts.cwd, userNs: userNs !== undefined });
   // Root of a user namespace of its own, the command holds every capability there: the policy's conditions see that.
   if (opts.userNs === 'root' && typeof opts.policy === 'string' && !opts.capabilities) {
     opts = { ...opts, capabilities: jailCapabilities(ownCapabilityState(), { rootInUserNs: true }) };
@@ -345,9 +345,14 @@ export function spawnJail(opts: JailOptions): Jail {
   return new Jail(launched.pid, plan, profile, warnings, launched.pidfd, supervisor, exited, { stdin, stdout, stderr });
 }
 
-/** The maps of the jail's user namespace, if it has one: asked for, or what a PID namespace needs without root. */
+/**
+ * The maps of the jail's user namespace, if it has one: asked for, or what
+ * its other namespaces (--pid-ns, --rootfs, --net none, --hostname) need
+ * without root, the user keeping their IDs.
+ */
 function userNamespaceOf(opts: JailOptions): UserNsMaps | undefined {
-  const wanted = opts.userNs ?? (opts.pidNs && process.geteuid?.() !== 0 ? 'keep-id' : undefined);
+  const needsOne = !opts.launchVia && (opts.pidNs || isolated(opts)) && process.geteuid?.() !== 0;
+  const wanted = opts.userNs ?? (needsOne ? 'keep-id' : undefined);
   if (wanted === undefined) return undefined;
   return mapsFor(typeof wanted === 'string' ? newLayout(wanted) : wanted);
 }

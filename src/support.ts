@@ -111,7 +111,7 @@ const SUPPORTED = `## Supported
   that fails before the workload ran go to the Node CLI (\`node bin/vjail.js\`),
   which behaves the same. Exit status (a death by signal is 128+signal, as
   the Node CLI's), forwarded signals and error messages are the Node CLI's.
-- A container's isolation without an engine (root): \`--rootfs DIR\` makes DIR
+- A container's isolation without an engine: \`--rootfs DIR\` makes DIR
   the jail's root after \`pivot_root\` in a mount namespace of its own, with
   a container's \`/proc\` (its own PID namespace: implies \`--pid-ns\`),
   \`/dev\` (tmpfs with null, zero, full, random, urandom, tty, \`pts\`,
@@ -122,8 +122,12 @@ const SUPPORTED = `## Supported
   namespace with only loopback, up (\`--net host\`, the default, keeps the
   host's). \`--hostname NAME\`: a UTS namespace with that name. Such a jail
   is not checkpointed yet: \`vjail checkpoint\` refuses it before stopping
-  anything, and \`--name\` is refused with these flags. A non-root user gets
-  them through a user namespace (not yet).
+  anything, and \`--name\` is refused with these flags. A user other than
+  root gets them in a user namespace keeping the user's IDs (as \`--pid-ns\`
+  does), or with \`--user-ns\` as root of one; there devices are bound in
+  from the host, and without \`--net none\` the host's \`/sys\` is bound in
+  read-only (sysfs can be mounted only in a network namespace of the user
+  namespace's own).
 - User namespaces, without root: \`vjail run --pid-ns\` run by a user other
   than root puts the jail in a user namespace where the user keeps their own
   IDs, the user's subordinate IDs (\`/etc/subuid\`, \`/etc/subgid\`) mapped

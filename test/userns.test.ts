@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dirOwnedBy, type RootlessUser, rootlessUser, vjailAs } from './helpers/rootless.js';
 import { fixture } from './helpers/fixtures.js';
+import { busyboxRootfs } from './helpers/oci.js';
 import { waitFor } from './helpers/run.js';
 
 let user: RootlessUser;
@@ -68,6 +69,25 @@ describe('vjail run without root', () => {
     expect(r.stderr).toBe('');
     expect(r.stdout).toBe('4.19.0-27-amd64\n0');
     expect(r.exitCode).toBe(7);
+  });
+});
+
+describe('a container\'s isolation without root, in a user namespace', () => {
+  it('--rootfs, --net none and --hostname: the user keeps their IDs; with --user-ns, root inside', async () => {
+    const dir = dirOwnedBy(user, 'vjail-userns-rootfs-');
+    try {
+      const rootfs = busyboxRootfs(dir);
+      const script = 'hostname; id -u; ls /bin/busybox; cut -d: -f1 /proc/net/dev | tail -n +3 | tr -d " "; touch /sys/x 2>/dev/null || echo sys-ro; echo $$';
+      const kept = await vjailAs(user, runtime, ['run', '--rootfs', rootfs, '--net', 'none', '--hostname', 'box', '--', '/bin/sh', '-c', script]);
+      expect(kept.stderr).toBe('');
+      expect(kept.stdout.split('\n')).toEqual(['box', String(user.uid), '/bin/busybox', 'lo', 'sys-ro', '2']);
+      // The host's network: sysfs cannot be mounted in this user namespace, the host's /sys is bound in read-only.
+      const hostNet = await vjailAs(user, runtime, ['run', '--user-ns', '--rootfs', rootfs, '--', '/bin/sh', '-c', 'id -u; ls /sys/class >/dev/null && echo sys; touch /sys/x 2>/dev/null || echo sys-ro']);
+      expect(hostNet.stderr).toBe('');
+      expect(hostNet.stdout).toBe('0\nsys\nsys-ro');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

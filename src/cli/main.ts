@@ -49,9 +49,9 @@ async function program(argv: string[], setExit: SetExit): Promise<Command> {
     .option('--stats', 'print per-syscall counts and latency at exit')
     .option('--pid-ns', 'run the jail in its own PID namespace (and IPC namespace; without root, in a user namespace too)')
     .option('--user-ns', 'run the jail in its own user namespace: root inside is you, your subordinate IDs (/etc/subuid) the rest')
-    .option('--rootfs <dir>', 'make DIR the jail\'s root, with /proc, /dev, /sys and /tmp as a container\'s (implies --pid-ns; root)')
-    .addOption(new Option('--net <net>', 'none: the jail\'s own network namespace with only loopback (root); host: the host\'s network').choices(['none', 'host']))
-    .option('--hostname <name>', 'the jail\'s host name, in its own UTS namespace (root)')
+    .option('--rootfs <dir>', 'make DIR the jail\'s root, with /proc, /dev, /sys and /tmp as a container\'s (implies --pid-ns; without root, in a user namespace)')
+    .addOption(new Option('--net <net>', 'none: the jail\'s own network namespace with only loopback; host: the host\'s network').choices(['none', 'host']))
+    .option('--hostname <name>', 'the jail\'s host name, in its own UTS namespace')
     .option('--emulate <names>', 'comma-separated syscalls to answer by their shim even where the host has them')
     .option('--cpu-baseline', 'keep glibc to x86-64 baseline code, so checkpoints of the jail restore on lesser CPUs')
     .addOption(
