@@ -6,13 +6,13 @@
   "targets": [
     {
       "target_name": "vjail",
-      "sources": ["native/addon.c", "native/napi_util.c", "native/supervisor.c", "native/openfast.c", "native/idcache.c", "native/supervisor_napi.c", "native/caller.c", "native/incaller.c", "native/ptrace.c", "native/features.c", "native/shimcalls.c", "native/cpu.c", "native/pagecopy.c", "native/predump.c", "native/lazypages.c", "native/fdio.c", "native/guard.c", "native/ipcns.c", "native/sockdiag.c", "native/resident.c", "native/spawn.c"],
+      "sources": ["native/addon.c", "native/napi_util.c", "native/supervisor.c", "native/openfast.c", "native/idcache.c", "native/supervisor_napi.c", "native/caller.c", "native/incaller.c", "native/ptrace.c", "native/features.c", "native/shimcalls.c", "native/cpu.c", "native/pagecopy.c", "native/predump.c", "native/lazypages.c", "native/fdio.c", "native/guard.c", "native/ipcns.c", "native/sockdiag.c", "native/resident.c", "native/spawn.c", "native/vfork_clone.c"],
       "libraries": ["-lpthread"]
     },
     {
       "target_name": "vjail-init",
       "type": "executable",
-      "sources": ["native/vjail-init.c", "native/lockdown.c", "native/timens.c", "native/setup_plan.c"],
+      "sources": ["native/vjail-init.c", "native/lockdown.c", "native/timens.c", "native/setup_plan.c", "native/userns.c"],
       "ldflags": ["-static"]
     },
     {
@@ -24,7 +24,7 @@
     {
       "target_name": "vjail-oci-setup",
       "type": "executable",
-      "sources": ["native/vjail-oci-setup.c", "native/setup_plan.c"],
+      "sources": ["native/vjail-oci-setup.c", "native/setup_plan.c", "native/userns.c"],
       "ldflags": ["-static"]
     },
     {

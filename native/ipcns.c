@@ -6,6 +6,13 @@
  * thread that has joined that namespace (setns changes only the calling
  * thread's), so Node's own threads never leave ours. Descriptors and
  * attached segments it makes belong to the whole process, as always.
+ *
+ * A jail with a user namespace of its own (started without root) has its
+ * IPC namespace owned by that one: joining it needs CAP_SYS_ADMIN there,
+ * which its owner gets only by joining the user namespace first, and a
+ * thread of a multi-threaded process cannot. The calls then run in a
+ * process that shares our memory and descriptors but not our thread group
+ * (clone with CLONE_VM | CLONE_FILES | CLONE_VFORK), which can.
  */
 
 #include <errno.h>
@@ -15,16 +22,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "ipcns.h"
 #include "napi_util.h"
+#include "vfork_clone.h"
 
 #define MAX_CALLS 64
 
 struct ns_calls {
 	int nsfd;
+	int usernsfd; /* -1: the jail's user namespace is ours */
 	int ncalls;
 	long nr[MAX_CALLS];
 	long args[MAX_CALLS][6];
@@ -35,6 +46,10 @@ struct ns_calls {
 static void *run_calls(void *p)
 {
 	struct ns_calls *c = p;
+	if (c->usernsfd >= 0 && setns(c->usernsfd, CLONE_NEWUSER)) {
+		c->setns_errno = errno;
+		return NULL;
+	}
 	if (setns(c->nsfd, CLONE_NEWIPC)) {
 		c->setns_errno = errno;
 		return NULL;
@@ -44,6 +59,43 @@ static void *run_calls(void *p)
 		c->result[i] = r < 0 ? -errno : r;
 	}
 	return NULL;
+}
+
+/* The jail's user namespace, open, when it is not ours; else -1. */
+static int foreign_user_ns(pid_t pid)
+{
+	char path[64];
+	struct stat theirs, ours;
+	snprintf(path, sizeof path, "/proc/%d/ns/user", pid);
+	if (stat(path, &theirs) || stat("/proc/self/ns/user", &ours) || theirs.st_ino == ours.st_ino)
+		return -1;
+	return open(path, O_RDONLY | O_CLOEXEC);
+}
+
+static int run_on_thread(struct ns_calls *c)
+{
+	pthread_t th;
+	int err = pthread_create(&th, NULL, run_calls, c);
+	if (!err)
+		pthread_join(th, NULL);
+	return err;
+}
+
+static int process_main(void *p)
+{
+	run_calls(p);
+	return 0;
+}
+
+/* In a process sharing our memory and descriptors, which we wait for. */
+static int run_in_process(struct ns_calls *c)
+{
+	pid_t child = vfork_clone(process_main, c, CLONE_FILES, 256 * 1024);
+	if (child < 0)
+		return errno;
+	while (waitpid(child, NULL, __WALL) < 0 && errno == EINTR)
+		;
+	return 0;
 }
 
 /* ipcNsCalls(pid, [[nr, arg...], ...]): results (bigint, -errno on failure); a Buffer argument is passed as its address. */
@@ -98,13 +150,13 @@ napi_value js_ipc_ns_calls(napi_env env, napi_callback_info info)
 	c.nsfd = open(path, O_RDONLY | O_CLOEXEC);
 	if (c.nsfd < 0)
 		return vj_throw_errno(env, "open of the IPC namespace", errno);
-	pthread_t th;
-	int err = pthread_create(&th, NULL, run_calls, &c);
-	if (!err)
-		pthread_join(th, NULL);
+	c.usernsfd = foreign_user_ns(pid);
+	int err = c.usernsfd >= 0 ? run_in_process(&c) : run_on_thread(&c);
 	close(c.nsfd);
+	if (c.usernsfd >= 0)
+		close(c.usernsfd);
 	if (err)
-		return vj_throw_errno(env, "pthread_create", err);
+		return vj_throw_errno(env, c.usernsfd >= 0 ? "clone of the IPC namespace helper" : "pthread_create", err);
 	if (c.setns_errno)
 		return vj_throw_errno(env, "setns into the jail's IPC namespace", c.setns_errno);
 	napi_value out;

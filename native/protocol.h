@@ -47,7 +47,8 @@ enum ctl_step {
 	STEP_BIND = 10,
 	STEP_TIME_NS = 11,
 	STEP_LOCKDOWN = 12,
-	/* 13 and 14 are kept for the user namespace's steps. */
+	STEP_USER_NS = 13,
+	STEP_AMBIENT_CAPS = 14,
 	STEP_ROOTFS = 15,
 	STEP_ISOLATE = 16,
 	STEP_PRESERVE_FDS = 17,

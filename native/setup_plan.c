@@ -91,7 +91,7 @@ int plan_ns_flag(const char *type)
 		int flag;
 	} kinds[] = {
 		{ "mount", CLONE_NEWNS }, { "uts", CLONE_NEWUTS },	   { "ipc", CLONE_NEWIPC },   { "network", CLONE_NEWNET },
-		{ "cgroup", CLONE_NEWCGROUP }, { "pid", CLONE_NEWPID }, { "time", CLONE_NEWTIME },
+		{ "cgroup", CLONE_NEWCGROUP }, { "pid", CLONE_NEWPID }, { "time", CLONE_NEWTIME }, { "user", CLONE_NEWUSER },
 	};
 	for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
 		if (!strcmp(type, kinds[i].name))
@@ -140,7 +140,12 @@ static int do_mount(const char *rootfs, const struct plan_line *l, char *why, si
 		if (rest && mount(NULL, target, NULL, MS_REMOUNT | MS_BIND | rest, NULL))
 			return failed(why, size, "cannot remount %s with its options", dst);
 	} else if (mount(src, target, type, flags, *data ? data : NULL)) {
-		return failed(why, size, "cannot mount %s (%s) on %s", src, type, dst);
+		/* A user namespace may mount sysfs only in a network namespace of its own: else the host's is bound in, as runc does. */
+		if (errno != EPERM || strcmp(type, "sysfs"))
+			return failed(why, size, "cannot mount %s (%s) on %s", src, type, dst);
+		if (mount("/sys", target, NULL, MS_BIND | MS_REC, NULL) ||
+		    mount(NULL, target, NULL, MS_REMOUNT | MS_BIND | (flags & (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)), NULL))
+			return failed(why, size, "cannot bind the host's /sys on %s (sysfs cannot be mounted here)", dst);
 	}
 	if (prop && mount(NULL, target, NULL, prop, NULL))
 		return failed(why, size, "cannot set the propagation of %s", dst);
@@ -158,8 +163,15 @@ static int make_device(const char *rootfs, const struct plan_line *l, char *why,
 	mode_t mode = (mode_t)strtoul(plan_field(l, 5), NULL, 0);
 	make_path(path, 1);
 	unlink(path);
-	if (mknod(path, type | (mode & 07777), dev))
-		return failed(why, size, "cannot create the device %s", plan_field(l, 1));
+	if (mknod(path, type | (mode & 07777), dev)) {
+		/* In a user namespace devices cannot be made (runc does the same): the host's is bound in, as it is. */
+		if (errno != EPERM || type == S_IFIFO)
+			return failed(why, size, "cannot create the device %s", plan_field(l, 1));
+		make_path(path, 1);
+		if (mount(plan_field(l, 1), path, NULL, MS_BIND, NULL))
+			return failed(why, size, "cannot bind the host's device %s (devices cannot be made in a user namespace)", plan_field(l, 1));
+		return 0;
+	}
 	chmod(path, mode & 07777);
 	if (chown(path, (uid_t)strtoul(plan_field(l, 6), NULL, 0), (gid_t)strtoul(plan_field(l, 7), NULL, 0)))
 		return failed(why, size, "cannot chown the device %s", plan_field(l, 1));

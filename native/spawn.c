@@ -19,6 +19,7 @@
 
 #include "napi_util.h"
 #include "spawn.h"
+#include "vfork_clone.h"
 
 #define MAX_FDS 64
 
@@ -94,19 +95,10 @@ fail:
 /* Start the child; 0 and its pid, or an errno (the child, if any, reaped). */
 static int spawn_child(struct child *c, pid_t *pid)
 {
-	enum { STACK = 64 * 1024 };
-	char *stack = malloc(STACK);
-	if (!stack)
-		return ENOMEM;
-	/* No handler of ours may run in the child before it resets them. */
-	sigset_t all, old;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
+	/* No handler of ours may run in the child before it resets them (vfork_clone blocks them meanwhile). */
 	c->err = 0;
-	*pid = clone(child_main, stack + STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, c);
+	*pid = vfork_clone(child_main, c, 0, 64 * 1024);
 	int err = *pid < 0 ? errno : c->err;
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	free(stack);
 	if (*pid > 0 && err)
 		while (waitpid(*pid, NULL, 0) < 0 && errno == EINTR)
 			;

@@ -8,7 +8,8 @@
  * (lockdown.h): the workload can neither trace them nor make them run
  * anything its policy denies.
  *
- * usage: vjail-init --parent PID [--pid-ns] [--cgroup DIR] [--bind SRC:DST]... [--time-offsets MONO_NS:BOOT_NS] [--layout PLAN] [--pass-fd | --preserve-fds N] -- CMD [ARG...]
+ * usage: vjail-init --parent PID [--pid-ns] [--cgroup DIR] [--bind SRC:DST]... [--time-offsets MONO_NS:BOOT_NS] [--layout PLAN] [--pass-fd | --preserve-fds N]
+ *                   [--uid-map MAP --gid-map MAP [--newidmap]] [--ambient-caps] -- CMD [ARG...]
  *
  * --bind mounts file SRC read-only over DST in the jail's own mount namespace
  * (how a profile presents /proc/version and the kernel sysctl files).
@@ -28,6 +29,13 @@
  * --time-offsets starts the jail in a new time namespace whose monotonic and
  * boot-time clocks are ahead by those nanoseconds (a restore on a host whose
  * clocks are behind the checkpoint's).
+ *
+ * --uid-map and --gid-map ("INSIDE:OUTSIDE:COUNT,...") first move vjail-init
+ * into a new user namespace with those maps (written by newuidmap/newgidmap
+ * with --newidmap); every namespace above is then that one's, so they need
+ * no privilege outside it. --ambient-caps lets the workload keep
+ * vjail-init's capabilities in it across exec whatever its UID (restore's
+ * restorer, which needs them to choose PIDs).
  *
  * It is exec'd (not forked from Node's threaded process), so plain libc is fine.
  */
@@ -54,6 +62,7 @@
 #include "protocol.h"
 #include "setup_plan.h"
 #include "timens.h"
+#include "userns.h"
 
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
@@ -78,6 +87,8 @@ struct options {
 	int preserved; /* fds VJAIL_PRESERVED_FD.. become the workload's 3.. */
 	const char *layout; /* --layout's text, parsed into plan */
 	struct setup_plan *plan; /* NULL without --layout */
+	struct user_ns_maps user_ns; /* uid_map NULL: no user namespace */
+	int ambient_caps;
 	char **argv;
 };
 
@@ -131,9 +142,17 @@ static int parse_options(int argc, char **argv, struct options *o)
 			if (o->preserved < 0 || o->preserved > 1024)
 				return -1;
 		}
+		else if (!strcmp(argv[i], "--uid-map") && i + 1 < argc)
+			o->user_ns.uid_map = argv[++i];
+		else if (!strcmp(argv[i], "--gid-map") && i + 1 < argc)
+			o->user_ns.gid_map = argv[++i];
+		else if (!strcmp(argv[i], "--newidmap"))
+			o->user_ns.writer = IDMAP_NEWIDMAP;
+		else if (!strcmp(argv[i], "--ambient-caps"))
+			o->ambient_caps = 1;
 		else if (!strcmp(argv[i], "--") && i + 1 < argc) {
 			o->argv = &argv[i + 1];
-			return 0;
+			return !o->user_ns.uid_map != !o->user_ns.gid_map ? -1 : 0;
 		} else
 			return -1;
 	}
@@ -377,6 +396,11 @@ static _Noreturn void exec_workload(const struct options *o, struct sock_fprog *
 	}
 	hand_over_preserved(o);
 	/* Before the hello: the supervisor, told, waits only for the filter's installation. */
+	if (o->ambient_caps) {
+		int err = raise_ambient_caps();
+		if (err)
+			fail(STEP_AMBIENT_CAPS, err);
+	}
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
 		fail(STEP_NO_NEW_PRIVS, errno);
 	send_hello();
@@ -618,7 +642,8 @@ int main(int argc, char **argv)
 {
 	struct options o;
 	if (parse_options(argc, argv, &o)) {
-		fprintf(stderr, "usage: vjail-init --parent PID [--pid-ns] [--cgroup DIR] [--bind SRC:DST]... [--time-offsets MONO_NS:BOOT_NS] [--layout PLAN] [--pass-fd | --preserve-fds N] -- CMD [ARG...]\n");
+		fprintf(stderr, "usage: vjail-init --parent PID [--pid-ns] [--cgroup DIR] [--bind SRC:DST]... [--time-offsets MONO_NS:BOOT_NS] [--layout PLAN] [--pass-fd | --preserve-fds N]"
+				" [--uid-map MAP --gid-map MAP [--newidmap]] [--ambient-caps] -- CMD [ARG...]\n");
 		return 2;
 	}
 	/* The plan is parsed in place, in a copy: argv stays as given (ps shows it). */
@@ -633,6 +658,12 @@ int main(int argc, char **argv)
 			o.pid_ns = 1; /* a container's /proc is its own PID namespace's */
 	}
 	reset_signals();
+	/* First, since every namespace made below belongs to the user namespace its maker is in. */
+	if (o.user_ns.uid_map) {
+		int err = enter_user_ns(&o.user_ns);
+		if (err)
+			fail(STEP_USER_NS, err < 0 ? EPERM : err);
+	}
 	/* A group of our own: kill(0) in the jail, which reaches the supervisor, does not reach us,
 	 * and we end the jail when the supervisor dies. (With --pid-ns, PID 1 ends the jail when we
 	 * die, and the workload could not name the caller's group from inside the namespace.) */

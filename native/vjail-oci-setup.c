@@ -48,6 +48,7 @@
 
 #include "protocol.h"
 #include "setup_plan.h"
+#include "userns.h"
 
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
@@ -254,6 +255,8 @@ static void setup_container(void)
 	int unshare_flags = 0;
 	EACH("ns", l)
 	{
+		if (ns_flag(l->f[1]) == CLONE_NEWUSER)
+			continue; /* entered first, by the intermediate (enter_user_namespace) */
 		if (l->n > 2 && *l->f[2])
 			join_ns(l->f[1], l->f[2]);
 		else
@@ -307,6 +310,40 @@ static void join_container(const char *pid)
 	}
 }
 
+/*
+ * The user namespace comes before every other: the namespaces made after
+ * it are its own, so the container's root holds its capabilities over them.
+ * A new one gets the config's maps ("userns" UIDMAP GIDMAP WRITER); a
+ * path is joined; exec joins the container's.
+ */
+static void enter_user_namespace(const char *target)
+{
+	if (target) {
+		char path[128], self[128], a[64] = "", b[64] = "";
+		snprintf(path, sizeof path, "/proc/%s/ns/user", target);
+		snprintf(self, sizeof self, "/proc/self/ns/user");
+		if (readlink(path, a, sizeof a - 1) >= 0 && readlink(self, b, sizeof b - 1) >= 0 && strcmp(a, b))
+			join_ns("user", path);
+		return;
+	}
+	EACH("ns", l)
+	{
+		if (ns_flag(l->f[1]) == CLONE_NEWUSER && l->n > 2 && *l->f[2])
+			join_ns("user", l->f[2]);
+	}
+	EACH("userns", l)
+	{
+		struct user_ns_maps m = { field(l, 1), field(l, 2), !strcmp(field(l, 3), "newidmap") ? IDMAP_NEWIDMAP : IDMAP_WRITE };
+		int err = enter_user_ns(&m);
+		if (err)
+			die("cannot create the container's user namespace: %s", err < 0 ? "newuidmap/newgidmap refused linux.uidMappings/gidMappings (they say why above)" : strerror(err));
+		/* Root of it, as runc: what the setup creates (/dev's nodes, dirs in a tmpfs) must belong to an ID mapped there. */
+		if (setresgid(0, 0, 0) || setresuid(0, 0, 0))
+			die("cannot become root of the container's user namespace (linux.uidMappings and gidMappings must map 0): %s", strerror(errno));
+		setgroups(0, NULL); /* refused where setgroups is denied: then the caller's stay */
+	}
+}
+
 static void write_pid_file(const char *path, pid_t pid)
 {
 	char tmp[4200], text[32];
@@ -343,7 +380,7 @@ static void end_container(int sig)
  * (launch's SIGUSR2). The container's exit status reaches the monitor from
  * vjail-init (CTL_EXIT).
  */
-static int watch_container(pid_t mid, int pidpipe)
+static int watch_container(pid_t mid, int pidpipe, int pid_written)
 {
 	struct sigaction sa = { .sa_handler = end_container };
 	sigaction(SIGUSR2, &sa, NULL);
@@ -357,6 +394,10 @@ static int watch_container(pid_t mid, int pidpipe)
 	if (read(pidpipe, &pid, sizeof pid) != sizeof pid)
 		return 127; /* the intermediate failed, and said why */
 	container_pid = pid;
+	/* Written here, outside: the intermediate may be in the container's user namespace, where our files are not its. */
+	if (get("initpid"))
+		write_pid_file(get("initpid"), pid);
+	close(pid_written);
 	int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
 	if (pfd < 0)
 		return 0;
@@ -383,8 +424,12 @@ int main(int argc, char **argv)
 		die("cannot open %s: %s", argv[2], strerror(errno));
 	int fifo = -1;
 	if (get("fifo")) {
-		if (mkfifo(get("fifo"), 0600) && errno != EEXIST)
+		/* In a user namespace of its own, the container's root is not the fifo's owner: it may write, as runc's 0622. */
+		mode_t mode = get("userns") ? 0622 : 0600;
+		if (mkfifo(get("fifo"), mode) && errno != EEXIST)
 			die("cannot make the start fifo %s: %s", get("fifo"), strerror(errno));
+		if (chmod(get("fifo"), mode))
+			die("cannot set the mode of the start fifo: %s", strerror(errno));
 		fifo = open(get("fifo"), O_PATH | O_CLOEXEC);
 		if (fifo < 0)
 			die("cannot open the start fifo: %s", strerror(errno));
@@ -395,25 +440,29 @@ int main(int argc, char **argv)
 		snprintf(path, sizeof path, "%s/cgroup.procs", field(l, 1));
 		write_file(path, "0");
 	}
-	int pidpipe[2];
-	if (pipe2(pidpipe, O_CLOEXEC))
+	/* The container's pid comes back on pidpipe; pid_written closes once the pid file holds it. */
+	int pidpipe[2], pid_written[2];
+	if (pipe2(pidpipe, O_CLOEXEC) || pipe2(pid_written, O_CLOEXEC))
 		die("pipe: %s", strerror(errno));
 	pid_t mid = fork();
 	if (mid < 0)
 		die("fork: %s", strerror(errno));
 	if (mid > 0) {
 		close(pidpipe[1]);
+		close(pid_written[0]);
 		close(VJAIL_PASS_FD);
 		/* The container's process holds the preserved fds; we, outside, do not. */
 		for (int i = 0; i < preserved_count(argc, argv); i++)
 			close(VJAIL_PRESERVED_FD + i);
-		return watch_container(mid, pidpipe[0]);
+		return watch_container(mid, pidpipe[0], pid_written[1]);
 	}
+	close(pid_written[1]);
 	/* The intermediate: it makes the container's first process and exits, so
 	 * that process is re-parented to the engine's subreaper (conmon reaps the
 	 * pid it was given, and finds the container's namespaces through it). */
 	close(pidpipe[0]);
 	const char *target = get("join");
+	enter_user_namespace(target);
 	if (target) {
 		char path[128];
 		snprintf(path, sizeof path, "/proc/%s/ns/pid", target);
@@ -442,8 +491,6 @@ int main(int argc, char **argv)
 	if (child < 0)
 		die("fork: %s", strerror(errno));
 	if (child > 0) {
-		if (get("initpid"))
-			write_pid_file(get("initpid"), child);
 		if (write(pidpipe[1], &child, sizeof child) != sizeof child)
 			kill(child, SIGKILL);
 		_exit(0);
@@ -491,6 +538,11 @@ int main(int argc, char **argv)
 	if (get("exe"))
 		check_executable(get("exe"), path_env);
 
+	/* `create` reads the pid file once we say ok. */
+	char eof;
+	while (read(pid_written[0], &eof, 1) < 0 && errno == EINTR)
+		;
+	close(pid_written[0]);
 	dprintf(VJAIL_PASS_FD, "ok\n");
 	close(VJAIL_PASS_FD);
 	started = 1;

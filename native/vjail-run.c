@@ -109,8 +109,8 @@ static int parse(int argc, char **argv, struct options *o)
 			o->command = &argv[i];
 			return 1;
 		}
-		if (!strcmp(a, "--pid-ns"))
-			o->pid_ns = 1;
+		if (!strcmp(a, "--pid-ns") && geteuid() == 0)
+			o->pid_ns = 1; /* without root it needs a user namespace: the Node CLI makes it */
 		else if ((v = option_value(argv, argc, &i, "--profile", &bad)))
 			o->profile = v;
 		else if ((v = option_value(argv, argc, &i, "--policy", &bad)))

@@ -6,7 +6,7 @@ import { mountableKernelFiles } from '../shims/kernel-files.js';
 import { compile } from './bpf/compile.js';
 import { cgroupAt, createJailCgroup, endJailCgroup, removeStaleCgroups } from './cgroup.js';
 import { errnoName } from './errno.js';
-import { isolationLayout, type Isolation } from './isolation.js';
+import { isolated, isolationLayout, type Isolation } from './isolation.js';
 import { launch, CTL, type LaunchOptions } from './launch.js';
 import { native, type ReceiverMode, type ReceiverState } from './native.js';
 import { sys } from './native/fdio.js';
@@ -23,6 +23,7 @@ import type { Profile } from './profile/types.js';
 import { probeHostSyscalls } from './probe.js';
 import type { SyscallStats } from './supervisor/stats.js';
 import { Supervisor } from './supervisor/supervisor.js';
+import { mapsFor, newLayout, type UserNsLayout, type UserNsMaps, type UserNsMode } from './userns.js';
 
 export interface JailOptions {
   /** Program and arguments (looked up in PATH). */
@@ -39,8 +40,16 @@ export interface JailOptions {
    * process launches holds (src/policy/capabilities.ts).
    */
   capabilities?: readonly string[];
-  /** Run the jail in its own PID namespace (and a private /proc). */
+  /** Run the jail in its own PID namespace (and a private /proc); without root, in a user namespace too (`keep-id`). */
   pidNs?: boolean;
+  /**
+   * Run the jail in its own user namespace (src/userns.ts): `root` (uid 0
+   * inside is the caller, the caller's subordinate IDs the rest), `keep-id`
+   * (the caller keeps their IDs), or the exact inside IDs of a layout (restore).
+   */
+  userNs?: UserNsMode | UserNsLayout;
+  /** Advanced: the command keeps vjail-init's capabilities in its user namespace across exec (see LaunchOptions.ambientCaps). */
+  ambientCaps?: boolean;
   /** The jail's root file system, set up as a container's (implies pidNs; needs root). See src/isolation.ts. */
   rootfs?: Isolation['rootfs'];
   /** 'none': the jail's own network namespace with only loopback (needs root). */
@@ -237,9 +246,14 @@ export function prepareJail(opts: Pick<JailOptions, 'profile' | 'policy' | 'emul
  */
 export function spawnJail(opts: JailOptions): Jail {
   if (opts.command.length === 0) throw new Error('no command given');
-  const layout = opts.launchVia ? undefined : isolationLayout(opts, { cwd: opts.cwd });
   // A container's root has a /proc of its own PID namespace.
   if (opts.rootfs !== undefined && !opts.launchVia) opts = { ...opts, pidNs: true };
+  const userNs = userNamespaceOf(opts);
+  const layout = opts.launchVia ? undefined : isolationLayout(opts, { cwd: opts.cwd, userNs: userNs !== undefined });
+  // Root of a user namespace of its own, the command holds every capability there: the policy's conditions see that.
+  if (opts.userNs === 'root' && typeof opts.policy === 'string' && !opts.capabilities) {
+    opts = { ...opts, capabilities: jailCapabilities(ownCapabilityState(), { rootInUserNs: true }) };
+  }
   const { profile, plan, warnings, filter, kernelFiles } = prepareJail(opts);
   const warn = opts.warn ?? ((line: string) => process.stderr.write(`vjail: ${line}\n`));
   // A policy naming syscalls no table has is told always (runc logs and skips them): a typo there weakens the policy.
@@ -259,6 +273,8 @@ export function spawnJail(opts: JailOptions): Jail {
       command: opts.command,
       filter,
       pidNs: opts.pidNs,
+      userNs,
+      ambientCaps: userNs && opts.ambientCaps,
       cgroup: cgroup?.path,
       timeOffsets: opts.timeOffsets,
       layout,
@@ -327,6 +343,18 @@ export function spawnJail(opts: JailOptions): Jail {
   });
   const { stdin, stdout, stderr } = launched.init;
   return new Jail(launched.pid, plan, profile, warnings, launched.pidfd, supervisor, exited, { stdin, stdout, stderr });
+}
+
+/**
+ * The maps of the jail's user namespace, if it has one: asked for, or what
+ * its other namespaces (--pid-ns, --rootfs, --net none, --hostname) need
+ * without root, the user keeping their IDs.
+ */
+function userNamespaceOf(opts: JailOptions): UserNsMaps | undefined {
+  const needsOne = !opts.launchVia && (opts.pidNs || isolated(opts)) && process.geteuid?.() !== 0;
+  const wanted = opts.userNs ?? (needsOne ? 'keep-id' : undefined);
+  if (wanted === undefined) return undefined;
+  return mapsFor(typeof wanted === 'string' ? newLayout(wanted) : wanted);
 }
 
 let jailsStarted = 0;

@@ -4,6 +4,7 @@ import type { Readable, Stream, Writable } from 'node:stream';
 import { closeSync, openSync, readFileSync, readlinkSync } from 'node:fs';
 import { constants } from 'node:os';
 import { initPath, isNativeError, native } from './native.js';
+import { mapArgument, type UserNsMaps } from './userns.js';
 
 /** Control-protocol message types (native/protocol.h). */
 export const CTL = { HELLO: 1, SETUP_FAILED: 2, EXEC_FAILED: 3, EXIT: 4 } as const;
@@ -21,6 +22,8 @@ const STEPS: Record<number, string> = {
   10: 'mounting the profile\'s kernel files (needs root or CAP_SYS_ADMIN)',
   11: 'creating the time namespace (needs Linux 5.6+ with time namespaces, and root or CAP_SYS_ADMIN)',
   12: 'locking down the launcher (its own seccomp filter)',
+  13: 'creating the user namespace (its ID maps were refused: newuidmap/newgidmap say why above)',
+  14: 'keeping the restorer\'s capabilities in the user namespace (ambient capabilities, Linux 4.3+)',
   15: 'setting up the root file system (--rootfs: its mounts, devices and pivot_root; needs root or CAP_SYS_ADMIN)',
   16: 'isolating the jail (--net none, --hostname: a new network or UTS namespace; needs root or CAP_SYS_ADMIN)',
   17: 'handing the preserved descriptors (--preserve-fds) to the command',
@@ -36,6 +39,10 @@ export interface LaunchOptions {
   command: string[];
   filter: Buffer;
   pidNs?: boolean;
+  /** Start the jail in a new user namespace with these ID maps (userns.ts); its other namespaces are that one's. */
+  userNs?: UserNsMaps;
+  /** The workload keeps vjail-init's capabilities across exec as ambient ones (the restorer in a user namespace). */
+  ambientCaps?: boolean;
   cgroup?: string;
   /** Files to mount read-only over paths in the jail's own mount namespace. */
   binds?: { source: string; target: string }[];
@@ -232,6 +239,11 @@ export function launch(opts: LaunchOptions): Launched {
   const [ctlFd, childCtl] = n.socketpair();
   const args = ['--parent', String(process.pid)];
   if (opts.pidNs) args.push('--pid-ns');
+  if (opts.userNs) {
+    args.push('--uid-map', mapArgument(opts.userNs.uid), '--gid-map', mapArgument(opts.userNs.gid));
+    if (opts.userNs.newidmap) args.push('--newidmap');
+  }
+  if (opts.ambientCaps) args.push('--ambient-caps');
   if (opts.cgroup) args.push('--cgroup', opts.cgroup);
   if (opts.timeOffsets) args.push('--time-offsets', `${opts.timeOffsets.monotonic}:${opts.timeOffsets.boottime}`);
   for (const b of opts.binds ?? []) args.push('--bind', `${b.source}:${b.target}`);

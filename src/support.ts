@@ -92,7 +92,11 @@ const SUPPORTED = `## Supported
   mounts, namespaces, process, devices, masked and read-only paths, sysctls,
   cgroup limits, hooks and \`linux.seccomp\` honoured, the profile from the
   \`io.vjail.profile\` annotation; \`--preserve-fds N\` passes fds
-  3..3+N-1 to the container's process (create, run, exec).
+  3..3+N-1 to the container's process (create, run, exec). User namespaces
+  (\`linux.uidMappings\`, \`gidMappings\`) and rootless podman: containers in
+  the user namespace podman runs its runtime in, or in one of their own
+  (\`--uidmap\`, \`--userns keep-id\`), \`exec\` into them; devices are bound
+  in from the host there (they cannot be made).
 - Start-up without Node: \`vjail run\` as a command goes to a native front
   end (\`vjail-run\`), which launches \`vjail-init\` itself (same parent,
   session, terminal, stdio, environment and cwd as the Node CLI) and asks the
@@ -102,12 +106,12 @@ const SUPPORTED = `## Supported
   for root; the directory must be the user's and private), and leaves after 60 s without a
   jail (\`VJAIL_RESIDENT_IDLE_MS\`); a socket left by a killed resident is
   replaced. \`--profile\`, \`--policy\`, \`--emulate\`, \`--kernel-files\`,
-  \`--receiver\`, \`--pid-ns\`, \`--rootfs\`, \`--net\` and \`--hostname\` are handled there; every other flag, bad
+  \`--receiver\`, \`--pid-ns\` (as root), \`--rootfs\`, \`--net\` and \`--hostname\` are handled there; every other flag, bad
   input, a user with no runtime directory, \`VJAIL_RESIDENT=0\`, and a launch
   that fails before the workload ran go to the Node CLI (\`node bin/vjail.js\`),
   which behaves the same. Exit status (a death by signal is 128+signal, as
   the Node CLI's), forwarded signals and error messages are the Node CLI's.
-- A container's isolation without an engine (root): \`--rootfs DIR\` makes DIR
+- A container's isolation without an engine: \`--rootfs DIR\` makes DIR
   the jail's root after \`pivot_root\` in a mount namespace of its own, with
   a container's \`/proc\` (its own PID namespace: implies \`--pid-ns\`),
   \`/dev\` (tmpfs with null, zero, full, random, urandom, tty, \`pts\`,
@@ -118,8 +122,25 @@ const SUPPORTED = `## Supported
   namespace with only loopback, up (\`--net host\`, the default, keeps the
   host's). \`--hostname NAME\`: a UTS namespace with that name. Such a jail
   is not checkpointed yet: \`vjail checkpoint\` refuses it before stopping
-  anything, and \`--name\` is refused with these flags. A non-root user gets
-  them through a user namespace (not yet).
+  anything, and \`--name\` is refused with these flags. A user other than
+  root gets them in a user namespace keeping the user's IDs (as \`--pid-ns\`
+  does), or with \`--user-ns\` as root of one; there devices are bound in
+  from the host, and without \`--net none\` the host's \`/sys\` is bound in
+  read-only (sysfs can be mounted only in a network namespace of the user
+  namespace's own).
+- User namespaces, without root: \`vjail run --pid-ns\` run by a user other
+  than root puts the jail in a user namespace where the user keeps their own
+  IDs, the user's subordinate IDs (\`/etc/subuid\`, \`/etc/subgid\`) mapped
+  around them where newuidmap/newgidmap (the \`uidmap\` package) are there,
+  else the user alone; its PID, mount, IPC and time namespaces are that
+  one's. \`vjail run --user-ns\` gives any jail a user namespace where uid 0
+  is the user and the subordinate IDs are the rest (rootless, as podman's);
+  without subordinate IDs or without newuidmap it is refused in one line
+  naming the fix. Checkpoint and restore of such jails by that user (process
+  trees, System V objects of the jail's IPC namespace included): the image
+  keeps the inside IDs (credentials as the jail sees them) and restore makes
+  a user namespace of the same layout for whoever restores it, out of their
+  own ID and subordinate IDs.
 - \`--trace[=FILE]\` (strace-style, intercepted calls only) and \`--stats\`
   (per-syscall counts and latency percentiles).
 - Named jails: \`vjail run --name N [--detach]\`, \`vjail ps\`, \`logs\`, \`kill\`,
@@ -401,6 +422,10 @@ const NOT_SUPPORTED = `## Not supported
   kernel does for names it does not know; \`CTL_NET\` device wildcards
   (per-interface names) are not mapped.
 - x32 callers are killed; foreign architectures are killed.
+- User namespaces: \`vjail run\` makes new ones only (joining one by path is
+  not offered); an image made as root of a jail without one restores without
+  root only where its credentials are the restoring user's; a restore needs
+  as many subordinate IDs as the image's namespace mapped.
 - Hostile workloads: without \`--pid-ns\`, a jailed process running as the same
   user can signal \`vjail-init\` and the supervisor. vjail is an ABI jail, not a
   security boundary on its own; combine it with user namespaces or a policy.
@@ -431,8 +456,9 @@ const PLANNED = `## Planned
   supervisor doing the same open and ADDFD, and \`make\` of a small C
   project as nobody takes 1.24× its native time against 1.2×; openat2 and
   i386 callers still take the JavaScript path.
-- \`vjail-oci\`: user namespaces (rootless podman), checkpoint and restore of
-  containers through the engine; containerd and CRI-O are untested.
+- \`vjail-oci\`: checkpoint and restore of containers through the engine,
+  rootless podman's default network (slirp4netns, not tested here: the
+  tests use \`--network none\`); containerd and CRI-O are untested.
 - \`spawnJail\` in a long-lived process misses its 3 ms target per jail
   (spawn to exit, the mean of 200; \`npm run bench\`, group sequential) on
   the shared 2-vCPU host it was measured on, at load average 10-15: 5.45,

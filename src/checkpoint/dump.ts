@@ -32,6 +32,7 @@ import { collectPrctl, collectTask } from './parts/task.js';
 import { collectTimers } from './parts/timers.js';
 import { collectThread } from './parts/threads.js';
 import { collectVdso, leaveVdso } from './parts/vdso.js';
+import { collectUserNamespace } from './parts/userns.js';
 import { collectCpu } from './cpu.js';
 import { collectZombie, isZombie, nsIds, unrestorableTree } from './parts/tree.js';
 import { CheckpointError, CheckpointUnsupported, ExternalStateError } from './errors.js';
@@ -310,6 +311,7 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
       clocks,
       cpu: collectCpu(firstLive.pid, processes.flatMap((p) => (p.state === 'live' ? p.threads.map((t) => t.registers) : []))),
       pidNamespace: tree.pidNs,
+      userNamespace: collectUserNamespace(firstLive.pid),
       policyText,
       processes,
       descriptions: fds.descriptions,

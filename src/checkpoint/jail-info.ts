@@ -5,9 +5,10 @@
  * state record.
  */
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { basename, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { openImage } from '../image/format.js';
 import { tryLock, type Lock } from '../jails/lock.js';
+import { exeName } from '../jails/members.js';
 import { listStates, processStart, supervisorAlive } from '../jails/state.js';
 import { CheckpointError, CheckpointUnsupported } from './errors.js';
 
@@ -39,21 +40,6 @@ function flag(args: string[], name: string): string | undefined {
   const i = args.indexOf(name);
   if (i >= 0 && args[i + 1] !== undefined) return args[i + 1];
   return args.find((a) => a.startsWith(`${name}=`))?.slice(name.length + 1);
-}
-
-/** The program a process runs. vjail's own processes are not dumpable: a user without
- * CAP_SYS_PTRACE cannot read their exe link, and gets the name they gave themselves. */
-function exeName(pid: number): string {
-  try {
-    return basename(readlinkSync(`/proc/${pid}/exe`));
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EACCES') return '';
-    try {
-      return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
-    } catch {
-      return '';
-    }
-  }
 }
 
 /** The supervisor of the jail `pid` is in: the parent of the vjail-init above it (with --pid-ns, of the outer one). */

@@ -38,6 +38,7 @@ import { checkCwd, restorePrctl, restoreTask } from './parts/task.js';
 import { capNames } from './parts/creds.js';
 import { loadThread, restoreThread, restoreThreadState } from './parts/threads.js';
 import { restoreTimers } from './parts/timers.js';
+import { userNamespaceToRestore } from './parts/userns.js';
 import { cloneTask, createTree, endZombies } from './parts/tree.js';
 import { preflight } from './preflight.js';
 import { ptraceAddon, Tracee } from './tracee.js';
@@ -118,7 +119,8 @@ export async function restore(opts: RestoreOptions): Promise<Jail> {
   const [sock, theirs] = native().socketpair();
   let jail: Jail;
   try {
-    jail = spawnJail({ command: [restorer], profile, policy, emulate, pidNs: m.pidNamespace, stdio: opts.stdio, cgroup: opts.cgroup, timeOffsets, warn, passFd: theirs });
+    // In a user namespace, the restorer keeps its capabilities there whatever its UID: it chooses PIDs.
+    jail = spawnJail({ command: [restorer], profile, policy, emulate, pidNs: m.pidNamespace, userNs: userNamespaceToRestore(m), ambientCaps: true, stdio: opts.stdio, cgroup: opts.cgroup, timeOffsets, warn, passFd: theirs });
   } catch (e) {
     closeSync(sock);
     throw e;

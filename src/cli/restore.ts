@@ -193,8 +193,8 @@ async function restoreDirCommand(dir: string, flags: RestoreFlags, restored?: ()
     else process.stdout.write(`${JSON.stringify(result)}\n`);
   }
   if (named) {
-    const { profile, policy, emulate } = manifest!;
-    named.running(jail.pid, { command: commandOf(jail.pid, dir), profile, policy: flags.policy ? resolve(flags.policy) : (policy ?? null), emulate });
+    const { profile, policy, emulate, pidNamespace } = manifest!;
+    named.running(jail.pid, { command: commandOf(jail.pid, dir), profile, policy: flags.policy ? resolve(flags.policy) : (policy ?? null), emulate, pidNs: pidNamespace });
     if (flags.supervise && logBound) await boundOwnLog(named.name, logBound);
   }
   void lazyResult?.then(({ error, stats }) => {

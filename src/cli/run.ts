@@ -17,6 +17,8 @@ export interface RunFlags {
   rootfs?: string;
   net?: 'none' | 'host';
   hostname?: string;
+  /** Its own user namespace, uid 0 inside being the caller (src/userns.ts). */
+  userNs?: boolean;
   emulate?: string;
   /** Keep glibc to x86-64 baseline code paths (checkpoints restore on lesser CPUs). */
   cpuBaseline?: boolean;
@@ -48,6 +50,7 @@ function supervisorArgs(command: string[], flags: RunFlags): string[] {
   else if (flags.trace) args.push(`--trace=${resolve(flags.trace)}`);
   if (flags.stats) args.push('--stats');
   if (flags.pidNs) args.push('--pid-ns');
+  if (flags.userNs) args.push('--user-ns');
   if (flags.emulate) args.push('--emulate', flags.emulate);
   if (flags.cpuBaseline) args.push('--cpu-baseline');
   if (flags.kernelFiles) args.push('--kernel-files', flags.kernelFiles);
@@ -108,6 +111,7 @@ export async function runCommand(command: string[], flags: RunFlags): Promise<nu
     rootfs: flags.rootfs,
     net: flags.net,
     hostname: flags.hostname,
+    userNs: flags.userNs ? 'root' : undefined,
     kernelFiles: flags.kernelFiles,
     receiver: flags.receiver,
     emulate: emulateList(flags.emulate),

@@ -540,6 +540,13 @@ export const zombieSchema = z.strictObject({
 
 export const processSchema = z.discriminatedUnion('state', [liveProcessSchema, zombieSchema]);
 
+const idLayoutSchema = z.strictObject({
+  own: z.number().int().min(0).max(0xfffffffe),
+  ranges: z.array(z.strictObject({ inside: z.number().int().min(0).max(0xfffffffe), count: z.number().int().min(1).max(0xffffffff) })).min(1).max(340),
+});
+
+export const userNamespaceSchema = z.strictObject({ uid: idLayoutSchema, gid: idLayoutSchema });
+
 export const manifestSchema = z.strictObject({
   format: z.literal(IMAGE_MAGIC),
   version: z.literal(IMAGE_VERSION),
@@ -555,6 +562,15 @@ export const manifestSchema = z.strictObject({
    * restored with a new PID.
    */
   pidNamespace: z.boolean(),
+  /**
+   * The jail had a user namespace of its own (started without root, or
+   * with `vjail run --user-ns`): the IDs inside it, as ranges, and which
+   * inside ID was its owner's. Restore makes one with the same inside IDs:
+   * the owner's on the restoring user, the rest on that user's subordinate
+   * IDs (src/userns.ts). Credentials and System V owners in the image are
+   * inside IDs. Null without one; absent (null) in images made before it was saved.
+   */
+  userNamespace: userNamespaceSchema.nullable().default(null),
   /**
    * The text of the OCI seccomp policy file (`policy`) as it was at the
    * checkpoint: restore enforces this, not whatever the path holds by then.

@@ -35,13 +35,22 @@ const live = (pid: number): boolean => {
   return s !== undefined && s !== 'Z' && s !== 'X';
 };
 
-function isInit(pid: number): boolean {
+/** The program a process runs. vjail's own processes are not dumpable: a user without
+ * CAP_SYS_PTRACE cannot read their exe link, and gets the name they gave themselves. */
+export function exeName(pid: number): string {
   try {
-    return basename(readlinkSync(`/proc/${pid}/exe`)) === 'vjail-init';
-  } catch {
-    return false;
+    return basename(readlinkSync(`/proc/${pid}/exe`));
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EACCES') return '';
+    try {
+      return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+    } catch {
+      return '';
+    }
   }
 }
+
+const isInit = (pid: number): boolean => exeName(pid) === 'vjail-init';
 
 function childrenOf(pid: number): number[] {
   const out: number[] = [];

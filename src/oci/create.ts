@@ -9,6 +9,7 @@ import { globalArgs, logLine, type Globals } from './globals.js';
 import { runHooks } from './hooks.js';
 import { preservedCount, preservedStdio } from './preserve-fds.js';
 import { binPath } from './paths.js';
+import { checkNamespaces } from './plan-file.js';
 import { containerDir, ociState, readStored, writeStored } from './state.js';
 
 export interface CreateFlags {
@@ -52,6 +53,7 @@ export async function create(g: Globals, id: string, f: CreateFlags): Promise<Ch
   const preserved = preservedCount(f.preserveFds);
   const bundle = resolve(f.bundle ?? '.');
   const config = loadConfig(bundle);
+  checkNamespaces(config);
   mkdirSync(dir, { recursive: true, mode: 0o711 });
   let cg;
   try {

@@ -152,9 +152,36 @@ export function deviceLines(extra: NonNullable<NonNullable<OciConfig['linux']>['
   return out;
 }
 
+type IdMapping = { containerID: number; hostID: number; size: number };
+const mapText = (m: IdMapping[]): string => m.map((x) => `${x.containerID}:${x.hostID}:${x.size}`).join(',');
+
+/**
+ * A new user namespace (`linux.namespaces` type user without a path): its
+ * maps, written by the setup for itself where we hold CAP_SETUID (root, or
+ * root of the user namespace a rootless engine runs us in), else by
+ * newuidmap/newgidmap from the caller's subordinate IDs.
+ */
+function userNamespaceLines(config: OciConfig): string {
+  const linux = config.linux ?? {};
+  const user = (linux.namespaces ?? []).find((n) => n.type === 'user');
+  if (!user || user.path) return '';
+  const uid = linux.uidMappings ?? [];
+  const gid = linux.gidMappings ?? [];
+  if (!uid.length || !gid.length) throw new OciError('linux.namespaces has a new user namespace but linux.uidMappings or linux.gidMappings is empty; give both (containerID, hostID, size)');
+  if (uid.length > 340 || gid.length > 340) throw new OciError('linux.uidMappings and linux.gidMappings take at most 340 entries each (the kernel\'s limit)');
+  return line('userns', mapText(uid), mapText(gid), process.geteuid?.() === 0 ? 'write' : 'newidmap');
+}
+
+/** What the setup cannot do with the config's namespaces; `create` checks it before the monitor starts, so the engine hears why. */
+export function checkNamespaces(config: OciConfig): void {
+  if (!(config.linux?.namespaces ?? []).some((n) => n.type === 'mount')) throw new OciError('linux.namespaces has no mount namespace; vjail-oci always needs one (pivot_root)');
+  userNamespaceLines(config);
+}
+
 /** The whole setup plan for `create`. */
 export function containerPlan(inp: PlanInputs): string {
   const { config } = inp;
+  checkNamespaces(config);
   const linux = config.linux ?? {};
   const rootPath = isAbsolute(config.root!.path) ? config.root!.path : resolve(inp.bundle, config.root!.path);
   let out = line('rootfs', rootPath) + line('fifo', inp.fifo) + line('initpid', inp.initPidFile);
@@ -165,8 +192,7 @@ export function containerPlan(inp: PlanInputs): string {
     out += line('rootpropagation', p | MS.REC);
   }
   const nss = linux.namespaces ?? [];
-  if (nss.some((n) => n.type === 'user')) throw new OciError('user namespaces are not supported by vjail-oci yet; run the container without one (podman: no --userns, rootful)');
-  if (!nss.some((n) => n.type === 'mount')) throw new OciError('linux.namespaces has no mount namespace; vjail-oci always needs one (pivot_root)');
+  out += userNamespaceLines(config);
   for (const n of nss) out += line('ns', n.type, n.path ?? '');
   for (const [clock, o] of Object.entries(linux.timeOffsets ?? {})) out += line('timeoffset', clock, o.secs ?? 0, o.nanosecs ?? 0);
   for (const c of inp.cgroups) out += line('cgroup', c);

@@ -4,6 +4,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { inUserNamespace } from '../userns.js';
 import { OciError } from './errors.js';
 import type { OciConfig } from './config.js';
 
@@ -34,8 +35,9 @@ export interface Stored {
 
 export type Status = 'creating' | 'created' | 'running' | 'paused' | 'stopped';
 
+/** As runc: under $XDG_RUNTIME_DIR when not root, or root only of a user namespace (rootless engines). */
 export function defaultRoot(): string {
-  if (process.geteuid?.() !== 0 && process.env.XDG_RUNTIME_DIR) return join(process.env.XDG_RUNTIME_DIR, 'vjail-oci');
+  if ((process.geteuid?.() !== 0 || inUserNamespace()) && process.env.XDG_RUNTIME_DIR) return join(process.env.XDG_RUNTIME_DIR, 'vjail-oci');
   return '/run/vjail-oci';
 }
 

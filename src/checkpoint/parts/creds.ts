@@ -6,12 +6,16 @@
  * PR_GET_SECUREBITS run in the thread; restored inside each thread, last
  * of its injected calls but the parent-death signal (a change of
  * credentials clears it), since dropping root ends what the restore may do.
+ *
+ * IDs are saved as the jail sees them: in a jail with a user namespace of
+ * its own, /proc's IDs (ours) are read through its maps.
  */
 import { readFileSync } from 'node:fs';
 import { type Creds, fromHex, toHex } from '../../image/format.js';
 import { type Tracee, TraceeError } from '../tracee.js';
 import { SYS } from '../syscalls.js';
 import type { Scratch } from './memory.js';
+import { type IdView, idViewOf, inside } from '../../userns.js';
 
 const PR_SET_KEEPCAPS = 8;
 const PR_CAPBSET_DROP = 24;
@@ -37,15 +41,18 @@ const ids = (s: string): [number, number, number, number] => {
   return [v[0]!, v[1]!, v[2]!, v[3]!];
 };
 
-/** What /proc says of a task's credentials (all but securebits). */
+/** What /proc says of a task's credentials (all but securebits), its IDs as the jail sees them. */
 function fromProc(tid: number): Omit<Creds, 'securebits'> {
   const s = readFileSync(`/proc/${tid}/status`, 'utf8');
   const cap = (k: string): string => toHex(BigInt(`0x${field(s, k)}`));
   const login = Number(readFileSync(`/proc/${tid}/loginuid`, 'utf8').trim());
+  const view: IdView | null = idViewOf(tid);
+  const uid = (id: number): number => (view ? inside(view.uid, id) : id);
+  const gid = (id: number): number => (view ? inside(view.gid, id) : id);
   return {
-    uids: ids(field(s, 'Uid')),
-    gids: ids(field(s, 'Gid')),
-    groups: field(s, 'Groups').split(/\s+/).filter(Boolean).map(Number),
+    uids: ids(field(s, 'Uid')).map(uid) as Creds['uids'],
+    gids: ids(field(s, 'Gid')).map(gid) as Creds['gids'],
+    groups: field(s, 'Groups').split(/\s+/).filter(Boolean).map(Number).map(gid),
     caps: { inheritable: cap('CapInh'), permitted: cap('CapPrm'), effective: cap('CapEff'), bounding: cap('CapBnd'), ambient: cap('CapAmb') },
     noNewPrivs: field(s, 'NoNewPrivs') === '1',
     loginuid: login === LOGINUID_UNSET ? null : login,
@@ -127,11 +134,14 @@ export async function restoreCreds(t: Tracee, scratch: Scratch, saved: Creds, wh
     await t.syscallOk(`prctl(PR_CAPBSET_DROP, ${cap}) in ${what}`, SYS.prctl, PR_CAPBSET_DROP, cap, 0, 0, 0);
   }
   await t.syscallOk(`prctl(PR_SET_KEEPCAPS) in ${what}`, SYS.prctl, PR_SET_KEEPCAPS, 1, 0, 0, 0);
-  const list = Buffer.alloc(Math.max(4, c.groups.length * 4));
-  c.groups.forEach((g, i) => list.writeUInt32LE(g, i * 4));
-  if (list.length > scratch.size) throw new TraceeError(`${what} has too many supplementary groups (${c.groups.length})`);
-  t.write(scratch.addr, list);
-  await t.syscallOk(`setgroups in ${what}`, SYS.setgroups, c.groups.length, scratch.addr);
+  // Already the same (the restorer's are its user's): left alone, as a user namespace without newgidmap forbids setgroups.
+  if (JSON.stringify(have.groups) !== JSON.stringify(c.groups)) {
+    const list = Buffer.alloc(Math.max(4, c.groups.length * 4));
+    c.groups.forEach((g, i) => list.writeUInt32LE(g, i * 4));
+    if (list.length > scratch.size) throw new TraceeError(`${what} has too many supplementary groups (${c.groups.length})`);
+    t.write(scratch.addr, list);
+    await t.syscallOk(`setgroups in ${what}`, SYS.setgroups, c.groups.length, scratch.addr);
+  }
   await t.syscallOk(`setresgid in ${what}`, SYS.setresgid, c.gids[0], c.gids[1], c.gids[2]);
   await t.syscall(SYS.setfsgid, c.gids[3]);
   await t.syscallOk(`setresuid in ${what}`, SYS.setresuid, c.uids[0], c.uids[1], c.uids[2]);

@@ -26,6 +26,7 @@ import { basename, dirname, join } from 'node:path';
 import {
   ImageError, type ImageWriter, type Mapping, type OpenedImage, PAGE_BUFFER_SIZE, PAGE_SIZE, type Pages, type SharedObject, fromHex, pageBuffer,
 } from '../../image/format.js';
+import { native } from '../../native.js';
 import { sys } from '../../native/fdio.js';
 import { type MapsEntry, readMaps, type Tracee, TraceeError } from '../tracee.js';
 import { SYS } from '../syscalls.js';
@@ -97,6 +98,34 @@ export function saveFileData(image: ImageWriter, fd: number, size: number): Page
       at += len;
     }
     off = Math.max(hole, off + PAGE_SIZE);
+  }
+  return writer?.close();
+}
+
+const ZERO_PAGE = Buffer.alloc(PAGE_SIZE);
+
+/**
+ * The same for memory of ours at `addr` (an attach of our own, where
+ * map_files is closed to us), read with process_vm_readv. Holes cannot be
+ * told from data here: pages that are all zero are left out, which
+ * restores them the same.
+ */
+export function saveOwnMemory(image: ImageWriter, addr: bigint, size: number): Pages | undefined {
+  let writer: ReturnType<ImageWriter['pageFile']> | undefined;
+  const total = Math.ceil(size / PAGE_SIZE) * PAGE_SIZE;
+  for (let at = 0; at < total; ) {
+    const len = Math.min(PAGE_BUFFER_SIZE, total - at);
+    const buf = native().readMem(process.pid, addr + BigInt(at), len);
+    for (let page = 0; page < len; ) {
+      let end = page;
+      while (end < len && !buf.subarray(end, end + PAGE_SIZE).equals(ZERO_PAGE)) end += PAGE_SIZE;
+      if (end > page) {
+        writer ??= image.pageFile();
+        writer.append((at + page) / PAGE_SIZE, buf.subarray(page, end));
+      }
+      page = end + PAGE_SIZE;
+    }
+    at += len;
   }
   return writer?.close();
 }

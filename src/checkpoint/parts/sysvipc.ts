@@ -16,11 +16,12 @@
 import { closeSync, openSync, readFileSync, readlinkSync, writeSync } from 'node:fs';
 import { ImageError, type ImageWriter, type OpenedImage, PAGE_SIZE, type SharedObject, type SysvIpc } from '../../image/format.js';
 import { ipcNsCalls } from '../ipcns.js';
+import { native } from '../../native.js';
 import { SYS } from '../syscalls.js';
 import { TraceeError } from '../tracee.js';
 import { CheckpointUnsupported } from '../errors.js';
 import { loadPageFile } from './memory.js';
-import { mapFilesPath, saveFileData, type SharedObjects } from './shmem.js';
+import { mapFilesPath, saveFileData, saveOwnMemory, type SharedObjects } from './shmem.js';
 
 const AT_FDCWD = -100;
 const O_RDONLY = 0;
@@ -80,6 +81,22 @@ const owner = (r: Record<string, number>): { mode: number; uid: number; gid: num
 });
 
 /**
+ * Our attach of a segment as a file (its map_files entry); undefined where
+ * that is closed to us (it needs CAP_SYS_ADMIN over the initial user
+ * namespace: a jail checkpointed without root), and the attach is read
+ * and written as our own memory instead.
+ */
+function openAttach(addr: bigint, size: number, flags: 'r' | 'r+'): number | undefined {
+  try {
+    return openSync(mapFilesPath('self', addr, addr + BigInt(Math.ceil(size / PAGE_SIZE) * PAGE_SIZE)), flags);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== 'EPERM' && code !== 'EACCES') throw e;
+    return undefined;
+  }
+}
+
+/**
  * Every System V object of the jail's IPC namespace (the jail's process
  * `pid` is in it): segments go to `objects` with their data, the rest is
  * returned.
@@ -91,11 +108,14 @@ export function collectSysvIpc(pid: number, image: ImageWriter, objects: SharedO
     const addr = check(`shmat of segment ${shmid}`, ipcNsCalls(pid, [[SYS.shmat, shmid, 0, SHM_RDONLY]])[0]!);
     let pages;
     try {
-      const fd = openSync(mapFilesPath('self', addr, addr + BigInt(Math.ceil(size / PAGE_SIZE) * PAGE_SIZE)), 'r');
-      try {
-        pages = saveFileData(image, fd, size);
-      } finally {
-        closeSync(fd);
+      const fd = openAttach(addr, size, 'r');
+      if (fd === undefined) pages = saveOwnMemory(image, addr, size);
+      else {
+        try {
+          pages = saveFileData(image, fd, size);
+        } finally {
+          closeSync(fd);
+        }
       }
     } finally {
       ipcNsCalls(pid, [[SYS.shmdt, addr]]);
@@ -171,15 +191,16 @@ export function restoreSysvIpc(pid: number, image: OpenedImage): void {
     if (!s.pages) continue;
     const addr = check(`shmat of segment ${s.shmid}`, ipcNsCalls(pid, [[SYS.shmat, s.shmid, 0, 0]])[0]!);
     try {
-      const fd = openSync(mapFilesPath('self', addr, addr + BigInt(Math.ceil(s.size / PAGE_SIZE) * PAGE_SIZE)), 'r+');
+      const fd = openAttach(addr, s.size, 'r+');
       try {
         loadPageFile(image, s.pages, (page, buf) => {
           const at = page * PAGE_SIZE;
           const len = Math.max(0, Math.min(buf.length, s.size - at));
-          for (let off = 0; off < len; ) off += writeSync(fd, buf, off, len - off, at + off);
+          if (fd === undefined) native().writeMem(process.pid, addr + BigInt(at), buf.subarray(0, len));
+          else for (let off = 0; off < len; ) off += writeSync(fd, buf, off, len - off, at + off);
         });
       } finally {
-        closeSync(fd);
+        if (fd !== undefined) closeSync(fd);
       }
     } finally {
       ipcNsCalls(pid, [[SYS.shmdt, addr]]);
