@@ -65,6 +65,7 @@
 
 static struct setup_plan plan;
 static int started; /* past the start fifo: errors go to stderr only */
+static int pass_to_program; /* plan "passfd": fd 4 is the program's (restore's handover), not create's report channel */
 
 static _Noreturn void die(const char *fmt, ...)
 {
@@ -74,7 +75,8 @@ static _Noreturn void die(const char *fmt, ...)
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
 	if (!started) {
-		dprintf(VJAIL_PASS_FD, "error: %s\n", msg);
+		if (!pass_to_program)
+			dprintf(VJAIL_PASS_FD, "error: %s\n", msg);
 		/* Tell the monitor's launch wait, so it does not wait for a hello. */
 		struct ctl_msg m = { .type = CTL_SETUP_FAILED, .a = errno, .b = STEP_UNSHARE };
 		send(VJAIL_CTL_FD, &m, sizeof m, MSG_NOSIGNAL);
@@ -414,6 +416,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	read_plan(argv[1]);
+	pass_to_program = get("passfd") != NULL;
 	pid_t monitor = getppid();
 	prctl(PR_SET_PDEATHSIG, SIGUSR2, 0, 0, 0);
 	if (getppid() != monitor)
@@ -422,6 +425,14 @@ int main(int argc, char **argv)
 	int init_fd = open(argv[2], O_PATH | O_CLOEXEC);
 	if (init_fd < 0)
 		die("cannot open %s: %s", argv[2], strerror(errno));
+	/* Plan "program": a host file (vjail's restorer) run in place of the config's program,
+	 * opened now as vjail-init is: after pivot_root its path is out of reach. */
+	int program_fd = -1;
+	if (get("program")) {
+		program_fd = open(get("program"), O_PATH);
+		if (program_fd < 0)
+			die("cannot open %s: %s", get("program"), strerror(errno));
+	}
 	int fifo = -1;
 	if (get("fifo")) {
 		/* In a user namespace of its own, the container's root is not the fifo's owner: it may write, as runc's 0622. */
@@ -538,13 +549,15 @@ int main(int argc, char **argv)
 	if (get("exe"))
 		check_executable(get("exe"), path_env);
 
-	/* `create` reads the pid file once we say ok. */
+	/* `create` reads the pid file once we say ok (on restore, once the monitor says so, later still). */
 	char eof;
 	while (read(pid_written[0], &eof, 1) < 0 && errno == EINTR)
 		;
 	close(pid_written[0]);
-	dprintf(VJAIL_PASS_FD, "ok\n");
-	close(VJAIL_PASS_FD);
+	if (!pass_to_program) {
+		dprintf(VJAIL_PASS_FD, "ok\n");
+		close(VJAIL_PASS_FD);
+	}
 	started = 1;
 	if (fifo >= 0) {
 		char via[64];
@@ -560,12 +573,20 @@ int main(int argc, char **argv)
 	set_identity();
 	/* vjail-init's arguments: its --parent check cannot hold here (we are PID 1 of our namespace). */
 	static char *args[MAX_LINES];
-	int na = 0, opts = 1;
+	static char program[64];
+	snprintf(program, sizeof program, "/proc/self/fd/%d", program_fd);
+	int na = 0, opts = 1, command = -1;
 	for (int i = 2; i < argc && na < MAX_LINES - 1; i++) {
-		if (opts && !strcmp(argv[i], "--"))
+		if (opts && !strcmp(argv[i], "--")) {
 			opts = 0;
-		if (opts && !strcmp(argv[i], "--pass-fd"))
+			command = i + 1;
+		}
+		if (opts && !strcmp(argv[i], "--pass-fd") && !pass_to_program)
 			continue; /* fd 4 was ours, and is closed */
+		if (i == command && program_fd >= 0) {
+			args[na++] = program; /* vjail-init marks it close-on-exec; an ELF file still runs */
+			continue;
+		}
 		args[na++] = opts && i > 2 && !strcmp(argv[i - 1], "--parent") ? "0" : argv[i];
 	}
 	args[na] = NULL;

@@ -108,11 +108,11 @@ export interface CheckpointOptions {
 const SMALL_IMAGE = 64 * 2 ** 20;
 
 /** Run the restore-check on a published image; on failure remove it (the caller lets the jail go on). */
-function checkRestorable(dir: string, verify: CheckpointOptions['verify'], bytes: number): string {
+function checkRestorable(dir: string, verify: CheckpointOptions['verify'], bytes: number, root: string): string {
   const how = verify === 'auto' || verify === undefined ? (bytes <= SMALL_IMAGE ? 'full' : 'structure') : verify;
   if (how === 'off') return '';
   try {
-    const ms = verifyRestorable(dir, { pages: how === 'full' });
+    const ms = verifyRestorable(dir, { pages: how === 'full', root });
     return `; restorable (checked in ${ms.toFixed(0)} ms${how === 'full' ? ', page files hashed' : ''})`;
   } catch (e) {
     rmSync(dir, { recursive: true, force: true });
@@ -347,7 +347,7 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
     throwIfInterrupted();
     writer.commit(manifest, opts.signKey);
     published = true;
-    report(4, 'post-dump', `verified, synced and published as ${opts.image}${checkRestorable(opts.image, opts.verify, bytes)}`);
+    report(4, 'post-dump', `verified, synced and published as ${opts.image}${checkRestorable(opts.image, opts.verify, bytes, `/proc/${firstLive.pid}/root`)}`);
     await opts.afterPublish?.(opts.image);
 
     if (letGo) {

@@ -167,7 +167,8 @@ export class MemoryTrack {
     for (const e of readMaps(this.pid)) {
       if (e.name?.startsWith('/')) {
         try {
-          this.files.of(e.name, statSync(e.name));
+          const here = `/proc/${this.pid}/root${e.name}`;
+          this.files.of(here, statSync(here));
         } catch {
           // gone or not a file: the dump says so
         }

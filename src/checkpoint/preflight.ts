@@ -24,11 +24,13 @@ export interface Preflight {
  * Mapped files, descriptors, the CPU, and the tree: PIDs, sessions, groups
  * (parts/tree-plan.ts, run against a model of the kernel's rules) and
  * zombies' wait statuses. `inherit`: the descriptors given for what the
- * image left out (--inherit-fd). Throws ImageError with one line.
+ * image left out (--inherit-fd); `root`: where the image's paths are
+ * looked up (default ours; a container's root file system). Throws
+ * ImageError with one line.
  */
-export function preflight(image: OpenedImage, opts: { force?: boolean; inherit?: Map<string, number> } = {}): Preflight {
-  checkMemory(image);
-  checkFds(image, opts.inherit ?? new Map());
+export function preflight(image: OpenedImage, opts: { force?: boolean; inherit?: Map<string, number>; root?: string } = {}): Preflight {
+  checkMemory(image, opts.root);
+  checkFds(image, opts.inherit ?? new Map(), opts.root);
   const m = image.manifest;
   const cpuWarnings = checkCpu(m, !!opts.force);
   checkXsave(m);
@@ -49,10 +51,10 @@ export function preflight(image: OpenedImage, opts: { force?: boolean; inherit?:
  * What the image left out (--external warn) counts as given with
  * --inherit-fd, which restore asks for by name. Returns how long it took, in ms.
  */
-export function verifyRestorable(dir: string, opts: { pages?: boolean } = {}): number {
+export function verifyRestorable(dir: string, opts: { pages?: boolean; root?: string } = {}): number {
   const start = performance.now();
   const image = openImage(dir, { verifyPages: !!opts.pages });
   const keys = image.manifest.descriptions.flatMap((d) => (d.kind === 'external' ? [d.key] : []));
-  preflight(image, { inherit: new Map(keys.map((k) => [k, -1])) });
+  preflight(image, { inherit: new Map(keys.map((k) => [k, -1])), root: opts.root });
   return performance.now() - start;
 }

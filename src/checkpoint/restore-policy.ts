@@ -14,6 +14,12 @@ import { loadProfile } from '../profile/load.js';
 export interface PolicyChoice {
   /** A policy file the restoring user names: enforced instead of the image's. */
   named?: string;
+  /**
+   * The policy of whoever runs the restored jail, not the image's: an OCI
+   * container's is its config.json's linux.seccomp (undefined: none), as
+   * the engine that gave the config decides.
+   */
+  given?: { policy: Policy | undefined; source: string };
   /** Restore only if this key verifies the image's signature. */
   verifyKey?: string;
   /** Accept the image's own policy although no key vouches for the image. */
@@ -26,6 +32,10 @@ export interface PolicyChoice {
 export function policyInForce(dir: string, m: Manifest, choice: PolicyChoice = {}): string | Policy | undefined {
   const auth = authenticate(dir, choice.verifyKey);
   const say = choice.say ?? (() => {});
+  if (choice.given) {
+    say(`policy in force: ${choice.given.source} (the image's own is not used)`);
+    return choice.given.policy;
+  }
   if (choice.named) {
     say(`policy in force: ${choice.named} (named with --policy; the image's own is not used)`);
     return choice.named;

@@ -81,7 +81,18 @@ export interface RestoreOptions {
    */
   lazy?: boolean;
   lazyDone?: (result: Promise<{ error: string | null; stats: LazyStats[] }>) => void;
+  /**
+   * Start the restorer through a setup helper that builds its namespaces
+   * and root (vjail-oci's container): given the clock offsets the new time
+   * namespace needs, it returns the helper's command line (JailOptions.launchVia).
+   * The helper makes the PID and time namespaces itself.
+   */
+  launchVia?: (kernelFiles: { source: string; target: string }[], timeOffsets: TimeOffsets | undefined) => string[];
+  /** Where the image's paths are checked before anything starts (with launchVia: the root file system the helper pivots into). */
+  root?: string;
 }
+
+type TimeOffsets = NonNullable<JailOptions['timeOffsets']>;
 
 export function restorerPath(): string {
   return dataPath('build', 'Release', 'vjail-restorer');
@@ -100,8 +111,8 @@ export async function restore(opts: RestoreOptions): Promise<Jail> {
     const total = image.manifest.processes.reduce((n, p) => n + (p.state === 'live' ? p.mappings.reduce((k, m) => k + (m.pages?.size ?? 0), 0) : 0), 0);
     image.progress = (bytes) => progress(bytes, total);
   }
-  const { cpuWarnings, plan } = preflight(image, { force: !!opts.force, inherit });
-  checkCwd(image);
+  const { cpuWarnings, plan } = preflight(image, { force: !!opts.force, inherit, root: opts.root });
+  checkCwd(image, opts.root);
   checkObjects(image);
   timer.lap('preflight');
   const { manifest: m } = image;
@@ -115,12 +126,15 @@ export async function restore(opts: RestoreOptions): Promise<Jail> {
   const restorer = restorerPath();
   const { profile, emulate } = m;
   const policy = policyInForce(opts.image, m, opts.policy);
+  const via = opts.launchVia;
   // The restorer receives the image's descriptors over this pair (parts/fds/transfer.ts).
   const [sock, theirs] = native().socketpair();
   let jail: Jail;
   try {
     // In a user namespace, the restorer keeps its capabilities there whatever its UID: it chooses PIDs.
-    jail = spawnJail({ command: [restorer], profile, policy, emulate, pidNs: m.pidNamespace, userNs: userNamespaceToRestore(m), ambientCaps: true, stdio: opts.stdio, cgroup: opts.cgroup, timeOffsets, warn, passFd: theirs });
+    jail = via
+      ? spawnJail({ command: [restorer], profile, policy, emulate, stdio: opts.stdio, warn, passFd: theirs, launchVia: (files) => via(files, timeOffsets) })
+      : spawnJail({ command: [restorer], profile, policy, emulate, pidNs: m.pidNamespace, userNs: userNamespaceToRestore(m), ambientCaps: true, stdio: opts.stdio, cgroup: opts.cgroup, timeOffsets, warn, passFd: theirs });
   } catch (e) {
     closeSync(sock);
     throw e;

@@ -47,7 +47,8 @@ export function awaitReady(child: ChildProcess): Promise<string | undefined> {
   });
 }
 
-export async function create(g: Globals, id: string, f: CreateFlags): Promise<ChildProcess> {
+/** Create the container; with `restoreImage`, its processes are that vjail image's, running once this returns (restore.ts). */
+export async function create(g: Globals, id: string, f: CreateFlags, restoreImage?: string): Promise<ChildProcess> {
   const dir = containerDir(g.root, id);
   if (existsSync(dir)) throw new OciError(`container "${id}" already exists; delete it first or pick another id`);
   const preserved = preservedCount(f.preserveFds);
@@ -76,6 +77,7 @@ export async function create(g: Globals, id: string, f: CreateFlags): Promise<Ch
   const args = [binPath(), ...globalArgs(g), '_monitor', id];
   if (f.consoleSocket) args.push('--console-socket', resolve(f.consoleSocket));
   if (preserved) args.push('--preserve-fds', String(preserved));
+  if (restoreImage) args.push('--restore', restoreImage);
   const child = spawn(process.execPath, args, { detached: true, stdio: ['inherit', 'inherit', 'inherit', 'pipe', ...preservedStdio(preserved)] });
   const failed = await awaitReady(child);
   if (failed) {

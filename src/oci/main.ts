@@ -68,17 +68,22 @@ export async function main(argv: string[]): Promise<number> {
     .action(act(async (id, command, f) => (await import('./exec.js')).exec(globals, id, command, f)));
   cli.command('features').action(act(async () => (await import('./features.js')).features()));
   cli.command('spec').option('-b, --bundle <dir>', 'where to write config.json').option('--rootless', 'accepted').action(act(async (f) => (await import('./spec.js')).spec(f.bundle)));
-  // Accepted with runc's flags so engines get a clear answer rather than a usage error.
-  for (const verb of ['checkpoint', 'restore']) {
-    cli.command(verb).argument('<id>').allowUnknownOption().allowExcessArguments()
-      .option('--image-path <dir>').option('--work-path <dir>').option('--leave-running').option('--tcp-established').option('--file-locks')
-      .option('--manage-cgroups-mode <mode>').option('-b, --bundle <dir>').option('-d, --detach').option('--pid-file <file>').option('--console-socket <path>')
-      .action(act(async (id) => {
-        throw new OciError(`${verb} of container "${id}" is not supported by vjail-oci yet; checkpoint jails started with "vjail run" (docs/OCI.md)`);
-      }));
-  }
-  cli.command('_monitor', { hidden: true }).argument('<id>').option('--console-socket <path>').option('--preserve-fds <n>', '', '0')
-    .action(act(async (id, f) => (await import('./monitor.js')).containerMonitor(globals, id, f.consoleSocket, Number(f.preserveFds))));
+  // runc's checkpoint/restore flags; the image is vjail's own (src/checkpoint), under <image-path>/vjail.
+  const imageOptions = (c: Command) =>
+    c
+      .option('--image-path <dir>', 'where the checkpoint is kept', 'checkpoint')
+      .option('--work-path <dir>', 'where dump.log (checkpoint) is written; default the image path')
+      .option('--tcp-established', 'save established TCP connections (in repair mode) instead of refusing them')
+      .option('--file-locks', 'accepted; a process holding a file lock is refused at checkpoint')
+      .option('--manage-cgroups-mode <mode>', 'accepted; the cgroups are made again from the config on restore');
+  imageOptions(cli.command('checkpoint').argument('<id>'))
+    .option('--leave-running', 'let the container go on after the checkpoint')
+    .action(act(async (id, f) => (await import('./checkpoint.js')).checkpoint(globals, id, f)));
+  imageOptions(createOptions(cli.command('restore').argument('<id>')))
+    .option('-d, --detach', 'do not wait for the container')
+    .action(act(async (id, f) => (await import('./restore.js')).restore(globals, id, f)));
+  cli.command('_monitor', { hidden: true }).argument('<id>').option('--console-socket <path>').option('--preserve-fds <n>', '', '0').option('--restore <image>')
+    .action(act(async (id, f) => (await import('./monitor.js')).containerMonitor(globals, id, f.consoleSocket, Number(f.preserveFds), f.restore)));
   cli.command('_exec-monitor', { hidden: true }).argument('<id>').argument('<job>')
     .action(act(async (id, job) => (await import('./monitor.js')).execMonitor(globals, id, job)));
 

@@ -4,21 +4,24 @@
  * processes, and the pid engines are given: it exits with the container's
  * status, so an engine that reaps it (conmon, containerd's shim) learns it.
  */
-import { closeSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Jail } from '../jail.js';
 import { parseProcess } from './config.js';
 import { type Globals, logLine } from './globals.js';
-import { containerPlan, processLines } from './plan-file.js';
+import { containerPlan, processLines, rootfsOf } from './plan-file.js';
+import { setupPath } from './paths.js';
 import { monitorPreserved } from './preserve-fds.js';
-import { containerDir, readStored, writeStored } from './state.js';
-import { supervise } from './supervise.js';
+import { containerDir, readStored, type Stored, writeStored } from './state.js';
+import { configPolicy, supervise } from './supervise.js';
 
 const READY_FD = 3;
 
-export async function containerMonitor(g: Globals, id: string, consoleSocket?: string, preserved = 0): Promise<number> {
+export async function containerMonitor(g: Globals, id: string, consoleSocket?: string, preserved = 0, restoreImage?: string): Promise<number> {
   const dir = containerDir(g.root, id);
   const s = readStored(g.root, id);
   const warn = (line: string) => logLine(g, 'warning', `${id}: ${line}`);
+  if (restoreImage) return restoredMonitor(g, s, restoreImage, consoleSocket, warn);
   let jail;
   try {
     jail = supervise({
@@ -40,11 +43,61 @@ export async function containerMonitor(g: Globals, id: string, consoleSocket?: s
     closeSync(READY_FD);
     for (const fd of monitorPreserved(preserved)) closeSync(fd);
   }
+  return superviseToEnd(g, id, jail);
+}
+
+/** The container runs: record it (then tell `ready`), and its status once it has ended. */
+async function superviseToEnd(g: Globals, id: string, jail: Jail, ready?: () => void): Promise<number> {
   writeStored(g.root, { ...readStored(g.root, id), started: true, workloadPid: jail.pid });
+  ready?.();
   const exit = await jail.exited;
   writeStored(g.root, { ...readStored(g.root, id), exitStatus: exit.status });
   logLine(g, 'debug', `${id}: exited with status ${exit.status}`);
   return exit.status;
+}
+
+/**
+ * Restore: vjail's restore (src/checkpoint/restore.ts) with the restorer
+ * started through the container's setup, so the processes come back in the
+ * container's namespaces, cgroups and root, under the config's policy.
+ * `restore` hears "ok" on the ready fd once they run (setup's fd 4 is the
+ * restorer's here).
+ */
+async function restoredMonitor(g: Globals, s: Stored, image: string, consoleSocket: string | undefined, warn: (line: string) => void): Promise<number> {
+  const dir = containerDir(g.root, s.id);
+  const { restore, restorerPath } = await import('../checkpoint/restore.js');
+  const rootfs = rootfsOf(s.config, s.bundle);
+  let jail;
+  try {
+    jail = await restore({
+      image,
+      stdio: ['inherit', 'inherit', 'inherit'],
+      root: rootfs,
+      policy: { given: { policy: configPolicy(s.config, s.config.process!), source: 'config.json linux.seccomp' } },
+      warn,
+      report: (step, detail) => logLine(g, 'debug', `${s.id}: restore ${step}: ${detail}`),
+      launchVia: (kernelFiles, timeOffsets) => {
+        const planFile = join(dir, 'setup');
+        const plan = containerPlan({
+          config: s.config, bundle: s.bundle, initPidFile: join(dir, 'init.pid'), consoleSocket, cgroups: s.cgroups, kernelFiles,
+          restore: { restorer: restorerPath(), timeOffsets },
+        });
+        writeFileSync(planFile, plan, { mode: 0o600 });
+        return [setupPath(), planFile];
+      },
+    });
+  } catch (e) {
+    const msg = (e as Error).message.split('\n')[0];
+    logLine(g, 'error', `${s.id}: restore: ${msg}`);
+    writeSync(READY_FD, `error: cannot restore ${image}: ${msg}\n`);
+    closeSync(READY_FD);
+    writeStored(g.root, { ...readStored(g.root, s.id), exitStatus: 127 });
+    return 127;
+  }
+  return superviseToEnd(g, s.id, jail, () => {
+    writeSync(READY_FD, 'ok\n');
+    closeSync(READY_FD);
+  });
 }
 
 /** A detached exec's monitor: the job file holds the process and where the container's process is. */

@@ -76,33 +76,52 @@ export function mountFlags(options: readonly string[] = []): { flags: number; pr
   return { flags, propagation, data };
 }
 
-/** Lines for the process: identity, limits, environment. Shared by create and exec. */
-export function processLines(p: OciProcess, where: string): string {
+/**
+ * Lines for the process: identity, limits, environment. Shared by create
+ * and exec. On restore the restorer keeps root and every capability until
+ * it has rebuilt the tree (choosing PIDs needs CAP_SYS_ADMIN); each thread
+ * then takes the credentials the image holds, and there is no program to
+ * look for.
+ */
+export function processLines(p: OciProcess, where: string, restoring = false): string {
   let out = '';
   const caps = p.capabilities;
-  if (caps) {
+  if (caps && !restoring) {
     const c = (k: keyof typeof caps) => capMask(caps[k], `${where}.capabilities.${k}`);
     out += line('caps', caps.bounding ? c('bounding') : capMask(CAPABILITIES, ''), c('effective'), c('permitted'), c('inheritable'), c('ambient'));
   }
-  out += line('user', p.user.uid, p.user.gid, (p.user.additionalGids ?? []).join(','));
+  if (!restoring) out += line('user', p.user.uid, p.user.gid, (p.user.additionalGids ?? []).join(','));
   if (p.user.umask !== undefined) out += line('umask', p.user.umask);
   for (const r of p.rlimits ?? []) out += line('rlimit', r.type, r.soft, r.hard);
   if (p.oomScoreAdj !== undefined) out += line('oom', p.oomScoreAdj);
   out += line('cwd', p.cwd);
   for (const e of p.env ?? []) out += line('env', e);
-  out += line('exe', p.args[0]!);
+  if (!restoring) out += line('exe', p.args[0]!);
   return out;
 }
 
 export interface PlanInputs {
   config: OciConfig;
   bundle: string;
-  fifo: string;
+  /** The start fifo; none on restore, whose processes go on at once. */
+  fifo?: string;
   /** Where setup writes the host pid of the container's first process. */
   initPidFile: string;
   consoleSocket?: string;
   cgroups: string[];
   kernelFiles: { source: string; target: string }[];
+  /**
+   * Restore: the container is built as for create, but the program is
+   * vjail's restorer (a host file), given fd 4 (its descriptor handover),
+   * in a time namespace with these offsets, nanoseconds.
+   */
+  restore?: { restorer: string; timeOffsets?: { monotonic: bigint; boottime: bigint } };
+}
+
+/** A time-namespace offset line: whole seconds and the non-negative nanoseconds the kernel asks for. */
+function offsetLine(clock: string, ns: bigint): string {
+  const secs = ns >= 0n ? ns / 1_000_000_000n : -((-ns + 999_999_999n) / 1_000_000_000n);
+  return line('timeoffset', clock, String(secs), String(ns - secs * 1_000_000_000n));
 }
 
 /** /sys/fs/cgroup for cgroup v1: a tmpfs, each hierarchy's container cgroup bound in under the hierarchy's name. */
@@ -178,13 +197,19 @@ export function checkNamespaces(config: OciConfig): void {
   userNamespaceLines(config);
 }
 
+/** The container's root file system as a host path. */
+export function rootfsOf(config: OciConfig, bundle: string): string {
+  return isAbsolute(config.root!.path) ? config.root!.path : resolve(bundle, config.root!.path);
+}
+
 /** The whole setup plan for `create`. */
 export function containerPlan(inp: PlanInputs): string {
   const { config } = inp;
   checkNamespaces(config);
   const linux = config.linux ?? {};
-  const rootPath = isAbsolute(config.root!.path) ? config.root!.path : resolve(inp.bundle, config.root!.path);
-  let out = line('rootfs', rootPath) + line('fifo', inp.fifo) + line('initpid', inp.initPidFile);
+  const rootPath = rootfsOf(config, inp.bundle);
+  let out = line('rootfs', rootPath) + (inp.fifo ? line('fifo', inp.fifo) : '') + line('initpid', inp.initPidFile);
+  if (inp.restore) out += line('program', inp.restore.restorer) + line('passfd', 1);
   if (config.root!.readonly) out += line('readonlyroot', 1);
   if (linux.rootfsPropagation) {
     const p = PROPAGATION[linux.rootfsPropagation];
@@ -193,8 +218,14 @@ export function containerPlan(inp: PlanInputs): string {
   }
   const nss = linux.namespaces ?? [];
   out += userNamespaceLines(config);
-  for (const n of nss) out += line('ns', n.type, n.path ?? '');
-  for (const [clock, o] of Object.entries(linux.timeOffsets ?? {})) out += line('timeoffset', clock, o.secs ?? 0, o.nanosecs ?? 0);
+  const offsets = inp.restore?.timeOffsets;
+  for (const n of nss) if (!(offsets && n.type === 'time')) out += line('ns', n.type, n.path ?? '');
+  if (offsets) {
+    // The clocks go on from where the image's were (they include the config's own offsets).
+    out += line('ns', 'time', '') + offsetLine('monotonic', offsets.monotonic) + offsetLine('boottime', offsets.boottime);
+  } else {
+    for (const [clock, o] of Object.entries(linux.timeOffsets ?? {})) out += line('timeoffset', clock, o.secs ?? 0, o.nanosecs ?? 0);
+  }
   for (const c of inp.cgroups) out += line('cgroup', c);
   out += mountLines(config.mounts ?? [], inp.bundle, inp.cgroups) + deviceLines(linux.devices ?? []);
   for (const k of inp.kernelFiles) out += line('kfile', k.source, k.target);
@@ -208,5 +239,5 @@ export function containerPlan(inp: PlanInputs): string {
     if (!inp.consoleSocket) throw new OciError('process.terminal is set but no --console-socket was given; pass one, or set terminal to false');
     out += line('console', inp.consoleSocket, p.consoleSize?.height ?? 0, p.consoleSize?.width ?? 0);
   }
-  return out + processLines(p, 'process');
+  return out + processLines(p, 'process', !!inp.restore);
 }

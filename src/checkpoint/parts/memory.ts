@@ -118,8 +118,10 @@ function collectMapping(
   if (kind === 'vsyscall' || VDSO_BLOCK.has(kind)) return m;
   if (kind === 'object' && shared) return m; // the data is the object's
   if (kind === 'file') {
-    const st = statSync(e.name!);
-    m.file = { path: e.name!, size: st.size, mtimeMs: st.mtimeMs, sha256: files.of(e.name!, st) };
+    // The path as the process sees it, found through its root (a container's differs from ours).
+    const here = `/proc/${t.pid}/root${e.name!}`;
+    const st = statSync(here);
+    m.file = { path: e.name!, size: st.size, mtimeMs: st.mtimeMs, sha256: files.of(here, st) };
     if (shared) return m; // the data is the file's
   }
   const pages = Number((e.end - e.start) / BigInt(PAGE_SIZE));
@@ -198,8 +200,8 @@ function collectTracked(pre: TrackedMapping, runs: [number, number][], pageFile:
   if (runs.length) pageFile(runs);
 }
 
-/** Reasons the image's memory cannot be restored here, found before anything is started. */
-export function checkMemory(image: OpenedImage): void {
+/** Reasons the image's memory cannot be restored here, found before anything is started; files are looked up under `root` ('' for ours). */
+export function checkMemory(image: OpenedImage, root = ''): void {
   const here = readMaps(process.pid);
   const files = new FileHashes();
   const top = userSpaceEnd();
@@ -207,7 +209,7 @@ export function checkMemory(image: OpenedImage): void {
     if (p.state !== 'live') continue;
     const beyond = p.mappings.find((m) => m.kind !== 'vsyscall' && fromHex(m.end) > top);
     if (beyond) throw new ImageError(`process ${p.pid} of the image maps ${beyond.start}-${beyond.end}, beyond the end of user space here (${toHex(top)})`);
-    checkMappings(p.mappings, files);
+    checkMappings(p.mappings, files, root);
     // This process runs on the same kernel as the restorer will: its vDSO tells.
     if (needsRedirect(p, here, (e) => readSelf(e))) checkRedirect(p);
   }
@@ -244,16 +246,17 @@ function needsRedirect(p: LiveProcess, have: MapsEntry[], read: (e: MapsEntry) =
   return p.vdso !== null && vdsoDiffers(p.vdso, read(vdso));
 }
 
-function checkMappings(mappings: Mapping[], files: FileHashes): void {
+function checkMappings(mappings: Mapping[], files: FileHashes, root: string): void {
   for (const m of mappings) {
     if (!m.file) continue;
+    const here = `${root}${m.file.path}`;
     let st;
     try {
-      st = statSync(m.file.path);
+      st = statSync(here);
     } catch {
       throw new ImageError(`the image maps ${m.file.path}, which does not exist here`);
     }
-    if (st.size !== m.file.size || files.of(m.file.path, st) !== m.file.sha256) {
+    if (st.size !== m.file.size || files.of(here, st) !== m.file.sha256) {
       throw new ImageError(`the image maps ${m.file.path}, which has changed since the checkpoint`);
     }
   }

@@ -36,7 +36,7 @@ function workingDirectory(pid: number): string {
   const own = statSync(`/proc/${pid}/cwd`);
   let byPath;
   try {
-    byPath = cwd.startsWith('/') ? statSync(cwd) : null;
+    byPath = cwd.startsWith('/') ? statSync(`/proc/${pid}/root${cwd}`) : null;
   } catch {
     byPath = null;
   }
@@ -134,13 +134,13 @@ export async function restoreTask(t: Tracee, scratch: Scratch, p: Task): Promise
   return warnings;
 }
 
-/** Before anything is started: every process's working directory must exist. */
-export function checkCwd(image: OpenedImage): void {
+/** Before anything is started: every process's working directory must exist (under `root`, '' for ours). */
+export function checkCwd(image: OpenedImage, root = ''): void {
   for (const p of image.manifest.processes) {
     if (p.state !== 'live') continue;
     let dir = false;
     try {
-      dir = statSync(p.cwd).isDirectory();
+      dir = statSync(`${root}${p.cwd}`).isDirectory();
     } catch {
       // missing
     }

@@ -21,7 +21,12 @@ import { Tracee, TraceeError } from '../tracee.js';
 import { SYS } from '../syscalls.js';
 import type { Scratch } from './memory.js';
 
-/** A task's PID, group and session as the innermost PID namespace sees them (0: outside it). */
+/**
+ * A task's PID, group and session as the innermost PID namespace sees them
+ * (0: vjail-init's). PID 1 is vjail-init: its session and group are outside
+ * the namespace under `vjail run --pid-ns`, and 1 in a vjail-oci container,
+ * whose setup made it a session leader (and does so again on restore).
+ */
 export interface NsIds {
   pid: number;
   pgid: number;
@@ -37,7 +42,8 @@ export function nsIds(hostPid: number, hostTid = hostPid): NsIds {
     if (!m) throw new TraceeError(`/proc/${hostTid}/status has no ${key} line`);
     return Number(m[1]!.trim().split(/\s+/).at(-1));
   };
-  return { pid: last('NSpid'), pgid: last('NSpgid'), sid: last('NSsid'), hostPpid: last('PPid') };
+  const init = (id: number): number => (id === 1 ? 0 : id);
+  return { pid: last('NSpid'), pgid: init(last('NSpgid')), sid: init(last('NSsid')), hostPpid: last('PPid') };
 }
 
 /** /proc/PID/stat fields from the state on, numbered as in proc(5). */

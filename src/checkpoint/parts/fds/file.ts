@@ -45,8 +45,8 @@ export const fileKind: FdKind<'file'> = {
     const type = p.st!.isFile() ? 'file' : p.st!.isDirectory() ? 'directory' : 'other';
     return { path: p.link, type, pos: toHex(p.pos) };
   },
-  check(d, where) {
-    const st = statOrNull(d.path);
+  check(d, where, _image, _inherit, root) {
+    const st = statOrNull(`${root}${d.path}`);
     if (!st) throw new ImageError(`${d.path} (${where}) is missing; it must exist to restore the image`);
     const same = d.type === 'file' ? st.isFile() : d.type === 'directory' ? st.isDirectory() : true;
     if (!same) throw new ImageError(`${d.path} (${where}) is no longer a ${d.type === 'file' ? 'regular file' : 'directory'}`);

@@ -237,13 +237,13 @@ export function describeExternal(items: ExternalFd[], nsPidOf: (pid: number) => 
 }
 
 /** Before anything is started: everything the image's descriptions need is here. */
-export function checkFds(image: OpenedImage, inherit: Map<string, number>): void {
+export function checkFds(image: OpenedImage, inherit: Map<string, number>, root = ''): void {
   const where = new Map<number, string>();
   for (const p of image.manifest.processes) {
     if (p.state !== 'live') continue;
     for (const f of p.fds) if (!where.has(f.description)) where.set(f.description, `file descriptor ${f.fd} of process ${p.pid}`);
   }
-  for (const d of image.manifest.descriptions) kindOf(d.kind).check?.(d as never, where.get(d.id) ?? `description ${d.id}`, image, inherit);
+  for (const d of image.manifest.descriptions) kindOf(d.kind).check?.(d as never, where.get(d.id) ?? `description ${d.id}`, image, inherit, root);
 }
 
 /** Status flags F_SETFL can change; the rest of a description's flags come with how it was made. */

@@ -89,10 +89,10 @@ export const inotifyKind: FdKind<'inotify'> = {
     }
     return { watches };
   },
-  check(d, where) {
+  check(d, where, _image, _inherit, root) {
     for (const w of d.watches) {
       try {
-        lstatSync(w.path);
+        lstatSync(`${root}${w.path}`);
       } catch {
         throw new ImageError(`${w.path} (watched by inotify, ${where}) is missing; it must exist to restore the image`);
       }

@@ -88,9 +88,10 @@ export interface FdKind<K extends DescriptionKind> {
   /**
    * Before anything is started: what restoring it needs is here, else an
    * ImageError. `where` names a descriptor that holds it ("file descriptor
-   * 12 of process 2").
+   * 12 of process 2"). Paths are looked up under `root` ('' for ours; a
+   * container's root file system for vjail-oci).
    */
-  check?(d: Extract<Description, { kind: K }>, where: string, image: OpenedImage, inherit: Map<string, number>): void;
+  check?(d: Extract<Description, { kind: K }>, where: string, image: OpenedImage, inherit: Map<string, number>, root: string): void;
   /**
    * Made after every other kind's descriptions: established connections
    * bind to ports their listeners hold, which a listener made after them

@@ -98,10 +98,10 @@ export const fifoKind: FdKind<'fifo'> = {
     savePipe(id, same, ctx);
     return { path: p.link, pipe: id };
   },
-  check(d, where) {
+  check(d, where, _image, _inherit, root) {
     let isFifo = false;
     try {
-      isFifo = statSync(d.path).isFIFO();
+      isFifo = statSync(`${root}${d.path}`).isFIFO();
     } catch {
       throw new ImageError(`the FIFO ${d.path} (${where}) is missing; it must exist to restore the image`);
     }
