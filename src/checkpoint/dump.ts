@@ -68,6 +68,8 @@ export interface CheckpointOptions {
   external?: 'fail' | 'warn' | 'terminate';
   /** Save established TCP connections (in repair mode) instead of refusing them as external state. */
   tcpEstablished?: boolean;
+  /** The jail's output streams are an engine's log pipes: saved as its standard streams (parts/fds/stdio.ts). */
+  outputPipes?: boolean;
   /** Sign the image with this key file as well as the local key (src/image/sign.ts). */
   signKey?: string;
   /** With external 'terminate': how long a holder has to end after SIGTERM (default 5 s). */
@@ -276,7 +278,7 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
     const later: (() => void)[] = [];
     const nsPid = (pid: number): number => (tree.pidNs ? nsIds(pid).pid : pid);
     const imagePids = new Map(tree.processes.map((p) => [p.pid, nsPid(p.pid)]));
-    fds = collectFds(tree.processes.filter((p) => !p.zombie).map((p) => p.pid), vjailInitOf(firstLive.pid), writer, imagePids, { tcpEstablished: opts.tcpEstablished });
+    fds = collectFds(tree.processes.filter((p) => !p.zombie).map((p) => p.pid), vjailInitOf(firstLive.pid), writer, imagePids, { tcpEstablished: opts.tcpEstablished, outputPipes: opts.outputPipes });
     timer.lap('fds');
     const external = externalStep(fds, opts.external ?? 'fail', nsPid, tree.processes[0]!.pid);
     if (external.length) {

@@ -20,7 +20,7 @@
  * System calls we inject pass through the filter exactly as the program's
  * own would.
  */
-import { closeSync, readlinkSync } from 'node:fs';
+import { closeSync, existsSync, readlinkSync } from 'node:fs';
 import { native } from '../native.js';
 import { type Jail, type JailOptions, spawnJail } from '../jail.js';
 import { type PolicyChoice, policyInForce } from './restore-policy.js';
@@ -94,6 +94,9 @@ export interface RestoreOptions {
 
 type TimeOffsets = NonNullable<JailOptions['timeOffsets']>;
 
+/** How long the jail's first process may take to exec the restorer once launched. */
+const EXEC_BOUND_MS = 30_000;
+
 export function restorerPath(): string {
   return dataPath('build', 'Release', 'vjail-restorer');
 }
@@ -147,8 +150,13 @@ export async function restore(opts: RestoreOptions): Promise<Jail> {
   const lazy = opts.lazy ? new LazyPages() : undefined;
   try {
     // The workload execs the restorer right after the launch handshake.
-    while (exeOf(jail.pid) !== restorer) {
-      if (exeOf(jail.pid) === null) throw new Error('the restorer ended before it could be attached');
+    const deadline = Date.now() + EXEC_BOUND_MS;
+    for (let exe = exeOf(jail.pid); exe !== restorer; exe = exeOf(jail.pid)) {
+      if (exe === null && !existsSync(`/proc/${jail.pid}/stat`)) {
+        const how = await Promise.race([jail.exited, new Promise<null>((r) => setTimeout(() => r(null), 2000))]);
+        throw new Error(`the restorer ended before it could be attached${how ? ` (${how.execError ? `its exec failed: ${how.execError}` : `exit status ${how.status}`})` : ''}`);
+      }
+      if (Date.now() > deadline) throw new Error(`the restorer was not running ${EXEC_BOUND_MS / 1000} s after the launch (process ${jail.pid} runs ${exe ?? 'an unreadable program'})`);
       await new Promise((r) => setImmediate(r));
     }
     timer.lap('restorer exec');

@@ -355,7 +355,7 @@ export const DESCRIPTION_KINDS = {
   /** A file reopened by its path: regular files, directories, and O_PATH descriptors of anything. */
   file: z.strictObject({ kind: z.literal('file'), ...description, path: z.string().startsWith('/'), type: z.enum(['file', 'directory', 'other']), pos: hex }),
   /** The jail's own standard stream (its terminal, or its log file): the restoring side's stream `stream`. */
-  stdio: z.strictObject({ kind: z.literal('stdio'), ...description, stream: z.number().int().min(0).max(2), what: z.enum(['terminal', 'file']) }),
+  stdio: z.strictObject({ kind: z.literal('stdio'), ...description, stream: z.number().int().min(0).max(2), what: z.enum(['terminal', 'file', 'pipe']) }),
   /** One end of a pipe; the pipe itself (capacity, queued bytes) is in the manifest's `pipes`. */
   pipe: z.strictObject({ kind: z.literal('pipe'), ...description, pipe: z.string().regex(/^\d+$/), end: z.enum(['read', 'write']) }),
   /** A FIFO reopened by its path; its queued bytes are in `pipes` under the FIFO's inode. */

@@ -7,7 +7,7 @@
  * container's mounts rather than in its processes (files on a tmpfs),
  * which `restore` would not find again.
  */
-import { appendFileSync, existsSync, mkdirSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { checkpoint as checkpointJail } from '../checkpoint/dump.js';
 import { CheckpointError, CheckpointUnsupported, ExternalStateError } from '../checkpoint/errors.js';
@@ -56,10 +56,14 @@ export async function checkpoint(g: Globals, id: string, f: CheckpointFlags): Pr
       image,
       leaveRunning: !!f.leaveRunning,
       tcpEstablished: !!f.tcpEstablished,
+      outputPipes: true, // conmon's log pipes: restore gives the new conmon's
       jail: { profile, emulate: emulate ?? [], policy: null, policyText: seccomp ? JSON.stringify(seccomp) : null },
       report: (step, name, detail) => say(`${step} ${name}: ${detail}`),
       warn: (line) => say(`warning: ${line}`),
     });
+    // Engines look for CRIU's inventory before they restore (podman: "a complete checkpoint ...
+    // cannot be found"); this one names the image it stands beside rather than imitating CRIU's.
+    writeFileSync(join(imagePath, 'inventory.img'), 'vjail checkpoint image: see ./vjail (not a CRIU image)\n');
   } catch (e) {
     if (e instanceof CheckpointError || e instanceof CheckpointUnsupported || e instanceof ImageError) {
       const why = e instanceof ExternalStateError ? `${e.message}: ${e.lines.join('; ')}` : e.message;

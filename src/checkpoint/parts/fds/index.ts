@@ -116,7 +116,7 @@ interface KcmpAddon {
  * standard streams. Pipe contents go to the image as blobs. `imagePids`: every
  * process of the jail (zombies too), our PID to its PID in the image.
  */
-export function collectFds(pids: number[], init: number | undefined, writer: ImageWriter, imagePids: Map<number, number> = new Map(), opts: { tcpEstablished?: boolean } = {}): FdCollection {
+export function collectFds(pids: number[], init: number | undefined, writer: ImageWriter, imagePids: Map<number, number> = new Map(), opts: { tcpEstablished?: boolean; outputPipes?: boolean } = {}): FdCollection {
   const kcmp = native() as unknown as KcmpAddon;
   const perPid = new Map(pids.map((pid) => [pid, probeProcess(pid)]));
   const all = [...perPid.values()].flat();
@@ -163,6 +163,7 @@ export function collectFds(pids: number[], init: number | undefined, writer: Ima
     },
     heldOutside: outsideOf,
     tcpEstablished: opts.tcpEstablished ?? false,
+    outputPipes: opts.outputPipes ?? false,
     keep(fd, resume) {
       const F_DUPFD_CLOEXEC = 1030;
       kept.push({ fd: sysOk('keeping a socket', SYS.fcntl, fd, F_DUPFD_CLOEXEC, 0), resume });

@@ -47,6 +47,12 @@ export interface CollectContext {
   /** The checkpoint said --tcp-established: established TCP connections are saved (in repair mode). */
   tcpEstablished: boolean;
   /**
+   * The jail's output streams are an engine's log pipes (vjail-oci under
+   * conmon): a descriptor of them the jail only writes to is its standard
+   * stream, which restore gives anew (what was written has left the jail).
+   */
+  outputPipes: boolean;
+  /**
    * Keep our duplicate `fd` open after collection (a connection held in
    * repair mode until the jail is killed); `resume` undoes what was done to
    * it, run when the jail runs on instead.

@@ -1,0 +1,155 @@
+/**
+ * podman container checkpoint / restore (also --export / --import, and
+ * --leave-running) driving vjail-oci, whose checkpoint is vjail's own: a
+ * counter keeps counting from where it was, in the same memory, and what
+ * cannot be saved is refused with the container left running. podman asks
+ * for a criu binary (its version only) before it calls the runtime:
+ * Debian's criu package (.ci/apt-packages).
+ */
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { importBusyboxImage, podman, podmanRunFlags, removeDir } from './helpers/oci.js';
+
+const IMAGE = `localhost/vjail-oci-cr-test-${process.pid}`;
+const names: string[] = [];
+
+/** Each line: a number drawn once at start (held only in the shell's memory), then the count. */
+const COUNTER = 'r=$RANDOM$RANDOM; i=0; while :; do i=$((i+1)); echo "$r $i"; sleep 0.05; done';
+
+async function startCounter(name: string, extra: string[] = [], script = COUNTER): Promise<void> {
+  names.push(name);
+  const r = await podman(['run', '-d', '--name', name, ...podmanRunFlags(), ...extra, IMAGE, 'sh', '-c', script]);
+  expect(r.stderr).toBe('');
+  expect(r.exitCode).toBe(0);
+}
+
+/** The counter's lines so far, as [drawn number, count]. */
+async function counted(name: string): Promise<[string, number][]> {
+  const r = await podman(['logs', name]);
+  return r.stdout.split('\n').filter((l) => /^\d+ \d+$/.test(l)).map((l) => [l.split(' ')[0]!, Number(l.split(' ')[1])]);
+}
+
+/** Poll the counter until it has counted past `n` (bounded: 30 s). */
+async function countsPast(name: string, n: number): Promise<[string, number][]> {
+  const end = Date.now() + 30_000;
+  for (;;) {
+    const lines = await counted(name);
+    if ((lines.at(-1)?.[1] ?? 0) > n) return lines;
+    if (Date.now() > end) throw new Error(`container ${name} did not count past ${n} within 30 s (last: ${lines.at(-1)?.[1]})`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+const status = async (name: string): Promise<string> => (await podman(['inspect', '--format', '{{.State.Status}}', name])).stdout;
+
+/** Every count once, in order, all with the one number drawn at start: nothing lost, repeated or redrawn. */
+function expectOneRun(lines: [string, number][]): void {
+  expect(new Set(lines.map(([r]) => r)).size).toBe(1);
+  expect(lines.map(([, i]) => i)).toEqual(lines.map((_, k) => k + 1));
+}
+
+beforeAll(async () => {
+  await importBusyboxImage(IMAGE);
+});
+
+afterAll(async () => {
+  for (const n of names) await podman(['rm', '-f', n]);
+  await execa('podman', ['rmi', '-f', IMAGE], { reject: false });
+});
+
+describe('podman container checkpoint / restore under vjail-oci', () => {
+  it('checkpoints a running counter, which restore lets go on from where it was, in the same memory', async () => {
+    const name = `vjail-cr-${process.pid}`;
+    await startCounter(name);
+    await countsPast(name, 10);
+    const cp = await podman(['container', 'checkpoint', name]);
+    expect(cp.stderr).toBe('');
+    expect(cp.exitCode).toBe(0);
+    expect(await status(name)).toBe('exited');
+    const saved = (await counted(name)).at(-1)![1];
+    // Stopped: nothing more is counted.
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await counted(name)).at(-1)![1]).toBe(saved);
+
+    const rs = await podman(['container', 'restore', name]);
+    expect(rs.stderr).toBe('');
+    expect(rs.exitCode).toBe(0);
+    expect(await status(name)).toBe('running');
+    const lines = await countsPast(name, saved + 10);
+    expectOneRun(lines);
+    // The processes are in the container: PID 2 and the root of the image.
+    const ex = await podman(['exec', name, 'sh', '-c', 'cat /proc/2/cmdline | tr "\\0" " "; ls /bin/busybox']);
+    expect(ex.stdout).toBe(`sh -c ${COUNTER} /bin/busybox`);
+
+    // Again, from the restored container.
+    expect((await podman(['container', 'checkpoint', name])).exitCode).toBe(0);
+    const second = (await counted(name)).at(-1)![1];
+    expect((await podman(['container', 'restore', name])).exitCode).toBe(0);
+    expectOneRun(await countsPast(name, second + 5));
+  });
+
+  it('--leave-running saves the container and lets it go on', async () => {
+    const name = `vjail-cr-leave-${process.pid}`;
+    await startCounter(name);
+    await countsPast(name, 5);
+    const cp = await podman(['container', 'checkpoint', '--leave-running', name]);
+    expect(cp.stderr).toBe('');
+    expect(cp.exitCode).toBe(0);
+    expect(await status(name)).toBe('running');
+    const at = (await counted(name)).at(-1)![1];
+    expectOneRun(await countsPast(name, at + 5));
+  });
+
+  it('exports the checkpoint to an archive that restore --import brings back as the same container', async () => {
+    const name = `vjail-cr-export-${process.pid}`;
+    const dir = mkdtempSync(join(tmpdir(), 'vjail-cr-export-'));
+    try {
+      await startCounter(name);
+      await countsPast(name, 5);
+      const archive = join(dir, 'counter.tar.gz');
+      const cp = await podman(['container', 'checkpoint', '--export', archive, '--compress', 'gzip', name]);
+      expect(cp.exitCode).toBe(0);
+      expect(existsSync(archive)).toBe(true);
+      const listing = (await execa('tar', ['-tzf', archive])).stdout.split('\n');
+      expect(listing).toContain('checkpoint/vjail/manifest.json');
+      const saved = (await counted(name)).at(-1)![1];
+      expect((await podman(['rm', name])).exitCode).toBe(0);
+      expect((await podman(['container', 'exists', name])).exitCode).toBe(1);
+
+      const rs = await podman(['container', 'restore', '--import', archive]);
+      expect(rs.exitCode).toBe(0);
+      expect(await status(name)).toBe('running');
+      // The archive carries the log too: one run, going on from where it was.
+      expectOneRun(await countsPast(name, saved + 5));
+    } finally {
+      removeDir(dir);
+    }
+  });
+
+  it('refuses what it cannot save, naming it, with the container left running', async () => {
+    // A descriptor of a kernel file (it names a process, it is not data).
+    const name = `vjail-cr-refused-${process.pid}`;
+    await startCounter(name, [], `exec 7</proc/self/status; ${COUNTER}`);
+    await countsPast(name, 5);
+    const cp = await podman(['container', 'checkpoint', name]);
+    expect(cp.exitCode).not.toBe(0);
+    expect(cp.stderr).toMatch(/process 2 \(sh\) fd 7: \/proc\/\d+\/status is a file of the kernel's/);
+    expect(await status(name)).toBe('running');
+    const at = (await counted(name)).at(-1)![1];
+    expectOneRun(await countsPast(name, at + 5));
+
+    // Files on a tmpfs live only in the container's mount namespace, which restore makes anew.
+    const tmpfs = `vjail-cr-tmpfs-${process.pid}`;
+    await startCounter(tmpfs, ['--tmpfs', '/scratch'], `echo kept > /scratch/note; ${COUNTER}`);
+    await countsPast(tmpfs, 5);
+    const refused = await podman(['container', 'checkpoint', tmpfs]);
+    expect(refused.exitCode).not.toBe(0);
+    expect(refused.stderr).toMatch(/\/scratch \(tmpfs\) holds note, which a restore would not find again/);
+    expect(await status(tmpfs)).toBe('running');
+    const now = (await counted(tmpfs)).at(-1)![1];
+    expectOneRun(await countsPast(tmpfs, now + 5));
+  });
+});
