@@ -96,7 +96,17 @@ const SUPPORTED = `## Supported
   (\`linux.uidMappings\`, \`gidMappings\`) and rootless podman: containers in
   the user namespace podman runs its runtime in, or in one of their own
   (\`--uidmap\`, \`--userns keep-id\`), \`exec\` into them; devices are bound
-  in from the host there (they cannot be made).
+  in from the host there (they cannot be made). \`checkpoint\` and
+  \`restore\` (runc's flags) save a container's processes with vjail's
+  checkpoint and bring them back in a container rebuilt from its bundle
+  (namespaces, cgroups, root); podman's \`container checkpoint\`/\`restore\`,
+  with \`--export\`/\`--import\` and \`--leave-running\`, drive them (podman
+  also wants a \`criu\` binary, asked only its version). A tmpfs or mqueue
+  mount holding files, a file lock, a process started by \`exec\`, or
+  anything a checkpoint cannot save is refused with the container left
+  running. The image in an exported archive restores under other kernels
+  (Debian's 6.1 and 6.12 in qemu), with \`io.vjail.cpu-baseline=true\` on
+  other CPUs too.
 - Start-up without Node: \`vjail run\` as a command goes to a native front
   end (\`vjail-run\`), which launches \`vjail-init\` itself (same parent,
   session, terminal, stdio, environment and cwd as the Node CLI) and asks the
@@ -456,9 +466,12 @@ const PLANNED = `## Planned
   supervisor doing the same open and ADDFD, and \`make\` of a small C
   project as nobody takes 1.24× its native time against 1.2×; openat2 and
   i386 callers still take the JavaScript path.
-- \`vjail-oci\`: checkpoint and restore of containers through the engine,
-  rootless podman's default network (slirp4netns, not tested here: the
-  tests use \`--network none\`); containerd and CRI-O are untested.
+- \`vjail-oci\`: rootless podman's default network (slirp4netns, not tested
+  here: the tests use \`--network none\`); checkpoint of a container in a
+  user namespace, with files on a tmpfs, holding file locks or while an
+  \`exec\` runs; \`restore --preserve-fds\`, \`--pre-dump\`,
+  \`--lazy-pages\`, podman's \`--print-stats\`; containerd and CRI-O are
+  untested.
 - \`spawnJail\` in a long-lived process misses its 3 ms target per jail
   (spawn to exit, the mean of 200; \`npm run bench\`, group sequential) on
   the shared 2-vCPU host it was measured on, at load average 10-15: 5.45,

@@ -151,5 +151,12 @@ describe('podman container checkpoint / restore under vjail-oci', () => {
     expect(await status(tmpfs)).toBe('running');
     const now = (await counted(tmpfs)).at(-1)![1];
     expectOneRun(await countsPast(tmpfs, now + 5));
+
+    // A process exec started is not the container's own tree; ending the tree would end it unsaved.
+    expect((await podman(['exec', '-d', name, 'sleep', '600'])).exitCode).toBe(0);
+    const busy = await podman(['container', 'checkpoint', name]);
+    expect(busy.exitCode).not.toBe(0);
+    expect(busy.stderr).toMatch(/while processes started by exec run \(\d+ \(vjail-init\), \d+ \(sleep\)\)/);
+    expect(await status(name)).toBe('running');
   });
 });

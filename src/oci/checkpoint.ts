@@ -15,6 +15,7 @@ import { ImageError } from '../image/errors.js';
 import { OciError } from './errors.js';
 import { type Globals, logLine } from './globals.js';
 import { unsavedMountState } from './mount-state.js';
+import { outsideTree } from './outside-tree.js';
 import { readStored, statusOf } from './state.js';
 import { vjailOptions } from './supervise.js';
 
@@ -44,6 +45,10 @@ export async function checkpoint(g: Globals, id: string, f: CheckpointFlags): Pr
     appendFileSync(log, `${line}\n`);
     logLine(g, 'debug', `${id}: ${line}`);
   };
+  const execs = outsideTree(s.pid);
+  if (execs.length) {
+    throw new OciError(`cannot checkpoint container "${id}" while processes started by exec run (${execs.join(', ')}); the checkpoint takes the container's own processes only. Nothing was saved and the container runs on`);
+  }
   const unsaved = unsavedMountState(s.workloadPid!);
   if (unsaved.length) {
     throw new OciError(`cannot checkpoint container "${id}": ${unsaved.join('; ')}; the image would lose it. Nothing was saved and the container runs on`);

@@ -22,7 +22,7 @@ const writeOnlyPipe = (p: { st: { isFIFO(): boolean } | null; flags: number }): 
 
 export const stdioKind: FdKind<'stdio'> = {
   kind: 'stdio',
-  doc: { what: "the jail's own terminal or log (fds it shares with its vjail-init's 0-2)", how: "follow the restoring side's standard streams" },
+  doc: { what: "the jail's own terminal or log (fds it shares with its vjail-init's 0-2); under vjail-oci also the engine's log pipes, written only", how: "follow the restoring side's standard streams" },
   match: (p, ctx) => (isTerminal(p) || !!p.st?.isFile() || (ctx.outputPipes && writeOnlyPipe(p))) && ctx.stdioOf(p) !== undefined,
   collect: (p, ctx) => ({ stream: ctx.stdioOf(p)!, what: isTerminal(p) ? 'terminal' : p.st!.isFile() ? 'file' : 'pipe' }),
   create: (d) => ({ stdio: d.stream }),
