@@ -5,6 +5,7 @@
  * capability masks, default devices), so it only performs.
  */
 import { isAbsolute, resolve } from 'node:path';
+import { baselineEnv } from '../checkpoint/cpu-baseline.js';
 import type { OciConfig, OciProcess } from './config.js';
 import { OciError } from './errors.js';
 
@@ -197,6 +198,21 @@ export function checkNamespaces(config: OciConfig): void {
   userNamespaceLines(config);
 }
 
+/**
+ * The process, with annotation io.vjail.cpu-baseline=true: its environment
+ * keeps glibc to x86-64 baseline code (as `vjail run --cpu-baseline`), so
+ * that its checkpoints restore on lesser CPUs.
+ */
+function withCpuBaseline(config: OciConfig): OciProcess {
+  const p = config.process!;
+  if (config.annotations?.['io.vjail.cpu-baseline'] !== 'true') return p;
+  const env = Object.fromEntries((p.env ?? []).map((e) => {
+    const at = e.indexOf('=');
+    return at < 0 ? [e, ''] : [e.slice(0, at), e.slice(at + 1)];
+  }));
+  return { ...p, env: Object.entries(baselineEnv(env)).map(([k, v]) => `${k}=${v}`) };
+}
+
 /** The container's root file system as a host path. */
 export function rootfsOf(config: OciConfig, bundle: string): string {
   return isAbsolute(config.root!.path) ? config.root!.path : resolve(bundle, config.root!.path);
@@ -234,7 +250,7 @@ export function containerPlan(inp: PlanInputs): string {
   for (const [k, v] of Object.entries(linux.sysctl ?? {})) out += line('sysctl', k, v);
   for (const p of linux.maskedPaths ?? []) out += line('mask', p);
   for (const p of linux.readonlyPaths ?? []) out += line('readonly', p);
-  const p = config.process!;
+  const p = withCpuBaseline(config);
   if (p.terminal) {
     if (!inp.consoleSocket) throw new OciError('process.terminal is set but no --console-socket was given; pass one, or set terminal to false');
     out += line('console', inp.consoleSocket, p.consoleSize?.height ?? 0, p.consoleSize?.width ?? 0);
