@@ -20,6 +20,12 @@
  * PID 2, installs the filter and execs the container's process. Errors
  * before "ok" are written to fd 4 as "error: ..." for `create` to print;
  * later ones go to stderr, which is the container's.
+ *
+ * On restore the plan adds "program PATH" (vjail's restorer, a host file,
+ * opened before pivot_root and exec'd through /proc/self/fd in place of the
+ * command vjail-init is given) and "passfd" (fd 4 is the restorer's
+ * descriptor handover, passed on to it: nothing is reported on it, errors
+ * go to stderr and the launch wait); there is no start fifo.
  */
 
 #include <errno.h>

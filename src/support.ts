@@ -472,6 +472,8 @@ const PLANNED = `## Planned
   \`exec\` runs; \`restore --preserve-fds\`, \`--pre-dump\`,
   \`--lazy-pages\`, podman's \`--print-stats\`; containerd and CRI-O are
   untested.
+  \`--lazy-pages\`, podman's \`--print-stats\`; containerd and CRI-O are
+  untested.
 - \`spawnJail\` in a long-lived process misses its 3 ms target per jail
   (spawn to exit, the mean of 200; \`npm run bench\`, group sequential) on
   the shared 2-vCPU host it was measured on, at load average 10-15: 5.45,

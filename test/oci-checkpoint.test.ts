@@ -6,7 +6,7 @@
  * for a criu binary (its version only) before it calls the runtime:
  * Debian's criu package (.ci/apt-packages).
  */
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -158,5 +158,26 @@ describe('podman container checkpoint / restore under vjail-oci', () => {
     expect(busy.exitCode).not.toBe(0);
     expect(busy.stderr).toMatch(/while processes started by exec run \(\d+ \(vjail-init\), \d+ \(sleep\)\)/);
     expect(await status(name)).toBe('running');
+  });
+
+  it('refuses a container holding a file lock, which the image could not hold', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vjail-cr-lock-'));
+    try {
+      // Static: the container's root has no C library.
+      writeFileSync(join(dir, 'locker.c'), '#include <fcntl.h>\n#include <sys/file.h>\n#include <unistd.h>\nint main(int c, char **v) { int fd = open(v[1], O_RDWR | O_CREAT, 0600); if (fd < 0 || flock(fd, LOCK_EX)) return 1; for (;;) pause(); }\n');
+      await execa('gcc', ['-static', '-O2', '-o', join(dir, 'locker'), join(dir, 'locker.c')]);
+      const name = `vjail-cr-lock-${process.pid}`;
+      names.push(name);
+      const run = await podman(['run', '-d', '--name', name, ...podmanRunFlags(), '-v', `${dir}:/x`, IMAGE, '/x/locker', '/tmp/lockfile']);
+      expect(run.exitCode).toBe(0);
+      const end = Date.now() + 30_000;
+      while (!/FLOCK/.test(readFileSync('/proc/locks', 'utf8')) && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+      const cp = await podman(['container', 'checkpoint', name]);
+      expect(cp.exitCode).not.toBe(0);
+      expect(cp.stderr).toMatch(/the container holds file locks, which the image cannot hold: FLOCK WRITE lock on file [0-9a-f]+:[0-9a-f]+:\d+ held by process \d+/);
+      expect(await status(name)).toBe('running');
+    } finally {
+      removeDir(dir);
+    }
   });
 });

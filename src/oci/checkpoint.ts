@@ -16,6 +16,7 @@ import { OciError } from './errors.js';
 import { type Globals, logLine } from './globals.js';
 import { unsavedMountState } from './mount-state.js';
 import { outsideTree } from './outside-tree.js';
+import { locksHeldBy } from './file-locks.js';
 import { readStored, statusOf } from './state.js';
 import { vjailOptions } from './supervise.js';
 
@@ -64,6 +65,12 @@ export async function checkpoint(g: Globals, id: string, f: CheckpointFlags): Pr
       outputPipes: true, // conmon's log pipes: restore gives the new conmon's
       jail: { profile, emulate: emulate ?? [], policy: null, policyText: seccomp ? JSON.stringify(seccomp) : null },
       report: (step, name, detail) => say(`${step} ${name}: ${detail}`),
+      // Checked once every task is held, so that no lock can be taken after the look.
+      onHeld: (stage, held) => {
+        if (stage !== 'frozen') return;
+        const locks = locksHeldBy(held.keys());
+        if (locks.length) throw new CheckpointUnsupported(`the container holds file locks, which the image cannot hold: ${locks.join('; ')}`);
+      },
       warn: (line) => say(`warning: ${line}`),
     });
     // Engines look for CRIU's inventory before they restore (podman: "a complete checkpoint ...

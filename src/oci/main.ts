@@ -74,7 +74,7 @@ export async function main(argv: string[]): Promise<number> {
       .option('--image-path <dir>', 'where the checkpoint is kept', 'checkpoint')
       .option('--work-path <dir>', 'where dump.log (checkpoint) is written; default the image path')
       .option('--tcp-established', 'save established TCP connections (in repair mode) instead of refusing them')
-      .option('--file-locks', 'accepted; a process holding a file lock is refused at checkpoint')
+      .option('--file-locks', 'accepted; a container holding a file lock is refused at checkpoint (the image cannot hold locks)')
       .option('--manage-cgroups-mode <mode>', 'accepted; the cgroups are made again from the config on restore');
   imageOptions(cli.command('checkpoint').argument('<id>'))
     .option('--leave-running', 'let the container go on after the checkpoint')
