@@ -91,6 +91,30 @@ describe('podman container checkpoint / restore under vjail-oci', () => {
     expectOneRun(await countsPast(name, second + 5));
   });
 
+  it('a server restored in the container\'s network namespace answers there, not on the host', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vjail-cr-www-'));
+    try {
+      writeFileSync(join(dir, 'index.html'), 'served from the container\n');
+      const name = `vjail-cr-www-${process.pid}`;
+      names.push(name);
+      const port = 18000 + (process.pid % 1000);
+      const run = await podman(['run', '-d', '--name', name, ...podmanRunFlags(), '-v', `${dir}:/www`, IMAGE, 'httpd', '-f', '-p', String(port), '-h', '/www']);
+      expect(run.exitCode).toBe(0);
+      const get = () => podman(['exec', name, 'wget', '-qO-', `http://127.0.0.1:${port}/`]);
+      const end = Date.now() + 30_000;
+      while ((await get()).stdout !== 'served from the container' && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
+      expect((await podman(['container', 'checkpoint', name])).exitCode).toBe(0);
+      expect((await podman(['container', 'restore', name])).exitCode).toBe(0);
+      expect((await get()).stdout).toBe('served from the container');
+      // The listening socket is the container's: nothing listens on the port in ours.
+      const hex = `:${port.toString(16).toUpperCase().padStart(4, '0')} `;
+      const listening = ['tcp', 'tcp6'].flatMap((f) => readFileSync(`/proc/self/net/${f}`, 'utf8').split('\n')).filter((l) => l.includes(hex) && / 0A /.test(l));
+      expect(listening).toEqual([]);
+    } finally {
+      removeDir(dir);
+    }
+  });
+
   it('--leave-running saves the container and lets it go on', async () => {
     const name = `vjail-cr-leave-${process.pid}`;
     await startCounter(name);

@@ -95,5 +95,6 @@ export const SYS = {
   epoll_create1: 291,
   inotify_init1: 294,
   open_by_handle_at: 304,
+  setns: 308,
   kcmp: 312,
 } as const;

@@ -9,7 +9,7 @@
  * places each process's descriptors at their numbers through the restorer
  * (transfer.ts): descriptions shared at the checkpoint are shared again.
  */
-import { closeSync } from 'node:fs';
+import { closeSync, openSync, readlinkSync } from 'node:fs';
 import { native } from '../../../native.js';
 import { pidfdGetfd, sys, sysOk } from '../../../native/fdio.js';
 import {
@@ -285,6 +285,33 @@ export async function prepareFds(root: Tracee, scratch: { addr: bigint }, image:
   return at;
 }
 
+const CLONE_NEWNET = 0x40000000;
+
+/**
+ * Run `make` with this thread in the network namespace of process `pid`
+ * (a container's own): sockets are made here and handed over, and a socket
+ * belongs to the namespace it was made in. Synchronous, so nothing else of
+ * ours runs meanwhile; the thread is back in its own before this returns.
+ */
+function inNetworkOf(pid: number, make: () => void): void {
+  const theirs = `/proc/${pid}/ns/net`;
+  const ours = '/proc/thread-self/ns/net';
+  if (readlinkSync(theirs) === readlinkSync(ours)) return make();
+  const back = openSync(ours, 'r');
+  const there = openSync(theirs, 'r');
+  try {
+    sysOk(`setns into the network namespace of process ${pid}`, SYS.setns, there, CLONE_NEWNET);
+    try {
+      make();
+    } finally {
+      sysOk('setns back into our network namespace', SYS.setns, back, CLONE_NEWNET);
+    }
+  } finally {
+    closeSync(there);
+    closeSync(back);
+  }
+}
+
 /**
  * Make every description of the image in this process and place each live
  * process's descriptors. `shells`: the image's live processes, each still a
@@ -311,14 +338,16 @@ export async function placeFds(
   };
   try {
     const all = image.manifest.descriptions;
-    for (const d of [...all.filter((x) => !kindOf(x.kind).late), ...all.filter((x) => kindOf(x.kind).late)]) {
-      const c = kindOf(d.kind).create(d as never, ctx);
-      if ('fd' in c) {
-        later.push(c.fd);
-        if (d.kind !== 'external' && (d.flags & O_PATH) === 0) setStatusFlags(c.fd, d.flags, d.kind);
+    inNetworkOf(opts.rootPid, () => {
+      for (const d of [...all.filter((x) => !kindOf(x.kind).late), ...all.filter((x) => kindOf(x.kind).late)]) {
+        const c = kindOf(d.kind).create(d as never, ctx);
+        if ('fd' in c) {
+          later.push(c.fd);
+          if (d.kind !== 'external' && (d.flags & O_PATH) === 0) setStatusFlags(c.fd, d.flags, d.kind);
+        }
+        made.set(d.id, c);
       }
-      made.set(d.id, c);
-    }
+    });
     const S = opts.sockAt;
     const byId = new Map(image.manifest.descriptions.map((d) => [d.id, d]));
     const watched = new Set<string>();
