@@ -29,7 +29,8 @@ async function startCounter(name: string, extra: string[] = [], script = COUNTER
 /** The counter's lines so far, as [drawn number, count]. */
 async function counted(name: string): Promise<[string, number][]> {
   const r = await podman(['logs', name]);
-  return r.stdout.split('\n').filter((l) => /^\d+ \d+$/.test(l)).map((l) => [l.split(' ')[0]!, Number(l.split(' ')[1])]);
+  // A terminal's lines end in \r\n.
+  return r.stdout.replace(/\r/g, '').split('\n').filter((l) => /^\d+ \d+$/.test(l)).map((l) => [l.split(' ')[0]!, Number(l.split(' ')[1])]);
 }
 
 /** Poll the counter until it has counted past `n` (bounded: 30 s). */
@@ -113,6 +114,21 @@ describe('podman container checkpoint / restore under vjail-oci', () => {
     } finally {
       removeDir(dir);
     }
+  });
+
+  it('a container with a terminal goes on with the new terminal podman gives it', async () => {
+    const name = `vjail-cr-tty-${process.pid}`;
+    await startCounter(name, ['-t'], `[ -t 1 ] || exit 9; ${COUNTER}`);
+    await countsPast(name, 5);
+    expect((await podman(['container', 'checkpoint', name])).exitCode).toBe(0);
+    const saved = (await counted(name)).at(-1)![1];
+    expect((await podman(['container', 'restore', name])).exitCode).toBe(0);
+    expectOneRun(await countsPast(name, saved + 5));
+    // Its controlling terminal is the new one: the process's session has it.
+    const ex = await podman(['exec', name, 'sh', '-c', 'readlink /proc/2/fd/1; cut -d" " -f7 /proc/2/stat']);
+    const [link, ttyNr] = ex.stdout.split('\n');
+    expect(link).toMatch(/^\/dev\/pts\/\d+$/);
+    expect(Number(ttyNr)).toBeGreaterThan(0);
   });
 
   it('--leave-running saves the container and lets it go on', async () => {
