@@ -14,6 +14,7 @@ import type { Globals } from './globals.js';
 import { awaitContainer, monitorExit } from './run.js';
 
 export async function restore(g: Globals, id: string, f: CreateFlags & CheckpointFlags & { detach?: boolean }): Promise<number> {
+  if (f.preserveFds && Number(f.preserveFds) > 0) throw new OciError('restore --preserve-fds is not supported by vjail-oci; the restored processes have the descriptors of the image (pass 0)');
   const image = imageIn(resolve(f.imagePath ?? 'checkpoint'));
   if (!existsSync(image)) throw new OciError(`${image} does not exist; give restore the --image-path a vjail-oci checkpoint wrote`);
   const child = await create(g, id, f, image);
