@@ -46,6 +46,9 @@ export async function checkpoint(g: Globals, id: string, f: CheckpointFlags): Pr
     appendFileSync(log, `${line}\n`);
     logLine(g, 'debug', `${id}: ${line}`);
   };
+  if ((s.config.linux?.namespaces ?? []).some((n) => n.type === 'user')) {
+    throw new OciError(`cannot checkpoint container "${id}": it runs in a user namespace, which vjail-oci's restore does not rebuild yet. Nothing was saved and the container runs on`);
+  }
   const execs = outsideTree(s.pid);
   if (execs.length) {
     throw new OciError(`cannot checkpoint container "${id}" while processes started by exec run (${execs.join(', ')}); the checkpoint takes the container's own processes only. Nothing was saved and the container runs on`);
