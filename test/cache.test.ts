@@ -7,7 +7,7 @@ import { entryPath, readCached, writeCached } from '../src/cache.js';
 import { lazyModule, requireCached } from '../src/cli/code-cache.js';
 import { planJail } from '../src/jail.js';
 import { cachedPlan, decodePlanned, encodePlanned, type Planned, planInputs } from '../src/plan/cache.js';
-import { loadProfile } from '../src/profile/load.js';
+import { forgetProfilesValidatedHere, loadProfile } from '../src/profile/load.js';
 import { probeHostSyscalls } from '../src/probe.js';
 import { execa } from 'execa';
 import { vjailBin } from './helpers/fixtures.js';
@@ -156,9 +156,9 @@ describe('plan cache', () => {
     const [entry] = entries('plans');
     const stored = JSON.parse(readFileSync(entry, 'utf8')) as { inputs: string; value: unknown };
     const inputs = JSON.parse(stored.inputs) as unknown[];
-    // The inputs as planInputs lays them out: ..., release, version, boot, tables, host name.
-    expect(inputs).toHaveLength(11);
-    for (const i of [6, 7, 8, 9, 10]) {
+    // The inputs as planInputs lays them out: ..., capabilities, release, version, boot, tables, host name.
+    expect(inputs).toHaveLength(12);
+    for (const i of [7, 8, 9, 10, 11]) {
       const altered = [...inputs];
       altered[i] = `${String(altered[i])}-other`;
       writeFileSync(entry, JSON.stringify({ ...stored, inputs: JSON.stringify(altered) }));
@@ -202,10 +202,13 @@ describe('plan cache', () => {
 
 describe('profile and probe caches', () => {
   it('a damaged validated profile is validated again', () => {
+    // The disk cache is for the next process: this one's own memory of the profile is set aside.
+    forgetProfilesValidatedHere();
     const fresh = loadProfile('linux-4.19');
     const [entry] = entries('profiles');
     const stored = JSON.parse(readFileSync(entry, 'utf8')) as { inputs: string; value: Record<string, unknown> };
     writeFileSync(entry, JSON.stringify({ ...stored, value: { ...stored.value, isHost: 'no', uname: null } }));
+    forgetProfilesValidatedHere();
     expect(loadProfile('linux-4.19')).toEqual(fresh);
   });
 

@@ -84,6 +84,11 @@ function validated(file: string, where: string, host: HostRelease): Profile {
 /** Profiles validated by this process, by file: each with the inputs it was validated from. */
 const validatedHere = new Map<string, { inputs: string; profile: Profile }>();
 
+/** Forget what this process validated: the next load reads the disk cache, as another process would. */
+export function forgetProfilesValidatedHere(): void {
+  validatedHere.clear();
+}
+
 let validator: string | undefined;
 /** The validator's fingerprint: its code, which does not change while the process runs. */
 const fingerprint = (): string => (validator ??= validatorFingerprint());
