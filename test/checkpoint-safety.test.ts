@@ -151,7 +151,7 @@ describe('a checkpoint never harms the workload', () => {
       if (r.exitCode !== 0) expect(r.signal).toBe('SIGKILL');
       // The guard outlives vjail by a moment: it is done once the workload is let go and thawed.
       const letGo = await waitFor(() => procStatus(j.pid, 'TracerPid') === '0' && !frozen(j.cgroup), 10_000);
-      expect(letGo, `try ${i}: let go and thawed within 10 s (tracer ${procStatus(j.pid, 'TracerPid')}, frozen ${frozen(j.cgroup)}); vjail and its guard said: ${r.stderr}`).toBe(true);
+      expect(letGo, `try ${i}: let go and thawed within 10 s (${alive(j.pid) ? `tracer ${procStatus(j.pid, 'TracerPid')}, frozen ${frozen(j.cgroup)}` : `ended: ${readFileSync(join(stateDir, j.name, 'state.json'), 'utf8')}`}); vjail and its guard said: ${r.stderr}`).toBe(true);
       rmSync(img, { recursive: true, force: true });
       await expectHealthy(j, `after vjail was killed in try ${i}`);
     }
