@@ -366,17 +366,16 @@ waits for the caller to run. \`npm run bench\` measures it (rows
 unintercepted open and "C floor, open answered with ADDFD": a minimal C
 supervisor that reads the path, opens, installs with ADDFD and closes), and
 a build: "make of 31 C files as nobody", natively and through the shim
-(spawn to exit, the jail's start-up included). One run of the intercepted
-group on the development host (2 vCPUs shared with other work, load
-average 6-9): 14.5 µs as root and 14.0 µs as nobody (medians of 9
-interleaved runs), against 13.0 µs for the C floor with ADDFD, 5.99 µs for
-the C floor answering \`uname\` and 1.57 µs unintercepted: the 30 µs
-target is met (before identities were kept: 42 and 39 µs at load 1.3, the C
-floor with ADDFD 26 µs). The build in the same run: 1.90 s through the shim
-against 1.73 s natively, 1.10× (medians of 5), within the 1.2× target
-(1.24× before). On a busier host the build's ratio spreads: an earlier run
-at load 9-12 gave 1.32× (1.52 s and 1.15 s, single builds from 0.72 to
-2.82 s), a run of its rows alone at load 13 1.17×. Its 7,900 opens, half of them ENOENT along include and library
+(spawn to exit, the jail's start-up included). On an idle host (one run of
+every group, load average 1.7 at its end): 50.5 µs as root and 49.8 µs as
+nobody, against 48.7 µs for the C floor with ADDFD (1.04×), 5.99 µs for the
+C floor answering \`uname\` and 1.58 µs unintercepted: the 30 µs target is
+missed, since ADDFD's two wake-ups (the caller to install, the supervisor
+back) each cost about 40 µs when the vCPU woken was idle. On the same host
+busy with other work (load average 6-9) the same rows were 14.5, 14.0 and
+13.0 µs. The build: 825 ms through the shim against 672 ms natively, 1.23×
+idle (target 1.2×), 1.10× in the busy run, 1.32× in another at load 9-12.
+Its 7,900 opens, half of them ENOENT along include and library
 paths, and 362 \`execve\`, 33 \`setresuid\` and as many \`setresgid\`
 and 3 other noted calls are its only notifications. A build with \`-DVJAIL_OPENFAST_PROFILE\` prints where
 each open's time goes: there (20,000 opens of one file), the look at a
@@ -450,40 +449,36 @@ const PLANNED = `## Planned
 - Migration with pre-dump and lazy restore, so that the jail stops for at
   most 100 ms at 1 GiB (today it is stopped for the whole dump, transfer and
   restore). TLS for the page server.
-- Pre-dump stops a 1 GiB jail writing 10 MiB/s for 41-49 ms (medians of
-  two runs) against a 50 ms target: met only thinly, and on a busy host it
-  is more (218 ms median at load average 14). Still in the frozen window:
-  reading /proc/PID/smaps for advice (a page-table walk of every mapping,
-  beside the other collectors) and some 60 injected rt_sigaction calls
-  (\`VJAIL_TIMINGS=1\` prints each step; \`npm run bench\`, checkpoint group).
-- Lazy restore lets the workload run 81-105 ms (medians of two runs; 40 ms
-  at best) after restore starts for a 256 MiB image against a 50 ms target
-  (35-75 ms at 1 GiB): starting the jail and placing the mappings are most
-  of it. Every page is in place in 0.82-0.95× a full restore's time
-  (\`npm run bench\`, lazy group).
-- The open shim's C path costs about 35-42 µs per open (median, shared
-  2-vCPU host) against a 30 µs target, about 11-16 µs above a minimal C
-  supervisor doing the same open and ADDFD, and \`make\` of a small C
-  project as nobody takes 1.24× its native time against 1.2×; openat2 and
-  i386 callers still take the JavaScript path.
+- Numbers below are from one run of \`npm run bench\` on an idle 2-vCPU host
+  (README). Pre-dump stops a 1 GiB jail writing 10 MiB/s for 47 ms against
+  a 50 ms target: met only thinly, and on a busy host it is more (218 ms
+  median at load average 14). Still in the frozen window: reading
+  /proc/PID/smaps for advice and some 60 injected rt_sigaction calls
+  (\`VJAIL_TIMINGS=1\` prints each step).
+- Lazy restore runs the workload 29 ms after restore starts (256 MiB; 32 ms
+  at 1 GiB), but every page is in place only after 1.51× a full restore's
+  time, against 1×.
+- An open through the open shim costs 50 µs on an idle host against a 30 µs
+  target, 1.04× a minimal C supervisor answering with ADDFD (49 µs): ADDFD
+  wakes the caller to install the descriptor and is woken back, and each
+  wake-up of an idle vCPU costs about 40 µs here (as a plain wake-up does);
+  on a busy host the same open costs 14 µs. \`make\` of 31 files as nobody
+  takes 1.23× its native time against 1.2× (1.10× on a busy host).
+- \`vjail run\` through the Node CLI starts 15.6 ms after \`node -e ''\`
+  against 10 ms (the native front end, 200 in a row, is 1.70× bwrap).
+- Checkpoint of 256 MiB writes 730 MiB/s against 1 GB/s on this host (restore
+  1529 MiB/s); 1000 descriptors add 173 ms to a checkpoint against 20 ms.
+- openat2 and i386 callers of the open shim still take the JavaScript path
+  (the C path answers open and openat).
 - \`vjail-oci\`: rootless podman's default network (slirp4netns, not tested
   here: the tests use \`--network none\`); checkpoint of a container in a
   user namespace, with files on a tmpfs, holding file locks or while an
   \`exec\` runs; \`restore --preserve-fds\`, \`--pre-dump\`,
   \`--lazy-pages\`, podman's \`--print-stats\`; containerd and CRI-O are
   untested.
-  \`--lazy-pages\`, podman's \`--print-stats\`; containerd and CRI-O are
-  untested.
-- \`spawnJail\` in a long-lived process misses its 3 ms target per jail
-  (spawn to exit, the mean of 200; \`npm run bench\`, group sequential) on
-  the shared 2-vCPU host it was measured on, at load average 10-15: 5.45,
-  5.95 and 8.30 ms in three runs, where a \`child_process.spawn\` of
-  \`/bin/true\` in the same kind of loop took 4.93, 5.92 and 7.20 ms (1.01-1.15×)
-  and one of bwrap 13.7-15.6 ms; the median jail took 3.5 ms. Its own steps
-  (plan, filter, profile and cgroup hierarchy cached per inputs, no sleeps
-  in the cgroup's end, the workload forked into its cgroup) are now small
-  beside the two processes each jail starts and the hand-offs between them,
-  which a loaded machine delays. Not measured on a quiet machine since.`;
+- \`spawnJail\` in a long-lived process: 2.44 ms per jail on an idle host
+  (target 3 ms), 5.5-8.3 ms on a busy one, where every hand-off between its
+  processes waits for a CPU.`;
 
 /** Every kind of descriptor a checkpoint meets: saved (from the kinds' registry) or refused, and why. */
 function descriptorTable(): string {
