@@ -258,13 +258,18 @@ static void rescue(void)
 		int64_t until = now_ms() + 5000;
 		while (ptrace(PTRACE_SEIZE, t->tid, 0L, 0L)) {
 			if (errno != EPERM || now_ms() > until) {
+				/* Gone (ESRCH) is fine; anything else leaves it as vjail had it: say so. */
+				if (errno != ESRCH)
+					say(errno, "task %d could not be attached again (vjail's registers or mask may be left in it)", t->tid);
 				t->flags = 0;
 				break;
 			}
 			nap();
 		}
-		if (t->flags && ptrace(PTRACE_INTERRUPT, t->tid, 0L, 0L))
+		if (t->flags && ptrace(PTRACE_INTERRUPT, t->tid, 0L, 0L)) {
+			say(errno, "task %d could not be stopped again (vjail's registers or mask may be left in it)", t->tid);
 			t->flags = 0;
+		}
 		held += t->flags != 0;
 	}
 	/* cgroup v1: a frozen task takes the interrupt stop only once thawed, before it runs code of its own. */
