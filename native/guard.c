@@ -3,6 +3,7 @@
  * (guard.h), which TypeScript keeps up to date through guardNote.
  */
 #include <string.h>
+#include <sys/ptrace.h>
 
 #include "guard.h"
 #include "napi_util.h"
@@ -62,7 +63,7 @@ static struct guard_task *task_arg(napi_env env, napi_value tid, const char *wha
 	return t;
 }
 
-/* guardSignal(tid, signal, rip): a signal vjail holds at the task's delivery stop (0 when handed back). */
+/* guardSignal(tid, signal, rip): a signal vjail holds at the task's delivery stop, and its siginfo (0 when handed back). */
 napi_value js_guard_signal(napi_env env, napi_callback_info info)
 {
 	napi_value argv[3];
@@ -71,8 +72,12 @@ napi_value js_guard_signal(napi_env env, napi_callback_info info)
 	struct guard_task *t = task_arg(env, argv[0], "guardSignal (table full)");
 	if (!t)
 		return NULL;
+	int32_t sig = vj_i32(env, argv[1]);
 	t->signal_rip = vj_u64(env, argv[2]);
-	__atomic_store_n(&t->signal, vj_i32(env, argv[1]), __ATOMIC_RELEASE);
+	/* The task is at the delivery stop (vjail, its tracer, calls this): keep the siginfo to deliver it with again. */
+	if (sig && ptrace(PTRACE_GETSIGINFO, t->tid, 0L, t->siginfo))
+		memset(t->siginfo, 0, sizeof t->siginfo);
+	__atomic_store_n(&t->signal, sig, __ATOMIC_RELEASE);
 	return vj_undefined(env);
 }
 

@@ -17,6 +17,7 @@ enum {
 	GUARD_HELD = 1,  /* attached with ptrace */
 	GUARD_DIRTY = 2, /* registers are ours; `regs` are the task's own */
 	GUARD_MASK = 4,  /* every signal blocked; `mask` is the task's own */
+	GUARD_RESEND = 8, /* the guard's own: a held signal to deliver again once thawed */
 };
 
 struct guard_task {
@@ -26,6 +27,7 @@ struct guard_task {
 	int32_t signal;
 	uint32_t reserved;
 	uint64_t signal_rip;
+	uint8_t siginfo[128]; /* the signal's siginfo, as the delivery stop had it */
 	uint64_t mask;
 	uint64_t gadget; /* the `syscall` instruction our registers point at */
 	uint64_t regs[GUARD_GPRS];

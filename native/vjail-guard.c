@@ -189,21 +189,58 @@ static void put_back(struct guard_task *t)
  * vjail died holding a signal it had taken from the task at a delivery stop:
  * the kernel drops such a signal when the tracer goes. Unless it was handed
  * back and delivered already (the task is then in its handler, elsewhere
- * than where the signal was to be handed back), send it again. Its siginfo
- * is then the guard's (SI_TKILL), not the original's: say so.
+ * than where the signal was to be handed back), it is due again.
  */
-static void resend(const struct guard_task *t)
+static int signal_due(const struct guard_task *t)
 {
 	if (!t->signal)
-		return;
+		return 0;
 	struct user_regs_struct cur;
 	struct iovec iov = { &cur, sizeof cur };
-	if (ptrace(PTRACE_GETREGSET, t->tid, (void *)NT_PRSTATUS, &iov) == 0 && cur.rip != t->signal_rip)
-		return;
-	if (syscall(SYS_tkill, t->tid, t->signal))
+	return ptrace(PTRACE_GETREGSET, t->tid, (void *)NT_PRSTATUS, &iov) == 0 && cur.rip == t->signal_rip;
+}
+
+/*
+ * Deliver a signal vjail held as the kernel would have: queue it again, let
+ * the task (its own registers and mask back, its cgroup thawed) run to the
+ * delivery stop, put the original siginfo back there and detach with the
+ * signal. Other signals due first are delivered on the way.
+ */
+static void deliver_again(struct guard_task *t)
+{
+	if (syscall(SYS_tkill, t->tid, t->signal)) {
 		say(errno, "signal %d of task %d was lost: cannot send it again", t->signal, t->tid);
-	else
-		say(0, "signal %d of task %d, held by vjail when it died, sent again (with the guard's siginfo, not the original's)", t->signal, t->tid);
+		ptrace(PTRACE_DETACH, t->tid, 0L, 0L);
+		return;
+	}
+	int64_t until = now_ms() + 5000;
+	ptrace(PTRACE_CONT, t->tid, 0L, 0L);
+	for (;;) {
+		int st;
+		pid_t r = waitpid(t->tid, &st, __WALL | WNOHANG);
+		if (r < 0 || (r > 0 && !WIFSTOPPED(st)))
+			return; /* ended */
+		if (r == 0) {
+			if (now_ms() > until) {
+				say(0, "signal %d of task %d sent again, but not delivered within 5 s: its siginfo is the guard's", t->signal, t->tid);
+				ptrace(PTRACE_INTERRUPT, t->tid, 0L, 0L);
+				waitpid(t->tid, &st, __WALL);
+				ptrace(PTRACE_DETACH, t->tid, 0L, 0L);
+				return;
+			}
+			nap();
+			continue;
+		}
+		int sig = EVENT(st) == 0 ? WSTOPSIG(st) : 0;
+		if (sig == t->signal) {
+			if (ptrace(PTRACE_SETSIGINFO, t->tid, 0L, t->siginfo))
+				say(errno, "signal %d of task %d delivered again with the guard's siginfo, not its own", t->signal, t->tid);
+			ptrace(PTRACE_DETACH, t->tid, 0L, (long)sig);
+			say(0, "signal %d of task %d, held by vjail when it died, delivered again with its own siginfo", t->signal, t->tid);
+			return;
+		}
+		ptrace(PTRACE_CONT, t->tid, 0L, (long)sig);
+	}
 }
 
 /* Wait (up to 5 s) for the interrupt stop of a task seized again; a signal due first is delivered on its own registers. */
@@ -232,10 +269,13 @@ static int fix_task(struct guard_task *t)
 		/* A signal-delivery stop: deliver it (now on the task's own registers); our interrupt stop follows. */
 		ptrace(PTRACE_CONT, t->tid, 0L, (long)(EVENT(st) == 0 ? WSTOPSIG(st) : 0));
 	}
-	resend(t);
+	int due = signal_due(t);
 	if ((t->flags & GUARD_MASK) && ptrace(PTRACE_SETSIGMASK, t->tid, (void *)sizeof t->mask, &t->mask))
 		say(errno, "cannot put back the signal mask of task %d", t->tid);
-	ptrace(PTRACE_DETACH, t->tid, 0L, 0L);
+	if (due)
+		t->flags |= GUARD_RESEND; /* kept stopped: delivered once the cgroup is thawed */
+	else
+		ptrace(PTRACE_DETACH, t->tid, 0L, 0L);
 	return 0;
 }
 
@@ -280,6 +320,9 @@ static void rescue(void)
 			say(0, "task %d could not be put back (gone, or it did not stop within 5 s)", table.tasks[i].tid);
 	if (table.cgroup_kind == 2)
 		set_frozen(0);
+	for (int i = 0; i < table.ntasks; i++)
+		if (table.tasks[i].flags & GUARD_RESEND)
+			deliver_again(&table.tasks[i]);
 	fprintf(stderr, "vjail-guard: vjail died during a checkpoint; %d task(s) of the jail put back as they were%s\n", held,
 		table.cgroup_kind ? " and its cgroup thawed" : "");
 }

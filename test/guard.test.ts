@@ -54,7 +54,7 @@ describe('vjail-guard puts a held task back whatever moment vjail died at', () =
       expect(r.signal).toBe('SIGKILL');
       expect(r.stderr).toMatch(/vjail-guard: vjail died during a checkpoint; 1 task\(s\) of the jail put back as they were and its cgroup thawed/);
       expect(r.stderr).not.toMatch(/cannot|could not|lost/);
-      if (moment === 'signal') expect(r.stderr).toMatch(/signal 10 of task \d+, held by vjail when it died, sent again/);
+      if (moment === 'signal') expect(r.stderr).toMatch(/signal 10 of task \d+, held by vjail when it died, delivered again with its own siginfo/);
       const pid = left.pid;
       expect(await waitFor(() => tracer(pid) === '0', 5000), 'let go').toBe(true);
       const before = counts(status)!;
