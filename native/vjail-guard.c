@@ -223,8 +223,10 @@ static void deliver_again(struct guard_task *t)
 		if (r == 0) {
 			if (now_ms() > until) {
 				say(0, "signal %d of task %d sent again, but not delivered within 5 s: its siginfo is the guard's", t->signal, t->tid);
+				/* Stop it to detach; bounded too: if it does not stop, the guard's exit lets it go. */
 				ptrace(PTRACE_INTERRUPT, t->tid, 0L, 0L);
-				waitpid(t->tid, &st, __WALL);
+				for (int64_t stop_by = now_ms() + 2000; waitpid(t->tid, &st, __WALL | WNOHANG) == 0 && now_ms() < stop_by;)
+					nap();
 				ptrace(PTRACE_DETACH, t->tid, 0L, 0L);
 				return;
 			}
