@@ -2,13 +2,42 @@
  * The addon's side of vjail-guard: the table of changes in held tasks
  * (guard.h), which TypeScript keeps up to date through guardNote.
  */
+#include <errno.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/ptrace.h>
+#include <unistd.h>
 
 #include "guard.h"
 #include "napi_util.h"
 
-static struct guard_table table = { .magic = GUARD_MAGIC };
+/* The table, in a memfd vjail-guard maps too (made on first use; one per process, as the guard is). */
+static struct guard_table *table_map;
+static int table_fd = -1;
+
+static int table_open(void)
+{
+	if (table_map)
+		return 0;
+	int fd = memfd_create("vjail-guard-table", MFD_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	if (ftruncate(fd, sizeof(struct guard_table))) {
+		close(fd);
+		return -1;
+	}
+	void *m = mmap(NULL, sizeof(struct guard_table), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (m == MAP_FAILED) {
+		close(fd);
+		return -1;
+	}
+	table_map = m;
+	table_map->magic = GUARD_MAGIC;
+	table_fd = fd;
+	return 0;
+}
+
+#define table (*table_map)
 
 static struct guard_task *slot(int32_t tid)
 {
@@ -34,11 +63,15 @@ static struct guard_task *slot(int32_t tid)
 	return t;
 }
 
-/* guardTableAddress(): where the table is, for vjail-guard's argv. */
-napi_value js_guard_table_address(napi_env env, napi_callback_info info)
+/* guardTableFd(): the memfd holding the table, to hand to vjail-guard. */
+napi_value js_guard_table_fd(napi_env env, napi_callback_info info)
 {
 	(void)info;
-	return vj_make_u64(env, (uint64_t)(uintptr_t)&table);
+	if (table_open())
+		return vj_throw_errno(env, "the guard's table (memfd_create, mmap)", errno);
+	napi_value v;
+	napi_create_int32(env, table_fd, &v);
+	return v;
 }
 
 /* guardCgroup(kind, path): the cgroup to freeze and thaw (kind 0: none). */
@@ -47,6 +80,8 @@ napi_value js_guard_cgroup(napi_env env, napi_callback_info info)
 	napi_value argv[2];
 	if (vj_args(env, info, 2, argv))
 		return NULL;
+	if (table_open())
+		return vj_throw_errno(env, "the guard's table (memfd_create, mmap)", errno);
 	size_t len = 0;
 	table.cgroup[0] = 0;
 	napi_get_value_string_utf8(env, argv[1], table.cgroup, sizeof table.cgroup, &len);
@@ -57,6 +92,10 @@ napi_value js_guard_cgroup(napi_env env, napi_callback_info info)
 /* The entry of the task `tid` names, made if new; NULL, with an exception thrown, when the table is full. */
 static struct guard_task *task_arg(napi_env env, napi_value tid, const char *what)
 {
+	if (table_open()) {
+		vj_throw_errno(env, "the guard's table (memfd_create, mmap)", errno);
+		return NULL;
+	}
 	struct guard_task *t = slot(vj_i32(env, tid));
 	if (!t)
 		vj_throw_errno(env, what, 28 /* ENOSPC */);
@@ -81,11 +120,11 @@ napi_value js_guard_signal(napi_env env, napi_callback_info info)
 	return vj_undefined(env);
 }
 
-/* guardTask(tid, flags, mask | null, regs | null, gadget): the task's entry; flags 0 forgets it. mask, regs and gadget count when given. */
+/* guardTask(tid, flags, mask | null, regs | null, gadget, park): the task's entry; flags 0 forgets it. mask, regs, gadget and park count when given. */
 napi_value js_guard_task(napi_env env, napi_callback_info info)
 {
-	napi_value argv[5];
-	if (vj_args(env, info, 5, argv))
+	napi_value argv[6];
+	if (vj_args(env, info, 6, argv))
 		return NULL;
 	struct guard_task *t = task_arg(env, argv[0], "guardTask (table full)");
 	if (!t)
@@ -100,6 +139,7 @@ napi_value js_guard_task(napi_env env, napi_callback_info info)
 			return NULL;
 		memcpy(t->regs, data, len < sizeof t->regs ? len : sizeof t->regs);
 		t->gadget = vj_u64(env, argv[4]);
+		t->park = (uint32_t)vj_i32(env, argv[5]);
 	}
 	napi_typeof(env, argv[2], &type);
 	if (type != napi_null && type != napi_undefined)

@@ -4,7 +4,7 @@
 
 #include <node_api.h>
 
-napi_value js_guard_table_address(napi_env env, napi_callback_info info);
+napi_value js_guard_table_fd(napi_env env, napi_callback_info info);
 napi_value js_guard_cgroup(napi_env env, napi_callback_info info);
 napi_value js_guard_task(napi_env env, napi_callback_info info);
 napi_value js_guard_signal(napi_env env, napi_callback_info info);

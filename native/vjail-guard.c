@@ -1,15 +1,23 @@
 /*
- * vjail-guard PID TABLE: stands by while vjail (PID) checkpoints a jail and,
- * if vjail dies meanwhile (SIGKILL included), lets the jail go as it was.
+ * vjail-guard PID TABLE-FD: stands by while vjail (PID) checkpoints a jail
+ * and, if vjail dies meanwhile (SIGKILL included), lets the jail go as it was.
  *
  * A task whose tracer dies is let go by the kernel with whatever registers
  * and signal mask the tracer had loaded. So the guard traces vjail's main
  * thread (the tracer of the jail's tasks) with PTRACE_O_TRACEEXIT: a dying
  * vjail stops at PTRACE_EVENT_EXIT before the kernel lets go of its
- * tracees. The guard then reads TABLE (guard.h: what vjail had changed in
- * each task) from vjail's memory, freezes the jail's cgroup (so a task let
- * go cannot reach its own code), lets vjail die, attaches to each task again,
- * puts back its registers and mask, lets it go, and thaws the cgroup.
+ * tracees. The guard then reads the table (guard.h: what vjail had changed
+ * in each task, in a memfd shared with vjail: TABLE-FD), freezes the jail's
+ * cgroup (so a task let go cannot reach its own code), lets vjail die,
+ * attaches to each task again, puts back its registers and mask, lets it
+ * go, and thaws the cgroup.
+ *
+ * The kernel does not always take that exit stop (seen about once in a few
+ * hundred SIGKILLs on a loaded host): vjail's tasks are then let go at
+ * once, with what vjail had loaded. A task holding our registers is parked
+ * (guard.h, `park`) and one holding only our mask runs its own code with
+ * every signal blocked, so the guard does the same work as soon as it sees
+ * vjail gone: the table is still there for it to read.
  *
  * Meanwhile signals to vjail are passed on unchanged. On "d" (done) on stdin
  * the guard detaches from vjail and exits. Writes "ok" on stdout once vjail
@@ -25,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/signalfd.h>
@@ -43,7 +52,7 @@
 _Static_assert(sizeof(struct user_regs_struct) == GUARD_GPRS * 8, "guard.h keeps user_regs_struct");
 
 static pid_t vjail;
-static uintptr_t table_addr;
+static const struct guard_table *shared;
 static struct guard_table table;
 
 static int64_t now_ms(void)
@@ -72,20 +81,16 @@ __attribute__((format(printf, 2, 3))) static void say(int err, const char *fmt, 
 	fputc('\n', stderr);
 }
 
-/* The table as vjail left it. */
+/* The table as vjail left it (vjail is stopped at its exit, or gone). */
 static int read_table(void)
 {
 	size_t head = offsetof(struct guard_table, tasks);
-	struct iovec local = { &table, head }, remote = { (void *)table_addr, head };
-	if (process_vm_readv(vjail, &local, 1, &remote, 1, 0) != (ssize_t)head || table.magic != GUARD_MAGIC)
+	memcpy(&table, shared, head);
+	if (table.magic != GUARD_MAGIC || table.ntasks < 0 || table.ntasks > GUARD_MAX_TASKS) {
+		errno = EINVAL;
 		return -1;
-	if (table.ntasks < 0 || table.ntasks > GUARD_MAX_TASKS)
-		return -1;
-	size_t len = (size_t)table.ntasks * sizeof(struct guard_task);
-	local = (struct iovec){ table.tasks, len };
-	remote = (struct iovec){ (void *)(table_addr + head), len };
-	if (len && process_vm_readv(vjail, &local, 1, &remote, 1, 0) != (ssize_t)len)
-		return -1;
+	}
+	memcpy(table.tasks, shared->tasks, (size_t)table.ntasks * sizeof(struct guard_task));
 	return 0;
 }
 
@@ -101,6 +106,14 @@ static void set_frozen(int frozen)
 		say(errno, "cannot %s the jail's cgroup %s", frozen ? "freeze" : "thaw", table.cgroup);
 	if (fd >= 0)
 		close(fd);
+}
+
+/* The task is where our registers took it: at the `syscall` instruction, just after, or in the parking loop around it. */
+static int at_ours(const struct guard_task *t, uint64_t rip)
+{
+	if (rip == t->gadget || rip == t->gadget + 2)
+		return 1;
+	return t->park && rip >= t->gadget - 5 && rip < t->gadget - 5 + t->park;
 }
 
 /* Offsets in a signal frame at the handler's rsp: the return address, then ucontext (flags, link, stack: 40 bytes), whose mcontext begins r8..r15, rdi, rsi, rbp, rbx, rdx, rax, rcx, rsp, rip, eflags. */
@@ -119,7 +132,7 @@ static void set_frozen(int frozen)
  * instruction we loaded, on the task's own stack pointer) is written: any
  * other frame is the task's own and must stay as it is.
  */
-static int fix_frame(pid_t tid, uint64_t rsp, uint64_t gadget, const struct user_regs_struct *own)
+static int fix_frame(pid_t tid, uint64_t rsp, const struct guard_task *t, const struct user_regs_struct *own)
 {
 	char path[64];
 	snprintf(path, sizeof path, "/proc/%d/mem", tid);
@@ -131,7 +144,10 @@ static int fix_frame(pid_t tid, uint64_t rsp, uint64_t gadget, const struct user
 		close(fd);
 		return -1;
 	}
-	if ((saved[FRAME_RIP] != gadget && saved[FRAME_RIP] != gadget + 2) || saved[FRAME_RSP] != own->rsp) {
+	/* Parked, the task's rsp is inside the parking frame. */
+	uint64_t frame = GUARD_PARK_FRAME(own->rsp);
+	int parked_rsp = t->park && saved[FRAME_RSP] >= frame && saved[FRAME_RSP] <= frame + 16;
+	if (!at_ours(t, saved[FRAME_RIP]) || (saved[FRAME_RSP] != own->rsp && !parked_rsp)) {
 		close(fd);
 		errno = ESRCH;
 		return -1;
@@ -174,8 +190,8 @@ static void put_back(struct guard_task *t)
 	}
 	if (!memcmp(&cur, own, sizeof cur))
 		return; /* never changed, or already put back */
-	if (cur.rip != t->gadget && cur.rip != t->gadget + 2) {
-		if (fix_frame(t->tid, cur.rsp, t->gadget, own))
+	if (!at_ours(t, cur.rip)) {
+		if (fix_frame(t->tid, cur.rsp, t, own))
 			say(errno == ESRCH ? 0 : errno, "cannot put back the registers of task %d in its signal frame%s", t->tid,
 			    errno == ESRCH ? " (no frame of a signal delivered on the registers vjail had loaded: left as it is)" : "");
 		return;
@@ -281,8 +297,8 @@ static int fix_task(struct guard_task *t)
 	return 0;
 }
 
-/* vjail stops at its exit: let every task it held go as it was. */
-static void rescue(void)
+/* vjail stops at its exit (`stopped`), or is gone: let every task it held go as it was. */
+static void rescue(int stopped)
 {
 	if (read_table()) {
 		say(errno, "cannot read vjail's table of held tasks");
@@ -290,7 +306,8 @@ static void rescue(void)
 		return;
 	}
 	set_frozen(1);
-	ptrace(PTRACE_DETACH, vjail, 0L, 0L);
+	if (stopped)
+		ptrace(PTRACE_DETACH, vjail, 0L, 0L);
 	int held = 0;
 	for (int i = 0; i < table.ntasks; i++) {
 		struct guard_task *t = &table.tasks[i];
@@ -325,19 +342,24 @@ static void rescue(void)
 	for (int i = 0; i < table.ntasks; i++)
 		if (table.tasks[i].flags & GUARD_RESEND)
 			deliver_again(&table.tasks[i]);
-	fprintf(stderr, "vjail-guard: vjail died during a checkpoint; %d task(s) of the jail put back as they were%s\n", held,
-		table.cgroup_kind ? " and its cgroup thawed" : "");
+	fprintf(stderr, "vjail-guard: vjail died during a checkpoint; %d task(s) of the jail put back as they were%s%s\n", held,
+		table.cgroup_kind ? " and its cgroup thawed" : "",
+		stopped ? "" : " (the kernel let go of them before the guard could: meanwhile they were parked, or ran with every signal blocked)");
 }
 
 /* One stop of vjail's main thread; returns 1 when the guard's work is over. */
 static int on_stop(int st, int releasing)
 {
-	if (!WIFSTOPPED(st))
-		return 1; /* vjail is gone (killed before its exit stop could be taken) */
+	if (!WIFSTOPPED(st)) {
+		/* vjail is gone without its exit stop: the kernel let go of its tasks as vjail had them (parked, or masked). */
+		if (!releasing)
+			rescue(0);
+		return 1;
+	}
 	int sig = WSTOPSIG(st);
 	switch (EVENT(st)) {
 	case PTRACE_EVENT_EXIT:
-		rescue();
+		rescue(1);
 		return 1;
 	case PTRACE_EVENT_STOP:
 		if (releasing) {
@@ -362,11 +384,15 @@ static int on_stop(int st, int releasing)
 int main(int argc, char **argv)
 {
 	if (argc != 3) {
-		fprintf(stderr, "usage: vjail-guard PID TABLE-ADDRESS\n");
+		fprintf(stderr, "usage: vjail-guard PID TABLE-FD\n");
 		return 2;
 	}
 	vjail = (pid_t)atoi(argv[1]);
-	table_addr = (uintptr_t)strtoull(argv[2], NULL, 0);
+	shared = mmap(NULL, sizeof(struct guard_table), PROT_READ, MAP_SHARED, atoi(argv[2]), 0);
+	if (shared == MAP_FAILED) {
+		printf("error: cannot map vjail's table (fd %s): %s\n", argv[2], strerror(errno));
+		return 1;
+	}
 	/* It can write vjail's memory: no process of the jail may write its own. */
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	/* A Ctrl-C reaches the whole process group: the guard must outlive vjail. */
@@ -390,8 +416,11 @@ int main(int argc, char **argv)
 	for (;;) {
 		int st;
 		pid_t r = waitpid(vjail, &st, __WALL | WNOHANG);
-		if (r < 0)
+		if (r < 0) {
+			if (!releasing)
+				say(errno, "lost track of vjail (process %d)", vjail);
 			return 0;
+		}
 		if (r > 0) {
 			if (on_stop(st, releasing))
 				return 0;

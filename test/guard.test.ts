@@ -39,6 +39,7 @@ describe('vjail-guard puts a held task back whatever moment vjail died at', () =
     ['entry', "vjail's registers loaded, stopped at the entry of an injected call"],
     ['exit', "vjail's registers loaded, stopped at the exit of an injected call"],
     ['signal', "vjail's registers loaded, a signal held at its delivery stop"],
+    ['released', "vjail's registers loaded and the task let go, as when the kernel skips a dying vjail's exit stop: it parks until the guard comes"],
   ];
   for (const [moment, what] of moments) {
     it(`${moment}: ${what}`, async () => {
@@ -54,6 +55,7 @@ describe('vjail-guard puts a held task back whatever moment vjail died at', () =
       expect(r.signal).toBe('SIGKILL');
       expect(r.stderr).toMatch(/vjail-guard: vjail died during a checkpoint; 1 task\(s\) of the jail put back as they were and its cgroup thawed/);
       expect(r.stderr).not.toMatch(/cannot|could not|lost/);
+      if (moment === 'released') expect(r.stdout).toMatch(/parked/);
       if (moment === 'signal') expect(r.stderr).toMatch(/signal 10 of task \d+, held by vjail when it died, delivered again with its own siginfo/);
       const pid = left.pid;
       expect(await waitFor(() => tracer(pid) === '0', 5000), 'let go').toBe(true);

@@ -129,7 +129,7 @@ const MAP_ANONYMOUS = 0x20;
 export async function checkpoint(opts: CheckpointOptions): Promise<Manifest> {
   const lock = lockCheckpoint(opts.pid);
   try {
-    return await guarded(opts.warn ?? (() => {}), () => checkpointEnding(opts));
+    return await guarded(() => checkpointEnding(opts));
   } finally {
     lock.release();
   }

@@ -13,15 +13,16 @@ import type { JailCgroup } from '../cgroup.js';
 import { native } from '../native.js';
 import { sys } from '../native/fdio.js';
 import { dataPath } from '../paths.js';
+import { CheckpointError } from './errors.js';
 
 const SYS_PRCTL = 157;
 const PR_GET_DUMPABLE = 3;
 const PR_SET_DUMPABLE = 4;
 
 interface GuardAddon {
-  guardTableAddress(): bigint;
+  guardTableFd(): number;
   guardCgroup(kind: number, path: string): void;
-  guardTask(tid: number, flags: number, mask: bigint | null, regs: Buffer | null, gadget: bigint): void;
+  guardTask(tid: number, flags: number, mask: bigint | null, regs: Buffer | null, gadget: bigint, park: number): void;
   guardSignal(tid: number, signal: number, rip: bigint): void;
 }
 
@@ -34,12 +35,12 @@ let active = false;
 const flags = new Map<number, number>();
 const addon = (): GuardAddon => native() as unknown as GuardAddon;
 
-function set(tid: number, add: number, drop: number, mask: bigint | null = null, regs: Buffer | null = null, gadget = 0n): void {
+function set(tid: number, add: number, drop: number, mask: bigint | null = null, regs: Buffer | null = null, gadget = 0n, park = 0): void {
   if (!active) return;
   const f = ((flags.get(tid) ?? 0) | add) & ~drop;
   if (f) flags.set(tid, f);
   else flags.delete(tid);
-  addon().guardTask(tid, f, mask, regs, gadget);
+  addon().guardTask(tid, f, mask, regs, gadget, park);
 }
 
 /** What vjail changes in the tasks it holds, written down before it changes it. */
@@ -50,9 +51,9 @@ export const guardNote = {
   held(tid: number): void {
     set(tid, HELD, 0);
   },
-  /** Our registers, pointing at `gadget`, are about to be loaded; `own` (user_regs_struct) are the task's. */
-  dirty(tid: number, own: Buffer, gadget: bigint): void {
-    set(tid, DIRTY, 0, null, own, gadget);
+  /** Our registers, pointing at `gadget` (with a parking loop of `park` bytes from gadget - 5, or 0), are about to be loaded; `own` (user_regs_struct) are the task's. */
+  dirty(tid: number, own: Buffer, gadget: bigint, park: number): void {
+    set(tid, DIRTY, 0, null, own, gadget, park);
   },
   clean(tid: number): void {
     if ((flags.get(tid) ?? 0) & DIRTY) set(tid, 0, DIRTY);
@@ -74,23 +75,24 @@ export const guardNote = {
   },
 };
 
-/** Run `fn` (a checkpoint) with vjail-guard standing by; without it (vjail itself traced?) say so and go on. */
-export async function guarded<T>(warn: (line: string) => void, fn: () => Promise<T>): Promise<T> {
+/** Run `fn` (a checkpoint) with vjail-guard standing by; without it (vjail itself traced?) nothing is begun. */
+export async function guarded<T>(fn: () => Promise<T>): Promise<T> {
   if (active) return fn();
-  const addr = addon().guardTableAddress();
+  const tableFd = addon().guardTableFd();
   // A supervisor is not dumpable (src/jail.ts); the guard, of the same user, must trace it
   // (a self-checkpoint). The jail is held for that while, so it cannot use the opening.
   const dumpable = Number(sys(SYS_PRCTL, PR_GET_DUMPABLE));
   if (dumpable === 0) sys(SYS_PRCTL, PR_SET_DUMPABLE, 1);
   try {
-    return await guardedBy(addr, warn, fn);
+    return await guardedBy(tableFd, fn);
   } finally {
     if (dumpable === 0) sys(SYS_PRCTL, PR_SET_DUMPABLE, 0);
   }
 }
 
-async function guardedBy<T>(addr: bigint, warn: (line: string) => void, fn: () => Promise<T>): Promise<T> {
-  const child = spawn(dataPath('build', 'Release', 'vjail-guard'), [String(process.pid), `0x${addr.toString(16)}`], { stdio: ['pipe', 'pipe', 'inherit'] });
+async function guardedBy<T>(tableFd: number, fn: () => Promise<T>): Promise<T> {
+  // The table goes to the guard as its fd 3, a memfd it maps: readable also once vjail is gone.
+  const child = spawn(dataPath('build', 'Release', 'vjail-guard'), [String(process.pid), '3'], { stdio: ['pipe', 'pipe', 'inherit', tableFd] });
   const exited = new Promise<void>((resolve) => {
     child.on('exit', () => resolve());
     child.on('error', () => resolve());
@@ -98,7 +100,7 @@ async function guardedBy<T>(addr: bigint, warn: (line: string) => void, fn: () =
   const first = await new Promise<string>((resolve) => {
     let out = '';
     const timer = setTimeout(() => resolve(`it did not start within ${START_TIMEOUT_MS / 1000} s`), START_TIMEOUT_MS);
-    child.stdout.on('data', (d: Buffer) => {
+    child.stdout!.on('data', (d: Buffer) => {
       out += d.toString();
       if (out.includes('\n')) {
         clearTimeout(timer);
@@ -112,19 +114,19 @@ async function guardedBy<T>(addr: bigint, warn: (line: string) => void, fn: () =
     child.on('exit', () => resolve(out.split('\n')[0] || 'it exited at once'));
   });
   if (first !== 'ok') {
+    // Without the guard a SIGKILL of vjail mid-checkpoint would leave the jail with vjail's registers or mask: refuse, touching nothing.
     child.kill('SIGKILL');
-    warn(`checkpoint without its guard (${first.replace(/^error: /, '')}): if vjail is killed with SIGKILL now, the jail may be left stopped`);
-    return fn();
+    throw new CheckpointError(`vjail-guard did not start (${first.replace(/^error: /, '')}), so no checkpoint was begun and the jail runs on as it was; try again (the guard must be able to trace vjail: not while a debugger traces it)`);
   }
   active = true;
   addon().guardCgroup(0, '');
   try {
     return await fn();
   } finally {
-    for (const tid of [...flags.keys()]) addon().guardTask(tid, 0, null, null, 0n);
+    for (const tid of [...flags.keys()]) addon().guardTask(tid, 0, null, null, 0n, 0);
     flags.clear();
     active = false;
-    child.stdin.end('d');
+    child.stdin!.end('d');
     const timer = setTimeout(() => child.kill('SIGKILL'), START_TIMEOUT_MS);
     await exited;
     clearTimeout(timer);

@@ -113,6 +113,8 @@ export class Tracee {
   private memFd: number;
   /** Address of a `syscall` instruction in the tracee. */
   gadget = 0n;
+  /** Bytes of the parking loop from `gadget` - 5 (findParkingGadget), 0 where the vDSO has none. */
+  park = 0;
   /** The task the last injected fork or clone created (our PID for it), followed with PTRACE_O_TRACEFORK/TRACECLONE. */
   newTask: number | undefined;
   private detached = false;
@@ -321,10 +323,11 @@ export class Tracee {
     return this.heldMask ?? this.getSigmask();
   }
 
-  /** Find a `syscall` instruction (0f 05) in the vDSO, else in any executable mapping. */
+  /** Find a `syscall` instruction (0f 05) in the vDSO, else in any executable mapping; in the vDSO, one that can park the task if it may. */
   findGadget(): void {
     const maps = readMaps(this.pid);
     const candidates = [...maps.filter((m) => m.name === '[vdso]'), ...maps.filter((m) => m.perms[0] === 'r' && m.perms[2] === 'x' && m.name !== '[vdso]')];
+    this.park = 0;
     for (const m of candidates) {
       const len = Number(m.end - m.start < 1n << 22n ? m.end - m.start : 1n << 22n);
       let code: Buffer;
@@ -333,6 +336,12 @@ export class Tracee {
       } catch {
         continue;
       }
+      const parking = m.name === '[vdso]' ? findParkingGadget(code) : undefined;
+      if (parking) {
+        this.gadget = m.start + BigInt(parking.at);
+        this.park = parking.length;
+        return;
+      }
       const i = code.indexOf(Buffer.from([0x0f, 0x05]));
       if (i >= 0) {
         this.gadget = m.start + BigInt(i);
@@ -340,6 +349,27 @@ export class Tracee {
       }
     }
     throw new TraceeError(`process ${this.pid} has no syscall instruction mapped (no vDSO?)`);
+  }
+
+  /**
+   * Where our registers may leave the task if vjail dies without the
+   * kernel stopping it first (guard.h, `park`): rbp points at a frame below
+   * the red zone holding its own address and the parking loop's start, so
+   * that the code after the gadget loops there. The rbp to load, or the
+   * task's own where the frame cannot be written (then no parking: 0).
+   */
+  private parkingFrame(own: Gprs): { rbp: bigint; park: number } {
+    if (!this.park) return { rbp: own.rbp, park: 0 };
+    const frame = (own.rsp - 256n) & ~15n;
+    const words = Buffer.alloc(16);
+    words.writeBigUInt64LE(frame, 0);
+    words.writeBigUInt64LE(this.gadget - 5n, 8);
+    try {
+      this.write(frame, words);
+    } catch {
+      return { rbp: own.rbp, park: 0 };
+    }
+    return { rbp: frame, park: this.park };
   }
 
   getRegs(): Gprs {
@@ -391,9 +421,10 @@ export class Tracee {
     const argRegs: GprName[] = ['rdi', 'rsi', 'rdx', 'r10', 'r8', 'r9'];
     for (let attempt = 0; ; attempt++) {
       if (attempt > MAX_RETRIES) throw new TraceeError(`injected syscall ${nr} in process ${this.pid} was interrupted by signals ${MAX_RETRIES} times`);
-      const regs: Gprs = { ...own, rax: BigInt(nr), orig_rax: -1n, rip: this.gadget };
+      const parking = this.parkingFrame(own);
+      const regs: Gprs = { ...own, rax: BigInt(nr), orig_rax: -1n, rip: this.gadget, rbp: parking.rbp };
       args.forEach((a, i) => (regs[argRegs[i]!] = BigInt(a)));
-      guardNote.dirty(this.pid, encodeGprs(own), this.gadget);
+      guardNote.dirty(this.pid, encodeGprs(own), this.gadget, parking.park);
       let result: bigint | 'signal';
       try {
         this.setRegs(regs);
@@ -549,6 +580,35 @@ export class Tracee {
     this.detached = true;
     guardNote.released(this.pid);
   }
+}
+
+/** System calls the parking loop may make again and again: harmless with every argument 0 (gettimeofday, time, clock_gettime). */
+const PARKING_CALLS = new Set([96, 201, 228]);
+
+/**
+ * In vDSO code, `mov eax, N; syscall; leave; xor r, r ...; ret` with N a
+ * parking call: the fallback path of the vDSO's clock functions. With rbp
+ * at a frame [frame, start of the mov], `leave` and `ret` come back to the
+ * mov for ever: a task let go there loops, harmlessly, until the guard
+ * puts it back. Where the `syscall` is, and the loop's length from the mov.
+ */
+export function findParkingGadget(code: Buffer): { at: number; length: number } | undefined {
+  for (let i = code.indexOf(Buffer.from([0x0f, 0x05, 0xc9])); i >= 5; i = code.indexOf(Buffer.from([0x0f, 0x05, 0xc9]), i + 1)) {
+    if (code[i - 5] !== 0xb8 || !PARKING_CALLS.has(code.readUInt32LE(i - 4))) continue;
+    // Only xors between registers up to the ret (an optional REX prefix, 0x31, a register modrm), none to rsp or rbp.
+    let j = i + 3;
+    for (let n = 0; n < 16 && j < code.length && code[j] !== 0xc3; n++) {
+      const rex = code[j]! >= 0x40 && code[j]! <= 0x4f ? code[j]! : 0;
+      const op = code[j + (rex ? 1 : 0)];
+      const modrm = code[j + (rex ? 1 : 0) + 1];
+      if (op !== 0x31 || modrm === undefined || modrm >> 6 !== 3) break;
+      const dest = (modrm & 7) + (rex & 1 ? 8 : 0);
+      if (dest === 4 || dest === 5) break;
+      j += (rex ? 1 : 0) + 2;
+    }
+    if (code[j] === 0xc3) return { at: i, length: j + 1 - (i - 5) };
+  }
+  return undefined;
 }
 
 function exited(st: number): boolean {
