@@ -119,6 +119,34 @@ describe('descriptors of every saved kind', { timeout: 120_000 }, () => {
     await run;
   });
 
+  it('an io_uring holder is refused by default with its fd named, and goes on untouched; --external warn saves the rest and says so', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vjail-uring-'));
+    const ready = join(dir, 'ring');
+    const run = vjailStart(['run', '--', fixture('uring'), 'hold', ready]);
+    expect(await waitFor(() => existsSync(ready), 30_000)).toBe(true);
+    const ring = Number(readFileSync(ready, 'utf8'));
+    const pid = pidOf([fixture('uring'), 'hold', ready])!;
+    const count = (): number => Number(readFileSync(`${ready}.count`, 'utf8'));
+    const img = join(dir, 'image');
+    const refused = await vjail(['checkpoint', '--pid', String(pid), '--image', img]);
+    expect(refused.exitCode).toBe(1);
+    expect(refused.stderr).toMatch(new RegExp(`^vjail:   process ${pid} \\(uring[^)]*\\) fd ${ring}: an io_uring instance`, 'm'));
+    // Its rings, mapped, are named too: they go with the instance.
+    expect(refused.stderr).toMatch(new RegExp(`^vjail:   process ${pid} \\(uring[^)]*\\) mapping 0x[0-9a-f]+-0x[0-9a-f]+: an io_uring instance .*\\[anon_inode:\\[io_uring\\]\\]$`, 'm'));
+    expect(existsSync(img)).toBe(false);
+    // Untouched: alive, and counting on from where it was.
+    const before = count();
+    expect(await waitFor(() => count() > before + 5, 20_000)).toBe(true);
+    const warned = await vjail(['checkpoint', '--pid', String(pid), '--image', img, '--external', 'warn', '--leave-running']);
+    expect(warned.exitCode).toBe(0);
+    expect(warned.stderr).toMatch(/left out of the image: process \d+ \(uring[^)]*\) mapping .*io_uring/);
+    expect((await vjail(['inspect', img])).stdout).toMatch(/^INCOMPLETE: saved with --external warn, without:$/m);
+    const after = count();
+    expect(await waitFor(() => count() > after + 5, 20_000)).toBe(true);
+    run.kill('SIGTERM');
+    await run;
+  });
+
   it('--external terminate ends only the process holding what cannot be saved; the rest is checkpointed and restored', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'vjail-term-'));
     const out = join(dir, 'count');

@@ -22,8 +22,8 @@ import {
   ImageWriter, IMAGE_MAGIC, IMAGE_VERSION, type LiveProcess, type Manifest, PAGE_SIZE, type ProcessImage, type ThreadImage,
 } from '../image/format.js';
 import { collectClocks } from './parts/clocks.js';
-import { collectFds, describeExternal, type FdCollection } from './parts/fds/index.js';
-import { collectMemory, type Scratch } from './parts/memory.js';
+import { collectFds, describeExternal, type FdCollection, unknownReason } from './parts/fds/index.js';
+import { collectMemory, externalMappings, type Scratch } from './parts/memory.js';
 import { SharedObjects } from './parts/shmem.js';
 import { collectSysvIpc, ownIpcNamespace } from './parts/sysvipc.js';
 import { collectSignals } from './parts/signals.js';
@@ -280,7 +280,7 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
     const imagePids = new Map(tree.processes.map((p) => [p.pid, nsPid(p.pid)]));
     fds = collectFds(tree.processes.filter((p) => !p.zombie).map((p) => p.pid), vjailInitOf(firstLive.pid), writer, imagePids, { tcpEstablished: opts.tcpEstablished, outputPipes: opts.outputPipes });
     timer.lap('fds');
-    const external = externalStep(fds, opts.external ?? 'fail', nsPid, tree.processes[0]!.pid);
+    const external = externalStep(fds, tree.processes.filter((p) => !p.zombie).map((p) => p.pid), opts.external ?? 'fail', nsPid, tree.processes[0]!.pid);
     if (external.length) {
       report(2, 'freeze', `state that cannot be saved, left out (--external warn):`);
       for (const line of external) warn(`left out of the image: ${line}`);
@@ -387,8 +387,10 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
  * the lines to record in the image ('warn'), or throws: ExternalStateError
  * ('fail': the caller lets every process go, untouched) or HoldersToEnd.
  */
-function externalStep(fds: FdCollection, policy: 'fail' | 'warn' | 'terminate', nsPid: (pid: number) => number, first: number): string[] {
-  if (!fds.external.length) return [];
+function externalStep(fds: FdCollection, live: number[], policy: 'fail' | 'warn' | 'terminate', nsPid: (pid: number) => number, first: number): string[] {
+  // A kernel object's mapping (an io_uring's rings) goes with its descriptor, or stands alone once that is closed.
+  const mapped = live.flatMap((pid) => externalMappings(pid).map((e) => ({ pid, e })));
+  if (!fds.external.length && !mapped.length) return [];
   const comm = (pid: number): string => {
     try {
       return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
@@ -396,9 +398,12 @@ function externalStep(fds: FdCollection, policy: 'fail' | 'warn' | 'terminate', 
       return '?';
     }
   };
-  const lines = describeExternal(fds.external, nsPid, comm);
+  const lines = [
+    ...describeExternal(fds.external, nsPid, comm),
+    ...mapped.map(({ pid, e }) => `process ${nsPid(pid)} (${comm(pid)}) mapping 0x${e.start.toString(16)}-0x${e.end.toString(16)}: ${unknownReason(e.name!)} [${e.name}]`),
+  ];
   if (policy === 'warn') return lines;
-  const holders = [...new Set(fds.external.map((x) => x.pid))];
+  const holders = [...new Set([...fds.external.map((x) => x.pid), ...mapped.map((x) => x.pid)])];
   if (policy === 'terminate') {
     if (holders.includes(first)) {
       throw new ExternalStateError(`the jail's first process holds state that cannot be saved; terminating it would end the jail`, lines);

@@ -61,6 +61,21 @@ const VDSO_BLOCK = new Set<Mapping['kind']>(['vdso', 'vvar', 'vvar_vclock']);
 /** How /proc/PID/maps names a MAP_SHARED|MAP_ANONYMOUS mapping (an unlinked shmem file). */
 const SHARED_ANON_NAME = '/dev/zero (deleted)';
 
+/**
+ * A mapping of a kernel object that no kind saves (an io_uring's rings, a perf
+ * event's buffer): named by the external-state step with its descriptor, and,
+ * when the user lets the checkpoint go on without it (--external warn), left
+ * out of the image with it.
+ */
+export function isExternalMapping(e: MapsEntry): boolean {
+  return e.name !== null && !(e.name in SPECIAL) && !e.name.startsWith('/');
+}
+
+/** The mappings of process `pid` that the external-state step names. */
+export function externalMappings(pid: number): MapsEntry[] {
+  return readMaps(pid).filter(isExternalMapping);
+}
+
 function kindOf(e: MapsEntry): Mapping['kind'] {
   if (e.name === null) return 'anon';
   // Its pages are its own, saved like anonymous memory and mapped MAP_SHARED|MAP_ANONYMOUS again.
@@ -93,7 +108,8 @@ export class FileHashes {
  * the process need not be held any more).
  */
 export function collectMemory(t: Tracee, image: ImageWriter, objects: SharedObjects, track?: MemoryTrack, later?: (() => void)[]): Mapping[] {
-  const maps = readMaps(t.pid);
+  // What is left is external state the user chose to leave out (--external warn): the step before named it.
+  const maps = readMaps(t.pid).filter((e) => !isExternalMapping(e));
   const pagemap = openSync(`/proc/${t.pid}/pagemap`, 'r');
   const mem = openSync(`/proc/${t.pid}/mem`, 'r');
   const files = track?.files ?? new FileHashes();

@@ -83,8 +83,8 @@ export const REFUSED: { link: RegExp; what: string; reason: string }[] = [
   { link: /^anon_inode:/, what: 'other anonymous inodes', reason: 'not saved yet' },
 ];
 
-/** Why a descriptor no kind takes cannot be saved. */
-function unknownReason(link: string): string {
+/** Why a descriptor (or a mapping of its object) no kind takes cannot be saved. */
+export function unknownReason(link: string): string {
   const r = REFUSED.find((x) => x.link.test(link));
   if (!r) return `${link} (this kind of descriptor is not saved)`;
   return r.reason === 'not saved yet' ? `${link}: not saved yet` : r.reason;
