@@ -196,7 +196,7 @@ describe('podman container checkpoint / restore under vjail-oci', () => {
     expect((await podman(['exec', '-d', name, 'sleep', '600'])).exitCode).toBe(0);
     const busy = await podman(['container', 'checkpoint', name]);
     expect(busy.exitCode).not.toBe(0);
-    expect(busy.stderr).toMatch(/while processes started by exec run \(\d+ \(vjail-init\), \d+ \(sleep\)\)/);
+    expect(busy.stderr).toMatch(/while processes it did not start share its PID namespace \(by exec, or of containers that joined it: \d+ \(vjail-init\), \d+ \(sleep\)\)/);
     expect(await status(name)).toBe('running');
   });
 

@@ -51,7 +51,7 @@ export async function checkpoint(g: Globals, id: string, f: CheckpointFlags): Pr
   }
   const execs = outsideTree(s.pid);
   if (execs.length) {
-    throw new OciError(`cannot checkpoint container "${id}" while processes started by exec run (${execs.join(', ')}); the checkpoint takes the container's own processes only. Nothing was saved and the container runs on`);
+    throw new OciError(`cannot checkpoint container "${id}" while processes it did not start share its PID namespace (by exec, or of containers that joined it: ${execs.join(', ')}); the checkpoint takes the container's own processes only. Nothing was saved and the container runs on`);
   }
   const unsaved = unsavedMountState(s.workloadPid!);
   if (unsaved.length) {

@@ -1,7 +1,8 @@
 /**
  * Processes in the container's PID namespace that are not descendants of
  * its first process: those `exec` started (each under a vjail-init of its
- * own, re-parented to the engine). A checkpoint takes the first process's
+ * own, re-parented to the engine), and those of containers sharing the
+ * namespace (`--pid container:NAME`, pods). A checkpoint takes the first process's
  * tree only, and ending that tree's init would end them too, so a
  * checkpoint is refused while any runs.
  */
