@@ -474,8 +474,8 @@ const PLANNED = `## Planned
   here: the tests use \`--network none\`); checkpoint of a container in a
   user namespace, with files on a tmpfs, holding file locks or while an
   \`exec\` runs; \`restore --preserve-fds\`, \`--pre-dump\`,
-  \`--lazy-pages\`, podman's \`--print-stats\`; containerd and CRI-O are
-  untested.
+  \`--lazy-pages\`, podman's \`--print-stats\`; containerd is tested through
+  \`ctr\` with its runc shim, not through Kubernetes' CRI; CRI-O is untested.
 - \`spawnJail\` in a long-lived process: 2.44 ms per jail on an idle host
   (target 3 ms), 5.5-8.3 ms on a busy one, where every hand-off between its
   processes waits for a CPU.`;
