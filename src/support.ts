@@ -95,8 +95,11 @@ const SUPPORTED = `## Supported
   3..3+N-1 to the container's process (create, run, exec). User namespaces
   (\`linux.uidMappings\`, \`gidMappings\`) and rootless podman: containers in
   the user namespace podman runs its runtime in, or in one of their own
-  (\`--uidmap\`, \`--userns keep-id\`), \`exec\` into them; devices are bound
-  in from the host there (they cannot be made). \`checkpoint\` and
+  (\`--uidmap\`, \`--userns keep-id\`), \`exec\` into them, podman's default
+  rootless network (slirp4netns, published ports); devices are bound
+  in from the host there (they cannot be made). Namespaces given by path are
+  joined, the PID namespace too: \`--pid container:NAME\` and pods. Tested
+  with podman 4.3 and with containerd 1.6 (\`ctr run\`, the runc shim). \`checkpoint\` and
   \`restore\` (runc's flags) save a container's processes with vjail's
   checkpoint and bring them back in a container rebuilt from its bundle
   (namespaces, cgroups, root); podman's \`container checkpoint\`/\`restore\`,
@@ -470,8 +473,7 @@ const PLANNED = `## Planned
   1529 MiB/s); 1000 descriptors add 173 ms to a checkpoint against 20 ms.
 - openat2 and i386 callers of the open shim still take the JavaScript path
   (the C path answers open and openat).
-- \`vjail-oci\`: rootless podman's default network (slirp4netns, not tested
-  here: the tests use \`--network none\`); checkpoint of a container in a
+- \`vjail-oci\`: checkpoint of a container in a
   user namespace, with files on a tmpfs, holding file locks or while an
   \`exec\` runs; \`restore --preserve-fds\`, \`--pre-dump\`,
   \`--lazy-pages\`, podman's \`--print-stats\`; containerd is tested through

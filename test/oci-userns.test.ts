@@ -6,8 +6,10 @@
  * of its own; a config that asks for one without maps is refused.
  *
  * The smallest arrangement for rootless podman 4.3 here: the vfs storage
- * driver (no fuse-overlayfs), `--network none` (no slirp4netns); rlimits
- * and cgroups need no flags.
+ * driver (no fuse-overlayfs); rlimits and cgroups need no flags. Most tests
+ * use `--network none`; one uses podman's default rootless network
+ * (slirp4netns), which needs /dev/net/tun open to users, as Debian's udev
+ * rules make it (some hosts leave it 0600: the test opens it for its run).
  */
 import { chmodSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -60,6 +62,30 @@ function processesWithEnv(uid: number, entry: string): number[] {
 const MAP = 'cat /proc/self/uid_map | tr -s " " | sed "s/^ //"';
 
 describe('rootless podman with vjail-oci as its runtime', () => {
+  it('the default rootless network (slirp4netns): a published port reaches a server in the container', async () => {
+    const tun = statSync('/dev/net/tun').mode & 0o777;
+    if ((tun & 0o006) !== 0o006) chmodSync('/dev/net/tun', 0o666);
+    const name = `vjail-userns-net-${process.pid}`;
+    const port = 20000 + (process.pid % 20000);
+    try {
+      const started = await podman(['run', '-d', '--name', name, '-p', `127.0.0.1:${port}:8080`, IMAGE, 'sh', '-c',
+        'mkdir /www; echo served-from-the-container > /www/index.html; exec httpd -f -p 8080 -h /www']);
+      expect(started.stderr).toBe('');
+      expect(started.exitCode).toBe(0);
+      let body = '';
+      for (const end = Date.now() + 30_000; Date.now() < end && body === ''; await new Promise((r) => setTimeout(r, 200))) {
+        body = await fetch(`http://127.0.0.1:${port}/index.html`, { signal: AbortSignal.timeout(5_000) }).then((r) => r.text(), () => '');
+      }
+      expect(body).toBe('served-from-the-container\n');
+      // Inside, slirp4netns's tap device holds the address podman gives (10.0.2.100).
+      const inside = await podman(['exec', name, 'sh', '-c', 'ip -o -4 addr show dev tap0']);
+      expect(inside.stdout).toMatch(/inet 10\.0\.2\.100\//);
+    } finally {
+      await podman(['rm', '-f', '-t', '0', name]);
+      if ((tun & 0o006) !== 0o006) chmodSync('/dev/net/tun', tun);
+    }
+  });
+
   it('runs a container that sees its own root, uid 0 inside being the user outside, and gives back its exit status', async () => {
     const r = await run([], `id -u; id -g; ${MAP}; ls /bin/busybox; tr "\\0" " " < /proc/1/cmdline; exit 3`);
     expect(r.stderr).toBe('');
