@@ -473,8 +473,8 @@ const PLANNED = `## Planned
   1529 MiB/s); 1000 descriptors add 173 ms to a checkpoint against 20 ms.
 - openat2 and i386 callers of the open shim still take the JavaScript path
   (the C path answers open and openat).
-- \`vjail-oci\`: checkpoint of a container in a
-  user namespace, with files on a tmpfs, holding file locks or while an
+- \`vjail-oci\`: checkpoint of a container that joined a user namespace by
+  path (one of its own, rootful \`--uidmap\`, is saved and restored), with files on a tmpfs, holding file locks or while an
   \`exec\` runs; \`restore --preserve-fds\`, \`--pre-dump\`,
   \`--lazy-pages\`, podman's \`--print-stats\`; containerd is tested through
   \`ctr\` with its runc shim, not through Kubernetes' CRI; CRI-O is untested.

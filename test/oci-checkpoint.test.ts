@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { importBusyboxImage, podman, podmanRunFlags, removeDir } from './helpers/oci.js';
+import { vjail } from './helpers/run.js';
 
 const IMAGE = `localhost/vjail-oci-cr-test-${process.pid}`;
 const names: string[] = [];
@@ -61,7 +62,7 @@ afterAll(async () => {
   await execa('podman', ['rmi', '-f', IMAGE], { reject: false });
 });
 
-describe('podman container checkpoint / restore under vjail-oci', () => {
+describe('podman container checkpoint / restore under vjail-oci', { timeout: 180_000 }, () => {
   it('checkpoints a running counter, which restore lets go on from where it was, in the same memory', async () => {
     const name = `vjail-cr-${process.pid}`;
     await startCounter(name);
@@ -90,6 +91,35 @@ describe('podman container checkpoint / restore under vjail-oci', () => {
     const second = (await counted(name)).at(-1)![1];
     expect((await podman(['container', 'restore', name])).exitCode).toBe(0);
     expectOneRun(await countsPast(name, second + 5));
+  });
+
+  it('a container in a user namespace of its own (--uidmap) comes back in one mapping the same IDs; vjail restore refuses its image', async () => {
+    const name = `vjail-cr-userns-${process.pid}`;
+    await startCounter(name, ['--uidmap', '0:300000:65536', '--gidmap', '0:300000:65536']);
+    await countsPast(name, 10);
+    const cp = await podman(['container', 'checkpoint', '--keep', name]);
+    expect(cp.stderr).toBe('');
+    expect(cp.exitCode).toBe(0);
+    const saved = (await counted(name)).at(-1)![1];
+    // The image as podman keeps it: vjail's own restore would put uid 0 inside on root outside, so it refuses.
+    const id = (await podman(['inspect', '-f', '{{.Id}}', name])).stdout;
+    const graph = (await podman(['info', '-f', '{{.Store.GraphRoot}}'])).stdout;
+    const image = join(graph, 'overlay-containers', id, 'userdata', 'checkpoint', 'vjail');
+    expect(existsSync(join(image, 'manifest.json'))).toBe(true);
+    const plain = await vjail(['restore', image]);
+    expect(plain.exitCode).not.toBe(0);
+    expect(plain.stderr).toMatch(/holds an OCI container that ran in a user namespace \(uid map 0 300000 65536\); restore it with vjail-oci restore/);
+
+    const rs = await podman(['container', 'restore', name]);
+    expect(rs.stderr).toBe('');
+    expect(rs.exitCode).toBe(0);
+    expectOneRun(await countsPast(name, saved + 10));
+    const inside = await podman(['exec', name, 'sh', '-c', 'cat /proc/2/uid_map /proc/2/gid_map | tr -s " " | sed "s/^ //"; stat -c %u /proc/2']);
+    expect(inside.stdout.split('\n')).toEqual(['0 300000 65536', '0 300000 65536', '0']);
+    // Outside, the counter runs as the host's 300000, as before the checkpoint.
+    const pid = Number((await podman(['inspect', '-f', '{{.State.Pid}}', name])).stdout);
+    const kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).map(Number);
+    expect(kids.map((k) => readFileSync(`/proc/${k}/status`, 'utf8').match(/^Uid:\s+(\d+)/m)![1])).toContain('300000');
   });
 
   it('a server restored in the container\'s network namespace answers there, not on the host', async () => {

@@ -33,6 +33,7 @@ import { collectTimers } from './parts/timers.js';
 import { collectThread } from './parts/threads.js';
 import { collectVdso, leaveVdso } from './parts/vdso.js';
 import { collectUserNamespace } from './parts/userns.js';
+import { idViewOf } from '../userns.js';
 import { collectCpu } from './cpu.js';
 import { collectZombie, isZombie, nsIds, unrestorableTree } from './parts/tree.js';
 import { CheckpointError, CheckpointUnsupported, ExternalStateError } from './errors.js';
@@ -49,6 +50,12 @@ import { readPolicyText } from './policy-text.js';
 import { StepTimer } from '../timings.js';
 
 export interface CheckpointOptions {
+  /**
+   * The jail's user namespace, if it has one, is an OCI container's, made
+   * from its config's maps (vjail-oci): saved as those maps, for a restore
+   * through a config mapping the same. Otherwise it must be one vjail made.
+   */
+  configUserNamespace?: boolean;
   pid: number;
   image: string;
   leaveRunning?: boolean;
@@ -313,7 +320,8 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
       clocks,
       cpu: collectCpu(firstLive.pid, processes.flatMap((p) => (p.state === 'live' ? p.threads.map((t) => t.registers) : []))),
       pidNamespace: tree.pidNs,
-      userNamespace: collectUserNamespace(firstLive.pid),
+      userNamespace: opts.configUserNamespace ? null : collectUserNamespace(firstLive.pid),
+      configUserNamespace: opts.configUserNamespace ? idViewOf(firstLive.pid) : null,
       policyText,
       processes,
       descriptions: fds.descriptions,

@@ -39,6 +39,8 @@ import { capNames } from './parts/creds.js';
 import { loadThread, restoreThread, restoreThreadState } from './parts/threads.js';
 import { restoreTimers } from './parts/timers.js';
 import { userNamespaceToRestore } from './parts/userns.js';
+import { ImageError } from '../image/errors.js';
+import { type IdView } from '../userns.js';
 import { cloneTask, createTree, endZombies } from './parts/tree.js';
 import { preflight } from './preflight.js';
 import { ptraceAddon, Tracee } from './tracee.js';
@@ -90,12 +92,36 @@ export interface RestoreOptions {
   launchVia?: (kernelFiles: { source: string; target: string }[], timeOffsets: TimeOffsets | undefined) => string[];
   /** Where the image's paths are checked before anything starts (with launchVia: the root file system the helper pivots into). */
   root?: string;
+  /** The user namespace the helper (launchVia) makes from its config's maps, or null: it must be the image's (configUserNamespace). */
+  configUserNamespace?: IdView | null;
 }
 
 type TimeOffsets = NonNullable<JailOptions['timeOffsets']>;
 
 /** How long the jail's first process may take to exec the restorer once launched. */
 const EXEC_BOUND_MS = 30_000;
+
+/** Rendered as /proc/PID/uid_map lines, for messages. */
+const mapText = (map: IdView['uid']): string => map.map((r) => `${r.inside} ${r.outside} ${r.count}`).join(', ');
+
+/**
+ * An OCI container's user namespace comes back only through vjail-oci, in a
+ * container mapping exactly the same IDs: elsewhere its processes' IDs would
+ * mean other users (uid 0 inside would be root outside).
+ */
+function checkConfigUserNamespace(saved: IdView | null, opts: RestoreOptions): void {
+  if (!opts.launchVia) {
+    if (saved) throw new ImageError(`${opts.image} holds an OCI container that ran in a user namespace (uid map ${mapText(saved.uid)}); restore it with vjail-oci restore (podman container restore), whose config maps the same IDs`);
+    return;
+  }
+  const given = opts.configUserNamespace ?? null;
+  const same = (a: IdView['uid'], b: IdView['uid']): boolean => mapText([...a].sort((x, y) => x.inside - y.inside)) === mapText([...b].sort((x, y) => x.inside - y.inside));
+  if (!saved && !given) return;
+  if (!saved || !given || !same(saved.uid, given.uid) || !same(saved.gid, given.gid)) {
+    const say = (v: IdView | null): string => (v ? `uid map ${mapText(v.uid)}, gid map ${mapText(v.gid)}` : 'no user namespace');
+    throw new ImageError(`the container was checkpointed with ${say(saved)} but its config now gives ${say(given)}; restore it with the same linux.uidMappings and gidMappings`);
+  }
+}
 
 export function restorerPath(): string {
   return dataPath('build', 'Release', 'vjail-restorer');
@@ -126,6 +152,7 @@ export async function restore(opts: RestoreOptions): Promise<Jail> {
   const timeOffsets = clockOffsets(m.clocks);
   if (timeOffsets) report('clocks', describeOffsets(timeOffsets));
 
+  checkConfigUserNamespace(m.configUserNamespace, opts);
   const restorer = restorerPath();
   const { profile, emulate } = m;
   const policy = policyInForce(opts.image, m, opts.policy);

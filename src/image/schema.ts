@@ -547,6 +547,15 @@ const idLayoutSchema = z.strictObject({
 
 export const userNamespaceSchema = z.strictObject({ uid: idLayoutSchema, gid: idLayoutSchema });
 
+const idMapSchema = z.array(z.strictObject({
+  inside: z.number().int().min(0).max(0xfffffffe),
+  outside: z.number().int().min(0).max(0xfffffffe),
+  count: z.number().int().min(1).max(0xffffffff),
+})).min(1).max(340);
+
+/** A user namespace as an OCI config mapped it (inside, outside, count): restored by vjail-oci from a config mapping the same. */
+export const configUserNamespaceSchema = z.strictObject({ uid: idMapSchema, gid: idMapSchema });
+
 export const manifestSchema = z.strictObject({
   format: z.literal(IMAGE_MAGIC),
   version: z.literal(IMAGE_VERSION),
@@ -571,6 +580,13 @@ export const manifestSchema = z.strictObject({
    * inside IDs. Null without one; absent (null) in images made before it was saved.
    */
   userNamespace: userNamespaceSchema.nullable().default(null),
+  /**
+   * An OCI container's user namespace (vjail-oci checkpoint): its maps as the
+   * config gave them. Only vjail-oci's restore brings such an image back, in
+   * a container whose config maps exactly the same; `vjail restore` refuses
+   * it. Null otherwise.
+   */
+  configUserNamespace: configUserNamespaceSchema.nullable().default(null),
   /**
    * The text of the OCI seccomp policy file (`policy`) as it was at the
    * checkpoint: restore enforces this, not whatever the path holds by then.

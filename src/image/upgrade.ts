@@ -47,7 +47,7 @@ const liveProcessV4Schema = liveProcessSchema.omit({ fds: true, timers: true, ad
  * Version 4: the shape version 5 grew from. Fields version 5 adds are
  * filled here with what their absence meant.
  */
-const manifestV4Schema = manifestSchema.omit({ version: true, descriptions: true, pipes: true, blobs: true, external: true, sharedMemory: true, sysvIpc: true, tcpEstablished: true, policyText: true, userNamespace: true }).extend({
+const manifestV4Schema = manifestSchema.omit({ version: true, descriptions: true, pipes: true, blobs: true, external: true, sharedMemory: true, sysvIpc: true, tcpEstablished: true, policyText: true, userNamespace: true, configUserNamespace: true }).extend({
   version: z.literal(4),
   processes: z.array(z.discriminatedUnion('state', [liveProcessV4Schema.extend({ files: z.array(openFileSchema) }), zombieSchema])).min(1),
 });
@@ -75,7 +75,7 @@ function upgradeV4(m: z.infer<typeof manifestV4Schema>): Manifest {
   });
   // Shared anonymous mappings held their own pages; no System V objects were saved.
   // Only the policy's path was kept.
-  return { ...m, version: IMAGE_VERSION, processes, descriptions, pipes: [], blobs: [], external: [], sharedMemory: [], sysvIpc: null, tcpEstablished: false, policyText: null, userNamespace: null };
+  return { ...m, version: IMAGE_VERSION, processes, descriptions, pipes: [], blobs: [], external: [], sharedMemory: [], sysvIpc: null, tcpEstablished: false, policyText: null, userNamespace: null, configUserNamespace: null };
 }
 
 /** Version 3: the same, without open files. */

@@ -46,8 +46,9 @@ export async function checkpoint(g: Globals, id: string, f: CheckpointFlags): Pr
     appendFileSync(log, `${line}\n`);
     logLine(g, 'debug', `${id}: ${line}`);
   };
-  if ((s.config.linux?.namespaces ?? []).some((n) => n.type === 'user')) {
-    throw new OciError(`cannot checkpoint container "${id}": it runs in a user namespace, which vjail-oci's restore does not rebuild yet. Nothing was saved and the container runs on`);
+  const userNs = (s.config.linux?.namespaces ?? []).find((n) => n.type === 'user');
+  if (userNs?.path) {
+    throw new OciError(`cannot checkpoint container "${id}": it joined the user namespace ${userNs.path}, which a restore could not join again. Nothing was saved and the container runs on`);
   }
   const execs = outsideTree(s.pid);
   if (execs.length) {
@@ -66,6 +67,8 @@ export async function checkpoint(g: Globals, id: string, f: CheckpointFlags): Pr
       leaveRunning: !!f.leaveRunning,
       tcpEstablished: !!f.tcpEstablished,
       outputPipes: true, // conmon's log pipes: restore gives the new conmon's
+      // A user namespace of its own is made from the config's maps: restore makes it so again.
+      configUserNamespace: userNs !== undefined,
       jail: { profile, emulate: emulate ?? [], policy: null, policyText: seccomp ? JSON.stringify(seccomp) : null },
       report: (step, name, detail) => say(`${step} ${name}: ${detail}`),
       // Checked once every task is held, so that no lock can be taken after the look.

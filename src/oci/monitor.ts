@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { Jail } from '../jail.js';
 import { parseProcess } from './config.js';
 import { type Globals, logLine } from './globals.js';
-import { containerPlan, processLines, rootfsOf } from './plan-file.js';
+import { configUserNamespace, containerPlan, processLines, rootfsOf } from './plan-file.js';
 import { setupPath } from './paths.js';
 import { monitorPreserved } from './preserve-fds.js';
 import { containerDir, readStored, type Stored, writeStored } from './state.js';
@@ -73,6 +73,7 @@ async function restoredMonitor(g: Globals, s: Stored, image: string, consoleSock
       image,
       stdio: ['inherit', 'inherit', 'inherit'],
       root: rootfs,
+      configUserNamespace: configUserNamespace(s.config),
       policy: { given: { policy: configPolicy(s.config, s.config.process!), source: 'config.json linux.seccomp' } },
       warn,
       report: (step, detail) => logLine(g, 'debug', `${s.id}: restore ${step}: ${detail}`),

@@ -4,6 +4,7 @@
  * %XX-escaped. Everything the C side needs is decided here (mount flags,
  * capability masks, default devices), so it only performs.
  */
+import type { IdView } from '../userns.js';
 import { isAbsolute, resolve } from 'node:path';
 import { baselineEnv } from '../checkpoint/cpu-baseline.js';
 import type { OciConfig, OciProcess } from './config.js';
@@ -190,6 +191,15 @@ function userNamespaceLines(config: OciConfig): string {
   if (!uid.length || !gid.length) throw new OciError('linux.namespaces has a new user namespace but linux.uidMappings or linux.gidMappings is empty; give both (containerID, hostID, size)');
   if (uid.length > 340 || gid.length > 340) throw new OciError('linux.uidMappings and linux.gidMappings take at most 340 entries each (the kernel\'s limit)');
   return line('userns', mapText(uid), mapText(gid), process.geteuid?.() === 0 ? 'write' : 'newidmap');
+}
+
+/** The maps of the user namespace the setup makes for `config` (none: null), as /proc/PID/uid_map shows them. */
+export function configUserNamespace(config: OciConfig): IdView | null {
+  const linux = config.linux ?? {};
+  const user = (linux.namespaces ?? []).find((n) => n.type === 'user');
+  if (!user || user.path) return null;
+  const ranges = (m: { containerID: number; hostID: number; size: number }[]) => m.map((r) => ({ inside: r.containerID, outside: r.hostID, count: r.size }));
+  return { uid: ranges(linux.uidMappings ?? []), gid: ranges(linux.gidMappings ?? []) };
 }
 
 /** What the setup cannot do with the config's namespaces; `create` checks it before the monitor starts, so the engine hears why. */
