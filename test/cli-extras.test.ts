@@ -11,7 +11,7 @@ import { execa } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
 import { READ_BYTES } from '../src/jails/log-size.js';
 import { fixture, vjailBin } from './helpers/fixtures.js';
-import { vjail, waitFor } from './helpers/run.js';
+import { alive, vjail, waitFor } from './helpers/run.js';
 
 const stateDir = mkdtempSync(join(tmpdir(), 'vjail-extras-state-'));
 const env = { ...process.env, VJAIL_STATE_DIR: stateDir };
@@ -131,7 +131,8 @@ describe('--log-max-size', () => {
     }
   });
 
-  it('a checkpoint by name of a detached jail with a bounded log restores it with its output going on into the log', async () => {
+  // A dozen vjail commands, each bounded: on a loaded host they take seconds each.
+  it('a checkpoint by name of a detached jail with a bounded log restores it with its output going on into the log', { timeout: 180_000 }, async () => {
     const dir = mkdtempSync(join(tmpdir(), 'vjail-logpipe-'));
     const image = join(dir, 'image');
     const log = join(stateDir, 'ticker', 'log');
@@ -167,7 +168,7 @@ describe('--log-max-size', () => {
       expect(await waitFor(wroteOn, 30_000), `the restored jail did not write past "tick ${before + 3}" into a log not yet rotated within 30 s`).toBe(true);
       expect(first[0]).toBe(before + 1);
       // ... kept within the bound, nothing lost at its rotations.
-      expect(await waitFor(() => existsSync(rotated) && lastTick(readFileSync(log, 'utf8')) > before + 200, 60_000), `the restored jail did not write past "tick ${before + 200}" within 60 s`).toBe(true);
+      expect(await waitFor(() => existsSync(rotated) && lastTick(readFileSync(log, 'utf8')) > before + 100, 60_000), `the restored jail did not write past "tick ${before + 100}" within 60 s`).toBe(true);
       const after = ticks(await logs('ticker'));
       const gap = after.findIndex((n, i) => i > 0 && n !== after[i - 1]! + 1);
       expect(gap, `tick ${after[gap]} follows tick ${after[gap - 1]}`).toBe(-1);
@@ -176,6 +177,25 @@ describe('--log-max-size', () => {
     } finally {
       await remove('ticker');
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("a detached jail whose supervisor dies ends with it, and what it wrote through the log pipe is still in its log", async () => {
+    const script = 'import itertools, time\nfor i in itertools.count():\n    print(f"line {i}", flush=True)\n    time.sleep(0.02)';
+    const start = await cli(['run', '--name', 'orphaned', '--detach', '--log-max-size', '4k', '--', 'python3', '-c', script]);
+    expect(start.exitCode, start.stderr).toBe(0);
+    const dir = join(stateDir, 'orphaned');
+    try {
+      expect(await waitFor(() => readFileSync(join(dir, 'log'), 'utf8').includes('line 10\n'), 30_000), 'the jail did not write "line 10" within 30 s').toBe(true);
+      const s = JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as { supervisorPid: number; pid: number };
+      process.kill(s.supervisorPid, 'SIGKILL');
+      // vjail-init ends the jail with its supervisor: it never writes into a pipe nobody reads.
+      expect(await waitFor(() => !alive(s.pid), 10_000), `the jail (pid ${s.pid}) outlived its supervisor by 10 s`).toBe(true);
+      const logs = await cli(['logs', 'orphaned']);
+      expect(logs.exitCode, logs.stderr).toBe(0);
+      expect(logs.stdout).toMatch(/^line 10$/m);
+    } finally {
+      for (let i = 0; i < 100 && (await cli(['rm', 'orphaned'])).exitCode !== 0; i++) await new Promise((r) => setTimeout(r, 100));
     }
   });
 });
