@@ -117,7 +117,8 @@ export function copyLogFrom(path: string, offset: number, write: (data: Buffer) 
  */
 function copyRotated(path: string, start: number, ino: number | undefined, offset: number, buf: Buffer, write: (data: Buffer) => void): boolean {
   const fd = openOrUndefined(rotatedPath(path));
-  if (fd === undefined) return false;
+  // Named but not yet in place: a first rotation under way. Not named (an older vjail's log.start): nothing kept.
+  if (fd === undefined) return ino === undefined;
   try {
     const st = fstatSync(fd);
     if (ino !== undefined && st.ino !== ino) return false;
