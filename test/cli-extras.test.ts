@@ -15,7 +15,18 @@ import { alive, vjail, waitFor } from './helpers/run.js';
 
 const stateDir = mkdtempSync(join(tmpdir(), 'vjail-extras-state-'));
 const env = { ...process.env, VJAIL_STATE_DIR: stateDir };
-afterAll(() => rmSync(stateDir, { recursive: true, force: true }));
+// A test that ran out of time leaves its jail running (its own clean-up comes after this): end every jail here first.
+afterAll(async () => {
+  const ps = await cli(['ps', '--json']);
+  for (const j of JSON.parse(ps.stdout || '[]') as { name: string; state: string }[]) {
+    if (j.state === 'running' || j.state === 'starting' || j.state === 'ending') await cli(['kill', j.name, '--signal', 'KILL']);
+  }
+  for (let i = 0; i < 20 && (JSON.parse((await cli(['ps', '--json'])).stdout || '[]') as { state: string }[]).some((j) => j.state === 'running' || j.state === 'starting' || j.state === 'ending'); i++) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  for (const j of JSON.parse((await cli(['ps', '--json'])).stdout || '[]') as { name: string }[]) await cli(['rm', j.name]);
+  rmSync(stateDir, { recursive: true, force: true });
+});
 
 /** The CLI with this test's own state directory, run from `cwd`. */
 const cli = (args: string[], cwd?: string) => execa('node', [vjailBin, ...args], { reject: false, env, cwd, timeout: 120_000 });
