@@ -81,11 +81,17 @@ const SUPPORTED = `## Supported
   policies shipped in the package's \`policies/\` (\`docker-default.json\`)
   when no file of that name is there.
 - A detached jail's log is bounded with \`--log-max-size SIZE\` (run and
-  restore): looked at every 50 ms, past the bound its live part is copied to
-  \`log.1\` and freed in place (a hole from the start, so what the jail writes
-  meanwhile is never lost); \`vjail logs\` prints \`log.1\`, then the rest. A
-  filesystem that cannot punch holes leaves the log unbounded, with a warning
-  in it.
+  restore): the jail's output goes into a pipe (1 MiB where
+  \`fs.pipe-max-size\` allows) that its supervisor appends to the log; once an
+  append takes the live part past the bound, that part (up to its last whole
+  line) is copied to \`log.1\` and freed in place (a hole from the start). At
+  most twice the bound plus two reads of the pipe (64 KiB each) is stored,
+  however fast the jail writes: a faster writer waits on the full pipe.
+  \`vjail logs\` prints \`log.1\`, then the rest. A checkpoint saves the pipe
+  as the jail's output, and the restored jail writes into its new
+  supervisor's. A filesystem that cannot punch holes leaves the log
+  unbounded, with a warning in it; a log that cannot be written (a full
+  disk) makes the jail's output wait, with a warning, not lost.
 - An OCI runtime, \`vjail-oci\` (docs/OCI.md): runc's command line (\`create\`,
   \`start\`, \`state\`, \`kill\`, \`delete\`, \`run\`, \`exec\`, \`ps\`, \`pause\`, \`resume\`,
   \`features\`, \`spec\`), used by podman with \`--runtime\`; the config's root,

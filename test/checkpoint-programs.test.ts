@@ -9,10 +9,11 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { createServer, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { execaSync } from 'execa';
+import { execa, execaSync } from 'execa';
 import { afterEach, describe, expect, it } from 'vitest';
-import { repoRoot } from './helpers/fixtures.js';
-import { alive, pidOf, type Started, vjail, vjailStart as start, waitFor } from './helpers/run.js';
+import { processTree, within } from './helpers/bounded.js';
+import { repoRoot, vjailBin } from './helpers/fixtures.js';
+import { alive, pidOf, type Started, vjailStart as start, waitFor } from './helpers/run.js';
 
 /** python3 by its full path: the jail runs exactly this argv, which pidOf looks for. */
 const python = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : execaSync('sh', ['-c', 'command -v python3']).stdout.trim();
@@ -27,16 +28,32 @@ function vjailStart(args: string[]): Started {
   return entry.jail;
 }
 afterEach(async () => {
-  for (const e of jails) if (!e.done) e.jail.kill('SIGKILL');
-  await Promise.allSettled(jails.splice(0).map((e) => e.jail));
+  const left = jails.splice(0);
+  for (const e of left) if (!e.done) e.jail.kill('SIGKILL');
+  await within(Promise.allSettled(left.map((e) => e.jail)), 'the jails a test left running to end after SIGKILL', { root: process.pid });
 });
 
-/** Wait for `cond`; if it never holds, fail with what the jail said. */
+/** Wait (bounded) for a started vjail to end; past the bound, fail naming `what`, with its process tree. */
+async function ended(jail: Started, what: string): Promise<Awaited<Started>> {
+  return within(jail, what, { root: jail.pid });
+}
+
+/** Wait for `cond`; if it never holds, fail with what the jail said (and its process tree). */
 async function expectProgress(cond: () => boolean, jail: Started, what: string): Promise<void> {
   if (await waitFor(cond, 30_000)) return;
+  const tree = jail.pid === undefined ? '' : processTree(jail.pid);
   jail.kill('SIGKILL');
-  const r = await jail;
-  expect.fail(`waited 30 s for ${what}; the jail exited with ${r.exitCode} and said: ${r.stderr}`);
+  const r = await ended(jail, `the jail to end after SIGKILL (it made no progress towards ${what})`);
+  expect.fail(`waited 30 s for ${what}; the jail's processes were:\n${tree}\nit exited with ${r.exitCode} and said: ${r.stderr}`);
+}
+
+/** How long a checkpoint command may take here (it verifies the image too) before the test fails naming it. */
+const CHECKPOINT_MS = 30_000;
+
+/** Run `vjail ARGS` (a checkpoint) to its end, at most CHECKPOINT_MS: past that, fail naming `what`, with its process tree, and kill it. */
+async function vjail(args: string[], what = `vjail ${args.join(' ')}`) {
+  const child = execa('node', [vjailBin, ...args], { reject: false, input: '' });
+  return within(child, what, { ms: CHECKPOINT_MS, root: child.pid, onTimeout: () => (child.kill('SIGKILL'), 'vjail was killed') });
 }
 
 /** The process whose command line (as it set its title) starts with `title`. */
@@ -65,9 +82,9 @@ async function waitForAsync(cond: () => Promise<boolean>, ms: number): Promise<b
 /** A TCP port on 127.0.0.1 nobody listens on right now. */
 async function freePort(): Promise<number> {
   const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  await within(new Promise<void>((r) => srv.listen(0, '127.0.0.1', r)), 'a listener on a free port of 127.0.0.1');
   const port = (srv.address() as { port: number }).port;
-  await new Promise((r) => srv.close(r));
+  await within(new Promise((r) => srv.close(r)), `the listener on port ${port} to close`);
   return port;
 }
 
@@ -105,7 +122,7 @@ async function checkpoint(pid: number | undefined, dir: string, run: Started, ex
   const cp = await vjail(['checkpoint', ...extra, '--pid', String(pid), '--image', image]);
   expect(cp.stderr).toMatch(/checkpoint 5\/5 kill/);
   expect(cp.exitCode).toBe(0);
-  await run;
+  await ended(run, `the checkpointed jail's vjail run (pid ${run.pid}) to end once the checkpoint killed the jail`);
   return image;
 }
 
@@ -115,7 +132,8 @@ async function getText(url: string): Promise<string> {
   return r.text();
 }
 
-describe('real programs checkpointed and restored', { timeout: 60_000 }, () => {
+// Every wait in a test has a bound of its own that names what did not happen; the test's limit is only the last resort.
+describe('real programs checkpointed and restored', { timeout: 180_000 }, () => {
   for (const pidNs of [false, true]) {
     it(`python3 -m http.server${pidNs ? ' (--pid-ns)' : ''} serves the same file on the same port after a restore, idle`, async () => {
       const dir = mkdtempSync(join(tmpdir(), 'vjail-programs-http-'));
@@ -137,7 +155,7 @@ describe('real programs checkpointed and restored', { timeout: 60_000 }, () => {
       await expectIdle(pid);
       // Its own SIGINT handling (KeyboardInterrupt) ends it cleanly.
       process.kill(pid, 'SIGINT');
-      const r = await restored;
+      const r = await ended(restored, 'the restored http.server to end after SIGINT');
       expect(r.exitCode, r.stderr).toBe(0);
       expect(r.stderr).toMatch(/"GET \/hello.txt HTTP\/1.1" 200/);
     });
@@ -162,7 +180,7 @@ describe('real programs checkpointed and restored', { timeout: 60_000 }, () => {
     await expectProgress(() => lines(out).length >= before + 20_000, restored, '20000 more lines');
     // The reader stops; cat and then seq die of SIGPIPE, and the pipeline ends.
     writeFileSync(stop, '');
-    const r = await restored;
+    const r = await ended(restored, 'the restored pipeline to end once its reader stopped');
     expect(r.exitCode, r.stderr).toBe(0);
     const all = lines(out);
     expect(all.length).toBeGreaterThanOrEqual(before + 20_000);
@@ -181,7 +199,7 @@ describe('real programs checkpointed and restored', { timeout: 60_000 }, () => {
     const restored = vjailStart(['restore', image]);
     await expectProgress(() => lines(out).length >= before + 20, restored, '20 more rounds');
     writeFileSync(join(dir, 'stop'), '');
-    const r = await restored;
+    const r = await ended(restored, 'the restored multiprocessing workers to end once told to stop');
     expect(r.exitCode, r.stderr).toBe(0);
     // Every round, every worker's write seen by the parent: totals are 3 per round.
     lines(out).forEach((l, i) => expect(l).toBe(`${i + 1} ${3 * (i + 1)} ${3 * (i + 1)}`));
@@ -211,7 +229,7 @@ describe('real programs checkpointed and restored', { timeout: 60_000 }, () => {
     await expectProgress(() => lines(server).length >= before + 10, restored, '10 more messages');
     await expectIdle(pidOf(argv, 2)!);
     writeFileSync(join(dir, 'stop'), '');
-    const r = await restored;
+    const r = await ended(restored, 'the restored ping-pong to end once told to stop');
     expect(r.exitCode, r.stderr).toBe(0);
     const got = lines(server);
     expect(got.pop()).toBe('end reuse=0');
@@ -256,7 +274,7 @@ describe('real programs checkpointed and restored', { timeout: 60_000 }, () => {
     const again = reads();
     await expectProgress(() => reads() >= again + 5, restored, 'the stream to flow again');
     writeFileSync(join(dir, 'stop'), '');
-    const r = await restored;
+    const r = await ended(restored, 'the restored stream to end once told to stop (the writer shuts its side down, the reader reads to the end)');
     expect(r.exitCode, r.stderr).toBe(0);
     const sent = lines(join(dir, 'client')).at(-1)!;
     expect(sent).toMatch(/^sent \d+$/);
@@ -306,7 +324,7 @@ describe('real programs checkpointed and restored', { timeout: 60_000 }, () => {
       await expectIdle(pid);
       expect(alive(pid)).toBe(true);
       expect(await held.command('SHUTDOWN', 'NOSAVE')).toBe('');
-      const r = await restored;
+      const r = await ended(restored, 'the restored redis-server to end after SHUTDOWN');
       expect(r.exitCode, r.stderr).toBe(0);
     } finally {
       held.close();

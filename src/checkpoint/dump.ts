@@ -75,7 +75,7 @@ export interface CheckpointOptions {
   external?: 'fail' | 'warn' | 'terminate';
   /** Save established TCP connections (in repair mode) instead of refusing them as external state. */
   tcpEstablished?: boolean;
-  /** The jail's output streams are an engine's log pipes: saved as its standard streams (parts/fds/stdio.ts). */
+  /** The jail's output streams are pipes its supervisor's side reads (an engine's log pipes, a detached jail's bounded log): saved as its standard streams (parts/fds/stdio.ts). */
   outputPipes?: boolean;
   /** Sign the image with this key file as well as the local key (src/image/sign.ts). */
   signKey?: string;

@@ -65,8 +65,12 @@ function namedTarget(name: string): number {
   return pids[0]!;
 }
 
-/** The pid to checkpoint and, for a named jail, what its state says of its plan. */
-function target(name: string | undefined, flags: CheckpointFlags): { pid: number; jail?: { profile: string; policy: string | null; emulate: string[] } } {
+/**
+ * The pid to checkpoint and, for a named jail, what its state says of its
+ * plan, and whether its output is its supervisor's (a detached jail's: the
+ * log file, or with --log-max-size the pipe read into it).
+ */
+function target(name: string | undefined, flags: CheckpointFlags): { pid: number; jail?: { profile: string; policy: string | null; emulate: string[] }; detached?: boolean } {
   if (name !== undefined && flags.pid !== undefined) throw new UsageError('give a jail name or --pid, not both');
   if (name === undefined) {
     if (flags.pid === undefined) throw new UsageError('say which jail: vjail checkpoint NAME --image DIR, or --pid PID');
@@ -76,7 +80,7 @@ function target(name: string | undefined, flags: CheckpointFlags): { pid: number
   }
   const pid = namedTarget(name);
   const s = requireState(name);
-  return { pid, jail: { profile: s.profile, policy: s.policy, emulate: s.emulate } };
+  return { pid, jail: { profile: s.profile, policy: s.policy, emulate: s.emulate }, detached: s.detached };
 }
 
 /** What `--json` prints of a checkpoint or restore's processes. */
@@ -126,6 +130,7 @@ export async function checkpointCommand(
       preDump: flags.preDump ? { rounds } : false,
       external: flags.external,
       tcpEstablished: flags.tcpEstablished,
+      outputPipes: t.detached,
       signKey: flags.signKey ? resolve(flags.signKey) : undefined,
       graceMs: grace * 1000,
       report: (step, stepName, detail) => {

@@ -1,10 +1,10 @@
 /** vjail ps, logs, kill, rm: named jails (src/jails/). */
-import { closeSync, existsSync, openSync, readSync, statSync, writeSync } from 'node:fs';
+import { existsSync, writeSync } from 'node:fs';
 import { constants } from 'node:os';
 import type { Command } from 'commander';
 import { removeJailCgroup } from '../cgroup.js';
 import { jailMembers, signalJail } from '../jails/members.js';
-import { liveStart, rotatedPath } from '../jails/log-size.js';
+import { copyLogFrom } from '../jails/log-size.js';
 import { liveness, listStates, logPath, removeJailDir, requireState, workloadAlive, type JailState } from '../jails/state.js';
 import { UsageError } from './errors.js';
 
@@ -60,35 +60,6 @@ function writeOut(data: Buffer): void {
   }
 }
 
-/** Print the log from `offset`; returns the new offset. */
-function copyLog(path: string, offset: number): number {
-  let fd: number;
-  try {
-    fd = openSync(path, 'r');
-  } catch {
-    return offset;
-  }
-  try {
-    const buf = Buffer.alloc(1 << 16);
-    for (;;) {
-      const n = readSync(fd, buf, 0, buf.length, offset);
-      if (n === 0) return offset;
-      writeOut(buf.subarray(0, n));
-      offset += n;
-    }
-  } finally {
-    closeSync(fd);
-  }
-}
-
-function sizeOf(path: string): number {
-  try {
-    return statSync(path).size;
-  } catch {
-    return 0;
-  }
-}
-
 async function logsCommand(name: string, flags: { follow?: boolean }): Promise<number> {
   const s = requireState(name);
   const path = logPath(s.name);
@@ -96,21 +67,11 @@ async function logsCommand(name: string, flags: { follow?: boolean }): Promise<n
     throw new UsageError(`jail "${name}" has no log: only a jail started with --detach has one (the output of others goes to their terminal)`);
   }
   // A bounded log (--log-max-size) keeps its older part in log.1 and its live part from log.start on.
-  let start = liveStart(path);
-  copyLog(rotatedPath(path), 0);
-  let offset = copyLog(path, start);
+  let offset = copyLogFrom(path, 0, writeOut);
   if (!flags.follow) return 0;
   for (;;) {
     const live = liveness(requireState(name));
-    const now = liveStart(path);
-    if (now > start) {
-      // Rotated since the last look: log.1 holds [now - its size, now); print what we have not.
-      const rotatedFrom = now - sizeOf(rotatedPath(path));
-      copyLog(rotatedPath(path), Math.max(0, offset - rotatedFrom));
-      start = now;
-      offset = Math.max(offset, now);
-    }
-    offset = copyLog(path, offset);
+    offset = copyLogFrom(path, offset, writeOut);
     if (live !== 'running' && live !== 'starting') return 0;
     await new Promise((r) => setTimeout(r, 100));
   }

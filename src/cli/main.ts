@@ -68,7 +68,7 @@ async function program(argv: string[], setExit: SetExit): Promise<Command> {
     .option('--name <name>', 'register the jail under NAME (see "vjail ps")')
     .option('--detach', 'run in the background (needs --name); output goes to "vjail logs NAME"')
     .option('--self-checkpoint', 'let the jail\'s processes ask for a checkpoint of their own jail (docs/SELF-CHECKPOINT.md)')
-    .option('--log-max-size <size>', 'with --detach: keep the log within SIZE (e.g. 10M), the older part in log.1')
+    .option('--log-max-size <size>', 'with --detach: rotate the log at SIZE (e.g. 10M), the part before kept in log.1 (at most 2 x SIZE + 128 KiB stored, however fast the jail writes)')
     .addOption(new Option('--supervise').hideHelp())
     .argument('[command...]')
     .passThroughOptions()

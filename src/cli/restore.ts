@@ -9,7 +9,7 @@ import { detach, NamedJail } from '../jails/supervise.js';
 import { asUserError, pageBytes, processSummary } from './checkpoint.js';
 import { UsageError, userMessage } from './errors.js';
 import { ProgressLine, StepClock, stderrIsTTY } from './progress.js';
-import { boundOwnLog, logMaxSize, selfCheckpoints } from './run.js';
+import { logMaxSize, ownLogPipe, selfCheckpoints } from './run.js';
 import { needsUnpacking, plainImage } from './stream.js';
 
 export interface RestoreFlags {
@@ -141,6 +141,8 @@ async function restoreDirCommand(dir: string, flags: RestoreFlags, restored?: ()
     process.stderr.write(`${line}\n`);
   };
   let jail: Jail;
+  // The restored jail's output follows our fds 1 and 2: with a bounded log, the pipe read into it.
+  const logPipe = named && flags.supervise && logBound ? await ownLogPipe(named.name, logBound) : undefined;
   let lazyResult: Promise<{ error: string | null; stats: LazyStats[] }> | undefined;
   let self: Awaited<ReturnType<typeof listenAsBefore>>;
   try {
@@ -153,12 +155,15 @@ async function restoreDirCommand(dir: string, flags: RestoreFlags, restored?: ()
       say(`vjail: warning: ${line}`);
     };
     // Listen for the restored jail's checkpoint requests before any of its processes runs.
-    const beforeResume = async (pid: number): Promise<void> => void (self = await listenAsBefore(pid));
+    const beforeResume = async (pid: number): Promise<void> => void (self = await listenAsBefore(pid, !!flags.supervise));
     const policy = { named: flags.policy, verifyKey: flags.verifyKey, trustImage: flags.trustImage, say: (line: string) => (flags.quiet ? undefined : say(`vjail: ${line}`)) };
     const lazy = flags.lazy ? { lazy: true, lazyDone: (r: typeof lazyResult) => void (lazyResult = r) } : {};
-    const opts = { image: dir, force: flags.force, report, warn, inherit, beforeResume, policy, progress: (bytes: number, total: number) => progress.add(bytes, total), ...lazy };
+    const stdio = logPipe ? { stdio: ['inherit', logPipe.writeFd, logPipe.writeFd] as ['inherit', number, number] } : {};
+    const opts = { image: dir, force: flags.force, report, warn, inherit, beforeResume, policy, progress: (bytes: number, total: number) => progress.add(bytes, total), ...lazy, ...stdio };
     jail = named ? await named.start((cgroup) => restore({ ...opts, cgroup })) : await restore(opts);
+    logPipe?.closeWriteEnd();
   } catch (e) {
+    logPipe?.closeWriteEnd();
     progress.finish();
     void self?.server.close();
     named?.abandon();
@@ -195,7 +200,6 @@ async function restoreDirCommand(dir: string, flags: RestoreFlags, restored?: ()
   if (named) {
     const { profile, policy, emulate, pidNamespace } = manifest!;
     named.running(jail.pid, { command: commandOf(jail.pid, dir), profile, policy: flags.policy ? resolve(flags.policy) : (policy ?? null), emulate, pidNs: pidNamespace });
-    if (flags.supervise && logBound) await boundOwnLog(named.name, logBound);
   }
   void lazyResult?.then(({ error, stats }) => {
     if (error || !flags.verbose || flags.quiet) return;
@@ -206,6 +210,7 @@ async function restoreDirCommand(dir: string, flags: RestoreFlags, restored?: ()
   const forwarded: NodeJS.Signals[] = ['SIGTERM', 'SIGHUP', 'SIGUSR1', 'SIGUSR2'];
   for (const s of forwarded) process.on(s, forward);
   const exit = await jail.exited;
+  await logPipe?.drained();
   // A page refused by a lazy restore killed the jail: say why (its servers end once the jail is gone).
   const lazyError = (await lazyResult)?.error;
   if (lazyError) say(`vjail: error: ${lazyError}`);
@@ -221,13 +226,13 @@ async function restoreDirCommand(dir: string, flags: RestoreFlags, restored?: ()
  * environment, restored with its memory: listen there again, if it is free
  * (with --leave-running the original jail's supervisor may still hold it).
  */
-async function listenAsBefore(pid: number): Promise<Awaited<ReturnType<typeof selfCheckpoints>> | undefined> {
+async function listenAsBefore(pid: number, outputPipes: boolean): Promise<Awaited<ReturnType<typeof selfCheckpoints>> | undefined> {
   const { addressIn } = await import('../jails/self-checkpoint.js');
   const address = addressIn(pid);
   if (!address) return undefined;
   try {
     const self = await selfCheckpoints(address);
-    self.server.serveJail(pid);
+    self.server.serveJail(pid, outputPipes);
     return self;
   } catch {
     process.stderr.write(`vjail: warning: checkpoint requests from inside the restored jail go to ${address}, still held by another supervisor (the original jail's?), which refuses them\n`);

@@ -85,11 +85,15 @@ export async function logMaxSize(text: string | undefined, detached: boolean | u
   return (await import('../jails/log-size.js')).parseLogSize(text);
 }
 
-/** In a detached jail's background supervisor: keep the log (our stdout) within `bytes`. */
-export async function boundOwnLog(name: string, bytes: number): Promise<void> {
-  const { boundLog } = await import('../jails/log-size.js');
+/**
+ * In a detached jail's background supervisor with a bounded log: the pipe
+ * the jail's output goes into, read into the log (our stdout) kept within
+ * `bytes` (src/jails/log-pipe.ts).
+ */
+export async function ownLogPipe(name: string, bytes: number): Promise<import('../jails/log-pipe.js').LogPipe> {
+  const { LogPipe } = await import('../jails/log-pipe.js');
   const { logPath } = await import('../jails/state.js');
-  boundLog(1, logPath(name), bytes);
+  return LogPipe.open(1, logPath(name), bytes);
 }
 
 /** `vjail run`: start the command in a jail, wait for it, exit with its status. */
@@ -143,17 +147,21 @@ export async function runCommand(command: string[], flags: RunFlags): Promise<nu
   const onTerminal = stdinIsTTY();
   const forwarded = FORWARDED.filter((s) => !(onTerminal && (s === 'SIGINT' || s === 'SIGQUIT')));
   for (const s of forwarded) process.on(s, forward);
+  // The jail's output goes through a pipe we read only once it is claimed: a refused name leaves the log alone.
+  const logPipe = named && flags.supervise && logBound ? await ownLogPipe(named.name, logBound) : undefined;
+  if (logPipe) opts.stdio = ['inherit', logPipe.writeFd, logPipe.writeFd];
   try {
     jail = named ? await named.start((cgroup) => spawnJail({ ...opts, cgroup })) : spawnJail(opts);
   } catch (e) {
     for (const s of forwarded) process.off(s, forward);
     named?.abandon();
     throw e;
+  } finally {
+    logPipe?.closeWriteEnd();
   }
   for (const sig of early) jail.kill(sig);
-  self?.server.serveJail(jail.pid);
+  self?.server.serveJail(jail.pid, !!flags.supervise);
   named?.running(jail.pid);
-  if (named && flags.supervise && logBound) await boundOwnLog(named.name, logBound);
   if (flags.verbose) for (const w of jail.warnings.filter((w) => !isPolicyWarning(w))) process.stderr.write(`vjail: warning: ${w}\n`);
   if (onTerminal) {
     // Keep vjail alive on a terminal ^C: the workload decides what it means.
@@ -161,6 +169,7 @@ export async function runCommand(command: string[], flags: RunFlags): Promise<nu
     process.on('SIGQUIT', () => {});
   }
   const exit = await jail.exited;
+  await logPipe?.drained();
   await self?.server.close();
   named?.ended(exit);
   for (const s of forwarded) process.off(s, forward);

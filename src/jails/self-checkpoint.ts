@@ -69,6 +69,7 @@ function answer(pid: number, addr: bigint, state: number, message = '', tracee?:
 export class SelfCheckpointServer {
   private busy = false;
   private jailPid: number | undefined;
+  private outputPipes = false;
   private current: Promise<void> = Promise.resolve();
 
   private constructor(
@@ -94,9 +95,13 @@ export class SelfCheckpointServer {
     return self;
   }
 
-  /** The jail whose requests are served: its first process (our PID). */
-  serveJail(pid: number): void {
+  /**
+   * The jail whose requests are served: its first process (our PID).
+   * `outputPipes`: its output is a pipe we read (a detached jail's log).
+   */
+  serveJail(pid: number, outputPipes = false): void {
     this.jailPid = pid;
+    this.outputPipes = outputPipes;
   }
 
   /** Stop listening, once a checkpoint under way has finished (and said so). */
@@ -176,6 +181,7 @@ export class SelfCheckpointServer {
         pid: this.jailPid!,
         image,
         leaveRunning: req.mode === 'run',
+        outputPipes: this.outputPipes,
         report: () => {},
         warn: (line) => this.events.say(`warning: ${line}`),
         onHeld: (stage, tasks, error) => {
