@@ -46,14 +46,14 @@ static void *spinner(void *p)
 			atomic_store(&k->cpu_ns[i], thread_cpu_ns());
 			continue;
 		}
-		atomic_fetch_add(&k->sleeping, 1);
-		/* Looked at again once counted as sleeping: ka_note sees the count or this sees its deadline. */
+		atomic_store(&k->state[i], KA_ASLEEP);
+		/* Looked at again once marked asleep: ka_note sees the mark or this sees its deadline. */
 		if (mono_ns() >= atomic_load(&k->until_ns) && !atomic_load(&k->stopping)) {
 			/* Bounded: wakes every second to look at `stopping` even if no wake-up comes. */
 			struct timespec second = { .tv_sec = 1 };
 			syscall(SYS_futex, &k->gen, FUTEX_WAIT_PRIVATE, g, &second, NULL, 0);
 		}
-		atomic_fetch_sub(&k->sleeping, 1);
+		atomic_store(&k->state[i], KA_SPINNING);
 	}
 	atomic_store(&k->cpu_ns[i], thread_cpu_ns());
 	return NULL;
@@ -90,16 +90,20 @@ int ka_start(struct keep_awake *k)
 }
 
 /*
- * Wake the sleeping spinners when spinning starts again (the deadline had
- * passed), and at most once a window while it goes on: a spinner may have
- * gone to sleep just as the deadline moved, and one woken while other tasks
- * hold its CPU stays counted as sleeping until it runs.
+ * Wake the spinners marked asleep. One woken but not yet run (its CPU busy
+ * with other tasks) is marked so, and not woken again: no futex call per
+ * notification while a spinner waits for its CPU.
  */
-static void wake_spinners(struct keep_awake *k, uint64_t was_until, uint64_t now_ns)
+static void wake_spinners(struct keep_awake *k)
 {
-	if (atomic_load(&k->sleeping) == 0 || (was_until > now_ns && now_ns - k->last_wake_ns < KA_WINDOW_NS))
+	int any = 0;
+	for (int i = 0; i < k->n; i++) {
+		int asleep = KA_ASLEEP;
+		if (atomic_compare_exchange_strong(&k->state[i], &asleep, KA_WOKEN))
+			any = 1;
+	}
+	if (!any)
 		return;
-	k->last_wake_ns = now_ns;
 	atomic_fetch_add(&k->gen, 1);
 	atomic_fetch_add_explicit(&k->wakes, 1, memory_order_relaxed);
 	syscall(SYS_futex, &k->gen, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
@@ -113,7 +117,8 @@ void ka_note(struct keep_awake *k, uint64_t now_ns)
 	k->last_ns = now_ns;
 	if (gap > KA_GAP_NS)
 		return; /* not a burst: the spinners sleep */
-	wake_spinners(k, atomic_exchange(&k->until_ns, now_ns + KA_WINDOW_NS), now_ns);
+	atomic_store(&k->until_ns, now_ns + KA_WINDOW_NS);
+	wake_spinners(k);
 }
 
 void ka_extend(struct keep_awake *k, uint64_t now_ns)

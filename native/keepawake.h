@@ -22,6 +22,8 @@
 #define KA_WINDOW_NS 50000u /* spin at most this long after a notification */
 #define KA_GAP_NS 200000u   /* only when it came this soon after the one before */
 
+enum { KA_SPINNING = 0, KA_ASLEEP = 1, KA_WOKEN = 2 };
+
 struct keep_awake;
 struct ka_spinner {
 	struct keep_awake *k;
@@ -36,12 +38,11 @@ struct keep_awake {
 	int cpus[KA_MAX_CPUS];
 	_Atomic uint64_t until_ns; /* spinners spin while the monotonic clock is before it */
 	_Atomic uint32_t gen;	   /* futex word: bumped to wake sleeping spinners */
-	atomic_int sleeping;	   /* spinners asleep on gen */
+	atomic_int state[KA_MAX_CPUS]; /* each spinner's: KA_SPINNING, KA_ASLEEP, KA_WOKEN (not yet run since) */
 	atomic_int stopping;
 	_Atomic uint64_t cpu_ns[KA_MAX_CPUS]; /* CPU time each spinner has used */
 	atomic_ullong wakes;		       /* times sleeping spinners were woken */
-	uint64_t last_ns;      /* receiving thread only: when the previous notification arrived */
-	uint64_t last_wake_ns; /* receiving thread only: when it last woke the spinners */
+	uint64_t last_ns; /* receiving thread only: when the previous notification arrived */
 };
 
 /* Start the spinners (asleep): 0, or an errno. Does nothing with fewer than 2 usable CPUs. */
