@@ -220,6 +220,14 @@ async function intercepted(p: Params, log: (s: string) => void): Promise<Row[]> 
       note: 'linux-4.19 with --kernel-files shim: every open is made by the supervisor and installed with ADDFD; --spin auto (the default) keeps idle CPUs awake during the burst',
     },
     {
+      id: 'open-shim-resident',
+      label: 'open+close through the shim, resident',
+      unit: 'µs',
+      sample: async () =>
+        us(perCall((await capture(vjailCli(), ['run', '--profile', 'linux-4.19', '--kernel-files', 'shim', '--', loop, 'open', n])).stdout)),
+      note: 'the row above run as a command: the native front end and the resident supervisor (as the make rows are), not the Node CLI',
+    },
+    {
       id: 'open-shim-nospin',
       label: 'open+close through the shim, --spin off',
       unit: 'µs',
