@@ -390,14 +390,20 @@ busy with other work (load average 6-9) the same rows were 14.5, 14.0 and
 idle (target 1.2×), 1.10× in the busy run, 1.32× in another at load 9-12.
 Those runs were before spinners kept idle CPUs awake during bursts (see
 above). One run of the intercepted group with them, on the same host very
-busy with other work (load average 13-23; even the unintercepted open took
-12.0 µs): 30.1 µs as root and 29.6 µs as nobody, against 127 µs with
-\`--spin off\`, 71.0 µs for the C floor with ADDFD and 22.5 µs for that
-floor with a spinner on every CPU; the spinners used 0.40 µs of CPU time
-per open (a \`SCHED_IDLE\` thread gets little on a busy host). The build:
-1.13× through the shim, 1.04× with \`--spin off\` (each build took 7-12 s
-at that load, so the two do not tell apart), the spinners using 55.5 ms of
-CPU time per build.
+busy with other work (load average 15-20; even the unintercepted open took
+14.0 µs): 29.5 µs as root and 28.3 µs as nobody, against 72.8 µs with
+\`--spin off\`, 96.5 µs for the C floor with ADDFD and 21.6 µs for that
+floor with a spinner on every CPU; the spinners used 0.54 µs of CPU time
+per open (a \`SCHED_IDLE\` thread gets little on a busy host). Run as a
+command, through the native front end and the resident supervisor, the
+same open took 79.6 µs: the resident is a session of its own (\`setsid\`),
+so with the kernel's autogroups (\`kernel.sched_autogroup_enabled\`) the
+caller and the supervisor are in different scheduling groups, and on a
+busy host each hand-over between them waits for the other group's turn.
+The build (which goes through the resident): 1.13× through the shim,
+1.17× with \`--spin off\`, the spinners using 46.6 ms of CPU time per
+build. An earlier run at load 13-23 gave 30.1 and 29.6 µs, 127 µs with
+\`--spin off\`, and builds of 1.13× and 1.04× (7-12 s each: not told apart).
 Its 7,900 opens, half of them ENOENT along include and library
 paths, and 362 \`execve\`, 33 \`setresuid\` and as many \`setresgid\`
 and 3 other noted calls are its only notifications. A build with \`-DVJAIL_OPENFAST_PROFILE\` prints where
@@ -486,10 +492,13 @@ const PLANNED = `## Planned
   costs about 40 µs here. Without spinning (\`--spin off\`, or before it)
   an open cost 50 µs on an idle host against a 30 µs target (\`make\` of 31
   files as nobody 1.23× its native time against 1.2×). With spinners
-  keeping idle CPUs awake during bursts it was 30.1 µs as root and 29.6 µs
-  as nobody on a very busy host (make 1.13×), at the target's edge: the
-  spinners cost CPU time no other task wanted, but on a virtual machine
-  that is time the host could have given to another guest.
+  keeping idle CPUs awake during bursts it was 29.5 µs as root and 28.3 µs
+  as nobody on a very busy host (make 1.13×), at the target's edge, and is
+  not yet measured on an idle host. The spinners cost CPU time no other
+  task wanted, but on a virtual machine that is time the host could have
+  given to another guest. Through the resident supervisor (\`vjail run\` as
+  a command) the open took 79.6 µs on that busy host: caller and
+  supervisor are in different autogroups.
 - \`vjail run\` through the Node CLI starts 15.6 ms after \`node -e ''\`
   against 10 ms (the native front end, 200 in a row, is 1.70× bwrap).
 - Checkpoint of 256 MiB writes 730 MiB/s against 1 GB/s on this host (restore
