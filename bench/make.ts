@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildC } from './cc.js';
 import { type Row, type Variant, measure, withRatios } from './measure.js';
-import { capture, numberField, vjailCli } from './proc.js';
+import { capture, numberField, spinCpuMs, vjailCli } from './proc.js';
 
 const NOBODY = ['setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups'];
 const HEADERS = 8;
@@ -58,7 +58,7 @@ export async function makeRows(files: number, rounds: number, log: (s: string) =
       return numberField((await capture(spawntime, ['1', '--', ...argv])).stdout, 'ns') / 1e6;
     };
     const make = (dir: string) => [...NOBODY, 'make', '-s', '-C', dir];
-    const jailed = (dir: string) => [vjailCli(), 'run', '--profile', 'linux-4.19', '--kernel-files', 'shim', '--', ...make(dir)];
+    const jailed = (dir: string, ...flags: string[]) => [vjailCli(), 'run', '--profile', 'linux-4.19', '--kernel-files', 'shim', ...flags, '--', ...make(dir)];
     // Caches warm (page cache, the resident supervisor started) before the first sample.
     await ms(dirs[0]!, make(dirs[0]!));
     await ms(dirs[1]!, jailed(dirs[1]!));
@@ -70,6 +70,23 @@ export async function makeRows(files: number, rounds: number, log: (s: string) =
         unit: 'ms',
         sample: () => ms(dirs[1]!, jailed(dirs[1]!)),
         note: 'vjail run --profile linux-4.19 --kernel-files shim, start-up included; ratio: to the row above',
+      },
+      {
+        id: 'make-shim-nospin',
+        label: `make of ${files + 1} C files as nobody through the shim, --spin off`,
+        unit: 'ms',
+        sample: () => ms(dirs[1]!, jailed(dirs[1]!, '--spin', 'off')),
+        note: 'the row above without keeping idle CPUs awake',
+      },
+      {
+        id: 'make-shim-spin-cpu',
+        label: 'CPU time the spinners use, per make',
+        unit: 'ms',
+        sample: async () => {
+          clean(dirs[1]!);
+          return spinCpuMs((await capture(process.execPath, jailed(dirs[1]!, '--stats'))).stderr);
+        },
+        note: 'from --stats of a make through the shim: what the spinner threads used, in all (not a wall time)',
       },
     ];
     const rows = await measure('intercepted', variants, rounds, log);

@@ -41,3 +41,11 @@ export function numberField(out: string, key: string): number {
 
 /** The vjail CLI of this checkout. */
 export const vjailCli = (): string => dataPath('bin', 'vjail.js');
+
+/** Milliseconds of CPU time the supervisor's spinners used, from `vjail run --stats` (0 if they never spun). */
+export function spinCpuMs(stats: string): number {
+  const m = /^spinning CPUs kept awake for ([0-9.]+) ms of CPU time/m.exec(stats);
+  if (m) return Number(m[1]);
+  if (!/answered in C/.test(stats)) throw new Error(`no receiver line in the --stats output: ${stats.trim().split('\n')[0] ?? ''}`);
+  return 0;
+}

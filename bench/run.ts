@@ -16,7 +16,7 @@ import { loadOciPolicy } from '../src/policy/oci.js';
 import { listProfiles, loadProfile } from '../src/profile/load.js';
 import { BuildError, buildC } from './cc.js';
 import { describeMachine, type Machine } from './machine.js';
-import { capture, field, numberField, vjailCli } from './proc.js';
+import { capture, field, numberField, spinCpuMs, vjailCli } from './proc.js';
 import { libseccompRules } from './rules.js';
 import { runWithPlan, viaJavaScript } from './shim-path.js';
 import { makeRows } from './make.js';
@@ -205,12 +205,45 @@ async function intercepted(p: Params, log: (s: string) => void): Promise<Row[]> 
       note: 'the least an open answered on the caller\'s behalf costs: read the path, open, ADDFD with SEND, close',
     },
     {
+      id: 'floor-open-spin',
+      label: 'C floor, ADDFD, CPUs kept awake',
+      unit: 'µs',
+      sample: async () => us(perCall((await capture(floor, ['--sync', '--open', '--spin', '--', loop, 'open', n])).stdout)),
+      note: 'the row above with a SCHED_IDLE thread spinning on every CPU for the whole run, so that no wake-up waits for a halted CPU',
+    },
+    {
       id: 'open-shim',
       label: 'open+close through the open shim',
       unit: 'µs',
       sample: async () =>
         us(perCall((await capture(process.execPath, [vjailCli(), 'run', '--profile', 'linux-4.19', '--kernel-files', 'shim', '--', loop, 'open', n])).stdout)),
-      note: 'linux-4.19 with --kernel-files shim: every open is made by the supervisor and installed with ADDFD',
+      note: 'linux-4.19 with --kernel-files shim: every open is made by the supervisor and installed with ADDFD; --spin auto (the default) keeps idle CPUs awake during the burst',
+    },
+    {
+      id: 'open-shim-resident',
+      label: 'open+close through the shim, resident',
+      unit: 'µs',
+      sample: async () =>
+        us(perCall((await capture(vjailCli(), ['run', '--profile', 'linux-4.19', '--kernel-files', 'shim', '--', loop, 'open', n])).stdout)),
+      note: 'the row above run as a command: the native front end and the resident supervisor (as the make rows are), not the Node CLI',
+    },
+    {
+      id: 'open-shim-nospin',
+      label: 'open+close through the shim, --spin off',
+      unit: 'µs',
+      sample: async () =>
+        us(perCall((await capture(process.execPath, [vjailCli(), 'run', '--profile', 'linux-4.19', '--kernel-files', 'shim', '--spin', 'off', '--', loop, 'open', n])).stdout)),
+      note: 'the row above without spinning: each of ADDFD\'s two wake-ups may wait for a halted idle CPU',
+    },
+    {
+      id: 'open-shim-spin-cpu',
+      label: 'CPU time the spinners use, per open',
+      unit: 'µs',
+      sample: async () => {
+        const out = await capture(process.execPath, [vjailCli(), 'run', '--stats', '--profile', 'linux-4.19', '--kernel-files', 'shim', '--', loop, 'open', n]);
+        return (spinCpuMs(out.stderr) * 1000) / Number(n);
+      },
+      note: 'of the open-shim run (from its --stats): CPU time of the spinner threads over the run, divided by the opens; a spinner only takes CPU time no other task wants',
     },
     {
       id: 'open-shim-nobody',

@@ -234,10 +234,12 @@ static void *loop(void *arg)
 			break;
 		}
 		uint64_t t0 = sup_now_ns();
+		ka_note(&s->awake, t0);
 		if (sup_answer_natively(s, &buf.n, t0) < 0) {
 			if (s->native_answers && of_try(&s->open_fast, s->listener, &buf.n) == 0) {
 				sup_record(s, buf.n.data.arch, buf.n.data.nr, t0);
 				atomic_fetch_add_explicit(&s->native_answered, 1, memory_order_relaxed);
+				ka_extend(&s->awake, sup_now_ns());
 			} else {
 				enqueue(s, &buf.n, t0);
 			}
@@ -259,6 +261,12 @@ size_t sup_notif_buf_size(const struct supervisor *s)
 int sup_start(struct supervisor *s)
 {
 	atomic_store(&s->stopping, 0);
+	if (s->spin && !s->awake_started) {
+		int err = ka_start(&s->awake);
+		if (err)
+			return err;
+		s->awake_started = 1;
+	}
 	struct sigaction sa = { .sa_handler = on_stop_signal }; /* no SA_RESTART: the receive must return */
 	sigemptyset(&sa.sa_mask);
 	if (sigaction(stop_signal(), &sa, NULL))
@@ -307,6 +315,8 @@ void sup_stop(struct supervisor *s)
 	pthread_mutex_unlock(&s->mu);
 	if (s->thread_started)
 		join_thread(s);
+	if (s->awake_started)
+		ka_stop(&s->awake);
 }
 
 void sup_destroy(struct supervisor *s)

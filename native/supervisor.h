@@ -13,6 +13,7 @@
 #define VJAIL_SUPERVISOR_H
 
 #include <linux/seccomp.h>
+#include "keepawake.h"
 #include "openfast.h"
 #include <pthread.h>
 #include <stdatomic.h>
@@ -86,6 +87,11 @@ struct supervisor {
 
 	/* The open shim's fast path, used by the receiving thread only (openfast.h). */
 	struct open_fast open_fast;
+
+	/* Set before sup_start: keep idle CPUs awake during bursts of notifications (keepawake.h). */
+	int spin;
+	struct keep_awake awake;
+	int awake_started;
 };
 
 /* sync_wake_up: ask for SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (0 only to measure without it). */

@@ -327,7 +327,8 @@ static int load_answers(napi_env env, struct sup_handle *h, napi_value x86_64, n
 }
 
 /* supervisorStart(listenerFd, nativeAnswers, tableX86_64, tableI386, pool, onNotify, onIdle,
- *                 { mode: 0 auto | 1 thread | 2 loop, syncWakeUp: boolean, openFast: boolean, trackIdentity: boolean }) */
+ *                 { mode: 0 auto | 1 thread | 2 loop, syncWakeUp: boolean, openFast: boolean, trackIdentity: boolean,
+ *                   spin: boolean (keepawake.h) }) */
 napi_value js_supervisor_start(napi_env env, napi_callback_info info)
 {
 	napi_value argv[8], v;
@@ -362,6 +363,10 @@ napi_value js_supervisor_start(napi_env env, napi_callback_info info)
 	if (napi_get_named_property(env, argv[7], "trackIdentity", &v) == napi_ok)
 		napi_get_value_bool(env, v, &track_identity);
 	h->s.open_fast.ids.on = h->s.open_fast.enabled && track_identity;
+	bool spin = false;
+	if (napi_get_named_property(env, argv[7], "spin", &v) == napi_ok)
+		napi_get_value_bool(env, v, &spin);
+	h->s.spin = spin && native_answers;
 	h->env = env;
 	h->mode = mode;
 	napi_create_reference(env, argv[5], 1, &h->on_notify);
@@ -474,7 +479,7 @@ napi_value js_supervisor_stats(napi_env env, napi_callback_info info)
 	return buf;
 }
 
-/* supervisorState(h): { receiver: 'thread' | 'loop', switches, toJs, answeredNatively }. */
+/* supervisorState(h): { receiver: 'thread' | 'loop', switches, toJs, answeredNatively, spinCpuNs, spinWakes }. */
 napi_value js_supervisor_state(napi_env env, napi_callback_info info)
 {
 	napi_value argv[1];
@@ -488,6 +493,8 @@ napi_value js_supervisor_state(napi_env env, napi_callback_info info)
 	vj_set_number(env, obj, "switches", h->switches);
 	vj_set_number(env, obj, "toJs", (double)h->js_count);
 	vj_set_number(env, obj, "answeredNatively", (double)native_count(h));
+	vj_set_number(env, obj, "spinCpuNs", (double)ka_cpu_ns(&h->s.awake));
+	vj_set_number(env, obj, "spinWakes", (double)atomic_load(&h->s.awake.wakes));
 	return obj;
 }
 

@@ -62,7 +62,7 @@ static _Noreturn void fall_back(void)
 /* ---- options ------------------------------------------------------------ */
 
 struct options {
-	const char *profile, *policy, *emulate, *kernel_files, *receiver;
+	const char *profile, *policy, *emulate, *kernel_files, *receiver, *spin;
 	const char *rootfs, *net, *hostname; /* src/isolation.ts: the resident makes them vjail-init's --layout */
 	int pid_ns;
 	char **command;
@@ -127,6 +127,8 @@ static int parse(int argc, char **argv, struct options *o)
 			o->kernel_files = v;
 		else if ((v = option_value(argv, argc, &i, "--receiver", &bad)) && one_of(v, "auto", "thread", "loop"))
 			o->receiver = v;
+		else if ((v = option_value(argv, argc, &i, "--spin", &bad)) && one_of(v, "auto", "off", "off"))
+			o->spin = v;
 		else
 			return 0; /* other flags, bad values, --help: the Node CLI */
 		if (bad)
@@ -380,6 +382,7 @@ static void request_plan(int sock, const struct options *o, struct plan *out)
 	at = put(at, "emulate", o->emulate);
 	at = put(at, "kernelFiles", o->kernel_files);
 	at = put(at, "receiver", o->receiver);
+	at = put(at, "spin", o->spin);
 	at = put(at, "pidNs", o->pid_ns ? "1" : NULL);
 	at = put(at, "rootfs", o->rootfs);
 	at = put(at, "net", o->net);

@@ -84,6 +84,8 @@ export interface JailOptions {
   receiver?: ReceiverMode;
   /** Wake answered callers on the supervisor's CPU (default true; see SupervisorOptions). */
   syncWakeUp?: boolean;
+  /** Keep idle CPUs awake during bursts of notifications (default true; see SupervisorOptions). */
+  spin?: boolean;
   cwd?: string;
   env?: NodeJS.ProcessEnv;
   stdio?: LaunchOptions['stdio'];
@@ -302,6 +304,7 @@ export function spawnJail(opts: JailOptions): Jail {
     shimTimeoutMs: opts.shimTimeoutMs,
     receiver: opts.receiver,
     syncWakeUp: opts.syncWakeUp,
+    spin: opts.spin,
   });
   supervisor.start();
 

@@ -57,6 +57,9 @@ export interface ReceiverState {
   toJs: number;
   /** Notifications answered in C (by the thread or the loop). */
   answeredNatively: number;
+  /** CPU time the spinners that keep CPUs awake used (native/keepawake.h), and how often they were woken. */
+  spinCpuNs: number;
+  spinWakes: number;
 }
 
 export interface NativeAddon {
@@ -87,9 +90,10 @@ export interface NativeAddon {
      * mode: who receives notifications (RECEIVER_MODES); syncWakeUp: false only to measure without it;
      * openFast: the receiving thread answers plain opens itself (native/openfast.c);
      * trackIdentity: the plan notifies every call that changes a caller's identity, so that thread
-     * may keep identities from one open to the next (src/plan/identity.ts, native/idcache.c).
+     * may keep identities from one open to the next (src/plan/identity.ts, native/idcache.c);
+     * spin: keep idle CPUs awake during bursts of notifications (native/keepawake.h).
      */
-    options: { mode: number; syncWakeUp: boolean; openFast?: boolean; trackIdentity?: boolean },
+    options: { mode: number; syncWakeUp: boolean; openFast?: boolean; trackIdentity?: boolean; spin?: boolean },
   ): SupervisorHandle;
   /** 0, or the errno of SECCOMP_IOCTL_NOTIF_SEND (ENOENT: the caller is gone). */
   supervisorRespond(

@@ -41,6 +41,19 @@ const SUPPORTED = `## Supported
   caller gets the profile's error (ENOSYS by default); one that never answers
   is answered after 30 s (shims that block as their syscall does, like
   futex_wait, excepted).
+- While notifications come fast (each within 200 µs of the one before), the
+  native thread keeps the CPUs vjail may use from halting for 50 µs after
+  each (\`--spin auto\`, the default; \`--spin off\` never): one spinner
+  thread per CPU of vjail's affinity (at most 8; none with a single CPU),
+  pinned, of the \`SCHED_IDLE\` class, so that any other task takes its CPU
+  at once and a CPU running it counts as idle to the scheduler; otherwise
+  the spinners sleep (a futex wait, bounded to 1 s). On a virtual machine
+  whose idle vCPU halts, a task woken onto it waits for the host to run the
+  vCPU again (about 40 µs here), and an open answered with ADDFD makes two
+  such wake-ups. Only the native thread spins (not Node's loop, under
+  \`--receiver loop\`); each jail has its own spinners. \`--stats\` prints
+  the CPU time they used, and \`npm run bench\` prints it per open and per
+  build.
 - Kernel-ABI profiles from Linux 2.6.32 to 6.18 on x86_64 (native and i386
   entry points): syscalls the profile's kernel lacks fail with ENOSYS, decided
   in the seccomp filter; syscalls it has and the host lacks are answered by a
@@ -125,7 +138,7 @@ const SUPPORTED = `## Supported
   for root; the directory must be the user's and private), and leaves after 60 s without a
   jail (\`VJAIL_RESIDENT_IDLE_MS\`); a socket left by a killed resident is
   replaced. \`--profile\`, \`--policy\`, \`--emulate\`, \`--kernel-files\`,
-  \`--receiver\`, \`--pid-ns\` (as root), \`--rootfs\`, \`--net\` and \`--hostname\` are handled there; every other flag, bad
+  \`--receiver\`, \`--spin\`, \`--pid-ns\` (as root), \`--rootfs\`, \`--net\` and \`--hostname\` are handled there; every other flag, bad
   input, a user with no runtime directory, \`VJAIL_RESIDENT=0\`, and a launch
   that fails before the workload ran go to the Node CLI (\`node bin/vjail.js\`),
   which behaves the same. Exit status (a death by signal is 128+signal, as
@@ -384,6 +397,22 @@ back) each cost about 40 µs when the vCPU woken was idle. On the same host
 busy with other work (load average 6-9) the same rows were 14.5, 14.0 and
 13.0 µs. The build: 825 ms through the shim against 672 ms natively, 1.23×
 idle (target 1.2×), 1.10× in the busy run, 1.32× in another at load 9-12.
+Those runs were before spinners kept idle CPUs awake during bursts (see
+above). One run of the intercepted group with them, on the same host very
+busy with other work (load average 15-20; even the unintercepted open took
+14.0 µs): 29.5 µs as root and 28.3 µs as nobody, against 72.8 µs with
+\`--spin off\`, 96.5 µs for the C floor with ADDFD and 21.6 µs for that
+floor with a spinner on every CPU; the spinners used 0.54 µs of CPU time
+per open (a \`SCHED_IDLE\` thread gets little on a busy host). Run as a
+command, through the native front end and the resident supervisor, the
+same open took 79.6 µs: the resident is a session of its own (\`setsid\`),
+so with the kernel's autogroups (\`kernel.sched_autogroup_enabled\`) the
+caller and the supervisor are in different scheduling groups, and on a
+busy host each hand-over between them waits for the other group's turn.
+The build (which goes through the resident): 1.13× through the shim,
+1.17× with \`--spin off\`, the spinners using 46.6 ms of CPU time per
+build. An earlier run at load 13-23 gave 30.1 and 29.6 µs, 127 µs with
+\`--spin off\`, and builds of 1.13× and 1.04× (7-12 s each: not told apart).
 Its 7,900 opens, half of them ENOENT along include and library
 paths, and 362 \`execve\`, 33 \`setresuid\` and as many \`setresgid\`
 and 3 other noted calls are its only notifications. A build with \`-DVJAIL_OPENFAST_PROFILE\` prints where
@@ -467,12 +496,18 @@ const PLANNED = `## Planned
 - Lazy restore runs the workload 29 ms after restore starts (256 MiB; 32 ms
   at 1 GiB), but every page is in place only after 1.51× a full restore's
   time, against 1×.
-- An open through the open shim costs 50 µs on an idle host against a 30 µs
-  target, 1.04× a minimal C supervisor answering with ADDFD (49 µs): ADDFD
-  wakes the caller to install the descriptor and is woken back, and each
-  wake-up of an idle vCPU costs about 40 µs here (as a plain wake-up does);
-  on a busy host the same open costs 14 µs. \`make\` of 31 files as nobody
-  takes 1.23× its native time against 1.2× (1.10× on a busy host).
+- An open through the open shim answers with ADDFD, which wakes the caller
+  to install the descriptor and is woken back; each wake-up of an idle vCPU
+  costs about 40 µs here. Without spinning (\`--spin off\`, or before it)
+  an open cost 50 µs on an idle host against a 30 µs target (\`make\` of 31
+  files as nobody 1.23× its native time against 1.2×). With spinners
+  keeping idle CPUs awake during bursts it was 29.5 µs as root and 28.3 µs
+  as nobody on a very busy host (make 1.13×), at the target's edge, and is
+  not yet measured on an idle host. The spinners cost CPU time no other
+  task wanted, but on a virtual machine that is time the host could have
+  given to another guest. Through the resident supervisor (\`vjail run\` as
+  a command) the open took 79.6 µs on that busy host: caller and
+  supervisor are in different autogroups.
 - \`vjail run\` through the Node CLI starts 15.6 ms after \`node -e ''\`
   against 10 ms (the native front end, 200 in a row, is 1.70× bwrap).
 - Checkpoint of 256 MiB writes 730 MiB/s against 1 GB/s on this host (restore

@@ -6,7 +6,7 @@
  * caller with process_vm_writev and send the reply. By default no poll, no
  * queue, no ID_VALID check (a real supervisor needs that check; see BENCH.md).
  *
- *   floor [--sync] [--poll] [--id-valid] [--handoff] [--open] -- PROGRAM [ARG...]
+ *   floor [--sync] [--poll] [--id-valid] [--handoff] [--open] [--spin] -- PROGRAM [ARG...]
  *
  * --sync sets SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP on the listener (Linux
  * 6.6+), so the kernel wakes the waiting side on the waker's CPU.
@@ -21,6 +21,9 @@
  *               shim does at the least: read the path from the caller, open
  *               the file, install it in the caller with ADDFD (flag SEND),
  *               close it (the floor of an open answered on the caller's behalf)
+ *   --spin      for the whole run, a thread of the SCHED_IDLE class spins on
+ *               each CPU, so that no CPU halts when idle (what vjail's
+ *               supervisor does during bursts, native/keepawake.h, at most)
  * Exits with the program's status.
  */
 #define _GNU_SOURCE
@@ -31,6 +34,7 @@
 #include <linux/seccomp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -157,6 +161,37 @@ static void run_child(int sock, char **argv)
 	_exit(127);
 }
 
+/* Spin on one CPU, never in another task's way, until the process exits. */
+static void *spinner(void *arg)
+{
+	cpu_set_t one;
+	CPU_ZERO(&one);
+	CPU_SET((int)(intptr_t)arg, &one);
+	struct sched_param sp = { .sched_priority = 0 };
+	if (sched_setaffinity(0, sizeof one, &one) || pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp))
+		return NULL;
+	for (;;)
+		__builtin_ia32_pause();
+	return NULL;
+}
+
+static void start_spinners(void)
+{
+	cpu_set_t mine;
+	if (sched_getaffinity(0, sizeof mine, &mine))
+		return;
+	/* SIGCHLD, which ends the run, must reach the main thread. */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	for (int c = 0; c < CPU_SETSIZE; c++) {
+		pthread_t t;
+		if (CPU_ISSET(c, &mine) && pthread_create(&t, NULL, spinner, (void *)(intptr_t)c) == 0)
+			pthread_detach(t);
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
 /* Wait for the next notification: 0 when one arrived. */
 static int receive(struct seccomp_notif *req)
 {
@@ -238,7 +273,7 @@ static void *receiver(void *arg)
 
 int main(int argc, char **argv)
 {
-	int sync = 0, handoff = 0, i = 1;
+	int sync = 0, handoff = 0, spin = 0, i = 1;
 	for (; i < argc && strcmp(argv[i], "--"); i++) {
 		if (!strcmp(argv[i], "--sync"))
 			sync = 1;
@@ -250,13 +285,15 @@ int main(int argc, char **argv)
 			handoff = 1;
 		else if (!strcmp(argv[i], "--open"))
 			opt_open = 1;
+		else if (!strcmp(argv[i], "--spin"))
+			spin = 1;
 		else {
 			fprintf(stderr, "floor: unknown option %s\n", argv[i]);
 			return 2;
 		}
 	}
 	if (i + 1 >= argc) {
-		fprintf(stderr, "usage: floor [--sync] [--poll] [--id-valid] [--handoff] [--open] -- PROGRAM [ARG...]\n");
+		fprintf(stderr, "usage: floor [--sync] [--poll] [--id-valid] [--handoff] [--open] [--spin] -- PROGRAM [ARG...]\n");
 		return 2;
 	}
 	int sv[2];
@@ -301,6 +338,8 @@ int main(int argc, char **argv)
 		return 1;
 	nsize = sizes.seccomp_notif > sizeof(struct seccomp_notif) ? sizes.seccomp_notif : sizeof(struct seccomp_notif);
 	struct seccomp_notif *req = calloc(1, nsize);
+	if (spin)
+		start_spinners();
 	if (!handoff) {
 		for (;;)
 			if (receive(req) == 0)

@@ -64,6 +64,11 @@ async function program(argv: string[], setExit: SetExit): Promise<Command> {
         .choices(['auto', 'thread', 'loop'])
         .default('auto'),
     )
+    .addOption(
+      new Option('--spin <when>', 'keep idle CPUs from halting for 50 µs after each notification while they come fast (auto), or never (off)')
+        .choices(['auto', 'off'])
+        .default('auto'),
+    )
     .option('-v, --verbose', 'say where the profile cannot be presented faithfully on this host')
     .option('--name <name>', 'register the jail under NAME (see "vjail ps")')
     .option('--detach', 'run in the background (needs --name); output goes to "vjail logs NAME"')

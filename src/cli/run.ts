@@ -25,6 +25,8 @@ export interface RunFlags {
   verbose?: boolean;
   kernelFiles?: 'auto' | 'mount' | 'shim';
   receiver?: ReceiverMode;
+  /** 'off': no spinning while notifications come fast (SupervisorOptions.spin). */
+  spin?: 'auto' | 'off';
   /** Register the jail under this name (vjail ps, logs, kill, rm, checkpoint NAME). */
   name?: string;
   /** Start a supervisor in the background, its stdio to the jail's log, and return. */
@@ -55,6 +57,7 @@ function supervisorArgs(command: string[], flags: RunFlags): string[] {
   if (flags.cpuBaseline) args.push('--cpu-baseline');
   if (flags.kernelFiles) args.push('--kernel-files', flags.kernelFiles);
   if (flags.receiver) args.push('--receiver', flags.receiver);
+  if (flags.spin) args.push('--spin', flags.spin);
   if (flags.verbose) args.push('--verbose');
   if (flags.selfCheckpoint) args.push('--self-checkpoint');
   if (flags.logMaxSize) args.push('--log-max-size', flags.logMaxSize);
@@ -118,6 +121,7 @@ export async function runCommand(command: string[], flags: RunFlags): Promise<nu
     userNs: flags.userNs ? 'root' : undefined,
     kernelFiles: flags.kernelFiles,
     receiver: flags.receiver,
+    spin: flags.spin !== 'off',
     emulate: emulateList(flags.emulate),
     trace: sink.write,
     env: flags.cpuBaseline ? baselineEnv(process.env) : undefined,

@@ -18,6 +18,7 @@ export interface RunRequest {
   emulate?: string;
   kernelFiles?: 'auto' | 'mount' | 'shim';
   receiver?: 'auto' | 'thread' | 'loop';
+  spin?: 'auto' | 'off';
   pidNs?: boolean;
   /** The front end's Uid and Cap* status lines (sent with a policy): the jail inherits them. */
   capabilityState?: string;
@@ -42,6 +43,7 @@ export function parseRequest(body: Buffer): RunRequest {
     emulate: req.emulate,
     kernelFiles: req.kernelFiles as RunRequest['kernelFiles'],
     receiver: req.receiver as RunRequest['receiver'],
+    spin: req.spin as RunRequest['spin'],
     pidNs: req.pidNs === '1',
     capabilityState: req.capabilityState,
     rootfs: req.rootfs,

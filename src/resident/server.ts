@@ -74,7 +74,7 @@ function removeKernelFiles(): void {
 /** One `vjail run` front end's connection: its plan, then its jail's supervisor until it hangs up. */
 class Connection {
   private watch: object;
-  private planned?: { plan: Plan; profile: Profile; receiver?: 'auto' | 'thread' | 'loop' };
+  private planned?: { plan: Plan; profile: Profile; receiver?: 'auto' | 'thread' | 'loop'; spin?: boolean };
   private supervisor?: Supervisor;
   /** The jail's own cgroup (without --pid-ns): what is left in it when the front end goes is killed. */
   private cgroup?: JailCgroup;
@@ -116,7 +116,7 @@ class Connection {
       process.chdir(req.cwd);
       const layout = isolationLayout(req, { cwd: req.cwd });
       const { profile, plan, message } = prepared(req);
-      this.planned = { plan, profile, receiver: req.receiver };
+      this.planned = { plan, profile, receiver: req.receiver, spin: req.spin !== 'off' };
       // As spawnJail does: without a PID namespace, a cgroup is what still knows the jail's
       // processes once its reaper is gone (docs/SECURITY.md). vjail-init joins it ("C" record).
       if (!req.pidNs && req.rootfs === undefined && !this.cgroup) this.cgroup = runCgroup();
@@ -141,6 +141,7 @@ class Connection {
         plan: this.planned.plan,
         profile: this.planned.profile,
         receiver: this.planned.receiver,
+        spin: this.planned.spin,
         warn: (line) => this.send(Buffer.from(`${MSG.WARNING}${line}`)),
       });
       this.supervisor.start();

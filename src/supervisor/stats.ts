@@ -78,6 +78,12 @@ export function formatStats(rows: SyscallStats[], receiver?: ReceiverState): str
       `received by the ${receiver.receiver === 'loop' ? "Node loop" : 'native thread'} at the end (${moves} between them); ` +
         `${receiver.answeredNatively} answered in C, ${receiver.toJs} by JavaScript`,
     );
+    const calls = receiver.answeredNatively + receiver.toJs;
+    if (receiver.spinWakes > 0)
+      lines.push(
+        `spinning CPUs kept awake for ${(receiver.spinCpuNs / 1e6).toFixed(1)} ms of CPU time` +
+          `${calls > 0 ? ` (${us(receiver.spinCpuNs / calls)} µs per notification)` : ''}, woken ${receiver.spinWakes} times`,
+      );
   }
   return lines.join('\n');
 }
