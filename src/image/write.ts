@@ -76,11 +76,13 @@ function startWriteback(fd: number, offset: number, length: number): void {
 
 /**
  * One page-data file being written. Each buffer is written, then hashed (on
- * the worker thread): the digest is of exactly the bytes handed to write(2).
+ * the worker thread): the digests are of exactly the bytes handed to
+ * write(2), one per chunk, and the file's of those (format 6: each byte is
+ * hashed once).
  */
 export class PageFileWriter {
   private fd: number;
-  private readonly hash = new OffThreadHash(PAGE_CHUNK_BYTES);
+  private readonly hash = new OffThreadHash(PAGE_CHUNK_BYTES, true);
   private size = 0;
   readonly runs: [number, number][] = [];
 
