@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { describeIssue, ImageError } from './errors.js';
 import { sha256Fd, treeDigest } from './pagedata.js';
 import {
-  HEADER_FILE, HEADER_MAX_BYTES, IMAGE_MAGIC, type Manifest, MANIFEST_FILE, MANIFEST_MAX_BYTES, type Mapping, PAGE_SIZE, type Pages,
+  BLOB_PACK_FILE, HEADER_FILE, HEADER_MAX_BYTES, IMAGE_MAGIC, type Manifest, MANIFEST_FILE, MANIFEST_MAX_BYTES, type Mapping, PAGE_SIZE, type Pages,
   READABLE_VERSIONS, fromHex, MAX_MAPPINGS, MAX_PROCESSES, MAX_THREADS,
 } from './schema.js';
 import { parseManifest } from './upgrade.js';
@@ -178,8 +178,21 @@ export function openImage(dir: string, opts: { verifyPages?: boolean } = {}): Op
     if (overlap) throw new ImageError(`${dir} has an invalid manifest: process ${p.pid}: ${overlap}`);
   }
   const blobs = new Set<string>();
+  const packed = manifest.blobs.filter((b) => b.offset !== undefined);
+  if (packed.length && version < 6) throw new ImageError(`${dir} has an invalid manifest: a version ${version} image has no ${BLOB_PACK_FILE}`);
+  if (packed.length !== manifest.blobs.length && version >= 6) throw new ImageError(`${dir} has an invalid manifest: a blob has no offset in ${BLOB_PACK_FILE}`);
+  if (packed.length) {
+    // Back to back, in order, and blobs.img exactly as long as they are.
+    let at = 0;
+    for (const b of packed) {
+      if (b.offset !== at) throw new ImageError(`${dir} has an invalid manifest: ${b.file} is at ${b.offset} in ${BLOB_PACK_FILE}, not at ${at} after the blobs before it`);
+      at += b.size;
+    }
+    checkDataFile(dir, BLOB_PACK_FILE, at);
+  }
   for (const b of manifest.blobs) {
-    checkDataFile(dir, b.file, b.size);
+    if (blobs.has(b.file)) throw new ImageError(`${dir} has an invalid manifest: blob ${b.file} appears twice`);
+    if (b.offset === undefined) checkDataFile(dir, b.file, b.size);
     blobs.add(b.file);
   }
   for (const p of manifest.pipes) {
@@ -212,23 +225,32 @@ function checkDataFile(dir: string, file: string, want: number): void {
   closeSync(openImageFile(dir, file, { exact: want, said: 'the manifest says' }).fd);
 }
 
+/** The size of blobs.img: its blobs lie back to back (checked by openImage). */
+export function blobPackSize(m: Manifest): number {
+  return m.blobs.reduce((n, b) => (b.offset === undefined ? n : n + b.size), 0);
+}
+
 /** A blob's bytes, checked against the manifest's sha256 (and opened as every image file is). */
 export function readBlob(image: OpenedImage, file: string): Buffer {
   const blob = image.manifest.blobs.find((b) => b.file === file);
   if (!blob) throw new ImageError(`${image.dir} has an invalid manifest: no blob ${file}`);
-  const { fd, size } = openImageFile(image.dir, file, { exact: blob.size, said: 'the manifest says' });
+  const at = blob.offset ?? 0;
+  const { fd } = blob.offset === undefined
+    ? openImageFile(image.dir, file, { exact: blob.size, said: 'the manifest says' })
+    : openImageFile(image.dir, BLOB_PACK_FILE, { exact: blobPackSize(image.manifest), said: 'its blobs take' });
+  const size = blob.size;
   const data = Buffer.alloc(size);
   try {
     for (let off = 0; off < size; ) {
-      const n = readSync(fd, data, off, size - off, off);
-      if (n === 0) throw new ImageError(`${image.dir} is damaged: ${file} changed while it was read`);
+      const n = readSync(fd, data, off, size - off, at + off);
+      if (n === 0) throw new ImageError(`${image.dir} is damaged: ${blob.offset === undefined ? file : BLOB_PACK_FILE} changed while it was read`);
       off += n;
     }
   } finally {
     closeSync(fd);
   }
   if (createHash('sha256').update(data).digest('hex') !== blob.sha256) {
-    throw new ImageError(`${image.dir} is damaged: ${file} does not match its checksum`);
+    throw new ImageError(`${image.dir} is damaged: ${file}${blob.offset === undefined ? '' : ` (in ${BLOB_PACK_FILE})`} does not match its checksum`);
   }
   return data;
 }

@@ -325,14 +325,20 @@ export const openFileSchema = z.strictObject({
 
 /**
  * Bytes an image holds besides page data (a pipe's queued bytes, a socket's
- * queue, a deleted file's contents): DIR/blob-<n>.img, checked like a page
- * file before anything is restored.
+ * queue, a deleted file's contents), checked like a page file before
+ * anything is restored. Before version 6 each was a file, DIR/<file>; since
+ * version 6 they lie back to back in one file, DIR/blobs.img, `offset`
+ * bytes in, and `file` only names the blob (what pipes and sockets refer
+ * to): one file to write and fsync however many there are.
  */
 export const blobSchema = z.strictObject({
   file: z.string().regex(/^blob-\d+\.img$/),
   size: z.number().int().nonnegative(),
   sha256,
+  offset: z.number().int().nonnegative().optional(),
 });
+/** Version 6: the file holding every blob (`offset`). */
+export const BLOB_PACK_FILE = 'blobs.img';
 const blobName = z.string().regex(/^blob-\d+\.img$/);
 
 /**
