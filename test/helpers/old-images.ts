@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { signatureText } from '../../src/image/sign.js';
 
@@ -33,7 +33,8 @@ export function asVersion(m: Json, version: 2 | 3 | 4): Json {
 /**
  * Write `m` as the image's manifest, with its checksum in IMAGE under
  * `version`, signed as this machine's (vouched for). Under a version before
- * 6 each page file's sha256 becomes that of its bytes, as those wrote it.
+ * 6 each page file's sha256 becomes that of its bytes and each blob its own
+ * file, as those wrote them.
  */
 export function writeManifest(img: string, m: Json, version: number): void {
   if (version < 6) {
@@ -41,6 +42,14 @@ export function writeManifest(img: string, m: Json, version: number): void {
       p.sha256 = createHash('sha256').update(readFileSync(join(img, p.file as string))).digest('hex');
       if (version < 5) delete p.chunks;
     }
+    // Each blob its own file, not at an offset in blobs.img.
+    for (const b of (m.blobs as Json[] | undefined) ?? []) {
+      if (b.offset === undefined) continue;
+      const at = b.offset as number;
+      writeFileSync(join(img, b.file as string), readFileSync(join(img, 'blobs.img')).subarray(at, at + (b.size as number)));
+      delete b.offset;
+    }
+    rmSync(join(img, 'blobs.img'), { force: true });
   }
   const text = `${JSON.stringify(m)}\n`;
   writeFileSync(join(img, 'manifest.json'), text);
