@@ -216,7 +216,7 @@ const SUPPORTED = `## Supported
   time per step, warnings); on a terminal a progress line shows the page data
   written or loaded and its rate; \`--quiet\` prints warnings and errors only.
   when truncated, corrupt or foreign, before anything is created.
-- Checkpoint of per-process state (image format 5, docs/IMAGE.md): interval
+- Checkpoint of per-process state (image format 6, docs/IMAGE.md): interval
   timers (setitimer) and POSIX timers (timer_create) with the same IDs,
   clock, signal, value, target thread, interval and remaining time (timers on
   a wall clock keep their absolute expiry); per thread the credentials (real,
@@ -510,8 +510,17 @@ const PLANNED = `## Planned
   supervisor are in different autogroups.
 - \`vjail run\` through the Node CLI starts 15.6 ms after \`node -e ''\`
   against 10 ms (the native front end, 200 in a row, is 1.70× bwrap).
-- Checkpoint of 256 MiB writes 730 MiB/s against 1 GB/s on this host (restore
-  1529 MiB/s); 1000 descriptors add 173 ms to a checkpoint against 20 ms.
+- Checkpoint of 256 MiB writes 730 MiB/s against 1 GB/s on an idle host
+  (restore 1529 MiB/s); 1000 descriptors add 173 ms to a checkpoint against
+  20 ms. Image format 6 hashes page data once instead of twice and writes all
+  blobs into one file with one fsync (a fsync per pipe with bytes queued
+  took most of the descriptors' cost); its effect on the 256 MiB rate is not
+  measured yet: the only runs since were at load average 17-18 on 2 vCPUs,
+  where checkpoint ran at 25-30 MiB/s before and after alike. At that load
+  1000 descriptors (16 MiB jail, 3 interleaved pairs) added 3.0-3.8 s to
+  the time stopped, against 3.9-6.5 s before.
+- Lazy restore: every page in place still takes 1.51× a full restore
+  (above); not worked on with format 6.
 - openat2 and i386 callers of the open shim still take the JavaScript path
   (the C path answers open and openat).
 - \`vjail-oci\`: checkpoint of a container that joined a user namespace by

@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -54,6 +54,18 @@ describe('descriptors of every saved kind', { timeout: 120_000 }, () => {
     expect(desc(12)).toBe(desc(10));
     expect(desc(200)).toBe(desc(11));
     expect(desc(22)).toBe(desc(21));
+    // The queued bytes lie back to back in blobs.img (format 6); a damaged byte there stops the restore.
+    expect(m.blobs.length).toBeGreaterThanOrEqual(2);
+    expect(m.blobs.map((b: { offset: number }) => b.offset)).toEqual(m.blobs.map((_: unknown, i: number) => m.blobs.slice(0, i).reduce((n: number, b: { size: number }) => n + b.size, 0)));
+    const bad = join(mkdtempSync(join(tmpdir(), 'vjail-fds-bad-')), 'image');
+    cpSync(img, bad, { recursive: true });
+    const pack = readFileSync(join(bad, 'blobs.img'));
+    pack[pack.length - 1] ^= 0xff;
+    writeFileSync(join(bad, 'blobs.img'), pack);
+    const refused = await vjail(['restore', bad]);
+    expect(refused.exitCode).not.toBe(0);
+    expect(refused.stderr).toMatch(/is damaged: blob-\d+\.img \(in blobs\.img\) does not match its checksum/);
+    expect(pidOf(argv)).toBeUndefined();
 
     const restored = vjailStart(['restore', img]);
     expect(await waitFor(() => pidOf(argv) !== undefined, 30_000)).toBe(true);

@@ -3,12 +3,12 @@
  * private anonymous memory is in place; pages arrive when touched and by a
  * background prefetch, each chunk checked against its checksum first.
  */
-import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { fixture } from './helpers/fixtures.js';
+import { writeManifest } from './helpers/old-images.js';
 import { pidOf, vjail, vjailStart, waitFor } from './helpers/run.js';
 
 let lazytouch: string;
@@ -111,12 +111,10 @@ describe('vjail restore --lazy', () => {
   it('an image without chunk checksums is hashed whole before anything runs', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'vjail-lazy-'));
     const img = await imageOf(dir, [bigmem, dir, '16']);
-    // As written before chunk checksums: no "chunks" in the manifest (and its checksum in IMAGE to match).
+    // As written before chunk checksums: a version 5 manifest without "chunks", page files hashed whole.
     const manifest = JSON.parse(read(img, 'manifest.json'));
     for (const p of manifest.processes) for (const m of p.mappings ?? []) delete m.pages?.chunks;
-    const text = JSON.stringify(manifest, null, 2);
-    writeFileSync(join(img, 'manifest.json'), text);
-    writeFileSync(join(img, 'IMAGE'), read(img, 'IMAGE').replace(/sha256:[0-9a-f]{64}/, `sha256:${createHash('sha256').update(text).digest('hex')}`));
+    writeManifest(img, { ...manifest, version: 5 }, 5);
     const f = biggestPageFile(img);
     const b = readFileSync(f);
     b[b.length >> 1] ^= 0xff;

@@ -143,7 +143,7 @@ describe('image streams, compression and encryption', () => {
   it('inspect reads streams and packed images, with their key', async () => {
     const r = await sh(`$VJAIL inspect - < '${images.stream}'`);
     expect(r.exitCode).toBe(0);
-    expect(r.stdout).toMatch(/\(format 5, verified\)/);
+    expect(r.stdout).toMatch(/\(format 6, verified\)/);
     const e = await vjail(['inspect', images['dir-encrypted']!, '--encrypt-key', key()]);
     expect(e.exitCode).toBe(0);
     expect(e.stdout).toMatch(/bigmem/);

@@ -102,7 +102,7 @@ describe('per-process state: timers, credentials, names, advice, prctl flags, cw
     const caps = m.processes[0]!.threads[0]!.creds.caps;
     const before = caps.permitted!;
     for (const set of ['permitted', 'effective']) caps[set] = `0x${(BigInt(caps[set]!) | extra).toString(16)}`;
-    writeManifest(img, m, 5);
+    writeManifest(img, m, 6);
 
     const restored = vjailStart(['restore', img]);
     // Restored and let go: no longer traced (its command line comes back before its credentials).

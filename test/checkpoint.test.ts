@@ -6,7 +6,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { fixture } from './helpers/fixtures.js';
 import { freeze } from './helpers/freeze.js';
 import { alive, pidOf, vjail, vjailStart, waitFor } from './helpers/run.js';
-import { signAsThisMachine } from './helpers/old-images.js';
+import { readManifest, writeManifest } from './helpers/old-images.js';
 
 const SYS_GETRANDOM = 318;
 let counter: string;
@@ -64,11 +64,20 @@ describe('vjail checkpoint and restore: one process', () => {
   it('inspect verifies the image and lists its mappings', async () => {
     const r = await vjail(['inspect', image]);
     expect(r.exitCode).toBe(0);
-    expect(r.stdout).toMatch(/\(format 5, verified\)/);
+    expect(r.stdout).toMatch(/\(format 6, verified\)/);
     expect(r.stdout).toMatch(/\[vdso\]/);
     expect(r.stdout).toMatch(/profile\s+host/);
     const json = JSON.parse((await vjail(['inspect', '--json', image])).stdout);
     expect(json.processes[0].threads[0].registers.gpr.rip).toMatch(/^0x/);
+  });
+
+  it('a version 5 image (page files hashed whole, not by chunk) is still read and verified', async () => {
+    const copy = join(mkdtempSync(join(tmpdir(), 'vjail-v5-')), 'image');
+    cpSync(image, copy, { recursive: true });
+    writeManifest(copy, { ...readManifest(copy), version: 5 }, 5);
+    const r = await vjail(['inspect', copy]);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toMatch(/\(format 5, verified\)/);
   });
 
   describe('a damaged or foreign image fails with one line before the program runs', () => {
@@ -87,6 +96,19 @@ describe('vjail checkpoint and restore: one process', () => {
         b[100] ^= 0xff;
         writeFileSync(f, b);
       }, /is damaged: pages-\d+\.img does not match its checksum/],
+      ['a page file\'s sha256 that is not of its chunk checksums', (d: string) => {
+        const m = readManifest(d) as { processes: { mappings: { pages?: { sha256: string } }[] }[] };
+        const pages = m.processes[0]!.mappings.find((x) => x.pages)!.pages!;
+        pages.sha256 = createHash('sha256').update(readFileSync(join(d, (pages as unknown as { file: string }).file))).digest('hex');
+        writeManifest(d, m, 6);
+      }, /has an invalid manifest: mapping \d+'s sha256 is not that of its chunk checksums/],
+      ['a corrupted page file of a version 5 image (hashed whole)', (d: string) => {
+        writeManifest(d, { ...readManifest(d), version: 5 }, 5);
+        const f = pageFile(d);
+        const b = readFileSync(f);
+        b[b.length - 1] ^= 0xff;
+        writeFileSync(f, b);
+      }, /is damaged: pages-\d+\.img does not match its checksum/],
       ['a truncated page file', (d: string) => truncateSync(pageFile(d), 4096), /is damaged: pages-\d+\.img is 4096 bytes, the manifest says \d+/],
       ['an edited manifest', (d: string) => {
         const f = join(d, 'manifest.json');
@@ -95,8 +117,8 @@ describe('vjail checkpoint and restore: one process', () => {
       ['a missing header', (d: string) => writeFileSync(join(d, 'IMAGE'), 'something else\n'), /is not a vjail image \(bad IMAGE header\)/],
       ['a newer version', (d: string) => {
         const f = join(d, 'IMAGE');
-        writeFileSync(f, readFileSync(f, 'utf8').replace('vjail-image 5', 'vjail-image 6'));
-      }, /is a version 6 image; this vjail reads versions 1, 2, 3, 4 and 5/],
+        writeFileSync(f, readFileSync(f, 'utf8').replace('vjail-image 6', 'vjail-image 7'));
+      }, /is a version 7 image; this vjail reads versions 1, 2, 3, 4, 5 and 6/],
     ])('%s', async (_name, how, message) => {
       const bad = damaged(how);
       for (const cmd of [['restore', bad], ['inspect', bad]]) {
@@ -226,10 +248,7 @@ describe('vjail checkpoint and restore: one process', () => {
         rseq: t.rseq, robustList: t.robustList, clearChildTid: t.clearChildTid, mappings: p.mappings,
       },
     };
-    const text = `${JSON.stringify(v1)}\n`;
-    writeFileSync(join(img, 'manifest.json'), text);
-    writeFileSync(join(img, 'IMAGE'), `vjail-image 1\nmanifest sha256:${createHash('sha256').update(text).digest('hex')}\n`);
-    signAsThisMachine(img);
+    writeManifest(img, v1, 1);
     expect((await vjail(['inspect', img])).stdout).toMatch(/\(format 1, verified\)/);
 
     const before = lines(out);

@@ -17,10 +17,10 @@ const { createHash } = require('node:crypto');
 const hashes = new Map();
 parentPort.on('message', (m) => {
   let h = hashes.get(m.id);
-  if (!h) hashes.set(m.id, (h = { whole: createHash('sha256'), chunk: m.chunk, part: null, fill: 0, sums: [] }));
+  if (!h) hashes.set(m.id, (h = { whole: m.tree ? null : createHash('sha256'), chunk: m.chunk, part: null, fill: 0, sums: [] }));
   if (m.data) {
     const data = new Uint8Array(m.data, m.off, m.len);
-    h.whole.update(data);
+    h.whole?.update(data);
     for (let at = 0; h.chunk && at < data.length; ) {
       const n = Math.min(data.length - at, h.chunk - h.fill);
       (h.part ??= createHash('sha256')).update(data.subarray(at, at + n));
@@ -39,7 +39,8 @@ parentPort.on('message', (m) => {
   hashes.delete(m.id);
   if (h.part) h.sums.push(h.part.digest());
   const out = new Uint8Array(m.result.buffer);
-  out.set(h.whole.digest(), 4);
+  // A tree hash is of the chunk digests, each byte having been hashed once.
+  out.set(h.whole ? h.whole.digest() : createHash('sha256').update(Buffer.concat(h.sums)).digest(), 4);
   out.set(Buffer.concat(h.sums).subarray(0, out.length - 36), 36);
   Atomics.store(m.result, 0, 1);
   Atomics.notify(m.result, 0);
@@ -102,8 +103,18 @@ export class OffThreadHash {
   private readonly id = hashIds++;
   private bytes = 0;
 
-  /** With `chunk` (bytes), also a sha256 of every `chunk` bytes hashed (the last piece may be shorter): `chunkDigests`. */
-  constructor(private readonly chunk = 0) {}
+  /**
+   * With `chunk` (bytes), also a sha256 of every `chunk` bytes hashed (the
+   * last piece may be shorter): `chunkDigests`. With `tree` too, the digest
+   * is not of the bytes but of the chunk digests, one after another (32
+   * bytes each): every byte is hashed once, not twice (`treeDigest`).
+   */
+  constructor(
+    private readonly chunk = 0,
+    private readonly tree = false,
+  ) {
+    if (tree && !chunk) throw new Error('internal: a tree hash needs a chunk size');
+  }
   private sums: string[] = [];
 
   /**
@@ -125,13 +136,13 @@ export class OffThreadHash {
     posted++;
     if (slot) slot.lastUse = posted;
     this.bytes += data.length;
-    hasher().postMessage({ id: this.id, chunk: this.chunk, data: ab, off, len: data.length, done: finished }, slot ? [] : [ab as ArrayBuffer]);
+    hasher().postMessage({ id: this.id, chunk: this.chunk, tree: this.tree, data: ab, off, len: data.length, done: finished }, slot ? [] : [ab as ArrayBuffer]);
   }
 
   digest(): string {
     const pieces = this.chunk ? Math.ceil(this.bytes / this.chunk) : 0;
     const result = new Int32Array(new SharedArrayBuffer(4 + 32 + 32 * pieces));
-    hasher().postMessage({ id: this.id, chunk: this.chunk, result });
+    hasher().postMessage({ id: this.id, chunk: this.chunk, tree: this.tree, result });
     while (Atomics.load(result, 0) === 0) Atomics.wait(result, 0, 0);
     const out = Buffer.from(result.buffer);
     for (let i = 0; i < pieces; i++) this.sums.push(out.subarray(36 + 32 * i, 68 + 32 * i).toString('hex'));
@@ -142,6 +153,11 @@ export class OffThreadHash {
   chunkDigests(): string[] {
     return this.sums;
   }
+}
+
+/** The sha256 of chunk digests given in hex, as a page file's `sha256` of version 6 and later is. */
+export function treeDigest(chunkSums: string[]): string {
+  return createHash('sha256').update(Buffer.from(chunkSums.join(''), 'hex')).digest('hex');
 }
 
 /** sha256 of a file, streamed. */

@@ -13,9 +13,9 @@ import { createHash } from 'node:crypto';
 import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, statSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { describeIssue, ImageError } from './errors.js';
-import { sha256Fd } from './pagedata.js';
+import { sha256Fd, treeDigest } from './pagedata.js';
 import {
-  HEADER_FILE, HEADER_MAX_BYTES, IMAGE_MAGIC, type Manifest, MANIFEST_FILE, MANIFEST_MAX_BYTES, type Mapping, PAGE_SIZE, type Pages,
+  BLOB_PACK_FILE, HEADER_FILE, HEADER_MAX_BYTES, IMAGE_MAGIC, type Manifest, MANIFEST_FILE, MANIFEST_MAX_BYTES, type Mapping, PAGE_SIZE, type Pages,
   READABLE_VERSIONS, fromHex, MAX_MAPPINGS, MAX_PROCESSES, MAX_THREADS,
 } from './schema.js';
 import { parseManifest } from './upgrade.js';
@@ -173,13 +173,26 @@ export function openImage(dir: string, opts: { verifyPages?: boolean } = {}): Op
   if (problem) throw new ImageError(`${dir} has an invalid manifest: ${problem}`);
   for (const p of manifest.processes) {
     if (p.state !== 'live') continue;
-    for (const [i, map] of p.mappings.entries()) checkMapping(dir, i, map, opts.verifyPages ?? true);
+    for (const [i, map] of p.mappings.entries()) checkMapping(dir, i, map, opts.verifyPages ?? true, version);
     const overlap = overlapProblem(p.mappings);
     if (overlap) throw new ImageError(`${dir} has an invalid manifest: process ${p.pid}: ${overlap}`);
   }
   const blobs = new Set<string>();
+  const packed = manifest.blobs.filter((b) => b.offset !== undefined);
+  if (packed.length && version < 6) throw new ImageError(`${dir} has an invalid manifest: a version ${version} image has no ${BLOB_PACK_FILE}`);
+  if (packed.length !== manifest.blobs.length && version >= 6) throw new ImageError(`${dir} has an invalid manifest: a blob has no offset in ${BLOB_PACK_FILE}`);
+  if (packed.length) {
+    // Back to back, in order, and blobs.img exactly as long as they are.
+    let at = 0;
+    for (const b of packed) {
+      if (b.offset !== at) throw new ImageError(`${dir} has an invalid manifest: ${b.file} is at ${b.offset} in ${BLOB_PACK_FILE}, not at ${at} after the blobs before it`);
+      at += b.size;
+    }
+    checkDataFile(dir, BLOB_PACK_FILE, at);
+  }
   for (const b of manifest.blobs) {
-    checkDataFile(dir, b.file, b.size);
+    if (blobs.has(b.file)) throw new ImageError(`${dir} has an invalid manifest: blob ${b.file} appears twice`);
+    if (b.offset === undefined) checkDataFile(dir, b.file, b.size);
     blobs.add(b.file);
   }
   for (const p of manifest.pipes) {
@@ -202,7 +215,7 @@ export function openImage(dir: string, opts: { verifyPages?: boolean } = {}): Op
   const problemObj = objectProblem(manifest);
   if (problemObj) throw new ImageError(`${dir} has an invalid manifest: ${problemObj}`);
   for (const o of manifest.sharedMemory) {
-    if (o.pages) checkPages(dir, `shared-memory object ${o.id}`, o.pages, Math.ceil(o.size / PAGE_SIZE), opts.verifyPages ?? true);
+    if (o.pages) checkPages(dir, `shared-memory object ${o.id}`, o.pages, Math.ceil(o.size / PAGE_SIZE), opts.verifyPages ?? true, version);
   }
   return { dir, version, manifest };
 }
@@ -212,35 +225,44 @@ function checkDataFile(dir: string, file: string, want: number): void {
   closeSync(openImageFile(dir, file, { exact: want, said: 'the manifest says' }).fd);
 }
 
+/** The size of blobs.img: its blobs lie back to back (checked by openImage). */
+export function blobPackSize(m: Manifest): number {
+  return m.blobs.reduce((n, b) => (b.offset === undefined ? n : n + b.size), 0);
+}
+
 /** A blob's bytes, checked against the manifest's sha256 (and opened as every image file is). */
 export function readBlob(image: OpenedImage, file: string): Buffer {
   const blob = image.manifest.blobs.find((b) => b.file === file);
   if (!blob) throw new ImageError(`${image.dir} has an invalid manifest: no blob ${file}`);
-  const { fd, size } = openImageFile(image.dir, file, { exact: blob.size, said: 'the manifest says' });
+  const at = blob.offset ?? 0;
+  const { fd } = blob.offset === undefined
+    ? openImageFile(image.dir, file, { exact: blob.size, said: 'the manifest says' })
+    : openImageFile(image.dir, BLOB_PACK_FILE, { exact: blobPackSize(image.manifest), said: 'its blobs take' });
+  const size = blob.size;
   const data = Buffer.alloc(size);
   try {
     for (let off = 0; off < size; ) {
-      const n = readSync(fd, data, off, size - off, off);
-      if (n === 0) throw new ImageError(`${image.dir} is damaged: ${file} changed while it was read`);
+      const n = readSync(fd, data, off, size - off, at + off);
+      if (n === 0) throw new ImageError(`${image.dir} is damaged: ${blob.offset === undefined ? file : BLOB_PACK_FILE} changed while it was read`);
       off += n;
     }
   } finally {
     closeSync(fd);
   }
   if (createHash('sha256').update(data).digest('hex') !== blob.sha256) {
-    throw new ImageError(`${image.dir} is damaged: ${file} does not match its checksum`);
+    throw new ImageError(`${image.dir} is damaged: ${file}${blob.offset === undefined ? '' : ` (in ${BLOB_PACK_FILE})`} does not match its checksum`);
   }
   return data;
 }
 
-function checkMapping(dir: string, i: number, map: Mapping, verifyPages: boolean): void {
+function checkMapping(dir: string, i: number, map: Mapping, verifyPages: boolean, version: number): void {
   const start = fromHex(map.start);
   const end = fromHex(map.end);
   const pageSize = BigInt(PAGE_SIZE);
   if (end <= start || start % pageSize || end % pageSize) {
     throw new ImageError(`${dir} has an invalid manifest: mapping ${i} (${map.start}-${map.end}) is not page-aligned`);
   }
-  if (map.pages) checkPages(dir, `mapping ${i}`, map.pages, Number((end - start) / pageSize), verifyPages);
+  if (map.pages) checkPages(dir, `mapping ${i}`, map.pages, Number((end - start) / pageSize), verifyPages, version);
 }
 
 /** Where the kernel puts the legacy vsyscall page, the one mapping above user space. */
@@ -278,7 +300,7 @@ function objectProblem(m: Manifest): string | null {
   return null;
 }
 
-function checkPages(dir: string, what: string, p: Pages, pages: number, verifyPages: boolean): void {
+function checkPages(dir: string, what: string, p: Pages, pages: number, verifyPages: boolean, version: number): void {
   let total = 0;
   for (const [first, count] of p.runs) {
     if (first + count > pages) throw new ImageError(`${dir} has an invalid manifest: ${what} has pages beyond its end`);
@@ -290,14 +312,44 @@ function checkPages(dir: string, what: string, p: Pages, pages: number, verifyPa
   if (p.chunks && p.chunks.sha256.length !== Math.ceil(p.size / p.chunks.size)) {
     throw new ImageError(`${dir} has an invalid manifest: ${what} has ${p.chunks.sha256.length} chunk checksums for ${Math.ceil(p.size / p.chunks.size)} chunks`);
   }
+  const tree = treeHashed({ version });
+  if (tree && (!p.chunks || treeDigest(p.chunks.sha256) !== p.sha256)) {
+    throw new ImageError(`${dir} has an invalid manifest: ${what}'s sha256 is not that of its chunk checksums`);
+  }
   const { fd } = openPageFileIn(dir, p);
   try {
-    if (verifyPages && sha256Fd(fd) !== p.sha256) {
+    if (verifyPages && (tree ? treeDigestFd(fd, p.chunks!.size) : sha256Fd(fd)) !== p.sha256) {
       throw new ImageError(`${dir} is damaged: ${p.file} does not match its checksum`);
     }
   } finally {
     closeSync(fd);
   }
+}
+
+/**
+ * Is a page file's sha256 of its chunk digests (version 6 and later), not
+ * of its bytes? Such a file has `chunks`, and its sha256 is that of them.
+ */
+export function treeHashed(image: { version: number }): boolean {
+  return image.version >= 6;
+}
+
+/** The tree digest (`treeHashed`) of what is left to read from an open page file, in chunks of `chunk` bytes. */
+function treeDigestFd(fd: number, chunk: number): string {
+  const sums: string[] = [];
+  const buf = Buffer.allocUnsafe(chunk);
+  for (;;) {
+    let n = 0;
+    while (n < chunk) {
+      const got = readSync(fd, buf, n, chunk - n, null);
+      if (got === 0) break;
+      n += got;
+    }
+    if (n === 0) break;
+    sums.push(createHash('sha256').update(buf.subarray(0, n)).digest('hex'));
+    if (n < chunk) break;
+  }
+  return treeDigest(sums);
 }
 
 function openPageFileIn(dir: string, pages: Pages): { fd: number; size: number } {

@@ -12,9 +12,9 @@
 import { z } from 'zod';
 
 export const IMAGE_MAGIC = 'vjail-image';
-export const IMAGE_VERSION = 5;
+export const IMAGE_VERSION = 6;
 /** Versions `openImage` reads. */
-export const READABLE_VERSIONS = [1, 2, 3, 4, 5] as const;
+export const READABLE_VERSIONS = [1, 2, 3, 4, 5, 6] as const;
 export const PAGE_SIZE = 4096;
 export const HEADER_FILE = 'IMAGE';
 export const MANIFEST_FILE = 'manifest.json';
@@ -54,6 +54,12 @@ export const backingFileSchema = z.strictObject({
 export const pagesSchema = z.strictObject({
   file: z.string().regex(/^pages-\d+\.img$/),
   size: z.number().int().nonnegative(),
+  /**
+   * Since version 6, the sha256 of the chunk digests (`chunks`, 32 bytes
+   * each, in order), which every such file has: each byte is hashed once,
+   * per chunk, and the chunks can be checked one by one. Before, the sha256
+   * of the file's bytes.
+   */
   sha256,
   /** [first page index within the mapping, number of pages], in file order. */
   runs: z.array(z.tuple([z.number().int().nonnegative(), z.number().int().positive()])),
@@ -319,14 +325,20 @@ export const openFileSchema = z.strictObject({
 
 /**
  * Bytes an image holds besides page data (a pipe's queued bytes, a socket's
- * queue, a deleted file's contents): DIR/blob-<n>.img, checked like a page
- * file before anything is restored.
+ * queue, a deleted file's contents), checked like a page file before
+ * anything is restored. Before version 6 each was a file, DIR/<file>; since
+ * version 6 they lie back to back in one file, DIR/blobs.img, `offset`
+ * bytes in, and `file` only names the blob (what pipes and sockets refer
+ * to): one file to write and fsync however many there are.
  */
 export const blobSchema = z.strictObject({
   file: z.string().regex(/^blob-\d+\.img$/),
   size: z.number().int().nonnegative(),
   sha256,
+  offset: z.number().int().nonnegative().optional(),
 });
+/** Version 6: the file holding every blob (`offset`). */
+export const BLOB_PACK_FILE = 'blobs.img';
 const blobName = z.string().regex(/^blob-\d+\.img$/);
 
 /**

@@ -15,8 +15,8 @@ import {
   type Compression, COMPRESSIONS, ByteReader, compress, decompress, decrypt, encrypt, formatCipherParams, newCipherParams, parseCipherParams,
 } from './codec.js';
 import { ImageError } from './errors.js';
-import { openImage, openImageFile } from './read.js';
-import { HEADER_FILE, IMAGE_VERSION, MANIFEST_FILE } from './schema.js';
+import { blobPackSize, openImage, openImageFile } from './read.js';
+import { BLOB_PACK_FILE, HEADER_FILE, IMAGE_VERSION, MANIFEST_FILE } from './schema.js';
 import { SIGNATURE_FILE } from './sign.js';
 
 export const STREAM_MAGIC = 'vjail-stream';
@@ -31,7 +31,7 @@ const FRAME_MAX = STREAM_CHUNK;
 /** A file of an image, at most (1 TiB). */
 const FILE_MAX = 2 ** 40;
 /** The names an image's files may have: nothing else is written by a reader. */
-const FILE_NAME = /^(IMAGE|SIGNATURE|manifest\.json|(pages|blob)-\d{1,9}\.img)$/;
+const FILE_NAME = /^(IMAGE|SIGNATURE|manifest\.json|blobs\.img|(pages|blob)-\d{1,9}\.img)$/;
 
 const enum Frame {
   Start = 0x53, // 'S' {"format":"vjail-image","version":N}
@@ -92,7 +92,8 @@ export function dirSource(dir: string): ImageSource {
     for (const map of p.mappings) if (map.pages) names.set(map.pages.file, map.pages.size);
   }
   for (const o of m.sharedMemory) if (o.pages) names.set(o.pages.file, o.pages.size);
-  for (const b of m.blobs) names.set(b.file, b.size);
+  for (const b of m.blobs) if (b.offset === undefined) names.set(b.file, b.size);
+  if (m.blobs.some((b) => b.offset !== undefined)) names.set(BLOB_PACK_FILE, blobPackSize(m));
   const file = (name: string, size?: number): SourceFile => ({
     name,
     size: size ?? openFileSize(dir, name),

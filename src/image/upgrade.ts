@@ -3,6 +3,8 @@
  * schema is the current one less what its version lacked; each upgrade fills
  * what is missing with what the lack meant (no files, no clocks, ...).
  *
+ *   6  a page file's sha256 is of its chunk digests, not of its bytes (the manifest is
+ *      otherwise version 5's; readers tell the two by the version on disk)
  *   5  every descriptor (0-2 too) pointing at open file descriptions of many kinds (pipes,
  *      eventfds, devices, ...), with pipe contents and other bytes in blobs; timers,
  *      credentials, thread names, memory advice, prctl flags; see docs/IMAGE.md
@@ -78,6 +80,12 @@ function upgradeV4(m: z.infer<typeof manifestV4Schema>): Manifest {
   return { ...m, version: IMAGE_VERSION, processes, descriptions, pipes: [], blobs: [], external: [], sharedMemory: [], sysvIpc: null, tcpEstablished: false, policyText: null, userNamespace: null, configUserNamespace: null };
 }
 
+/**
+ * Version 5: the current shape; only what its page files' sha256 are of
+ * differs (their bytes), which readers tell by OpenedImage.version.
+ */
+const manifestV5Schema = manifestSchema.omit({ version: true }).extend({ version: z.literal(5) });
+
 /** Version 3: the same, without open files. */
 const manifestV3Schema = manifestV4Schema.omit({ version: true }).extend({
   version: z.literal(3),
@@ -140,6 +148,7 @@ export function parseManifest(version: number, json: unknown): { ok: true; manif
     case 2: return parse(manifestV2Schema, upgradeV2);
     case 3: return parse(manifestV3Schema, upgradeV3);
     case 4: return parse(manifestV4Schema, upgradeV4);
+    case 5: return parse(manifestV5Schema, (m) => ({ ...m, version: IMAGE_VERSION }));
     default: return parse(manifestSchema, (m) => m);
   }
 }

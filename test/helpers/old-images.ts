@@ -1,12 +1,12 @@
 import { createHash } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { signatureText } from '../../src/image/sign.js';
 
 type Json = Record<string, unknown>;
 
 /**
- * A current (version 5) manifest written back in the shape an older vjail
+ * A current (version 6) manifest written back in the shape an older vjail
  * wrote: everything added since `version` taken out, so that a test reads
  * an image as old images are (src/image/upgrade.ts is the other side).
  * Version 4 has open files above fd 2 as `files` (none here).
@@ -30,12 +30,40 @@ export function asVersion(m: Json, version: 2 | 3 | 4): Json {
   return old;
 }
 
-/** Write `m` as the image's manifest, with its checksum in IMAGE under `version`, signed as this machine's (vouched for). */
+/**
+ * Write `m` as the image's manifest, with its checksum in IMAGE under
+ * `version`, signed as this machine's (vouched for). Under a version before
+ * 6 each page file's sha256 becomes that of its bytes and each blob its own
+ * file, as those wrote them.
+ */
 export function writeManifest(img: string, m: Json, version: number): void {
+  if (version < 6) {
+    for (const p of pageFiles(m)) {
+      p.sha256 = createHash('sha256').update(readFileSync(join(img, p.file as string))).digest('hex');
+      if (version < 5) delete p.chunks;
+    }
+    // Each blob its own file, not at an offset in blobs.img.
+    for (const b of (m.blobs as Json[] | undefined) ?? []) {
+      if (b.offset === undefined) continue;
+      const at = b.offset as number;
+      writeFileSync(join(img, b.file as string), readFileSync(join(img, 'blobs.img')).subarray(at, at + (b.size as number)));
+      delete b.offset;
+    }
+    rmSync(join(img, 'blobs.img'), { force: true });
+  }
   const text = `${JSON.stringify(m)}\n`;
   writeFileSync(join(img, 'manifest.json'), text);
   writeFileSync(join(img, 'IMAGE'), `vjail-image ${version}\nmanifest sha256:${createHash('sha256').update(text).digest('hex')}\n`);
   signAsThisMachine(img);
+}
+
+/** Every page file the manifest names (`pages` of mappings and shared-memory objects), wherever it lies. */
+function pageFiles(v: unknown): Json[] {
+  if (Array.isArray(v)) return v.flatMap(pageFiles);
+  if (typeof v !== 'object' || v === null) return [];
+  const o = v as Json;
+  if (typeof o.file === 'string' && /^pages-\d+\.img$/.test(o.file) && Array.isArray(o.runs)) return [o];
+  return Object.values(o).flatMap(pageFiles);
 }
 
 /** Sign an edited image with this machine's key, as a checkpoint here would: the user vouches for the edit. */

@@ -27,6 +27,7 @@ import {
   openPageFile,
   sha256File,
   toHex,
+  treeHashed,
 } from '../../image/format.js';
 import { type MapsEntry, readMaps, type Tracee, TraceeError } from '../tracee.js';
 import { pageIo } from '../pagecopy.js';
@@ -437,7 +438,8 @@ function loadPages(t: Tracee, mem: number, image: OpenedImage, m: Mapping): void
  */
 export function loadPageFile(image: OpenedImage, pages: Pages, write: (page: number, data: Buffer) => void): void {
   const fd = openPageFile(image, pages);
-  const hash = new OffThreadHash();
+  // Format 6 and later: the chunks' digests, and the file's of them (openImage saw that it has chunks).
+  const hash = treeHashed(image) ? new OffThreadHash(pages.chunks!.size, true) : new OffThreadHash();
   let digest: string;
   try {
     let fileOff = 0;
