@@ -50,11 +50,10 @@ const ROWS = [
   'checkpoint.descriptors-dump',
   'checkpoint.descriptors-restore',
   ...['stream', 'gzip', 'zstd', 'encrypted', 'zstd-encrypted'].flatMap((kind) => [`checkpoint.image-${kind}-16MiB`, `checkpoint.image-${kind}-16MiB.restore`]),
-  'checkpoint.migrate-16MiB.total',
-  'checkpoint.migrate-16MiB.stopped',
   'checkpoint.stopped-16MiB-full',
   'checkpoint.stopped-16MiB-pre-dump',
   ...['full', 'lazy'].flatMap((how) => [`lazy.${how}-16MiB`, `lazy.${how}-16MiB.total`]),
+  ...['pre-dump', 'reference'].flatMap((how) => [`migrate.${how}-16MiB.total`, `migrate.${how}-16MiB.stopped`]),
 ];
 
 /** Rows vjail itself produces: these must be measured, never skipped. */
