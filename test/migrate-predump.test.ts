@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, createServer, type AddressInfo } from 'node:net';
@@ -32,6 +32,8 @@ beforeAll(() => {
 afterAll(async () => {
   for (const name of started) await vjail(['kill', name, '--signal', 'KILL']);
   delete process.env.VJAIL_STATE_DIR;
+  rmSync(work, { recursive: true, force: true });
+  rmSync(stateDir, { recursive: true, force: true });
 });
 
 const key = (): string => join(work, 'key');
