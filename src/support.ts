@@ -451,10 +451,11 @@ const PLANNED = `## Planned
 
 - Migration that stops a 1 GiB jail for at most 100 ms. Today it is stopped
   for the dump, the whole transfer and the restore's start there: measured
-  at load average 18-19 on 2 vCPUs, 89 s by default (restored lazily), 85 s
-  with \`--pre-dump\`, 85 s with neither (\`--no-lazy\`; the previous idle-host figure,
-  without lazy restore, was 10.3 s). \`vjail migrate --json\` gives the
-  phases: dump 16-21 s, stream 55-64 s, restore there 5-6 s lazily (12 s
+  at load average 6-10 on 2 vCPUs, 23.1 s by default (restored lazily),
+  23.9 s with \`--pre-dump\`, 25.3 s with neither (\`--no-lazy\`); 85-89 s
+  at load 18-19 (the previous idle-host figure, without lazy restore, was
+  10.3 s). \`vjail migrate --json\` gives the phases: dump 3.0-5.6 s,
+  stream 16.5-18 s, restore there 1.9 s lazily (4.3 s
   loading every page). Each but the last is a pass over all the memory
   while the jail is stopped, and the pre-dump does not take any out: the
   frozen dump still writes (and checksums) every page file, and the stream
