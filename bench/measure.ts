@@ -4,8 +4,8 @@
  */
 import { summarize, type Summary } from './stats.js';
 
-export type GroupId = 'intercepted' | 'allowed' | 'startup' | 'sequential' | 'checkpoint' | 'lazy';
-export const GROUPS: readonly GroupId[] = ['intercepted', 'allowed', 'startup', 'sequential', 'checkpoint', 'lazy'];
+export type GroupId = 'intercepted' | 'allowed' | 'startup' | 'sequential' | 'checkpoint' | 'lazy' | 'migrate';
+export const GROUPS: readonly GroupId[] = ['intercepted', 'allowed', 'startup', 'sequential', 'checkpoint', 'lazy', 'migrate'];
 
 export interface Row {
   group: GroupId;

@@ -25,7 +25,8 @@ import { checkpointGroup, checkpointReferences, checkpointTargets } from './chec
 import { predumpRows, predumpTargets } from './predump.js';
 import { lazyGroup, lazyTargets } from './lazy.js';
 import { formatReport } from './table.js';
-import { streamRatios, streamRows, streamTargets } from './stream.js';
+import { streamRatios, streamRows } from './stream.js';
+import { migrateGroup, migrateTargets } from './migrate.js';
 import { SEQUENTIAL_FULL, SEQUENTIAL_QUICK, sequentialGroup, sequentialTargets } from './sequential.js';
 
 export { GROUPS, type GroupId, type Row };
@@ -445,7 +446,7 @@ function targets(rows: Row[]): Target[] {
       ? { id: 'startup', description: 'vjail run start-up beyond node -e \'\' ≤ 10 ms', value: vjail - node, limit: 10, unit: 'ms', met: vjail - node <= 10 }
       : { id: 'startup', description: 'vjail run start-up beyond node -e \'\' ≤ 10 ms', limit: 10, unit: 'ms', note: 'not measured' },
   );
-  out.push(...checkpointTargets(rows), ...streamTargets(rows), ...predumpTargets(rows));
+  out.push(...checkpointTargets(rows), ...migrateTargets(rows), ...predumpTargets(rows));
   out.push(...lazyTargets(rows));
   out.push(...sequentialTargets(rows));
   return out;
@@ -469,6 +470,7 @@ export async function runBench(opts: { quick?: boolean; only?: GroupId[]; log?: 
       streamRatios(rows);
     }
     if (only.has('lazy')) rows.push(...(await lazyGroup(params, dir, log)));
+    if (only.has('migrate')) rows.push(...(await migrateGroup(params, dir, log)));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -2,8 +2,8 @@
  * Rows of the checkpoint group for images on the move: the same working set
  * of random data (bench/c/workset.c) checkpointed to a stream, to compressed
  * and to encrypted images, and restored from them (throughput beside the
- * plain image's rows of the same run); and `vjail migrate` to a page server
- * over loopback: total time and the time the workload is stopped.
+ * plain image's rows of the same run). `vjail migrate` has its own group
+ * (bench/migrate.ts).
  *
  * Random data does not compress: these are compression's worst case, the
  * cost of trying. Each round checks the restored memory's hash.
@@ -20,8 +20,7 @@ import { packImage, removeTempImage, unpackImage } from '../src/image/packed.js'
 import { dirSource, receiveImage, writeImageStream } from '../src/image/stream.js';
 import { buildC } from './cc.js';
 import { measure, type Row, type Variant } from './measure.js';
-import { capture, field, firstLine, vjailCli } from './proc.js';
-import type { Target } from './run.js';
+import { field, vjailCli } from './proc.js';
 import { summarize } from './stats.js';
 import { killQuietly, pidOf, sleep } from './procs.js';
 
@@ -42,7 +41,7 @@ const KINDS: Kind[] = [
   { id: 'zstd-encrypted', label: 'a stream, --compress zstd --encrypt-key', stream: true, compress: 'zstd', encrypt: true },
 ];
 
-const text = (path: string): string => {
+export const text = (path: string): string => {
   try {
     return readFileSync(path, 'utf8');
   } catch {
@@ -51,7 +50,7 @@ const text = (path: string): string => {
 };
 
 /** Wait until `path` says "before HASH" (the workload filled its memory); its hash. */
-async function before(path: string, what: string, ended: () => boolean): Promise<string> {
+export async function before(path: string, what: string, ended: () => boolean): Promise<string> {
   for (const deadline = Date.now() + 120_000; ; await sleep(20)) {
     const out = text(path);
     if (/^before /m.test(out)) return field(out, 'before');
@@ -123,51 +122,11 @@ async function imageCycle(workset: string, dir: string, mib: number, kind: Kind,
   }
 }
 
-/** One migration over loopback: a named jail, a page server, `vjail migrate --json`; the restored copy's hash is checked. */
-async function migrateCycle(workset: string, dir: string, mib: number, pskFile: string, round: number): Promise<{ totalMs: number; stoppedMs: number }> {
-  const work = mkdtempSync(join(dir, `migrate-${mib}-`));
-  const env = { ...process.env, VJAIL_STATE_DIR: join(work, 'state') };
-  const cli = (args: string[]) => capture(process.execPath, [vjailCli(), ...args], { env });
-  const from = `bench-from-${round}`;
-  const to = `bench-to-${round}`;
-  const server = spawn(process.execPath, [vjailCli(), 'page-server', '--port', '0', '--host', '127.0.0.1', '--psk-file', pskFile, '--once'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
-  let log = '';
-  server.stderr.setEncoding('utf8').on('data', (d: string) => (log += d));
-  const serverExit = new Promise<void>((resolve) => server.on('close', () => resolve()));
-  try {
-    await cli(['run', '--name', from, '--detach', '--', workset, work, String(mib)]);
-    const hash = await before(join(work, 'state', from, 'log'), 'migrate', () => false);
-    for (const deadline = Date.now() + 30_000; !/listening on 127\.0\.0\.1:\d+/.test(log); await sleep(20)) {
-      if (Date.now() > deadline) throw new Error(`the page server did not listen within 30 s: ${firstLine(log)}`);
-    }
-    const port = /listening on 127\.0\.0\.1:(\d+)/.exec(log)![1]!;
-    const r = JSON.parse((await cli(['migrate', from, `127.0.0.1:${port}`, '--psk-file', pskFile, '--as', to, '--json', '-q'])).stdout) as { totalMs: number; stoppedMs: number };
-    writeFileSync(join(work, 'go'), '');
-    const toLog = join(work, 'state', to, 'log');
-    for (const deadline = Date.now() + 120_000; !/^after /m.test(text(toLog)); await sleep(20)) {
-      if (Date.now() > deadline) throw new Error('the migrated workload did not hash its memory within 120 s');
-    }
-    const after = field(text(toLog), 'after');
-    if (after !== hash) throw new Error(`the migrated memory differs: hash ${after}, before ${hash}`);
-    return r;
-  } finally {
-    for (const name of [from, to]) await cli(['kill', name, '--signal', 'KILL']).catch(() => {});
-    server.kill('SIGKILL');
-    await serverExit;
-    rmSync(work, { recursive: true, force: true });
-  }
-}
-
 export async function streamRows(p: { checkpointMiB: number[]; checkpointRounds: number }, dir: string, log: (s: string) => void): Promise<Row[]> {
   const workset = buildC('workset');
   const mib = p.checkpointMiB.includes(256) ? 256 : Math.max(...p.checkpointMiB);
-  const migrateMiB = Math.max(...p.checkpointMiB);
   const key = randomBytes(32);
-  const pskFile = join(dir, 'bench-psk');
-  writeFileSync(pskFile, key, { mode: 0o600 });
   const got = new Map<string, { dumpMs: number; restoreMs: number }[]>(KINDS.map((k) => [k.id, []]));
-  const migrations: { totalMs: number; stoppedMs: number }[] = [];
-  let round = 0;
   const zstd = existsSync('/usr/bin/zstd') || existsSync('/bin/zstd');
   const variants: Variant[] = KINDS.map((k): Variant => ({
     id: `image-${k.id}-${mib}MiB`,
@@ -183,16 +142,6 @@ export async function streamRows(p: { checkpointMiB: number[]; checkpointRounds:
           },
         }),
   }));
-  variants.push({
-    id: `migrate-${migrateMiB}MiB`,
-    label: `vjail migrate over loopback, ${migrateMiB} MiB`,
-    unit: 'ms',
-    sample: async () => {
-      const m = await migrateCycle(workset, dir, migrateMiB, pskFile, round++);
-      migrations.push(m);
-      return m.totalMs;
-    },
-  });
   const measured = await measure('checkpoint', variants, p.checkpointRounds, log);
   const byId = new Map(measured.map((r) => [r.id, r]));
   const rows: Row[] = [];
@@ -203,13 +152,7 @@ export async function streamRows(p: { checkpointMiB: number[]; checkpointRounds:
     const base = { group: 'checkpoint' as const, id: `checkpoint.image-${k.id}-${mib}MiB.restore`, label: `  restore from it (received or unpacked first), ${mib} MiB`, unit: 'MiB/s', ratioTo: `checkpoint.restore-${mib}MiB` };
     rows.push(c.length ? { ...base, status: 'measured', summary: summarize(c.map((x) => mib / (x.restoreMs / 1000))) } : { ...base, status: dump.status === 'skipped' ? 'skipped' : 'failed', note: dump.note ?? 'no round succeeded' });
   }
-  const m = byId.get(`checkpoint.migrate-${migrateMiB}MiB`)!;
-  rows.push({ ...m, id: `checkpoint.migrate-${migrateMiB}MiB.total`, label: `vjail migrate over loopback, ${migrateMiB} MiB: all of it`, note: m.note ?? 'handshake, checkpoint, stream (encrypted with the pre-shared key), restore there as a named jail' });
-  const stopped = { group: 'checkpoint' as const, id: `checkpoint.migrate-${migrateMiB}MiB.stopped`, label: `  workload stopped, ${migrateMiB} MiB`, unit: 'ms' };
-  rows.push(migrations.length
-    ? { ...stopped, status: 'measured', summary: summarize(migrations.map((x) => x.stoppedMs)), note: 'from the freeze to the restored copy running there: no pre-dump or lazy restore yet' }
-    : { ...stopped, status: 'failed', note: m.note ?? 'no round succeeded' });
-  const table = `Images on the move, ${mib} MiB (migrate ${migrateMiB} MiB): streams, compressed and encrypted images (ratio: to the plain image directory's checkpoint or restore of the same run)`;
+  const table = `Images on the move, ${mib} MiB: streams, compressed and encrypted images (ratio: to the plain image directory's checkpoint or restore of the same run)`;
   for (const r of rows) r.table = table;
   return rows;
 }
@@ -222,13 +165,4 @@ export function streamRatios(rows: Row[]): void {
     if (ref) r.ratio = r.summary.median / ref;
     else delete r.ratioTo;
   }
-}
-
-/** Migration at 1 GiB over loopback stops the workload at most 100 ms (issue target; needs pre-dump and lazy restore). */
-export function streamTargets(rows: Row[]): Target[] {
-  const id = 'migrate-stopped';
-  const description = 'vjail migrate of 1 GiB over loopback stops the workload ≤ 100 ms';
-  const value = rows.find((r) => r.id === 'checkpoint.migrate-1024MiB.stopped')?.summary?.median;
-  if (value === undefined) return [{ id, description, limit: 100, unit: 'ms', atLeast: false, note: '1 GiB not measured in this run' }];
-  return [{ id, description, value, limit: 100, unit: 'ms', atLeast: false, met: value <= 100 }];
 }

@@ -8,6 +8,7 @@ const TITLES: Record<Row['group'], string> = {
   checkpoint:
     'Checkpoint/restore of a working set of random data, against the bandwidth it is bounded by (ratio: to file write+fsync of the same size; memcpy: to memcpy of the same size)',
   lazy: 'Restore, full against lazy (vjail restore --lazy), same image and run: ms from the call until the workload runs, and until every page is in place (ratio: lazy to full)',
+  migrate: 'vjail migrate to a page server over loopback: ms the workload is stopped, and in all (ratio: to the reference of the same run)',
 };
 
 function num(v: number): string {
@@ -66,7 +67,7 @@ export function formatReport(r: Report): string {
   const p = r.params;
   out.push(`Runs: ${p.rounds} interleaved rounds (start-up ${p.startupRounds}, checkpoint ${p.checkpointRounds}); ` +
     `${p.interceptedCalls} intercepted / ${p.allowedCalls} allowed calls per run${r.quick ? ' (--quick: smoke counts, numbers are not meaningful)' : ''}`);
-  for (const group of ['intercepted', 'allowed', 'startup', 'sequential', 'checkpoint', 'lazy'] as const) {
+  for (const group of ['intercepted', 'allowed', 'startup', 'sequential', 'checkpoint', 'lazy', 'migrate'] as const) {
     const rows = r.rows.filter((x) => x.group === group);
     if (rows.length === 0) continue;
     // Rows of no sub-table first (Array.prototype.sort would put undefined last whatever the comparator says).

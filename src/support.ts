@@ -254,9 +254,12 @@ const SUPPORTED = `## Supported
   running. \`vjail page-server --port P --psk-file FILE\` and \`vjail migrate
   NAME HOST:PORT --psk-file FILE\` move a named jail: a pre-shared-key
   handshake both ways before the jail is touched, the stream encrypted with
-  that key, restored there as a named background jail; only then is it
-  ended here, and if the restore there fails it runs on here
-  (docs/IMAGE.md, "Streams").
+  that key, restored there as a named background jail (lazily: it runs
+  once all but its private memory is in place; \`--no-lazy\` loads every
+  page first); only then is it ended here, and if the restore there fails,
+  or the stream is refused there, it runs on here. \`--pre-dump\` copies
+  its memory while it runs; \`--json\` says how long each phase took
+  (docs/IMAGE.md, "Migration").
 - Checkpoint from inside the jail (\`vjail run --self-checkpoint\`): a process
   asks for its own jail's checkpoint, leaving it running or ending it, and
   learns whether it is the original or a restored copy
@@ -484,9 +487,22 @@ const NOT_SUPPORTED = `## Not supported
 
 const PLANNED = `## Planned
 
-- Migration with pre-dump and lazy restore, so that the jail stops for at
-  most 100 ms at 1 GiB (today it is stopped for the whole dump, transfer and
-  restore). TLS for the page server.
+- Migration that stops a 1 GiB jail for at most 100 ms. Today it is stopped
+  for the dump, the whole transfer and the restore's start there: measured
+  at load average 6-10 on 2 vCPUs, 23.1 s by default (restored lazily),
+  23.9 s with \`--pre-dump\`, 25.3 s with neither (\`--no-lazy\`); 85-89 s
+  at load 18-19 (the previous idle-host figure, without lazy restore, was
+  10.3 s). \`vjail migrate --json\` gives the phases: dump 3.0-5.6 s,
+  stream 16.5-18 s, restore there 1.9 s lazily (4.3 s
+  loading every page). Each but the last is a pass over all the memory
+  while the jail is stopped, and the pre-dump does not take any out: the
+  frozen dump still writes (and checksums) every page file, and the stream
+  carries all of it. What remains: send each pre-dump round to the receiver
+  while the jail runs, only the last round's pages once frozen, and have
+  the receiver build the page files and their checksums from what it holds
+  (the whole-file sha256 of a page file needs a pass over it once frozen:
+  per-chunk checksums alone would do for a lazy restore), with its restore
+  started before the last round. TLS for the page server.
 - Numbers below are from one run of \`npm run bench\` on an idle 2-vCPU host
   (README). Pre-dump stops a 1 GiB jail writing 10 MiB/s for 47 ms against
   a 50 ms target: met only thinly, and on a busy host it is more (218 ms

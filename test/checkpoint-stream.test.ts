@@ -7,6 +7,7 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixture, vjailBin } from './helpers/fixtures.js';
 import { pidOf, vjail, waitFor } from './helpers/run.js';
+import { jailState, pageServer, waitForState } from './helpers/migrate.js';
 import { readImageStream, receiveImage, writeImageStream } from '../src/image/stream.js';
 
 // Streams, compressed and encrypted images, and migration: the restored
@@ -65,20 +66,6 @@ async function hashAfter(dir: string): Promise<string> {
 async function kill(name: string): Promise<void> {
   await vjail(['kill', name, '--signal', 'KILL']);
   expect(await waitForState(name, (s) => !/running|ending/.test(s))).toBe(true);
-}
-
-/** A named jail's state as "vjail ps --json" says it (running, ending, exited, gone), '' when not listed. */
-async function jailState(name: string): Promise<string> {
-  const r = await vjail(['ps', '--json']);
-  return (JSON.parse(r.stdout) as { name: string; state: string }[]).find((j) => j.name === name)?.state ?? '';
-}
-
-async function waitForState(name: string, ok: (s: string) => boolean): Promise<boolean> {
-  for (let i = 0; i < 100; i++) {
-    if (ok(await jailState(name))) return true;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return false;
 }
 
 async function listed(name: string): Promise<boolean> {
@@ -291,16 +278,6 @@ describe('the stream reader, on streams made by hand', () => {
 });
 
 describe('vjail migrate to a page server over loopback', () => {
-  /** A page server for one migration, once it listens: its port, and its end. */
-  async function pageServer(psk: string) {
-    const p = execa('node', [vjailBin, 'page-server', '--port', '0', '--host', '127.0.0.1', '--psk-file', psk, '--once'], { reject: false, stdin: 'ignore', stdout: 'ignore' });
-    let log = '';
-    p.stderr!.on('data', (d: Buffer) => (log += d.toString()));
-    expect(await waitFor(() => /listening on 127\.0\.0\.1:\d+/.test(log), 30_000)).toBe(true);
-    const port = Number(/listening on 127\.0\.0\.1:(\d+)/.exec(log)![1]);
-    return { port, done: p, log: () => log };
-  }
-
   it('moves the jail: restored there with the same memory hash, ended here', async () => {
     const jail = await startBigmem('mover');
     const server = await pageServer(key());

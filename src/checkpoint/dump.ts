@@ -111,6 +111,12 @@ export interface CheckpointOptions {
    * files are written.
    */
   preDump?: PreDumpRequest;
+  /**
+   * false: the image's page files are not synced to disk (a temporary image
+   * sent elsewhere at once: `vjail migrate`, whose jail is stopped while
+   * they are written). Default true.
+   */
+  durable?: boolean;
 }
 
 /** Up to this much page data, hashing the page files back costs tens of ms (docs/IMAGE.md): done by default. */
@@ -205,7 +211,7 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
   const policyText = jail.policyText ?? (jail.policy === null ? null : readPolicyText(jail.policy));
   let tree = jailTree(opts.pid);
   checkSupported(tree);
-  const writer = new ImageWriter(opts.image, opts.progress);
+  const writer = new ImageWriter(opts.image, opts.progress, opts.durable ?? true);
   const held = new Map<number, Tracee>();
   let published = false;
   let fds: FdCollection | undefined;

@@ -98,7 +98,7 @@ export async function checkpointCommand(
   name: string | undefined,
   flags: CheckpointFlags,
   /** For `vjail migrate`: where the image goes instead of --image, and each step as it is reported. */
-  extra: { output?: Output; onStep?: (step: number) => void } = {},
+  extra: { output?: Output; onStep?: (step: number) => void; durable?: boolean } = {},
 ): Promise<number> {
   const grace = flags.grace === undefined ? 5 : Number(flags.grace);
   if (!Number.isFinite(grace) || grace < 0 || grace > 3600) throw new UsageError(`--grace takes seconds from 0 to 3600, not "${flags.grace}"`);
@@ -126,6 +126,7 @@ export async function checkpointCommand(
       jail: t.jail,
       image: out.plain,
       afterPublish: out.afterPublish,
+      durable: extra.durable,
       leaveRunning: flags.leaveRunning,
       preDump: flags.preDump ? { rounds } : false,
       external: flags.external,

@@ -2,12 +2,13 @@ import { resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { performance } from 'node:perf_hooks';
 import { dirSource, ImageError, removeTempImage, type StreamTotals, tempImageDir } from '../image/format.js';
-import { awaitRestored, connectPageServer, sendImage, servePageServer } from '../migrate/transfer.js';
+import { connectPageServer, sendAndAwaitRestored, servePageServer } from '../migrate/transfer.js';
 import type { RestoreReply } from '../migrate/protocol.js';
 import { liveness, requireState } from '../jails/state.js';
 import { checkpointCommand } from './checkpoint.js';
 import { UsageError } from './errors.js';
 import { compressionOf, keyOf } from './stream.js';
+import { timingsOn } from '../timings.js';
 
 interface MigrateFlags {
   pskFile?: string;
@@ -17,6 +18,11 @@ interface MigrateFlags {
   json?: boolean;
   tcpEstablished?: boolean;
   signKey?: string;
+  /** --pre-dump: copy memory while the jail runs first (see "vjail checkpoint --pre-dump"). */
+  preDump?: boolean;
+  preDumpRounds?: string;
+  /** Default true; --no-lazy has the receiver load every page before the jail runs there. */
+  lazy?: boolean;
 }
 
 /** HOST:PORT, [V6]:PORT. */
@@ -50,25 +56,29 @@ async function migrateCommand(name: string, to: string, flags: MigrateFlags): Pr
   const t0 = performance.now();
   let conn;
   try {
-    conn = await connectPageServer(host, port, psk, { name: as });
+    conn = await connectPageServer(host, port, psk, { name: as, lazy: flags.lazy !== false });
   } catch (e) {
     if (e instanceof ImageError) throw new UsageError(`migrate: ${e.message}; the jail was left as it was`);
     throw e;
   }
+  const connectedAt = performance.now();
   const plain = tempImageDir('migrate');
   let stoppedAt: number | undefined;
+  let publishedAt: number | undefined;
+  let sentAt: number | undefined;
   let restoredAt: number | undefined;
   let totals: StreamTotals | undefined;
   let reply: RestoreReply | undefined;
   let code: number;
   try {
-    code = await checkpointCommand(name, { image: plain, quiet: flags.quiet, tcpEstablished: flags.tcpEstablished, signKey: flags.signKey }, {
+    const preDump = !!flags.preDump;
+    code = await checkpointCommand(name, { image: plain, quiet: flags.quiet, tcpEstablished: flags.tcpEstablished, signKey: flags.signKey, preDump, preDumpRounds: preDump ? flags.preDumpRounds : undefined }, {
       output: {
         plain,
         afterPublish: async (dir) => {
           try {
-            totals = await sendImage(conn, dirSource(dir), { compress });
-            reply = await awaitRestored(conn);
+            publishedAt = performance.now();
+            ({ totals, sentAt, reply } = await sendAndAwaitRestored(conn, dirSource(dir), { compress }));
           } catch (e) {
             if (e instanceof ImageError) throw new ImageError(`migrate: ${e.message}; the jail runs on here`);
             throw e;
@@ -78,13 +88,32 @@ async function migrateCommand(name: string, to: string, flags: MigrateFlags): Pr
         },
         cleanup: () => removeTempImage(plain),
       },
-      // Step 1 is reported just before the jail is frozen.
+      // The image is temporary: sent, then removed. Syncing it to disk would only lengthen the stop.
+      durable: false,
+      // Step 1 (each pre-dump round, and its summary last) is reported just before the jail is frozen.
       onStep: (step) => void (step === 1 && (stoppedAt = performance.now())),
     });
   } finally {
     conn.sock.destroy();
   }
   if (code !== 0) return code;
+  const ms = (a: number | undefined, b: number | undefined): number | null => (a !== undefined && b !== undefined ? Math.round((b - a) * 100) / 100 : null);
+  /**
+   * Where the time went: connecting (handshake), copying while the jail
+   * runs (pre-dump), then stopped: the dump until the image is published,
+   * sending it, and the receiver's restore until the jail runs there (of
+   * which its own receiving and restoring, as it measured them).
+   */
+  const phases = {
+    connectMs: ms(t0, connectedAt),
+    runningMs: ms(connectedAt, stoppedAt),
+    dumpMs: ms(stoppedAt, publishedAt),
+    sendMs: ms(publishedAt, sentAt),
+    restoreWaitMs: ms(sentAt, restoredAt),
+    receiverReceiveMs: reply?.phases ? Math.round(reply.phases.receiveMs * 100) / 100 : null,
+    receiverRestoreMs: reply?.phases ? Math.round(reply.phases.restoreMs * 100) / 100 : null,
+  };
+  if (timingsOn()) for (const [k, v] of Object.entries(phases)) if (v !== null) process.stderr.write(`vjail timing: migrate ${k.replace(/Ms$/, '')} ${v.toFixed(2)} ms\n`);
   const result = {
     ok: true,
     jail: name,
@@ -96,6 +125,9 @@ async function migrateCommand(name: string, to: string, flags: MigrateFlags): Pr
     bytes: totals?.bytes ?? 0,
     streamBytes: totals?.streamBytes ?? 0,
     compress: totals?.compress ?? 'none',
+    preDump: !!flags.preDump,
+    lazy: flags.lazy !== false,
+    phases,
   };
   if (flags.json) process.stdout.write(`${JSON.stringify(result)}\n`);
   else if (!flags.quiet) {
@@ -151,6 +183,9 @@ export function registerMigrateCommands(cli: Command, setExit: (code: number) =>
     .option('--as <name>', 'the name the jail gets there (default: its name here)')
     .addOption(new Option('--compress <how>', 'compress the image on its way').choices(['zstd', 'gzip']))
     .option('--tcp-established', 'save established TCP connections (see "vjail checkpoint")')
+    .option('--pre-dump', 'copy memory while the jail runs, then only what it wrote, where the kernel can track writes (see "vjail checkpoint --pre-dump")')
+    .option('--pre-dump-rounds <n>', 'rounds of copying what was written, after the first copy (default 8; fewer when one finds little)')
+    .option('--no-lazy', 'have the receiver load every page before the jail runs there (default: it runs at once, its pages placed on fault)')
     .option('--sign-key <file>', 'also sign the image with this key, for a page server started with --verify-key (see "vjail checkpoint")')
     .option('-q, --quiet', 'no step lines and no progress line (warnings and errors still)')
     .option('--json', 'print the result on stdout as JSON: where, pid there, stopped and total ms, bytes')

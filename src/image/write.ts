@@ -91,6 +91,8 @@ export class PageFileWriter {
     path: string,
     private readonly dir: string,
     private readonly progress?: (bytes: number) => void,
+    /** false: not written back nor synced (a temporary image read once right here, by `vjail migrate`). */
+    private readonly durable = true,
   ) {
     this.fd = writing(dir, () => openSync(path, 'wx', 0o600));
   }
@@ -104,14 +106,14 @@ export class PageFileWriter {
     writing(this.dir, () => {
       for (let off = 0; off < data.length; ) off += writeSync(this.fd, data, off, data.length - off);
     });
-    startWriteback(this.fd, this.size, data.length);
+    if (this.durable) startWriteback(this.fd, this.size, data.length);
     this.size += data.length;
     this.hash.update(data);
     this.progress?.(data.length);
   }
 
   close(): Pages {
-    writing(this.dir, () => fsyncSync(this.fd));
+    if (this.durable) writing(this.dir, () => fsyncSync(this.fd));
     this.discard();
     const sha256 = this.hash.digest();
     return { file: this.name, size: this.size, sha256, runs: this.runs, chunks: { size: PAGE_CHUNK_BYTES, sha256: this.hash.chunkDigests() } };
@@ -134,10 +136,16 @@ export class ImageWriter {
   private pageFiles = 0;
   private readonly open: PageFileWriter[] = [];
 
-  /** `progress` is called with the size of each piece of page data written. */
+  /**
+   * `progress` is called with the size of each piece of page data written.
+   * `durable` false: page files are not synced to disk, for a temporary
+   * image read back at once by this process (a migration sends it and
+   * removes it); what is committed is still checked as always.
+   */
   constructor(
     readonly dir: string,
     private readonly progress?: (bytes: number) => void,
+    private readonly durable = true,
   ) {
     if (existsSync(dir)) throw new ImageError(`${dir} already exists; choose a new image directory`);
     const parent = dirname(dir);
@@ -151,7 +159,7 @@ export class ImageWriter {
 
   pageFile(): PageFileWriter {
     const name = `pages-${this.pageFiles++}.img`;
-    const w = new PageFileWriter(name, join(this.tmpDir, name), this.dir, this.progress);
+    const w = new PageFileWriter(name, join(this.tmpDir, name), this.dir, this.progress, this.durable);
     this.open.push(w);
     return w;
   }

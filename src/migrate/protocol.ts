@@ -29,6 +29,12 @@ export const HANDSHAKE_MS = 10_000;
 export interface MigrateRequest {
   /** The name the restored jail is registered under. */
   name: string;
+  /**
+   * Restore lazily (`vjail restore --lazy`): the jail runs once everything
+   * but its private memory is in place, its pages placed on fault and by
+   * prefetch from the received image.
+   */
+  lazy?: boolean;
 }
 
 export interface RestoreReply {
@@ -36,6 +42,8 @@ export interface RestoreReply {
   name?: string;
   pid?: number;
   error?: string;
+  /** The receiver's own phases, in ms: receiving the image, and restoring it until the jail runs. */
+  phases?: { receiveMs: number; restoreMs: number };
 }
 
 function mac(psk: Buffer, ...parts: (string | Buffer)[]): Buffer {
@@ -102,6 +110,7 @@ export async function acceptHandshake(sock: Socket, r: ByteReader, psk: Buffer):
     return refuse('the request is not valid JSON');
   }
   if (typeof req?.name !== 'string') return refuse('the request names no jail');
+  if (req.lazy !== undefined && typeof req.lazy !== 'boolean') return refuse('the request\'s "lazy" is not true or false');
   await send(sock, Buffer.concat([Buffer.from([1]), mac(psk, 'receiver', ns, nr)]));
   return { req, session: { psk, ns, nr } };
 }

@@ -11,6 +11,7 @@
  */
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { spawn } from 'node:child_process';
+import { performance } from 'node:perf_hooks';
 import { ByteReader, type Compression } from '../image/codec.js';
 import { ImageError } from '../image/errors.js';
 import { removeTempImage, tempImageDir } from '../image/packed.js';
@@ -38,6 +39,9 @@ export interface PageServerConnection {
   psk: Buffer;
   session: Session;
 }
+
+/** After refusing an image, how long the receiver reads on (and drops) what the sender still sends, so that it reads the refusal. */
+const DRAIN_MS = 10_000;
 
 /** A connection on which nothing moves for this long is given up. */
 export const IDLE_MS = 60_000;
@@ -81,12 +85,28 @@ export async function sendImage(conn: PageServerConnection, source: ImageSource,
   }
 }
 
-/** Wait (bounded) for the receiver to say it restored the jail. */
-export async function awaitRestored(conn: PageServerConnection): Promise<RestoreReply> {
+/**
+ * Send the image and wait (bounded) for the receiver's answer. The answer is
+ * read while sending: a receiver that refuses the stream part-way (it does
+ * not authenticate) says why at once, and that is what fails, not the send
+ * it cut short.
+ */
+export async function sendAndAwaitRestored(conn: PageServerConnection, source: ImageSource, opts: { compress?: Compression } = {}): Promise<{ totals: StreamTotals; sentAt: number; reply: RestoreReply }> {
+  const answer = readReply(conn.reader, conn.session, RESTORE_WAIT_MS, conn.peer);
+  answer.catch(() => {}); // awaited below; a failed send may come first
   try {
-    // The receiver is restoring: say nothing for a while is expected (the wait itself is bounded).
+    let totals: StreamTotals;
+    try {
+      totals = await sendImage(conn, source, opts);
+    } catch (e) {
+      const early = await within(answer, DRAIN_MS, `the page server at ${conn.peer} to say why it stopped reading`).catch(() => undefined);
+      if (early && !early.ok) return { totals: { files: 0, bytes: 0, streamBytes: 0, compress: opts.compress ?? 'none', encrypted: true }, sentAt: performance.now(), reply: early };
+      throw e;
+    }
+    const sentAt = performance.now();
+    // The receiver is restoring: saying nothing for a while is expected (the wait itself is bounded).
     conn.sock.setTimeout(0);
-    return await readReply(conn.reader, conn.session, RESTORE_WAIT_MS, conn.peer);
+    return { totals, sentAt, reply: await answer };
   } finally {
     conn.sock.destroy();
   }
@@ -120,7 +140,8 @@ async function receiveToTemp(input: AsyncIterable<Buffer>, psk: Buffer, what: st
 
 /** `vjail restore DIR --name NAME --detach --json` in a child: the jail gets a supervisor of its own. */
 async function restoreDetached(dir: string, req: MigrateRequest, extra: string[] = []): Promise<RestoreReply> {
-  const child = spawn(process.execPath, [dataPath('bin', 'vjail.js'), 'restore', dir, '--name', req.name, '--detach', '--json', '--quiet', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const lazy = req.lazy ? ['--lazy'] : [];
+  const child = spawn(process.execPath, [dataPath('bin', 'vjail.js'), 'restore', dir, '--name', req.name, '--detach', '--json', '--quiet', ...lazy, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -145,18 +166,33 @@ async function serveOne(sock: Socket, opts: PageServerOptions): Promise<void> {
   idleBound(sock, peer);
   const reader = new ByteReader(chunksOf(sock));
   const { req, session } = await acceptHandshake(sock, reader, opts.psk);
-  opts.log(`receiving jail "${req.name}" from ${peer}`);
+  opts.log(`receiving jail "${req.name}" from ${peer}${req.lazy ? ' (to restore lazily)' : ''}`);
   let received: { dir: string; cleanup: () => void };
+  let startedAt = 0;
+  // The image's first byte: from here the sender's jail is stopped (it sends once its image is published).
+  const firstByte = (async function* (input: AsyncIterable<Buffer>) {
+    for await (const chunk of input) {
+      startedAt ||= performance.now();
+      yield chunk;
+    }
+  })(reader.rest());
   try {
-    received = await (opts.receive ?? receiveToTemp)(reader.rest(), opts.psk, `the image from ${peer}`);
+    received = await (opts.receive ?? receiveToTemp)(firstByte, opts.psk, `the image from ${peer}`);
   } catch (e) {
     const error = e instanceof ImageError ? e.message : String(e);
     await send(sock, replyLine(session, { ok: false, error })).catch(() => {});
+    // Let the sender read why before the connection goes: it may still be sending (bounded).
+    sock.end();
+    await within((async () => {
+      for await (const _ of reader.rest());
+    })(), DRAIN_MS, 'the sender to stop sending').catch(() => {});
     throw e;
   }
   try {
     sock.setTimeout(0); // the restore's own wait is bounded
+    const receivedAt = performance.now();
     const reply = await (opts.restore ?? ((dir, r) => restoreDetached(dir, r, opts.restoreArgs)))(received.dir, req);
+    reply.phases = { receiveMs: receivedAt - startedAt, restoreMs: performance.now() - receivedAt };
     await send(sock, replyLine(session, reply)).catch(() => {});
     opts.log(reply.ok ? `restored jail "${req.name}" (pid ${reply.pid})` : `could not restore jail "${req.name}": ${reply.error}`);
   } finally {

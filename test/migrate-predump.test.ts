@@ -1,0 +1,122 @@
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect, createServer, type AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fixture } from './helpers/fixtures.js';
+import { jailState, pageServer, waitForState } from './helpers/migrate.js';
+import { pidOf, vjail, waitFor } from './helpers/run.js';
+
+// vjail migrate of a workload that keeps writing its memory while it is moved
+// (test/fixtures/dirtier.c): copied while it runs (--pre-dump), restored
+// lazily there. Once DIR/go exists the moved copy replays every write it
+// counted, here and there, on a fresh copy and compares page by page: an old
+// copy of a page, a missed write or a page lost on the way shows as a
+// difference, and a copy that did not go on counting could not say "ok".
+
+const MIB = 64;
+const RATE = 10; // MiB written a second, spread over the whole range
+let dirtier: string;
+let stateDir: string;
+let work: string;
+const started: string[] = [];
+
+beforeAll(() => {
+  dirtier = fixture('dirtier');
+  stateDir = mkdtempSync(join(tmpdir(), 'vjail-migrate-state-'));
+  work = mkdtempSync(join(tmpdir(), 'vjail-migrate-'));
+  process.env.VJAIL_STATE_DIR = stateDir;
+  writeFileSync(join(work, 'key'), Buffer.from(Array.from({ length: 32 }, () => Math.floor(Math.random() * 256))));
+});
+
+afterAll(async () => {
+  for (const name of started) await vjail(['kill', name, '--signal', 'KILL']);
+  delete process.env.VJAIL_STATE_DIR;
+  rmSync(work, { recursive: true, force: true });
+  rmSync(stateDir, { recursive: true, force: true });
+});
+
+const key = (): string => join(work, 'key');
+
+/** The dirtier as a named detached jail, once its memory is filled and it writes. */
+async function startDirtier(name: string): Promise<{ dir: string; argv: string[] }> {
+  const dir = mkdtempSync(join(work, `${name}-`));
+  const argv = [dirtier, dir, String(MIB), String(RATE)];
+  started.push(name);
+  const r = await vjail(['run', '--name', name, '--detach', '--', ...argv]);
+  expect(r.stderr).toBe('');
+  expect(r.exitCode).toBe(0);
+  expect(await waitFor(() => existsSync(join(dir, 'ready')), 60_000)).toBe(true);
+  return { dir, argv };
+}
+
+/** Let the workload check itself (DIR/go) and return its verdict. */
+async function verdict(dir: string): Promise<string> {
+  writeFileSync(join(dir, 'go'), '');
+  expect(await waitFor(() => existsSync(join(dir, 'result')), 60_000)).toBe(true);
+  return readFileSync(join(dir, 'result'), 'utf8').trim();
+}
+
+describe('vjail migrate --pre-dump, restored lazily there', () => {
+  it('moves a workload that keeps writing: every page there is what it wrote here, and it goes on writing', async () => {
+    const jail = await startDirtier('writer');
+    const server = await pageServer(key());
+    started.push('written');
+    const r = await vjail(['migrate', 'writer', `127.0.0.1:${server.port}`, '--psk-file', key(), '--as', 'written', '--pre-dump', '--pre-dump-rounds', '3', '--json', '-q'], { timeoutMs: 180_000 });
+    expect(r.stderr).toBe('');
+    expect(r.exitCode).toBe(0);
+    const result = JSON.parse(r.stdout);
+    expect(result).toMatchObject({ ok: true, jail: 'writer', as: 'written', preDump: true, lazy: true });
+    // Every phase was measured, the stopped ones inside the stop.
+    for (const phase of ['connectMs', 'runningMs', 'dumpMs', 'sendMs', 'restoreWaitMs', 'receiverReceiveMs', 'receiverRestoreMs']) {
+      expect(result.phases[phase]).toBeGreaterThanOrEqual(0);
+    }
+    expect(result.stoppedMs).toBeGreaterThanOrEqual(result.phases.dumpMs + result.phases.sendMs);
+    expect(result.totalMs).toBeGreaterThan(result.stoppedMs);
+    await server.done;
+    expect(server.log()).toMatch(/receiving jail "written" from .* \(to restore lazily\)/);
+    expect(server.log()).toMatch(/restored jail "written" \(pid \d+\)/);
+    // Ended here, running there; the pre-dump's copies are gone.
+    expect(await waitForState('writer', (st) => st === 'exited')).toBe(true);
+    expect(await jailState('written')).toBe('running');
+    expect(pidOf(jail.argv)).toBeDefined();
+    // It writes on there a while (its lazily restored pages placed as it faults) before it checks.
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(await verdict(jail.dir)).toMatch(/^ok [1-9]\d*$/);
+  }, 240_000);
+
+  it('a stream changed on the way is refused before anything runs there; the workload runs on here, its memory intact', async () => {
+    const jail = await startDirtier('kept');
+    const server = await pageServer(key());
+    // Someone between the two, without the key, changes one byte of the image (past the handshake).
+    let seen = 0;
+    const proxy = createServer({ allowHalfOpen: true }, (c) => {
+      const u = connect({ host: '127.0.0.1', port: server.port, allowHalfOpen: true });
+      c.on('error', () => {});
+      u.on('error', () => {});
+      c.on('data', (d: Buffer) => {
+        const at = 256 * 1024 - seen;
+        if (at >= 0 && at < d.length) d[at] ^= 0x40;
+        seen += d.length;
+        u.write(d);
+      });
+      c.on('end', () => u.end());
+      u.pipe(c);
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const port = (proxy.address() as AddressInfo).port;
+    const r = await vjail(['migrate', 'kept', `127.0.0.1:${port}`, '--psk-file', key(), '--as', 'forged', '--pre-dump', '-q'], { timeoutMs: 180_000 });
+    proxy.close();
+    expect(seen).toBeGreaterThan(256 * 1024);
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr.split('\n').filter(Boolean)).toHaveLength(1);
+    expect(r.stderr).toMatch(/could not restore the jail \(.*(authenticat|decrypt|checksum|sha256).*\); the jail runs on here/i);
+    await server.done;
+    expect(server.log()).not.toMatch(/restored jail/);
+    expect(server.log()).toMatch(/migration from .* failed: /);
+    // Nothing of it runs there; here it runs on, and none of its writes was lost.
+    expect(await jailState('forged')).toBe('');
+    expect(await jailState('kept')).toBe('running');
+    expect(await verdict(jail.dir)).toMatch(/^ok [1-9]\d*$/);
+  }, 240_000);
+});
