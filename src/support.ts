@@ -518,8 +518,11 @@ const PLANNED = `## Planned
   an open cost 50 µs on an idle host against a 30 µs target (\`make\` of 31
   files as nobody 1.23× its native time against 1.2×). With spinners
   keeping idle CPUs awake during bursts it was 29.5 µs as root and 28.3 µs
-  as nobody on a very busy host (make 1.13×), at the target's edge, and is
-  not yet measured on an idle host. The spinners cost CPU time no other
+  as nobody on a very busy host (make 1.13×), and 29.8 µs as root and
+  31.0 µs as nobody at load average 1.5-5, where \`make\` through the shim
+  took 1.31× its native time with spinners and 1.12× with \`--spin off\`:
+  on a quiet host the spinners slowed the build they were meant to speed
+  up, so neither setting meets both targets in one run yet. The spinners cost CPU time no other
   task wanted, but on a virtual machine that is time the host could have
   given to another guest. Through the resident supervisor (\`vjail run\` as
   a command) the open took 79.6 µs on that busy host: caller and
