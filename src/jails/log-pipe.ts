@@ -27,6 +27,8 @@ export class LogPipe {
   private readonly reader: Socket;
   private readonly eof: Promise<void>;
   private warned = false;
+  /** Output read but not yet written (the log could not take it), and why. */
+  private pending: { bytes: number; why: string } | null = null;
 
   private constructor(readFd: number, writeFd: number, private readonly log: BoundedLog) {
     this.writeFd = writeFd;
@@ -54,8 +56,10 @@ export class LogPipe {
   private take(chunk: Buffer): void {
     try {
       this.log.append(chunk);
+      this.pending = null;
     } catch (e) {
       if (!(e instanceof LogWriteError)) throw e;
+      this.pending = { bytes: chunk.length - e.written, why: e.message };
       this.reader.pause();
       if (!this.warned) process.stderr.write(`vjail: warning: ${e.message}; the jail's output waits until it can\n`);
       this.warned = true;
@@ -82,7 +86,12 @@ export class LogPipe {
     const timedOut = await Promise.race([this.eof.then(() => false), late]);
     clearTimeout(timer);
     if (timedOut) {
-      process.stderr.write(`vjail: warning: the jail's log pipe was still open ${ms / 1000} s after the jail ended (a process outside the jail holds it); what is written to it from now on is not logged\n`);
+      // Say which it is: the log refusing what was read (and at least that much lost), or the pipe held open outside.
+      if (this.pending) {
+        process.stderr.write(`vjail: warning: ${this.pending.why} still ${ms / 1000} s after the jail ended; at least ${this.pending.bytes} bytes of its output, and whatever it left in the pipe, are not in the log\n`);
+      } else {
+        process.stderr.write(`vjail: warning: the jail's log pipe was still open ${ms / 1000} s after the jail ended (a process outside the jail holds it); what is written to it from now on is not logged\n`);
+      }
       this.reader.destroy();
     }
   }
