@@ -12,7 +12,7 @@ type Json = Record<string, unknown>;
  * Version 4 has open files above fd 2 as `files` (none here).
  */
 export function asVersion(m: Json, version: 2 | 3 | 4): Json {
-  const { descriptions: _d, pipes: _p, blobs: _b, external: _e, sharedMemory: _s, sysvIpc: _i, tcpEstablished: _t, policyText: _pt, userNamespace: _u, ...top } = m;
+  const { descriptions: _d, pipes: _p, blobs: _b, external: _e, sharedMemory: _s, sysvIpc: _i, tcpEstablished: _t, policyText: _pt, userNamespace: _u, configUserNamespace: _cu, ...top } = m;
   const processes = (m.processes as Json[]).map((p) => {
     if (p.state !== 'live') return p;
     const { fds: _f, timers: _tm, advice: _a, prctl: _r, ...rest } = p;
