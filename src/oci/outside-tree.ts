@@ -10,7 +10,13 @@ import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 
 function childrenOf(pid: number): number[] {
   const out: number[] = [];
-  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out; // it ended while the tree was walked (a short-lived child): no children to follow
+  }
+  for (const tid of tids) {
     try {
       out.push(...readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number));
     } catch {
