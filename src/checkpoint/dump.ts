@@ -291,9 +291,10 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
     const later: (() => void)[] = [];
     const nsPid = (pid: number): number => (tree.pidNs ? nsIds(pid).pid : pid);
     const imagePids = new Map(tree.processes.map((p) => [p.pid, nsPid(p.pid)]));
-    fds = collectFds(tree.processes.filter((p) => !p.zombie).map((p) => p.pid), vjailInitOf(firstLive.pid), writer, imagePids, { tcpEstablished: opts.tcpEstablished, outputPipes: opts.outputPipes });
+    const livePids = tree.processes.filter((p) => !p.zombie).map((p) => p.pid);
+    fds = collectFds(livePids, vjailInitOf(firstLive.pid), writer, imagePids, { tcpEstablished: opts.tcpEstablished, outputPipes: opts.outputPipes });
     timer.lap('fds');
-    const external = externalStep(fds, tree.processes.filter((p) => !p.zombie).map((p) => p.pid), opts.external ?? 'fail', nsPid, tree.processes[0]!.pid);
+    const external = externalStep(fds, livePids, opts.external ?? 'fail', nsPid, tree.processes[0]!.pid);
     if (external.length) {
       report(2, 'freeze', `state that cannot be saved, left out (--external warn):`);
       for (const line of external) warn(`left out of the image: ${line}`);
