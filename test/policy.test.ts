@@ -2,7 +2,7 @@ import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Action, ArgCondition } from '../src/plan/action.js';
-import { JsonSyntaxError, parseJsonExact } from '../src/policy/json.js';
+import { JsonSyntaxError, MAX_DEPTH, parseJsonExact } from '../src/policy/json.js';
 import { ALL_CAPABILITIES, knownIn, loadOciPolicy, parseOciPolicy, PolicyError, type OciPolicy } from '../src/policy/oci.js';
 import { SyscallTable } from '../src/syscalls/table.js';
 
@@ -372,6 +372,28 @@ describe('parseJsonExact', () => {
     expect(Object.getPrototypeOf(v)).toBe(Object.prototype);
     expect(Object.keys(v)).toEqual(['__proto__']);
     expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
+  });
+
+  it('refuses a key given twice and nesting past the limit, wherever the strings fool a quick look', () => {
+    const tricky = '["a", ":", {"b": "\\":", "c\\"": [":", {"d": {}}]}]';
+    expect(parseJsonExact(tricky)).toEqual(JSON.parse(tricky));
+    const twice: [string, number][] = [
+      ['{"a": 1, "a": 2}', 10],
+      ['[{"x": {"y": 1, "z": ":", "y": 2}}]', 27],
+      ['{"k\\"": 1, "k\\"": 2}', 12],
+    ];
+    for (const [text, column] of twice) {
+      expect(() => parseJsonExact(text, { bigints: false })).toThrow(JsonSyntaxError);
+      try {
+        parseJsonExact(text);
+      } catch (e) {
+        expect(e).toMatchObject({ line: 1, column });
+        expect((e as Error).message).toMatch(/appears twice in one object/);
+      }
+    }
+    const nest = (n: number): string => '['.repeat(n) + ']'.repeat(n);
+    expect(() => parseJsonExact(nest(MAX_DEPTH))).not.toThrow();
+    expect(() => parseJsonExact(nest(MAX_DEPTH + 1))).toThrow(/nested more than 256 deep/);
   });
 
   it('reports line and column', () => {
