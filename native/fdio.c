@@ -5,9 +5,15 @@
  * descriptor with a small header over a unix socket.
  */
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -148,4 +154,154 @@ napi_value js_send_fd(napi_env env, napi_callback_info info)
 	if (n < 0)
 		return vj_throw_errno(env, "sendmsg", errno);
 	return vj_make_i32(env, (int32_t)n);
+}
+
+/* fdinfo of one descriptor, whole (an epoll or inotify set can make it long); NULL if it is gone. */
+static char *read_fdinfo(int infodir, const char *name, size_t *len)
+{
+	int fd = openat(infodir, name, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return NULL;
+	size_t cap = 4096, have = 0;
+	char *buf = malloc(cap);
+	while (buf) {
+		if (have == cap) {
+			char *bigger = realloc(buf, cap * 2);
+			if (!bigger) {
+				free(buf);
+				buf = NULL;
+				break;
+			}
+			buf = bigger;
+			cap *= 2;
+		}
+		ssize_t n = read(fd, buf + have, cap - have);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			free(buf);
+			buf = NULL;
+			break;
+		}
+		if (n == 0)
+			break;
+		have += (size_t)n;
+	}
+	close(fd);
+	*len = have;
+	return buf;
+}
+
+static int by_number(const void *a, const void *b)
+{
+	int x = *(const int *)a, y = *(const int *)b;
+	return (x > y) - (x < y);
+}
+
+/* [fd, link, fdinfo, stat] for one descriptor; false if it was closed meanwhile. */
+static bool probe_one(napi_env env, int fddir, int infodir, int n, napi_value *out)
+{
+	char name[16], link[PATH_MAX + 1];
+	snprintf(name, sizeof name, "%d", n);
+	ssize_t ll = readlinkat(fddir, name, link, PATH_MAX);
+	if (ll < 0)
+		return false;
+	size_t infolen = 0;
+	char *infotext = read_fdinfo(infodir, name, &infolen);
+	if (!infotext)
+		return false;
+	napi_value entry, v;
+	napi_create_array_with_length(env, 4, &entry);
+	napi_create_int32(env, n, &v);
+	napi_set_element(env, entry, 0, v);
+	napi_create_string_utf8(env, link, (size_t)ll, &v);
+	napi_set_element(env, entry, 1, v);
+	napi_create_string_utf8(env, infotext, infolen, &v);
+	napi_set_element(env, entry, 2, v);
+	free(infotext);
+	struct stat st;
+	if (fstatat(fddir, name, &st, 0) == 0) {
+		/* dev, ino, mode, nlink, uid, gid, rdev, size: what the descriptor kinds look at. */
+		uint64_t f[8] = { st.st_dev, st.st_ino, st.st_mode, st.st_nlink, st.st_uid, st.st_gid, st.st_rdev, (uint64_t)st.st_size };
+		void *data;
+		napi_create_buffer_copy(env, sizeof f, f, &data, &v);
+	} else {
+		napi_get_null(env, &v);
+	}
+	napi_set_element(env, entry, 3, v);
+	*out = entry;
+	return true;
+}
+
+/*
+ * probeFds(pid, fd): the descriptors of a (stopped) process as
+ * [fd, link, fdinfo text, stat as 8 u64 or null], by number; with fd >= 0
+ * that one only (an empty array if it is not open). One call instead of
+ * four file-system calls from JavaScript per descriptor: a thousand
+ * descriptors take milliseconds, not tens of them.
+ */
+napi_value js_probe_fds(napi_env env, napi_callback_info info)
+{
+	napi_value argv[2];
+	if (vj_args(env, info, 2, argv) < 0)
+		return NULL;
+	int pid = vj_i32(env, argv[0]);
+	int only = vj_i32(env, argv[1]);
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/fd", pid);
+	int fddir = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fddir < 0)
+		return vj_throw_errno(env, path, errno);
+	snprintf(path, sizeof path, "/proc/%d/fdinfo", pid);
+	int infodir = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (infodir < 0) {
+		int e = errno;
+		close(fddir);
+		return vj_throw_errno(env, path, e);
+	}
+	int *fds = NULL;
+	size_t count = 0, cap = 0;
+	if (only >= 0) {
+		fds = malloc(sizeof *fds);
+		if (fds)
+			fds[count++] = only;
+	} else {
+		int dup_fd = dup(fddir);
+		DIR *d = dup_fd < 0 ? NULL : fdopendir(dup_fd);
+		if (!d) {
+			int e = errno;
+			if (dup_fd >= 0)
+				close(dup_fd);
+			close(fddir);
+			close(infodir);
+			return vj_throw_errno(env, "opendir of /proc/PID/fd", e);
+		}
+		for (struct dirent *de; (de = readdir(d));) {
+			if (de->d_name[0] < '0' || de->d_name[0] > '9')
+				continue;
+			if (count == cap) {
+				size_t more = cap ? cap * 2 : 256;
+				int *grown = realloc(fds, more * sizeof *fds);
+				if (!grown)
+					break;
+				fds = grown;
+				cap = more;
+			}
+			fds[count++] = atoi(de->d_name);
+		}
+		closedir(d);
+		qsort(fds, count, sizeof *fds, by_number);
+	}
+	napi_value list;
+	napi_create_array(env, &list);
+	uint32_t at = 0;
+	for (size_t i = 0; i < count; i++) {
+		napi_value entry;
+		if (probe_one(env, fddir, infodir, fds[i], &entry))
+			napi_set_element(env, list, at++, entry);
+	}
+	free(fds);
+	close(fddir);
+	close(infodir);
+	return list;
 }

@@ -12,7 +12,11 @@ interface FdioAddon {
   pipePeek(fd: number, capacity: number): Buffer;
   sendFd(sock: number, header: Buffer, fd: number): number;
   pidfdGetfd(pidfd: number, targetFd: number): number;
+  probeFds(pid: number, fd: number): ProbedFd[];
 }
+
+/** [fd, link, fdinfo text, stat as dev, ino, mode, nlink, uid, gid, rdev, size (u64 each) or null]. */
+export type ProbedFd = [number, string, string, Buffer | null];
 
 const addon = (): FdioAddon => native() as unknown as FdioAddon;
 
@@ -52,4 +56,9 @@ export function sendFd(sock: number, header: Buffer, fd: number): number {
 /** A duplicate (close-on-exec) of descriptor `fd` of the process behind `pidfd`. */
 export function pidfdGetfd(pidfd: number, fd: number): number {
   return addon().pidfdGetfd(pidfd, fd);
+}
+
+/** The descriptors of a (stopped) process, by number, read from /proc in one native call; with `fd`, that one only. */
+export function probeFds(pid: number, fd = -1): ProbedFd[] {
+  return addon().probeFds(pid, fd);
 }

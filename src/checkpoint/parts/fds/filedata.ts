@@ -8,11 +8,10 @@
  * and map the descriptor restore made for it.
  */
 import { closeSync, readFileSync } from 'node:fs';
-import type { BigIntStats } from 'node:fs';
 import { ImageError, readBlob, type SavedFile } from '../../../image/format.js';
 import { sysOk } from '../../../native/fdio.js';
 import { SYS } from '../../syscalls.js';
-import type { CollectContext, CreateContext } from './kind.js';
+import type { CollectContext, CreateContext, FdStat } from './kind.js';
 import { O_ACCMODE, O_CLOEXEC, O_NONBLOCK } from './kind.js';
 
 const AT_FDCWD = -100;
@@ -20,10 +19,10 @@ const SEEK_SET = 0;
 const saved = new WeakMap<CollectContext, Map<string, SavedFile>>();
 
 /** The id every description of the file `st` shares. */
-export const fileId = (st: BigIntStats): string => `${st.dev}:${st.ino}`;
+export const fileId = (st: FdStat): string => `${st.dev}:${st.ino}`;
 
 /** Save the contents of the file descriptor `fd` of `pid` is open on (once per file), read through a fresh read-only open of it. */
-export function saveFile(pid: number, fd: number, st: BigIntStats, ctx: CollectContext): SavedFile {
+export function saveFile(pid: number, fd: number, st: FdStat, ctx: CollectContext): SavedFile {
   const seen = saved.get(ctx) ?? new Map<string, SavedFile>();
   saved.set(ctx, seen);
   const id = fileId(st);

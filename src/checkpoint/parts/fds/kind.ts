@@ -4,10 +4,28 @@
  * cannot be), and how the description is made again. Each kind is one file
  * beside this one; index.ts lists them and runs collection and restore.
  */
-import type { BigIntStats } from 'node:fs';
 import type { Description, DescriptionKind, ImageWriter, OpenedImage, PipeImage } from '../../../image/format.js';
 
 /** One descriptor of a stopped process, as /proc shows it. */
+/** What the kinds look at of a descriptor's file (stat(2) through /proc/PID/fd/N); fs.BigIntStats is one. */
+export interface FdStat {
+  dev: bigint;
+  ino: bigint;
+  mode: bigint;
+  nlink: bigint;
+  uid: bigint;
+  gid: bigint;
+  rdev: bigint;
+  size: bigint;
+  isFile(): boolean;
+  isDirectory(): boolean;
+  isFIFO(): boolean;
+  isSocket(): boolean;
+  isCharacterDevice(): boolean;
+  isBlockDevice(): boolean;
+  isSymbolicLink(): boolean;
+}
+
 export interface FdProbe {
   /** The holder, by our (host) PID. */
   pid: number;
@@ -15,7 +33,7 @@ export interface FdProbe {
   /** readlink of /proc/PID/fd/N: a path, `pipe:[ino]`, `socket:[ino]`, `anon_inode:[eventfd]`, ... */
   link: string;
   /** stat of the file the descriptor is open on, or null where there is none to stat. */
-  st: BigIntStats | null;
+  st: FdStat | null;
   /** /proc/PID/fdinfo/N as text. */
   info: string;
   /** Open flags (fdinfo's `flags:`), O_CLOEXEC included. */

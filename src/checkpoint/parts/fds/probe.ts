@@ -2,39 +2,72 @@
  * Reading a stopped process's descriptors from /proc, and finding who
  * outside the jail holds a pipe or socket that a jailed process holds too.
  */
-import { type BigIntStats, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
-import type { FdProbe } from './kind.js';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { probeFds, type ProbedFd } from '../../../native/fdio.js';
+import type { FdProbe, FdStat } from './kind.js';
 
-function statOrNull(path: string): BigIntStats | null {
-  try {
-    return statSync(path, { bigint: true });
-  } catch {
-    return null;
+const S_IFMT = 0o170000n;
+
+/** stat's fields as the native probe gives them (8 u64), with fs.Stats' type tests. */
+class ProbedStat implements FdStat {
+  readonly dev: bigint;
+  readonly ino: bigint;
+  readonly mode: bigint;
+  readonly nlink: bigint;
+  readonly uid: bigint;
+  readonly gid: bigint;
+  readonly rdev: bigint;
+  readonly size: bigint;
+  constructor(raw: Buffer) {
+    const f = (i: number): bigint => raw.readBigUInt64LE(i * 8);
+    [this.dev, this.ino, this.mode, this.nlink, this.uid, this.gid, this.rdev, this.size] = [f(0), f(1), f(2), f(3), f(4), f(5), f(6), f(7)];
   }
+  private is(type: bigint): boolean {
+    return (this.mode & S_IFMT) === type;
+  }
+  isFile(): boolean {
+    return this.is(0o100000n);
+  }
+  isDirectory(): boolean {
+    return this.is(0o040000n);
+  }
+  isFIFO(): boolean {
+    return this.is(0o010000n);
+  }
+  isSocket(): boolean {
+    return this.is(0o140000n);
+  }
+  isCharacterDevice(): boolean {
+    return this.is(0o020000n);
+  }
+  isBlockDevice(): boolean {
+    return this.is(0o060000n);
+  }
+  isSymbolicLink(): boolean {
+    return this.is(0o120000n);
+  }
+}
+
+function probeOf(pid: number, [fd, link, info, st]: ProbedFd): FdProbe {
+  const flags = /^flags:\s+([0-7]+)$/m.exec(info);
+  const pos = /^pos:\s+(\d+)$/m.exec(info);
+  return { pid, fd, link, st: st ? new ProbedStat(st) : null, info, flags: flags ? parseInt(flags[1]!, 8) : 0, pos: pos ? BigInt(pos[1]!) : 0n };
 }
 
 /** One descriptor, or null if it was closed meanwhile (a process cannot close while stopped; a zombie's are gone). */
 export function probeFd(pid: number, fd: number): FdProbe | null {
-  let link: string;
-  let info: string;
+  let found: ProbedFd[];
   try {
-    link = readlinkSync(`/proc/${pid}/fd/${fd}`);
-    info = readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8');
+    found = probeFds(pid, fd);
   } catch {
-    return null;
+    return null; // the process is gone
   }
-  const flags = /^flags:\s+([0-7]+)$/m.exec(info);
-  const pos = /^pos:\s+(\d+)$/m.exec(info);
-  return { pid, fd, link, st: statOrNull(`/proc/${pid}/fd/${fd}`), info, flags: flags ? parseInt(flags[1]!, 8) : 0, pos: pos ? BigInt(pos[1]!) : 0n };
+  return found.length ? probeOf(pid, found[0]!) : null;
 }
 
 /** Every descriptor of a stopped process, by number. */
 export function probeProcess(pid: number): FdProbe[] {
-  return readdirSync(`/proc/${pid}/fd`)
-    .map(Number)
-    .sort((a, b) => a - b)
-    .map((fd) => probeFd(pid, fd))
-    .filter((p): p is FdProbe => p !== null);
+  return probeFds(pid).map((p) => probeOf(pid, p));
 }
 
 /** The inode of a `pipe:[N]` or `socket:[N]` link, as its kind and number. */
