@@ -156,7 +156,7 @@ napi_value js_send_fd(napi_env env, napi_callback_info info)
 	return vj_make_i32(env, (int32_t)n);
 }
 
-/* fdinfo of one descriptor, whole (an epoll or inotify set can make it long); NULL if it is gone. */
+/* fdinfo of one descriptor, whole (an epoll or inotify set can make it long); NULL with errno set on failure. */
 static char *read_fdinfo(int infodir, const char *name, size_t *len)
 {
 	int fd = openat(infodir, name, O_RDONLY | O_CLOEXEC);
@@ -164,12 +164,12 @@ static char *read_fdinfo(int infodir, const char *name, size_t *len)
 		return NULL;
 	size_t cap = 4096, have = 0;
 	char *buf = malloc(cap);
+	int err = buf ? 0 : ENOMEM;
 	while (buf) {
 		if (have == cap) {
 			char *bigger = realloc(buf, cap * 2);
 			if (!bigger) {
-				free(buf);
-				buf = NULL;
+				err = ENOMEM;
 				break;
 			}
 			buf = bigger;
@@ -179,8 +179,7 @@ static char *read_fdinfo(int infodir, const char *name, size_t *len)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			free(buf);
-			buf = NULL;
+			err = errno;
 			break;
 		}
 		if (n == 0)
@@ -188,6 +187,11 @@ static char *read_fdinfo(int infodir, const char *name, size_t *len)
 		have += (size_t)n;
 	}
 	close(fd);
+	if (err) {
+		free(buf);
+		errno = err;
+		return NULL;
+	}
 	*len = have;
 	return buf;
 }
@@ -198,18 +202,22 @@ static int by_number(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/* [fd, link, fdinfo, stat] for one descriptor; false if it was closed meanwhile. */
-static bool probe_one(napi_env env, int fddir, int infodir, int n, napi_value *out)
+/*
+ * [fd, link, fdinfo, stat] for one descriptor: 1, or 0 if it was closed
+ * meanwhile (ENOENT), or -errno when it could not be read (never taken for
+ * closed: a descriptor left out would be lost).
+ */
+static int probe_one(napi_env env, int fddir, int infodir, int n, napi_value *out)
 {
 	char name[16], link[PATH_MAX + 1];
 	snprintf(name, sizeof name, "%d", n);
 	ssize_t ll = readlinkat(fddir, name, link, PATH_MAX);
 	if (ll < 0)
-		return false;
+		return errno == ENOENT ? 0 : -errno;
 	size_t infolen = 0;
 	char *infotext = read_fdinfo(infodir, name, &infolen);
 	if (!infotext)
-		return false;
+		return errno == ENOENT ? 0 : -errno;
 	napi_value entry, v;
 	napi_create_array_with_length(env, 4, &entry);
 	napi_create_int32(env, n, &v);
@@ -230,7 +238,7 @@ static bool probe_one(napi_env env, int fddir, int infodir, int n, napi_value *o
 	}
 	napi_set_element(env, entry, 3, v);
 	*out = entry;
-	return true;
+	return 1;
 }
 
 /*
@@ -261,10 +269,13 @@ napi_value js_probe_fds(napi_env env, napi_callback_info info)
 	}
 	int *fds = NULL;
 	size_t count = 0, cap = 0;
+	bool short_of_memory = false;
 	if (only >= 0) {
 		fds = malloc(sizeof *fds);
 		if (fds)
 			fds[count++] = only;
+		else
+			short_of_memory = true;
 	} else {
 		int dup_fd = dup(fddir);
 		DIR *d = dup_fd < 0 ? NULL : fdopendir(dup_fd);
@@ -282,26 +293,38 @@ napi_value js_probe_fds(napi_env env, napi_callback_info info)
 			if (count == cap) {
 				size_t more = cap ? cap * 2 : 256;
 				int *grown = realloc(fds, more * sizeof *fds);
-				if (!grown)
+				if (!grown) {
+					short_of_memory = true; /* a descriptor left out would be lost: fail instead */
 					break;
+				}
 				fds = grown;
 				cap = more;
 			}
 			fds[count++] = atoi(de->d_name);
 		}
 		closedir(d);
-		qsort(fds, count, sizeof *fds, by_number);
+		if (count)
+			qsort(fds, count, sizeof *fds, by_number);
+	}
+	if (short_of_memory) {
+		free(fds);
+		close(fddir);
+		close(infodir);
+		return vj_throw_errno(env, "probeFds: the descriptor list", ENOMEM);
 	}
 	napi_value list;
 	napi_create_array(env, &list);
 	uint32_t at = 0;
-	for (size_t i = 0; i < count; i++) {
+	int failed = 0;
+	for (size_t i = 0; i < count && !failed; i++) {
 		napi_value entry;
-		if (probe_one(env, fddir, infodir, fds[i], &entry))
+		int r = probe_one(env, fddir, infodir, fds[i], &entry);
+		if (r > 0)
 			napi_set_element(env, list, at++, entry);
+		failed = r < 0 ? -r : 0;
 	}
 	free(fds);
 	close(fddir);
 	close(infodir);
-	return list;
+	return failed ? vj_throw_errno(env, "probeFds: reading a descriptor in /proc/PID/fd or fdinfo", failed) : list;
 }

@@ -59,8 +59,9 @@ export function probeFd(pid: number, fd: number): FdProbe | null {
   let found: ProbedFd[];
   try {
     found = probeFds(pid, fd);
-  } catch {
-    return null; // the process is gone
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null; // the process is gone
+    throw e;
   }
   return found.length ? probeOf(pid, found[0]!) : null;
 }
