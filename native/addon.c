@@ -396,6 +396,7 @@ static napi_value init(napi_env env, napi_value exports)
 		{ "sys", js_sys },
 		{ "pipePeek", js_pipe_peek },
 		{ "probeFds", js_probe_fds },
+		{ "outsideLinks", js_outside_links },
 		{ "sendFd", js_send_fd },
 		{ "tryLockExclusive", js_try_lock_exclusive },
 		{ "ipcNsCalls", js_ipc_ns_calls },

@@ -328,3 +328,106 @@ napi_value js_probe_fds(napi_env env, napi_callback_info info)
 	close(infodir);
 	return failed ? vj_throw_errno(env, "probeFds: reading a descriptor in /proc/PID/fd or fdinfo", failed) : list;
 }
+
+static int by_string(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Whether a descriptor's link is one the outside scan reports: a pipe, a socket, or one of `paths` (sorted). */
+static bool link_wanted(const char *link, char **paths, uint32_t npaths)
+{
+	if (!strncmp(link, "pipe:[", 6) || !strncmp(link, "socket:[", 8))
+		return true;
+	return link[0] == '/' && npaths && bsearch(&link, paths, npaths, sizeof *paths, by_string);
+}
+
+/* Append [pid, link] for each wanted descriptor of process `pid` (gone or not ours to read: nothing). */
+static void scan_process(napi_env env, int pid, char **paths, uint32_t npaths, napi_value list, uint32_t *at)
+{
+	char path[64], link[PATH_MAX + 1];
+	snprintf(path, sizeof path, "/proc/%d/fd", pid);
+	int dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return;
+	DIR *d = fdopendir(dfd);
+	if (!d) {
+		close(dfd);
+		return;
+	}
+	for (struct dirent *de; (de = readdir(d));) {
+		if (de->d_name[0] < '0' || de->d_name[0] > '9')
+			continue;
+		ssize_t ll = readlinkat(dfd, de->d_name, link, PATH_MAX);
+		if (ll < 0)
+			continue;
+		link[ll] = '\0';
+		if (!link_wanted(link, paths, npaths))
+			continue;
+		napi_value v;
+		napi_create_int32(env, pid, &v);
+		napi_set_element(env, list, (*at)++, v);
+		napi_create_string_utf8(env, link, (size_t)ll, &v);
+		napi_set_element(env, list, (*at)++, v);
+	}
+	closedir(d);
+}
+
+/*
+ * outsideLinks(exclude, paths): one scan of /proc for who holds what: a flat
+ * [pid, link, pid, link, ...] of every pipe and socket descriptor, and every
+ * descriptor open on one of `paths` (FIFOs), of every process but those in
+ * `exclude` (an Int32Array). Processes that end meanwhile, or whose
+ * descriptors we may not read, are passed over, as a readdir would.
+ */
+napi_value js_outside_links(napi_env env, napi_callback_info info)
+{
+	napi_value argv[2];
+	if (vj_args(env, info, 2, argv) < 0)
+		return NULL;
+	napi_typedarray_type type;
+	size_t nexclude = 0;
+	void *data = NULL;
+	if (napi_get_typedarray_info(env, argv[0], &type, &nexclude, &data, NULL, NULL) != napi_ok || type != napi_int32_array)
+		return vj_throw_errno(env, "outsideLinks: exclude must be an Int32Array", EINVAL);
+	const int32_t *exclude = data;
+	uint32_t npaths = 0;
+	napi_get_array_length(env, argv[1], &npaths);
+	char **paths = npaths ? calloc(npaths, sizeof *paths) : NULL;
+	if (npaths && !paths)
+		return vj_throw_errno(env, "outsideLinks: paths", ENOMEM);
+	int err = 0;
+	for (uint32_t i = 0; i < npaths && !err; i++) {
+		napi_value v;
+		size_t len = 0;
+		napi_get_element(env, argv[1], i, &v);
+		if (napi_get_value_string_utf8(env, v, NULL, 0, &len) != napi_ok || !(paths[i] = malloc(len + 1)))
+			err = ENOMEM;
+		else
+			napi_get_value_string_utf8(env, v, paths[i], len + 1, &len);
+	}
+	DIR *proc = err ? NULL : opendir("/proc");
+	if (!err && !proc)
+		err = errno;
+	napi_value list;
+	napi_create_array(env, &list);
+	if (!err) {
+		qsort(paths, npaths, sizeof *paths, by_string);
+		uint32_t at = 0;
+		for (struct dirent *de; (de = readdir(proc));) {
+			if (de->d_name[0] < '0' || de->d_name[0] > '9')
+				continue;
+			int pid = atoi(de->d_name);
+			bool skip = false;
+			for (size_t i = 0; i < nexclude && !skip; i++)
+				skip = exclude[i] == pid;
+			if (!skip)
+				scan_process(env, pid, paths, npaths, list, &at);
+		}
+		closedir(proc);
+	}
+	for (uint32_t i = 0; i < npaths; i++)
+		free(paths[i]);
+	free(paths);
+	return err ? vj_throw_errno(env, "outsideLinks", err) : list;
+}

@@ -8,5 +8,6 @@ napi_value js_sys(napi_env env, napi_callback_info info);
 napi_value js_pipe_peek(napi_env env, napi_callback_info info);
 napi_value js_send_fd(napi_env env, napi_callback_info info);
 napi_value js_probe_fds(napi_env env, napi_callback_info info);
+napi_value js_outside_links(napi_env env, napi_callback_info info);
 
 #endif

@@ -1,6 +1,7 @@
 import { cpSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixture } from './helpers/fixtures.js';
 import { alive, pidOf, vjail, vjailStart, waitFor } from './helpers/run.js';
@@ -129,6 +130,31 @@ describe('descriptors of every saved kind', { timeout: 120_000 }, () => {
     // Untouched: still writing to the same place, still running.
     run.kill('SIGTERM');
     await run;
+  });
+
+  it('a FIFO also open outside the jail is external state: refused with the outside process named, the jail untouched', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vjail-fifo-out-'));
+    const fifo = join(dir, 'fifo');
+    await execa('mkfifo', [fifo]);
+    // Outside: a process holding the FIFO open (read and write, so that opening it does not block).
+    const outside = execa('bash', ['-c', `exec 4<>${fifo}; touch ${dir}/outside; exec sleep 987.7`]);
+    expect(await waitFor(() => existsSync(join(dir, 'outside')), 30_000)).toBe(true);
+    const run = vjailStart(['run', '--', 'sh', '-c', `exec 3<>${fifo}; touch ${dir}/ready; exec sleep 987.8`]);
+    try {
+      expect(await waitFor(() => existsSync(join(dir, 'ready')) && pidOf(['sleep', '987.8']) !== undefined, 30_000)).toBe(true);
+      const pid = pidOf(['sleep', '987.8'])!;
+      const holder = pidOf(['sleep', '987.7'])!;
+      const img = join(dir, 'image');
+      const cp = await vjail(['checkpoint', '--pid', String(pid), '--image', img]);
+      expect(cp.exitCode).toBe(1);
+      expect(cp.stderr).toMatch(new RegExp(`^vjail:   process ${pid} \\(sleep\\) fd 3: FIFO ${fifo}, also open in process ${holder} \\(sleep\\) outside the jail`, 'm'));
+      expect(existsSync(img)).toBe(false);
+      expect(alive(pid)).toBe(true);
+    } finally {
+      run.kill('SIGKILL');
+      outside.kill('SIGKILL');
+      await Promise.allSettled([run, outside]);
+    }
   });
 
   it('an io_uring holder is refused by default with its fd named, and goes on untouched; --external warn saves the rest and says so', async () => {

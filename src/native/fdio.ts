@@ -13,6 +13,7 @@ interface FdioAddon {
   sendFd(sock: number, header: Buffer, fd: number): number;
   pidfdGetfd(pidfd: number, targetFd: number): number;
   probeFds(pid: number, fd: number): ProbedFd[];
+  outsideLinks(exclude: Int32Array, paths: string[]): (number | string)[];
 }
 
 /** [fd, link, fdinfo text, stat as dev, ino, mode, nlink, uid, gid, rdev, size (u64 each) or null]. */
@@ -61,4 +62,9 @@ export function pidfdGetfd(pidfd: number, fd: number): number {
 /** The descriptors of a (stopped) process, by number, read from /proc in one native call; with `fd`, that one only. */
 export function probeFds(pid: number, fd = -1): ProbedFd[] {
   return addon().probeFds(pid, fd);
+}
+
+/** [pid, link, ...] of every pipe and socket descriptor, and every one open on one of `paths`, of all processes but `exclude`. */
+export function outsideLinks(exclude: Int32Array, paths: string[]): (number | string)[] {
+  return addon().outsideLinks(exclude, paths);
 }

@@ -140,8 +140,7 @@ export function collectFds(pids: number[], init: number | undefined, writer: Ima
   const outsideOf = (link: string): string | undefined => {
     if (!outside) {
       const exclude = new Set([...pids, process.pid]);
-      outside = outsideHolders(exclude);
-      addFifoHolders(outside, all, exclude);
+      outside = holdersOutside(all, exclude);
     }
     const holders = outside.get(link);
     return holders?.length ? describeHolders(holders) : undefined;
@@ -221,15 +220,20 @@ export function collectFds(pids: number[], init: number | undefined, writer: Ima
   }
 }
 
-/** Outside processes holding one of the jail's FIFOs, keyed `fifo:DEV:INO`. */
-function addFifoHolders(out: Map<string, number[]>, jailed: FdProbe[], exclude: Set<number>): void {
-  const fifos = jailed.filter((p) => p.st?.isFIFO());
-  if (!fifos.length) return;
-  const wanted = new Map(fifos.map((p) => [p.link, `fifo:${p.st!.dev}:${p.st!.ino}`]));
-  for (const [link, holders] of outsideHolders(exclude, (l) => wanted.has(l))) {
-    const key = wanted.get(link)!;
+/**
+ * Outside processes holding the jail's pipes and sockets (by link) and its
+ * FIFOs (keyed `fifo:DEV:INO`): one scan of /proc for both.
+ */
+function holdersOutside(jailed: FdProbe[], exclude: Set<number>): Map<string, number[]> {
+  const fifoKeys = new Map(jailed.flatMap((p) => (p.st?.isFIFO() ? [[p.link, `fifo:${p.st.dev}:${p.st.ino}`] as const] : [])));
+  const out = outsideHolders(exclude, [...fifoKeys.keys()]);
+  for (const [link, key] of fifoKeys) {
+    const holders = out.get(link);
+    if (!holders) continue;
+    out.delete(link);
     out.set(key, [...(out.get(key) ?? []), ...holders]);
   }
+  return out;
 }
 
 /** One line per descriptor that cannot be saved, for the external-state report. */

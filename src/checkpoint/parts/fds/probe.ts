@@ -2,8 +2,8 @@
  * Reading a stopped process's descriptors from /proc, and finding who
  * outside the jail holds a pipe or socket that a jailed process holds too.
  */
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { probeFds, type ProbedFd } from '../../../native/fdio.js';
+import { readFileSync } from 'node:fs';
+import { outsideLinks, probeFds, type ProbedFd } from '../../../native/fdio.js';
 import type { FdProbe, FdStat } from './kind.js';
 
 const S_IFMT = 0o170000n;
@@ -71,9 +71,6 @@ export function probeProcess(pid: number): FdProbe[] {
   return probeFds(pid).map((p) => probeOf(pid, p));
 }
 
-/** The inode of a `pipe:[N]` or `socket:[N]` link, as its kind and number. */
-export const inodeLink = /^(pipe|socket):\[(\d+)\]$/;
-
 function commOf(pid: number): string {
   try {
     return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
@@ -83,33 +80,21 @@ function commOf(pid: number): string {
 }
 
 /**
- * Processes outside the jail holding pipes or sockets (and the paths
- * `pathWanted` asks for: FIFOs), by link: one scan of /proc, made only when needed. `exclude`: the jail's own
- * processes and ourselves. vjail-init is not excluded: the jail's standard
- * streams are its, and lead outside.
+ * Processes outside the jail holding pipes or sockets (and the FIFOs
+ * `paths` names), by link: one scan of /proc (native: thousands of
+ * descriptors on a busy host), made only when needed. `exclude`: the jail's
+ * own processes and ourselves. vjail-init is not excluded: the jail's
+ * standard streams are its, and lead outside.
  */
-export function outsideHolders(exclude: Set<number>, pathWanted: (link: string) => boolean = () => false): Map<string, number[]> {
+export function outsideHolders(exclude: Set<number>, paths: string[] = []): Map<string, number[]> {
   const out = new Map<string, number[]>();
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d) || exclude.has(Number(d))) continue;
-    let fds: string[];
-    try {
-      fds = readdirSync(`/proc/${d}/fd`);
-    } catch {
-      continue; // gone, or not ours to read
-    }
-    for (const fd of fds) {
-      let link: string;
-      try {
-        link = readlinkSync(`/proc/${d}/fd/${fd}`);
-      } catch {
-        continue;
-      }
-      if (!inodeLink.test(link) && !(link.startsWith('/') && pathWanted(link))) continue;
-      const holders = out.get(link) ?? [];
-      if (!holders.includes(Number(d))) holders.push(Number(d));
-      out.set(link, holders);
-    }
+  const flat = outsideLinks(Int32Array.from(exclude), paths);
+  for (let i = 0; i < flat.length; i += 2) {
+    const pid = flat[i] as number;
+    const link = flat[i + 1] as string;
+    const holders = out.get(link);
+    if (!holders) out.set(link, [pid]);
+    else if (!holders.includes(pid)) holders.push(pid);
   }
   return out;
 }
