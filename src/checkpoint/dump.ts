@@ -19,7 +19,7 @@
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { release } from 'node:os';
 import {
-  ImageWriter, IMAGE_MAGIC, IMAGE_VERSION, type LiveProcess, type Manifest, PAGE_SIZE, type ProcessImage, type ThreadImage,
+  ImageWriter, IMAGE_MAGIC, type OpenedImage, IMAGE_VERSION, type LiveProcess, type Manifest, PAGE_SIZE, type ProcessImage, type ThreadImage,
 } from '../image/format.js';
 import { collectClocks } from './parts/clocks.js';
 import { collectFds, describeExternal, type FdCollection, unknownReason } from './parts/fds/index.js';
@@ -123,11 +123,12 @@ export interface CheckpointOptions {
 const SMALL_IMAGE = 64 * 2 ** 20;
 
 /** Run the restore-check on a published image; on failure remove it (the caller lets the jail go on). */
-function checkRestorable(dir: string, verify: CheckpointOptions['verify'], bytes: number, root: string): string {
+function checkRestorable(image: OpenedImage, verify: CheckpointOptions['verify'], bytes: number, root: string): string {
   const how = verify === 'auto' || verify === undefined ? (bytes <= SMALL_IMAGE ? 'full' : 'structure') : verify;
   if (how === 'off') return '';
+  const dir = image.dir;
   try {
-    const ms = verifyRestorable(dir, { pages: how === 'full', root });
+    const ms = verifyRestorable(image, { pages: how === 'full', root });
     return `; restorable (checked in ${ms.toFixed(0)} ms${how === 'full' ? ', page files hashed' : ''})`;
   } catch (e) {
     rmSync(dir, { recursive: true, force: true });
@@ -362,9 +363,9 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
     report(3, 'dump', `${tree.pidNs ? `${live.length} process(es)${zombies ? ` and ${zombies} zombie(s)` : ''}, ${held.size} thread(s), ` : ''}${mappings} mappings, ${(bytes / 2 ** 20).toFixed(1)} MiB of page data${files}${stepped.count ? `; ${stepped.count} thread(s) moved out of the vDSO` : ''}`);
 
     throwIfInterrupted();
-    writer.commit(manifest, opts.signKey);
+    const written = writer.commit(manifest, opts.signKey);
     published = true;
-    report(4, 'post-dump', `verified, synced and published as ${opts.image}${checkRestorable(opts.image, opts.verify, bytes, `/proc/${firstLive.pid}/root`)}`);
+    report(4, 'post-dump', `verified, synced and published as ${opts.image}${checkRestorable(written, opts.verify, bytes, `/proc/${firstLive.pid}/root`)}`);
     await opts.afterPublish?.(opts.image);
 
     if (letGo) {

@@ -4,7 +4,7 @@
  * (docs/IMAGE.md, "Restorable"), so that an image that was published is one
  * that restore will not refuse on this host.
  */
-import { ImageError, openImage, type OpenedImage } from '../image/format.js';
+import { ImageError, openImage, type OpenedImage, verifyPageFiles } from '../image/format.js';
 import { checkFds } from './parts/fds/index.js';
 import { checkMemory } from './parts/memory.js';
 import { treeProblem } from './parts/tree.js';
@@ -51,9 +51,11 @@ export function preflight(image: OpenedImage, opts: { force?: boolean; inherit?:
  * What the image left out (--external warn) counts as given with
  * --inherit-fd, which restore asks for by name. Returns how long it took, in ms.
  */
-export function verifyRestorable(dir: string, opts: { pages?: boolean; root?: string } = {}): number {
+export function verifyRestorable(dir: string | OpenedImage, opts: { pages?: boolean; root?: string } = {}): number {
   const start = performance.now();
-  const image = openImage(dir, { verifyPages: !!opts.pages });
+  // An image just written and read back (ImageWriter.commit) is not read a second time; its pages are hashed if asked.
+  const image = typeof dir === 'string' ? openImage(dir, { verifyPages: !!opts.pages }) : dir;
+  if (typeof dir !== 'string' && opts.pages) verifyPageFiles(image);
   const keys = image.manifest.descriptions.flatMap((d) => (d.kind === 'external' ? [d.key] : []));
   preflight(image, { inherit: new Map(keys.map((k) => [k, -1])), root: opts.root });
   return performance.now() - start;

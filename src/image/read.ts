@@ -220,6 +220,18 @@ export function openImage(dir: string, opts: { verifyPages?: boolean } = {}): Op
   return { dir, version, manifest };
 }
 
+/** Hash every page file of an image openImage has read without doing so, as restore will while loading them. */
+export function verifyPageFiles(image: OpenedImage): void {
+  const { dir, version, manifest } = image;
+  for (const p of manifest.processes) {
+    if (p.state !== 'live') continue;
+    for (const [i, map] of p.mappings.entries()) checkMapping(dir, i, map, true, version);
+  }
+  for (const o of manifest.sharedMemory) {
+    if (o.pages) checkPages(dir, `shared-memory object ${o.id}`, o.pages, Math.ceil(o.size / PAGE_SIZE), true, version);
+  }
+}
+
 /** A data file the manifest names must be there: a regular file of the size it says. */
 function checkDataFile(dir: string, file: string, want: number): void {
   closeSync(openImageFile(dir, file, { exact: want, said: 'the manifest says' }).fd);

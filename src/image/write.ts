@@ -11,7 +11,7 @@ import { basename, dirname, join } from 'node:path';
 import { native } from '../native.js';
 import { ImageError } from './errors.js';
 import { OffThreadHash } from './pagedata.js';
-import { openImage } from './read.js';
+import { openImage, type OpenedImage } from './read.js';
 import { SIGNATURE_FILE, signatureText } from './sign.js';
 import { BLOB_PACK_FILE, HEADER_FILE, IMAGE_MAGIC, IMAGE_VERSION, type Manifest, MANIFEST_FILE, MANIFEST_MAX_BYTES, PAGE_CHUNK_BYTES, PAGE_SIZE, type Pages, type Blob } from './schema.js';
 
@@ -185,8 +185,12 @@ export class ImageWriter {
   /** Every blob written so far, for the manifest. */
   readonly blobs: Blob[] = [];
 
-  /** Validate the manifest, write it, IMAGE and SIGNATURE (sign.ts), fsync, verify, and rename into place. */
-  commit(manifest: Manifest, signKey?: string): void {
+  /**
+   * Write the manifest, IMAGE and SIGNATURE (sign.ts), fsync, read them back
+   * and check them as a reader will, and rename into place. Returns the image
+   * as read back (its page files not yet hashed), under its final name.
+   */
+  commit(manifest: Manifest, signKey?: string): OpenedImage {
     // Checked once, as a reader will see it: the read-back below parses and validates the text written.
     const text = `${JSON.stringify(manifest, null, 1)}\n`;
     // What readers refuse to read is not written: an image that was written must restore.
@@ -203,8 +207,9 @@ export class ImageWriter {
     });
     // Read back the header and manifest and check them, and every page file's size; the page
     // files' sha256 are of the bytes written to them, which fsync has made durable (docs/IMAGE.md).
+    let opened: OpenedImage;
     try {
-      openImage(this.tmpDir, { verifyPages: false });
+      opened = openImage(this.tmpDir, { verifyPages: false });
     } catch (e) {
       // What was just written and synced does not read back: a fault of vjail's (or the disk's), not of the jail.
       if (e instanceof ImageError) throw new ImageError(`internal: the image written does not read back: ${e.message}`);
@@ -215,6 +220,7 @@ export class ImageWriter {
       renameSync(this.tmpDir, this.dir);
       fsyncPath(dirname(this.dir));
     });
+    return { ...opened, dir: this.dir };
   }
 
   abort(): void {
