@@ -382,6 +382,7 @@ static napi_value init(napi_env env, napi_value exports)
 		{ "ptraceSetOptions", js_ptrace_set_options },
 		{ "ptraceGetEventMsg", js_ptrace_get_event_msg },
 		{ "kcmpFile", js_kcmp_file },
+		{ "kcmpFileOrder", js_kcmp_file_order },
 		{ "guardTableFd", js_guard_table_fd },
 		{ "guardCgroup", js_guard_cgroup },
 		{ "guardTask", js_guard_task },

@@ -286,3 +286,21 @@ napi_value js_kcmp_file(napi_env env, napi_callback_info info)
 	napi_get_boolean(env, r == 0, &v);
 	return v;
 }
+
+/*
+ * kcmpFileOrder(pid1, fd1, pid2, fd2): kcmp(KCMP_FILE) as the kernel answers
+ * it: 0 the same open file description, 1 the first orders before the
+ * second, 2 after it, 3 different but unordered. The order is of obfuscated
+ * kernel pointers, consistent while both exist: enough to sort descriptions.
+ */
+napi_value js_kcmp_file_order(napi_env env, napi_callback_info info)
+{
+	napi_value argv[4];
+	if (vj_args(env, info, 4, argv))
+		return NULL;
+	long r = syscall(SYS_kcmp, vj_i32(env, argv[0]), vj_i32(env, argv[2]), KCMP_FILE, (unsigned long)vj_i32(env, argv[1]),
+			 (unsigned long)vj_i32(env, argv[3]));
+	if (r < 0)
+		return vj_throw_errno(env, "kcmp(KCMP_FILE)", errno);
+	return vj_make_i32(env, (int32_t)r);
+}

@@ -97,6 +97,28 @@ describe('descriptors of every saved kind', { timeout: 120_000 }, () => {
     expect(verdicts(join(dir, 'out.child'))).toEqual(['child-pipe ok from parent']);
   });
 
+  it('descriptions that look alike (20 opens of /dev/null) are told apart, and the duplicates among them grouped, by kcmp', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vjail-alike-'));
+    const opens = Array.from({ length: 20 }, (_, i) => `${i + 3}</dev/null`).join(' ');
+    const dups: [number, number][] = [[30, 5], [31, 17], [32, 3], [33, 22], [34, 5]];
+    const script = `exec ${opens}; exec ${dups.map(([to, from]) => `${to}<&${from}`).join(' ')}; touch ${dir}/ready; exec sleep 987.5`;
+    const run = vjailStart(['run', '--', 'bash', '-c', script]);
+    try {
+      expect(await waitFor(() => existsSync(join(dir, 'ready')) && pidOf(['sleep', '987.5']) !== undefined, 30_000)).toBe(true);
+      const img = join(dir, 'image');
+      const cp = await vjail(['checkpoint', '--pid', String(pidOf(['sleep', '987.5'])), '--image', img, '--leave-running']);
+      expect(cp.exitCode).toBe(0);
+      const m = JSON.parse(readFileSync(join(img, 'manifest.json'), 'utf8'));
+      const fds = new Map<number, number>(m.processes[0].fds.map((f: { fd: number; description: number }) => [f.fd, f.description]));
+      const opened = Array.from({ length: 20 }, (_, i) => fds.get(i + 3));
+      expect(new Set(opened).size).toBe(20);
+      for (const [to, from] of dups) expect(fds.get(to)).toBe(fds.get(from));
+    } finally {
+      run.kill('SIGKILL');
+      await Promise.allSettled([run]);
+    }
+  });
+
   it('a pipeline (producer | consumer) in a named jail goes on after restore with nothing lost or repeated', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'vjail-pipeline-'));
     const out = join(dir, 'out');
