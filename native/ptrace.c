@@ -268,6 +268,19 @@ napi_value js_ptrace_get_event_msg(napi_env env, napi_callback_info info)
 	return v;
 }
 
+/* kcmp(KCMP_FILE) of the arguments (pid1, fd1, pid2, fd2): its answer, or -1 with an exception thrown. */
+static long kcmp_file_args(napi_env env, napi_callback_info info)
+{
+	napi_value argv[4];
+	if (vj_args(env, info, 4, argv))
+		return -1;
+	long r = syscall(SYS_kcmp, vj_i32(env, argv[0]), vj_i32(env, argv[2]), KCMP_FILE, (unsigned long)vj_i32(env, argv[1]),
+			 (unsigned long)vj_i32(env, argv[3]));
+	if (r < 0)
+		vj_throw_errno(env, "kcmp(KCMP_FILE)", errno);
+	return r;
+}
+
 /*
  * kcmpFile(pid1, fd1, pid2, fd2): do the two descriptors refer to one open
  * file description (kcmp KCMP_FILE)? Descriptions shared by fork or dup look
@@ -275,13 +288,9 @@ napi_value js_ptrace_get_event_msg(napi_env env, napi_callback_info info)
  */
 napi_value js_kcmp_file(napi_env env, napi_callback_info info)
 {
-	napi_value argv[4];
-	if (vj_args(env, info, 4, argv))
-		return NULL;
-	long r = syscall(SYS_kcmp, vj_i32(env, argv[0]), vj_i32(env, argv[2]), KCMP_FILE, (unsigned long)vj_i32(env, argv[1]),
-			 (unsigned long)vj_i32(env, argv[3]));
+	long r = kcmp_file_args(env, info);
 	if (r < 0)
-		return vj_throw_errno(env, "kcmp(KCMP_FILE)", errno);
+		return NULL;
 	napi_value v;
 	napi_get_boolean(env, r == 0, &v);
 	return v;
@@ -295,12 +304,6 @@ napi_value js_kcmp_file(napi_env env, napi_callback_info info)
  */
 napi_value js_kcmp_file_order(napi_env env, napi_callback_info info)
 {
-	napi_value argv[4];
-	if (vj_args(env, info, 4, argv))
-		return NULL;
-	long r = syscall(SYS_kcmp, vj_i32(env, argv[0]), vj_i32(env, argv[2]), KCMP_FILE, (unsigned long)vj_i32(env, argv[1]),
-			 (unsigned long)vj_i32(env, argv[3]));
-	if (r < 0)
-		return vj_throw_errno(env, "kcmp(KCMP_FILE)", errno);
-	return vj_make_i32(env, (int32_t)r);
+	long r = kcmp_file_args(env, info);
+	return r < 0 ? NULL : vj_make_i32(env, (int32_t)r);
 }
