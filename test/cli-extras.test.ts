@@ -162,6 +162,10 @@ describe('--log-max-size', () => {
     try {
       // Its output is a pipe, not the log file: the jail's stdout and stderr are its supervisor's pipe.
       expect(await waitFor(() => existsSync(log) && readFileSync(log, 'utf8').includes('tick 20'), 30_000), 'the jail did not write "tick 20" within 30 s').toBe(true);
+      // By its pid as by its name: the pipe to its supervisor is the jail's own output, not state outside.
+      const { pid } = JSON.parse(readFileSync(join(stateDir, 'ticker', 'state.json'), 'utf8')) as { pid: number };
+      const byPid = await cli(['checkpoint', '--pid', String(pid), '--image', `${image}-by-pid`, '--leave-running']);
+      expect(byPid.exitCode, byPid.stderr).toBe(0);
       const cp = await cli(['checkpoint', 'ticker', '--image', image]);
       expect(cp.exitCode, cp.stderr).toBe(0);
       // Once its supervisor records the end, everything the jail wrote before the checkpoint is in the log.

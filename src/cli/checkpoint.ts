@@ -5,7 +5,7 @@ import { CheckpointError, CheckpointUnsupported, ExternalStateError } from '../c
 import { TraceeError } from '../checkpoint/tracee.js';
 import { checkSignKey, ImageError, type Manifest } from '../image/format.js';
 import { jailMembers } from '../jails/members.js';
-import { liveness, requireState, workloadAlive } from '../jails/state.js';
+import { listStates, liveness, requireState, workloadAlive } from '../jails/state.js';
 import { isNativeError } from '../native.js';
 import { UsageError, userMessage } from './errors.js';
 import { ProgressLine, StepClock, stderrIsTTY } from './progress.js';
@@ -76,7 +76,9 @@ function target(name: string | undefined, flags: CheckpointFlags): { pid: number
     if (flags.pid === undefined) throw new UsageError('say which jail: vjail checkpoint NAME --image DIR, or --pid PID');
     const pid = Number(flags.pid);
     if (!Number.isInteger(pid) || pid <= 0) throw new UsageError(`--pid must be a process id, not "${flags.pid}"`);
-    return { pid };
+    // The process a jail's name stands for, given by its pid: checkpointed as by the name (its plan, its output's pipe).
+    const named = listStates().find((s) => liveness(s) === 'running' && s.pid === pid);
+    return named ? { pid, jail: { profile: named.profile, policy: named.policy, emulate: named.emulate }, detached: named.detached } : { pid };
   }
   const pid = namedTarget(name);
   const s = requireState(name);
