@@ -12,6 +12,16 @@
  * chunk sums has been hashed whole before the workload runs (JavaScript's
  * side).
  *
+ * Hashing costs about twice what placing does, so the prefetch reads and
+ * checks chunks on two threads: a reader thread fills a few buffers with
+ * checked chunks ahead of the serving thread, which places them, and which
+ * also reads and checks chunks of its own whenever none is ready and no
+ * fault waits. Chunks are claimed one at a time (`claim`), so no chunk is
+ * read twice; a fault on a chunk the reader is checking waits for it (a
+ * bounded while, then reads it itself). A chunk is placed only from the
+ * buffer it was checked in: what the process sees is exactly what was
+ * hashed, whatever happens to the file meanwhile.
+ *
  * Fork (UFFD_FEATURE_EVENT_FORK): the kernel hands us a new userfaultfd for
  * the child's memory, which starts with the parent's state at the fork: the
  * pages already placed are the child's copies, the rest are served to it as
@@ -58,6 +68,10 @@
 #define IDLE_POLL_MS 100
 /* After a failure, how long the userfaultfds are held open at most while the jail is killed. */
 #define FAILED_HOLD_MS 10000
+/* Buffers of checked chunks the reader thread may be ahead by. */
+#define NSLOT 4
+/* How long a fault waits for the reader to finish checking its chunk before reading it itself. */
+#define CLAIM_WAIT_MS 20
 
 /* One mapping's page file: immutable once started, shared by every process forked from the first. */
 struct range {
@@ -70,6 +84,18 @@ struct range {
 	uint8_t *sums;    /* nchunks × 32, or NULL: verified whole already */
 	uint32_t *page_of; /* file page -> mapping page */
 	int32_t *chunk_of; /* mapping page -> chunk, -1 where the image has no data */
+	uint8_t *claim;   /* per chunk, under lazy.mu: CH_* */
+};
+
+/* Who has a chunk: nobody yet, the reader (checking it, or checked in a slot), or the serving thread. */
+enum { CH_FREE = 0, CH_READING, CH_READY, CH_TAKEN };
+enum { SLOT_EMPTY = 0, SLOT_FILLING, SLOT_READY };
+
+/* A buffer of the reader thread: chunk `chunk` of range `range`, checked once READY. */
+struct slot {
+	int state;
+	uint32_t range, chunk;
+	uint8_t *buf;
 };
 
 /* Pages [first, first + count) of a range, now at addr. */
@@ -104,8 +130,21 @@ struct lazy {
 	pthread_t thread;
 	int started;
 	napi_threadsafe_function done;
-	uint8_t *buf;
+	uint8_t *buf;  /* chunks read on a fault */
+	uint8_t *pbuf; /* chunks the serving thread prefetches itself */
 	const EVP_MD *sha;
+	/* The reader thread; mu guards slots, claims, the claim cursor and quit; cv signals their changes. */
+	pthread_t reader;
+	int reader_started;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int quit;
+	uint32_t next_range, next_chunk;
+	struct slot slots[NSLOT];
+	int readyfd; /* eventfd: a slot became ready, or the reader ended */
+	/* error is written once, under errmu, then failed is set. */
+	pthread_mutex_t errmu;
+	int failed;
 	char error[512];
 	/* stats */
 	uint64_t faults, chunks_on_fault, chunks_prefetched, bytes, forks;
@@ -122,14 +161,22 @@ static double now_ms(void)
 static void fail(struct lazy *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void fail(struct lazy *l, const char *fmt, ...)
 {
-	if (l->error[0])
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(l->error, sizeof l->error, fmt, ap);
-	va_end(ap);
-	/* The process must not run on memory we could not give it. */
-	kill(l->pid, SIGKILL);
+	pthread_mutex_lock(&l->errmu);
+	if (!l->error[0]) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(l->error, sizeof l->error, fmt, ap);
+		va_end(ap);
+		/* The process must not run on memory we could not give it. */
+		kill(l->pid, SIGKILL);
+		__atomic_store_n(&l->failed, 1, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&l->errmu);
+}
+
+static int failed(struct lazy *l)
+{
+	return __atomic_load_n(&l->failed, __ATOMIC_ACQUIRE);
 }
 
 static struct ctx *ctx_new(struct lazy *l, int uffd)
@@ -285,17 +332,15 @@ static int copy_pages(struct lazy *l, struct ctx *c, uint64_t addr, const uint8_
 	return OK;
 }
 
-/* Read and verify chunk k of range r, then place its pages that are neither placed nor dropped. */
-static int load_chunk(struct lazy *l, struct ctx *c, uint32_t r, uint32_t k)
+/* Read chunk k of range r into buf and check it (either thread: nothing shared is written but on failure). */
+static int read_chunk(struct lazy *l, uint32_t r, uint32_t k, uint8_t *buf)
 {
 	struct range *R = &l->ranges[r];
-	if (c->chunk_done[r][k])
-		return OK;
 	uint32_t fp0 = k * R->chunk;
 	uint32_t nfp = R->nfile - fp0 < R->chunk ? R->nfile - fp0 : R->chunk;
 	size_t len = (size_t)nfp * PAGE;
 	for (size_t off = 0; off < len;) {
-		ssize_t n = pread(R->fd, l->buf + off, len - off, (off_t)fp0 * PAGE + (off_t)off);
+		ssize_t n = pread(R->fd, buf + off, len - off, (off_t)fp0 * PAGE + (off_t)off);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
@@ -308,7 +353,7 @@ static int load_chunk(struct lazy *l, struct ctx *c, uint32_t r, uint32_t k)
 	if (R->sums) {
 		unsigned char md[32];
 		unsigned int mdlen = 0;
-		if (!EVP_Digest(l->buf, len, md, &mdlen, l->sha, NULL) || mdlen != 32) {
+		if (!EVP_Digest(buf, len, md, &mdlen, l->sha, NULL) || mdlen != 32) {
 			fail(l, "lazy restore: sha256 failed");
 			return FAILED;
 		}
@@ -318,6 +363,17 @@ static int load_chunk(struct lazy *l, struct ctx *c, uint32_t r, uint32_t k)
 			return FAILED;
 		}
 	}
+	return OK;
+}
+
+/* Place the pages of chunk k of range r (checked, in buf) that are neither placed nor dropped in c. */
+static int place_chunk(struct lazy *l, struct ctx *c, uint32_t r, uint32_t k, const uint8_t *buf)
+{
+	struct range *R = &l->ranges[r];
+	if (c->chunk_done[r][k])
+		return OK;
+	uint32_t fp0 = k * R->chunk;
+	uint32_t nfp = R->nfile - fp0 < R->chunk ? R->nfile - fp0 : R->chunk;
 	/* Runs of consecutive file pages that are consecutive mapping pages, unsettled, within one view. */
 	for (uint32_t i = 0; i < nfp;) {
 		uint32_t page = R->page_of[fp0 + i];
@@ -330,7 +386,7 @@ static int load_chunk(struct lazy *l, struct ctx *c, uint32_t r, uint32_t k)
 		uint32_t j = i + 1;
 		while (j < nfp && R->page_of[fp0 + j] == page + (j - i) && !c->settled[r][page + (j - i)] && page + (j - i) < v->first + v->count)
 			j++;
-		int rc = copy_pages(l, c, v->addr + (uint64_t)(page - v->first) * PAGE, l->buf + (size_t)i * PAGE, j - i);
+		int rc = copy_pages(l, c, v->addr + (uint64_t)(page - v->first) * PAGE, buf + (size_t)i * PAGE, j - i);
 		if (rc != OK)
 			return rc;
 		for (uint32_t x = i; x < j; x++)
@@ -339,6 +395,108 @@ static int load_chunk(struct lazy *l, struct ctx *c, uint32_t r, uint32_t k)
 	}
 	c->chunk_done[r][k] = 1;
 	return OK;
+}
+
+/* Read, check and place chunk k of range r in c, on the serving thread. */
+static int load_chunk(struct lazy *l, struct ctx *c, uint32_t r, uint32_t k)
+{
+	if (c->chunk_done[r][k])
+		return OK;
+	int rc = read_chunk(l, r, k, l->buf);
+	return rc == OK ? place_chunk(l, c, r, k, l->buf) : rc;
+}
+
+/* The next chunk nobody has claimed, in file order (under mu); 0 when there is none. */
+static int next_free(struct lazy *l, uint32_t *r, uint32_t *k)
+{
+	for (; l->next_range < l->nranges; l->next_range++, l->next_chunk = 0) {
+		struct range *R = &l->ranges[l->next_range];
+		while (l->next_chunk < R->nchunks && R->claim[l->next_chunk] != CH_FREE)
+			l->next_chunk++;
+		if (l->next_chunk < R->nchunks) {
+			*r = l->next_range;
+			*k = l->next_chunk++;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static struct slot *slot_of(struct lazy *l, uint32_t r, uint32_t k)
+{
+	for (int i = 0; i < NSLOT; i++)
+		if (l->slots[i].state == SLOT_READY && l->slots[i].range == r && l->slots[i].chunk == k)
+			return &l->slots[i];
+	return NULL;
+}
+
+static void timed_wait(struct lazy *l, int ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_nsec += (long)ms * 1000000L;
+	ts.tv_sec += ts.tv_nsec / 1000000000L;
+	ts.tv_nsec %= 1000000000L;
+	pthread_cond_timedwait(&l->cv, &l->mu, &ts);
+}
+
+/*
+ * The reader thread: once the prefetch starts, claim chunks in file order,
+ * read and check each into a free slot, and tell the serving thread. Ends
+ * when every chunk is claimed, on a failure, or when told to quit.
+ */
+static void *reader(void *arg)
+{
+	struct lazy *l = arg;
+	pthread_mutex_lock(&l->mu);
+	while (!l->quit && !failed(l)) {
+		struct slot *s = NULL;
+		for (int i = 0; i < NSLOT && !s; i++)
+			if (l->slots[i].state == SLOT_EMPTY)
+				s = &l->slots[i];
+		if (!__atomic_load_n(&l->prefetch, __ATOMIC_ACQUIRE) || !s) {
+			timed_wait(l, IDLE_POLL_MS); /* woken by lazy_signal or a slot let go */
+			continue;
+		}
+		uint32_t r, k;
+		if (!next_free(l, &r, &k))
+			break;
+		l->ranges[r].claim[k] = CH_READING;
+		s->state = SLOT_FILLING;
+		s->range = r;
+		s->chunk = k;
+		pthread_mutex_unlock(&l->mu);
+		int rc = read_chunk(l, r, k, s->buf);
+		pthread_mutex_lock(&l->mu);
+		s->state = rc == OK ? SLOT_READY : SLOT_EMPTY;
+		l->ranges[r].claim[k] = rc == OK ? CH_READY : CH_TAKEN;
+		pthread_cond_broadcast(&l->cv);
+		uint64_t one = 1;
+		if (write(l->readyfd, &one, sizeof one) < 0) {
+			/* An eventfd counter does not overflow here: nothing to do. */
+		}
+	}
+	pthread_mutex_unlock(&l->mu);
+	return NULL;
+}
+
+/*
+ * Chunk k of range r for c, on a fault: from the reader's slot if it has
+ * checked it, waiting a bounded while if it is checking it; else read here.
+ */
+static int fault_chunk(struct lazy *l, struct ctx *c, uint32_t r, uint32_t k)
+{
+	struct range *R = &l->ranges[r];
+	pthread_mutex_lock(&l->mu);
+	double until = now_ms() + CLAIM_WAIT_MS;
+	while (R->claim[k] == CH_READING && now_ms() < until && !failed(l))
+		timed_wait(l, CLAIM_WAIT_MS);
+	struct slot *s = R->claim[k] == CH_READY ? slot_of(l, r, k) : NULL;
+	if (R->claim[k] == CH_FREE)
+		R->claim[k] = CH_TAKEN;
+	pthread_mutex_unlock(&l->mu);
+	/* A READY slot is let go only by this thread: it stays valid. */
+	return s ? place_chunk(l, c, r, k, s->buf) : load_chunk(l, c, r, k);
 }
 
 static int zero_page(struct lazy *l, struct ctx *c, uint64_t addr)
@@ -371,7 +529,7 @@ static int serve_fault(struct lazy *l, struct ctx *c, uint64_t addr)
 		int32_t k = l->ranges[r].chunk_of[page];
 		if (k >= 0 && !c->chunk_done[r][k]) {
 			l->chunks_on_fault++;
-			int rc = load_chunk(l, c, r, (uint32_t)k);
+			int rc = fault_chunk(l, c, r, (uint32_t)k);
 			if (rc != OK)
 				return rc;
 		}
@@ -512,12 +670,126 @@ static int prefetch_one(struct lazy *l, struct ctx *c)
 	return COMPLETE;
 }
 
+/* Place a checked chunk in every process that lacks it; one whose map changes under the copy gets it later (complete_step). */
+static int place_everywhere(struct lazy *l, uint32_t r, uint32_t k, const uint8_t *buf)
+{
+	for (int i = 0; i < l->nctx && !failed(l); i++) {
+		struct ctx *c = l->ctx[i];
+		if (c->finished || c->chunk_done[r][k])
+			continue;
+		int rc = place_chunk(l, c, r, k, buf);
+		if (rc == GONE || (rc == AGAIN && drain(l, c) == GONE))
+			ctx_finish(l, c);
+		else if (rc == FAILED)
+			return FAILED;
+	}
+	return failed(l) ? FAILED : OK;
+}
+
+/*
+ * Every chunk is claimed and none is on its way: place what a process still
+ * lacks (a chunk whose copy met a changing map, one a forked child missed),
+ * and let go of every process that is complete. Returns 1 if it did
+ * something.
+ */
+static int complete_step(struct lazy *l, int *again)
+{
+	int busy = 0;
+	for (int i = 0; i < l->nctx && !failed(l); i++) {
+		struct ctx *c = l->ctx[i];
+		if (c->finished)
+			continue;
+		int rc = prefetch_one(l, c);
+		if (rc == COMPLETE) {
+			/* Complete: a last look at the queue (a fork or fault just before), then let go. */
+			int d = drain(l, c);
+			if ((d == OK && prefetch_one(l, c) == COMPLETE) || d == GONE)
+				ctx_finish(l, c);
+			busy = 1;
+			continue;
+		}
+		if (rc == GONE) {
+			ctx_finish(l, c);
+			continue;
+		}
+		if (rc == AGAIN) {
+			if (++*again > MAX_AGAIN)
+				fail(l, "lazy restore: the memory map kept changing under the page copies; the process was killed");
+			drain(l, c);
+		} else {
+			*again = 0;
+		}
+		return 1; /* one chunk, then look at the queues again */
+	}
+	return busy;
+}
+
+/*
+ * One step of the prefetch: place a chunk the reader has checked; else read,
+ * check and place the next chunk nobody has claimed; else, once every chunk
+ * is claimed and none is being read, complete_step. Returns 0 when there is
+ * nothing to do until the reader is through its chunk.
+ */
+static int prefetch_step(struct lazy *l, int *again)
+{
+	pthread_mutex_lock(&l->mu);
+	struct slot *s = NULL;
+	int reading = 0;
+	for (int i = 0; i < NSLOT; i++) {
+		if (l->slots[i].state == SLOT_READY && !s)
+			s = &l->slots[i];
+		reading |= l->slots[i].state == SLOT_FILLING;
+	}
+	uint32_t r = 0, k = 0;
+	int own = !s && next_free(l, &r, &k);
+	if (own)
+		l->ranges[r].claim[k] = CH_TAKEN;
+	pthread_mutex_unlock(&l->mu);
+	if (s) {
+		if (place_everywhere(l, s->range, s->chunk, s->buf) == OK)
+			l->chunks_prefetched++;
+		pthread_mutex_lock(&l->mu);
+		l->ranges[s->range].claim[s->chunk] = CH_TAKEN;
+		s->state = SLOT_EMPTY;
+		pthread_cond_broadcast(&l->cv);
+		pthread_mutex_unlock(&l->mu);
+		return 1;
+	}
+	if (own) {
+		/* Not l->buf: placing may answer faults, which read into that. */
+		if (read_chunk(l, r, k, l->pbuf) == OK && place_everywhere(l, r, k, l->pbuf) == OK)
+			l->chunks_prefetched++;
+		return 1;
+	}
+	return reading ? 0 : complete_step(l, again);
+}
+
+static void stop_reader(struct lazy *l)
+{
+	if (!l->reader_started)
+		return;
+	pthread_mutex_lock(&l->mu);
+	l->quit = 1;
+	pthread_cond_broadcast(&l->cv);
+	pthread_mutex_unlock(&l->mu);
+	pthread_join(l->reader, NULL);
+	l->reader_started = 0;
+}
+
+static void clear_eventfd(int fd)
+{
+	uint64_t v;
+	if (read(fd, &v, sizeof v) < 0) {
+		/* Already cleared. */
+	}
+}
+
 static void *serve(void *arg)
 {
 	struct lazy *l = arg;
 	int again = 0;
-	while (!l->error[0]) {
-		struct pollfd p[MAX_CTX + 1];
+	while (!failed(l)) {
+		struct pollfd p[MAX_CTX + 2];
 		int live = 0, n = l->nctx; /* drain may add contexts (forks): they are polled next time round */
 		for (int i = 0; i < n; i++) {
 			p[i].fd = l->ctx[i]->finished ? -1 : l->ctx[i]->uffd;
@@ -527,54 +799,22 @@ static void *serve(void *arg)
 		}
 		if (!live)
 			break;
-		p[n].fd = l->stopfd;
-		p[n].events = POLLIN;
-		p[n].revents = 0;
-		if (poll(p, (nfds_t)n + 1, 0) == 0) {
-			/* Nothing waiting: prefetch a chunk, or wait a bounded while if nothing is left. */
-			int busy = 0;
-			for (int i = 0; i < l->nctx && !l->error[0] && __atomic_load_n(&l->prefetch, __ATOMIC_ACQUIRE); i++) {
-				struct ctx *c = l->ctx[i];
-				if (c->finished)
-					continue;
-				int rc = prefetch_one(l, c);
-				if (rc == COMPLETE) {
-					/* Complete: a last look at the queue (a fork or fault just before), then let go. */
-					int d = drain(l, c);
-					if (d == OK && prefetch_one(l, c) == COMPLETE)
-						ctx_finish(l, c);
-					else if (d == GONE)
-						ctx_finish(l, c);
-					busy = 1;
-					continue;
-				}
-				if (rc == GONE) {
-					ctx_finish(l, c);
-					continue;
-				}
-				if (rc == AGAIN) {
-					if (++again > MAX_AGAIN)
-						fail(l, "lazy restore: the memory map kept changing under the page copies; the process was killed");
-					drain(l, c);
-				} else {
-					again = 0;
-				}
-				busy = 1;
-				break; /* one chunk, then look at the queues again */
-			}
-			if (!busy)
-				poll(p, (nfds_t)n + 1, IDLE_POLL_MS);
+		p[n] = (struct pollfd){ l->stopfd, POLLIN, 0 };
+		p[n + 1] = (struct pollfd){ l->readyfd, POLLIN, 0 };
+		if (poll(p, (nfds_t)n + 2, 0) == 0) {
+			/* Nothing waiting: a step of the prefetch, or wait a bounded while if there is nothing to do. */
+			if (!__atomic_load_n(&l->prefetch, __ATOMIC_ACQUIRE) || !prefetch_step(l, &again))
+				poll(p, (nfds_t)n + 2, IDLE_POLL_MS);
 			continue;
 		}
+		if (p[n + 1].revents)
+			clear_eventfd(l->readyfd);
 		if (p[n].revents) {
-			uint64_t v;
-			if (read(l->stopfd, &v, sizeof v) < 0) {
-				/* Already cleared. */
-			}
+			clear_eventfd(l->stopfd);
 			if (__atomic_load_n(&l->stopping, __ATOMIC_ACQUIRE))
 				break;
 		}
-		for (int i = 0; i < n && !l->error[0]; i++) {
+		for (int i = 0; i < n && !failed(l); i++) {
 			if (!p[i].revents)
 				continue;
 			int rc = drain(l, l->ctx[i]);
@@ -582,8 +822,9 @@ static void *serve(void *arg)
 				ctx_finish(l, l->ctx[i]);
 		}
 	}
+	stop_reader(l);
 	l->end_ms = now_ms();
-	if (l->error[0]) {
+	if (failed(l)) {
 		/*
 		 * Report at once (JavaScript kills the jail), but keep every
 		 * userfaultfd open until told to stop, or for a bounded while:
@@ -593,11 +834,9 @@ static void *serve(void *arg)
 		napi_call_threadsafe_function(l->done, (void *)1, napi_tsfn_blocking);
 		double until = now_ms() + FAILED_HOLD_MS;
 		while (!__atomic_load_n(&l->stopping, __ATOMIC_ACQUIRE) && now_ms() < until) {
-			struct pollfd s = { l->stopfd, POLLIN, 0 };
-			uint64_t v;
-			if (poll(&s, 1, (int)(until - now_ms()) + 1) > 0 && read(l->stopfd, &v, sizeof v) < 0) {
-				/* Cleared meanwhile. */
-			}
+			struct pollfd st = { l->stopfd, POLLIN, 0 };
+			if (poll(&st, 1, (int)(until - now_ms()) + 1) > 0)
+				clear_eventfd(l->stopfd);
 		}
 	}
 	napi_call_threadsafe_function(l->done, NULL, napi_tsfn_blocking);
@@ -618,11 +857,20 @@ static void lazy_free(struct lazy *l)
 		free(R->sums);
 		free(R->page_of);
 		free(R->chunk_of);
+		free(R->claim);
 	}
 	free(l->ranges);
 	free(l->buf);
+	free(l->pbuf);
+	for (int i = 0; i < NSLOT; i++)
+		free(l->slots[i].buf);
 	if (l->stopfd >= 0)
 		close(l->stopfd);
+	if (l->readyfd >= 0)
+		close(l->readyfd);
+	pthread_cond_destroy(&l->cv);
+	pthread_mutex_destroy(&l->mu);
+	pthread_mutex_destroy(&l->errmu);
 	free(l);
 }
 
@@ -662,7 +910,7 @@ static void call_done(napi_env env, napi_value js_cb, void *context, void *data)
 	pthread_join(l->thread, NULL);
 	l->started = 0;
 	napi_create_string_utf8(env, "ended", NAPI_AUTO_LENGTH, &args[0]);
-	if (l->error[0])
+	if (failed(l))
 		napi_create_string_utf8(env, l->error, NAPI_AUTO_LENGTH, &args[1]);
 	else
 		napi_get_null(env, &args[1]);
@@ -694,6 +942,14 @@ napi_value js_lazy_start(napi_env env, napi_callback_info info)
 	if (!l)
 		return vj_throw_errno(env, "calloc", ENOMEM);
 	l->stopfd = -1;
+	l->readyfd = -1;
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* timed_wait's clock */
+	pthread_cond_init(&l->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	pthread_mutex_init(&l->mu, NULL);
+	pthread_mutex_init(&l->errmu, NULL);
 	l->pid = vj_i32(env, argv[0]);
 	int remote = vj_i32(env, argv[1]);
 	uint32_t n = 0;
@@ -741,7 +997,8 @@ napi_value js_lazy_start(napi_env env, napi_callback_info info)
 			maxchunk = R->chunk;
 		R->page_of = malloc((R->nfile ? R->nfile : 1) * sizeof *R->page_of);
 		R->chunk_of = malloc(R->npages * sizeof *R->chunk_of);
-		if (!R->page_of || !R->chunk_of) {
+		R->claim = calloc(R->nchunks ? R->nchunks : 1, 1);
+		if (!R->page_of || !R->chunk_of || !R->claim) {
 			bad = "memory";
 			break;
 		}
@@ -785,14 +1042,19 @@ napi_value js_lazy_start(napi_env env, napi_callback_info info)
 		return NULL;
 	}
 	l->buf = malloc((size_t)maxchunk * PAGE);
+	l->pbuf = malloc((size_t)maxchunk * PAGE);
+	int nobuf = !l->buf || !l->pbuf;
+	for (int i = 0; i < NSLOT; i++)
+		nobuf |= !(l->slots[i].buf = malloc((size_t)maxchunk * PAGE));
 	l->sha = EVP_sha256();
 	l->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	l->readyfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	int pidfd = (int)syscall(SYS_pidfd_open, l->pid, 0);
 	int uffd = pidfd < 0 ? -1 : (int)syscall(SYS_pidfd_getfd, pidfd, remote, 0);
 	int err = errno;
 	if (pidfd >= 0)
 		close(pidfd);
-	if (uffd < 0 || !l->buf || l->stopfd < 0) {
+	if (uffd < 0 || nobuf || l->stopfd < 0 || l->readyfd < 0) {
 		lazy_free(l);
 		return vj_throw_errno(env, "pidfd_getfd of the restored process's userfaultfd", uffd < 0 ? err : ENOMEM);
 	}
@@ -818,7 +1080,10 @@ napi_value js_lazy_start(napi_env env, napi_callback_info info)
 		return NULL;
 	}
 	l->start_ms = now_ms();
+	/* Without a reader thread, the serving thread reads every chunk itself. */
+	l->reader_started = pthread_create(&l->reader, NULL, reader, l) == 0;
 	if (pthread_create(&l->thread, NULL, serve, l) != 0) {
+		stop_reader(l);
 		napi_release_threadsafe_function(l->done, napi_tsfn_release);
 		lazy_free(l);
 		return vj_throw_errno(env, "pthread_create", EAGAIN);
@@ -833,6 +1098,9 @@ napi_value js_lazy_start(napi_env env, napi_callback_info info)
 static void lazy_signal(struct lazy *l, volatile int *flag)
 {
 	__atomic_store_n(flag, 1, __ATOMIC_RELEASE);
+	pthread_mutex_lock(&l->mu);
+	pthread_cond_broadcast(&l->cv); /* the reader, waiting for the prefetch */
+	pthread_mutex_unlock(&l->mu);
 	uint64_t one = 1;
 	if (write(l->stopfd, &one, sizeof one) < 0) {
 		/* An eventfd counter cannot overflow at one write: nothing to do. */
