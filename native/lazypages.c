@@ -140,6 +140,9 @@ struct lazy {
 	pthread_cond_t cv;
 	int quit;
 	uint32_t next_range, next_chunk;
+	/* Where the last fault was, plus one chunk: read from there on first (a process tends to go on where it was). */
+	int hint;
+	uint32_t hint_range, hint_chunk;
 	struct slot slots[NSLOT];
 	int readyfd; /* eventfd: a slot became ready, or the reader ended */
 	/* error is written once, under errmu, then failed is set. */
@@ -406,9 +409,20 @@ static int load_chunk(struct lazy *l, struct ctx *c, uint32_t r, uint32_t k)
 	return rc == OK ? place_chunk(l, c, r, k, l->buf) : rc;
 }
 
-/* The next chunk nobody has claimed, in file order (under mu); 0 when there is none. */
+/* The next chunk nobody has claimed (under mu): after the last fault's, else in file order; 0 when there is none. */
 static int next_free(struct lazy *l, uint32_t *r, uint32_t *k)
 {
+	if (l->hint) {
+		struct range *R = &l->ranges[l->hint_range];
+		while (l->hint_chunk < R->nchunks && R->claim[l->hint_chunk] != CH_FREE)
+			l->hint_chunk++;
+		if (l->hint_chunk < R->nchunks) {
+			*r = l->hint_range;
+			*k = l->hint_chunk++;
+			return 1;
+		}
+		l->hint = 0;
+	}
 	for (; l->next_range < l->nranges; l->next_range++, l->next_chunk = 0) {
 		struct range *R = &l->ranges[l->next_range];
 		while (l->next_chunk < R->nchunks && R->claim[l->next_chunk] != CH_FREE)
@@ -428,6 +442,25 @@ static struct slot *slot_of(struct lazy *l, uint32_t r, uint32_t k)
 		if (l->slots[i].state == SLOT_READY && l->slots[i].range == r && l->slots[i].chunk == k)
 			return &l->slots[i];
 	return NULL;
+}
+
+/* Let go of a slot: the reader may fill it again. A process still without its chunk gets it from complete_step. */
+static void release_slot(struct lazy *l, struct slot *s)
+{
+	pthread_mutex_lock(&l->mu);
+	l->ranges[s->range].claim[s->chunk] = CH_TAKEN;
+	s->state = SLOT_EMPTY;
+	pthread_cond_broadcast(&l->cv);
+	pthread_mutex_unlock(&l->mu);
+}
+
+/* Let go of a slot once its chunk is in every process, so that the reader can go on. */
+static void release_if_placed(struct lazy *l, struct slot *s)
+{
+	for (int i = 0; i < l->nctx; i++)
+		if (!l->ctx[i]->finished && !l->ctx[i]->chunk_done[s->range][s->chunk])
+			return;
+	release_slot(l, s);
 }
 
 static void timed_wait(struct lazy *l, int ms)
@@ -488,6 +521,9 @@ static int fault_chunk(struct lazy *l, struct ctx *c, uint32_t r, uint32_t k)
 {
 	struct range *R = &l->ranges[r];
 	pthread_mutex_lock(&l->mu);
+	l->hint = 1;
+	l->hint_range = r;
+	l->hint_chunk = k + 1;
 	double until = now_ms() + CLAIM_WAIT_MS;
 	while (R->claim[k] == CH_READING && now_ms() < until && !failed(l))
 		timed_wait(l, CLAIM_WAIT_MS);
@@ -495,8 +531,13 @@ static int fault_chunk(struct lazy *l, struct ctx *c, uint32_t r, uint32_t k)
 	if (R->claim[k] == CH_FREE)
 		R->claim[k] = CH_TAKEN;
 	pthread_mutex_unlock(&l->mu);
+	if (!s)
+		return load_chunk(l, c, r, k);
 	/* A READY slot is let go only by this thread: it stays valid. */
-	return s ? place_chunk(l, c, r, k, s->buf) : load_chunk(l, c, r, k);
+	int rc = place_chunk(l, c, r, k, s->buf);
+	if (rc == OK)
+		release_if_placed(l, s);
+	return rc;
 }
 
 static int zero_page(struct lazy *l, struct ctx *c, uint64_t addr)
@@ -724,6 +765,23 @@ static int complete_step(struct lazy *l, int *again)
 	return busy;
 }
 
+/* Place every chunk the reader has checked, and let go of its slots: between faults, which would otherwise keep it waiting. */
+static void place_ready(struct lazy *l)
+{
+	struct slot *ready[NSLOT];
+	int n = 0;
+	pthread_mutex_lock(&l->mu);
+	for (int i = 0; i < NSLOT; i++)
+		if (l->slots[i].state == SLOT_READY)
+			ready[n++] = &l->slots[i];
+	pthread_mutex_unlock(&l->mu);
+	for (int i = 0; i < n && !failed(l); i++) {
+		if (place_everywhere(l, ready[i]->range, ready[i]->chunk, ready[i]->buf) == OK)
+			l->chunks_prefetched++;
+		release_slot(l, ready[i]);
+	}
+}
+
 /*
  * One step of the prefetch: place a chunk the reader has checked; else read,
  * check and place the next chunk nobody has claimed; else, once every chunk
@@ -746,13 +804,7 @@ static int prefetch_step(struct lazy *l, int *again)
 		l->ranges[r].claim[k] = CH_TAKEN;
 	pthread_mutex_unlock(&l->mu);
 	if (s) {
-		if (place_everywhere(l, s->range, s->chunk, s->buf) == OK)
-			l->chunks_prefetched++;
-		pthread_mutex_lock(&l->mu);
-		l->ranges[s->range].claim[s->chunk] = CH_TAKEN;
-		s->state = SLOT_EMPTY;
-		pthread_cond_broadcast(&l->cv);
-		pthread_mutex_unlock(&l->mu);
+		place_ready(l);
 		return 1;
 	}
 	if (own) {
@@ -821,6 +873,8 @@ static void *serve(void *arg)
 			if (rc == GONE)
 				ctx_finish(l, l->ctx[i]);
 		}
+		if (__atomic_load_n(&l->prefetch, __ATOMIC_ACQUIRE))
+			place_ready(l);
 	}
 	stop_reader(l);
 	l->end_ms = now_ms();
