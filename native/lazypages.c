@@ -96,6 +96,7 @@ struct slot {
 	int state;
 	uint32_t range, chunk;
 	uint8_t *buf;
+	int pinned; /* the serving thread is placing from it (and may answer faults meanwhile): not let go */
 };
 
 /* Pages [first, first + count) of a range, now at addr. */
@@ -457,6 +458,8 @@ static void release_slot(struct lazy *l, struct slot *s)
 /* Let go of a slot once its chunk is in every process, so that the reader can go on. */
 static void release_if_placed(struct lazy *l, struct slot *s)
 {
+	if (s->pinned)
+		return;
 	for (int i = 0; i < l->nctx; i++)
 		if (!l->ctx[i]->finished && !l->ctx[i]->chunk_done[s->range][s->chunk])
 			return;
@@ -474,7 +477,7 @@ static void timed_wait(struct lazy *l, int ms)
 }
 
 /*
- * The reader thread: once the prefetch starts, claim chunks in file order,
+ * The reader thread: once the prefetch starts, claim chunks (next_free),
  * read and check each into a free slot, and tell the serving thread. Ends
  * when every chunk is claimed, on a failure, or when told to quit.
  */
@@ -776,9 +779,18 @@ static void place_ready(struct lazy *l)
 			ready[n++] = &l->slots[i];
 	pthread_mutex_unlock(&l->mu);
 	for (int i = 0; i < n && !failed(l); i++) {
-		if (place_everywhere(l, ready[i]->range, ready[i]->chunk, ready[i]->buf) == OK)
+		struct slot *s = ready[i];
+		/* A fault answered while placing an earlier one may have let this one go (and the reader refilled it). */
+		pthread_mutex_lock(&l->mu);
+		int still = s->state == SLOT_READY;
+		pthread_mutex_unlock(&l->mu);
+		if (!still)
+			continue;
+		s->pinned = 1;
+		if (place_everywhere(l, s->range, s->chunk, s->buf) == OK)
 			l->chunks_prefetched++;
-		release_slot(l, ready[i]);
+		s->pinned = 0;
+		release_slot(l, s);
 	}
 }
 
