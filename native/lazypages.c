@@ -13,14 +13,16 @@
  * side).
  *
  * Hashing costs about twice what placing does, so the prefetch reads and
- * checks chunks on two threads: a reader thread fills a few buffers with
- * checked chunks ahead of the serving thread, which places them, and which
- * also reads and checks chunks of its own whenever none is ready and no
- * fault waits. Chunks are claimed one at a time (`claim`), so no chunk is
- * read twice; a fault on a chunk the reader is checking waits for it (a
- * bounded while, then reads it itself). A chunk is placed only from the
- * buffer it was checked in: what the process sees is exactly what was
- * hashed, whatever happens to the file meanwhile.
+ * checks chunks on two threads: a reader thread fills buffers with checked
+ * chunks ahead of the serving thread, which places them, and which also
+ * reads and checks chunks of its own whenever none is ready and no fault
+ * waits. Each claims chunks (`claim`) two at a time, after the last fault's
+ * if it can, and hashes the two together (sha256pair.c: where the CPU has
+ * the SHA extensions, two take little more time than one); no chunk is read
+ * twice. A fault on a chunk the reader is checking waits for it (a bounded
+ * while, then reads it itself). A chunk is placed only from the buffer it
+ * was checked in: what the process sees is exactly what was hashed,
+ * whatever happens to the file meanwhile.
  *
  * Fork (UFFD_FEATURE_EVENT_FORK): the kernel hands us a new userfaultfd for
  * the child's memory, which starts with the parent's state at the fork: the
@@ -53,6 +55,7 @@
 
 #include "lazypages.h"
 #include "napi_util.h"
+#include "sha256pair.h"
 
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
@@ -69,7 +72,7 @@
 /* After a failure, how long the userfaultfds are held open at most while the jail is killed. */
 #define FAILED_HOLD_MS 10000
 /* Buffers of checked chunks the reader thread may be ahead by. */
-#define NSLOT 4
+#define NSLOT 16
 /* How long a fault waits for the reader to finish checking its chunk before reading it itself. */
 #define CLAIM_WAIT_MS 20
 
@@ -131,8 +134,10 @@ struct lazy {
 	pthread_t thread;
 	int started;
 	napi_threadsafe_function done;
-	uint8_t *buf;  /* chunks read on a fault */
-	uint8_t *pbuf; /* chunks the serving thread prefetches itself */
+	uint8_t *buf;  /* chunks read on a fault: two of maxchunk pages */
+	uint8_t *pbuf; /* chunks the serving thread prefetches itself: two */
+	uint32_t maxchunk;
+	int pair; /* vj_sha256_pair can be used */
 	const EVP_MD *sha;
 	/* The reader thread; mu guards slots, claims, the claim cursor and quit; cv signals their changes. */
 	pthread_t reader;
@@ -336,34 +341,59 @@ static int copy_pages(struct lazy *l, struct ctx *c, uint64_t addr, const uint8_
 	return OK;
 }
 
-/* Read chunk k of range r into buf and check it (either thread: nothing shared is written but on failure). */
-static int read_chunk(struct lazy *l, uint32_t r, uint32_t k, uint8_t *buf)
+/* A chunk to read and check: chunk k of range r, into buf. */
+struct want {
+	uint32_t r, k;
+	uint8_t *buf;
+};
+
+/* Bytes of chunk k of R (the last one may be short). */
+static size_t chunk_len(const struct range *R, uint32_t k)
 {
-	struct range *R = &l->ranges[r];
 	uint32_t fp0 = k * R->chunk;
-	uint32_t nfp = R->nfile - fp0 < R->chunk ? R->nfile - fp0 : R->chunk;
-	size_t len = (size_t)nfp * PAGE;
-	for (size_t off = 0; off < len;) {
-		ssize_t n = pread(R->fd, buf + off, len - off, (off_t)fp0 * PAGE + (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			fail(l, "lazy restore: page data of the mapping at 0x%llx could not be read (%s); the process was killed",
-				(unsigned long long)R->start, n < 0 ? strerror(errno) : "the file ended early");
-			return FAILED;
+	return (size_t)(R->nfile - fp0 < R->chunk ? R->nfile - fp0 : R->chunk) * PAGE;
+}
+
+/*
+ * Read n chunks (1 or 2) and check each against its sha256: two of the same
+ * size at once where the CPU has the SHA extensions (sha256pair.c). Either
+ * thread: nothing shared is written but on failure.
+ */
+static int read_chunks(struct lazy *l, const struct want *w, int n)
+{
+	uint8_t md[2][32];
+	for (int i = 0; i < n; i++) {
+		struct range *R = &l->ranges[w[i].r];
+		size_t len = chunk_len(R, w[i].k);
+		off_t at = (off_t)w[i].k * R->chunk * (off_t)PAGE;
+		for (size_t off = 0; off < len;) {
+			ssize_t got = pread(R->fd, w[i].buf + off, len - off, at + (off_t)off);
+			if (got < 0 && errno == EINTR)
+				continue;
+			if (got <= 0) {
+				fail(l, "lazy restore: page data of the mapping at 0x%llx could not be read (%s); the process was killed",
+					(unsigned long long)R->start, got < 0 ? strerror(errno) : "the file ended early");
+				return FAILED;
+			}
+			off += (size_t)got;
 		}
-		off += (size_t)n;
 	}
-	if (R->sums) {
-		unsigned char md[32];
-		unsigned int mdlen = 0;
-		if (!EVP_Digest(buf, len, md, &mdlen, l->sha, NULL) || mdlen != 32) {
+	const struct range *R0 = &l->ranges[w[0].r], *R1 = n == 2 ? &l->ranges[w[1].r] : NULL;
+	int paired = l->pair && R1 && R0->sums && R1->sums && chunk_len(R0, w[0].k) == chunk_len(R1, w[1].k);
+	if (paired)
+		vj_sha256_pair((const uint8_t *const[2]){ w[0].buf, w[1].buf }, chunk_len(R0, w[0].k), md);
+	for (int i = 0; i < n; i++) {
+		struct range *R = &l->ranges[w[i].r];
+		if (!R->sums)
+			continue; /* hashed whole before anything ran */
+		unsigned int mdlen = 32;
+		if (!paired && (!EVP_Digest(w[i].buf, chunk_len(R, w[i].k), md[i], &mdlen, l->sha, NULL) || mdlen != 32)) {
 			fail(l, "lazy restore: sha256 failed");
 			return FAILED;
 		}
-		if (memcmp(md, R->sums + (size_t)k * 32, 32) != 0) {
+		if (memcmp(md[i], R->sums + (size_t)w[i].k * 32, 32) != 0) {
 			fail(l, "the image is damaged: the page data of the mapping at 0x%llx (chunk %u) does not match its checksum; the restored process was killed before using it",
-				(unsigned long long)R->start, k);
+				(unsigned long long)R->start, w[i].k);
 			return FAILED;
 		}
 	}
@@ -406,7 +436,8 @@ static int load_chunk(struct lazy *l, struct ctx *c, uint32_t r, uint32_t k)
 {
 	if (c->chunk_done[r][k])
 		return OK;
-	int rc = read_chunk(l, r, k, l->buf);
+	struct want w = { r, k, l->buf };
+	int rc = read_chunks(l, &w, 1);
 	return rc == OK ? place_chunk(l, c, r, k, l->buf) : rc;
 }
 
@@ -486,26 +517,35 @@ static void *reader(void *arg)
 	struct lazy *l = arg;
 	pthread_mutex_lock(&l->mu);
 	while (!l->quit && !failed(l)) {
-		struct slot *s = NULL;
-		for (int i = 0; i < NSLOT && !s; i++)
+		/* Two chunks at a time (hashed together), or one if that is all there is. */
+		struct slot *s[2];
+		int free = 0;
+		for (int i = 0; i < NSLOT && free < 2; i++)
 			if (l->slots[i].state == SLOT_EMPTY)
-				s = &l->slots[i];
-		if (!__atomic_load_n(&l->prefetch, __ATOMIC_ACQUIRE) || !s) {
+				s[free++] = &l->slots[i];
+		if (!__atomic_load_n(&l->prefetch, __ATOMIC_ACQUIRE) || free < 2) {
 			timed_wait(l, IDLE_POLL_MS); /* woken by lazy_signal or a slot let go */
 			continue;
 		}
-		uint32_t r, k;
-		if (!next_free(l, &r, &k))
+		struct want w[2];
+		int n = 0;
+		while (n < 2 && next_free(l, &w[n].r, &w[n].k)) {
+			l->ranges[w[n].r].claim[w[n].k] = CH_READING;
+			s[n]->state = SLOT_FILLING;
+			s[n]->range = w[n].r;
+			s[n]->chunk = w[n].k;
+			w[n].buf = s[n]->buf;
+			n++;
+		}
+		if (n == 0)
 			break;
-		l->ranges[r].claim[k] = CH_READING;
-		s->state = SLOT_FILLING;
-		s->range = r;
-		s->chunk = k;
 		pthread_mutex_unlock(&l->mu);
-		int rc = read_chunk(l, r, k, s->buf);
+		int rc = read_chunks(l, w, n);
 		pthread_mutex_lock(&l->mu);
-		s->state = rc == OK ? SLOT_READY : SLOT_EMPTY;
-		l->ranges[r].claim[k] = rc == OK ? CH_READY : CH_TAKEN;
+		for (int i = 0; i < n; i++) {
+			s[i]->state = rc == OK ? SLOT_READY : SLOT_EMPTY;
+			l->ranges[w[i].r].claim[w[i].k] = rc == OK ? CH_READY : CH_TAKEN;
+		}
 		pthread_cond_broadcast(&l->cv);
 		uint64_t one = 1;
 		if (write(l->readyfd, &one, sizeof one) < 0) {
@@ -531,8 +571,25 @@ static int fault_chunk(struct lazy *l, struct ctx *c, uint32_t r, uint32_t k)
 	while (R->claim[k] == CH_READING && now_ms() < until && !failed(l))
 		timed_wait(l, CLAIM_WAIT_MS);
 	struct slot *s = R->claim[k] == CH_READY ? slot_of(l, r, k) : NULL;
-	if (R->claim[k] == CH_FREE)
+	if (R->claim[k] == CH_FREE) {
+		/* Read here, and the next chunk nobody has (after this one) with it: hashed together, it costs little more. */
 		R->claim[k] = CH_TAKEN;
+		struct want w[2] = { { r, k, l->buf } };
+		int n = 1;
+		if (next_free(l, &w[1].r, &w[1].k)) {
+			l->ranges[w[1].r].claim[w[1].k] = CH_TAKEN;
+			w[1].buf = l->buf + (size_t)l->maxchunk * PAGE;
+			n = 2;
+		}
+		pthread_mutex_unlock(&l->mu);
+		int rc = read_chunks(l, w, n);
+		if (rc == OK)
+			rc = place_chunk(l, c, r, k, l->buf);
+		/* The other one in this process only (others get it from complete_step); not placed now, it is later. */
+		if (rc == OK && n == 2 && place_chunk(l, c, w[1].r, w[1].k, w[1].buf) == FAILED)
+			rc = FAILED;
+		return rc;
+	}
 	pthread_mutex_unlock(&l->mu);
 	if (!s)
 		return load_chunk(l, c, r, k);
@@ -810,10 +867,13 @@ static int prefetch_step(struct lazy *l, int *again)
 			s = &l->slots[i];
 		reading |= l->slots[i].state == SLOT_FILLING;
 	}
-	uint32_t r = 0, k = 0;
-	int own = !s && next_free(l, &r, &k);
-	if (own)
-		l->ranges[r].claim[k] = CH_TAKEN;
+	struct want w[2];
+	int own = 0;
+	while (!s && own < 2 && next_free(l, &w[own].r, &w[own].k)) {
+		l->ranges[w[own].r].claim[w[own].k] = CH_TAKEN;
+		w[own].buf = l->pbuf + (size_t)own * l->maxchunk * PAGE;
+		own++;
+	}
 	pthread_mutex_unlock(&l->mu);
 	if (s) {
 		place_ready(l);
@@ -821,8 +881,9 @@ static int prefetch_step(struct lazy *l, int *again)
 	}
 	if (own) {
 		/* Not l->buf: placing may answer faults, which read into that. */
-		if (read_chunk(l, r, k, l->pbuf) == OK && place_everywhere(l, r, k, l->pbuf) == OK)
-			l->chunks_prefetched++;
+		if (read_chunks(l, w, own) == OK)
+			for (int i = 0; i < own && place_everywhere(l, w[i].r, w[i].k, w[i].buf) == OK; i++)
+				l->chunks_prefetched++;
 		return 1;
 	}
 	return reading ? 0 : complete_step(l, again);
@@ -992,6 +1053,23 @@ static int get_prop(napi_env env, napi_value obj, const char *key, napi_value *o
 	return napi_get_named_property(env, obj, key, out) == napi_ok ? 0 : -1;
 }
 
+/* Does vj_sha256_pair give OpenSSL's digests (three blocks and a tail, two buffers)? Else OpenSSL alone is used. */
+static int pair_agrees(struct lazy *l)
+{
+	uint8_t data[2][200], ours[2][32], theirs[32];
+	for (int i = 0; i < 200; i++) {
+		data[0][i] = (uint8_t)(i * 7 + 1);
+		data[1][i] = (uint8_t)(i * 13 + 5);
+	}
+	vj_sha256_pair((const uint8_t *const[2]){ data[0], data[1] }, sizeof data[0], ours);
+	for (int i = 0; i < 2; i++) {
+		unsigned int len = 32;
+		if (!EVP_Digest(data[i], sizeof data[i], theirs, &len, l->sha, NULL) || memcmp(ours[i], theirs, 32) != 0)
+			return 0;
+	}
+	return 1;
+}
+
 /*
  * lazyStart(pid, remoteUffd, ranges, done): take the userfaultfd numbered
  * remoteUffd in process pid (pidfd_getfd), and serve it on a thread of its
@@ -1107,12 +1185,14 @@ napi_value js_lazy_start(napi_env env, napi_callback_info info)
 			napi_throw_type_error(env, NULL, "lazyStart: bad range description");
 		return NULL;
 	}
-	l->buf = malloc((size_t)maxchunk * PAGE);
-	l->pbuf = malloc((size_t)maxchunk * PAGE);
+	l->maxchunk = maxchunk;
+	l->sha = EVP_sha256();
+	l->pair = vj_sha256_pair_supported() && pair_agrees(l);
+	l->buf = malloc(2 * (size_t)maxchunk * PAGE);
+	l->pbuf = malloc(2 * (size_t)maxchunk * PAGE);
 	int nobuf = !l->buf || !l->pbuf;
 	for (int i = 0; i < NSLOT; i++)
 		nobuf |= !(l->slots[i].buf = malloc((size_t)maxchunk * PAGE));
-	l->sha = EVP_sha256();
 	l->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	l->readyfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	int pidfd = (int)syscall(SYS_pidfd_open, l->pid, 0);
