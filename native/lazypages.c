@@ -12,6 +12,18 @@
  * chunk sums has been hashed whole before the workload runs (JavaScript's
  * side).
  *
+ * Hashing costs about twice what placing does, so the prefetch reads and
+ * checks chunks on two threads: a reader thread fills buffers with checked
+ * chunks ahead of the serving thread, which places them, and which also
+ * reads and checks chunks of its own whenever none is ready and no fault
+ * waits. Each claims chunks (`claim`) two at a time, after the last fault's
+ * if it can, and hashes the two together (sha256pair.c: where the CPU has
+ * the SHA extensions, two take little more time than one); no chunk is read
+ * twice. A fault on a chunk the reader is checking waits for it (a bounded
+ * while, then reads it itself). A chunk is placed only from the buffer it
+ * was checked in: what the process sees is exactly what was hashed,
+ * whatever happens to the file meanwhile.
+ *
  * Fork (UFFD_FEATURE_EVENT_FORK): the kernel hands us a new userfaultfd for
  * the child's memory, which starts with the parent's state at the fork: the
  * pages already placed are the child's copies, the rest are served to it as
@@ -43,6 +55,7 @@
 
 #include "lazypages.h"
 #include "napi_util.h"
+#include "sha256pair.h"
 
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
@@ -58,6 +71,10 @@
 #define IDLE_POLL_MS 100
 /* After a failure, how long the userfaultfds are held open at most while the jail is killed. */
 #define FAILED_HOLD_MS 10000
+/* Buffers of checked chunks the reader thread may be ahead by. */
+#define NSLOT 16
+/* How long a fault waits for the reader to finish checking its chunk before reading it itself. */
+#define CLAIM_WAIT_MS 20
 
 /* One mapping's page file: immutable once started, shared by every process forked from the first. */
 struct range {
@@ -70,6 +87,19 @@ struct range {
 	uint8_t *sums;    /* nchunks × 32, or NULL: verified whole already */
 	uint32_t *page_of; /* file page -> mapping page */
 	int32_t *chunk_of; /* mapping page -> chunk, -1 where the image has no data */
+	uint8_t *claim;   /* per chunk, under lazy.mu: CH_* */
+};
+
+/* Who has a chunk: nobody yet, the reader (checking it, or checked in a slot), or the serving thread. */
+enum { CH_FREE = 0, CH_READING, CH_READY, CH_TAKEN };
+enum { SLOT_EMPTY = 0, SLOT_FILLING, SLOT_READY };
+
+/* A buffer of the reader thread: chunk `chunk` of range `range`, checked once READY. */
+struct slot {
+	int state;
+	uint32_t range, chunk;
+	uint8_t *buf;
+	int pinned; /* the serving thread is placing from it (and may answer faults meanwhile): not let go */
 };
 
 /* Pages [first, first + count) of a range, now at addr. */
@@ -104,8 +134,26 @@ struct lazy {
 	pthread_t thread;
 	int started;
 	napi_threadsafe_function done;
-	uint8_t *buf;
+	uint8_t *buf;  /* chunks read on a fault: two of maxchunk pages */
+	uint8_t *pbuf; /* chunks the serving thread prefetches itself: two */
+	uint32_t maxchunk;
+	int pair; /* vj_sha256_pair can be used */
 	const EVP_MD *sha;
+	/* The reader thread; mu guards slots, claims, the claim cursor and quit; cv signals their changes. */
+	pthread_t reader;
+	int reader_started;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int quit;
+	uint32_t next_range, next_chunk;
+	/* Where the last fault was, plus one chunk: read from there on first (a process tends to go on where it was). */
+	int hint;
+	uint32_t hint_range, hint_chunk;
+	struct slot slots[NSLOT];
+	int readyfd; /* eventfd: a slot became ready, or the reader ended */
+	/* error is written once, under errmu, then failed is set. */
+	pthread_mutex_t errmu;
+	int failed;
 	char error[512];
 	/* stats */
 	uint64_t faults, chunks_on_fault, chunks_prefetched, bytes, forks;
@@ -122,14 +170,22 @@ static double now_ms(void)
 static void fail(struct lazy *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void fail(struct lazy *l, const char *fmt, ...)
 {
-	if (l->error[0])
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(l->error, sizeof l->error, fmt, ap);
-	va_end(ap);
-	/* The process must not run on memory we could not give it. */
-	kill(l->pid, SIGKILL);
+	pthread_mutex_lock(&l->errmu);
+	if (!l->error[0]) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(l->error, sizeof l->error, fmt, ap);
+		va_end(ap);
+		/* The process must not run on memory we could not give it. */
+		kill(l->pid, SIGKILL);
+		__atomic_store_n(&l->failed, 1, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&l->errmu);
+}
+
+static int failed(struct lazy *l)
+{
+	return __atomic_load_n(&l->failed, __ATOMIC_ACQUIRE);
 }
 
 static struct ctx *ctx_new(struct lazy *l, int uffd)
@@ -285,39 +341,73 @@ static int copy_pages(struct lazy *l, struct ctx *c, uint64_t addr, const uint8_
 	return OK;
 }
 
-/* Read and verify chunk k of range r, then place its pages that are neither placed nor dropped. */
-static int load_chunk(struct lazy *l, struct ctx *c, uint32_t r, uint32_t k)
+/* A chunk to read and check: chunk k of range r, into buf. */
+struct want {
+	uint32_t r, k;
+	uint8_t *buf;
+};
+
+/* Bytes of chunk k of R (the last one may be short). */
+static size_t chunk_len(const struct range *R, uint32_t k)
+{
+	uint32_t fp0 = k * R->chunk;
+	return (size_t)(R->nfile - fp0 < R->chunk ? R->nfile - fp0 : R->chunk) * PAGE;
+}
+
+/*
+ * Read n chunks (1 or 2) and check each against its sha256: two of the same
+ * size at once where the CPU has the SHA extensions (sha256pair.c). Either
+ * thread: nothing shared is written but on failure.
+ */
+static int read_chunks(struct lazy *l, const struct want *w, int n)
+{
+	uint8_t md[2][32];
+	for (int i = 0; i < n; i++) {
+		struct range *R = &l->ranges[w[i].r];
+		size_t len = chunk_len(R, w[i].k);
+		off_t at = (off_t)w[i].k * R->chunk * (off_t)PAGE;
+		for (size_t off = 0; off < len;) {
+			ssize_t got = pread(R->fd, w[i].buf + off, len - off, at + (off_t)off);
+			if (got < 0 && errno == EINTR)
+				continue;
+			if (got <= 0) {
+				fail(l, "lazy restore: page data of the mapping at 0x%llx could not be read (%s); the process was killed",
+					(unsigned long long)R->start, got < 0 ? strerror(errno) : "the file ended early");
+				return FAILED;
+			}
+			off += (size_t)got;
+		}
+	}
+	const struct range *R0 = &l->ranges[w[0].r], *R1 = n == 2 ? &l->ranges[w[1].r] : NULL;
+	int paired = l->pair && R1 && R0->sums && R1->sums && chunk_len(R0, w[0].k) == chunk_len(R1, w[1].k);
+	if (paired)
+		vj_sha256_pair((const uint8_t *const[2]){ w[0].buf, w[1].buf }, chunk_len(R0, w[0].k), md);
+	for (int i = 0; i < n; i++) {
+		struct range *R = &l->ranges[w[i].r];
+		if (!R->sums)
+			continue; /* hashed whole before anything ran */
+		unsigned int mdlen = 32;
+		if (!paired && (!EVP_Digest(w[i].buf, chunk_len(R, w[i].k), md[i], &mdlen, l->sha, NULL) || mdlen != 32)) {
+			fail(l, "lazy restore: sha256 failed");
+			return FAILED;
+		}
+		if (memcmp(md[i], R->sums + (size_t)w[i].k * 32, 32) != 0) {
+			fail(l, "the image is damaged: the page data of the mapping at 0x%llx (chunk %u) does not match its checksum; the restored process was killed before using it",
+				(unsigned long long)R->start, w[i].k);
+			return FAILED;
+		}
+	}
+	return OK;
+}
+
+/* Place the pages of chunk k of range r (checked, in buf) that are neither placed nor dropped in c. */
+static int place_chunk(struct lazy *l, struct ctx *c, uint32_t r, uint32_t k, const uint8_t *buf)
 {
 	struct range *R = &l->ranges[r];
 	if (c->chunk_done[r][k])
 		return OK;
 	uint32_t fp0 = k * R->chunk;
 	uint32_t nfp = R->nfile - fp0 < R->chunk ? R->nfile - fp0 : R->chunk;
-	size_t len = (size_t)nfp * PAGE;
-	for (size_t off = 0; off < len;) {
-		ssize_t n = pread(R->fd, l->buf + off, len - off, (off_t)fp0 * PAGE + (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			fail(l, "lazy restore: page data of the mapping at 0x%llx could not be read (%s); the process was killed",
-				(unsigned long long)R->start, n < 0 ? strerror(errno) : "the file ended early");
-			return FAILED;
-		}
-		off += (size_t)n;
-	}
-	if (R->sums) {
-		unsigned char md[32];
-		unsigned int mdlen = 0;
-		if (!EVP_Digest(l->buf, len, md, &mdlen, l->sha, NULL) || mdlen != 32) {
-			fail(l, "lazy restore: sha256 failed");
-			return FAILED;
-		}
-		if (memcmp(md, R->sums + (size_t)k * 32, 32) != 0) {
-			fail(l, "the image is damaged: the page data of the mapping at 0x%llx (chunk %u) does not match its checksum; the restored process was killed before using it",
-				(unsigned long long)R->start, k);
-			return FAILED;
-		}
-	}
 	/* Runs of consecutive file pages that are consecutive mapping pages, unsettled, within one view. */
 	for (uint32_t i = 0; i < nfp;) {
 		uint32_t page = R->page_of[fp0 + i];
@@ -330,7 +420,7 @@ static int load_chunk(struct lazy *l, struct ctx *c, uint32_t r, uint32_t k)
 		uint32_t j = i + 1;
 		while (j < nfp && R->page_of[fp0 + j] == page + (j - i) && !c->settled[r][page + (j - i)] && page + (j - i) < v->first + v->count)
 			j++;
-		int rc = copy_pages(l, c, v->addr + (uint64_t)(page - v->first) * PAGE, l->buf + (size_t)i * PAGE, j - i);
+		int rc = copy_pages(l, c, v->addr + (uint64_t)(page - v->first) * PAGE, buf + (size_t)i * PAGE, j - i);
 		if (rc != OK)
 			return rc;
 		for (uint32_t x = i; x < j; x++)
@@ -339,6 +429,175 @@ static int load_chunk(struct lazy *l, struct ctx *c, uint32_t r, uint32_t k)
 	}
 	c->chunk_done[r][k] = 1;
 	return OK;
+}
+
+/* Read, check and place chunk k of range r in c, on the serving thread. */
+static int load_chunk(struct lazy *l, struct ctx *c, uint32_t r, uint32_t k)
+{
+	if (c->chunk_done[r][k])
+		return OK;
+	struct want w = { r, k, l->buf };
+	int rc = read_chunks(l, &w, 1);
+	return rc == OK ? place_chunk(l, c, r, k, l->buf) : rc;
+}
+
+/* The next chunk nobody has claimed (under mu): after the last fault's, else in file order; 0 when there is none. */
+static int next_free(struct lazy *l, uint32_t *r, uint32_t *k)
+{
+	if (l->hint) {
+		struct range *R = &l->ranges[l->hint_range];
+		while (l->hint_chunk < R->nchunks && R->claim[l->hint_chunk] != CH_FREE)
+			l->hint_chunk++;
+		if (l->hint_chunk < R->nchunks) {
+			*r = l->hint_range;
+			*k = l->hint_chunk++;
+			return 1;
+		}
+		l->hint = 0;
+	}
+	for (; l->next_range < l->nranges; l->next_range++, l->next_chunk = 0) {
+		struct range *R = &l->ranges[l->next_range];
+		while (l->next_chunk < R->nchunks && R->claim[l->next_chunk] != CH_FREE)
+			l->next_chunk++;
+		if (l->next_chunk < R->nchunks) {
+			*r = l->next_range;
+			*k = l->next_chunk++;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static struct slot *slot_of(struct lazy *l, uint32_t r, uint32_t k)
+{
+	for (int i = 0; i < NSLOT; i++)
+		if (l->slots[i].state == SLOT_READY && l->slots[i].range == r && l->slots[i].chunk == k)
+			return &l->slots[i];
+	return NULL;
+}
+
+/* Let go of a slot: the reader may fill it again. A process still without its chunk gets it from complete_step. */
+static void release_slot(struct lazy *l, struct slot *s)
+{
+	pthread_mutex_lock(&l->mu);
+	l->ranges[s->range].claim[s->chunk] = CH_TAKEN;
+	s->state = SLOT_EMPTY;
+	pthread_cond_broadcast(&l->cv);
+	pthread_mutex_unlock(&l->mu);
+}
+
+/* Let go of a slot once its chunk is in every process, so that the reader can go on. */
+static void release_if_placed(struct lazy *l, struct slot *s)
+{
+	if (s->pinned)
+		return;
+	for (int i = 0; i < l->nctx; i++)
+		if (!l->ctx[i]->finished && !l->ctx[i]->chunk_done[s->range][s->chunk])
+			return;
+	release_slot(l, s);
+}
+
+static void timed_wait(struct lazy *l, int ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_nsec += (long)ms * 1000000L;
+	ts.tv_sec += ts.tv_nsec / 1000000000L;
+	ts.tv_nsec %= 1000000000L;
+	pthread_cond_timedwait(&l->cv, &l->mu, &ts);
+}
+
+/*
+ * The reader thread: once the prefetch starts, claim chunks (next_free),
+ * read and check each into a free slot, and tell the serving thread. Ends
+ * when every chunk is claimed, on a failure, or when told to quit.
+ */
+static void *reader(void *arg)
+{
+	struct lazy *l = arg;
+	pthread_mutex_lock(&l->mu);
+	while (!l->quit && !failed(l)) {
+		/* Two chunks at a time (hashed together), or one if that is all there is. */
+		struct slot *s[2];
+		int free = 0;
+		for (int i = 0; i < NSLOT && free < 2; i++)
+			if (l->slots[i].state == SLOT_EMPTY)
+				s[free++] = &l->slots[i];
+		if (!__atomic_load_n(&l->prefetch, __ATOMIC_ACQUIRE) || free < 2) {
+			timed_wait(l, IDLE_POLL_MS); /* woken by lazy_signal or a slot let go */
+			continue;
+		}
+		struct want w[2];
+		int n = 0;
+		while (n < 2 && next_free(l, &w[n].r, &w[n].k)) {
+			l->ranges[w[n].r].claim[w[n].k] = CH_READING;
+			s[n]->state = SLOT_FILLING;
+			s[n]->range = w[n].r;
+			s[n]->chunk = w[n].k;
+			w[n].buf = s[n]->buf;
+			n++;
+		}
+		if (n == 0)
+			break;
+		pthread_mutex_unlock(&l->mu);
+		int rc = read_chunks(l, w, n);
+		pthread_mutex_lock(&l->mu);
+		for (int i = 0; i < n; i++) {
+			s[i]->state = rc == OK ? SLOT_READY : SLOT_EMPTY;
+			l->ranges[w[i].r].claim[w[i].k] = rc == OK ? CH_READY : CH_TAKEN;
+		}
+		pthread_cond_broadcast(&l->cv);
+		uint64_t one = 1;
+		if (write(l->readyfd, &one, sizeof one) < 0) {
+			/* An eventfd counter does not overflow here: nothing to do. */
+		}
+	}
+	pthread_mutex_unlock(&l->mu);
+	return NULL;
+}
+
+/*
+ * Chunk k of range r for c, on a fault: from the reader's slot if it has
+ * checked it, waiting a bounded while if it is checking it; else read here.
+ */
+static int fault_chunk(struct lazy *l, struct ctx *c, uint32_t r, uint32_t k)
+{
+	struct range *R = &l->ranges[r];
+	pthread_mutex_lock(&l->mu);
+	l->hint = 1;
+	l->hint_range = r;
+	l->hint_chunk = k + 1;
+	double until = now_ms() + CLAIM_WAIT_MS;
+	while (R->claim[k] == CH_READING && now_ms() < until && !failed(l))
+		timed_wait(l, CLAIM_WAIT_MS);
+	struct slot *s = R->claim[k] == CH_READY ? slot_of(l, r, k) : NULL;
+	if (R->claim[k] == CH_FREE) {
+		/* Read here, and the next chunk nobody has (after this one) with it: hashed together, it costs little more. */
+		R->claim[k] = CH_TAKEN;
+		struct want w[2] = { { r, k, l->buf } };
+		int n = 1;
+		if (next_free(l, &w[1].r, &w[1].k)) {
+			l->ranges[w[1].r].claim[w[1].k] = CH_TAKEN;
+			w[1].buf = l->buf + (size_t)l->maxchunk * PAGE;
+			n = 2;
+		}
+		pthread_mutex_unlock(&l->mu);
+		int rc = read_chunks(l, w, n);
+		if (rc == OK)
+			rc = place_chunk(l, c, r, k, l->buf);
+		/* The other one in this process only (others get it from complete_step); not placed now, it is later. */
+		if (rc == OK && n == 2 && place_chunk(l, c, w[1].r, w[1].k, w[1].buf) == FAILED)
+			rc = FAILED;
+		return rc;
+	}
+	pthread_mutex_unlock(&l->mu);
+	if (!s)
+		return load_chunk(l, c, r, k);
+	/* A READY slot is let go only by this thread: it stays valid. */
+	int rc = place_chunk(l, c, r, k, s->buf);
+	if (rc == OK)
+		release_if_placed(l, s);
+	return rc;
 }
 
 static int zero_page(struct lazy *l, struct ctx *c, uint64_t addr)
@@ -371,7 +630,7 @@ static int serve_fault(struct lazy *l, struct ctx *c, uint64_t addr)
 		int32_t k = l->ranges[r].chunk_of[page];
 		if (k >= 0 && !c->chunk_done[r][k]) {
 			l->chunks_on_fault++;
-			int rc = load_chunk(l, c, r, (uint32_t)k);
+			int rc = fault_chunk(l, c, r, (uint32_t)k);
 			if (rc != OK)
 				return rc;
 		}
@@ -512,12 +771,150 @@ static int prefetch_one(struct lazy *l, struct ctx *c)
 	return COMPLETE;
 }
 
+/* Place a checked chunk in every process that lacks it; one whose map changes under the copy gets it later (complete_step). */
+static int place_everywhere(struct lazy *l, uint32_t r, uint32_t k, const uint8_t *buf)
+{
+	for (int i = 0; i < l->nctx && !failed(l); i++) {
+		struct ctx *c = l->ctx[i];
+		if (c->finished || c->chunk_done[r][k])
+			continue;
+		int rc = place_chunk(l, c, r, k, buf);
+		if (rc == GONE || (rc == AGAIN && drain(l, c) == GONE))
+			ctx_finish(l, c);
+		else if (rc == FAILED)
+			return FAILED;
+	}
+	return failed(l) ? FAILED : OK;
+}
+
+/*
+ * Every chunk is claimed and none is on its way: place what a process still
+ * lacks (a chunk whose copy met a changing map, one a forked child missed),
+ * and let go of every process that is complete. Returns 1 if it did
+ * something.
+ */
+static int complete_step(struct lazy *l, int *again)
+{
+	int busy = 0;
+	for (int i = 0; i < l->nctx && !failed(l); i++) {
+		struct ctx *c = l->ctx[i];
+		if (c->finished)
+			continue;
+		int rc = prefetch_one(l, c);
+		if (rc == COMPLETE) {
+			/* Complete: a last look at the queue (a fork or fault just before), then let go. */
+			int d = drain(l, c);
+			if ((d == OK && prefetch_one(l, c) == COMPLETE) || d == GONE)
+				ctx_finish(l, c);
+			busy = 1;
+			continue;
+		}
+		if (rc == GONE) {
+			ctx_finish(l, c);
+			continue;
+		}
+		if (rc == AGAIN) {
+			if (++*again > MAX_AGAIN)
+				fail(l, "lazy restore: the memory map kept changing under the page copies; the process was killed");
+			drain(l, c);
+		} else {
+			*again = 0;
+		}
+		return 1; /* one chunk, then look at the queues again */
+	}
+	return busy;
+}
+
+/* Place every chunk the reader has checked, and let go of its slots: between faults, which would otherwise keep it waiting. */
+static void place_ready(struct lazy *l)
+{
+	struct slot *ready[NSLOT];
+	int n = 0;
+	pthread_mutex_lock(&l->mu);
+	for (int i = 0; i < NSLOT; i++)
+		if (l->slots[i].state == SLOT_READY)
+			ready[n++] = &l->slots[i];
+	pthread_mutex_unlock(&l->mu);
+	for (int i = 0; i < n && !failed(l); i++) {
+		struct slot *s = ready[i];
+		/* A fault answered while placing an earlier one may have let this one go (and the reader refilled it). */
+		pthread_mutex_lock(&l->mu);
+		int still = s->state == SLOT_READY;
+		pthread_mutex_unlock(&l->mu);
+		if (!still)
+			continue;
+		s->pinned = 1;
+		if (place_everywhere(l, s->range, s->chunk, s->buf) == OK)
+			l->chunks_prefetched++;
+		s->pinned = 0;
+		release_slot(l, s);
+	}
+}
+
+/*
+ * One step of the prefetch: place a chunk the reader has checked; else read,
+ * check and place the next chunk nobody has claimed; else, once every chunk
+ * is claimed and none is being read, complete_step. Returns 0 when there is
+ * nothing to do until the reader is through its chunk.
+ */
+static int prefetch_step(struct lazy *l, int *again)
+{
+	pthread_mutex_lock(&l->mu);
+	struct slot *s = NULL;
+	int reading = 0;
+	for (int i = 0; i < NSLOT; i++) {
+		if (l->slots[i].state == SLOT_READY && !s)
+			s = &l->slots[i];
+		reading |= l->slots[i].state == SLOT_FILLING;
+	}
+	struct want w[2];
+	int own = 0;
+	while (!s && own < 2 && next_free(l, &w[own].r, &w[own].k)) {
+		l->ranges[w[own].r].claim[w[own].k] = CH_TAKEN;
+		w[own].buf = l->pbuf + (size_t)own * l->maxchunk * PAGE;
+		own++;
+	}
+	pthread_mutex_unlock(&l->mu);
+	if (s) {
+		place_ready(l);
+		return 1;
+	}
+	if (own) {
+		/* Not l->buf: placing may answer faults, which read into that. */
+		if (read_chunks(l, w, own) == OK)
+			for (int i = 0; i < own && place_everywhere(l, w[i].r, w[i].k, w[i].buf) == OK; i++)
+				l->chunks_prefetched++;
+		return 1;
+	}
+	return reading ? 0 : complete_step(l, again);
+}
+
+static void stop_reader(struct lazy *l)
+{
+	if (!l->reader_started)
+		return;
+	pthread_mutex_lock(&l->mu);
+	l->quit = 1;
+	pthread_cond_broadcast(&l->cv);
+	pthread_mutex_unlock(&l->mu);
+	pthread_join(l->reader, NULL);
+	l->reader_started = 0;
+}
+
+static void clear_eventfd(int fd)
+{
+	uint64_t v;
+	if (read(fd, &v, sizeof v) < 0) {
+		/* Already cleared. */
+	}
+}
+
 static void *serve(void *arg)
 {
 	struct lazy *l = arg;
 	int again = 0;
-	while (!l->error[0]) {
-		struct pollfd p[MAX_CTX + 1];
+	while (!failed(l)) {
+		struct pollfd p[MAX_CTX + 2];
 		int live = 0, n = l->nctx; /* drain may add contexts (forks): they are polled next time round */
 		for (int i = 0; i < n; i++) {
 			p[i].fd = l->ctx[i]->finished ? -1 : l->ctx[i]->uffd;
@@ -527,63 +924,34 @@ static void *serve(void *arg)
 		}
 		if (!live)
 			break;
-		p[n].fd = l->stopfd;
-		p[n].events = POLLIN;
-		p[n].revents = 0;
-		if (poll(p, (nfds_t)n + 1, 0) == 0) {
-			/* Nothing waiting: prefetch a chunk, or wait a bounded while if nothing is left. */
-			int busy = 0;
-			for (int i = 0; i < l->nctx && !l->error[0] && __atomic_load_n(&l->prefetch, __ATOMIC_ACQUIRE); i++) {
-				struct ctx *c = l->ctx[i];
-				if (c->finished)
-					continue;
-				int rc = prefetch_one(l, c);
-				if (rc == COMPLETE) {
-					/* Complete: a last look at the queue (a fork or fault just before), then let go. */
-					int d = drain(l, c);
-					if (d == OK && prefetch_one(l, c) == COMPLETE)
-						ctx_finish(l, c);
-					else if (d == GONE)
-						ctx_finish(l, c);
-					busy = 1;
-					continue;
-				}
-				if (rc == GONE) {
-					ctx_finish(l, c);
-					continue;
-				}
-				if (rc == AGAIN) {
-					if (++again > MAX_AGAIN)
-						fail(l, "lazy restore: the memory map kept changing under the page copies; the process was killed");
-					drain(l, c);
-				} else {
-					again = 0;
-				}
-				busy = 1;
-				break; /* one chunk, then look at the queues again */
-			}
-			if (!busy)
-				poll(p, (nfds_t)n + 1, IDLE_POLL_MS);
+		p[n] = (struct pollfd){ l->stopfd, POLLIN, 0 };
+		p[n + 1] = (struct pollfd){ l->readyfd, POLLIN, 0 };
+		if (poll(p, (nfds_t)n + 2, 0) == 0) {
+			/* Nothing waiting: a step of the prefetch, or wait a bounded while if there is nothing to do. */
+			if (!__atomic_load_n(&l->prefetch, __ATOMIC_ACQUIRE) || !prefetch_step(l, &again))
+				poll(p, (nfds_t)n + 2, IDLE_POLL_MS);
 			continue;
 		}
+		if (p[n + 1].revents)
+			clear_eventfd(l->readyfd);
 		if (p[n].revents) {
-			uint64_t v;
-			if (read(l->stopfd, &v, sizeof v) < 0) {
-				/* Already cleared. */
-			}
+			clear_eventfd(l->stopfd);
 			if (__atomic_load_n(&l->stopping, __ATOMIC_ACQUIRE))
 				break;
 		}
-		for (int i = 0; i < n && !l->error[0]; i++) {
+		for (int i = 0; i < n && !failed(l); i++) {
 			if (!p[i].revents)
 				continue;
 			int rc = drain(l, l->ctx[i]);
 			if (rc == GONE)
 				ctx_finish(l, l->ctx[i]);
 		}
+		if (__atomic_load_n(&l->prefetch, __ATOMIC_ACQUIRE))
+			place_ready(l);
 	}
+	stop_reader(l);
 	l->end_ms = now_ms();
-	if (l->error[0]) {
+	if (failed(l)) {
 		/*
 		 * Report at once (JavaScript kills the jail), but keep every
 		 * userfaultfd open until told to stop, or for a bounded while:
@@ -593,11 +961,9 @@ static void *serve(void *arg)
 		napi_call_threadsafe_function(l->done, (void *)1, napi_tsfn_blocking);
 		double until = now_ms() + FAILED_HOLD_MS;
 		while (!__atomic_load_n(&l->stopping, __ATOMIC_ACQUIRE) && now_ms() < until) {
-			struct pollfd s = { l->stopfd, POLLIN, 0 };
-			uint64_t v;
-			if (poll(&s, 1, (int)(until - now_ms()) + 1) > 0 && read(l->stopfd, &v, sizeof v) < 0) {
-				/* Cleared meanwhile. */
-			}
+			struct pollfd st = { l->stopfd, POLLIN, 0 };
+			if (poll(&st, 1, (int)(until - now_ms()) + 1) > 0)
+				clear_eventfd(l->stopfd);
 		}
 	}
 	napi_call_threadsafe_function(l->done, NULL, napi_tsfn_blocking);
@@ -618,11 +984,20 @@ static void lazy_free(struct lazy *l)
 		free(R->sums);
 		free(R->page_of);
 		free(R->chunk_of);
+		free(R->claim);
 	}
 	free(l->ranges);
 	free(l->buf);
+	free(l->pbuf);
+	for (int i = 0; i < NSLOT; i++)
+		free(l->slots[i].buf);
 	if (l->stopfd >= 0)
 		close(l->stopfd);
+	if (l->readyfd >= 0)
+		close(l->readyfd);
+	pthread_cond_destroy(&l->cv);
+	pthread_mutex_destroy(&l->mu);
+	pthread_mutex_destroy(&l->errmu);
 	free(l);
 }
 
@@ -662,7 +1037,7 @@ static void call_done(napi_env env, napi_value js_cb, void *context, void *data)
 	pthread_join(l->thread, NULL);
 	l->started = 0;
 	napi_create_string_utf8(env, "ended", NAPI_AUTO_LENGTH, &args[0]);
-	if (l->error[0])
+	if (failed(l))
 		napi_create_string_utf8(env, l->error, NAPI_AUTO_LENGTH, &args[1]);
 	else
 		napi_get_null(env, &args[1]);
@@ -676,6 +1051,23 @@ static void call_done(napi_env env, napi_value js_cb, void *context, void *data)
 static int get_prop(napi_env env, napi_value obj, const char *key, napi_value *out)
 {
 	return napi_get_named_property(env, obj, key, out) == napi_ok ? 0 : -1;
+}
+
+/* Does vj_sha256_pair give OpenSSL's digests (three blocks and a tail, two buffers)? Else OpenSSL alone is used. */
+static int pair_agrees(struct lazy *l)
+{
+	uint8_t data[2][200], ours[2][32], theirs[32];
+	for (int i = 0; i < 200; i++) {
+		data[0][i] = (uint8_t)(i * 7 + 1);
+		data[1][i] = (uint8_t)(i * 13 + 5);
+	}
+	vj_sha256_pair((const uint8_t *const[2]){ data[0], data[1] }, sizeof data[0], ours);
+	for (int i = 0; i < 2; i++) {
+		unsigned int len = 32;
+		if (!EVP_Digest(data[i], sizeof data[i], theirs, &len, l->sha, NULL) || memcmp(ours[i], theirs, 32) != 0)
+			return 0;
+	}
+	return 1;
 }
 
 /*
@@ -694,6 +1086,14 @@ napi_value js_lazy_start(napi_env env, napi_callback_info info)
 	if (!l)
 		return vj_throw_errno(env, "calloc", ENOMEM);
 	l->stopfd = -1;
+	l->readyfd = -1;
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* timed_wait's clock */
+	pthread_cond_init(&l->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	pthread_mutex_init(&l->mu, NULL);
+	pthread_mutex_init(&l->errmu, NULL);
 	l->pid = vj_i32(env, argv[0]);
 	int remote = vj_i32(env, argv[1]);
 	uint32_t n = 0;
@@ -741,7 +1141,8 @@ napi_value js_lazy_start(napi_env env, napi_callback_info info)
 			maxchunk = R->chunk;
 		R->page_of = malloc((R->nfile ? R->nfile : 1) * sizeof *R->page_of);
 		R->chunk_of = malloc(R->npages * sizeof *R->chunk_of);
-		if (!R->page_of || !R->chunk_of) {
+		R->claim = calloc(R->nchunks ? R->nchunks : 1, 1);
+		if (!R->page_of || !R->chunk_of || !R->claim) {
 			bad = "memory";
 			break;
 		}
@@ -784,15 +1185,22 @@ napi_value js_lazy_start(napi_env env, napi_callback_info info)
 			napi_throw_type_error(env, NULL, "lazyStart: bad range description");
 		return NULL;
 	}
-	l->buf = malloc((size_t)maxchunk * PAGE);
+	l->maxchunk = maxchunk;
 	l->sha = EVP_sha256();
+	l->pair = vj_sha256_pair_supported() && pair_agrees(l);
+	l->buf = malloc(2 * (size_t)maxchunk * PAGE);
+	l->pbuf = malloc(2 * (size_t)maxchunk * PAGE);
+	int nobuf = !l->buf || !l->pbuf;
+	for (int i = 0; i < NSLOT; i++)
+		nobuf |= !(l->slots[i].buf = malloc((size_t)maxchunk * PAGE));
 	l->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	l->readyfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	int pidfd = (int)syscall(SYS_pidfd_open, l->pid, 0);
 	int uffd = pidfd < 0 ? -1 : (int)syscall(SYS_pidfd_getfd, pidfd, remote, 0);
 	int err = errno;
 	if (pidfd >= 0)
 		close(pidfd);
-	if (uffd < 0 || !l->buf || l->stopfd < 0) {
+	if (uffd < 0 || nobuf || l->stopfd < 0 || l->readyfd < 0) {
 		lazy_free(l);
 		return vj_throw_errno(env, "pidfd_getfd of the restored process's userfaultfd", uffd < 0 ? err : ENOMEM);
 	}
@@ -818,7 +1226,10 @@ napi_value js_lazy_start(napi_env env, napi_callback_info info)
 		return NULL;
 	}
 	l->start_ms = now_ms();
+	/* Without a reader thread, the serving thread reads every chunk itself. */
+	l->reader_started = pthread_create(&l->reader, NULL, reader, l) == 0;
 	if (pthread_create(&l->thread, NULL, serve, l) != 0) {
+		stop_reader(l);
 		napi_release_threadsafe_function(l->done, napi_tsfn_release);
 		lazy_free(l);
 		return vj_throw_errno(env, "pthread_create", EAGAIN);
@@ -833,6 +1244,9 @@ napi_value js_lazy_start(napi_env env, napi_callback_info info)
 static void lazy_signal(struct lazy *l, volatile int *flag)
 {
 	__atomic_store_n(flag, 1, __ATOMIC_RELEASE);
+	pthread_mutex_lock(&l->mu);
+	pthread_cond_broadcast(&l->cv); /* the reader, waiting for the prefetch */
+	pthread_mutex_unlock(&l->mu);
 	uint64_t one = 1;
 	if (write(l->stopfd, &one, sizeof one) < 0) {
 		/* An eventfd counter cannot overflow at one write: nothing to do. */

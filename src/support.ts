@@ -268,7 +268,9 @@ const SUPPORTED = `## Supported
 - Lazy restore (\`vjail restore --lazy\`): private anonymous memory (heap and
   anonymous mappings) is mapped but not loaded; a userfaultfd made inside the
   restored process serves its pages on a native thread, when touched and by a
-  background prefetch once the processes run. Each 256 KiB chunk of page data
+  background prefetch once the processes run, with a second native thread
+  reading and checking chunks ahead of it (two at a time, hashed together with
+  the CPU's SHA extensions where it has them). Each 256 KiB chunk of page data
   is checked against its sha256 before any of its pages is placed (images
   without chunk sums are hashed whole first); a chunk that does not match is
   never placed: the jail is killed and restore exits 1 with one line. fork,
@@ -509,9 +511,13 @@ const PLANNED = `## Planned
   median at load average 14). Still in the frozen window: reading
   /proc/PID/smaps for advice and some 60 injected rt_sigaction calls
   (\`VJAIL_TIMINGS=1\` prints each step).
-- Lazy restore runs the workload 29 ms after restore starts (256 MiB; 32 ms
-  at 1 GiB), but every page is in place only after 1.51× a full restore's
-  time, against 1×.
+- Lazy restore runs the workload 29 ms after restore starts on an idle host
+  (256 MiB; 32 ms at 1 GiB); at load average 4-8 on 2 vCPUs the median was
+  40-90 ms, over 50 ms in 2 of 5 runs. Every page is in place in 0.39-0.75×
+  a full restore's time at 256 MiB and 0.47-0.87× at 1 GiB (same 5 runs),
+  but that is measured only on a busy host, which slows a full restore more:
+  on an idle host it was 1.51× before the prefetch read on two threads, and
+  has not been measured since.
 - An open through the open shim answers with ADDFD, which wakes the caller
   to install the descriptor and is woken back; each wake-up of an idle vCPU
   costs about 40 µs here. Without spinning (\`--spin off\`, or before it)
@@ -538,8 +544,6 @@ const PLANNED = `## Planned
   where checkpoint ran at 25-30 MiB/s before and after alike. At that load
   1000 descriptors (16 MiB jail, 3 interleaved pairs) added 3.0-3.8 s to
   the time stopped, against 3.9-6.5 s before.
-- Lazy restore: every page in place still takes 1.51× a full restore
-  (above); not worked on with format 6.
 - openat2 and i386 callers of the open shim still take the JavaScript path
   (the C path answers open and openat).
 - \`vjail-oci\`: checkpoint of a container that joined a user namespace by

@@ -108,6 +108,22 @@ describe('vjail restore --lazy', () => {
     expect(existsSync(join(dir, 'after'))).toBe(false);
   }, 180_000);
 
+  it('a corrupted chunk the process never touches is refused by the prefetch, which kills it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vjail-lazy-'));
+    const img = await imageOf(dir, [bigmem, dir, '32']);
+    const f = biggestPageFile(img);
+    const b = readFileSync(f);
+    // Near the end: the prefetch's two readers have several chunks in flight by then.
+    b[b.length - 5000] ^= 0xff;
+    writeFileSync(f, b);
+    // No "go": the process waits without touching its memory; only the prefetch reads the bad chunk.
+    const r = await vjail(['restore', '--lazy', img], { timeoutMs: 120_000 });
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(/^vjail: error: the image is damaged: the page data of the mapping at 0x[0-9a-f]+ \(chunk \d+\) does not match its checksum; the restored process was killed before using it$/m);
+    expect(existsSync(join(dir, 'after'))).toBe(false);
+  }, 180_000);
+
   it('an image without chunk checksums is hashed whole before anything runs', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'vjail-lazy-'));
     const img = await imageOf(dir, [bigmem, dir, '16']);
