@@ -2,9 +2,11 @@ import { Option, type Command } from 'commander';
 import { checkpointCommand, type CheckpointFlags } from './checkpoint.js';
 import { inspectCommand } from './inspect.js';
 import { restoreCommand, type RestoreFlags } from './restore.js';
+import { validateWithoutCompiling } from '../image/format.js';
 
 /** checkpoint, restore, inspect. */
 export function registerCheckpointCommands(cli: Command, setExit: (code: number) => void): void {
+  validateWithoutCompiling();
   cli
     .command('checkpoint')
     .description('save a jailed process to an image directory (then kill it, unless --leave-running)')

@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { performance } from 'node:perf_hooks';
-import { dirSource, ImageError, removeTempImage, type StreamTotals, tempImageDir } from '../image/format.js';
+import { dirSource, ImageError, removeTempImage, type StreamTotals, tempImageDir, validateWithoutCompiling } from '../image/format.js';
 import { connectPageServer, sendAndAwaitRestored, servePageServer } from '../migrate/transfer.js';
 import type { RestoreReply } from '../migrate/protocol.js';
 import { liveness, requireState } from '../jails/state.js';
@@ -174,6 +174,7 @@ async function pageServerCommand(flags: PageServerFlags): Promise<number> {
 }
 
 export function registerMigrateCommands(cli: Command, setExit: (code: number) => void): void {
+  validateWithoutCompiling();
   cli
     .command('migrate')
     .description('move a named jail to the page server at HOST:PORT: checkpoint, send, restore there, then end it here')

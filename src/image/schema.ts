@@ -11,6 +11,18 @@
  */
 import { z } from 'zod';
 
+/**
+ * For a command that validates a few documents and exits: zod compiles a
+ * fast path for each object schema the first time it parses one, which pays
+ * off only over many parses. Without it a manifest of 1000 descriptors
+ * validates in about half the time in a fresh process (this 2-vCPU host:
+ * 47-82 ms against 115-185 ms). Global to zod; the CLI's checkpoint, restore
+ * and migrate commands set it, a long-lived library user does not.
+ */
+export function validateWithoutCompiling(): void {
+  z.config({ jitless: true });
+}
+
 export const IMAGE_MAGIC = 'vjail-image';
 export const IMAGE_VERSION = 6;
 /** Versions `openImage` reads. */
