@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { describeIssue, ImageError } from './errors.js';
 import { sha256Fd, treeDigest } from './pagedata.js';
 import {
-  BLOB_PACK_FILE, HEADER_FILE, HEADER_MAX_BYTES, IMAGE_MAGIC, type Manifest, MANIFEST_FILE, MANIFEST_MAX_BYTES, type Mapping, PAGE_SIZE, type Pages,
+  type Blob, BLOB_PACK_FILE, HEADER_FILE, HEADER_MAX_BYTES, IMAGE_MAGIC, type Manifest, MANIFEST_FILE, MANIFEST_MAX_BYTES, type Mapping, PAGE_SIZE, type Pages,
   READABLE_VERSIONS, fromHex, MAX_MAPPINGS, MAX_PROCESSES, MAX_THREADS,
 } from './schema.js';
 import { parseManifest } from './upgrade.js';
@@ -244,25 +244,55 @@ export function blobPackSize(m: Manifest): number {
 
 /** A blob's bytes, checked against the manifest's sha256 (and opened as every image file is). */
 export function readBlob(image: OpenedImage, file: string): Buffer {
-  const blob = image.manifest.blobs.find((b) => b.file === file);
+  const { byFile, packSize } = blobIndexOf(image);
+  const blob = byFile.get(file);
   if (!blob) throw new ImageError(`${image.dir} has an invalid manifest: no blob ${file}`);
-  const at = blob.offset ?? 0;
-  const { fd } = blob.offset === undefined
-    ? openImageFile(image.dir, file, { exact: blob.size, said: 'the manifest says' })
-    : openImageFile(image.dir, BLOB_PACK_FILE, { exact: blobPackSize(image.manifest), said: 'its blobs take' });
-  const size = blob.size;
-  const data = Buffer.alloc(size);
+  const data = blob.offset === undefined
+    ? readAt(image.dir, file, blob.size, 0, blob.size)
+    : packSize <= PACK_KEPT_BYTES
+      ? packOf(image, packSize).subarray(blob.offset, blob.offset + blob.size)
+      : readAt(image.dir, BLOB_PACK_FILE, packSize, blob.offset, blob.size, 'its blobs take');
+  if (createHash('sha256').update(data).digest('hex') !== blob.sha256) {
+    throw new ImageError(`${image.dir} is damaged: ${file}${blob.offset === undefined ? '' : ` (in ${BLOB_PACK_FILE})`} does not match its checksum`);
+  }
+  // A copy: the caller may keep or change it without touching the pack the next blob comes from.
+  return Buffer.from(data);
+}
+
+/** A pack up to this size is read once and kept while the image is (a big one, say a memfd's contents, is read blob by blob). */
+const PACK_KEPT_BYTES = 64 * 2 ** 20;
+
+/**
+ * Per image: its blobs by name, and a small blobs.img read once (a restore of 1000
+ * descriptors asks for hundreds of blobs; opening the pack and searching the
+ * list for each was quadratic and took most of placing them).
+ */
+const blobIndexes = new WeakMap<OpenedImage, { byFile: Map<string, Blob>; packSize: number; pack?: Buffer }>();
+
+function blobIndexOf(image: OpenedImage): { byFile: Map<string, Blob>; packSize: number; pack?: Buffer } {
+  let index = blobIndexes.get(image);
+  if (!index) blobIndexes.set(image, (index = { byFile: new Map(image.manifest.blobs.map((b) => [b.file, b])), packSize: blobPackSize(image.manifest) }));
+  return index;
+}
+
+function packOf(image: OpenedImage, packSize: number): Buffer {
+  const index = blobIndexOf(image);
+  index.pack ??= readAt(image.dir, BLOB_PACK_FILE, packSize, 0, packSize, 'its blobs take');
+  return index.pack;
+}
+
+/** `length` bytes at `at` of an image file of `size` bytes, opened as every image file is. */
+function readAt(dir: string, file: string, size: number, at: number, length: number, said = 'the manifest says'): Buffer {
+  const { fd } = openImageFile(dir, file, { exact: size, said });
+  const data = Buffer.alloc(length);
   try {
-    for (let off = 0; off < size; ) {
-      const n = readSync(fd, data, off, size - off, at + off);
-      if (n === 0) throw new ImageError(`${image.dir} is damaged: ${blob.offset === undefined ? file : BLOB_PACK_FILE} changed while it was read`);
+    for (let off = 0; off < length; ) {
+      const n = readSync(fd, data, off, length - off, at + off);
+      if (n === 0) throw new ImageError(`${dir} is damaged: ${file} changed while it was read`);
       off += n;
     }
   } finally {
     closeSync(fd);
-  }
-  if (createHash('sha256').update(data).digest('hex') !== blob.sha256) {
-    throw new ImageError(`${image.dir} is damaged: ${file}${blob.offset === undefined ? '' : ` (in ${BLOB_PACK_FILE})`} does not match its checksum`);
   }
   return data;
 }
