@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "caller.h"
+#include "chunkhash.h"
 #include "cpu.h"
 #include "napi_util.h"
 #include "pagecopy.h"
@@ -397,6 +398,7 @@ static napi_value init(napi_env env, napi_value exports)
 		{ "sys", js_sys },
 		{ "pipePeek", js_pipe_peek },
 		{ "probeFds", js_probe_fds },
+		{ "sha256Chunks", js_sha256_chunks },
 		{ "outsideLinks", js_outside_links },
 		{ "sendFd", js_send_fd },
 		{ "tryLockExclusive", js_try_lock_exclusive },

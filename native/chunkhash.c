@@ -1,0 +1,75 @@
+/*
+ * sha256 of page data chunk by chunk, for the image writer's hashing thread
+ * (src/image/pagedata.ts): equal chunks two at a time with the CPU's SHA
+ * instructions where it has them (sha256pair.c: a pair costs about 1.2
+ * times one), else, and for a lone or shorter last chunk, OpenSSL's.
+ */
+#include <errno.h>
+#include <openssl/evp.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include "chunkhash.h"
+#include "napi_util.h"
+#include "sha256pair.h"
+
+/* One chunk by OpenSSL; false if it failed (never expected). */
+static bool digest_one(const uint8_t *data, size_t len, uint8_t out[32])
+{
+	unsigned int n = 0;
+	return EVP_Digest(data, len, out, &n, EVP_sha256(), NULL) && n == 32;
+}
+
+/* Does vj_sha256_pair give OpenSSL's digests here (a few blocks and a tail)? Checked per call: it costs microseconds. */
+static bool pair_usable(void)
+{
+	if (!vj_sha256_pair_supported())
+		return false;
+	uint8_t data[2][200], ours[2][32], theirs[32];
+	for (size_t i = 0; i < sizeof data[0]; i++) {
+		data[0][i] = (uint8_t)(i * 7 + 1);
+		data[1][i] = (uint8_t)(i * 13 + 5);
+	}
+	vj_sha256_pair((const uint8_t *const[2]){ data[0], data[1] }, sizeof data[0], ours);
+	for (int i = 0; i < 2; i++)
+		if (!digest_one(data[i], sizeof data[i], theirs) || memcmp(ours[i], theirs, 32) != 0)
+			return false;
+	return true;
+}
+
+/*
+ * sha256Chunks(data, chunk): a Buffer of the 32-byte sha256 of each `chunk`
+ * bytes of `data` (a Uint8Array) in turn, the last piece possibly shorter.
+ */
+napi_value js_sha256_chunks(napi_env env, napi_callback_info info)
+{
+	napi_value argv[2];
+	if (vj_args(env, info, 2, argv) < 0)
+		return NULL;
+	napi_typedarray_type type;
+	size_t len = 0;
+	void *raw = NULL;
+	if (napi_get_typedarray_info(env, argv[0], &type, &len, &raw, NULL, NULL) != napi_ok || type != napi_uint8_array)
+		return vj_throw_errno(env, "sha256Chunks: data must be a Uint8Array", EINVAL);
+	int64_t chunk = 0;
+	napi_get_value_int64(env, argv[1], &chunk);
+	if (chunk <= 0)
+		return vj_throw_errno(env, "sha256Chunks: the chunk size", EINVAL);
+	const uint8_t *data = raw;
+	size_t size = (size_t)chunk, count = len ? (len + size - 1) / size : 0;
+	void *outp;
+	napi_value out;
+	if (napi_create_buffer(env, count * 32, &outp, &out) != napi_ok)
+		return vj_throw_errno(env, "sha256Chunks: result", ENOMEM);
+	uint8_t(*sums)[32] = outp;
+	size_t i = 0;
+	if (count >= 2 && pair_usable())
+		for (; i + 1 < count && (i + 2) * size <= len; i += 2)
+			vj_sha256_pair((const uint8_t *const[2]){ data + i * size, data + (i + 1) * size }, size, &sums[i]);
+	for (; i < count; i++) {
+		size_t at = i * size, n = len - at < size ? len - at : size;
+		if (!digest_one(data + at, n, sums[i]))
+			return vj_throw_errno(env, "sha256Chunks: OpenSSL's sha256", EIO);
+	}
+	return out;
+}
