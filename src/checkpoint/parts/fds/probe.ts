@@ -54,13 +54,17 @@ function probeOf(pid: number, [fd, link, info, st]: ProbedFd): FdProbe {
   return { pid, fd, link, st: st ? new ProbedStat(st) : null, info, flags: flags ? parseInt(flags[1]!, 8) : 0, pos: pos ? BigInt(pos[1]!) : 0n };
 }
 
-/** One descriptor, or null if it was closed meanwhile (a process cannot close while stopped; a zombie's are gone). */
+/**
+ * One descriptor of a process outside the jail's tree (vjail-init's standard
+ * streams), or null if it is not open, the process is gone, or its
+ * descriptors are not ours to read (vjail-init of a jail in a user namespace).
+ */
 export function probeFd(pid: number, fd: number): FdProbe | null {
   let found: ProbedFd[];
   try {
     found = probeFds(pid, fd);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null; // the process is gone
+    if (['ENOENT', 'EACCES', 'EPERM'].includes((e as NodeJS.ErrnoException).code ?? '')) return null;
     throw e;
   }
   return found.length ? probeOf(pid, found[0]!) : null;
