@@ -41,19 +41,28 @@ const SUPPORTED = `## Supported
   caller gets the profile's error (ENOSYS by default); one that never answers
   is answered after 30 s (shims that block as their syscall does, like
   futex_wait, excepted).
-- While notifications come fast (each within 200 µs of the one before), the
-  native thread keeps the CPUs vjail may use from halting for 50 µs after
-  each (\`--spin auto\`, the default; \`--spin off\` never): one spinner
-  thread per CPU of vjail's affinity (at most 8; none with a single CPU),
-  pinned, of the \`SCHED_IDLE\` class, so that any other task takes its CPU
-  at once and a CPU running it counts as idle to the scheduler; otherwise
-  the spinners sleep (a futex wait, bounded to 1 s). On a virtual machine
-  whose idle vCPU halts, a task woken onto it waits for the host to run the
-  vCPU again (about 40 µs here), and an open answered with ADDFD makes two
-  such wake-ups. Only the native thread spins (not Node's loop, under
-  \`--receiver loop\`); each jail has its own spinners. \`--stats\` prints
-  the CPU time they used, and \`npm run bench\` prints it per open and per
-  build.
+- While opens answered with ADDFD come fast (each within 200 µs of the one
+  before), the native thread keeps the CPUs vjail may use from halting for
+  50 µs after each (\`--spin auto\`, the default; \`--spin off\` never):
+  one spinner thread per CPU of vjail's affinity (at most 8; none with a
+  single CPU), pinned, of the \`SCHED_IDLE\` class, so that any other task
+  of its scheduling group takes its CPU at once and a CPU running it counts
+  as idle to the scheduler; otherwise the spinners sleep (a futex wait,
+  bounded to 1 s). On a virtual machine whose idle vCPU halts, a task woken
+  onto it waits for the host to run the vCPU again (about 40 µs here), and
+  an open answered with ADDFD makes two such wake-ups. Calls handed to
+  JavaScript count too (an eventfd's wake-up); other calls answered in C do
+  not: \`SYNC_WAKE_UP\` already wakes their caller on the supervisor's CPU.
+  With autogroups (\`kernel.sched_autogroup_enabled\`, one scheduling group
+  per session) \`SCHED_IDLE\` counts only within a group: a spinner in
+  another session than the caller would take a share of the caller's CPU as
+  a group of its own. So vjail spins only for callers in its own autogroup:
+  through the Node CLI, not through the resident supervisor (a session of
+  its own), whose spinners stay asleep. Tasks of other sessions still see a
+  spinning supervisor's session as one group among theirs. Only the native
+  thread spins (not Node's loop, under \`--receiver loop\`); each jail has
+  its own spinners. \`--stats\` prints the CPU time they used, and
+  \`npm run bench\` prints it per open and per build.
 - Kernel-ABI profiles from Linux 2.6.32 to 6.18 on x86_64 (native and i386
   entry points): syscalls the profile's kernel lacks fail with ENOSYS, decided
   in the seccomp filter; syscalls it has and the host lacks are answered by a
