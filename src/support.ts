@@ -419,10 +419,11 @@ busy with other work (load average 15-20; even the unintercepted open took
 floor with a spinner on every CPU; the spinners used 0.54 µs of CPU time
 per open (a \`SCHED_IDLE\` thread gets little on a busy host). Run as a
 command, through the native front end and the resident supervisor, the
-same open took 79.6 µs: the resident is a session of its own (\`setsid\`),
-so with the kernel's autogroups (\`kernel.sched_autogroup_enabled\`) the
-caller and the supervisor are in different scheduling groups, and on a
-busy host each hand-over between them waits for the other group's turn.
+same open took 79.6 µs: the resident was then a session of its own
+(\`setsid\`), so with the kernel's autogroups
+(\`kernel.sched_autogroup_enabled\`) the caller and the supervisor were in
+different scheduling groups, and on a busy host each hand-over between them
+waited for the other group's turn.
 The build (which goes through the resident): 1.13× through the shim,
 1.17× with \`--spin off\`, the spinners using 46.6 ms of CPU time per
 build. An earlier run at load 13-23 gave 30.1 and 29.6 µs, 127 µs with
@@ -431,18 +432,19 @@ At load 1.5-5 the build took 1.31× with spinners and 1.12× without: the
 resident's spinners, in another autogroup than the build, were not idle to
 it. The resident now stays in the session that started it, and spins only
 for callers of its own autogroup.
-Four runs of the intercepted group on a host busy with other work (load
-average 4.5-10), the open as root and as nobody: 24.6 and 29.5, 24.3 and
-24.3, 30.2 and 29.0, 24.1 and 23.8 µs (\`--spin off\` 29.1, 31.5, 36.5 and
-28.1 µs; the C floor with ADDFD 24.9-29.0 µs, with every CPU kept awake
-17.3-20.0 µs; the spinners 0.38-1.46 µs of CPU time per open). The build
-through the resident: 1.23×, 1.02× and 1.47× in the first three runs, with
-the resident still a session of its own and its spinners asleep (\`--spin
-off\` 0.91×, 1.07× and 1.55× in the same runs: one build took 1.4 to 4.1 s
-on that host), and 0.70× in the last, with the resident in the bench's
-session (load 9.8; native builds of 2.8 to 5.6 s, not a meaningful ratio).
-Run as a command the open took 36.7-39.6 µs with the resident a session of
-its own and 25.0 µs in the caller's.
+Five runs of the intercepted group on a host busy with other work (load
+average 2.2-11.6), the open as root and as nobody: 24.6 and 29.5, 24.3 and
+24.3, 30.2 and 29.0, 24.1 and 23.8, 25.1 and 29.0 µs (\`--spin off\` 29.1,
+31.5, 36.5, 28.1 and 31.2 µs; the C floor with ADDFD 24.9-33.5 µs, with
+every CPU kept awake 17.3-24.1 µs; the spinners 0.38-1.46 µs of CPU time
+per open). The build through the resident: 1.23×, 1.02× and 1.47× in the
+first three runs, with the resident still a session of its own and its
+spinners asleep (\`--spin off\` 0.91×, 1.07× and 1.55× in the same runs:
+one build took 1.4 to 4.1 s on that host), then 0.70× (load 9.8; native
+builds of 2.8 to 5.6 s, not a meaningful ratio) and 1.07× (load 2.2-11.6;
+\`--spin off\` 1.08×, through the Node CLI 1.24×) with the resident in the
+bench's session. Run as a command the open took 36.7-39.6 µs with the
+resident a session of its own and 25.0-26.3 µs in the caller's.
 Its 7,900 opens, half of them ENOENT along include and library
 paths, and 362 \`execve\`, 33 \`setresuid\` and as many \`setresgid\`
 and 3 other noted calls are its only notifications. A build with \`-DVJAIL_OPENFAST_PROFILE\` prints where
@@ -551,9 +553,10 @@ const PLANNED = `## Planned
   a share of the build's CPU. The resident now stays in the session that
   started it and spins only for callers of its own autogroup.
   On a host busy with other work
-  (load average 4.5-10, four runs) the open took 23.8-30.2 µs and the build
-  0.70-1.47× its native time, a build's spread on such a host (1.0-5.6 s)
-  being wider than the target's margin; no quiet host was available to
+  (load average 2.2-11.6, five runs) the open took 23.8-30.2 µs and the
+  build 0.70-1.47× its native time, a build's spread on such a host
+  (1.0-5.6 s) being wider than the target's margin; the last run met all
+  three targets (25.1 and 29.0 µs, 1.07×). No quiet host was available to
   measure it again. The spinners cost CPU time no other task of their
   session wanted, but on a virtual machine that is time the host could have
   given to another guest, and tasks of other sessions see the spinning
