@@ -226,7 +226,7 @@ async function intercepted(p: Params, log: (s: string) => void): Promise<Row[]> 
       unit: 'µs',
       sample: async () =>
         us(perCall((await capture(vjailCli(), ['run', '--profile', 'linux-4.19', '--kernel-files', 'shim', '--', loop, 'open', n])).stdout)),
-      note: 'the row above run as a command: the native front end and the resident supervisor (as the make rows are), not the Node CLI',
+      note: 'the row above run as a command: the native front end and the resident supervisor (as the make rows are), not the Node CLI; the resident stays in the session (the autogroup) of the bench that started it, as the jail is',
     },
     {
       id: 'open-shim-nospin',

@@ -2,10 +2,12 @@
 #include "keepawake.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -59,9 +61,36 @@ static void *spinner(void *p)
 	return NULL;
 }
 
+/* The first line of a small /proc file, without its newline: 0, or -1. */
+static int read_line(const char *path, char *buf, size_t size)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = read(fd, buf, size - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = 0;
+	buf[strcspn(buf, "\n")] = 0;
+	return 0;
+}
+
+/* "/autogroup-25" of "/autogroup-25 nice 0": the group, without its nice value (set per group). */
+static void group_name(char *line)
+{
+	line[strcspn(line, " ")] = 0;
+}
+
 int ka_start(struct keep_awake *k)
 {
 	memset(k, 0, sizeof *k);
+	char on[8];
+	if (read_line("/proc/sys/kernel/sched_autogroup_enabled", on, sizeof on) == 0 && !strcmp(on, "1") &&
+	    read_line("/proc/self/autogroup", k->autogroup, sizeof k->autogroup) == 0)
+		group_name(k->autogroup);
+	else
+		k->autogroup[0] = 0; /* no autogroups (or no way to tell): every task is in the same group */
 	cpu_set_t mine;
 	if (sched_getaffinity(0, sizeof mine, &mine))
 		return errno;
@@ -109,9 +138,35 @@ static void wake_spinners(struct keep_awake *k)
 	syscall(SYS_futex, &k->gen, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
 }
 
-void ka_note(struct keep_awake *k, uint64_t now_ns)
+/*
+ * SCHED_IDLE makes a spinner idle only to the tasks of its own scheduling
+ * group. With autogroups (one group per session) a spinner of a supervisor
+ * in another session than the caller, as the resident supervisor is, counts
+ * as a whole group against the caller's: it would take a share of the
+ * caller's CPU instead of giving it up at once. Looked up once per caller
+ * thread (the last one is kept).
+ */
+static int same_group(struct keep_awake *k, pid_t tid)
 {
-	if (!k->running)
+	if (!k->autogroup[0])
+		return 1;
+	if (tid == k->checked_tid)
+		return k->checked_same;
+	char path[48], line[sizeof k->autogroup];
+	snprintf(path, sizeof path, "/proc/%d/autogroup", (int)tid);
+	int same = tid > 0 && read_line(path, line, sizeof line) == 0;
+	if (same) {
+		group_name(line);
+		same = !strcmp(line, k->autogroup);
+	}
+	k->checked_tid = tid;
+	k->checked_same = same;
+	return same;
+}
+
+void ka_note(struct keep_awake *k, uint64_t now_ns, pid_t tid)
+{
+	if (!k->running || !same_group(k, tid))
 		return;
 	uint64_t gap = now_ns - k->last_ns;
 	k->last_ns = now_ns;

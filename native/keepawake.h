@@ -6,10 +6,12 @@
  * scheduler puts each on an idle CPU. On a virtual machine whose idle vCPU
  * halts, each of those wake-ups waits for the host to run the vCPU again
  * (tens of microseconds). Spinner threads, one pinned to each CPU vjail may
- * use and of the lowest class (SCHED_IDLE: any other task takes the CPU at
- * once), keep those CPUs from halting, but only for `window` after a
- * notification that came within `gap` of the one before; otherwise they
- * sleep. docs/SUPPORT.md says what it costs.
+ * use and of the lowest class (SCHED_IDLE: any other task of the same
+ * scheduling group takes the CPU at once), keep those CPUs from halting, but
+ * only for `window` after a notification answered with such a plain wake-up
+ * (an open answered with ADDFD, a hand-over to JavaScript) that came within
+ * `gap` of the one before, and only for callers of the supervisor's own
+ * autogroup; otherwise they sleep. docs/SUPPORT.md says what it costs.
  */
 #ifndef VJAIL_KEEPAWAKE_H
 #define VJAIL_KEEPAWAKE_H
@@ -17,6 +19,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define KA_MAX_CPUS 8
 #define KA_WINDOW_NS 50000u /* spin at most this long after a notification */
@@ -43,12 +46,16 @@ struct keep_awake {
 	_Atomic uint64_t cpu_ns[KA_MAX_CPUS]; /* CPU time each spinner has used */
 	atomic_ullong wakes;		       /* times sleeping spinners were woken */
 	uint64_t last_ns; /* receiving thread only: when the previous notification arrived */
+	char autogroup[48]; /* this process's autogroup ("/autogroup-25"), empty without autogroups */
+	pid_t checked_tid; /* receiving thread only: the last caller looked up, and whether it is in that group */
+	int checked_same;
 };
 
 /* Start the spinners (asleep): 0, or an errno. Does nothing with fewer than 2 usable CPUs. */
 int ka_start(struct keep_awake *k);
-/* A notification arrived at `now_ns` (receiving thread only): spin on if the rate is high. */
-void ka_note(struct keep_awake *k, uint64_t now_ns);
+/* A notification to answer with a plain wake-up arrived from `tid` at `now_ns` (receiving thread
+ * only): spin on if they come fast and the caller is in this process's scheduling group. */
+void ka_note(struct keep_awake *k, uint64_t now_ns, pid_t tid);
 /* The answer is given at `now_ns`: keep spinning for the next one, if spinning. */
 void ka_extend(struct keep_awake *k, uint64_t now_ns);
 /* CPU time all spinners have used, in ns. */

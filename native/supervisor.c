@@ -208,6 +208,19 @@ static int listener_hung_up(int listener)
 	return poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLERR | POLLNVAL));
 }
 
+/*
+ * An open or openat the open shim's fast path may answer: with ADDFD, whose
+ * wake-up of the caller is a plain one. Spinners (keepawake.h) serve only
+ * those and the hand-overs to JavaScript (an eventfd's plain wake-up): every
+ * other answer given here wakes the caller on this thread's CPU
+ * (SYNC_WAKE_UP), which no spinner speeds up.
+ */
+static int is_fast_open(const struct supervisor *s, const struct seccomp_notif *n)
+{
+	return s->open_fast.ready && sup_arch_index(n->data.arch) == 0 &&
+	       (n->data.nr == __NR_open || n->data.nr == __NR_openat);
+}
+
 static void *loop(void *arg)
 {
 	struct supervisor *s = arg;
@@ -234,13 +247,17 @@ static void *loop(void *arg)
 			break;
 		}
 		uint64_t t0 = sup_now_ns();
-		ka_note(&s->awake, t0);
+		int open = is_fast_open(s, &buf.n);
+		if (open)
+			ka_note(&s->awake, t0, (pid_t)buf.n.pid);
 		if (sup_answer_natively(s, &buf.n, t0) < 0) {
 			if (s->native_answers && of_try(&s->open_fast, s->listener, &buf.n) == 0) {
 				sup_record(s, buf.n.data.arch, buf.n.data.nr, t0);
 				atomic_fetch_add_explicit(&s->native_answered, 1, memory_order_relaxed);
 				ka_extend(&s->awake, sup_now_ns());
 			} else {
+				if (!open)
+					ka_note(&s->awake, t0, (pid_t)buf.n.pid);
 				enqueue(s, &buf.n, t0);
 			}
 		}

@@ -241,14 +241,22 @@ static void sleep_us(long us)
 	nanosleep(&t, NULL);
 }
 
-/* Start the resident, detached (its own session, stdio on /dev/null, not our child). */
+/*
+ * Start the resident, detached: its own process group (no signal of the
+ * terminal's reaches it), stdio on /dev/null, not our child. It stays in
+ * our session: with autogroups (kernel.sched_autogroup_enabled) a session is
+ * a scheduling group, and a resident in one of its own would hand each
+ * notification to another group than the jails of this session (waiting
+ * for that group's turn on a busy host), and its spinners (SCHED_IDLE only
+ * within a group) could not keep CPUs awake for them (keepawake.h).
+ */
 static void start_resident(const char *resident, const char *path)
 {
 	pid_t p = fork();
 	if (p < 0)
 		return;
 	if (p == 0) {
-		setsid();
+		setpgid(0, 0);
 		if (fork() != 0)
 			_exit(0);
 		int null = open("/dev/null", O_RDWR);

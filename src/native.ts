@@ -91,7 +91,7 @@ export interface NativeAddon {
      * openFast: the receiving thread answers plain opens itself (native/openfast.c);
      * trackIdentity: the plan notifies every call that changes a caller's identity, so that thread
      * may keep identities from one open to the next (src/plan/identity.ts, native/idcache.c);
-     * spin: keep idle CPUs awake during bursts of notifications (native/keepawake.h).
+     * spin: keep idle CPUs awake during bursts of opens answered with ADDFD (native/keepawake.h).
      */
     options: { mode: number; syncWakeUp: boolean; openFast?: boolean; trackIdentity?: boolean; spin?: boolean },
   ): SupervisorHandle;

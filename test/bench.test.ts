@@ -35,6 +35,7 @@ const ROWS = [
   'intercepted.floor-open-spin',
   'intercepted.make-native',
   'intercepted.make-shim',
+  'intercepted.make-shim-node',
   'intercepted.make-shim-nospin',
   'intercepted.make-shim-spin-cpu',
   ...['getppid', 'personality', 'prctl'].flatMap((s) =>

@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -13,10 +13,13 @@ import { fixture, vjailBin } from './helpers/fixtures.js';
 import { residents } from './helpers/resident.js';
 
 /*
- * While notifications come fast, spinner threads of the SCHED_IDLE class
- * keep the CPUs vjail may use from halting (native/keepawake.h). They must
- * spin only then, be off with spin: false (--spin off), and be gone once
- * the jail has ended.
+ * While opens answered with ADDFD come fast, spinner threads of the
+ * SCHED_IDLE class keep the CPUs vjail may use from halting
+ * (native/keepawake.h). They must spin only then (not for calls answered
+ * with SYNC_WAKE_UP's wake-up on the supervisor's CPU, nor for a caller in
+ * another autogroup, whose tasks a SCHED_IDLE thread would not give way
+ * to), be off with spin: false (--spin off), and be gone once the jail has
+ * ended.
  */
 
 const GETUID = 102;
@@ -53,6 +56,70 @@ function idleThreads(pid: number | 'self' = 'self'): number {
   return n;
 }
 
+/** Spinner threads' CPU time in clock ticks (utime + stime, fields 14 and 15), 0 once they are gone. */
+function idleThreadTicks(pid: number): number {
+  let ticks = 0;
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return 0;
+  }
+  for (const tid of tids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(fields[41 - 3]) === SCHED_IDLE) ticks += Number(fields[14 - 3]) + Number(fields[15 - 3]);
+    } catch {
+      // ended meanwhile
+    }
+  }
+  return ticks;
+}
+
+const autogroups = (() => {
+  try {
+    return readFileSync('/proc/sys/kernel/sched_autogroup_enabled', 'utf8').trim() === '1';
+  } catch {
+    return false;
+  }
+})();
+
+/** A directory with the file `openfast DIR N` opens. */
+function openDir(): string {
+  const d = mkdtempSync(join(tmpdir(), 'vjail-spin-open-'));
+  writeFileSync(join(d, 'readable'), 'hi\n');
+  return d;
+}
+
+async function collect(jail: ReturnType<typeof spawnJail>) {
+  let out = '';
+  jail.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+  const exit = await jail.exited;
+  await new Promise<void>((r) => (jail.stdout?.readableEnded ? r() : jail.stdout?.once('end', () => r())));
+  return { out: out.trim(), exit, state: jail.receiverState()! };
+}
+
+/** 20000 opens through the open shim, each answered in C with ADDFD. */
+async function opens(spin: boolean) {
+  const dir = openDir();
+  try {
+    return await collect(
+      spawnJail({
+        command: [fixture('openfast'), dir, '20000'],
+        profile: loadProfile('linux-4.19'),
+        kernelFiles: 'shim',
+        receiver: 'thread',
+        spin,
+        stdio: ['ignore', 'pipe', 'inherit'],
+      }),
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** 20000 getuid calls, each answered in C with a value (SYNC_WAKE_UP: the caller is woken on the supervisor's CPU). */
 async function burst(spin: boolean) {
   const jail = spawnJail({
     command: [fixture('probe'), 'repeat', '1', String(GETUID), '20000'],
@@ -62,23 +129,19 @@ async function burst(spin: boolean) {
     spin,
     stdio: ['ignore', 'pipe', 'inherit'],
   });
-  let out = '';
-  jail.stdout?.on('data', (d: Buffer) => (out += d.toString()));
-  const exit = await jail.exited;
-  await new Promise<void>((r) => (jail.stdout?.readableEnded ? r() : jail.stdout?.once('end', () => r())));
-  return { out: out.trim(), exit, state: jail.receiverState()! };
+  return collect(jail);
 }
 
 const cpus = availableParallelism();
 
 describe('keeping CPUs awake during bursts of notifications', () => {
-  it('spins during a burst of natively answered calls, and its threads are gone once the jail has ended', async () => {
+  it('spins during a burst of opens answered with ADDFD, and its threads are gone once the jail has ended', async () => {
     expect(idleThreads()).toBe(0);
-    const r = await burst(true);
+    const r = await opens(true);
     expect(r.exit.status).toBe(0);
-    expect(r.out).toBe(`nr=${GETUID} calls=20000 ret=777 same=yes`);
+    expect(r.out).toBe('failed 0');
     if (cpus >= 2) {
-      // 20000 calls in a row: they come well within 200 µs of each other.
+      // 20000 opens in a row: they come well within 200 µs of each other.
       expect(r.state.spinWakes).toBeGreaterThan(0);
       expect(r.state.spinCpuNs).toBeGreaterThan(0);
     } else {
@@ -88,10 +151,18 @@ describe('keeping CPUs awake during bursts of notifications', () => {
     expect(idleThreads()).toBe(0);
   });
 
-  it('spin: false starts no spinner', async () => {
-    const r = await burst(false);
+  it('does not spin for a burst of calls answered on its own CPU (SYNC_WAKE_UP)', async () => {
+    const r = await burst(true);
     expect(r.exit.status).toBe(0);
     expect(r.out).toBe(`nr=${GETUID} calls=20000 ret=777 same=yes`);
+    expect(r.state.spinWakes).toBe(0);
+    expect(idleThreads()).toBe(0);
+  });
+
+  it('spin: false starts no spinner', async () => {
+    const r = await opens(false);
+    expect(r.exit.status).toBe(0);
+    expect(r.out).toBe('failed 0');
     expect(r.state.spinWakes).toBe(0);
     expect(r.state.spinCpuNs).toBe(0);
     expect(idleThreads()).toBe(0);
@@ -139,4 +210,46 @@ describe('keeping CPUs awake during bursts of notifications', () => {
       expect(seen, when).toBe(when === 'off' || cpus < 2 ? 0 : Math.min(cpus, 8));
     }
   });
+
+  /** Spinner CPU time (clock ticks) of the residents under `runtime` while `argv` runs, and its result. */
+  async function residentSpin(argv: string[]) {
+    const p = execa(argv[0]!, argv.slice(1), { reject: false, env: { XDG_RUNTIME_DIR: runtime }, timeout: 60_000 });
+    // Bounded: the jail's opens and a second's sleep; sampled until it has ended.
+    let threads = 0;
+    let ticks = 0;
+    for (let i = 0; i < 600 && p.exitCode === null; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      for (const pid of residents(runtime)) {
+        threads = Math.max(threads, idleThreads(pid));
+        ticks = Math.max(ticks, idleThreadTicks(pid));
+      }
+    }
+    return { r: await p, threads, ticks };
+  }
+
+  const openThenSleep = (dir: string) => ['run', '--profile', 'linux-4.19', '--kernel-files', 'shim', '--', 'sh', '-c', `${fixture('openfast')} ${dir} 20000 && sleep 1`];
+
+  it.runIf(autogroups && cpus >= 2)(
+    "the resident stays in the session that started it and spins for its jails, not for a jail of another session (another autogroup)",
+    async () => {
+      const dir = openDir();
+      try {
+        // Started here (if not yet): the resident is in this session's autogroup, as the jail is.
+        const same = await residentSpin([vjailBin, ...openThenSleep(dir)]);
+        expect(same.r.exitCode, same.r.stderr).toBe(0);
+        expect(same.r.stdout).toBe('failed 0');
+        expect(same.threads).toBe(Math.min(cpus, 8));
+        expect(same.ticks).toBeGreaterThan(0);
+        // setsid: the front end and its jail in a session (an autogroup) of their own, served by the
+        // same resident, whose spinners would compete with them as a group of their own.
+        const other = await residentSpin(['setsid', '-w', vjailBin, ...openThenSleep(dir)]);
+        expect(other.r.exitCode, other.r.stderr).toBe(0);
+        expect(other.r.stdout).toBe('failed 0');
+        expect(other.threads).toBe(Math.min(cpus, 8));
+        expect(other.ticks).toBe(0);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  );
 });

@@ -65,7 +65,7 @@ async function program(argv: string[], setExit: SetExit): Promise<Command> {
         .default('auto'),
     )
     .addOption(
-      new Option('--spin <when>', 'keep idle CPUs from halting for 50 µs after each notification while they come fast (auto), or never (off)')
+      new Option('--spin <when>', 'keep idle CPUs from halting for 50 µs after each open answered with ADDFD while they come fast (auto), or never (off)')
         .choices(['auto', 'off'])
         .default('auto'),
     )

@@ -49,10 +49,12 @@ export interface SupervisorOptions {
    */
   syncWakeUp?: boolean;
   /**
-   * While notifications come fast (within 200 µs of each other), keep the
-   * CPUs vjail may use from halting for 50 µs after each, with spinner
-   * threads of the lowest scheduling class (native/keepawake.h; default
-   * true). False (\`--spin off\`) saves that CPU time where wake-ups are cheap.
+   * While opens answered with ADDFD (or calls handed to JavaScript) come
+   * fast (within 200 µs of each other), keep the CPUs vjail may use from
+   * halting for 50 µs after each, with spinner threads of the lowest
+   * scheduling class, for callers of this process's autogroup
+   * (native/keepawake.h; default true). False (\`--spin off\`) saves that
+   * CPU time where wake-ups are cheap.
    */
   spin?: boolean;
 }
