@@ -39,6 +39,36 @@ const enum Frame {
   Data = 0x44, // 'D' bytes of the current file
   End = 0x45, // 'E' the current file is complete
   Finish = 0x5a, // 'Z' {"files":N,"bytes":N}
+  Patch = 0x50, // 'P' u8 length, a store's name, u64 offset, bytes to write there (pre-dump rounds of a migration)
+  Recipe = 0x43, // 'C' {"name":...,"size":N,"store":...,"runs":[[page,count],...]}: a page file made of a store's pages
+}
+
+/** The names of a pre-dump's stores (a process's pid and a range of it) that a stream may patch. */
+const STORE_NAME = /^\d{1,10}-x?\d{1,6}$/;
+/** Room in a patch frame for its name and offset. */
+const PATCH_HEAD = 1 + 32 + 8;
+
+/**
+ * Bytes of a pre-dump's store (predump.ts) to write at `offset` of the
+ * receiver's copy of it: sent while the jail still runs, so that the image's
+ * page files can be made there from the stores (`StoreRecipe`).
+ */
+export interface StorePatch {
+  kind: 'patch';
+  store: string;
+  offset: number;
+  size: number;
+  /** Read the bytes, in order, straight into the caller's buffers. */
+  open(): { read(buf: Buffer, off: number, len: number): void; close(): void };
+}
+
+/** A page file of the image that is the concatenation of these runs of a store's pages (page index in the store, count). */
+export interface StoreRecipe {
+  kind: 'recipe';
+  name: string;
+  size: number;
+  store: string;
+  runs: [number, number][];
 }
 
 /** One file of an image to send: its name, size and bytes in order. */
@@ -52,7 +82,7 @@ export interface SourceFile {
 
 /** What a stream is written from: the files of an image, page files first, IMAGE last. */
 export interface ImageSource {
-  files(): AsyncIterable<SourceFile>;
+  files(): AsyncIterable<SourceFile | StorePatch | StoreRecipe>;
 }
 
 /**
@@ -64,6 +94,9 @@ export interface ImageSink {
   begin(name: string, size: number): void | Promise<void>;
   data(chunk: Buffer): void | Promise<void>;
   end(): void | Promise<void>;
+  /** Patches and recipes (a migration's streamed pre-dump): a sink without these refuses a stream that has them. */
+  patch?(store: string, offset: number, chunk: Buffer): void | Promise<void>;
+  recipe?(r: StoreRecipe): void | Promise<void>;
 }
 
 export interface StreamOptions {
@@ -207,6 +240,16 @@ const json = (v: unknown): Buffer => Buffer.from(JSON.stringify(v));
 async function* frames(source: ImageSource, totals: { files: number; bytes: number }, pool: FramePool): AsyncGenerator<Buffer> {
   yield frame(Frame.Start, json({ format: 'vjail-image', version: IMAGE_VERSION }));
   for await (const f of source.files()) {
+    if ('kind' in f && f.kind === 'patch') {
+      yield* patchFrames(f, pool);
+      continue;
+    }
+    if ('kind' in f && f.kind === 'recipe') {
+      yield frame(Frame.Recipe, json({ name: f.name, size: f.size, store: f.store, runs: f.runs }));
+      totals.files++;
+      totals.bytes += f.size;
+      continue;
+    }
     yield frame(Frame.File, json({ name: f.name, size: f.size }));
     let sent = 0;
     if (f.open) {
@@ -237,6 +280,27 @@ async function* frames(source: ImageSource, totals: { files: number; bytes: numb
     totals.bytes += sent;
   }
   yield frame(Frame.Finish, json({ files: totals.files, bytes: totals.bytes }));
+}
+
+/** A store patch as frames, each with its store's name and offset and at most STREAM_CHUNK - PATCH_HEAD bytes. */
+async function* patchFrames(p: StorePatch, pool: FramePool): AsyncGenerator<Buffer> {
+  const name = Buffer.from(p.store, 'latin1');
+  const head = 1 + name.length + 8;
+  const r = p.open();
+  try {
+    for (let sent = 0; sent < p.size; ) {
+      const len = Math.min(STREAM_CHUNK - PATCH_HEAD, p.size - sent);
+      const buf = await pool.take();
+      buf[FRAME_HEAD] = name.length;
+      name.copy(buf, FRAME_HEAD + 1);
+      buf.writeBigUInt64BE(BigInt(p.offset + sent), FRAME_HEAD + 1 + name.length);
+      r.read(buf, FRAME_HEAD + head, len);
+      sent += len;
+      yield seal(buf, Frame.Patch, head + len);
+    }
+  } finally {
+    r.close();
+  }
 }
 
 function preambleOf(how: Compression, cipher: string | undefined): Buffer {
@@ -367,6 +431,34 @@ async function readFrames(r: ByteReader, sink: ImageSink, what: string, pre: { h
       if (z.files !== files || z.bytes !== total) throw damaged(`its end frame says ${String(z.files)} files and ${String(z.bytes)} bytes, but it held ${files} and ${total}`);
       break;
     }
+    if (f.type === Frame.Patch) {
+      const len = f.payload[0]!;
+      const store = f.payload.subarray(1, 1 + len).toString('latin1');
+      if (len > 32 || f.payload.length < 1 + len + 8 || !STORE_NAME.test(store)) throw damaged(`frame ${n} patches a store "${store}" that a pre-dump does not have`);
+      const offset = Number(f.payload.readBigUInt64BE(1 + len));
+      const data = f.payload.subarray(1 + len + 8);
+      if (offset + data.length > FILE_MAX) throw damaged(`frame ${n} patches past the largest store`);
+      if (files) throw damaged(`frame ${n} patches a store after the image's files began`);
+      if (!sink.patch) throw damaged(`frame ${n} is a pre-dump's patch, which only a page server takes`);
+      n++;
+      await sink.patch(store, offset, data);
+      continue;
+    }
+    if (f.type === Frame.Recipe) {
+      const c = parse<{ name?: unknown; size?: unknown; store?: unknown; runs?: unknown }>(f.payload, n);
+      const runs = c.runs;
+      const okRuns = Array.isArray(runs) && runs.every((x) => Array.isArray(x) && x.length === 2 && x.every((v) => Number.isSafeInteger(v) && (v as number) >= 0));
+      if (typeof c.name !== 'string' || !/^pages-\d{1,9}\.img$/.test(c.name) || typeof c.store !== 'string' || !STORE_NAME.test(c.store) || !okRuns
+        || typeof c.size !== 'number' || !Number.isSafeInteger(c.size) || c.size < 0 || c.size > FILE_MAX) throw damaged(`frame ${n} is an invalid page file recipe`);
+      if (names.has(c.name)) throw damaged(`${c.name} appears twice`);
+      if (!sink.recipe) throw damaged(`frame ${n} is a page file made of a pre-dump's pages, which only a page server takes`);
+      names.add(c.name);
+      n++;
+      await sink.recipe({ kind: 'recipe', name: c.name, size: c.size, store: c.store, runs: runs as [number, number][] });
+      files++;
+      total += c.size;
+      continue;
+    }
     if (f.type !== Frame.File) throw damaged(`frame ${n} is out of order (expected a file or the end)`);
     const meta = parse<{ name?: unknown; size?: unknown }>(f.payload, n++);
     const name = meta.name;
@@ -427,6 +519,9 @@ export class DirSink implements ImageSink {
     }
   }
 
+  /** The stream was read whole (before the image is checked). */
+  finish(): void {}
+
   /** Close what is open and remove the directory. */
   abort(): void {
     if (this.fd >= 0) closeSync(this.fd);
@@ -441,10 +536,11 @@ export class DirSink implements ImageSink {
  * them, and which every frame's sha256 has covered already). On any failure
  * `dir` is removed and an ImageError says why in one line.
  */
-export async function receiveImage(input: AsyncIterable<Buffer>, dir: string, opts: { key?: Buffer; what: string }): Promise<StreamTotals> {
-  const sink = new DirSink(dir);
+export async function receiveImage(input: AsyncIterable<Buffer>, dir: string, opts: { key?: Buffer; what: string; sink?: (dir: string) => DirSink }): Promise<StreamTotals> {
+  const sink = opts.sink?.(dir) ?? new DirSink(dir);
   try {
     const totals = await readImageStream(input, sink, opts);
+    sink.finish();
     try {
       openImage(dir, { verifyPages: false });
     } catch (e) {
