@@ -20,7 +20,7 @@
  * file is built from the store afterwards (`finish`), possibly after the
  * jail was let go: the image's pages are those of the frozen process.
  */
-import { closeSync, mkdtempSync, openSync, readdirSync, readSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, mkdtempSync, openSync, readdirSync, readSync, rmSync, statSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { type ImageWriter, OffThreadHash, PAGE_SIZE, type Pages, pageBuffer } from '../image/format.js';
 import { isNativeError, native } from '../native.js';
@@ -80,6 +80,13 @@ export interface StoreMirror {
   round(): Promise<void>;
   /** The page file `file` of the image is the concatenation of these runs (page index in the store, count) of store `name`. */
   pageFile(file: string, size: number, name: string, runs: [number, number][]): void;
+  /**
+   * The digests of each PAGE_CHUNK_BYTES of store `name`'s first `size`
+   * bytes (its whole length), kept up to date as it is written; null where
+   * the mirror does not keep them. With them, a page file that is the store
+   * as it is need not be written on this side (the receiver makes it).
+   */
+  chunkDigests?(name: string, size: number): string[] | null;
 }
 
 export interface PreDumpOptions {
@@ -302,6 +309,17 @@ export class MemoryTrack {
       },
       pageFile: (writer, runs) => {
         const w = writer.pageFile();
+        const [first] = runs;
+        if (this.mirror?.chunkDigests && runs.length === 1 && base + first![0] === 0 && t.store >= 0) {
+          // The page file is the store's first pages, all of it: the receiver links its copy; its digests are kept.
+          const size = first![1] * PAGE_SIZE;
+          const sums = fstatSync(t.store).size === size ? this.mirror.chunkDigests(t.name, size) : null;
+          if (sums) {
+            const pages = w.described(runs, size, sums);
+            this.mirror.pageFile(pages.file, pages.size, t.name, [[0, first![1]]]);
+            return pages;
+          }
+        }
         for (const [first, count] of runs) {
           for (let done = 0; done < count; ) {
             const n = Math.min(count - done, CHUNK / PAGE_SIZE);

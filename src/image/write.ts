@@ -6,11 +6,11 @@
  * and `abort` removes what was written.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, ftruncateSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { native } from '../native.js';
 import { describeIssue, ImageError } from './errors.js';
-import { OffThreadHash } from './pagedata.js';
+import { OffThreadHash, treeDigest } from './pagedata.js';
 import { openImage } from './read.js';
 import { SIGNATURE_FILE, signatureText } from './sign.js';
 import { BLOB_PACK_FILE, HEADER_FILE, IMAGE_MAGIC, IMAGE_VERSION, type Manifest, MANIFEST_FILE, MANIFEST_MAX_BYTES, manifestSchema, PAGE_CHUNK_BYTES, PAGE_SIZE, type Pages, type Blob } from './schema.js';
@@ -110,6 +110,20 @@ export class PageFileWriter {
     this.size += data.length;
     this.hash.update(data);
     this.progress?.(data.length);
+  }
+
+  /**
+   * A page file whose bytes are held elsewhere (a migration's receiver
+   * makes it from its copy of a pre-dump's store): only its size is set
+   * here, its digests are those given, one per PAGE_CHUNK_BYTES of it. Only
+   * for an image that is not durable, and sent at once.
+   */
+  described(runs: [number, number][], size: number, chunkSums: string[]): Pages {
+    if (this.durable || this.size || this.runs.length) throw new Error('internal: only an empty page file of a temporary image is described');
+    if (chunkSums.length !== Math.ceil(size / PAGE_CHUNK_BYTES)) throw new Error('internal: a described page file needs a digest per chunk');
+    writing(this.dir, () => ftruncateSync(this.fd, size));
+    this.discard();
+    return { file: this.name, size, sha256: treeDigest(chunkSums), runs, chunks: { size: PAGE_CHUNK_BYTES, sha256: chunkSums } };
   }
 
   close(): Pages {

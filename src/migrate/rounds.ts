@@ -7,12 +7,13 @@
  * makes those page files from them, so that the memory crosses the
  * connection while the jail runs, not while it is stopped.
  */
+import { createHash } from 'node:crypto';
 import { closeSync, fstatSync, linkSync, mkdirSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { StoreMirror } from '../checkpoint/predump.js';
 import type { Compression } from '../image/codec.js';
-import { PAGE_SIZE } from '../image/format.js';
+import { PAGE_CHUNK_BYTES, PAGE_SIZE } from '../image/format.js';
 import { ImageError } from '../image/errors.js';
 import { DirSink, dirSource, type ImageSource, type SourceFile, type StorePatch, type StoreRecipe, type StreamTotals, writeImageStream } from '../image/stream.js';
 import type { RestoreReply } from './protocol.js';
@@ -94,7 +95,38 @@ export class RoundsSender implements StoreMirror {
     if (!w) this.written.set(name, (w = { fd, extents: [] }));
     w.fd = fd;
     w.extents.push([offset, len]);
+    const sums = this.sums.get(name);
+    if (sums) for (let i = Math.floor(offset / PAGE_CHUNK_BYTES); i * PAGE_CHUNK_BYTES < offset + len; i++) sums[i] = undefined;
   }
+
+  /** Per store, the digest of each PAGE_CHUNK_BYTES and the bytes it was of (a last chunk may grow); undefined once written since. */
+  private readonly sums = new Map<string, ({ sha256: string; len: number } | undefined)[]>();
+
+  /** Bring the digests of store `name`'s first `size` bytes up to date: what was written since is hashed again. */
+  chunkDigests(name: string, size: number): string[] | null {
+    const w = this.written.get(name);
+    if (!w) return null;
+    let sums = this.sums.get(name);
+    if (!sums) this.sums.set(name, (sums = []));
+    const out: string[] = [];
+    const buf = this.hashBuf ??= Buffer.allocUnsafe(PAGE_CHUNK_BYTES);
+    for (let i = 0; i * PAGE_CHUNK_BYTES < size; i++) {
+      const len = Math.min(PAGE_CHUNK_BYTES, size - i * PAGE_CHUNK_BYTES);
+      let s = sums[i];
+      if (!s || s.len !== len) {
+        for (let got = 0; got < len; ) {
+          const n = readSync(w.fd, buf, got, len - got, i * PAGE_CHUNK_BYTES + got);
+          if (n === 0) return null; // shorter than said: the page file is written as usual
+          got += n;
+        }
+        sums[i] = s = { sha256: createHash('sha256').update(buf.subarray(0, len)).digest('hex'), len };
+      }
+      out.push(s.sha256);
+    }
+    return out;
+  }
+
+  private hashBuf: Buffer | undefined;
 
   /** What was copied since the last call, as patches read from the stores when sent. */
   private patches(): StorePatch[] {
@@ -129,6 +161,8 @@ export class RoundsSender implements StoreMirror {
     this.runningBytes += items.reduce((n, p) => n + p.size, 0);
     try {
       await this.send(items);
+      // Hashed while the jail runs: once it is stopped, only the chunks written since are hashed again.
+      for (const [name, w] of this.written) this.chunkDigests(name, fstatSync(w.fd).size);
     } catch (e) {
       // The jail was not stopped yet: the pre-dump ends, and it runs on as it was.
       if (e instanceof ImageError) throw new ImageError(`migrate: ${e.message}; the jail runs on here`);
