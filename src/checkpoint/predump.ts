@@ -74,19 +74,19 @@ export const FALLBACK_ENV = 'VJAIL_PRE_DUMP_FALLBACK';
  * and told how each page file is made from a store.
  */
 export interface StoreMirror {
-  /** `len` bytes at `offset` of store `name` (open as `fd`) were written. */
-  copied(name: string, fd: number, offset: number, len: number): void;
+  /** `len` bytes at `offset` of store `name` (open as `fd`, at most `storeMax` bytes long) were written. */
+  copied(name: string, fd: number, offset: number, len: number, storeMax: number): void;
   /** Send what was written since the last call (the jail runs meanwhile). */
   round(): Promise<void>;
   /** The page file `file` of the image is the concatenation of these runs (page index in the store, count) of store `name`. */
   pageFile(file: string, size: number, name: string, runs: [number, number][]): void;
   /**
-   * The digests of each PAGE_CHUNK_BYTES of store `name`'s first `size`
+   * The digests of each `chunk` bytes of store `name`'s first `size`
    * bytes (its whole length), kept up to date as it is written; null where
    * the mirror does not keep them. With them, a page file that is the store
    * as it is need not be written on this side (the receiver makes it).
    */
-  chunkDigests?(name: string, size: number): string[] | null;
+  chunkDigests?(name: string, size: number): { chunk: number; sums: string[] } | null;
 }
 
 export interface PreDumpOptions {
@@ -253,7 +253,7 @@ export class MemoryTrack {
         continue;
       }
       for (let done = 0; done < len; ) done += writeSync(t.store, buf, done, len - done, off + done);
-      this.mirror?.copied(t.name, t.store, off, len);
+      this.mirror?.copied(t.name, t.store, off, len, Number(t.end - t.start));
       if (t.copied.length) t.copied.fill(1, off / PAGE_SIZE, (off + len) / PAGE_SIZE);
       at += BigInt(len);
     }
@@ -315,7 +315,7 @@ export class MemoryTrack {
           const size = first![1] * PAGE_SIZE;
           const sums = fstatSync(t.store).size === size ? this.mirror.chunkDigests(t.name, size) : null;
           if (sums) {
-            const pages = w.described(runs, size, sums);
+            const pages = w.described(runs, size, sums.chunk, sums.sums);
             this.mirror.pageFile(pages.file, pages.size, t.name, [[0, first![1]]]);
             return pages;
           }

@@ -88,7 +88,9 @@ async function migrateCommand(name: string, to: string, flags: MigrateFlags): Pr
   // The pre-dump's copies go to the receiver as they are made, while the jail runs.
   const rounds = preDump ? new RoundsSender(conn, compress) : undefined;
   try {
-    code = await checkpointCommand(name, { image: plain, quiet: flags.quiet, tcpEstablished: flags.tcpEstablished, signKey: flags.signKey, preDump, preDumpRounds: preDump ? flags.preDumpRounds : undefined }, {
+    // The receiver checks what it restores; with the pre-dump streamed the page files here are not written (rounds.ts).
+    const verifyRestorable = rounds ? false : undefined;
+    code = await checkpointCommand(name, { image: plain, quiet: flags.quiet, tcpEstablished: flags.tcpEstablished, signKey: flags.signKey, preDump, preDumpRounds: preDump ? flags.preDumpRounds : undefined, verifyRestorable }, {
       mirror: rounds,
       output: {
         plain,

@@ -21,6 +21,21 @@ import { awaitReply, type PageServerConnection, sendFailure } from './transfer.j
 
 type Item = SourceFile | StorePatch | StoreRecipe;
 
+/**
+ * The chunk a store's digests are kept by: small, so that a page written
+ * at random costs little hashing again (a round's, and the last one's while
+ * stopped), yet at most MAX_CHUNKS of them (each is a line of the manifest).
+ */
+const MIN_CHUNK = 16 << 10;
+/** A round that sent at most this much has the stores' digests brought up to date. */
+const REHASH_BELOW = 64 << 20;
+const MAX_CHUNKS = 1 << 16;
+function chunkFor(storeMax: number): number {
+  let c = MIN_CHUNK;
+  while (c < PAGE_CHUNK_BYTES && storeMax / c > MAX_CHUNKS) c *= 2;
+  return c;
+}
+
 /** Coalesce [offset, len] extents (any order, overlapping) into sorted disjoint ones. */
 function coalesce(extents: [number, number][]): [number, number][] {
   extents.sort((a, b) => a[0] - b[0]);
@@ -39,7 +54,12 @@ function coalesce(extents: [number, number][]): [number, number][] {
  * to the image's last file.
  */
 export class RoundsSender implements StoreMirror {
-  private readonly written = new Map<string, { fd: number; extents: [number, number][] }>();
+  /**
+   * Per store: its file, what was written since the last round, and the
+   * digest of each `chunk` bytes with the bytes it was of (a last chunk may
+   * grow), undefined once written since.
+   */
+  private readonly written = new Map<string, { fd: number; extents: [number, number][]; chunk: number; sums: ({ sha256: string; len: number } | undefined)[] }>();
   private readonly recipes = new Map<string, StoreRecipe>();
   private batch: { items: Item[]; taken: () => void } | 'end' | undefined;
   private wake: (() => void) | undefined;
@@ -90,43 +110,37 @@ export class RoundsSender implements StoreMirror {
     }
   }
 
-  copied(name: string, fd: number, offset: number, len: number): void {
+  copied(name: string, fd: number, offset: number, len: number, storeMax: number): void {
     let w = this.written.get(name);
-    if (!w) this.written.set(name, (w = { fd, extents: [] }));
+    if (!w) this.written.set(name, (w = { fd, extents: [], chunk: chunkFor(storeMax), sums: [] }));
     w.fd = fd;
     w.extents.push([offset, len]);
-    const sums = this.sums.get(name);
-    if (sums) for (let i = Math.floor(offset / PAGE_CHUNK_BYTES); i * PAGE_CHUNK_BYTES < offset + len; i++) sums[i] = undefined;
+    for (let i = Math.floor(offset / w.chunk); i * w.chunk < offset + len; i++) w.sums[i] = undefined;
   }
 
-  /** Per store, the digest of each PAGE_CHUNK_BYTES and the bytes it was of (a last chunk may grow); undefined once written since. */
-  private readonly sums = new Map<string, ({ sha256: string; len: number } | undefined)[]>();
-
   /** Bring the digests of store `name`'s first `size` bytes up to date: what was written since is hashed again. */
-  chunkDigests(name: string, size: number): string[] | null {
+  chunkDigests(name: string, size: number): { chunk: number; sums: string[] } | null {
     const w = this.written.get(name);
     if (!w) return null;
-    let sums = this.sums.get(name);
-    if (!sums) this.sums.set(name, (sums = []));
     const out: string[] = [];
-    const buf = this.hashBuf ??= Buffer.allocUnsafe(PAGE_CHUNK_BYTES);
-    for (let i = 0; i * PAGE_CHUNK_BYTES < size; i++) {
-      const len = Math.min(PAGE_CHUNK_BYTES, size - i * PAGE_CHUNK_BYTES);
-      let s = sums[i];
+    const buf = Buffer.allocUnsafe(w.chunk);
+    for (let i = 0; i * w.chunk < size; i++) {
+      const len = Math.min(w.chunk, size - i * w.chunk);
+      let s = w.sums[i];
       if (!s || s.len !== len) {
         for (let got = 0; got < len; ) {
-          const n = readSync(w.fd, buf, got, len - got, i * PAGE_CHUNK_BYTES + got);
+          const n = readSync(w.fd, buf, got, len - got, i * w.chunk + got);
           if (n === 0) return null; // shorter than said: the page file is written as usual
           got += n;
         }
-        sums[i] = s = { sha256: createHash('sha256').update(buf.subarray(0, len)).digest('hex'), len };
+        w.sums[i] = s = { sha256: createHash('sha256').update(buf.subarray(0, len)).digest('hex'), len };
       }
       out.push(s.sha256);
     }
-    return out;
+    return { chunk: w.chunk, sums: out };
   }
 
-  private hashBuf: Buffer | undefined;
+
 
   /** What was copied since the last call, as patches read from the stores when sent. */
   private patches(): StorePatch[] {
@@ -158,11 +172,13 @@ export class RoundsSender implements StoreMirror {
 
   async round(): Promise<void> {
     const items = this.patches();
-    this.runningBytes += items.reduce((n, p) => n + p.size, 0);
+    const bytes = items.reduce((n, p) => n + p.size, 0);
+    this.runningBytes += bytes;
     try {
       await this.send(items);
-      // Hashed while the jail runs: once it is stopped, only the chunks written since are hashed again.
-      for (const [name, w] of this.written) this.chunkDigests(name, fstatSync(w.fd).size);
+      // Hashed while the jail runs, once a round finds little written (before, most would be written
+      // again): once it is stopped, only the chunks written since are hashed again.
+      if (bytes <= REHASH_BELOW) for (const [name, w] of this.written) this.chunkDigests(name, fstatSync(w.fd).size);
     } catch (e) {
       // The jail was not stopped yet: the pre-dump ends, and it runs on as it was.
       if (e instanceof ImageError) throw new ImageError(`migrate: ${e.message}; the jail runs on here`);
