@@ -257,9 +257,13 @@ const SUPPORTED = `## Supported
   that key, restored there as a named background jail (lazily: it runs
   once all but its private memory is in place; \`--no-lazy\` loads every
   page first); only then is it ended here, and if the restore there fails,
-  or the stream is refused there, it runs on here. \`--pre-dump\` copies
-  its memory while it runs; \`--json\` says how long each phase took
-  (docs/IMAGE.md, "Migration").
+  or the stream is refused there, it runs on here. Its memory is sent
+  while it runs, round after round, and once it is stopped only what it
+  wrote since (where the kernel tracks writes, Linux 6.7+; else all of it
+  once stopped, and said; \`--no-pre-dump\` asks for that); the receiver
+  makes the page files from the copies it holds. Both sides refuse a peer
+  of another protocol version in one line. \`--json\` says how long each
+  phase took (docs/IMAGE.md, "Migration").
 - Checkpoint from inside the jail (\`vjail run --self-checkpoint\`): a process
   asks for its own jail's checkpoint, leaving it running or ending it, and
   learns whether it is the original or a restored copy

@@ -39,14 +39,15 @@ const enum Frame {
   Data = 0x44, // 'D' bytes of the current file
   End = 0x45, // 'E' the current file is complete
   Finish = 0x5a, // 'Z' {"files":N,"bytes":N}
-  Patch = 0x50, // 'P' u8 length, a store's name, u64 offset, bytes to write there (pre-dump rounds of a migration)
+  Patch = 0x50, // 'P' u8 length, a store's name, u32 count, count × (u64 offset, u32 length), their bytes: writes to a pre-dump's store (a migration's rounds)
   Recipe = 0x43, // 'C' {"name":...,"size":N,"store":...,"runs":[[page,count],...]}: a page file made of a store's pages
 }
 
 /** The names of a pre-dump's stores (a process's pid and a range of it) that a stream may patch. */
 const STORE_NAME = /^\d{1,10}-x?\d{1,6}$/;
-/** Room in a patch frame for its name and offset. */
-const PATCH_HEAD = 1 + 32 + 8;
+/** A store's name in a patch frame, at most; each of its pieces' offset and length. */
+const STORE_NAME_MAX = 32;
+const PATCH_PIECE = 12;
 
 /**
  * Bytes of a pre-dump's store (predump.ts) to write at `offset` of the
@@ -56,10 +57,10 @@ const PATCH_HEAD = 1 + 32 + 8;
 export interface StorePatch {
   kind: 'patch';
   store: string;
-  offset: number;
-  size: number;
-  /** Read the bytes, in order, straight into the caller's buffers. */
-  open(): { read(buf: Buffer, off: number, len: number): void; close(): void };
+  /** [offset, length] of each piece, sorted and apart. */
+  extents: [number, number][];
+  /** Read `len` bytes of the store at `at` into `buf` at `off`. */
+  read(buf: Buffer, off: number, len: number, at: number): void;
 }
 
 /** A page file of the image that is the concatenation of these runs of a store's pages (page index in the store, count). */
@@ -282,24 +283,44 @@ async function* frames(source: ImageSource, totals: { files: number; bytes: numb
   yield frame(Frame.Finish, json({ files: totals.files, bytes: totals.bytes }));
 }
 
-/** A store patch as frames, each with its store's name and offset and at most STREAM_CHUNK - PATCH_HEAD bytes. */
+/**
+ * A store patch as frames: as many pieces as fit in one (a page written
+ * here and there is one piece each: a frame apiece would cost more than
+ * its bytes), a piece too long for the room left cut in two.
+ */
 async function* patchFrames(p: StorePatch, pool: FramePool): AsyncGenerator<Buffer> {
   const name = Buffer.from(p.store, 'latin1');
-  const head = 1 + name.length + 8;
-  const r = p.open();
-  try {
-    for (let sent = 0; sent < p.size; ) {
-      const len = Math.min(STREAM_CHUNK - PATCH_HEAD, p.size - sent);
-      const buf = await pool.take();
-      buf[FRAME_HEAD] = name.length;
-      name.copy(buf, FRAME_HEAD + 1);
-      buf.writeBigUInt64BE(BigInt(p.offset + sent), FRAME_HEAD + 1 + name.length);
-      r.read(buf, FRAME_HEAD + head, len);
-      sent += len;
-      yield seal(buf, Frame.Patch, head + len);
+  const fixed = 1 + name.length + 4;
+  const pieces = p.extents.map(([o, l]): [number, number] => [o, l]);
+  let next = 0;
+  while (next < pieces.length) {
+    // Pick the pieces of this frame: each takes PATCH_PIECE bytes of header and its bytes.
+    const frame: [number, number][] = [];
+    let room = STREAM_CHUNK - fixed;
+    while (next < pieces.length && room > PATCH_PIECE) {
+      const [o, l] = pieces[next]!;
+      const take = Math.min(l, room - PATCH_PIECE);
+      frame.push([o, take]);
+      room -= PATCH_PIECE + take;
+      if (take === l) next++;
+      else pieces[next] = [o + take, l - take];
     }
-  } finally {
-    r.close();
+    const buf = await pool.take();
+    let at = FRAME_HEAD;
+    buf[at++] = name.length;
+    at += name.copy(buf, at);
+    buf.writeUInt32BE(frame.length, at);
+    at += 4;
+    for (const [o, l] of frame) {
+      buf.writeBigUInt64BE(BigInt(o), at);
+      buf.writeUInt32BE(l, at + 8);
+      at += PATCH_PIECE;
+    }
+    for (const [o, l] of frame) {
+      p.read(buf, at, l, o);
+      at += l;
+    }
+    yield seal(buf, Frame.Patch, at - FRAME_HEAD);
   }
 }
 
@@ -432,16 +453,26 @@ async function readFrames(r: ByteReader, sink: ImageSink, what: string, pre: { h
       break;
     }
     if (f.type === Frame.Patch) {
-      const len = f.payload[0]!;
-      const store = f.payload.subarray(1, 1 + len).toString('latin1');
-      if (len > 32 || f.payload.length < 1 + len + 8 || !STORE_NAME.test(store)) throw damaged(`frame ${n} patches a store "${store}" that a pre-dump does not have`);
-      const offset = Number(f.payload.readBigUInt64BE(1 + len));
-      const data = f.payload.subarray(1 + len + 8);
-      if (offset + data.length > FILE_MAX) throw damaged(`frame ${n} patches past the largest store`);
+      const bad = (): ImageError => damaged(`frame ${n} is not a valid patch of a pre-dump's store`);
+      const pl = f.payload;
+      const len = pl[0] ?? 0;
+      const store = pl.subarray(1, 1 + len).toString('latin1');
+      if (len > STORE_NAME_MAX || pl.length < 1 + len + 4 || !STORE_NAME.test(store)) throw bad();
+      const count = pl.readUInt32BE(1 + len);
+      let at = 1 + len + 4;
+      let data = at + count * PATCH_PIECE;
+      if (data > pl.length) throw bad();
       if (files) throw damaged(`frame ${n} patches a store after the image's files began`);
       if (!sink.patch) throw damaged(`frame ${n} is a pre-dump's patch, which only a page server takes`);
+      for (let i = 0; i < count; i++, at += PATCH_PIECE) {
+        const offset = Number(pl.readBigUInt64BE(at));
+        const l = pl.readUInt32BE(at + 8);
+        if (data + l > pl.length || offset + l > FILE_MAX) throw bad();
+        await sink.patch(store, offset, pl.subarray(data, data + l));
+        data += l;
+      }
+      if (data !== pl.length) throw bad();
       n++;
-      await sink.patch(store, offset, data);
       continue;
     }
     if (f.type === Frame.Recipe) {

@@ -36,6 +36,8 @@ function chunkFor(storeMax: number): number {
   return c;
 }
 
+const patchBytes = (ps: StorePatch[]): number => ps.reduce((n, p) => n + p.extents.reduce((m, [, l]) => m + l, 0), 0);
+
 /** Coalesce [offset, len] extents (any order, overlapping) into sorted disjoint ones. */
 function coalesce(extents: [number, number][]): [number, number][] {
   extents.sort((a, b) => a[0] - b[0]);
@@ -146,25 +148,17 @@ export class RoundsSender implements StoreMirror {
   private patches(): StorePatch[] {
     const out: StorePatch[] = [];
     for (const [store, w] of this.written) {
-      for (const [offset, size] of coalesce(w.extents)) {
-        out.push({
-          kind: 'patch', store, offset, size,
-          open: () => {
-            let pos = offset;
-            return {
-              read: (buf, off, len) => {
-                for (let got = 0; got < len; ) {
-                  const n = readSync(w.fd, buf, off + got, len - got, pos);
-                  if (n === 0) throw new Error(`internal: the pre-dump's store ${store} ended early`);
-                  got += n;
-                  pos += n;
-                }
-              },
-              close: () => {},
-            };
-          },
-        });
-      }
+      if (!w.extents.length) continue;
+      out.push({
+        kind: 'patch', store, extents: coalesce(w.extents),
+        read: (buf, off, len, at) => {
+          for (let got = 0; got < len; ) {
+            const n = readSync(w.fd, buf, off + got, len - got, at + got);
+            if (n === 0) throw new Error(`internal: the pre-dump's store ${store} ended early`);
+            got += n;
+          }
+        },
+      });
       w.extents = [];
     }
     return out;
@@ -172,7 +166,7 @@ export class RoundsSender implements StoreMirror {
 
   async round(): Promise<void> {
     const items = this.patches();
-    const bytes = items.reduce((n, p) => n + p.size, 0);
+    const bytes = patchBytes(items);
     this.runningBytes += bytes;
     try {
       await this.send(items);
@@ -197,11 +191,11 @@ export class RoundsSender implements StoreMirror {
    */
   async finish(dir: string): Promise<{ totals: StreamTotals; sentAt: number; reply: RestoreReply }> {
     const last = this.patches();
-    this.stoppedBytes = last.reduce((n, p) => n + p.size, 0);
+    this.stoppedBytes = patchBytes(last);
     const files: Item[] = [...last];
     for await (const f of dirSource(dir).files()) {
       const r = 'kind' in f ? undefined : this.recipes.get(f.name);
-      if (r && r.size !== f.size) throw new Error(`internal: ${r.name} is ${f.size} bytes, its recipe ${r.size}`);
+      if (r && 'size' in f && r.size !== f.size) throw new Error(`internal: ${r.name} is ${f.size} bytes, its recipe ${r.size}`);
       files.push(r ?? f);
     }
     await this.send(files);
