@@ -354,6 +354,7 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
     pre?.untrack();
     timer.lap('untrack');
     for (const step of later) step();
+    timer.lap('page files');
     const live = processes.filter((p) => p.state === 'live');
     const mappings = live.reduce((n, p) => n + p.mappings.length, 0);
     const bytes = live.flatMap((p) => p.mappings).reduce((n, m) => n + (m.pages?.size ?? 0), 0);
@@ -363,8 +364,9 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
 
     throwIfInterrupted();
     writer.commit(manifest, opts.signKey);
+    timer.lap('commit');
     published = true;
-    report(4, 'post-dump', `verified, synced and published as ${opts.image}${checkRestorable(opts.image, opts.verify, bytes, `/proc/${firstLive.pid}/root`)}`);
+    report(4, 'post-dump', `verified${opts.durable === false ? '' : ', synced'} and published as ${opts.image}${checkRestorable(opts.image, opts.verify, bytes, `/proc/${firstLive.pid}/root`)}`);
     await opts.afterPublish?.(opts.image);
 
     if (letGo) {

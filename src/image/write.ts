@@ -152,7 +152,7 @@ export class ImageWriter {
 
   /**
    * `progress` is called with the size of each piece of page data written.
-   * `durable` false: page files are not synced to disk, for a temporary
+   * `durable` false: nothing is synced to disk (page files, manifest, header), for a temporary
    * image read back at once by this process (a migration sends it and
    * removes it); what is committed is still checked as always.
    */
@@ -210,11 +210,13 @@ export class ImageWriter {
     }
     const sha = createHash('sha256').update(text).digest('hex');
     writing(this.dir, () => {
-      if (this.blobs.length) writeFileSynced(join(this.tmpDir, BLOB_PACK_FILE), Buffer.concat(this.pack));
-      writeFileSynced(join(this.tmpDir, MANIFEST_FILE), text);
-      writeFileSynced(join(this.tmpDir, HEADER_FILE), header(sha));
-      writeFileSynced(join(this.tmpDir, SIGNATURE_FILE), signatureText(header(sha), signKey));
-      fsyncPath(this.tmpDir);
+      // A temporary image (not durable: sent at once, then removed) is not synced either.
+      const sync = this.durable;
+      if (this.blobs.length) writeFileSynced(join(this.tmpDir, BLOB_PACK_FILE), Buffer.concat(this.pack), sync);
+      writeFileSynced(join(this.tmpDir, MANIFEST_FILE), text, sync);
+      writeFileSynced(join(this.tmpDir, HEADER_FILE), header(sha), sync);
+      writeFileSynced(join(this.tmpDir, SIGNATURE_FILE), signatureText(header(sha), signKey), sync);
+      if (sync) fsyncPath(this.tmpDir);
     });
     // Read back the header and manifest and check them, and every page file's size; the page
     // files' sha256 are of the bytes written to them, which fsync has made durable (docs/IMAGE.md).
@@ -222,7 +224,7 @@ export class ImageWriter {
     if (existsSync(this.dir)) throw new ImageError(`${this.dir} appeared while the image was written; it was left untouched`);
     writing(this.dir, () => {
       renameSync(this.tmpDir, this.dir);
-      fsyncPath(dirname(this.dir));
+      if (this.durable) fsyncPath(dirname(this.dir));
     });
   }
 
@@ -232,12 +234,12 @@ export class ImageWriter {
   }
 }
 
-function writeFileSynced(path: string, text: string | Buffer): void {
+function writeFileSynced(path: string, text: string | Buffer, sync = true): void {
   const fd = openSync(path, 'wx', 0o600);
   try {
     const data = Buffer.from(text);
     for (let off = 0; off < data.length; ) off += writeSync(fd, data, off, data.length - off);
-    fsyncSync(fd);
+    if (sync) fsyncSync(fd);
   } finally {
     closeSync(fd);
   }
