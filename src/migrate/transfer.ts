@@ -10,14 +10,14 @@
  * serve its pages on fault as they arrive) and a `restore` step.
  */
 import { connect, createServer, type Server, type Socket } from 'node:net';
-import { spawn } from 'node:child_process';
+import { resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { ByteReader, type Compression } from '../image/codec.js';
 import { ImageError } from '../image/errors.js';
 import { removeTempImage, tempImageDir } from '../image/packed.js';
 import { type ImageSource, receiveImage, type StreamTotals, writeImageStream } from '../image/stream.js';
 import { StoreSink } from './rounds.js';
-import { dataPath } from '../paths.js';
+import { detachJson } from '../cli/restore.js';
 import { acceptHandshake, HANDSHAKE_MS, type MigrateRequest, offerHandshake, readReply, replyLine, type RestoreReply, send, type Session, within } from './protocol.js';
 
 /**
@@ -140,20 +140,23 @@ async function receiveToTemp(input: AsyncIterable<Buffer>, psk: Buffer, what: st
   return { dir, cleanup: () => removeTempImage(dir), filesAt: sink?.filesAt };
 }
 
-/** `vjail restore DIR --name NAME --detach --json` in a child: the jail gets a supervisor of its own. */
+/**
+ * The jail's background supervisor, started from here as `vjail restore
+ * DIR --name NAME --detach --json` would start it (one process fewer to
+ * start while the sender's jail is stopped), its result read as printed.
+ */
 async function restoreDetached(dir: string, req: MigrateRequest, extra: string[] = []): Promise<RestoreReply> {
-  const lazy = req.lazy ? ['--lazy'] : [];
-  const child = spawn(process.execPath, [dataPath('bin', 'vjail.js'), 'restore', dir, '--name', req.name, '--detach', '--json', '--quiet', ...lazy, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const args = ['restore', resolve(dir), '--name', req.name, '--supervise', ...(req.lazy ? ['--lazy'] : []), '--json', ...extra];
   let out = '';
   let err = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  const code = await within(new Promise<number | null>((resolve) => child.once('close', resolve)), RESTORE_WAIT_MS, 'the restore').catch((e: unknown) => {
-    child.kill('SIGKILL');
-    throw e;
-  });
+  let code: number;
   try {
-    // --detach --json prints the result as written by the background supervisor (several lines).
+    code = await detachJson(dir, req.name, args, { out: (t) => void (out += t), err: (t) => void (err += t) });
+  } catch (e) {
+    return { ok: false, error: e instanceof Error ? e.message : String(e) };
+  }
+  try {
+    // The result as written by the background supervisor (several lines).
     const r = JSON.parse(out) as { ok?: boolean; pid?: number; error?: string };
     if (r.ok && code === 0) return { ok: true, name: req.name, pid: r.pid };
     return { ok: false, error: r.error ?? (err.trim().split('\n')[0]?.replace(/^vjail: /, '') || `restore exited with status ${code}`) };
