@@ -493,11 +493,11 @@ const PLANNED = `## Planned
 
 - Migration that stops a 1 GiB jail for at most 100 ms. With the
   pre-dump's rounds sent while the jail runs (the default), a 1 GiB
-  workload writing 10 MiB/s at random is stopped 1.4-1.7 s at load average
-  4-6 on 2 vCPUs (10.7 s with \`--no-pre-dump\`): the dump 0.4 s (freeze,
-  the last round's pages, the manifest), the rest the receiver starting its
-  lazy restore in a child (0.9 s until the jail runs, where \`restore
-  --lazy\` itself takes ~32 ms). What remains: start the restore there
+  workload writing 10 MiB/s at random is stopped 1.1-1.6 s at load average
+  5.5-7.4 on 2 vCPUs (13.8 s with \`--no-pre-dump\`): the dump 0.4 s (freeze,
+  the last round's pages, the manifest), the rest the receiver starting the
+  jail's supervisor (0.8 s until the jail runs, where \`restore --lazy\`
+  itself takes ~32 ms on an idle host). What remains: start the restore there
   before the last round (a restore process waiting for the image), and take
   the fixed costs out of the frozen dump. TLS for the page server.
 - Numbers below are from one run of \`npm run bench\` on an idle 2-vCPU host
