@@ -268,9 +268,13 @@ const SUPPORTED = `## Supported
   that key, restored there as a named background jail (lazily: it runs
   once all but its private memory is in place; \`--no-lazy\` loads every
   page first); only then is it ended here, and if the restore there fails,
-  or the stream is refused there, it runs on here. \`--pre-dump\` copies
-  its memory while it runs; \`--json\` says how long each phase took
-  (docs/IMAGE.md, "Migration").
+  or the stream is refused there, it runs on here. Its memory is sent
+  while it runs, round after round, and once it is stopped only what it
+  wrote since (where the kernel tracks writes, Linux 6.7+; else all of it
+  once stopped, and said; \`--no-pre-dump\` asks for that); the receiver
+  makes the page files from the copies it holds. Both sides refuse a peer
+  of another protocol version in one line. \`--json\` says how long each
+  phase took (docs/IMAGE.md, "Migration").
 - Checkpoint from inside the jail (\`vjail run --self-checkpoint\`): a process
   asks for its own jail's checkpoint, leaving it running or ending it, and
   learns whether it is the original or a restored copy
@@ -518,22 +522,15 @@ const NOT_SUPPORTED = `## Not supported
 
 const PLANNED = `## Planned
 
-- Migration that stops a 1 GiB jail for at most 100 ms. Today it is stopped
-  for the dump, the whole transfer and the restore's start there: measured
-  at load average 6-10 on 2 vCPUs, 23.1 s by default (restored lazily),
-  23.9 s with \`--pre-dump\`, 25.3 s with neither (\`--no-lazy\`); 85-89 s
-  at load 18-19 (the previous idle-host figure, without lazy restore, was
-  10.3 s). \`vjail migrate --json\` gives the phases: dump 3.0-5.6 s,
-  stream 16.5-18 s, restore there 1.9 s lazily (4.3 s
-  loading every page). Each but the last is a pass over all the memory
-  while the jail is stopped, and the pre-dump does not take any out: the
-  frozen dump still writes (and checksums) every page file, and the stream
-  carries all of it. What remains: send each pre-dump round to the receiver
-  while the jail runs, only the last round's pages once frozen, and have
-  the receiver build the page files and their checksums from what it holds
-  (the whole-file sha256 of a page file needs a pass over it once frozen:
-  per-chunk checksums alone would do for a lazy restore), with its restore
-  started before the last round. TLS for the page server.
+- Migration that stops a 1 GiB jail for at most 100 ms. With the
+  pre-dump's rounds sent while the jail runs (the default), a 1 GiB
+  workload writing 10 MiB/s at random is stopped 1.1-1.6 s at load average
+  5.5-7.4 on 2 vCPUs (13.8 s with \`--no-pre-dump\`): the dump 0.4 s (freeze,
+  the last round's pages, the manifest), the rest the receiver starting the
+  jail's supervisor (0.8 s until the jail runs, where \`restore --lazy\`
+  itself takes ~32 ms on an idle host). What remains: start the restore there
+  before the last round (a restore process waiting for the image), and take
+  the fixed costs out of the frozen dump. TLS for the page server.
 - Numbers below are from one run of \`npm run bench\` on an idle 2-vCPU host
   (README). Pre-dump stops a 1 GiB jail writing 10 MiB/s for 47 ms against
   a 50 ms target: met only thinly, and on a busy host it is more (218 ms

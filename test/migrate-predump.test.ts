@@ -8,8 +8,9 @@ import { jailState, pageServer, waitForState } from './helpers/migrate.js';
 import { pidOf, vjail, waitFor } from './helpers/run.js';
 
 // vjail migrate of a workload that keeps writing its memory while it is moved
-// (test/fixtures/dirtier.c): copied while it runs (--pre-dump), restored
-// lazily there. Once DIR/go exists the moved copy replays every write it
+// (test/fixtures/dirtier.c): its memory sent to the receiver round after
+// round while it runs (the default), only what it wrote since once it is
+// stopped, restored lazily there. Once DIR/go exists the moved copy replays every write it
 // counted, here and there, on a fresh copy and compares page by page: an old
 // copy of a page, a missed write or a page lost on the way shows as a
 // difference, and a copy that did not go on counting could not say "ok".
@@ -31,9 +32,11 @@ beforeAll(() => {
 
 afterAll(async () => {
   for (const name of started) await vjail(['kill', name, '--signal', 'KILL']);
+  // A killed jail's supervisor writes its last state as it ends: wait for that (10 s each at most).
+  for (const name of started) await waitForState(name, (st) => st !== 'running' && st !== 'ending');
   delete process.env.VJAIL_STATE_DIR;
   rmSync(work, { recursive: true, force: true });
-  rmSync(stateDir, { recursive: true, force: true });
+  rmSync(stateDir, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 });
 });
 
 const key = (): string => join(work, 'key');
@@ -57,16 +60,19 @@ async function verdict(dir: string): Promise<string> {
   return readFileSync(join(dir, 'result'), 'utf8').trim();
 }
 
-describe('vjail migrate --pre-dump, restored lazily there', () => {
+describe('vjail migrate with its pre-dump rounds streamed, restored lazily there', () => {
   it('moves a workload that keeps writing: every page there is what it wrote here, and it goes on writing', async () => {
     const jail = await startDirtier('writer');
     const server = await pageServer(key());
     started.push('written');
-    const r = await vjail(['migrate', 'writer', `127.0.0.1:${server.port}`, '--psk-file', key(), '--as', 'written', '--pre-dump', '--pre-dump-rounds', '3', '--json', '-q'], { timeoutMs: 180_000 });
+    const r = await vjail(['migrate', 'writer', `127.0.0.1:${server.port}`, '--psk-file', key(), '--as', 'written', '--pre-dump-rounds', '3', '--json', '-q'], { timeoutMs: 180_000 });
     expect(r.stderr).toBe('');
     expect(r.exitCode).toBe(0);
     const result = JSON.parse(r.stdout);
     expect(result).toMatchObject({ ok: true, jail: 'writer', as: 'written', preDump: true, lazy: true });
+    // All of its memory went while it ran; once stopped, only what it wrote since the last round.
+    expect(result.memorySentRunning).toBeGreaterThanOrEqual(MIB * 2 ** 20);
+    expect(result.memorySentStopped).toBeLessThan(result.memorySentRunning);
     // Every phase was measured, the stopped ones inside the stop.
     for (const phase of ['connectMs', 'runningMs', 'dumpMs', 'sendMs', 'restoreWaitMs', 'receiverReceiveMs', 'receiverRestoreMs']) {
       expect(result.phases[phase]).toBeGreaterThanOrEqual(0);
@@ -85,10 +91,10 @@ describe('vjail migrate --pre-dump, restored lazily there', () => {
     expect(await verdict(jail.dir)).toMatch(/^ok [1-9]\d*$/);
   }, 240_000);
 
-  it('a stream changed on the way is refused before anything runs there; the workload runs on here, its memory intact', async () => {
+  it('a frame of a round changed on the way is refused before anything runs there; the workload runs on here, its memory intact', async () => {
     const jail = await startDirtier('kept');
     const server = await pageServer(key());
-    // Someone between the two, without the key, changes one byte of the image (past the handshake).
+    // Someone between the two, without the key, changes one byte of the first round (past the handshake).
     let seen = 0;
     const proxy = createServer({ allowHalfOpen: true }, (c) => {
       const u = connect({ host: '127.0.0.1', port: server.port, allowHalfOpen: true });
@@ -105,7 +111,7 @@ describe('vjail migrate --pre-dump, restored lazily there', () => {
     });
     await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
     const port = (proxy.address() as AddressInfo).port;
-    const r = await vjail(['migrate', 'kept', `127.0.0.1:${port}`, '--psk-file', key(), '--as', 'forged', '--pre-dump', '-q'], { timeoutMs: 180_000 });
+    const r = await vjail(['migrate', 'kept', `127.0.0.1:${port}`, '--psk-file', key(), '--as', 'forged', '-q'], { timeoutMs: 180_000 });
     proxy.close();
     expect(seen).toBeGreaterThan(256 * 1024);
     expect(r.exitCode).toBe(2);
@@ -119,4 +125,58 @@ describe('vjail migrate --pre-dump, restored lazily there', () => {
     expect(await jailState('kept')).toBe('running');
     expect(await verdict(jail.dir)).toMatch(/^ok [1-9]\d*$/);
   }, 240_000);
+
+  it('where writes cannot be tracked it says so in one line and sends all of the memory once stopped; every page arrives', async () => {
+    const jail = await startDirtier('untracked');
+    const server = await pageServer(key());
+    started.push('moved-whole');
+    process.env.VJAIL_PRE_DUMP_FALLBACK = '1';
+    let r;
+    try {
+      r = await vjail(['migrate', 'untracked', `127.0.0.1:${server.port}`, '--psk-file', key(), '--as', 'moved-whole', '--json', '-q'], { timeoutMs: 180_000 });
+    } finally {
+      delete process.env.VJAIL_PRE_DUMP_FALLBACK;
+    }
+    expect(r.exitCode).toBe(0);
+    expect(r.stderr.split('\n').filter(Boolean)).toHaveLength(1);
+    expect(r.stderr).toMatch(/writes cannot be tracked here \(VJAIL_PRE_DUMP_FALLBACK=1 forces the full copy\): all of the jail's memory is sent while it is stopped/);
+    const result = JSON.parse(r.stdout);
+    expect(result).toMatchObject({ ok: true, preDump: false, memorySentRunning: null });
+    await server.done;
+    expect(await waitForState('untracked', (st) => st === 'exited')).toBe(true);
+    expect(await verdict(jail.dir)).toMatch(/^ok [1-9]\d*$/);
+  }, 240_000);
+
+  it('a page server of another protocol version is refused in one line before the jail is touched', async () => {
+    await startDirtier('older');
+    // What a page server of version 1 says first.
+    const old = createServer((c) => {
+      c.on('error', () => {});
+      c.end(Buffer.concat([Buffer.from('vjail-page-server 1\n'), Buffer.alloc(32, 7)]));
+    });
+    await new Promise<void>((resolve) => old.listen(0, '127.0.0.1', resolve));
+    const port = (old.address() as AddressInfo).port;
+    const r = await vjail(['migrate', 'older', `127.0.0.1:${port}`, '--psk-file', key(), '-q'], { timeoutMs: 60_000 });
+    old.close();
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr.split('\n').filter(Boolean)).toHaveLength(1);
+    expect(r.stderr).toMatch(/speaks migration protocol 1, this vjail 2: run the same vjail version on both machines/);
+    expect(await jailState('older')).toBe('running');
+  }, 120_000);
+
+  it('a sender of another protocol version is told so by the page server', async () => {
+    const server = await pageServer(key());
+    const sock = connect({ host: '127.0.0.1', port: server.port });
+    sock.on('error', () => {});
+    let got = Buffer.alloc(0);
+    sock.on('data', (d: Buffer) => (got = Buffer.concat([got, d])));
+    await new Promise<void>((resolve) => sock.once('connect', resolve));
+    sock.write(Buffer.concat([Buffer.from('vjail-migrate 1\n'), Buffer.alloc(32, 1)]));
+    expect(await waitFor(() => got.includes(0x0a, 21 + 32), 30_000)).toBe(true);
+    sock.destroy();
+    const answer = got.subarray('vjail-page-server 2\n'.length + 32);
+    expect(answer[0]).toBe(0);
+    expect(answer.subarray(1).toString()).toMatch(/^the sender speaks migration protocol 1, this page server 2: run the same vjail version on both machines\n$/);
+    await server.done;
+  }, 60_000);
 });

@@ -355,6 +355,7 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
     pre?.untrack();
     timer.lap('untrack');
     for (const step of later) step();
+    timer.lap('page files');
     const live = processes.filter((p) => p.state === 'live');
     const mappings = live.reduce((n, p) => n + p.mappings.length, 0);
     const bytes = live.flatMap((p) => p.mappings).reduce((n, m) => n + (m.pages?.size ?? 0), 0);
@@ -364,8 +365,9 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
 
     throwIfInterrupted();
     const written = writer.commit(manifest, opts.signKey);
+    timer.lap('commit');
     published = true;
-    report(4, 'post-dump', `verified, synced and published as ${opts.image}${checkRestorable(written, opts.verify, bytes, `/proc/${firstLive.pid}/root`)}`);
+    report(4, 'post-dump', `verified${opts.durable === false ? '' : ', synced'} and published as ${opts.image}${checkRestorable(written, opts.verify, bytes, `/proc/${firstLive.pid}/root`)}`);
     await opts.afterPublish?.(opts.image);
 
     if (letGo) {

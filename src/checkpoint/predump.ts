@@ -20,7 +20,7 @@
  * file is built from the store afterwards (`finish`), possibly after the
  * jail was let go: the image's pages are those of the frozen process.
  */
-import { closeSync, mkdtempSync, openSync, readdirSync, readSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, mkdtempSync, openSync, readdirSync, readSync, rmSync, statSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { type ImageWriter, OffThreadHash, PAGE_SIZE, type Pages, pageBuffer } from '../image/format.js';
 import { isNativeError, native } from '../native.js';
@@ -67,7 +67,30 @@ const CHUNK = 1 << 20;
 /** Forcing today's full copy (tests, comparisons): set to 1. */
 export const FALLBACK_ENV = 'VJAIL_PRE_DUMP_FALLBACK';
 
+/**
+ * Where a pre-dump's copies are also sent (a migration's receiver, which
+ * keeps a copy of each store): told of every write to a store, given the
+ * chance to send after the first copy and after each round (the jail runs),
+ * and told how each page file is made from a store.
+ */
+export interface StoreMirror {
+  /** `len` bytes at `offset` of store `name` (open as `fd`, at most `storeMax` bytes long) were written. */
+  copied(name: string, fd: number, offset: number, len: number, storeMax: number): void;
+  /** Send what was written since the last call (the jail runs meanwhile). */
+  round(): Promise<void>;
+  /** The page file `file` of the image is the concatenation of these runs (page index in the store, count) of store `name`. */
+  pageFile(file: string, size: number, name: string, runs: [number, number][]): void;
+  /**
+   * The digests of each `chunk` bytes of store `name`'s first `size`
+   * bytes (its whole length), kept up to date as it is written; null where
+   * the mirror does not keep them. With them, a page file that is the store
+   * as it is need not be written on this side (the receiver makes it).
+   */
+  chunkDigests?(name: string, size: number): { chunk: number; sums: string[] } | null;
+}
+
 export interface PreDumpOptions {
+  mirror?: StoreMirror;
   /** Rounds of copying what was written, after the first copy (default 8); fewer when one finds little. */
   rounds?: number;
   /** A directory on the image's file system for the copies (default: beside the image). */
@@ -115,6 +138,7 @@ function ranges(buf: Buffer): [bigint, bigint][] {
 
 /** One registered range of one process, and its copy. */
 interface Tracked {
+  name: string;
   start: bigint;
   end: bigint;
   store: number;
@@ -157,6 +181,7 @@ export class MemoryTrack {
     readonly pid: number,
     private uffd: number,
     private readonly dir: string,
+    private readonly mirror?: StoreMirror,
   ) {
     this.pagemap = openSync(`/proc/${pid}/pagemap`, 'r');
     this.mem = openSync(`/proc/${pid}/mem`, 'r');
@@ -179,8 +204,9 @@ export class MemoryTrack {
       const size = e.end - e.start;
       if (size > BigInt(MIN_SPARSE) && used * BigInt(SPARSE_RATIO) < size) continue;
       if (addon().uffdRange(this.uffd, OP_REGISTER, e.start, size)) continue; // not eligible here: copied at freeze
-      const store = openSync(join(this.dir, `${this.pid}-${this.tracked.length}`), 'wx+', 0o600);
-      const t: Tracked = { start: e.start, end: e.end, store, copied: new Uint8Array(Number(size / BigInt(PAGE_SIZE))), broken: false };
+      const name = `${this.pid}-${this.tracked.length}`;
+      const store = openSync(join(this.dir, name), 'wx+', 0o600);
+      const t: Tracked = { name, start: e.start, end: e.end, store, copied: new Uint8Array(Number(size / BigInt(PAGE_SIZE))), broken: false };
       this.tracked.push(t);
       const err = addon().uffdRange(this.uffd, OP_PROTECT, e.start, size);
       if (err) throw new Error(`UFFDIO_WRITEPROTECT of 0x${e.start.toString(16)}: errno ${err}`);
@@ -213,7 +239,7 @@ export class MemoryTrack {
 
   /** Copy [a, b) of range `t` into its store; `running`: a page unmapped meanwhile is left uncopied (read at freeze if there). */
   private copy(t: Tracked, a: bigint, b: bigint, running = false): number {
-    if (t.store < 0) t.store = openSync(join(this.dir, `${this.pid}-x${this.extra.indexOf(t)}`), 'wx+', 0o600);
+    if (t.store < 0) t.store = openSync(join(this.dir, t.name), 'wx+', 0o600);
     for (let at = a; at < b; ) {
       const len = Number(b - at > BigInt(CHUNK) ? BigInt(CHUNK) : b - at);
       const buf = this.buf.subarray(0, len);
@@ -227,6 +253,7 @@ export class MemoryTrack {
         continue;
       }
       for (let done = 0; done < len; ) done += writeSync(t.store, buf, done, len - done, off + done);
+      this.mirror?.copied(t.name, t.store, off, len, Number(t.end - t.start));
       if (t.copied.length) t.copied.fill(1, off / PAGE_SIZE, (off + len) / PAGE_SIZE);
       at += BigInt(len);
     }
@@ -267,7 +294,7 @@ export class MemoryTrack {
    */
   untracked(e: MapsEntry): TrackedMapping {
     // Its file is made on the first page read: most such mappings have no page of their own.
-    const t: Tracked = { start: e.start, end: e.end, store: -1, copied: new Uint8Array(0), broken: false };
+    const t: Tracked = { name: `${this.pid}-x${this.extra.length}`, start: e.start, end: e.end, store: -1, copied: new Uint8Array(0), broken: false };
     this.extra.push(t);
     return this.view(t, e, () => true);
   }
@@ -282,6 +309,17 @@ export class MemoryTrack {
       },
       pageFile: (writer, runs) => {
         const w = writer.pageFile();
+        const [first] = runs;
+        if (this.mirror?.chunkDigests && runs.length === 1 && base + first![0] === 0 && t.store >= 0) {
+          // The page file is the store's first pages, all of it: the receiver links its copy; its digests are kept.
+          const size = first![1] * PAGE_SIZE;
+          const sums = fstatSync(t.store).size === size ? this.mirror.chunkDigests(t.name, size) : null;
+          if (sums) {
+            const pages = w.described(runs, size, sums.chunk, sums.sums);
+            this.mirror.pageFile(pages.file, pages.size, t.name, [[0, first![1]]]);
+            return pages;
+          }
+        }
         for (const [first, count] of runs) {
           for (let done = 0; done < count; ) {
             const n = Math.min(count - done, CHUNK / PAGE_SIZE);
@@ -296,7 +334,9 @@ export class MemoryTrack {
             done += n;
           }
         }
-        return w.close();
+        const pages = w.close();
+        this.mirror?.pageFile(pages.file, pages.size, t.name, runs.map(([first, count]) => [base + first, count]));
+        return pages;
       },
     };
   }
@@ -405,10 +445,11 @@ export class PreDump {
         report(`process ${pid} is not tracked (${e instanceof Error ? e.message : String(e)}): its memory is copied while frozen`);
         continue;
       }
-      const track = new MemoryTrack(pid, uffd, this.dir);
+      const track = new MemoryTrack(pid, uffd, this.dir, opts.mirror);
       this.tracks.set(pid, track);
       this.guard(track, report, () => track.start());
     }
+    await opts.mirror?.round();
     const max = opts.rounds ?? DEFAULT_ROUNDS;
     while (this.rounds < max && this.tracks.size) {
       throwIfInterrupted();
@@ -416,7 +457,8 @@ export class PreDump {
       for (const t of [...this.tracks.values()]) bytes += this.guard(t, report, () => t.round()) ?? 0;
       this.rounds++;
       this.lastBytes = bytes;
-      report(`round ${this.rounds}: ${(bytes / 2 ** 20).toFixed(1)} MiB written since the last`);
+      await opts.mirror?.round();
+      report(`round ${this.rounds}: ${(bytes / 2 ** 20).toFixed(1)} MiB written since the last${opts.mirror ? ', sent' : ''}`);
       if (bytes <= SMALL_DIRTY) break;
     }
   }
@@ -474,7 +516,7 @@ export async function preDump(pids: number[], opts: PreDumpOptions): Promise<Pre
 }
 
 /** What a checkpoint asks of step 1: nothing, or a pre-dump (with at most `rounds` rounds). */
-export type PreDumpRequest = boolean | { rounds?: number } | undefined;
+export type PreDumpRequest = boolean | { rounds?: number; mirror?: StoreMirror } | undefined;
 
 /**
  * Step 1 of a checkpoint as its report says it: the pre-dump when asked for
@@ -493,7 +535,8 @@ export async function preDumpStep(pids: number[], ask: PreDumpRequest, imageDir:
   }
   const started = performance.now();
   const rounds = typeof ask === 'object' ? ask.rounds : undefined;
-  const p = await preDump(pids, { rounds, imageDir, report: (line) => report(line) });
+  const mirror = typeof ask === 'object' ? ask.mirror : undefined;
+  const p = await preDump(pids, { rounds, mirror, imageDir, report: (line) => report(line) });
   if (!p) return null;
   report(`${(p.copiedBytes / 2 ** 20).toFixed(1)} MiB copied while running in ${((performance.now() - started) / 1000).toFixed(2)} s (${p.rounds} round(s) after the first copy; the last found ${(p.lastBytes / 2 ** 20).toFixed(1)} MiB written)`);
   return p;

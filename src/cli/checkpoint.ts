@@ -3,6 +3,7 @@ import { checkpoint } from '../checkpoint/dump.js';
 import { catchingSignals } from '../checkpoint/interrupt.js';
 import { CheckpointError, CheckpointUnsupported, ExternalStateError } from '../checkpoint/errors.js';
 import { TraceeError } from '../checkpoint/tracee.js';
+import type { StoreMirror } from '../checkpoint/predump.js';
 import { checkSignKey, ImageError, type Manifest } from '../image/format.js';
 import { jailMembers } from '../jails/members.js';
 import { listStates, liveness, requireState, workloadAlive } from '../jails/state.js';
@@ -100,7 +101,7 @@ export async function checkpointCommand(
   name: string | undefined,
   flags: CheckpointFlags,
   /** For `vjail migrate`: where the image goes instead of --image, and each step as it is reported. */
-  extra: { output?: Output; onStep?: (step: number) => void; durable?: boolean } = {},
+  extra: { output?: Output; onStep?: (step: number) => void; durable?: boolean; mirror?: StoreMirror } = {},
 ): Promise<number> {
   const grace = flags.grace === undefined ? 5 : Number(flags.grace);
   if (!Number.isFinite(grace) || grace < 0 || grace > 3600) throw new UsageError(`--grace takes seconds from 0 to 3600, not "${flags.grace}"`);
@@ -130,7 +131,7 @@ export async function checkpointCommand(
       afterPublish: out.afterPublish,
       durable: extra.durable,
       leaveRunning: flags.leaveRunning,
-      preDump: flags.preDump ? { rounds } : false,
+      preDump: flags.preDump ? { rounds, mirror: extra.mirror } : false,
       external: flags.external,
       tcpEstablished: flags.tcpEstablished,
       outputPipes: t.detached,

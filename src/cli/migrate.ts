@@ -3,6 +3,8 @@ import { Option, type Command } from 'commander';
 import { performance } from 'node:perf_hooks';
 import { dirSource, ImageError, removeTempImage, type StreamTotals, tempImageDir, validateWithoutCompiling } from '../image/format.js';
 import { connectPageServer, sendAndAwaitRestored, servePageServer } from '../migrate/transfer.js';
+import { RoundsSender } from '../migrate/rounds.js';
+import { dirtyTrackingUnsupported } from '../checkpoint/predump.js';
 import type { RestoreReply } from '../migrate/protocol.js';
 import { liveness, requireState } from '../jails/state.js';
 import { checkpointCommand } from './checkpoint.js';
@@ -18,7 +20,12 @@ interface MigrateFlags {
   json?: boolean;
   tcpEstablished?: boolean;
   signKey?: string;
-  /** --pre-dump: copy memory while the jail runs first (see "vjail checkpoint --pre-dump"). */
+  /**
+   * Default true (--no-pre-dump): copy memory while the jail runs and send
+   * it to the receiver then, round after round; only what was written since
+   * is sent once the jail is stopped. Where writes cannot be tracked, all
+   * of it is sent while stopped (and said).
+   */
   preDump?: boolean;
   preDumpRounds?: string;
   /** Default true; --no-lazy has the receiver load every page before the jail runs there. */
@@ -54,6 +61,14 @@ async function migrateCommand(name: string, to: string, flags: MigrateFlags): Pr
   const live = liveness(requireState(name));
   if (live !== 'running') throw new UsageError(`jail "${name}" is not running (${live}); only a running jail can be migrated`);
   const t0 = performance.now();
+  // Streamed pre-dump rounds need the kernel to track writes; without, every page is sent while stopped.
+  let preDump = flags.preDump !== false;
+  if (flags.preDumpRounds !== undefined && !preDump) throw new UsageError('--pre-dump-rounds needs the pre-dump (leave out --no-pre-dump)');
+  const untracked = preDump ? dirtyTrackingUnsupported() : null;
+  if (untracked) {
+    process.stderr.write(`vjail: warning: migrate: writes cannot be tracked here (${untracked}): all of the jail's memory is sent while it is stopped\n`);
+    preDump = false;
+  }
   let conn;
   try {
     conn = await connectPageServer(host, port, psk, { name: as, lazy: flags.lazy !== false });
@@ -70,15 +85,19 @@ async function migrateCommand(name: string, to: string, flags: MigrateFlags): Pr
   let totals: StreamTotals | undefined;
   let reply: RestoreReply | undefined;
   let code: number;
+  // The pre-dump's copies go to the receiver as they are made, while the jail runs.
+  const rounds = preDump ? new RoundsSender(conn, compress) : undefined;
   try {
-    const preDump = !!flags.preDump;
-    code = await checkpointCommand(name, { image: plain, quiet: flags.quiet, tcpEstablished: flags.tcpEstablished, signKey: flags.signKey, preDump, preDumpRounds: preDump ? flags.preDumpRounds : undefined }, {
+    // The receiver checks what it restores; with the pre-dump streamed the page files here are not written (rounds.ts).
+    const verifyRestorable = rounds ? false : undefined;
+    code = await checkpointCommand(name, { image: plain, quiet: flags.quiet, tcpEstablished: flags.tcpEstablished, signKey: flags.signKey, preDump, preDumpRounds: preDump ? flags.preDumpRounds : undefined, verifyRestorable }, {
+      mirror: rounds,
       output: {
         plain,
         afterPublish: async (dir) => {
           try {
             publishedAt = performance.now();
-            ({ totals, sentAt, reply } = await sendAndAwaitRestored(conn, dirSource(dir), { compress }));
+            ({ totals, sentAt, reply } = rounds ? await rounds.finish(dir) : await sendAndAwaitRestored(conn, dirSource(dir), { compress }));
           } catch (e) {
             if (e instanceof ImageError) throw new ImageError(`migrate: ${e.message}; the jail runs on here`);
             throw e;
@@ -123,9 +142,12 @@ async function migrateCommand(name: string, to: string, flags: MigrateFlags): Pr
     stoppedMs: stoppedAt !== undefined && restoredAt !== undefined ? restoredAt - stoppedAt : null,
     totalMs: performance.now() - t0,
     bytes: totals?.bytes ?? 0,
+    /** With the pre-dump streamed: bytes of memory sent while the jail ran, and once it was stopped. */
+    memorySentRunning: rounds?.runningBytes ?? null,
+    memorySentStopped: rounds?.stoppedBytes ?? null,
     streamBytes: totals?.streamBytes ?? 0,
     compress: totals?.compress ?? 'none',
-    preDump: !!flags.preDump,
+    preDump,
     lazy: flags.lazy !== false,
     phases,
   };
@@ -184,7 +206,8 @@ export function registerMigrateCommands(cli: Command, setExit: (code: number) =>
     .option('--as <name>', 'the name the jail gets there (default: its name here)')
     .addOption(new Option('--compress <how>', 'compress the image on its way').choices(['zstd', 'gzip']))
     .option('--tcp-established', 'save established TCP connections (see "vjail checkpoint")')
-    .option('--pre-dump', 'copy memory while the jail runs, then only what it wrote, where the kernel can track writes (see "vjail checkpoint --pre-dump")')
+    .option('--pre-dump', 'the default, where the kernel can track writes (see --no-pre-dump)')
+    .option('--no-pre-dump', 'send all of the jail\'s memory once it is stopped (default: send it while it runs, round after round, then only what it wrote since, where the kernel can track writes)')
     .option('--pre-dump-rounds <n>', 'rounds of copying what was written, after the first copy (default 8; fewer when one finds little)')
     .option('--no-lazy', 'have the receiver load every page before the jail runs there (default: it runs at once, its pages placed on fault)')
     .option('--sign-key <file>', 'also sign the image with this key, for a page server started with --verify-key (see "vjail checkpoint")')

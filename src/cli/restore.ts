@@ -5,7 +5,7 @@ import type { LazyStats } from '../checkpoint/parts/lazy.js';
 import { type Manifest, openImage } from '../image/format.js';
 import type { Jail } from '../jail.js';
 import { writeAtomic, jailDir } from '../jails/state.js';
-import { detach, NamedJail } from '../jails/supervise.js';
+import { detach, type DetachPrint, NamedJail } from '../jails/supervise.js';
 import { asUserError, pageBytes, processSummary } from './checkpoint.js';
 import { UsageError, userMessage } from './errors.js';
 import { ProgressLine, StepClock, stderrIsTTY } from './progress.js';
@@ -75,6 +75,27 @@ function commandOf(pid: number, dir: string): string[] {
 const resultPath = (name: string): string => join(jailDir(name), 'restore.json');
 
 /**
+ * Start the background supervisor of `vjail restore DIR --name NAME
+ * --supervise --json ARGS` (`args`, all of it) and print its result (JSON,
+ * as the supervisor wrote it) once the jail runs, or why not. A page
+ * server calls this itself, with its own `print`.
+ */
+export async function detachJson(dir: string, name: string, args: string[], print?: DetachPrint): Promise<number> {
+  rmSync(resultPath(name), { force: true }); // a previous jail's of that name
+  return detach(name, args, {
+    print,
+    output: () => {
+      try {
+        return readFileSync(resultPath(name), 'utf8');
+      } catch {
+        return `${JSON.stringify({ ok: true, image: resolve(dir), name })}\n`;
+      }
+    },
+    failed: (error) => `${JSON.stringify({ ok: false, image: resolve(dir), name, error })}\n`,
+  });
+}
+
+/**
  * `vjail restore DIR|-`: bring the process back in a new jail and wait for
  * it, like `vjail run`. A stream (`-`) or a packed image is first received
  * into a temporary directory and checked in full: nothing of the jail
@@ -118,17 +139,7 @@ async function restoreDirCommand(dir: string, flags: RestoreFlags, restored?: ()
     if (flags.verifyKey) args.push('--verify-key', resolve(flags.verifyKey));
     if (flags.trustImage) args.push('--trust-image');
     if (!flags.json) return detach(name, args);
-    rmSync(resultPath(name), { force: true }); // a previous jail's of that name
-    return detach(name, args, {
-      output: () => {
-        try {
-          return readFileSync(resultPath(name), 'utf8');
-        } catch {
-          return `${JSON.stringify({ ok: true, image: resolve(dir), name })}\n`;
-        }
-      },
-      failed: (error) => `${JSON.stringify({ ok: false, image: resolve(dir), name, error })}\n`,
-    });
+    return detachJson(dir, name, args);
   }
   const named = flags.name
     ? NamedJail.claim({ name: flags.name, profile: 'host', policy: null, emulate: [], pidNs: false, command: [], detached: !!flags.supervise, restoredFrom: resolve(dir) })

@@ -39,6 +39,37 @@ const enum Frame {
   Data = 0x44, // 'D' bytes of the current file
   End = 0x45, // 'E' the current file is complete
   Finish = 0x5a, // 'Z' {"files":N,"bytes":N}
+  Patch = 0x50, // 'P' u8 length, a store's name, u32 count, count × (u64 offset, u32 length), their bytes: writes to a pre-dump's store (a migration's rounds)
+  Recipe = 0x43, // 'C' {"name":...,"size":N,"store":...,"runs":[[page,count],...]}: a page file made of a store's pages
+}
+
+/** The names of a pre-dump's stores (a process's pid and a range of it) that a stream may patch. */
+const STORE_NAME = /^\d{1,10}-x?\d{1,6}$/;
+/** A store's name in a patch frame, at most; each of its pieces' offset and length. */
+const STORE_NAME_MAX = 32;
+const PATCH_PIECE = 12;
+
+/**
+ * Bytes of a pre-dump's store (predump.ts) to write at `offset` of the
+ * receiver's copy of it: sent while the jail still runs, so that the image's
+ * page files can be made there from the stores (`StoreRecipe`).
+ */
+export interface StorePatch {
+  kind: 'patch';
+  store: string;
+  /** [offset, length] of each piece, sorted and apart. */
+  extents: [number, number][];
+  /** Read `len` bytes of the store at `at` into `buf` at `off`. */
+  read(buf: Buffer, off: number, len: number, at: number): void;
+}
+
+/** A page file of the image that is the concatenation of these runs of a store's pages (page index in the store, count). */
+export interface StoreRecipe {
+  kind: 'recipe';
+  name: string;
+  size: number;
+  store: string;
+  runs: [number, number][];
 }
 
 /** One file of an image to send: its name, size and bytes in order. */
@@ -52,7 +83,7 @@ export interface SourceFile {
 
 /** What a stream is written from: the files of an image, page files first, IMAGE last. */
 export interface ImageSource {
-  files(): AsyncIterable<SourceFile>;
+  files(): AsyncIterable<SourceFile | StorePatch | StoreRecipe>;
 }
 
 /**
@@ -64,6 +95,9 @@ export interface ImageSink {
   begin(name: string, size: number): void | Promise<void>;
   data(chunk: Buffer): void | Promise<void>;
   end(): void | Promise<void>;
+  /** Patches and recipes (a migration's streamed pre-dump): a sink without these refuses a stream that has them. */
+  patch?(store: string, offset: number, chunk: Buffer): void | Promise<void>;
+  recipe?(r: StoreRecipe): void | Promise<void>;
 }
 
 export interface StreamOptions {
@@ -207,6 +241,16 @@ const json = (v: unknown): Buffer => Buffer.from(JSON.stringify(v));
 async function* frames(source: ImageSource, totals: { files: number; bytes: number }, pool: FramePool): AsyncGenerator<Buffer> {
   yield frame(Frame.Start, json({ format: 'vjail-image', version: IMAGE_VERSION }));
   for await (const f of source.files()) {
+    if ('kind' in f && f.kind === 'patch') {
+      yield* patchFrames(f, pool);
+      continue;
+    }
+    if ('kind' in f && f.kind === 'recipe') {
+      yield frame(Frame.Recipe, json({ name: f.name, size: f.size, store: f.store, runs: f.runs }));
+      totals.files++;
+      totals.bytes += f.size;
+      continue;
+    }
     yield frame(Frame.File, json({ name: f.name, size: f.size }));
     let sent = 0;
     if (f.open) {
@@ -237,6 +281,47 @@ async function* frames(source: ImageSource, totals: { files: number; bytes: numb
     totals.bytes += sent;
   }
   yield frame(Frame.Finish, json({ files: totals.files, bytes: totals.bytes }));
+}
+
+/**
+ * A store patch as frames: as many pieces as fit in one (a page written
+ * here and there is one piece each: a frame apiece would cost more than
+ * its bytes), a piece too long for the room left cut in two.
+ */
+async function* patchFrames(p: StorePatch, pool: FramePool): AsyncGenerator<Buffer> {
+  const name = Buffer.from(p.store, 'latin1');
+  const fixed = 1 + name.length + 4;
+  const pieces = p.extents.map(([o, l]): [number, number] => [o, l]);
+  let next = 0;
+  while (next < pieces.length) {
+    // Pick the pieces of this frame: each takes PATCH_PIECE bytes of header and its bytes.
+    const frame: [number, number][] = [];
+    let room = STREAM_CHUNK - fixed;
+    while (next < pieces.length && room > PATCH_PIECE) {
+      const [o, l] = pieces[next]!;
+      const take = Math.min(l, room - PATCH_PIECE);
+      frame.push([o, take]);
+      room -= PATCH_PIECE + take;
+      if (take === l) next++;
+      else pieces[next] = [o + take, l - take];
+    }
+    const buf = await pool.take();
+    let at = FRAME_HEAD;
+    buf[at++] = name.length;
+    at += name.copy(buf, at);
+    buf.writeUInt32BE(frame.length, at);
+    at += 4;
+    for (const [o, l] of frame) {
+      buf.writeBigUInt64BE(BigInt(o), at);
+      buf.writeUInt32BE(l, at + 8);
+      at += PATCH_PIECE;
+    }
+    for (const [o, l] of frame) {
+      p.read(buf, at, l, o);
+      at += l;
+    }
+    yield seal(buf, Frame.Patch, at - FRAME_HEAD);
+  }
 }
 
 function preambleOf(how: Compression, cipher: string | undefined): Buffer {
@@ -367,6 +452,44 @@ async function readFrames(r: ByteReader, sink: ImageSink, what: string, pre: { h
       if (z.files !== files || z.bytes !== total) throw damaged(`its end frame says ${String(z.files)} files and ${String(z.bytes)} bytes, but it held ${files} and ${total}`);
       break;
     }
+    if (f.type === Frame.Patch) {
+      const bad = (): ImageError => damaged(`frame ${n} is not a valid patch of a pre-dump's store`);
+      const pl = f.payload;
+      const len = pl[0] ?? 0;
+      const store = pl.subarray(1, 1 + len).toString('latin1');
+      if (len > STORE_NAME_MAX || pl.length < 1 + len + 4 || !STORE_NAME.test(store)) throw bad();
+      const count = pl.readUInt32BE(1 + len);
+      let at = 1 + len + 4;
+      let data = at + count * PATCH_PIECE;
+      if (data > pl.length) throw bad();
+      if (files) throw damaged(`frame ${n} patches a store after the image's files began`);
+      if (!sink.patch) throw damaged(`frame ${n} is a pre-dump's patch, which only a page server takes`);
+      for (let i = 0; i < count; i++, at += PATCH_PIECE) {
+        const offset = Number(pl.readBigUInt64BE(at));
+        const l = pl.readUInt32BE(at + 8);
+        if (data + l > pl.length || offset + l > FILE_MAX) throw bad();
+        await sink.patch(store, offset, pl.subarray(data, data + l));
+        data += l;
+      }
+      if (data !== pl.length) throw bad();
+      n++;
+      continue;
+    }
+    if (f.type === Frame.Recipe) {
+      const c = parse<{ name?: unknown; size?: unknown; store?: unknown; runs?: unknown }>(f.payload, n);
+      const runs = c.runs;
+      const okRuns = Array.isArray(runs) && runs.every((x) => Array.isArray(x) && x.length === 2 && x.every((v) => Number.isSafeInteger(v) && (v as number) >= 0));
+      if (typeof c.name !== 'string' || !/^pages-\d{1,9}\.img$/.test(c.name) || typeof c.store !== 'string' || !STORE_NAME.test(c.store) || !okRuns
+        || typeof c.size !== 'number' || !Number.isSafeInteger(c.size) || c.size < 0 || c.size > FILE_MAX) throw damaged(`frame ${n} is an invalid page file recipe`);
+      if (names.has(c.name)) throw damaged(`${c.name} appears twice`);
+      if (!sink.recipe) throw damaged(`frame ${n} is a page file made of a pre-dump's pages, which only a page server takes`);
+      names.add(c.name);
+      n++;
+      await sink.recipe({ kind: 'recipe', name: c.name, size: c.size, store: c.store, runs: runs as [number, number][] });
+      files++;
+      total += c.size;
+      continue;
+    }
     if (f.type !== Frame.File) throw damaged(`frame ${n} is out of order (expected a file or the end)`);
     const meta = parse<{ name?: unknown; size?: unknown }>(f.payload, n++);
     const name = meta.name;
@@ -427,6 +550,9 @@ export class DirSink implements ImageSink {
     }
   }
 
+  /** The stream was read whole (before the image is checked). */
+  finish(): void {}
+
   /** Close what is open and remove the directory. */
   abort(): void {
     if (this.fd >= 0) closeSync(this.fd);
@@ -441,10 +567,11 @@ export class DirSink implements ImageSink {
  * them, and which every frame's sha256 has covered already). On any failure
  * `dir` is removed and an ImageError says why in one line.
  */
-export async function receiveImage(input: AsyncIterable<Buffer>, dir: string, opts: { key?: Buffer; what: string }): Promise<StreamTotals> {
-  const sink = new DirSink(dir);
+export async function receiveImage(input: AsyncIterable<Buffer>, dir: string, opts: { key?: Buffer; what: string; sink?: (dir: string) => DirSink }): Promise<StreamTotals> {
+  const sink = opts.sink?.(dir) ?? new DirSink(dir);
   try {
     const totals = await readImageStream(input, sink, opts);
+    sink.finish();
     try {
       openImage(dir, { verifyPages: false });
     } catch (e) {

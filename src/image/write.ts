@@ -6,11 +6,11 @@
  * and `abort` removes what was written.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, ftruncateSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { native } from '../native.js';
 import { ImageError } from './errors.js';
-import { OffThreadHash } from './pagedata.js';
+import { OffThreadHash, treeDigest } from './pagedata.js';
 import { openImage, type OpenedImage } from './read.js';
 import { SIGNATURE_FILE, signatureText } from './sign.js';
 import { BLOB_PACK_FILE, HEADER_FILE, IMAGE_MAGIC, IMAGE_VERSION, type Manifest, MANIFEST_FILE, MANIFEST_MAX_BYTES, PAGE_CHUNK_BYTES, PAGE_SIZE, type Pages, type Blob } from './schema.js';
@@ -112,6 +112,20 @@ export class PageFileWriter {
     this.progress?.(data.length);
   }
 
+  /**
+   * A page file whose bytes are held elsewhere (a migration's receiver
+   * makes it from its copy of a pre-dump's store): only its size is set
+   * here, its digests are those given, one per `chunk` bytes of it. Only
+   * for an image that is not durable, and sent at once.
+   */
+  described(runs: [number, number][], size: number, chunk: number, chunkSums: string[]): Pages {
+    if (this.durable || this.size || this.runs.length) throw new Error('internal: only an empty page file of a temporary image is described');
+    if (chunk % PAGE_SIZE || chunkSums.length !== Math.ceil(size / chunk)) throw new Error('internal: a described page file needs a digest per chunk');
+    writing(this.dir, () => ftruncateSync(this.fd, size));
+    this.discard();
+    return { file: this.name, size, sha256: treeDigest(chunkSums), runs, chunks: { size: chunk, sha256: chunkSums } };
+  }
+
   close(): Pages {
     if (this.durable) writing(this.dir, () => fsyncSync(this.fd));
     this.discard();
@@ -138,7 +152,7 @@ export class ImageWriter {
 
   /**
    * `progress` is called with the size of each piece of page data written.
-   * `durable` false: page files are not synced to disk, for a temporary
+   * `durable` false: nothing is synced to disk (page files, manifest, header), for a temporary
    * image read back at once by this process (a migration sends it and
    * removes it); what is committed is still checked as always.
    */
@@ -199,11 +213,13 @@ export class ImageWriter {
     }
     const sha = createHash('sha256').update(text).digest('hex');
     writing(this.dir, () => {
-      if (this.blobs.length) writeFileSynced(join(this.tmpDir, BLOB_PACK_FILE), Buffer.concat(this.pack));
-      writeFileSynced(join(this.tmpDir, MANIFEST_FILE), text);
-      writeFileSynced(join(this.tmpDir, HEADER_FILE), header(sha));
-      writeFileSynced(join(this.tmpDir, SIGNATURE_FILE), signatureText(header(sha), signKey));
-      fsyncPath(this.tmpDir);
+      // A temporary image (not durable: sent at once, then removed) is not synced either.
+      const sync = this.durable;
+      if (this.blobs.length) writeFileSynced(join(this.tmpDir, BLOB_PACK_FILE), Buffer.concat(this.pack), sync);
+      writeFileSynced(join(this.tmpDir, MANIFEST_FILE), text, sync);
+      writeFileSynced(join(this.tmpDir, HEADER_FILE), header(sha), sync);
+      writeFileSynced(join(this.tmpDir, SIGNATURE_FILE), signatureText(header(sha), signKey), sync);
+      if (sync) fsyncPath(this.tmpDir);
     });
     // Read back the header and manifest and check them, and every page file's size; the page
     // files' sha256 are of the bytes written to them, which fsync has made durable (docs/IMAGE.md).
@@ -218,7 +234,7 @@ export class ImageWriter {
     if (existsSync(this.dir)) throw new ImageError(`${this.dir} appeared while the image was written; it was left untouched`);
     writing(this.dir, () => {
       renameSync(this.tmpDir, this.dir);
-      fsyncPath(dirname(this.dir));
+      if (this.durable) fsyncPath(dirname(this.dir));
     });
     return { ...opened, dir: this.dir };
   }
@@ -229,12 +245,12 @@ export class ImageWriter {
   }
 }
 
-function writeFileSynced(path: string, text: string | Buffer): void {
+function writeFileSynced(path: string, text: string | Buffer, sync = true): void {
   const fd = openSync(path, 'wx', 0o600);
   try {
     const data = Buffer.from(text);
     for (let off = 0; off < data.length; ) off += writeSync(fd, data, off, data.length - off);
-    fsyncSync(fd);
+    if (sync) fsyncSync(fd);
   } finally {
     closeSync(fd);
   }

@@ -125,11 +125,20 @@ export function checkNameFree(name: string): void {
  * first one's log. `output` is what to print once the jail runs (default:
  * its name); `failed`, what to print on stdout besides the error line.
  */
-export async function detach(
-  name: string,
-  args: string[],
-  opts: { timeoutMs?: number; output?: () => string; failed?: (error: string) => string } = {},
-): Promise<number> {
+/** How `detach` ends: what it would print on stdout and stderr (by default it does). */
+export interface DetachPrint {
+  out(text: string): void;
+  err(text: string): void;
+}
+
+interface DetachOptions {
+  timeoutMs?: number;
+  output?: () => string;
+  failed?: (error: string) => string;
+  print?: DetachPrint;
+}
+
+export async function detach(name: string, args: string[], opts: DetachOptions = {}): Promise<number> {
   checkName(name);
   const lock = tryLock(`start.${name}`);
   if ('heldBy' in lock) {
@@ -142,7 +151,8 @@ export async function detach(
   }
 }
 
-async function detachLocked(name: string, args: string[], opts: { timeoutMs?: number; output?: () => string; failed?: (error: string) => string }): Promise<number> {
+async function detachLocked(name: string, args: string[], opts: DetachOptions): Promise<number> {
+  const print = opts.print ?? { out: (t: string) => void process.stdout.write(t), err: (t: string) => void process.stderr.write(t) };
   checkNameFree(name);
   mkdirSync(jailDir(name), { recursive: true });
   // Appending: a bounded log (log-size.ts) is truncated under the jail's writes, which must then start again at 0.
@@ -166,8 +176,8 @@ async function detachLocked(name: string, args: string[], opts: { timeoutMs?: nu
       const line = text.split('\n').filter((l) => l.startsWith('vjail: ')).pop();
       if (readState(name)?.supervisorPid === child.pid || !readState(name)) removeJailDir(name);
       const error = line ? line.replace(/^vjail: /, '') : `the supervisor of jail "${name}" ended (status ${status}) before the jail started`;
-      if (opts.failed) process.stdout.write(opts.failed(error));
-      process.stderr.write(`vjail: ${error}\n`);
+      if (opts.failed) print.out(opts.failed(error));
+      print.err(`vjail: ${error}\n`);
       return status === 0 ? 1 : status;
     }
     if (Date.now() > deadline) {
@@ -177,6 +187,6 @@ async function detachLocked(name: string, args: string[], opts: { timeoutMs?: nu
     await new Promise((r) => setTimeout(r, 10));
   }
   child.unref();
-  process.stdout.write(opts.output ? opts.output() : `${name}\n`);
+  print.out(opts.output ? opts.output() : `${name}\n`);
   return 0;
 }

@@ -2,10 +2,12 @@
  * The migration protocol between `vjail migrate` (the sender) and
  * `vjail page-server` (the receiver), over one TCP connection:
  *
- *   receiver: "vjail-page-server 1\n" Nr(32)
- *   sender:   "vjail-migrate 1\n" Ns(32) u16 length, request JSON, HMAC(psk, "sender" Nr Ns request)
+ *   receiver: "vjail-page-server 2\n" Nr(32)
+ *   sender:   "vjail-migrate 2\n" Ns(32) u16 length, request JSON, HMAC(psk, "sender" Nr Ns request)
  *   receiver: 0x01 HMAC(psk, "receiver" Ns Nr)      or 0x00 one line: why not
- *   sender:   the image stream, encrypted with the pre-shared key (src/image/stream.ts)
+ *   sender:   the image stream, encrypted with the pre-shared key (src/image/stream.ts): first the
+ *             pre-dump's copies as patches of stores (the jail runs), then, once it is stopped, the
+ *             last patches and the image's files, page files made of a store's pages as recipes
  *   receiver: one line: JSON {"ok":true,"name":...,"pid":...} once restored, or {"ok":false,"error":...},
  *             a space, and HMAC(psk, "reply" Ns Nr JSON) in hex
  *
@@ -17,8 +19,15 @@ import type { Socket } from 'node:net';
 import { ByteReader } from '../image/codec.js';
 import { ImageError } from '../image/errors.js';
 
-export const SERVER_HELLO = 'vjail-page-server 1\n';
-export const CLIENT_HELLO = 'vjail-migrate 1\n';
+/** The protocol's version: both sides refuse a peer of another (2: pre-dump rounds are streamed while the jail runs). */
+export const PROTOCOL_VERSION = 2;
+export const SERVER_HELLO = `vjail-page-server ${PROTOCOL_VERSION}\n`;
+export const CLIENT_HELLO = `vjail-migrate ${PROTOCOL_VERSION}\n`;
+
+/** The version a hello of `prefix` says, when it is one (of any version, of the same length as ours). */
+function helloVersion(hello: string, prefix: string): string | undefined {
+  return hello.startsWith(prefix) && hello.endsWith('\n') ? hello.slice(prefix.length, -1) : undefined;
+}
 const NONCE = 32;
 const MAC = 32;
 const REQUEST_MAX = 4096;
@@ -96,7 +105,10 @@ export async function acceptHandshake(sock: Socket, r: ByteReader, psk: Buffer):
     return b;
   };
   const hello = await read(CLIENT_HELLO.length);
-  if (hello.toString('latin1') !== CLIENT_HELLO) return refuse('not a vjail migrate connection');
+  if (hello.toString('latin1') !== CLIENT_HELLO) {
+    const v = helloVersion(hello.toString('latin1'), 'vjail-migrate ');
+    return refuse(v === undefined ? 'not a vjail migrate connection' : `the sender speaks migration protocol ${v}, this page server ${PROTOCOL_VERSION}: run the same vjail version on both machines`);
+  }
   const ns = await read(NONCE);
   const len = (await read(2)).readUInt16BE(0);
   if (len > REQUEST_MAX) return refuse('the request is too long');
@@ -123,7 +135,10 @@ export async function offerHandshake(sock: Socket, r: ByteReader, psk: Buffer, r
     return b;
   };
   const hello = await read(SERVER_HELLO.length);
-  if (hello.toString('latin1') !== SERVER_HELLO) throw new ImageError(`${peer} is not a vjail page server`);
+  if (hello.toString('latin1') !== SERVER_HELLO) {
+    const v = helloVersion(hello.toString('latin1'), 'vjail-page-server ');
+    throw new ImageError(v === undefined ? `${peer} is not a vjail page server` : `the page server at ${peer} speaks migration protocol ${v}, this vjail ${PROTOCOL_VERSION}: run the same vjail version on both machines; nothing was sent`);
+  }
   const nr = await read(NONCE);
   const ns = randomBytes(NONCE);
   const request = Buffer.from(JSON.stringify(req));

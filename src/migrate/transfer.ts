@@ -10,13 +10,14 @@
  * serve its pages on fault as they arrive) and a `restore` step.
  */
 import { connect, createServer, type Server, type Socket } from 'node:net';
-import { spawn } from 'node:child_process';
+import { resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { ByteReader, type Compression } from '../image/codec.js';
 import { ImageError } from '../image/errors.js';
 import { removeTempImage, tempImageDir } from '../image/packed.js';
 import { type ImageSource, receiveImage, type StreamTotals, writeImageStream } from '../image/stream.js';
-import { dataPath } from '../paths.js';
+import { StoreSink } from './rounds.js';
+import { detachJson } from '../cli/restore.js';
 import { acceptHandshake, HANDSHAKE_MS, type MigrateRequest, offerHandshake, readReply, replyLine, type RestoreReply, send, type Session, within } from './protocol.js';
 
 /**
@@ -72,37 +73,36 @@ export async function connectPageServer(host: string, port: number, psk: Buffer,
   }
 }
 
-/** Send an image (any source) as a stream encrypted with the pre-shared key, then end our side. */
-export async function sendImage(conn: PageServerConnection, source: ImageSource, opts: { compress?: Compression } = {}): Promise<StreamTotals> {
-  try {
-    const totals = await writeImageStream(source, conn.sock, { compress: opts.compress, key: conn.psk });
-    conn.sock.end();
-    return totals;
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) throw new ImageError(`the page server at ${conn.peer} went away while the image was sent (${code})`);
-    throw e;
-  }
+/** The receiver's answer, read (bounded) while the sender still sends: a refusal may come part-way. */
+export function awaitReply(conn: PageServerConnection): Promise<RestoreReply> {
+  return readReply(conn.reader, conn.session, RESTORE_WAIT_MS, conn.peer);
 }
 
 /**
- * Send the image and wait (bounded) for the receiver's answer. The answer is
- * read while sending: a receiver that refuses the stream part-way (it does
- * not authenticate) says why at once, and that is what fails, not the send
- * it cut short.
+ * Sending failed with `e`: a receiver that refused the stream part-way (it
+ * does not authenticate) says why at once, and that is what fails, not the
+ * send it cut short.
  */
+export async function sendFailure(conn: PageServerConnection, answer: Promise<RestoreReply>, e: unknown): Promise<unknown> {
+  const early = await within(answer, DRAIN_MS, `the page server at ${conn.peer} to say why it stopped reading`).catch(() => undefined);
+  if (early && !early.ok) return new ImageError(`the page server at ${conn.peer} could not restore the jail (${early.error})`);
+  const code = (e as NodeJS.ErrnoException).code;
+  if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) return new ImageError(`the page server at ${conn.peer} went away while the image was sent (${code})`);
+  return e;
+}
+
+/** Send an image (any source) as one stream encrypted with the pre-shared key, end our side, and wait (bounded) for the receiver's answer. */
 export async function sendAndAwaitRestored(conn: PageServerConnection, source: ImageSource, opts: { compress?: Compression } = {}): Promise<{ totals: StreamTotals; sentAt: number; reply: RestoreReply }> {
-  const answer = readReply(conn.reader, conn.session, RESTORE_WAIT_MS, conn.peer);
+  const answer = awaitReply(conn);
   answer.catch(() => {}); // awaited below; a failed send may come first
   try {
     let totals: StreamTotals;
     try {
-      totals = await sendImage(conn, source, opts);
+      totals = await writeImageStream(source, conn.sock, { compress: opts.compress, key: conn.psk });
     } catch (e) {
-      const early = await within(answer, DRAIN_MS, `the page server at ${conn.peer} to say why it stopped reading`).catch(() => undefined);
-      if (early && !early.ok) return { totals: { files: 0, bytes: 0, streamBytes: 0, compress: opts.compress ?? 'none', encrypted: true }, sentAt: performance.now(), reply: early };
-      throw e;
+      throw await sendFailure(conn, answer, e);
     }
+    conn.sock.end();
     const sentAt = performance.now();
     // The receiver is restoring: saying nothing for a while is expected (the wait itself is bounded).
     conn.sock.setTimeout(0);
@@ -120,38 +120,43 @@ export interface PageServerOptions {
   once?: boolean;
   log: (line: string) => void;
   /** Read the stream into a directory to restore from (default: receiveImage into a temporary one). */
-  receive?: (input: AsyncIterable<Buffer>, psk: Buffer, what: string) => Promise<{ dir: string; cleanup: () => void }>;
+  receive?: (input: AsyncIterable<Buffer>, psk: Buffer, what: string) => Promise<{ dir: string; cleanup: () => void; filesAt?: number }>;
   /** Restore the received image as the jail `name` (default: `vjail restore DIR --name NAME --detach`). */
   restore?: (dir: string, req: MigrateRequest) => Promise<RestoreReply>;
   /** Options for the default restore: which policy a received image runs under (see \`vjail restore\`). */
   restoreArgs?: string[];
 }
 
-async function receiveToTemp(input: AsyncIterable<Buffer>, psk: Buffer, what: string): Promise<{ dir: string; cleanup: () => void }> {
+/** Receive into a temporary directory, the pre-dump's stores beside it (rounds.ts). */
+async function receiveToTemp(input: AsyncIterable<Buffer>, psk: Buffer, what: string): Promise<{ dir: string; cleanup: () => void; filesAt?: number }> {
   const dir = tempImageDir('received');
+  let sink: StoreSink | undefined;
   try {
-    await receiveImage(input, dir, { key: psk, what });
+    await receiveImage(input, dir, { key: psk, what, sink: (d) => (sink = new StoreSink(d)) });
   } catch (e) {
     removeTempImage(dir);
     throw e;
   }
-  return { dir, cleanup: () => removeTempImage(dir) };
+  return { dir, cleanup: () => removeTempImage(dir), filesAt: sink?.filesAt };
 }
 
-/** `vjail restore DIR --name NAME --detach --json` in a child: the jail gets a supervisor of its own. */
+/**
+ * The jail's background supervisor, started from here as `vjail restore
+ * DIR --name NAME --detach --json` would start it (one process fewer to
+ * start while the sender's jail is stopped), its result read as printed.
+ */
 async function restoreDetached(dir: string, req: MigrateRequest, extra: string[] = []): Promise<RestoreReply> {
-  const lazy = req.lazy ? ['--lazy'] : [];
-  const child = spawn(process.execPath, [dataPath('bin', 'vjail.js'), 'restore', dir, '--name', req.name, '--detach', '--json', '--quiet', ...lazy, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const args = ['restore', resolve(dir), '--name', req.name, '--supervise', ...(req.lazy ? ['--lazy'] : []), '--json', ...extra];
   let out = '';
   let err = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  const code = await within(new Promise<number | null>((resolve) => child.once('close', resolve)), RESTORE_WAIT_MS, 'the restore').catch((e: unknown) => {
-    child.kill('SIGKILL');
-    throw e;
-  });
+  let code: number;
   try {
-    // --detach --json prints the result as written by the background supervisor (several lines).
+    code = await detachJson(dir, req.name, args, { out: (t) => void (out += t), err: (t) => void (err += t) });
+  } catch (e) {
+    return { ok: false, error: e instanceof Error ? e.message : String(e) };
+  }
+  try {
+    // The result as written by the background supervisor (several lines).
     const r = JSON.parse(out) as { ok?: boolean; pid?: number; error?: string };
     if (r.ok && code === 0) return { ok: true, name: req.name, pid: r.pid };
     return { ok: false, error: r.error ?? (err.trim().split('\n')[0]?.replace(/^vjail: /, '') || `restore exited with status ${code}`) };
@@ -167,7 +172,7 @@ async function serveOne(sock: Socket, opts: PageServerOptions): Promise<void> {
   const reader = new ByteReader(chunksOf(sock));
   const { req, session } = await acceptHandshake(sock, reader, opts.psk);
   opts.log(`receiving jail "${req.name}" from ${peer}${req.lazy ? ' (to restore lazily)' : ''}`);
-  let received: { dir: string; cleanup: () => void };
+  let received: { dir: string; cleanup: () => void; filesAt?: number };
   let startedAt = 0;
   // The image's first byte: from here the sender's jail is stopped (it sends once its image is published).
   const firstByte = (async function* (input: AsyncIterable<Buffer>) {
@@ -192,7 +197,9 @@ async function serveOne(sock: Socket, opts: PageServerOptions): Promise<void> {
     sock.setTimeout(0); // the restore's own wait is bounded
     const receivedAt = performance.now();
     const reply = await (opts.restore ?? ((dir, r) => restoreDetached(dir, r, opts.restoreArgs)))(received.dir, req);
-    reply.phases = { receiveMs: receivedAt - startedAt, restoreMs: performance.now() - receivedAt };
+    // With the pre-dump streamed, the image's files began once the sender's jail was stopped.
+    const stoppedFrom = received.filesAt ?? startedAt;
+    reply.phases = { receiveMs: receivedAt - stoppedFrom, restoreMs: performance.now() - receivedAt };
     await send(sock, replyLine(session, reply)).catch(() => {});
     opts.log(reply.ok ? `restored jail "${req.name}" (pid ${reply.pid})` : `could not restore jail "${req.name}": ${reply.error}`);
   } finally {
