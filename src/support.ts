@@ -524,26 +524,24 @@ const PLANNED = `## Planned
 
 - Migration that stops a 1 GiB jail for at most 100 ms. With the
   pre-dump's rounds sent while the jail runs (the default), a 1 GiB
-  workload writing 10 MiB/s at random is stopped 1.1-1.6 s at load average
-  5.5-7.4 on 2 vCPUs (13.8 s with \`--no-pre-dump\`): the dump 0.4 s (freeze,
-  the last round's pages, the manifest), the rest the receiver starting the
-  jail's supervisor (0.8 s until the jail runs, where \`restore --lazy\`
-  itself takes ~32 ms on an idle host). What remains: start the restore there
-  before the last round (a restore process waiting for the image), and take
-  the fixed costs out of the frozen dump. TLS for the page server.
-- Numbers below are from one run of \`npm run bench\` on an idle 2-vCPU host
-  (README). Pre-dump stops a 1 GiB jail writing 10 MiB/s for 47 ms against
-  a 50 ms target: met only thinly, and on a busy host it is more (218 ms
-  median at load average 14). Still in the frozen window: reading
-  /proc/PID/smaps for advice and some 60 injected rt_sigaction calls
-  (\`VJAIL_TIMINGS=1\` prints each step).
-- Lazy restore runs the workload 29 ms after restore starts on an idle host
-  (256 MiB; 32 ms at 1 GiB); at load average 4-8 on 2 vCPUs the median was
-  40-90 ms, over 50 ms in 2 of 5 runs. Every page is in place in 0.39-0.75×
-  a full restore's time at 256 MiB and 0.47-0.87× at 1 GiB (same 5 runs),
-  but that is measured only on a busy host, which slows a full restore more:
-  on an idle host it was 1.51× before the prefetch read on two threads, and
-  has not been measured since.
+  workload writing 10 MiB/s at random is stopped 1.17 s (0.93-1.23) on a
+  quiet 2-vCPU host (8.3 s with \`--no-pre-dump\`): the dump 348 ms (freeze,
+  the last round's pages, the manifest), sending 61 ms, and 591 ms for the
+  receiver to start the jail's supervisor until the jail runs (where
+  \`restore --lazy\` itself reaches the first instruction in ~40 ms). What
+  remains: start the restore there before the last round (a restore process
+  waiting for the image), and take the fixed costs out of the frozen dump.
+  TLS for the page server.
+- Pre-dump stops a 1 GiB jail writing 10 MiB/s for 47 ms against a 50 ms
+  target on the earlier day's idle host: met only thinly; on a quiet host
+  of a slower day 88 ms (the code of this round's start: 80-91 ms in the
+  same sitting), and on a busy host more (218 ms median at load average
+  14). Still in the frozen window: reading /proc/PID/smaps for advice and
+  some 60 injected rt_sigaction calls (\`VJAIL_TIMINGS=1\` prints each step).
+- Lazy restore runs the workload 49 ms after restore starts at 256 MiB
+  (41 ms at 1 GiB) on a quiet host, against 50 ms: met thinly; every page
+  is in place in 0.65× a full restore's time at 256 MiB and 0.56× at 1 GiB
+  (1.51× before the prefetch read and checked on two threads).
 - An open through the open shim answers with ADDFD, which wakes the caller
   to install the descriptor and is woken back; each wake-up of an idle vCPU
   costs about 40 µs here. Without spinning (\`--spin off\`, or before it)
@@ -559,23 +557,28 @@ const PLANNED = `## Planned
   (load average 2.2-11.6, five runs) the open took 23.8-30.2 µs and the
   build 0.70-1.47× its native time, a build's spread on such a host
   (1.0-5.6 s) being wider than the target's margin; the last run met all
-  three targets (25.1 and 29.0 µs, 1.07×). No quiet host was available to
-  measure it again. The spinners cost CPU time no other task of their
+  three targets (25.1 and 29.0 µs, 1.07×). On a quiet host the next day
+  (load average 1.3-2.4, a day this VM ran slow: the user-notify floor
+  11.8 µs against 6 µs) the open took 35.6 µs as root and 33.2 µs as
+  nobody, where the C floor answering an open with ADDFD alone took
+  25.7 µs, and \`make\` 1.36× its native time (1.25× with \`--spin off\`):
+  both targets missed there, the spinners keeping CPUs awake without
+  making the open faster. The spinners cost CPU time no other task of their
   session wanted, but on a virtual machine that is time the host could have
   given to another guest, and tasks of other sessions see the spinning
   session as one more group. A jail run from another session than the
   resident's is still served across autogroups, without spinning.
 - \`vjail run\` through the Node CLI starts 15.6 ms after \`node -e ''\`
   against 10 ms (the native front end, 200 in a row, is 1.70× bwrap).
-- Checkpoint of 256 MiB writes 730 MiB/s against 1 GB/s on an idle host
-  (restore 1529 MiB/s); 1000 descriptors add 173 ms to a checkpoint against
-  20 ms. Image format 6 hashes page data once instead of twice and writes all
-  blobs into one file with one fsync (a fsync per pipe with bytes queued
-  took most of the descriptors' cost); its effect on the 256 MiB rate is not
-  measured yet: the only runs since were at load average 17-18 on 2 vCPUs,
-  where checkpoint ran at 25-30 MiB/s before and after alike. At that load
-  1000 descriptors (16 MiB jail, 3 interleaved pairs) added 3.0-3.8 s to
-  the time stopped, against 3.9-6.5 s before.
+- Checkpoint of 256 MiB: 293 MiB/s on a quiet host whose write+fsync ran
+  468 MiB/s that day (target 1 GB/s or 0.8× write+fsync: 0.63×; fsync took
+  386 of its 874 ms; restore 583 MiB/s, met). Page chunks are hashed two at
+  a time with the SHA extensions and the manifest is validated once: the
+  code of the round's start ran 306-343 MiB/s on that host, 343-375 now.
+  1000 descriptors add 92 ms to a checkpoint and 72 ms to a restore there
+  (target 20 ms); the code of the round's start added 170-215 ms to a
+  checkpoint on the same host. Left: validating a manifest that grows with
+  the descriptors, and a peek per pipe with bytes queued.
 - openat2 and i386 callers of the open shim still take the JavaScript path
   (the C path answers open and openat).
 - \`vjail-oci\`: checkpoint of a container that joined a user namespace by
