@@ -60,7 +60,7 @@ const ROWS = [
   'checkpoint.stopped-16MiB-full',
   'checkpoint.stopped-16MiB-pre-dump',
   ...['full', 'lazy'].flatMap((how) => [`lazy.${how}-16MiB`, `lazy.${how}-16MiB.total`]),
-  ...['pre-dump', 'lazy', 'reference'].flatMap((how) => [`migrate.${how}-16MiB.total`, `migrate.${how}-16MiB.stopped`]),
+  ...['streamed', 'lazy', 'reference'].flatMap((how) => [`migrate.${how}-16MiB.total`, `migrate.${how}-16MiB.stopped`]),
 ];
 
 /** Rows vjail itself produces: these must be measured, never skipped. */
