@@ -46,11 +46,10 @@ napi_value js_sha256_chunks(napi_env env, napi_callback_info info)
 	napi_value argv[2];
 	if (vj_args(env, info, 2, argv) < 0)
 		return NULL;
-	napi_typedarray_type type;
 	size_t len = 0;
 	void *raw = NULL;
-	if (napi_get_typedarray_info(env, argv[0], &type, &len, &raw, NULL, NULL) != napi_ok || type != napi_uint8_array)
-		return vj_throw_errno(env, "sha256Chunks: data must be a Uint8Array", EINVAL);
+	if (vj_typed_array(env, argv[0], napi_uint8_array, "sha256Chunks: data", "Uint8Array", &raw, &len) < 0)
+		return NULL;
 	int64_t chunk = 0;
 	napi_get_value_int64(env, argv[1], &chunk);
 	if (chunk <= 0)

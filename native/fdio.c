@@ -385,11 +385,10 @@ napi_value js_outside_links(napi_env env, napi_callback_info info)
 	napi_value argv[2];
 	if (vj_args(env, info, 2, argv) < 0)
 		return NULL;
-	napi_typedarray_type type;
 	size_t nexclude = 0;
 	void *data = NULL;
-	if (napi_get_typedarray_info(env, argv[0], &type, &nexclude, &data, NULL, NULL) != napi_ok || type != napi_int32_array)
-		return vj_throw_errno(env, "outsideLinks: exclude must be an Int32Array", EINVAL);
+	if (vj_typed_array(env, argv[0], napi_int32_array, "outsideLinks: exclude", "Int32Array", &data, &nexclude) < 0)
+		return NULL;
 	const int32_t *exclude = data;
 	uint32_t npaths = 0;
 	napi_get_array_length(env, argv[1], &npaths);

@@ -78,6 +78,17 @@ void vj_set_number(napi_env env, napi_value obj, const char *key, double x)
 	napi_set_named_property(env, obj, key, v);
 }
 
+int vj_typed_array(napi_env env, napi_value v, napi_typedarray_type want, const char *what, const char *kind, void **data, size_t *count)
+{
+	napi_typedarray_type type;
+	if (napi_get_typedarray_info(env, v, &type, count, data, NULL, NULL) == napi_ok && type == want)
+		return 0;
+	char msg[128];
+	snprintf(msg, sizeof msg, "%s must be a %s", what, kind);
+	napi_throw_type_error(env, NULL, msg);
+	return -1;
+}
+
 int vj_buffer(napi_env env, napi_value v, const char *what, void **data, size_t *len)
 {
 	if (napi_get_buffer_info(env, v, data, len) == napi_ok)

@@ -18,6 +18,8 @@ napi_value vj_make_u64(napi_env env, uint64_t x);
 napi_value vj_undefined(napi_env env);
 /* The bytes of Buffer v; throws a TypeError naming `what` and returns -1 if v is not one. */
 int vj_buffer(napi_env env, napi_value v, const char *what, void **data, size_t *len);
+/* The elements of typed array v (`count` of them); throws a TypeError naming `what` and `kind` and returns -1 if v is not one of type `want`. */
+int vj_typed_array(napi_env env, napi_value v, napi_typedarray_type want, const char *what, const char *kind, void **data, size_t *count);
 /* obj[key] = x (a Number). */
 void vj_set_number(napi_env env, napi_value obj, const char *key, double x);
 

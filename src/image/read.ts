@@ -247,16 +247,17 @@ export function readBlob(image: OpenedImage, file: string): Buffer {
   const { byFile, packSize } = blobIndexOf(image);
   const blob = byFile.get(file);
   if (!blob) throw new ImageError(`${image.dir} has an invalid manifest: no blob ${file}`);
+  const kept = blob.offset !== undefined && packSize <= PACK_KEPT_BYTES;
   const data = blob.offset === undefined
     ? readAt(image.dir, file, blob.size, 0, blob.size)
-    : packSize <= PACK_KEPT_BYTES
+    : kept
       ? packOf(image, packSize).subarray(blob.offset, blob.offset + blob.size)
       : readAt(image.dir, BLOB_PACK_FILE, packSize, blob.offset, blob.size, 'its blobs take');
   if (createHash('sha256').update(data).digest('hex') !== blob.sha256) {
     throw new ImageError(`${image.dir} is damaged: ${file}${blob.offset === undefined ? '' : ` (in ${BLOB_PACK_FILE})`} does not match its checksum`);
   }
-  // A copy: the caller may keep or change it without touching the pack the next blob comes from.
-  return Buffer.from(data);
+  // A slice of the kept pack is copied: the caller may keep or change it without touching the next blob's bytes.
+  return kept ? Buffer.from(data) : data;
 }
 
 /** A pack up to this size is read once and kept while the image is (a big one, say a memfd's contents, is read blob by blob). */
