@@ -191,8 +191,20 @@ describe('keeping CPUs awake during bursts of notifications', () => {
     });
   }
 
+  /**
+   * The spinners of a jail that has just ended go with its supervisor, a moment after the front end
+   * exits: wait (bounded, 10 s) until the residents have none, so they are not counted as the next jail's.
+   */
+  async function previousSpinnersGone() {
+    for (let i = 0; i < 200 && residents(runtime).some((pid) => idleThreads(pid) > 0); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(residents(runtime).map((pid) => idleThreads(pid)).filter((n) => n > 0), 'spinners of the previous jail still running after 10 s').toEqual([]);
+  }
+
   it('the native front end hands --spin to the resident: its spinner threads live while the jail does, none with --spin off', async () => {
     for (const when of ['auto', 'off']) {
+      await previousSpinnersGone();
       const p = execa(vjailBin, ['run', '--spin', when, '--profile', 'linux-4.19', '--kernel-files', 'shim', '--', 'sleep', '3'], {
         reject: false,
         env: { XDG_RUNTIME_DIR: runtime },
@@ -213,12 +225,7 @@ describe('keeping CPUs awake during bursts of notifications', () => {
 
   /** Spinner CPU time (clock ticks) of the residents under `runtime` while `argv` runs, and its result. */
   async function residentSpin(argv: string[]) {
-    // The spinners of a jail that has just ended go with its supervisor, a moment after the front
-    // end exits: wait (bounded) until they are gone, so their ticks are not counted as this run's.
-    for (let i = 0; i < 200 && residents(runtime).some((pid) => idleThreads(pid) > 0); i++) {
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    expect(residents(runtime).map((pid) => idleThreads(pid)).filter((n) => n > 0), 'spinners of the previous jail still running after 10 s').toEqual([]);
+    await previousSpinnersGone();
     const p = execa(argv[0]!, argv.slice(1), { reject: false, env: { XDG_RUNTIME_DIR: runtime }, timeout: 60_000 });
     // Bounded: the jail's opens and a second's sleep; sampled until it has ended.
     let threads = 0;
