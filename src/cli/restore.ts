@@ -11,6 +11,8 @@ import { UsageError, userMessage } from './errors.js';
 import { ProgressLine, StepClock, stderrIsTTY } from './progress.js';
 import { logMaxSize, ownLogPipe, selfCheckpoints } from './run.js';
 import { needsUnpacking, plainImage } from './stream.js';
+import { StepTimer } from '../timings.js';
+import { performance } from 'node:perf_hooks';
 
 export interface RestoreFlags {
   /** Register the restored jail under this name. */
@@ -127,6 +129,8 @@ export async function restoreCommand(dir: string, flags: RestoreFlags = {}): Pro
 
 /** Restore from an image directory; `restored` is called once nothing more is read from it. */
 async function restoreDirCommand(dir: string, flags: RestoreFlags, restored?: () => void): Promise<number> {
+  const timer = new StepTimer('restore command');
+  timer.lap(`since the process started (${performance.now().toFixed(2)} ms)`);
   if (flags.detach && !flags.name) throw new UsageError('--detach needs a name for the restored jail: add --name NAME');
   if (flags.detach && flags.inheritFd?.length) throw new UsageError('--inherit-fd cannot be combined with --detach yet (the background supervisor does not receive your descriptors); restore in the foreground');
   const inherit = inheritMap(flags.inheritFd ?? []);
@@ -186,6 +190,7 @@ async function restoreDirCommand(dir: string, flags: RestoreFlags, restored?: ()
     throw err;
   }
   progress.finish();
+  timer.lap('restore');
   // restore() verified every page file already; only the manifest is wanted here.
   let manifest: Manifest | undefined;
   if (named || flags.json) manifest = openImage(dir, { verifyPages: false }).manifest;
@@ -212,6 +217,7 @@ async function restoreDirCommand(dir: string, flags: RestoreFlags, restored?: ()
     const { profile, policy, emulate, pidNamespace } = manifest!;
     named.running(jail.pid, { command: commandOf(jail.pid, dir), profile, policy: flags.policy ? resolve(flags.policy) : (policy ?? null), emulate, pidNs: pidNamespace });
   }
+  timer.lap('result and state');
   void lazyResult?.then(({ error, stats }) => {
     if (error || !flags.verbose || flags.quiet) return;
     const sum = (k: keyof LazyStats): number => stats.reduce((n, s) => n + s[k], 0);

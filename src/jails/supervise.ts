@@ -12,6 +12,7 @@ import type { JailExit } from '../jail.js';
 import { LaunchError } from '../launch.js';
 import { dataPath } from '../paths.js';
 import { tryLock } from './lock.js';
+import { StepTimer } from '../timings.js';
 import { checkName, claimName, jailDir, liveness, logPath, nameTaken, processStart, readState, removeJailDir, writeState, type JailState } from './state.js';
 
 export interface NamedJailInfo {
@@ -157,12 +158,14 @@ async function detachLocked(name: string, args: string[], opts: DetachOptions): 
   mkdirSync(jailDir(name), { recursive: true });
   // Appending: a bounded log (log-size.ts) is truncated under the jail's writes, which must then start again at 0.
   const log = openSync(logPath(name), fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_TRUNC | fsConstants.O_APPEND, 0o644);
+  const timer = new StepTimer('detach');
   let child;
   try {
     child = spawn(process.execPath, [dataPath('bin', 'vjail.js'), ...args], { detached: true, stdio: ['ignore', log, log] });
   } finally {
     closeSync(log);
   }
+  timer.lap('spawn');
   const exited = new Promise<number>((resolve) => child.on('exit', (code, signal) => resolve(code ?? 128 + (signal ? constants.signals[signal] : 0))));
   let childExit: number | undefined;
   void exited.then((c) => (childExit = c));
@@ -186,6 +189,7 @@ async function detachLocked(name: string, args: string[], opts: DetachOptions): 
     }
     await new Promise((r) => setTimeout(r, 10));
   }
+  timer.lap('until the supervisor says the jail runs');
   child.unref();
   print.out(opts.output ? opts.output() : `${name}\n`);
   return 0;
