@@ -2,10 +2,12 @@ import { fstatSync, readFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { restore } from '../checkpoint/restore.js';
 import type { LazyStats } from '../checkpoint/parts/lazy.js';
-import { type Manifest, openImage } from '../image/format.js';
+import { type Manifest, type OpenedImage } from '../image/format.js';
 import type { Jail } from '../jail.js';
-import { writeAtomic, jailDir } from '../jails/state.js';
-import { detach, type DetachPrint, NamedJail } from '../jails/supervise.js';
+import { writeAtomic, jailDir, readState, removeJailDir } from '../jails/state.js';
+import { Socket } from 'node:net';
+import { native } from '../native.js';
+import { detach, type DetachOptions, type DetachPrint, NamedJail, prestart } from '../jails/supervise.js';
 import { asUserError, pageBytes, processSummary } from './checkpoint.js';
 import { UsageError, userMessage } from './errors.js';
 import { ProgressLine, StepClock, stderrIsTTY } from './progress.js';
@@ -43,6 +45,8 @@ export interface RestoreFlags {
   encryptKey?: string;
   /** Let the processes run before their private anonymous memory is in place (pages arrive on touch and by prefetch). */
   lazy?: boolean;
+  /** Started before the image is there (a page server's, at a migration's handshake): read its directory as one line from this descriptor. */
+  imageFromFd?: string;
 }
 
 /** `--inherit-fd FD:KEY` values: each FD must be open here. */
@@ -84,7 +88,12 @@ const resultPath = (name: string): string => join(jailDir(name), 'restore.json')
  */
 export async function detachJson(dir: string, name: string, args: string[], print?: DetachPrint): Promise<number> {
   rmSync(resultPath(name), { force: true }); // a previous jail's of that name
-  return detach(name, args, {
+  return detach(name, args, jsonResult(dir, name, print));
+}
+
+/** What `detachJson` prints: the supervisor's result, or why it failed. */
+function jsonResult(dir: string, name: string, print?: DetachPrint): DetachOptions {
+  return {
     print,
     output: () => {
       try {
@@ -94,7 +103,24 @@ export async function detachJson(dir: string, name: string, args: string[], prin
       }
     },
     failed: (error) => `${JSON.stringify({ ok: false, image: resolve(dir), name, error })}\n`,
-  });
+  };
+}
+
+/** A background supervisor started before its image is there: `detachJson`, in two steps (see `prestart`). */
+export interface PrestartedJson {
+  go(dir: string, print?: DetachPrint): Promise<number>;
+  cancel(): Promise<void>;
+}
+
+/**
+ * Start the background supervisor of `vjail restore - --image-from-fd 3
+ * --name NAME --supervise --json ARGS` (`args`, all of it) now; `go` hands
+ * it the image and prints its result as `detachJson` does.
+ */
+export function prestartJson(name: string, args: string[]): PrestartedJson {
+  const pre = prestart(name, args);
+  rmSync(resultPath(name), { force: true }); // a previous jail's of that name
+  return { go: (dir, print) => pre.go(resolve(dir), jsonResult(dir, name, print)), cancel: () => pre.cancel() };
 }
 
 /**
@@ -104,6 +130,14 @@ export async function detachJson(dir: string, name: string, args: string[], prin
  * starts from an image that is cut short, damaged or of another key.
  */
 export async function restoreCommand(dir: string, flags: RestoreFlags = {}): Promise<number> {
+  if (flags.imageFromFd !== undefined) {
+    if (dir !== '-' || !flags.supervise || !flags.name) throw new UsageError('--image-from-fd FD is for a supervisor started by a page server: restore - --image-from-fd FD --name NAME --supervise');
+    const fd = Number(flags.imageFromFd);
+    if (!Number.isInteger(fd) || fd < 3) throw new UsageError(`--image-from-fd takes a descriptor number above 2, not "${flags.imageFromFd}"`);
+    const got = await imageDirFrom(fd, flags.name);
+    if (got === null) return 0;
+    return restoreDirCommand(got, flags);
+  }
   if (!needsUnpacking(dir)) {
     if (flags.encryptKey !== undefined) throw new UsageError(`${dir} is a plain image directory, not encrypted; leave out --encrypt-key`);
     return restoreDirCommand(dir, flags);
@@ -124,6 +158,45 @@ export async function restoreCommand(dir: string, flags: RestoreFlags = {}): Pro
     return await restoreDirCommand(plain.dir, flags, cleanup);
   } finally {
     cleanup();
+  }
+}
+
+/** How long a pre-started supervisor waits for its image: a migration's rounds are sent while the jail runs there, and may take long. */
+export const PRESTART_WAIT_MS = 3_600_000;
+
+/**
+ * A supervisor started before its image is there: load what can be loaded
+ * without it (the addon), then wait (bounded) for the image directory's path
+ * on `fd`. Its end without one (the sender went away, the image was refused)
+ * ends this supervisor having started nothing: null, and nothing of it is
+ * left (the jail's log is removed with its directory).
+ */
+async function imageDirFrom(fd: number, name: string): Promise<string | null> {
+  native();
+  const sock = new Socket({ fd, readable: true, writable: false });
+  let text = '';
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const line = await new Promise<string | null>((resolve, reject) => {
+      timer = setTimeout(() => reject(new UsageError(`no image came within ${PRESTART_WAIT_MS / 1000} s on descriptor ${fd} (the page server that started this supervisor gives it once the sender's jail is stopped)`)), PRESTART_WAIT_MS);
+      sock.setEncoding('utf8');
+      sock.on('data', (d: string) => {
+        text += d;
+        const nl = text.indexOf('\n');
+        if (nl >= 0) resolve(text.slice(0, nl));
+      });
+      sock.on('end', () => resolve(null));
+      sock.on('close', () => resolve(null));
+      sock.on('error', () => resolve(null));
+    });
+    if (line === null || line === '') {
+      if (!readState(name)) removeJailDir(name);
+      return null;
+    }
+    return line;
+  } finally {
+    clearTimeout(timer);
+    sock.destroy();
   }
 }
 
@@ -156,6 +229,8 @@ async function restoreDirCommand(dir: string, flags: RestoreFlags, restored?: ()
     process.stderr.write(`${line}\n`);
   };
   let jail: Jail;
+  // The manifest restore() read and checked.
+  let manifest: Manifest | undefined;
   // The restored jail's output follows our fds 1 and 2: with a bounded log, the pipe read into it.
   const logPipe = named && flags.supervise && logBound ? await ownLogPipe(named.name, logBound) : undefined;
   let lazyResult: Promise<{ error: string | null; stats: LazyStats[] }> | undefined;
@@ -174,7 +249,8 @@ async function restoreDirCommand(dir: string, flags: RestoreFlags, restored?: ()
     const policy = { named: flags.policy, verifyKey: flags.verifyKey, trustImage: flags.trustImage, say: (line: string) => (flags.quiet ? undefined : say(`vjail: ${line}`)) };
     const lazy = flags.lazy ? { lazy: true, lazyDone: (r: typeof lazyResult) => void (lazyResult = r) } : {};
     const stdio = logPipe ? { stdio: ['inherit', logPipe.writeFd, logPipe.writeFd] as ['inherit', number, number] } : {};
-    const opts = { image: dir, force: flags.force, report, warn, inherit, beforeResume, policy, progress: (bytes: number, total: number) => progress.add(bytes, total), ...lazy, ...stdio };
+    const opened = (image: OpenedImage): void => void (manifest = image.manifest);
+    const opts = { image: dir, opened, force: flags.force, report, warn, inherit, beforeResume, policy, progress: (bytes: number, total: number) => progress.add(bytes, total), ...lazy, ...stdio };
     jail = named ? await named.start((cgroup) => restore({ ...opts, cgroup })) : await restore(opts);
     logPipe?.closeWriteEnd();
   } catch (e) {
@@ -191,9 +267,6 @@ async function restoreDirCommand(dir: string, flags: RestoreFlags, restored?: ()
   }
   progress.finish();
   timer.lap('restore');
-  // restore() verified every page file already; only the manifest is wanted here.
-  let manifest: Manifest | undefined;
-  if (named || flags.json) manifest = openImage(dir, { verifyPages: false }).manifest;
   // A lazy restore reads page files until every page is in place.
   if (lazyResult) void lazyResult.finally(() => restored?.());
   else restored?.();
