@@ -103,7 +103,7 @@ export interface CheckpointOptions {
    * a migration sends it from here. If it fails, the jail is let go as it
    * was (the image is the caller's to remove).
    */
-  afterPublish?: (image: string) => Promise<void>;
+  afterPublish?: (image: string, manifest: Manifest) => Promise<void>;
   /**
    * Copy memory while the jail runs, then only what it wrote (predump.ts),
    * where the kernel tracks writes; else, and by default, every page is
@@ -372,7 +372,7 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
     timer.lap('commit');
     published = true;
     report(4, 'post-dump', `verified${opts.durable === false ? '' : ', synced'} and published as ${opts.image}${checkRestorable(written, opts.verify, bytes, `/proc/${firstLive.pid}/root`)}`);
-    await opts.afterPublish?.(opts.image);
+    await opts.afterPublish?.(opts.image, written.manifest);
 
     if (letGo) {
       report(5, 'resume', `${what} continue${tree.pidNs ? '' : 's'} (${letGo})`);

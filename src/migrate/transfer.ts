@@ -128,12 +128,17 @@ export interface PageServerOptions {
   restoreArgs?: string[];
 }
 
-/** Receive into a temporary directory, the pre-dump's stores beside it (rounds.ts). */
-async function receiveToTemp(input: AsyncIterable<Buffer>, psk: Buffer, what: string): Promise<{ dir: string; cleanup: () => void; filesAt?: number }> {
+/**
+ * Receive into a temporary directory, the pre-dump's stores beside it
+ * (rounds.ts). `check: false` where `vjail restore` restores it: it checks
+ * the image as the first thing it does, and once is enough while the
+ * sender's jail is stopped.
+ */
+async function receiveToTemp(input: AsyncIterable<Buffer>, psk: Buffer, what: string, check = true): Promise<{ dir: string; cleanup: () => void; filesAt?: number }> {
   const dir = tempImageDir('received');
   let sink: StoreSink | undefined;
   try {
-    await receiveImage(input, dir, { key: psk, what, sink: (d) => (sink = new StoreSink(d)) });
+    await receiveImage(input, dir, { key: psk, what, check, sink: (d) => (sink = new StoreSink(d)) });
   } catch (e) {
     removeTempImage(dir);
     throw e;
@@ -217,7 +222,8 @@ async function serveOne(sock: Socket, opts: PageServerOptions): Promise<void> {
       }
     })(reader.rest());
     try {
-      received = await (opts.receive ?? receiveToTemp)(firstByte, opts.psk, `the image from ${peer}`);
+      const receive = opts.receive ?? ((input, psk, what) => receiveToTemp(input, psk, what, opts.restore !== undefined));
+      received = await receive(firstByte, opts.psk, `the image from ${peer}`);
     } catch (e) {
       // Nothing runs here from an image refused or cut short.
       await cancelPre();
