@@ -3,6 +3,7 @@ import { join, resolve } from 'node:path';
 import { restore } from '../checkpoint/restore.js';
 import type { LazyStats } from '../checkpoint/parts/lazy.js';
 import { type Manifest, type OpenedImage } from '../image/format.js';
+import { warmManifestChecks } from '../image/read.js';
 import type { Jail } from '../jail.js';
 import { writeAtomic, jailDir, readState, removeJailDir } from '../jails/state.js';
 import { Socket } from 'node:net';
@@ -166,13 +167,14 @@ export const PRESTART_WAIT_MS = 3_600_000;
 
 /**
  * A supervisor started before its image is there: load what can be loaded
- * without it (the addon), then wait (bounded) for the image directory's path
+ * without it (the addon; the manifest's checks, run once), then wait (bounded) for the image directory's path
  * on `fd`. Its end without one (the sender went away, the image was refused)
  * ends this supervisor having started nothing: null, and nothing of it is
  * left (the jail's log is removed with its directory).
  */
 async function imageDirFrom(fd: number, name: string): Promise<string | null> {
   native();
+  warmManifestChecks();
   const sock = new Socket({ fd, readable: true, writable: false });
   let text = '';
   let timer: NodeJS.Timeout | undefined;
