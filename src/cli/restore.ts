@@ -285,7 +285,8 @@ async function restoreDirCommand(dir: string, flags: RestoreFlags, restored?: ()
       warnings,
     };
     // One line: a foreground jail's own output may follow at once on the same stdout.
-    if (flags.supervise && named) writeAtomic(resultPath(named.name), `${JSON.stringify(result, null, 2)}\n`);
+    // Read at once by the vjail that started this supervisor: whole when read (renamed into place), it need not be synced.
+    if (flags.supervise && named) writeAtomic(resultPath(named.name), `${JSON.stringify(result, null, 2)}\n`, { sync: false });
     else process.stdout.write(`${JSON.stringify(result)}\n`);
   }
   if (named) {
