@@ -4,7 +4,7 @@ import { restore } from '../checkpoint/restore.js';
 import type { LazyStats } from '../checkpoint/parts/lazy.js';
 import { type Manifest, type OpenedImage } from '../image/format.js';
 import { warmManifestChecks } from '../image/read.js';
-import type { Jail } from '../jail.js';
+import { type Jail, prepareJail } from '../jail.js';
 import { writeAtomic, jailDir, readState, removeJailDir } from '../jails/state.js';
 import { Socket } from 'node:net';
 import { native } from '../native.js';
@@ -167,7 +167,8 @@ export const PRESTART_WAIT_MS = 3_600_000;
 
 /**
  * A supervisor started before its image is there: load what can be loaded
- * without it (the addon; the manifest's checks, run once), then wait (bounded) for the image directory's path
+ * without it (the addon; the manifest's checks and the default profile's
+ * plan, run once), then wait (bounded) for the image directory's path
  * on `fd`. Its end without one (the sender went away, the image was refused)
  * ends this supervisor having started nothing: null, and nothing of it is
  * left (the jail's log is removed with its directory).
@@ -175,6 +176,12 @@ export const PRESTART_WAIT_MS = 3_600_000;
 async function imageDirFrom(fd: number, name: string): Promise<string | null> {
   native();
   warmManifestChecks();
+  // The default profile's plan and filter, as a jail under it is started (its tables, the BPF compiler, run once).
+  try {
+    prepareJail({ profile: 'host' });
+  } catch {
+    // only a warm-up: the restore says what fails, if anything does
+  }
   const sock = new Socket({ fd, readable: true, writable: false });
   let text = '';
   let timer: NodeJS.Timeout | undefined;
@@ -223,6 +230,7 @@ async function restoreDirCommand(dir: string, flags: RestoreFlags, restored?: ()
   const named = flags.name
     ? NamedJail.claim({ name: flags.name, profile: 'host', policy: null, emulate: [], pidNs: false, command: [], detached: !!flags.supervise, restoredFrom: resolve(dir) })
     : undefined;
+  timer.lap('name claimed');
   const clock = new StepClock();
   const warnings: string[] = [];
   const progress = new ProgressLine('restore', 'loaded', stderrIsTTY() && !flags.quiet && !flags.supervise);
