@@ -4,6 +4,7 @@ import { restore } from '../checkpoint/restore.js';
 import type { LazyStats } from '../checkpoint/parts/lazy.js';
 import { type Manifest, type OpenedImage } from '../image/format.js';
 import { warmManifestChecks } from '../image/read.js';
+import { startHasher } from '../image/pagedata.js';
 import { type Jail, prepareJail } from '../jail.js';
 import { writeAtomic, jailDir, readState, removeJailDir } from '../jails/state.js';
 import { Socket } from 'node:net';
@@ -167,14 +168,15 @@ export const PRESTART_WAIT_MS = 3_600_000;
 
 /**
  * A supervisor started before its image is there: load what can be loaded
- * without it (the addon; the manifest's checks and the default profile's
- * plan, run once), then wait (bounded) for the image directory's path
+ * without it (the addon, the hashing worker; the manifest's checks and the
+ * default profile's plan, run once), then wait (bounded) for the image directory's path
  * on `fd`. Its end without one (the sender went away, the image was refused)
  * ends this supervisor having started nothing: null, and nothing of it is
  * left (the jail's log is removed with its directory).
  */
 async function imageDirFrom(fd: number, name: string): Promise<string | null> {
   native();
+  startHasher();
   warmManifestChecks();
   // The default profile's plan and filter, as a jail under it is started (its tables, the BPF compiler, run once).
   try {
