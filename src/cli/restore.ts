@@ -136,9 +136,21 @@ export async function restoreCommand(dir: string, flags: RestoreFlags = {}): Pro
     if (dir !== '-' || !flags.supervise || !flags.name) throw new UsageError('--image-from-fd FD is for a supervisor started by a page server: restore - --image-from-fd FD --name NAME --supervise');
     const fd = Number(flags.imageFromFd);
     if (!Number.isInteger(fd) || fd < 3) throw new UsageError(`--image-from-fd takes a descriptor number above 2, not "${flags.imageFromFd}"`);
-    const got = await imageDirFrom(fd, flags.name);
-    if (got === null) return 0;
-    return restoreDirCommand(got, flags);
+    // The name is taken now (the jail "starting" until it runs), its cgroup made: not while the sender's jail is stopped.
+    const named = NamedJail.claim({ name: flags.name, profile: 'host', policy: null, emulate: [], pidNs: false, command: [], detached: true });
+    let got: string | null;
+    try {
+      got = await imageDirFrom(fd);
+    } catch (e) {
+      named.abandon();
+      throw e;
+    }
+    if (got === null) {
+      named.abandon();
+      if (!readState(flags.name)) removeJailDir(flags.name);
+      return 0;
+    }
+    return restoreDirCommand(got, flags, undefined, named);
   }
   if (!needsUnpacking(dir)) {
     if (flags.encryptKey !== undefined) throw new UsageError(`${dir} is a plain image directory, not encrypted; leave out --encrypt-key`);
@@ -170,11 +182,11 @@ export const PRESTART_WAIT_MS = 3_600_000;
  * A supervisor started before its image is there: load what can be loaded
  * without it (the addon, the hashing worker; the manifest's checks and the
  * default profile's plan, run once), then wait (bounded) for the image directory's path
- * on `fd`. Its end without one (the sender went away, the image was refused)
- * ends this supervisor having started nothing: null, and nothing of it is
- * left (the jail's log is removed with its directory).
+ * on `fd`. Its end without one (the sender went away, the image was refused):
+ * null, and this supervisor ends having started nothing, leaving nothing
+ * (the name given back, the jail's log removed with its directory).
  */
-async function imageDirFrom(fd: number, name: string): Promise<string | null> {
+async function imageDirFrom(fd: number): Promise<string | null> {
   native();
   startHasher();
   warmManifestChecks();
@@ -200,19 +212,15 @@ async function imageDirFrom(fd: number, name: string): Promise<string | null> {
       sock.on('close', () => resolve(null));
       sock.on('error', () => resolve(null));
     });
-    if (line === null || line === '') {
-      if (!readState(name)) removeJailDir(name);
-      return null;
-    }
-    return line;
+    return line === null || line === '' ? null : line;
   } finally {
     clearTimeout(timer);
     sock.destroy();
   }
 }
 
-/** Restore from an image directory; `restored` is called once nothing more is read from it. */
-async function restoreDirCommand(dir: string, flags: RestoreFlags, restored?: () => void): Promise<number> {
+/** Restore from an image directory; `restored` is called once nothing more is read from it. `claimed`: the name, taken already. */
+async function restoreDirCommand(dir: string, flags: RestoreFlags, restored?: () => void, claimed?: NamedJail): Promise<number> {
   const timer = new StepTimer('restore command');
   timer.lap(`since the process started (${performance.now().toFixed(2)} ms)`);
   if (flags.detach && !flags.name) throw new UsageError('--detach needs a name for the restored jail: add --name NAME');
@@ -229,9 +237,9 @@ async function restoreDirCommand(dir: string, flags: RestoreFlags, restored?: ()
     if (!flags.json) return detach(name, args);
     return detachJson(dir, name, args);
   }
-  const named = flags.name
+  const named = claimed ?? (flags.name
     ? NamedJail.claim({ name: flags.name, profile: 'host', policy: null, emulate: [], pidNs: false, command: [], detached: !!flags.supervise, restoredFrom: resolve(dir) })
-    : undefined;
+    : undefined);
   timer.lap('name claimed');
   const clock = new StepClock();
   const warnings: string[] = [];
@@ -301,7 +309,7 @@ async function restoreDirCommand(dir: string, flags: RestoreFlags, restored?: ()
   }
   if (named) {
     const { profile, policy, emulate, pidNamespace } = manifest!;
-    named.running(jail.pid, { command: commandOf(jail.pid, dir), profile, policy: flags.policy ? resolve(flags.policy) : (policy ?? null), emulate, pidNs: pidNamespace });
+    named.running(jail.pid, { command: commandOf(jail.pid, dir), profile, policy: flags.policy ? resolve(flags.policy) : (policy ?? null), emulate, pidNs: pidNamespace, restoredFrom: resolve(dir) });
   }
   timer.lap('result and state');
   void lazyResult?.then(({ error, stats }) => {

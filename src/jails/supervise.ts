@@ -91,7 +91,7 @@ export class NamedJail {
   }
 
   /** The workload runs: record it (what `detach` waits for), with what is known only now (a restored jail's). */
-  running(pid: number, known: Partial<Pick<JailState, 'command' | 'profile' | 'policy' | 'emulate' | 'pidNs'>> = {}): void {
+  running(pid: number, known: Partial<Pick<JailState, 'command' | 'profile' | 'policy' | 'emulate' | 'pidNs' | 'restoredFrom'>> = {}): void {
     this.update({ ...known, status: 'running', pid, pidStart: processStart(pid) ?? null });
   }
 
