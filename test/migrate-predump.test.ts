@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, createServer, type AddressInfo } from 'node:net';
@@ -51,6 +51,21 @@ async function startDirtier(name: string): Promise<{ dir: string; argv: string[]
   expect(r.exitCode).toBe(0);
   expect(await waitFor(() => existsSync(join(dir, 'ready')), 60_000)).toBe(true);
   return { dir, argv };
+}
+
+/** Pids of the supervisors a page server started for jail `name` that still wait for their image. */
+function prestarted(name: string): number[] {
+  const pids: number[] = [];
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const argv = readFileSync(`/proc/${e}/cmdline`, 'utf8').split('\0');
+      if (argv.includes('--image-from-fd') && argv[argv.indexOf('--name') + 1] === name) pids.push(Number(e));
+    } catch {
+      // ended meanwhile
+    }
+  }
+  return pids;
 }
 
 /** Let the workload check itself (DIR/go) and return its verdict. */
@@ -125,6 +140,61 @@ describe('vjail migrate with its pre-dump rounds streamed, restored lazily there
     expect(await jailState('kept')).toBe('running');
     expect(await verdict(jail.dir)).toMatch(/^ok [1-9]\d*$/);
   }, 240_000);
+
+  it('the supervisor started there at the handshake ends and leaves nothing when the sender goes away before its last image; moved again, every page arrives', async () => {
+    const jail = await startDirtier('cut');
+    const server = await pageServer(key());
+    // Between the two: once the rounds flow and the supervisor there waits for its image, both connections are cut.
+    let seen = 0;
+    let cut = false;
+    let waited: boolean | undefined;
+    const proxy = createServer({ allowHalfOpen: true }, (c) => {
+      const u = connect({ host: '127.0.0.1', port: server.port, allowHalfOpen: true });
+      c.on('error', () => {});
+      u.on('error', () => {});
+      c.on('data', (d: Buffer) => {
+        if (cut) return;
+        seen += d.length;
+        if (seen < 256 * 1024) {
+          u.write(d);
+          return;
+        }
+        cut = true;
+        void waitFor(() => prestarted('cut-there').length > 0, 30_000).then((ok) => {
+          waited = ok;
+          c.destroy();
+          u.destroy();
+        });
+      });
+      c.on('end', () => u.end());
+      u.pipe(c);
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const port = (proxy.address() as AddressInfo).port;
+    const r = await vjail(['migrate', 'cut', `127.0.0.1:${port}`, '--psk-file', key(), '--as', 'cut-there', '-q'], { timeoutMs: 180_000 });
+    proxy.close();
+    expect(waited).toBe(true);
+    expect(r.exitCode).not.toBe(0);
+    expect(r.stderr.split('\n').filter(Boolean)).toHaveLength(1);
+    expect(r.stderr).toMatch(/the jail runs on here|the jail was left as it was/);
+    await server.done;
+    expect(server.log()).toMatch(/migration from .* failed: /);
+    // The page server ended its supervisor before it ended itself: no process, no jail, no directory of it there.
+    expect(prestarted('cut-there')).toEqual([]);
+    expect(await jailState('cut-there')).toBe('');
+    expect(existsSync(join(stateDir, 'cut-there'))).toBe(false);
+    expect(await jailState('cut')).toBe('running');
+    // Moved again, to a page server that stays: it arrives whole, and runs there.
+    const again = await pageServer(key());
+    started.push('cut-moved');
+    const m = await vjail(['migrate', 'cut', `127.0.0.1:${again.port}`, '--psk-file', key(), '--as', 'cut-moved', '-q'], { timeoutMs: 180_000 });
+    expect(m.stderr).toBe('');
+    expect(m.exitCode).toBe(0);
+    await again.done;
+    expect(await waitForState('cut', (st) => st === 'exited')).toBe(true);
+    expect(await jailState('cut-moved')).toBe('running');
+    expect(await verdict(jail.dir)).toMatch(/^ok [1-9]\d*$/);
+  }, 300_000);
 
   it('where writes cannot be tracked it says so in one line and sends all of the memory once stopped; every page arrives', async () => {
     const jail = await startDirtier('untracked');

@@ -103,7 +103,7 @@ export interface CheckpointOptions {
    * a migration sends it from here. If it fails, the jail is let go as it
    * was (the image is the caller's to remove).
    */
-  afterPublish?: (image: string) => Promise<void>;
+  afterPublish?: (image: string, manifest: Manifest) => Promise<void>;
   /**
    * Copy memory while the jail runs, then only what it wrote (predump.ts),
    * where the kernel tracks writes; else, and by default, every page is
@@ -351,9 +351,12 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
       timer.lap('let go');
     }
     // Every page is read: the jail need not pay for tracking any longer. Unregistering walks the
-    // page tables of every tracked range (tens of ms a GiB), so it is done once the jail runs if it may.
-    pre?.untrack();
-    timer.lap('untrack');
+    // page tables of every tracked range (tens of ms a GiB), so it is done once the jail runs if it
+    // may, and else just before it is let go; a jail killed once published never pays it while stopped.
+    if (letGo) {
+      pre?.untrack();
+      timer.lap('untrack');
+    }
     for (const step of later) step();
     timer.lap('page files');
     const live = processes.filter((p) => p.state === 'live');
@@ -364,15 +367,17 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
     report(3, 'dump', `${tree.pidNs ? `${live.length} process(es)${zombies ? ` and ${zombies} zombie(s)` : ''}, ${held.size} thread(s), ` : ''}${mappings} mappings, ${(bytes / 2 ** 20).toFixed(1)} MiB of page data${files}${stepped.count ? `; ${stepped.count} thread(s) moved out of the vDSO` : ''}`);
 
     throwIfInterrupted();
-    const written = writer.commit(manifest, opts.signKey);
+    // A temporary image not checked here is read once, by a reader that checks it in full before anything of it runs.
+    const written = writer.commit(manifest, opts.signKey, { readBack: opts.durable !== false || opts.verify !== 'off' });
     timer.lap('commit');
     published = true;
     report(4, 'post-dump', `verified${opts.durable === false ? '' : ', synced'} and published as ${opts.image}${checkRestorable(written, opts.verify, bytes, `/proc/${firstLive.pid}/root`)}`);
-    await opts.afterPublish?.(opts.image);
+    await opts.afterPublish?.(opts.image, written.manifest);
 
     if (letGo) {
       report(5, 'resume', `${what} continue${tree.pidNs ? '' : 's'} (${letGo})`);
     } else if (opts.leaveRunning) {
+      pre?.untrack();
       fds.release(true);
       opts.onHeld?.('resume', held);
       for (const t of held.values()) t.release();
@@ -392,6 +397,12 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
       opts.onHeld?.('failed', held, e);
     } catch {
       // the failure itself is what is reported
+    }
+    // Its writes are not tracked once it runs on (closing the tracking, in finally, would be after it is let go).
+    try {
+      pre?.untrack();
+    } catch {
+      // closed in finally all the same; the failure itself is what is reported
     }
     for (const t of held.values()) t.release();
     throw e;

@@ -24,7 +24,7 @@ import { closeSync, existsSync, readlinkSync } from 'node:fs';
 import { native } from '../native.js';
 import { type Jail, type JailOptions, spawnJail } from '../jail.js';
 import { type PolicyChoice, policyInForce } from './restore-policy.js';
-import { openImage, PAGE_SIZE, type ThreadImage } from '../image/format.js';
+import { openImage, type OpenedImage, PAGE_SIZE, type ThreadImage } from '../image/format.js';
 import { dataPath } from '../paths.js';
 import { clockOffsets, describeOffsets } from './parts/clocks.js';
 import { placeFds, prepareFds } from './parts/fds/index.js';
@@ -57,6 +57,8 @@ const MAP_PRIVATE = 0x02;
 const MAP_ANONYMOUS = 0x20;
 
 export interface RestoreOptions {
+  /** Told the image once it is opened and checked (its manifest, for a caller that wants it too: no second read). */
+  opened?: (image: OpenedImage) => void;
   image: string;
   stdio?: JailOptions['stdio'];
   /** A cgroup the new jail joins (a named jail's own). */
@@ -133,6 +135,7 @@ export async function restore(opts: RestoreOptions): Promise<Jail> {
   const warn = opts.warn ?? ((line: string) => process.stderr.write(`vjail: warning: ${line}\n`));
   // Page files are verified as they are loaded (parts/memory.ts), before anything is let go.
   const image = openImage(opts.image, { verifyPages: false });
+  opts.opened?.(image);
   timer.lap('open image');
   const inherit = opts.inherit ?? new Map<string, number>();
   const progress = opts.progress;

@@ -45,6 +45,7 @@ export function registerCheckpointCommands(cli: Command, setExit: (code: number)
     .option('-q, --quiet', 'no step lines and no progress line (warnings and errors still)')
     .option('--json', 'print the result on stdout as JSON once restored: image, pid, processes, bytes, time per step, warnings')
     .addOption(new Option('--supervise').hideHelp())
+    .addOption(new Option('--image-from-fd <fd>').hideHelp())
     .action(async (dir: string, flags: RestoreFlags) => setExit(await restoreCommand(dir, flags)));
   cli
     .command('inspect')

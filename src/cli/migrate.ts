@@ -94,10 +94,10 @@ async function migrateCommand(name: string, to: string, flags: MigrateFlags): Pr
       mirror: rounds,
       output: {
         plain,
-        afterPublish: async (dir) => {
+        afterPublish: async (dir, manifest) => {
           try {
             publishedAt = performance.now();
-            ({ totals, sentAt, reply } = rounds ? await rounds.finish(dir) : await sendAndAwaitRestored(conn, dirSource(dir), { compress }));
+            ({ totals, sentAt, reply } = rounds ? await rounds.finish(dir, manifest) : await sendAndAwaitRestored(conn, dirSource(dir, manifest), { compress }));
           } catch (e) {
             if (e instanceof ImageError) throw new ImageError(`migrate: ${e.message}; the jail runs on here`);
             throw e;

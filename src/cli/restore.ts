@@ -2,15 +2,21 @@ import { fstatSync, readFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { restore } from '../checkpoint/restore.js';
 import type { LazyStats } from '../checkpoint/parts/lazy.js';
-import { type Manifest, openImage } from '../image/format.js';
-import type { Jail } from '../jail.js';
-import { writeAtomic, jailDir } from '../jails/state.js';
-import { detach, type DetachPrint, NamedJail } from '../jails/supervise.js';
+import { type Manifest, type OpenedImage } from '../image/format.js';
+import { warmManifestChecks } from '../image/read.js';
+import { startHasher } from '../image/pagedata.js';
+import { type Jail, prepareJail } from '../jail.js';
+import { writeAtomic, jailDir, readState, removeJailDir } from '../jails/state.js';
+import { Socket } from 'node:net';
+import { native } from '../native.js';
+import { detach, type DetachOptions, type DetachPrint, NamedJail, prestart } from '../jails/supervise.js';
 import { asUserError, pageBytes, processSummary } from './checkpoint.js';
 import { UsageError, userMessage } from './errors.js';
 import { ProgressLine, StepClock, stderrIsTTY } from './progress.js';
 import { logMaxSize, ownLogPipe, selfCheckpoints } from './run.js';
 import { needsUnpacking, plainImage } from './stream.js';
+import { StepTimer } from '../timings.js';
+import { performance } from 'node:perf_hooks';
 
 export interface RestoreFlags {
   /** Register the restored jail under this name. */
@@ -41,6 +47,8 @@ export interface RestoreFlags {
   encryptKey?: string;
   /** Let the processes run before their private anonymous memory is in place (pages arrive on touch and by prefetch). */
   lazy?: boolean;
+  /** Started before the image is there (a page server's, at a migration's handshake): read its directory as one line from this descriptor. */
+  imageFromFd?: string;
 }
 
 /** `--inherit-fd FD:KEY` values: each FD must be open here. */
@@ -82,7 +90,12 @@ const resultPath = (name: string): string => join(jailDir(name), 'restore.json')
  */
 export async function detachJson(dir: string, name: string, args: string[], print?: DetachPrint): Promise<number> {
   rmSync(resultPath(name), { force: true }); // a previous jail's of that name
-  return detach(name, args, {
+  return detach(name, args, jsonResult(dir, name, print));
+}
+
+/** What `detachJson` prints: the supervisor's result, or why it failed. */
+function jsonResult(dir: string, name: string, print?: DetachPrint): DetachOptions {
+  return {
     print,
     output: () => {
       try {
@@ -92,7 +105,24 @@ export async function detachJson(dir: string, name: string, args: string[], prin
       }
     },
     failed: (error) => `${JSON.stringify({ ok: false, image: resolve(dir), name, error })}\n`,
-  });
+  };
+}
+
+/** A background supervisor started before its image is there: `detachJson`, in two steps (see `prestart`). */
+export interface PrestartedJson {
+  go(dir: string, print?: DetachPrint): Promise<number>;
+  cancel(): Promise<void>;
+}
+
+/**
+ * Start the background supervisor of `vjail restore - --image-from-fd 3
+ * --name NAME --supervise --json ARGS` (`args`, all of it) now; `go` hands
+ * it the image and prints its result as `detachJson` does.
+ */
+export function prestartJson(name: string, args: string[]): PrestartedJson {
+  const pre = prestart(name, args);
+  rmSync(resultPath(name), { force: true }); // a previous jail's of that name
+  return { go: (dir, print) => pre.go(resolve(dir), jsonResult(dir, name, print)), cancel: () => pre.cancel() };
 }
 
 /**
@@ -102,6 +132,26 @@ export async function detachJson(dir: string, name: string, args: string[], prin
  * starts from an image that is cut short, damaged or of another key.
  */
 export async function restoreCommand(dir: string, flags: RestoreFlags = {}): Promise<number> {
+  if (flags.imageFromFd !== undefined) {
+    if (dir !== '-' || !flags.supervise || !flags.name) throw new UsageError('--image-from-fd FD is for a supervisor started by a page server: restore - --image-from-fd FD --name NAME --supervise');
+    const fd = Number(flags.imageFromFd);
+    if (!Number.isInteger(fd) || fd < 3) throw new UsageError(`--image-from-fd takes a descriptor number above 2, not "${flags.imageFromFd}"`);
+    // The name is taken now (the jail "starting" until it runs), its cgroup made: not while the sender's jail is stopped.
+    const named = NamedJail.claim({ name: flags.name, profile: 'host', policy: null, emulate: [], pidNs: false, command: [], detached: true });
+    let got: string | null;
+    try {
+      got = await imageDirFrom(fd);
+    } catch (e) {
+      named.abandon();
+      throw e;
+    }
+    if (got === null) {
+      named.abandon();
+      if (!readState(flags.name)) removeJailDir(flags.name);
+      return 0;
+    }
+    return restoreDirCommand(got, flags, undefined, named);
+  }
   if (!needsUnpacking(dir)) {
     if (flags.encryptKey !== undefined) throw new UsageError(`${dir} is a plain image directory, not encrypted; leave out --encrypt-key`);
     return restoreDirCommand(dir, flags);
@@ -125,8 +175,54 @@ export async function restoreCommand(dir: string, flags: RestoreFlags = {}): Pro
   }
 }
 
-/** Restore from an image directory; `restored` is called once nothing more is read from it. */
-async function restoreDirCommand(dir: string, flags: RestoreFlags, restored?: () => void): Promise<number> {
+/** How long a pre-started supervisor waits for its image: a migration's rounds are sent while the jail runs there, and may take long. */
+export const PRESTART_WAIT_MS = 3_600_000;
+
+/**
+ * A supervisor started before its image is there: load what can be loaded
+ * without it (the addon, the hashing worker; the manifest's checks and the
+ * default profile's plan, run once), then wait (bounded) for the image directory's path
+ * on `fd`. Its end without one (the sender went away, the image was refused):
+ * null, and this supervisor ends having started nothing, leaving nothing
+ * (the name given back, the jail's log removed with its directory).
+ */
+async function imageDirFrom(fd: number): Promise<string | null> {
+  native();
+  startHasher();
+  warmManifestChecks();
+  // The default profile's plan and filter, as a jail under it is started (its tables, the BPF compiler, run once).
+  try {
+    prepareJail({ profile: 'host' });
+  } catch {
+    // only a warm-up: the restore says what fails, if anything does
+  }
+  const sock = new Socket({ fd, readable: true, writable: false });
+  let text = '';
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const line = await new Promise<string | null>((resolve, reject) => {
+      timer = setTimeout(() => reject(new UsageError(`no image came within ${PRESTART_WAIT_MS / 1000} s on descriptor ${fd} (the page server that started this supervisor gives it once the sender's jail is stopped)`)), PRESTART_WAIT_MS);
+      sock.setEncoding('utf8');
+      sock.on('data', (d: string) => {
+        text += d;
+        const nl = text.indexOf('\n');
+        if (nl >= 0) resolve(text.slice(0, nl));
+      });
+      sock.on('end', () => resolve(null));
+      sock.on('close', () => resolve(null));
+      sock.on('error', () => resolve(null));
+    });
+    return line === null || line === '' ? null : line;
+  } finally {
+    clearTimeout(timer);
+    sock.destroy();
+  }
+}
+
+/** Restore from an image directory; `restored` is called once nothing more is read from it. `claimed`: the name, taken already. */
+async function restoreDirCommand(dir: string, flags: RestoreFlags, restored?: () => void, claimed?: NamedJail): Promise<number> {
+  const timer = new StepTimer('restore command');
+  timer.lap(`since the process started (${performance.now().toFixed(2)} ms)`);
   if (flags.detach && !flags.name) throw new UsageError('--detach needs a name for the restored jail: add --name NAME');
   if (flags.detach && flags.inheritFd?.length) throw new UsageError('--inherit-fd cannot be combined with --detach yet (the background supervisor does not receive your descriptors); restore in the foreground');
   const inherit = inheritMap(flags.inheritFd ?? []);
@@ -141,9 +237,10 @@ async function restoreDirCommand(dir: string, flags: RestoreFlags, restored?: ()
     if (!flags.json) return detach(name, args);
     return detachJson(dir, name, args);
   }
-  const named = flags.name
+  const named = claimed ?? (flags.name
     ? NamedJail.claim({ name: flags.name, profile: 'host', policy: null, emulate: [], pidNs: false, command: [], detached: !!flags.supervise, restoredFrom: resolve(dir) })
-    : undefined;
+    : undefined);
+  timer.lap('name claimed');
   const clock = new StepClock();
   const warnings: string[] = [];
   const progress = new ProgressLine('restore', 'loaded', stderrIsTTY() && !flags.quiet && !flags.supervise);
@@ -152,6 +249,8 @@ async function restoreDirCommand(dir: string, flags: RestoreFlags, restored?: ()
     process.stderr.write(`${line}\n`);
   };
   let jail: Jail;
+  // The manifest restore() read and checked.
+  let manifest: Manifest | undefined;
   // The restored jail's output follows our fds 1 and 2: with a bounded log, the pipe read into it.
   const logPipe = named && flags.supervise && logBound ? await ownLogPipe(named.name, logBound) : undefined;
   let lazyResult: Promise<{ error: string | null; stats: LazyStats[] }> | undefined;
@@ -170,7 +269,8 @@ async function restoreDirCommand(dir: string, flags: RestoreFlags, restored?: ()
     const policy = { named: flags.policy, verifyKey: flags.verifyKey, trustImage: flags.trustImage, say: (line: string) => (flags.quiet ? undefined : say(`vjail: ${line}`)) };
     const lazy = flags.lazy ? { lazy: true, lazyDone: (r: typeof lazyResult) => void (lazyResult = r) } : {};
     const stdio = logPipe ? { stdio: ['inherit', logPipe.writeFd, logPipe.writeFd] as ['inherit', number, number] } : {};
-    const opts = { image: dir, force: flags.force, report, warn, inherit, beforeResume, policy, progress: (bytes: number, total: number) => progress.add(bytes, total), ...lazy, ...stdio };
+    const opened = (image: OpenedImage): void => void (manifest = image.manifest);
+    const opts = { image: dir, opened, force: flags.force, report, warn, inherit, beforeResume, policy, progress: (bytes: number, total: number) => progress.add(bytes, total), ...lazy, ...stdio };
     jail = named ? await named.start((cgroup) => restore({ ...opts, cgroup })) : await restore(opts);
     logPipe?.closeWriteEnd();
   } catch (e) {
@@ -186,9 +286,7 @@ async function restoreDirCommand(dir: string, flags: RestoreFlags, restored?: ()
     throw err;
   }
   progress.finish();
-  // restore() verified every page file already; only the manifest is wanted here.
-  let manifest: Manifest | undefined;
-  if (named || flags.json) manifest = openImage(dir, { verifyPages: false }).manifest;
+  timer.lap('restore');
   // A lazy restore reads page files until every page is in place.
   if (lazyResult) void lazyResult.finally(() => restored?.());
   else restored?.();
@@ -205,13 +303,15 @@ async function restoreDirCommand(dir: string, flags: RestoreFlags, restored?: ()
       warnings,
     };
     // One line: a foreground jail's own output may follow at once on the same stdout.
-    if (flags.supervise && named) writeAtomic(resultPath(named.name), `${JSON.stringify(result, null, 2)}\n`);
+    // Read at once by the vjail that started this supervisor: whole when read (renamed into place), it need not be synced.
+    if (flags.supervise && named) writeAtomic(resultPath(named.name), `${JSON.stringify(result, null, 2)}\n`, { sync: false });
     else process.stdout.write(`${JSON.stringify(result)}\n`);
   }
   if (named) {
     const { profile, policy, emulate, pidNamespace } = manifest!;
-    named.running(jail.pid, { command: commandOf(jail.pid, dir), profile, policy: flags.policy ? resolve(flags.policy) : (policy ?? null), emulate, pidNs: pidNamespace });
+    named.running(jail.pid, { command: commandOf(jail.pid, dir), profile, policy: flags.policy ? resolve(flags.policy) : (policy ?? null), emulate, pidNs: pidNamespace, restoredFrom: resolve(dir) });
   }
+  timer.lap('result and state');
   void lazyResult?.then(({ error, stats }) => {
     if (error || !flags.verbose || flags.quiet) return;
     const sum = (k: keyof LazyStats): number => stats.reduce((n, s) => n + s[k], 0);

@@ -8,7 +8,7 @@
 import { basename, dirname, join, resolve } from 'node:path';
 import { existsSync, rmSync } from 'node:fs';
 import {
-  type Compression, COMPRESSIONS, dirSource, ImageError, isPackedImage, packImage, readKeyFile, receiveImage, removeTempImage, tempImageDir, unpackImage, writeImageStream,
+  type Compression, COMPRESSIONS, type Manifest, dirSource, ImageError, isPackedImage, packImage, readKeyFile, receiveImage, removeTempImage, tempImageDir, unpackImage, writeImageStream,
 } from '../image/format.js';
 import { UsageError } from './errors.js';
 
@@ -23,7 +23,8 @@ export interface OutputFlags {
 export interface Output {
   /** The directory the dump writes. */
   plain: string;
-  afterPublish?: (dir: string) => Promise<void>;
+  /** Once the image is published, with its manifest as written (not read again). */
+  afterPublish?: (dir: string, manifest: Manifest) => Promise<void>;
   /** Remove whatever temporary directory remains (always called). */
   cleanup(): void;
 }
@@ -53,9 +54,9 @@ export function checkpointOutput(flags: OutputFlags): Output {
     const plain = tempImageDir('stream');
     return {
       plain,
-      afterPublish: async (dir) => {
+      afterPublish: async (dir, manifest) => {
         try {
-          await writeImageStream(dirSource(dir), process.stdout, { compress, key });
+          await writeImageStream(dirSource(dir, manifest), process.stdout, { compress, key });
         } catch (e) {
           const code = (e as NodeJS.ErrnoException).code;
           if (code === 'EPIPE' || code === 'ERR_STREAM_DESTROYED') throw new ImageError('the image could not be sent: stdout was closed by its reader (EPIPE); the jail was left running');

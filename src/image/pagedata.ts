@@ -168,6 +168,18 @@ export class OffThreadHash {
   }
 }
 
+/**
+ * Start the hashing worker now and hash a page on it: for a process that
+ * has time now and hashes page data later (a page server's supervisor
+ * waiting for its image), whose first hash then does not wait for the
+ * worker to start (tens of ms).
+ */
+export function startHasher(): void {
+  const h = new OffThreadHash();
+  h.update(Buffer.alloc(4096));
+  h.digest();
+}
+
 /** The sha256 of chunk digests given in hex, as a page file's `sha256` of version 6 and later is. */
 export function treeDigest(chunkSums: string[]): string {
   return createHash('sha256').update(Buffer.from(chunkSums.join(''), 'hex')).digest('hex');

@@ -16,7 +16,7 @@ import {
 } from './codec.js';
 import { ImageError } from './errors.js';
 import { blobPackSize, openImage, openImageFile } from './read.js';
-import { BLOB_PACK_FILE, HEADER_FILE, IMAGE_VERSION, MANIFEST_FILE } from './schema.js';
+import { BLOB_PACK_FILE, HEADER_FILE, IMAGE_VERSION, type Manifest, MANIFEST_FILE } from './schema.js';
 import { SIGNATURE_FILE } from './sign.js';
 
 export const STREAM_MAGIC = 'vjail-stream';
@@ -116,10 +116,13 @@ export interface StreamTotals {
   encrypted: boolean;
 }
 
-/** The files of an image directory, as a stream source: page files and blobs, then manifest.json, SIGNATURE where there is one, then IMAGE. */
-export function dirSource(dir: string): ImageSource {
-  const image = openImage(dir, { verifyPages: false });
-  const m = image.manifest;
+/**
+ * The files of an image directory, as a stream source: page files and blobs,
+ * then manifest.json, SIGNATURE where there is one, then IMAGE. `manifest`:
+ * the one just written there (the image is not read again for its files).
+ */
+export function dirSource(dir: string, manifest?: Manifest): ImageSource {
+  const m = manifest ?? openImage(dir, { verifyPages: false }).manifest;
   const names = new Map<string, number>();
   for (const p of m.processes) {
     if (p.state !== 'live') continue;
@@ -565,15 +568,17 @@ export class DirSink implements ImageSink {
  * Receive a stream into the new directory `dir` and check it as restore
  * would (all but the page files' contents, which restore hashes as it loads
  * them, and which every frame's sha256 has covered already). On any failure
- * `dir` is removed and an ImageError says why in one line.
+ * `dir` is removed and an ImageError says why in one line. `check: false`
+ * leaves out the check as restore would (not the frames' and files'): for a
+ * caller whose restore does it first, before anything of the image runs.
  */
-export async function receiveImage(input: AsyncIterable<Buffer>, dir: string, opts: { key?: Buffer; what: string; sink?: (dir: string) => DirSink }): Promise<StreamTotals> {
+export async function receiveImage(input: AsyncIterable<Buffer>, dir: string, opts: { key?: Buffer; what: string; sink?: (dir: string) => DirSink; check?: boolean }): Promise<StreamTotals> {
   const sink = opts.sink?.(dir) ?? new DirSink(dir);
   try {
     const totals = await readImageStream(input, sink, opts);
     sink.finish();
     try {
-      openImage(dir, { verifyPages: false });
+      if (opts.check ?? true) openImage(dir, { verifyPages: false });
     } catch (e) {
       if (e instanceof ImageError) throw new ImageError(`${opts.what}: ${e.message.replaceAll(dir, 'the image')}`);
       throw e;

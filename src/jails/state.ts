@@ -69,13 +69,13 @@ export function jailDir(name: string): string {
 export const logPath = (name: string): string => join(jailDir(name), 'log');
 const statePath = (name: string): string => join(jailDir(name), 'state.json');
 
-/** Write a file by temp + fsync + rename, so readers see the old or the new content whole. */
-export function writeAtomic(path: string, data: string): void {
+/** Write a file by temp + fsync + rename, so readers see the old or the new content whole (`sync: false`: whole, not durable). */
+export function writeAtomic(path: string, data: string, opts: { sync?: boolean } = {}): void {
   const tmp = `${path}.${process.pid}.tmp`;
   const fd = openSync(tmp, 'w', 0o644);
   try {
     writeSync(fd, data);
-    fsyncSync(fd);
+    if (opts.sync ?? true) fsyncSync(fd);
   } finally {
     closeSync(fd);
   }

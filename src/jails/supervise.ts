@@ -3,7 +3,8 @@
  * cgroup of its own, record it as running once started and its exit once
  * ended; and `detach`, which starts such a supervisor in the background.
  */
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
+import type { Writable } from 'node:stream';
 import { constants } from 'node:os';
 import { closeSync, constants as fsConstants, existsSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { UsageError } from '../cli/errors.js';
@@ -12,6 +13,7 @@ import type { JailExit } from '../jail.js';
 import { LaunchError } from '../launch.js';
 import { dataPath } from '../paths.js';
 import { tryLock } from './lock.js';
+import { StepTimer } from '../timings.js';
 import { checkName, claimName, jailDir, liveness, logPath, nameTaken, processStart, readState, removeJailDir, writeState, type JailState } from './state.js';
 
 export interface NamedJailInfo {
@@ -89,7 +91,7 @@ export class NamedJail {
   }
 
   /** The workload runs: record it (what `detach` waits for), with what is known only now (a restored jail's). */
-  running(pid: number, known: Partial<Pick<JailState, 'command' | 'profile' | 'policy' | 'emulate' | 'pidNs'>> = {}): void {
+  running(pid: number, known: Partial<Pick<JailState, 'command' | 'profile' | 'policy' | 'emulate' | 'pidNs' | 'restoredFrom'>> = {}): void {
     this.update({ ...known, status: 'running', pid, pidStart: processStart(pid) ?? null });
   }
 
@@ -131,7 +133,7 @@ export interface DetachPrint {
   err(text: string): void;
 }
 
-interface DetachOptions {
+export interface DetachOptions {
   timeoutMs?: number;
   output?: () => string;
   failed?: (error: string) => string;
@@ -152,18 +154,37 @@ export async function detach(name: string, args: string[], opts: DetachOptions =
 }
 
 async function detachLocked(name: string, args: string[], opts: DetachOptions): Promise<number> {
-  const print = opts.print ?? { out: (t: string) => void process.stdout.write(t), err: (t: string) => void process.stderr.write(t) };
   checkNameFree(name);
+  return untilRunning(name, spawnSupervisor(name, args, false), opts);
+}
+
+/** A background supervisor, started: its stdio the jail's fresh log; with `pipe`, its fd 3 a pipe from us. */
+interface Supervisor {
+  child: ChildProcess;
+  /** Its exit status once it ends. */
+  exited: Promise<number>;
+}
+
+function spawnSupervisor(name: string, args: string[], pipe: boolean): Supervisor {
   mkdirSync(jailDir(name), { recursive: true });
   // Appending: a bounded log (log-size.ts) is truncated under the jail's writes, which must then start again at 0.
   const log = openSync(logPath(name), fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_TRUNC | fsConstants.O_APPEND, 0o644);
-  let child;
+  const timer = new StepTimer('detach');
+  let child: ChildProcess;
   try {
-    child = spawn(process.execPath, [dataPath('bin', 'vjail.js'), ...args], { detached: true, stdio: ['ignore', log, log] });
+    child = spawn(process.execPath, [dataPath('bin', 'vjail.js'), ...args], { detached: true, stdio: ['ignore', log, log, ...(pipe ? ['pipe' as const] : [])] });
   } finally {
     closeSync(log);
   }
+  timer.lap('spawn');
   const exited = new Promise<number>((resolve) => child.on('exit', (code, signal) => resolve(code ?? 128 + (signal ? constants.signals[signal] : 0))));
+  return { child, exited };
+}
+
+/** Wait (bounded) until the supervisor records the jail as running, or ends without; say which. */
+async function untilRunning(name: string, { child, exited }: Supervisor, opts: DetachOptions): Promise<number> {
+  const print = opts.print ?? { out: (t: string) => void process.stdout.write(t), err: (t: string) => void process.stderr.write(t) };
+  const timer = new StepTimer('detach');
   let childExit: number | undefined;
   void exited.then((c) => (childExit = c));
   const deadline = Date.now() + (opts.timeoutMs ?? 300_000);
@@ -186,7 +207,67 @@ async function detachLocked(name: string, args: string[], opts: DetachOptions): 
     }
     await new Promise((r) => setTimeout(r, 10));
   }
+  timer.lap('until the supervisor says the jail runs');
   child.unref();
   print.out(opts.output ? opts.output() : `${name}\n`);
   return 0;
+}
+
+/** How long a pre-started supervisor is given to end once told that no image comes, before it is killed. */
+const PRESTART_END_MS = 10_000;
+
+/** A supervisor started before its image is there (see `prestart`). */
+export interface Prestarted {
+  /** Hand it the image directory and wait, as `detach` does, until the jail runs there or the supervisor says why not. */
+  go(dir: string, opts?: DetachOptions): Promise<number>;
+  /** No image comes: end it (bounded) and leave nothing of it; the name is free again. */
+  cancel(): Promise<void>;
+}
+
+/**
+ * Start the background supervisor of `vjail ARGS` (which must pass
+ * --supervise and --image-from-fd 3) before its image is there: it loads
+ * what it can and waits for the image directory's path on its fd 3, a pipe
+ * from here. The name is taken for a start from now until `go` has ended
+ * or `cancel` (exactly one of them, once).
+ */
+export function prestart(name: string, args: string[]): Prestarted {
+  checkName(name);
+  const lock = tryLock(`start.${name}`);
+  if ('heldBy' in lock) {
+    throw new UsageError(`jail "${name}" is being started by another vjail${lock.heldBy ? ` (process ${lock.heldBy})` : ''}; choose another --name, or see "vjail ps"`);
+  }
+  let sup: Supervisor;
+  try {
+    checkNameFree(name);
+    sup = spawnSupervisor(name, args, true);
+  } catch (e) {
+    lock.release();
+    throw e;
+  }
+  const pipe = sup.child.stdio[3] as Writable;
+  pipe.on('error', () => {}); // a supervisor that ended says why in its log (untilRunning)
+  return {
+    go: async (dir, opts = {}) => {
+      try {
+        pipe.end(`${dir}\n`);
+        return await untilRunning(name, sup, opts);
+      } finally {
+        lock.release();
+      }
+    },
+    cancel: async () => {
+      try {
+        pipe.destroy(); // the supervisor reads the end of its fd 3 and ends, having started nothing
+        const ended = await Promise.race([sup.exited, new Promise<null>((r) => setTimeout(r, PRESTART_END_MS, null))]);
+        if (ended === null) {
+          sup.child.kill('SIGKILL');
+          await sup.exited;
+        }
+        if (readState(name)?.supervisorPid === sup.child.pid || !readState(name)) removeJailDir(name);
+      } finally {
+        lock.release();
+      }
+    },
+  };
 }

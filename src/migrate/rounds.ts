@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { StoreMirror } from '../checkpoint/predump.js';
 import type { Compression } from '../image/codec.js';
-import { PAGE_CHUNK_BYTES, PAGE_SIZE } from '../image/format.js';
+import { type Manifest, PAGE_CHUNK_BYTES, PAGE_SIZE } from '../image/format.js';
 import { ImageError } from '../image/errors.js';
 import { DirSink, dirSource, type ImageSource, type SourceFile, type StorePatch, type StoreRecipe, type StreamTotals, writeImageStream } from '../image/stream.js';
 import type { RestoreReply } from './protocol.js';
@@ -191,11 +191,11 @@ export class RoundsSender implements StoreMirror {
    * last round, then the image's files (recipes for those made of a store),
    * then wait for the receiver's answer.
    */
-  async finish(dir: string): Promise<{ totals: StreamTotals; sentAt: number; reply: RestoreReply }> {
+  async finish(dir: string, manifest?: Manifest): Promise<{ totals: StreamTotals; sentAt: number; reply: RestoreReply }> {
     const last = this.patches();
     this.stoppedBytes = patchBytes(last);
     const files: Item[] = [...last];
-    for await (const f of dirSource(dir).files()) {
+    for await (const f of dirSource(dir, manifest).files()) {
       const r = 'kind' in f ? undefined : this.recipes.get(f.name);
       if (r && 'size' in f && r.size !== f.size) throw new Error(`internal: ${r.name} is ${f.size} bytes, its recipe ${r.size}`);
       files.push(r ?? f);

@@ -17,7 +17,8 @@ import { ImageError } from '../image/errors.js';
 import { removeTempImage, tempImageDir } from '../image/packed.js';
 import { type ImageSource, receiveImage, type StreamTotals, writeImageStream } from '../image/stream.js';
 import { StoreSink } from './rounds.js';
-import { detachJson } from '../cli/restore.js';
+import { detachJson, prestartJson, type PrestartedJson } from '../cli/restore.js';
+import type { DetachPrint } from '../jails/supervise.js';
 import { acceptHandshake, HANDSHAKE_MS, type MigrateRequest, offerHandshake, readReply, replyLine, type RestoreReply, send, type Session, within } from './protocol.js';
 
 /**
@@ -127,12 +128,17 @@ export interface PageServerOptions {
   restoreArgs?: string[];
 }
 
-/** Receive into a temporary directory, the pre-dump's stores beside it (rounds.ts). */
-async function receiveToTemp(input: AsyncIterable<Buffer>, psk: Buffer, what: string): Promise<{ dir: string; cleanup: () => void; filesAt?: number }> {
+/**
+ * Receive into a temporary directory, the pre-dump's stores beside it
+ * (rounds.ts). `check: false` where `vjail restore` restores it: it checks
+ * the image as the first thing it does, and once is enough while the
+ * sender's jail is stopped.
+ */
+async function receiveToTemp(input: AsyncIterable<Buffer>, psk: Buffer, what: string, check = true): Promise<{ dir: string; cleanup: () => void; filesAt?: number }> {
   const dir = tempImageDir('received');
   let sink: StoreSink | undefined;
   try {
-    await receiveImage(input, dir, { key: psk, what, sink: (d) => (sink = new StoreSink(d)) });
+    await receiveImage(input, dir, { key: psk, what, check, sink: (d) => (sink = new StoreSink(d)) });
   } catch (e) {
     removeTempImage(dir);
     throw e;
@@ -140,18 +146,19 @@ async function receiveToTemp(input: AsyncIterable<Buffer>, psk: Buffer, what: st
   return { dir, cleanup: () => removeTempImage(dir), filesAt: sink?.filesAt };
 }
 
+/** The arguments of the jail's background supervisor: `vjail restore DIR --name NAME --supervise [--lazy] --json`, and the page server's own. */
+const restoreArgs = (dir: string, req: MigrateRequest, extra: string[]): string[] => ['restore', dir, '--name', req.name, '--supervise', ...(req.lazy ? ['--lazy'] : []), '--json', ...extra];
+
 /**
- * The jail's background supervisor, started from here as `vjail restore
- * DIR --name NAME --detach --json` would start it (one process fewer to
- * start while the sender's jail is stopped), its result read as printed.
+ * Run the background supervisor (`detached` starts it, or hands the image to
+ * one started before) and read its result as printed (JSON, as it wrote it).
  */
-async function restoreDetached(dir: string, req: MigrateRequest, extra: string[] = []): Promise<RestoreReply> {
-  const args = ['restore', resolve(dir), '--name', req.name, '--supervise', ...(req.lazy ? ['--lazy'] : []), '--json', ...extra];
+async function supervisorReply(req: MigrateRequest, detached: (print: DetachPrint) => Promise<number>): Promise<RestoreReply> {
   let out = '';
   let err = '';
   let code: number;
   try {
-    code = await detachJson(dir, req.name, args, { out: (t) => void (out += t), err: (t) => void (err += t) });
+    code = await detached({ out: (t) => void (out += t), err: (t) => void (err += t) });
   } catch (e) {
     return { ok: false, error: e instanceof Error ? e.message : String(e) };
   }
@@ -165,6 +172,31 @@ async function restoreDetached(dir: string, req: MigrateRequest, extra: string[]
   }
 }
 
+/**
+ * The jail's background supervisor, started from here as `vjail restore
+ * DIR --name NAME --detach --json` would start it (one process fewer to
+ * start while the sender's jail is stopped).
+ */
+function restoreDetached(dir: string, req: MigrateRequest, extra: string[] = []): Promise<RestoreReply> {
+  return supervisorReply(req, (print) => detachJson(dir, req.name, restoreArgs(resolve(dir), req, extra), print));
+}
+
+/**
+ * Start the jail's supervisor at the handshake, so that Node, the addon and
+ * the code are loaded while the sender's rounds come: it waits for the
+ * image's directory (see `vjail restore --image-from-fd`). Undefined where
+ * it cannot be started now (the name is taken): the restore then starts one
+ * once the image is there, and says why it fails.
+ */
+function prestartRestore(req: MigrateRequest, extra: string[], log: (line: string) => void): PrestartedJson | undefined {
+  try {
+    return prestartJson(req.name, restoreArgs('-', req, ['--image-from-fd', '3', ...extra]));
+  } catch (e) {
+    log(`could not start the supervisor of jail "${req.name}" before the image (${e instanceof Error ? e.message : String(e)}); it is started once the image is there`);
+    return undefined;
+  }
+}
+
 /** One migration on an accepted connection: handshake, receive, restore, answer. */
 async function serveOne(sock: Socket, opts: PageServerOptions): Promise<void> {
   const peer = `${sock.remoteAddress}:${sock.remotePort}`;
@@ -172,38 +204,56 @@ async function serveOne(sock: Socket, opts: PageServerOptions): Promise<void> {
   const reader = new ByteReader(chunksOf(sock));
   const { req, session } = await acceptHandshake(sock, reader, opts.psk);
   opts.log(`receiving jail "${req.name}" from ${peer}${req.lazy ? ' (to restore lazily)' : ''}`);
-  let received: { dir: string; cleanup: () => void; filesAt?: number };
-  let startedAt = 0;
-  // The image's first byte: from here the sender's jail is stopped (it sends once its image is published).
-  const firstByte = (async function* (input: AsyncIterable<Buffer>) {
-    for await (const chunk of input) {
-      startedAt ||= performance.now();
-      yield chunk;
+  // The default restore's supervisor starts now, and waits for the image; it ends, having started nothing, unless handed one.
+  let pre = opts.restore ? undefined : prestartRestore(req, opts.restoreArgs ?? [], opts.log);
+  const cancelPre = async (): Promise<void> => {
+    const p = pre;
+    pre = undefined;
+    await p?.cancel().catch((e: unknown) => opts.log(`the supervisor started for jail "${req.name}" did not end cleanly: ${e instanceof Error ? e.message : String(e)}`));
+  };
+  try {
+    let received: { dir: string; cleanup: () => void; filesAt?: number };
+    let startedAt = 0;
+    // The image's first byte: from here the sender's jail is stopped (it sends once its image is published).
+    const firstByte = (async function* (input: AsyncIterable<Buffer>) {
+      for await (const chunk of input) {
+        startedAt ||= performance.now();
+        yield chunk;
+      }
+    })(reader.rest());
+    try {
+      const receive = opts.receive ?? ((input, psk, what) => receiveToTemp(input, psk, what, opts.restore !== undefined));
+      received = await receive(firstByte, opts.psk, `the image from ${peer}`);
+    } catch (e) {
+      // Nothing runs here from an image refused or cut short.
+      await cancelPre();
+      const error = e instanceof ImageError ? e.message : String(e);
+      await send(sock, replyLine(session, { ok: false, error })).catch(() => {});
+      // Let the sender read why before the connection goes: it may still be sending (bounded).
+      sock.end();
+      await within((async () => {
+        for await (const _ of reader.rest());
+      })(), DRAIN_MS, 'the sender to stop sending').catch(() => {});
+      throw e;
     }
-  })(reader.rest());
-  try {
-    received = await (opts.receive ?? receiveToTemp)(firstByte, opts.psk, `the image from ${peer}`);
-  } catch (e) {
-    const error = e instanceof ImageError ? e.message : String(e);
-    await send(sock, replyLine(session, { ok: false, error })).catch(() => {});
-    // Let the sender read why before the connection goes: it may still be sending (bounded).
-    sock.end();
-    await within((async () => {
-      for await (const _ of reader.rest());
-    })(), DRAIN_MS, 'the sender to stop sending').catch(() => {});
-    throw e;
-  }
-  try {
-    sock.setTimeout(0); // the restore's own wait is bounded
-    const receivedAt = performance.now();
-    const reply = await (opts.restore ?? ((dir, r) => restoreDetached(dir, r, opts.restoreArgs)))(received.dir, req);
-    // With the pre-dump streamed, the image's files began once the sender's jail was stopped.
-    const stoppedFrom = received.filesAt ?? startedAt;
-    reply.phases = { receiveMs: receivedAt - stoppedFrom, restoreMs: performance.now() - receivedAt };
-    await send(sock, replyLine(session, reply)).catch(() => {});
-    opts.log(reply.ok ? `restored jail "${req.name}" (pid ${reply.pid})` : `could not restore jail "${req.name}": ${reply.error}`);
+    try {
+      sock.setTimeout(0); // the restore's own wait is bounded
+      const receivedAt = performance.now();
+      const started = pre;
+      pre = undefined;
+      const reply = started
+        ? await supervisorReply(req, (print) => started.go(received.dir, print))
+        : await (opts.restore ?? ((dir, r) => restoreDetached(dir, r, opts.restoreArgs)))(received.dir, req);
+      // With the pre-dump streamed, the image's files began once the sender's jail was stopped.
+      const stoppedFrom = received.filesAt ?? startedAt;
+      reply.phases = { receiveMs: receivedAt - stoppedFrom, restoreMs: performance.now() - receivedAt };
+      await send(sock, replyLine(session, reply)).catch(() => {});
+      opts.log(reply.ok ? `restored jail "${req.name}" (pid ${reply.pid})` : `could not restore jail "${req.name}": ${reply.error}`);
+    } finally {
+      received.cleanup();
+    }
   } finally {
-    received.cleanup();
+    await cancelPre();
   }
 }
 

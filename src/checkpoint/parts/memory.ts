@@ -37,6 +37,7 @@ import { mapObject, noStagedObjects, releaseStaged, type SharedObjects, type Sta
 import { CheckpointUnsupported } from '../errors.js';
 import type { MemoryTrack, TrackedMapping } from '../predump.js';
 import { LazyPages } from './lazy.js';
+import { StepTimer } from '../../timings.js';
 import { cpuFlags } from '../cpu.js';
 
 /** Pagemap flags (bits 63, 62, 61 of an entry), as bits of its upper 32-bit half: no BigInt per page. */
@@ -327,6 +328,7 @@ export async function restoreMemory(
   t: Tracee, image: OpenedImage, want: Mapping[], proc?: LiveProcess, note?: (line: string) => void, staged: StagedObjects = noStagedObjects(),
   lazy?: LazyPages,
 ): Promise<Scratch> {
+  const timer = new StepTimer('memory');
   const imageRanges = want.map((m) => ({ start: fromHex(m.start), end: fromHex(m.end) }));
   const have = readMaps(t.pid);
   const curBlock = have.filter((e) => VDSO_BLOCK.has(kindOf(e)));
@@ -358,6 +360,7 @@ export async function restoreMemory(
     await moveBlock(t, now, tmp, fromHex(imgBlock[0]!.start));
   }
 
+  timer.lap('the restorer\'s mappings moved and unmapped');
   // 4. A scratch page, outside the image.
   const scratch: Scratch = { addr: findHole(BigInt(PAGE_SIZE), [...readMaps(t.pid), ...imageRanges]), size: PAGE_SIZE };
   const got = await t.syscallOk('mmap of a scratch page', SYS.mmap, scratch.addr, PAGE_SIZE, 3, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
@@ -371,15 +374,18 @@ export async function restoreMemory(
     prev = m;
   }
   await releaseStaged(t, staged);
+  timer.lap(`${want.length} mappings mapped`);
   // Lazily restored memory is served from here on; the rest is loaded now.
   const lazyMaps = lazy ? want.filter((m) => LazyPages.eligible(m)) : [];
   await lazy?.start(t, scratch, image, lazyMaps);
+  timer.lap('lazy pages registered');
   const mem = openSync(`/proc/${t.pid}/mem`, 'r+');
   try {
     for (const m of want) if (m.pages && !lazyMaps.includes(m)) loadPages(t, mem, image, m);
   } finally {
     closeSync(mem);
   }
+  timer.lap('the other pages loaded');
   if (redirect) {
     const mmapAt = async (addr: bigint, len: bigint, prot: number): Promise<void> => {
       const r = await t.syscallOk('mmap of the vDSO redirect', SYS.mmap, addr, len, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
