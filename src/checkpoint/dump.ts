@@ -42,7 +42,7 @@ import { freeze } from './freeze.js';
 import { checkSupported, jailOf, type JailInfo, type JailTree, jailTree, lockCheckpoint, vjailInitOf } from './jail-info.js';
 import { guarded } from './guard.js';
 import { throwIfInterrupted } from './interrupt.js';
-import { Tracee } from './tracee.js';
+import { injectedCalls, Tracee } from './tracee.js';
 import { type PreDump, type PreDumpRequest, preDumpStep } from './predump.js';
 import { isNativeError } from '../native.js';
 import { SYS } from './syscalls.js';
@@ -224,7 +224,7 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
     const running = tree.processes.filter((p) => !p.zombie).map((p) => p.pid);
     pre = await preDumpStep(running, opts.preDump, opts.image, (line) => report(1, 'pre-dump', line));
     stoppedAt = performance.now();
-    const timer = new StepTimer('frozen');
+    const timer = new StepTimer('frozen', injectedCalls);
 
     const tids = (t: JailTree): number[] => t.processes.flatMap((p) => p.tids);
     // Without a freezer, a short-lived task (a shell's `sleep 0.001`) may end between being
@@ -287,7 +287,7 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
     timer.lap('leave vDSO');
     // Every task is held and out of the vDSO: smaps (the advice) is read beside the rest.
     const smaps = new Map(tree.processes.filter((p) => !p.zombie).map((p) => [p.pid, readSmaps(p.pid)]));
-    for (const text of smaps.values()) text.catch(() => {}); // awaited per process; an earlier failure comes first
+    for (const [pid, text] of smaps) text.then(() => timer.note(`${pid} smaps read`), () => {}); // awaited per process; an earlier failure comes first
     /** Page files of pre-dumped mappings, written once nothing needs holding. */
     const later: (() => void)[] = [];
     const nsPid = (pid: number): number => (tree.pidNs ? nsIds(pid).pid : pid);
@@ -472,7 +472,7 @@ async function collectProcess(
     await leader.syscall(SYS.munmap, scratch.addr, PAGE_SIZE);
   }
   timer.lap(`${leader.pid} scratch unmap`);
-  const mappings = collectMemory(leader, writer, objects, pre?.forPid(leader.pid), later);
+  const mappings = collectMemory(leader, writer, objects, pre?.forPid(leader.pid), later, timer);
   timer.lap(`${leader.pid} memory`);
   const advice = collectAdvice(await smaps, mappings);
   timer.lap(`${leader.pid} advice`);
