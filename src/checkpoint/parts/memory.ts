@@ -35,7 +35,7 @@ import { SYS } from '../syscalls.js';
 import { checkRedirect, placeRedirect, vdsoDiffers } from './vdso.js';
 import { mapObject, noStagedObjects, releaseStaged, type SharedObjects, type StagedObjects } from './shmem.js';
 import { CheckpointUnsupported } from '../errors.js';
-import type { MemoryTrack, TrackedMapping } from '../predump.js';
+import { intersectRuns, type MemoryTrack, type PageRuns, type TrackedMapping } from '../predump.js';
 import { LazyPages } from './lazy.js';
 import { cpuFlags } from '../cpu.js';
 import type { StepTimer } from '../../timings.js';
@@ -206,20 +206,8 @@ function ownRuns(pages: number, own: (i: number) => boolean): [number, number][]
 }
 
 /** A pre-dumped mapping: read the pages of `runs` not copied yet, and leave the page file for later. */
-function collectTracked(pre: TrackedMapping, runs: [number, number][], pageFile: (runs: [number, number][]) => void): void {
-  for (const [i, count] of runs) {
-    const j = i + count;
-    for (let k = i; k < j; ) {
-      if (!pre.readNow(k)) {
-        k++;
-        continue;
-      }
-      let l = k;
-      while (l < j && pre.readNow(l)) l++;
-      pre.read(k, l - k);
-      k = l;
-    }
-  }
+function collectTracked(pre: TrackedMapping, runs: PageRuns, pageFile: (runs: PageRuns) => void): void {
+  for (const [i, count] of intersectRuns(runs, pre.readNow)) pre.read(i, count);
   if (runs.length) pageFile(runs);
 }
 
