@@ -268,6 +268,14 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
     opts.onHeld?.('frozen', held);
 
     const firstLive = tree.processes.find((p) => !p.zombie)!;
+    // smaps (the advice) is read off the main thread beside the rest: the kernel walks every page
+    // table for it (tens of ms a GiB), so it starts now. Only scratch pages come and go meanwhile.
+    const readAllSmaps = (): Map<number, Promise<string>> => {
+      const all = new Map(tree.processes.filter((p) => !p.zombie).map((p) => [p.pid, readSmaps(p.pid)]));
+      for (const [pid, text] of all) text.then(() => timer.note(`${pid} smaps read`), () => {}); // awaited per process; an earlier failure comes first
+      return all;
+    };
+    let smaps = readAllSmaps();
     timer.lap('onHeld');
     const clocks = await collectClocks(held.get(firstLive.pid)!);
     timer.lap('clocks');
@@ -284,10 +292,9 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
     if (stepped.ran && tids(jailTree(opts.pid)).some((tid) => !held.has(tid))) {
       throw new CheckpointError('a task was started while a thread was let out of the vDSO; nothing was saved and the jail runs on: checkpoint again');
     }
+    // A thread that ran its own code may have changed its mappings: read smaps again.
+    if (stepped.ran) smaps = readAllSmaps();
     timer.lap('leave vDSO');
-    // Every task is held and out of the vDSO: smaps (the advice) is read beside the rest.
-    const smaps = new Map(tree.processes.filter((p) => !p.zombie).map((p) => [p.pid, readSmaps(p.pid)]));
-    for (const [pid, text] of smaps) text.then(() => timer.note(`${pid} smaps read`), () => {}); // awaited per process; an earlier failure comes first
     /** Page files of pre-dumped mappings, written once nothing needs holding. */
     const later: (() => void)[] = [];
     const nsPid = (pid: number): number => (tree.pidNs ? nsIds(pid).pid : pid);
