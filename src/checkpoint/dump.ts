@@ -31,7 +31,7 @@ import { collectAdvice, readSmaps, refuseHiddenAdvice } from './parts/advice.js'
 import { collectPrctl, collectTask } from './parts/task.js';
 import { collectTimers } from './parts/timers.js';
 import { collectThread } from './parts/threads.js';
-import { collectVdso, leaveVdso } from './parts/vdso.js';
+import { collectVdso, describeOwnVdso, leaveVdso } from './parts/vdso.js';
 import { collectUserNamespace } from './parts/userns.js';
 import { idViewOf } from '../userns.js';
 import { collectCpu } from './cpu.js';
@@ -223,6 +223,7 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
   try {
     const running = tree.processes.filter((p) => !p.zombie).map((p) => p.pid);
     pre = await preDumpStep(running, opts.preDump, opts.image, (line) => report(1, 'pre-dump', line));
+    describeOwnVdso();
     stoppedAt = performance.now();
     const timer = new StepTimer('frozen', injectedCalls);
 
