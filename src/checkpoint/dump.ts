@@ -19,7 +19,7 @@
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { release } from 'node:os';
 import {
-  ImageWriter, IMAGE_MAGIC, type OpenedImage, IMAGE_VERSION, type LiveProcess, type Manifest, PAGE_SIZE, type ProcessImage, type ThreadImage,
+  ImageWriter, IMAGE_MAGIC, OffThreadHash, type OpenedImage, IMAGE_VERSION, type LiveProcess, type Manifest, PAGE_SIZE, type ProcessImage, type ThreadImage,
 } from '../image/format.js';
 import { collectClocks } from './parts/clocks.js';
 import { collectFds, describeExternal, type FdCollection, unknownReason } from './parts/fds/index.js';
@@ -223,6 +223,8 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
   try {
     const running = tree.processes.filter((p) => !p.zombie).map((p) => p.pid);
     pre = await preDumpStep(running, opts.preDump, opts.image, (line) => report(1, 'pre-dump', line));
+    // Started now, not while the jail is stopped: the hashing thread (it also reads smaps), the vDSO's description.
+    new OffThreadHash().digest();
     describeOwnVdso();
     stoppedAt = performance.now();
     const timer = new StepTimer('frozen', injectedCalls);
