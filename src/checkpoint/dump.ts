@@ -271,14 +271,6 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
     opts.onHeld?.('frozen', held);
 
     const firstLive = tree.processes.find((p) => !p.zombie)!;
-    // smaps (the advice) is read off the main thread beside the rest: the kernel walks every page
-    // table for it (tens of ms a GiB), so it starts now. Only scratch pages come and go meanwhile.
-    const readAllSmaps = (): Map<number, Promise<string>> => {
-      const all = new Map(tree.processes.filter((p) => !p.zombie).map((p) => [p.pid, readSmaps(p.pid)]));
-      for (const [pid, text] of all) text.then(() => timer.note(`${pid} smaps read`), () => {}); // awaited per process; an earlier failure comes first
-      return all;
-    };
-    let smaps = readAllSmaps();
     timer.lap('onHeld');
     const clocks = await collectClocks(held.get(firstLive.pid)!);
     timer.lap('clocks');
@@ -295,8 +287,6 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
     if (stepped.ran && tids(jailTree(opts.pid)).some((tid) => !held.has(tid))) {
       throw new CheckpointError('a task was started while a thread was let out of the vDSO; nothing was saved and the jail runs on: checkpoint again');
     }
-    // A thread that ran its own code may have changed its mappings: read smaps again.
-    if (stepped.ran) smaps = readAllSmaps();
     timer.lap('leave vDSO');
     /** Page files of pre-dumped mappings, written once nothing needs holding. */
     const later: (() => void)[] = [];
@@ -323,7 +313,7 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
         processes.push(collectZombie(p.pid, ppid));
         continue;
       }
-      processes.push({ ...await collectProcess(p.tids.map((tid) => held.get(tid)!), writer, { ...ids, ppid }, tree.pidNs, objects, warn, pre, later, timer, smaps.get(p.pid)!), fds: fds.fds.get(p.pid)! });
+      processes.push({ ...await collectProcess(p.tids.map((tid) => held.get(tid)!), writer, { ...ids, ppid }, tree.pidNs, objects, warn, pre, later, timer), fds: fds.fds.get(p.pid)! });
     }
     refuseHiddenAdvice(processes, opts.profile ?? jail.profile);
     timer.lap('advice check');
@@ -458,7 +448,6 @@ async function collectProcess(
   pre: PreDump | null,
   later: (() => void)[],
   timer: StepTimer,
-  smaps: Promise<string>,
 ): Promise<Omit<LiveProcess, 'fds'>> {
   const leader = threads[0]!;
   const scratchAddr = await leader.syscallOk('mmap of a scratch page', SYS.mmap, 0, PAGE_SIZE, 3, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -466,18 +455,23 @@ async function collectProcess(
   let signals, task, timers, prctl;
   const images: ThreadImage[] = [];
   const jailTid = (tid: number): number => (pidNs ? nsIds(leader.pid, tid).pid : tid);
+  // smaps (the advice) is read off the main thread beside the calls below: the kernel walks every
+  // page table for it (16 ms a GiB on a quiet host), holding the mm's lock for reading. The calls
+  // that need it for writing wait for that, so they come last: brk (in collectTask), then munmap.
+  const smaps = readSmaps(leader.pid);
+  smaps.then(() => timer.note(`${leader.pid} smaps read`), () => {}); // awaited below; an earlier failure comes first
   try {
     timer.lap(`${leader.pid} scratch page`);
     signals = await collectSignals(leader, scratch);
     timer.lap(`${leader.pid} signals`);
-    task = await collectTask(leader, scratch);
-    timer.lap(`${leader.pid} task`);
     prctl = await collectPrctl(leader, scratch);
     timer.lap(`${leader.pid} prctl`);
     timers = await collectTimers(leader, scratch, pidNs, jailTid, warn);
     timer.lap(`${leader.pid} timers`);
     for (const t of threads) images.push(await collectThread(t, scratch, jailTid(t.pid)));
     timer.lap(`${leader.pid} threads`);
+    task = await collectTask(leader, scratch);
+    timer.lap(`${leader.pid} task`);
   } finally {
     await leader.syscall(SYS.munmap, scratch.addr, PAGE_SIZE);
   }
