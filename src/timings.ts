@@ -13,16 +13,33 @@ export function timingsOn(): boolean {
 
 /** A stopwatch over consecutive steps: `lap(name)` ends the step begun at the previous lap. */
 export class StepTimer {
-  private last = performance.now();
+  private readonly started = performance.now();
+  private last = this.started;
+  private lastCount = 0;
   private readonly on = timingsOn();
 
-  constructor(private readonly prefix: string) {}
+  /** `count`: a running count (system calls run in the jail) whose growth each step shows too. */
+  constructor(
+    private readonly prefix: string,
+    private readonly count?: () => number,
+  ) {
+    this.lastCount = count?.() ?? 0;
+  }
 
   lap(step: string): void {
     if (!this.on) return;
     const now = performance.now();
-    process.stderr.write(`vjail timing: ${this.prefix} ${step} ${(now - this.last).toFixed(2)} ms\n`);
+    const n = this.count?.() ?? 0;
+    const calls = n > this.lastCount ? ` (${n - this.lastCount} calls)` : '';
+    process.stderr.write(`vjail timing: ${this.prefix} ${step} ${(now - this.last).toFixed(2)} ms${calls}\n`);
     this.last = now;
+    this.lastCount = n;
+  }
+
+  /** Say when something running beside the steps (a read off the main thread) ended, counted from the start. */
+  note(what: string): void {
+    if (!this.on) return;
+    process.stderr.write(`vjail timing: ${this.prefix} ${what} at ${(performance.now() - this.started).toFixed(2)} ms\n`);
   }
 
   /** Time a step that is not one of the consecutive laps (a part inside a loop). */

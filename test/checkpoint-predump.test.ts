@@ -104,6 +104,33 @@ describe('checkpoint --pre-dump', () => {
     expect(await restoredVerdict(dir, image)).toBe('ok');
   }, 180_000);
 
+  it('pages read while frozen reach the image after the workload was let go, and it kept writing meanwhile: the image is still the frozen memory', async () => {
+    const { dir, run, pid } = await startDirtier(64, 100);
+    const image = join(dir, 'image');
+    /** Rounds of the workload's loop (it sleeps 1 ms in each, writing ~25 pages between). */
+    const loops = (): number => Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
+    let firstPageFile: { state: string; loopsAfter: number; loopsBefore: number } | undefined;
+    await checkpoint({
+      pid,
+      image,
+      preDump: true,
+      leaveRunning: true,
+      progress: () => {
+        if (firstPageFile) return;
+        // The page files are begun once the workload runs again: let it write on before they are.
+        const before = loops();
+        firstPageFile = { state: state(pid), loopsBefore: before, loopsAfter: before };
+        waitSync('the workload going round its loop 20 times while the first page file is written', () => loops() >= before + 20, 10_000);
+        firstPageFile.loopsAfter = loops();
+      },
+    });
+    expect(firstPageFile?.state).not.toBe('t');
+    expect(firstPageFile!.loopsAfter).toBeGreaterThanOrEqual(firstPageFile!.loopsBefore + 20);
+    process.kill(pid, 'SIGKILL');
+    await run;
+    expect(await restoredVerdict(dir, image)).toMatch(/^ok \d+$/);
+  }, 180_000);
+
   it('without --leave-running: the image is published, then the workload killed', async () => {
     const { dir, run, pid } = await startDirtier(32, 10);
     const image = join(dir, 'image');

@@ -19,7 +19,7 @@
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { release } from 'node:os';
 import {
-  ImageWriter, IMAGE_MAGIC, type OpenedImage, IMAGE_VERSION, type LiveProcess, type Manifest, PAGE_SIZE, type ProcessImage, type ThreadImage,
+  ImageWriter, IMAGE_MAGIC, OffThreadHash, type OpenedImage, IMAGE_VERSION, type LiveProcess, type Manifest, PAGE_SIZE, type ProcessImage, type ThreadImage,
 } from '../image/format.js';
 import { collectClocks } from './parts/clocks.js';
 import { collectFds, describeExternal, type FdCollection, unknownReason } from './parts/fds/index.js';
@@ -31,7 +31,7 @@ import { collectAdvice, readSmaps, refuseHiddenAdvice } from './parts/advice.js'
 import { collectPrctl, collectTask } from './parts/task.js';
 import { collectTimers } from './parts/timers.js';
 import { collectThread } from './parts/threads.js';
-import { collectVdso, leaveVdso } from './parts/vdso.js';
+import { collectVdso, describeOwnVdso, leaveVdso } from './parts/vdso.js';
 import { collectUserNamespace } from './parts/userns.js';
 import { idViewOf } from '../userns.js';
 import { collectCpu } from './cpu.js';
@@ -42,7 +42,7 @@ import { freeze } from './freeze.js';
 import { checkSupported, jailOf, type JailInfo, type JailTree, jailTree, lockCheckpoint, vjailInitOf } from './jail-info.js';
 import { guarded } from './guard.js';
 import { throwIfInterrupted } from './interrupt.js';
-import { Tracee } from './tracee.js';
+import { injectedCalls, Tracee } from './tracee.js';
 import { type PreDump, type PreDumpRequest, preDumpStep } from './predump.js';
 import { isNativeError } from '../native.js';
 import { SYS } from './syscalls.js';
@@ -223,8 +223,11 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
   try {
     const running = tree.processes.filter((p) => !p.zombie).map((p) => p.pid);
     pre = await preDumpStep(running, opts.preDump, opts.image, (line) => report(1, 'pre-dump', line));
+    // Started now, not while the jail is stopped: the hashing thread (it also reads smaps), the vDSO's description.
+    new OffThreadHash().digest();
+    describeOwnVdso();
     stoppedAt = performance.now();
-    const timer = new StepTimer('frozen');
+    const timer = new StepTimer('frozen', injectedCalls);
 
     const tids = (t: JailTree): number[] => t.processes.flatMap((p) => p.tids);
     // Without a freezer, a short-lived task (a shell's `sleep 0.001`) may end between being
@@ -285,9 +288,6 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
       throw new CheckpointError('a task was started while a thread was let out of the vDSO; nothing was saved and the jail runs on: checkpoint again');
     }
     timer.lap('leave vDSO');
-    // Every task is held and out of the vDSO: smaps (the advice) is read beside the rest.
-    const smaps = new Map(tree.processes.filter((p) => !p.zombie).map((p) => [p.pid, readSmaps(p.pid)]));
-    for (const text of smaps.values()) text.catch(() => {}); // awaited per process; an earlier failure comes first
     /** Page files of pre-dumped mappings, written once nothing needs holding. */
     const later: (() => void)[] = [];
     const nsPid = (pid: number): number => (tree.pidNs ? nsIds(pid).pid : pid);
@@ -313,7 +313,7 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
         processes.push(collectZombie(p.pid, ppid));
         continue;
       }
-      processes.push({ ...await collectProcess(p.tids.map((tid) => held.get(tid)!), writer, { ...ids, ppid }, tree.pidNs, objects, warn, pre, later, timer, smaps.get(p.pid)!), fds: fds.fds.get(p.pid)! });
+      processes.push({ ...await collectProcess(p.tids.map((tid) => held.get(tid)!), writer, { ...ids, ppid }, tree.pidNs, objects, warn, pre, later, timer), fds: fds.fds.get(p.pid)! });
     }
     refuseHiddenAdvice(processes, opts.profile ?? jail.profile);
     timer.lap('advice check');
@@ -459,7 +459,6 @@ async function collectProcess(
   pre: PreDump | null,
   later: (() => void)[],
   timer: StepTimer,
-  smaps: Promise<string>,
 ): Promise<Omit<LiveProcess, 'fds'>> {
   const leader = threads[0]!;
   const scratchAddr = await leader.syscallOk('mmap of a scratch page', SYS.mmap, 0, PAGE_SIZE, 3, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -467,23 +466,28 @@ async function collectProcess(
   let signals, task, timers, prctl;
   const images: ThreadImage[] = [];
   const jailTid = (tid: number): number => (pidNs ? nsIds(leader.pid, tid).pid : tid);
+  // smaps (the advice) is read off the main thread beside the calls below: the kernel walks every
+  // page table for it (16 ms a GiB on a quiet host), holding the mm's lock for reading. The calls
+  // that need it for writing wait for that, so they come last: brk (in collectTask), then munmap.
+  const smaps = readSmaps(leader.pid);
+  smaps.then(() => timer.note(`${leader.pid} smaps read`), () => {}); // awaited below; an earlier failure comes first
   try {
     timer.lap(`${leader.pid} scratch page`);
     signals = await collectSignals(leader, scratch);
     timer.lap(`${leader.pid} signals`);
-    task = await collectTask(leader, scratch);
-    timer.lap(`${leader.pid} task`);
     prctl = await collectPrctl(leader, scratch);
     timer.lap(`${leader.pid} prctl`);
     timers = await collectTimers(leader, scratch, pidNs, jailTid, warn);
     timer.lap(`${leader.pid} timers`);
     for (const t of threads) images.push(await collectThread(t, scratch, jailTid(t.pid)));
     timer.lap(`${leader.pid} threads`);
+    task = await collectTask(leader, scratch);
+    timer.lap(`${leader.pid} task`);
   } finally {
     await leader.syscall(SYS.munmap, scratch.addr, PAGE_SIZE);
   }
   timer.lap(`${leader.pid} scratch unmap`);
-  const mappings = collectMemory(leader, writer, objects, pre?.forPid(leader.pid), later);
+  const mappings = collectMemory(leader, writer, objects, pre?.forPid(leader.pid), later, timer);
   timer.lap(`${leader.pid} memory`);
   const advice = collectAdvice(await smaps, mappings);
   timer.lap(`${leader.pid} advice`);

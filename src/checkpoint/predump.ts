@@ -16,8 +16,10 @@
  *
  * Copies go to sparse files beside the image (one per tracked range, a
  * page at its offset in the range). At freeze `MemoryTrack.mapping` says,
- * per mapping, which pages must still be read from the process; the page
- * file is built from the store afterwards (`finish`), possibly after the
+ * per mapping, which pages must still be read from the process (as runs,
+ * from two PAGEMAP_SCANs: no loop over every page of a GiB while the jail
+ * is stopped); they are read into memory then and written to the store
+ * with the page file, built from the store afterwards, possibly after the
  * jail was let go: the image's pages are those of the frozen process.
  */
 import { closeSync, fstatSync, mkdtempSync, openSync, readdirSync, readSync, rmSync, statSync, writeSync } from 'node:fs';
@@ -136,6 +138,47 @@ function ranges(buf: Buffer): [bigint, bigint][] {
   return out;
 }
 
+/** Runs of pages: (page index, count), sorted, none overlapping. */
+export type PageRuns = [number, number][];
+
+/** The runs of the pages whose byte in `flags` is `value` (found with indexOf: no loop over every page here). */
+function runsWhere(flags: Uint8Array, value: 0 | 1): PageRuns {
+  const out: PageRuns = [];
+  for (let i = flags.indexOf(value); i >= 0; ) {
+    const j = flags.indexOf(1 - value, i);
+    const end = j < 0 ? flags.length : j;
+    out.push([i, end - i]);
+    i = j < 0 ? -1 : flags.indexOf(value, j);
+  }
+  return out;
+}
+
+/** The pages in either list of runs, as runs. */
+function unionRuns(a: PageRuns, b: PageRuns): PageRuns {
+  const out: PageRuns = [];
+  for (const [i, n] of [...a, ...b].sort((x, y) => x[0] - y[0])) {
+    const last = out[out.length - 1];
+    if (last && i <= last[0] + last[1]) last[1] = Math.max(last[1], i + n - last[0]);
+    else out.push([i, n]);
+  }
+  return out;
+}
+
+/** The pages in both lists of runs, as runs. */
+export function intersectRuns(a: PageRuns, b: PageRuns): PageRuns {
+  const out: PageRuns = [];
+  for (let i = 0, j = 0; i < a.length && j < b.length; ) {
+    const [aStart, aCount] = a[i]!;
+    const [bStart, bCount] = b[j]!;
+    const start = Math.max(aStart, bStart);
+    const end = Math.min(aStart + aCount, bStart + bCount);
+    if (start < end) out.push([start, end - start]);
+    if (aStart + aCount < bStart + bCount) i++;
+    else j++;
+  }
+  return out;
+}
+
 /** One registered range of one process, and its copy. */
 interface Tracked {
   name: string;
@@ -150,19 +193,26 @@ interface Tracked {
 
 /** Where a mapping's pages come from at freeze: which to read now, and how to make its page file later. */
 export interface TrackedMapping {
-  /** Read page `i` (of the mapping) from the frozen process into the store. */
-  readNow(i: number): boolean;
-  /** Copy `count` pages from `i` on (all `readNow`) from the process into the store. */
+  /** The pages (of the mapping) to read from the frozen process: not copied yet, or written since. */
+  readNow: PageRuns;
+  /**
+   * Read `count` pages from `i` on (within `readNow`) from the frozen
+   * process; they go to the store once it runs again (`flush`, before any
+   * page file is made).
+   */
   read(i: number, count: number): void;
   /** The mapping's page file, from the store: the runs given (page index, count), in order. */
-  pageFile(writer: ImageWriter, runs: [number, number][]): Pages;
+  pageFile(writer: ImageWriter, runs: PageRuns): Pages;
   /**
    * A tracked mapping's populated pages (present or swapped) as runs (page
    * index, count), found with one PAGEMAP_SCAN instead of reading a pagemap
    * entry per page; undefined for a mapping read whole.
    */
-  populated?: [number, number][];
+  populated?: PageRuns;
 }
+
+/** Pages read while frozen wait in memory for their store up to this much; beyond, they are written at once. */
+const MAX_HELD_BYTES = 64 * 2 ** 20;
 
 /** The pre-dump of one process. */
 export class MemoryTrack {
@@ -176,6 +226,9 @@ export class MemoryTrack {
   private readonly buf = Buffer.alloc(CHUNK);
   copiedBytes = 0;
   private closed = false;
+  /** Pages read while frozen, not yet in their store (`flush`): no file is written while the jail is stopped. */
+  private held: { t: Tracked; off: number; data: Buffer }[] = [];
+  private heldBytes = 0;
 
   constructor(
     readonly pid: number,
@@ -237,13 +290,17 @@ export class MemoryTrack {
     return bytes;
   }
 
-  /** Copy [a, b) of range `t` into its store; `running`: a page unmapped meanwhile is left uncopied (read at freeze if there). */
+  /**
+   * Copy [a, b) of range `t` into its store; `running`: a page unmapped
+   * meanwhile is left uncopied (read at freeze if there). Frozen (not
+   * `running`), the pages are only read now and written by `flush`.
+   */
   private copy(t: Tracked, a: bigint, b: bigint, running = false): number {
-    if (t.store < 0) t.store = openSync(join(this.dir, t.name), 'wx+', 0o600);
     for (let at = a; at < b; ) {
       const len = Number(b - at > BigInt(CHUNK) ? BigInt(CHUNK) : b - at);
-      const buf = this.buf.subarray(0, len);
       const off = Number(at - t.start);
+      if (!running && this.heldBytes + len > MAX_HELD_BYTES) this.flush();
+      const buf = running ? this.buf.subarray(0, len) : Buffer.allocUnsafe(len);
       try {
         pageIo.read(this.mem, this.pid, at, buf);
       } catch (e) {
@@ -252,13 +309,31 @@ export class MemoryTrack {
         at += BigInt(len);
         continue;
       }
-      for (let done = 0; done < len; ) done += writeSync(t.store, buf, done, len - done, off + done);
-      this.mirror?.copied(t.name, t.store, off, len, Number(t.end - t.start));
+      if (running) this.store(t, off, buf);
+      else {
+        this.held.push({ t, off, data: buf });
+        this.heldBytes += len;
+      }
       if (t.copied.length) t.copied.fill(1, off / PAGE_SIZE, (off + len) / PAGE_SIZE);
       at += BigInt(len);
     }
     this.copiedBytes += Number(b - a);
     return Number(b - a);
+  }
+
+  /** Write `data`, of range `t` at `off`, into its store. */
+  private store(t: Tracked, off: number, data: Buffer): void {
+    if (t.store < 0) t.store = openSync(join(this.dir, t.name), 'wx+', 0o600);
+    for (let done = 0; done < data.length; ) done += writeSync(t.store, data, done, data.length - done, off + done);
+    this.mirror?.copied(t.name, t.store, off, data.length, Number(t.end - t.start));
+  }
+
+  /** Write the pages read while frozen into their stores (in the order read: a page read twice ends as read last). */
+  flush(): void {
+    const held = this.held;
+    this.held = [];
+    this.heldBytes = 0;
+    for (const { t, off, data } of held) this.store(t, off, data);
   }
 
   /**
@@ -268,24 +343,23 @@ export class MemoryTrack {
   mapping(e: MapsEntry): TrackedMapping | null {
     const t = this.tracked.find((x) => e.start >= x.start && e.end <= x.end);
     if (!t || t.broken) return null;
-    let written: [bigint, bigint][];
+    const page = (at: bigint): number => Number((at - e.start) / BigInt(PAGE_SIZE));
+    const asRuns = (buf: Buffer): PageRuns => ranges(buf).map(([a, b]): [number, number] => [page(a), page(b) - page(a)]);
+    let written: PageRuns;
     try {
       // No WP_MATCHING: the process is frozen, nothing needs protecting again. The zero page too:
       // a page dropped (MADV_DONTNEED) and read since is the zero page, still protected.
-      written = ranges(addon().pagemapScan(this.pagemap, e.start, e.end, PM_SCAN_CHECK_WPASYNC, 0, PAGE_IS_WRITTEN | PAGE_IS_PFNZERO, PAGE_IS_WRITTEN | PAGE_IS_PFNZERO));
+      written = asRuns(addon().pagemapScan(this.pagemap, e.start, e.end, PM_SCAN_CHECK_WPASYNC, 0, PAGE_IS_WRITTEN | PAGE_IS_PFNZERO, PAGE_IS_WRITTEN | PAGE_IS_PFNZERO));
     } catch (err) {
       if (isNativeError(err) && (err.code === 'EPERM' || err.code === 'EINVAL')) return null;
       throw err;
     }
     const base = Number((e.start - t.start) / BigInt(PAGE_SIZE));
     const pages = Number((e.end - e.start) / BigInt(PAGE_SIZE));
-    const fresh = new Uint8Array(pages);
-    for (let i = 0; i < pages; i++) fresh[i] = t.copied[base + i] ? 0 : 1;
-    for (const [a, b] of written) fresh.fill(1, Number((a - e.start) / BigInt(PAGE_SIZE)), Number((b - e.start) / BigInt(PAGE_SIZE)));
-    const page = (at: bigint): number => Number((at - e.start) / BigInt(PAGE_SIZE));
+    const notCopied = runsWhere(t.copied.subarray(base, base + pages), 0);
     const any = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
-    const populated = ranges(addon().pagemapScan(this.pagemap, e.start, e.end, 0, 0, any, any)).map(([a, b]): [number, number] => [page(a), page(b) - page(a)]);
-    return { ...this.view(t, e, (i) => fresh[i] === 1), populated };
+    const populated = asRuns(addon().pagemapScan(this.pagemap, e.start, e.end, 0, 0, any, any));
+    return { ...this.view(t, e, unionRuns(notCopied, written)), populated };
   }
 
   /**
@@ -296,10 +370,10 @@ export class MemoryTrack {
     // Its file is made on the first page read: most such mappings have no page of their own.
     const t: Tracked = { name: `${this.pid}-x${this.extra.length}`, start: e.start, end: e.end, store: -1, copied: new Uint8Array(0), broken: false };
     this.extra.push(t);
-    return this.view(t, e, () => true);
+    return this.view(t, e, [[0, Number((e.end - e.start) / BigInt(PAGE_SIZE))]]);
   }
 
-  private view(t: Tracked, e: MapsEntry, readNow: (i: number) => boolean): TrackedMapping {
+  private view(t: Tracked, e: MapsEntry, readNow: PageRuns): TrackedMapping {
     const base = Number((e.start - t.start) / BigInt(PAGE_SIZE));
     const pageOff = (i: number): bigint => e.start + BigInt(i * PAGE_SIZE);
     return {
@@ -308,6 +382,7 @@ export class MemoryTrack {
         this.copy(t, pageOff(i), pageOff(i + count));
       },
       pageFile: (writer, runs) => {
+        this.flush();
         const w = writer.pageFile();
         const [first] = runs;
         if (this.mirror?.chunkDigests && runs.length === 1 && base + first![0] === 0 && t.store >= 0) {
@@ -353,6 +428,7 @@ export class MemoryTrack {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.held = [];
     try {
       this.untrack();
     } finally {

@@ -109,6 +109,10 @@ export function readMaps(pid: number): MapsEntry[] {
   return out;
 }
 
+/** System calls run in tracees by this process so far (timings count them: each costs a round trip to the tracee). */
+let injected = 0;
+export const injectedCalls = (): number => injected;
+
 export class Tracee {
   private memFd: number;
   /** Address of a `syscall` instruction in the tracee. */
@@ -417,6 +421,7 @@ export class Tracee {
    * is run again; so is a call the kernel wants restarted.
    */
   async syscall(nr: number, ...args: (bigint | number)[]): Promise<bigint> {
+    injected++;
     let own = this.getRegs();
     const argRegs: GprName[] = ['rdi', 'rsi', 'rdx', 'r10', 'r8', 'r9'];
     for (let attempt = 0; ; attempt++) {

@@ -13,7 +13,7 @@
  */
 export * from './schema.js';
 export { ImageError } from './errors.js';
-export { OffThreadHash, PAGE_BUFFER_SIZE, pageBuffer, sha256Fd, sha256File, treeDigest } from './pagedata.js';
+export { OffThreadHash, PAGE_BUFFER_SIZE, pageBuffer, readFileOffThread, sha256Fd, sha256File, treeDigest } from './pagedata.js';
 export { ImageWriter, PageFileWriter } from './write.js';
 export { authenticate, type Authentication, checkSignKey, describeSignature, SIGNATURE_FILE } from './sign.js';
 export { openImage, openImageFile, openPageFile, type OpenedImage, pagesPath, readBlob, treeHashed, verifyPageFiles } from './read.js';

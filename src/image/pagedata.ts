@@ -22,6 +22,15 @@ try {
 } catch {}
 const hashes = new Map();
 parentPort.on('message', (m) => {
+  if (m.readFile) {
+    // A whole file read here, in one go (readFileOffThread).
+    try {
+      parentPort.postMessage({ readId: m.readId, text: require('node:fs').readFileSync(m.readFile, 'utf8') });
+    } catch (e) {
+      parentPort.postMessage({ readId: m.readId, error: e.message, code: e.code });
+    }
+    return;
+  }
   let h = hashes.get(m.id);
   if (!h) hashes.set(m.id, (h = { whole: m.tree ? null : createHash('sha256'), chunk: m.chunk, part: null, fill: 0, sums: [] }));
   if (m.data) {
@@ -68,12 +77,40 @@ const finished = new Int32Array(new SharedArrayBuffer(4));
 /** Updates handed to the worker and not hashed yet, at most: beyond it, `update` waits. */
 const HASH_BACKLOG = 8;
 
+/** Files being read on the worker (readFileOffThread), by id. */
+const reads = new Map<number, { resolve: (text: string) => void; reject: (e: Error) => void }>();
+let readIds = 0;
+
 function hasher(): Worker {
   if (!hasherWorker) {
     hasherWorker = new Worker(HASHER_SOURCE, { eval: true, workerData: { addon: dataPath('build', 'Release', 'vjail.node') } });
     hasherWorker.unref();
+    hasherWorker.on('message', (m: { readId: number; text?: string; error?: string; code?: string }) => {
+      const r = reads.get(m.readId);
+      reads.delete(m.readId);
+      if (!reads.size) hasherWorker?.unref();
+      if (m.text !== undefined) r?.resolve(m.text);
+      else r?.reject(Object.assign(new Error(m.error), { code: m.code }));
+    });
   }
   return hasherWorker;
+}
+
+/**
+ * Read a whole text file on the hashing thread, every read(2) one after
+ * another there: for a /proc file whose reads are each slow (smaps walks
+ * page tables), where the thread pool would hand every piece back to the
+ * event loop before asking for the next. Start the thread ahead
+ * (`new OffThreadHash()`) where its start-up must not count.
+ */
+export function readFileOffThread(path: string): Promise<string> {
+  const readId = readIds++;
+  return new Promise((resolve, reject) => {
+    reads.set(readId, { resolve, reject });
+    // Awaited, the answer must keep the event loop alive.
+    hasher().ref();
+    hasherWorker!.postMessage({ readFile: path, readId });
+  });
 }
 
 /** Wait until the worker has finished update number `n` (counted from 1). */

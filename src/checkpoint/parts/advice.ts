@@ -5,8 +5,7 @@
  * (lo) and mlock2(MLOCK_ONFAULT) (lf). Restored with madvise, mlock and
  * mlock2 over the same ranges once the memory is back.
  */
-import { readFile } from 'node:fs/promises';
-import { type Advice, ADVICE, type Mapping, type ProcessImage, fromHex } from '../../image/format.js';
+import { type Advice, ADVICE, type Mapping, type ProcessImage, fromHex, readFileOffThread } from '../../image/format.js';
 import { profileHas } from '../../plan/plan.js';
 import { loadProfile } from '../../profile/load.js';
 import { CheckpointError, CheckpointUnsupported } from '../errors.js';
@@ -27,10 +26,13 @@ const KERNEL_KINDS = new Set<Mapping['kind']>(['vdso', 'vvar', 'vvar_vclock', 'v
  * the page tables of every mapping to write it (tens of ms a GiB), which
  * runs beside the rest of the frozen collection. Start it once the process
  * is held and runs no code of its own: only the scratch page may come and
- * go meanwhile (`collectAdvice` reads advice per saved mapping).
+ * go meanwhile (`collectAdvice` reads advice per saved mapping). It is
+ * read on the hashing thread in one go: each read(2) of smaps gives about
+ * 4 KiB, and through the thread pool every one waited for a turn of the
+ * event loop, which the frozen collection keeps busy.
  */
 export function readSmaps(pid: number): Promise<string> {
-  return readFile(`/proc/${pid}/smaps`, 'utf8');
+  return readFileOffThread(`/proc/${pid}/smaps`);
 }
 
 /**

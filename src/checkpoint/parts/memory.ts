@@ -35,10 +35,11 @@ import { SYS } from '../syscalls.js';
 import { checkRedirect, placeRedirect, vdsoDiffers } from './vdso.js';
 import { mapObject, noStagedObjects, releaseStaged, type SharedObjects, type StagedObjects } from './shmem.js';
 import { CheckpointUnsupported } from '../errors.js';
-import type { MemoryTrack, TrackedMapping } from '../predump.js';
+import { intersectRuns, type MemoryTrack, type PageRuns, type TrackedMapping } from '../predump.js';
 import { LazyPages } from './lazy.js';
 import { StepTimer } from '../../timings.js';
 import { cpuFlags } from '../cpu.js';
+import type { StepTimer } from '../../timings.js';
 
 /** Pagemap flags (bits 63, 62, 61 of an entry), as bits of its upper 32-bit half: no BigInt per page. */
 const PM_PRESENT = 1 << 31;
@@ -109,7 +110,7 @@ export class FileHashes {
  * now, and its page file is written by a step pushed on `later` (run once
  * the process need not be held any more).
  */
-export function collectMemory(t: Tracee, image: ImageWriter, objects: SharedObjects, track?: MemoryTrack, later?: (() => void)[]): Mapping[] {
+export function collectMemory(t: Tracee, image: ImageWriter, objects: SharedObjects, track?: MemoryTrack, later?: (() => void)[], timer?: StepTimer): Mapping[] {
   // What is left is external state the user chose to leave out (--external warn): the step before named it.
   const maps = readMaps(t.pid).filter((e) => !isExternalMapping(e));
   const pagemap = openSync(`/proc/${t.pid}/pagemap`, 'r');
@@ -117,7 +118,12 @@ export function collectMemory(t: Tracee, image: ImageWriter, objects: SharedObje
   const files = track?.files ?? new FileHashes();
   const tracked = (e: MapsEntry): TrackedMapping | null => (track && later ? track.mapping(e) ?? track.untracked(e) : null);
   try {
-    return maps.map((e) => collectMapping(t, image, pagemap, mem, files, e, objects, tracked, later));
+    timer?.lap(`${t.pid} memory: maps`);
+    return maps.map((e) => {
+      const m = collectMapping(t, image, pagemap, mem, files, e, objects, tracked, later);
+      timer?.lap(`${t.pid} memory: ${m.start}-${m.end} ${m.kind}`);
+      return m;
+    });
   } finally {
     closeSync(mem);
     closeSync(pagemap);
@@ -201,20 +207,8 @@ function ownRuns(pages: number, own: (i: number) => boolean): [number, number][]
 }
 
 /** A pre-dumped mapping: read the pages of `runs` not copied yet, and leave the page file for later. */
-function collectTracked(pre: TrackedMapping, runs: [number, number][], pageFile: (runs: [number, number][]) => void): void {
-  for (const [i, count] of runs) {
-    const j = i + count;
-    for (let k = i; k < j; ) {
-      if (!pre.readNow(k)) {
-        k++;
-        continue;
-      }
-      let l = k;
-      while (l < j && pre.readNow(l)) l++;
-      pre.read(k, l - k);
-      k = l;
-    }
-  }
+function collectTracked(pre: TrackedMapping, runs: PageRuns, pageFile: (runs: PageRuns) => void): void {
+  for (const [i, count] of intersectRuns(runs, pre.readNow)) pre.read(i, count);
   if (runs.length) pageFile(runs);
 }
 

@@ -46,19 +46,30 @@ function workingDirectory(pid: number): string {
   return cwd;
 }
 
+const RLIM_INFINITY = 2n ** 64n - 1n;
+
+/**
+ * The process's resource limits as prlimit64 would read them inside it,
+ * from /proc/PID/limits (one line per resource, in their order, each value
+ * a number or "unlimited"): no call run in the process, which is stopped.
+ */
+function readLimits(pid: number): Task['rlimits'] {
+  const lines = readFileSync(`/proc/${pid}/limits`, 'utf8').split('\n').slice(1, RLIM_NLIMITS + 1);
+  return lines.map((line, resource) => {
+    const m = /\s(unlimited|\d+)\s+(unlimited|\d+)(\s+\S+)?\s*$/.exec(line);
+    if (!m) throw new TraceeError(`cannot read resource limit ${resource} of process ${pid} from /proc/${pid}/limits: ${JSON.stringify(line)}`);
+    const value = (v: string): string => toHex(v === 'unlimited' ? RLIM_INFINITY : BigInt(v));
+    return { resource, soft: value(m[1]!), hard: value(m[2]!) };
+  });
+}
+
 export async function collectTask(t: Tracee, scratch: Scratch): Promise<Task> {
   const pid = t.pid;
   const cwd = workingDirectory(pid);
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const umask = /^Umask:\s+([0-7]+)/m.exec(status);
   const f = statFields(pid);
-  const rlimits: Task['rlimits'] = [];
-  for (let r = 0; r < RLIM_NLIMITS; r++) {
-    const got = await prlimitSelf(t, r, 0n, scratch.addr);
-    if (got < 0n) throw new TraceeError(`reading resource limit ${r} of process ${pid} failed (errno ${-got})`);
-    const b = t.read(scratch.addr, 16);
-    rlimits.push({ resource: r, soft: toHex(b.readBigUInt64LE(0)), hard: toHex(b.readBigUInt64LE(8)) });
-  }
+  const rlimits = readLimits(pid);
   const brk = await t.syscall(SYS.brk, 0);
   const num = (n: number): string => toHex(BigInt(f(n)));
   return {

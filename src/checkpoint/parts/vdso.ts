@@ -17,6 +17,7 @@
  * that looks the vDSO up later finds a real one.
  */
 import { createHash } from 'node:crypto';
+import { closeSync, openSync, readSync } from 'node:fs';
 import { ImageError, type LiveProcess, type VdsoImage, fromHex } from '../../image/format.js';
 import { readMaps, type Tracee, TraceeError } from '../tracee.js';
 
@@ -81,8 +82,36 @@ function readVdso(t: Tracee): { start: bigint; bytes: Buffer } | undefined {
   return m ? { start: m.start, bytes: t.read(m.start, Number(m.end - m.start)) } : undefined;
 }
 
+/**
+ * The vDSOs described so far, by digest: every process on a kernel has the
+ * same one, and reading its symbols the first time costs 15 ms or more
+ * (code run once), which a checkpoint would pay while the jail is stopped.
+ */
+const described = new Map<string, VdsoImage>();
+
 export function describeVdso(bytes: Buffer): VdsoImage {
-  return { size: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex'), symbols: vdsoSymbols(bytes) };
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  let known = described.get(sha256);
+  if (!known) described.set(sha256, (known = { size: bytes.length, sha256, symbols: vdsoSymbols(bytes) }));
+  return { ...known, symbols: known.symbols.map((s) => ({ ...s })) };
+}
+
+/** Describe this process's own vDSO ahead of a freeze: describing a jail's then (the same, on this kernel) is a lookup. */
+export function describeOwnVdso(): void {
+  const e = readMaps(process.pid).find((x) => x.name === '[vdso]');
+  if (!e) return;
+  const bytes = Buffer.alloc(Number(e.end - e.start));
+  const fd = openSync('/proc/self/mem', 'r');
+  try {
+    for (let off = 0; off < bytes.length; ) {
+      const n = readSync(fd, bytes, off, bytes.length - off, Number(e.start) + off);
+      if (n === 0) return;
+      off += n;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  describeVdso(bytes);
 }
 
 /** The process's vDSO: digest and exported functions. Null when it has none. */
