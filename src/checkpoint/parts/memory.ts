@@ -39,7 +39,6 @@ import { intersectRuns, type MemoryTrack, type PageRuns, type TrackedMapping } f
 import { LazyPages } from './lazy.js';
 import { StepTimer } from '../../timings.js';
 import { cpuFlags } from '../cpu.js';
-import type { StepTimer } from '../../timings.js';
 
 /** Pagemap flags (bits 63, 62, 61 of an entry), as bits of its upper 32-bit half: no BigInt per page. */
 const PM_PRESENT = 1 << 31;
