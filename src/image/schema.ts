@@ -17,7 +17,9 @@ import { z } from 'zod';
  * off only over many parses. Without it a manifest of 1000 descriptors
  * validates in about half the time in a fresh process (this 2-vCPU host:
  * 47-82 ms against 115-185 ms). Global to zod; the CLI's checkpoint, restore
- * and migrate commands set it, a long-lived library user does not.
+ * and migrate commands set it, a long-lived library user does not. zod reads
+ * it when a schema is made, before this is called: parseManifest passes it
+ * to each parse.
  */
 export function validateWithoutCompiling(): void {
   z.config({ jitless: true });
