@@ -154,6 +154,26 @@ describe('vjail checkpoint and restore: one process', () => {
     expect(r.stderr).toBe('');
     expect(r.exitCode).toBe(0);
     expect(readFileSync(join(dir, 'after'), 'utf8')).toBe(readFileSync(join(dir, 'before'), 'utf8'));
+
+    // One malformed element deep in its big arrays (checked by a loop, not per element): refused by field and index.
+    type Pages = { runs: unknown[]; chunks: { sha256: unknown[] } };
+    const m = readManifest(img) as { processes: { mappings: { pages?: Pages }[] }[] };
+    const maps = m.processes[0]!.mappings;
+    const at = maps.reduce((best, x, i) => ((x.pages?.chunks.sha256.length ?? 0) > (maps[best]!.pages?.chunks.sha256.length ?? 0) ? i : best), 0);
+    const pages = maps[at]!.pages!;
+    expect(pages.chunks.sha256.length).toBeGreaterThan(1000);
+    const digest = pages.chunks.sha256[1000] as string;
+    const refused = async (field: string, why: string): Promise<void> => {
+      writeManifest(img, m, 6);
+      const bad = await vjail(['inspect', img]);
+      expect(bad.exitCode).toBe(2);
+      expect(bad.stderr.trim().split('\n')).toEqual([expect.stringContaining(`has an invalid manifest: processes.0.mappings.${at}.pages.${field}: ${why}`)]);
+    };
+    pages.chunks.sha256[1000] = digest.toUpperCase();
+    await refused('chunks.sha256.1000', 'must be a sha256 hex digest');
+    pages.chunks.sha256[1000] = digest;
+    pages.runs.push([0, 0]);
+    await refused(`runs.${pages.runs.length - 1}`, 'must be [first page, count]');
   }, 180_000);
 
   it('--leave-running lets the process go on, and a failed checkpoint leaves it running too', async () => {

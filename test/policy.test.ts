@@ -381,6 +381,9 @@ describe('parseJsonExact', () => {
       ['{"a": 1, "a": 2}', 10],
       ['[{"x": {"y": 1, "z": ":", "y": 2}}]', 27],
       ['{"k\\"": 1, "k\\"": 2}', 12],
+      // The colons a dropped value held, and one written as \u003a that would make up for a dropped key.
+      ['{"a": ":", "a": 1}', 12],
+      ['{"a": 1, "b": "\\u003a", "a": 2}', 25],
     ];
     for (const [text, column] of twice) {
       expect(() => parseJsonExact(text, { bigints: false })).toThrow(JsonSyntaxError);

@@ -17,7 +17,9 @@ import { z } from 'zod';
  * off only over many parses. Without it a manifest of 1000 descriptors
  * validates in about half the time in a fresh process (this 2-vCPU host:
  * 47-82 ms against 115-185 ms). Global to zod; the CLI's checkpoint, restore
- * and migrate commands set it, a long-lived library user does not.
+ * and migrate commands set it, a long-lived library user does not. zod reads
+ * it when a schema is made, before this is called: parseManifest passes it
+ * to each parse.
  */
 export function validateWithoutCompiling(): void {
   z.config({ jitless: true });
@@ -63,6 +65,34 @@ export const backingFileSchema = z.strictObject({
   sha256,
 });
 
+/**
+ * An array of many small values of one shape (a page file's runs, its chunk
+ * digests: 16384 of them for 1 GiB in 64 KiB chunks), checked by one loop:
+ * a zod schema per element made opening such an image several times slower
+ * (about 100 ms of a fresh process at 1 GiB), inside the time a migrated
+ * jail is stopped. The first bad element is refused, by its index, with
+ * `message`; the array is kept as it is (nothing is copied).
+ */
+function listOf<T>(message: string, ok: (v: unknown) => boolean) {
+  return z.custom<T[]>().superRefine((v, ctx) => {
+    if (!Array.isArray(v)) {
+      ctx.addIssue({ code: 'custom', message: `must be an array; each element ${message}` });
+      return;
+    }
+    for (let i = 0; i < v.length; i++) {
+      if (!ok(v[i])) {
+        ctx.addIssue({ code: 'custom', message, path: [i] });
+        return;
+      }
+    }
+  });
+}
+const SHA256 = /^[0-9a-f]{64}$/;
+const isSha256 = (v: unknown): boolean => typeof v === 'string' && SHA256.test(v);
+/** What z.tuple([z.number().int().nonnegative(), z.number().int().positive()]) takes (zod's int() is a safe integer). */
+const isRun = (v: unknown): boolean =>
+  Array.isArray(v) && v.length === 2 && Number.isSafeInteger(v[0]) && (v[0] as number) >= 0 && Number.isSafeInteger(v[1]) && (v[1] as number) > 0;
+
 export const pagesSchema = z.strictObject({
   file: z.string().regex(/^pages-\d+\.img$/),
   size: z.number().int().nonnegative(),
@@ -74,13 +104,13 @@ export const pagesSchema = z.strictObject({
    */
   sha256,
   /** [first page index within the mapping, number of pages], in file order. */
-  runs: z.array(z.tuple([z.number().int().nonnegative(), z.number().int().positive()])),
+  runs: listOf<[number, number]>('must be [first page, count]: integers, the first at least 0, the count at least 1', isRun),
   /**
    * Version 5: the sha256 of every `size` bytes of the file (the last piece
    * may be shorter), so that a lazy restore checks each piece before placing
    * it. Absent in older images: a lazy restore hashes such a file whole first.
    */
-  chunks: z.strictObject({ size: z.number().int().positive().multipleOf(PAGE_SIZE), sha256: z.array(sha256) }).optional(),
+  chunks: z.strictObject({ size: z.number().int().positive().multipleOf(PAGE_SIZE), sha256: listOf<string>('must be a sha256 hex digest', isSha256) }).optional(),
 });
 /** The piece of a page file that has a sha256 of its own (`chunks`): what a lazy restore reads and checks on a fault. */
 export const PAGE_CHUNK_BYTES = 256 << 10;

@@ -140,7 +140,8 @@ function upgradeV1(m: z.infer<typeof manifestV1Schema>): Manifest {
 /** Validate `json` as a manifest of `version` and return it in the current shape; the error names the first problem. */
 export function parseManifest(version: number, json: unknown): { ok: true; manifest: Manifest } | { ok: false; error: z.ZodError } {
   const parse = <T>(schema: z.ZodType<T>, up: (m: T) => Manifest): { ok: true; manifest: Manifest } | { ok: false; error: z.ZodError } => {
-    const r = schema.safeParse(json);
+    // Per call: zod reads its global `jitless` when a schema is made, and these were made when this module loaded.
+    const r = schema.safeParse(json, { jitless: z.config().jitless });
     return r.success ? { ok: true, manifest: up(r.data) } : { ok: false, error: r.error };
   };
   switch (version) {
