@@ -524,24 +524,31 @@ const PLANNED = `## Planned
 
 - Migration that stops a 1 GiB jail for at most 100 ms. With the
   pre-dump's rounds sent while the jail runs (the default), a 1 GiB
-  workload writing 10 MiB/s at random is stopped 1.17 s (0.93-1.23) on a
-  quiet 2-vCPU host (8.3 s with \`--no-pre-dump\`): the dump 348 ms (freeze,
-  the last round's pages, the manifest), sending 61 ms, and 591 ms for the
-  receiver to start the jail's supervisor until the jail runs (where
-  \`restore --lazy\` itself reaches the first instruction in ~40 ms). What
-  remains: start the restore there before the last round (a restore process
-  waiting for the image), and take the fixed costs out of the frozen dump.
-  TLS for the page server.
-- Pre-dump stops a 1 GiB jail writing 10 MiB/s for 47 ms against a 50 ms
-  target on the earlier day's idle host: met only thinly; on a quiet host
-  of a slower day 88 ms (the code of this round's start: 80-91 ms in the
-  same sitting), and on a busy host more (218 ms median at load average
-  14). Still in the frozen window: reading /proc/PID/smaps for advice and
-  some 60 injected rt_sigaction calls (\`VJAIL_TIMINGS=1\` prints each step).
-- Lazy restore runs the workload 49 ms after restore starts at 256 MiB
-  (41 ms at 1 GiB) on a quiet host, against 50 ms: met thinly; every page
-  is in place in 0.65× a full restore's time at 256 MiB and 0.56× at 1 GiB
-  (1.51× before the prefetch read and checked on two threads).
+  workload writing 10 MiB/s at random is stopped 370 ms (312-430) on a
+  quiet 2-vCPU host (7.1 s with \`--no-pre-dump\`; 1.17 s the round
+  before): the dump 168 ms (freeze, the last round's pages and their chunks
+  hashed again, the manifest), sending 17 ms, and 182 ms there, where the
+  page server has started the jail's supervisor at the handshake and it
+  waits, its name taken and its checks warmed, for the last image: 26 ms
+  receiving and 153 ms until the jail runs. What remains: the frozen
+  dump's fixed costs (below), hashing the last round's chunks on more
+  threads or while sending, and starting the jail itself ahead of the
+  image (a profile and policy guessed at the handshake, checked against
+  the manifest). TLS for the page server.
+- Pre-dump stops a 1 GiB jail writing 10 MiB/s for 77 ms (56-79) on a
+  quiet host against a 50 ms target (39 ms at 256 MiB; 88 ms the day
+  before with the round's starting code). Left in the frozen window: the
+  kernel's walk of /proc/PID/smaps for the advice flags, 13-18 ms per
+  256 MiB mapped on this host (some 60 ms at 1 GiB: above the target on
+  its own), beside 62 injected rt_sigaction calls for the signal handlers
+  (~0.5 ms each with the walk beside them, 70-110 µs without, 27-42 µs
+  for the same call made from C). Next: learn the advice before the
+  freeze and only confirm it while frozen, and run the injected calls of
+  a step from native code.
+- Lazy restore runs the workload 45 ms after restore starts at 256 MiB
+  (48 ms at 1 GiB) on a quiet host, against 50 ms: met thinly (one run in
+  six at 1 GiB took 54.7 ms); every page is in place in 0.55× a full
+  restore's time at 256 MiB and 0.53× at 1 GiB.
 - An open through the open shim answers with ADDFD, which wakes the caller
   to install the descriptor and is woken back; each wake-up of an idle vCPU
   costs about 40 µs here. Without spinning (\`--spin off\`, or before it)
@@ -570,15 +577,12 @@ const PLANNED = `## Planned
   resident's is still served across autogroups, without spinning.
 - \`vjail run\` through the Node CLI starts 15.6 ms after \`node -e ''\`
   against 10 ms (the native front end, 200 in a row, is 1.70× bwrap).
-- Checkpoint of 256 MiB: 293 MiB/s on a quiet host whose write+fsync ran
-  468 MiB/s that day (target 1 GB/s or 0.8× write+fsync: 0.63×; fsync took
-  386 of its 874 ms; restore 583 MiB/s, met). Page chunks are hashed two at
-  a time with the SHA extensions and the manifest is validated once: the
-  code of the round's start ran 306-343 MiB/s on that host, 343-375 now.
-  1000 descriptors add 92 ms to a checkpoint and 72 ms to a restore there
-  (target 20 ms); the code of the round's start added 170-215 ms to a
-  checkpoint on the same host. Left: validating a manifest that grows with
-  the descriptors, and a peek per pipe with bytes queued.
+- Checkpoint of 256 MiB: 342 MiB/s on a quiet host whose write+fsync ran
+  509 MiB/s in the same run (target 1 GB/s or 0.8× write+fsync: 0.67×;
+  restore 659 MiB/s, met; at 1 GiB 0.94×). 1000 descriptors add some
+  80-170 ms to a checkpoint (target 20 ms; no change this round): the
+  /proc reads per descriptor (readlink, fdinfo, stat: ~28 ms per 1000), a
+  peek per pipe (~20 ms) and validating a manifest that grows with them.
 - openat2 and i386 callers of the open shim still take the JavaScript path
   (the C path answers open and openat).
 - \`vjail-oci\`: checkpoint of a container that joined a user namespace by
