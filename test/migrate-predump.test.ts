@@ -1,7 +1,7 @@
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect, createServer, type AddressInfo } from 'node:net';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixture } from './helpers/fixtures.js';
 import { jailState, pageServer, waitForState } from './helpers/migrate.js';
@@ -69,6 +69,24 @@ function prestarted(name: string): number[] {
 }
 
 /** Let the workload check itself (DIR/go) and return its verdict. */
+/**
+ * A relay on a port of its own to the page server at `to`: each chunk the sender sends goes to
+ * `onData` with the two sockets (the sender's, the page server's), which decides what is passed on.
+ * Its port, and a close.
+ */
+async function relay(to: number, onData: (d: Buffer, sender: Socket, server: Socket) => void): Promise<{ port: number; close: () => void }> {
+  const proxy = createServer({ allowHalfOpen: true }, (c) => {
+    const u = connect({ host: '127.0.0.1', port: to, allowHalfOpen: true });
+    c.on('error', () => {});
+    u.on('error', () => {});
+    c.on('data', (d: Buffer) => onData(d, c, u));
+    c.on('end', () => u.end());
+    u.pipe(c);
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  return { port: (proxy.address() as AddressInfo).port, close: () => proxy.close() };
+}
+
 async function verdict(dir: string): Promise<string> {
   writeFileSync(join(dir, 'go'), '');
   expect(await waitFor(() => existsSync(join(dir, 'result')), 60_000)).toBe(true);
@@ -111,22 +129,13 @@ describe('vjail migrate with its pre-dump rounds streamed, restored lazily there
     const server = await pageServer(key());
     // Someone between the two, without the key, changes one byte of the first round (past the handshake).
     let seen = 0;
-    const proxy = createServer({ allowHalfOpen: true }, (c) => {
-      const u = connect({ host: '127.0.0.1', port: server.port, allowHalfOpen: true });
-      c.on('error', () => {});
-      u.on('error', () => {});
-      c.on('data', (d: Buffer) => {
-        const at = 256 * 1024 - seen;
-        if (at >= 0 && at < d.length) d[at] ^= 0x40;
-        seen += d.length;
-        u.write(d);
-      });
-      c.on('end', () => u.end());
-      u.pipe(c);
+    const proxy = await relay(server.port, (d, _sender, there) => {
+      const at = 256 * 1024 - seen;
+      if (at >= 0 && at < d.length) d[at] ^= 0x40;
+      seen += d.length;
+      there.write(d);
     });
-    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
-    const port = (proxy.address() as AddressInfo).port;
-    const r = await vjail(['migrate', 'kept', `127.0.0.1:${port}`, '--psk-file', key(), '--as', 'forged', '-q'], { timeoutMs: 180_000 });
+    const r = await vjail(['migrate', 'kept', `127.0.0.1:${proxy.port}`, '--psk-file', key(), '--as', 'forged', '-q'], { timeoutMs: 180_000 });
     proxy.close();
     expect(seen).toBeGreaterThan(256 * 1024);
     expect(r.exitCode).toBe(2);
@@ -148,30 +157,21 @@ describe('vjail migrate with its pre-dump rounds streamed, restored lazily there
     let seen = 0;
     let cut = false;
     let waited: boolean | undefined;
-    const proxy = createServer({ allowHalfOpen: true }, (c) => {
-      const u = connect({ host: '127.0.0.1', port: server.port, allowHalfOpen: true });
-      c.on('error', () => {});
-      u.on('error', () => {});
-      c.on('data', (d: Buffer) => {
-        if (cut) return;
-        seen += d.length;
-        if (seen < 256 * 1024) {
-          u.write(d);
-          return;
-        }
-        cut = true;
-        void waitFor(() => prestarted('cut-there').length > 0, 30_000).then((ok) => {
-          waited = ok;
-          c.destroy();
-          u.destroy();
-        });
+    const proxy = await relay(server.port, (d, sender, there) => {
+      if (cut) return;
+      seen += d.length;
+      if (seen < 256 * 1024) {
+        there.write(d);
+        return;
+      }
+      cut = true;
+      void waitFor(() => prestarted('cut-there').length > 0, 30_000).then((ok) => {
+        waited = ok;
+        sender.destroy();
+        there.destroy();
       });
-      c.on('end', () => u.end());
-      u.pipe(c);
     });
-    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
-    const port = (proxy.address() as AddressInfo).port;
-    const r = await vjail(['migrate', 'cut', `127.0.0.1:${port}`, '--psk-file', key(), '--as', 'cut-there', '-q'], { timeoutMs: 180_000 });
+    const r = await vjail(['migrate', 'cut', `127.0.0.1:${proxy.port}`, '--psk-file', key(), '--as', 'cut-there', '-q'], { timeoutMs: 180_000 });
     proxy.close();
     expect(waited).toBe(true);
     expect(r.exitCode).not.toBe(0);
