@@ -259,7 +259,9 @@ export function prestart(name: string, args: string[]): Prestarted {
     cancel: async () => {
       try {
         pipe.destroy(); // the supervisor reads the end of its fd 3 and ends, having started nothing
-        const ended = await Promise.race([sup.exited, new Promise<null>((r) => setTimeout(r, PRESTART_END_MS, null))]);
+        let timer: NodeJS.Timeout | undefined;
+        const ended = await Promise.race([sup.exited, new Promise<null>((r) => (timer = setTimeout(r, PRESTART_END_MS, null)))]);
+        clearTimeout(timer); // the page server runs on: no 10 s timer left behind each cancelled migration
         if (ended === null) {
           sup.child.kill('SIGKILL');
           await sup.exited;
