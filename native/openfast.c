@@ -153,9 +153,8 @@ void of_thread_init(struct open_fast *of)
 	of->ready = 1;
 }
 
-void of_destroy(struct open_fast *of)
+void of_release(struct open_fast *of)
 {
-	prof_print();
 	for (int i = 0; i < OF_STATUS_SLOTS; i++) {
 		if (of->status[i].tid > 0 && of->status[i].fd >= 0)
 			close(of->status[i].fd);
@@ -163,6 +162,12 @@ void of_destroy(struct open_fast *of)
 		of->status[i].fd = -1;
 	}
 	idc_destroy(&of->ids);
+}
+
+void of_destroy(struct open_fast *of)
+{
+	prof_print();
+	of_release(of);
 }
 
 /* ---- the caller's identity, from /proc/TID/status -------------------------- */

@@ -49,7 +49,9 @@ struct open_fast {
 void of_thread_init(struct open_fast *of);
 /* 0 answered (or the caller is gone), -1 JavaScript must answer. Only on the receiving thread. */
 int of_try(struct open_fast *of, int listener, const struct seccomp_notif *n);
-/* Close the cached status files. */
+/* Close the cached status files and the identity cache's pidfds (again a no-op once done). */
+void of_release(struct open_fast *of);
+/* of_release, and the profile build's report. */
 void of_destroy(struct open_fast *of);
 
 #endif

@@ -243,6 +243,10 @@ static void stop_handle(struct sup_handle *h)
 		return;
 	h->stopped = 1;
 	sup_stop(&h->s);
+	/* The receiving thread is joined: its per-caller descriptors (a status file and a pidfd
+	 * per process it answered) go now, not when the collector finalizes the handle, which a
+	 * long-lived process (the resident) may not do for many jails. */
+	of_release(&h->s.open_fast);
 	/* Closing the listener fails any call still waiting with ENOSYS: nothing hangs. */
 	uv_poll_stop(&h->wake_poll);
 	uv_close((uv_handle_t *)&h->wake_poll, on_poll_closed);

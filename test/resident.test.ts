@@ -194,6 +194,28 @@ describe('the resident supervisor', () => {
     }
   });
 
+  it('keeps no descriptor of a jail that has ended (one status file and one pidfd per caller were kept before)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vjail-resident-fds-'));
+    try {
+      const env = { XDG_RUNTIME_DIR: dir };
+      // Three processes, each opening through the open shim answered in C.
+      const jail = () =>
+        execa(vjailBin, ['run', '--profile', 'linux-4.19', '--kernel-files', 'shim', '--', 'sh', '-c', 'cat /etc/hostname; cat /etc/hostname; cat /etc/hostname'], { env, reject: false, timeout: 60_000 });
+      const fdsOf = (pid: number) => readdirSync(`/proc/${pid}/fd`).length;
+      expect((await jail()).exitCode).toBe(0);
+      const [pid] = residents(dir);
+      expect(pid).toBeDefined();
+      const before = fdsOf(pid!);
+      for (let i = 0; i < 6; i++) expect((await jail()).exitCode).toBe(0);
+      expect(residents(dir)).toEqual([pid]);
+      // Leaked, they would be 6 jails × 3 callers × 2 more.
+      expect(fdsOf(pid!)).toBeLessThanOrEqual(before + 2);
+    } finally {
+      for (const pid of residents(dir)) process.kill(pid, 'SIGTERM');
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('a socket left by a killed resident is replaced', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'vjail-resident-stale-'));
     try {
