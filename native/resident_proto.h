@@ -4,7 +4,7 @@
  * one message per packet, its first byte saying what it is.
  *
  *  front -> resident  'R' request: NUL-terminated "key=value" strings
- *                         (cwd, profile, policy, emulate, kernelFiles, receiver, pidNs)
+ *                         (cwd, profile, policy, emulate, kernelFiles, receiver, spin, pidNs, stats, ...)
  *  resident -> front  'O' planned: uint32 filter length, the BPF program,
  *                         then NUL-terminated records: "W<warning>", "B<source>:<target>"
  *                     'F' fall back: the full CLI handles this run (it says why)
@@ -13,6 +13,7 @@
  *                     'W' a warning line to print on stderr while the jail runs
  *  resident -> front  'O' may also carry "C<cgroup>": the jail's own cgroup, for vjail-init to join
  *  front -> resident  'E' vjail-init has exited
+ *  resident -> front  'T' with "stats=1" in the request: the --stats table, printed on stderr as it is
  *  resident -> front  'K' nothing of the jail runs on (what was left in its cgroup is killed)
  *  front closes the connection then: the jail is over.
  */
@@ -27,6 +28,7 @@
 #define RESIDENT_WARNING 'W'
 #define RESIDENT_ENDED 'E'
 #define RESIDENT_KILLED 'K'
+#define RESIDENT_STATS 'T'
 
 /* Largest message either side sends (a filter is at most 4096 instructions of 8 bytes). */
 #define RESIDENT_MAX_MSG (64 * 1024)

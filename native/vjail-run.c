@@ -65,6 +65,7 @@ struct options {
 	const char *profile, *policy, *emulate, *kernel_files, *receiver, *spin;
 	const char *rootfs, *net, *hostname; /* src/isolation.ts: the resident makes them vjail-init's --layout */
 	int pid_ns;
+	int stats; /* --stats: the resident sends the table the Node CLI prints */
 	char **command;
 };
 
@@ -109,7 +110,9 @@ static int parse(int argc, char **argv, struct options *o)
 			o->command = &argv[i];
 			return 1;
 		}
-		if (!strcmp(a, "--pid-ns") && geteuid() == 0)
+		if (!strcmp(a, "--stats"))
+			o->stats = 1;
+		else if (!strcmp(a, "--pid-ns") && geteuid() == 0)
 			o->pid_ns = 1; /* without root it needs a user namespace: the Node CLI makes it */
 		else if ((v = option_value(argv, argc, &i, "--profile", &bad)))
 			o->profile = v;
@@ -392,6 +395,7 @@ static void request_plan(int sock, const struct options *o, struct plan *out)
 	at = put(at, "receiver", o->receiver);
 	at = put(at, "spin", o->spin);
 	at = put(at, "pidNs", o->pid_ns ? "1" : NULL);
+	at = put(at, "stats", o->stats ? "1" : NULL);
 	at = put(at, "rootfs", o->rootfs);
 	at = put(at, "net", o->net);
 	at = put(at, "hostname", o->hostname);
@@ -620,10 +624,11 @@ int main(int argc, char **argv)
 			}
 			if (msg[0] == RESIDENT_KILLED)
 				break;
-			if (msg[0] == RESIDENT_WARNING) {
-				msg[n] = '\0';
+			msg[n] = '\0';
+			if (msg[0] == RESIDENT_WARNING)
 				fprintf(stderr, "vjail: %s\n", msg + 1);
-			}
+			else if (msg[0] == RESIDENT_STATS)
+				fprintf(stderr, "%s\n", msg + 1);
 		}
 	if (sock >= 0)
 		close(sock);

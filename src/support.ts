@@ -185,7 +185,9 @@ const SUPPORTED = `## Supported
   a user namespace of the same layout for whoever restores it, out of their
   own ID and subordinate IDs.
 - \`--trace[=FILE]\` (strace-style, intercepted calls only) and \`--stats\`
-  (per-syscall counts and latency percentiles).
+  (per-syscall counts and latency percentiles; run as a command, the
+  resident supervisor that served the jail sends the table, so it is the
+  fast path's own).
 - Named jails: \`vjail run --name N [--detach]\`, \`vjail ps\`, \`logs\`, \`kill\`,
   \`rm\`; each named jail gets its own cgroup. A jail is its processes, not
   its first pid: those of its cgroup (without one, every descendant of its

@@ -56,27 +56,6 @@ function idleThreads(pid: number | 'self' = 'self'): number {
   return n;
 }
 
-/** Spinner threads' CPU time in clock ticks (utime + stime, fields 14 and 15), 0 once they are gone. */
-function idleThreadTicks(pid: number): number {
-  let ticks = 0;
-  let tids: string[];
-  try {
-    tids = readdirSync(`/proc/${pid}/task`);
-  } catch {
-    return 0;
-  }
-  for (const tid of tids) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(fields[41 - 3]) === SCHED_IDLE) ticks += Number(fields[14 - 3]) + Number(fields[15 - 3]);
-    } catch {
-      // ended meanwhile
-    }
-  }
-  return ticks;
-}
-
 const autogroups = (() => {
   try {
     return readFileSync('/proc/sys/kernel/sched_autogroup_enabled', 'utf8').trim() === '1';
@@ -224,24 +203,26 @@ describe('keeping CPUs awake during bursts of notifications', () => {
     }
   });
 
-  /** Spinner CPU time (clock ticks) of the residents under `runtime` while `argv` runs, and its result. */
+  /**
+   * What the resident's spinners did while `argv` (a `vjail run --stats`) ran: their most threads at
+   * once, and the wake-ups the --stats table reports (0 when it has no spinning line). Counted wake-ups,
+   * not CPU time: a spinner of the SCHED_IDLE class gets no CPU time while its group is busy.
+   */
   async function residentSpin(argv: string[]) {
     await previousSpinnersGone();
     const p = execa(argv[0]!, argv.slice(1), { reject: false, env: { XDG_RUNTIME_DIR: runtime }, timeout: 60_000 });
     // Bounded: the jail's opens and a second's sleep; sampled until it has ended.
     let threads = 0;
-    let ticks = 0;
     for (let i = 0; i < 600 && p.exitCode === null; i++) {
       await new Promise((r) => setTimeout(r, 50));
-      for (const pid of residents(runtime)) {
-        threads = Math.max(threads, idleThreads(pid));
-        ticks = Math.max(ticks, idleThreadTicks(pid));
-      }
+      for (const pid of residents(runtime)) threads = Math.max(threads, idleThreads(pid));
     }
-    return { r: await p, threads, ticks };
+    const r = await p;
+    const wakes = Number(/kept awake for .*, woken (\d+) times/.exec(r.stderr)?.[1] ?? 0);
+    return { r, threads, wakes, residents: residents(runtime) };
   }
 
-  const openThenSleep = (dir: string) => ['run', '--profile', 'linux-4.19', '--kernel-files', 'shim', '--', 'sh', '-c', `${fixture('openfast')} ${dir} 20000 && sleep 1`];
+  const openThenSleep = (dir: string) => ['run', '--stats', '--profile', 'linux-4.19', '--kernel-files', 'shim', '--', 'sh', '-c', `${fixture('openfast')} ${dir} 20000 && sleep 1`];
 
   it.runIf(autogroups && cpus >= 2)(
     "the resident stays in the session that started it and spins for its jails, not for a jail of another session (another autogroup)",
@@ -252,15 +233,19 @@ describe('keeping CPUs awake during bursts of notifications', () => {
         const same = await residentSpin([vjailBin, ...openThenSleep(dir)]);
         expect(same.r.exitCode, same.r.stderr).toBe(0);
         expect(same.r.stdout).toBe('failed 0');
+        expect(same.r.stderr).toMatch(/answered in C/);
         expect(same.threads).toBe(Math.min(cpus, 8));
-        expect(same.ticks).toBeGreaterThan(0);
+        expect(same.wakes, same.r.stderr).toBeGreaterThan(0);
+        expect(same.residents).toHaveLength(1);
         // setsid: the front end and its jail in a session (an autogroup) of their own, served by the
         // same resident, whose spinners would compete with them as a group of their own.
         const other = await residentSpin(['setsid', '-w', vjailBin, ...openThenSleep(dir)]);
         expect(other.r.exitCode, other.r.stderr).toBe(0);
         expect(other.r.stdout).toBe('failed 0');
+        expect(other.r.stderr).toMatch(/answered in C/);
+        expect(other.residents, 'served by the resident of the first session').toEqual(same.residents);
         expect(other.threads).toBe(Math.min(cpus, 8));
-        expect(other.ticks).toBe(0);
+        expect(other.wakes, other.r.stderr).toBe(0);
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }

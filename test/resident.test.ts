@@ -109,6 +109,20 @@ describe('vjail run: native front end and Node CLI alike', () => {
     expect(shim.fast.stdout).toMatch(/^4\.19\./);
   });
 
+  it('--stats: the resident sends the table the Node CLI prints, after the jail\'s own output', async () => {
+    const r = await both(['run', '--stats', '--profile', 'linux-4.19', '--', 'sh', '-c', `${LAUNCHER_NAME}; uname -r >&2`]);
+    expect(r.fast.stdout).toBe('vjail-run');
+    expect(r.node.stdout).toBe('node');
+    for (const run of [r.fast, r.node]) {
+      expect(run.exitCode).toBe(0);
+      const lines = run.stderr.split('\n');
+      expect(lines[0]).toMatch(/^4\.19\./);
+      expect(lines[1]).toMatch(/^syscall +arch +count +mean µs/);
+      expect(run.stderr).toMatch(/^uname +x86_64 +1 /m);
+      expect(run.stderr).toMatch(/^received by the (native thread|Node loop) at the end/m);
+    }
+  });
+
   it('environment, working directory and relative profile paths', async () => {
     const r = await both(['run', '--profile', 'profiles/linux-4.19.json', '--', 'sh', '-c', 'echo "$VJAIL_TEST_VAR $(pwd) $(uname -r)"'], {
       cwd: repoRoot,

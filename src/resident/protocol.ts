@@ -8,6 +8,7 @@ export const MSG = {
   WARNING: 'W',
   ENDED: 'E',
   KILLED: 'K',
+  STATS: 'T',
 } as const;
 
 /** What `vjail run` asked for: the flags the front end supports, and its cwd. */
@@ -20,6 +21,8 @@ export interface RunRequest {
   receiver?: 'auto' | 'thread' | 'loop';
   spin?: 'auto' | 'off';
   pidNs?: boolean;
+  /** --stats: the table is sent ('T') once vjail-init has exited. */
+  stats?: boolean;
   /** The front end's Uid and Cap* status lines (sent with a policy): the jail inherits them. */
   capabilityState?: string;
   rootfs?: string;
@@ -45,6 +48,7 @@ export function parseRequest(body: Buffer): RunRequest {
     receiver: req.receiver as RunRequest['receiver'],
     spin: req.spin as RunRequest['spin'],
     pidNs: req.pidNs === '1',
+    stats: req.stats === '1',
     capabilityState: req.capabilityState,
     rootfs: req.rootfs,
     net: req.net as RunRequest['net'],

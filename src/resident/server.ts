@@ -8,6 +8,7 @@ import { policyPath } from '../policy/shipped.js';
 import { isPolicyWarning, prepareJail, runCgroup } from '../jail.js';
 import type { Plan } from '../plan/action.js';
 import type { Profile } from '../profile/types.js';
+import { formatStats } from '../supervisor/stats.js';
 import { Supervisor } from '../supervisor/supervisor.js';
 import { residentAddon } from './addon.js';
 import { MSG, parseRequest, plannedMessage, type RunRequest } from './protocol.js';
@@ -74,7 +75,7 @@ function removeKernelFiles(): void {
 /** One `vjail run` front end's connection: its plan, then its jail's supervisor until it hangs up. */
 class Connection {
   private watch: object;
-  private planned?: { plan: Plan; profile: Profile; receiver?: 'auto' | 'thread' | 'loop'; spin?: boolean };
+  private planned?: { plan: Plan; profile: Profile; receiver?: 'auto' | 'thread' | 'loop'; spin?: boolean; stats: boolean };
   private supervisor?: Supervisor;
   /** The jail's own cgroup (without --pid-ns): what is left in it when the front end goes is killed. */
   private cgroup?: JailCgroup;
@@ -116,7 +117,7 @@ class Connection {
       process.chdir(req.cwd);
       const layout = isolationLayout(req, { cwd: req.cwd });
       const { profile, plan, message } = prepared(req);
-      this.planned = { plan, profile, receiver: req.receiver, spin: req.spin !== 'off' };
+      this.planned = { plan, profile, receiver: req.receiver, spin: req.spin !== 'off', stats: req.stats === true };
       // As spawnJail does: without a PID namespace, a cgroup is what still knows the jail's
       // processes once its reaper is gone (docs/SECURITY.md). vjail-init joins it ("C" record).
       if (!req.pidNs && req.rootfs === undefined && !this.cgroup) this.cgroup = runCgroup();
@@ -155,6 +156,7 @@ class Connection {
 
   /** vjail-init has exited: end what is left of the jail, then let the front end return. */
   private ended(): void {
+    if (this.planned?.stats && this.supervisor) this.send(Buffer.from(`${MSG.STATS}${formatStats(this.supervisor.stats(), this.supervisor.state())}`));
     if (this.cgroup) {
       if (!killRemaining(this.cgroup)) this.send(Buffer.from(`${MSG.WARNING}processes of the jail are still in ${this.cgroup.path} 5 s after SIGKILL`));
       removeJailCgroup(this.cgroup);
