@@ -6,7 +6,7 @@
   "targets": [
     {
       "target_name": "vjail",
-      "sources": ["native/addon.c", "native/napi_util.c", "native/supervisor.c", "native/openfast.c", "native/keepawake.c", "native/idcache.c", "native/supervisor_napi.c", "native/caller.c", "native/incaller.c", "native/ptrace.c", "native/features.c", "native/shimcalls.c", "native/cpu.c", "native/pagecopy.c", "native/predump.c", "native/lazypages.c", "native/sha256pair.c", "native/chunkhash.c", "native/fdio.c", "native/guard.c", "native/ipcns.c", "native/sockdiag.c", "native/resident.c", "native/spawn.c", "native/vfork_clone.c"],
+      "sources": ["native/addon.c", "native/napi_util.c", "native/supervisor.c", "native/openfast.c", "native/keepawake.c", "native/idcache.c", "native/advicewatch.c", "native/supervisor_napi.c", "native/caller.c", "native/incaller.c", "native/ptrace.c", "native/features.c", "native/shimcalls.c", "native/cpu.c", "native/pagecopy.c", "native/predump.c", "native/lazypages.c", "native/sha256pair.c", "native/chunkhash.c", "native/fdio.c", "native/guard.c", "native/ipcns.c", "native/sockdiag.c", "native/resident.c", "native/spawn.c", "native/vfork_clone.c"],
       "libraries": ["-lpthread"]
     },
     {

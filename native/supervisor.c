@@ -34,6 +34,7 @@ int sup_arch_index(uint32_t audit_arch)
 int sup_init(struct supervisor *s, int listener, int native_answers, int sync_wake_up)
 {
 	memset(s, 0, sizeof *s);
+	s->advice.fd = -1;
 	s->listener = listener;
 	s->native_answers = native_answers;
 	s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -140,6 +141,7 @@ int sup_answer_natively(struct supervisor *s, const struct seccomp_notif *n, uin
 	int a = sup_arch_index(n->data.arch);
 	if (a >= 0 && n->data.nr >= 0 && n->data.nr < SUP_MAX_NR)
 		idc_note(&s->open_fast.ids, n, s->table[a][n->data.nr].track);
+	aw_note(&s->advice, n);
 	int answered = give_known_answer(s, n);
 	if (answered == 0) {
 		sup_record(s, n->data.arch, n->data.nr, t0_ns);
@@ -340,6 +342,7 @@ void sup_destroy(struct supervisor *s)
 {
 	sup_stop(s);
 	of_destroy(&s->open_fast);
+	aw_release(&s->advice);
 	if (s->wake_fd >= 0)
 		close(s->wake_fd);
 	if (s->listener >= 0)

@@ -13,6 +13,7 @@
 #define VJAIL_SUPERVISOR_H
 
 #include <linux/seccomp.h>
+#include "advicewatch.h"
 #include "keepawake.h"
 #include "openfast.h"
 #include <pthread.h>
@@ -87,6 +88,9 @@ struct supervisor {
 
 	/* The open shim's fast path, used by the receiving thread only (openfast.h). */
 	struct open_fast open_fast;
+
+	/* Calls that change memory advice, for checkpoints that read it early (advicewatch.h). */
+	struct advice_watch advice;
 
 	/* Set before sup_start: keep idle CPUs awake during bursts of notifications (keepawake.h). */
 	int spin;

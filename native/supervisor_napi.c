@@ -247,6 +247,7 @@ static void stop_handle(struct sup_handle *h)
 	 * per process it answered) go now, not when the collector finalizes the handle, which a
 	 * long-lived process (the resident) may not do for many jails. */
 	of_release(&h->s.open_fast);
+	aw_release(&h->s.advice);
 	/* Closing the listener fails any call still waiting with ENOSYS: nothing hangs. */
 	uv_poll_stop(&h->wake_poll);
 	uv_close((uv_handle_t *)&h->wake_poll, on_poll_closed);
@@ -332,7 +333,7 @@ static int load_answers(napi_env env, struct sup_handle *h, napi_value x86_64, n
 
 /* supervisorStart(listenerFd, nativeAnswers, tableX86_64, tableI386, pool, onNotify, onIdle,
  *                 { mode: 0 auto | 1 thread | 2 loop, syncWakeUp: boolean, openFast: boolean, trackIdentity: boolean,
- *                   spin: boolean (keepawake.h) }) */
+ *                   spin: boolean (keepawake.h), watchAdvice: boolean (advicewatch.h) }) */
 napi_value js_supervisor_start(napi_env env, napi_callback_info info)
 {
 	napi_value argv[8], v;
@@ -371,6 +372,14 @@ napi_value js_supervisor_start(napi_env env, napi_callback_info info)
 	if (napi_get_named_property(env, argv[7], "spin", &v) == napi_ok)
 		napi_get_value_bool(env, v, &spin);
 	h->s.spin = spin && native_answers;
+	bool watch_advice = false;
+	if (napi_get_named_property(env, argv[7], "watchAdvice", &v) == napi_ok)
+		napi_get_value_bool(env, v, &watch_advice);
+	if (watch_advice && (err = aw_init(&h->s.advice))) {
+		sup_destroy(&h->s);
+		free(h);
+		return vj_throw_errno(env, "memfd for the advice watch", err);
+	}
 	h->env = env;
 	h->mode = mode;
 	napi_create_reference(env, argv[5], 1, &h->on_notify);

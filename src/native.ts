@@ -91,9 +91,11 @@ export interface NativeAddon {
      * openFast: the receiving thread answers plain opens itself (native/openfast.c);
      * trackIdentity: the plan notifies every call that changes a caller's identity, so that thread
      * may keep identities from one open to the next (src/plan/identity.ts, native/idcache.c);
-     * spin: keep idle CPUs awake during bursts of opens answered with ADDFD (native/keepawake.h).
+     * spin: keep idle CPUs awake during bursts of opens answered with ADDFD (native/keepawake.h);
+     * watchAdvice: the plan notifies every call that changes memory advice, so a memfd counts them
+     * for checkpoints that read advice before their freeze (src/plan/advice.ts, native/advicewatch.h).
      */
-    options: { mode: number; syncWakeUp: boolean; openFast?: boolean; trackIdentity?: boolean; spin?: boolean },
+    options: { mode: number; syncWakeUp: boolean; openFast?: boolean; trackIdentity?: boolean; spin?: boolean; watchAdvice?: boolean },
   ): SupervisorHandle;
   /** 0, or the errno of SECCOMP_IOCTL_NOTIF_SEND (ENOENT: the caller is gone). */
   supervisorRespond(

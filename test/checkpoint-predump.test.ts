@@ -58,6 +58,33 @@ const state = (pid: number): string => {
   return stat.slice(stat.lastIndexOf(')') + 2)[0]!;
 };
 
+/**
+ * Checkpoint (--pre-dump) test/fixtures/late-change.c, sending it `signal` when the report's step 1
+ * says `when` (before the checkpoint goes on); the step lines said, and where the image is.
+ */
+async function checkpointLateChange(when: RegExp | null, signal: 'SIGUSR1' | 'SIGUSR2') {
+  const dir = mkdtempSync(join(tmpdir(), 'vjail-predump-'));
+  const argv = [lateChange, dir];
+  const run = vjailStart(['run', '--', ...argv]);
+  expect(await waitFor(() => existsSync(join(dir, 'ready')) && pidOf(argv) !== undefined, 60_000)).toBe(true);
+  const pid = pidOf(argv)!;
+  const image = join(dir, 'image');
+  const lines: string[] = [];
+  await checkpoint({
+    pid,
+    image,
+    preDump: true,
+    report: (step, _name, detail) => {
+      lines.push(`${step} ${detail}`);
+      if (when && step === 1 && when.test(detail)) {
+        process.kill(pid, signal);
+        waitSync('the workload changing its state', () => existsSync(join(dir, 'acted')), 10_000);
+      }
+    },
+  });
+  return { dir, run, lines, image };
+}
+
 describe('checkpoint --pre-dump', () => {
   it('copies while the workload writes, in several rounds; the restored memory is exactly the frozen one', async () => {
     const { dir, run, pid } = await startDirtier(64, 100);
@@ -79,29 +106,24 @@ describe('checkpoint --pre-dump', () => {
   }, 180_000);
 
   it('what changes after the last round, just before the freeze, is in the image: a page written, one dropped, advice that splits a mapping, a new descriptor', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'vjail-predump-'));
-    const argv = [lateChange, dir];
-    const run = vjailStart(['run', '--', ...argv]);
-    expect(await waitFor(() => existsSync(join(dir, 'ready')) && pidOf(argv) !== undefined, 60_000)).toBe(true);
-    const pid = pidOf(argv)!;
-    const image = join(dir, 'image');
-    const lines: string[] = [];
-    await checkpoint({
-      pid,
-      image,
-      preDump: true,
-      report: (step, _name, detail) => {
-        lines.push(`${step} ${detail}`);
-        // The pre-dump's last line comes right before the freeze: change everything now.
-        if (step === 1 && /copied while running/.test(detail)) {
-          process.kill(pid, 'SIGUSR1');
-          waitSync('the workload changing its state', () => existsSync(join(dir, 'acted')), 10_000);
-        }
-      },
-    });
+    // The pre-dump's last line comes right before the freeze: change everything now.
+    const { dir, run, lines, image } = await checkpointLateChange(/copied while running/, 'SIGUSR1');
     expect(lines.some((l) => /^1 .*copied while running/.test(l))).toBe(true);
     expect((await run).exitCode).toBe(137);
     expect(await restoredVerdict(dir, image)).toBe('ok');
+  }, 180_000);
+
+  it('advice read while running is used once nothing changed it; advice changed after that read (no mapping changed) is read again while stopped', async () => {
+    for (const late of [false, true]) {
+      // Once the advice has been read while running, right before the freeze: change it now (or not).
+      const { dir, run, lines, image } = await checkpointLateChange(late ? /memory advice of 1 process\(es\) read while running/ : null, 'SIGUSR2');
+      expect(lines).toContain('1 memory advice of 1 process(es) read while running');
+      const dump = lines.find((l) => l.startsWith('3 '));
+      expect(dump).toMatch(late ? /; memory advice read again while stopped for 1 process\(es\) \(changed or new since\)$/ : /; memory advice as read while running$/);
+      expect((await run).exitCode).toBe(137);
+      // Restored, the workload checks its advice: with the early read trusted after the change, the read-only page would have lost it.
+      expect(await restoredVerdict(dir, image)).toBe(late ? 'ok' : 'SIGUSR1 never came');
+    }
   }, 180_000);
 
   it('pages read while frozen reach the image after the workload was let go, and it kept writing meanwhile: the image is still the frozen memory', async () => {

@@ -9,6 +9,9 @@ import type { Profile } from '../src/profile/types.js';
 import { dataPath } from '../src/paths.js';
 import { loadOciPolicy, parseOciPolicy } from '../src/policy/oci.js';
 import { identityTracked } from '../src/plan/identity.js';
+import { adviceWatched } from '../src/plan/advice.js';
+import { AUDIT_ARCH, compile, returnValueOf } from '../src/bpf/compile.js';
+import { interpret } from '../src/bpf/interpret.js';
 import { SyscallTable, type SyscallInfo, syscallTable } from '../src/syscalls/table.js';
 
 /** A few real syscalls with their real numbers and versions, enough to exercise every path. */
@@ -359,6 +362,44 @@ describe('with the shipped syscall tables and policies', () => {
     const log = derivePlan(profile('linux-4.19'), host, { policy: inlinePolicy({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['setuid'], action: 'SCMP_ACT_LOG' }] }) }).plan;
     expect(decision(log, 'setuid').fallback).toEqual({ kind: 'log' });
     expect(identityTracked(log)).toBe(false);
+  });
+
+  it('the calls that change memory advice are notified and run as made, with the arguments that change it; a policy that logs one turns the watch off', () => {
+    const CONTINUE: Action = { kind: 'notify', answer: { kind: 'continue' } };
+    const NOTIFY = returnValueOf(CONTINUE);
+    const RUN = returnValueOf(ALLOW);
+    for (const name of ['host', 'linux-4.19', 'linux-2.6.32']) {
+      const p = plan(profile(name), host);
+      expect(adviceWatched(p), name).toBe(true);
+      const bpf = compile(p);
+      const call = (nr: number, args: bigint[], arch: 'x86_64' | 'i386' = 'x86_64') => interpret(bpf, { nr, arch: AUDIT_ARCH[arch], args: [...args, 0n, 0n, 0n, 0n, 0n, 0n].slice(0, 6) });
+      // madvise: DONTDUMP (16) and HUGEPAGE (14) are seen, DONTNEED (4) and FREE (8) run at the kernel's speed.
+      expect(call(28, [0n, 4096n, 16n]), name).toBe(NOTIFY);
+      expect(call(28, [0n, 4096n, 14n]), name).toBe(NOTIFY);
+      expect(call(28, [0n, 4096n, 4n]), name).toBe(RUN);
+      expect(call(28, [0n, 4096n, 8n]), name).toBe(RUN);
+      expect(call(219, [0n, 4096n, 18n], 'i386'), name).toBe(NOTIFY);
+      // mmap: only with MAP_LOCKED (0x2000).
+      expect(call(9, [0n, 4096n, 3n, 0x22n]), name).toBe(RUN);
+      expect(call(9, [0n, 4096n, 3n, 0x2022n]), name).toBe(NOTIFY);
+      expect(call(192, [0n, 4096n, 3n, 0x2022n], 'i386'), name).toBe(NOTIFY);
+      expect(decision(p, 'mlockall').fallback).toEqual(CONTINUE);
+      expect(decision(p, 'munlock', 'i386').fallback).toEqual(CONTINUE);
+      // The old i386 mmap takes its arguments in memory: every one is seen.
+      expect(decision(p, 'mmap', 'i386').fallback).toEqual(CONTINUE);
+    }
+    // A policy's allowing rule on madvise keeps its place, with the watch before it.
+    const ruled = derivePlan(profile('host'), host, {
+      policy: inlinePolicy({ defaultAction: 'SCMP_ACT_ERRNO', syscalls: [{ names: ['madvise'], action: 'SCMP_ACT_ALLOW', args: [{ index: 1, value: 4096, op: 'SCMP_CMP_EQ' }] }] }),
+    }).plan;
+    expect(adviceWatched(ruled)).toBe(true);
+    const ruledBpf = compile(ruled);
+    expect(interpret(ruledBpf, { nr: 28, arch: AUDIT_ARCH.x86_64, args: [0n, 4096n, 16n, 0n, 0n, 0n] })).toBe(NOTIFY);
+    expect(interpret(ruledBpf, { nr: 28, arch: AUDIT_ARCH.x86_64, args: [0n, 4096n, 4n, 0n, 0n, 0n] })).toBe(RUN);
+    expect(interpret(ruledBpf, { nr: 28, arch: AUDIT_ARCH.x86_64, args: [0n, 8192n, 16n, 0n, 0n, 0n] })).toBe(returnValueOf({ kind: 'errno', errno: 1 }));
+    // Logged, a call runs unseen: the watch is off and checkpoints read advice while the jail is stopped.
+    const logged = derivePlan(profile('host'), host, { policy: inlinePolicy({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['mlock'], action: 'SCMP_ACT_LOG' }] }) }).plan;
+    expect(adviceWatched(logged)).toBe(false);
   });
 
   it('_sysctl: allowed under linux-4.19 on a host that has it, ENOSYS under linux-6.1', () => {

@@ -28,6 +28,7 @@ import { SharedObjects } from './parts/shmem.js';
 import { collectSysvIpc, ownIpcNamespace } from './parts/sysvipc.js';
 import { collectSignals } from './parts/signals.js';
 import { collectAdvice, readSmaps, refuseHiddenAdvice } from './parts/advice.js';
+import { EarlyAdvice } from './parts/advice-watch.js';
 import { collectPrctl, collectTask } from './parts/task.js';
 import { collectTimers } from './parts/timers.js';
 import { collectThread } from './parts/threads.js';
@@ -39,7 +40,7 @@ import { collectZombie, isZombie, nsIds, unrestorableTree } from './parts/tree.j
 import { CheckpointError, CheckpointUnsupported, ExternalStateError } from './errors.js';
 import { verifyRestorable } from './preflight.js';
 import { freeze } from './freeze.js';
-import { checkSupported, jailOf, type JailInfo, type JailTree, jailTree, lockCheckpoint, vjailInitOf } from './jail-info.js';
+import { checkSupported, jailOf, type JailInfo, type JailTree, jailTree, lockCheckpoint, supervisorOf, vjailInitOf } from './jail-info.js';
 import { guarded } from './guard.js';
 import { throwIfInterrupted } from './interrupt.js';
 import { injectedCalls, Tracee } from './tracee.js';
@@ -205,6 +206,17 @@ async function endProcesses(pids: number[], graceMs: number): Promise<void> {
   throw new CheckpointError(`process(es) ${pids.filter((p) => !ended(p)).join(', ')} did not end after SIGKILL within 5 s; nothing was saved`);
 }
 
+/** Advice read now, while the jail runs, if its supervisor watches what changes it (parts/advice-watch.ts). */
+async function readAdviceEarly(pid: number, running: number[]): Promise<EarlyAdvice | null> {
+  let supervisor: number;
+  try {
+    supervisor = supervisorOf(pid);
+  } catch {
+    return null;
+  }
+  return EarlyAdvice.read(supervisor, running);
+}
+
 async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
   const report = opts.report ?? (() => {});
   const warn = opts.warn ?? (() => {});
@@ -217,12 +229,16 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
   let published = false;
   let fds: FdCollection | undefined;
   let pre: PreDump | null = null;
+  let early: EarlyAdvice | null = null;
   let stoppedAt = 0;
   /** Let go before the image was finished (with a pre-dump): how long they were stopped. */
   let letGo = '';
   try {
     const running = tree.processes.filter((p) => !p.zombie).map((p) => p.pid);
     pre = await preDumpStep(running, opts.preDump, opts.image, (line) => report(1, 'pre-dump', line));
+    // With a pre-dump the stop is short: the advice (smaps) is read before it, if it can be trusted then.
+    if (pre) early = await readAdviceEarly(opts.pid, running);
+    if (early) report(1, 'pre-dump', `memory advice of ${running.length} process(es) read while running`);
     // Started now, not while the jail is stopped: the hashing thread (it also reads smaps), the vDSO's description.
     new OffThreadHash().digest();
     describeOwnVdso();
@@ -313,7 +329,7 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
         processes.push(collectZombie(p.pid, ppid));
         continue;
       }
-      processes.push({ ...await collectProcess(p.tids.map((tid) => held.get(tid)!), writer, { ...ids, ppid }, tree.pidNs, objects, warn, pre, later, timer), fds: fds.fds.get(p.pid)! });
+      processes.push({ ...await collectProcess(p.tids.map((tid) => held.get(tid)!), writer, { ...ids, ppid }, tree.pidNs, objects, warn, pre, early, later, timer), fds: fds.fds.get(p.pid)! });
     }
     refuseHiddenAdvice(processes, opts.profile ?? jail.profile);
     timer.lap('advice check');
@@ -364,7 +380,7 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
     const bytes = live.flatMap((p) => p.mappings).reduce((n, m) => n + (m.pages?.size ?? 0), 0);
     const zombies = processes.length - live.length;
     const files = `, ${fds.descriptions.length} open file description(s)${fds.pipes.length ? ` (${fds.pipes.length} pipe(s))` : ''}${objects.list.length ? `, ${objects.list.length} shared-memory object(s)` : ''}`;
-    report(3, 'dump', `${tree.pidNs ? `${live.length} process(es)${zombies ? ` and ${zombies} zombie(s)` : ''}, ${held.size} thread(s), ` : ''}${mappings} mappings, ${(bytes / 2 ** 20).toFixed(1)} MiB of page data${files}${stepped.count ? `; ${stepped.count} thread(s) moved out of the vDSO` : ''}`);
+    report(3, 'dump', `${tree.pidNs ? `${live.length} process(es)${zombies ? ` and ${zombies} zombie(s)` : ''}, ${held.size} thread(s), ` : ''}${mappings} mappings, ${(bytes / 2 ** 20).toFixed(1)} MiB of page data${files}${stepped.count ? `; ${stepped.count} thread(s) moved out of the vDSO` : ''}${early ? `; ${early.summary()}` : ''}`);
 
     throwIfInterrupted();
     // A temporary image not checked here is read once, by a reader that checks it in full before anything of it runs.
@@ -408,6 +424,7 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
     throw e;
   } finally {
     pre?.close();
+    early?.close();
   }
 }
 
@@ -457,10 +474,13 @@ async function collectProcess(
   objects: SharedObjects,
   warn: (line: string) => void,
   pre: PreDump | null,
+  early: EarlyAdvice | null,
   later: (() => void)[],
   timer: StepTimer,
 ): Promise<Omit<LiveProcess, 'fds'>> {
   const leader = threads[0]!;
+  // Read before the freeze, if nothing can have changed it since (parts/advice-watch.ts); before the scratch page.
+  const earlySmaps = early?.smapsIfUnchanged(leader.pid, readFileSync(`/proc/${leader.pid}/maps`, 'utf8'));
   const scratchAddr = await leader.syscallOk('mmap of a scratch page', SYS.mmap, 0, PAGE_SIZE, 3, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   const scratch: Scratch = { addr: scratchAddr, size: PAGE_SIZE };
   let signals, task, timers, prctl;
@@ -469,8 +489,8 @@ async function collectProcess(
   // smaps (the advice) is read off the main thread beside the calls below: the kernel walks every
   // page table for it (16 ms a GiB on a quiet host), holding the mm's lock for reading. The calls
   // that need it for writing wait for that, so they come last: brk (in collectTask), then munmap.
-  const smaps = readSmaps(leader.pid);
-  smaps.then(() => timer.note(`${leader.pid} smaps read`), () => {}); // awaited below; an earlier failure comes first
+  const smaps = earlySmaps !== undefined ? Promise.resolve(earlySmaps) : readSmaps(leader.pid);
+  smaps.then(() => timer.note(`${leader.pid} smaps ${earlySmaps !== undefined ? 'read before the freeze' : 'read'}`), () => {}); // awaited below; an earlier failure comes first
   try {
     timer.lap(`${leader.pid} scratch page`);
     signals = await collectSignals(leader, scratch);

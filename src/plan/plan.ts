@@ -7,6 +7,7 @@ import type { SyscallInfo } from '../syscalls/table.js';
 import { compareKernelVersions } from '../syscalls/version.js';
 import { type Action, ALLOW, type ArchName, type ArchPlan, errno, KILL_PROCESS, type Plan, type Rule, type SyscallDecision } from './action.js';
 import { defaultTables, existsIn, type HostInfo, type PlanTables, shimmedSyscalls } from './host.js';
+import { noteAdviceCalls } from './advice.js';
 import { noteIdentityCalls } from './identity.js';
 import { opsBeyond, policyDeniedRingWork, RING_SYSCALLS } from './io-uring.js';
 import { IPC, multiplexedBy, multiplexedNames, restrictiveness, SOCKETCALL, selects } from './multiplex.js';
@@ -280,7 +281,7 @@ export function derivePlan(profile: Profile, host: HostInfo, options: PlanOption
   return {
     plan: {
       profile: profile.name,
-      arches: noteIdentityCalls(arches),
+      arches: noteAdviceCalls(noteIdentityCalls(arches), tables),
       foreignArch: KILL_PROCESS,
       // vjail hosts are x86_64 kernels without X32 support; a call with the x32 bit is never legitimate here.
       x32: KILL_PROCESS,

@@ -1,4 +1,4 @@
-import type { Action, ArchName, NativeAnswer, Plan } from '../plan/action.js';
+import type { Action, ArchName, NativeAnswer, Plan, SyscallDecision } from '../plan/action.js';
 import { IDENTITY_CALLS, TRACK } from '../plan/identity.js';
 
 /** Layout of `struct answer` in native/supervisor.h (checked there by a static assert). */
@@ -34,7 +34,7 @@ export function buildAnswerTables(plan: Plan): AnswerTables {
     for (const d of archPlan.syscalls) {
       const track = IDENTITY_CALLS.get(d.name);
       if (track && d.nr >= 0 && d.nr < TABLE_ENTRIES) table.writeUInt8(TRACK[track], d.nr * ENTRY_SIZE + 20);
-      const answer = fixedAnswerOf(d.rules.length === 0 ? d.fallback : undefined);
+      const answer = nativeAnswerOf(d);
       if (!answer || d.nr < 0 || d.nr >= TABLE_ENTRIES) continue;
       const at = d.nr * ENTRY_SIZE;
       table.writeUInt8(KIND[answer.kind], at);
@@ -62,4 +62,31 @@ export function buildAnswerTables(plan: Plan): AnswerTables {
 
 function fixedAnswerOf(action: Action | undefined): NativeAnswer | undefined {
   return action?.kind === 'notify' && 'answer' in action ? action.answer : undefined;
+}
+
+/**
+ * The answer to every notification of this decision, if one is known in
+ * advance: its only notify action's, or the same fixed answer of each (the
+ * BPF filter decides the other actions; they never reach the supervisor).
+ */
+function nativeAnswerOf(d: SyscallDecision): NativeAnswer | undefined {
+  const notified = [...d.rules.map((r) => r.action), d.fallback].filter((a) => a.kind === 'notify');
+  const answers = notified.map(fixedAnswerOf);
+  const first = answers[0];
+  if (!first || answers.some((a) => !a || !sameAnswer(a, first))) return undefined;
+  return first;
+}
+
+function sameAnswer(x: NativeAnswer, y: NativeAnswer): boolean {
+  if (x.kind !== y.kind) return false;
+  switch (x.kind) {
+    case 'value':
+      return x.value === (y as typeof x).value;
+    case 'errno':
+      return x.errno === (y as typeof x).errno;
+    case 'struct':
+      return x.argIndex === (y as typeof x).argIndex && Buffer.compare(Buffer.from(x.bytes), Buffer.from((y as typeof x).bytes)) === 0;
+    case 'continue':
+      return true;
+  }
 }

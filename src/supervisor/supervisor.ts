@@ -7,6 +7,7 @@ import { native, RECEIVER_MODES, type ReceiverMode, type ReceiverState, type Sup
 import { syscallTable } from '../syscalls/table.js';
 import { formatCall, formatResult } from '../trace/format.js';
 import { type AnswerTables, buildAnswerTables } from './answer-table.js';
+import { adviceWatched } from '../plan/advice.js';
 import { identityTracked } from '../plan/identity.js';
 
 /** Answer tables by plan: a plan is never changed once made, and jails started in a loop share one. */
@@ -99,6 +100,7 @@ export class Supervisor {
         syncWakeUp: this.opts.syncWakeUp ?? true,
         openFast: this.openFast(),
         trackIdentity: identityTracked(this.opts.plan),
+        watchAdvice: adviceWatched(this.opts.plan),
         spin: this.opts.spin ?? true,
       },
     );
