@@ -201,7 +201,7 @@ const SUPPORTED = `## Supported
   and limits in docs/IMAGE.md): the five steps (pre-dump with \`--pre-dump\`:
   memory copied while the jail runs, then only what it wrote, tracked with
   PAGEMAP_SCAN and userfaultfd write-protect on Linux 6.7+, so the jail is
-  stopped only for the last pages; else it says why not. The memory advice
+  stopped only for the last pages, else it says why not; the memory advice
   (smaps VmFlags: MADV_DONTFORK, DONTDUMP, WIPEONFORK, HUGEPAGE, NOHUGEPAGE,
   mlock, MLOCK_ONFAULT) is then read while the jail still runs, and trusted
   while it is stopped only if its supervisor saw no call that changes advice
@@ -211,7 +211,7 @@ const SUPPORTED = `## Supported
   io_uring_setup notified and run as made (a notification each, answered
   in C; after a ring is made, whose madvise the supervisor cannot see,
   advice is always read while stopped, as it is for a jail whose policy
-  logs or traces one of those calls). freeze with the cgroup v2 or v1 freezer, else ptrace; dump;
+  logs or traces one of those calls); freeze with the cgroup v2 or v1 freezer, else ptrace; dump;
   post-dump verifies, fsyncs and publishes by rename; then resume with
   \`--leave-running\` or kill), any failure leaving the jail running. Saved:
   every thread of every process of a jail in its own PID namespace, with the
