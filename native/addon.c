@@ -382,6 +382,7 @@ static napi_value init(napi_env env, napi_value exports)
 		{ "ptracePeekSiginfo", js_ptrace_peek_siginfo },
 		{ "ptraceSetOptions", js_ptrace_set_options },
 		{ "ptraceGetEventMsg", js_ptrace_get_event_msg },
+		{ "ptraceSyscallBatch", js_ptrace_syscall_batch },
 		{ "kcmpFile", js_kcmp_file },
 		{ "kcmpFileOrder", js_kcmp_file_order },
 		{ "guardTableFd", js_guard_table_fd },

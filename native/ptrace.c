@@ -5,6 +5,7 @@
  * thrown like the rest of the addon: Error objects with errno/code/syscall.
  */
 
+#include <elf.h>
 #include <errno.h>
 #include <sched.h>
 #include <signal.h>
@@ -15,6 +16,7 @@
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <sys/user.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <linux/kcmp.h>
@@ -306,4 +308,140 @@ napi_value js_kcmp_file_order(napi_env env, napi_callback_info info)
 {
 	long r = kcmp_file_args(env, info);
 	return r < 0 ? NULL : vj_make_i32(env, (int32_t)r);
+}
+
+/* ---- one syscall run many times in a stopped thread ---------------------- */
+
+enum batch_stop { BATCH_DONE, BATCH_SIGNAL, BATCH_EXITED, BATCH_TIMEOUT, BATCH_UNEXPECTED };
+
+static int64_t mono_ms(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* The thread's next stop within timeout_ms: 1 and *st, 0 on time-out, -errno. The CPU is handed
+ * over (sched_yield) while waiting: the tracee usually needs it to reach the stop. */
+static int wait_stop(pid_t pid, int *st, int64_t timeout_ms)
+{
+	int64_t until = mono_ms() + timeout_ms;
+	for (unsigned spins = 0;; spins++) {
+		pid_t r = waitpid(pid, st, __WALL | WNOHANG);
+		if (r == pid)
+			return 1;
+		if (r < 0 && errno != EINTR)
+			return -errno;
+		if ((spins & 255) == 255 && mono_ms() > until)
+			return 0;
+		sched_yield();
+	}
+}
+
+#define IS_STOP(st) (((st) & 0xff) == 0x7f)
+#define STOP_SIG(st) (((st) >> 8) & 0xff)
+#define STOP_EVENT(st) ((st) >> 16)
+
+/* Resume with PTRACE_SYSCALL and wait for the next syscall stop, going on over event stops (a group
+ * stop shows again once the thread is let go). */
+static enum batch_stop to_syscall_stop(pid_t pid, int *st, int64_t timeout_ms, int entry)
+{
+	for (;;) {
+		if (ptrace(PTRACE_SYSCALL, pid, 0L, 0L))
+			return BATCH_UNEXPECTED;
+		int got = wait_stop(pid, st, timeout_ms);
+		if (got == 0)
+			return BATCH_TIMEOUT;
+		if (got < 0)
+			return BATCH_UNEXPECTED;
+		if (!IS_STOP(*st))
+			return BATCH_EXITED;
+		if (STOP_SIG(*st) == (SIGTRAP | 0x80))
+			return BATCH_DONE;
+		if (STOP_EVENT(*st) == PTRACE_EVENT_STOP)
+			continue;
+		/* A signal before the call entered: the tracer delivers it (src/checkpoint/tracee.ts). */
+		if (entry && STOP_EVENT(*st) == 0)
+			return BATCH_SIGNAL;
+		return BATCH_UNEXPECTED;
+	}
+}
+
+/*
+ * ptraceSyscallBatch(pid, regs, args, timeoutMs): run one syscall in the
+ * stopped thread once per six arguments of `args` (u64 each), each from
+ * `regs` (NT_PRSTATUS: rax the call, orig_rax -1, rip a syscall
+ * instruction) with the arguments loaded, as Tracee.syscall runs one, the
+ * stops waited for here instead of in JavaScript. A call the kernel wants
+ * restarted is run again. Returns { done, results (i64 each), stop: 0 all
+ * done | 1 a signal came before call `done` entered (a delivery stop, the
+ * call not run) | 2 the thread ended | 3 time-out | 4 another stop or
+ * error, status }; the thread's registers are left as the last stop has them.
+ */
+napi_value js_ptrace_syscall_batch(napi_env env, napi_callback_info info)
+{
+	napi_value argv[4];
+	if (vj_args(env, info, 4, argv))
+		return NULL;
+	pid_t pid = vj_i32(env, argv[0]);
+	void *tdata, *adata;
+	size_t tlen, alen;
+	if (vj_buffer(env, argv[1], "the registers", &tdata, &tlen) || vj_buffer(env, argv[2], "the arguments", &adata, &alen))
+		return NULL;
+	if (tlen != sizeof(struct user_regs_struct) || alen % 48) {
+		napi_throw_range_error(env, NULL, "registers must be one user_regs_struct and arguments six u64 per call");
+		return NULL;
+	}
+	int64_t timeout_ms = vj_i32(env, argv[3]);
+	size_t n = alen / 48;
+	int64_t *results = calloc(n ? n : 1, sizeof *results);
+	if (!results)
+		return vj_throw_errno(env, "calloc", ENOMEM);
+	const uint64_t *a = adata;
+	struct user_regs_struct regs;
+	struct iovec iov = { .iov_base = &regs, .iov_len = sizeof regs };
+	enum batch_stop stop = BATCH_DONE;
+	int st = 0;
+	size_t done = 0;
+	for (unsigned restarts = 0; done < n && stop == BATCH_DONE;) {
+		memcpy(&regs, tdata, sizeof regs);
+		const uint64_t *x = a + done * 6;
+		regs.rdi = x[0];
+		regs.rsi = x[1];
+		regs.rdx = x[2];
+		regs.r10 = x[3];
+		regs.r8 = x[4];
+		regs.r9 = x[5];
+		iov.iov_len = sizeof regs;
+		if (ptrace(PTRACE_SETREGSET, pid, (void *)NT_PRSTATUS, &iov)) {
+			stop = BATCH_UNEXPECTED;
+			break;
+		}
+		if ((stop = to_syscall_stop(pid, &st, timeout_ms, 1)) != BATCH_DONE)
+			break;
+		if ((stop = to_syscall_stop(pid, &st, timeout_ms, 0)) != BATCH_DONE)
+			break;
+		iov.iov_len = sizeof regs;
+		if (ptrace(PTRACE_GETREGSET, pid, (void *)NT_PRSTATUS, &iov)) {
+			stop = BATCH_UNEXPECTED;
+			break;
+		}
+		int64_t r = (int64_t)regs.rax;
+		/* ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK: run it again. */
+		if ((r == -512 || r == -513 || r == -514 || r == -516) && ++restarts < 1000)
+			continue;
+		results[done++] = r;
+		restarts = 0;
+	}
+	napi_value out, buf;
+	napi_create_object(env, &out);
+	vj_set_number(env, out, "done", (double)done);
+	vj_set_number(env, out, "stop", (double)stop);
+	vj_set_number(env, out, "status", (double)st);
+	buf = copy_buffer(env, results, n * sizeof *results);
+	free(results);
+	if (!buf)
+		return NULL;
+	napi_set_named_property(env, out, "results", buf);
+	return out;
 }

@@ -16,6 +16,7 @@ napi_value js_ptrace_rseq_config(napi_env env, napi_callback_info info);
 napi_value js_ptrace_peek_siginfo(napi_env env, napi_callback_info info);
 napi_value js_ptrace_set_options(napi_env env, napi_callback_info info);
 napi_value js_ptrace_get_event_msg(napi_env env, napi_callback_info info);
+napi_value js_ptrace_syscall_batch(napi_env env, napi_callback_info info);
 napi_value js_kcmp_file(napi_env env, napi_callback_info info);
 napi_value js_kcmp_file_order(napi_env env, napi_callback_info info);
 

@@ -251,7 +251,8 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
     let frozen;
     for (let attempt = 1; ; attempt++) {
       try {
-        frozen = await freeze(tids(tree));
+        // Listed again once the cgroup is frozen (when there is one): nothing forks or exits then.
+        frozen = await freeze(() => tids((tree = jailTree(opts.pid))));
         break;
       } catch (e) {
         const gone = tids(tree).some((tid) => !existsSync(`/proc/${tid}`) || isZombie(tid));
@@ -260,7 +261,7 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
       }
     }
     timer.lap('freeze');
-    tids(tree).forEach((tid, i) => held.set(tid, frozen.tracees[i]!));
+    frozen.pids.forEach((tid, i) => held.set(tid, frozen.tracees[i]!));
     // Without a freezer a task may fork or clone while the others are being stopped: stop those too.
     for (;;) {
       const now = jailTree(opts.pid);

@@ -24,7 +24,9 @@ export interface Frozen {
   method: string;
   /** The line of checkpoint step 2. */
   detail: string;
-  /** One per pid asked for, in that order, each in a ptrace stop. */
+  /** The pids held: those asked for, listed again once the cgroup was frozen when a listing was given. */
+  pids: number[];
+  /** One per pid of `pids`, in that order, each in a ptrace stop. */
   tracees: Tracee[];
   /** Every task of the jail's cgroup while it was frozen (just the pids asked for without a cgroup). */
   tasks: number[];
@@ -37,13 +39,17 @@ export interface FreezeOptions {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** Stop the jail of `pids[0]` and hold each of `pids` with ptrace. */
 /**
+ * Stop the jail of the first pid and hold each pid with ptrace. `pids` may
+ * be a listing of the jail's tasks: with a freezer it is taken again once
+ * the cgroup is frozen, when no task forks or exits (a workload that starts
+ * a process a millisecond, such as a shell loop, would otherwise have one
+ * listed and gone at almost every attempt).
  * Freeze, retrying while the jail's own supervisor holds a task with ptrace:
  * it runs some emulated syscalls in the caller's context (docs/IN-CALLER.md),
  * briefly, or as long as the emulated call blocks (a futex wait).
  */
-export async function freeze(pids: number[], opts: FreezeOptions = {}): Promise<Frozen> {
+export async function freeze(pids: number[] | (() => number[]), opts: FreezeOptions = {}): Promise<Frozen> {
   const deadline = Date.now() + 10_000;
   for (;;) {
     try {
@@ -58,7 +64,8 @@ export async function freeze(pids: number[], opts: FreezeOptions = {}): Promise<
 /** A task is being traced by its own supervisor, running an emulated syscall in it. */
 class HeldBySupervisor extends CheckpointError {}
 
-async function freezeOnce(pids: number[], opts: FreezeOptions): Promise<Frozen> {
+async function freezeOnce(list: number[] | (() => number[]), opts: FreezeOptions): Promise<Frozen> {
+  const pids = typeof list === 'function' ? list() : list;
   const first = pids[0];
   if (first === undefined) throw new Error('freeze: no process given');
   const cg = jailCgroupOf(first);
@@ -77,14 +84,15 @@ async function freezeOnce(pids: number[], opts: FreezeOptions): Promise<Frozen> 
     return {
       method: 'ptrace',
       detail: `ptrace interrupt (the jail has no cgroup of its own): ${stoppedText(pids)}`,
+      pids,
       tracees,
       tasks: [...pids],
     };
   }
-  return freezeCgroup(cg, pids, opts.timeoutMs ?? 10_000);
+  return freezeCgroup(cg, typeof list === 'function' ? list : () => pids, opts.timeoutMs ?? 10_000);
 }
 
-async function freezeCgroup(cg: JailCgroup, pids: number[], timeoutMs: number): Promise<Frozen> {
+async function freezeCgroup(cg: JailCgroup, list: () => number[], timeoutMs: number): Promise<Frozen> {
   const method = `cgroup ${cg.kind} freezer`;
   const attached: Tracee[] = [];
   const stopped = new Set<Tracee>();
@@ -103,6 +111,7 @@ async function freezeCgroup(cg: JailCgroup, pids: number[], timeoutMs: number): 
       await sleep(5);
     }
     const tasks = tasksOf(cg);
+    const pids = list();
     for (const pid of pids) {
       if (!tasks.includes(pid)) throw new CheckpointError(`process ${pid} is not in its jail's cgroup any more`);
     }
@@ -116,6 +125,7 @@ async function freezeCgroup(cg: JailCgroup, pids: number[], timeoutMs: number): 
     return {
       method,
       detail: `${method}: ${tasks.length} task(s) frozen, ${stoppedText(pids)}, cgroup thawed`,
+      pids,
       tracees: attached,
       tasks,
     };

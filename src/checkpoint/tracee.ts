@@ -34,6 +34,7 @@ interface PtraceAddon {
   ptracePeekSiginfo(pid: number, shared: boolean): Buffer;
   ptraceSetOptions(pid: number, options: number): void;
   ptraceGetEventMsg(pid: number): number;
+  ptraceSyscallBatch(pid: number, regs: Buffer, args: Buffer, timeoutMs: number): { done: number; stop: number; status: number; results: Buffer };
 }
 
 export function ptraceAddon(): NativeAddon & PtraceAddon {
@@ -53,6 +54,8 @@ const SYS_GETPID = 39;
 const RESTART_CODES = new Set([-512n, -513n, -514n, -516n]);
 /** How often one injected call is run again after a signal came in between. */
 const MAX_RETRIES = 1000;
+/** How ptraceSyscallBatch ended (native/ptrace.c). */
+const BATCH = { done: 0, signal: 1, exited: 2, timeout: 3, other: 4 } as const;
 /** How long one stop of an injected call may take (a call the jail's supervisor answers included). */
 const STOP_TIMEOUT_MS = 30_000;
 
@@ -472,6 +475,63 @@ export class Tracee {
       }
     }
     return BigInt.asIntN(64, this.getRegs().rax);
+  }
+
+  /**
+   * Run the call `nr` once per argument list, as `syscall` runs one, with
+   * the stops waited for in C: one crossing into native code for all of
+   * them instead of several event-loop turns each (a step that asks the
+   * kernel the same thing many times, such as every signal's handler).
+   * Only for calls that start no task. The raw results, in order.
+   */
+  async syscallBatch(nr: number, argLists: readonly (readonly (bigint | number)[])[]): Promise<bigint[]> {
+    const results: bigint[] = [];
+    let own = this.getRegs();
+    for (let signals = 0; results.length < argLists.length; ) {
+      const rest = argLists.slice(results.length);
+      const args = Buffer.alloc(rest.length * 48);
+      rest.forEach((list, i) => list.forEach((a, j) => args.writeBigUInt64LE(BigInt.asUintN(64, BigInt(a)), (i * 6 + j) * 8)));
+      const parking = this.parkingFrame(own);
+      const regs = encodeGprs({ ...own, rax: BigInt(nr), orig_rax: -1n, rip: this.gadget, rbp: parking.rbp });
+      guardNote.dirty(this.pid, encodeGprs(own), this.gadget, parking.park);
+      this.running = true;
+      const r = ptraceAddon().ptraceSyscallBatch(this.pid, regs, args, STOP_TIMEOUT_MS);
+      injected += r.done;
+      for (let i = 0; i < r.done; i++) results.push(r.results.readBigInt64LE(i * 8));
+      if (r.stop === BATCH.done) {
+        this.running = false;
+        this.atEntry = false;
+        this.setRegs(own);
+        guardNote.clean(this.pid);
+        break;
+      }
+      if (r.stop === BATCH.signal) {
+        // As `syscall` does: the signal is delivered on the thread's own registers, then the calls go on.
+        if (++signals > MAX_RETRIES) throw new TraceeError(`injected syscall ${nr} in process ${this.pid} was interrupted by signals ${MAX_RETRIES} times`);
+        this.running = false;
+        this.atEntry = false;
+        await this.deliverNow(stopSignal(r.status), own);
+        own = this.getRegs();
+        continue;
+      }
+      if (r.stop === BATCH.exited) {
+        this.running = false;
+        this.detached = true;
+        closeSync(this.memFd);
+        guardNote.released(this.pid);
+        throw new TraceeError(`process ${this.pid} ended (${describeExit(r.status)})`);
+      }
+      // Timed out (still running) or stopped otherwise: let it be, as after a failed `syscall`.
+      this.running = r.stop === BATCH.timeout;
+      this.atEntry = false;
+      await this.putBack(own).catch(() => {});
+      throw new TraceeError(
+        r.stop === BATCH.timeout
+          ? `process ${this.pid} did not reach a stop of injected syscall ${nr} within ${STOP_TIMEOUT_MS / 1000} s`
+          : `process ${this.pid} stopped unexpectedly (status 0x${r.status.toString(16)}) in injected syscall ${nr}`,
+      );
+    }
+    return results;
   }
 
   /**

@@ -86,6 +86,8 @@ export interface Plan {
 
 export const ALLOW: Action = Object.freeze({ kind: 'allow' });
 export const KILL_PROCESS: Action = Object.freeze({ kind: 'kill', scope: 'process' });
+/** Notified, and run as made once the supervisor has seen it (SECCOMP_USER_NOTIF_FLAG_CONTINUE). */
+export const NOTIFY_AND_RUN: Action = Object.freeze({ kind: 'notify', answer: Object.freeze({ kind: 'continue' }) });
 
 export function errno(n: number): Action {
   return { kind: 'errno', errno: n };

@@ -1,5 +1,5 @@
 import type { SyscallTable } from '../syscalls/table.js';
-import type { Action, ArchName, ArchPlan, ArgCondition, Plan, Rule, SyscallDecision } from './action.js';
+import { type Action, type ArchName, type ArchPlan, type ArgCondition, NOTIFY_AND_RUN, type Plan, type Rule, type SyscallDecision } from './action.js';
 
 /*
  * A checkpoint reads the jail's memory advice (the VmFlags of
@@ -12,8 +12,6 @@ import type { Action, ArchName, ArchPlan, ArgCondition, Plan, Rule, SyscallDecis
  * plan lets one run unseen anyway (a policy's SCMP_ACT_LOG or TRACE), the
  * checkpoint reads the advice while the jail is stopped, as before.
  */
-
-const NOTIFY_AND_RUN: Action = Object.freeze({ kind: 'notify', answer: Object.freeze({ kind: 'continue' }) });
 
 /** MADV_DONTFORK (10) to MADV_KEEPONFORK (19): the advice values that set or clear a VmFlag. */
 const adviceIn = (index: 2 | 3): ArgCondition[] => [

@@ -1,4 +1,4 @@
-import type { Action, ArchPlan, Plan, SyscallDecision } from './action.js';
+import { type Action, type ArchPlan, NOTIFY_AND_RUN, type Plan, type SyscallDecision } from './action.js';
 
 /*
  * The open shim's native fast path keeps each caller thread's identity (ids,
@@ -37,8 +37,6 @@ export const IDENTITY_CALLS: ReadonlyMap<string, Track> = new Map<string, Track>
   ['execve', 'exec'],
   ['execveat', 'exec'],
 ]);
-
-const NOTIFY_AND_RUN: Action = Object.freeze({ kind: 'notify', answer: Object.freeze({ kind: 'continue' }) });
 
 /** Does the plan send x86_64 open and openat to the open shim (and so, maybe, to the fast path)? */
 export function opensViaShim(arches: readonly ArchPlan[]): boolean {

@@ -6,7 +6,9 @@
  * reverse.
  */
 import { type LiveProcess, type ThreadImage, fromHex, toHex } from '../../image/format.js';
-import { ptraceAddon, type Tracee } from '../tracee.js';
+import { ptraceAddon, type Tracee, TraceeError } from '../tracee.js';
+import { errnoName } from '../../errno.js';
+import { throwIfInterrupted } from '../interrupt.js';
 import { SYS } from '../syscalls.js';
 import type { Scratch } from './memory.js';
 
@@ -17,16 +19,26 @@ const SIGSTOP = 19;
 const SIGSET_SIZE = 8;
 const SIGINFO_SIZE = 128;
 
+/** Every signal a handler can be set for. */
+const SETTABLE = Array.from({ length: 64 }, (_, i) => i + 1).filter((sig) => sig !== SIGKILL && sig !== SIGSTOP);
+/** struct kernel_sigaction: handler, flags, restorer, mask. */
+const KSIGACTION_SIZE = 32;
+
 export async function collectSignals(t: Tracee, scratch: Scratch): Promise<Signals> {
+  throwIfInterrupted();
+  // One batch: each signal's action into its own slot of the scratch page (62 × 32 bytes).
+  const slot = (i: number): bigint => scratch.addr + BigInt(i * KSIGACTION_SIZE);
+  const results = await t.syscallBatch(SYS.rt_sigaction, SETTABLE.map((sig, i) => [sig, 0, slot(i), SIGSET_SIZE]));
+  results.forEach((r, i) => {
+    if (r < 0n) throw new TraceeError(`rt_sigaction(${SETTABLE[i]}) failed in process ${t.pid}: ${errnoName(Number(-r))}`);
+  });
+  const all = t.read(scratch.addr, SETTABLE.length * KSIGACTION_SIZE);
   const actions: Signals['actions'] = [];
-  for (let sig = 1; sig <= 64; sig++) {
-    if (sig === SIGKILL || sig === SIGSTOP) continue;
-    await t.syscallOk(`rt_sigaction(${sig})`, SYS.rt_sigaction, sig, 0, scratch.addr, SIGSET_SIZE);
-    const k = t.read(scratch.addr, 32);
-    const [handler, flags, restorer, mask] = [0, 8, 16, 24].map((o) => k.readBigUInt64LE(o)) as [bigint, bigint, bigint, bigint];
-    if (handler === 0n && flags === 0n && mask === 0n) continue; // SIG_DFL, as after exec
+  SETTABLE.forEach((sig, i) => {
+    const [handler, flags, restorer, mask] = [0, 8, 16, 24].map((o) => all.readBigUInt64LE(i * KSIGACTION_SIZE + o)) as [bigint, bigint, bigint, bigint];
+    if (handler === 0n && flags === 0n && mask === 0n) return; // SIG_DFL, as after exec
     actions.push({ signal: sig, handler: toHex(handler), flags: toHex(flags), restorer: toHex(restorer), mask: toHex(mask) });
-  }
+  });
   return { actions, pending: queued(t, true) };
 }
 
