@@ -206,15 +206,19 @@ async function endProcesses(pids: number[], graceMs: number): Promise<void> {
   throw new CheckpointError(`process(es) ${pids.filter((p) => !ended(p)).join(', ')} did not end after SIGKILL within 5 s; nothing was saved`);
 }
 
+/** The jail's supervisor, or this process if that cannot be told. */
+function supervisorOfOrSelf(pid: number): number {
+  try {
+    return supervisorOf(pid);
+  } catch {
+    return process.pid;
+  }
+}
+
 /** Advice read now, while the jail runs, if its supervisor watches what changes it (parts/advice-watch.ts). */
 async function readAdviceEarly(pid: number, running: number[]): Promise<EarlyAdvice | null> {
-  let supervisor: number;
-  try {
-    supervisor = supervisorOf(pid);
-  } catch {
-    return null;
-  }
-  return EarlyAdvice.read(supervisor, running);
+  const supervisor = supervisorOfOrSelf(pid);
+  return supervisor === process.pid ? null : EarlyAdvice.read(supervisor, running);
 }
 
 async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
@@ -277,7 +281,10 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
       }
     }
     timer.lap('list again');
-    for (const t of held.values()) t.spinWhileWaiting();
+    // Waits for injected calls' stops in C, unless this process is the jail's own supervisor (a
+    // self-checkpoint): then the event loop must stay free to answer the jail's notifications.
+    const nativeWaits = supervisorOfOrSelf(opts.pid) !== process.pid;
+    for (const t of held.values()) t.spinWhileWaiting(nativeWaits);
     // From here on signals wait in their queues (and are saved there) until each thread is let go.
     for (const t of held.values()) await t.holdSignals();
     timer.lap('hold signals');

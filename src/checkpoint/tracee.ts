@@ -54,6 +54,8 @@ const SYS_GETPID = 39;
 const RESTART_CODES = new Set([-512n, -513n, -514n, -516n]);
 /** How often one injected call is run again after a signal came in between. */
 const MAX_RETRIES = 1000;
+const SYS_CLONE = 56;
+const SYS_CLONE3 = 435;
 /** How ptraceSyscallBatch ended (native/ptrace.c). */
 const BATCH = { done: 0, signal: 1, exited: 2, timeout: 3, other: 4 } as const;
 /** How long one stop of an injected call may take (a call the jail's supervisor answers included). */
@@ -131,6 +133,12 @@ export class Tracee {
   private atEntry = false;
   /** Microseconds a poll for a stop yields the CPU before the event loop's turn (`spinWhileWaiting`). */
   private waitSpinUs = 0;
+  /**
+   * Injected calls wait for their stops in C (`syscallBatch`), the event
+   * loop not turning meanwhile: only where no answer this process owes the
+   * jail's calls can be needed (its supervisor is another process).
+   */
+  private nativeWaits = false;
   /** The thread's own signal mask while `holdSignals` keeps every signal blocked. */
   private heldMask: bigint | undefined;
 
@@ -222,8 +230,9 @@ export class Tracee {
    * turn on a busy machine. Not for restore, where this process's supervisor
    * may have to answer the call first.
    */
-  spinWhileWaiting(): void {
+  spinWhileWaiting(nativeWaits = false): void {
     this.waitSpinUs = WAIT_SPIN_US;
+    this.nativeWaits = nativeWaits;
   }
 
   resume(how: keyof typeof RESUME, signal = 0): void {
@@ -424,6 +433,13 @@ export class Tracee {
    * is run again; so is a call the kernel wants restarted.
    */
   async syscall(nr: number, ...args: (bigint | number)[]): Promise<bigint> {
+    // A call that starts a task stops again for its event: waited for here.
+    if (this.nativeWaits && nr !== SYS_CLONE && nr !== SYS_CLONE3) {
+      const [r] = await this.syscallBatch(nr, [args]);
+      // One turn of the event loop a call: a SIGTERM or SIGINT to vjail is seen (interrupt.ts) while the jail is held.
+      await yieldToLoop();
+      return r!;
+    }
     injected++;
     let own = this.getRegs();
     const argRegs: GprName[] = ['rdi', 'rsi', 'rdx', 'r10', 'r8', 'r9'];
