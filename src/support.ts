@@ -536,27 +536,23 @@ const PLANNED = `## Planned
 
 - Migration that stops a 1 GiB jail for at most 100 ms. With the
   pre-dump's rounds sent while the jail runs (the default), a 1 GiB
-  workload writing 10 MiB/s at random is stopped 370 ms (312-430) on a
-  quiet 2-vCPU host (7.1 s with \`--no-pre-dump\`; 1.17 s the round
-  before): the dump 168 ms (freeze, the last round's pages and their chunks
-  hashed again, the manifest), sending 17 ms, and 182 ms there, where the
-  page server has started the jail's supervisor at the handshake and it
-  waits, its name taken and its checks warmed, for the last image: 26 ms
-  receiving and 153 ms until the jail runs. What remains: the frozen
-  dump's fixed costs (below), hashing the last round's chunks on more
-  threads or while sending, and starting the jail itself ahead of the
-  image (a profile and policy guessed at the handshake, checked against
-  the manifest). TLS for the page server.
-- Pre-dump stops a 1 GiB jail writing 10 MiB/s for 77 ms (56-79) on a
-  quiet host against a 50 ms target (39 ms at 256 MiB; 88 ms the day
-  before with the round's starting code). Left in the frozen window: the
-  kernel's walk of /proc/PID/smaps for the advice flags, 13-18 ms per
-  256 MiB mapped on this host (some 60 ms at 1 GiB: above the target on
-  its own), beside 62 injected rt_sigaction calls for the signal handlers
-  (~0.5 ms each with the walk beside them, 70-110 µs without, 27-42 µs
-  for the same call made from C). Next: learn the advice before the
-  freeze and only confirm it while frozen, and run the injected calls of
-  a step from native code.
+  workload writing 10 MiB/s at random is stopped 353 ms (323-387) on a
+  quiet 2-vCPU host (7.3 s with \`--no-pre-dump\`; 370 ms earlier the same
+  day, 1.17 s the round before): the dump 137 ms (freeze, the last round's
+  pages and their chunks hashed again, the manifest; the advice now read
+  before the freeze), sending 14 ms, and 197 ms there, where the page
+  server has started the jail's supervisor at the handshake and it waits,
+  its name taken and its checks warmed, for the last image: 16 ms
+  receiving and 161 ms until the jail runs. Of those 161 ms
+  (\`VJAIL_TIMINGS=1\`): opening the image 41 ms (its sha256 and JSON 16,
+  the manifest's schema 16), starting the restorer 13 ms, and the
+  restore's injected calls, ~0.85 ms each because their stops are waited
+  for on the event loop (the restoring process is the jail's supervisor and
+  must stay free to answer it): 45 ms to map 25 mappings. What remains:
+  waiting for those stops in C for the calls the plan never hands to
+  JavaScript, checking the manifest as the rounds arrive, hashing the last
+  round's chunks on more threads or while sending, and starting the jail
+  itself ahead of the image. TLS for the page server.
 - Lazy restore runs the workload 45 ms after restore starts at 256 MiB
   (48 ms at 1 GiB) on a quiet host, against 50 ms: met thinly (one run in
   six at 1 GiB took 54.7 ms); every page is in place in 0.55× a full
