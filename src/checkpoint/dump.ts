@@ -215,12 +215,6 @@ function supervisorOfOrSelf(pid: number): number {
   }
 }
 
-/** Advice read now, while the jail runs, if its supervisor watches what changes it (parts/advice-watch.ts). */
-async function readAdviceEarly(pid: number, running: number[]): Promise<EarlyAdvice | null> {
-  const supervisor = supervisorOfOrSelf(pid);
-  return supervisor === process.pid ? null : EarlyAdvice.read(supervisor, running);
-}
-
 async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
   const report = opts.report ?? (() => {});
   const warn = opts.warn ?? (() => {});
@@ -239,9 +233,14 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
   let letGo = '';
   try {
     const running = tree.processes.filter((p) => !p.zombie).map((p) => p.pid);
+    // This process may be the jail's own supervisor (a self-checkpoint): then its event loop must stay
+    // free to answer the jail, and it keeps no advice watch of its own to read.
+    const supervisor = supervisorOfOrSelf(opts.pid);
+    const selfSupervised = supervisor === process.pid;
     pre = await preDumpStep(running, opts.preDump, opts.image, (line) => report(1, 'pre-dump', line));
     // With a pre-dump the stop is short: the advice (smaps) is read before it, if it can be trusted then.
-    if (pre) early = await readAdviceEarly(opts.pid, running);
+    // (parts/advice-watch.ts: only if its supervisor watches what changes it).
+    if (pre && !selfSupervised) early = await EarlyAdvice.read(supervisor, running);
     if (early) report(1, 'pre-dump', `memory advice of ${running.length} process(es) read while running`);
     // Started now, not while the jail is stopped: the hashing thread (it also reads smaps), the vDSO's description.
     new OffThreadHash().digest();
@@ -281,10 +280,8 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
       }
     }
     timer.lap('list again');
-    // Waits for injected calls' stops in C, unless this process is the jail's own supervisor (a
-    // self-checkpoint): then the event loop must stay free to answer the jail's notifications.
-    const nativeWaits = supervisorOfOrSelf(opts.pid) !== process.pid;
-    for (const t of held.values()) t.spinWhileWaiting(nativeWaits);
+    // Waits for injected calls' stops in C, unless this process is the jail's own supervisor.
+    for (const t of held.values()) t.spinWhileWaiting(!selfSupervised);
     // From here on signals wait in their queues (and are saved there) until each thread is let go.
     for (const t of held.values()) await t.holdSignals();
     timer.lap('hold signals');
