@@ -7,7 +7,8 @@
  *                         (cwd, profile, policy, emulate, kernelFiles, receiver, spin, pidNs, stats, ...)
  *  resident -> front  'O' planned: uint32 filter length, the BPF program,
  *                         then NUL-terminated records: "W<warning>", "B<source>:<target>"
- *                     'F' fall back: the full CLI handles this run (it says why)
+ *                     'F' fall back, then an optional reason: the full CLI handles this run
+ *                         (it says what is wrong; the front end shows the reason with --stats)
  *  front -> resident  'S' the workload's seccomp listener (SCM_RIGHTS)
  *  resident -> front  'A' supervising, or 'F' (the workload has not run yet)
  *                     'W' a warning line to print on stderr while the jail runs

@@ -38,10 +38,16 @@ extern char **environ;
 
 static char **g_argv; /* our own argv: argv[1] is the script */
 static int g_argc;
+static int g_stats; /* --stats: say why the resident did not serve the jail */
 
-/* Hand the whole command line to the Node CLI. */
-static _Noreturn void fall_back(void)
+/*
+ * Hand the whole command line to the Node CLI. With --stats, say why first:
+ * the table that follows is then the Node CLI's supervisor's, not the resident's.
+ */
+static _Noreturn void fall_back(const char *why)
 {
+	if (g_stats && why)
+		fprintf(stderr, "vjail: not served by the resident supervisor (%s): the Node CLI runs the jail\n", why);
 	char **args = calloc((size_t)g_argc + 1, sizeof *args);
 	if (args) {
 		args[0] = "node";
@@ -343,7 +349,7 @@ static size_t put(size_t at, const char *key, const char *value)
 		return at;
 	int n = snprintf(msg + at, sizeof msg - at, "%s=%s", key, value);
 	if (n < 0 || (size_t)n + 1 >= sizeof msg - at)
-		fall_back();
+		fall_back("the request is too long");
 	return at + (size_t)n + 1;
 }
 
@@ -382,7 +388,7 @@ static void request_plan(int sock, const struct options *o, struct plan *out)
 {
 	char cwd[PATH_MAX];
 	if (!getcwd(cwd, sizeof cwd))
-		fall_back();
+		fall_back("the working directory has no path");
 	size_t at = 0;
 	msg[at++] = RESIDENT_REQUEST;
 	at = put(at, "cwd", cwd);
@@ -400,13 +406,17 @@ static void request_plan(int sock, const struct options *o, struct plan *out)
 	at = put(at, "net", o->net);
 	at = put(at, "hostname", o->hostname);
 	if (send(sock, msg, at, MSG_NOSIGNAL) != (ssize_t)at)
-		fall_back();
-	ssize_t n = recv_msg(sock, msg, sizeof msg, 30000, NULL);
+		fall_back("the request could not be sent");
+	ssize_t n = recv_msg(sock, msg, sizeof msg - 1, 30000, NULL);
+	if (n < 0)
+		fall_back("it did not plan the jail within 30 s");
+	if (n > 0 && msg[0] == RESIDENT_FALLBACK)
+		fall_back(n > 1 ? (msg[n] = '\0', msg + 1) : "it declined");
 	if (n < 5 || msg[0] != RESIDENT_PLANNED)
-		fall_back();
+		fall_back("its answer was not a plan");
 	memcpy(&out->filter_len, msg + 1, 4);
 	if ((size_t)n < 5 + (size_t)out->filter_len)
-		fall_back();
+		fall_back("its plan was cut short");
 	out->filter = msg + 5;
 	out->records = msg + 5 + out->filter_len;
 	out->records_len = (size_t)n - 5 - out->filter_len;
@@ -437,19 +447,19 @@ static pid_t spawn_init(const char *path, char **args, int child_ctl)
 }
 
 /* Kill a launch that failed before the workload ran, and let the Node CLI try (it says what failed). */
-static _Noreturn void abandon(struct launched *l)
+static _Noreturn void abandon(struct launched *l, const char *why)
 {
 	kill(l->init, SIGUSR2);
 	while (waitpid(l->init, NULL, 0) < 0 && errno == EINTR)
 		;
-	fall_back();
+	fall_back(why);
 }
 
 static void launch(const struct options *o, const struct plan *plan, struct launched *l)
 {
 	char root[PATH_MAX], init[PATH_MAX + 64], parent[32];
 	if (package_root(root, sizeof root))
-		fall_back();
+		fall_back("vjail's package directory was not found");
 	snprintf(init, sizeof init, "%s/build/Release/vjail-init", root);
 	snprintf(parent, sizeof parent, "%d", (int)getpid());
 	size_t ncmd = 0;
@@ -460,7 +470,7 @@ static void launch(const struct options *o, const struct plan *plan, struct laun
 		nrecords += plan->records[i] == 'B' || plan->records[i] == 'C' || plan->records[i] == 'L';
 	char **args = calloc(ncmd + 2 * nrecords + 8, sizeof *args);
 	if (!args)
-		fall_back();
+		fall_back("out of memory");
 	size_t k = 0;
 	args[k++] = init;
 	args[k++] = "--parent";
@@ -478,18 +488,18 @@ static void launch(const struct options *o, const struct plan *plan, struct laun
 		args[k++] = o->command[i];
 	int sv[2];
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv))
-		fall_back();
+		fall_back("no socket pair for vjail-init");
 	l->ctl = sv[0];
 	l->init = spawn_init(init, args, sv[1]);
 	close(sv[1]);
 	free(args);
 	if (l->init < 0)
-		fall_back();
+		fall_back("vjail-init could not be started");
 	if (send(l->ctl, plan->filter, plan->filter_len, MSG_NOSIGNAL) != (ssize_t)plan->filter_len)
-		abandon(l);
+		abandon(l, "vjail-init did not take the filter");
 	struct ctl_msg hello;
 	if (recv_msg(l->ctl, &hello, sizeof hello, 10000, &l->pidfd) != sizeof hello || hello.type != CTL_HELLO || l->pidfd < 0)
-		abandon(l);
+		abandon(l, "vjail-init did not say hello within 10 s");
 	/* The workload installs its filter and then waits in the handshake for the supervisor. */
 	for (long long deadline = now_ms() + 10000;; sleep_us(100)) {
 		int fd = (int)syscall(SYS_pidfd_getfd, l->pidfd, hello.a, 0);
@@ -504,7 +514,7 @@ static void launch(const struct options *o, const struct plan *plan, struct laun
 			}
 			close(fd);
 		} else if (errno != EBADF || now_ms() > deadline) {
-			abandon(l);
+			abandon(l, "the workload's seccomp listener was not there within 10 s");
 		}
 	}
 }
@@ -524,9 +534,11 @@ int main(int argc, char **argv)
 	g_argc = argc;
 	g_argv = argv;
 	struct options o;
+	memset(&o, 0, sizeof o);
 	const char *off = getenv("VJAIL_RESIDENT");
 	if (argc < 2 || (off && !strcmp(off, "0")) || !parse(argc - 2, argv + 2, &o))
-		fall_back();
+		fall_back(NULL);
+	g_stats = o.stats;
 	/* As the Node CLI: the soft descriptor limit raised to the hard one, SIGPIPE
 	 * ignored; forwarded signals held until the jail can receive them. */
 	struct rlimit nofile;
@@ -538,7 +550,7 @@ int main(int argc, char **argv)
 	/* As the Node CLI's supervisor: a workload of the same user may not trace this
 	 * process or write its memory through /proc (docs/SECURITY.md). */
 	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0))
-		fall_back();
+		fall_back("prctl(PR_SET_DUMPABLE) failed");
 	int on_terminal = isatty(0);
 	sigset_t held;
 	sigemptyset(&held);
@@ -550,7 +562,7 @@ int main(int argc, char **argv)
 
 	int sock = connect_resident();
 	if (sock < 0)
-		fall_back();
+		fall_back("none answered within 10 s");
 	struct plan plan;
 	request_plan(sock, &o, &plan);
 	for (size_t i = 0; i < plan.records_len; i += strlen(plan.records + i) + 1)
@@ -559,11 +571,13 @@ int main(int argc, char **argv)
 	struct launched l;
 	launch(&o, &plan, &l);
 	if (send_fd(sock, RESIDENT_LISTENER, l.listener))
-		abandon(&l);
+		abandon(&l, "the listener could not be sent");
 	close(l.listener);
-	char reply[8];
-	if (recv_msg(sock, reply, sizeof reply, 30000, NULL) < 1 || reply[0] != RESIDENT_SUPERVISING)
-		abandon(&l);
+	ssize_t answer = recv_msg(sock, msg, sizeof msg - 1, 30000, NULL);
+	if (answer < 1)
+		abandon(&l, "it did not start supervising within 30 s");
+	if (msg[0] != RESIDENT_SUPERVISING)
+		abandon(&l, msg[0] == RESIDENT_FALLBACK && answer > 1 ? (msg[answer] = '\0', msg + 1) : "it declined to supervise");
 	if (on_terminal) {
 		/* Keep vjail alive on a terminal ^C: the workload decides what it means. */
 		signal(SIGINT, SIG_IGN);

@@ -147,6 +147,21 @@ describe('vjail run: native front end and Node CLI alike', () => {
     }
   });
 
+  it('--stats says who served the jail: the resident (its pid), or why the Node CLI did', async () => {
+    const served = await both(['run', '--stats', '--', 'true']);
+    expect(served.fast.exitCode).toBe(0);
+    const pid = Number(/served by the resident supervisor \(pid (\d+)\)/.exec(served.fast.stderr)?.[1]);
+    expect(residents(runtime)).toContain(pid);
+    expect(served.node.stderr).not.toMatch(/resident/);
+    // The resident cannot plan with a profile that does not exist: it declines, saying why, and the
+    // Node CLI then gives its own error for it.
+    const declined = await both(['run', '--stats', '--profile', 'no-such-profile', '--', 'true']);
+    const [note, ...rest] = declined.fast.stderr.split('\n');
+    expect(note).toMatch(/^vjail: not served by the resident supervisor \(.*no-such-profile.*\): the Node CLI runs the jail$/);
+    expect({ ...declined.fast, stderr: rest.join('\n') }).toEqual(declined.node);
+    expect(declined.node.exitCode).toBe(2);
+  });
+
   it('on a terminal: the jail has it, in the foreground process group', async () => {
     const out = [];
     for (const fast of [true, false]) {

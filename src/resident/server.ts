@@ -123,9 +123,9 @@ class Connection {
       if (!req.pidNs && req.rootfs === undefined && !this.cgroup) this.cgroup = runCgroup();
       const records = (this.cgroup ? `C${this.cgroup.path}\0` : '') + (layout ? `L${layout}\0` : '');
       this.send(records ? Buffer.concat([message, Buffer.from(records, 'utf8')]) : message);
-    } catch {
-      // The Node CLI says what is wrong, exactly as it would have.
-      this.send(Buffer.from(MSG.FALLBACK));
+    } catch (e) {
+      // The Node CLI says what is wrong, exactly as it would have (the reason is shown with --stats).
+      this.send(Buffer.from(`${MSG.FALLBACK}${oneLine(e)}`));
     } finally {
       process.chdir('/');
     }
@@ -134,7 +134,7 @@ class Connection {
   private supervise(listenerFd: number): void {
     if (!this.planned || this.supervisor) {
       closeSync(listenerFd);
-      return this.send(Buffer.from(MSG.FALLBACK));
+      return this.send(Buffer.from(`${MSG.FALLBACK}${this.supervisor ? 'a second listener for one jail' : 'a listener before a plan'}`));
     }
     try {
       this.supervisor = new Supervisor({
@@ -146,17 +146,20 @@ class Connection {
         warn: (line) => this.send(Buffer.from(`${MSG.WARNING}${line}`)),
       });
       this.supervisor.start();
-    } catch {
+    } catch (e) {
       this.supervisor = undefined;
       closeSync(listenerFd);
-      return this.send(Buffer.from(MSG.FALLBACK));
+      return this.send(Buffer.from(`${MSG.FALLBACK}the supervisor did not start: ${oneLine(e)}`));
     }
     this.send(Buffer.from(MSG.SUPERVISING));
   }
 
   /** vjail-init has exited: end what is left of the jail, then let the front end return. */
   private ended(): void {
-    if (this.planned?.stats && this.supervisor) this.send(Buffer.from(`${MSG.STATS}${formatStats(this.supervisor.stats(), this.supervisor.state())}`));
+    if (this.planned?.stats && this.supervisor) {
+      const table = formatStats(this.supervisor.stats(), this.supervisor.state());
+      this.send(Buffer.from(`${MSG.STATS}${table}\nserved by the resident supervisor (pid ${process.pid})`));
+    }
     if (this.cgroup) {
       if (!killRemaining(this.cgroup)) this.send(Buffer.from(`${MSG.WARNING}processes of the jail are still in ${this.cgroup.path} 5 s after SIGKILL`));
       removeJailCgroup(this.cgroup);
@@ -222,4 +225,9 @@ export function serve(socketPath: string, idleMs: number): boolean {
   });
   armIdle();
   return true;
+}
+
+/** An error as one line, for the front end's --stats note on why the resident did not serve a jail. */
+function oneLine(e: unknown): string {
+  return (e instanceof Error ? e.message : String(e)).split('\n')[0]!.slice(0, 500);
 }
