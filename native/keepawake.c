@@ -76,21 +76,34 @@ static int read_line(const char *path, char *buf, size_t size)
 	return 0;
 }
 
-/* "/autogroup-25" of "/autogroup-25 nice 0": the group, without its nice value (set per group). */
-static void group_name(char *line)
+/*
+ * The autogroup of /proc/PID/autogroup at path: "/autogroup-25" of
+ * "/autogroup-25 nice 0" (without the nice value, set per group), or "" for a
+ * task whose session never made one (the file is empty: a task started by
+ * init without setsid, as a service's or a CI runner's, is in the root
+ * group). 0, or -1 if the file cannot be read.
+ */
+static int read_group(const char *path, char *buf, size_t size)
 {
-	line[strcspn(line, " ")] = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = read(fd, buf, size - 1);
+	close(fd);
+	if (n < 0)
+		return -1;
+	buf[n] = 0;
+	buf[strcspn(buf, " \n")] = 0;
+	return 0;
 }
 
 int ka_start(struct keep_awake *k)
 {
 	memset(k, 0, sizeof *k);
 	char on[8];
-	if (read_line("/proc/sys/kernel/sched_autogroup_enabled", on, sizeof on) == 0 && !strcmp(on, "1") &&
-	    read_line("/proc/self/autogroup", k->autogroup, sizeof k->autogroup) == 0)
-		group_name(k->autogroup);
-	else
-		k->autogroup[0] = 0; /* no autogroups (or no way to tell): every task is in the same group */
+	/* Without autogroups (or no way to tell) every task counts as in the same group. */
+	k->autogroups = read_line("/proc/sys/kernel/sched_autogroup_enabled", on, sizeof on) == 0 && !strcmp(on, "1") &&
+			read_group("/proc/self/autogroup", k->autogroup, sizeof k->autogroup) == 0;
 	cpu_set_t mine;
 	if (sched_getaffinity(0, sizeof mine, &mine))
 		return errno;
@@ -148,17 +161,13 @@ static void wake_spinners(struct keep_awake *k)
  */
 static int same_group(struct keep_awake *k, pid_t tid)
 {
-	if (!k->autogroup[0])
+	if (!k->autogroups)
 		return 1;
 	if (tid == k->checked_tid)
 		return k->checked_same;
 	char path[48], line[sizeof k->autogroup];
 	snprintf(path, sizeof path, "/proc/%d/autogroup", (int)tid);
-	int same = tid > 0 && read_line(path, line, sizeof line) == 0;
-	if (same) {
-		group_name(line);
-		same = !strcmp(line, k->autogroup);
-	}
+	int same = tid > 0 && read_group(path, line, sizeof line) == 0 && !strcmp(line, k->autogroup);
 	k->checked_tid = tid;
 	k->checked_same = same;
 	return same;

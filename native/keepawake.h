@@ -46,7 +46,8 @@ struct keep_awake {
 	_Atomic uint64_t cpu_ns[KA_MAX_CPUS]; /* CPU time each spinner has used */
 	atomic_ullong wakes;		       /* times sleeping spinners were woken */
 	uint64_t last_ns; /* receiving thread only: when the previous notification arrived */
-	char autogroup[48]; /* this process's autogroup ("/autogroup-25"), empty without autogroups */
+	int autogroups;     /* autogroups are on and this process's can be read */
+	char autogroup[48]; /* this process's autogroup ("/autogroup-25"); "" for the root group */
 	pid_t checked_tid; /* receiving thread only: the last caller looked up, and whether it is in that group */
 	int checked_same;
 };

@@ -56,7 +56,9 @@ const SUPPORTED = `## Supported
   With autogroups (\`kernel.sched_autogroup_enabled\`, one scheduling group
   per session) \`SCHED_IDLE\` counts only within a group: a spinner in
   another session than the caller would take a share of the caller's CPU as
-  a group of its own. So vjail spins only for callers in its own autogroup.
+  a group of its own. So vjail spins only for callers in its own autogroup
+  (tasks whose session never made one, such as a service's started by init
+  without \`setsid\`, share the root group: that counts as one group too).
   The resident supervisor stays in the session of the front end that
   started it (its own process group, not its own session), so it shares the
   autogroup of that session's jails; a jail run from another session gets
