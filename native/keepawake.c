@@ -61,29 +61,15 @@ static void *spinner(void *p)
 	return NULL;
 }
 
-/* The first line of a small /proc file, without its newline: 0, or -1. */
-static int read_line(const char *path, char *buf, size_t size)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	ssize_t n = read(fd, buf, size - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = 0;
-	buf[strcspn(buf, "\n")] = 0;
-	return 0;
-}
-
 /*
- * The autogroup of /proc/PID/autogroup at path: "/autogroup-25" of
- * "/autogroup-25 nice 0" (without the nice value, set per group), or "" for a
- * task whose session never made one (the file is empty: a task started by
- * init without setsid, as a service's or a CI runner's, is in the root
- * group). 0, or -1 if the file cannot be read.
+ * The first word of a small /proc file: "/autogroup-25" of an autogroup file's
+ * "/autogroup-25 nice 0" (without the nice value, set per group), "1" of a
+ * sysctl's "1\n". "" for an empty file: a task whose session never made an
+ * autogroup (one started by init without setsid, as a service's or a CI
+ * runner's) is in the root group, and its file is empty. 0, or -1 if the
+ * file cannot be read.
  */
-static int read_group(const char *path, char *buf, size_t size)
+static int read_word(const char *path, char *buf, size_t size)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -102,8 +88,8 @@ int ka_start(struct keep_awake *k)
 	memset(k, 0, sizeof *k);
 	char on[8];
 	/* Without autogroups (or no way to tell) every task counts as in the same group. */
-	k->autogroups = read_line("/proc/sys/kernel/sched_autogroup_enabled", on, sizeof on) == 0 && !strcmp(on, "1") &&
-			read_group("/proc/self/autogroup", k->autogroup, sizeof k->autogroup) == 0;
+	k->autogroups = read_word("/proc/sys/kernel/sched_autogroup_enabled", on, sizeof on) == 0 && !strcmp(on, "1") &&
+			read_word("/proc/self/autogroup", k->autogroup, sizeof k->autogroup) == 0;
 	cpu_set_t mine;
 	if (sched_getaffinity(0, sizeof mine, &mine))
 		return errno;
@@ -167,7 +153,7 @@ static int same_group(struct keep_awake *k, pid_t tid)
 		return k->checked_same;
 	char path[48], line[sizeof k->autogroup];
 	snprintf(path, sizeof path, "/proc/%d/autogroup", (int)tid);
-	int same = tid > 0 && read_group(path, line, sizeof line) == 0 && !strcmp(line, k->autogroup);
+	int same = tid > 0 && read_word(path, line, sizeof line) == 0 && !strcmp(line, k->autogroup);
 	k->checked_tid = tid;
 	k->checked_same = same;
 	return same;
