@@ -23,42 +23,71 @@ import { fixture, vjailBin } from './helpers/fixtures.js';
 const STEPS = `
 set -u
 V="node $VJAIL_BIN"
+say() { echo "$K $(date +%T) $*" >&2; }
 count() { if [ -f "$1" ]; then grep -c . "$1"; else echo 0; fi; }
-# grow FILE N PID: wait until FILE has N lines while PID lives (at most 5 minutes)
+# grow FILE N PID: wait until FILE has N lines while PID lives (at most 2 minutes)
 grow() {
   i=0
   while [ "$(count "$1")" -lt "$2" ]; do
-    kill -0 "$3" 2>/dev/null || return 1
-    i=$((i + 1)); [ "$i" -gt 3000 ] && return 1
+    [ "$(state "$3")" = gone ] && { say "$1: the jail ended at $(count "$1") of $2 lines"; return 1; }
+    i=$((i + 1)); [ "$i" -gt 1200 ] && { say "$1: $(count "$1") of $2 lines after 2 minutes"; return 1; }
     sleep 0.1
   done
 }
+# state PID: its state letter, or "gone" once it ended (a zombie counts as ended)
+state() { s=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -c1); case "$s" in ''|Z) echo gone ;; *) echo "$s" ;; esac; }
+# describe PATTERN: each process of a jail (and vjail's for it), where it waits
+describe() {
+  for q in $(pgrep -f "$1"); do
+    say "  $q $(state $q) $(tr '\\0' ' ' < /proc/$q/cmdline 2>/dev/null | cut -c1-80) wchan=$(cat /proc/$q/wchan 2>/dev/null) syscall=$(cut -d' ' -f1 /proc/$q/syscall 2>/dev/null)"
+  done
+}
+# end PID PATTERN SECS WHAT: wait at most SECS seconds for PID (vjail run or restore) to end;
+# past that, say where the jail's processes are and kill them all. Prints PID's exit status.
+end() {
+  i=0
+  while [ "$(state "$1")" != gone ]; do
+    i=$((i + 1))
+    if [ "$i" -gt $(($3 * 10)) ]; then
+      say "$4 has not ended after $3 s; its processes:"; describe "$2"
+      pkill -KILL -f "$2"; break
+    fi
+    sleep 0.1
+  done
+  wait "$1"; echo $?
+}
 # start DIR MODE [ARG]: run the fixture in a jail with its own namespaces, checkpoint it after 20 rounds
 start() {
+  say "start $1 ($2)"
   mkdir -p "$SHARE/$1"
+  jail="$SHARE/$1/"
   $V run --pid-ns --cpu-baseline -- "$SHARE/shmworkers" "$2" "$SHARE/$1/out" \${3:+"$3"} > "$SHARE/$1/run-$K.log" 2>&1 &
   r=$!
   c=none
   if grow "$SHARE/$1/out" 20 $r; then
     p=$(for q in $(pgrep -f "shmworkers $2 $SHARE/$1/out"); do grep -qs "^NSpid:.*[[:space:]]2$" /proc/$q/status && echo $q; done)
-    $V checkpoint --pid "$p" --image "$SHARE/$1/img" > "$SHARE/$1/checkpoint-$K.log" 2>&1
+    say "checkpoint $1 (pid $p)"
+    timeout -k 5 240 $V checkpoint --pid "$p" --image "$SHARE/$1/img" > "$SHARE/$1/checkpoint-$K.log" 2>&1
     c=$?
+    [ "$c" = 124 ] && say "checkpoint of $1 did not finish within 240 s"
   fi
   echo $c > "$SHARE/$1/checkpoint-$K.status"
-  [ "$c" = 0 ] || kill -TERM $r 2>/dev/null
-  wait $r
-  echo $? > "$SHARE/$1/run-$K.status"
+  # Not checkpointed: end every process of the jail (the workers outlive a parent killed alone).
+  [ "$c" = 0 ] || pkill -KILL -f "$jail"
+  end $r "$jail" 60 "vjail run of $1" > "$SHARE/$1/run-$K.status"
+  say "start $1: checkpoint status $c, run status $(cat "$SHARE/$1/run-$K.status")"
 }
 # hop DIR: restore it, let it run 20 more rounds, ask it to finish
 hop() {
+  say "hop $1"
   base=$(count "$SHARE/$1/out")
   echo $base > "$SHARE/$1/base-$K"
   $V restore -v "$SHARE/$1/img" > "$SHARE/$1/restore-$K.log" 2>&1 &
   r=$!
-  grow "$SHARE/$1/out" $((base + 20)) $r || kill -TERM $r 2>/dev/null
+  grow "$SHARE/$1/out" $((base + 20)) $r
   touch "$SHARE/$1/out.stop"
-  wait $r
-  echo $? > "$SHARE/$1/restore-$K.status"
+  end $r "$SHARE/$1/" 60 "the restored $1" > "$SHARE/$1/restore-$K.status"
+  say "hop $1: restore status $(cat "$SHARE/$1/restore-$K.status")"
 }
 cd "$SHARE"
 `;

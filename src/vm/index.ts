@@ -99,9 +99,9 @@ function readIfExists(path: string): string {
   return existsSync(path) ? readFileSync(path, 'utf8') : '';
 }
 
-function describeFailure(kernel: string, r: BootResult, what: string): Error {
+function describeFailure(kernel: string, r: BootResult, what: string, after = ''): Error {
   const tail = lastLines(r.console) || lastLines(r.qemuStderr) || '(no console output)';
-  return new Error(`vjail vm: Linux ${kernel} ${what}; last console lines:\n${tail}`);
+  return new Error(`vjail vm: Linux ${kernel} ${what}; last console lines:\n${tail}${after}`);
 }
 
 /**
@@ -139,7 +139,12 @@ export async function runInKernel(o: RunInKernelOptions): Promise<RunInKernelRes
       r = await bootOnce(boot);
     }
     if (r.outcome === 'boot-timeout') throw describeFailure(o.kernel, r, `did not reach the command within ${boot.bootTimeoutMs} ms, twice`);
-    if (r.outcome === 'timeout') throw describeFailure(o.kernel, r, `run did not finish within ${timeoutMs} ms (raise timeoutMs)`);
+    if (r.outcome === 'timeout') {
+      // The console only has the init's lines; what the command printed so far says where it stood.
+      const said = ['stdout', 'stderr'].map((f) => [f, lastLines(readIfExists(join(controlDir, f)))] as const).filter(([, t]) => t);
+      const after = said.map(([f, t]) => `\nthe command's ${f} so far:\n${t}`).join('');
+      throw describeFailure(o.kernel, r, `run did not finish within ${timeoutMs} ms (raise timeoutMs)`, after);
+    }
     const exitText = readIfExists(join(controlDir, 'exit')).trim();
     if (!/^\d+$/.test(exitText)) {
       const why = r.qemuStatus !== 0 ? `qemu exited with status ${r.qemuStatus}` : 'the guest powered off without recording an exit status';
