@@ -218,7 +218,7 @@ async function intercepted(p: Params, log: (s: string) => void): Promise<Row[]> 
       unit: 'µs',
       sample: async () =>
         us(perCall((await capture(process.execPath, [vjailCli(), 'run', '--profile', 'linux-4.19', '--kernel-files', 'shim', '--', loop, 'open', n])).stdout)),
-      note: 'linux-4.19 with --kernel-files shim: every open is made by the supervisor and installed with ADDFD; --spin auto (the default) keeps idle CPUs awake during the burst',
+      note: 'linux-4.19 with --kernel-files shim: every open is made by the supervisor and installed with ADDFD (--spin off, the default: no CPU is kept awake)',
     },
     {
       id: 'open-shim-resident',
@@ -229,22 +229,22 @@ async function intercepted(p: Params, log: (s: string) => void): Promise<Row[]> 
       note: 'the row above run as a command: the native front end and the resident supervisor (as the make rows are), not the Node CLI; the resident stays in the session (the autogroup) of the bench that started it, as the jail is',
     },
     {
-      id: 'open-shim-nospin',
-      label: 'open+close through the shim, --spin off',
+      id: 'open-shim-spin',
+      label: 'open+close through the shim, --spin auto',
       unit: 'µs',
       sample: async () =>
-        us(perCall((await capture(process.execPath, [vjailCli(), 'run', '--profile', 'linux-4.19', '--kernel-files', 'shim', '--spin', 'off', '--', loop, 'open', n])).stdout)),
-      note: 'the row above without spinning: each of ADDFD\'s two wake-ups may wait for a halted idle CPU',
+        us(perCall((await capture(process.execPath, [vjailCli(), 'run', '--profile', 'linux-4.19', '--kernel-files', 'shim', '--spin', 'auto', '--', loop, 'open', n])).stdout)),
+      note: 'the open-shim row with spinners keeping idle CPUs awake during the burst, so that neither of ADDFD\'s two wake-ups waits for a halted CPU',
     },
     {
       id: 'open-shim-spin-cpu',
       label: 'CPU time the spinners use, per open',
       unit: 'µs',
       sample: async () => {
-        const out = await capture(process.execPath, [vjailCli(), 'run', '--stats', '--profile', 'linux-4.19', '--kernel-files', 'shim', '--', loop, 'open', n]);
+        const out = await capture(process.execPath, [vjailCli(), 'run', '--stats', '--spin', 'auto', '--profile', 'linux-4.19', '--kernel-files', 'shim', '--', loop, 'open', n]);
         return (spinCpuMs(out.stderr) * 1000) / Number(n);
       },
-      note: 'of the open-shim run (from its --stats): CPU time of the spinner threads over the run, divided by the opens; a spinner only takes CPU time no other task wants',
+      note: 'of an open-shim run with --spin auto (from its --stats): CPU time of the spinner threads over the run, divided by the opens; a spinner only takes CPU time no other task wants',
     },
     {
       id: 'open-shim-nobody',

@@ -84,7 +84,7 @@ export interface JailOptions {
   receiver?: ReceiverMode;
   /** Wake answered callers on the supervisor's CPU (default true; see SupervisorOptions). */
   syncWakeUp?: boolean;
-  /** Keep idle CPUs awake during bursts of notifications (default true; see SupervisorOptions). */
+  /** Keep idle CPUs awake during bursts of notifications (default false; see SupervisorOptions). */
   spin?: boolean;
   cwd?: string;
   env?: NodeJS.ProcessEnv;

@@ -41,9 +41,11 @@ const SUPPORTED = `## Supported
   caller gets the profile's error (ENOSYS by default); one that never answers
   is answered after 30 s (shims that block as their syscall does, like
   futex_wait, excepted).
-- While opens answered with ADDFD come fast (each within 200 µs of the one
-  before), the native thread keeps the CPUs vjail may use from halting for
-  50 µs after each (\`--spin auto\`, the default; \`--spin off\` never):
+- With \`--spin auto\` (opt-in; the default \`--spin off\` never spins: in
+  every build measured here the spinners made \`make\` slower, see the
+  speed notes below), while opens answered with ADDFD come fast (each
+  within 200 µs of the one before), the native thread keeps the CPUs vjail
+  may use from halting for 50 µs after each:
   one spinner thread per CPU of vjail's affinity (at most 8; none with a
   single CPU), pinned, of the \`SCHED_IDLE\` class, so that any other task
   of its scheduling group takes its CPU at once and a CPU running it counts
@@ -585,6 +587,15 @@ const PLANNED = `## Planned
   given to another guest, and tasks of other sessions see the spinning
   session as one more group. A jail run from another session than the
   resident's is still served across autogroups, without spinning.
+  Since spinning never made the build faster in these runs, \`--spin off\`
+  is now the default. Two runs the same day with it (load 0.9-2.0, the
+  C floor with ADDFD 22.8 and 23.9 µs): the open took 28.4 and 31.7 µs as
+  root, 28.4 and 30.9 µs as nobody, and \`make\` 1.19× and 1.23× its
+  native time (\`--spin auto\` 1.20× in both): both targets at the edge,
+  met in one run and missed by a hair in the other. The shim's open costs
+  some 6 µs above that floor: the look before the open (a path walk that
+  keeps FIFOs and devices, whose open may block or act, from being opened
+  by the supervisor), and the checks after it.
 - \`vjail run\` through the Node CLI starts 15.6 ms after \`node -e ''\`
   against 10 ms (the native front end, 200 in a row, is 1.70× bwrap).
 - Checkpoint of 256 MiB: 342 MiB/s on a quiet host whose write+fsync ran

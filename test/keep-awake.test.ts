@@ -13,12 +13,12 @@ import { fixture, vjailBin } from './helpers/fixtures.js';
 import { residents } from './helpers/resident.js';
 
 /*
- * While opens answered with ADDFD come fast, spinner threads of the
+ * Asked for (spin: true, --spin auto), while opens answered with ADDFD come fast, spinner threads of the
  * SCHED_IDLE class keep the CPUs vjail may use from halting
  * (native/keepawake.h). They must spin only then (not for calls answered
  * with SYNC_WAKE_UP's wake-up on the supervisor's CPU, nor for a caller in
  * another autogroup, whose tasks a SCHED_IDLE thread would not give way
- * to), be off with spin: false (--spin off), and be gone once the jail has
+ * to), be off with spin: false (--spin off, the default), and be gone once the jail has
  * ended.
  */
 
@@ -80,7 +80,7 @@ async function collect(jail: ReturnType<typeof spawnJail>) {
 }
 
 /** 20000 opens through the open shim, each answered in C with ADDFD. */
-async function opens(spin: boolean) {
+async function opens(spin: boolean | undefined) {
   const dir = openDir();
   try {
     return await collect(
@@ -138,13 +138,15 @@ describe('keeping CPUs awake during bursts of notifications', () => {
     expect(idleThreads()).toBe(0);
   });
 
-  it('spin: false starts no spinner', async () => {
-    const r = await opens(false);
-    expect(r.exit.status).toBe(0);
-    expect(r.out).toBe('failed 0');
-    expect(r.state.spinWakes).toBe(0);
-    expect(r.state.spinCpuNs).toBe(0);
-    expect(idleThreads()).toBe(0);
+  it('spin: false, and the default, start no spinner', async () => {
+    for (const spin of [false, undefined]) {
+      const r = await opens(spin);
+      expect(r.exit.status).toBe(0);
+      expect(r.out).toBe('failed 0');
+      expect(r.state.spinWakes, `spin: ${spin}`).toBe(0);
+      expect(r.state.spinCpuNs, `spin: ${spin}`).toBe(0);
+      expect(idleThreads()).toBe(0);
+    }
   });
 
   const runtime = mkdtempSync(join(tmpdir(), 'vjail-spin-'));
@@ -181,10 +183,10 @@ describe('keeping CPUs awake during bursts of notifications', () => {
     expect(residents(runtime).map((pid) => idleThreads(pid)).filter((n) => n > 0), 'spinners of the previous jail still running after 10 s').toEqual([]);
   }
 
-  it('the native front end hands --spin to the resident: its spinner threads live while the jail does, none with --spin off', async () => {
-    for (const when of ['auto', 'off']) {
+  it('the native front end hands --spin to the resident: its spinner threads live while the jail does, none with --spin off or without --spin', async () => {
+    for (const when of ['auto', 'off', 'default']) {
       await previousSpinnersGone();
-      const p = execa(vjailBin, ['run', '--spin', when, '--profile', 'linux-4.19', '--kernel-files', 'shim', '--', 'sleep', '3'], {
+      const p = execa(vjailBin, ['run', ...(when === 'default' ? [] : ['--spin', when]), '--profile', 'linux-4.19', '--kernel-files', 'shim', '--', 'sleep', '3'], {
         reject: false,
         env: { XDG_RUNTIME_DIR: runtime },
         timeout: 60_000,
@@ -199,7 +201,7 @@ describe('keeping CPUs awake during bursts of notifications', () => {
       const r = await p;
       expect(r.exitCode, when).toBe(0);
       expect(residents(runtime).length, when).toBeGreaterThan(0);
-      expect(seen, when).toBe(when === 'off' || cpus < 2 ? 0 : Math.min(cpus, 8));
+      expect(seen, when).toBe(when !== 'auto' || cpus < 2 ? 0 : Math.min(cpus, 8));
     }
   });
 
@@ -224,7 +226,7 @@ describe('keeping CPUs awake during bursts of notifications', () => {
     return { r, threads, wakes, servedBy, residents: residents(runtime) };
   }
 
-  const openThenSleep = (dir: string) => ['run', '--stats', '--profile', 'linux-4.19', '--kernel-files', 'shim', '--', 'sh', '-c', `${fixture('openfast')} ${dir} 20000 && sleep 1`];
+  const openThenSleep = (dir: string) => ['run', '--stats', '--spin', 'auto', '--profile', 'linux-4.19', '--kernel-files', 'shim', '--', 'sh', '-c', `${fixture('openfast')} ${dir} 20000 && sleep 1`];
 
   it.runIf(autogroups && cpus >= 2)(
     "the resident stays in the session that started it and spins for its jails, not for a jail of another session (another autogroup)",

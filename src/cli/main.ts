@@ -65,9 +65,9 @@ async function program(argv: string[], setExit: SetExit): Promise<Command> {
         .default('auto'),
     )
     .addOption(
-      new Option('--spin <when>', 'keep idle CPUs from halting for 50 µs after each open answered with ADDFD while they come fast (auto), or never (off)')
+      new Option('--spin <when>', 'never keep idle CPUs awake (off), or keep them from halting for 50 µs after each open answered with ADDFD while they come fast (auto)')
         .choices(['auto', 'off'])
-        .default('auto'),
+        .default('off'),
     )
     .option('-v, --verbose', 'say where the profile cannot be presented faithfully on this host')
     .option('--name <name>', 'register the jail under NAME (see "vjail ps")')

@@ -25,7 +25,7 @@ export interface RunFlags {
   verbose?: boolean;
   kernelFiles?: 'auto' | 'mount' | 'shim';
   receiver?: ReceiverMode;
-  /** 'off': no spinning while notifications come fast (SupervisorOptions.spin). */
+  /** 'auto': keep idle CPUs awake while notifications come fast (SupervisorOptions.spin); 'off' (default): never. */
   spin?: 'auto' | 'off';
   /** Register the jail under this name (vjail ps, logs, kill, rm, checkpoint NAME). */
   name?: string;
@@ -121,7 +121,7 @@ export async function runCommand(command: string[], flags: RunFlags): Promise<nu
     userNs: flags.userNs ? 'root' : undefined,
     kernelFiles: flags.kernelFiles,
     receiver: flags.receiver,
-    spin: flags.spin !== 'off',
+    spin: flags.spin === 'auto',
     emulate: emulateList(flags.emulate),
     trace: sink.write,
     env: flags.cpuBaseline ? baselineEnv(process.env) : undefined,

@@ -117,7 +117,7 @@ class Connection {
       process.chdir(req.cwd);
       const layout = isolationLayout(req, { cwd: req.cwd });
       const { profile, plan, message } = prepared(req);
-      this.planned = { plan, profile, receiver: req.receiver, spin: req.spin !== 'off', stats: req.stats === true };
+      this.planned = { plan, profile, receiver: req.receiver, spin: req.spin === 'auto', stats: req.stats === true };
       // As spawnJail does: without a PID namespace, a cgroup is what still knows the jail's
       // processes once its reaper is gone (docs/SECURITY.md). vjail-init joins it ("C" record).
       if (!req.pidNs && req.rootfs === undefined && !this.cgroup) this.cgroup = runCgroup();

@@ -54,8 +54,9 @@ export interface SupervisorOptions {
    * fast (within 200 µs of each other), keep the CPUs vjail may use from
    * halting for 50 µs after each, with spinner threads of the lowest
    * scheduling class, for callers of this process's autogroup
-   * (native/keepawake.h; default true). False (\`--spin off\`) saves that
-   * CPU time where wake-ups are cheap.
+   * (native/keepawake.h; default false: `--spin off`). Measured here, the
+   * spinners did not make a build faster (docs/SUPPORT.md), so they are
+   * opt-in (`--spin auto`).
    */
   spin?: boolean;
 }
@@ -101,7 +102,7 @@ export class Supervisor {
         openFast: this.openFast(),
         trackIdentity: identityTracked(this.opts.plan),
         watchAdvice: adviceWatched(this.opts.plan),
-        spin: this.opts.spin ?? true,
+        spin: this.opts.spin ?? false,
       },
     );
   }
