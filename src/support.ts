@@ -630,7 +630,12 @@ by default (exit 1, the jail left running) naming each descriptor per process;
 \`--external warn\` saves the rest and marks the image, \`--external terminate\`
 ends the processes holding it (SIGTERM, SIGKILL after \`--grace\`) and saves
 the rest. A pipe or socket also held by a process outside the jail (the jail's
-standard streams when they are pipes to its caller) is external state.
+standard streams when they are pipes to its caller) is external state. When
+all a checkpoint finds is files of the kernel's (a process reading
+/proc/self/maps or /proc/PID/status at that moment), the jail is let go and
+the checkpoint tried again, five more times over some 0.8 s, before the
+policy decides (not in \`vjail migrate\`, whose pre-dump rounds are sent
+once).
 
 | descriptor | at checkpoint |
 | --- | --- |

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fixture } from './helpers/fixtures.js';
+import { fixture, vjailBin } from './helpers/fixtures.js';
 import { alive, pidOf, vjail, vjailStart, waitFor } from './helpers/run.js';
 
 let fdkinds: string;
@@ -205,6 +205,51 @@ describe('descriptors of every saved kind', { timeout: 120_000 }, () => {
     expect(await waitFor(() => count() > after + 5, 20_000)).toBe(true);
     run.kill('SIGTERM');
     await run;
+  });
+
+  it('a /proc file open for a moment: the jail is let go and the checkpoint tried again, and it succeeds once the file is closed', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vjail-transient-'));
+    const out = join(dir, 'count');
+    // The shell holds /proc/self/status open (as a process reading it does) until told to let go.
+    const script = `exec 7</proc/self/status; : > ${dir}/ready; while [ ! -e ${dir}/release ]; do sleep 0.01; done; exec 7<&-; i=0; while :; do i=$((i+1)); echo $i > ${out}; sleep 0.02; done`;
+    expect((await vjail(['run', '--name', 'transient', '--detach', '--pid-ns', '--', 'sh', '-c', script])).exitCode).toBe(0);
+    try {
+      expect(await waitFor(() => existsSync(join(dir, 'ready')), 30_000)).toBe(true);
+      const cp = execa('node', [vjailBin, 'checkpoint', 'transient', '--image', join(dir, 'image'), '--leave-running'], { reject: false, timeout: 60_000 });
+      let said = '';
+      cp.stderr?.on('data', (d: Buffer) => (said += d.toString()));
+      // Released once the first try has been refused and the jail let go: a later try finds it closed.
+      expect(await waitFor(() => /trying again/.test(said) || cp.exitCode !== null, 30_000)).toBe(true);
+      writeFileSync(join(dir, 'release'), '');
+      const r = await cp;
+      expect(r.stderr).toMatch(/^vjail: checkpoint 2\/5 freeze: process 2 \(sh\) fd 7: \/proc\/\d+\/status is a file of the kernel's .*: open for a moment only, likely; the jail was let go, trying again in 25 ms \(2 of 6\)$/m);
+      expect(r.exitCode, r.stderr).toBe(0);
+      const m = JSON.parse(readFileSync(join(dir, 'image', 'manifest.json'), 'utf8'));
+      expect(m.external).toEqual([]);
+      // The jail ran on between the tries, and after.
+      expect(await waitFor(() => existsSync(out), 30_000)).toBe(true);
+    } finally {
+      await vjail(['kill', 'transient', '--signal', 'KILL']);
+    }
+  });
+
+  it('a /proc file held open for good is refused after the tries, the jail untouched', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vjail-held-'));
+    const out = join(dir, 'count');
+    const script = `exec 7</proc/self/status; i=0; while :; do i=$((i+1)); echo $i > ${out}; sleep 0.02; done`;
+    expect((await vjail(['run', '--name', 'held', '--detach', '--pid-ns', '--', 'sh', '-c', script])).exitCode).toBe(0);
+    try {
+      expect(await waitFor(() => existsSync(out), 30_000)).toBe(true);
+      const r = await vjail(['checkpoint', 'held', '--image', join(dir, 'image')]);
+      expect(r.exitCode).toBe(1);
+      expect(r.stderr.match(/trying again in \d+ ms/g)).toEqual(['25', '50', '100', '200', '400'].map((ms) => `trying again in ${ms} ms`));
+      expect(r.stderr).toMatch(/checkpoint refused: \d+ process\(es\) hold state a checkpoint cannot save; nothing was saved and the jail runs on/);
+      expect(existsSync(join(dir, 'image'))).toBe(false);
+      const at = Number(readFileSync(out, 'utf8'));
+      expect(await waitFor(() => Number(readFileSync(out, 'utf8')) > at + 5, 30_000)).toBe(true);
+    } finally {
+      await vjail(['kill', 'held', '--signal', 'KILL']);
+    }
   });
 
   it('--external terminate ends only the process holding what cannot be saved; the rest is checkpointed and restored', async () => {

@@ -150,17 +150,50 @@ export async function checkpoint(opts: CheckpointOptions): Promise<Manifest> {
   }
 }
 
-/** checkpointOnce; when the external-state step chose to end some processes, end them and go again. */
+/** checkpointSettled; when the external-state step chose to end some processes, end them and go again. */
 async function checkpointEnding(opts: CheckpointOptions): Promise<Manifest> {
   try {
-    return await checkpointOnce(opts);
+    return await checkpointSettled(opts);
   } catch (e) {
     if (!(e instanceof HoldersToEnd)) throw e;
     const report = opts.report ?? (() => {});
     report(2, 'freeze', `terminating ${e.pids.length} process(es) holding state that cannot be saved: ${e.lines.join('; ')}`);
     await endProcesses(e.pids, opts.graceMs ?? 5000);
     // Whatever held such state is gone; anything new that does is refused.
-    return await checkpointOnce({ ...opts, external: 'fail' });
+    return await checkpointSettled({ ...opts, external: 'fail' });
+  }
+}
+
+/** Waits before each new try of a checkpoint that found only transient state (a /proc file being read). */
+const TRANSIENT_WAITS_MS = [25, 50, 100, 200, 400];
+
+/**
+ * checkpointOnce; when all it could not save was likely held for a moment
+ * only (a process reading a /proc file), the jail is let go and the
+ * checkpoint tried again, up to TRANSIENT_WAITS_MS.length more times, before
+ * the external-state policy decides. Not when pre-dump rounds are mirrored
+ * to a receiver (a migration), which has them once only.
+ */
+async function checkpointSettled(opts: CheckpointOptions): Promise<Manifest> {
+  const mirrored = typeof opts.preDump === 'object' && opts.preDump.mirror !== undefined;
+  const report = opts.report ?? (() => {});
+  for (let attempt = 0; ; attempt++) {
+    const last = mirrored || attempt >= TRANSIENT_WAITS_MS.length;
+    try {
+      return await checkpointOnce(opts, !last);
+    } catch (e) {
+      if (!(e instanceof TransientState) || last) throw e;
+      const wait = TRANSIENT_WAITS_MS[attempt]!;
+      report(2, 'freeze', `${e.lines.join('; ')}: open for a moment only, likely; the jail was let go, trying again in ${wait} ms (${attempt + 2} of ${TRANSIENT_WAITS_MS.length + 1})`);
+      await sleep(wait);
+    }
+  }
+}
+
+/** All the external-state step found was transient (Unsaveable.transient), and a new try is allowed. */
+class TransientState extends CheckpointError {
+  constructor(readonly lines: string[]) {
+    super('transient state');
   }
 }
 
@@ -215,7 +248,7 @@ function supervisorOfOrSelf(pid: number): number {
   }
 }
 
-async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
+async function checkpointOnce(opts: CheckpointOptions, retryTransient = false): Promise<Manifest> {
   const report = opts.report ?? (() => {});
   const warn = opts.warn ?? (() => {});
   const jail = opts.jail ?? jailOf(opts.pid);
@@ -316,7 +349,7 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
     const livePids = tree.processes.filter((p) => !p.zombie).map((p) => p.pid);
     fds = collectFds(livePids, vjailInitOf(firstLive.pid), writer, imagePids, { tcpEstablished: opts.tcpEstablished, outputPipes: opts.outputPipes });
     timer.lap('fds');
-    const external = externalStep(fds, livePids, opts.external ?? 'fail', nsPid, tree.processes[0]!.pid);
+    const external = externalStep(fds, livePids, opts.external ?? 'fail', nsPid, tree.processes[0]!.pid, retryTransient);
     if (external.length) {
       report(2, 'freeze', `state that cannot be saved, left out (--external warn):`);
       for (const line of external) warn(`left out of the image: ${line}`);
@@ -436,9 +469,11 @@ async function checkpointOnce(opts: CheckpointOptions): Promise<Manifest> {
 /**
  * The external-state step: what no kind can save, per the policy. Returns
  * the lines to record in the image ('warn'), or throws: ExternalStateError
- * ('fail': the caller lets every process go, untouched) or HoldersToEnd.
+ * ('fail': the caller lets every process go, untouched), HoldersToEnd, or
+ * TransientState (with `retryTransient`, before any policy, when all of it
+ * is transient).
  */
-function externalStep(fds: FdCollection, live: number[], policy: 'fail' | 'warn' | 'terminate', nsPid: (pid: number) => number, first: number): string[] {
+function externalStep(fds: FdCollection, live: number[], policy: 'fail' | 'warn' | 'terminate', nsPid: (pid: number) => number, first: number, retryTransient: boolean): string[] {
   // A kernel object's mapping (an io_uring's rings) goes with its descriptor, or stands alone once that is closed.
   const mapped = live.flatMap((pid) => externalMappings(pid).map((e) => ({ pid, e })));
   if (!fds.external.length && !mapped.length) return [];
@@ -453,6 +488,7 @@ function externalStep(fds: FdCollection, live: number[], policy: 'fail' | 'warn'
     ...describeExternal(fds.external, nsPid, comm),
     ...mapped.map(({ pid, e }) => `process ${nsPid(pid)} (${comm(pid)}) mapping 0x${e.start.toString(16)}-0x${e.end.toString(16)}: ${unknownReason(e.name!)} [${e.name}]`),
   ];
+  if (retryTransient && !mapped.length && fds.external.every((x) => x.transient)) throw new TransientState(lines);
   if (policy === 'warn') return lines;
   const holders = [...new Set([...fds.external.map((x) => x.pid), ...mapped.map((x) => x.pid)])];
   if (policy === 'terminate') {

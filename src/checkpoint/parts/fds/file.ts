@@ -38,7 +38,7 @@ export const fileKind: FdKind<'file'> = {
     const key = `${p.link}`;
     if (p.link.endsWith(' (deleted)')) return new Unsaveable(`${p.link}: a file deleted while open (its contents are not saved yet)`, key);
     if (KERNEL_FILESYSTEMS.has(Number(statfsSync(`/proc/${p.pid}/fd/${p.fd}`).type))) {
-      return new Unsaveable(`${p.link} is a file of the kernel's (proc, sysfs or cgroup), not data`, key);
+      return new Unsaveable(`${p.link} is a file of the kernel's (proc, sysfs or cgroup), not data`, key, true);
     }
     const byPath = statOrNull(`/proc/${p.pid}/root${p.link}`);
     if (!byPath || byPath.dev !== p.st!.dev || byPath.ino !== p.st!.ino) return new Unsaveable(`${p.link} is not reachable by its path any more`, key);

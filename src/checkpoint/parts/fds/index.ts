@@ -54,6 +54,8 @@ export interface ExternalFd {
   fd: number;
   key: string;
   reason: string;
+  /** Unsaveable.transient: probably open for a moment only. */
+  transient: boolean;
 }
 
 export interface FdCollection {
@@ -235,7 +237,7 @@ export function collectFds(pids: number[], init: number | undefined, writer: Ima
       const saved = kind ? kind.collect(first, ctx) : new Unsaveable(unknownReason(first.link), first.link);
       if (saved instanceof Unsaveable) {
         descriptions.push({ kind: 'external', id, flags, key: saved.key, reason: saved.reason });
-        for (const h of group) external.push({ pid: h.pid, fd: h.fd, key: saved.key, reason: saved.reason });
+        for (const h of group) external.push({ pid: h.pid, fd: h.fd, key: saved.key, reason: saved.reason, transient: saved.transient });
       } else {
         descriptions.push({ kind: kind!.kind, id, flags, ...saved } as Description);
       }

@@ -49,6 +49,8 @@ export class Unsaveable {
   constructor(
     readonly reason: string,
     readonly key: string,
+    /** Likely held for a moment only (a /proc file being read): worth letting go and trying again. */
+    readonly transient = false,
   ) {}
 }
 
