@@ -55,14 +55,39 @@ export async function freeze(pids: number[] | (() => number[]), opts: FreezeOpti
     try {
       return await freezeOnce(pids, opts);
     } catch (e) {
-      if (!(e instanceof HeldBySupervisor) || Date.now() > deadline) throw e;
+      if (!(e instanceof NotNow) || Date.now() > deadline) throw e;
       await sleep(20);
     }
   }
 }
 
+/** A moment in which the jail cannot be held; it was let go, and a later try may catch another. */
+class NotNow extends CheckpointError {}
+
 /** A task is being traced by its own supervisor, running an emulated syscall in it. */
-class HeldBySupervisor extends CheckpointError {}
+class HeldBySupervisor extends NotNow {}
+
+/**
+ * A task waits in vfork (or clone with CLONE_VFORK, as posix_spawn and dash
+ * use) for its child to exec or exit: it takes no ptrace stop until then, and
+ * a child that is held (frozen, or stopped by us) never does. The wait is
+ * short; the freeze is tried again (the kernel shows it as wchan kernel_clone,
+ * or wait_for_vfork_done where that is not inlined).
+ */
+class InVfork extends NotNow {}
+
+function inVfork(tid: number): boolean {
+  try {
+    return /^(kernel_clone|wait_for_vfork_done|_do_fork|do_fork)$/.test(readFileSync(`/proc/${tid}/wchan`, 'utf8').trim());
+  } catch {
+    return false; // gone
+  }
+}
+
+function refuseVforkWaits(pids: number[]): void {
+  const waiting = pids.find(inVfork);
+  if (waiting !== undefined) throw new InVfork(`process ${waiting} kept waiting in vfork for its child to start a program; try again`);
+}
 
 async function freezeOnce(list: number[] | (() => number[]), opts: FreezeOptions): Promise<Frozen> {
   const pids = typeof list === 'function' ? list() : list;
@@ -72,6 +97,7 @@ async function freezeOnce(list: number[] | (() => number[]), opts: FreezeOptions
   if (!cg) {
     const tracees: Tracee[] = [];
     try {
+      refuseVforkWaits(pids);
       for (const pid of pids) {
         const t = attach(pid, true);
         tracees.push(t);
@@ -115,6 +141,7 @@ async function freezeCgroup(cg: JailCgroup, list: () => number[], timeoutMs: num
     for (const pid of pids) {
       if (!tasks.includes(pid)) throw new CheckpointError(`process ${pid} is not in its jail's cgroup any more`);
     }
+    refuseVforkWaits(pids);
     for (const pid of pids) attached.push(attach(pid, false));
     if (cg.kind === 'v1') thaw();
     for (const t of attached) {
