@@ -23,6 +23,7 @@
 import { closeSync, existsSync, readlinkSync } from 'node:fs';
 import { native } from '../native.js';
 import { type Jail, type JailOptions, spawnJail } from '../jail.js';
+import { answeredByJavaScript } from '../supervisor/answer-table.js';
 import { type PolicyChoice, policyInForce } from './restore-policy.js';
 import { openImage, type OpenedImage, PAGE_SIZE, type ThreadImage } from '../image/format.js';
 import { dataPath } from '../paths.js';
@@ -56,6 +57,21 @@ const FOLLOW = PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACEFORK | PTRACE_O_TRACECLONE 
 const MAP_PRIVATE = 0x02;
 const MAP_ANONYMOUS = 0x20;
 
+
+/**
+ * This process is the restored jail's supervisor: an injected call whose
+ * answer may be JavaScript's needs the event loop free, so its stops are
+ * waited for there. The others (most: mmap, close, prctl...) are waited for
+ * in C, but only while the native thread receives the jail's notifications
+ * (the loop moves that job only from its own callbacks, which do not run
+ * meanwhile) and answers without JavaScript.
+ */
+function waitsWithoutJavaScript(jail: Jail): (nr: number) => boolean {
+  const js = answeredByJavaScript(jail.plan, 'x86_64');
+  if (js.has(-1)) return () => false;
+  // (A restore's jail is never traced: tracing would have every answer given from JavaScript.)
+  return (nr) => !js.has(nr) && jail.receiverState()?.receiver === 'thread';
+}
 export interface RestoreOptions {
   /** Told the image once it is opened and checked (its manifest, for a caller that wants it too: no second read). */
   opened?: (image: OpenedImage) => void;
@@ -192,6 +208,7 @@ export async function restore(opts: RestoreOptions): Promise<Jail> {
     timer.lap('restorer exec');
     const root = await Tracee.seize(jail.pid, { killOnExit: true });
     held.push(root);
+    root.waitNativelyWhen(waitsWithoutJavaScript(jail));
     ptraceAddon().ptraceSetOptions(root.pid, FOLLOW);
     const rootScratch = { addr: await root.syscallOk('mmap of a scratch page', SYS.mmap, 0, PAGE_SIZE, 3, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), size: PAGE_SIZE };
     const sockAt = await prepareFds(root, rootScratch, image, restorer, sock);

@@ -138,7 +138,7 @@ export class Tracee {
    * loop not turning meanwhile: only where no answer this process owes the
    * jail's calls can be needed (its supervisor is another process).
    */
-  private nativeWaits = false;
+  private nativeWaits: ((nr: number) => boolean) | null = null;
   /** The thread's own signal mask while `holdSignals` keeps every signal blocked. */
   private heldMask: bigint | undefined;
 
@@ -196,8 +196,9 @@ export class Tracee {
    * A task created by an injected fork or clone, which the kernel attached
    * to us (PTRACE_O_TRACEFORK/TRACECLONE): wait for its first stop.
    */
-  static async adopt(pid: number): Promise<Tracee> {
+  static async adopt(pid: number, from?: Tracee): Promise<Tracee> {
     const t = new Tracee(pid);
+    t.nativeWaits = from?.nativeWaits ?? null;
     await t.stopped();
     return t;
   }
@@ -232,7 +233,17 @@ export class Tracee {
    */
   spinWhileWaiting(nativeWaits = false): void {
     this.waitSpinUs = WAIT_SPIN_US;
-    this.nativeWaits = nativeWaits;
+    this.nativeWaits = nativeWaits ? () => true : null;
+  }
+
+  /**
+   * Wait for injected calls' stops in C when `when(nr)` says so at the
+   * call: for a restore, whose process is the jail's supervisor, only a call
+   * that no JavaScript answer can be needed for (src/checkpoint/restore.ts).
+   * Tasks adopted from this one wait the same way.
+   */
+  waitNativelyWhen(when: (nr: number) => boolean): void {
+    this.nativeWaits = when;
   }
 
   resume(how: keyof typeof RESUME, signal = 0): void {
@@ -434,7 +445,7 @@ export class Tracee {
    */
   async syscall(nr: number, ...args: (bigint | number)[]): Promise<bigint> {
     // A call that starts a task stops again for its event: waited for here.
-    if (this.nativeWaits && nr !== SYS_CLONE && nr !== SYS_CLONE3) {
+    if (this.nativeWaits?.(nr) && nr !== SYS_CLONE && nr !== SYS_CLONE3) {
       const [r] = await this.syscallBatch(nr, [args]);
       // One turn of the event loop a call: a SIGTERM or SIGINT to vjail is seen (interrupt.ts) while the jail is held.
       await yieldToLoop();

@@ -65,6 +65,21 @@ function fixedAnswerOf(action: Action | undefined): NativeAnswer | undefined {
 }
 
 /**
+ * The calls of `arch` that may be answered by JavaScript (a shim, or
+ * answers that differ by argument): the others never wait for the Node loop.
+ */
+export function answeredByJavaScript(plan: Plan, arch: ArchName): Set<number> {
+  const out = new Set<number>();
+  for (const d of plan.arches.find((a) => a.arch === arch)?.syscalls ?? []) {
+    const notified = [...d.rules.map((r) => r.action), d.fallback].some((a) => a.kind === 'notify');
+    if (notified && !nativeAnswerOf(d)) out.add(d.nr);
+  }
+  const a = plan.arches.find((x) => x.arch === arch);
+  if (a?.defaultAction.kind === 'notify' && !fixedAnswerOf(a.defaultAction)) out.add(-1); // every unlisted call too
+  return out;
+}
+
+/**
  * The answer to every notification of this decision, if one is known in
  * advance: its only notify action's, or the same fixed answer of each (the
  * BPF filter decides the other actions; they never reach the supervisor).

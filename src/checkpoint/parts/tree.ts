@@ -116,7 +116,7 @@ export async function cloneTask(parent: Tracee, scratch: Scratch, kind: CloneKin
   }
   if (tid !== undefined && r !== BigInt(tid)) throw new TraceeError(`clone3 made task ${r}, not ${tid}`);
   if (parent.newTask === undefined) throw new TraceeError(`the task clone3 made in process ${parent.pid} was not attached`);
-  const child = await Tracee.adopt(parent.newTask);
+  const child = await Tracee.adopt(parent.newTask, parent);
   child.gadget = parent.gadget;
   return child;
 }
