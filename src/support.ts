@@ -550,12 +550,13 @@ const PLANNED = `## Planned
   receiving and 161 ms until the jail runs. Of those 161 ms
   (\`VJAIL_TIMINGS=1\`): opening the image 41 ms (its sha256 and JSON 16,
   the manifest's schema 16), starting the restorer 13 ms, and the
-  restore's injected calls, ~0.85 ms each because their stops are waited
-  for on the event loop (the restoring process is the jail's supervisor and
-  must stay free to answer it): 45 ms to map 25 mappings. What remains:
-  waiting for those stops in C for the calls the plan never hands to
-  JavaScript, checking the manifest as the rounds arrive, hashing the last
-  round's chunks on more threads or while sending, and starting the jail
+  restore's injected calls, ~0.85 ms each while their stops were waited for
+  on the event loop: 45 ms to map 25 mappings. Those stops are now waited
+  for in C for every call the plan never hands to JavaScript (17 ms for the
+  25 mappings; a second run measured 374 ms, 362-377, the receiver's
+  restore 148 ms: within the runs' spread). What remains: checking the
+  manifest as the rounds arrive, hashing the last round's chunks on more
+  threads or while sending, and starting the jail
   itself ahead of the image. TLS for the page server.
 - Lazy restore runs the workload 45 ms after restore starts at 256 MiB
   (48 ms at 1 GiB) on a quiet host, against 50 ms: met thinly (one run in
