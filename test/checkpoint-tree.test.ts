@@ -147,6 +147,33 @@ describe('vjail checkpoint and restore: threads, process trees, zombies, session
     expectConsecutive(r);
   }, 120_000);
 
+  it('refuses a process whose main thread has ended while another runs on, the jail untouched', async () => {
+    const leaderexit = fixture('leaderexit');
+    const dir = mkdtempSync(join(tmpdir(), 'vjail-leader-'));
+    // Named: the process's command line is gone with its main thread, so it is not found by it.
+    const name = `leaderexit-${process.pid}`;
+    expect((await vjail(['run', '--name', name, '--detach', '--pid-ns', '--', leaderexit, dir])).exitCode).toBe(0);
+    const count = (): number => (existsSync(join(dir, 'count')) ? Number(readFileSync(join(dir, 'count'), 'utf8')) : -1);
+    try {
+      expect(await waitFor(() => count() >= 3, 30_000)).toBe(true);
+      const r = await vjail(['checkpoint', name, '--image', join(dir, 'image')]);
+      expect(r.exitCode, r.stderr).toBe(2);
+      expect(r.stderr).toMatch(/the main thread of process \d+ has exited while other threads run on; this cannot be checkpointed yet/);
+      expect(existsSync(join(dir, 'image'))).toBe(false);
+      const at = count();
+      expect(await waitFor(() => count() > at + 3, 30_000)).toBe(true);
+      // Still a running jail of one process (it was taken for ended, and could not be signalled).
+      expect((await vjail(['ps'])).stdout).toMatch(new RegExp(`^${name}\\s+\\d+\\s+host\\s+running\\s+1\\s`, 'm'));
+      const killed = await vjail(['kill', name, '--signal', 'KILL']);
+      expect(killed.exitCode, killed.stderr).toBe(0);
+      const last = count();
+      await new Promise((r) => setTimeout(r, 200));
+      expect(count()).toBe(last);
+    } finally {
+      await vjail(['kill', name, '--signal', 'KILL']);
+    }
+  });
+
   it('refuses threads in a jail without its own PID namespace, naming --pid-ns', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'vjail-thr-'));
     const run = vjailStart(['run', '--', threads, dir]);

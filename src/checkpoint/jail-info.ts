@@ -8,7 +8,7 @@ import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { openImage } from '../image/format.js';
 import { tryLock, type Lock } from '../jails/lock.js';
-import { exeName } from '../jails/members.js';
+import { exeName, processLives } from '../jails/members.js';
 import { listStates, processStart, supervisorAlive } from '../jails/state.js';
 import { CheckpointError, CheckpointUnsupported } from './errors.js';
 
@@ -198,7 +198,8 @@ export function jailTree(pid: number): JailTree {
     // A process may end (and be reaped) while we list: it is then simply not part of the jail any more.
     try {
       const state = readFileSync(`/proc/${p}/stat`, 'utf8');
-      const zombie = state.slice(state.lastIndexOf(')') + 2)[0] === 'Z';
+      // A main thread ended while others run on is no zombie (checkSupported refuses it by name).
+      const zombie = state.slice(state.lastIndexOf(')') + 2)[0] === 'Z' && !processLives(p);
       const entry = { pid: p, zombie, tids: zombie ? [] : tidsOf(p) };
       const kids = zombie ? [] : childrenOf(p);
       processes.push(entry);
@@ -231,6 +232,15 @@ function isolatedJail(pid: number): boolean {
   return false;
 }
 
+/** How many threads /proc lists for a process (0 once it is gone). */
+function threadsOf(pid: number): number {
+  try {
+    return readdirSync(`/proc/${pid}/task`).length;
+  } catch {
+    return 0;
+  }
+}
+
 /** What this version cannot save yet, checked before anything is stopped. */
 export function checkSupported(tree: JailTree): void {
   const first = tree.processes.find((p) => !p.zombie);
@@ -245,7 +255,10 @@ export function checkSupported(tree: JailTree): void {
     } catch {
       continue; // ended meanwhile: the listing after the freeze leaves it out
     }
-    if (state.slice(state.lastIndexOf(')') + 2)[0] === 'Z') throw new CheckpointUnsupported(`the main thread of process ${pid} has exited while other threads run on; this cannot be checkpointed yet`);
+    if (state.slice(state.lastIndexOf(')') + 2)[0] !== 'Z') continue;
+    // A process ending since it was listed (its only thread a zombie) is left out by the listing after the freeze.
+    if (threadsOf(pid) <= 1) continue;
+    throw new CheckpointUnsupported(`the main thread of process ${pid} has exited while other threads run on; this cannot be checkpointed yet`);
   }
 }
 

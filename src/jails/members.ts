@@ -30,10 +30,19 @@ function stat(pid: number): { state: string; ppid: number } | undefined {
   }
 }
 
-const live = (pid: number): boolean => {
+/** Alive: its main thread, or (once that has ended with pthread_exit) another of its threads. */
+export function processLives(pid: number): boolean {
   const s = stat(pid)?.state;
-  return s !== undefined && s !== 'Z' && s !== 'X';
-};
+  if (s === undefined) return false;
+  if (s !== 'Z' && s !== 'X') return true;
+  try {
+    return readdirSync(`/proc/${pid}/task`).length > 1;
+  } catch {
+    return false;
+  }
+}
+
+const live = processLives;
 
 /** The program a process runs. vjail's own processes are not dumpable: a user without
  * CAP_SYS_PTRACE cannot read their exe link, and gets the name they gave themselves. */
