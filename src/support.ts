@@ -215,7 +215,10 @@ const SUPPORTED = `## Supported
   io_uring_setup notified and run as made (a notification each, answered
   in C; after a ring is made, whose madvise the supervisor cannot see,
   advice is always read while stopped, as it is for a jail whose policy
-  logs or traces one of those calls); freeze with the cgroup v2 or v1 freezer, else ptrace; dump;
+  logs or traces one of those calls); freeze with the cgroup v2 or v1 freezer, else ptrace (a
+  task caught waiting in vfork for its child, which takes no ptrace stop
+  until the child execs, has the jail let go and the freeze tried again,
+  20 ms apart for up to 10 s); dump;
   post-dump verifies, fsyncs and publishes by rename; then resume with
   \`--leave-running\` or kill), any failure leaving the jail running. Saved:
   every thread of every process of a jail in its own PID namespace, with the
@@ -485,7 +488,11 @@ const NOT_SUPPORTED = `## Not supported
   host's and not saved), \`SEM_UNDO\` adjustments, hugetlb shared memory; of
   threads or process trees without \`--pid-ns\` (a daemonized jail without it
   is checkpointed while it is down to one process); of jails whose first
-  process, or a process group or session leader, is gone (docs/IMAGE.md).
+  process, or a process group or session leader, is gone; of orphans
+  adopted by a subreaper outside their session; of a process whose main
+  thread has ended (\`pthread_exit\`) while its other threads run on; of a
+  zombie whose death dumped core where core_pattern is a pipe, socket or
+  path (all refused at checkpoint time, docs/IMAGE.md).
 - Per-process state not kept by a checkpoint: a POSIX timer's overrun count
   (named in a warning; \`timer_getoverrun\` returns 0 until the timer next
   expires), \`mlockall(MCL_FUTURE)\` for mappings made after the restore, KSM
@@ -494,10 +501,6 @@ const NOT_SUPPORTED = `## Not supported
   clock of another process without \`--pid-ns\`, memory locked on fault under a
   profile that hides mlock2, a process dumpable only by root
   (\`fs.suid_dumpable = 2\`).
-  threads or process trees without \`--pid-ns\`; of jails whose first
-  process is gone; of orphans adopted by a subreaper outside their session;
-  of a zombie whose death dumped core where core_pattern is a pipe, socket or
-  path (all refused at checkpoint time, docs/IMAGE.md).
 - Pre-dump: only private anonymous memory is tracked (private file
   mappings' written pages and shared memory are read while frozen); soft-dirty
   tracking is not used, so a kernel older than 6.7 copies everything while
