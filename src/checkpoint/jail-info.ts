@@ -232,15 +232,6 @@ function isolatedJail(pid: number): boolean {
   return false;
 }
 
-/** How many threads /proc lists for a process (0 once it is gone). */
-function threadsOf(pid: number): number {
-  try {
-    return readdirSync(`/proc/${pid}/task`).length;
-  } catch {
-    return 0;
-  }
-}
-
 /** What this version cannot save yet, checked before anything is stopped. */
 export function checkSupported(tree: JailTree): void {
   const first = tree.processes.find((p) => !p.zombie);
@@ -257,7 +248,7 @@ export function checkSupported(tree: JailTree): void {
     }
     if (state.slice(state.lastIndexOf(')') + 2)[0] !== 'Z') continue;
     // A process ending since it was listed (its only thread a zombie) is left out by the listing after the freeze.
-    if (threadsOf(pid) <= 1) continue;
+    if (!processLives(pid)) continue;
     throw new CheckpointUnsupported(`the main thread of process ${pid} has exited while other threads run on; this cannot be checkpointed yet`);
   }
 }
