@@ -177,13 +177,24 @@ async function freezeCgroup(cg: JailCgroup, list: () => number[], timeoutMs: num
  */
 function attach(pid: number, spin: boolean): Tracee {
   const until = Date.now() + (spin ? 2000 : 0);
+  let otherSince: number | undefined;
   for (;;) {
     try {
       return Tracee.attach(pid);
     } catch (e) {
       const tracer = Number(/^TracerPid:\s+(\d+)/m.exec(readStatus(pid))?.[1] ?? 0);
       const who = tracer ? tracerKind(tracer) : 'none';
-      if (who === 'other') throw new CheckpointError(`process ${pid} is already traced by process ${tracer} (a debugger?); detach it and try again`);
+      if (who === 'other') {
+        // While a tracer detaches, the kernel briefly shows the task's real
+        // parent (vjail-init, say) as its tracer: only one that stays is another program.
+        otherSince ??= Date.now();
+        if (Date.now() - otherSince < OTHER_TRACER_SETTLE_MS) {
+          pause(1);
+          continue;
+        }
+        throw new CheckpointError(`process ${pid} is already traced by process ${tracer} (${commOf(tracer)}; a debugger?); detach it and try again`);
+      }
+      otherSince = undefined;
       // Our supervisor, or a tracer gone since the attempt: the task is free again soon.
       if (Date.now() < until) continue;
       if (who === 'none') throw e;
@@ -202,6 +213,22 @@ function tracerKind(tid: number): 'vjail' | 'gone' | 'other' {
     const tgid = /^Tgid:\s+(\d+)/m.exec(readFileSync(`/proc/${tid}/status`, 'utf8'))?.[1] ?? String(tid);
     const argv = readFileSync(`/proc/${tgid}/cmdline`, 'utf8').split('\0');
     return argv.some((a) => /vjail(\.js)?$/.test(a)) ? 'vjail' : 'other';
+  } catch {
+    return 'gone';
+  }
+}
+
+/** How long a tracer that is not vjail must stay before the checkpoint calls it another program. */
+const OTHER_TRACER_SETTLE_MS = 100;
+
+/** Block this thread for `ms` (attach runs between two ptrace calls that must not be split by the event loop). */
+function pause(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+function commOf(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
   } catch {
     return 'gone';
   }
