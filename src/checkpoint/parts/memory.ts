@@ -361,10 +361,16 @@ export async function restoreMemory(
 
   // 5. The image's mappings, then their data.
   let prev: Mapping | undefined;
-  for (const m of want) {
-    if (m.kind === 'object') await mapObject(t, m, staged, prev);
-    else if (m.kind !== 'vsyscall' && !VDSO_BLOCK.has(m.kind)) await mapOne(t, scratch, m);
-    prev = m;
+  // Each file is opened once: a program's or library's four or five mappings share its descriptor.
+  const files = new Map<string, bigint>();
+  try {
+    for (const m of want) {
+      if (m.kind === 'object') await mapObject(t, m, staged, prev);
+      else if (m.kind !== 'vsyscall' && !VDSO_BLOCK.has(m.kind)) await mapOne(t, scratch, m, files);
+      prev = m;
+    }
+  } finally {
+    for (const fd of files.values()) await t.syscall(SYS.close, fd);
   }
   await releaseStaged(t, staged);
   timer.lap(`${want.length} mappings mapped`);
@@ -400,23 +406,25 @@ async function moveBlock(t: Tracee, block: MapsEntry[], from: bigint, to: bigint
   t.gadget = t.gadget - from + to;
 }
 
-async function mapOne(t: Tracee, scratch: Scratch, m: Mapping): Promise<void> {
+/** Map `m` in the tracee; a file's descriptor there is kept in `files` (by access and path) for the caller to close. */
+async function mapOne(t: Tracee, scratch: Scratch, m: Mapping, files: Map<string, bigint>): Promise<void> {
   const start = fromHex(m.start);
   const len = fromHex(m.end) - start;
   const shared = m.perms[3] === 's';
   const flags = MAP_FIXED | (shared ? MAP_SHARED : MAP_PRIVATE);
   let r: bigint;
   if (m.file) {
-    const path = Buffer.from(`${m.file.path}\0`);
-    if (path.length > scratch.size) throw new TraceeError(`path too long: ${m.file.path}`);
-    t.write(scratch.addr, path);
     const writable = shared && m.perms[1] === 'w';
-    const fd = await t.syscallOk(`open of ${m.file.path}`, SYS.openat, AT_FDCWD, scratch.addr, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC, 0);
-    try {
-      r = await t.syscallOk(`mmap of ${m.file.path}`, SYS.mmap, start, len, PROT(m.perms), flags, fd, fromHex(m.offset));
-    } finally {
-      await t.syscall(SYS.close, fd);
+    const key = `${writable ? 'rw' : 'r'} ${m.file.path}`;
+    let fd = files.get(key);
+    if (fd === undefined) {
+      const path = Buffer.from(`${m.file.path}\0`);
+      if (path.length > scratch.size) throw new TraceeError(`path too long: ${m.file.path}`);
+      t.write(scratch.addr, path);
+      fd = await t.syscallOk(`open of ${m.file.path}`, SYS.openat, AT_FDCWD, scratch.addr, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC, 0);
+      files.set(key, fd);
     }
+    r = await t.syscallOk(`mmap of ${m.file.path}`, SYS.mmap, start, len, PROT(m.perms), flags, fd, fromHex(m.offset));
   } else {
     r = await t.syscallOk(`mmap of ${m.name ?? 'anonymous memory'} at ${m.start}`, SYS.mmap, start, len, PROT(m.perms), flags | MAP_ANONYMOUS, -1, 0);
   }
