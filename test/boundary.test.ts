@@ -266,7 +266,7 @@ describe('forged mappings and registers', () => {
     change(m);
     const text = `${JSON.stringify(m)}\n`;
     writeFileSync(join(img, 'manifest.json'), text);
-    writeFileSync(join(img, 'IMAGE'), `vjail-image 6\nmanifest sha256:${createHash('sha256').update(text).digest('hex')}\n`);
+    writeFileSync(join(img, 'IMAGE'), `vjail-image 7\nmanifest sha256:${createHash('sha256').update(text).digest('hex')}\n`);
     return img;
   }
 

@@ -130,7 +130,7 @@ describe('image streams, compression and encryption', () => {
   it('inspect reads streams and packed images, with their key', async () => {
     const r = await sh(`$VJAIL inspect - < '${images.stream}'`);
     expect(r.exitCode).toBe(0);
-    expect(r.stdout).toMatch(/\(format 6, verified\)/);
+    expect(r.stdout).toMatch(/\(format 7, verified\)/);
     const e = await vjail(['inspect', images['dir-encrypted']!, '--encrypt-key', key()]);
     expect(e.exitCode).toBe(0);
     expect(e.stdout).toMatch(/bigmem/);

@@ -64,7 +64,7 @@ describe('vjail checkpoint and restore: one process', () => {
   it('inspect verifies the image and lists its mappings', async () => {
     const r = await vjail(['inspect', image]);
     expect(r.exitCode).toBe(0);
-    expect(r.stdout).toMatch(/\(format 6, verified\)/);
+    expect(r.stdout).toMatch(/\(format 7, verified\)/);
     expect(r.stdout).toMatch(/\[vdso\]/);
     expect(r.stdout).toMatch(/profile\s+host/);
     const json = JSON.parse((await vjail(['inspect', '--json', image])).stdout);
@@ -117,8 +117,8 @@ describe('vjail checkpoint and restore: one process', () => {
       ['a missing header', (d: string) => writeFileSync(join(d, 'IMAGE'), 'something else\n'), /is not a vjail image \(bad IMAGE header\)/],
       ['a newer version', (d: string) => {
         const f = join(d, 'IMAGE');
-        writeFileSync(f, readFileSync(f, 'utf8').replace('vjail-image 6', 'vjail-image 7'));
-      }, /is a version 7 image; this vjail reads versions 1, 2, 3, 4, 5 and 6/],
+        writeFileSync(f, readFileSync(f, 'utf8').replace('vjail-image 7', 'vjail-image 8'));
+      }, /is a version 8 image; this vjail reads versions 1, 2, 3, 4, 5, 6 and 7/],
     ])('%s', async (_name, how, message) => {
       const bad = damaged(how);
       for (const cmd of [['restore', bad], ['inspect', bad]]) {
@@ -155,25 +155,30 @@ describe('vjail checkpoint and restore: one process', () => {
     expect(r.exitCode).toBe(0);
     expect(readFileSync(join(dir, 'after'), 'utf8')).toBe(readFileSync(join(dir, 'before'), 'utf8'));
 
-    // One malformed element deep in its big arrays (checked by a loop, not per element): refused by field and index.
-    type Pages = { runs: unknown[]; chunks: { sha256: unknown[] } };
+    // One malformed digest among many, or element deep in a big array (checked by a loop, not per element): refused by field (and index).
+    type Pages = { runs: unknown[]; chunks: { sha256: string } };
     const m = readManifest(img) as { processes: { mappings: { pages?: Pages }[] }[] };
     const maps = m.processes[0]!.mappings;
-    const at = maps.reduce((best, x, i) => ((x.pages?.chunks.sha256.length ?? 0) > (maps[best]!.pages?.chunks.sha256.length ?? 0) ? i : best), 0);
+    const digests = (p?: Pages): number => (p?.chunks.sha256.length ?? 0) / 64;
+    const at = maps.reduce((best, x, i) => (digests(x.pages) > digests(maps[best]!.pages) ? i : best), 0);
     const pages = maps[at]!.pages!;
-    expect(pages.chunks.sha256.length).toBeGreaterThan(1000);
-    const digest = pages.chunks.sha256[1000] as string;
-    const refused = async (field: string, why: string): Promise<void> => {
-      writeManifest(img, m, 6);
+    expect(digests(pages)).toBeGreaterThan(1000);
+    const sums = pages.chunks.sha256;
+    const refused = async (version: number, field: string, why: string): Promise<void> => {
+      writeManifest(img, m, version);
       const bad = await vjail(['inspect', img]);
       expect(bad.exitCode).toBe(2);
       expect(bad.stderr.trim().split('\n')).toEqual([expect.stringContaining(`has an invalid manifest: processes.0.mappings.${at}.pages.${field}: ${why}`)]);
     };
-    pages.chunks.sha256[1000] = digest.toUpperCase();
-    await refused('chunks.sha256.1000', 'must be a sha256 hex digest');
-    pages.chunks.sha256[1000] = digest;
+    // Digest 1000 in capitals: version 7 keeps the digests in one string, version 6 as a list.
+    pages.chunks.sha256 = `${sums.slice(0, 64_000)}${sums.slice(64_000, 64_064).toUpperCase()}${sums.slice(64_064)}`;
+    await refused(7, 'chunks.sha256', 'must be sha256 digests in lowercase hex');
+    await refused(6, 'chunks.sha256.1000', 'must be a sha256 hex digest');
+    pages.chunks.sha256 = `${sums}0`;
+    await refused(7, 'chunks.sha256', 'must be sha256 digests in lowercase hex');
+    pages.chunks.sha256 = sums;
     pages.runs.push([0, 0]);
-    await refused(`runs.${pages.runs.length - 1}`, 'must be [first page, count]');
+    await refused(7, `runs.${pages.runs.length - 1}`, 'must be [first page, count]');
   }, 180_000);
 
   it('--leave-running lets the process go on, and a failed checkpoint leaves it running too', async () => {

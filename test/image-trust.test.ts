@@ -50,7 +50,7 @@ function tamper(image: string, change: (m: Record<string, unknown>) => void): vo
   change(m);
   const text = `${JSON.stringify(m)}\n`;
   writeFileSync(join(image, 'manifest.json'), text);
-  writeFileSync(join(image, 'IMAGE'), `vjail-image 6\nmanifest sha256:${createHash('sha256').update(text).digest('hex')}\n`);
+  writeFileSync(join(image, 'IMAGE'), `vjail-image 7\nmanifest sha256:${createHash('sha256').update(text).digest('hex')}\n`);
 }
 
 const stripPolicy = (m: Record<string, unknown>): void => {

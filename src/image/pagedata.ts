@@ -217,9 +217,9 @@ export function startHasher(): void {
   h.digest();
 }
 
-/** The sha256 of chunk digests given in hex, as a page file's `sha256` of version 6 and later is. */
-export function treeDigest(chunkSums: string[]): string {
-  return createHash('sha256').update(Buffer.from(chunkSums.join(''), 'hex')).digest('hex');
+/** The sha256 of chunk digests given in hex (one after another), as a page file's `sha256` of version 6 and later is. */
+export function treeDigest(chunkSums: string): string {
+  return createHash('sha256').update(Buffer.from(chunkSums, 'hex')).digest('hex');
 }
 
 /** sha256 of a file, streamed. */

@@ -238,7 +238,7 @@ export function warmManifestChecks(): void {
   const chunks = 4096;
   const mapping = {
     start: '0x7f0000000000', end: `0x${(0x7f0000000000 + chunks * 65536).toString(16)}`, perms: 'rw-p', offset: '0x0', kind: 'anon', name: null,
-    pages: { file: 'pages-0.img', size: chunks * 65536, sha256: digest, runs: [[0, chunks * 16]], chunks: { size: 65536, sha256: Array<string>(chunks).fill(digest) } },
+    pages: { file: 'pages-0.img', size: chunks * 65536, sha256: digest, runs: [[0, chunks * 16]], chunks: { size: 65536, sha256: digest.repeat(chunks) } },
   };
   const text = JSON.stringify({ format: IMAGE_MAGIC, version: IMAGE_VERSION, processes: [{ state: 'live', pid: 1, ppid: 0, threads: [{ tid: 1 }], mappings: [mapping, mapping] }] }, null, 1);
   parseManifest(IMAGE_VERSION, parseJsonExact(text, { bigints: false }));
@@ -376,8 +376,8 @@ function checkPages(dir: string, what: string, p: Pages, pages: number, verifyPa
   if (total * PAGE_SIZE !== p.size) {
     throw new ImageError(`${dir} has an invalid manifest: ${what}'s runs hold ${total * PAGE_SIZE} bytes, its page file ${p.size}`);
   }
-  if (p.chunks && p.chunks.sha256.length !== Math.ceil(p.size / p.chunks.size)) {
-    throw new ImageError(`${dir} has an invalid manifest: ${what} has ${p.chunks.sha256.length} chunk checksums for ${Math.ceil(p.size / p.chunks.size)} chunks`);
+  if (p.chunks && p.chunks.sha256.length / 64 !== Math.ceil(p.size / p.chunks.size)) {
+    throw new ImageError(`${dir} has an invalid manifest: ${what} has ${p.chunks.sha256.length / 64} chunk checksums for ${Math.ceil(p.size / p.chunks.size)} chunks`);
   }
   const tree = treeHashed({ version });
   if (tree && (!p.chunks || treeDigest(p.chunks.sha256) !== p.sha256)) {
@@ -416,7 +416,7 @@ function treeDigestFd(fd: number, chunk: number): string {
     sums.push(createHash('sha256').update(buf.subarray(0, n)).digest('hex'));
     if (n < chunk) break;
   }
-  return treeDigest(sums);
+  return treeDigest(sums.join(''));
 }
 
 function openPageFileIn(dir: string, pages: Pages): { fd: number; size: number } {

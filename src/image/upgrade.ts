@@ -3,6 +3,8 @@
  * schema is the current one less what its version lacked; each upgrade fills
  * what is missing with what the lack meant (no files, no clocks, ...).
  *
+ *   7  a page file's chunk digests are one string, not a list (the schema reads both and
+ *      gives the string)
  *   6  a page file's sha256 is of its chunk digests, not of its bytes (the manifest is
  *      otherwise version 5's; readers tell the two by the version on disk)
  *   5  every descriptor (0-2 too) pointing at open file descriptions of many kinds (pipes,
@@ -86,6 +88,9 @@ function upgradeV4(m: z.infer<typeof manifestV4Schema>): Manifest {
  */
 const manifestV5Schema = manifestSchema.omit({ version: true }).extend({ version: z.literal(5) });
 
+/** Version 6: the current shape, its chunk digests a list (read as one string, as version 7 writes them). */
+const manifestV6Schema = manifestSchema.omit({ version: true }).extend({ version: z.literal(6) });
+
 /** Version 3: the same, without open files. */
 const manifestV3Schema = manifestV4Schema.omit({ version: true }).extend({
   version: z.literal(3),
@@ -150,6 +155,7 @@ export function parseManifest(version: number, json: unknown): { ok: true; manif
     case 3: return parse(manifestV3Schema, upgradeV3);
     case 4: return parse(manifestV4Schema, upgradeV4);
     case 5: return parse(manifestV5Schema, (m) => ({ ...m, version: IMAGE_VERSION }));
+    case 6: return parse(manifestV6Schema, (m) => ({ ...m, version: IMAGE_VERSION }));
     default: return parse(manifestSchema, (m) => m);
   }
 }

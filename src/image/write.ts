@@ -124,14 +124,15 @@ export class PageFileWriter {
     if (chunk % PAGE_SIZE || chunkSums.length !== Math.ceil(size / chunk)) throw new Error('internal: a described page file needs a digest per chunk');
     writing(this.dir, () => ftruncateSync(this.fd, size));
     this.discard();
-    return { file: this.name, size, sha256: treeDigest(chunkSums), runs, chunks: { size: chunk, sha256: chunkSums } };
+    const sums = chunkSums.join('');
+    return { file: this.name, size, sha256: treeDigest(sums), runs, chunks: { size: chunk, sha256: sums } };
   }
 
   close(): Pages {
     if (this.durable) writing(this.dir, () => fsyncSync(this.fd));
     this.discard();
     const sha256 = this.hash.digest();
-    return { file: this.name, size: this.size, sha256, runs: this.runs, chunks: { size: PAGE_CHUNK_BYTES, sha256: this.hash.chunkDigests() } };
+    return { file: this.name, size: this.size, sha256, runs: this.runs, chunks: { size: PAGE_CHUNK_BYTES, sha256: this.hash.chunkDigests().join('') } };
   }
 
   /** Close the file without finishing it (abort: its space is freed once it is removed). */

@@ -6,7 +6,7 @@ import { signatureText } from '../../src/image/sign.js';
 type Json = Record<string, unknown>;
 
 /**
- * A current (version 6) manifest written back in the shape an older vjail
+ * A current (version 7) manifest written back in the shape an older vjail
  * wrote: everything added since `version` taken out, so that a test reads
  * an image as old images are (src/image/upgrade.ts is the other side).
  * Version 4 has open files above fd 2 as `files` (none here).
@@ -32,9 +32,10 @@ export function asVersion(m: Json, version: 2 | 3 | 4): Json {
 
 /**
  * Write `m` as the image's manifest, with its checksum in IMAGE under
- * `version`, signed as this machine's (vouched for). Under a version before
- * 6 each page file's sha256 becomes that of its bytes and each blob its own
- * file, as those wrote them.
+ * `version` (the manifest's own `version` made the same), signed as this
+ * machine's (vouched for). Under a version before 7 each page file's chunk
+ * digests are a list, and before 6 its sha256 becomes that of its bytes and
+ * each blob its own file, as those wrote them.
  */
 export function writeManifest(img: string, m: Json, version: number): void {
   if (version < 6) {
@@ -51,7 +52,11 @@ export function writeManifest(img: string, m: Json, version: number): void {
     }
     rmSync(join(img, 'blobs.img'), { force: true });
   }
-  const text = `${JSON.stringify(m)}\n`;
+  // A chunks object ({ size, sha256 }) holds the digests: one string since version 7, a list before.
+  const text = `${JSON.stringify({ ...m, version }, function (this: Json, key, v: unknown) {
+    const isChunks = key === 'sha256' && typeof v === 'string' && Object.keys(this).join() === 'size,sha256';
+    return isChunks && version < 7 ? v.match(/.{64}/g) : v;
+  })}\n`;
   writeFileSync(join(img, 'manifest.json'), text);
   writeFileSync(join(img, 'IMAGE'), `vjail-image ${version}\nmanifest sha256:${createHash('sha256').update(text).digest('hex')}\n`);
   signAsThisMachine(img);

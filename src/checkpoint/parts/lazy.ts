@@ -104,7 +104,7 @@ export class LazyPages {
         const chunkBytes = p.chunks?.size ?? 256 << 10;
         return {
           start, pages: Number((fromHex(m.end) - start) / BigInt(PAGE_SIZE)), fd: openPageFile(image, p), runs,
-          chunkPages: chunkBytes / PAGE_SIZE, sums: p.chunks ? Buffer.from(p.chunks.sha256.join(''), 'hex') : null,
+          chunkPages: chunkBytes / PAGE_SIZE, sums: p.chunks ? Buffer.from(p.chunks.sha256, 'hex') : null,
         };
       });
       let resolve!: () => void;
