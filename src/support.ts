@@ -543,28 +543,27 @@ const PLANNED = `## Planned
 
 - Migration that stops a 1 GiB jail for at most 100 ms. With the
   pre-dump's rounds sent while the jail runs (the default), a 1 GiB
-  workload writing 10 MiB/s at random is stopped 353 ms (323-387) on a
-  quiet 2-vCPU host (7.3 s with \`--no-pre-dump\`; 370 ms earlier the same
-  day, 1.17 s the round before): the dump 137 ms (freeze, the last round's
-  pages and their chunks hashed again, the manifest; the advice now read
-  before the freeze), sending 14 ms, and 197 ms there, where the page
-  server has started the jail's supervisor at the handshake and it waits,
-  its name taken and its checks warmed, for the last image: 16 ms
-  receiving and 161 ms until the jail runs. Of those 161 ms
-  (\`VJAIL_TIMINGS=1\`): opening the image 41 ms (its sha256 and JSON 16,
-  the manifest's schema 16), starting the restorer 13 ms, and the
-  restore's injected calls, ~0.85 ms each while their stops were waited for
-  on the event loop: 45 ms to map 25 mappings. Those stops are now waited
-  for in C for every call the plan never hands to JavaScript (17 ms for the
-  25 mappings; a second run measured 374 ms, 362-377, the receiver's
-  restore 148 ms: within the runs' spread). What remains: checking the
+  workload writing 10 MiB/s at random is stopped 278 ms (236-300) on a
+  2-vCPU host (6.3 s with \`--no-pre-dump\`; 353 and 374 ms earlier the
+  same day, 1.17 s the round before): the dump 108 ms (freeze, the last
+  round's pages and their chunks hashed again, the manifest), sending
+  18 ms, and 148 ms there, where the page server has started the jail's
+  supervisor at the handshake and it waits, its name taken and its checks
+  warmed, for the last image: 14 ms receiving and 120 ms until the jail
+  runs. Of those (\`VJAIL_TIMINGS=1\`): opening the image about 30 ms
+  (41-48 ms before image format 7 kept a page file's 16384 chunk digests
+  in one string), starting the restorer 10 ms, mapping 25 mappings
+  12-17 ms (each backing file now opened once, not per mapping; 29-45 ms
+  before), the remaining task state 15-20 ms. What remains: checking the
   manifest as the rounds arrive, hashing the last round's chunks on more
-  threads or while sending, and starting the jail
-  itself ahead of the image. TLS for the page server.
-- Lazy restore runs the workload 45 ms after restore starts at 256 MiB
-  (48 ms at 1 GiB) on a quiet host, against 50 ms: met thinly (one run in
-  six at 1 GiB took 54.7 ms); every page is in place in 0.55× a full
-  restore's time at 256 MiB and 0.53× at 1 GiB.
+  threads or while sending, reading the signal handlers in one call
+  rather than 62, and starting the jail itself ahead of the image. TLS
+  for the page server.
+- Lazy restore runs the workload 37.6 ms after restore starts at 256 MiB
+  (43.9 ms at 1 GiB; 35-50 ms over the rounds) on a 2-vCPU host, against
+  50 ms; before this round's changes to the image format and the mapping
+  of files it took 44-55 ms. Every page is in place in 0.57× a full
+  restore's time at 256 MiB and 0.63× at 1 GiB.
 - An open through the open shim answers with ADDFD, which wakes the caller
   to install the descriptor and is woken back; each wake-up of an idle vCPU
   costs about 40 µs here. Without spinning (\`--spin off\`, or before it)
