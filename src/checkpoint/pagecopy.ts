@@ -5,16 +5,8 @@
  * permission, so it takes over wherever the former stops short.
  */
 import { readSync, writeSync } from 'node:fs';
-import { native } from '../native.js';
+import { pageCopyAddon as addon } from '../native/pagecopy.js';
 import { TraceeError } from './tracee.js';
-
-interface PageCopyAddon {
-  /** Bytes copied; fewer than buf.length at the first page it cannot access. */
-  pageRead(pid: number, addr: bigint, buf: Buffer): number;
-  pageWrite(pid: number, addr: bigint, buf: Buffer): number;
-}
-
-const addon = (): PageCopyAddon => native() as unknown as PageCopyAddon;
 
 interface Way {
   fast(pid: number, addr: bigint, buf: Buffer): number;

@@ -9,7 +9,7 @@ import { StepTimer } from '../timings.js';
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, ftruncateSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { native } from '../native.js';
+import { pageCopyAddon } from '../native/pagecopy.js';
 import { ImageError } from './errors.js';
 import { OffThreadHash, treeDigest } from './pagedata.js';
 import { openImage, type OpenedImage } from './read.js';
@@ -57,11 +57,6 @@ export function fsyncPath(path: string): void {
   }
 }
 
-interface WritebackAddon {
-  /** sync_file_range(SYNC_FILE_RANGE_WRITE): start writeback of the range, without waiting for it. */
-  syncFileRange(fd: number, offset: number, length: number): void;
-}
-
 /**
  * Start writing a range just written back to disk, so that the fsync at the
  * end of the file waits only for the last few chunks. Only a head start:
@@ -69,7 +64,7 @@ interface WritebackAddon {
  */
 function startWriteback(fd: number, offset: number, length: number): void {
   try {
-    (native() as unknown as WritebackAddon).syncFileRange(fd, offset, length);
+    pageCopyAddon().syncFileRange(fd, offset, length);
   } catch {
     // The fsync in `close` still makes the data durable.
   }

@@ -17,7 +17,7 @@
  * does. A file without them is hashed whole here, before anything runs.
  */
 import { closeSync } from 'node:fs';
-import { native } from '../../native.js';
+import { lazyAddon, type LazyStats } from '../../native/lazypages.js';
 import { ImageError, type Mapping, type OpenedImage, PAGE_SIZE, fromHex, openPageFile, sha256Fd } from '../../image/format.js';
 import { type Tracee, TraceeError } from '../tracee.js';
 import { SYS } from '../syscalls.js';
@@ -38,26 +38,8 @@ const UFFDIO_REGISTER = 0xc020aa00;
 const UFFDIO_REGISTER_MODE_MISSING = 1n;
 const SYS_USERFAULTFD = 323;
 
-export interface LazyStats {
-  faults: number;
-  chunksOnFault: number;
-  chunksPrefetched: number;
-  bytes: number;
-  forks: number;
-  /** From the start of serving until every page was in place. */
-  ms: number;
-}
-
-interface LazyAddon {
-  lazyStart(
-    pid: number, remoteFd: number,
-    ranges: { start: bigint; pages: number; fd: number; runs: Buffer; chunkPages: number; sums: Buffer | null }[],
-    done: (kind: 'failed' | 'ended', error: string | null, stats: LazyStats) => void,
-  ): object;
-  lazyPrefetch(handle: object): void;
-  lazyStop(handle: object): void;
-}
-const addon = (): LazyAddon => native() as unknown as LazyAddon;
+export type { LazyStats } from '../../native/lazypages.js';
+const addon = lazyAddon;
 
 /** What a lazy restore leaves running: one server per restored process. */
 export class LazyPages {
