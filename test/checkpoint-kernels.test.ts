@@ -10,6 +10,7 @@ import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileS
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { IMAGE_VERSION } from '../src/image/schema.js';
 import { runInKernel, type RunInKernelResult } from '../src/vm/index.js';
 import { fixture, repoRoot, vjailBin } from './helpers/fixtures.js';
 import { asVersion, readManifest, writeManifest, signAsThisMachine } from './helpers/old-images.js';
@@ -220,7 +221,7 @@ describe.each([
 
   it('the image records the vDSO symbols, clocks and CPU features', () => {
     const m = manifest(clockImg());
-    expect(m.version).toBe(6);
+    expect(m.version).toBe(IMAGE_VERSION);
     const names = m.processes[0].vdso.symbols.map((s: { name: string }) => s.name);
     expect(names).toEqual(expect.arrayContaining(['__vdso_clock_gettime', '__vdso_gettimeofday', '__vdso_time', '__vdso_getcpu', '__vdso_clock_getres']));
     expect(BigInt(m.clocks.monotonic)).toBeGreaterThan(0n);
