@@ -14,7 +14,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { type CpuImage, ImageError, type Manifest, type Registers, fromHex, toHex } from '../image/format.js';
-import { native } from '../native.js';
+import { cpuAddon } from '../native/cpu.js';
 import { BASELINE_FLAGS, BASELINE_MARK } from './cpu-baseline.js';
 
 /** Instruction-set flags of /proc/cpuinfo a program can use directly (not ones that only change speed). */
@@ -54,7 +54,7 @@ interface Xstate {
 
 /** XCR0 (x87 and SSE only, 0x3, on a CPU without XSAVE) and the standard-format layout of each component. */
 export function cpuXstate(): Xstate {
-  const x = (native() as unknown as { cpuXstate(): Omit<Xstate, 'xsave'> }).cpuXstate();
+  const x = cpuAddon().cpuXstate();
   return { xcr0: x.xcr0 || 0x3n, mxcsrMask: x.mxcsrMask, xsave: x.xcr0 !== 0n, components: x.components };
 }
 

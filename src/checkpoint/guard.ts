@@ -10,7 +10,7 @@
  */
 import { spawn } from 'node:child_process';
 import type { JailCgroup } from '../cgroup.js';
-import { native } from '../native.js';
+import { guardAddon as addon } from '../native/guard.js';
 import { sys } from '../native/fdio.js';
 import { dataPath } from '../paths.js';
 import { CheckpointError } from './errors.js';
@@ -19,13 +19,6 @@ const SYS_PRCTL = 157;
 const PR_GET_DUMPABLE = 3;
 const PR_SET_DUMPABLE = 4;
 
-interface GuardAddon {
-  guardTableFd(): number;
-  guardCgroup(kind: number, path: string): void;
-  guardTask(tid: number, flags: number, mask: bigint | null, regs: Buffer | null, gadget: bigint, park: number): void;
-  guardSignal(tid: number, signal: number, rip: bigint): void;
-}
-
 const HELD = 1;
 const DIRTY = 2;
 const MASK = 4;
@@ -33,7 +26,6 @@ const START_TIMEOUT_MS = 5000;
 
 let active = false;
 const flags = new Map<number, number>();
-const addon = (): GuardAddon => native() as unknown as GuardAddon;
 
 function set(tid: number, add: number, drop: number, mask: bigint | null = null, regs: Buffer | null = null, gadget = 0n, park = 0): void {
   if (!active) return;

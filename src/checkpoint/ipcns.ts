@@ -5,18 +5,12 @@
  * passed as its address. Results are raw (negative errno on failure).
  * Needs CAP_SYS_ADMIN over that namespace; our own (pid = ours) needs none.
  */
-import { native } from '../native.js';
-
-type Arg = number | bigint | Buffer;
-
-interface IpcNsAddon {
-  ipcNsCalls(pid: number, calls: Arg[][]): bigint[];
-}
+import { ipcNsAddon, type IpcNsArg as Arg } from '../native/ipcns.js';
 
 const MAX_BATCH = 64;
 
 export function ipcNsCalls(pid: number, calls: [number, ...Arg[]][]): bigint[] {
   const out: bigint[] = [];
-  for (let i = 0; i < calls.length; i += MAX_BATCH) out.push(...(native() as unknown as IpcNsAddon).ipcNsCalls(pid, calls.slice(i, i + MAX_BATCH)));
+  for (let i = 0; i < calls.length; i += MAX_BATCH) out.push(...ipcNsAddon().ipcNsCalls(pid, calls.slice(i, i + MAX_BATCH)));
   return out;
 }

@@ -25,7 +25,8 @@
 import { closeSync, fstatSync, mkdtempSync, openSync, readdirSync, readSync, rmSync, statSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { type ImageWriter, OffThreadHash, PAGE_SIZE, type Pages, pageBuffer } from '../image/format.js';
-import { isNativeError, native } from '../native.js';
+import { isNativeError } from '../native.js';
+import { preDumpAddon as addon } from '../native/predump.js';
 import { pidfdGetfd, sys, sysOk } from '../native/fdio.js';
 import { pageIo } from './pagecopy.js';
 import { FileHashes } from './parts/memory.js';
@@ -34,12 +35,6 @@ import { type MapsEntry, readMaps, Tracee } from './tracee.js';
 import { throwIfInterrupted } from './interrupt.js';
 import { hasSoftDirty } from './jail-info.js';
 
-interface PreDumpAddon {
-  uffdApi(fd: number, features: bigint): bigint;
-  uffdRange(fd: number, op: number, start: bigint, len: bigint): number;
-  pagemapScan(fd: number, start: bigint, end: bigint, flags: number, categoryMask: number, anyofMask: number, returnMask: number): Buffer;
-}
-const addon = (): PreDumpAddon => native() as unknown as PreDumpAddon;
 
 const SYS_USERFAULTFD = 323;
 const UFFD_USER_MODE_ONLY = 1;
