@@ -9,6 +9,7 @@
  */
 import { accessSync, constants, existsSync, type FSWatcher, mkdirSync, readdirSync, readFileSync, rmdirSync, watch, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import { sleepSync } from './sleep-sync.js';
 
 export type FreezerKind = 'v2' | 'v1';
 
@@ -161,7 +162,7 @@ export function removeJailCgroup(cg: JailCgroup): void {
       const code = (e as NodeJS.ErrnoException).code;
       if (code === 'ENOENT') return;
       if (code !== 'EBUSY') return;
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+      sleepSync(20);
     }
   }
 }
@@ -223,12 +224,11 @@ export function cgroupAt(path: string): JailCgroup {
  */
 export function killRemaining(cg: JailCgroup, boundMs = 5000): boolean {
   if (procsOf(cg).length === 0) return true;
-  const pause = (ms: number): void => void Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
   const deadline = Date.now() + boundMs;
   try {
     if (!killCgroup(cg)) {
       setFrozen(cg, true);
-      while (!isFrozen(cg) && Date.now() < deadline) pause(5);
+      while (!isFrozen(cg) && Date.now() < deadline) sleepSync(5);
       killFrozen(cg);
     }
   } catch {
@@ -236,7 +236,7 @@ export function killRemaining(cg: JailCgroup, boundMs = 5000): boolean {
   }
   while (procsOf(cg).length > 0) {
     if (Date.now() > deadline) return false;
-    pause(5);
+    sleepSync(5);
   }
   return true;
 }

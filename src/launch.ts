@@ -5,6 +5,7 @@ import { closeSync, openSync, readFileSync, readlinkSync } from 'node:fs';
 import { constants } from 'node:os';
 import { initPath, isNativeError, native } from './native.js';
 import { mapArgument, type UserNsMaps } from './userns.js';
+import { sleepSync } from './sleep-sync.js';
 
 /** Control-protocol message types (native/protocol.h). */
 export const CTL = { HELLO: 1, SETUP_FAILED: 2, EXEC_FAILED: 3, EXIT: 4 } as const;
@@ -106,10 +107,6 @@ function pidOfPidfd(pidfd: number): number {
   return m ? Number(m[1]) : -1;
 }
 
-function sleepMs(ms: number): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-}
-
 /**
  * Fetch the workload's listener with pidfd_getfd. The workload told us which
  * fd number it will get; it may not have installed the filter yet, so retry
@@ -134,7 +131,7 @@ function fetchListener(ctlFd: number, pidfd: number, fdNumber: number, deadline:
     }
     if (Date.now() > deadline) throw new LaunchError('the workload did not install its seccomp filter in time');
     // It is between its hello and seccomp(2): a few microseconds unless it was preempted.
-    sleepMs(0.05);
+    sleepSync(0.05);
   }
   // The workload died before installing the filter: it sent why.
   const msg = n.recvCtl(ctlFd, 100);

@@ -18,6 +18,7 @@ import { isFrozen, jailCgroupOf, setFrozen, tasksOf, type JailCgroup } from '../
 import { guardNote } from './guard.js';
 import { CheckpointError } from './errors.js';
 import { Tracee } from './tracee.js';
+import { sleepSync } from '../sleep-sync.js';
 
 export interface Frozen {
   /** 'cgroup v2 freezer', 'cgroup v1 freezer' or 'ptrace'. */
@@ -189,7 +190,7 @@ function attach(pid: number, spin: boolean): Tracee {
         // parent (vjail-init, say) as its tracer: only one that stays is another program.
         otherSince ??= Date.now();
         if (Date.now() - otherSince < OTHER_TRACER_SETTLE_MS) {
-          pause(1);
+          sleepSync(1); // attach runs between ptrace calls that the event loop must not split
           continue;
         }
         throw new CheckpointError(`process ${pid} is already traced by process ${tracer} (${commOf(tracer)}; a debugger?); detach it and try again`);
@@ -220,11 +221,6 @@ function tracerKind(tid: number): 'vjail' | 'gone' | 'other' {
 
 /** How long a tracer that is not vjail must stay before the checkpoint calls it another program. */
 const OTHER_TRACER_SETTLE_MS = 100;
-
-/** Block this thread for `ms` (attach runs between two ptrace calls that must not be split by the event loop). */
-function pause(ms: number): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-}
 
 function commOf(pid: number): string {
   try {

@@ -79,13 +79,18 @@ function listOf<T>(message: string, ok: (v: unknown) => boolean) {
       ctx.addIssue({ code: 'custom', message: `must be an array; each element ${message}` });
       return;
     }
-    for (let i = 0; i < v.length; i++) {
-      if (!ok(v[i])) {
-        ctx.addIssue({ code: 'custom', message, path: [i] });
-        return;
-      }
-    }
+    refineEach(v, message, ok, ctx);
   });
+}
+
+/** Refuse the first element of `v` that is not `ok`, by its index, with `message`. */
+function refineEach(v: unknown[], message: string, ok: (v: unknown) => boolean, ctx: z.RefinementCtx): void {
+  for (let i = 0; i < v.length; i++) {
+    if (!ok(v[i])) {
+      ctx.addIssue({ code: 'custom', message, path: [i] });
+      return;
+    }
+  }
 }
 const SHA256 = /^[0-9a-f]{64}$/;
 const HEX_DIGITS = /^[0-9a-f]*$/;
@@ -110,12 +115,7 @@ const chunkDigests = z
       ctx.addIssue({ code: 'custom', message: 'must be a string of sha256 hex digests' });
       return;
     }
-    for (let i = 0; i < v.length; i++) {
-      if (!isSha256(v[i])) {
-        ctx.addIssue({ code: 'custom', message: 'must be a sha256 hex digest', path: [i] });
-        return;
-      }
-    }
+    refineEach(v, 'must be a sha256 hex digest', isSha256, ctx);
   })
   .transform((v): string => (typeof v === 'string' ? v : v.join('')));
 

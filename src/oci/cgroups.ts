@@ -8,6 +8,7 @@ import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'n
 import { join } from 'node:path';
 import type { OciConfig } from './config.js';
 import { OciError } from './errors.js';
+import { sleepSync } from '../sleep-sync.js';
 
 interface Hierarchy {
   mount: string;
@@ -116,6 +117,6 @@ export function setFrozen(f: NonNullable<Cgroups['freezer']>, frozen: boolean): 
     const now = f.kind === 'v2' ? readFileSync(join(f.path, 'cgroup.events'), 'utf8').includes(`frozen ${frozen ? 1 : 0}`) : readFileSync(join(f.path, 'freezer.state'), 'utf8').trim() === (frozen ? 'FROZEN' : 'THAWED');
     if (now) return;
     if (Date.now() > deadline) throw new OciError(`the freezer of ${f.path} did not become ${frozen ? 'frozen' : 'thawed'} within 5 s`);
-    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
+    sleepSync(10);
   }
 }

@@ -5,6 +5,7 @@ import { OciError } from './errors.js';
 import type { Globals } from './globals.js';
 import { runHooks } from './hooks.js';
 import { alive, containerDir, ociState, readStored, statusOf } from './state.js';
+import { sleepSync } from '../sleep-sync.js';
 
 const DELETE_BOUND_MS = 10_000;
 
@@ -30,7 +31,7 @@ export function deleteContainer(g: Globals, id: string, force: boolean): void {
     const deadline = Date.now() + DELETE_BOUND_MS;
     while (alive(s.pid) || alive(s.monitorPid)) {
       if (Date.now() > deadline) throw new OciError(`container "${id}" (pid ${s.pid}, monitor ${s.monitorPid}) did not end within ${DELETE_BOUND_MS / 1000} s of SIGKILL`);
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
+      sleepSync(5);
     }
   }
   removeCgroups(s.cgroups);

@@ -5,12 +5,9 @@ import { OciError } from './errors.js';
 import type { Globals } from './globals.js';
 import { runHooks } from './hooks.js';
 import { alive, containerDir, ociState, readStored, statusOf } from './state.js';
+import { sleepSync } from '../sleep-sync.js';
 
 const START_BOUND_MS = 10_000;
-
-function sleep(ms: number): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-}
 
 export function start(g: Globals, id: string): void {
   const s = readStored(g.root, id);
@@ -31,7 +28,7 @@ export function start(g: Globals, id: string): void {
       if (n === 1) break;
       if (!alive(s.monitorPid)) throw new OciError(`container "${id}" ended before it could start (see the engine's log of its output)`);
       if (Date.now() > deadline) throw new OciError(`container "${id}" did not take the start signal within ${START_BOUND_MS / 1000} s`);
-      sleep(2);
+      sleepSync(2);
     }
   } finally {
     closeSync(fd);
@@ -41,7 +38,7 @@ export function start(g: Globals, id: string): void {
     const now = readStored(g.root, id);
     if (now.started || !alive(now.monitorPid)) break;
     if (Date.now() > deadline) throw new OciError(`container "${id}" did not come under supervision within ${START_BOUND_MS / 1000} s`);
-    sleep(2);
+    sleepSync(2);
   }
   runHooks(s.config, 'poststart', ociState(readStored(g.root, id)), () => {});
 }
