@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { UsageError } from '../cli/errors.js';
 import { native } from '../native.js';
 import { stateDir } from './state.js';
+import { sleepSync } from '../sleep-sync.js';
 
 interface LockAddon {
   /** flock(fd, LOCK_EX | LOCK_NB): false when another holds it. */
@@ -79,9 +80,17 @@ export function tryLock(name: string): Lock | { heldBy: number } {
 }
 
 function holderOf(path: string): number {
-  try {
-    return Number(readFileSync(path, 'utf8').trim()) || 0;
-  } catch {
-    return 0;
+  // The holder writes its pid just after taking the lock: give it that moment (bounded), so the refusal can name it.
+  for (const until = Date.now() + HOLDER_WRITE_MS; ; sleepSync(1)) {
+    let pid = 0;
+    try {
+      pid = Number(readFileSync(path, 'utf8').trim()) || 0;
+    } catch {
+      return 0;
+    }
+    if (pid || Date.now() >= until) return pid;
   }
 }
+
+/** How long a lock's new holder may take to write its pid into the lock file. */
+const HOLDER_WRITE_MS = 200;
