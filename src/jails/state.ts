@@ -85,7 +85,9 @@ export function writeAtomic(path: string, data: string, opts: { sync?: boolean }
 
 export function writeState(state: JailState): void {
   mkdirSync(jailDir(state.name), { recursive: true });
-  writeAtomic(statePath(state.name), `${JSON.stringify(state, null, 2)}\n`);
+  // Renamed into place, it is whole whenever read. Synced only once it records an end: a jail
+  // starting or running does not outlive a crash of the machine, its record of how it ended does.
+  writeAtomic(statePath(state.name), `${JSON.stringify(state, null, 2)}\n`, { sync: state.status === 'exited' });
 }
 
 /** The jail's recorded state, or undefined if there is no such jail (or its file is unreadable). */
