@@ -138,19 +138,19 @@ export async function restoreCommand(dir: string, flags: RestoreFlags = {}): Pro
     if (!Number.isInteger(fd) || fd < 3) throw new UsageError(`--image-from-fd takes a descriptor number above 2, not "${flags.imageFromFd}"`);
     // The name is taken now (the jail "starting" until it runs), its cgroup made: not while the sender's jail is stopped.
     const named = NamedJail.claim({ name: flags.name, profile: 'host', policy: null, emulate: [], pidNs: false, command: [], detached: true });
-    let got: string | null;
+    let got: { dir: string | null; answer: (line: string) => void };
     try {
       got = await imageDirFrom(fd);
     } catch (e) {
       named.abandon();
       throw e;
     }
-    if (got === null) {
+    if (got.dir === null) {
       named.abandon();
       if (!readState(flags.name)) removeJailDir(flags.name);
       return 0;
     }
-    return restoreDirCommand(got, flags, undefined, named);
+    return restoreDirCommand(got.dir, flags, undefined, named, got.answer);
   }
   if (!needsUnpacking(dir)) {
     if (flags.encryptKey !== undefined) throw new UsageError(`${dir} is a plain image directory, not encrypted; leave out --encrypt-key`);
@@ -186,7 +186,12 @@ export const PRESTART_WAIT_MS = 3_600_000;
  * null, and this supervisor ends having started nothing, leaving nothing
  * (the name given back, the jail's log removed with its directory).
  */
-async function imageDirFrom(fd: number): Promise<string | null> {
+/**
+ * The image directory's path, read from `fd` (null if none comes), and a
+ * way to answer on the same descriptor: a page server's socket pair, on
+ * which the result line goes back as soon as the jail runs.
+ */
+async function imageDirFrom(fd: number): Promise<{ dir: string | null; answer: (line: string) => void }> {
   native();
   startHasher();
   warmManifestChecks();
@@ -196,8 +201,11 @@ async function imageDirFrom(fd: number): Promise<string | null> {
   } catch {
     // only a warm-up: the restore says what fails, if anything does
   }
-  const sock = new Socket({ fd, readable: true, writable: false });
+  // Half-open: the page server ends its side once the path is sent, ours stays open for the answer.
+  const sock = new Socket({ fd, readable: true, writable: true, allowHalfOpen: true });
+  sock.on('error', () => {}); // no answer then: the page server reads the jail's state instead
   let text = '';
+  let kept = false;
   let timer: NodeJS.Timeout | undefined;
   try {
     const line = await new Promise<string | null>((resolve, reject) => {
@@ -212,15 +220,19 @@ async function imageDirFrom(fd: number): Promise<string | null> {
       sock.on('close', () => resolve(null));
       sock.on('error', () => resolve(null));
     });
-    return line === null || line === '' ? null : line;
+    if (line === null || line === '') return { dir: null, answer: () => {} };
+    sock.pause();
+    sock.unref();
+    kept = true;
+    return { dir: line, answer: (result) => void sock.end(`${result}\n`) };
   } finally {
     clearTimeout(timer);
-    sock.destroy();
+    if (!kept) sock.destroy();
   }
 }
 
 /** Restore from an image directory; `restored` is called once nothing more is read from it. `claimed`: the name, taken already. */
-async function restoreDirCommand(dir: string, flags: RestoreFlags, restored?: () => void, claimed?: NamedJail): Promise<number> {
+async function restoreDirCommand(dir: string, flags: RestoreFlags, restored?: () => void, claimed?: NamedJail, answer?: (line: string) => void): Promise<number> {
   const timer = new StepTimer('restore command');
   timer.lap(`since the process started (${performance.now().toFixed(2)} ms)`);
   if (flags.detach && !flags.name) throw new UsageError('--detach needs a name for the restored jail: add --name NAME');
@@ -290,8 +302,9 @@ async function restoreDirCommand(dir: string, flags: RestoreFlags, restored?: ()
   // A lazy restore reads page files until every page is in place.
   if (lazyResult) void lazyResult.finally(() => restored?.());
   else restored?.();
+  let result: object | undefined;
   if (flags.json) {
-    const result = {
+    result = {
       ok: true,
       image: resolve(dir),
       name: flags.name ?? null,
@@ -311,6 +324,8 @@ async function restoreDirCommand(dir: string, flags: RestoreFlags, restored?: ()
     const { profile, policy, emulate, pidNamespace } = manifest!;
     named.running(jail.pid, { command: commandOf(jail.pid, dir), profile, policy: flags.policy ? resolve(flags.policy) : (policy ?? null), emulate, pidNs: pidNamespace, restoredFrom: resolve(dir) });
   }
+  // The state says running: a page server waiting on our fd 3 has its answer now, not at its next look at the state.
+  if (result) answer?.(JSON.stringify(result));
   timer.lap('result and state');
   void lazyResult?.then(({ error, stats }) => {
     if (error || !flags.verbose || flags.quiet) return;

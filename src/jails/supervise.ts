@@ -4,7 +4,7 @@
  * ended; and `detach`, which starts such a supervisor in the background.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import type { Writable } from 'node:stream';
+import type { Duplex } from 'node:stream';
 import { constants } from 'node:os';
 import { closeSync, constants as fsConstants, existsSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { UsageError } from '../cli/errors.js';
@@ -181,13 +181,20 @@ function spawnSupervisor(name: string, args: string[], pipe: boolean): Superviso
   return { child, exited };
 }
 
-/** Wait (bounded) until the supervisor records the jail as running, or ends without; say which. */
-async function untilRunning(name: string, { child, exited }: Supervisor, opts: DetachOptions): Promise<number> {
+/**
+ * Wait (bounded) until the supervisor records the jail as running, or ends
+ * without; say which. `answered`: the supervisor's result line on its fd 3
+ * (a prestarted one writes it once its state says running), which ends the
+ * wait at once and is printed instead of `opts.output`; null if none comes.
+ */
+async function untilRunning(name: string, { child, exited }: Supervisor, opts: DetachOptions, answered?: Promise<string | null>): Promise<number> {
   const print = opts.print ?? { out: (t: string) => void process.stdout.write(t), err: (t: string) => void process.stderr.write(t) };
   const timer = new StepTimer('detach');
   let childExit: number | undefined;
   void exited.then((c) => (childExit = c));
   const deadline = Date.now() + (opts.timeoutMs ?? 300_000);
+  let answer: string | null = null;
+  void answered?.then((line) => (answer = line));
   for (;;) {
     const s = readState(name);
     if (s && s.supervisorPid === child.pid && s.status !== 'starting') break;
@@ -205,11 +212,14 @@ async function untilRunning(name: string, { child, exited }: Supervisor, opts: D
       child.kill('SIGTERM');
       throw new UsageError(`jail "${name}" did not start within ${(opts.timeoutMs ?? 300_000) / 1000} s; see "vjail logs ${name}"`);
     }
-    await new Promise((r) => setTimeout(r, 10));
+    // The state is polled; a prestarted supervisor's answer on its fd 3 cuts the wait short.
+    let tick: NodeJS.Timeout | undefined;
+    await Promise.race([new Promise((r) => (tick = setTimeout(r, 10))), ...(answer === null && answered ? [answered] : [])]);
+    clearTimeout(tick);
   }
   timer.lap('until the supervisor says the jail runs');
   child.unref();
-  print.out(opts.output ? opts.output() : `${name}\n`);
+  print.out(answer !== null ? `${answer}\n` : opts.output ? opts.output() : `${name}\n`);
   return 0;
 }
 
@@ -222,6 +232,20 @@ export interface Prestarted {
   go(dir: string, opts?: DetachOptions): Promise<number>;
   /** No image comes: end it (bounded) and leave nothing of it; the name is free again. */
   cancel(): Promise<void>;
+}
+
+/** The first line `from` sends (without its newline), or null if it ends, fails or closes first. */
+function firstLine(from: Duplex): Promise<string | null> {
+  return new Promise((resolve) => {
+    let text = '';
+    from.setEncoding('utf8');
+    from.on('data', (d: string) => {
+      text += d;
+      const nl = text.indexOf('\n');
+      if (nl >= 0) resolve(text.slice(0, nl));
+    });
+    for (const end of ['end', 'close', 'error']) from.on(end, () => resolve(null));
+  });
 }
 
 /**
@@ -245,13 +269,15 @@ export function prestart(name: string, args: string[]): Prestarted {
     lock.release();
     throw e;
   }
-  const pipe = sup.child.stdio[3] as Writable;
+  // A socket pair: the image's path goes down it, the supervisor's result line comes back.
+  const pipe = sup.child.stdio[3] as Duplex;
   pipe.on('error', () => {}); // a supervisor that ended says why in its log (untilRunning)
+  const answered = firstLine(pipe);
   return {
     go: async (dir, opts = {}) => {
       try {
         pipe.end(`${dir}\n`);
-        return await untilRunning(name, sup, opts);
+        return await untilRunning(name, sup, opts, answered);
       } finally {
         lock.release();
       }
