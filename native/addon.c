@@ -400,6 +400,7 @@ static napi_value init(napi_env env, napi_value exports)
 		{ "pipePeek", js_pipe_peek },
 		{ "probeFds", js_probe_fds },
 		{ "sha256Chunks", js_sha256_chunks },
+		{ "sha256FileChunks", js_sha256_file_chunks },
 		{ "outsideLinks", js_outside_links },
 		{ "sendFd", js_send_fd },
 		{ "tryLockExclusive", js_try_lock_exclusive },

@@ -1,13 +1,16 @@
 /*
  * sha256 of page data chunk by chunk, for the image writer's hashing thread
- * (src/image/pagedata.ts): equal chunks two at a time with the CPU's SHA
+ * (src/image/pagedata.ts) and for a migration's pre-dump stores
+ * (src/migrate/store-digests.ts): equal chunks two at a time with the CPU's SHA
  * instructions where it has them (sha256pair.c: a pair costs about 1.2
  * times one), else, and for a lone or shorter last chunk, OpenSSL's.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <openssl/evp.h>
 #include <stdbool.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "chunkhash.h"
 #include "napi_util.h"
@@ -70,5 +73,88 @@ napi_value js_sha256_chunks(napi_env env, napi_callback_info info)
 		if (!digest_one(data + at, n, sums[i]))
 			return vj_throw_errno(env, "sha256Chunks: OpenSSL's sha256", EIO);
 	}
+	return out;
+}
+
+/* Read [at, at + len) of fd whole: 0, or -1 with errno (EIO where the file ends first). */
+static int pread_all(int fd, uint8_t *buf, size_t len, off_t at)
+{
+	for (size_t got = 0; got < len;) {
+		ssize_t n = pread(fd, buf + got, len - got, at + (off_t)got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (n == 0)
+				errno = EIO;
+			return -1;
+		}
+		got += (size_t)n;
+	}
+	return 0;
+}
+
+/*
+ * sha256FileChunks(fd, chunk, size, indexes): the 32-byte sha256 of chunk
+ * `indexes[k]` (a Uint32Array) of the file's first `size` bytes, for each k
+ * in turn, read here with pread: a store's chunks written since it was last
+ * hashed, scattered, two at a time with the CPU's SHA instructions. Throws
+ * EIO if the file is shorter.
+ */
+napi_value js_sha256_file_chunks(napi_env env, napi_callback_info info)
+{
+	napi_value argv[4];
+	if (vj_args(env, info, 4, argv) < 0)
+		return NULL;
+	int fd = vj_i32(env, argv[0]);
+	int64_t chunk = 0, size = 0;
+	napi_get_value_int64(env, argv[1], &chunk);
+	napi_get_value_int64(env, argv[2], &size);
+	size_t count = 0;
+	void *raw = NULL;
+	if (vj_typed_array(env, argv[3], napi_uint32_array, "sha256FileChunks: indexes", "Uint32Array", &raw, &count) < 0)
+		return NULL;
+	if (chunk <= 0 || size < 0)
+		return vj_throw_errno(env, "sha256FileChunks: the chunk size", EINVAL);
+	const uint32_t *idx = raw;
+	size_t c = (size_t)chunk;
+	for (size_t k = 0; k < count; k++)
+		if ((int64_t)idx[k] * chunk >= size)
+			return vj_throw_errno(env, "sha256FileChunks: a chunk past the end", EINVAL);
+	void *outp;
+	napi_value out;
+	if (napi_create_buffer(env, count * 32, &outp, &out) != napi_ok)
+		return vj_throw_errno(env, "sha256FileChunks: result", ENOMEM);
+	uint8_t(*sums)[32] = outp;
+	uint8_t *buf = malloc(2 * c);
+	if (!buf)
+		return vj_throw_errno(env, "sha256FileChunks: buffer", ENOMEM);
+	bool pair = count >= 2 && pair_usable();
+	int err = 0;
+	for (size_t k = 0; k < count && !err;) {
+		off_t at = (off_t)idx[k] * (off_t)c;
+		size_t n = (size_t)(size - at) < c ? (size_t)(size - at) : c;
+		if (pread_all(fd, buf, n, at)) {
+			err = errno;
+			break;
+		}
+		if (pair && n == c && k + 1 < count) {
+			off_t at2 = (off_t)idx[k + 1] * (off_t)c;
+			if ((size_t)(size - at2) >= c) {
+				if (pread_all(fd, buf + c, c, at2)) {
+					err = errno;
+					break;
+				}
+				vj_sha256_pair((const uint8_t *const[2]){ buf, buf + c }, c, &sums[k]);
+				k += 2;
+				continue;
+			}
+		}
+		if (!digest_one(buf, n, sums[k]))
+			err = EIO;
+		k++;
+	}
+	free(buf);
+	if (err)
+		return vj_throw_errno(env, "sha256FileChunks", err);
 	return out;
 }

@@ -1,11 +1,18 @@
 /**
  * The image writer's chunk hashing (native/chunkhash.c: pairs of chunks with
  * the CPU's SHA instructions, OpenSSL for the rest) gives node:crypto's sha256
- * for every chunk, at and around the chunk size, from plain and shared memory.
+ * for every chunk, at and around the chunk size, from plain and shared memory;
+ * and so does a migration's store digests (src/migrate/store-digests.ts),
+ * which read scattered chunks from a file and hash only those written since.
  */
 import { createHash, randomFillSync } from 'node:crypto';
-import { describe, expect, it } from 'vitest';
+import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
 import { native } from '../src/native.js';
+import { chunkHashAddon } from '../src/native/chunkhash.js';
+import { StoreDigests } from '../src/migrate/store-digests.js';
 
 const sha256Chunks = (native() as unknown as { sha256Chunks(data: Uint8Array, chunk: number): Buffer }).sha256Chunks;
 const CHUNK = 256 * 1024;
@@ -36,5 +43,53 @@ describe('sha256Chunks', () => {
   it('refuses what is not a Uint8Array and a chunk size that is not positive', () => {
     expect(() => sha256Chunks(new Uint16Array(4) as unknown as Uint8Array, CHUNK)).toThrow(/Uint8Array/);
     expect(() => sha256Chunks(new Uint8Array(4), 0)).toThrow(/chunk size/);
+  });
+});
+
+describe('a store\'s chunk digests', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'vjail-store-digests-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const CH = 64 * 1024;
+
+  it('sha256FileChunks hashes the chunks named, in the order named, the last one short, and says EIO past the end of the file', () => {
+    const data = randomFillSync(new Uint8Array(9 * CH + 1000));
+    const fd = openSync(join(dir, 'scattered'), 'w+');
+    try {
+      writeSync(fd, data);
+      const all = expected(data, CH);
+      const order = [7, 0, 9, 3, 4, 1, 8];
+      const got = chunkHashAddon().sha256FileChunks(fd, CH, data.length, Uint32Array.from(order));
+      expect(got.length).toBe(order.length * 32);
+      order.forEach((i, k) => expect(got.subarray(k * 32, k * 32 + 32).equals(all.subarray(i * 32, i * 32 + 32)), `chunk ${i}`).toBe(true));
+      expect(() => chunkHashAddon().sha256FileChunks(fd, CH, data.length + 2 * CH, Uint32Array.from([10]))).toThrow(/EIO/);
+      expect(() => chunkHashAddon().sha256FileChunks(fd, CH, data.length, Uint32Array.from([10]))).toThrow(/past the end/);
+    } finally {
+      closeSync(fd);
+    }
+  });
+
+  it('StoreDigests stays equal to hashing the whole store as it is written here and there, and grows with it', () => {
+    const size = 20 * CH;
+    const data = randomFillSync(new Uint8Array(size));
+    const fd = openSync(join(dir, 'store'), 'w+');
+    try {
+      const d = new StoreDigests(CH);
+      writeSync(fd, data, 0, 12 * CH + 100, 0);
+      d.written(0, 12 * CH + 100);
+      expect(d.upToDate(fd, 12 * CH + 100)).toBe(expected(data.subarray(0, 12 * CH + 100), CH).toString('hex'));
+      // Pages written across chunk boundaries, and the last chunk grown.
+      for (const [at, len] of [[3 * CH - 10, 20], [7 * CH, 4096], [12 * CH + 100, 8 * CH - 100]] as const) {
+        randomFillSync(data, at, len);
+        writeSync(fd, data, at, len, at);
+        d.written(at, len);
+      }
+      expect(d.upToDate(fd, size)).toBe(expected(data, CH).toString('hex'));
+      // Nothing written since: the same answer, and a store shorter than said gives null.
+      expect(d.upToDate(fd, size)).toBe(expected(data, CH).toString('hex'));
+      d.written(size, CH);
+      expect(d.upToDate(fd, size + CH)).toBeNull();
+    } finally {
+      closeSync(fd);
+    }
   });
 });

@@ -111,15 +111,14 @@ export class PageFileWriter {
   /**
    * A page file whose bytes are held elsewhere (a migration's receiver
    * makes it from its copy of a pre-dump's store): only its size is set
-   * here, its digests are those given, one per `chunk` bytes of it. Only
+   * here, its digests are those given (hex, one after another), one per `chunk` bytes of it. Only
    * for an image that is not durable, and sent at once.
    */
-  described(runs: [number, number][], size: number, chunk: number, chunkSums: string[]): Pages {
+  described(runs: [number, number][], size: number, chunk: number, sums: string): Pages {
     if (this.durable || this.size || this.runs.length) throw new Error('internal: only an empty page file of a temporary image is described');
-    if (chunk % PAGE_SIZE || chunkSums.length !== Math.ceil(size / chunk)) throw new Error('internal: a described page file needs a digest per chunk');
+    if (chunk % PAGE_SIZE || sums.length !== 64 * Math.ceil(size / chunk)) throw new Error('internal: a described page file needs a digest per chunk');
     writing(this.dir, () => ftruncateSync(this.fd, size));
     this.discard();
-    const sums = chunkSums.join('');
     return { file: this.name, size, sha256: treeDigest(sums), runs, chunks: { size: chunk, sha256: sums } };
   }
 

@@ -7,11 +7,11 @@
  * makes those page files from them, so that the memory crosses the
  * connection while the jail runs, not while it is stopped.
  */
-import { createHash } from 'node:crypto';
 import { closeSync, fstatSync, linkSync, mkdirSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { StoreMirror } from '../checkpoint/predump.js';
+import { StoreDigests } from './store-digests.js';
 import type { Compression } from '../image/codec.js';
 import { type Manifest, PAGE_CHUNK_BYTES, PAGE_SIZE } from '../image/format.js';
 import { ImageError } from '../image/errors.js';
@@ -58,12 +58,8 @@ function coalesce(extents: [number, number][]): [number, number][] {
  * to the image's last file.
  */
 export class RoundsSender implements StoreMirror {
-  /**
-   * Per store: its file, what was written since the last round, and the
-   * digest of each `chunk` bytes with the bytes it was of (a last chunk may
-   * grow), undefined once written since.
-   */
-  private readonly written = new Map<string, { fd: number; extents: [number, number][]; chunk: number; sums: ({ sha256: string; len: number } | undefined)[] }>();
+  /** Per store: its file, what was written since the last round, and its chunks' digests. */
+  private readonly written = new Map<string, { fd: number; extents: [number, number][]; digests: StoreDigests }>();
   private readonly recipes = new Map<string, StoreRecipe>();
   private batch: { items: Item[]; taken: () => void } | 'end' | undefined;
   private wake: (() => void) | undefined;
@@ -116,35 +112,20 @@ export class RoundsSender implements StoreMirror {
 
   copied(name: string, fd: number, offset: number, len: number, storeMax: number): void {
     let w = this.written.get(name);
-    if (!w) this.written.set(name, (w = { fd, extents: [], chunk: chunkFor(storeMax), sums: [] }));
+    if (!w) this.written.set(name, (w = { fd, extents: [], digests: new StoreDigests(chunkFor(storeMax)) }));
     w.fd = fd;
     w.extents.push([offset, len]);
-    for (let i = Math.floor(offset / w.chunk); i * w.chunk < offset + len; i++) w.sums[i] = undefined;
+    w.digests.written(offset, len);
   }
 
   /** Bring the digests of store `name`'s first `size` bytes up to date: what was written since is hashed again. */
-  chunkDigests(name: string, size: number): { chunk: number; sums: string[] } | null {
+  chunkDigests(name: string, size: number): { chunk: number; sums: string } | null {
     const w = this.written.get(name);
     if (!w) return null;
-    const out: string[] = [];
-    const buf = Buffer.allocUnsafe(w.chunk);
-    for (let i = 0; i * w.chunk < size; i++) {
-      const len = Math.min(w.chunk, size - i * w.chunk);
-      let s = w.sums[i];
-      if (!s || s.len !== len) {
-        for (let got = 0; got < len; ) {
-          const n = readSync(w.fd, buf, got, len - got, i * w.chunk + got);
-          if (n === 0) return null; // shorter than said: the page file is written as usual
-          got += n;
-        }
-        w.sums[i] = s = { sha256: createHash('sha256').update(buf.subarray(0, len)).digest('hex'), len };
-      }
-      out.push(s.sha256);
-    }
-    return { chunk: w.chunk, sums: out };
+    const sums = w.digests.upToDate(w.fd, size);
+    // Shorter than said: the page file is written as usual.
+    return sums === null ? null : { chunk: w.digests.chunk, sums };
   }
-
-
 
   /** What was copied since the last call, as patches read from the stores when sent. */
   private patches(): StorePatch[] {
