@@ -84,8 +84,9 @@ napi_value js_uffd_range(napi_env env, napi_callback_info info)
 /*
  * pagemapScan(fd, start, end, flags, categoryMask, anyofMask, returnMask): PAGEMAP_SCAN
  * over [start, end) of the process whose pagemap `fd` is, as many calls as
- * it takes; a Buffer of (start, end) pairs of 64-bit addresses, the ranges
- * of pages matching the mask. Throws the errno (EPERM: a range without
+ * it takes; a Buffer of (start, end, categories) triples of 64-bit words,
+ * the ranges of pages matching the masks, each with the categories of
+ * returnMask its pages have (a range's pages have the same). Throws the errno (EPERM: a range without
  * asynchronous write-protect, asked for with PM_SCAN_CHECK_WPASYNC).
  */
 napi_value js_pagemap_scan(napi_env env, napi_callback_info info)
@@ -119,8 +120,8 @@ napi_value js_pagemap_scan(napi_env env, napi_callback_info info)
 			free(out);
 			return vj_throw_errno(env, "PAGEMAP_SCAN", err);
 		}
-		if (n + (size_t)got * 2 > cap) {
-			cap = (n + (size_t)got * 2) * 2;
+		if (n + (size_t)got * 3 > cap) {
+			cap = (n + (size_t)got * 3) * 2;
 			uint64_t *grown = realloc(out, cap * sizeof *out);
 			if (!grown) {
 				free(out);
@@ -131,6 +132,7 @@ napi_value js_pagemap_scan(napi_env env, napi_callback_info info)
 		for (long i = 0; i < got; i++) {
 			out[n++] = regions[i].start;
 			out[n++] = regions[i].end;
+			out[n++] = regions[i].categories;
 		}
 		if (arg.walk_end <= at)
 			break;

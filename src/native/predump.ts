@@ -8,6 +8,7 @@ import { native } from '../native.js';
 interface PreDumpAddon {
   uffdApi(fd: number, features: bigint): bigint;
   uffdRange(fd: number, op: number, start: bigint, len: bigint): number;
+  /** (start, end, categories) triples of 64-bit words: the ranges matching the masks, each with the categories of returnMask its pages have. */
   pagemapScan(fd: number, start: bigint, end: bigint, flags: number, categoryMask: number, anyofMask: number, returnMask: number): Buffer;
 }
 
