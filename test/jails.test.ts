@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeFreezers } from '../src/cgroup.js';
-import { ptraceAddon } from '../src/checkpoint/tracee.js';
+import { ptraceAddon } from '../src/native/ptrace.js';
 import { fixture } from './helpers/fixtures.js';
 import { alive, vjail, waitFor } from './helpers/run.js';
 

@@ -44,7 +44,8 @@ import { ImageError } from '../image/errors.js';
 import { type IdView } from '../userns.js';
 import { cloneTask, createTree, endZombies } from './parts/tree.js';
 import { preflight } from './preflight.js';
-import { ptraceAddon, Tracee } from './tracee.js';
+import { Tracee } from './tracee.js';
+import { ptraceAddon } from '../native/ptrace.js';
 import { SYS } from './syscalls.js';
 import { StepTimer } from '../timings.js';
 

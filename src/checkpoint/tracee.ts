@@ -16,30 +16,10 @@
  */
 import { closeSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
 import { errnoName } from '../errno.js';
-import { native, type NativeAddon } from '../native.js';
+import { ptraceAddon } from '../native/ptrace.js';
 import { GPR_NAMES, type GprName } from '../image/format.js';
 import { guardNote } from './guard.js';
 import { throwIfInterrupted } from './interrupt.js';
-
-interface PtraceAddon {
-  ptraceSeize(pid: number, options: number): void;
-  ptraceInterrupt(pid: number): void;
-  ptraceWait(pid: number, nohang: boolean, spinUs: number): number | null;
-  ptraceResume(pid: number, how: number, signal: number): void;
-  ptraceGetRegset(pid: number, type: number): Buffer;
-  ptraceSetRegset(pid: number, type: number, data: Buffer): void;
-  ptraceGetSigmask(pid: number): bigint;
-  ptraceSetSigmask(pid: number, mask: bigint): void;
-  ptraceRseqConfig(pid: number): Buffer;
-  ptracePeekSiginfo(pid: number, shared: boolean): Buffer;
-  ptraceSetOptions(pid: number, options: number): void;
-  ptraceGetEventMsg(pid: number): number;
-  ptraceSyscallBatch(pid: number, regs: Buffer, args: Buffer, timeoutMs: number): { done: number; stop: number; status: number; results: Buffer };
-}
-
-export function ptraceAddon(): NativeAddon & PtraceAddon {
-  return native() as NativeAddon & PtraceAddon;
-}
 
 export const NT_PRSTATUS = 1;
 export const NT_X86_XSTATE = 0x202;

@@ -39,7 +39,6 @@ const UFFDIO_REGISTER_MODE_MISSING = 1n;
 const SYS_USERFAULTFD = 323;
 
 export type { LazyStats } from '../../native/lazypages.js';
-const addon = lazyAddon;
 
 /** What a lazy restore leaves running: one server per restored process. */
 export class LazyPages {
@@ -92,7 +91,7 @@ export class LazyPages {
       let resolve!: () => void;
       this.ended.push(new Promise<void>((r) => (resolve = r)));
       try {
-        const handle: object = addon().lazyStart(t.pid, Number(uffd), ranges, (kind, error, stats) => {
+        const handle: object = lazyAddon().lazyStart(t.pid, Number(uffd), ranges, (kind, error, stats) => {
           if (kind === 'failed') return this.fail(error!);
           this.live.delete(handle);
           this.stats.push(stats);
@@ -118,7 +117,7 @@ export class LazyPages {
   }
 
   private stopOne(handle: object): void {
-    if (this.live.has(handle)) addon().lazyStop(handle);
+    if (this.live.has(handle)) lazyAddon().lazyStop(handle);
   }
 
   /**
@@ -134,7 +133,7 @@ export class LazyPages {
 
   /** The processes run: place every page in the background from now on (until now, only what was touched). */
   prefetch(): void {
-    for (const h of this.live) addon().lazyPrefetch(h);
+    for (const h of this.live) lazyAddon().lazyPrefetch(h);
   }
 
   /** Let go of every userfaultfd (the jail is dead, or the restore failed and its processes are killed). */

@@ -6,7 +6,8 @@
  * reverse.
  */
 import { type LiveProcess, type ThreadImage, fromHex, toHex } from '../../image/format.js';
-import { ptraceAddon, type Tracee, TraceeError } from '../tracee.js';
+import { type Tracee, TraceeError } from '../tracee.js';
+import { ptraceAddon } from '../../native/ptrace.js';
 import { errnoName } from '../../errno.js';
 import { throwIfInterrupted } from '../interrupt.js';
 import { SYS } from '../syscalls.js';

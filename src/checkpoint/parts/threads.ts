@@ -10,7 +10,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { type CpuImage, type ThreadImage, fromHex, toHex } from '../../image/format.js';
-import { ptraceAddon, type Tracee } from '../tracee.js';
+import { type Tracee } from '../tracee.js';
+import { ptraceAddon } from '../../native/ptrace.js';
 import { SYS } from '../syscalls.js';
 import { collectCreds, restoreCreds } from './creds.js';
 import type { Scratch } from './memory.js';

@@ -10,7 +10,7 @@
  * (transfer.ts): descriptions shared at the checkpoint are shared again.
  */
 import { closeSync, openSync, readlinkSync } from 'node:fs';
-import { native } from '../../../native.js';
+import { type KcmpAddon, kcmpAddon } from '../../../native/ptrace.js';
 import { pidfdGetfd, sys, sysOk } from '../../../native/fdio.js';
 import {
   type Description, type FdImage, ImageError, type ImageWriter, type LiveProcess, type OpenedImage, type PipeImage,
@@ -108,12 +108,6 @@ function groupKey(p: FdProbe): string {
   return `${p.link}\n${p.st ? `${p.st.dev}:${p.st.ino}` : ''}\n${p.flags & ~O_CLOEXEC}\n${info}`;
 }
 
-interface KcmpAddon {
-  kcmpFile(pid1: number, fd1: number, pid2: number, fd2: number): boolean;
-  /** kcmp(KCMP_FILE): 0 same description, 1 first before second, 2 after, 3 unordered. */
-  kcmpFileOrder(pid1: number, fd1: number, pid2: number, fd2: number): number;
-}
-
 /**
  * The group of `p`'s open file description among `groups` (same key), or
  * where a new one goes: kcmp orders descriptions, so the groups are kept in
@@ -149,7 +143,7 @@ function findGroup(kcmp: KcmpAddon, groups: FdProbe[][], p: FdProbe, unordered: 
  * process of the jail (zombies too), our PID to its PID in the image.
  */
 export function collectFds(pids: number[], init: number | undefined, writer: ImageWriter, imagePids: Map<number, number> = new Map(), opts: { tcpEstablished?: boolean; outputPipes?: boolean } = {}): FdCollection {
-  const kcmp = native() as unknown as KcmpAddon;
+  const kcmp = kcmpAddon();
   const perPid = new Map(pids.map((pid) => [pid, probeProcess(pid)]));
   const all = [...perPid.values()].flat();
   const stdio = init === undefined ? [] : [0, 1, 2].map((fd) => probeFd(init, fd));
