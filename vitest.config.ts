@@ -7,5 +7,7 @@ export default defineConfig({
   test: {
     testTimeout: 60_000,
     hookTimeout: 120_000,
+    // A temporary directory of the run's own, removed at its end (test/helpers/global-tmp.ts).
+    globalSetup: ['test/helpers/global-tmp.ts'],
   },
 });

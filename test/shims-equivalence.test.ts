@@ -13,7 +13,7 @@ const dir = join(repoRoot, 'test', 'fixtures', 'shims');
 function shimFixture(name: string): string {
   const src = join(dir, `${name}.c`);
   const hash = createHash('sha256').update(readFileSync(src)).update(readFileSync(join(dir, 'common.h'))).digest('hex').slice(0, 12);
-  const outDir = join(tmpdir(), 'vjail-test-fixtures');
+  const outDir = join(process.env.VJAIL_TEST_CACHE ?? tmpdir(), 'vjail-test-fixtures');
   const out = join(outDir, `shim-${name}-${hash}`);
   if (existsSync(out)) return out;
   mkdirSync(outDir, { recursive: true });

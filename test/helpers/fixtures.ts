@@ -18,7 +18,8 @@ export function fixture(name: string, extraFlags: string[] = []): string {
   const sum = createHash('sha256').update(readFileSync(src));
   for (const h of headers) sum.update(readFileSync(join(root, 'test', 'fixtures', h)));
   const hash = sum.update(extraFlags.join(' ')).digest('hex').slice(0, 12);
-  const dir = join(tmpdir(), 'vjail-test-fixtures');
+  // Kept from run to run (test/helpers/global-tmp.ts gives each run a temporary directory of its own).
+  const dir = join(process.env.VJAIL_TEST_CACHE ?? tmpdir(), 'vjail-test-fixtures');
   const out = join(dir, `${name}-${hash}`);
   if (existsSync(out)) return out;
   mkdirSync(dir, { recursive: true });
