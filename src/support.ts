@@ -543,27 +543,26 @@ const PLANNED = `## Planned
 
 - Migration that stops a 1 GiB jail for at most 100 ms. With the
   pre-dump's rounds sent while the jail runs (the default), a 1 GiB
-  workload writing 10 MiB/s at random is stopped 278 ms (236-300) on a
-  2-vCPU host (6.3 s with \`--no-pre-dump\`; 353 and 374 ms earlier the
-  same day, 1.17 s the round before): the dump 108 ms (freeze, the last
-  round's pages and their chunks hashed again, the manifest), sending
-  18 ms, and 148 ms there, where the page server has started the jail's
-  supervisor at the handshake and it waits, its name taken and its checks
-  warmed, for the last image: 14 ms receiving and 120 ms until the jail
-  runs. Of those (\`VJAIL_TIMINGS=1\`): opening the image about 30 ms
-  (41-48 ms before image format 7 kept a page file's 16384 chunk digests
-  in one string), starting the restorer 10 ms, mapping 25 mappings
-  12-17 ms (each backing file now opened once, not per mapping; 29-45 ms
-  before), the remaining task state 15-20 ms. What remains: checking the
-  manifest as the rounds arrive, hashing the last round's chunks on more
-  threads or while sending, reading the signal handlers in one call
-  rather than 62, and starting the jail itself ahead of the image. TLS
-  for the page server.
-- Lazy restore runs the workload 37.6 ms after restore starts at 256 MiB
-  (43.9 ms at 1 GiB; 35-50 ms over the rounds) on a 2-vCPU host, against
+  workload writing 10 MiB/s at random is stopped 234 ms (232-256) on a
+  2-vCPU host (6.2 s with \`--no-pre-dump\`; 278 ms at the start of the
+  day's last changes, 1.17 s the round before): the dump 89 ms (freeze,
+  the last round's pages and their chunks hashed again, the manifest),
+  sending 16 ms, and 130 ms there, where the page server has started the
+  jail's supervisor at the handshake and it waits, its name taken and its
+  checks warmed, for the last image: 22 ms receiving and 99 ms until the
+  jail runs. Of those (\`VJAIL_TIMINGS=1\`): opening the image 28-39 ms
+  (its manifest holds the 16384 chunk digests of the 1 GiB page file,
+  1 MB of hex, checked in full), the checks before anything starts 5-6 ms,
+  starting the restorer 6-8 ms, mapping 25 mappings 5-7 ms, registering
+  the lazily restored memory 4-12 ms. What remains: keeping chunk digests
+  out of the manifest (a binary file the manifest's digest covers),
+  checking the manifest as the rounds arrive, and starting the jail itself
+  ahead of the image. TLS for the page server.
+- Lazy restore runs the workload 38.0 ms after restore starts at 256 MiB
+  (44.6 ms at 1 GiB; 31-57 ms over the rounds) on a 2-vCPU host, against
   50 ms; before this round's changes to the image format and the mapping
-  of files it took 44-55 ms. Every page is in place in 0.57× a full
-  restore's time at 256 MiB and 0.63× at 1 GiB.
+  of files it took 44-55 ms. Every page is in place in 0.62× a full
+  restore's time at 256 MiB and 0.52× at 1 GiB.
 - An open through the open shim answers with ADDFD, which wakes the caller
   to install the descriptor and is woken back; each wake-up of an idle vCPU
   costs about 40 µs here. Without spinning (\`--spin off\`, or before it)
