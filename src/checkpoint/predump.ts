@@ -126,11 +126,11 @@ function trackable(e: MapsEntry): boolean {
   return e.perms[1] === 'w' && e.perms[3] === 'p' && (e.name === null || e.name === '[heap]' || e.name === '[stack]');
 }
 
-/** PAGEMAP_SCAN's ranges as [start, end), those with any of the categories `of` only (by default all). */
-function ranges(buf: Buffer, of = -1): [bigint, bigint][] {
+/** PAGEMAP_SCAN's ranges as [start, end): all of them, or those with any of the categories `of`. */
+function ranges(buf: Buffer, of?: number): [bigint, bigint][] {
   const out: [bigint, bigint][] = [];
   for (let off = 0; off + 24 <= buf.length; off += 24) {
-    if (Number(buf.readBigUInt64LE(off + 16)) & of) out.push([buf.readBigUInt64LE(off), buf.readBigUInt64LE(off + 8)]);
+    if (of === undefined || Number(buf.readBigUInt64LE(off + 16)) & of) out.push([buf.readBigUInt64LE(off), buf.readBigUInt64LE(off + 8)]);
   }
   return out;
 }

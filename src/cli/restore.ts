@@ -184,12 +184,9 @@ export const PRESTART_WAIT_MS = 3_600_000;
  * default profile's plan, run once), then wait (bounded) for the image directory's path
  * on `fd`. Its end without one (the sender went away, the image was refused):
  * null, and this supervisor ends having started nothing, leaving nothing
- * (the name given back, the jail's log removed with its directory).
- */
-/**
- * The image directory's path, read from `fd` (null if none comes), and a
- * way to answer on the same descriptor: a page server's socket pair, on
- * which the result line goes back as soon as the jail runs.
+ * (the name given back, the jail's log removed with its directory). With
+ * the path comes a way to answer on the same descriptor (a page server's
+ * socket pair), on which the result line goes back as soon as the jail runs.
  */
 async function imageDirFrom(fd: number): Promise<{ dir: string | null; answer: (line: string) => void }> {
   native();

@@ -194,7 +194,11 @@ async function untilRunning(name: string, { child, exited }: Supervisor, opts: D
   void exited.then((c) => (childExit = c));
   const deadline = Date.now() + (opts.timeoutMs ?? 300_000);
   let answer: string | null = null;
-  void answered?.then((line) => (answer = line));
+  let settled = !answered;
+  void answered?.then((line) => {
+    answer = line;
+    settled = true;
+  });
   for (;;) {
     const s = readState(name);
     if (s && s.supervisorPid === child.pid && s.status !== 'starting') break;
@@ -214,7 +218,7 @@ async function untilRunning(name: string, { child, exited }: Supervisor, opts: D
     }
     // The state is polled; a prestarted supervisor's answer on its fd 3 cuts the wait short.
     let tick: NodeJS.Timeout | undefined;
-    await Promise.race([new Promise((r) => (tick = setTimeout(r, 10))), ...(answer === null && answered ? [answered] : [])]);
+    await Promise.race([new Promise((r) => (tick = setTimeout(r, 10))), ...(settled ? [] : [answered!])]);
     clearTimeout(tick);
   }
   timer.lap('until the supervisor says the jail runs');
