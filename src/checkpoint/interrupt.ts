@@ -42,3 +42,17 @@ export async function catchingSignals<T>(fn: () => Promise<T>): Promise<T> {
     }
   }
 }
+
+const ignore = (): void => {};
+
+/**
+ * From now until vjail exits, SIGINT, SIGTERM and SIGHUP change nothing:
+ * for a command whose work is done (the image published, the jail let go
+ * or ended) and which only says so and exits. Without it a signal in that
+ * last moment killed vjail after a checkpoint that had succeeded, its
+ * result (--json) never printed. Called while `catchingSignals` still
+ * notes them, so that no moment is left without a handler.
+ */
+export function ignoreSignalsUntilExit(): void {
+  for (const s of SIGNALS) process.on(s, ignore);
+}

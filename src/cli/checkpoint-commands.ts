@@ -26,7 +26,7 @@ export function registerCheckpointCommands(cli: Command, setExit: (code: number)
     .option('--json', 'print the result on stdout as JSON: image, processes, bytes, time per step, warnings')
     .option('--verify-restorable', 'after writing, check the image as restore would and hash every page file back, whatever its size (default: page files only up to 64 MiB)')
     .option('--no-verify-restorable', 'skip the check that restore would accept the image')
-    .action(async (name: string | undefined, flags: CheckpointFlags) => setExit(await checkpointCommand(name, flags)));
+    .action(async (name: string | undefined, flags: CheckpointFlags) => setExit(await checkpointCommand(name, flags, { endsProcess: true })));
   cli
     .command('restore')
     .description('restore a process from an image in a new jail, and wait for it')

@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import { checkpoint } from '../checkpoint/dump.js';
-import { catchingSignals } from '../checkpoint/interrupt.js';
+import { catchingSignals, ignoreSignalsUntilExit } from '../checkpoint/interrupt.js';
 import { CheckpointError, CheckpointUnsupported, ExternalStateError } from '../checkpoint/errors.js';
 import { TraceeError } from '../checkpoint/tracee.js';
 import type { StoreMirror } from '../checkpoint/predump.js';
@@ -100,8 +100,11 @@ export function pageBytes(m: Manifest): number {
 export async function checkpointCommand(
   name: string | undefined,
   flags: CheckpointFlags,
-  /** For `vjail migrate`: where the image goes instead of --image, and each step as it is reported. */
-  extra: { output?: Output; onStep?: (step: number) => void; durable?: boolean; mirror?: StoreMirror } = {},
+  /**
+   * For `vjail migrate`: where the image goes instead of --image, and each step as it is reported.
+   * `endsProcess`: vjail exits once this returns (`vjail checkpoint`): a signal after the checkpoint succeeded is ignored.
+   */
+  extra: { output?: Output; onStep?: (step: number) => void; durable?: boolean; mirror?: StoreMirror; endsProcess?: boolean } = {},
 ): Promise<number> {
   const grace = flags.grace === undefined ? 5 : Number(flags.grace);
   if (!Number.isFinite(grace) || grace < 0 || grace > 3600) throw new UsageError(`--grace takes seconds from 0 to 3600, not "${flags.grace}"`);
@@ -124,31 +127,35 @@ export async function checkpointCommand(
     pid = t.pid;
     if (flags.signKey) checkSignKey(flags.signKey);
     // SIGINT/SIGTERM/SIGHUP stop the checkpoint at a safe point; the jail is let go as it was.
-    manifest = await catchingSignals(() => checkpoint({
-      pid: t.pid,
-      jail: t.jail,
-      image: out.plain,
-      afterPublish: out.afterPublish,
-      durable: extra.durable,
-      leaveRunning: flags.leaveRunning,
-      preDump: flags.preDump ? { rounds, mirror: extra.mirror } : false,
-      external: flags.external,
-      tcpEstablished: flags.tcpEstablished,
-      outputPipes: t.detached,
-      signKey: flags.signKey ? resolve(flags.signKey) : undefined,
-      graceMs: grace * 1000,
-      report: (step, stepName, detail) => {
-        extra.onStep?.(step);
-        clock.mark(stepName);
-        if (!flags.quiet) say(`vjail: checkpoint ${step}/5 ${stepName}: ${detail}`);
-      },
-      warn: (line) => {
-        warnings.push(line);
-        say(`vjail: warning: ${line}`);
-      },
-      progress: (bytes) => progress.add(bytes),
-      verify: flags.verifyRestorable === undefined ? 'auto' : flags.verifyRestorable ? 'full' : 'off',
-    }));
+    manifest = await catchingSignals(async () => {
+      const m = await checkpoint({
+        pid: t.pid,
+        jail: t.jail,
+        image: out.plain,
+        afterPublish: out.afterPublish,
+        durable: extra.durable,
+        leaveRunning: flags.leaveRunning,
+        preDump: flags.preDump ? { rounds, mirror: extra.mirror } : false,
+        external: flags.external,
+        tcpEstablished: flags.tcpEstablished,
+        outputPipes: t.detached,
+        signKey: flags.signKey ? resolve(flags.signKey) : undefined,
+        graceMs: grace * 1000,
+        report: (step, stepName, detail) => {
+          extra.onStep?.(step);
+          clock.mark(stepName);
+          if (!flags.quiet) say(`vjail: checkpoint ${step}/5 ${stepName}: ${detail}`);
+        },
+        warn: (line) => {
+          warnings.push(line);
+          say(`vjail: warning: ${line}`);
+        },
+        progress: (bytes) => progress.add(bytes),
+        verify: flags.verifyRestorable === undefined ? 'auto' : flags.verifyRestorable ? 'full' : 'off',
+      });
+      if (extra.endsProcess) ignoreSignalsUntilExit();
+      return m;
+    });
   } catch (e) {
     progress.finish();
     const json = (error: string, extra: object = {}): void => {
