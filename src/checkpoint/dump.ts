@@ -105,6 +105,8 @@ export interface CheckpointOptions {
    * was (the image is the caller's to remove).
    */
   afterPublish?: (image: string, manifest: Manifest) => Promise<void>;
+  /** Called just before the jail is stopped: from here until it is let go (or killed) it runs no more. */
+  onStopping?: () => void;
   /**
    * Copy memory while the jail runs, then only what it wrote (predump.ts),
    * where the kernel tracks writes; else, and by default, every page is
@@ -278,6 +280,7 @@ async function checkpointOnce(opts: CheckpointOptions, retryTransient = false): 
     // Started now, not while the jail is stopped: the hashing thread (it also reads smaps), the vDSO's description.
     new OffThreadHash().digest();
     describeOwnVdso();
+    opts.onStopping?.();
     stoppedAt = performance.now();
     const timer = new StepTimer('frozen', injectedCalls);
 

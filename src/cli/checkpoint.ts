@@ -101,10 +101,10 @@ export async function checkpointCommand(
   name: string | undefined,
   flags: CheckpointFlags,
   /**
-   * For `vjail migrate`: where the image goes instead of --image, and each step as it is reported.
+   * For `vjail migrate`: where the image goes instead of --image, and the moment the jail is stopped.
    * `endsProcess`: vjail exits once this returns (`vjail checkpoint`): a signal after the checkpoint succeeded is ignored.
    */
-  extra: { output?: Output; onStep?: (step: number) => void; durable?: boolean; mirror?: StoreMirror; endsProcess?: boolean } = {},
+  extra: { output?: Output; onStopping?: () => void; durable?: boolean; mirror?: StoreMirror; endsProcess?: boolean } = {},
 ): Promise<number> {
   const grace = flags.grace === undefined ? 5 : Number(flags.grace);
   if (!Number.isFinite(grace) || grace < 0 || grace > 3600) throw new UsageError(`--grace takes seconds from 0 to 3600, not "${flags.grace}"`);
@@ -141,8 +141,8 @@ export async function checkpointCommand(
         outputPipes: t.detached,
         signKey: flags.signKey ? resolve(flags.signKey) : undefined,
         graceMs: grace * 1000,
+        onStopping: extra.onStopping,
         report: (step, stepName, detail) => {
-          extra.onStep?.(step);
           clock.mark(stepName);
           if (!flags.quiet) say(`vjail: checkpoint ${step}/5 ${stepName}: ${detail}`);
         },

@@ -109,8 +109,8 @@ async function migrateCommand(name: string, to: string, flags: MigrateFlags): Pr
       },
       // The image is temporary: sent, then removed. Syncing it to disk would only lengthen the stop.
       durable: false,
-      // Step 1 (each pre-dump round, and its summary last) is reported just before the jail is frozen.
-      onStep: (step) => void (step === 1 && (stoppedAt = performance.now())),
+      // From the freeze on: the pre-dump's rounds and what follows them until then run beside the jail.
+      onStopping: () => void (stoppedAt = performance.now()),
     });
   } finally {
     conn.sock.destroy();
