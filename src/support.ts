@@ -246,7 +246,7 @@ const SUPPORTED = `## Supported
   time per step, warnings); on a terminal a progress line shows the page data
   written or loaded and its rate; \`--quiet\` prints warnings and errors only.
   when truncated, corrupt or foreign, before anything is created.
-- Checkpoint of per-process state (image format 7, docs/IMAGE.md): interval
+- Checkpoint of per-process state (image format 8, docs/IMAGE.md): interval
   timers (setitimer) and POSIX timers (timer_create) with the same IDs,
   clock, signal, value, target thread, interval and remaining time (timers on
   a wall clock keep their absolute expiry); per thread the credentials (real,

@@ -6,6 +6,7 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixture, vjailBin } from './helpers/fixtures.js';
 import { pidOf, vjail, vjailStart, waitFor } from './helpers/run.js';
+import { IMAGE_VERSION } from '../src/image/schema.js';
 
 /*
  * Where the jail must hold as a boundary: what a jailed process, a hostile
@@ -266,7 +267,7 @@ describe('forged mappings and registers', () => {
     change(m);
     const text = `${JSON.stringify(m)}\n`;
     writeFileSync(join(img, 'manifest.json'), text);
-    writeFileSync(join(img, 'IMAGE'), `vjail-image 7\nmanifest sha256:${createHash('sha256').update(text).digest('hex')}\n`);
+    writeFileSync(join(img, 'IMAGE'), `vjail-image ${IMAGE_VERSION}\nmanifest sha256:${createHash('sha256').update(text).digest('hex')}\n`);
     return img;
   }
 

@@ -6,6 +6,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { fixture } from './helpers/fixtures.js';
 import { asVersion, readManifest, writeManifest } from './helpers/old-images.js';
 import { alive, pidOf, vjail, vjailStart, waitFor } from './helpers/run.js';
+import { IMAGE_VERSION } from '../src/image/schema.js';
 
 let openfiles: string;
 
@@ -44,7 +45,7 @@ describe('open regular files and directories', () => {
     expect((await run).exitCode).toBe(137);
 
     const listed = (await vjail(['inspect', img])).stdout;
-    expect(listed).toMatch(/\(format 7, verified\)/);
+    expect(listed).toMatch(new RegExp(`\\(format ${IMAGE_VERSION}, verified\\)`));
     expect(listed).toMatch(/^INCOMPLETE: saved with --external warn, without:$/m);
     expect(listed).toMatch(new RegExp(`^\\s+9 file\\s+flags 0102001\\s+#\\d+\\s+${dir}/log at 7$`, 'm'));
     expect(listed).toMatch(new RegExp(`^\\s+20 file\\s+flags 0100000\\s+cloexec #\\d+\\s+${dir}/data at 3$`, 'm'));

@@ -6,6 +6,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { fixture } from './helpers/fixtures.js';
 import { pidOf, type Started, vjail, vjailStart as start, waitFor } from './helpers/run.js';
 import { signAsThisMachine } from './helpers/old-images.js';
+import { IMAGE_VERSION } from '../src/image/schema.js';
 
 let workers: string;
 
@@ -171,7 +172,7 @@ describe('memory shared between the processes of a jail', () => {
     // The same image under linux-3.10, as if taken there with the memfd handed in from outside.
     const text = `${JSON.stringify({ ...manifest(image), profile: 'linux-3.10' })}\n`;
     writeFileSync(join(image, 'manifest.json'), text);
-    writeFileSync(join(image, 'IMAGE'), `vjail-image 7\nmanifest sha256:${createHash('sha256').update(text).digest('hex')}\n`);
+    writeFileSync(join(image, 'IMAGE'), `vjail-image ${IMAGE_VERSION}\nmanifest sha256:${createHash('sha256').update(text).digest('hex')}\n`);
     signAsThisMachine(image);
     const before = rounds(out).length;
     const restored = vjailStart(['restore', image]);

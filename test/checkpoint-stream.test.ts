@@ -9,6 +9,7 @@ import { fixture, vjailBin } from './helpers/fixtures.js';
 import { pidOf, vjail, waitFor } from './helpers/run.js';
 import { jailState, pageServer, waitForState } from './helpers/migrate.js';
 import { readImageStream, receiveImage, writeImageStream } from '../src/image/stream.js';
+import { IMAGE_VERSION } from '../src/image/schema.js';
 
 // Streams, compressed and encrypted images, and migration: the restored
 // workload hashes its memory again (test/fixtures/bigmem.c) and must find
@@ -130,7 +131,7 @@ describe('image streams, compression and encryption', () => {
   it('inspect reads streams and packed images, with their key', async () => {
     const r = await sh(`$VJAIL inspect - < '${images.stream}'`);
     expect(r.exitCode).toBe(0);
-    expect(r.stdout).toMatch(/\(format 7, verified\)/);
+    expect(r.stdout).toMatch(new RegExp(`\\(format ${IMAGE_VERSION}, verified\\)`));
     const e = await vjail(['inspect', images['dir-encrypted']!, '--encrypt-key', key()]);
     expect(e.exitCode).toBe(0);
     expect(e.stdout).toMatch(/bigmem/);

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -7,6 +7,7 @@ import { fixture } from './helpers/fixtures.js';
 import { freeze } from './helpers/freeze.js';
 import { alive, pidOf, vjail, vjailStart, waitFor } from './helpers/run.js';
 import { readManifest, writeManifest } from './helpers/old-images.js';
+import { IMAGE_VERSION } from '../src/image/schema.js';
 
 const SYS_GETRANDOM = 318;
 let counter: string;
@@ -64,7 +65,7 @@ describe('vjail checkpoint and restore: one process', () => {
   it('inspect verifies the image and lists its mappings', async () => {
     const r = await vjail(['inspect', image]);
     expect(r.exitCode).toBe(0);
-    expect(r.stdout).toMatch(/\(format 7, verified\)/);
+    expect(r.stdout).toMatch(new RegExp(`\\(format ${IMAGE_VERSION}, verified\\)`));
     expect(r.stdout).toMatch(/\[vdso\]/);
     expect(r.stdout).toMatch(/profile\s+host/);
     const json = JSON.parse((await vjail(['inspect', '--json', image])).stdout);
@@ -87,7 +88,7 @@ describe('vjail checkpoint and restore: one process', () => {
       how(join(copy, 'image'));
       return join(copy, 'image');
     };
-    const pageFile = (dir: string): string => join(dir, readdirSync(dir).find((f) => f.startsWith('pages-'))!);
+    const pageFile = (dir: string, ext = '.img'): string => join(dir, readdirSync(dir).find((f) => f.startsWith('pages-') && f.endsWith(ext))!);
 
     it.each([
       ['a corrupted page file', (d: string) => {
@@ -96,6 +97,21 @@ describe('vjail checkpoint and restore: one process', () => {
         b[100] ^= 0xff;
         writeFileSync(f, b);
       }, /is damaged: pages-\d+\.img does not match its checksum/],
+      ['a corrupted file of chunk checksums', (d: string) => {
+        const f = pageFile(d, '.sums');
+        const b = readFileSync(f);
+        b[b.length - 1] ^= 0x01;
+        writeFileSync(f, b);
+      }, /is damaged: pages-\d+\.sums does not match mapping \d+'s checksum/],
+      ['a file of chunk checksums cut short', (d: string) => truncateSync(pageFile(d, '.sums'), 16), /is damaged: pages-\d+\.sums is 16 bytes, its \d+ chunks of 262144 bytes take \d+/],
+      ['a missing file of chunk checksums', (d: string) => rmSync(pageFile(d, '.sums')), /is damaged: pages-\d+\.sums is missing/],
+      ['a version 8 manifest that holds its chunk checksums', (d: string) => {
+        const m = readManifest(d) as { processes: { mappings: { pages?: { chunks: { size: number; file?: string; sha256?: string } } }[] }[] };
+        const chunks = m.processes[0]!.mappings.find((x) => x.pages)!.pages!.chunks;
+        chunks.sha256 = readFileSync(join(d, chunks.file!)).toString('hex');
+        delete chunks.file;
+        writeManifest(d, m, 8);
+      }, /has an invalid manifest: mapping \d+ holds its chunk checksums, which version 8 images keep in pages-\d+\.sums/],
       ['a page file\'s sha256 that is not of its chunk checksums', (d: string) => {
         const m = readManifest(d) as { processes: { mappings: { pages?: { sha256: string } }[] }[] };
         const pages = m.processes[0]!.mappings.find((x) => x.pages)!.pages!;
@@ -117,8 +133,8 @@ describe('vjail checkpoint and restore: one process', () => {
       ['a missing header', (d: string) => writeFileSync(join(d, 'IMAGE'), 'something else\n'), /is not a vjail image \(bad IMAGE header\)/],
       ['a newer version', (d: string) => {
         const f = join(d, 'IMAGE');
-        writeFileSync(f, readFileSync(f, 'utf8').replace('vjail-image 7', 'vjail-image 8'));
-      }, /is a version 8 image; this vjail reads versions 1, 2, 3, 4, 5, 6 and 7/],
+        writeFileSync(f, readFileSync(f, 'utf8').replace(`vjail-image ${IMAGE_VERSION}`, `vjail-image ${IMAGE_VERSION + 1}`));
+      }, new RegExp(`is a version ${IMAGE_VERSION + 1} image; this vjail reads versions 1, 2, 3, 4, 5, 6, 7 and ${IMAGE_VERSION}`)],
     ])('%s', async (_name, how, message) => {
       const bad = damaged(how);
       for (const cmd of [['restore', bad], ['inspect', bad]]) {
@@ -156,14 +172,16 @@ describe('vjail checkpoint and restore: one process', () => {
     expect(readFileSync(join(dir, 'after'), 'utf8')).toBe(readFileSync(join(dir, 'before'), 'utf8'));
 
     // One malformed digest among many, or element deep in a big array (checked by a loop, not per element): refused by field (and index).
-    type Pages = { runs: unknown[]; chunks: { sha256: string } };
+    type Pages = { size: number; runs: unknown[]; chunks: { size: number; sha256?: string; file?: string } };
     const m = readManifest(img) as { processes: { mappings: { pages?: Pages }[] }[] };
     const maps = m.processes[0]!.mappings;
-    const digests = (p?: Pages): number => (p?.chunks.sha256.length ?? 0) / 64;
+    const digests = (p?: Pages): number => (p ? Math.ceil(p.size / p.chunks.size) : 0);
     const at = maps.reduce((best, x, i) => (digests(x.pages) > digests(maps[best]!.pages) ? i : best), 0);
     const pages = maps[at]!.pages!;
     expect(digests(pages)).toBeGreaterThan(1000);
-    const sums = pages.chunks.sha256;
+    // Version 8 keeps them in a file of their own; as the versions before wrote them, in the manifest.
+    const sums = readFileSync(join(img, pages.chunks.file!)).toString('hex');
+    delete pages.chunks.file;
     const refused = async (version: number, field: string, why: string): Promise<void> => {
       writeManifest(img, m, version);
       const bad = await vjail(['inspect', img]);

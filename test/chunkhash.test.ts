@@ -10,11 +10,10 @@ import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { native } from '../src/native.js';
 import { chunkHashAddon } from '../src/native/chunkhash.js';
 import { StoreDigests } from '../src/migrate/store-digests.js';
 
-const sha256Chunks = (native() as unknown as { sha256Chunks(data: Uint8Array, chunk: number): Buffer }).sha256Chunks;
+const { sha256Chunks } = chunkHashAddon();
 const CHUNK = 256 * 1024;
 
 function expected(data: Uint8Array, chunk: number): Buffer {
@@ -76,16 +75,16 @@ describe('a store\'s chunk digests', () => {
       const d = new StoreDigests(CH);
       writeSync(fd, data, 0, 12 * CH + 100, 0);
       d.written(0, 12 * CH + 100);
-      expect(d.upToDate(fd, 12 * CH + 100)).toBe(expected(data.subarray(0, 12 * CH + 100), CH).toString('hex'));
+      expect(d.upToDate(fd, 12 * CH + 100)?.toString('hex')).toBe(expected(data.subarray(0, 12 * CH + 100), CH).toString('hex'));
       // Pages written across chunk boundaries, and the last chunk grown.
       for (const [at, len] of [[3 * CH - 10, 20], [7 * CH, 4096], [12 * CH + 100, 8 * CH - 100]] as const) {
         randomFillSync(data, at, len);
         writeSync(fd, data, at, len, at);
         d.written(at, len);
       }
-      expect(d.upToDate(fd, size)).toBe(expected(data, CH).toString('hex'));
+      expect(d.upToDate(fd, size)?.toString('hex')).toBe(expected(data, CH).toString('hex'));
       // Nothing written since: the same answer, and a store shorter than said gives null.
-      expect(d.upToDate(fd, size)).toBe(expected(data, CH).toString('hex'));
+      expect(d.upToDate(fd, size)?.toString('hex')).toBe(expected(data, CH).toString('hex'));
       d.written(size, CH);
       expect(d.upToDate(fd, size + CH)).toBeNull();
     } finally {

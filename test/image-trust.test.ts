@@ -6,6 +6,7 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixture } from './helpers/fixtures.js';
 import { pidOf, vjail, vjailStart, waitFor } from './helpers/run.js';
+import { IMAGE_VERSION } from '../src/image/schema.js';
 
 /*
  * An image as a boundary: it carries the policy its jail ran under (not a
@@ -50,7 +51,7 @@ function tamper(image: string, change: (m: Record<string, unknown>) => void): vo
   change(m);
   const text = `${JSON.stringify(m)}\n`;
   writeFileSync(join(image, 'manifest.json'), text);
-  writeFileSync(join(image, 'IMAGE'), `vjail-image 7\nmanifest sha256:${createHash('sha256').update(text).digest('hex')}\n`);
+  writeFileSync(join(image, 'IMAGE'), `vjail-image ${IMAGE_VERSION}\nmanifest sha256:${createHash('sha256').update(text).digest('hex')}\n`);
 }
 
 const stripPolicy = (m: Record<string, unknown>): void => {

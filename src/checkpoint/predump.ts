@@ -83,7 +83,7 @@ export interface StoreMirror {
    * the mirror does not keep them. With them, a page file that is the store
    * as it is need not be written on this side (the receiver makes it).
    */
-  chunkDigests?(name: string, size: number): { chunk: number; sums: string } | null;
+  chunkDigests?(name: string, size: number): { chunk: number; sums: Buffer } | null;
 }
 
 export interface PreDumpOptions {

@@ -16,7 +16,7 @@ export { ImageError } from './errors.js';
 export { OffThreadHash, PAGE_BUFFER_SIZE, pageBuffer, readFileOffThread, sha256Fd, sha256File, treeDigest } from './pagedata.js';
 export { ImageWriter, PageFileWriter } from './write.js';
 export { authenticate, type Authentication, checkSignKey, describeSignature, SIGNATURE_FILE } from './sign.js';
-export { openImage, openImageFile, openPageFile, type OpenedImage, pagesPath, readBlob, treeHashed, verifyPageFiles } from './read.js';
+export { chunkSums, openImage, openImageFile, openPageFile, type OpenedImage, pagesPath, readBlob, treeHashed, verifyPageFiles } from './read.js';
 export { type Compression, COMPRESSIONS, KEY_BYTES, readKeyFile } from './codec.js';
 export { dirSource, DirSink, type ImageSink, type ImageSource, readImageStream, receiveImage, type SourceFile, type StreamOptions, type StreamTotals, writeImageStream } from './stream.js';
 export { isPackedImage, PACKED_FILE, packImage, removeTempImage, tempImageDir, unpackImage } from './packed.js';

@@ -165,7 +165,7 @@ export class OffThreadHash {
   ) {
     if (tree && !chunk) throw new Error('internal: a tree hash needs a chunk size');
   }
-  private sums: string[] = [];
+  private sums = Buffer.alloc(0);
 
   /**
    * Hash `data`. A view of a page buffer is shared with the worker (it
@@ -195,12 +195,12 @@ export class OffThreadHash {
     hasher().postMessage({ id: this.id, chunk: this.chunk, tree: this.tree, result });
     while (Atomics.load(result, 0) === 0) Atomics.wait(result, 0, 0);
     const out = Buffer.from(result.buffer);
-    for (let i = 0; i < pieces; i++) this.sums.push(out.subarray(36 + 32 * i, 68 + 32 * i).toString('hex'));
+    this.sums = Buffer.from(out.subarray(36, 36 + 32 * pieces));
     return out.subarray(4, 36).toString('hex');
   }
 
-  /** The digests of each chunk, once `digest` has returned. */
-  chunkDigests(): string[] {
+  /** The digests of each chunk (32 bytes each, in order), once `digest` has returned. */
+  chunkDigests(): Buffer {
     return this.sums;
   }
 }
@@ -217,9 +217,9 @@ export function startHasher(): void {
   h.digest();
 }
 
-/** The sha256 of chunk digests given in hex (one after another), as a page file's `sha256` of version 6 and later is. */
-export function treeDigest(chunkSums: string): string {
-  return createHash('sha256').update(Buffer.from(chunkSums, 'hex')).digest('hex');
+/** The sha256 of chunk digests (32 bytes each, one after another), as a page file's `sha256` of version 6 and later is. */
+export function treeDigest(chunkSums: Buffer): string {
+  return createHash('sha256').update(chunkSums).digest('hex');
 }
 
 /** sha256 of a file, streamed. */

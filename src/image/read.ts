@@ -238,7 +238,7 @@ export function warmManifestChecks(): void {
   const chunks = 4096;
   const mapping = {
     start: '0x7f0000000000', end: `0x${(0x7f0000000000 + chunks * 65536).toString(16)}`, perms: 'rw-p', offset: '0x0', kind: 'anon', name: null,
-    pages: { file: 'pages-0.img', size: chunks * 65536, sha256: digest, runs: [[0, chunks * 16]], chunks: { size: 65536, sha256: digest.repeat(chunks) } },
+    pages: { file: 'pages-0.img', size: chunks * 65536, sha256: digest, runs: [[0, chunks * 16]], chunks: { size: 65536, file: 'pages-0.sums' } },
   };
   const text = JSON.stringify({ format: IMAGE_MAGIC, version: IMAGE_VERSION, processes: [{ state: 'live', pid: 1, ppid: 0, threads: [{ tid: 1 }], mappings: [mapping, mapping] }] }, null, 1);
   parseManifest(IMAGE_VERSION, parseJsonExact(text, { bigints: false }));
@@ -376,13 +376,9 @@ function checkPages(dir: string, what: string, p: Pages, pages: number, verifyPa
   if (total * PAGE_SIZE !== p.size) {
     throw new ImageError(`${dir} has an invalid manifest: ${what}'s runs hold ${total * PAGE_SIZE} bytes, its page file ${p.size}`);
   }
-  if (p.chunks && p.chunks.sha256.length / 64 !== Math.ceil(p.size / p.chunks.size)) {
-    throw new ImageError(`${dir} has an invalid manifest: ${what} has ${p.chunks.sha256.length / 64} chunk checksums for ${Math.ceil(p.size / p.chunks.size)} chunks`);
-  }
   const tree = treeHashed({ version });
-  if (tree && (!p.chunks || treeDigest(p.chunks.sha256) !== p.sha256)) {
-    throw new ImageError(`${dir} has an invalid manifest: ${what}'s sha256 is not that of its chunk checksums`);
-  }
+  if (tree && !p.chunks) throw new ImageError(`${dir} has an invalid manifest: ${what} has no chunk checksums`);
+  loadChunkSums(dir, what, p, version);
   const { fd } = openPageFileIn(dir, p);
   try {
     if (verifyPages && (tree ? treeDigestFd(fd, p.chunks!.size) : sha256Fd(fd)) !== p.sha256) {
@@ -391,6 +387,42 @@ function checkPages(dir: string, what: string, p: Pages, pages: number, verifyPa
   } finally {
     closeSync(fd);
   }
+}
+
+/** Each page file's chunk digests, read and checked once per manifest read (keyed by its `pages` objects). */
+const sumsOf = new WeakMap<Pages, Buffer>();
+
+/**
+ * A page file's chunk digests, 32 bytes each, in order (null if it has
+ * none): version 8 keeps them in a file of their own beside it, versions 5
+ * to 7 in the manifest. Where its sha256 is of them (version 6 on), they are
+ * checked against it, and so against the manifest's checksum. Read once.
+ */
+function loadChunkSums(dir: string, what: string, p: Pages, version: number): Buffer | null {
+  const c = p.chunks;
+  if (!c) return null;
+  const invalid = (why: string): ImageError => new ImageError(`${dir} has an invalid manifest: ${what} ${why}`);
+  const count = Math.ceil(p.size / c.size);
+  let sums: Buffer;
+  if (version >= 8) {
+    const file = p.file.replace(/\.img$/, '.sums');
+    if (c.file !== file) throw invalid(c.file === undefined ? `holds its chunk checksums, which version 8 images keep in ${file}` : `has its chunk checksums in ${c.file}, not in ${file}`);
+    sums = readAt(dir, file, 32 * count, 0, 32 * count, `its ${count} chunks of ${c.size} bytes take`);
+  } else {
+    if (c.sha256 === undefined) throw invalid(`names a file of chunk checksums (${c.file}), which only version 8 images have`);
+    if (c.sha256.length / 64 !== count) throw invalid(`has ${c.sha256.length / 64} chunk checksums for ${count} chunks`);
+    sums = Buffer.from(c.sha256, 'hex');
+  }
+  if (treeHashed({ version }) && treeDigest(sums) !== p.sha256) {
+    throw version >= 8 ? new ImageError(`${dir} is damaged: ${c.file} does not match ${what}'s checksum`) : new ImageError(`${dir} has an invalid manifest: ${what}'s sha256 is not that of its chunk checksums`);
+  }
+  sumsOf.set(p, sums);
+  return sums;
+}
+
+/** The chunk digests of one of the image's page files (see loadChunkSums): checked by openImage, or here when first asked for. */
+export function chunkSums(image: OpenedImage, p: Pages): Buffer | null {
+  return sumsOf.get(p) ?? loadChunkSums(image.dir, p.file, p, image.version);
 }
 
 /**
@@ -403,7 +435,7 @@ export function treeHashed(image: { version: number }): boolean {
 
 /** The tree digest (`treeHashed`) of what is left to read from an open page file, in chunks of `chunk` bytes. */
 function treeDigestFd(fd: number, chunk: number): string {
-  const sums: string[] = [];
+  const sums: Buffer[] = [];
   const buf = Buffer.allocUnsafe(chunk);
   for (;;) {
     let n = 0;
@@ -413,10 +445,10 @@ function treeDigestFd(fd: number, chunk: number): string {
       n += got;
     }
     if (n === 0) break;
-    sums.push(createHash('sha256').update(buf.subarray(0, n)).digest('hex'));
+    sums.push(createHash('sha256').update(buf.subarray(0, n)).digest());
     if (n < chunk) break;
   }
-  return treeDigest(sums.join(''));
+  return treeDigest(Buffer.concat(sums));
 }
 
 function openPageFileIn(dir: string, pages: Pages): { fd: number; size: number } {

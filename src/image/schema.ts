@@ -26,9 +26,9 @@ export function validateWithoutCompiling(): void {
 }
 
 export const IMAGE_MAGIC = 'vjail-image';
-export const IMAGE_VERSION = 7;
+export const IMAGE_VERSION = 8;
 /** Versions `openImage` reads. */
-export const READABLE_VERSIONS = [1, 2, 3, 4, 5, 6, 7] as const;
+export const READABLE_VERSIONS = [1, 2, 3, 4, 5, 6, 7, 8] as const;
 export const PAGE_SIZE = 4096;
 export const HEADER_FILE = 'IMAGE';
 export const MANIFEST_FILE = 'manifest.json';
@@ -139,10 +139,18 @@ export const pagesSchema = z.strictObject({
   /**
    * Version 5: the sha256 of every `size` bytes of the file (the last piece
    * may be shorter), so that a lazy restore checks each piece before placing
-   * it; one string of them since version 7 (`chunkDigests`). Absent in older
-   * images: a lazy restore hashes such a file whole first.
+   * it; one string of them since version 7 (`chunkDigests`). Since version 8
+   * they are not in the manifest but in `file` (the page file's name ending
+   * in .sums), 32 bytes each, in order: the manifest of a migrated 1 GiB jail
+   * was 1 MB of them, parsed and checked while the jail was stopped. The
+   * page file's `sha256` is of them, so the manifest's checksum covers them.
+   * Absent in images before version 5: a lazy restore hashes such a file
+   * whole first.
    */
-  chunks: z.strictObject({ size: z.number().int().positive().multipleOf(PAGE_SIZE), sha256: chunkDigests }).optional(),
+  chunks: z
+    .strictObject({ size: z.number().int().positive().multipleOf(PAGE_SIZE), sha256: chunkDigests.optional(), file: z.string().regex(/^pages-\d+\.sums$/).optional() })
+    .refine((c) => (c.sha256 === undefined) !== (c.file === undefined), 'must have either the file of its digests (version 8) or the digests (versions 5 to 7)')
+    .optional(),
 });
 /** The piece of a page file that has a sha256 of its own (`chunks`): what a lazy restore reads and checks on a fault. */
 export const PAGE_CHUNK_BYTES = 256 << 10;

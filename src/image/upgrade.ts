@@ -3,6 +3,8 @@
  * schema is the current one less what its version lacked; each upgrade fills
  * what is missing with what the lack meant (no files, no clocks, ...).
  *
+ *   8  a page file's chunk digests are in a file of their own beside it, not in the manifest
+ *      (the schema reads both; OpenedImage gives them either way: read.ts chunkSums)
  *   7  a page file's chunk digests are one string, not a list (the schema reads both and
  *      gives the string)
  *   6  a page file's sha256 is of its chunk digests, not of its bytes (the manifest is
@@ -91,6 +93,9 @@ const manifestV5Schema = manifestSchema.omit({ version: true }).extend({ version
 /** Version 6: the current shape, its chunk digests a list (read as one string, as version 7 writes them). */
 const manifestV6Schema = manifestSchema.omit({ version: true }).extend({ version: z.literal(6) });
 
+/** Version 7: the current shape, its chunk digests one string in the manifest (not a file of their own). */
+const manifestV7Schema = manifestSchema.omit({ version: true }).extend({ version: z.literal(7) });
+
 /** Version 3: the same, without open files. */
 const manifestV3Schema = manifestV4Schema.omit({ version: true }).extend({
   version: z.literal(3),
@@ -156,6 +161,7 @@ export function parseManifest(version: number, json: unknown): { ok: true; manif
     case 4: return parse(manifestV4Schema, upgradeV4);
     case 5: return parse(manifestV5Schema, (m) => ({ ...m, version: IMAGE_VERSION }));
     case 6: return parse(manifestV6Schema, (m) => ({ ...m, version: IMAGE_VERSION }));
+    case 7: return parse(manifestV7Schema, (m) => ({ ...m, version: IMAGE_VERSION }));
     default: return parse(manifestSchema, (m) => m);
   }
 }

@@ -84,7 +84,7 @@ export class PageFileWriter {
 
   constructor(
     readonly name: string,
-    path: string,
+    private readonly path: string,
     private readonly dir: string,
     private readonly progress?: (bytes: number) => void,
     /** false: not written back nor synced (a temporary image read once right here, by `vjail migrate`). */
@@ -111,22 +111,29 @@ export class PageFileWriter {
   /**
    * A page file whose bytes are held elsewhere (a migration's receiver
    * makes it from its copy of a pre-dump's store): only its size is set
-   * here, its digests are those given (hex, one after another), one per `chunk` bytes of it. Only
+   * here, its digests are those given (32 bytes each, in order), one per `chunk` bytes of it. Only
    * for an image that is not durable, and sent at once.
    */
-  described(runs: [number, number][], size: number, chunk: number, sums: string): Pages {
+  described(runs: [number, number][], size: number, chunk: number, sums: Buffer): Pages {
     if (this.durable || this.size || this.runs.length) throw new Error('internal: only an empty page file of a temporary image is described');
-    if (chunk % PAGE_SIZE || sums.length !== 64 * Math.ceil(size / chunk)) throw new Error('internal: a described page file needs a digest per chunk');
+    if (chunk % PAGE_SIZE || sums.length !== 32 * Math.ceil(size / chunk)) throw new Error('internal: a described page file needs a digest per chunk');
     writing(this.dir, () => ftruncateSync(this.fd, size));
     this.discard();
-    return { file: this.name, size, sha256: treeDigest(sums), runs, chunks: { size: chunk, sha256: sums } };
+    return { file: this.name, size, sha256: treeDigest(sums), runs, chunks: { size: chunk, file: this.writeSums(sums) } };
   }
 
   close(): Pages {
     if (this.durable) writing(this.dir, () => fsyncSync(this.fd));
     this.discard();
     const sha256 = this.hash.digest();
-    return { file: this.name, size: this.size, sha256, runs: this.runs, chunks: { size: PAGE_CHUNK_BYTES, sha256: this.hash.chunkDigests().join('') } };
+    return { file: this.name, size: this.size, sha256, runs: this.runs, chunks: { size: PAGE_CHUNK_BYTES, file: this.writeSums(this.hash.chunkDigests()) } };
+  }
+
+  /** The chunk digests into their own file beside the page file (format 8), named by its name; returns that name. */
+  private writeSums(sums: Buffer): string {
+    const name = this.name.replace(/\.img$/, '.sums');
+    writing(this.dir, () => writeFileSynced(this.path.replace(/\.img$/, '.sums'), sums, this.durable));
+    return name;
   }
 
   /** Close the file without finishing it (abort: its space is freed once it is removed). */

@@ -24,9 +24,10 @@ type Item = SourceFile | StorePatch | StoreRecipe;
 /**
  * The chunk a store's digests are kept by: small, so that a page written
  * at random costs little hashing again (a round's, and the last one's while
- * stopped), yet at most MAX_CHUNKS of them: each is a line of the manifest,
- * which is checked as it is written and read (at 65536 of 16 KiB, the
- * manifest of 1 GiB took most of a second to commit under load).
+ * stopped), yet at most MAX_CHUNKS of them: each is 32 bytes of the page
+ * file's .sums, read and checked while the jail is stopped (at 65536 of
+ * 16 KiB, as lines of the manifest then, 1 GiB took most of a second to
+ * commit under load).
  */
 const MIN_CHUNK = 64 << 10;
 const MAX_CHUNKS = 1 << 14;
@@ -119,7 +120,7 @@ export class RoundsSender implements StoreMirror {
   }
 
   /** Bring the digests of store `name`'s first `size` bytes up to date: what was written since is hashed again. */
-  chunkDigests(name: string, size: number): { chunk: number; sums: string } | null {
+  chunkDigests(name: string, size: number): { chunk: number; sums: Buffer } | null {
     const w = this.written.get(name);
     if (!w) return null;
     const sums = w.digests.upToDate(w.fd, size);

@@ -21,8 +21,8 @@ export class StoreDigests {
     for (let i = Math.floor(offset / this.chunk); i * this.chunk < offset + len; i++) this.lens[i] = 0;
   }
 
-  /** The digests of the first `size` bytes of the store (`fd`), as one hex string; null if it is shorter. */
-  upToDate(fd: number, size: number): string | null {
+  /** The digests of the first `size` bytes of the store (`fd`), 32 bytes each (a copy); null if it is shorter. */
+  upToDate(fd: number, size: number): Buffer | null {
     const count = Math.ceil(size / this.chunk);
     const lenOf = (i: number): number => Math.min(this.chunk, size - i * this.chunk);
     if (this.sums.length < count * 32) {
@@ -45,6 +45,6 @@ export class StoreDigests {
         this.lens[i] = lenOf(i);
       });
     }
-    return this.sums.subarray(0, count * 32).toString('hex');
+    return Buffer.from(this.sums.subarray(0, count * 32));
   }
 }

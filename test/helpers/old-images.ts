@@ -6,7 +6,7 @@ import { signatureText } from '../../src/image/sign.js';
 type Json = Record<string, unknown>;
 
 /**
- * A current (version 7) manifest written back in the shape an older vjail
+ * A current (version 8) manifest written back in the shape an older vjail
  * wrote: everything added since `version` taken out, so that a test reads
  * an image as old images are (src/image/upgrade.ts is the other side).
  * Version 4 has open files above fd 2 as `files` (none here).
@@ -33,11 +33,22 @@ export function asVersion(m: Json, version: 2 | 3 | 4): Json {
 /**
  * Write `m` as the image's manifest, with its checksum in IMAGE under
  * `version` (the manifest's own `version` made the same), signed as this
- * machine's (vouched for). Under a version before 7 each page file's chunk
- * digests are a list, and before 6 its sha256 becomes that of its bytes and
- * each blob its own file, as those wrote them.
+ * machine's (vouched for). Under a version before 8 each page file's chunk
+ * digests are in the manifest (their .sums file removed), before 7 as a
+ * list, and before 6 its sha256 becomes that of its bytes and each blob
+ * its own file, as those wrote them. A test that set a chunks object's
+ * `sha256` itself keeps it as it is.
  */
 export function writeManifest(img: string, m: Json, version: number): void {
+  if (version < 8) {
+    for (const p of pageFiles(m)) {
+      const c = p.chunks as Json | undefined;
+      if (typeof c?.file !== 'string') continue;
+      c.sha256 ??= readFileSync(join(img, c.file)).toString('hex');
+      rmSync(join(img, c.file), { force: true });
+      delete c.file;
+    }
+  }
   if (version < 6) {
     for (const p of pageFiles(m)) {
       p.sha256 = createHash('sha256').update(readFileSync(join(img, p.file as string))).digest('hex');

@@ -18,7 +18,7 @@
  */
 import { closeSync } from 'node:fs';
 import { lazyAddon, type LazyStats } from '../../native/lazypages.js';
-import { ImageError, type Mapping, type OpenedImage, PAGE_SIZE, fromHex, openPageFile, sha256Fd } from '../../image/format.js';
+import { chunkSums, ImageError, type Mapping, type OpenedImage, PAGE_SIZE, fromHex, openPageFile, sha256Fd } from '../../image/format.js';
 import { type Tracee, TraceeError } from '../tracee.js';
 import { SYS } from '../syscalls.js';
 import type { Scratch } from './memory.js';
@@ -85,7 +85,7 @@ export class LazyPages {
         const chunkBytes = p.chunks?.size ?? 256 << 10;
         return {
           start, pages: Number((fromHex(m.end) - start) / BigInt(PAGE_SIZE)), fd: openPageFile(image, p), runs,
-          chunkPages: chunkBytes / PAGE_SIZE, sums: p.chunks ? Buffer.from(p.chunks.sha256, 'hex') : null,
+          chunkPages: chunkBytes / PAGE_SIZE, sums: chunkSums(image, p),
         };
       });
       let resolve!: () => void;
