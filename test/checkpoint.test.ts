@@ -88,7 +88,7 @@ describe('vjail checkpoint and restore: one process', () => {
       how(join(copy, 'image'));
       return join(copy, 'image');
     };
-    const pageFile = (dir: string, ext = '.img'): string => join(dir, readdirSync(dir).find((f) => f.startsWith('pages-') && f.endsWith(ext))!);
+    const pageFile = (dir: string): string => join(dir, readdirSync(dir).find((f) => f.startsWith('pages-'))!);
 
     it.each([
       ['a corrupted page file', (d: string) => {
@@ -98,20 +98,27 @@ describe('vjail checkpoint and restore: one process', () => {
         writeFileSync(f, b);
       }, /is damaged: pages-\d+\.img does not match its checksum/],
       ['a corrupted file of chunk checksums', (d: string) => {
-        const f = pageFile(d, '.sums');
+        const f = join(d, 'sums.img');
         const b = readFileSync(f);
         b[b.length - 1] ^= 0x01;
         writeFileSync(f, b);
-      }, /is damaged: pages-\d+\.sums does not match mapping \d+'s checksum/],
-      ['a file of chunk checksums cut short', (d: string) => truncateSync(pageFile(d, '.sums'), 16), /is damaged: pages-\d+\.sums is 16 bytes, its \d+ chunks of 262144 bytes take \d+/],
-      ['a missing file of chunk checksums', (d: string) => rmSync(pageFile(d, '.sums')), /is damaged: pages-\d+\.sums is missing/],
-      ['a version 8 manifest that holds its chunk checksums', (d: string) => {
-        const m = readManifest(d) as { processes: { mappings: { pages?: { chunks: { size: number; file?: string; sha256?: string } } }[] }[] };
-        const chunks = m.processes[0]!.mappings.find((x) => x.pages)!.pages!.chunks;
-        chunks.sha256 = readFileSync(join(d, chunks.file!)).toString('hex');
-        delete chunks.file;
+      }, /is damaged: sums\.img does not match (mapping|shared-memory object) \d+'s checksum/],
+      ['a file of chunk checksums cut short', (d: string) => truncateSync(join(d, 'sums.img'), 16), /is damaged: sums\.img is 16 bytes, its chunk checksums take \d+/],
+      ['a missing file of chunk checksums', (d: string) => rmSync(join(d, 'sums.img')), /is damaged: sums\.img is missing/],
+      ['chunk checksums that overlap those of another page file', (d: string) => {
+        const m = readManifest(d) as { processes: { mappings: { pages?: { chunks: { offset?: number } } }[] }[] };
+        const [a, b] = m.processes[0]!.mappings.filter((x) => x.pages).map((x) => x.pages!.chunks);
+        b!.offset = a!.offset;
         writeManifest(d, m, 8);
-      }, /has an invalid manifest: mapping \d+ holds its chunk checksums, which version 8 images keep in pages-\d+\.sums/],
+      }, /has an invalid manifest: mapping \d+'s chunk checksums are at \d+ in sums\.img, not at \d+ after those before them/],
+      ['a version 8 manifest that holds its chunk checksums', (d: string) => {
+        const m = readManifest(d) as { processes: { mappings: { pages?: { size: number; chunks: { size: number; offset?: number; sha256?: string } } }[] }[] };
+        const pages = m.processes[0]!.mappings.find((x) => x.pages)!.pages!;
+        const at = pages.chunks.offset!;
+        pages.chunks.sha256 = readFileSync(join(d, 'sums.img')).subarray(at, at + 32 * Math.ceil(pages.size / pages.chunks.size)).toString('hex');
+        delete pages.chunks.offset;
+        writeManifest(d, m, 8);
+      }, /has an invalid manifest: mapping \d+ holds its chunk checksums, which version 8 images keep in sums\.img/],
       ['a page file\'s sha256 that is not of its chunk checksums', (d: string) => {
         const m = readManifest(d) as { processes: { mappings: { pages?: { sha256: string } }[] }[] };
         const pages = m.processes[0]!.mappings.find((x) => x.pages)!.pages!;
@@ -172,7 +179,7 @@ describe('vjail checkpoint and restore: one process', () => {
     expect(readFileSync(join(dir, 'after'), 'utf8')).toBe(readFileSync(join(dir, 'before'), 'utf8'));
 
     // One malformed digest among many, or element deep in a big array (checked by a loop, not per element): refused by field (and index).
-    type Pages = { size: number; runs: unknown[]; chunks: { size: number; sha256?: string; file?: string } };
+    type Pages = { size: number; runs: unknown[]; chunks: { size: number; sha256?: string; offset?: number } };
     const m = readManifest(img) as { processes: { mappings: { pages?: Pages }[] }[] };
     const maps = m.processes[0]!.mappings;
     const digests = (p?: Pages): number => (p ? Math.ceil(p.size / p.chunks.size) : 0);
@@ -180,8 +187,8 @@ describe('vjail checkpoint and restore: one process', () => {
     const pages = maps[at]!.pages!;
     expect(digests(pages)).toBeGreaterThan(1000);
     // Version 8 keeps them in a file of their own; as the versions before wrote them, in the manifest.
-    const sums = readFileSync(join(img, pages.chunks.file!)).toString('hex');
-    delete pages.chunks.file;
+    const sums = readFileSync(join(img, 'sums.img')).subarray(pages.chunks.offset!, pages.chunks.offset! + 32 * digests(pages)).toString('hex');
+    delete pages.chunks.offset;
     const refused = async (version: number, field: string, why: string): Promise<void> => {
       writeManifest(img, m, version);
       const bad = await vjail(['inspect', img]);

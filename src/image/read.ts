@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { describeIssue, ImageError } from './errors.js';
 import { sha256Fd, treeDigest } from './pagedata.js';
 import {
-  type Blob, BLOB_PACK_FILE, HEADER_FILE, HEADER_MAX_BYTES, IMAGE_MAGIC, IMAGE_VERSION, type Manifest, MANIFEST_FILE, MANIFEST_MAX_BYTES, type Mapping, PAGE_SIZE, type Pages,
+  type Blob, BLOB_PACK_FILE, CHUNK_SUMS_FILE, CHUNK_SUMS_MAX_BYTES, HEADER_FILE, HEADER_MAX_BYTES, IMAGE_MAGIC, IMAGE_VERSION, type Manifest, MANIFEST_FILE, MANIFEST_MAX_BYTES, type Mapping, PAGE_SIZE, type Pages,
   READABLE_VERSIONS, fromHex, MAX_MAPPINGS, MAX_PROCESSES, MAX_THREADS,
 } from './schema.js';
 import { parseManifest } from './upgrade.js';
@@ -175,9 +175,10 @@ export function openImage(dir: string, opts: { verifyPages?: boolean } = {}): Op
   timer.lap('schema');
   const problem = treeProblem(manifest);
   if (problem) throw new ImageError(`${dir} has an invalid manifest: ${problem}`);
+  const pack = version >= 8 ? readChunkSums(dir, manifest) : null;
   for (const p of manifest.processes) {
     if (p.state !== 'live') continue;
-    for (const [i, map] of p.mappings.entries()) checkMapping(dir, i, map, opts.verifyPages ?? true, version);
+    for (const [i, map] of p.mappings.entries()) checkMapping(dir, i, map, opts.verifyPages ?? true, version, pack);
     const overlap = overlapProblem(p.mappings);
     if (overlap) throw new ImageError(`${dir} has an invalid manifest: process ${p.pid}: ${overlap}`);
   }
@@ -219,7 +220,7 @@ export function openImage(dir: string, opts: { verifyPages?: boolean } = {}): Op
   const problemObj = objectProblem(manifest);
   if (problemObj) throw new ImageError(`${dir} has an invalid manifest: ${problemObj}`);
   for (const o of manifest.sharedMemory) {
-    if (o.pages) checkPages(dir, `shared-memory object ${o.id}`, o.pages, Math.ceil(o.size / PAGE_SIZE), opts.verifyPages ?? true, version);
+    if (o.pages) checkPages(dir, `shared-memory object ${o.id}`, o.pages, Math.ceil(o.size / PAGE_SIZE), opts.verifyPages ?? true, version, pack);
   }
   timer.lap('the rest');
   return { dir, version, manifest };
@@ -238,7 +239,7 @@ export function warmManifestChecks(): void {
   const chunks = 4096;
   const mapping = {
     start: '0x7f0000000000', end: `0x${(0x7f0000000000 + chunks * 65536).toString(16)}`, perms: 'rw-p', offset: '0x0', kind: 'anon', name: null,
-    pages: { file: 'pages-0.img', size: chunks * 65536, sha256: digest, runs: [[0, chunks * 16]], chunks: { size: 65536, file: 'pages-0.sums' } },
+    pages: { file: 'pages-0.img', size: chunks * 65536, sha256: digest, runs: [[0, chunks * 16]], chunks: { size: 65536, offset: 0 } },
   };
   const text = JSON.stringify({ format: IMAGE_MAGIC, version: IMAGE_VERSION, processes: [{ state: 'live', pid: 1, ppid: 0, threads: [{ tid: 1 }], mappings: [mapping, mapping] }] }, null, 1);
   parseManifest(IMAGE_VERSION, parseJsonExact(text, { bigints: false }));
@@ -247,12 +248,13 @@ export function warmManifestChecks(): void {
 /** Hash every page file of an image openImage has read without doing so, as restore will while loading them. */
 export function verifyPageFiles(image: OpenedImage): void {
   const { dir, version, manifest } = image;
+  const pack = version >= 8 ? readChunkSums(dir, manifest) : null;
   for (const p of manifest.processes) {
     if (p.state !== 'live') continue;
-    for (const [i, map] of p.mappings.entries()) checkMapping(dir, i, map, true, version);
+    for (const [i, map] of p.mappings.entries()) checkMapping(dir, i, map, true, version, pack);
   }
   for (const o of manifest.sharedMemory) {
-    if (o.pages) checkPages(dir, `shared-memory object ${o.id}`, o.pages, Math.ceil(o.size / PAGE_SIZE), true, version);
+    if (o.pages) checkPages(dir, `shared-memory object ${o.id}`, o.pages, Math.ceil(o.size / PAGE_SIZE), true, version, pack);
   }
 }
 
@@ -322,14 +324,14 @@ function readAt(dir: string, file: string, size: number, at: number, length: num
   return data;
 }
 
-function checkMapping(dir: string, i: number, map: Mapping, verifyPages: boolean, version: number): void {
+function checkMapping(dir: string, i: number, map: Mapping, verifyPages: boolean, version: number, pack: Buffer | null): void {
   const start = fromHex(map.start);
   const end = fromHex(map.end);
   const pageSize = BigInt(PAGE_SIZE);
   if (end <= start || start % pageSize || end % pageSize) {
     throw new ImageError(`${dir} has an invalid manifest: mapping ${i} (${map.start}-${map.end}) is not page-aligned`);
   }
-  if (map.pages) checkPages(dir, `mapping ${i}`, map.pages, Number((end - start) / pageSize), verifyPages, version);
+  if (map.pages) checkPages(dir, `mapping ${i}`, map.pages, Number((end - start) / pageSize), verifyPages, version, pack);
 }
 
 /** Where the kernel puts the legacy vsyscall page, the one mapping above user space. */
@@ -367,7 +369,7 @@ function objectProblem(m: Manifest): string | null {
   return null;
 }
 
-function checkPages(dir: string, what: string, p: Pages, pages: number, verifyPages: boolean, version: number): void {
+function checkPages(dir: string, what: string, p: Pages, pages: number, verifyPages: boolean, version: number, pack: Buffer | null): void {
   let total = 0;
   for (const [first, count] of p.runs) {
     if (first + count > pages) throw new ImageError(`${dir} has an invalid manifest: ${what} has pages beyond its end`);
@@ -378,7 +380,7 @@ function checkPages(dir: string, what: string, p: Pages, pages: number, verifyPa
   }
   const tree = treeHashed({ version });
   if (tree && !p.chunks) throw new ImageError(`${dir} has an invalid manifest: ${what} has no chunk checksums`);
-  loadChunkSums(dir, what, p, version);
+  loadChunkSums(dir, what, p, version, pack);
   const { fd } = openPageFileIn(dir, p);
   try {
     if (verifyPages && (tree ? treeDigestFd(fd, p.chunks!.size) : sha256Fd(fd)) !== p.sha256) {
@@ -392,37 +394,78 @@ function checkPages(dir: string, what: string, p: Pages, pages: number, verifyPa
 /** Each page file's chunk digests, read and checked once per manifest read (keyed by its `pages` objects). */
 const sumsOf = new WeakMap<Pages, Buffer>();
 
+/** Every page file the manifest names, with what to call it in a message. */
+function pageFilesOf(m: Manifest): { what: string; pages: Pages }[] {
+  const out: { what: string; pages: Pages }[] = [];
+  for (const p of m.processes) {
+    if (p.state !== 'live') continue;
+    for (const [i, map] of p.mappings.entries()) if (map.pages) out.push({ what: `mapping ${i}`, pages: map.pages });
+  }
+  for (const o of m.sharedMemory) if (o.pages) out.push({ what: `shared-memory object ${o.id}`, pages: o.pages });
+  return out;
+}
+
+const sumsBytes = (p: Pages): number => (p.chunks ? 32 * Math.ceil(p.size / p.chunks.size) : 0);
+
+/** The size of sums.img (version 8): the chunk digests of every page file, back to back (checked by openImage); null if it has none. */
+export function chunkSumsSize(m: Manifest): number | null {
+  const placed = pageFilesOf(m).filter(({ pages }) => pages.chunks?.offset !== undefined);
+  return placed.length ? placed.reduce((n, { pages }) => n + sumsBytes(pages), 0) : null;
+}
+
+/**
+ * Version 8: every page file's chunk digests lie in sums.img at their
+ * `offset`, back to back (in any order) and nothing else; read once, as one
+ * file, and each page file's checked against its sha256 (so against the
+ * manifest's checksum) before it is used. Null when no page file has digests there.
+ */
+function readChunkSums(dir: string, m: Manifest): Buffer | null {
+  const held = pageFilesOf(m).find(({ pages }) => pages.chunks?.sha256 !== undefined);
+  if (held) throw new ImageError(`${dir} has an invalid manifest: ${held.what} holds its chunk checksums, which version 8 images keep in ${CHUNK_SUMS_FILE}`);
+  const placed = pageFilesOf(m).filter(({ pages }) => pages.chunks?.offset !== undefined).sort((a, b) => a.pages.chunks!.offset! - b.pages.chunks!.offset!);
+  if (!placed.length) return null;
+  let at = 0;
+  for (const { what, pages } of placed) {
+    if (pages.chunks!.offset !== at) throw new ImageError(`${dir} has an invalid manifest: ${what}'s chunk checksums are at ${pages.chunks!.offset} in ${CHUNK_SUMS_FILE}, not at ${at} after those before them`);
+    at += sumsBytes(pages);
+  }
+  if (at > CHUNK_SUMS_MAX_BYTES) throw new ImageError(`${dir} has an invalid manifest: its chunk checksums take ${at} bytes, more than images may hold (${CHUNK_SUMS_MAX_BYTES})`);
+  return readAt(dir, CHUNK_SUMS_FILE, at, 0, at, 'its chunk checksums take');
+}
+
 /**
  * A page file's chunk digests, 32 bytes each, in order (null if it has
- * none): version 8 keeps them in a file of their own beside it, versions 5
- * to 7 in the manifest. Where its sha256 is of them (version 6 on), they are
- * checked against it, and so against the manifest's checksum. Read once.
+ * none): version 8 keeps them in sums.img (`pack`, read by readChunkSums),
+ * versions 5 to 7 in the manifest. Where its sha256 is of them (version 6
+ * on), they are checked against it, and so against the manifest's checksum.
  */
-function loadChunkSums(dir: string, what: string, p: Pages, version: number): Buffer | null {
+function loadChunkSums(dir: string, what: string, p: Pages, version: number, pack: Buffer | null): Buffer | null {
   const c = p.chunks;
   if (!c) return null;
   const invalid = (why: string): ImageError => new ImageError(`${dir} has an invalid manifest: ${what} ${why}`);
   const count = Math.ceil(p.size / c.size);
   let sums: Buffer;
   if (version >= 8) {
-    const file = p.file.replace(/\.img$/, '.sums');
-    if (c.file !== file) throw invalid(c.file === undefined ? `holds its chunk checksums, which version 8 images keep in ${file}` : `has its chunk checksums in ${c.file}, not in ${file}`);
-    sums = readAt(dir, file, 32 * count, 0, 32 * count, `its ${count} chunks of ${c.size} bytes take`);
+    if (c.offset === undefined || !pack) throw invalid(`holds its chunk checksums, which version 8 images keep in ${CHUNK_SUMS_FILE}`);
+    sums = pack.subarray(c.offset, c.offset + 32 * count);
   } else {
-    if (c.sha256 === undefined) throw invalid(`names a file of chunk checksums (${c.file}), which only version 8 images have`);
+    if (c.sha256 === undefined) throw invalid(`places its chunk checksums in ${CHUNK_SUMS_FILE}, which only version 8 images have`);
     if (c.sha256.length / 64 !== count) throw invalid(`has ${c.sha256.length / 64} chunk checksums for ${count} chunks`);
     sums = Buffer.from(c.sha256, 'hex');
   }
   if (treeHashed({ version }) && treeDigest(sums) !== p.sha256) {
-    throw version >= 8 ? new ImageError(`${dir} is damaged: ${c.file} does not match ${what}'s checksum`) : new ImageError(`${dir} has an invalid manifest: ${what}'s sha256 is not that of its chunk checksums`);
+    throw version >= 8 ? new ImageError(`${dir} is damaged: ${CHUNK_SUMS_FILE} does not match ${what}'s checksum`) : new ImageError(`${dir} has an invalid manifest: ${what}'s sha256 is not that of its chunk checksums`);
   }
   sumsOf.set(p, sums);
   return sums;
 }
 
-/** The chunk digests of one of the image's page files (see loadChunkSums): checked by openImage, or here when first asked for. */
+/** The chunk digests of one of the image's page files (see loadChunkSums), checked by openImage. */
 export function chunkSums(image: OpenedImage, p: Pages): Buffer | null {
-  return sumsOf.get(p) ?? loadChunkSums(image.dir, p.file, p, image.version);
+  const known = sumsOf.get(p);
+  if (known || !p.chunks) return known ?? null;
+  // An image not read by openImage (ImageWriter.commit without reading it back): read and checked now.
+  return loadChunkSums(image.dir, p.file, p, image.version, image.version >= 8 ? readChunkSums(image.dir, image.manifest) : null);
 }
 
 /**

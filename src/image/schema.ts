@@ -140,18 +140,22 @@ export const pagesSchema = z.strictObject({
    * Version 5: the sha256 of every `size` bytes of the file (the last piece
    * may be shorter), so that a lazy restore checks each piece before placing
    * it; one string of them since version 7 (`chunkDigests`). Since version 8
-   * they are not in the manifest but in `file` (the page file's name ending
-   * in .sums), 32 bytes each, in order: the manifest of a migrated 1 GiB jail
-   * was 1 MB of them, parsed and checked while the jail was stopped. The
-   * page file's `sha256` is of them, so the manifest's checksum covers them.
-   * Absent in images before version 5: a lazy restore hashes such a file
-   * whole first.
+   * they are not in the manifest but in CHUNK_SUMS_FILE at `offset`, 32 bytes
+   * each, in order, one page file's after another's: the manifest of a
+   * migrated 1 GiB jail was 1 MB of them, parsed and checked while the jail
+   * was stopped. The page file's `sha256` is of them, so the manifest's
+   * checksum covers them. Absent in images before version 5: a lazy restore
+   * hashes such a file whole first.
    */
   chunks: z
-    .strictObject({ size: z.number().int().positive().multipleOf(PAGE_SIZE), sha256: chunkDigests.optional(), file: z.string().regex(/^pages-\d+\.sums$/).optional() })
-    .refine((c) => (c.sha256 === undefined) !== (c.file === undefined), 'must have either the file of its digests (version 8) or the digests (versions 5 to 7)')
+    .strictObject({ size: z.number().int().positive().multipleOf(PAGE_SIZE), sha256: chunkDigests.optional(), offset: z.number().int().nonnegative().optional() })
+    .refine((c) => (c.sha256 === undefined) !== (c.offset === undefined), 'must have either the offset of its digests in sums.img (version 8) or the digests (versions 5 to 7)')
     .optional(),
 });
+/** Version 8: the file holding every page file's chunk digests (`chunks.offset`), back to back. */
+export const CHUNK_SUMS_FILE = 'sums.img';
+/** The most CHUNK_SUMS_FILE may hold (a reader reads it whole): 32 bytes a chunk, 2 TiB of page data in the 256 KiB chunks a checkpoint writes. */
+export const CHUNK_SUMS_MAX_BYTES = 256 << 20;
 /** The piece of a page file that has a sha256 of its own (`chunks`): what a lazy restore reads and checks on a fault. */
 export const PAGE_CHUNK_BYTES = 256 << 10;
 

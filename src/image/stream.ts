@@ -15,8 +15,8 @@ import {
   type Compression, COMPRESSIONS, ByteReader, compress, decompress, decrypt, encrypt, formatCipherParams, newCipherParams, parseCipherParams,
 } from './codec.js';
 import { ImageError } from './errors.js';
-import { blobPackSize, openImage, openImageFile } from './read.js';
-import { BLOB_PACK_FILE, HEADER_FILE, IMAGE_VERSION, type Manifest, MANIFEST_FILE, type Pages } from './schema.js';
+import { blobPackSize, chunkSumsSize, openImage, openImageFile } from './read.js';
+import { BLOB_PACK_FILE, CHUNK_SUMS_FILE, HEADER_FILE, IMAGE_VERSION, type Manifest, MANIFEST_FILE } from './schema.js';
 import { SIGNATURE_FILE } from './sign.js';
 
 export const STREAM_MAGIC = 'vjail-stream';
@@ -31,7 +31,7 @@ const FRAME_MAX = STREAM_CHUNK;
 /** A file of an image, at most (1 TiB). */
 const FILE_MAX = 2 ** 40;
 /** The names an image's files may have: nothing else is written by a reader. */
-const FILE_NAME = /^(IMAGE|SIGNATURE|manifest\.json|blobs\.img|(pages|blob)-\d{1,9}\.img|pages-\d{1,9}\.sums)$/;
+const FILE_NAME = /^(IMAGE|SIGNATURE|manifest\.json|blobs\.img|sums\.img|(pages|blob)-\d{1,9}\.img)$/;
 
 const enum Frame {
   Start = 0x53, // 'S' {"format":"vjail-image","version":N}
@@ -124,16 +124,14 @@ export interface StreamTotals {
 export function dirSource(dir: string, manifest?: Manifest): ImageSource {
   const m = manifest ?? openImage(dir, { verifyPages: false }).manifest;
   const names = new Map<string, number>();
-  const pageFile = (p: Pages): void => {
-    names.set(p.file, p.size);
-    // Version 8: its chunk digests, 32 bytes each, in a file of their own.
-    if (p.chunks?.file !== undefined) names.set(p.chunks.file, 32 * Math.ceil(p.size / p.chunks.size));
-  };
   for (const p of m.processes) {
     if (p.state !== 'live') continue;
-    for (const map of p.mappings) if (map.pages) pageFile(map.pages);
+    for (const map of p.mappings) if (map.pages) names.set(map.pages.file, map.pages.size);
   }
-  for (const o of m.sharedMemory) if (o.pages) pageFile(o.pages);
+  for (const o of m.sharedMemory) if (o.pages) names.set(o.pages.file, o.pages.size);
+  // Version 8: every page file's chunk digests.
+  const sums = chunkSumsSize(m);
+  if (sums !== null) names.set(CHUNK_SUMS_FILE, sums);
   for (const b of m.blobs) if (b.offset === undefined) names.set(b.file, b.size);
   if (m.blobs.some((b) => b.offset !== undefined)) names.set(BLOB_PACK_FILE, blobPackSize(m));
   const file = (name: string, size?: number): SourceFile => ({

@@ -14,7 +14,7 @@ import { ImageError } from './errors.js';
 import { OffThreadHash, treeDigest } from './pagedata.js';
 import { openImage, type OpenedImage } from './read.js';
 import { SIGNATURE_FILE, signatureText } from './sign.js';
-import { BLOB_PACK_FILE, HEADER_FILE, IMAGE_MAGIC, IMAGE_VERSION, type Manifest, MANIFEST_FILE, MANIFEST_MAX_BYTES, PAGE_CHUNK_BYTES, PAGE_SIZE, type Pages, type Blob } from './schema.js';
+import { BLOB_PACK_FILE, CHUNK_SUMS_FILE, HEADER_FILE, IMAGE_MAGIC, IMAGE_VERSION, type Manifest, MANIFEST_FILE, MANIFEST_MAX_BYTES, PAGE_CHUNK_BYTES, PAGE_SIZE, type Pages, type Blob } from './schema.js';
 
 function header(manifestSha: string): string {
   return `${IMAGE_MAGIC} ${IMAGE_VERSION}\nmanifest sha256:${manifestSha}\n`;
@@ -84,8 +84,10 @@ export class PageFileWriter {
 
   constructor(
     readonly name: string,
-    private readonly path: string,
+    path: string,
     private readonly dir: string,
+    /** Keeps the file's chunk digests for sums.img (format 8); returns where they are in it. */
+    private readonly keepSums: (sums: Buffer) => number,
     private readonly progress?: (bytes: number) => void,
     /** false: not written back nor synced (a temporary image read once right here, by `vjail migrate`). */
     private readonly durable = true,
@@ -119,21 +121,14 @@ export class PageFileWriter {
     if (chunk % PAGE_SIZE || sums.length !== 32 * Math.ceil(size / chunk)) throw new Error('internal: a described page file needs a digest per chunk');
     writing(this.dir, () => ftruncateSync(this.fd, size));
     this.discard();
-    return { file: this.name, size, sha256: treeDigest(sums), runs, chunks: { size: chunk, file: this.writeSums(sums) } };
+    return { file: this.name, size, sha256: treeDigest(sums), runs, chunks: { size: chunk, offset: this.keepSums(sums) } };
   }
 
   close(): Pages {
     if (this.durable) writing(this.dir, () => fsyncSync(this.fd));
     this.discard();
     const sha256 = this.hash.digest();
-    return { file: this.name, size: this.size, sha256, runs: this.runs, chunks: { size: PAGE_CHUNK_BYTES, file: this.writeSums(this.hash.chunkDigests()) } };
-  }
-
-  /** The chunk digests into their own file beside the page file (format 8), named by its name; returns that name. */
-  private writeSums(sums: Buffer): string {
-    const name = this.name.replace(/\.img$/, '.sums');
-    writing(this.dir, () => writeFileSynced(this.path.replace(/\.img$/, '.sums'), sums, this.durable));
-    return name;
+    return { file: this.name, size: this.size, sha256, runs: this.runs, chunks: { size: PAGE_CHUNK_BYTES, offset: this.keepSums(this.hash.chunkDigests()) } };
   }
 
   /** Close the file without finishing it (abort: its space is freed once it is removed). */
@@ -176,7 +171,7 @@ export class ImageWriter {
 
   pageFile(): PageFileWriter {
     const name = `pages-${this.pageFiles++}.img`;
-    const w = new PageFileWriter(name, join(this.tmpDir, name), this.dir, this.progress, this.durable);
+    const w = new PageFileWriter(name, join(this.tmpDir, name), this.dir, (sums) => this.keepSums(sums), this.progress, this.durable);
     this.open.push(w);
     return w;
   }
@@ -198,6 +193,22 @@ export class ImageWriter {
 
   private readonly pack: Buffer[] = [];
   private packBytes = 0;
+
+  /**
+   * Every page file's chunk digests, written once to sums.img by `commit`
+   * (format 8): in the manifest, a migrated 1 GiB jail's were 1 MB of hex
+   * to write and read while it was stopped; a file each, a dozen small
+   * files more to send and write.
+   */
+  private keepSums(sums: Buffer): number {
+    const at = this.sumsBytes;
+    this.sums.push(sums);
+    this.sumsBytes += sums.length;
+    return at;
+  }
+
+  private readonly sums: Buffer[] = [];
+  private sumsBytes = 0;
 
   /** Every blob written so far, for the manifest. */
   readonly blobs: Blob[] = [];
@@ -228,6 +239,7 @@ export class ImageWriter {
       // A temporary image (not durable: sent at once, then removed) is not synced either.
       const sync = this.durable;
       if (this.blobs.length) writeFileSynced(join(this.tmpDir, BLOB_PACK_FILE), Buffer.concat(this.pack), sync);
+      if (this.sums.length) writeFileSynced(join(this.tmpDir, CHUNK_SUMS_FILE), Buffer.concat(this.sums), sync);
       writeFileSynced(join(this.tmpDir, MANIFEST_FILE), text, sync);
       writeFileSynced(join(this.tmpDir, HEADER_FILE), header(sha), sync);
       writeFileSynced(join(this.tmpDir, SIGNATURE_FILE), signatureText(header(sha), signKey), sync);

@@ -34,7 +34,7 @@ export function asVersion(m: Json, version: 2 | 3 | 4): Json {
  * Write `m` as the image's manifest, with its checksum in IMAGE under
  * `version` (the manifest's own `version` made the same), signed as this
  * machine's (vouched for). Under a version before 8 each page file's chunk
- * digests are in the manifest (their .sums file removed), before 7 as a
+ * digests are in the manifest (sums.img removed), before 7 as a
  * list, and before 6 its sha256 becomes that of its bytes and each blob
  * its own file, as those wrote them. A test that set a chunks object's
  * `sha256` itself keeps it as it is.
@@ -43,11 +43,13 @@ export function writeManifest(img: string, m: Json, version: number): void {
   if (version < 8) {
     for (const p of pageFiles(m)) {
       const c = p.chunks as Json | undefined;
-      if (typeof c?.file !== 'string') continue;
-      c.sha256 ??= readFileSync(join(img, c.file)).toString('hex');
-      rmSync(join(img, c.file), { force: true });
-      delete c.file;
+      if (typeof c?.offset !== 'number') continue;
+      const at = c.offset;
+      const count = Math.ceil((p.size as number) / (c.size as number));
+      c.sha256 ??= readFileSync(join(img, 'sums.img')).subarray(at, at + 32 * count).toString('hex');
+      delete c.offset;
     }
+    rmSync(join(img, 'sums.img'), { force: true });
   }
   if (version < 6) {
     for (const p of pageFiles(m)) {
