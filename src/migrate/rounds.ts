@@ -247,14 +247,19 @@ export class StoreSink extends DirSink {
     this.end();
   }
 
+  /**
+   * The stores are closed; their directory goes with the image's temporary
+   * one (removeTempImage), once the jail runs: not now, while the sender's
+   * jail is stopped (unlinking a GiB-sized store took some 3 ms).
+   */
   override finish(): void {
     for (const fd of this.stores.values()) closeSync(fd);
     this.stores.clear();
-    rmSync(this.storesDir, { recursive: true, force: true });
   }
 
   override abort(): void {
     this.finish();
+    rmSync(this.storesDir, { recursive: true, force: true });
     super.abort();
   }
 }
