@@ -23,7 +23,7 @@ import {
 } from '../image/format.js';
 import { collectClocks } from './parts/clocks.js';
 import { collectFds, describeExternal, type FdCollection, unknownReason } from './parts/fds/index.js';
-import { collectMemory, externalMappings, type Scratch } from './parts/memory.js';
+import { collectMemory, externalMappings, fileHashes, type Scratch } from './parts/memory.js';
 import { SharedObjects } from './parts/shmem.js';
 import { collectSysvIpc, ownIpcNamespace } from './parts/sysvipc.js';
 import { collectSignals } from './parts/signals.js';
@@ -466,6 +466,8 @@ async function checkpointOnce(opts: CheckpointOptions, retryTransient = false): 
   } finally {
     pre?.close();
     early?.close();
+    // The jail runs on or is gone: the mapped files' hashes go to the cache now, not while it was held.
+    fileHashes.persist();
   }
 }
 

@@ -29,7 +29,7 @@ import { isNativeError } from '../native.js';
 import { preDumpAddon as addon } from '../native/predump.js';
 import { pidfdGetfd, sys, sysOk } from '../native/fdio.js';
 import { pageIo } from './pagecopy.js';
-import { FileHashes } from './parts/memory.js';
+import { fileHashes } from './parts/memory.js';
 import { SYS } from './syscalls.js';
 import { type MapsEntry, readMaps, Tracee } from './tracee.js';
 import { throwIfInterrupted } from './interrupt.js';
@@ -220,7 +220,7 @@ export class MemoryTrack {
   /** Copies of mappings not tracked, made at freeze. */
   private readonly extra: Tracked[] = [];
   /** sha256 of the files mapped, taken while the process runs (a library takes milliseconds). */
-  readonly files = new FileHashes();
+  readonly files = fileHashes;
   private readonly pagemap: number;
   private readonly mem: number;
   private readonly buf = Buffer.alloc(CHUNK);

@@ -4,6 +4,7 @@ import { restore } from '../checkpoint/restore.js';
 import type { LazyStats } from '../checkpoint/parts/lazy.js';
 import { type Manifest, type OpenedImage } from '../image/format.js';
 import { warmManifestChecks } from '../image/read.js';
+import { fileHashes } from '../checkpoint/parts/memory.js';
 import { startHasher } from '../image/pagedata.js';
 import { type Jail, prepareJail } from '../jail.js';
 import { writeAtomic, jailDir, readState, removeJailDir } from '../jails/state.js';
@@ -324,6 +325,8 @@ async function restoreDirCommand(dir: string, flags: RestoreFlags, restored?: ()
   // The state says running: a page server waiting on our fd 3 has its answer now, not at its next look at the state.
   if (result) answer?.(JSON.stringify(result));
   timer.lap('result and state');
+  // The jail runs and is answered for: the hashes of its mapped files go to the cache for the next restore.
+  fileHashes.persist();
   void lazyResult?.then(({ error, stats }) => {
     if (error || !flags.verbose || flags.quiet) return;
     const sum = (k: keyof LazyStats): number => stats.reduce((n, s) => n + s[k], 0);

@@ -38,6 +38,7 @@ import { CheckpointUnsupported } from '../errors.js';
 import { intersectRuns, type MemoryTrack, type PageRuns, type TrackedMapping } from '../predump.js';
 import { LazyPages } from './lazy.js';
 import { StepTimer } from '../../timings.js';
+import { readCached, writeCached } from '../../cache.js';
 import { cpuFlags } from '../cpu.js';
 
 /** Pagemap flags (bits 63, 62, 61 of an entry), as bits of its upper 32-bit half: no BigInt per page. */
@@ -88,17 +89,45 @@ function kindOf(e: MapsEntry): Mapping['kind'] {
   throw new CheckpointUnsupported(`mapping ${e.name} at 0x${e.start.toString(16)} cannot be checkpointed yet`);
 }
 
-/** sha256 of mapped files, each file hashed once per call: a library is mapped four or five times. */
+/**
+ * sha256 of mapped files, each file hashed once per call (a library is
+ * mapped four or five times), and kept in the cache (cache.ts) by device
+ * and inode for as long as its size, mtime and ctime stay: a restore checks
+ * every file its image maps while the workload is stopped (libc and the
+ * loader are in nearly every image), and hashing them took most of its
+ * checks (5 ms of a migration's stop). Any write to a file changes its
+ * ctime, which no one can set back, so a changed file is hashed again.
+ * Entries are written by `persist`, not while the jail is held.
+ */
 export class FileHashes {
   private readonly known = new Map<string, string>();
+  private readonly fresh: [slot: string, inputs: string, sha: string][] = [];
 
-  of(path: string, st: { dev: number; ino: number; size: number; mtimeMs: number }): string {
-    const key = `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}`;
+  of(path: string, st: { dev: number; ino: number; size: number; mtimeMs: number; ctimeMs: number }): string {
+    const slot = `${st.dev}:${st.ino}`;
+    const inputs = `${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+    const key = `${slot}:${inputs}`;
     let sha = this.known.get(key);
-    if (sha === undefined) this.known.set(key, (sha = sha256File(path)));
+    if (sha !== undefined) return sha;
+    sha = readCached(FILE_HASHES, slot, inputs, (v) => (typeof v === 'string' && SHA256_HEX.test(v) ? v : undefined));
+    if (sha === undefined) {
+      sha = sha256File(path);
+      this.fresh.push([slot, inputs, sha]);
+    }
+    this.known.set(key, sha);
     return sha;
   }
+
+  /** Keep the hashes computed since the last call in the cache, for the next checkpoint or restore. */
+  persist(): void {
+    for (const [slot, inputs, sha] of this.fresh.splice(0)) writeCached(FILE_HASHES, slot, inputs, sha);
+  }
 }
+const FILE_HASHES = 'file-hashes';
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+
+/** This process's: checkpoints and restores share what they hashed, and persist it once done (fileHashes.persist()). */
+export const fileHashes = new FileHashes();
 
 
 /**
@@ -114,7 +143,7 @@ export function collectMemory(t: Tracee, image: ImageWriter, objects: SharedObje
   const maps = readMaps(t.pid).filter((e) => !isExternalMapping(e));
   const pagemap = openSync(`/proc/${t.pid}/pagemap`, 'r');
   const mem = openSync(`/proc/${t.pid}/mem`, 'r');
-  const files = track?.files ?? new FileHashes();
+  const files = track?.files ?? fileHashes;
   const tracked = (e: MapsEntry): TrackedMapping | null => (track && later ? track.mapping(e) ?? track.untracked(e) : null);
   try {
     timer?.lap(`${t.pid} memory: maps`);
@@ -214,7 +243,7 @@ function collectTracked(pre: TrackedMapping, runs: PageRuns, pageFile: (runs: Pa
 /** Reasons the image's memory cannot be restored here, found before anything is started; files are looked up under `root` ('' for ours). */
 export function checkMemory(image: OpenedImage, root = ''): void {
   const here = readMaps(process.pid);
-  const files = new FileHashes();
+  const files = fileHashes;
   const top = userSpaceEnd();
   for (const p of image.manifest.processes) {
     if (p.state !== 'live') continue;
