@@ -21,6 +21,7 @@ import { lazyAddon, type LazyStats } from '../../native/lazypages.js';
 import { chunkSums, ImageError, type Mapping, type OpenedImage, PAGE_SIZE, fromHex, openPageFile, sha256Fd } from '../../image/format.js';
 import { type Tracee, TraceeError } from '../tracee.js';
 import { SYS } from '../syscalls.js';
+import { errnoName } from '../../errno.js';
 import type { Scratch } from './memory.js';
 
 const O_NONBLOCK = 0o4000;
@@ -36,6 +37,8 @@ const FEATURES = UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_EVENT_REMAP | UFFD_FEATU
 const UFFDIO_API = 0xc018aa3f;
 const UFFDIO_REGISTER = 0xc020aa00;
 const UFFDIO_REGISTER_MODE_MISSING = 1n;
+/** sizeof(struct uffdio_register): range (start, len), mode, ioctls. */
+const REGISTER_SIZE = 32;
 const SYS_USERFAULTFD = 323;
 
 export type { LazyStats } from '../../native/lazypages.js';
@@ -65,14 +68,23 @@ export class LazyPages {
       api.writeBigUInt64LE(FEATURES, 8);
       t.write(scratch.addr, api);
       await t.syscallOk('UFFDIO_API', SYS.ioctl, uffd, UFFDIO_API, scratch.addr);
-      for (const m of maps) {
-        const reg = Buffer.alloc(32);
-        const start = fromHex(m.start);
-        reg.writeBigUInt64LE(start, 0);
-        reg.writeBigUInt64LE(fromHex(m.end) - start, 8);
-        reg.writeBigUInt64LE(UFFDIO_REGISTER_MODE_MISSING, 16);
-        t.write(scratch.addr, reg);
-        await t.syscallOk(`UFFDIO_REGISTER of ${m.start}`, SYS.ioctl, uffd, UFFDIO_REGISTER, scratch.addr);
+      // One struct uffdio_register a mapping, side by side in the scratch page, registered in one batch of calls.
+      const perPage = Math.floor(scratch.size / REGISTER_SIZE);
+      for (let from = 0; from < maps.length; from += perPage) {
+        const some = maps.slice(from, from + perPage);
+        const regs = Buffer.alloc(some.length * REGISTER_SIZE);
+        some.forEach((m, i) => {
+          const start = fromHex(m.start);
+          regs.writeBigUInt64LE(start, i * REGISTER_SIZE);
+          regs.writeBigUInt64LE(fromHex(m.end) - start, i * REGISTER_SIZE + 8);
+          regs.writeBigUInt64LE(UFFDIO_REGISTER_MODE_MISSING, i * REGISTER_SIZE + 16);
+        });
+        t.write(scratch.addr, regs);
+        const results = await t.syscallBatch(SYS.ioctl, some.map((_, i) => [uffd, UFFDIO_REGISTER, scratch.addr + BigInt(i * REGISTER_SIZE)]));
+        some.forEach((m, i) => {
+          const r = results[i]!;
+          if (r < 0n && r > -4096n) throw new TraceeError(`UFFDIO_REGISTER of ${m.start} failed in process ${t.pid}: ${errnoName(Number(-r))}`);
+        });
       }
       const ranges = maps.map((m) => {
         const p = m.pages!;

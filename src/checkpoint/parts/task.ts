@@ -134,13 +134,23 @@ export async function restoreTask(t: Tracee, scratch: Scratch, p: Task): Promise
   t.write(scratch.addr, Buffer.from(`${p.cwd}\0`));
   // Never somewhere else: checkCwd found it before anything started, so this fails only on permissions.
   await t.syscallOk(`chdir to the working directory ${p.cwd}`, SYS.chdir, scratch.addr);
-  for (const l of p.rlimits) {
-    const b = Buffer.alloc(16);
-    b.writeBigUInt64LE(fromHex(l.soft), 0);
-    b.writeBigUInt64LE(fromHex(l.hard), 8);
-    t.write(scratch.addr, b);
-    const rr = await prlimitSelf(t, l.resource, scratch.addr, 0n);
-    if (rr < 0n) warnings.push(`could not restore resource limit ${l.resource} (errno ${-rr})`);
+  // The limits side by side in the scratch page (a struct rlimit each), set in a batch of calls:
+  // one by one, a process's 16 took some 2 ms of a restore. Where prlimit64 is hidden, setrlimit.
+  const perPage = Math.floor(scratch.size / 16);
+  for (let from = 0; from < p.rlimits.length; from += perPage) {
+    const some = p.rlimits.slice(from, from + perPage);
+    const limits = Buffer.alloc(some.length * 16);
+    some.forEach((l, i) => {
+      limits.writeBigUInt64LE(fromHex(l.soft), i * 16);
+      limits.writeBigUInt64LE(fromHex(l.hard), i * 16 + 8);
+    });
+    t.write(scratch.addr, limits);
+    const at = (i: number): bigint => scratch.addr + BigInt(i * 16);
+    const results = await t.syscallBatch(SYS.prlimit64, some.map((l, i) => [0, l.resource, at(i), 0]));
+    for (const [i, l] of some.entries()) {
+      const rr = results[i] === -ENOSYS ? await t.syscall(SYS.setrlimit, l.resource, at(i)) : results[i]!;
+      if (rr < 0n) warnings.push(`could not restore resource limit ${l.resource} (errno ${-rr})`);
+    }
   }
   return warnings;
 }
