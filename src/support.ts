@@ -543,21 +543,23 @@ const PLANNED = `## Planned
 
 - Migration that stops a 1 GiB jail for at most 100 ms. With the
   pre-dump's rounds sent while the jail runs (the default), a 1 GiB
-  workload writing 10 MiB/s at random is stopped 234 ms (232-256) on a
-  2-vCPU host (6.2 s with \`--no-pre-dump\`; 278 ms at the start of the
-  day's last changes, 1.17 s the round before): the dump 89 ms (freeze,
-  the last round's pages and their chunks hashed again, the manifest),
-  sending 16 ms, and 130 ms there, where the page server has started the
-  jail's supervisor at the handshake and it waits, its name taken and its
-  checks warmed, for the last image: 22 ms receiving and 99 ms until the
-  jail runs. Of those (\`VJAIL_TIMINGS=1\`): opening the image 28-39 ms
-  (its manifest holds the 16384 chunk digests of the 1 GiB page file,
-  1 MB of hex, checked in full), the checks before anything starts 5-6 ms,
-  starting the restorer 6-8 ms, mapping 25 mappings 5-7 ms, registering
-  the lazily restored memory 4-12 ms. What remains: keeping chunk digests
-  out of the manifest (a binary file the manifest's digest covers),
-  checking the manifest as the rounds arrive, and starting the jail itself
-  ahead of the image. TLS for the page server.
+  workload writing 10 MiB/s at random is stopped 200 ms (162-201) on a
+  2-vCPU host (5.9 s with \`--no-pre-dump\`; 234 ms at the start of the
+  day's last changes, 1.17 s the round before): the dump 69 ms (freeze,
+  the last round's pages written to their store and their chunks hashed
+  again, the manifest), sending 15 ms, and 101 ms until the answer that
+  the jail runs there, where the page server has started the jail's
+  supervisor at the handshake and it waits, its name taken and its checks
+  warmed, for the last image: 8 ms receiving and 70 ms until the jail
+  runs. Of those (\`VJAIL_TIMINGS=1\`): opening the image 6-10 ms, the
+  checks before anything starts 3-7 ms, starting the restorer 6-19 ms,
+  registering the lazily restored memory 5-15 ms; on the sender, writing
+  the last round's pages into the store 4 ms (some 30 us a write on this
+  host's ext4) and hashing their chunks again 4-8 ms. What remains:
+  sending the last pages from memory instead of through the store, and
+  starting the restore's first steps (the manifest's checks, the
+  restorer) while the last pages are still on their way. TLS for the
+  page server.
 - Lazy restore runs the workload 38.0 ms after restore starts at 256 MiB
   (44.6 ms at 1 GiB; 31-57 ms over the rounds) on a 2-vCPU host, against
   50 ms; before this round's changes to the image format and the mapping
