@@ -219,8 +219,6 @@ export class MemoryTrack {
   private readonly tracked: Tracked[] = [];
   /** Copies of mappings not tracked, made at freeze. */
   private readonly extra: Tracked[] = [];
-  /** sha256 of the files mapped, taken while the process runs (a library takes milliseconds). */
-  readonly files = fileHashes;
   private readonly pagemap: number;
   private readonly mem: number;
   private readonly buf = Buffer.alloc(CHUNK);
@@ -245,8 +243,9 @@ export class MemoryTrack {
     for (const e of readMaps(this.pid)) {
       if (e.name?.startsWith('/')) {
         try {
+          // Hashed while the process runs (a library takes milliseconds), for the dump to find known.
           const here = `/proc/${this.pid}/root${e.name}`;
-          this.files.of(here, statSync(here));
+          fileHashes.of(here, statSync(here));
         } catch {
           // gone or not a file: the dump says so
         }

@@ -592,8 +592,23 @@ export class Tracee {
   async syscallOk(what: string, nr: number, ...args: (bigint | number)[]): Promise<bigint> {
     throwIfInterrupted();
     const r = await this.syscall(nr, ...args);
-    if (r < 0n && r > -4096n) throw new TraceeError(`${what} failed in process ${this.pid}: ${errnoName(Number(-r))}`);
+    const failed = this.failure(what, r);
+    if (failed) throw failed;
     return r;
+  }
+
+  /** As `syscallBatch`, but the first failed call throws, as `syscallOk` would (`what(i)` names call i). */
+  async syscallBatchOk(what: (i: number) => string, nr: number, argLists: readonly (readonly (bigint | number)[])[]): Promise<bigint[]> {
+    throwIfInterrupted();
+    const results = await this.syscallBatch(nr, argLists);
+    const i = results.findIndex((r) => this.failure('', r));
+    if (i >= 0) throw this.failure(what(i), results[i]!)!;
+    return results;
+  }
+
+  /** The error a raw result is, as `syscallOk` says it (null if it succeeded). */
+  failure(what: string, r: bigint): TraceeError | null {
+    return r < 0n && r > -4096n ? new TraceeError(`${what} failed in process ${this.pid}: ${errnoName(Number(-r))}`) : null;
   }
 
   getSigmask(): bigint {

@@ -14,7 +14,7 @@ import { ImageError } from './errors.js';
 import { OffThreadHash, treeDigest } from './pagedata.js';
 import { openImage, type OpenedImage } from './read.js';
 import { SIGNATURE_FILE, signatureText } from './sign.js';
-import { BLOB_PACK_FILE, CHUNK_SUMS_FILE, HEADER_FILE, IMAGE_MAGIC, IMAGE_VERSION, type Manifest, MANIFEST_FILE, MANIFEST_MAX_BYTES, PAGE_CHUNK_BYTES, PAGE_SIZE, type Pages, type Blob } from './schema.js';
+import { BLOB_PACK_FILE, CHUNK_SUMS_FILE, CHUNK_SUMS_MAX_BYTES, HEADER_FILE, IMAGE_MAGIC, IMAGE_VERSION, type Manifest, MANIFEST_FILE, MANIFEST_MAX_BYTES, PAGE_CHUNK_BYTES, PAGE_SIZE, type Pages, type Blob } from './schema.js';
 
 function header(manifestSha: string): string {
   return `${IMAGE_MAGIC} ${IMAGE_VERSION}\nmanifest sha256:${manifestSha}\n`;
@@ -232,6 +232,9 @@ export class ImageWriter {
     // What readers refuse to read is not written: an image that was written must restore.
     if (Buffer.byteLength(text) > MANIFEST_MAX_BYTES) {
       throw new ImageError(`the jail's manifest would be ${Buffer.byteLength(text)} bytes, more than images may hold (${MANIFEST_MAX_BYTES}); it has too many processes, threads or mappings to checkpoint`);
+    }
+    if (this.sumsBytes > CHUNK_SUMS_MAX_BYTES) {
+      throw new ImageError(`the jail's chunk checksums would take ${this.sumsBytes} bytes, more than images may hold (${CHUNK_SUMS_MAX_BYTES}); it has too much memory to checkpoint`);
     }
     const sha = createHash('sha256').update(text).digest('hex');
     t.lap('sha');

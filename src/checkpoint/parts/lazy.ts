@@ -21,7 +21,6 @@ import { lazyAddon, type LazyStats } from '../../native/lazypages.js';
 import { chunkSums, ImageError, type Mapping, type OpenedImage, PAGE_SIZE, fromHex, openPageFile, sha256Fd } from '../../image/format.js';
 import { type Tracee, TraceeError } from '../tracee.js';
 import { SYS } from '../syscalls.js';
-import { errnoName } from '../../errno.js';
 import type { Scratch } from './memory.js';
 
 const O_NONBLOCK = 0o4000;
@@ -80,11 +79,7 @@ export class LazyPages {
           regs.writeBigUInt64LE(UFFDIO_REGISTER_MODE_MISSING, i * REGISTER_SIZE + 16);
         });
         t.write(scratch.addr, regs);
-        const results = await t.syscallBatch(SYS.ioctl, some.map((_, i) => [uffd, UFFDIO_REGISTER, scratch.addr + BigInt(i * REGISTER_SIZE)]));
-        some.forEach((m, i) => {
-          const r = results[i]!;
-          if (r < 0n && r > -4096n) throw new TraceeError(`UFFDIO_REGISTER of ${m.start} failed in process ${t.pid}: ${errnoName(Number(-r))}`);
-        });
+        await t.syscallBatchOk((i) => `UFFDIO_REGISTER of ${some[i]!.start}`, SYS.ioctl, some.map((_, i) => [uffd, UFFDIO_REGISTER, scratch.addr + BigInt(i * REGISTER_SIZE)]));
       }
       const ranges = maps.map((m) => {
         const p = m.pages!;

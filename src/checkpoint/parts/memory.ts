@@ -33,7 +33,6 @@ import {
 } from '../../image/format.js';
 import { chunkHashAddon } from '../../native/chunkhash.js';
 import { type MapsEntry, readMaps, type Tracee, TraceeError } from '../tracee.js';
-import { errnoName } from '../../errno.js';
 import { throwIfInterrupted } from '../interrupt.js';
 import { pageIo } from '../pagecopy.js';
 import { SYS } from '../syscalls.js';
@@ -148,12 +147,11 @@ export function collectMemory(t: Tracee, image: ImageWriter, objects: SharedObje
   const maps = readMaps(t.pid).filter((e) => !isExternalMapping(e));
   const pagemap = openSync(`/proc/${t.pid}/pagemap`, 'r');
   const mem = openSync(`/proc/${t.pid}/mem`, 'r');
-  const files = track?.files ?? fileHashes;
   const tracked = (e: MapsEntry): TrackedMapping | null => (track && later ? track.mapping(e) ?? track.untracked(e) : null);
   try {
     timer?.lap(`${t.pid} memory: maps`);
     return maps.map((e) => {
-      const m = collectMapping(t, image, pagemap, mem, files, e, objects, tracked, later);
+      const m = collectMapping(t, image, pagemap, mem, fileHashes, e, objects, tracked, later);
       timer?.lap(`${t.pid} memory: ${m.start}-${m.end} ${m.kind}`);
       return m;
     });
@@ -248,13 +246,12 @@ function collectTracked(pre: TrackedMapping, runs: PageRuns, pageFile: (runs: Pa
 /** Reasons the image's memory cannot be restored here, found before anything is started; files are looked up under `root` ('' for ours). */
 export function checkMemory(image: OpenedImage, root = ''): void {
   const here = readMaps(process.pid);
-  const files = fileHashes;
   const top = userSpaceEnd();
   for (const p of image.manifest.processes) {
     if (p.state !== 'live') continue;
     const beyond = p.mappings.find((m) => m.kind !== 'vsyscall' && fromHex(m.end) > top);
     if (beyond) throw new ImageError(`process ${p.pid} of the image maps ${beyond.start}-${beyond.end}, beyond the end of user space here (${toHex(top)})`);
-    checkMappings(p.mappings, files, root);
+    checkMappings(p.mappings, fileHashes, root);
     // This process runs on the same kernel as the restorer will: its vDSO tells.
     if (needsRedirect(p, here, (e) => readSelf(e))) checkRedirect(p);
   }
@@ -377,12 +374,7 @@ export async function restoreMemory(
   // 2. Everything else of the restorer goes, but the shared-memory objects it staged for the image.
   const stagedHere = (e: MapsEntry): boolean => staged.ranges.some((r) => e.start >= r.start && e.end <= r.end);
   const gone = readMaps(t.pid).filter((e) => !(e.name === '[vsyscall]' || (e.start >= tmp && e.end <= tmp + blockSize) || stagedHere(e)));
-  throwIfInterrupted();
-  const unmapped = await t.syscallBatch(SYS.munmap, gone.map((e) => [e.start, e.end - e.start]));
-  gone.forEach((e, i) => {
-    const r = unmapped[i]!;
-    if (r < 0n && r > -4096n) throw new TraceeError(`munmap of the restorer's ${e.name ?? 'anonymous mapping'} failed in process ${t.pid}: ${errnoName(Number(-r))}`);
-  });
+  await t.syscallBatchOk((i) => `munmap of the restorer's ${gone[i]!.name ?? 'anonymous mapping'}`, SYS.munmap, gone.map((e) => [e.start, e.end - e.start]));
 
   // 3. The block goes to the image's address, unless it is another kernel's: then it stays.
   if (!redirect) {
@@ -451,8 +443,7 @@ async function moveBlock(t: Tracee, block: MapsEntry[], from: bigint, to: bigint
  * 25 mappings and their files took 5-9 ms of a migrated jail's stop.
  */
 async function mapAll(t: Tracee, scratch: Scratch, maps: Mapping[], files: Map<string, bigint>): Promise<void> {
-  const fail = (what: string, r: bigint): TraceeError => new TraceeError(`${what} failed in process ${t.pid}: ${errnoName(Number(-r))}`);
-  const failed = (r: bigint): boolean => r < 0n && r > -4096n;
+  const failed = (r: bigint): boolean => t.failure('', r) !== null;
   const keyOf = (m: Mapping): string => `${m.perms[3] === 's' && m.perms[1] === 'w' ? 'rw' : 'r'} ${m.file!.path}`;
   const toOpen = [...new Set(maps.filter((m) => m.file).map(keyOf))];
   // Their paths side by side in the scratch page, as many as fit at a time.
@@ -473,9 +464,8 @@ async function mapAll(t: Tracee, scratch: Scratch, maps: Mapping[], files: Map<s
     // Every descriptor opened is kept (closed by the caller), before a failure is said.
     batch.forEach(({ key }, i) => void (failed(fds[i]!) || files.set(key, fds[i]!)));
     const bad = batch.findIndex((_, i) => failed(fds[i]!));
-    if (bad >= 0) throw fail(`open of ${batch[bad]!.key.slice(batch[bad]!.key.indexOf(' ') + 1)}`, fds[bad]!);
+    if (bad >= 0) throw t.failure(`open of ${batch[bad]!.key.slice(batch[bad]!.key.indexOf(' ') + 1)}`, fds[bad]!)!;
   }
-  throwIfInterrupted();
   const args = maps.map((m) => {
     const start = fromHex(m.start);
     const flags = MAP_FIXED | (m.perms[3] === 's' ? MAP_SHARED : MAP_PRIVATE);
@@ -483,11 +473,9 @@ async function mapAll(t: Tracee, scratch: Scratch, maps: Mapping[], files: Map<s
       ? [start, fromHex(m.end) - start, PROT(m.perms), flags, files.get(keyOf(m))!, fromHex(m.offset)]
       : [start, fromHex(m.end) - start, PROT(m.perms), flags | MAP_ANONYMOUS, -1, 0];
   });
-  const got = await t.syscallBatch(SYS.mmap, args);
+  const got = await t.syscallBatchOk((i) => (maps[i]!.file ? `mmap of ${maps[i]!.file!.path}` : `mmap of ${maps[i]!.name ?? 'anonymous memory'} at ${maps[i]!.start}`), SYS.mmap, args);
   maps.forEach((m, i) => {
-    const r = got[i]!;
-    if (failed(r)) throw fail(m.file ? `mmap of ${m.file.path}` : `mmap of ${m.name ?? 'anonymous memory'} at ${m.start}`, r);
-    if (r !== args[i]![0]) throw new TraceeError(`mapping ${m.start} landed at 0x${r.toString(16)}`);
+    if (got[i] !== args[i]![0]) throw new TraceeError(`mapping ${m.start} landed at 0x${got[i]!.toString(16)}`);
   });
 }
 
