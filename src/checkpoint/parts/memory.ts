@@ -444,27 +444,28 @@ async function moveBlock(t: Tracee, block: MapsEntry[], from: bigint, to: bigint
  */
 async function mapAll(t: Tracee, scratch: Scratch, maps: Mapping[], files: Map<string, bigint>): Promise<void> {
   const failed = (r: bigint): boolean => t.failure('', r) !== null;
-  const keyOf = (m: Mapping): string => `${m.perms[3] === 's' && m.perms[1] === 'w' ? 'rw' : 'r'} ${m.file!.path}`;
-  const toOpen = [...new Set(maps.filter((m) => m.file).map(keyOf))];
+  const writable = (m: Mapping): boolean => m.perms[3] === 's' && m.perms[1] === 'w';
+  const keyOf = (m: Mapping): string => `${writable(m) ? 'rw' : 'r'} ${m.file!.path}`;
+  const toOpen = [...new Map(maps.filter((m) => m.file).map((m) => [keyOf(m), { path: m.file!.path, writable: writable(m) }])).entries()];
   // Their paths side by side in the scratch page, as many as fit at a time.
   while (toOpen.length) {
-    const batch: { key: string; at: number }[] = [];
+    const batch: { key: string; path: string; writable: boolean; at: number }[] = [];
     let used = 0;
-    for (const key of toOpen) {
-      const path = Buffer.from(`${key.slice(key.indexOf(' ') + 1)}\0`);
-      if (path.length > scratch.size) throw new TraceeError(`path too long: ${key.slice(key.indexOf(' ') + 1)}`);
-      if (used + path.length > scratch.size) break;
-      t.write(scratch.addr + BigInt(used), path);
-      batch.push({ key, at: used });
-      used += path.length;
+    for (const [key, { path, writable }] of toOpen) {
+      const bytes = Buffer.from(`${path}\0`);
+      if (bytes.length > scratch.size) throw new TraceeError(`path too long: ${path}`);
+      if (used + bytes.length > scratch.size) break;
+      t.write(scratch.addr + BigInt(used), bytes);
+      batch.push({ key, path, writable, at: used });
+      used += bytes.length;
     }
     toOpen.splice(0, batch.length);
     throwIfInterrupted();
-    const fds = await t.syscallBatch(SYS.openat, batch.map(({ key, at }) => [AT_FDCWD, scratch.addr + BigInt(at), (key.startsWith('rw') ? O_RDWR : O_RDONLY) | O_CLOEXEC, 0]));
+    const fds = await t.syscallBatch(SYS.openat, batch.map((f) => [AT_FDCWD, scratch.addr + BigInt(f.at), (f.writable ? O_RDWR : O_RDONLY) | O_CLOEXEC, 0]));
     // Every descriptor opened is kept (closed by the caller), before a failure is said.
     batch.forEach(({ key }, i) => void (failed(fds[i]!) || files.set(key, fds[i]!)));
     const bad = batch.findIndex((_, i) => failed(fds[i]!));
-    if (bad >= 0) throw t.failure(`open of ${batch[bad]!.key.slice(batch[bad]!.key.indexOf(' ') + 1)}`, fds[bad]!)!;
+    if (bad >= 0) throw t.failure(`open of ${batch[bad]!.path}`, fds[bad]!)!;
   }
   const args = maps.map((m) => {
     const start = fromHex(m.start);
