@@ -95,6 +95,8 @@ export interface RestoreOptions {
   policy?: PolicyChoice;
   /** Called with the first process's PID (ours) once everything is in place, before any process is let go. */
   beforeResume?: (pid: number) => Promise<void>;
+  /** Called the moment every process has been let go: the jail runs from here. */
+  resumed?: () => void;
   /**
    * Restore private anonymous memory lazily (parts/lazy.ts): the processes
    * run before its pages are in place. `lazyDone` hears when they all are,
@@ -277,6 +279,7 @@ export async function restore(opts: RestoreOptions): Promise<Jail> {
       opts.lazyDone?.(done);
     }
     for (const [t] of loads) t.detach();
+    opts.resumed?.();
     timer.lap('let go');
     lazy?.prefetch();
     report('resume', m.pidNamespace ? `${shells.length} process(es) continue, the first as ${jail.pid}` : `process ${jail.pid} continues`);

@@ -117,20 +117,26 @@ async function migrateCommand(name: string, to: string, flags: MigrateFlags): Pr
   }
   if (code !== 0) return code;
   const ms = (a: number | undefined, b: number | undefined): number | null => (a !== undefined && b !== undefined ? Math.round((b - a) * 100) / 100 : null);
+  // The jail ran there this long before the receiver answered: the stop ended then, not at the answer.
+  const ranThereMs = reply?.phases?.ranMs;
+  const runsThereAt = restoredAt !== undefined ? restoredAt - (ranThereMs ?? 0) : undefined;
   /**
    * Where the time went: connecting (handshake), copying while the jail
    * runs (pre-dump), then stopped: the dump until the image is published,
    * sending it, and the receiver's restore until the jail runs there (of
-   * which its own receiving and restoring, as it measured them).
+   * which its own receiving and restoring, as it measured them); then the
+   * receiver's answer, sent that long after the jail ran there (null from a
+   * receiver that cannot tell: the stop then counts until its answer).
    */
   const phases = {
     connectMs: ms(t0, connectedAt),
     runningMs: ms(connectedAt, stoppedAt),
     dumpMs: ms(stoppedAt, publishedAt),
     sendMs: ms(publishedAt, sentAt),
-    restoreWaitMs: ms(sentAt, restoredAt),
+    restoreWaitMs: ms(sentAt, runsThereAt),
     receiverReceiveMs: reply?.phases ? Math.round(reply.phases.receiveMs * 100) / 100 : null,
     receiverRestoreMs: reply?.phases ? Math.round(reply.phases.restoreMs * 100) / 100 : null,
+    answerMs: ranThereMs !== undefined ? Math.round(ranThereMs * 100) / 100 : null,
   };
   if (timingsOn()) for (const [k, v] of Object.entries(phases)) if (v !== null) process.stderr.write(`vjail timing: migrate ${k.replace(/Ms$/, '')} ${v.toFixed(2)} ms\n`);
   const result = {
@@ -139,7 +145,7 @@ async function migrateCommand(name: string, to: string, flags: MigrateFlags): Pr
     to: conn.peer,
     as,
     pid: reply?.pid ?? null,
-    stoppedMs: stoppedAt !== undefined && restoredAt !== undefined ? restoredAt - stoppedAt : null,
+    stoppedMs: stoppedAt !== undefined && runsThereAt !== undefined ? runsThereAt - stoppedAt : null,
     totalMs: performance.now() - t0,
     bytes: totals?.bytes ?? 0,
     /** With the pre-dump streamed: bytes of memory sent while the jail ran, and once it was stopped. */

@@ -264,6 +264,7 @@ async function restoreDirCommand(dir: string, flags: RestoreFlags, restored?: ()
   // The restored jail's output follows our fds 1 and 2: with a bounded log, the pipe read into it.
   const logPipe = named && flags.supervise && logBound ? await ownLogPipe(named.name, logBound) : undefined;
   let lazyResult: Promise<{ error: string | null; stats: LazyStats[] }> | undefined;
+  let resumedAt: bigint | undefined;
   let self: Awaited<ReturnType<typeof listenAsBefore>>;
   try {
     const report = (step: string, detail: string): void => {
@@ -276,11 +277,13 @@ async function restoreDirCommand(dir: string, flags: RestoreFlags, restored?: ()
     };
     // Listen for the restored jail's checkpoint requests before any of its processes runs.
     const beforeResume = async (pid: number): Promise<void> => void (self = await listenAsBefore(pid, !!flags.supervise));
+    // CLOCK_MONOTONIC (libuv's hrtime), which the page server reading the answer shares: it says how long the jail has run.
+    const resumed = (): void => void (resumedAt = process.hrtime.bigint());
     const policy = { named: flags.policy, verifyKey: flags.verifyKey, trustImage: flags.trustImage, say: (line: string) => (flags.quiet ? undefined : say(`vjail: ${line}`)) };
     const lazy = flags.lazy ? { lazy: true, lazyDone: (r: typeof lazyResult) => void (lazyResult = r) } : {};
     const stdio = logPipe ? { stdio: ['inherit', logPipe.writeFd, logPipe.writeFd] as ['inherit', number, number] } : {};
     const opened = (image: OpenedImage): void => void (manifest = image.manifest);
-    const opts = { image: dir, opened, force: flags.force, report, warn, inherit, beforeResume, policy, progress: (bytes: number, total: number) => progress.add(bytes, total), ...lazy, ...stdio };
+    const opts = { image: dir, opened, force: flags.force, report, warn, inherit, beforeResume, resumed, policy, progress: (bytes: number, total: number) => progress.add(bytes, total), ...lazy, ...stdio };
     jail = named ? await named.start((cgroup) => restore({ ...opts, cgroup })) : await restore(opts);
     logPipe?.closeWriteEnd();
   } catch (e) {
@@ -323,7 +326,7 @@ async function restoreDirCommand(dir: string, flags: RestoreFlags, restored?: ()
     named.running(jail.pid, { command: commandOf(jail.pid, dir), profile, policy: flags.policy ? resolve(flags.policy) : (policy ?? null), emulate, pidNs: pidNamespace, restoredFrom: resolve(dir) });
   }
   // The state says running: a page server waiting on our fd 3 has its answer now, not at its next look at the state.
-  if (result) answer?.(JSON.stringify(result));
+  if (result) answer?.(JSON.stringify({ ...result, resumedAtNs: resumedAt?.toString() }));
   timer.lap('result and state');
   // The jail runs and is answered for: the hashes of its mapped files go to the cache for the next restore.
   fileHashes.persist();

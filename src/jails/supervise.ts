@@ -181,6 +181,9 @@ function spawnSupervisor(name: string, args: string[], pipe: boolean): Superviso
   return { child, exited };
 }
 
+/** How long a prestarted supervisor's answer may follow its state's "running" before the result file is read instead. */
+const ANSWER_AFTER_STATE_MS = 1000;
+
 /**
  * Wait (bounded) until the supervisor records the jail as running, or ends
  * without; say which. `answered`: the supervisor's result line on its fd 3
@@ -222,6 +225,12 @@ async function untilRunning(name: string, { child, exited }: Supervisor, opts: D
     clearTimeout(tick);
   }
   timer.lap('until the supervisor says the jail runs');
+  // Its answer follows the state at once (or the pipe closes): taken rather than read from the result file.
+  if (!settled) {
+    let tick: NodeJS.Timeout | undefined;
+    await Promise.race([answered!, new Promise((r) => (tick = setTimeout(r, ANSWER_AFTER_STATE_MS)))]);
+    clearTimeout(tick);
+  }
   child.unref();
   print.out(answer !== null ? `${answer}\n` : opts.output ? opts.output() : `${name}\n`);
   return 0;

@@ -51,8 +51,13 @@ export interface RestoreReply {
   name?: string;
   pid?: number;
   error?: string;
-  /** The receiver's own phases, in ms: receiving the image, and restoring it until the jail runs. */
-  phases?: { receiveMs: number; restoreMs: number };
+  /**
+   * The receiver's own phases, in ms: receiving the image, and restoring it
+   * until the jail runs; and how long the jail had run there when this reply
+   * was sent (the restore's result and state written, the answer passed on),
+   * where the restore said when it let the jail go.
+   */
+  phases?: { receiveMs: number; restoreMs: number; ranMs?: number };
 }
 
 function mac(psk: Buffer, ...parts: (string | Buffer)[]): Buffer {

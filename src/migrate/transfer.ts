@@ -150,10 +150,17 @@ async function receiveToTemp(input: AsyncIterable<Buffer>, psk: Buffer, what: st
 const restoreArgs = (dir: string, req: MigrateRequest, extra: string[]): string[] => ['restore', dir, '--name', req.name, '--supervise', ...(req.lazy ? ['--lazy'] : []), '--json', ...extra];
 
 /**
+ * A restore's reply, and when the jail was let go there (CLOCK_MONOTONIC ns,
+ * as process.hrtime.bigint() reads it in every process of this host), when
+ * the supervisor said.
+ */
+type SupervisorReply = RestoreReply & { resumedAt?: bigint };
+
+/**
  * Run the background supervisor (`detached` starts it, or hands the image to
  * one started before) and read its result as printed (JSON, as it wrote it).
  */
-async function supervisorReply(req: MigrateRequest, detached: (print: DetachPrint) => Promise<number>): Promise<RestoreReply> {
+async function supervisorReply(req: MigrateRequest, detached: (print: DetachPrint) => Promise<number>): Promise<SupervisorReply> {
   let out = '';
   let err = '';
   let code: number;
@@ -164,8 +171,8 @@ async function supervisorReply(req: MigrateRequest, detached: (print: DetachPrin
   }
   try {
     // The result as written by the background supervisor (several lines).
-    const r = JSON.parse(out) as { ok?: boolean; pid?: number; error?: string };
-    if (r.ok && code === 0) return { ok: true, name: req.name, pid: r.pid };
+    const r = JSON.parse(out) as { ok?: boolean; pid?: number; error?: string; resumedAtNs?: string };
+    if (r.ok && code === 0) return { ok: true, name: req.name, pid: r.pid, resumedAt: /^\d+$/.test(r.resumedAtNs ?? '') ? BigInt(r.resumedAtNs!) : undefined };
     return { ok: false, error: r.error ?? (err.trim().split('\n')[0]?.replace(/^vjail: /, '') || `restore exited with status ${code}`) };
   } catch {
     return { ok: false, error: err.trim().split('\n')[0]?.replace(/^vjail: /, '') || `restore exited with status ${code}` };
@@ -177,7 +184,7 @@ async function supervisorReply(req: MigrateRequest, detached: (print: DetachPrin
  * DIR --name NAME --detach --json` would start it (one process fewer to
  * start while the sender's jail is stopped).
  */
-function restoreDetached(dir: string, req: MigrateRequest, extra: string[] = []): Promise<RestoreReply> {
+function restoreDetached(dir: string, req: MigrateRequest, extra: string[] = []): Promise<SupervisorReply> {
   return supervisorReply(req, (print) => detachJson(dir, req.name, restoreArgs(resolve(dir), req, extra), print));
 }
 
@@ -239,14 +246,18 @@ async function serveOne(sock: Socket, opts: PageServerOptions): Promise<void> {
     try {
       sock.setTimeout(0); // the restore's own wait is bounded
       const receivedAt = performance.now();
+      const receivedNs = process.hrtime.bigint();
       const started = pre;
       pre = undefined;
-      const reply = started
+      const { resumedAt, ...reply }: SupervisorReply = started
         ? await supervisorReply(req, (print) => started.go(received.dir, print))
         : await (opts.restore ?? ((dir, r) => restoreDetached(dir, r, opts.restoreArgs)))(received.dir, req);
       // With the pre-dump streamed, the image's files began once the sender's jail was stopped.
       const stoppedFrom = received.filesAt ?? startedAt;
-      reply.phases = { receiveMs: receivedAt - stoppedFrom, restoreMs: performance.now() - receivedAt };
+      const restoreMs = performance.now() - receivedAt;
+      // The jail has run since it was let go; what came after (the supervisor's result and state, its answer to us) is not part of the stop.
+      const ranMs = resumedAt !== undefined && resumedAt >= receivedNs ? Number(process.hrtime.bigint() - resumedAt) / 1e6 : undefined;
+      reply.phases = ranMs === undefined ? { receiveMs: receivedAt - stoppedFrom, restoreMs } : { receiveMs: receivedAt - stoppedFrom, restoreMs: Math.max(0, restoreMs - ranMs), ranMs };
       await send(sock, replyLine(session, reply)).catch(() => {});
       opts.log(reply.ok ? `restored jail "${req.name}" (pid ${reply.pid})` : `could not restore jail "${req.name}": ${reply.error}`);
     } finally {
