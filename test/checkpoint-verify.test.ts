@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { restore, restorerPath } from '../src/checkpoint/restore.js';
+import { bigmemImage, ourRestorers } from './helpers/restorers.js';
 import { ImageError } from '../src/image/format.js';
 import { fixture } from './helpers/fixtures.js';
 import { pidOf, vjail, vjailStart, waitFor } from './helpers/run.js';
@@ -11,28 +12,6 @@ const MIB = 24;
 let image: string;
 /** Where the workload writes: "before" once filled, "after" when restored and let go (once "go" exists). */
 let workDir: string;
-
-/** Our descendants running the restorer. */
-function ourRestorers(): number[] {
-  const restorer = restorerPath();
-  const parentOf = (pid: number): number => Number(readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ')[1]);
-  const out: number[] = [];
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      if (readlinkSync(`/proc/${d}/exe`) !== restorer) continue;
-      for (let p = Number(d); p > 1; p = parentOf(p)) {
-        if (p === process.pid) {
-          out.push(Number(d));
-          break;
-        }
-      }
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return out;
-}
 
 /** A copy of the image with one byte flipped `fromEnd` bytes before the end of its largest page file. */
 function corrupted(fromEnd: number): string {
@@ -47,14 +26,7 @@ function corrupted(fromEnd: number): string {
 }
 
 beforeAll(async () => {
-  const bigmem = fixture('bigmem');
-  const dir = (workDir = mkdtempSync(join(tmpdir(), 'vjail-verify-')));
-  image = join(dir, 'image');
-  const run = vjailStart(['run', '--', bigmem, dir, String(MIB)]);
-  expect(await waitFor(() => existsSync(join(dir, 'before')), 60_000)).toBe(true);
-  const cp = await vjail(['checkpoint', '--pid', String(pidOf([bigmem, dir, String(MIB)])!), '--image', image]);
-  expect(cp.exitCode).toBe(0);
-  await run;
+  ({ dir: workDir, image } = await bigmemImage('vjail-verify-', MIB));
 });
 
 describe('restore verifies page data as it loads it', () => {

@@ -1,4 +1,7 @@
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { restorersUnder } from './helpers/restorers.js';
+import { connectPageServer } from '../src/migrate/transfer.js';
+import type { LaunchHint } from '../src/migrate/protocol.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
@@ -40,6 +43,10 @@ afterAll(async () => {
 });
 
 const key = (): string => join(work, 'key');
+
+/** Seconds since boot (/proc/uptime), and when process `pid` started in the same terms (/proc/PID/stat field 22, USER_HZ 100). */
+const uptime = (): number => Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]);
+const startedSinceBoot = (pid: number): number => Number(readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ')[19]) / 100;
 
 /** The dirtier as a named detached jail, once its memory is filled and it writes. */
 async function startDirtier(name: string): Promise<{ dir: string; argv: string[] }> {
@@ -98,6 +105,7 @@ describe('vjail migrate with its pre-dump rounds streamed, restored lazily there
     const jail = await startDirtier('writer');
     const server = await pageServer(key());
     started.push('written');
+    const before = uptime();
     const r = await vjail(['migrate', 'writer', `127.0.0.1:${server.port}`, '--psk-file', key(), '--as', 'written', '--pre-dump-rounds', '3', '--json', '-q'], { timeoutMs: 180_000 });
     expect(r.stderr).toBe('');
     expect(r.exitCode).toBe(0);
@@ -113,6 +121,9 @@ describe('vjail migrate with its pre-dump rounds streamed, restored lazily there
     expect(result.stoppedMs).toBeGreaterThanOrEqual(result.phases.dumpMs + result.phases.sendMs);
     // The stop ends where the jail ran there: the receiver's answer, sent after, is not in it.
     expect(result.totalMs).toBeGreaterThanOrEqual(result.phases.connectMs + result.phases.runningMs + result.stoppedMs + result.phases.answerMs);
+    // The restored process is the restorer the receiver started at the handshake, while the jail still ran here
+    // (the stop began later than this: the sender counts from its own start, after \`before\`).
+    expect(startedSinceBoot(result.pid)).toBeLessThan(before + (result.phases.connectMs + result.phases.runningMs) / 1000);
     expect(result.totalMs).toBeGreaterThan(result.stoppedMs);
     await server.done;
     expect(server.log()).toMatch(/receiving jail "written" from .* \(to restore lazily\)/);
@@ -159,6 +170,7 @@ describe('vjail migrate with its pre-dump rounds streamed, restored lazily there
     let seen = 0;
     let cut = false;
     let waited: boolean | undefined;
+    let early: number[] = [];
     const proxy = await relay(server.port, (d, sender, there) => {
       if (cut) return;
       seen += d.length;
@@ -167,7 +179,8 @@ describe('vjail migrate with its pre-dump rounds streamed, restored lazily there
         return;
       }
       cut = true;
-      void waitFor(() => prestarted('cut-there').length > 0, 30_000).then((ok) => {
+      // The supervisor there waits, and the restorer it started from what the sender said of the jail runs.
+      void waitFor(() => prestarted('cut-there').length > 0 && (early = restorersUnder(prestarted('cut-there'))).length > 0, 30_000).then((ok) => {
         waited = ok;
         sender.destroy();
         there.destroy();
@@ -183,6 +196,7 @@ describe('vjail migrate with its pre-dump rounds streamed, restored lazily there
     expect(server.log()).toMatch(/migration from .* failed: /);
     // The page server ended its supervisor before it ended itself: no process, no jail, no directory of it there.
     expect(prestarted('cut-there')).toEqual([]);
+    expect(early.filter((pid) => existsSync(`/proc/${pid}`))).toEqual([]);
     expect(await jailState('cut-there')).toBe('');
     expect(existsSync(join(stateDir, 'cut-there'))).toBe(false);
     expect(await jailState('cut')).toBe('running');
@@ -250,5 +264,17 @@ describe('vjail migrate with its pre-dump rounds streamed, restored lazily there
     expect(answer[0]).toBe(0);
     expect(answer.subarray(1).toString()).toMatch(/^the sender speaks migration protocol 1, this page server 2: run the same vjail version on both machines\n$/);
     await server.done;
+  }, 60_000);
+
+  it('a request whose launch hint is not what vjail sends is refused in the handshake, in one line', async () => {
+    const server = await pageServer(key());
+    const bad = { profile: 'host', emulate: 'clone3', pidNamespace: false, userNamespace: null, policy: false } as unknown as LaunchHint;
+    const error = await connectPageServer('127.0.0.1', server.port, readFileSync(key()), { name: 'hinted', launch: bad }).then(
+      (c) => (c.sock.destroy(), null),
+      (e: Error) => e,
+    );
+    expect(error?.message).toBe(`the page server at 127.0.0.1:${server.port} refused: the request's "launch" is not what a vjail migrate of this version sends`);
+    await server.done;
+    expect(await jailState('hinted')).toBe('');
   }, 60_000);
 });

@@ -20,13 +20,11 @@
  * System calls we inject pass through the filter exactly as the program's
  * own would.
  */
-import { closeSync, existsSync, readlinkSync } from 'node:fs';
-import { native } from '../native.js';
-import { type Jail, type JailOptions, spawnJail } from '../jail.js';
+import { closeSync } from 'node:fs';
+import type { Jail, JailOptions } from '../jail.js';
 import { answeredByJavaScript } from '../supervisor/answer-table.js';
 import { type PolicyChoice, policyInForce } from './restore-policy.js';
 import { openImage, type OpenedImage, PAGE_SIZE, type ThreadImage } from '../image/format.js';
-import { dataPath } from '../paths.js';
 import { clockOffsets, describeOffsets } from './parts/clocks.js';
 import { placeFds, prepareFds } from './parts/fds/index.js';
 import { restoreMemory } from './parts/memory.js';
@@ -48,6 +46,9 @@ import { Tracee } from './tracee.js';
 import { ptraceAddon } from '../native/ptrace.js';
 import { SYS } from './syscalls.js';
 import { StepTimer } from '../timings.js';
+import { type PrelaunchedRestorer, type RestorerLaunch, restorerPath, spawnRestorer, untilRestorerRuns } from './restorer-launch.js';
+
+export { restorerPath };
 
 const PTRACE_O_TRACESYSGOOD = 0x1;
 const PTRACE_O_TRACEFORK = 0x2;
@@ -115,12 +116,11 @@ export interface RestoreOptions {
   root?: string;
   /** The user namespace the helper (launchVia) makes from its config's maps, or null: it must be the image's (configUserNamespace). */
   configUserNamespace?: IdView | null;
+  /** A restorer started before the image came (a migration's receiver): taken if it was started as the image asks, else ended. */
+  prelaunched?: PrelaunchedRestorer;
 }
 
 type TimeOffsets = NonNullable<JailOptions['timeOffsets']>;
-
-/** How long the jail's first process may take to exec the restorer once launched. */
-const EXEC_BOUND_MS = 30_000;
 
 /** Rendered as /proc/PID/uid_map lines, for messages. */
 const mapText = (map: IdView['uid']): string => map.map((r) => `${r.inside} ${r.outside} ${r.count}`).join(', ');
@@ -142,10 +142,6 @@ function checkConfigUserNamespace(saved: IdView | null, opts: RestoreOptions): v
     const say = (v: IdView | null): string => (v ? `uid map ${mapText(v.uid)}, gid map ${mapText(v.gid)}` : 'no user namespace');
     throw new ImageError(`the container was checkpointed with ${say(saved)} but its config now gives ${say(given)}; restore it with the same linux.uidMappings and gidMappings`);
   }
-}
-
-export function restorerPath(): string {
-  return dataPath('build', 'Release', 'vjail-restorer');
 }
 
 export async function restore(opts: RestoreOptions): Promise<Jail> {
@@ -179,35 +175,17 @@ export async function restore(opts: RestoreOptions): Promise<Jail> {
   const { profile, emulate } = m;
   const policy = policyInForce(opts.image, m, opts.policy);
   const via = opts.launchVia;
-  // The restorer receives the image's descriptors over this pair (parts/fds/transfer.ts).
-  const [sock, theirs] = native().socketpair();
-  let jail: Jail;
-  try {
-    // In a user namespace, the restorer keeps its capabilities there whatever its UID: it chooses PIDs.
-    jail = via
-      ? spawnJail({ command: [restorer], profile, policy, emulate, stdio: opts.stdio, warn, passFd: theirs, launchVia: (files) => via(files, timeOffsets) })
-      : spawnJail({ command: [restorer], profile, policy, emulate, pidNs: m.pidNamespace, userNs: userNamespaceToRestore(m), ambientCaps: true, stdio: opts.stdio, cgroup: opts.cgroup, timeOffsets, warn, passFd: theirs });
-  } catch (e) {
-    closeSync(sock);
-    throw e;
-  } finally {
-    closeSync(theirs);
-  }
-  timer.lap('spawn jail');
+  const want: RestorerLaunch = { profile, policy, emulate, pidNs: m.pidNamespace, userNs: userNamespaceToRestore(m), cgroup: opts.cgroup, timeOffsets, stdio: opts.stdio };
+  // One started before the image came, if it was started as this image asks; else one now.
+  const taken = via ? undefined : await opts.prelaunched?.take(want, warn);
+  if (via) await opts.prelaunched?.discard();
+  const { jail, sock } = taken ?? spawnRestorer(want, warn, via ? (files) => via(files, timeOffsets) : undefined);
+  timer.lap(taken ? 'spawn jail (started before the image came)' : 'spawn jail');
   const held: Tracee[] = [];
   let sockOpen = true;
   const lazy = opts.lazy ? new LazyPages() : undefined;
   try {
-    // The workload execs the restorer right after the launch handshake.
-    const deadline = Date.now() + EXEC_BOUND_MS;
-    for (let exe = exeOf(jail.pid); exe !== restorer; exe = exeOf(jail.pid)) {
-      if (exe === null && !existsSync(`/proc/${jail.pid}/stat`)) {
-        const how = await Promise.race([jail.exited, new Promise<null>((r) => setTimeout(() => r(null), 2000))]);
-        throw new Error(`the restorer ended before it could be attached${how ? ` (${how.execError ? `its exec failed: ${how.execError}` : `exit status ${how.status}`})` : ''}`);
-      }
-      if (Date.now() > deadline) throw new Error(`the restorer was not running ${EXEC_BOUND_MS / 1000} s after the launch (process ${jail.pid} runs ${exe ?? 'an unreadable program'})`);
-      await new Promise((r) => setImmediate(r));
-    }
+    if (!taken) await untilRestorerRuns(jail);
     timer.lap('restorer exec');
     const root = await Tracee.seize(jail.pid, { killOnExit: true });
     held.push(root);
@@ -292,13 +270,5 @@ export async function restore(opts: RestoreOptions): Promise<Jail> {
     lazy?.release();
     await lazy?.settled();
     throw e;
-  }
-}
-
-function exeOf(pid: number): string | null {
-  try {
-    return readlinkSync(`/proc/${pid}/exe`);
-  } catch {
-    return null;
   }
 }

@@ -46,6 +46,7 @@ export function registerCheckpointCommands(cli: Command, setExit: (code: number)
     .option('--json', 'print the result on stdout as JSON once restored: image, pid, processes, bytes, time per step, warnings')
     .addOption(new Option('--supervise').hideHelp())
     .addOption(new Option('--image-from-fd <fd>').hideHelp())
+    .addOption(new Option('--launch-hint <json>').hideHelp())
     .action(async (dir: string, flags: RestoreFlags) => setExit(await restoreCommand(dir, flags)));
   cli
     .command('inspect')

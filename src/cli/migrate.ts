@@ -5,8 +5,9 @@ import { dirSource, ImageError, removeTempImage, type StreamTotals, tempImageDir
 import { connectPageServer, sendAndAwaitRestored, servePageServer } from '../migrate/transfer.js';
 import { RoundsSender } from '../migrate/rounds.js';
 import { dirtyTrackingUnsupported } from '../checkpoint/predump.js';
-import type { RestoreReply } from '../migrate/protocol.js';
-import { liveness, requireState } from '../jails/state.js';
+import { LAUNCH_HINT_MAX, type LaunchHint, type RestoreReply } from '../migrate/protocol.js';
+import { type JailState, liveness, requireState } from '../jails/state.js';
+import { collectUserNamespace } from '../checkpoint/parts/userns.js';
 import { checkpointCommand } from './checkpoint.js';
 import { UsageError } from './errors.js';
 import { compressionOf, keyOf } from './stream.js';
@@ -46,6 +47,21 @@ function pskOf(file: string | undefined): Buffer {
 }
 
 /**
+ * How the jail runs here, for the receiver to start its restorer while the
+ * jail still runs (it checks this guess against the image). None where it
+ * cannot be read: the receiver then starts the restorer once the image is there.
+ */
+function launchHintOf(s: JailState): LaunchHint | undefined {
+  if (s.pid === null) return undefined;
+  try {
+    const hint: LaunchHint = { profile: s.profile, emulate: s.emulate, pidNamespace: s.pidNs, userNamespace: collectUserNamespace(s.pid), policy: s.policy !== null };
+    return JSON.stringify(hint).length <= LAUNCH_HINT_MAX ? hint : undefined;
+  } catch {
+    return undefined; // the checkpoint says why, if it is why the jail cannot move
+  }
+}
+
+/**
  * `vjail migrate NAME HOST:PORT --psk-file FILE`: handshake with the page
  * server first (a wrong key or no server leaves the jail untouched), then
  * checkpoint the jail; with every task still held, send the image and wait
@@ -58,7 +74,8 @@ async function migrateCommand(name: string, to: string, flags: MigrateFlags): Pr
   const compress = compressionOf(flags.compress);
   const as = flags.as ?? name;
   // A jail that is not there, or not running, is said before any connection is made.
-  const live = liveness(requireState(name));
+  const state = requireState(name);
+  const live = liveness(state);
   if (live !== 'running') throw new UsageError(`jail "${name}" is not running (${live}); only a running jail can be migrated`);
   const t0 = performance.now();
   // Streamed pre-dump rounds need the kernel to track writes; without, every page is sent while stopped.
@@ -71,7 +88,7 @@ async function migrateCommand(name: string, to: string, flags: MigrateFlags): Pr
   }
   let conn;
   try {
-    conn = await connectPageServer(host, port, psk, { name: as, lazy: flags.lazy !== false });
+    conn = await connectPageServer(host, port, psk, { name: as, lazy: flags.lazy !== false, launch: launchHintOf(state) });
   } catch (e) {
     if (e instanceof ImageError) throw new UsageError(`migrate: ${e.message}; the jail was left as it was`);
     throw e;

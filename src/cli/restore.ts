@@ -17,6 +17,9 @@ import { ProgressLine, StepClock, stderrIsTTY } from './progress.js';
 import { logMaxSize, ownLogPipe, selfCheckpoints } from './run.js';
 import { needsUnpacking, plainImage } from './stream.js';
 import { StepTimer } from '../timings.js';
+import { type PrelaunchedRestorer, prelaunchRestorer, type RestorerLaunch } from '../checkpoint/restorer-launch.js';
+import { type LaunchHint, launchHintSchema } from '../migrate/protocol.js';
+import type { LogPipe } from '../jails/log-pipe.js';
 import { performance } from 'node:perf_hooks';
 
 export interface RestoreFlags {
@@ -50,6 +53,8 @@ export interface RestoreFlags {
   lazy?: boolean;
   /** Started before the image is there (a page server's, at a migration's handshake): read its directory as one line from this descriptor. */
   imageFromFd?: string;
+  /** With --image-from-fd: how the sender says the jail runs there (JSON, protocol.ts LaunchHint), to start the restorer before the image comes. */
+  launchHint?: string;
 }
 
 /** `--inherit-fd FD:KEY` values: each FD must be open here. */
@@ -140,18 +145,28 @@ export async function restoreCommand(dir: string, flags: RestoreFlags = {}): Pro
     // The name is taken now (the jail "starting" until it runs), its cgroup made: not while the sender's jail is stopped.
     const named = NamedJail.claim({ name: flags.name, profile: 'host', policy: null, emulate: [], pidNs: false, command: [], detached: true });
     let got: { dir: string | null; answer: (line: string) => void };
+    let prepared: Prepared | undefined;
     try {
+      prepared = await prepareBeforeImage(named, flags);
       got = await imageDirFrom(fd);
     } catch (e) {
+      await prepared?.prelaunched?.discard().catch(() => {});
       named.abandon();
       throw e;
     }
     if (got.dir === null) {
+      await prepared.prelaunched?.discard().catch(() => {});
+      prepared.logPipe?.closeWriteEnd();
       named.abandon();
       if (!readState(flags.name)) removeJailDir(flags.name);
       return 0;
     }
-    return restoreDirCommand(got.dir, flags, undefined, named, got.answer);
+    try {
+      return await restoreDirCommand(got.dir, flags, undefined, named, got.answer, prepared);
+    } finally {
+      // Not taken (the image asked for another launch, or the restore failed first): ended, not left waiting.
+      await prepared.prelaunched?.discard();
+    }
   }
   if (!needsUnpacking(dir)) {
     if (flags.encryptKey !== undefined) throw new UsageError(`${dir} is a plain image directory, not encrypted; leave out --encrypt-key`);
@@ -174,6 +189,48 @@ export async function restoreCommand(dir: string, flags: RestoreFlags = {}): Pro
   } finally {
     cleanup();
   }
+}
+
+/** What a supervisor started before its image prepares for the restore: the jail's log pipe, and its restorer if the sender said how the jail runs. */
+interface Prepared {
+  logPipe?: LogPipe;
+  prelaunched?: PrelaunchedRestorer;
+}
+
+/**
+ * Before the image: the log pipe the restored jail writes to, and, from the
+ * sender's launch hint, its restorer started as the image will most likely
+ * ask (restorer-launch.ts; the restore takes it only if the image does).
+ * Not where the jail would run under a policy of its own or in a new time
+ * namespace: neither is known before the image.
+ */
+async function prepareBeforeImage(named: NamedJail, flags: RestoreFlags): Promise<Prepared> {
+  const logBound = await logMaxSize(flags.logMaxSize, true);
+  const logPipe = logBound ? await ownLogPipe(named.name, logBound) : undefined;
+  if (flags.launchHint === undefined) return { logPipe };
+  let hint: LaunchHint;
+  try {
+    hint = launchHintSchema.parse(JSON.parse(flags.launchHint));
+  } catch {
+    throw new UsageError('--launch-hint takes the JSON a page server passes on from the sender (protocol.ts LaunchHint)');
+  }
+  if (hint.policy && !flags.policy) return { logPipe };
+  const launch: RestorerLaunch = {
+    profile: hint.profile,
+    policy: flags.policy,
+    emulate: hint.emulate,
+    pidNs: hint.pidNamespace,
+    userNs: hint.userNamespace ?? undefined,
+    cgroup: named.cgroup?.path,
+    timeOffsets: undefined,
+    stdio: restoredStdio(logPipe),
+  };
+  return { logPipe, prelaunched: prelaunchRestorer(launch) };
+}
+
+/** The restored jail's standard streams: its output into the bounded log's pipe, when there is one. */
+function restoredStdio(logPipe: LogPipe | undefined): RestorerLaunch['stdio'] {
+  return logPipe ? ['inherit', logPipe.writeFd, logPipe.writeFd] : undefined;
 }
 
 /** How long a pre-started supervisor waits for its image: a migration's rounds are sent while the jail runs there, and may take long. */
@@ -230,7 +287,7 @@ async function imageDirFrom(fd: number): Promise<{ dir: string | null; answer: (
 }
 
 /** Restore from an image directory; `restored` is called once nothing more is read from it. `claimed`: the name, taken already. */
-async function restoreDirCommand(dir: string, flags: RestoreFlags, restored?: () => void, claimed?: NamedJail, answer?: (line: string) => void): Promise<number> {
+async function restoreDirCommand(dir: string, flags: RestoreFlags, restored?: () => void, claimed?: NamedJail, answer?: (line: string) => void, prepared?: Prepared): Promise<number> {
   const timer = new StepTimer('restore command');
   timer.lap(`since the process started (${performance.now().toFixed(2)} ms)`);
   if (flags.detach && !flags.name) throw new UsageError('--detach needs a name for the restored jail: add --name NAME');
@@ -262,7 +319,7 @@ async function restoreDirCommand(dir: string, flags: RestoreFlags, restored?: ()
   // The manifest restore() read and checked.
   let manifest: Manifest | undefined;
   // The restored jail's output follows our fds 1 and 2: with a bounded log, the pipe read into it.
-  const logPipe = named && flags.supervise && logBound ? await ownLogPipe(named.name, logBound) : undefined;
+  const logPipe = prepared ? prepared.logPipe : named && flags.supervise && logBound ? await ownLogPipe(named.name, logBound) : undefined;
   let lazyResult: Promise<{ error: string | null; stats: LazyStats[] }> | undefined;
   let resumedAt: bigint | undefined;
   let self: Awaited<ReturnType<typeof listenAsBefore>>;
@@ -281,9 +338,9 @@ async function restoreDirCommand(dir: string, flags: RestoreFlags, restored?: ()
     const resumed = (): void => void (resumedAt = process.hrtime.bigint());
     const policy = { named: flags.policy, verifyKey: flags.verifyKey, trustImage: flags.trustImage, say: (line: string) => (flags.quiet ? undefined : say(`vjail: ${line}`)) };
     const lazy = flags.lazy ? { lazy: true, lazyDone: (r: typeof lazyResult) => void (lazyResult = r) } : {};
-    const stdio = logPipe ? { stdio: ['inherit', logPipe.writeFd, logPipe.writeFd] as ['inherit', number, number] } : {};
+    const stdio = logPipe ? { stdio: restoredStdio(logPipe) } : {};
     const opened = (image: OpenedImage): void => void (manifest = image.manifest);
-    const opts = { image: dir, opened, force: flags.force, report, warn, inherit, beforeResume, resumed, policy, progress: (bytes: number, total: number) => progress.add(bytes, total), ...lazy, ...stdio };
+    const opts = { image: dir, opened, force: flags.force, report, warn, inherit, beforeResume, resumed, policy, prelaunched: prepared?.prelaunched, progress: (bytes: number, total: number) => progress.add(bytes, total), ...lazy, ...stdio };
     jail = named ? await named.start((cgroup) => restore({ ...opts, cgroup })) : await restore(opts);
     logPipe?.closeWriteEnd();
   } catch (e) {

@@ -18,6 +18,8 @@ import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { ByteReader } from '../image/codec.js';
 import { ImageError } from '../image/errors.js';
+import { userNamespaceSchema } from '../image/schema.js';
+import { z } from 'zod';
 
 /** The protocol's version: both sides refuse a peer of another (2: pre-dump rounds are streamed while the jail runs). */
 export const PROTOCOL_VERSION = 2;
@@ -44,7 +46,27 @@ export interface MigrateRequest {
    * prefetch from the received image.
    */
   lazy?: boolean;
+  /**
+   * How the jail was started here, as the sender reads it before the dump:
+   * the receiver may start the restorer's jail so while the jail still runs
+   * here. Only a guess: the restore takes that restorer only if the image's
+   * manifest asks for the same launch, and starts another otherwise.
+   */
+  launch?: LaunchHint;
 }
+
+export const launchHintSchema = z.strictObject({
+  profile: z.string().min(1).max(1024),
+  emulate: z.array(z.string().min(1).max(64)).max(64),
+  pidNamespace: z.boolean(),
+  userNamespace: userNamespaceSchema.nullable(),
+  /** Whether the jail runs under a policy of its own (the receiver cannot start one so before it has the image). */
+  policy: z.boolean(),
+});
+export type LaunchHint = z.infer<typeof launchHintSchema>;
+
+/** At most this long as JSON: the rest of the request must fit too. */
+export const LAUNCH_HINT_MAX = 2048;
 
 export interface RestoreReply {
   ok: boolean;
@@ -128,6 +150,7 @@ export async function acceptHandshake(sock: Socket, r: ByteReader, psk: Buffer):
   }
   if (typeof req?.name !== 'string') return refuse('the request names no jail');
   if (req.lazy !== undefined && typeof req.lazy !== 'boolean') return refuse('the request\'s "lazy" is not true or false');
+  if (req.launch !== undefined && !launchHintSchema.safeParse(req.launch).success) return refuse('the request\'s "launch" is not what a vjail migrate of this version sends');
   await send(sock, Buffer.concat([Buffer.from([1]), mac(psk, 'receiver', ns, nr)]));
   return { req, session: { psk, ns, nr } };
 }

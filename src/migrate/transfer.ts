@@ -197,7 +197,8 @@ function restoreDetached(dir: string, req: MigrateRequest, extra: string[] = [])
  */
 function prestartRestore(req: MigrateRequest, extra: string[], log: (line: string) => void): PrestartedJson | undefined {
   try {
-    return prestartJson(req.name, restoreArgs('-', req, ['--image-from-fd', '3', ...extra]));
+    const hint = req.launch ? ['--launch-hint', JSON.stringify(req.launch)] : [];
+    return prestartJson(req.name, restoreArgs('-', req, ['--image-from-fd', '3', ...hint, ...extra]));
   } catch (e) {
     log(`could not start the supervisor of jail "${req.name}" before the image (${e instanceof Error ? e.message : String(e)}); it is started once the image is there`);
     return undefined;
