@@ -77,6 +77,11 @@
 #define CLAIM_WAIT_MS 20
 
 /* One mapping's page file: immutable once started, shared by every process forked from the first. */
+/* Pages first..first+count-1 of a mapping, stored from file page `file` on. */
+struct run {
+	uint32_t first, count, file;
+};
+
 struct range {
 	uint64_t start;   /* where the image had it */
 	uint32_t npages;  /* pages of the mapping */
@@ -84,11 +89,57 @@ struct range {
 	uint32_t nfile;   /* pages in the file */
 	uint32_t chunk;   /* pages per chunk */
 	uint32_t nchunks;
-	uint8_t *sums;    /* nchunks × 32, or NULL: verified whole already */
-	uint32_t *page_of; /* file page -> mapping page */
-	int32_t *chunk_of; /* mapping page -> chunk, -1 where the image has no data */
+	const uint8_t *sums; /* nchunks × 32 (JavaScript's buffer, held by sums_ref), or NULL: verified whole already */
+	napi_ref sums_ref;
+	/*
+	 * The file's runs of mapping pages, in file order (file ascending), and
+	 * the same sorted by mapping page: searched, not expanded into tables of
+	 * a word per page (at 1 GiB 2 MiB of fresh memory, whose first touch costs
+	 * milliseconds where page faults are dear).
+	 */
+	struct run *runs, *by_page;
+	uint32_t nruns;
 	uint8_t *claim;   /* per chunk, under lazy.mu: CH_* */
 };
+
+/* The mapping page of file page fp (< nfile): in the last run that starts at or before it in the file. */
+static uint32_t page_of(const struct range *R, uint32_t fp)
+{
+	uint32_t lo = 0, hi = R->nruns;
+	while (hi - lo > 1) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (R->runs[mid].file <= fp)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return R->runs[lo].first + (fp - R->runs[lo].file);
+}
+
+/* The chunk holding mapping page `page`, or -1 where the image has no data for it. */
+static int32_t chunk_of(const struct range *R, uint32_t page)
+{
+	if (R->nruns == 0 || R->by_page[0].first > page)
+		return -1;
+	uint32_t lo = 0, hi = R->nruns;
+	while (hi - lo > 1) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (R->by_page[mid].first <= page)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	const struct run *u = &R->by_page[lo];
+	if (page - u->first >= u->count)
+		return -1;
+	return (int32_t)((u->file + (page - u->first)) / R->chunk);
+}
+
+static int by_first(const void *a, const void *b)
+{
+	uint32_t x = ((const struct run *)a)->first, y = ((const struct run *)b)->first;
+	return x < y ? -1 : x > y;
+}
 
 /* Who has a chunk: nobody yet, the reader (checking it, or checked in a slot), or the serving thread. */
 enum { CH_FREE = 0, CH_READING, CH_READY, CH_TAKEN };
@@ -410,7 +461,7 @@ static int place_chunk(struct lazy *l, struct ctx *c, uint32_t r, uint32_t k, co
 	uint32_t nfp = R->nfile - fp0 < R->chunk ? R->nfile - fp0 : R->chunk;
 	/* Runs of consecutive file pages that are consecutive mapping pages, unsettled, within one view. */
 	for (uint32_t i = 0; i < nfp;) {
-		uint32_t page = R->page_of[fp0 + i];
+		uint32_t page = page_of(R, fp0 + i);
 		struct view *v = c->settled[r][page] ? NULL : view_of_page(c, r, page);
 		if (!v) {
 			c->settled[r][page] = 1;
@@ -418,7 +469,7 @@ static int place_chunk(struct lazy *l, struct ctx *c, uint32_t r, uint32_t k, co
 			continue;
 		}
 		uint32_t j = i + 1;
-		while (j < nfp && R->page_of[fp0 + j] == page + (j - i) && !c->settled[r][page + (j - i)] && page + (j - i) < v->first + v->count)
+		while (j < nfp && page_of(R, fp0 + j) == page + (j - i) && !c->settled[r][page + (j - i)] && page + (j - i) < v->first + v->count)
 			j++;
 		int rc = copy_pages(l, c, v->addr + (uint64_t)(page - v->first) * PAGE, buf + (size_t)i * PAGE, j - i);
 		if (rc != OK)
@@ -627,7 +678,7 @@ static int serve_fault(struct lazy *l, struct ctx *c, uint64_t addr)
 	struct view *v = view_of_addr(c, addr);
 	if (v) {
 		uint32_t r = v->range, page = v->first + (uint32_t)((addr - v->addr) / PAGE);
-		int32_t k = l->ranges[r].chunk_of[page];
+		int32_t k = chunk_of(&l->ranges[r], page);
 		if (k >= 0 && !c->chunk_done[r][k]) {
 			l->chunks_on_fault++;
 			int rc = fault_chunk(l, c, r, (uint32_t)k);
@@ -970,7 +1021,8 @@ static void *serve(void *arg)
 	return NULL;
 }
 
-static void lazy_free(struct lazy *l)
+/* On the main thread: the checksums' buffers are let go there. */
+static void lazy_free(napi_env env, struct lazy *l)
 {
 	for (int i = 0; i < l->nctx; i++) {
 		if (l->ctx[i]->uffd >= 0)
@@ -981,9 +1033,10 @@ static void lazy_free(struct lazy *l)
 		struct range *R = &l->ranges[r];
 		if (R->fd >= 0)
 			close(R->fd);
-		free(R->sums);
-		free(R->page_of);
-		free(R->chunk_of);
+		if (R->sums_ref)
+			napi_delete_reference(env, R->sums_ref);
+		free(R->runs);
+		free(R->by_page);
 		free(R->claim);
 	}
 	free(l->ranges);
@@ -1044,7 +1097,7 @@ static void call_done(napi_env env, napi_value js_cb, void *context, void *data)
 	args[2] = stats_object(env, l);
 	napi_call_function(env, undef, js_cb, 3, args, NULL);
 	napi_threadsafe_function tsfn = l->done;
-	lazy_free(l);
+	lazy_free(env, l);
 	napi_release_threadsafe_function(tsfn, napi_tsfn_release);
 }
 
@@ -1129,9 +1182,31 @@ napi_value js_lazy_start(napi_env env, napi_callback_info info)
 			break;
 		}
 		const uint32_t *rp = runs;
-		R->nfile = 0;
-		for (size_t i = 0; i + 1 < runslen / 4; i += 2)
-			R->nfile += rp[i + 1];
+		R->nruns = (uint32_t)(runslen / 8);
+		R->runs = malloc((R->nruns ? R->nruns : 1) * sizeof *R->runs);
+		R->by_page = malloc((R->nruns ? R->nruns : 1) * sizeof *R->by_page);
+		if (!R->runs || !R->by_page) {
+			bad = "memory";
+			break;
+		}
+		uint64_t nfile = 0;
+		for (uint32_t i = 0; i < R->nruns && !bad; i++) {
+			uint64_t first = rp[2 * i], count = rp[2 * i + 1];
+			if (count == 0 || first + count > R->npages || nfile + count > UINT32_MAX)
+				bad = "runs beyond the mapping";
+			R->runs[i] = (struct run){ (uint32_t)first, (uint32_t)count, (uint32_t)nfile };
+			nfile += count;
+		}
+		if (bad)
+			break;
+		R->nfile = (uint32_t)nfile;
+		memcpy(R->by_page, R->runs, R->nruns * sizeof *R->runs);
+		qsort(R->by_page, R->nruns, sizeof *R->by_page, by_first);
+		for (uint32_t i = 1; i < R->nruns && !bad; i++)
+			if (R->by_page[i].first < R->by_page[i - 1].first + R->by_page[i - 1].count)
+				bad = "overlapping runs";
+		if (bad)
+			break;
 		if (R->chunk == 0 || R->npages == 0) {
 			bad = "chunkPages";
 			break;
@@ -1139,26 +1214,11 @@ napi_value js_lazy_start(napi_env env, napi_callback_info info)
 		R->nchunks = (R->nfile + R->chunk - 1) / R->chunk;
 		if (R->chunk > maxchunk)
 			maxchunk = R->chunk;
-		R->page_of = malloc((R->nfile ? R->nfile : 1) * sizeof *R->page_of);
-		R->chunk_of = malloc(R->npages * sizeof *R->chunk_of);
 		R->claim = calloc(R->nchunks ? R->nchunks : 1, 1);
-		if (!R->page_of || !R->chunk_of || !R->claim) {
+		if (!R->claim) {
 			bad = "memory";
 			break;
 		}
-		for (uint32_t p = 0; p < R->npages; p++)
-			R->chunk_of[p] = -1;
-		uint32_t fp = 0;
-		for (size_t i = 0; i + 1 < runslen / 4; i += 2)
-			for (uint32_t k = 0; k < rp[i + 1]; k++, fp++) {
-				uint32_t page = rp[i] + k;
-				if (page >= R->npages) {
-					bad = "runs beyond the mapping";
-					break;
-				}
-				R->page_of[fp] = page;
-				R->chunk_of[page] = (int32_t)(fp / R->chunk);
-			}
 		get_prop(env, o, "sums", &v);
 		napi_valuetype t;
 		napi_typeof(env, v, &t);
@@ -1169,16 +1229,16 @@ napi_value js_lazy_start(napi_env env, napi_callback_info info)
 				bad = "sums";
 				break;
 			}
-			R->sums = malloc(slen ? slen : 1);
-			if (!R->sums) {
-				bad = "memory";
+			/* Held, not copied: a Buffer's memory stays where it is while referenced. */
+			if (napi_create_reference(env, v, 1, &R->sums_ref) != napi_ok) {
+				bad = "sums";
 				break;
 			}
-			memcpy(R->sums, s, slen);
+			R->sums = s;
 		}
 	}
 	if (bad) {
-		lazy_free(l);
+		lazy_free(env, l);
 		bool pending = false;
 		napi_is_exception_pending(env, &pending);
 		if (!pending)
@@ -1201,28 +1261,28 @@ napi_value js_lazy_start(napi_env env, napi_callback_info info)
 	if (pidfd >= 0)
 		close(pidfd);
 	if (uffd < 0 || nobuf || l->stopfd < 0 || l->readyfd < 0) {
-		lazy_free(l);
+		lazy_free(env, l);
 		return vj_throw_errno(env, "pidfd_getfd of the restored process's userfaultfd", uffd < 0 ? err : ENOMEM);
 	}
 	fcntl(uffd, F_SETFL, O_NONBLOCK);
 	struct ctx *c = ctx_new(l, uffd);
 	if (!c) {
 		close(uffd);
-		lazy_free(l);
+		lazy_free(env, l);
 		return vj_throw_errno(env, "calloc", ENOMEM);
 	}
 	l->ctx[l->nctx++] = c;
 	for (uint32_t r = 0; r < n; r++) {
 		struct view v = { l->ranges[r].start, r, 0, l->ranges[r].npages };
 		if (view_add(c, v)) {
-			lazy_free(l);
+			lazy_free(env, l);
 			return vj_throw_errno(env, "calloc", ENOMEM);
 		}
 	}
 	napi_value name;
 	napi_create_string_utf8(env, "vjail lazy pages", NAPI_AUTO_LENGTH, &name);
 	if (napi_create_threadsafe_function(env, argv[3], NULL, name, 0, 1, NULL, NULL, l, call_done, &l->done) != napi_ok) {
-		lazy_free(l);
+		lazy_free(env, l);
 		return NULL;
 	}
 	l->start_ms = now_ms();
@@ -1231,7 +1291,7 @@ napi_value js_lazy_start(napi_env env, napi_callback_info info)
 	if (pthread_create(&l->thread, NULL, serve, l) != 0) {
 		stop_reader(l);
 		napi_release_threadsafe_function(l->done, napi_tsfn_release);
-		lazy_free(l);
+		lazy_free(env, l);
 		return vj_throw_errno(env, "pthread_create", EAGAIN);
 	}
 	l->started = 1;

@@ -75,6 +75,19 @@ describe('vjail restore --lazy', () => {
     expect(Number(faults![2])).toBeGreaterThan(0);
   }, 180_000);
 
+  it('memory the image holds in many runs, with holes inside chunks, arrives intact and the holes read as zero', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vjail-lazy-'));
+    const img = await imageOf(dir, [lazytouch, dir, '16', '2', '0', '1']);
+    const m = JSON.parse(readFileSync(join(img, 'manifest.json'), 'utf8')) as { processes: { mappings: { pages?: { runs: [number, number][] } }[] }[] };
+    const runs = Math.max(...m.processes[0]!.mappings.map((x) => x.pages?.runs.length ?? 0));
+    expect(runs).toBeGreaterThan(100);
+    writeFileSync(join(dir, 'go'), '');
+    const r = await vjail(['restore', '--lazy', '-v', img], { timeoutMs: 120_000 });
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(read(dir, 'after')).toBe(read(dir, 'before'));
+    expect(r.stderr).toMatch(/every page in place after \d+ ms: \d+ fault\(s\), [1-9]\d* chunk\(s\) loaded on a fault/);
+  }, 180_000);
+
   it('a child forked before the memory is in place sees the same memory as its parent', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'vjail-lazy-'));
     const img = await imageOf(dir, [lazytouch, dir, '64', '2', '1']);

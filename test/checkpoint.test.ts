@@ -119,6 +119,14 @@ describe('vjail checkpoint and restore: one process', () => {
         delete pages.chunks.offset;
         writeManifest(d, m, 8);
       }, /has an invalid manifest: mapping \d+ holds its chunk checksums, which version 8 images keep in sums\.img/],
+      ['runs of a page file that overlap (a page stored twice)', (d: string) => {
+        const m = readManifest(d) as { processes: { mappings: { pages?: { runs: [number, number][] } }[] }[] };
+        const pages = m.processes[0]!.mappings.find((x) => x.pages?.runs.some(([, count]) => count > 1))!.pages!;
+        const i = pages.runs.findIndex(([, count]) => count > 1);
+        const [first, count] = pages.runs[i]!;
+        pages.runs.splice(i, 1, [first, count - 1], [first, 1]);
+        writeManifest(d, m, 8);
+      }, /has an invalid manifest: mapping \d+'s runs overlap \(page \d+ twice\)/],
       ['a page file\'s sha256 that is not of its chunk checksums', (d: string) => {
         const m = readManifest(d) as { processes: { mappings: { pages?: { sha256: string } }[] }[] };
         const pages = m.processes[0]!.mappings.find((x) => x.pages)!.pages!;

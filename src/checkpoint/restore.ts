@@ -192,7 +192,9 @@ export async function restore(opts: RestoreOptions): Promise<Jail> {
     root.waitNativelyWhen(waitsWithoutJavaScript(jail));
     ptraceAddon().ptraceSetOptions(root.pid, FOLLOW);
     const rootScratch = { addr: await root.syscallOk('mmap of a scratch page', SYS.mmap, 0, PAGE_SIZE, 3, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), size: PAGE_SIZE };
+    timer.lap('restorer seized');
     const sockAt = await prepareFds(root, rootScratch, image, restorer, sock);
+    timer.lap('descriptors prepared');
     // Shared memory is made once, before the tree is forked: every process inherits it (its descriptors above the handover's).
     restoreSysvIpc(root.pid, image);
     const staged = await stageObjects(root, rootScratch, image, sockAt + 4, warn);
@@ -200,7 +202,7 @@ export async function restore(opts: RestoreOptions): Promise<Jail> {
     const shells = plan ? await createTree(root, rootScratch, m, plan, held) : [{ image: first, tracee: root, scratch: rootScratch }];
     if (plan) report('tree', `${shells.length} process(es) with their PIDs, sessions and groups${plan.helpers.length ? `; ${plan.helpers.length} helper(s) stood in for leaders or parents that are gone` : ''}`);
     await endZombies(shells);
-    timer.lap('fds prepared, shared objects, tree');
+    timer.lap('shared objects, tree');
     const live = shells.flatMap((s) => (s.image.state === 'live' ? [{ image: s.image, tracee: s.tracee, scratch: s.scratch }] : []));
     const pids = new Map(shells.map((s) => [s.image.pid, s.tracee.pid]));
     sockOpen = false; // placeFds closes it, whatever happens

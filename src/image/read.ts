@@ -378,6 +378,11 @@ function checkPages(dir: string, what: string, p: Pages, pages: number, verifyPa
     if (first + count > pages) throw new ImageError(`${dir} has an invalid manifest: ${what} has pages beyond its end`);
     total += count;
   }
+  // A page stored twice would have two contents: no writer makes runs that overlap.
+  const byFirst = p.runs.length > 1 ? [...p.runs].sort((a, b) => a[0] - b[0]) : p.runs;
+  for (let i = 1; i < byFirst.length; i++) {
+    if (byFirst[i]![0] < byFirst[i - 1]![0] + byFirst[i - 1]![1]) throw new ImageError(`${dir} has an invalid manifest: ${what}'s runs overlap (page ${byFirst[i]![0]} twice)`);
+  }
   if (total * PAGE_SIZE !== p.size) {
     throw new ImageError(`${dir} has an invalid manifest: ${what}'s runs hold ${total * PAGE_SIZE} bytes, its page file ${p.size}`);
   }
