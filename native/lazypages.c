@@ -44,6 +44,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,18 +103,30 @@ struct range {
 	uint8_t *claim;   /* per chunk, under lazy.mu: CH_* */
 };
 
-/* The mapping page of file page fp (< nfile): in the last run that starts at or before it in the file. */
-static uint32_t page_of(const struct range *R, uint32_t fp)
+/*
+ * Of n runs sorted by one of their fields (at byte `key` of struct run), the
+ * last whose field is at most x; the first if none is.
+ */
+static const struct run *last_at_most(const struct run *runs, uint32_t n, size_t key, uint32_t x)
 {
-	uint32_t lo = 0, hi = R->nruns;
+	uint32_t lo = 0, hi = n;
 	while (hi - lo > 1) {
 		uint32_t mid = lo + (hi - lo) / 2;
-		if (R->runs[mid].file <= fp)
+		uint32_t k;
+		memcpy(&k, (const char *)&runs[mid] + key, sizeof k);
+		if (k <= x)
 			lo = mid;
 		else
 			hi = mid;
 	}
-	return R->runs[lo].first + (fp - R->runs[lo].file);
+	return &runs[lo];
+}
+
+/* The mapping page of file page fp (< nfile): in the last run that starts at or before it in the file. */
+static uint32_t page_of(const struct range *R, uint32_t fp)
+{
+	const struct run *u = last_at_most(R->runs, R->nruns, offsetof(struct run, file), fp);
+	return u->first + (fp - u->file);
 }
 
 /* The chunk holding mapping page `page`, or -1 where the image has no data for it. */
@@ -121,15 +134,7 @@ static int32_t chunk_of(const struct range *R, uint32_t page)
 {
 	if (R->nruns == 0 || R->by_page[0].first > page)
 		return -1;
-	uint32_t lo = 0, hi = R->nruns;
-	while (hi - lo > 1) {
-		uint32_t mid = lo + (hi - lo) / 2;
-		if (R->by_page[mid].first <= page)
-			lo = mid;
-		else
-			hi = mid;
-	}
-	const struct run *u = &R->by_page[lo];
+	const struct run *u = last_at_most(R->by_page, R->nruns, offsetof(struct run, first), page);
 	if (page - u->first >= u->count)
 		return -1;
 	return (int32_t)((u->file + (page - u->first)) / R->chunk);
