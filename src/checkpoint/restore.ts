@@ -22,7 +22,6 @@
  */
 import { closeSync } from 'node:fs';
 import type { Jail, JailOptions } from '../jail.js';
-import { answeredByJavaScript } from '../supervisor/answer-table.js';
 import { type PolicyChoice, policyInForce } from './restore-policy.js';
 import { openImage, type OpenedImage, PAGE_SIZE, type ThreadImage } from '../image/format.js';
 import { clockOffsets, describeOffsets } from './parts/clocks.js';
@@ -43,37 +42,12 @@ import { type IdView } from '../userns.js';
 import { cloneTask, createTree, endZombies } from './parts/tree.js';
 import { preflight } from './preflight.js';
 import { Tracee } from './tracee.js';
-import { ptraceAddon } from '../native/ptrace.js';
 import { SYS } from './syscalls.js';
 import { StepTimer } from '../timings.js';
-import { type PrelaunchedRestorer, type RestorerLaunch, restorerPath, spawnRestorer, untilRestorerRuns } from './restorer-launch.js';
+import { type PrelaunchedRestorer, type RestorerLaunch, restorerPath, seizeRestorer, spawnRestorer } from './restorer-launch.js';
 
 export { restorerPath };
 
-const PTRACE_O_TRACESYSGOOD = 0x1;
-const PTRACE_O_TRACEFORK = 0x2;
-const PTRACE_O_TRACECLONE = 0x8;
-const PTRACE_O_EXITKILL = 0x100000;
-/** Every task we create is attached to us, and killed if we die before letting it go. */
-const FOLLOW = PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACEFORK | PTRACE_O_TRACECLONE | PTRACE_O_EXITKILL;
-const MAP_PRIVATE = 0x02;
-const MAP_ANONYMOUS = 0x20;
-
-
-/**
- * This process is the restored jail's supervisor: an injected call whose
- * answer may be JavaScript's needs the event loop free, so its stops are
- * waited for there. The others (most: mmap, close, prctl...) are waited for
- * in C, but only while the native thread receives the jail's notifications
- * (the loop moves that job only from its own callbacks, which do not run
- * meanwhile) and answers without JavaScript.
- */
-function waitsWithoutJavaScript(jail: Jail): (nr: number) => boolean {
-  const js = answeredByJavaScript(jail.plan, 'x86_64');
-  if (js.has(-1)) return () => false;
-  // (A restore's jail is never traced: tracing would have every answer given from JavaScript.)
-  return (nr) => !js.has(nr) && jail.receiverState()?.receiver === 'thread';
-}
 export interface RestoreOptions {
   /** Told the image once it is opened and checked (its manifest, for a caller that wants it too: no second read). */
   opened?: (image: OpenedImage) => void;
@@ -185,13 +159,8 @@ export async function restore(opts: RestoreOptions): Promise<Jail> {
   let sockOpen = true;
   const lazy = opts.lazy ? new LazyPages() : undefined;
   try {
-    if (!taken) await untilRestorerRuns(jail);
-    timer.lap('restorer exec');
-    const root = await Tracee.seize(jail.pid, { killOnExit: true });
-    held.push(root);
-    root.waitNativelyWhen(waitsWithoutJavaScript(jail));
-    ptraceAddon().ptraceSetOptions(root.pid, FOLLOW);
-    const rootScratch = { addr: await root.syscallOk('mmap of a scratch page', SYS.mmap, 0, PAGE_SIZE, 3, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), size: PAGE_SIZE };
+    const { root, scratch: rootScratch } = taken?.seized ?? (await seizeRestorer(jail, held));
+    if (taken?.seized) held.push(root);
     timer.lap('restorer seized');
     const sockAt = await prepareFds(root, rootScratch, image, restorer, sock);
     timer.lap('descriptors prepared');

@@ -13,6 +13,12 @@ import { type Jail, type JailOptions, spawnJail } from '../jail.js';
 import type { Policy } from '../policy/types.js';
 import type { UserNsLayout } from '../userns.js';
 import { dataPath } from '../paths.js';
+import { answeredByJavaScript } from '../supervisor/answer-table.js';
+import { PAGE_SIZE } from '../image/format.js';
+import { ptraceAddon } from '../native/ptrace.js';
+import { Tracee } from './tracee.js';
+import { SYS } from './syscalls.js';
+import type { Scratch } from './parts/memory.js';
 
 /** How long the jail's first process may take to exec the restorer once launched. */
 const EXEC_BOUND_MS = 30_000;
@@ -39,6 +45,53 @@ export interface RestorerLaunch {
 export interface LaunchedRestorer {
   jail: Jail;
   sock: number;
+  /** Seized already (one started before the image came). */
+  seized?: SeizedRestorer;
+}
+
+/** The restorer attached (ptrace), with a scratch page mapped in it for the calls run there. */
+export interface SeizedRestorer {
+  root: Tracee;
+  scratch: Scratch;
+}
+
+const PTRACE_O_TRACESYSGOOD = 0x1;
+const PTRACE_O_TRACEFORK = 0x2;
+const PTRACE_O_TRACECLONE = 0x8;
+const PTRACE_O_EXITKILL = 0x100000;
+/** Every task we create is attached to us, and killed if we die before letting it go. */
+const FOLLOW = PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACEFORK | PTRACE_O_TRACECLONE | PTRACE_O_EXITKILL;
+const MAP_PRIVATE = 0x02;
+const MAP_ANONYMOUS = 0x20;
+
+/**
+ * This process is the restored jail's supervisor: an injected call whose
+ * answer may be JavaScript's needs the event loop free, so its stops are
+ * waited for there. The others (most: mmap, close, prctl...) are waited for
+ * in C, but only while the native thread receives the jail's notifications
+ * (the loop moves that job only from its own callbacks, which do not run
+ * meanwhile) and answers without JavaScript.
+ */
+function waitsWithoutJavaScript(jail: Jail): (nr: number) => boolean {
+  const js = answeredByJavaScript(jail.plan, 'x86_64');
+  if (js.has(-1)) return () => false;
+  // (A restore's jail is never traced: tracing would have every answer given from JavaScript.)
+  return (nr) => !js.has(nr) && jail.receiverState()?.receiver === 'thread';
+}
+
+/**
+ * Wait until the jail runs the restorer, attach to it (its tasks to come
+ * too), and map a scratch page in it. The tracee goes into `held` as soon
+ * as it is attached, for the caller to kill on a failure.
+ */
+export async function seizeRestorer(jail: Jail, held: Tracee[]): Promise<SeizedRestorer> {
+  await untilRestorerRuns(jail);
+  const root = await Tracee.seize(jail.pid, { killOnExit: true });
+  held.push(root);
+  root.waitNativelyWhen(waitsWithoutJavaScript(jail));
+  ptraceAddon().ptraceSetOptions(root.pid, FOLLOW);
+  const scratch = { addr: await root.syscallOk('mmap of a scratch page', SYS.mmap, 0, PAGE_SIZE, 3, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), size: PAGE_SIZE };
+  return { root, scratch };
 }
 
 /**
@@ -72,7 +125,7 @@ function exeOf(pid: number): string | null {
 }
 
 /** Wait (bounded) until the jail's first process runs the restorer: it execs it right after the launch handshake. */
-export async function untilRestorerRuns(jail: Jail): Promise<void> {
+async function untilRestorerRuns(jail: Jail): Promise<void> {
   const restorer = restorerPath();
   const deadline = Date.now() + EXEC_BOUND_MS;
   for (let exe = exeOf(jail.pid); exe !== restorer; exe = exeOf(jail.pid)) {
@@ -126,10 +179,12 @@ export function prelaunchRestorer(l: RestorerLaunch): PrelaunchedRestorer {
   const warnings: string[] = [];
   let launched: LaunchedRestorer | undefined;
   let running: Promise<boolean>;
+  // Attached to (if it got that far): ours to reap before its jail can end.
+  const attached: Tracee[] = [];
   try {
-    launched = spawnRestorer(l, (line) => warnings.push(line));
-    running = untilRestorerRuns(launched.jail).then(
-      () => true,
+    const it = (launched = spawnRestorer(l, (line) => warnings.push(line)));
+    running = seizeRestorer(it.jail, attached).then(
+      (seized) => ((it.seized = seized), true),
       () => false,
     );
   } catch {
@@ -142,6 +197,9 @@ export function prelaunchRestorer(l: RestorerLaunch): PrelaunchedRestorer {
     launched = undefined;
     if (!it) return;
     closeSync(it.sock);
+    // Traced, it is ours to reap first; then its jail ends.
+    await running;
+    for (const t of attached) await t.kill();
     it.jail.kill('SIGKILL');
     // Gone before another jail joins its cgroup: its end empties the cgroup of whatever is in it.
     let timer: NodeJS.Timeout | undefined;
