@@ -67,6 +67,28 @@ describe('a store\'s chunk digests', () => {
     }
   });
 
+  it('sha256FileChunks gives the same digests when it splits many chunks between two threads, and says EIO from either half', () => {
+    const data = randomFillSync(new Uint8Array(40 * CH + 1000));
+    const fd = openSync(join(dir, 'many'), 'w+');
+    try {
+      writeSync(fd, data);
+      const all = expected(data, CH);
+      // 41 chunks (odd), out of order, the short last one in the second half, one named twice.
+      const order = [...Array.from({ length: 41 }, (_, i) => (i * 17) % 41), 5];
+      const got = chunkHashAddon().sha256FileChunks(fd, CH, data.length, Uint32Array.from(order));
+      expect(got.length).toBe(order.length * 32);
+      order.forEach((i, k) => expect(got.subarray(k * 32, k * 32 + 32).equals(all.subarray(i * 32, i * 32 + 32)), `chunk ${i} at ${k}`).toBe(true));
+      const beyond = 44; // within the size said, past the file's end
+      for (const at of [0, order.length - 1]) {
+        const bad = [...order];
+        bad[at] = beyond;
+        expect(() => chunkHashAddon().sha256FileChunks(fd, CH, (beyond + 1) * CH, Uint32Array.from(bad))).toThrow(/EIO/);
+      }
+    } finally {
+      closeSync(fd);
+    }
+  });
+
   it('StoreDigests stays equal to hashing the whole store as it is written here and there, and grows with it', () => {
     const size = 20 * CH;
     const data = randomFillSync(new Uint8Array(size));
