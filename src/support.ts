@@ -543,28 +543,32 @@ const PLANNED = `## Planned
 
 - Migration that stops a 1 GiB jail for at most 100 ms. With the
   pre-dump's rounds sent while the jail runs (the default), a 1 GiB
-  workload writing 10 MiB/s at random is stopped 200 ms (162-201) on a
-  2-vCPU host (5.9 s with \`--no-pre-dump\`; 234 ms at the start of the
-  day's last changes, 1.17 s the round before): the dump 69 ms (freeze,
-  the last round's pages written to their store and their chunks hashed
-  again, the manifest), sending 15 ms, and 101 ms until the answer that
-  the jail runs there, where the page server has started the jail's
-  supervisor at the handshake and it waits, its name taken and its checks
-  warmed, for the last image: 8 ms receiving and 70 ms until the jail
-  runs. Of those (\`VJAIL_TIMINGS=1\`): opening the image 6-10 ms, the
-  checks before anything starts 3-7 ms, starting the restorer 6-19 ms,
-  registering the lazily restored memory 5-15 ms; on the sender, writing
-  the last round's pages into the store 4 ms (some 30 us a write on this
-  host's ext4) and hashing their chunks again 4-8 ms. What remains:
-  sending the last pages from memory instead of through the store, and
-  starting the restore's first steps (the manifest's checks, the
-  restorer) while the last pages are still on their way. TLS for the
-  page server.
-- Lazy restore runs the workload 38.0 ms after restore starts at 256 MiB
-  (44.6 ms at 1 GiB; 31-57 ms over the rounds) on a 2-vCPU host, against
-  50 ms; before this round's changes to the image format and the mapping
-  of files it took 44-55 ms. Every page is in place in 0.62× a full
-  restore's time at 256 MiB and 0.52× at 1 GiB.
+  workload writing 10 MiB/s at random is stopped 137 ms (106-139) on a
+  2-vCPU host (6.8 s with \`--no-pre-dump\`; 200 ms earlier the same day,
+  1.17 s the round before): the dump 42 ms (freeze, task state, the last
+  round's pages written to their store and their chunks hashed again),
+  sending 11 ms, and 75 ms until the jail runs there, where the page
+  server has started the jail's supervisor at the handshake, and that
+  supervisor the restorer's jail, attached to it, from what the sender
+  said of the jail: 9 ms receiving and 49 ms until the jail runs. Of those
+  (\`VJAIL_TIMINGS=1\`): opening the image 7-12 ms and the checks before
+  anything starts 3-4 ms, the restorer's own mappings moved and the
+  image's mapped 5-7 ms, registering
+  the lazily restored memory 3-4 ms, the task's state, threads and
+  credentials 7-11 ms; on the sender, the freeze 4 ms, the task state
+  10-12 ms (one injected call costs 40-100 us here), the last round's pages
+  written into the store and their chunks hashed again 8-14 ms. What
+  remains: fewer injected calls (a parasite that runs a batch in the
+  process), the last pages sent from memory instead of through the store,
+  and the image's checks started while the last pages are on their way.
+  TLS for the page server.
+- Lazy restore runs the workload 30.9 ms after restore starts at 256 MiB
+  (38.6 ms at 1 GiB) on a 2-vCPU host, against 50 ms. Every page is in
+  place in 191 ms at 256 MiB and 626 ms at 1 GiB, as in the runs before;
+  a full restore took 166 / 520 ms in the same run on this freshly booted
+  host (320 / 1076 ms in the runs before, where lazy was 0.52-0.62x), so
+  the lazy total was 1.15x / 1.20x of it: the prefetch's placing of pages
+  (one UFFDIO_COPY a chunk) is what to speed up next.
 - An open through the open shim answers with ADDFD, which wakes the caller
   to install the descriptor and is woken back; each wake-up of an idle vCPU
   costs about 40 µs here. Without spinning (\`--spin off\`, or before it)
