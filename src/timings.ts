@@ -13,7 +13,7 @@ export function timingsOn(): boolean {
 
 /** A stopwatch over consecutive steps: `lap(name)` ends the step begun at the previous lap. */
 export class StepTimer {
-  private readonly started = performance.now();
+  private started = performance.now();
   private last = this.started;
   private lastCount = 0;
   private readonly on = timingsOn();
@@ -34,6 +34,12 @@ export class StepTimer {
     process.stderr.write(`vjail timing: ${this.prefix} ${step} ${(now - this.last).toFixed(2)} ms${calls}\n`);
     this.last = now;
     this.lastCount = n;
+  }
+
+  /** Count from now: the steps begin here. */
+  restart(): void {
+    this.started = this.last = performance.now();
+    this.lastCount = this.count?.() ?? 0;
   }
 
   /** Say when something running beside the steps (a read off the main thread) ended, counted from the start. */

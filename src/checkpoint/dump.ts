@@ -280,9 +280,14 @@ async function checkpointOnce(opts: CheckpointOptions, retryTransient = false): 
     // Started now, not while the jail is stopped: the hashing thread (it also reads smaps), the vDSO's description.
     new OffThreadHash().digest();
     describeOwnVdso();
-    opts.onStopping?.();
-    stoppedAt = performance.now();
     const timer = new StepTimer('frozen', injectedCalls);
+    // The stop begins where the jail is frozen (or its first task interrupted): listing the jail
+    // and finding its cgroup, just before, leave it running.
+    const freezing = (): void => {
+      opts.onStopping?.();
+      stoppedAt = performance.now();
+      timer.restart();
+    };
 
     const tids = (t: JailTree): number[] => t.processes.flatMap((p) => p.tids);
     // Without a freezer, a short-lived task (a shell's `sleep 0.001`) may end between being
@@ -291,7 +296,7 @@ async function checkpointOnce(opts: CheckpointOptions, retryTransient = false): 
     for (let attempt = 1; ; attempt++) {
       try {
         // Listed again once the cgroup is frozen (when there is one): nothing forks or exits then.
-        frozen = await freeze(() => tids((tree = jailTree(opts.pid))));
+        frozen = await freeze(() => tids((tree = jailTree(opts.pid))), { onFreezing: freezing });
         break;
       } catch (e) {
         const gone = tids(tree).some((tid) => !existsSync(`/proc/${tid}`) || isZombie(tid));
@@ -301,8 +306,9 @@ async function checkpointOnce(opts: CheckpointOptions, retryTransient = false): 
     }
     timer.lap('freeze');
     frozen.pids.forEach((tid, i) => held.set(tid, frozen.tracees[i]!));
-    // Without a freezer a task may fork or clone while the others are being stopped: stop those too.
-    for (;;) {
+    // Without a freezer (or with v1's, thawed before the interrupts land) a task may fork or clone
+    // while the others are being stopped: stop those too. With v2's the listing made frozen is whole.
+    while (!frozen.whole) {
       const now = jailTree(opts.pid);
       const fresh = tids(now).filter((tid) => !held.has(tid));
       tree = now;

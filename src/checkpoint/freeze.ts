@@ -31,11 +31,23 @@ export interface Frozen {
   tracees: Tracee[];
   /** Every task of the jail's cgroup while it was frozen (just the pids asked for without a cgroup). */
   tasks: number[];
+  /**
+   * Whether `pids` is every task there is: listed while the cgroup was
+   * frozen, and none let run before all were held (v2's freezer is thawed
+   * only then; v1's must be thawed first, for the interrupts to land).
+   */
+  whole: boolean;
 }
 
 export interface FreezeOptions {
   /** How long the cgroup may take to freeze (default 10 s). */
   timeoutMs?: number;
+  /**
+   * Called at the moment the jail stops: just before its cgroup is frozen,
+   * or its first task interrupted. Again on a later try, the jail having run
+   * in between.
+   */
+  onFreezing?: () => void;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -99,6 +111,7 @@ async function freezeOnce(list: number[] | (() => number[]), opts: FreezeOptions
     const tracees: Tracee[] = [];
     try {
       refuseVforkWaits(pids);
+      opts.onFreezing?.();
       for (const pid of pids) {
         const t = attach(pid, true);
         tracees.push(t);
@@ -114,12 +127,13 @@ async function freezeOnce(list: number[] | (() => number[]), opts: FreezeOptions
       pids,
       tracees,
       tasks: [...pids],
+      whole: false,
     };
   }
-  return freezeCgroup(cg, typeof list === 'function' ? list : () => pids, opts.timeoutMs ?? 10_000);
+  return freezeCgroup(cg, typeof list === 'function' ? list : () => pids, opts.timeoutMs ?? 10_000, opts.onFreezing);
 }
 
-async function freezeCgroup(cg: JailCgroup, list: () => number[], timeoutMs: number): Promise<Frozen> {
+async function freezeCgroup(cg: JailCgroup, list: () => number[], timeoutMs: number, onFreezing?: () => void): Promise<Frozen> {
   const method = `cgroup ${cg.kind} freezer`;
   const attached: Tracee[] = [];
   const stopped = new Set<Tracee>();
@@ -130,6 +144,7 @@ async function freezeCgroup(cg: JailCgroup, list: () => number[], timeoutMs: num
     setFrozen(cg, false);
   };
   guardNote.cgroup(cg);
+  onFreezing?.();
   setFrozen(cg, true);
   try {
     const deadline = Date.now() + timeoutMs;
@@ -156,6 +171,7 @@ async function freezeCgroup(cg: JailCgroup, list: () => number[], timeoutMs: num
       pids,
       tracees: attached,
       tasks,
+      whole: cg.kind === 'v2',
     };
   } catch (e) {
     thaw();
