@@ -543,14 +543,16 @@ const PLANNED = `## Planned
 
 - Migration that stops a 1 GiB jail for at most 100 ms. With the
   pre-dump's rounds sent while the jail runs (the default), a 1 GiB
-  workload writing 10 MiB/s at random is stopped 137 ms (106-139) on a
-  2-vCPU host (6.8 s with \`--no-pre-dump\`; 200 ms earlier the same day,
-  1.17 s the round before): the dump 42 ms (freeze, task state, the last
-  round's pages written to their store and their chunks hashed again),
-  sending 11 ms, and 75 ms until the jail runs there, where the page
+  workload writing 10 MiB/s at random is stopped 128 ms (108-156; 137 ms
+  in the run before) on a 2-vCPU host (6.5 s with \`--no-pre-dump\`; 200
+  ms earlier the same day, 1.17 s the round before): the dump 42-52 ms
+  (freeze, task state, the last round's pages written to their store and
+  their chunks hashed again), sending 11 ms, and 64-75 ms until the jail
+  runs there, where the page
   server has started the jail's supervisor at the handshake, and that
   supervisor the restorer's jail, attached to it, from what the sender
-  said of the jail: 9 ms receiving and 49 ms until the jail runs. Of those
+  said of the jail: 9-10 ms receiving and 49-51 ms until the jail runs.
+  Of those
   (\`VJAIL_TIMINGS=1\`): opening the image 7-12 ms and the checks before
   anything starts 3-4 ms, the restorer's own mappings moved and the
   image's mapped 5-7 ms, registering
@@ -562,13 +564,14 @@ const PLANNED = `## Planned
   process), the last pages sent from memory instead of through the store,
   and the image's checks started while the last pages are on their way.
   TLS for the page server.
-- Lazy restore runs the workload 30.9 ms after restore starts at 256 MiB
-  (38.6 ms at 1 GiB) on a 2-vCPU host, against 50 ms. Every page is in
-  place in 191 ms at 256 MiB and 626 ms at 1 GiB, as in the runs before;
-  a full restore took 166 / 520 ms in the same run on this freshly booted
-  host (320 / 1076 ms in the runs before, where lazy was 0.52-0.62x), so
-  the lazy total was 1.15x / 1.20x of it: the prefetch's placing of pages
-  (one UFFDIO_COPY a chunk) is what to speed up next.
+- Lazy restore runs the workload 31-37 ms after restore starts at 256 MiB
+  (37-39 ms at 1 GiB) on a 2-vCPU host, against 50 ms. Every page is in
+  place in 177-191 ms at 256 MiB and 626-650 ms at 1 GiB, as on the host
+  before; a full restore took 162-166 / 520-532 ms on this freshly booted
+  host (320 / 1076 ms on the one before, where lazy was 0.52-0.62x), so
+  the lazy total was 1.10-1.22x of it: the prefetch (checked chunks placed
+  one UFFDIO_COPY each, started once the jail runs) is what to speed up
+  next.
 - An open through the open shim answers with ADDFD, which wakes the caller
   to install the descriptor and is woken back; each wake-up of an idle vCPU
   costs about 40 µs here. Without spinning (\`--spin off\`, or before it)
