@@ -42,6 +42,9 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await podman(['rmi', '-f', IMAGE]);
+  // Podman keeps the first run's runtime and temporary paths in the user's storage and makes them again
+  // on later runs (a directory left in /tmp each time): its storage goes with the test.
+  await podman(['system', 'reset', '--force']);
   // Rootless podman leaves a process holding its user namespace ("podman pause"): end those of this runtime directory.
   for (const pid of processesWithEnv(user.uid, `XDG_RUNTIME_DIR=${runtime}`)) process.kill(pid, 'SIGKILL');
   for (const d of [...dirs, runtime]) removeDir(d);
