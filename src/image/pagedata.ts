@@ -15,6 +15,7 @@ import { dataPath } from '../paths.js';
 const HASHER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const { createHash } = require('node:crypto');
+Atomics.store(workerData.started, 0, 1);
 // Whole chunks go to the addon, which hashes two at a time with the CPU's SHA instructions (native/chunkhash.c).
 let sha256Chunks = null;
 try {
@@ -74,6 +75,16 @@ let hashIds = 0;
 /** Updates handed to the worker, and (shared with it) how many it has finished. */
 let posted = 0;
 const finished = new Int32Array(new SharedArrayBuffer(4));
+/** Set by the worker as it starts (shared). */
+const started = new Int32Array(new SharedArrayBuffer(4));
+/** Why the worker ended, if it did (known once this thread's event loop has run since). */
+let hasherEnded: string | undefined;
+/**
+ * A wait for the worker ends in an error once it has finished nothing for
+ * this long: it hashes a piece in milliseconds, so it is dead (it failed to
+ * start, or ended) and would never answer.
+ */
+const HASHER_SILENCE_MS = 20_000;
 /** Updates handed to the worker and not hashed yet, at most: beyond it, `update` waits. */
 const HASH_BACKLOG = 8;
 
@@ -83,8 +94,17 @@ let readIds = 0;
 
 function hasher(): Worker {
   if (!hasherWorker) {
-    hasherWorker = new Worker(HASHER_SOURCE, { eval: true, workerData: { addon: dataPath('build', 'Release', 'vjail.node') } });
-    hasherWorker.unref();
+    // No flags of this process's: they are for its own code (--input-type=module, for one, would make
+    // this source fail to load, and the worker would never answer).
+    hasherWorker = new Worker(HASHER_SOURCE, { eval: true, execArgv: [], workerData: { addon: dataPath('build', 'Release', 'vjail.node'), started } });
+    const ended = (why: string): void => {
+      hasherEnded = why;
+      hasherWorker = undefined;
+      for (const r of reads.values()) r.reject(new Error(`internal: the hashing thread ended (${why})`));
+      reads.clear();
+    };
+    hasherWorker.on('error', (e) => ended(e.message));
+    hasherWorker.on('exit', (code) => ended(`exit code ${code}`));
     hasherWorker.on('message', (m: { readId: number; text?: string; error?: string; code?: string }) => {
       const r = reads.get(m.readId);
       reads.delete(m.readId);
@@ -92,6 +112,9 @@ function hasher(): Worker {
       if (m.text !== undefined) r?.resolve(m.text);
       else r?.reject(Object.assign(new Error(m.error), { code: m.code }));
     });
+    // After the listener: adding a 'message' listener refs the worker again, and a process that
+    // only hashed (a restore) would then never end on its own.
+    hasherWorker.unref();
   }
   return hasherWorker;
 }
@@ -113,13 +136,29 @@ export function readFileOffThread(path: string): Promise<string> {
   });
 }
 
+/**
+ * Wait until `done()`, woken through `cell`; bounded: an error once the
+ * worker has finished nothing for HASHER_SILENCE_MS, saying what was awaited.
+ */
+function waitWorker(cell: Int32Array, done: () => boolean, what: string): void {
+  let progress = Atomics.load(finished, 0);
+  let since = performance.now();
+  while (!done()) {
+    Atomics.wait(cell, 0, Atomics.load(cell, 0), 1000);
+    const now = Atomics.load(finished, 0);
+    if (now !== progress) {
+      progress = now;
+      since = performance.now();
+    } else if (performance.now() - since > HASHER_SILENCE_MS) {
+      const state = Atomics.load(started, 0) ? `it finished nothing for ${HASHER_SILENCE_MS / 1000} s${hasherEnded ? `; it ended: ${hasherEnded}` : ''}` : `it did not start within ${HASHER_SILENCE_MS / 1000} s`;
+      throw new Error(`internal: the hashing thread did not answer while ${what} (${state})`);
+    }
+  }
+}
+
 /** Wait until the worker has finished update number `n` (counted from 1). */
 function waitFinished(n: number): void {
-  for (;;) {
-    const have = Atomics.load(finished, 0);
-    if (have >= n) return;
-    Atomics.wait(finished, 0, have);
-  }
+  waitWorker(finished, () => Atomics.load(finished, 0) >= n, 'page data waited to be hashed');
 }
 
 /**
@@ -193,7 +232,7 @@ export class OffThreadHash {
     const pieces = this.chunk ? Math.ceil(this.bytes / this.chunk) : 0;
     const result = new Int32Array(new SharedArrayBuffer(4 + 32 + 32 * pieces));
     hasher().postMessage({ id: this.id, chunk: this.chunk, tree: this.tree, result });
-    while (Atomics.load(result, 0) === 0) Atomics.wait(result, 0, 0);
+    waitWorker(result, () => Atomics.load(result, 0) !== 0, 'a digest was awaited');
     const out = Buffer.from(result.buffer);
     this.sums = Buffer.from(out.subarray(36, 36 + 32 * pieces));
     return out.subarray(4, 36).toString('hex');
