@@ -96,25 +96,28 @@ function hasher(): Worker {
   if (!hasherWorker) {
     // No flags of this process's: they are for its own code (--input-type=module, for one, would make
     // this source fail to load, and the worker would never answer).
-    hasherWorker = new Worker(HASHER_SOURCE, { eval: true, execArgv: [], workerData: { addon: dataPath('build', 'Release', 'vjail.node'), started } });
+    const worker = new Worker(HASHER_SOURCE, { eval: true, execArgv: [], workerData: { addon: dataPath('build', 'Release', 'vjail.node'), started } });
+    hasherWorker = worker;
+    // Its first word only ('error' comes before 'exit'); every read pending was posted to it.
     const ended = (why: string): void => {
+      if (hasherWorker !== worker) return;
       hasherEnded = why;
       hasherWorker = undefined;
       for (const r of reads.values()) r.reject(new Error(`internal: the hashing thread ended (${why})`));
       reads.clear();
     };
-    hasherWorker.on('error', (e) => ended(e.message));
-    hasherWorker.on('exit', (code) => ended(`exit code ${code}`));
-    hasherWorker.on('message', (m: { readId: number; text?: string; error?: string; code?: string }) => {
+    worker.on('error', (e) => ended(e.message));
+    worker.on('exit', (code) => ended(`exit code ${code}`));
+    worker.on('message', (m: { readId: number; text?: string; error?: string; code?: string }) => {
       const r = reads.get(m.readId);
       reads.delete(m.readId);
-      if (!reads.size) hasherWorker?.unref();
+      if (!reads.size) worker.unref();
       if (m.text !== undefined) r?.resolve(m.text);
       else r?.reject(Object.assign(new Error(m.error), { code: m.code }));
     });
     // After the listener: adding a 'message' listener refs the worker again, and a process that
     // only hashed (a restore) would then never end on its own.
-    hasherWorker.unref();
+    worker.unref();
   }
   return hasherWorker;
 }
