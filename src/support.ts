@@ -603,10 +603,13 @@ const PLANNED = `## Planned
   C floor with ADDFD 22.8 and 23.9 µs): the open took 28.4 and 31.7 µs as
   root, 28.4 and 30.9 µs as nobody, and \`make\` 1.19× and 1.23× its
   native time (\`--spin auto\` 1.20× in both): both targets at the edge,
-  met in one run and missed by a hair in the other. The shim's open costs
-  some 6 µs above that floor: the look before the open (a path walk that
-  keeps FIFOs and devices, whose open may block or act, from being opened
-  by the supervisor), and the checks after it.
+  met in one run and missed by a hair in the other. On another host of the
+  same kind (2026-12-08, the C user-notify floor for \`uname\` 15.2 µs
+  against 5.99), the floor with ADDFD was 28.1 µs, the open 33.8 µs as
+  root and 33.9 µs as nobody, and \`make\` 1.21×: both missed there. The
+  shim's open costs some 6 µs above that floor: the look before the open
+  (a path walk that keeps FIFOs and devices, whose open may block or act,
+  from being opened by the supervisor), and the checks after it.
 - \`vjail run\` through the Node CLI starts 15.6 ms after \`node -e ''\`
   against 10 ms (the native front end, 200 in a row, is 1.70× bwrap).
 - Checkpoint of 256 MiB: 342 MiB/s on a quiet host whose write+fsync ran
