@@ -50,43 +50,47 @@ describe('a store\'s chunk digests', () => {
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
   const CH = 64 * 1024;
 
-  it('sha256FileChunks hashes the chunks named, in the order named, the last one short, and says EIO past the end of the file', () => {
-    const data = randomFillSync(new Uint8Array(9 * CH + 1000));
-    const fd = openSync(join(dir, 'scattered'), 'w+');
+  /** A file of `data`, open for `use`, closed after. */
+  function withFile(name: string, data: Uint8Array, use: (fd: number) => void): void {
+    const fd = openSync(join(dir, name), 'w+');
     try {
       writeSync(fd, data);
-      const all = expected(data, CH);
-      const order = [7, 0, 9, 3, 4, 1, 8];
-      const got = chunkHashAddon().sha256FileChunks(fd, CH, data.length, Uint32Array.from(order));
-      expect(got.length).toBe(order.length * 32);
-      order.forEach((i, k) => expect(got.subarray(k * 32, k * 32 + 32).equals(all.subarray(i * 32, i * 32 + 32)), `chunk ${i}`).toBe(true));
-      expect(() => chunkHashAddon().sha256FileChunks(fd, CH, data.length + 2 * CH, Uint32Array.from([10]))).toThrow(/EIO/);
-      expect(() => chunkHashAddon().sha256FileChunks(fd, CH, data.length, Uint32Array.from([10]))).toThrow(/past the end/);
+      use(fd);
     } finally {
       closeSync(fd);
     }
+  }
+
+  /** sha256FileChunks of the chunks in `order` of `data` (in fd) gives each one's digest, in that order. */
+  function expectInOrder(fd: number, data: Uint8Array, order: number[]): void {
+    const all = expected(data, CH);
+    const got = chunkHashAddon().sha256FileChunks(fd, CH, data.length, Uint32Array.from(order));
+    expect(got.length).toBe(order.length * 32);
+    order.forEach((i, k) => expect(got.subarray(k * 32, k * 32 + 32).equals(all.subarray(i * 32, i * 32 + 32)), `chunk ${i} at ${k}`).toBe(true));
+  }
+
+  it('sha256FileChunks hashes the chunks named, in the order named, the last one short, and says EIO past the end of the file', () => {
+    const data = randomFillSync(new Uint8Array(9 * CH + 1000));
+    withFile('scattered', data, (fd) => {
+      expectInOrder(fd, data, [7, 0, 9, 3, 4, 1, 8]);
+      expect(() => chunkHashAddon().sha256FileChunks(fd, CH, data.length + 2 * CH, Uint32Array.from([10]))).toThrow(/EIO/);
+      expect(() => chunkHashAddon().sha256FileChunks(fd, CH, data.length, Uint32Array.from([10]))).toThrow(/past the end/);
+    });
   });
 
   it('sha256FileChunks gives the same digests when it splits many chunks between two threads, and says EIO from either half', () => {
     const data = randomFillSync(new Uint8Array(40 * CH + 1000));
-    const fd = openSync(join(dir, 'many'), 'w+');
-    try {
-      writeSync(fd, data);
-      const all = expected(data, CH);
+    withFile('many', data, (fd) => {
       // 41 chunks (odd), out of order, the short last one in the second half, one named twice.
       const order = [...Array.from({ length: 41 }, (_, i) => (i * 17) % 41), 5];
-      const got = chunkHashAddon().sha256FileChunks(fd, CH, data.length, Uint32Array.from(order));
-      expect(got.length).toBe(order.length * 32);
-      order.forEach((i, k) => expect(got.subarray(k * 32, k * 32 + 32).equals(all.subarray(i * 32, i * 32 + 32)), `chunk ${i} at ${k}`).toBe(true));
+      expectInOrder(fd, data, order);
       const beyond = 44; // within the size said, past the file's end
       for (const at of [0, order.length - 1]) {
         const bad = [...order];
         bad[at] = beyond;
         expect(() => chunkHashAddon().sha256FileChunks(fd, CH, (beyond + 1) * CH, Uint32Array.from(bad))).toThrow(/EIO/);
       }
-    } finally {
-      closeSync(fd);
-    }
+    });
   });
 
   it('StoreDigests stays equal to hashing the whole store as it is written here and there, and grows with it', () => {
