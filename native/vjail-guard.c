@@ -261,6 +261,32 @@ static void deliver_again(struct guard_task *t)
 	}
 }
 
+/* The mask vjail loads to hold signals, as the kernel keeps it (SIGKILL and SIGSTOP cannot be blocked). */
+#define ALL_BLOCKED (~0ULL & ~((1ULL << (SIGKILL - 1)) | (1ULL << (SIGSTOP - 1))))
+
+/*
+ * The task's own signal mask back, if it still has the one vjail loaded. A
+ * task the kernel let go before the guard came (vjail died without its exit
+ * stop) ran its own code meanwhile, and that code may have set a mask of its
+ * own: returning from a signal handler, for one, restores the mask its frame
+ * saved, not the one noted while the handler ran (the handled signal
+ * blocked). Its mask is then its own already; putting the noted one back
+ * would keep that signal blocked for good. (Only a task that itself blocks
+ * every signal in that moment is taken for one still holding vjail's.)
+ */
+static void put_back_mask(const struct guard_task *t)
+{
+	uint64_t now = 0;
+	if (ptrace(PTRACE_GETSIGMASK, t->tid, (void *)sizeof now, &now)) {
+		say(errno, "cannot read the signal mask of task %d", t->tid);
+		return;
+	}
+	if (now != ALL_BLOCKED)
+		return;
+	if (ptrace(PTRACE_SETSIGMASK, t->tid, (void *)sizeof t->mask, &t->mask))
+		say(errno, "cannot put back the signal mask of task %d", t->tid);
+}
+
 /* Wait (up to 5 s) for the interrupt stop of a task seized again; a signal due first is delivered on its own registers. */
 static int fix_task(struct guard_task *t)
 {
@@ -288,8 +314,8 @@ static int fix_task(struct guard_task *t)
 		ptrace(PTRACE_CONT, t->tid, 0L, (long)(EVENT(st) == 0 ? WSTOPSIG(st) : 0));
 	}
 	int due = signal_due(t);
-	if ((t->flags & GUARD_MASK) && ptrace(PTRACE_SETSIGMASK, t->tid, (void *)sizeof t->mask, &t->mask))
-		say(errno, "cannot put back the signal mask of task %d", t->tid);
+	if (t->flags & GUARD_MASK)
+		put_back_mask(t);
 	if (due)
 		t->flags |= GUARD_RESEND; /* kept stopped: delivered once the cgroup is thawed */
 	else

@@ -28,6 +28,10 @@ function counts(file: string): { work: number; unexpected: number; usr1: number 
   return { work: f[0]!, unexpected: f[1]!, usr1: f[2]! };
 }
 
+function sigBlk(pid: number): string | undefined {
+  return /^SigBlk:\s+(\S+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+}
+
 function tracer(pid: number): string | undefined {
   return /^TracerPid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
 }
@@ -40,6 +44,7 @@ describe('vjail-guard puts a held task back whatever moment vjail died at', () =
     ['exit', "vjail's registers loaded, stopped at the exit of an injected call"],
     ['signal', "vjail's registers loaded, a signal held at its delivery stop"],
     ['released', "vjail's registers loaded and the task let go, as when the kernel skips a dying vjail's exit stop: it parks until the guard comes"],
+    ['handler', "held inside a signal handler with every signal blocked and let go so: it returns from the handler, its own mask back, and the guard keeps that mask"],
   ];
   for (const [moment, what] of moments) {
     it(`${moment}: ${what}`, async () => {
@@ -56,15 +61,18 @@ describe('vjail-guard puts a held task back whatever moment vjail died at', () =
       expect(r.stderr).toMatch(/vjail-guard: vjail died during a checkpoint; 1 task\(s\) of the jail put back as they were and its cgroup thawed/);
       expect(r.stderr).not.toMatch(/cannot|could not|lost/);
       if (moment === 'released') expect(r.stdout).toMatch(/parked/);
+      if (moment === 'handler') expect(r.stdout).toMatch(/ran on/);
       if (moment === 'signal') expect(r.stderr).toMatch(/signal 10 of task \d+, held by vjail when it died, delivered again with its own siginfo/);
       const pid = left.pid;
       expect(await waitFor(() => tracer(pid) === '0', 5000), 'let go').toBe(true);
       const before = counts(status)!;
       const moved = await waitFor(() => {
         const now = counts(status);
-        return now !== undefined && now.work >= before.work + 5 && now.usr1 === (moment === 'signal' ? 1 : 0);
+        return now !== undefined && now.work >= before.work + 5 && now.usr1 === (moment === 'signal' || moment === 'handler' ? 1 : 0);
       }, 10_000);
       expect(moved, `the workload goes on (was ${JSON.stringify(before)}, now ${JSON.stringify(counts(status))})`).toBe(true);
+      // Its own mask, which blocks nothing outside its handler: no signal kept from it for good.
+      expect(await waitFor(() => sigBlk(pid) === '0000000000000000', 5000), `its own signal mask (now ${sigBlk(pid)})`).toBe(true);
       expect(alive(pid)).toBe(true);
       expect(counts(status)!.unexpected, 'its stack and computation intact').toBe(0);
     }, 60_000);
