@@ -393,6 +393,8 @@ static napi_value init(napi_env env, napi_value exports)
 		{ "pageRead", js_page_read },
 		{ "pageWrite", js_page_write },
 		{ "syncFileRange", js_sync_file_range },
+		{ "pwriteAll", js_pwrite_all },
+		{ "preadAll", js_pread_all },
 		{ "uffdApi", js_uffd_api },
 		{ "uffdRange", js_uffd_range },
 		{ "pagemapScan", js_pagemap_scan },

@@ -10,12 +10,19 @@
  *
  * sync_file_range(SYNC_FILE_RANGE_WRITE) starts writeback of a range of a
  * file that was just written, so that the fsync at its end waits for less.
+ *
+ * pwriteAll and preadAll write or read many small pieces (pages read from a
+ * frozen process, a migration's patches of them) each at its offset in one
+ * call: through Node's fs, each 4 KiB pwrite cost some 10 µs more than the
+ * call itself (2-5 µs), a stop's hundreds of them milliseconds.
  */
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include "napi_util.h"
 #include "pagecopy.h"
@@ -76,4 +83,110 @@ napi_value js_sync_file_range(napi_env env, napi_callback_info info)
 	if (sync_file_range(fd, off, len, SYNC_FILE_RANGE_WRITE))
 		return vj_throw_errno(env, "sync_file_range", errno);
 	return vj_undefined(env);
+}
+
+/* A Number that is a file offset: whole, not negative, exact in a double. */
+static int file_offset(double x)
+{
+	return x >= 0 && x <= 9007199254740991.0 && x == (double)(uint64_t)x;
+}
+
+/* All `len` bytes at `at`, read or written: 0, 1 if the file ended first (or a write took nothing), or -errno. */
+static int whole_io(int fd, char *p, size_t len, off_t at, int writing)
+{
+	for (size_t done = 0; done < len;) {
+		ssize_t n = writing ? pwrite(fd, p + done, len - done, at + (off_t)done) : pread(fd, p + done, len - done, at + (off_t)done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return 1;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+/*
+ * pwriteAll(fd, pieces, offsets): write each Buffer of `pieces` whole at the
+ * offset of the same index in `offsets` (a Float64Array), in order (a later
+ * piece over an earlier one wins). Throws on the first failure, naming the
+ * piece; the pieces before it are written.
+ */
+napi_value js_pwrite_all(napi_env env, napi_callback_info info)
+{
+	napi_value argv[3];
+	if (vj_args(env, info, 3, argv))
+		return NULL;
+	int fd = vj_i32(env, argv[0]);
+	bool is_array = false;
+	napi_is_array(env, argv[1], &is_array);
+	if (!is_array) {
+		napi_throw_type_error(env, NULL, "pwriteAll: the pieces must be an array of Buffers");
+		return NULL;
+	}
+	uint32_t n = 0;
+	napi_get_array_length(env, argv[1], &n);
+	void *odata;
+	size_t count;
+	if (vj_typed_array(env, argv[2], napi_float64_array, "the offsets", "Float64Array", &odata, &count))
+		return NULL;
+	if (count != n) {
+		napi_throw_range_error(env, NULL, "pwriteAll: one offset per piece");
+		return NULL;
+	}
+	const double *offsets = odata;
+	for (uint32_t i = 0; i < n; i++) {
+		napi_value piece;
+		void *data;
+		size_t len;
+		if (napi_get_element(env, argv[1], i, &piece) != napi_ok || vj_buffer(env, piece, "a piece", &data, &len))
+			return NULL;
+		if (!file_offset(offsets[i])) {
+			napi_throw_range_error(env, NULL, "pwriteAll: an offset is not a file offset");
+			return NULL;
+		}
+		int rc = whole_io(fd, data, len, (off_t)offsets[i], 1);
+		if (rc)
+			return vj_throw_errno(env, "pwrite", rc < 0 ? -rc : EIO);
+	}
+	return vj_undefined(env);
+}
+
+/*
+ * preadAll(fd, buf, spans): read pieces of the file into `buf`, `spans` (a
+ * Float64Array) three numbers a piece: where in buf, how many bytes, from
+ * which offset of the file. Returns how many pieces were read whole before
+ * one met the file's end; throws on an error.
+ */
+napi_value js_pread_all(napi_env env, napi_callback_info info)
+{
+	napi_value argv[3];
+	if (vj_args(env, info, 3, argv))
+		return NULL;
+	int fd = vj_i32(env, argv[0]);
+	void *bdata, *sdata;
+	size_t blen, count;
+	if (vj_buffer(env, argv[1], "the buffer", &bdata, &blen) ||
+	    vj_typed_array(env, argv[2], napi_float64_array, "the spans", "Float64Array", &sdata, &count))
+		return NULL;
+	if (count % 3) {
+		napi_throw_range_error(env, NULL, "preadAll: three numbers a piece");
+		return NULL;
+	}
+	const double *sp = sdata;
+	size_t n = count / 3;
+	for (size_t i = 0; i < n; i++) {
+		double into = sp[3 * i], len = sp[3 * i + 1], at = sp[3 * i + 2];
+		if (!(into >= 0) || !(len >= 0) || into + len > (double)blen || !file_offset(at)) {
+			napi_throw_range_error(env, NULL, "preadAll: a piece is outside the buffer or not at a file offset");
+			return NULL;
+		}
+		int rc = whole_io(fd, (char *)bdata + (size_t)into, (size_t)len, (off_t)at, 0);
+		if (rc < 0)
+			return vj_throw_errno(env, "pread", -rc);
+		if (rc > 0)
+			return vj_make_i32(env, (int32_t)i);
+	}
+	return vj_make_i32(env, (int32_t)n);
 }

@@ -29,6 +29,7 @@ import { isNativeError } from '../native.js';
 import { preDumpAddon as addon } from '../native/predump.js';
 import { pidfdGetfd, sys, sysOk } from '../native/fdio.js';
 import { pageIo } from './pagecopy.js';
+import { pageCopyAddon } from '../native/pagecopy.js';
 import { fileHashes } from './parts/memory.js';
 import { SYS } from './syscalls.js';
 import { type MapsEntry, readMaps, Tracee } from './tracee.js';
@@ -322,17 +323,36 @@ export class MemoryTrack {
 
   /** Write `data`, of range `t` at `off`, into its store. */
   private store(t: Tracked, off: number, data: Buffer): void {
-    if (t.store < 0) t.store = openSync(join(this.dir, t.name), 'wx+', 0o600);
+    this.storeFile(t);
     for (let done = 0; done < data.length; ) done += writeSync(t.store, data, done, data.length - done, off + done);
     this.mirror?.copied(t.name, t.store, off, data.length, Number(t.end - t.start));
   }
 
-  /** Write the pages read while frozen into their stores (in the order read: a page read twice ends as read last). */
+  /** Range `t`'s store, made on its first write. */
+  private storeFile(t: Tracked): number {
+    if (t.store < 0) t.store = openSync(join(this.dir, t.name), 'wx+', 0o600);
+    return t.store;
+  }
+
+  /**
+   * Write the pages read while frozen into their stores (in the order read:
+   * a page read twice ends as read last), each store's in one native call:
+   * they are mostly single pages, hundreds of them while the jail is stopped.
+   */
   flush(): void {
     const held = this.held;
     this.held = [];
     this.heldBytes = 0;
-    for (const { t, off, data } of held) this.store(t, off, data);
+    const byStore = new Map<Tracked, { off: number; data: Buffer }[]>();
+    for (const { t, off, data } of held) {
+      const pieces = byStore.get(t);
+      if (pieces) pieces.push({ off, data });
+      else byStore.set(t, [{ off, data }]);
+    }
+    for (const [t, pieces] of byStore) {
+      pageCopyAddon().pwriteAll(this.storeFile(t), pieces.map((p) => p.data), Float64Array.from(pieces, (p) => p.off));
+      for (const { off, data } of pieces) this.mirror?.copied(t.name, t.store, off, data.length, Number(t.end - t.start));
+    }
   }
 
   /**

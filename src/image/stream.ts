@@ -59,8 +59,8 @@ export interface StorePatch {
   store: string;
   /** [offset, length] of each piece, sorted and apart. */
   extents: [number, number][];
-  /** Read `len` bytes of the store at `at` into `buf` at `off`. */
-  read(buf: Buffer, off: number, len: number, at: number): void;
+  /** Read pieces of the store into `buf`: [where in buf, length, offset in the store] each (one frame's, at once). */
+  read(buf: Buffer, pieces: [number, number, number][]): void;
 }
 
 /** A page file of the image that is the concatenation of these runs of a store's pages (page index in the store, count). */
@@ -96,7 +96,8 @@ export interface ImageSink {
   data(chunk: Buffer): void | Promise<void>;
   end(): void | Promise<void>;
   /** Patches and recipes (a migration's streamed pre-dump): a sink without these refuses a stream that has them. */
-  patch?(store: string, offset: number, chunk: Buffer): void | Promise<void>;
+  /** A frame's pieces of a store, each to write at its offset (views of the frame: copy what is kept). */
+  patch?(store: string, pieces: { offset: number; data: Buffer }[]): void | Promise<void>;
   recipe?(r: StoreRecipe): void | Promise<void>;
 }
 
@@ -322,10 +323,12 @@ async function* patchFrames(p: StorePatch, pool: FramePool): AsyncGenerator<Buff
       buf.writeUInt32BE(l, at + 8);
       at += PATCH_PIECE;
     }
+    const into: [number, number, number][] = [];
     for (const [o, l] of frame) {
-      p.read(buf, at, l, o);
+      into.push([at, l, o]);
       at += l;
     }
+    p.read(buf, into);
     yield seal(buf, Frame.Patch, at - FRAME_HEAD);
   }
 }
@@ -470,14 +473,17 @@ async function readFrames(r: ByteReader, sink: ImageSink, what: string, pre: { h
       if (data > pl.length) throw bad();
       if (files) throw damaged(`frame ${n} patches a store after the image's files began`);
       if (!sink.patch) throw damaged(`frame ${n} is a pre-dump's patch, which only a page server takes`);
+      // Every piece checked before any is written: a malformed frame writes nothing.
+      const pieces: { offset: number; data: Buffer }[] = [];
       for (let i = 0; i < count; i++, at += PATCH_PIECE) {
         const offset = Number(pl.readBigUInt64BE(at));
         const l = pl.readUInt32BE(at + 8);
         if (data + l > pl.length || offset + l > FILE_MAX) throw bad();
-        await sink.patch(store, offset, pl.subarray(data, data + l));
+        pieces.push({ offset, data: pl.subarray(data, data + l) });
         data += l;
       }
       if (data !== pl.length) throw bad();
+      await sink.patch(store, pieces);
       n++;
       continue;
     }

@@ -7,11 +7,12 @@
  * makes those page files from them, so that the memory crosses the
  * connection while the jail runs, not while it is stopped.
  */
-import { closeSync, fstatSync, linkSync, mkdirSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, linkSync, mkdirSync, openSync, readSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { StoreMirror } from '../checkpoint/predump.js';
 import { StoreDigests } from './store-digests.js';
+import { pageCopyAddon } from '../native/pagecopy.js';
 import type { Compression } from '../image/codec.js';
 import { type Manifest, PAGE_CHUNK_BYTES, PAGE_SIZE } from '../image/format.js';
 import { ImageError } from '../image/errors.js';
@@ -135,12 +136,9 @@ export class RoundsSender implements StoreMirror {
       if (!w.extents.length) continue;
       out.push({
         kind: 'patch', store, extents: coalesce(w.extents),
-        read: (buf, off, len, at) => {
-          for (let got = 0; got < len; ) {
-            const n = readSync(w.fd, buf, off + got, len - got, at + got);
-            if (n === 0) throw new Error(`internal: the pre-dump's store ${store} ended early`);
-            got += n;
-          }
+        read: (buf, pieces) => {
+          const spans = Float64Array.from(pieces.flat());
+          if (pageCopyAddon().preadAll(w.fd, buf, spans) < pieces.length) throw new Error(`internal: the pre-dump's store ${store} ended early`);
         },
       });
       w.extents = [];
@@ -210,10 +208,11 @@ export class StoreSink extends DirSink {
     mkdirSync(this.storesDir, { mode: 0o700 });
   }
 
-  patch(store: string, offset: number, chunk: Buffer): void {
+  patch(store: string, pieces: { offset: number; data: Buffer }[]): void {
     let fd = this.stores.get(store);
     if (fd === undefined) this.stores.set(store, (fd = openSync(join(this.storesDir, store), 'w+', 0o600)));
-    for (let off = 0; off < chunk.length; ) off += writeSync(fd, chunk, off, chunk.length - off, offset + off);
+    // One native call a frame: a round's pages are mostly single pages, each a pwrite.
+    pageCopyAddon().pwriteAll(fd, pieces.map((p) => p.data), Float64Array.from(pieces, (p) => p.offset));
   }
 
   override begin(name: string): void {

@@ -10,6 +10,10 @@ interface PageCopyAddon {
   pageWrite(pid: number, addr: bigint, buf: Buffer): number;
   /** sync_file_range(SYNC_FILE_RANGE_WRITE): start writeback of the range, without waiting for it. */
   syncFileRange(fd: number, offset: number, length: number): void;
+  /** Each piece written whole at its offset, in order; throws at the first failure (those before it written). */
+  pwriteAll(fd: number, pieces: Buffer[], offsets: Float64Array): void;
+  /** Pieces of the file read into `buf`, `spans` three numbers each (where in buf, length, offset in the file): how many were read whole before the file ended. */
+  preadAll(fd: number, buf: Buffer, spans: Float64Array): number;
 }
 
 export const pageCopyAddon = (): PageCopyAddon => native() as unknown as PageCopyAddon;
