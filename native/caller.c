@@ -53,10 +53,17 @@ int caller_read_string(pid_t pid, uint64_t addr, char *buf, size_t max, size_t *
 	size_t got = 0;
 	if (max == 0)
 		return ENAMETOOLONG;
-	/* Read page by page: a string ending just before an unmapped page is valid. */
+	/*
+	 * Read page by page: a string ending just before an unmapped page is
+	 * valid. The first read takes at most a short path's worth, since most
+	 * strings end well within it and a whole page costs more to copy.
+	 */
+	const size_t first = 256;
 	while (got < max - 1) {
 		uint64_t at = addr + got;
 		size_t chunk = page - (size_t)(at % page);
+		if (got == 0 && chunk > first)
+			chunk = first;
 		if (chunk > max - 1 - got)
 			chunk = max - 1 - got;
 		int err = caller_read(pid, at, buf + got, chunk);

@@ -117,6 +117,7 @@ static uint64_t caps_perm(const struct __user_cap_data_struct *d)
 void of_thread_init(struct open_fast *of)
 {
 	of->ready = 0;
+	memset(of->misses, 0, sizeof of->misses);
 	if (!of->enabled)
 		return;
 	prof_register();
@@ -442,6 +443,20 @@ static int send_errno(int listener, uint64_t id, int err)
 	return 0;
 }
 
+/* FNV-1a of the path, never 0 (an empty slot). */
+static uint64_t path_hash(const char *p, size_t len)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ (uint8_t)p[i]) * 0x100000001b3ULL;
+	return h ? h : 1;
+}
+
+static uint64_t *miss_slot(struct open_fast *of, uint64_t h)
+{
+	return &of->misses[h & (OF_MISS_SLOTS - 1)];
+}
+
 /* Errors that may not be the kernel's answer to the caller's own call: JavaScript decides. */
 static int unsure_errno(int err)
 {
@@ -569,11 +584,41 @@ int of_try(struct open_fast *of, int listener, const struct seccomp_notif *n)
 	int fd = -1, err = 0, fallback = 0;
 	struct stat st;
 	PROF(P_WEAR);
+	/* An absolute path whose last open found nothing: probably nothing again. */
+	uint64_t hash = (absolute && !(flags & O_CREAT)) ? path_hash(of->path, len) : 0;
+	uint64_t *miss = hash ? miss_slot(of, hash) : NULL;
+	int looked = 0;
+	if (miss && *miss == hash) {
+		/*
+		 * One walk, O_PATH (no open of the file itself, so nothing a FIFO
+		 * or device would do): it fails where the open's walk would, with
+		 * the same restrictions and the same errno; if it finds the file,
+		 * its type is what the look below would have learnt.
+		 */
+		struct open_how look = {
+			.flags = O_PATH | O_CLOEXEC | (flags & (O_NOFOLLOW | O_DIRECTORY)),
+			.resolve = RESOLVE_NO_XDEV | RESOLVE_NO_MAGICLINKS,
+		};
+		int pf = (int)syscall(SYS_openat2, base, of->path, &look, sizeof look);
+		if (pf < 0) {
+			err = errno;
+			if (base >= 0)
+				close(base);
+			if (unsure_errno(err))
+				return -1;
+			return send_errno(listener, n->id, err);
+		}
+		*miss = 0;
+		looked = 1;
+		if (fstat(pf, &st) || (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)))
+			fallback = 1;
+		close(pf);
+	}
 	/* Not a FIFO or device (its open may block or differ when vjail makes it): looked at first. */
-	if (fstatat(base, of->path, &st, (flags & O_NOFOLLOW) ? AT_SYMLINK_NOFOLLOW : 0) == 0 && !S_ISREG(st.st_mode) &&
-	    !S_ISDIR(st.st_mode)) {
+	if (!looked && fstatat(base, of->path, &st, (flags & O_NOFOLLOW) ? AT_SYMLINK_NOFOLLOW : 0) == 0 &&
+	    !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
 		fallback = 1;
-	} else {
+	if (!fallback) {
 		PROF(P_PRECHECK);
 		struct open_how how = {
 			.flags = (uint64_t)(flags | O_NONBLOCK | O_NOCTTY),
@@ -589,8 +634,11 @@ int of_try(struct open_fast *of, int listener, const struct seccomp_notif *n)
 	PROF(P_OPEN);
 	if (fallback || (fd < 0 && unsure_errno(err)))
 		return -1;
-	if (fd < 0)
+	if (fd < 0) {
+		if (miss && (err == ENOENT || err == ENOTDIR))
+			*miss = hash;
 		return send_errno(listener, n->id, err);
+	}
 	/* And again on what was opened: it may have been swapped since. */
 	if (fstat(fd, &st) || (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))) {
 		close(fd);

@@ -17,6 +17,7 @@
 
 #define OF_STATUS_SLOTS 8
 #define OF_PATH_MAX 4096
+#define OF_MISS_SLOTS 512 /* a power of two */
 
 /* An open /proc/TID/status, read again for each call of that thread. */
 struct of_status_slot {
@@ -43,6 +44,13 @@ struct open_fast {
 	int worn_changed;
 	/* Identities kept from one open to the next (noted by every receiver: idc_note). */
 	struct idcache ids;
+	/*
+	 * Hashes of absolute paths whose last open found nothing (a header
+	 * searched along an include path): the next open of one walks once,
+	 * O_PATH, instead of a look then an open. Only a guess of which way
+	 * is cheaper; either way answers the same.
+	 */
+	uint64_t misses[OF_MISS_SLOTS];
 };
 
 /* Called once by the receiving thread before its loop (no-op unless enabled). */
