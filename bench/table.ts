@@ -51,11 +51,19 @@ function formatReferences(refs: Reference[]): string[] {
   return [`  For reference (${[...new Set(refs.map((x) => x.source))].join('; ')}):`, ...refs.map((x) => `    ${pad(x.label, w)}${x.text}`)];
 }
 
-/** How far a target was missed: a factor for ratios and bandwidths, a difference otherwise. */
+/** `v` with as many decimals as it takes to tell it from `ref` (up to 4), so that a near miss never reads as the limit. */
+function apart(v: number, ref: number): string {
+  let digits = 2;
+  while (digits < 4 && v !== ref && v.toFixed(digits) === ref.toFixed(digits)) digits++;
+  return digits > 2 ? v.toFixed(digits) : num(v);
+}
+
+/** How far a target was missed: a factor for bandwidths, a difference otherwise (ratios included: 1.21× misses 1.2× by 0.01×). */
 function missed(t: Target): string {
   const unit = t.unit === '×' ? '×' : ` ${t.unit}`;
   if (t.atLeast) return `MISSED: ${num(t.limit / t.value!)}× too slow (needs ${num(t.limit)}${unit})`;
-  return `MISSED by ${num(t.unit === '×' ? t.value! / t.limit : t.value! - t.limit)}${unit}`;
+  const by = t.value! - t.limit;
+  return `MISSED by ${by < 0.01 ? by.toFixed(4) : num(by)}${unit}`;
 }
 
 /** The report as text tables, one per group, then the targets. */
@@ -83,7 +91,7 @@ export function formatReport(r: Report): string {
   out.push('', 'Targets');
   for (const t of r.targets) {
     const verdict = t.met === undefined ? `n/a (${t.note ?? 'not measured'})` : t.met ? 'met' : missed(t);
-    const value = t.value === undefined ? '' : `${num(t.value)}${t.unit === '×' ? '×' : ` ${t.unit}`}: `;
+    const value = t.value === undefined ? '' : `${apart(t.value, t.limit)}${t.unit === '×' ? '×' : ` ${t.unit}`}: `;
     out.push(`  ${pad(t.description, 66)} ${value}${verdict}`);
     if (t.value !== undefined && t.note) out.push(`    (${t.note})`);
   }
