@@ -607,9 +607,16 @@ const PLANNED = `## Planned
   same kind (2026-12-08, the C user-notify floor for \`uname\` 15.2 µs
   against 5.99), the floor with ADDFD was 28.1 µs, the open 33.8 µs as
   root and 33.9 µs as nobody, and \`make\` 1.21×: both missed there. The
-  shim's open costs some 6 µs above that floor: the look before the open
+  shim's open costs some 5 µs above that floor: the look before the open
   (a path walk that keeps FIFOs and devices, whose open may block or act,
-  from being opened by the supervisor), and the checks after it.
+  from being opened by the supervisor), the checks after it, and the pidfd
+  check that a cached identity is still its thread's (each syscall costs
+  1.2-2 µs on that host). An absolute path whose last open found nothing
+  is now walked once, with O_PATH, instead of looked at and then opened
+  (half of a build's opens are such misses): two runs of that build the
+  same day gave \`make\` 1.22× and 1.197×, the open 32.7-33.1 µs against
+  a floor of 27.2-27.4 µs, so \`make\` is at the edge and the open still
+  misses on that host.
 - \`vjail run\` through the Node CLI starts 15.6 ms after \`node -e ''\`
   against 10 ms (the native front end, 200 in a row, is 1.70× bwrap).
 - Checkpoint of 256 MiB: 342 MiB/s on a quiet host whose write+fsync ran
