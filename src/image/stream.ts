@@ -95,9 +95,13 @@ export interface ImageSink {
   begin(name: string, size: number): void | Promise<void>;
   data(chunk: Buffer): void | Promise<void>;
   end(): void | Promise<void>;
-  /** Patches and recipes (a migration's streamed pre-dump): a sink without these refuses a stream that has them. */
+  /*
+   * Patches and recipes come only in a migration's streamed pre-dump: a sink
+   * without these methods refuses a stream that has them.
+   */
   /** A frame's pieces of a store, each to write at its offset (views of the frame: copy what is kept). */
   patch?(store: string, pieces: { offset: number; data: Buffer }[]): void | Promise<void>;
+  /** A page file to make of a store's pages. */
   recipe?(r: StoreRecipe): void | Promise<void>;
 }
 
