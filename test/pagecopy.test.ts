@@ -32,6 +32,21 @@ describe('pwriteAll and preadAll', () => {
     expect(readFileSync(path).equals(want)).toBe(true);
   });
 
+  it('pwriteAll writes a piece longer than one write (256 KiB) whole, from an offset that is not page-aligned', () => {
+    const path = join(dir, 'long');
+    writeFileSync(path, Buffer.alloc(0));
+    const piece = randomFillSync(Buffer.alloc((1 << 20) + 123));
+    const fd = openSync(path, 'r+');
+    try {
+      pwriteAll(fd, [piece, piece.subarray(0, 10)], Float64Array.from([777, 777 + (256 << 10) - 5]));
+    } finally {
+      closeSync(fd);
+    }
+    const want = Buffer.concat([Buffer.alloc(777), piece]);
+    piece.subarray(0, 10).copy(want, 777 + (256 << 10) - 5);
+    expect(readFileSync(path).equals(want)).toBe(true);
+  });
+
   it('preadAll reads each piece into its place, and counts the pieces read whole before one meets the end of the file', () => {
     const path = join(dir, 'read');
     const data = randomFillSync(Buffer.alloc(5 * 4096));

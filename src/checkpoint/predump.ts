@@ -22,7 +22,7 @@
  * with the page file, built from the store afterwards, possibly after the
  * jail was let go: the image's pages are those of the frozen process.
  */
-import { closeSync, fstatSync, mkdtempSync, openSync, readdirSync, readSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, mkdtempSync, openSync, readdirSync, readSync, rmSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { type ImageWriter, OffThreadHash, PAGE_SIZE, type Pages, pageBuffer } from '../image/format.js';
 import { isNativeError } from '../native.js';
@@ -324,7 +324,8 @@ export class MemoryTrack {
   /** Write `data`, of range `t` at `off`, into its store. */
   private store(t: Tracked, off: number, data: Buffer): void {
     this.storeFile(t);
-    for (let done = 0; done < data.length; ) done += writeSync(t.store, data, done, data.length - done, off + done);
+    // Natively: in pieces small enough that the pages written into later, while the jail is stopped, cost little (pagecopy.c).
+    pageCopyAddon().pwriteAll(t.store, [data], Float64Array.of(off));
     this.mirror?.copied(t.name, t.store, off, data.length, Number(t.end - t.start));
   }
 
