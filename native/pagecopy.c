@@ -91,18 +91,19 @@ static int file_offset(double x)
 	return x >= 0 && x <= 9007199254740991.0 && x == (double)(uint64_t)x;
 }
 
-/* All `len` bytes at `at`, read or written: 0, 1 if the file ended first (or a write took nothing), or -errno. */
 /*
  * Writes are made at most this long: the page cache gives a file written in
  * large pieces large folios (1 MiB written at once, 1 MiB folios), and on
- * ext4 a later 4 KiB write into one walks the buffer heads of the whole
- * folio. On the VM this was measured on, a 4 KiB write at a random offset
- * cost 15 us into 1 MiB folios, 6.7 us into 256 KiB ones, and writing
- * 256 MiB in 256 KiB pieces took no longer than in 1 MiB ones. A store is
- * written whole first, then patched page by page while the jail is stopped.
+ * ext4 a later 4 KiB write into one costs more the larger the folio (it
+ * seems to handle the whole folio's blocks). On the VM this was measured
+ * on, a 4 KiB write at a random offset cost 15 us into 1 MiB folios,
+ * 6.7 us into 256 KiB ones, and writing 256 MiB in 256 KiB pieces took no
+ * longer than in 1 MiB ones. A store is written whole first, then patched
+ * page by page while the jail is stopped.
  */
 #define WRITE_MAX ((size_t)256 << 10)
 
+/* All `len` bytes at `at`, read or written: 0, 1 if the file ended first (or a write took nothing), or -errno. */
 static int whole_io(int fd, char *p, size_t len, off_t at, int writing)
 {
 	for (size_t done = 0; done < len;) {
