@@ -26,9 +26,47 @@ function childrenOf(pid: number): number[] {
   return out;
 }
 
+/** The parent of `pid` (from /proc/PID/stat), or null once it has ended. */
+function parentOf(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // "pid (comm) state ppid ...": the comm may hold anything, so the fields after its last ')'.
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Whether `pid` descends from the tree: a process forked after the tree was
+ * walked (a shell's child between fork and exec) has its parent, or a
+ * parent's parent, in it. One of `exec` or of another container leads out
+ * of the namespace instead (its vjail-init's parent is the engine). What
+ * is found inside is added to `tree`.
+ */
+function joinsTree(pid: number, tree: Set<number>, inNs: (pid: number) => boolean): boolean {
+  const chain: number[] = [];
+  for (let p: number | null = pid; p !== null && p > 0 && !chain.includes(p); p = parentOf(p)) {
+    if (tree.has(p)) {
+      for (const c of chain) tree.add(c);
+      return true;
+    }
+    if (!inNs(p)) return false;
+    chain.push(p);
+  }
+  return false;
+}
+
 /** "PID (comm)" of each process of `init`'s PID namespace outside its tree. */
 export function outsideTree(init: number): string[] {
   const ns = readlinkSync(`/proc/${init}/ns/pid`);
+  const inNs = (pid: number): boolean => {
+    try {
+      return readlinkSync(`/proc/${pid}/ns/pid`) === ns;
+    } catch {
+      return false; // ended meanwhile, or not ours to read
+    }
+  };
   const tree = new Set<number>([init]);
   for (const queue = [init]; queue.length; ) {
     for (const c of childrenOf(queue.shift()!)) if (!tree.has(c)) queue.push(c), tree.add(c);
@@ -36,11 +74,11 @@ export function outsideTree(init: number): string[] {
   const out: string[] = [];
   for (const name of readdirSync('/proc')) {
     const pid = Number(name);
-    if (!Number.isInteger(pid) || tree.has(pid)) continue;
+    if (!Number.isInteger(pid) || tree.has(pid) || !inNs(pid) || joinsTree(pid, tree, inNs)) continue;
     try {
-      if (readlinkSync(`/proc/${pid}/ns/pid`) === ns) out.push(`${pid} (${readFileSync(`/proc/${pid}/comm`, 'utf8').trim()})`);
+      out.push(`${pid} (${readFileSync(`/proc/${pid}/comm`, 'utf8').trim()})`);
     } catch {
-      // ended meanwhile, or not ours to read
+      // ended meanwhile
     }
   }
   return out;
