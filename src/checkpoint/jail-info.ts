@@ -10,6 +10,7 @@ import { openImage } from '../image/format.js';
 import { tryLock, type Lock } from '../jails/lock.js';
 import { exeName, processLives } from '../jails/members.js';
 import { listStates, processStart, supervisorAlive } from '../jails/state.js';
+import { parentPid } from '../proc-parent.js';
 import { CheckpointError, CheckpointUnsupported } from './errors.js';
 
 /** Our PID of the vjail-init right above a jailed process (whose fds 0-2 are the jail's standard streams), if it is one. */
@@ -23,8 +24,9 @@ export function vjailInitOf(pid: number): number | undefined {
 }
 
 function parentOf(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  const parent = parentPid(pid);
+  if (parent === null) throw new CheckpointError(`process ${pid} ended while its jail was looked at`);
+  return parent;
 }
 
 export interface JailInfo {

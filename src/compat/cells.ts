@@ -5,6 +5,7 @@ import { performance } from 'node:perf_hooks';
 import { shims } from '../../shims/index.js';
 import { spawnJail, type Jail } from '../jail.js';
 import { LaunchError } from '../launch.js';
+import { parentPid } from '../proc-parent.js';
 import { loadProfile } from '../profile/load.js';
 import type { Profile } from '../profile/types.js';
 import type { CaseResult, CellResult, CompatCase, CompatJob, KernelResult } from './types.js';
@@ -42,12 +43,7 @@ function isMissingFeature(e: unknown): e is LaunchError {
 
 /** vjail-init, the parent of the jail's main process; SIGUSR2 makes it end the whole jail. */
 function initPidOf(pid: number): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-  } catch {
-    return undefined;
-  }
+  return parentPid(pid) ?? undefined;
 }
 
 function caseEnv(profile: Profile, job: CompatJob): NodeJS.ProcessEnv {

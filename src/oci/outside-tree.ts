@@ -7,6 +7,7 @@
  * checkpoint is refused while any runs.
  */
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { parentPid } from '../proc-parent.js';
 
 function childrenOf(pid: number): number[] {
   const out: number[] = [];
@@ -26,17 +27,6 @@ function childrenOf(pid: number): number[] {
   return out;
 }
 
-/** The parent of `pid` (from /proc/PID/stat), or null once it has ended. */
-function parentOf(pid: number): number | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // "pid (comm) state ppid ...": the comm may hold anything, so the fields after its last ')'.
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-  } catch {
-    return null;
-  }
-}
-
 /**
  * Whether `pid` descends from the tree: a process forked after the tree was
  * walked (a shell's child between fork and exec) has its parent, or a
@@ -46,7 +36,7 @@ function parentOf(pid: number): number | null {
  */
 function joinsTree(pid: number, tree: Set<number>, inNs: (pid: number) => boolean): boolean {
   const chain: number[] = [];
-  for (let p: number | null = pid; p !== null && p > 0 && !chain.includes(p); p = parentOf(p)) {
+  for (let p: number | null = pid; p !== null && p > 0 && !chain.includes(p); p = parentPid(p)) {
     if (tree.has(p)) {
       for (const c of chain) tree.add(c);
       return true;
