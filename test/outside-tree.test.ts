@@ -24,13 +24,28 @@ async function childOf(pid: number): Promise<number> {
 
 beforeAll(async () => {
   // A namespace whose first process forks all the time (each child a shell until it execs).
-  const tree = execa('unshare', ['--pid', '--fork', 'sh', '-c', 'while :; do /bin/true; done'], { stdio: 'ignore' });
+  // --kill-child: the namespace ends with unshare, whatever happens to this test.
+  const tree = execa('unshare', ['--pid', '--fork', '--kill-child=SIGKILL', 'sh', '-c', 'while :; do /bin/true; done'], { stdio: 'ignore' });
   running.push(tree);
   init = await childOf(tree.pid!);
 });
 
-afterAll(() => {
+afterAll(async () => {
+  // The namespace's first process first: its end ends every process in the namespace.
+  if (init) process.kill(init, 'SIGKILL');
   for (const p of running) p.kill('SIGKILL');
+  await Promise.allSettled(running);
+  // Ended: gone, or a zombie until its new parent reaps it; nothing of the loop keeps running.
+  const state = (): string => {
+    try {
+      const stat = readFileSync(`/proc/${init}/stat`, 'utf8');
+      return stat.slice(stat.lastIndexOf(')') + 2)[0]!;
+    } catch {
+      return 'gone';
+    }
+  };
+  for (let i = 0; i < 200 && !['gone', 'Z', 'X'].includes(state()); i++) await new Promise((r) => setTimeout(r, 10));
+  expect(['gone', 'Z', 'X']).toContain(state());
 });
 
 describe('outsideTree', () => {
